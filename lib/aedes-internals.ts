@@ -1,0 +1,48 @@
+/**
+ * The one place where culex touches aedes 2.0.0-beta.1 beyond its documented
+ * API. Each function names the internal it relies on; test/aedes-internals.test.ts
+ * fails loudly when an aedes upgrade changes any of them.
+ */
+import type { Aedes, Client } from 'aedes'
+
+/**
+ * aedes keys `broker.clients`, `client.subscriptions` and `client.duplicates`
+ * by client id, topic filter and broker id in plain objects, so a client id
+ * or filter named like an Object.prototype member (`constructor`,
+ * `__proto__`, `toString`) reads an inherited function and crashes or
+ * confuses the broker (GHSA-52qw-whmv-87c5, fixed upstream only in 1.2.0).
+ * Objects without a prototype have no such members.
+ */
+export function hardenBroker (broker: Aedes): void {
+  const b = broker as unknown as { clients: Record<string, unknown> }
+  if (Object.keys(b.clients).length > 0) throw new Error('hardenBroker must run before clients connect')
+  b.clients = Object.create(null) as Record<string, unknown>
+}
+
+export function hardenClient (client: Client): void {
+  const c = client as unknown as { subscriptions: Record<string, unknown>, duplicates: Record<string, unknown> }
+  if (typeof c.subscriptions !== 'object' || typeof c.duplicates !== 'object') {
+    throw new Error('aedes Client no longer has subscriptions/duplicates maps: review lib/aedes-internals.ts')
+  }
+  c.subscriptions = Object.create(null) as Record<string, unknown>
+  c.duplicates = Object.create(null) as Record<string, unknown>
+}
+
+/** A subscription as aedes keeps it on `client.subscriptions[filter]`. */
+export interface AedesClientSubscription {
+  qos: number
+  rh?: number
+  rap?: boolean | number
+  nl?: boolean | number
+  si?: number
+}
+
+/** The client's live subscriptions, keyed by topic filter (aedes internal). */
+export function clientSubscriptions (client: Client): Record<string, AedesClientSubscription> {
+  return (client as unknown as { subscriptions: Record<string, AedesClientSubscription> }).subscriptions
+}
+
+/** Whether aedes has sent CONNACK and counts the client as connected. */
+export function clientConnackSent (client: Client): boolean {
+  return (client as unknown as { connackSent?: boolean }).connackSent === true
+}

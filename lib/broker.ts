@@ -1,0 +1,116 @@
+/**
+ * createBroker: aedes with culex's hooks, hardening and protocol gateway.
+ * Transports hand every new socket to `handle()`; see server.ts.
+ */
+import type { Duplex } from 'node:stream'
+import { Aedes, type AedesOptions } from 'aedes'
+import type { Logger } from 'pino'
+import { hardenBroker } from './aedes-internals.js'
+import { Connection, type ConnectionMeta, type ProtocolSettings } from './protocol/connection.js'
+import { forwardCorrections, stripWillProperties } from './protocol/delivery.js'
+import { silentLogger } from './logging.js'
+
+/** The store aedes uses (aedes' async persistence interface); `undefined` = aedes' in-memory store. */
+export type AedesPersistence = NonNullable<AedesOptions['persistence']>
+
+export interface BrokerOptions {
+  logger?: Logger
+  persistence?: AedesPersistence
+  protocol?: Partial<ProtocolSettings>
+  /** inbound topic alias maximum advertised to v5 clients (spec 3.2.2.3.8) */
+  topicAliasMaximum?: number
+  /** milliseconds a connection has to send CONNECT */
+  connectTimeout?: number
+}
+
+export interface CulexBroker {
+  readonly aedes: Aedes
+  readonly logger: Logger
+  readonly settings: ProtocolSettings
+  readonly connections: ReadonlySet<Connection>
+  /** Serves one client connection on `socket` (any byte Duplex). */
+  handle (socket: Duplex, meta: ConnectionMeta): Connection
+  /** The gateway of a connected aedes client. */
+  connectionOf (client: { conn: unknown }): Connection | undefined
+  /** DISCONNECT 0x8B to every client, then close aedes and its store. */
+  close (): Promise<void>
+}
+
+export const defaultProtocolSettings: ProtocolSettings = {
+  maximumPacketSize: 1048576,
+  receiveMaximum: 100,
+  maximumQoS: 2,
+  maxTopicLevels: 100,
+  maxTopicLength: 65535,
+  wildcardSubscriptionAvailable: true,
+  subscriptionIdentifierAvailable: true
+}
+
+export async function createBroker (options: BrokerOptions = {}): Promise<CulexBroker> {
+  const logger = options.logger ?? silentLogger()
+  const settings: ProtocolSettings = { ...defaultProtocolSettings, ...options.protocol }
+  const connections = new Set<Connection>()
+  const bySide = new WeakMap<object, Connection>()
+
+  const aedesOptions: AedesOptions = {
+    maximumPacketSize: settings.maximumPacketSize,
+    receiveMaximum: settings.receiveMaximum,
+    topicAliasMaximum: options.topicAliasMaximum ?? 10,
+    maxTopicLevels: settings.maxTopicLevels,
+    connectTimeout: options.connectTimeout ?? 10000,
+    authorizePublish (client, packet, callback) {
+      stripWillProperties(packet)
+      // [MQTT-4.7.2-1] $SYS is the broker's; clients may not publish there
+      if (packet.topic.startsWith('$SYS')) {
+        callback(new Error('$SYS topics are reserved'))
+        return
+      }
+      callback(null)
+    },
+    authorizeForward (client, packet) {
+      return forwardCorrections(client, packet)
+    }
+  }
+  if (options.persistence !== undefined) aedesOptions.persistence = options.persistence
+
+  const aedes = await Aedes.createBroker(aedesOptions)
+  hardenBroker(aedes)
+
+  aedes.on('clientError', (client, err) => {
+    const conn = bySide.get(client.conn)
+    ;(conn?.log ?? logger).debug({ err: err.message }, 'client error')
+  })
+  aedes.on('connectionError', (client, err) => {
+    const conn = bySide.get(client.conn)
+    ;(conn?.log ?? logger).debug({ err: err.message }, 'connection error')
+  })
+  ;(aedes as unknown as NodeJS.EventEmitter).on('error', (err: Error) => logger.error({ err }, 'broker error'))
+
+  const broker: CulexBroker = {
+    aedes,
+    logger,
+    settings,
+    connections,
+    handle (socket, meta) {
+      const conn = new Connection(socket, meta, {
+        broker: aedes,
+        settings,
+        logger,
+        onClose (c) { connections.delete(c) }
+      })
+      connections.add(conn)
+      bySide.set(conn.client.conn, conn)
+      return conn
+    },
+    connectionOf (client) {
+      return bySide.get(client.conn as object)
+    },
+    async close () {
+      for (const conn of [...connections]) conn.shutdown()
+      await new Promise<void>((resolve) => aedes.close(() => resolve()))
+      const store = (aedes as unknown as { persistence?: { destroy?: () => Promise<void> } }).persistence
+      if (store?.destroy) await store.destroy()
+    }
+  }
+  return broker
+}

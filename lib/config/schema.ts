@@ -1,0 +1,62 @@
+/**
+ * The one typed schema for culex's configuration: the CLI flags, the
+ * CULEX_* environment variables and the JSON config file are all validated by
+ * it (zod), and merged with the precedence flags > env > file > defaults.
+ */
+import { z } from 'zod'
+
+/** A port: 1-65535, 0 = listener off, or "auto" for a port the OS picks (tests, scripts). */
+const port = z.union([
+  z.literal('auto'),
+  z.coerce.number({ error: 'expected a port number, 0 (off) or "auto"' }).int().min(0).max(65535)
+])
+
+/** Booleans arrive as strings from flags and the environment. */
+const bool = z.preprocess((v) => {
+  if (typeof v !== 'string') return v
+  if (['true', '1', 'yes', 'on'].includes(v.toLowerCase())) return true
+  if (['false', '0', 'no', 'off'].includes(v.toLowerCase())) return false
+  return v
+}, z.boolean())
+
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max)
+
+export const LogLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+
+export const ConfigSchema = z.object({
+  /** bind address of every listener; loopback unless set, as mosquitto 2.0 */
+  host: z.string().min(1).default('127.0.0.1'),
+  port: port.default(1883),
+  wsPort: port.default(8083),
+  tlsPort: port.default(8883),
+  wssPort: port.default(8084),
+  /** the WebSocket path: ws://host:port/mqtt */
+  wsPath: z.string().startsWith('/').default('/mqtt'),
+  /** PEM files; TLS and WSS listen only when key and certificate are set */
+  tlsKey: z.string().optional(),
+  tlsCert: z.string().optional(),
+  tlsCa: z.string().optional(),
+  dataDir: z.string().min(1).default('./data'),
+  persistence: z.enum(['level', 'memory']).default('level'),
+  /** make every store write survive power loss, not only a process crash */
+  fsync: bool.default(false),
+  logLevel: LogLevel.default('info'),
+  /** largest packet accepted, advertised in CONNACK (spec 3.2.2.3.6); bytes */
+  maximumPacketSize: int(0, 268435460).default(1048576),
+  /** inbound QoS 1/2 window, advertised to v5 clients (spec 3.2.2.3.3) */
+  receiveMaximum: int(1, 65535).default(100),
+  /** inbound topic aliases (spec 3.2.2.3.8); 0 = off */
+  topicAliasMaximum: int(0, 65535).default(10),
+  maximumQoS: z.coerce.number().pipe(z.union([z.literal(0), z.literal(1), z.literal(2)])).default(2),
+  wildcardSubscriptionAvailable: bool.default(true),
+  subscriptionIdentifierAvailable: bool.default(true),
+  maxTopicLevels: int(1, 100).default(100),
+  maxTopicLength: int(1, 65535).default(65535),
+  /** seconds a new connection has to send CONNECT */
+  connectTimeout: int(1, 3600).default(10)
+}).strict()
+
+export type Config = z.infer<typeof ConfigSchema>
+export type ConfigInput = z.input<typeof ConfigSchema>
+
+export const configKeys = Object.keys(ConfigSchema.shape) as Array<keyof Config>

@@ -1,0 +1,7 @@
+export { createBroker, type CulexBroker, type BrokerOptions } from './broker.js'
+export { startServer, type CulexServer, type StartOptions } from './server.js'
+export { ConfigSchema, type Config, type ConfigInput } from './config/schema.js'
+export { ReasonCode, describeReasonCode } from './protocol/reason-codes.js'
+export { ErrorCodes, CulexError } from './errors.js'
+export { createLogger } from './logging.js'
+export { version } from './version.js'

@@ -1,0 +1,31 @@
+/**
+ * Full decoding and encoding of single packets with mqtt-packet, for the
+ * packets the gateway must understand whole (CONNECT, SUBSCRIBE, CONNACK,
+ * SUBACK, AUTH, ...). The hot path (PUBLISH, acks) uses `frame.ts` instead.
+ */
+import mqtt from 'mqtt-packet'
+import type { Packet } from 'mqtt-packet'
+import type { Frame } from './frame.js'
+
+export type ProtocolVersion = 3 | 4 | 5
+
+export function decodeFrame (frame: Frame, protocolVersion: ProtocolVersion | undefined): Packet | Error {
+  const parser = mqtt.parser({ protocolVersion: protocolVersion ?? 4 })
+  let packet: Packet | undefined
+  let error: Error | undefined
+  parser.on('packet', (p: Packet) => { packet ??= p })
+  parser.on('error', (e: Error) => { error ??= e })
+  parser.parse(frame.buf)
+  if (error) return error
+  if (!packet) return new Error('incomplete packet')
+  return packet
+}
+
+export function encode (packet: Packet, protocolVersion: ProtocolVersion | undefined): Buffer {
+  return mqtt.generate(packet, { protocolVersion: protocolVersion ?? 4 })
+}
+
+/** The encoded size of a packet, for Maximum Packet Size checks (spec 3.1.2.11.4). */
+export function encodedLength (packet: Packet, protocolVersion: ProtocolVersion | undefined): number {
+  return encode(packet, protocolVersion).length
+}

@@ -1,0 +1,147 @@
+/**
+ * Frame-level reading of the MQTT byte stream (spec 2.1): the fixed header
+ * (packet type, flags, Remaining Length) is enough to split the stream into
+ * packets without decoding them, which keeps the hot path cheap.
+ */
+
+export const PacketType = {
+  CONNECT: 1,
+  CONNACK: 2,
+  PUBLISH: 3,
+  PUBACK: 4,
+  PUBREC: 5,
+  PUBREL: 6,
+  PUBCOMP: 7,
+  SUBSCRIBE: 8,
+  SUBACK: 9,
+  UNSUBSCRIBE: 10,
+  UNSUBACK: 11,
+  PINGREQ: 12,
+  PINGRESP: 13,
+  DISCONNECT: 14,
+  AUTH: 15
+} as const
+
+export interface Frame {
+  /** packet type, the high nibble of the first byte */
+  readonly type: number
+  /** the low nibble of the first byte */
+  readonly flags: number
+  /** bytes of the fixed header (1 + the Remaining Length field) */
+  readonly headerLength: number
+  /** the whole packet, fixed header included */
+  readonly buf: Buffer
+}
+
+export type ReadResult =
+  | { kind: 'frame', frame: Frame }
+  | { kind: 'malformed', reason: string }
+  | { kind: 'too-large', size: number }
+
+/**
+ * Accumulates bytes and yields whole frames. A Remaining Length encoded in
+ * more than four bytes is malformed [MQTT-1.5.5-1]; a declared size above
+ * `maximumPacketSize` is reported as soon as the header is read, before the
+ * body is buffered [MQTT-3.1.2-24] [MQTT-3.2.2-15].
+ */
+export class FrameReader {
+  private buf: Buffer = Buffer.alloc(0)
+  /** 0 = no limit */
+  maximumPacketSize: number
+
+  constructor (maximumPacketSize = 0) {
+    this.maximumPacketSize = maximumPacketSize
+  }
+
+  get buffered (): number { return this.buf.length }
+
+  /** Splits `chunk` (plus what was left over) into frames. */
+  * push (chunk: Buffer): Generator<ReadResult> {
+    const buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk])
+    let pos = 0
+    while (buf.length - pos >= 2) {
+      let length = 0
+      let multiplier = 1
+      let i = pos + 1
+      let complete = false
+      for (let n = 0; n < 4 && i < buf.length; n++, i++) {
+        const byte = buf[i] as number
+        length += (byte & 0x7f) * multiplier
+        multiplier *= 128
+        if ((byte & 0x80) === 0) { complete = true; i++; break }
+        if (n === 3) {
+          this.buf = Buffer.alloc(0)
+          yield { kind: 'malformed', reason: 'remaining length longer than four bytes' }
+          return
+        }
+      }
+      if (!complete) break
+      const headerLength = i - pos
+      const total = headerLength + length
+      if (this.maximumPacketSize > 0 && total > this.maximumPacketSize) {
+        this.buf = Buffer.alloc(0)
+        yield { kind: 'too-large', size: total }
+        return
+      }
+      if (buf.length - pos < total) break
+      const first = buf[pos] as number
+      yield { kind: 'frame', frame: { type: first >> 4, flags: first & 0x0f, headerLength, buf: buf.subarray(pos, pos + total) } }
+      pos += total
+    }
+    this.buf = pos === buf.length ? Buffer.alloc(0) : Buffer.from(buf.subarray(pos))
+  }
+}
+
+/** The packet identifier that follows the fixed header of PUBACK..PUBCOMP, SUBACK, UNSUBACK. */
+export function ackPacketId (frame: Frame): number {
+  return frame.buf.readUInt16BE(frame.headerLength)
+}
+
+/** The reason code of a v5 PUBACK/PUBREC/PUBREL/PUBCOMP (0 when omitted, spec 3.4.2.1). */
+export function ackReasonCode (frame: Frame): number {
+  const at = frame.headerLength + 2
+  return frame.buf.length > at ? frame.buf[at] as number : 0
+}
+
+export interface PublishHeader {
+  qos: number
+  retain: boolean
+  dup: boolean
+  topic: string
+  /** undefined for QoS 0 */
+  packetId: number | undefined
+  /** offset just after the packet identifier (v5: where properties start) */
+  afterId: number
+}
+
+/** Reads the variable header of a PUBLISH without decoding properties or payload. */
+export function readPublishHeader (frame: Frame): PublishHeader | null {
+  const { buf, headerLength, flags } = frame
+  const qos = (flags >> 1) & 0x03
+  if (buf.length < headerLength + 2) return null
+  const topicLength = buf.readUInt16BE(headerLength)
+  let at = headerLength + 2 + topicLength
+  if (at > buf.length) return null
+  const topic = buf.toString('utf8', headerLength + 2, at)
+  let packetId: number | undefined
+  if (qos > 0) {
+    if (at + 2 > buf.length) return null
+    packetId = buf.readUInt16BE(at)
+    at += 2
+  }
+  return { qos, retain: (flags & 0x01) === 1, dup: (flags & 0x08) !== 0, topic, packetId, afterId: at }
+}
+
+/** Reads a Variable Byte Integer (spec 1.5.5) at `offset`. */
+export function readVarInt (buf: Buffer, offset: number): { value: number, bytes: number } | null {
+  let value = 0
+  let multiplier = 1
+  for (let n = 0; n < 4; n++) {
+    if (offset + n >= buf.length) return null
+    const byte = buf[offset + n] as number
+    value += (byte & 0x7f) * multiplier
+    if ((byte & 0x80) === 0) return { value, bytes: n + 1 }
+    multiplier *= 128
+  }
+  return null
+}

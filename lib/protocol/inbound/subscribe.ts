@@ -1,0 +1,73 @@
+/**
+ * SUBSCRIBE (spec 3.8) as the gateway handles it: every filter is checked
+ * here and answered with its own reason code, so one bad filter never closes
+ * the connection; the accepted filters go to aedes one per SUBSCRIBE, and
+ * their SUBACKs are merged back into one (see outbound/suback.ts).
+ */
+import type { ISubscribePacket, ISubscription } from 'mqtt-packet'
+import { ReasonCode } from '../reason-codes.js'
+import { isValidTopicFilter, topicLevels, hasWildcard } from '../topic.js'
+
+export interface SubscribePolicy {
+  maximumQoS: 0 | 1 | 2
+  maxTopicLevels: number
+  maxTopicLength: number
+  wildcardSubscriptionAvailable: boolean
+  subscriptionIdentifierAvailable: boolean
+}
+
+export type FilterVerdict =
+  | { kind: 'forward', subscription: ISubscription }
+  | { kind: 'reject', code: number }
+
+/**
+ * Steps, per filter:
+ * 1. [MQTT-3.8.3-1] [MQTT-4.7.1-2] [MQTT-4.7.1-3] a malformed filter gets 0x8F
+ *    (0x80 for 3.1.1, which has no finer code);
+ * 2. a filter over the length or level limits gets 0x8F;
+ * 3. a wildcard filter when wildcards are off gets 0xA2 (spec 3.2.2.3.12, 3.9.3);
+ * 4. a Subscription Identifier when identifiers are off gets 0xA1 (spec 3.2.2.3.13, 3.9.3);
+ * 5. the requested QoS is capped at the server's Maximum QoS (3.2.2.3.4);
+ * 6. the rest is forwarded.
+ */
+export function checkSubscription (
+  packet: ISubscribePacket,
+  sub: ISubscription,
+  version: number,
+  policy: SubscribePolicy
+): FilterVerdict {
+  const failure = version === 5 ? ReasonCode.TopicFilterInvalid : ReasonCode.UnspecifiedError
+  const topic = sub.topic
+  if (!isValidTopicFilter(topic)) return { kind: 'reject', code: failure }
+  if (topic.length > policy.maxTopicLength || topicLevels(topic) > policy.maxTopicLevels) {
+    return { kind: 'reject', code: failure }
+  }
+  if (!policy.wildcardSubscriptionAvailable && hasWildcard(topic)) {
+    return { kind: 'reject', code: version === 5 ? ReasonCode.WildcardSubscriptionsNotSupported : ReasonCode.UnspecifiedError }
+  }
+  if (!policy.subscriptionIdentifierAvailable && packet.properties?.subscriptionIdentifier !== undefined) {
+    return { kind: 'reject', code: ReasonCode.SubscriptionIdentifiersNotSupported }
+  }
+  const qos = Math.min(sub.qos, policy.maximumQoS) as 0 | 1 | 2
+  return { kind: 'forward', subscription: qos === sub.qos ? sub : { ...sub, qos } }
+}
+
+/** A SUBSCRIBE split into parts, waiting for aedes' SUBACKs to be merged. */
+export class PendingSuback {
+  readonly codes: Array<number | undefined>
+  private remaining: number
+
+  constructor (readonly messageId: number, size: number) {
+    this.codes = new Array<number | undefined>(size).fill(undefined)
+    this.remaining = size
+  }
+
+  /** Records the code of filter `index`; true once every filter has one. */
+  settle (index: number, code: number): boolean {
+    if (this.codes[index] === undefined) this.remaining--
+    this.codes[index] = code
+    return this.remaining === 0
+  }
+
+  get complete (): boolean { return this.remaining === 0 }
+}

@@ -1,0 +1,98 @@
+/**
+ * Topic names and filters (spec 4.7). Pure functions shared by the protocol
+ * gateway, shared subscriptions and authorization.
+ */
+
+/** [MQTT-4.7.3-1] [MQTT-4.7.1-2] [MQTT-4.7.1-3] a valid topic filter. */
+export function isValidTopicFilter (filter: string): boolean {
+  if (filter.length === 0) return false // [MQTT-4.7.3-1]
+  if (filter.includes('\u0000')) return false // [MQTT-4.7.3-2]
+  const levels = filter.split('/')
+  for (let i = 0; i < levels.length; i++) {
+    const level = levels[i] as string
+    if (level.includes('#')) {
+      // [MQTT-4.7.1-2] '#' stands alone and last
+      if (level !== '#' || i !== levels.length - 1) return false
+    } else if (level.includes('+') && level !== '+') {
+      return false // [MQTT-4.7.1-3] '+' occupies a whole level
+    }
+  }
+  return true
+}
+
+/** [MQTT-4.7.3-1] [MQTT-3.3.2-2] a valid topic name: non-empty, no wildcards. */
+export function isValidTopicName (topic: string): boolean {
+  if (topic.length === 0) return false
+  for (let i = 0; i < topic.length; i++) {
+    const c = topic.charCodeAt(i)
+    if (c === 0x23 || c === 0x2b || c === 0) return false
+  }
+  return true
+}
+
+export function hasWildcard (filter: string): boolean {
+  return filter.includes('+') || filter.includes('#')
+}
+
+/**
+ * Does `filter` match the topic name `topic` (spec 4.7)? [MQTT-4.7.2-1] a
+ * filter starting with a wildcard does not match a topic starting with '$'.
+ * [MQTT-4.7.1-2] 'sport/#' also matches 'sport'.
+ */
+export function topicMatches (filter: string, topic: string): boolean {
+  if (filter === topic) return true
+  if (topic.charCodeAt(0) === 0x24 /* $ */) {
+    const f0 = filter.charCodeAt(0)
+    if (f0 === 0x2b || f0 === 0x23) return false
+  }
+  let fi = 0
+  let ti = 0
+  const fl = filter.length
+  const tl = topic.length
+  while (fi < fl) {
+    const fEnd = indexOrEnd(filter, fi)
+    const fLevel = filter.slice(fi, fEnd)
+    if (fLevel === '#') return true
+    if (ti > tl) return false
+    const tEnd = indexOrEnd(topic, ti)
+    if (fLevel !== '+' && fLevel !== topic.slice(ti, tEnd)) return false
+    fi = fEnd + 1
+    ti = tEnd + 1
+    if (fi > fl) return ti > tl
+    // 'a/#' matches 'a': the filter continues with exactly '#'
+    if (ti > tl) return filter.slice(fi) === '#'
+  }
+  return ti > tl
+}
+
+function indexOrEnd (s: string, from: number): number {
+  const i = s.indexOf('/', from)
+  return i === -1 ? s.length : i
+}
+
+export function topicLevels (topic: string): number {
+  let n = 1
+  for (let i = 0; i < topic.length; i++) if (topic.charCodeAt(i) === 0x2f) n++
+  return n
+}
+
+export const SHARE_PREFIX = '$share/'
+
+export interface SharedFilter { group: string, filter: string }
+
+/**
+ * Splits `$share/{group}/{filter}` (spec 4.8.2). Returns null for a filter
+ * that is not shared, and `'invalid'` for a malformed shared filter
+ * [MQTT-4.8.2-1] [MQTT-4.8.2-2].
+ */
+export function parseSharedFilter (topic: string): SharedFilter | null | 'invalid' {
+  if (!topic.startsWith(SHARE_PREFIX)) return null
+  const rest = topic.slice(SHARE_PREFIX.length)
+  const slash = rest.indexOf('/')
+  if (slash <= 0) return 'invalid'
+  const group = rest.slice(0, slash)
+  const filter = rest.slice(slash + 1)
+  if (group.includes('+') || group.includes('#')) return 'invalid' // [MQTT-4.8.2-2]
+  if (!isValidTopicFilter(filter)) return 'invalid'
+  return { group, filter }
+}

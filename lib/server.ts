@@ -1,0 +1,111 @@
+/**
+ * startServer: the broker with every configured listener, as `culex` runs
+ * it. Tests use the same function with ports set to "auto".
+ */
+import { readFile } from 'node:fs/promises'
+import type { Logger } from 'pino'
+import { ConfigSchema, type Config, type ConfigInput } from './config/schema.js'
+import { createBroker, type AedesPersistence, type CulexBroker } from './broker.js'
+import { listenTcp, listenTls, type TlsFiles } from './transports/tcp.js'
+import { listenHttp, type HttpListener } from './transports/http.js'
+import type { Listener } from './transports/listener.js'
+import { silentLogger } from './logging.js'
+import { CulexError } from './errors.js'
+import { openStore } from './store.js'
+
+export interface CulexServer {
+  readonly config: Config
+  readonly broker: CulexBroker
+  readonly tcp?: Listener
+  readonly tls?: Listener
+  readonly ws?: HttpListener
+  readonly wss?: HttpListener
+  readonly listeners: readonly Listener[]
+  /** stop accepting, DISCONNECT 0x8B to clients, close listeners and store */
+  close (): Promise<void>
+}
+
+export interface StartOptions {
+  logger?: Logger
+  /** a store to use instead of the one `config.persistence` names */
+  persistence?: AedesPersistence
+}
+
+const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost'])
+
+export function isLoopback (host: string): boolean {
+  return LOOPBACK.has(host) || host.startsWith('127.')
+}
+
+export async function startServer (input: ConfigInput | Config = {}, options: StartOptions = {}): Promise<CulexServer> {
+  const config = ConfigSchema.parse(input)
+  const logger = options.logger ?? silentLogger()
+  const tlsFiles = await loadTls(config)
+  const persistence = options.persistence ?? await openStore(config, logger)
+
+  const broker = await createBroker({
+    logger,
+    persistence,
+    topicAliasMaximum: config.topicAliasMaximum,
+    connectTimeout: config.connectTimeout * 1000,
+    protocol: {
+      maximumPacketSize: config.maximumPacketSize,
+      receiveMaximum: config.receiveMaximum,
+      maximumQoS: config.maximumQoS,
+      maxTopicLevels: config.maxTopicLevels,
+      maxTopicLength: config.maxTopicLength,
+      wildcardSubscriptionAvailable: config.wildcardSubscriptionAvailable,
+      subscriptionIdentifierAvailable: config.subscriptionIdentifierAvailable
+    }
+  })
+
+  const listeners: Listener[] = []
+  const result: { tcp?: Listener, tls?: Listener, ws?: HttpListener, wss?: HttpListener } = {}
+  try {
+    const maxPayload = config.maximumPacketSize > 0 ? config.maximumPacketSize : 268435460
+    if (config.port !== 0) listeners.push(result.tcp = await listenTcp(broker, config.host, config.port))
+    if (config.wsPort !== 0) {
+      listeners.push(result.ws = await listenHttp(broker, { host: config.host, port: config.wsPort, wsPath: config.wsPath, maxPayload }))
+    }
+    if (tlsFiles && config.tlsPort !== 0) listeners.push(result.tls = await listenTls(broker, config.host, config.tlsPort, tlsFiles))
+    if (tlsFiles && config.wssPort !== 0) {
+      listeners.push(result.wss = await listenHttp(broker, { host: config.host, port: config.wssPort, wsPath: config.wsPath, tls: tlsFiles, maxPayload }))
+    }
+  } catch (err) {
+    await Promise.all(listeners.map(l => l.close()))
+    await broker.close()
+    throw err
+  }
+
+  for (const l of listeners) logger.info({ listener: l.name, url: l.url() }, `listening on ${l.url()}`)
+  if (isLoopback(config.host)) {
+    logger.info('bound to loopback only; set --host 0.0.0.0 (or CULEX_HOST) to listen on other addresses')
+  }
+
+  let closing: Promise<void> | undefined
+  return {
+    config,
+    broker,
+    ...result,
+    listeners,
+    close () {
+      closing ??= (async () => {
+        // 1. stop accepting; 2. DISCONNECT 0x8B and close clients; 3. close the store
+        const stopped = Promise.all(listeners.map(l => l.close()))
+        await broker.close()
+        await stopped
+        logger.info('broker stopped')
+      })()
+      return closing
+    }
+  }
+}
+
+async function loadTls (config: Config): Promise<TlsFiles | undefined> {
+  if (!config.tlsKey && !config.tlsCert) return undefined
+  if (!config.tlsKey || !config.tlsCert) throw new CulexError('CULEX_TLS_CONFIG', 'set both tlsKey and tlsCert')
+  const [key, cert, ca] = await Promise.all([
+    readFile(config.tlsKey), readFile(config.tlsCert), config.tlsCa ? readFile(config.tlsCa) : undefined
+  ])
+  return { key, cert, ca }
+}

@@ -1,0 +1,47 @@
+/** MQTT over TCP (spec 4.2) and over TLS. */
+import net from 'node:net'
+import tls from 'node:tls'
+import { once } from 'node:events'
+import type { CulexBroker } from '../broker.js'
+import { hostForUrl, listenPort, type Listener } from './listener.js'
+import { CulexError } from '../errors.js'
+
+export interface TlsFiles {
+  key: Buffer
+  cert: Buffer
+  ca?: Buffer | undefined
+}
+
+export async function listenTcp (broker: CulexBroker, host: string, port: number | 'auto'): Promise<Listener> {
+  const server = net.createServer((socket) => {
+    // small MQTT packets must not wait for Nagle's algorithm
+    socket.setNoDelay(true)
+    broker.handle(socket, { transport: 'tcp', remoteAddress: socket.remoteAddress })
+  })
+  return listen(server, 'tcp', 'mqtt', host, port)
+}
+
+export async function listenTls (broker: CulexBroker, host: string, port: number | 'auto', files: TlsFiles): Promise<Listener> {
+  const server = tls.createServer({ key: files.key, cert: files.cert, ca: files.ca }, (socket) => {
+    socket.setNoDelay(true)
+    broker.handle(socket, { transport: 'tls', remoteAddress: socket.remoteAddress })
+  })
+  server.on('tlsClientError', (err) => broker.logger.debug({ err: err.message }, 'TLS handshake failed'))
+  return listen(server, 'tls', 'mqtts', host, port)
+}
+
+async function listen (server: net.Server, name: 'tcp' | 'tls', scheme: string, host: string, port: number | 'auto'): Promise<Listener> {
+  server.listen(listenPort(port), host)
+  try {
+    await once(server, 'listening')
+  } catch (err) {
+    throw new CulexError('CULEX_LISTEN_FAILED', `${name} on ${host}:${port}: ${(err as Error).message}`, { cause: err })
+  }
+  const address = server.address() as net.AddressInfo
+  return {
+    name,
+    address: () => address,
+    url: () => `${scheme}://${hostForUrl(address)}:${address.port}`,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve()))
+  }
+}

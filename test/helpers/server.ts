@@ -1,0 +1,35 @@
+/** Starts culex in-process on ephemeral loopback ports for a test. */
+import type { Test } from 'tap'
+import { startServer, type CulexServer } from '../../lib/server.js'
+import type { ConfigInput } from '../../lib/config/schema.js'
+import { createLogger } from '../../lib/logging.js'
+
+export async function startTestServer (t: Test, overrides: ConfigInput = {}): Promise<CulexServer> {
+  const server = await startServer({
+    host: '127.0.0.1',
+    port: 'auto',
+    wsPort: 'auto',
+    tlsPort: 0,
+    wssPort: 0,
+    persistence: 'memory',
+    logLevel: 'silent',
+    ...overrides
+  }, { logger: createLogger({ level: process.env.CULEX_TEST_LOG === '1' ? 'debug' : 'silent', pretty: false }) })
+  t.teardown(() => server.close())
+  return server
+}
+
+export function tcpUrl (server: CulexServer): string {
+  if (!server.tcp) throw new Error('no TCP listener')
+  return `mqtt://127.0.0.1:${server.tcp.address().port}`
+}
+
+export function tcpPort (server: CulexServer): number {
+  if (!server.tcp) throw new Error('no TCP listener')
+  return server.tcp.address().port
+}
+
+export function wsUrl (server: CulexServer): string {
+  if (!server.ws) throw new Error('no WebSocket listener')
+  return `ws://127.0.0.1:${server.ws.address().port}/mqtt`
+}
