@@ -13,6 +13,11 @@ import { silentLogger } from './logging.js'
 /** The store aedes uses (aedes' async persistence interface); `undefined` = aedes' in-memory store. */
 export type AedesPersistence = NonNullable<AedesOptions['persistence']>
 
+/** A store that can drop a client's inbound QoS 2 state (aedes 1.2.0's name for it). */
+interface SessionWiper {
+  cleanIncoming?: (client: { id: string }) => Promise<void>
+}
+
 export interface BrokerOptions {
   logger?: Logger
   persistence?: AedesPersistence
@@ -58,6 +63,16 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
     topicAliasMaximum: options.topicAliasMaximum ?? 10,
     maxTopicLevels: settings.maxTopicLevels,
     connectTimeout: options.connectTimeout ?? 10000,
+    preConnect (client, packet, callback) {
+      // [MQTT-3.1.2-4] Clean Start discards the previous session, including its
+      // inbound QoS 2 state (aedes 2.0.0-beta.1 keeps it: GHSA-p8r9-qf8w-p73r)
+      const store = (aedes as unknown as { persistence?: SessionWiper }).persistence
+      if (packet.clean && packet.clientId && typeof store?.cleanIncoming === 'function') {
+        store.cleanIncoming({ id: packet.clientId }).then(() => callback(null, true), (err: Error) => callback(err, false))
+        return
+      }
+      callback(null, true)
+    },
     authorizePublish (client, packet, callback) {
       stripWillProperties(packet)
       // [MQTT-4.7.2-1] $SYS is the broker's; clients may not publish there

@@ -134,6 +134,12 @@ export class Connection {
 
   private fromClient (chunk: Buffer): void {
     if (this.closed) return
+    if (!this.connectSeen && this.inbound.buffered === 0 && chunk.length > 0 && chunk[0] !== 0x10) {
+      // [MQTT-3.1.0-1] the first packet must be CONNECT: judged on the first
+      // byte, so bytes that are not MQTT are refused without waiting for more
+      this.fail(ReasonCode.ProtocolError, 'first packet is not CONNECT')
+      return
+    }
     const forward: Buffer[] = []
     for (const result of this.inbound.push(chunk)) {
       if (result.kind === 'malformed') {

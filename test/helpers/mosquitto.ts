@@ -1,0 +1,70 @@
+/** Runs mosquitto_pub / mosquitto_sub against a test broker. */
+import { spawn, execFile, type ChildProcess } from 'node:child_process'
+import { promisify } from 'node:util'
+
+const run = promisify(execFile)
+
+export async function hasMosquittoClients (): Promise<boolean> {
+  try {
+    await run('mosquitto_pub', ['--help'])
+    return true
+  } catch (err) {
+    // mosquitto_pub --help exits 1 after printing its usage
+    return (err as { code?: unknown }).code === 1
+  }
+}
+
+export async function mosquittoPub (args: string[]): Promise<void> {
+  await run('mosquitto_pub', args, { timeout: 10000 })
+}
+
+export interface SubProcess {
+  child: ChildProcess
+  lines: string[]
+  /** resolves with the first n lines printed */
+  lines$: (n: number, ms?: number) => Promise<string[]>
+  exit: Promise<number | null>
+}
+
+export function mosquittoSub (args: string[]): SubProcess {
+  const child = spawn('mosquitto_sub', args, { stdio: ['ignore', 'pipe', 'pipe'] })
+  const lines: string[] = []
+  const waiters: Array<() => void> = []
+  let buf = ''
+  child.stdout?.on('data', (d: Buffer) => {
+    buf += d.toString()
+    let i: number
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i)
+      buf = buf.slice(i + 1)
+      lines.push(line)
+      for (const w of waiters.splice(0)) w()
+    }
+  })
+  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  return {
+    child,
+    lines,
+    exit,
+    lines$ (n, ms = 5000) {
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`mosquitto_sub printed ${lines.length} of ${n} lines: ${lines.join(' | ')}`)), ms)
+        const check = (): void => {
+          if (lines.length >= n) { clearTimeout(timer); resolve(lines.slice(0, n)) } else waiters.push(check)
+        }
+        check()
+      })
+    }
+  }
+}
+
+/** Resolves when the broker has processed a SUBSCRIBE for `filter` (mosquitto_sub's stdout is block-buffered on a pipe). */
+export function subscribedTo (broker: { aedes: { on: (e: 'subscribe', l: (subs: Array<{ topic: string }>) => void) => unknown, removeListener: (e: 'subscribe', l: (subs: Array<{ topic: string }>) => void) => unknown } }, filter: string, ms = 5000): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { broker.aedes.removeListener('subscribe', on); reject(new Error(`no SUBSCRIBE to ${filter}`)) }, ms)
+    const on = (subs: Array<{ topic: string }>): void => {
+      if (subs.some(s => s.topic === filter)) { clearTimeout(timer); broker.aedes.removeListener('subscribe', on); resolve() }
+    }
+    broker.aedes.on('subscribe', on)
+  })
+}
