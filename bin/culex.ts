@@ -21,8 +21,24 @@ const descriptions: Partial<Record<keyof Config, string>> = {
   dataDir: 'directory of the LevelDB store',
   logLevel: 'fatal, error, warn, info, debug, trace or silent',
   persistence: 'level (durable, default) or memory',
-  fsync: 'sync every store write to disk (survives power loss)'
+  fsync: 'sync every store write to disk (survives power loss)',
+  wsPath: 'path of the WebSocket endpoint',
+  tlsKey: 'PEM private key file for TLS and WSS',
+  tlsCert: 'PEM certificate file for TLS and WSS',
+  tlsCa: 'PEM CA file (client certificates)',
+  maximumPacketSize: 'largest packet accepted, in bytes (0 = no limit)',
+  receiveMaximum: 'QoS 1/2 messages a client may have in flight to culex',
+  topicAliasMaximum: 'topic aliases a v5 client may use (0 = off)',
+  maximumQoS: 'highest QoS culex accepts and grants (0, 1 or 2)',
+  wildcardSubscriptionAvailable: 'allow wildcard subscriptions',
+  subscriptionIdentifierAvailable: 'allow subscription identifiers',
+  maxTopicLevels: 'most levels in a topic or filter',
+  maxTopicLength: 'longest topic or filter, in bytes',
+  connectTimeout: 'seconds a new connection has to send CONNECT'
 }
+
+/** Options that are switches: `--fsync` alone means true. */
+const switches = new Set<keyof Config>(['fsync', 'wildcardSubscriptionAvailable', 'subscriptionIdentifierAvailable'])
 
 function usageError (message: string): never {
   process.stderr.write(`culex: ${message}\n`)
@@ -39,9 +55,8 @@ function buildProgram (): Command {
     .allowExcessArguments(false)
   for (const key of configKeys) {
     const flag = flagName(key)
-    const option = new Option(`${flag} <value>`, `${descriptions[key] ?? key} (env ${envName(key)})`)
-    if (!descriptions[key]) option.hideHelp()
-    program.addOption(option)
+    const arg = switches.has(key) ? '[bool]' : '<value>'
+    program.addOption(new Option(`${flag} ${arg}`, `${descriptions[key] ?? key} (env ${envName(key)})`))
   }
   return program
 }

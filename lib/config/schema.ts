@@ -8,8 +8,8 @@ import { z } from 'zod'
 /** A port: 1-65535, 0 = listener off, or "auto" for a port the OS picks (tests, scripts). */
 const port = z.union([
   z.literal('auto'),
-  z.coerce.number({ error: 'expected a port number, 0 (off) or "auto"' }).int().min(0).max(65535)
-])
+  z.coerce.number().int().min(0).max(65535)
+], { error: 'expected a port number (1-65535), 0 (off) or "auto"' })
 
 /** Booleans arrive as strings from flags and the environment. */
 const bool = z.preprocess((v) => {

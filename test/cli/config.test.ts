@@ -1,0 +1,70 @@
+/** Configuration: one schema for flags, CULEX_* variables and the JSON file; flags > env > file > defaults. */
+import t from 'tap'
+import { writeFileSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { loadConfig, envName, flagName } from '../../lib/config/load.js'
+import { isCulexError } from '../../lib/errors.js'
+import { version } from '../../lib/version.js'
+import { readFileSync } from 'node:fs'
+
+const dir = mkdtempSync(join(tmpdir(), 'culex-config-'))
+t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+const file = join(dir, 'culex.json')
+writeFileSync(file, JSON.stringify({ port: 1111, wsPort: 2222, tlsPort: 3333, logLevel: 'debug' }))
+
+t.test('defaults: loopback, standard ports, LevelDB in ./data', async (t) => {
+  const c = await loadConfig({})
+  t.equal(c.host, '127.0.0.1')
+  t.same([c.port, c.wsPort, c.tlsPort, c.wssPort], [1883, 8083, 8883, 8084])
+  t.equal(c.wsPath, '/mqtt')
+  t.equal(c.persistence, 'level')
+  t.equal(c.dataDir, './data')
+})
+
+t.test('precedence: flags > env > file > defaults', async (t) => {
+  const c = await loadConfig({
+    file,
+    env: { CULEX_WS_PORT: '4444', CULEX_PORT: '5555' },
+    flags: { port: '6666' }
+  })
+  t.equal(c.port, 6666, 'flag beats env and file')
+  t.equal(c.wsPort, 4444, 'env beats file')
+  t.equal(c.tlsPort, 3333, 'file beats default')
+  t.equal(c.wssPort, 8084, 'default')
+  t.equal(c.logLevel, 'debug')
+})
+
+t.test('CULEX_CONFIG names the file', async (t) => {
+  const c = await loadConfig({ env: { CULEX_CONFIG: file } })
+  t.equal(c.port, 1111)
+})
+
+t.test('errors name the field and the source', async (t) => {
+  const cases: Array<[Parameters<typeof loadConfig>[0], RegExp]> = [
+    [{ flags: { port: '70000' } }, /port \(--port\)/],
+    [{ env: { CULEX_DATA_DIR: '' , CULEX_PERSISTENCE: 'postgres' } }, /persistence \(CULEX_PERSISTENCE\)/],
+    [{ flags: { fsync: 'maybe' } }, /fsync \(--fsync\)/]
+  ]
+  for (const [sources, pattern] of cases) {
+    await t.rejects(loadConfig(sources), pattern)
+  }
+  const badFile = join(dir, 'bad.json')
+  writeFileSync(badFile, JSON.stringify({ port: 'x', unknownKey: 1 }))
+  const err = await loadConfig({ file: badFile }).catch((e: unknown) => e)
+  t.ok(isCulexError(err, 'CULEX_CONFIG_INVALID'))
+  t.match((err as Error).message, /in .*bad\.json/)
+  writeFileSync(badFile, '{ not json')
+  await t.rejects(loadConfig({ file: badFile }), /not valid JSON/)
+  await t.rejects(loadConfig({ file: join(dir, 'missing.json') }), /ENOENT/)
+})
+
+t.test('names of flags and variables', async (t) => {
+  t.equal(envName('wsPort'), 'CULEX_WS_PORT')
+  t.equal(flagName('dataDir'), '--data-dir')
+})
+
+t.test('the version constant matches package.json', async (t) => {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+  t.equal(version, pkg.version)
+})
