@@ -9,6 +9,7 @@ import { hardenBroker } from './aedes-internals.js'
 import { Connection, type ConnectionMeta, type ProtocolSettings } from './protocol/connection.js'
 import { forwardCorrections, stripWillProperties } from './protocol/delivery.js'
 import { silentLogger } from './logging.js'
+import { noopObserver, type BrokerObserver } from './observer.js'
 
 /** The store aedes uses (aedes' async persistence interface); `undefined` = aedes' in-memory store. */
 export type AedesPersistence = NonNullable<AedesOptions['persistence']>
@@ -20,6 +21,8 @@ interface SessionWiper {
 
 export interface BrokerOptions {
   logger?: Logger
+  /** counts what the gateway sees (metrics); default: nothing */
+  observer?: BrokerObserver
   persistence?: AedesPersistence
   protocol?: Partial<ProtocolSettings>
   /** inbound topic alias maximum advertised to v5 clients (spec 3.2.2.3.8) */
@@ -111,6 +114,7 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
         broker: aedes,
         settings,
         logger,
+        observer: options.observer ?? noopObserver,
         onClose (c) { connections.delete(c) }
       })
       connections.add(conn)

@@ -12,6 +12,7 @@ import type { Listener } from './transports/listener.js'
 import { silentLogger } from './logging.js'
 import { CulexError } from './errors.js'
 import { openStore } from './store.js'
+import { createObservability } from './metrics/index.js'
 
 export interface CulexServer {
   readonly config: Config
@@ -42,9 +43,11 @@ export async function startServer (input: ConfigInput | Config = {}, options: St
   const logger = options.logger ?? silentLogger()
   const tlsFiles = await loadTls(config)
   const persistence = options.persistence ?? await openStore(config, logger)
+  const observability = createObservability(config, logger)
 
   const broker = await createBroker({
     logger,
+    observer: observability.observer,
     persistence,
     topicAliasMaximum: config.topicAliasMaximum,
     connectTimeout: config.connectTimeout * 1000,
@@ -77,6 +80,8 @@ export async function startServer (input: ConfigInput | Config = {}, options: St
     throw err
   }
 
+  observability.attach({ broker, http: [result.ws, result.wss].filter((l): l is HttpListener => l !== undefined) })
+
   for (const l of listeners) logger.info({ listener: l.name, url: l.url() }, `listening on ${l.url()}`)
   if (isLoopback(config.host)) {
     logger.info('bound to loopback only; set --host 0.0.0.0 (or CULEX_HOST) to listen on other addresses')
@@ -92,6 +97,7 @@ export async function startServer (input: ConfigInput | Config = {}, options: St
       closing ??= (async () => {
         // 1. stop accepting; 2. DISCONNECT 0x8B and close clients; 3. close the store
         const stopped = Promise.all(listeners.map(l => l.close()))
+        await observability.close()
         await broker.close()
         await stopped
         logger.info('broker stopped')

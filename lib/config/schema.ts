@@ -53,7 +53,13 @@ export const ConfigSchema = z.object({
   maxTopicLevels: int(1, 100).default(100),
   maxTopicLength: int(1, 65535).default(65535),
   /** seconds a new connection has to send CONNECT */
-  connectTimeout: int(1, 3600).default(10)
+  connectTimeout: int(1, 3600).default(10),
+  /** Prometheus /metrics on the WebSocket HTTP server */
+  metrics: bool.default(true),
+  /** seconds between $SYS publications; 0 = off */
+  sysInterval: int(0, 86400).default(10),
+  /** publish client lifecycle CloudEvents to $events/client/{clientId}/... */
+  lifecycleEvents: bool.default(false)
 }).strict()
 
 export type Config = z.infer<typeof ConfigSchema>

@@ -16,8 +16,9 @@ import { FrameReader, PacketType, ackPacketId, ackReasonCode, readPublishHeader,
 import { decodeFrame, encode, type ProtocolVersion } from './codec.js'
 import { inspectConnect, UNACCEPTABLE_PROTOCOL_VERSION_CONNACK } from './inbound/connect.js'
 import { checkSubscription, PendingSuback, type SubscribePolicy } from './inbound/subscribe.js'
-import { ReasonCode, describeReasonCode, isFailure, v5ToV311ConnackCode } from './reason-codes.js'
+import { ReasonCode, describeReasonCode, isFailure, v5ToV311ConnackCode, v311ToV5ConnackCode } from './reason-codes.js'
 import { hardenClient } from '../aedes-internals.js'
+import type { BrokerObserver } from '../observer.js'
 
 export type Transport = 'tcp' | 'tls' | 'ws' | 'wss'
 
@@ -32,6 +33,7 @@ export interface ConnectionContext {
   readonly broker: Aedes
   readonly settings: ProtocolSettings
   readonly logger: Logger
+  readonly observer: BrokerObserver
   /** called once the connection is closed on both sides */
   onClose (conn: Connection): void
 }
@@ -116,6 +118,7 @@ export class Connection {
     this.logger = ctx.logger.child({ transport: meta.transport, remote: meta.remoteAddress })
     this.log = this.logger
     this.side = new BrokerSide(this)
+    ctx.observer.connectionOpened(meta.transport)
     this.client = ctx.broker.handle(this.side)
     hardenClient(this.client)
 
@@ -211,6 +214,7 @@ export class Connection {
       case 'bad-version':
         this.writeToClient(UNACCEPTABLE_PROTOCOL_VERSION_CONNACK)
         this.connackSent = true
+        this.ctx.observer.connectRefused(ReasonCode.UnsupportedProtocolVersion)
         return { kind: 'close', reasonCode: ReasonCode.UnsupportedProtocolVersion, reason: `unsupported protocol level ${inspection.version}` }
       case 'malformed':
         this.version = inspection.version
@@ -240,6 +244,7 @@ export class Connection {
     const header = readPublishHeader(frame)
     if (header === null) return { kind: 'close', reasonCode: ReasonCode.MalformedPacket, reason: 'truncated PUBLISH' }
     if (header.qos === 3) return { kind: 'close', reasonCode: ReasonCode.MalformedPacket, reason: 'PUBLISH with QoS 3' }
+    this.ctx.observer.publishReceived(header.qos, frame.buf.length)
     if (header.packetId !== undefined && !this.inflightIn.has(header.packetId)) {
       if (this.inflightIn.size >= this.settings.receiveMaximum) {
         return { kind: 'close', reasonCode: ReasonCode.ReceiveMaximumExceeded, reason: `more than ${this.settings.receiveMaximum} QoS 1/2 messages in flight` }
@@ -314,6 +319,9 @@ export class Connection {
 
   private checkOutbound (frame: Frame): Verdict {
     switch (frame.type) {
+      case PacketType.PUBLISH:
+        this.ctx.observer.publishSent((frame.flags >> 1) & 0x03, frame.buf.length)
+        return PASS
       case PacketType.CONNACK: return this.onConnack(frame)
       case PacketType.PUBACK:
       case PacketType.PUBCOMP:
@@ -338,8 +346,10 @@ export class Connection {
     const code = frame.buf[frame.headerLength + 1] as number
     this.accepted = code === 0
     if (this.accepted) {
+      this.ctx.observer.clientAccepted(this.meta.transport, this.version ?? 4)
       this.log.info({ version: this.version }, 'client connected')
     } else {
+      this.ctx.observer.connectRefused(this.version === 5 ? code : v311ToV5ConnackCode(code))
       this.log.info({ reasonCode: this.version === 5 ? describeReasonCode(code) : code }, 'connection refused')
     }
     return PASS
@@ -396,6 +406,7 @@ export class Connection {
       this.sendPacket({ cmd: 'disconnect', reasonCode })
     } else if (this.version !== undefined && this.connectSeen && !this.connackSent) {
       this.connackSent = true
+      this.ctx.observer.connectRefused(reasonCode)
       const connack: Packet = this.version === 5
         ? { cmd: 'connack', sessionPresent: false, reasonCode }
         : { cmd: 'connack', sessionPresent: false, returnCode: v5ToV311ConnackCode(reasonCode) }
@@ -439,6 +450,7 @@ export class Connection {
     } else {
       this.log.debug({ reason }, 'connection closed before CONNACK')
     }
+    this.ctx.observer.connectionClosed(this.meta.transport, this.version, this.accepted)
     this.ctx.onClose(this)
   }
 }

@@ -94,3 +94,14 @@ export function v5ToV311ConnackCode (code: number): number {
     default: return ConnackReturnCode311.ServerUnavailable
   }
 }
+
+export function v311ToV5ConnackCode (returnCode: number): number {
+  switch (returnCode) {
+    case ConnackReturnCode311.Accepted: return ReasonCode.Success
+    case ConnackReturnCode311.UnacceptableProtocolVersion: return ReasonCode.UnsupportedProtocolVersion
+    case ConnackReturnCode311.IdentifierRejected: return ReasonCode.ClientIdentifierNotValid
+    case ConnackReturnCode311.BadUserNameOrPassword: return ReasonCode.BadUserNameOrPassword
+    case ConnackReturnCode311.NotAuthorized: return ReasonCode.NotAuthorized
+    default: return ReasonCode.ServerUnavailable
+  }
+}
