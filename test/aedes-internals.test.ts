@@ -1,0 +1,54 @@
+/**
+ * The aedes 2.0.0-beta.1 internals culex relies on (lib/aedes-internals.ts
+ * and lib/protocol/*). If an aedes upgrade changes any of them, this fails
+ * first and says which.
+ */
+import t from 'tap'
+import { readFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { PassThrough } from 'node:stream'
+import { Aedes } from 'aedes'
+import { hardenBroker, hardenClient, clientSubscriptions } from '../lib/aedes-internals.js'
+
+const require = createRequire(import.meta.url)
+
+t.test('aedes is pinned at exactly 2.0.0-beta.1', async (t) => {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { dependencies: Record<string, string> }
+  t.equal(pkg.dependencies.aedes, '2.0.0-beta.1', 'no caret, no range')
+  const installed = JSON.parse(readFileSync(require.resolve('aedes').replace(/aedes\.js$/, 'package.json'), 'utf8')) as { version: string }
+  t.equal(installed.version, '2.0.0-beta.1')
+})
+
+t.test('broker.clients is a map culex can replace', async (t) => {
+  const broker = await Aedes.createBroker()
+  t.teardown(() => new Promise<void>((resolve) => broker.close(() => resolve())))
+  const b = broker as unknown as { clients: Record<string, unknown> }
+  t.type(b.clients, 'object')
+  hardenBroker(broker)
+  t.equal(Object.getPrototypeOf(b.clients), null)
+  t.equal(b.clients.constructor, undefined)
+})
+
+t.test('a Client has subscriptions and duplicates maps, and reads its stream', async (t) => {
+  const broker = await Aedes.createBroker()
+  t.teardown(() => new Promise<void>((resolve) => broker.close(() => resolve())))
+  const stream = new PassThrough()
+  const client = broker.handle(stream)
+  const c = client as unknown as { subscriptions: unknown, duplicates: unknown, connackSent: unknown, conn: unknown }
+  t.type(c.subscriptions, 'object', 'client.subscriptions')
+  t.type(c.duplicates, 'object', 'client.duplicates')
+  t.equal(c.connackSent, false, 'client.connackSent')
+  t.equal(c.conn, stream, 'client.conn is the stream given to handle()')
+  hardenClient(client)
+  t.equal(Object.getPrototypeOf(clientSubscriptions(client)), null)
+  stream.destroy()
+})
+
+t.test('the error messages the gateway maps to reason codes still exist in aedes', async (t) => {
+  const clientSource = readFileSync(require.resolve('aedes').replace(/aedes\.js$/, 'lib/client.js'), 'utf8')
+  const connectSource = readFileSync(require.resolve('aedes').replace(/aedes\.js$/, 'lib/handlers/connect.js'), 'utf8')
+  t.match(connectSource, "new Error('keep alive timeout')", 'keep-alive timeout error (DISCONNECT 0x8D)')
+  t.match(clientSource, "new Error('connect did not arrive in time')", 'connect timeout error (0xA0)')
+  t.match(clientSource, "new Error('packet too large')", 'packet too large error (0x95)')
+  t.match(clientSource, 'this.subscriptions = {}', 'client.subscriptions is a plain object (hardenClient replaces it)')
+})
