@@ -46,3 +46,13 @@ export function clientSubscriptions (client: Client): Record<string, AedesClient
 export function clientConnackSent (client: Client): boolean {
   return (client as unknown as { connackSent?: boolean }).connackSent === true
 }
+
+/**
+ * How many live subscriptions (mqemitter listeners) match `topic`. aedes has
+ * no public way to ask; its mqemitter keeps a qlobber in `_matcher`.
+ */
+export function liveSubscriptionCount (broker: Aedes, topic: string): number {
+  const mq = (broker as unknown as { mq: { _matcher?: { match: (topic: string) => unknown[] } } }).mq
+  if (!mq._matcher) throw new Error('aedes mqemitter no longer has _matcher: review lib/aedes-internals.ts')
+  return mq._matcher.match(topic).length
+}

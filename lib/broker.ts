@@ -5,8 +5,9 @@
 import type { Duplex } from 'node:stream'
 import { Aedes, type AedesOptions } from 'aedes'
 import type { Logger } from 'pino'
-import { hardenBroker } from './aedes-internals.js'
+import { hardenBroker, liveSubscriptionCount } from './aedes-internals.js'
 import { Connection, type ConnectionMeta, type ProtocolSettings } from './protocol/connection.js'
+import { Authenticators, type Authenticator } from './protocol/auth.js'
 import { forwardCorrections, stripWillProperties } from './protocol/delivery.js'
 import { silentLogger } from './logging.js'
 import { noopObserver, type BrokerObserver } from './observer.js'
@@ -14,9 +15,12 @@ import { noopObserver, type BrokerObserver } from './observer.js'
 /** The store aedes uses (aedes' async persistence interface); `undefined` = aedes' in-memory store. */
 export type AedesPersistence = NonNullable<AedesOptions['persistence']>
 
-/** A store that can drop a client's inbound QoS 2 state (aedes 1.2.0's name for it). */
-interface SessionWiper {
+/** The parts of the store culex calls beyond what aedes does. */
+interface StoreExtras {
+  /** drops a client's inbound QoS 2 state (aedes 1.2.0's name for it) */
   cleanIncoming?: (client: { id: string }) => Promise<void>
+  incomingGetPacket?: (client: { id: string }, packet: { messageId: number }) => Promise<unknown>
+  subscriptionsByTopic?: (topic: string) => Promise<unknown[]>
 }
 
 export interface BrokerOptions {
@@ -29,6 +33,8 @@ export interface BrokerOptions {
   topicAliasMaximum?: number
   /** milliseconds a connection has to send CONNECT */
   connectTimeout?: number
+  /** enhanced authentication methods (spec 4.12) */
+  authenticators?: readonly Authenticator[]
 }
 
 export interface CulexBroker {
@@ -36,6 +42,7 @@ export interface CulexBroker {
   readonly logger: Logger
   readonly settings: ProtocolSettings
   readonly connections: ReadonlySet<Connection>
+  readonly authenticators: Authenticators
   /** Serves one client connection on `socket` (any byte Duplex). */
   handle (socket: Duplex, meta: ConnectionMeta): Connection
   /** The gateway of a connected aedes client. */
@@ -47,6 +54,12 @@ export interface CulexBroker {
 export const defaultProtocolSettings: ProtocolSettings = {
   maximumPacketSize: 1048576,
   receiveMaximum: 100,
+  inflightWindow: 100,
+  maxQueuedOutbound: 1000,
+  outboundTopicAliases: true,
+  sharedSubscriptionAvailable: false,
+  retainAvailable: true,
+  validatePayloadFormat: true,
   maximumQoS: 2,
   maxTopicLevels: 100,
   maxTopicLength: 65535,
@@ -69,7 +82,7 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
     preConnect (client, packet, callback) {
       // [MQTT-3.1.2-4] Clean Start discards the previous session, including its
       // inbound QoS 2 state (aedes 2.0.0-beta.1 keeps it: GHSA-p8r9-qf8w-p73r)
-      const store = (aedes as unknown as { persistence?: SessionWiper }).persistence
+      const store = storeOf()
       if (packet.clean && packet.clientId && typeof store?.cleanIncoming === 'function') {
         store.cleanIncoming({ id: packet.clientId }).then(() => callback(null, true), (err: Error) => callback(err, false))
         return
@@ -87,8 +100,15 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
     },
     authorizeForward (client, packet) {
       return forwardCorrections(client, packet)
+    },
+    published (packet, client, callback) {
+      // the message is in the store for every persistent session: its PUBACK may go
+      if (client && packet.qos === 1 && packet.messageId !== undefined) bySide.get(client.conn)?.onPublished(packet.messageId)
+      callback(null)
     }
   }
+  const storeOf = (): StoreExtras | undefined => (aedes as unknown as { persistence?: StoreExtras }).persistence
+  const authenticators = new Authenticators(options.authenticators)
   if (options.persistence !== undefined) aedesOptions.persistence = options.persistence
 
   const aedes = await Aedes.createBroker(aedesOptions)
@@ -109,11 +129,29 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
     logger,
     settings,
     connections,
+    authenticators,
     handle (socket, meta) {
       const conn = new Connection(socket, meta, {
         broker: aedes,
         settings,
         logger,
+        authenticators,
+        hasSubscribers (topic) {
+          // spec 3.4.2.1: 0x10 only when no subscription matches, live or stored
+          if (liveSubscriptionCount(aedes, topic) > 0) return true
+          const store = storeOf()
+          if (!store?.subscriptionsByTopic) return true
+          return store.subscriptionsByTopic(topic).then(subs => subs.length > 0)
+        },
+        async hasIncoming (clientId, packetId) {
+          const store = storeOf()
+          if (!store?.incomingGetPacket) return true
+          try {
+            return (await store.incomingGetPacket({ id: clientId }, { messageId: packetId })) != null
+          } catch {
+            return false
+          }
+        },
         observer: options.observer ?? noopObserver,
         onClose (c) { connections.delete(c) }
       })

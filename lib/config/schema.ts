@@ -50,6 +50,15 @@ export const ConfigSchema = z.object({
   maximumQoS: z.coerce.number().pipe(z.union([z.literal(0), z.literal(1), z.literal(2)])).default(2),
   wildcardSubscriptionAvailable: bool.default(true),
   subscriptionIdentifierAvailable: bool.default(true),
+  retainAvailable: bool.default(true),
+  /** answer 0x99 to a Payload Format Indicator of 1 with a payload that is not UTF-8 */
+  validatePayloadFormat: bool.default(true),
+  /** outbound QoS 1/2 window for MQTT 3.1.1 clients (MQTT 5 clients state their Receive Maximum) */
+  inflightWindow: int(1, 65535).default(100),
+  /** messages held for a client whose window is full, before the oldest are dropped */
+  maxQueuedOutbound: int(1, 10000000).default(1000),
+  /** assign topic aliases to messages sent to MQTT 5 clients that accept them */
+  outboundTopicAliases: bool.default(true),
   maxTopicLevels: int(1, 100).default(100),
   maxTopicLength: int(1, 65535).default(65535),
   /** seconds a new connection has to send CONNECT */

@@ -10,12 +10,17 @@ import type { Frame } from './frame.js'
 export type ProtocolVersion = 3 | 4 | 5
 
 export function decodeFrame (frame: Frame, protocolVersion: ProtocolVersion | undefined): Packet | Error {
+  return decodeBuffer(frame.buf, protocolVersion)
+}
+
+/** Decodes one whole packet. */
+export function decodeBuffer (buf: Buffer, protocolVersion: ProtocolVersion | undefined): Packet | Error {
   const parser = mqtt.parser({ protocolVersion: protocolVersion ?? 4 })
   let packet: Packet | undefined
   let error: Error | undefined
   parser.on('packet', (p: Packet) => { packet ??= p })
   parser.on('error', (e: Error) => { error ??= e })
-  parser.parse(frame.buf)
+  parser.parse(buf)
   if (error) return error
   if (!packet) return new Error('incomplete packet')
   return packet

@@ -7,26 +7,41 @@
  *
  *   socket --inbound frames--> [checks] --> BrokerSide --> aedes
  *   socket <--outbound frames-- [checks] <-- BrokerSide <-- aedes
+ *
+ * Per packet type, the flows follow the spec: CONNECT and AUTH (3.1, 3.15,
+ * 4.12), PUBLISH both ways (3.3, 4.9 flow control, topic aliases, Maximum
+ * Packet Size), the acknowledgements (3.4-3.7), SUBSCRIBE (3.8), DISCONNECT.
  */
 import { Duplex } from 'node:stream'
 import type { Aedes, Client } from 'aedes'
 import type { Logger } from 'pino'
-import type { IConnectPacket, ISubackPacket, ISubscribePacket, Packet } from 'mqtt-packet'
-import { FrameReader, PacketType, ackPacketId, ackReasonCode, readPublishHeader, type Frame } from './frame.js'
-import { decodeFrame, encode, type ProtocolVersion } from './codec.js'
+import type { IAuthPacket, IConnackPacket, IConnectPacket, IPublishPacket, ISubackPacket, ISubscribePacket, Packet } from 'mqtt-packet'
+import { FrameReader, PacketType, ackPacketId, ackReasonCode, readPublishHeader, type Frame, type PublishHeader } from './frame.js'
+import { decodeBuffer, decodeFrame, encode, type ProtocolVersion } from './codec.js'
 import { inspectConnect, UNACCEPTABLE_PROTOCOL_VERSION_CONNACK } from './inbound/connect.js'
 import { checkSubscription, PendingSuback, type SubscribePolicy } from './inbound/subscribe.js'
+import { checkPublishHeader, checkPublishProperties, type PublishPolicy } from './inbound/publish.js'
+import { OutboundWindow, type HeldPublish } from './outbound/flow-control.js'
+import { OutboundAliases } from './outbound/topic-alias.js'
 import { ReasonCode, describeReasonCode, isFailure, v5ToV311ConnackCode, v311ToV5ConnackCode } from './reason-codes.js'
+import type { Authenticators, AuthExchange, AuthStep } from './auth.js'
 import { hardenClient } from '../aedes-internals.js'
 import type { BrokerObserver } from '../observer.js'
 
 export type Transport = 'tcp' | 'tls' | 'ws' | 'wss'
 
-export interface ProtocolSettings extends SubscribePolicy {
+export interface ProtocolSettings extends SubscribePolicy, PublishPolicy {
   /** inbound limit, advertised in CONNACK; 0 = none */
   maximumPacketSize: number
   /** inbound QoS 1/2 window, advertised to v5 clients and enforced for every client (spec 4.9) */
   receiveMaximum: number
+  /** outbound QoS 1/2 window for 3.1.1 clients, which cannot state one */
+  inflightWindow: number
+  /** messages held for a client whose window is full, before the oldest are dropped */
+  maxQueuedOutbound: number
+  /** assign outbound topic aliases within the client's Topic Alias Maximum */
+  outboundTopicAliases: boolean
+  sharedSubscriptionAvailable: boolean
 }
 
 export interface ConnectionContext {
@@ -34,6 +49,11 @@ export interface ConnectionContext {
   readonly settings: ProtocolSettings
   readonly logger: Logger
   readonly observer: BrokerObserver
+  readonly authenticators: Authenticators
+  /** does any subscription, online or offline, match `topic`? (for 0x10) */
+  hasSubscribers (topic: string): boolean | Promise<boolean>
+  /** does the store hold inbound QoS 2 state for this id (from an earlier connection)? */
+  hasIncoming (clientId: string, packetId: number): Promise<boolean>
   /** called once the connection is closed on both sides */
   onClose (conn: Connection): void
 }
@@ -43,11 +63,18 @@ export interface ConnectionMeta {
   remoteAddress: string | undefined
 }
 
+export interface EnhancedAuthResult {
+  method: string
+  username: string | undefined
+}
+
 type Verdict =
   | { kind: 'pass' }
   | { kind: 'replace', bufs: Buffer[] }
   | { kind: 'drop' }
   | { kind: 'close', reasonCode: number, reason: string }
+  /** wait for an asynchronous decision; later frames wait behind it */
+  | { kind: 'defer', decision: Promise<Verdict> }
 
 const PASS: Verdict = { kind: 'pass' }
 const DROP: Verdict = { kind: 'drop' }
@@ -81,10 +108,18 @@ class BrokerSide extends Duplex {
   }
 }
 
+interface InboundFlow { qos: number, topic: string }
+
+/** An acknowledgement waiting to go out in order [MQTT-4.6.0-2] [MQTT-4.6.0-3]. */
+interface PendingAck { buf: Buffer, ready: boolean, release?: () => void }
+
+type AuthState =
+  | { phase: 'connect', exchange: AuthExchange, method: string, connect: IConnectPacket }
+  | { phase: 'reauth', exchange: AuthExchange, method: string }
+
 export class Connection {
   readonly client: Client
-  readonly log: Logger
-  private logger: Logger
+  log: Logger
   private readonly side: BrokerSide
   private readonly inbound: FrameReader
   private readonly outbound = new FrameReader(0)
@@ -92,21 +127,44 @@ export class Connection {
 
   version: ProtocolVersion | undefined
   clientId: string | undefined
+  username: string | undefined
   private connectSeen = false
   connackSent = false
   private accepted = false
   private disconnectSent = false
   private closed = false
   private socketPaused = false
-  /** reason code of the DISCONNECT that ended the connection, either side */
   private disconnectReason: number | undefined
   private disconnectBy: 'client' | 'server' | undefined
 
+  // what the client told us in CONNECT
+  private requestProblemInformation = true
+  private clientMaximumPacketSize = 0
+
+  // inbound
+  private readonly pending: Frame[] = []
+  private pendingHead = 0
+  private deferred = false
   /** inbound QoS 1 and 2 packet ids not yet completed (spec 4.9) */
-  private readonly inflightIn = new Set<number>()
+  private readonly inflightIn = new Map<number, InboundFlow>()
+  private readonly inboundAliases = new Map<number, string>()
   /** SUBSCRIBE packets split into parts, by the internal id of each part */
   private readonly subParts = new Map<number, { pending: PendingSuback, index: number }>()
   private nextInternalId = 1
+
+  // outbound
+  private window: OutboundWindow
+  private aliases: OutboundAliases | undefined
+  /** QoS 2 messages culex dropped and completes with aedes on the client's behalf */
+  private readonly synthetic = new Set<number>()
+  private readonly acks: PendingAck[] = []
+  private readonly awaitingPublished = new Map<number, PendingAck[]>()
+  private readonly publishedEarly = new Set<number>()
+
+  // enhanced authentication (spec 4.12)
+  private auth: AuthState | undefined
+  enhancedAuth: EnhancedAuthResult | undefined
+  private pendingConnackAuthData: Buffer | undefined
 
   constructor (
     readonly socket: Duplex,
@@ -115,8 +173,8 @@ export class Connection {
   ) {
     this.settings = ctx.settings
     this.inbound = new FrameReader(ctx.settings.maximumPacketSize)
-    this.logger = ctx.logger.child({ transport: meta.transport, remote: meta.remoteAddress })
-    this.log = this.logger
+    this.window = new OutboundWindow(ctx.settings.inflightWindow, ctx.settings.maxQueuedOutbound)
+    this.log = ctx.logger.child({ transport: meta.transport, remote: meta.remoteAddress })
     this.side = new BrokerSide(this)
     ctx.observer.connectionOpened(meta.transport)
     this.client = ctx.broker.handle(this.side)
@@ -133,6 +191,15 @@ export class Connection {
 
   get isAccepted (): boolean { return this.accepted }
 
+  /** messages waiting for room in the client's Receive Maximum */
+  get queuedOutbound (): number { return this.window.queued }
+
+  /** QoS 1/2 messages sent to the client and not yet acknowledged */
+  get inflightOutbound (): number { return this.window.inflight.size }
+
+  /** the client's outbound window (Receive Maximum, or inflightWindow for 3.1.1) */
+  get outboundWindow (): number { return this.window.limit }
+
   // ---------------------------------------------------------------- inbound
 
   private fromClient (chunk: Buffer): void {
@@ -143,31 +210,66 @@ export class Connection {
       this.fail(ReasonCode.ProtocolError, 'first packet is not CONNECT')
       return
     }
-    const forward: Buffer[] = []
     for (const result of this.inbound.push(chunk)) {
       if (result.kind === 'malformed') {
-        this.flushToBroker(forward)
+        this.processInbound()
         this.fail(ReasonCode.MalformedPacket, result.reason)
         return
       }
       if (result.kind === 'too-large') {
-        this.flushToBroker(forward)
+        this.processInbound()
         // [MQTT-3.2.2-15] [MQTT-4.13.1-1] DISCONNECT 0x95, then close
         this.fail(ReasonCode.PacketTooLarge, `packet of ${result.size} bytes exceeds the maximum of ${this.settings.maximumPacketSize}`)
         return
       }
-      const verdict = this.checkInbound(result.frame)
-      switch (verdict.kind) {
-        case 'pass': forward.push(result.frame.buf); break
-        case 'replace': forward.push(...verdict.bufs); break
-        case 'drop': break
-        case 'close':
-          this.flushToBroker(forward)
-          this.fail(verdict.reasonCode, verdict.reason)
-          return
-      }
+      this.pending.push(result.frame)
     }
+    this.processInbound()
+  }
+
+  /** Runs the inbound checks on the frames received, in order, stopping at a deferred decision. */
+  private processInbound (): void {
+    if (this.deferred) return
+    const forward: Buffer[] = []
+    while (this.pendingHead < this.pending.length && !this.closed) {
+      const frame = this.pending[this.pendingHead++] as Frame
+      const verdict = this.checkInbound(frame)
+      if (verdict.kind === 'defer') {
+        this.flushToBroker(forward)
+        forward.length = 0
+        this.deferred = true
+        verdict.decision.then((decided) => {
+          this.deferred = false
+          if (this.closed) return
+          if (this.apply(decided, frame, forward)) this.flushToBroker(forward)
+          this.processInbound()
+        }, (err: unknown) => {
+          this.deferred = false
+          this.fail(ReasonCode.UnspecifiedError, `internal error: ${(err as Error).message}`)
+        })
+        return
+      }
+      if (!this.apply(verdict, frame, forward)) return
+    }
+    this.pending.length = 0
+    this.pendingHead = 0
     this.flushToBroker(forward)
+  }
+
+  /** Applies a verdict; false when the connection was closed. */
+  private apply (verdict: Verdict, frame: Frame, forward: Buffer[]): boolean {
+    switch (verdict.kind) {
+      case 'pass': forward.push(frame.buf); return true
+      case 'replace': forward.push(...verdict.bufs); return true
+      case 'drop': return true
+      case 'close':
+        this.flushToBroker(forward)
+        forward.length = 0
+        this.fail(verdict.reasonCode, verdict.reason)
+        return false
+      case 'defer':
+        throw new Error('a deferred decision cannot defer again')
+    }
   }
 
   private flushToBroker (bufs: Buffer[]): void {
@@ -192,18 +294,38 @@ export class Connection {
       // [MQTT-3.1.0-1] the first packet must be CONNECT
       return { kind: 'close', reasonCode: ReasonCode.ProtocolError, reason: 'first packet is not CONNECT' }
     }
+    if (this.auth?.phase === 'connect' && frame.type !== PacketType.AUTH && frame.type !== PacketType.DISCONNECT) {
+      // spec 4.12: until CONNACK, only AUTH (or DISCONNECT) may follow CONNECT
+      return { kind: 'close', reasonCode: ReasonCode.ProtocolError, reason: 'packet other than AUTH during authentication' }
+    }
     switch (frame.type) {
       case PacketType.CONNECT: return this.onConnect(frame)
       case PacketType.PUBLISH: return this.onPublish(frame)
+      case PacketType.PUBACK: return this.onClientPuback(frame)
+      case PacketType.PUBREC: return this.onClientPubrec(frame)
+      case PacketType.PUBREL: return this.onClientPubrel(frame)
+      case PacketType.PUBCOMP: return this.onClientPuback(frame)
       case PacketType.SUBSCRIBE: return this.onSubscribe(frame)
       case PacketType.DISCONNECT: return this.onDisconnect(frame)
+      case PacketType.AUTH: return this.onAuth(frame)
       default: return PASS
     }
   }
 
+  // CONNECT (spec 3.1)
+
+  /**
+   * Steps:
+   * 1. [MQTT-3.1.0-2] a second CONNECT is a Protocol Error;
+   * 2. protocol name and level (inbound/connect.ts) [MQTT-3.1.2-1] [MQTT-3.1.2-2];
+   * 3. [MQTT-3.2.2-12] [MQTT-3.2.2-13] a Will above the Maximum QoS, or
+   *    retained when retain is unavailable, is refused with CONNACK 0x9B / 0x9A;
+   * 4. learn the client's Receive Maximum, Maximum Packet Size, Topic Alias
+   *    Maximum and Request Problem Information;
+   * 5. an Authentication Method starts enhanced authentication (spec 4.12).
+   */
   private onConnect (frame: Frame): Verdict {
     if (this.connectSeen) {
-      // [MQTT-3.1.0-2] a second CONNECT is a Protocol Error
       return { kind: 'close', reasonCode: ReasonCode.ProtocolError, reason: 'second CONNECT on one connection' }
     }
     this.connectSeen = true
@@ -220,22 +342,150 @@ export class Connection {
         this.version = inspection.version
         return { kind: 'close', reasonCode: ReasonCode.MalformedPacket, reason: `malformed CONNECT: ${inspection.reason}` }
       case 'ok':
-        this.onConnectAccepted(inspection.packet, inspection.version)
-        return PASS
+        break
+    }
+    const packet = inspection.packet
+    this.learnConnect(packet, inspection.version)
+    const will = packet.will
+    if (will && (will.qos ?? 0) > this.settings.maximumQoS) {
+      return { kind: 'close', reasonCode: ReasonCode.QoSNotSupported, reason: 'will QoS above the maximum' }
+    }
+    if (will?.retain === true && !this.settings.retainAvailable) {
+      return { kind: 'close', reasonCode: ReasonCode.RetainNotSupported, reason: 'retained will while retain is unavailable' }
+    }
+    const method = packet.properties?.authenticationMethod
+    if (this.version === 5 && method !== undefined) return this.startConnectAuth(packet, method)
+    return PASS
+  }
+
+  private learnConnect (packet: IConnectPacket, version: ProtocolVersion): void {
+    this.version = version
+    this.clientId = packet.clientId
+    this.username = packet.username
+    this.log = this.log.child({ clientId: packet.clientId || undefined })
+    if (version === 5) {
+      const props = packet.properties
+      this.requestProblemInformation = props?.requestProblemInformation !== false
+      this.clientMaximumPacketSize = props?.maximumPacketSize ?? 0
+      // spec 3.1.2.11.3: an absent Receive Maximum means 65,535
+      this.window.limit = props?.receiveMaximum ?? 65535
+      const aliasMax = props?.topicAliasMaximum ?? 0
+      this.aliases = this.settings.outboundTopicAliases && aliasMax > 0 ? new OutboundAliases(aliasMax) : undefined
     }
   }
 
-  private onConnectAccepted (packet: IConnectPacket, version: ProtocolVersion): void {
-    this.version = version
-    this.clientId = packet.clientId
-    this.logger = this.logger.child({ clientId: packet.clientId || undefined })
-    ;(this as { log: Logger }).log = this.logger
+  // AUTH (spec 3.15, 4.12)
+
+  private startConnectAuth (connect: IConnectPacket, method: string): Verdict {
+    const authenticator = this.ctx.authenticators.get(method)
+    if (!authenticator) {
+      // [MQTT-4.12.0-1] an unsupported method: CONNACK 0x8C and close
+      return { kind: 'close', reasonCode: ReasonCode.BadAuthenticationMethod, reason: `unknown authentication method ${method}` }
+    }
+    const exchange = authenticator.begin({
+      method,
+      clientId: connect.clientId,
+      username: connect.username,
+      remoteAddress: this.meta.remoteAddress,
+      reauthentication: false,
+      authenticatedAs: undefined
+    })
+    this.auth = { phase: 'connect', exchange, method, connect }
+    return { kind: 'defer', decision: exchange.step(connect.properties?.authenticationData).then(step => this.onAuthStep(step)) }
   }
 
   /**
    * Steps:
+   * 1. an AUTH must carry the Authentication Method of the exchange [MQTT-4.12.0-5];
+   * 2. during CONNECT, only reason 0x18 (continue), spec 3.15.2.1;
+   * 3. after CONNACK, 0x19 starts a re-authentication with the same method
+   *    [MQTT-4.12.1-1], and 0x18 continues one;
+   * 4. anything else is a Protocol Error.
+   */
+  private onAuth (frame: Frame): Verdict {
+    if (this.version !== 5) return { kind: 'close', reasonCode: ReasonCode.ProtocolError, reason: 'AUTH before MQTT 5 CONNECT' }
+    const packet = decodeFrame(frame, 5)
+    if (packet instanceof Error || packet.cmd !== 'auth') {
+      return { kind: 'close', reasonCode: ReasonCode.MalformedPacket, reason: 'malformed AUTH' }
+    }
+    const method = packet.properties?.authenticationMethod
+    const data = packet.properties?.authenticationData
+    if (this.auth) {
+      if (method !== this.auth.method || packet.reasonCode !== ReasonCode.ContinueAuthentication) {
+        return { kind: 'close', reasonCode: ReasonCode.ProtocolError, reason: 'AUTH out of sequence' }
+      }
+      return { kind: 'defer', decision: this.auth.exchange.step(data).then(step => this.onAuthStep(step)) }
+    }
+    if (packet.reasonCode === ReasonCode.ReAuthenticate && this.accepted && this.enhancedAuth && method === this.enhancedAuth.method) {
+      const authenticator = this.ctx.authenticators.get(method)
+      if (!authenticator) return { kind: 'close', reasonCode: ReasonCode.BadAuthenticationMethod, reason: 'method no longer available' }
+      const exchange = authenticator.begin({
+        method,
+        clientId: this.clientId ?? '',
+        username: this.username,
+        remoteAddress: this.meta.remoteAddress,
+        reauthentication: true,
+        authenticatedAs: this.enhancedAuth.username
+      })
+      this.auth = { phase: 'reauth', exchange, method }
+      return { kind: 'defer', decision: exchange.step(data).then(step => this.onAuthStep(step)) }
+    }
+    return { kind: 'close', reasonCode: ReasonCode.ProtocolError, reason: 'unexpected AUTH' }
+  }
+
+  private onAuthStep (step: AuthStep): Verdict {
+    const state = this.auth
+    if (!state) return DROP
+    switch (step.kind) {
+      case 'continue': {
+        const auth: IAuthPacket = {
+          cmd: 'auth',
+          reasonCode: ReasonCode.ContinueAuthentication,
+          properties: step.data ? { authenticationMethod: state.method, authenticationData: step.data } : { authenticationMethod: state.method }
+        }
+        this.sendPacket(auth)
+        return DROP
+      }
+      case 'failure':
+        this.auth = undefined
+        this.log.info({ method: state.method, reason: step.reason }, 'authentication failed')
+        return { kind: 'close', reasonCode: step.reasonCode, reason: step.reason ?? 'authentication failed' }
+      case 'success': {
+        this.auth = undefined
+        if (state.phase === 'reauth') {
+          this.enhancedAuth = { method: state.method, username: step.username ?? this.enhancedAuth?.username }
+          const auth: IAuthPacket = {
+            cmd: 'auth',
+            reasonCode: ReasonCode.Success,
+            properties: step.data ? { authenticationMethod: state.method, authenticationData: step.data } : { authenticationMethod: state.method }
+          }
+          this.sendPacket(auth)
+          return DROP
+        }
+        this.enhancedAuth = { method: state.method, username: step.username ?? state.connect.username }
+        this.pendingConnackAuthData = step.data
+        // aedes refuses CONNECTs carrying an Authentication Method (0x8C): it
+        // gets the CONNECT without it, the CONNACK gets it back (onConnack)
+        const connect: IConnectPacket = { ...state.connect, properties: { ...state.connect.properties } }
+        delete connect.properties?.authenticationMethod
+        delete connect.properties?.authenticationData
+        return { kind: 'replace', bufs: [encode(connect, 5)] }
+      }
+    }
+  }
+
+  // PUBLISH (spec 3.3)
+
+  /**
+   * Steps:
    * 1. [MQTT-3.3.1-4] QoS 3 is a Malformed Packet;
-   * 2. spec 4.9: count a new QoS 1/2 packet id against the Receive Maximum
+   * 2. header checks (inbound/publish.ts): Maximum QoS, Retain Available,
+   *    Topic Name;
+   * 3. MQTT 5 properties, decoded only when present: topic alias, Payload
+   *    Format Indicator, Subscription Identifier;
+   * 4. spec 4.3.2, 4.3.3: a QoS 1 PUBLISH reusing the id of a
+   *    QoS 2 flow in progress, or the reverse, gets 0x91;
+   * 5. spec 4.9: count a new QoS 1/2 packet id against the Receive Maximum
    *    culex advertised; one over it is DISCONNECT 0x93 [MQTT-3.3.4-9], which
    *    also bounds the inbound QoS 2 state a client can pin
    *    (GHSA-5jvp-3p2v-5qgf, GHSA-p8r9-qf8w-p73r).
@@ -245,14 +495,99 @@ export class Connection {
     if (header === null) return { kind: 'close', reasonCode: ReasonCode.MalformedPacket, reason: 'truncated PUBLISH' }
     if (header.qos === 3) return { kind: 'close', reasonCode: ReasonCode.MalformedPacket, reason: 'PUBLISH with QoS 3' }
     this.ctx.observer.publishReceived(header.qos, frame.buf.length)
-    if (header.packetId !== undefined && !this.inflightIn.has(header.packetId)) {
-      if (this.inflightIn.size >= this.settings.receiveMaximum) {
-        return { kind: 'close', reasonCode: ReasonCode.ReceiveMaximumExceeded, reason: `more than ${this.settings.receiveMaximum} QoS 1/2 messages in flight` }
+    const version = this.version ?? 4
+    let topic = header.topic
+    const checked = checkPublishHeader(header, version, this.settings)
+    if (checked.kind !== 'ok') return this.refusePublish(header, checked)
+    if (version === 5 && frame.buf.length > header.afterId && frame.buf[header.afterId] !== 0) {
+      const packet = decodeFrame(frame, 5)
+      if (packet instanceof Error || packet.cmd !== 'publish') {
+        return { kind: 'close', reasonCode: ReasonCode.MalformedPacket, reason: 'malformed PUBLISH' }
       }
-      this.inflightIn.add(header.packetId)
+      const props = checkPublishProperties(packet, this.settings)
+      if (props.kind !== 'ok') return this.refusePublish(header, props)
+      const alias = packet.properties?.topicAlias
+      if (alias !== undefined) {
+        // aedes validates aliases (DISCONNECT 0x94); culex only follows the mapping
+        if (topic.length > 0) this.inboundAliases.set(alias, topic)
+        else topic = this.inboundAliases.get(alias) ?? ''
+      }
+    }
+    const id = header.packetId
+    if (id !== undefined) {
+      const flow = this.inflightIn.get(id)
+      if (flow !== undefined) {
+        if (flow.qos !== header.qos) {
+          return this.refusePublish(header, { kind: 'refuse', reasonCode: ReasonCode.PacketIdentifierInUse, reason: `packet id ${id} in use` })
+        }
+      } else {
+        if (this.inflightIn.size >= this.settings.receiveMaximum) {
+          return { kind: 'close', reasonCode: ReasonCode.ReceiveMaximumExceeded, reason: `more than ${this.settings.receiveMaximum} QoS 1/2 messages in flight` }
+        }
+        this.inflightIn.set(id, { qos: header.qos, topic })
+      }
     }
     return PASS
   }
+
+  private refusePublish (header: PublishHeader, verdict: { kind: 'refuse' | 'disconnect', reasonCode: number, reason: string }): Verdict {
+    if (verdict.kind === 'disconnect' || this.version !== 5) {
+      return { kind: 'close', reasonCode: verdict.reasonCode, reason: verdict.reason }
+    }
+    this.log.debug({ topic: header.topic, reasonCode: describeReasonCode(verdict.reasonCode), reason: verdict.reason }, 'publish refused')
+    this.ctx.observer.messageDropped('not-authorized', 1)
+    if (header.qos === 0 || header.packetId === undefined) return DROP
+    this.sendAck(header.qos === 1 ? 'puback' : 'pubrec', header.packetId, verdict.reasonCode, verdict.reason)
+    return DROP
+  }
+
+  // acknowledgements from the client (spec 3.4-3.7)
+
+  /** PUBACK or PUBCOMP: the client completed an outbound QoS 1 / 2 flow. */
+  private onClientPuback (frame: Frame): Verdict {
+    if (this.window.complete(ackPacketId(frame))) this.releaseHeld()
+    return PASS
+  }
+
+  /**
+   * PUBREC: a failed PUBREC completes the flow (spec 4.3.3); one for a packet
+   * id culex never sent gets PUBREL 0x92 (spec 3.6.2.1).
+   */
+  private onClientPubrec (frame: Frame): Verdict {
+    const id = ackPacketId(frame)
+    if (!this.window.inflight.has(id)) {
+      if (this.version === 5) {
+        this.sendAck('pubrel', id, ReasonCode.PacketIdentifierNotFound, 'unknown packet identifier')
+        return DROP
+      }
+      return PASS
+    }
+    if (this.version === 5 && isFailure(ackReasonCode(frame))) {
+      this.window.complete(id)
+      this.releaseHeld()
+    }
+    return PASS
+  }
+
+  /**
+   * PUBREL: for a packet id with no QoS 2 state, on this connection or in the
+   * store, the answer is PUBCOMP 0x92 (spec 3.7.2.1) instead of aedes' 0x00.
+   */
+  private onClientPubrel (frame: Frame): Verdict {
+    const id = ackPacketId(frame)
+    if (this.version !== 5 || this.inflightIn.get(id)?.qos === 2) return PASS
+    const clientId = this.client.id
+    return {
+      kind: 'defer',
+      decision: this.ctx.hasIncoming(clientId, id).then((known) => {
+        if (known) return PASS
+        this.sendAck('pubcomp', id, ReasonCode.PacketIdentifierNotFound, 'unknown packet identifier')
+        return DROP
+      })
+    }
+  }
+
+  // SUBSCRIBE (spec 3.8)
 
   /** Splits a SUBSCRIBE into one aedes SUBSCRIBE per accepted filter (inbound/subscribe.ts). */
   private onSubscribe (frame: Frame): Verdict {
@@ -276,7 +611,7 @@ export class Connection {
       parts.push(encode(part, this.version))
     })
     if (pending.complete) {
-      this.writeSuback(pending)
+      this.writeToClient(this.encodeSuback(pending))
       return DROP
     }
     return { kind: 'replace', bufs: parts }
@@ -305,65 +640,236 @@ export class Connection {
     for (const chunk of chunks) {
       for (const result of this.outbound.push(chunk)) {
         if (result.kind !== 'frame') continue
-        const verdict = this.checkOutbound(result.frame)
-        if (verdict.kind === 'pass') out.push(result.frame.buf)
-        else if (verdict.kind === 'replace') out.push(...verdict.bufs)
+        this.checkOutbound(result.frame, out)
       }
     }
-    if (out.length === 0) { done(); return }
+    this.writeOut(out, done)
+  }
+
+  private writeOut (out: Buffer[], done?: () => void): void {
+    if (out.length === 0 || this.socket.destroyed || !this.socket.writable) { done?.(); return }
     // one socket write per batch aedes hands over (it corks per packet)
     const ok = this.socket.write(out.length === 1 ? out[0] as Buffer : Buffer.concat(out))
+    if (!done) return
     if (ok) done()
     else this.socket.once('drain', () => done())
   }
 
-  private checkOutbound (frame: Frame): Verdict {
+  private checkOutbound (frame: Frame, out: Buffer[]): void {
     switch (frame.type) {
-      case PacketType.PUBLISH:
-        this.ctx.observer.publishSent((frame.flags >> 1) & 0x03, frame.buf.length)
-        return PASS
-      case PacketType.CONNACK: return this.onConnack(frame)
+      case PacketType.PUBLISH: this.onOutboundPublish(frame, out); return
+      case PacketType.CONNACK: out.push(this.onConnack(frame)); return
       case PacketType.PUBACK:
+      case PacketType.PUBREC: this.onOutboundAck(frame, out); return
+      case PacketType.PUBREL: {
+        const id = ackPacketId(frame)
+        if (this.synthetic.delete(id)) {
+          // culex completes a dropped QoS 2 message with aedes itself
+          this.toBroker({ cmd: 'pubcomp', messageId: id })
+          return
+        }
+        break
+      }
       case PacketType.PUBCOMP:
         this.inflightIn.delete(ackPacketId(frame))
-        return PASS
-      case PacketType.PUBREC:
-        // a failed PUBREC ends the QoS 2 flow for that id (spec 4.3.3)
-        if (this.version === 5 && isFailure(ackReasonCode(frame))) this.inflightIn.delete(ackPacketId(frame))
-        return PASS
-      case PacketType.SUBACK: return this.onSuback(frame)
+        break
+      case PacketType.SUBACK: this.onSuback(frame, out); return
       case PacketType.DISCONNECT:
         this.disconnectSent = true
         this.disconnectBy ??= 'server'
         this.disconnectReason ??= frame.buf.length > frame.headerLength ? frame.buf[frame.headerLength] as number : 0
-        return PASS
-      default: return PASS
+        break
+    }
+    out.push(this.fit(frame))
+  }
+
+  /**
+   * Steps for a PUBLISH to the client:
+   * 1. spec 4.9: QoS 1/2 beyond the client's Receive Maximum waits, in order
+   *    (outbound/flow-control.ts); a client that never acknowledges has the
+   *    oldest waiting messages dropped past `maxQueuedOutbound`;
+   * 2. then `sendPublish`.
+   */
+  private onOutboundPublish (frame: Frame, out: Buffer[]): void {
+    const header = readPublishHeader(frame)
+    if (header === null) return
+    const held: HeldPublish = { frame, qos: header.qos, packetId: header.packetId }
+    if (this.window.admit(held)) {
+      this.sendPublish(held, header, out)
+      return
+    }
+    for (const dropped of this.window.hold(held)) this.dropPublish(dropped, 'queue-full')
+  }
+
+  /**
+   * 1. [MQTT-3.1.2-24] a PUBLISH larger than the client's Maximum Packet Size
+   *    is not sent; culex acts as if it had been delivered (spec 3.1.2.11.4);
+   * 2. [MQTT-3.3.2-8] [MQTT-3.3.2-9] an outbound topic alias replaces the topic.
+   */
+  private sendPublish (p: HeldPublish, header: PublishHeader | null, out: Buffer[]): void {
+    const max = this.clientMaximumPacketSize
+    if (max > 0 && p.frame.buf.length > max) {
+      this.dropPublish(p, 'packet-too-large')
+      return
+    }
+    let buf = p.frame.buf
+    if (this.aliases) {
+      const h = header ?? readPublishHeader(p.frame)
+      if (h) buf = this.alias(p.frame, h, this.aliases)
+    }
+    this.ctx.observer.publishSent(p.qos, buf.length)
+    out.push(buf)
+  }
+
+  private alias (frame: Frame, header: PublishHeader, aliases: OutboundAliases): Buffer {
+    const use = aliases.use(header.topic)
+    if (use.kind === 'none') return frame.buf
+    const packet = decodeFrame(frame, 5)
+    if (packet instanceof Error || packet.cmd !== 'publish') return frame.buf
+    const aliased: IPublishPacket = { ...packet, properties: { ...packet.properties, topicAlias: use.alias } }
+    if (use.kind === 'reuse') aliased.topic = ''
+    return encode(aliased, 5)
+  }
+
+  /** Drops a message for this client and completes its flow with aedes, as if it had been delivered. */
+  private dropPublish (p: HeldPublish, reason: 'queue-full' | 'packet-too-large'): void {
+    this.ctx.observer.messageDropped(reason, 1)
+    this.log.warn({ reason, qos: p.qos, bytes: p.frame.buf.length }, 'message to client dropped')
+    if (p.qos === 0 || p.packetId === undefined) return
+    this.window.complete(p.packetId)
+    if (p.qos === 1) {
+      this.toBroker({ cmd: 'puback', messageId: p.packetId })
+    } else {
+      this.synthetic.add(p.packetId)
+      this.toBroker({ cmd: 'pubrec', messageId: p.packetId })
     }
   }
 
-  private onConnack (frame: Frame): Verdict {
+  private releaseHeld (): void {
+    const released = this.window.release()
+    if (released.length === 0) return
+    const out: Buffer[] = []
+    for (const p of released) this.sendPublish(p, null, out)
+    this.writeOut(out)
+  }
+
+  /**
+   * Acknowledgements of the client's PUBLISHes go out in the order the
+   * PUBLISHes came [MQTT-4.6.0-2] [MQTT-4.6.0-3], and:
+   * 1. a QoS 1 PUBACK only once aedes finished publishing the message, so it
+   *    is in the store for every persistent session (culex's durability
+   *    contract; aedes writes the PUBACK first);
+   * 2. MQTT 5: 0x10 (No matching subscribers) when no subscription matches.
+   */
+  private onOutboundAck (frame: Frame, out: Buffer[]): void {
+    const id = ackPacketId(frame)
+    const code = this.version === 5 ? ackReasonCode(frame) : 0
+    const flow = this.inflightIn.get(id)
+    if (frame.type === PacketType.PUBACK) this.inflightIn.delete(id)
+    else if (isFailure(code)) this.inflightIn.delete(id)
+    const entry: PendingAck = { buf: frame.buf, ready: false }
+    this.acks.push(entry)
+    const waitPublished = frame.type === PacketType.PUBACK && code === 0 && flow !== undefined
+    const finish = (): void => {
+      if (this.version === 5 && code === 0 && flow !== undefined) {
+        const has = this.ctx.hasSubscribers(flow.topic)
+        if (has === false) entry.buf = this.withReasonCode(frame, ReasonCode.NoMatchingSubscribers)
+        else if (has !== true) {
+          has.then((yes) => {
+            if (!yes) entry.buf = this.withReasonCode(frame, ReasonCode.NoMatchingSubscribers)
+            entry.ready = true
+            this.flushAcks()
+          }, () => { entry.ready = true; this.flushAcks() })
+          return
+        }
+      }
+      entry.ready = true
+    }
+    if (waitPublished && !this.publishedEarly.delete(id)) {
+      const waiting = this.awaitingPublished.get(id)
+      const release = (): void => { finish(); this.flushAcks() }
+      entry.release = release
+      if (waiting) waiting.push(entry)
+      else this.awaitingPublished.set(id, [entry])
+    } else {
+      finish()
+    }
+    this.flushAcks(out)
+  }
+
+  /** aedes finished publishing the client's message `packetId` (its `published` hook). */
+  onPublished (packetId: number): void {
+    const waiting = this.awaitingPublished.get(packetId)
+    if (!waiting) {
+      this.publishedEarly.add(packetId)
+      return
+    }
+    const entry = waiting.shift() as PendingAck
+    if (waiting.length === 0) this.awaitingPublished.delete(packetId)
+    entry.release?.()
+  }
+
+  private flushAcks (out?: Buffer[]): void {
+    const target = out ?? []
+    while (this.acks.length > 0 && (this.acks[0] as PendingAck).ready) {
+      target.push(this.fitBuf((this.acks.shift() as PendingAck).buf))
+    }
+    if (!out) this.writeOut(target)
+  }
+
+  private withReasonCode (frame: Frame, code: number): Buffer {
+    const buf = Buffer.from(frame.buf)
+    if (buf.length > frame.headerLength + 2) {
+      buf[frame.headerLength + 2] = code
+      return buf
+    }
+    return encode({ cmd: frame.type === PacketType.PUBACK ? 'puback' : 'pubrec', messageId: ackPacketId(frame), reasonCode: code }, 5)
+  }
+
+  /**
+   * CONNACK: an accepted MQTT 5 CONNACK states culex's capabilities
+   * (spec 3.2.2.3): Maximum QoS [MQTT-3.2.2-9], Retain Available, Wildcard,
+   * Subscription Identifier and Shared Subscription Available, and the
+   * Authentication Method and Data of an enhanced authentication (spec
+   * 3.2.2.3.17, 4.12).
+   */
+  private onConnack (frame: Frame): Buffer {
     this.connackSent = true
     const code = frame.buf[frame.headerLength + 1] as number
     this.accepted = code === 0
-    if (this.accepted) {
-      this.ctx.observer.clientAccepted(this.meta.transport, this.version ?? 4)
-      this.log.info({ version: this.version }, 'client connected')
-    } else {
+    if (!this.accepted) {
       this.ctx.observer.connectRefused(this.version === 5 ? code : v311ToV5ConnackCode(code))
       this.log.info({ reasonCode: this.version === 5 ? describeReasonCode(code) : code }, 'connection refused')
+      return frame.buf
     }
-    return PASS
+    this.ctx.observer.clientAccepted(this.meta.transport, this.version ?? 4)
+    this.log.info({ version: this.version, auth: this.enhancedAuth?.method }, 'client connected')
+    if (this.version !== 5) return frame.buf
+    const packet = decodeFrame(frame, 5) as IConnackPacket | Error
+    if (packet instanceof Error) return frame.buf
+    const s = this.settings
+    const props: NonNullable<IConnackPacket['properties']> = { ...packet.properties }
+    if (s.maximumQoS < 2) props.maximumQoS = s.maximumQoS
+    if (!s.retainAvailable) props.retainAvailable = false
+    if (!s.wildcardSubscriptionAvailable) props.wildcardSubscriptionAvailable = false
+    if (!s.subscriptionIdentifierAvailable) props.subscriptionIdentifiersAvailable = false
+    props.sharedSubscriptionAvailable = s.sharedSubscriptionAvailable
+    if (this.enhancedAuth) {
+      props.authenticationMethod = this.enhancedAuth.method
+      if (this.pendingConnackAuthData) props.authenticationData = this.pendingConnackAuthData
+      this.pendingConnackAuthData = undefined
+    }
+    return encode({ ...packet, properties: props }, 5)
   }
 
-  private onSuback (frame: Frame): Verdict {
+  private onSuback (frame: Frame, out: Buffer[]): void {
     const id = ackPacketId(frame)
     const part = this.subParts.get(id)
-    if (!part) return PASS
+    if (!part) { out.push(frame.buf); return }
     this.subParts.delete(id)
     const packet = decodeFrame(frame, this.version) as ISubackPacket | Error
     const code = packet instanceof Error ? ReasonCode.UnspecifiedError : (packet.granted[0] as number | undefined) ?? ReasonCode.UnspecifiedError
-    if (!part.pending.settle(part.index, code)) return DROP
-    return { kind: 'replace', bufs: [this.encodeSuback(part.pending)] }
+    if (part.pending.settle(part.index, code)) out.push(this.encodeSuback(part.pending))
   }
 
   private encodeSuback (pending: PendingSuback): Buffer {
@@ -371,11 +877,32 @@ export class Connection {
     return encode(packet, this.version)
   }
 
-  private writeSuback (pending: PendingSuback): void {
-    this.writeToClient(this.encodeSuback(pending))
+  /**
+   * [MQTT-3.1.2-24] nothing larger than the client's Maximum Packet Size goes
+   * out: Reason String and User Properties are left out first
+   * [MQTT-3.1.2-25]; a packet that still does not fit is not sent.
+   */
+  private fit (frame: Frame): Buffer {
+    return this.fitBuf(frame.buf)
   }
 
-  // ---------------------------------------------------------------- closing
+  private fitBuf (buf: Buffer): Buffer {
+    const max = this.clientMaximumPacketSize
+    if (max === 0 || buf.length <= max) return buf
+    const decoded = decodeBuffer(buf, this.version)
+    if (!(decoded instanceof Error) && 'properties' in decoded && decoded.properties) {
+      const props = { ...decoded.properties } as Record<string, unknown>
+      delete props.reasonString
+      delete props.userProperties
+      const smaller = encode({ ...decoded, properties: props } as Packet, this.version)
+      if (smaller.length <= max) return smaller
+    }
+    this.ctx.observer.messageDropped('packet-too-large', 1)
+    this.log.warn({ bytes: buf.length, maximum: max }, 'packet larger than the client accepts: not sent')
+    return Buffer.alloc(0)
+  }
+
+  // ---------------------------------------------------------------- helpers
 
   private writeToClient (buf: Buffer): void {
     if (!this.socket.destroyed && this.socket.writable) this.socket.write(buf)
@@ -383,8 +910,23 @@ export class Connection {
 
   /** Sends a packet the gateway built itself. */
   sendPacket (packet: Packet): void {
-    this.writeToClient(encode(packet, this.version))
+    this.writeToClient(this.fitBuf(encode(packet, this.version)))
   }
+
+  /** An acknowledgement with a reason code; the Reason String only if the client allows problem information [MQTT-3.1.2-29]. */
+  private sendAck (cmd: 'puback' | 'pubrec' | 'pubrel' | 'pubcomp', messageId: number, reasonCode: number, reason: string): void {
+    const packet = { cmd, messageId, reasonCode } as Packet & { properties?: { reasonString: string } }
+    if (this.requestProblemInformation) packet.properties = { reasonString: reason }
+    this.sendPacket(packet)
+  }
+
+  /** Writes a packet to aedes as if the client had sent it. */
+  private toBroker (packet: Packet): void {
+    if (this.side.destroyed) return
+    this.side.push(encode(packet, this.version))
+  }
+
+  // ---------------------------------------------------------------- closing
 
   /**
    * Ends the connection for a protocol failure [MQTT-4.13.1-1]: a v5 client
@@ -394,6 +936,14 @@ export class Connection {
   fail (reasonCode: number, reason: string): void {
     if (this.closed) return
     this.log.warn({ reasonCode: describeReasonCode(reasonCode), reason }, 'closing connection: protocol failure')
+    this.sendFinal(reasonCode)
+    this.close(reason)
+  }
+
+  /** A server-initiated DISCONNECT (v5) or close, for culex's own reasons (e.g. rate limits, ACL reload). */
+  disconnect (reasonCode: number, reason: string): void {
+    if (this.closed) return
+    this.log.info({ reasonCode: describeReasonCode(reasonCode), reason }, 'disconnecting client')
     this.sendFinal(reasonCode)
     this.close(reason)
   }

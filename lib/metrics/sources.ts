@@ -1,0 +1,145 @@
+/**
+ * What observability reads from other components, each optional and read
+ * defensively: the store's statistics, write batches and writability, the
+ * shared-subscription module's per-group statistics. A capability a component
+ * does not offer is reported as unknown (metric or $SYS topic omitted), never
+ * as a made-up number.
+ */
+import type { CulexBroker } from '../broker.js'
+import { clientSubscriptions } from '../aedes-internals.js'
+
+/** Counts a store may offer through `stats()`; every field optional. */
+export interface StoreStats {
+  /** retained messages stored */
+  retained?: number
+  /** messages in offline queues, in flight included */
+  queued?: number
+  /** stored subscriptions, of online and offline sessions */
+  subscriptions?: number
+  /** sessions stored, online and offline */
+  sessions?: number
+  /** sessions whose client is not connected */
+  offlineSessions?: number
+}
+
+/** One group commit of the store: how long the write took and how many operations it held. */
+export interface StoreBatchInfo {
+  durationMs: number
+  size: number
+}
+
+/** The optional parts of a store observability uses, beside aedes' persistence interface. */
+export interface ObservableStore {
+  stats?: () => StoreStats
+  /** registers a listener for each write batch; may return a function that removes it */
+  onBatch?: (listener: (info: StoreBatchInfo) => void) => (() => void) | void
+  /** resolves true when the store accepts writes */
+  isWritable?: () => Promise<boolean>
+  /** registers a listener for messages the store dropped; returns a function that removes it */
+  onDrop?: (listener: (event: { reason: string, count: number }) => void) => (() => void) | void
+  /** aedes' persistence interface: clients with stored subscriptions, and qos>0 subscriptions */
+  countOffline?: () => Promise<{ subsCount: number, clientsCount: number }>
+  storeRetained?: (packet: { cmd: 'publish', topic: string, payload: Buffer, qos: 0, retain: true, dup: false }) => Promise<void>
+}
+
+/** One shared subscription group as the shared-subscription module reports it. */
+export interface SharedGroupStats {
+  group: string
+  membersOnline: number
+  membersOffline: number
+  /** messages waiting for a member */
+  queued: number
+  /** messages sent to a member and not yet acknowledged */
+  inflight: number
+  /** cumulative */
+  delivered: number
+  /** cumulative: messages sent again after a member left without acknowledging */
+  redelivered: number
+  /** cumulative: messages given up on */
+  deadLettered: number
+}
+
+/** Offered by the shared-subscription module as `broker.sharedGroups`. */
+export interface SharedGroupStatsProvider {
+  stats (): SharedGroupStats[]
+}
+
+/** The store aedes uses (culex's or aedes' in-memory fallback). */
+export function storeOf (broker: CulexBroker): ObservableStore | undefined {
+  const store = (broker.aedes as unknown as { persistence?: unknown }).persistence
+  return typeof store === 'object' && store !== null ? store as ObservableStore : undefined
+}
+
+const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 0
+
+/** `stats()` with only the fields that are real counts; undefined when the store has none or it throws. */
+export function readStoreStats (store: ObservableStore | undefined): StoreStats | undefined {
+  if (typeof store?.stats !== 'function') return undefined
+  let raw: unknown
+  try {
+    raw = store.stats()
+  } catch {
+    return undefined
+  }
+  if (typeof raw !== 'object' || raw === null) return undefined
+  const r = raw as Record<string, unknown>
+  const out: StoreStats = {}
+  for (const key of ['retained', 'queued', 'subscriptions', 'sessions', 'offlineSessions'] as const) {
+    const v = r[key]
+    if (isCount(v)) out[key] = v
+  }
+  return out
+}
+
+/**
+ * Sessions whose client is offline. The store's own `offlineSessions` when it
+ * counts them; otherwise derived from aedes' `countOffline()`, whose
+ * `clientsCount` is every client with stored subscriptions, connected or not
+ * (aedes stores the subscriptions of persistent sessions only, those with a
+ * Session Expiry Interval: `client.clean === false`): minus the connected
+ * persistent clients holding subscriptions, what remains are the offline
+ * sessions that hold subscriptions (an offline session without any holds no
+ * messages either). Undefined when the store offers neither.
+ */
+export async function offlineSessions (broker: CulexBroker, store: ObservableStore | undefined): Promise<number | undefined> {
+  const stats = readStoreStats(store)
+  if (stats?.offlineSessions !== undefined) return stats.offlineSessions
+  if (typeof store?.countOffline !== 'function') return undefined
+  let withSubs: number
+  try {
+    const counted = await store.countOffline()
+    if (!isCount(counted?.clientsCount)) return undefined
+    withSubs = counted.clientsCount
+  } catch {
+    return undefined
+  }
+  let onlineWithSubs = 0
+  for (const conn of broker.connections) {
+    if (!conn.isAccepted || conn.client.clean) continue
+    for (const _ in clientSubscriptions(conn.client)) { onlineWithSubs++; break }
+  }
+  return Math.max(0, withSubs - onlineWithSubs)
+}
+
+/** `broker.sharedGroups.stats()` with malformed entries left out; undefined when no provider is attached. */
+export function readSharedGroups (broker: CulexBroker): SharedGroupStats[] | undefined {
+  const provider = (broker as { sharedGroups?: SharedGroupStatsProvider }).sharedGroups
+  if (typeof provider?.stats !== 'function') return undefined
+  let raw: unknown
+  try {
+    raw = provider.stats()
+  } catch {
+    return undefined
+  }
+  if (!Array.isArray(raw)) return undefined
+  const out: SharedGroupStats[] = []
+  for (const item of raw as unknown[]) {
+    if (typeof item !== 'object' || item === null) continue
+    const g = item as Record<string, unknown>
+    if (typeof g.group !== 'string' || g.group.length === 0) continue
+    const fields = ['membersOnline', 'membersOffline', 'queued', 'inflight', 'delivered', 'redelivered', 'deadLettered'] as const
+    if (!fields.every(f => isCount(g[f]))) continue
+    out.push(g as unknown as SharedGroupStats)
+  }
+  return out
+}

@@ -1,0 +1,180 @@
+/**
+ * `$SYS` topics with mosquitto's names and formats (mosquitto(8), "Broker
+ * Status"), published by the broker itself every `sysInterval` seconds as
+ * retained QoS 0 messages. As in mosquitto, a value is published when it
+ * changed since the last publication (all of them on the first), so idle
+ * brokers stay quiet; `uptime` changes every time. Subscribers see them
+ * through `$SYS/#`, not `#` [MQTT-4.7.2-1].
+ *
+ * Differences from mosquitto, because culex counts PUBLISH packets only (the
+ * gateway's observer reports no other packet type):
+ * `$SYS/broker/messages/{received,sent}` and their loads count PUBLISH
+ * packets, the same as `publish/messages/*`; there is no `bytes/*` beside
+ * `publish/bytes/*`.
+ */
+import type { Logger } from 'pino'
+import type { CulexBroker } from '../broker.js'
+import { version } from '../version.js'
+import type { TrafficCounters } from './counters.js'
+import { offlineSessions, readSharedGroups, readStoreStats, storeOf } from './sources.js'
+import { topicLevel } from './topic.js'
+
+export interface SysTopicsOptions {
+  broker: CulexBroker
+  counters: TrafficCounters
+  /** seconds between publications; > 0 */
+  intervalSeconds: number
+  logger: Logger
+}
+
+export interface SysTopics {
+  stop (): void
+}
+
+export const SYS_PREFIX = '$SYS/broker/'
+const SHARED_LEAVES = ['members', 'members/online', 'queued', 'inflight', 'delivered'] as const
+
+/** The exponentially damped moving averages mosquitto publishes under `load/`, over 1, 5 and 15 minutes. */
+const LOAD_WINDOWS = [['1min', 60], ['5min', 300], ['15min', 900]] as const
+
+/**
+ * mosquitto's load: each update turns the messages counted since the last
+ * one into a rate per minute, and moves the average towards it by
+ * 1 - exp(-elapsed / window), like the Unix load average.
+ */
+export class DampedLoad {
+  private readonly values: number[] = LOAD_WINDOWS.map(() => 0)
+  private lastCount: number
+
+  constructor (count: number) {
+    this.lastCount = count
+  }
+
+  update (count: number, elapsedSeconds: number): number[] {
+    const perMinute = ((count - this.lastCount) * 60) / elapsedSeconds
+    this.lastCount = count
+    LOAD_WINDOWS.forEach(([, window], i) => {
+      const exponent = Math.exp(-elapsedSeconds / window)
+      this.values[i] = perMinute + exponent * ((this.values[i] ?? 0) - perMinute)
+    })
+    return [...this.values]
+  }
+
+  current (): number[] { return [...this.values] }
+}
+
+export function startSysTopics (opts: SysTopicsOptions): SysTopics {
+  const { broker, counters, logger } = opts
+  const aedes = broker.aedes
+  const store = storeOf(broker)
+  const startedAt = Date.now()
+  const published = new Map<string, string>()
+  /** shared groups published last time, to clear the topics of groups that are gone */
+  let groups = new Set<string>()
+  const receivedLoad = new DampedLoad(counters.messagesReceived)
+  const sentLoad = new DampedLoad(counters.messagesSent)
+  let lastTick = startedAt
+  let first = true
+  let running = false
+  let stopped = false
+
+  const publish = (topic: string, value: string): void => {
+    published.set(topic, value)
+    aedes.publish({ cmd: 'publish', topic, payload: Buffer.from(value), qos: 0, retain: true, dup: false }, (err) => {
+      if (err) logger.debug({ err, topic }, '$SYS publication failed')
+    })
+  }
+  const publishIfChanged = (topic: string, value: string): void => {
+    if (published.get(topic) !== value) publish(topic, value)
+  }
+
+  const tick = async (): Promise<void> => {
+    if (running || stopped || aedes.closed) return
+    running = true
+    try {
+      const values = new Map<string, string>()
+      const set = (name: string, value: number | string): void => { values.set(SYS_PREFIX + name, String(value)) }
+      const now = Date.now()
+
+      set('version', `culex version ${version}`)
+      set('uptime', `${Math.floor((now - startedAt) / 1000)} seconds`)
+
+      const offline = await offlineSessions(broker, store)
+      set('clients/connected', counters.connectedNow)
+      set('clients/maximum', counters.maxConnected)
+      if (offline !== undefined) {
+        set('clients/disconnected', offline)
+        set('clients/total', counters.connectedNow + offline)
+      }
+
+      for (const [name, n] of [
+        ['messages/received', counters.messagesReceived],
+        ['messages/sent', counters.messagesSent],
+        ['publish/messages/received', counters.messagesReceived],
+        ['publish/messages/sent', counters.messagesSent],
+        ['publish/messages/dropped', counters.messagesDropped],
+        ['publish/bytes/received', counters.bytesReceived],
+        ['publish/bytes/sent', counters.bytesSent]
+      ] as const) set(name, n)
+
+      const elapsed = (now - lastTick) / 1000
+      lastTick = now
+      const loads = first || elapsed <= 0
+        ? [['received', receivedLoad.current()], ['sent', sentLoad.current()]] as const
+        : [['received', receivedLoad.update(counters.messagesReceived, elapsed)], ['sent', sentLoad.update(counters.messagesSent, elapsed)]] as const
+      for (const [direction, averages] of loads) {
+        LOAD_WINDOWS.forEach(([window], i) => {
+          const topic = `${SYS_PREFIX}load/messages/${direction}/${window}`
+          const value = averages[i] ?? 0
+          // mosquitto: "%.2f", published when it moved by 0.01 or more
+          const previous = published.get(topic)
+          if (previous === undefined || Math.abs(Number(previous) - value) >= 0.01) values.set(topic, value.toFixed(2))
+        })
+      }
+
+      const stats = readStoreStats(store)
+      if (stats?.retained !== undefined) set('retained messages/count', stats.retained)
+      if (stats?.subscriptions !== undefined) set('subscriptions/count', stats.subscriptions)
+
+      const shared = readSharedGroups(broker)
+      const seen = new Set<string>()
+      for (const g of shared ?? []) {
+        const level = topicLevel(g.group)
+        seen.add(level)
+        set(`shared/${level}/members`, g.membersOnline + g.membersOffline)
+        set(`shared/${level}/members/online`, g.membersOnline)
+        set(`shared/${level}/queued`, g.queued)
+        set(`shared/${level}/inflight`, g.inflight)
+        set(`shared/${level}/delivered`, g.delivered)
+      }
+      if (stopped || aedes.closed) return
+      for (const level of groups) {
+        if (seen.has(level)) continue
+        // [MQTT-3.3.1-6] an empty retained message removes the stale values of a group that is gone
+        for (const leaf of SHARED_LEAVES) {
+          const topic = `${SYS_PREFIX}shared/${level}/${leaf}`
+          publish(topic, '')
+          published.delete(topic)
+        }
+      }
+      groups = seen
+      for (const [topic, value] of values) publishIfChanged(topic, value)
+      first = false
+    } catch (err) {
+      logger.warn({ err }, '$SYS update failed')
+    } finally {
+      running = false
+    }
+  }
+
+  const timer = setInterval(() => { void tick() }, opts.intervalSeconds * 1000)
+  timer.unref()
+  const stop = (): void => {
+    stopped = true
+    clearInterval(timer)
+  }
+  aedes.once('closed', stop)
+  // mosquitto publishes the whole tree once at start, then every interval
+  void tick()
+  return { stop }
+}

@@ -1,0 +1,88 @@
+/**
+ * PUBLISH from a client (spec 3.3), the checks aedes does not make or only
+ * answers by closing the connection. Each returns what the gateway does.
+ */
+import { isUtf8 } from 'node:buffer'
+import type { IPublishPacket } from 'mqtt-packet'
+import { ReasonCode } from '../reason-codes.js'
+import { topicLevels } from '../topic.js'
+import type { PublishHeader } from '../frame.js'
+
+export interface PublishPolicy {
+  maximumQoS: 0 | 1 | 2
+  retainAvailable: boolean
+  maxTopicLength: number
+  maxTopicLevels: number
+  /** answer 0x99 to a Payload Format Indicator of 1 with a payload that is not UTF-8 */
+  validatePayloadFormat: boolean
+}
+
+export type PublishVerdict =
+  | { kind: 'ok' }
+  /** answer PUBACK/PUBREC with the code (QoS 1/2) or drop (QoS 0); the connection stays */
+  | { kind: 'refuse', reasonCode: number, reason: string }
+  /** DISCONNECT with the code and close */
+  | { kind: 'disconnect', reasonCode: number, reason: string }
+
+const OK: PublishVerdict = { kind: 'ok' }
+
+/**
+ * Steps on the fixed and variable header (no decoding):
+ * 1. [MQTT-3.2.2-11] QoS above the Maximum QoS culex advertised: DISCONNECT 0x9B;
+ * 2. [MQTT-3.2.2-14] RETAIN when Retain Available is 0: DISCONNECT 0x9A;
+ * 3. [MQTT-3.3.2-2] a Topic Name with a wildcard (or NUL [MQTT-4.7.3-2]) is
+ *    refused with 0x90 (3.1.1: the connection is closed);
+ * 4. a Topic Name over the length or level limits: 0x90.
+ */
+export function checkPublishHeader (header: PublishHeader, version: number, policy: PublishPolicy): PublishVerdict {
+  if (header.qos > policy.maximumQoS) {
+    return { kind: 'disconnect', reasonCode: ReasonCode.QoSNotSupported, reason: `QoS ${header.qos} above the maximum ${policy.maximumQoS}` }
+  }
+  if (header.retain && !policy.retainAvailable) {
+    return { kind: 'disconnect', reasonCode: ReasonCode.RetainNotSupported, reason: 'retained messages are not available' }
+  }
+  const topic = header.topic
+  if (topic.length === 0 && version < 5) {
+    return { kind: 'disconnect', reasonCode: ReasonCode.ProtocolError, reason: 'empty topic name' } // [MQTT-4.7.3-1]
+  }
+  for (let i = 0; i < topic.length; i++) {
+    const c = topic.charCodeAt(i)
+    if (c === 0x23 || c === 0x2b || c === 0) {
+      return version === 5
+        ? { kind: 'refuse', reasonCode: ReasonCode.TopicNameInvalid, reason: 'wildcard in topic name' }
+        : { kind: 'disconnect', reasonCode: ReasonCode.TopicNameInvalid, reason: 'wildcard in topic name' }
+    }
+  }
+  if (topic.length > policy.maxTopicLength || topicLevels(topic) > policy.maxTopicLevels) {
+    return version === 5
+      ? { kind: 'refuse', reasonCode: ReasonCode.TopicNameInvalid, reason: 'topic name over the limits' }
+      : { kind: 'disconnect', reasonCode: ReasonCode.TopicNameInvalid, reason: 'topic name over the limits' }
+  }
+  return OK
+}
+
+/**
+ * Steps on the decoded MQTT 5 properties:
+ * 1. spec 3.3.2.1 and 3.3.2.3.4: an empty Topic Name needs a Topic Alias
+ *    (aedes resolves and validates aliases, answering 0x94);
+ * 2. [MQTT-3.3.4-6] a PUBLISH from a client must not carry a Subscription
+ *    Identifier: Protocol Error;
+ * 3. spec 3.3.2.3.2: Payload Format Indicator 1 with a payload that is not
+ *    valid UTF-8: 0x99 (when validation is on).
+ */
+export function checkPublishProperties (packet: IPublishPacket, policy: PublishPolicy): PublishVerdict {
+  const props = packet.properties
+  if (packet.topic.length === 0 && props?.topicAlias === undefined) {
+    return { kind: 'disconnect', reasonCode: ReasonCode.ProtocolError, reason: 'empty topic name without a topic alias' }
+  }
+  if (props?.subscriptionIdentifier !== undefined) {
+    return { kind: 'disconnect', reasonCode: ReasonCode.ProtocolError, reason: 'subscription identifier in a PUBLISH from a client' }
+  }
+  if (policy.validatePayloadFormat && props?.payloadFormatIndicator === true) {
+    const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload
+    if (!isUtf8(payload)) {
+      return { kind: 'refuse', reasonCode: ReasonCode.PayloadFormatInvalid, reason: 'payload is not valid UTF-8' }
+    }
+  }
+  return OK
+}
