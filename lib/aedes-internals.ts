@@ -56,3 +56,23 @@ export function liveSubscriptionCount (broker: Aedes, topic: string): number {
   if (!mq._matcher) throw new Error('aedes mqemitter no longer has _matcher: review lib/aedes-internals.ts')
   return mq._matcher.match(topic).length
 }
+
+type Deliver = (packet: { topic: string, qos: number }, cb: () => void) => void
+
+/**
+ * aedes binds each subscription to `client.deliver0` (QoS 0) or
+ * `client.deliverQoS` when it is made; routing the QoS 0 path lets culex send
+ * a message at the highest QoS of overlapping subscriptions.
+ */
+export function routeQoS0Delivery (client: Client, useQoSPath: (packet: { topic: string, qos: number }) => boolean): void {
+  const c = client as unknown as { deliver0?: Deliver, deliverQoS?: Deliver }
+  const deliver0 = c.deliver0
+  const deliverQoS = c.deliverQoS
+  if (typeof deliver0 !== 'function' || typeof deliverQoS !== 'function') {
+    throw new Error('aedes Client no longer has deliver0/deliverQoS: review lib/aedes-internals.ts')
+  }
+  c.deliver0 = function deliver0Routed (packet, cb) {
+    if (packet.qos > 0 && useQoSPath(packet)) deliverQoS(packet, cb)
+    else deliver0(packet, cb)
+  }
+}

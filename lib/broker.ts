@@ -5,10 +5,11 @@
 import type { Duplex } from 'node:stream'
 import { Aedes, type AedesOptions } from 'aedes'
 import type { Logger } from 'pino'
-import { hardenBroker, liveSubscriptionCount } from './aedes-internals.js'
+import { hardenBroker, liveSubscriptionCount, routeQoS0Delivery } from './aedes-internals.js'
 import { Connection, type ConnectionMeta, type ProtocolSettings } from './protocol/connection.js'
 import { Authenticators, type Authenticator } from './protocol/auth.js'
-import { forwardCorrections, stripWillProperties } from './protocol/delivery.js'
+import { ReasonCode } from './protocol/reason-codes.js'
+import { forwardCorrections, shouldDeliverWithQoS, stripWillProperties } from './protocol/delivery.js'
 import { silentLogger } from './logging.js'
 import { noopObserver, type BrokerObserver } from './observer.js'
 
@@ -35,6 +36,12 @@ export interface BrokerOptions {
   connectTimeout?: number
   /** enhanced authentication methods (spec 4.12) */
   authenticators?: readonly Authenticator[]
+  /** largest keep-alive accepted, seconds; Server Keep Alive for MQTT 5 (spec 3.2.2.3.14) */
+  keepaliveLimit?: number
+  /** Response Information for clients that request it (spec 3.2.2.3.15) */
+  responseInformation?: string
+  /** redirect every MQTT 5 client (spec 4.11): CONNACK 0x9C, or 0x9D when `moved` */
+  redirect?: { serverReference: string, moved: boolean }
 }
 
 export interface CulexBroker {
@@ -79,7 +86,19 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
     topicAliasMaximum: options.topicAliasMaximum ?? 10,
     maxTopicLevels: settings.maxTopicLevels,
     connectTimeout: options.connectTimeout ?? 10000,
+    keepaliveLimit: options.keepaliveLimit ?? 0,
+    responseInformation: options.responseInformation ?? null,
     preConnect (client, packet, callback) {
+      const redirect = options.redirect
+      if (redirect && packet.protocolVersion === 5) {
+        // spec 4.11: aedes answers CONNACK 0x9C / 0x9D with the Server Reference
+        const err = Object.assign(new Error('redirected'), {
+          serverReference: redirect.serverReference,
+          reasonCode: redirect.moved ? ReasonCode.ServerMoved : ReasonCode.UseAnotherServer
+        })
+        callback(err, false)
+        return
+      }
       // [MQTT-3.1.2-4] Clean Start discards the previous session, including its
       // inbound QoS 2 state (aedes 2.0.0-beta.1 keeps it: GHSA-p8r9-qf8w-p73r)
       const store = storeOf()
@@ -99,7 +118,10 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
       callback(null)
     },
     authorizeForward (client, packet) {
-      return forwardCorrections(client, packet)
+      return forwardCorrections(client, packet, {
+        subscriptionIdentifiers: client.version === 5 && settings.subscriptionIdentifierAvailable,
+        now: Date.now()
+      })
     },
     published (packet, client, callback) {
       // the message is in the store for every persistent session: its PUBACK may go
@@ -157,6 +179,7 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
       })
       connections.add(conn)
       bySide.set(conn.client.conn, conn)
+      routeQoS0Delivery(conn.client, (packet) => shouldDeliverWithQoS(conn.client, packet))
       return conn
     },
     connectionOf (client) {

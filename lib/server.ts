@@ -13,6 +13,7 @@ import { silentLogger } from './logging.js'
 import { CulexError } from './errors.js'
 import { openStore } from './store.js'
 import { createObservability } from './metrics/index.js'
+import type { Authenticator } from './protocol/auth.js'
 
 export interface CulexServer {
   readonly config: Config
@@ -30,6 +31,8 @@ export interface StartOptions {
   logger?: Logger
   /** a store to use instead of the one `config.persistence` names */
   persistence?: AedesPersistence
+  /** enhanced authentication methods (spec 4.12) in addition to the built-in ones */
+  authenticators?: readonly Authenticator[]
 }
 
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost'])
@@ -48,9 +51,13 @@ export async function startServer (input: ConfigInput | Config = {}, options: St
   const broker = await createBroker({
     logger,
     observer: observability.observer,
+    authenticators: options.authenticators ?? [],
     persistence,
     topicAliasMaximum: config.topicAliasMaximum,
     connectTimeout: config.connectTimeout * 1000,
+    keepaliveLimit: config.keepaliveLimit,
+    ...(config.responseInformation !== undefined ? { responseInformation: config.responseInformation } : {}),
+    ...(config.serverReference !== undefined ? { redirect: { serverReference: config.serverReference, moved: config.serverMoved } } : {}),
     protocol: {
       maximumPacketSize: config.maximumPacketSize,
       receiveMaximum: config.receiveMaximum,

@@ -61,6 +61,13 @@ export const ConfigSchema = z.object({
   outboundTopicAliases: bool.default(true),
   maxTopicLevels: int(1, 100).default(100),
   maxTopicLength: int(1, 65535).default(65535),
+  /** largest keep-alive culex accepts, seconds; MQTT 5 clients are told it as Server Keep Alive (spec 3.2.2.3.14); 0 = any */
+  keepaliveLimit: int(0, 65535).default(0),
+  /** Response Information returned to MQTT 5 clients that ask for it (spec 3.2.2.3.15) */
+  responseInformation: z.string().optional(),
+  /** send every MQTT 5 client to another server (CONNACK 0x9C, or 0x9D with serverMoved) (spec 4.11) */
+  serverReference: z.string().optional(),
+  serverMoved: bool.default(false),
   /** seconds a new connection has to send CONNECT */
   connectTimeout: int(1, 3600).default(10),
   /** Prometheus /metrics on the WebSocket HTTP server */

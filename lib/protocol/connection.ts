@@ -16,7 +16,7 @@ import { Duplex } from 'node:stream'
 import type { Aedes, Client } from 'aedes'
 import type { Logger } from 'pino'
 import type { IAuthPacket, IConnackPacket, IConnectPacket, IPublishPacket, ISubackPacket, ISubscribePacket, Packet } from 'mqtt-packet'
-import { FrameReader, PacketType, ackPacketId, ackReasonCode, readPublishHeader, type Frame, type PublishHeader } from './frame.js'
+import { FrameReader, PacketType, ackPacketId, ackReasonCode, readPublishHeader, fixedHeaderLength, type Frame, type PublishHeader } from './frame.js'
 import { decodeBuffer, decodeFrame, encode, type ProtocolVersion } from './codec.js'
 import { inspectConnect, UNACCEPTABLE_PROTOCOL_VERSION_CONNACK } from './inbound/connect.js'
 import { checkSubscription, PendingSuback, type SubscribePolicy } from './inbound/subscribe.js'
@@ -698,15 +698,23 @@ export class Connection {
       this.sendPublish(held, header, out)
       return
     }
+    held.heldAt = Date.now()
     for (const dropped of this.window.hold(held)) this.dropPublish(dropped, 'queue-full')
   }
 
   /**
-   * 1. [MQTT-3.1.2-24] a PUBLISH larger than the client's Maximum Packet Size
+   * 1. [MQTT-3.3.2-5] a message that waited in the window past its Message
+   *    Expiry is not sent; otherwise the interval is reduced by the wait
+   *    [MQTT-3.3.2-6];
+   * 2. [MQTT-3.1.2-24] a PUBLISH larger than the client's Maximum Packet Size
    *    is not sent; culex acts as if it had been delivered (spec 3.1.2.11.4);
-   * 2. [MQTT-3.3.2-8] [MQTT-3.3.2-9] an outbound topic alias replaces the topic.
+   * 3. [MQTT-3.3.2-8] [MQTT-3.3.2-9] an outbound topic alias replaces the topic.
    */
   private sendPublish (p: HeldPublish, header: PublishHeader | null, out: Buffer[]): void {
+    if (p.heldAt !== undefined && this.version === 5 && !this.ageHeld(p)) {
+      this.dropPublish(p, 'expired')
+      return
+    }
     const max = this.clientMaximumPacketSize
     if (max > 0 && p.frame.buf.length > max) {
       this.dropPublish(p, 'packet-too-large')
@@ -731,8 +739,26 @@ export class Connection {
     return encode(aliased, 5)
   }
 
+  /** Reduces the Message Expiry Interval of a held message by its wait; false when it expired. */
+  private ageHeld (p: HeldPublish): boolean {
+    const waitedSeconds = Math.floor((Date.now() - (p.heldAt as number)) / 1000)
+    if (waitedSeconds < 1) return true
+    const header = readPublishHeader(p.frame)
+    if (!header || p.frame.buf.length <= header.afterId || p.frame.buf[header.afterId] === 0) return true
+    const packet = decodeFrame(p.frame, 5)
+    if (packet instanceof Error || packet.cmd !== 'publish') return true
+    const interval = packet.properties?.messageExpiryInterval
+    if (interval === undefined) return true
+    if (interval - waitedSeconds <= 0) return false
+    const buf = encode({ ...packet, properties: { ...packet.properties, messageExpiryInterval: interval - waitedSeconds } }, 5)
+    const first = buf[0] as number
+    const rest = fixedHeaderLength(buf)
+    p.frame = { type: first >> 4, flags: first & 0x0f, headerLength: rest, buf }
+    return true
+  }
+
   /** Drops a message for this client and completes its flow with aedes, as if it had been delivered. */
-  private dropPublish (p: HeldPublish, reason: 'queue-full' | 'packet-too-large'): void {
+  private dropPublish (p: HeldPublish, reason: 'queue-full' | 'packet-too-large' | 'expired'): void {
     this.ctx.observer.messageDropped(reason, 1)
     this.log.warn({ reason, qos: p.qos, bytes: p.frame.buf.length }, 'message to client dropped')
     if (p.qos === 0 || p.packetId === undefined) return

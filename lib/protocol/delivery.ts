@@ -1,7 +1,8 @@
 /**
  * Corrections on the delivery path, applied in aedes' `authorizeForward`
- * hook (called for every message aedes is about to send to a client) and in
- * `authorizePublish` (every message entering the broker, wills included).
+ * hook (called for every message aedes is about to send to a client: live,
+ * retained at subscribe, and queued while offline) and in `authorizePublish`
+ * (every message entering the broker, wills included).
  */
 import type { Client } from 'aedes'
 import type { AedesPublishPacket, PublishPacket } from 'aedes'
@@ -24,36 +25,86 @@ export function stripWillProperties (packet: PublishPacket): void {
   }
 }
 
-/**
- * [MQTT-3.8.4-6] [MQTT-3.3.4-2] a message goes to a subscriber at the minimum
- * of its QoS and the maximum QoS granted among the client's subscriptions that
- * match it. aedes looks the granted QoS up by exact topic, so wildcard
- * subscriptions were not downgraded; this finds every matching filter.
- * Returns the QoS to deliver at.
- */
-export function grantedQoS (client: Client, packet: { topic: string, qos: number }): number {
-  const subs = clientSubscriptions(client)
-  const exact = subs[packet.topic]
-  let best = exact ? exact.qos : -1
-  if (best < packet.qos) {
-    for (const filter in subs) {
-      const sub = subs[filter]
-      if (sub !== undefined && sub.qos > best && filter !== packet.topic && topicMatches(filter, packet.topic)) {
-        best = sub.qos
-        if (best >= packet.qos) break
-      }
-    }
-  }
-  // no matching subscription: a message aedes sends for another reason (a retained
-  // copy, a redelivery) keeps its QoS
-  return best < 0 ? packet.qos : Math.min(best, packet.qos)
+export interface MatchingSubscriptions {
+  /** the highest QoS granted among the matching subscriptions, -1 if none */
+  qos: number
+  /** their Subscription Identifiers */
+  identifiers: number[]
 }
 
-export function forwardCorrections (client: Client, packet: AedesPublishPacket): AedesPublishPacket {
-  const qos = packet.qos > 0 ? grantedQoS(client, packet) : 0
+/** Every subscription of the client that matches `topic`. */
+export function matchingSubscriptions (client: Client, topic: string, wantIdentifiers: boolean): MatchingSubscriptions {
+  const subs = clientSubscriptions(client)
+  let qos = -1
+  const identifiers: number[] = []
+  for (const filter in subs) {
+    const sub = subs[filter]
+    if (sub === undefined || !topicMatches(filter, topic)) continue
+    if (sub.qos > qos) qos = sub.qos
+    if (wantIdentifiers && sub.si !== undefined) identifiers.push(sub.si)
+  }
+  return { qos, identifiers }
+}
+
+export interface ForwardOptions {
+  /** the client has (or may have) subscriptions with identifiers */
+  subscriptionIdentifiers: boolean
+  now: number
+}
+
+/**
+ * Steps, per message and client:
+ * 1. [MQTT-3.3.2-5] a message whose Message Expiry Interval has passed is
+ *    not delivered; otherwise the interval sent is what remains
+ *    [MQTT-3.3.2-6], for live delivery too (spec 3.3.2.3.3);
+ * 2. [MQTT-3.8.4-6] [MQTT-3.3.4-2] the QoS is the minimum of the message's
+ *    and the highest granted among the client's matching subscriptions
+ *    (aedes looked the grant up by exact topic only, missing wildcards);
+ * 3. [MQTT-3.3.4-3] [MQTT-3.3.4-4] [MQTT-3.3.4-5] the message carries the
+ *    Subscription Identifiers of every matching subscription (aedes sent one
+ *    on live delivery and none on queued messages); a retained message sent
+ *    because of a new subscription keeps that subscription's identifier;
+ * 4. no `willDelayInterval`.
+ * The packet is per delivery (aedes copies it per subscription), so it is
+ * corrected in place; its `properties` object is shared, so it is replaced.
+ */
+export function forwardCorrections (client: Client, packet: AedesPublishPacket, opts: ForwardOptions): AedesPublishPacket | null {
   const props = packet.properties as Properties | undefined
-  if (qos === packet.qos && props?.willDelayInterval === undefined) return packet
-  const copy: AedesPublishPacket = { ...packet, qos: qos as 0 | 1 | 2 }
-  stripWillProperties(copy)
-  return copy
+  let newProps: Properties | undefined
+
+  if (packet.messageExpiry !== undefined) {
+    const remaining = packet.messageExpiry - opts.now
+    if (remaining <= 0) return null
+    newProps = { ...props, messageExpiryInterval: Math.ceil(remaining / 1000) }
+  }
+
+  const retainedAtSubscribe = packet.brokerId === null
+  const needIdentifiers = opts.subscriptionIdentifiers && !retainedAtSubscribe
+  if (packet.qos > 0 || needIdentifiers) {
+    const match = matchingSubscriptions(client, packet.topic, needIdentifiers)
+    if (match.qos >= 0 && match.qos < packet.qos) packet.qos = match.qos as 0 | 1 | 2
+    if (needIdentifiers) {
+      newProps ??= { ...props }
+      if (match.identifiers.length === 0) delete newProps.subscriptionIdentifier
+      else newProps.subscriptionIdentifier = match.identifiers.length === 1 ? match.identifiers[0] as number : match.identifiers
+    }
+  }
+
+  if (props?.willDelayInterval !== undefined) {
+    newProps ??= { ...props }
+    delete newProps.willDelayInterval
+  }
+  if (newProps !== undefined) packet.properties = newProps
+  return packet
+}
+
+/**
+ * [MQTT-3.3.4-2] with overlapping subscriptions aedes delivers once, through
+ * whichever matching subscription its matcher lists first; if that is a QoS 0
+ * subscription, a QoS 1 or 2 subscription of the same client would be
+ * ignored. This tells the QoS 0 path to hand such messages to the QoS path.
+ */
+export function shouldDeliverWithQoS (client: Client, packet: { topic: string, qos: number }): boolean {
+  if (packet.qos === 0) return false
+  return matchingSubscriptions(client, packet.topic, false).qos > 0
 }

@@ -145,3 +145,10 @@ export function readVarInt (buf: Buffer, offset: number): { value: number, bytes
   }
   return null
 }
+
+/** Bytes of the fixed header of an encoded packet (1 + the Remaining Length field). */
+export function fixedHeaderLength (buf: Buffer): number {
+  let i = 1
+  while (i < 5 && i < buf.length && ((buf[i] as number) & 0x80) !== 0) i++
+  return i + 1
+}

@@ -12,6 +12,8 @@ export interface HeldPublish {
   frame: Frame
   qos: number
   packetId: number | undefined
+  /** when it started waiting (ms), for Message Expiry */
+  heldAt?: number
 }
 
 export class OutboundWindow {
