@@ -76,3 +76,16 @@ export function routeQoS0Delivery (client: Client, useQoSPath: (packet: { topic:
     else deliver0(packet, cb)
   }
 }
+
+/**
+ * Takes the next packet identifier from aedes' per-client sequence
+ * (`client._nextId`), the way aedes' QoSPacket does, so an id culex assigns
+ * ahead of aedes never collides with one aedes assigns.
+ */
+export function allocatePacketId (client: Client): number {
+  const c = client as unknown as { _nextId?: number }
+  if (typeof c._nextId !== 'number') throw new Error('aedes Client no longer has _nextId: review lib/aedes-internals.ts')
+  const id = c._nextId
+  c._nextId = id >= 65535 ? 1 : id + 1
+  return id
+}

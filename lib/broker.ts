@@ -9,6 +9,8 @@ import { hardenBroker, liveSubscriptionCount, routeQoS0Delivery } from './aedes-
 import { Connection, type ConnectionMeta, type ProtocolSettings } from './protocol/connection.js'
 import { Authenticators, type Authenticator } from './protocol/auth.js'
 import { ReasonCode } from './protocol/reason-codes.js'
+import { SharedSubscriptions, SHARED_BROKER_ID, type SharedOptions } from './shared/dispatcher.js'
+import { MemoryShareStore, type ShareStore } from './shared/store.js'
 import { forwardCorrections, shouldDeliverWithQoS, stripWillProperties } from './protocol/delivery.js'
 import { silentLogger } from './logging.js'
 import { noopObserver, type BrokerObserver } from './observer.js'
@@ -18,6 +20,8 @@ export type AedesPersistence = NonNullable<AedesOptions['persistence']>
 
 /** The parts of the store culex calls beyond what aedes does. */
 interface StoreExtras {
+  /** where shared subscriptions keep memberships and group logs */
+  sharedStore?: () => ShareStore
   /** drops a client's inbound QoS 2 state (aedes 1.2.0's name for it) */
   cleanIncoming?: (client: { id: string }) => Promise<void>
   incomingGetPacket?: (client: { id: string }, packet: { messageId: number }) => Promise<unknown>
@@ -42,6 +46,8 @@ export interface BrokerOptions {
   responseInformation?: string
   /** redirect every MQTT 5 client (spec 4.11): CONNACK 0x9C, or 0x9D when `moved` */
   redirect?: { serverReference: string, moved: boolean }
+  /** shared subscriptions (spec 4.8.2); `false` turns them off (SUBACK 0x9E) */
+  shared?: (Partial<SharedOptions> & { store?: ShareStore }) | false
 }
 
 export interface CulexBroker {
@@ -50,6 +56,8 @@ export interface CulexBroker {
   readonly settings: ProtocolSettings
   readonly connections: ReadonlySet<Connection>
   readonly authenticators: Authenticators
+  /** shared subscription groups, and their figures (`sharedGroups.stats()`) */
+  readonly sharedGroups: SharedSubscriptions | undefined
   /** Serves one client connection on `socket` (any byte Duplex). */
   handle (socket: Duplex, meta: ConnectionMeta): Connection
   /** The gateway of a connected aedes client. */
@@ -64,7 +72,7 @@ export const defaultProtocolSettings: ProtocolSettings = {
   inflightWindow: 100,
   maxQueuedOutbound: 1000,
   outboundTopicAliases: true,
-  sharedSubscriptionAvailable: false,
+  sharedSubscriptionAvailable: true,
   retainAvailable: true,
   validatePayloadFormat: true,
   maximumQoS: 2,
@@ -74,9 +82,13 @@ export const defaultProtocolSettings: ProtocolSettings = {
   subscriptionIdentifierAvailable: true
 }
 
+function sharedStoreOf (store: StoreExtras | undefined): ShareStore | undefined {
+  return typeof store?.sharedStore === 'function' ? store.sharedStore() : undefined
+}
+
 export async function createBroker (options: BrokerOptions = {}): Promise<CulexBroker> {
   const logger = options.logger ?? silentLogger()
-  const settings: ProtocolSettings = { ...defaultProtocolSettings, ...options.protocol }
+  const settings: ProtocolSettings = { ...defaultProtocolSettings, ...options.protocol, sharedSubscriptionAvailable: options.shared !== false }
   const connections = new Set<Connection>()
   const bySide = new WeakMap<object, Connection>()
 
@@ -118,6 +130,11 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
       callback(null)
     },
     authorizeForward (client, packet) {
+      if (shared !== undefined && packet.brokerId?.startsWith(SHARED_BROKER_ID)) {
+        // a shared delivery: its QoS and identifier were chosen for the group member
+        if (!shared.onForward(client, packet)) return null
+        return forwardCorrections(client, packet, { subscriptionIdentifiers: false, now: Date.now(), shared: true })
+      }
       return forwardCorrections(client, packet, {
         subscriptionIdentifiers: client.version === 5 && settings.subscriptionIdentifierAvailable,
         now: Date.now()
@@ -133,8 +150,25 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
   const authenticators = new Authenticators(options.authenticators)
   if (options.persistence !== undefined) aedesOptions.persistence = options.persistence
 
+  let shared: SharedSubscriptions | undefined
   const aedes = await Aedes.createBroker(aedesOptions)
   hardenBroker(aedes)
+  if (options.shared !== false) {
+    const o = options.shared ?? {}
+    shared = new SharedSubscriptions(aedes, o.store ?? sharedStoreOf(storeOf()) ?? new MemoryShareStore(), {
+      strategy: o.strategy ?? 'round-robin',
+      rules: o.rules ?? [],
+      redelivery: o.redelivery ?? 'immediate',
+      deadLetterTopic: o.deadLetterTopic,
+      maxQueued: o.maxQueued ?? 10000,
+      overflow: o.overflow ?? 'drop-oldest',
+      ...(o.selector ? { selector: o.selector } : {})
+    }, logger.child({ module: 'shared' }))
+    await shared.setup()
+    aedes.on('sessionExpired', (client) => {
+      shared?.sessionEnded(client.id).catch((err: unknown) => logger.error({ err }, 'ending shared memberships failed'))
+    })
+  }
 
   aedes.on('clientError', (client, err) => {
     const conn = bySide.get(client.conn)
@@ -152,12 +186,14 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
     settings,
     connections,
     authenticators,
+    sharedGroups: shared,
     handle (socket, meta) {
       const conn = new Connection(socket, meta, {
         broker: aedes,
         settings,
         logger,
         authenticators,
+        shared,
         hasSubscribers (topic) {
           // spec 3.4.2.1: 0x10 only when no subscription matches, live or stored
           if (liveSubscriptionCount(aedes, topic) > 0) return true
@@ -187,6 +223,7 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
     },
     async close () {
       for (const conn of [...connections]) conn.shutdown()
+      shared?.close()
       await new Promise<void>((resolve) => aedes.close(() => resolve()))
       const store = (aedes as unknown as { persistence?: { destroy?: () => Promise<void> } }).persistence
       if (store?.destroy) await store.destroy()

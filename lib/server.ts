@@ -51,6 +51,16 @@ export async function startServer (input: ConfigInput | Config = {}, options: St
   const broker = await createBroker({
     logger,
     observer: observability.observer,
+    shared: config.sharedSubscriptions
+      ? {
+          strategy: config.sharedStrategy,
+          rules: config.sharedStrategies,
+          redelivery: config.sharedRedelivery,
+          deadLetterTopic: config.sharedDeadLetterTopic,
+          maxQueued: config.sharedMaxQueued,
+          overflow: config.sharedOverflow
+        }
+      : false,
     authenticators: options.authenticators ?? [],
     persistence,
     topicAliasMaximum: config.topicAliasMaximum,

@@ -4,6 +4,7 @@
  * it (zod), and merged with the precedence flags > env > file > defaults.
  */
 import { z } from 'zod'
+import { STRATEGIES } from '../shared/strategies.js'
 
 /** A port: 1-65535, 0 = listener off, or "auto" for a port the OS picks (tests, scripts). */
 const port = z.union([
@@ -70,6 +71,20 @@ export const ConfigSchema = z.object({
   serverMoved: bool.default(false),
   /** seconds a new connection has to send CONNECT */
   connectTimeout: int(1, 3600).default(10),
+  /** shared subscriptions, $share/{group}/{filter} (spec 4.8.2) */
+  sharedSubscriptions: bool.default(true),
+  /** how a group picks the member for a message */
+  sharedStrategy: z.enum(STRATEGIES).default('round-robin'),
+  /** per-group strategies: [{ "pattern": "jobs-*", "strategy": "least-inflight" }], first match wins */
+  sharedStrategies: z.preprocess((v) => (typeof v === 'string' ? JSON.parse(v) as unknown : v),
+    z.array(z.object({ pattern: z.string().min(1), strategy: z.enum(STRATEGIES) }).strict())).default([]),
+  /** QoS 1 messages in flight to a member that disconnects: to another member at once, or when its session ends */
+  sharedRedelivery: z.enum(['immediate', 'session-end']).default('immediate'),
+  /** publish messages a member refused (PUBACK/PUBREC >= 0x80) to this topic, e.g. $dlq/{group}/{topic}; off when unset */
+  sharedDeadLetterTopic: z.string().min(1).optional(),
+  /** messages a group queues while no member can take them */
+  sharedMaxQueued: int(1, 100000000).default(100000),
+  sharedOverflow: z.enum(['drop-oldest', 'refuse']).default('drop-oldest'),
   /** Prometheus /metrics on the WebSocket HTTP server */
   metrics: bool.default(true),
   /** seconds between $SYS publications; 0 = off */

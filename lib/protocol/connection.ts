@@ -15,7 +15,7 @@
 import { Duplex } from 'node:stream'
 import type { Aedes, Client } from 'aedes'
 import type { Logger } from 'pino'
-import type { IAuthPacket, IConnackPacket, IConnectPacket, IPublishPacket, ISubackPacket, ISubscribePacket, Packet } from 'mqtt-packet'
+import type { IAuthPacket, IConnackPacket, IConnectPacket, IPublishPacket, ISubackPacket, ISubscribePacket, ISubscription, IUnsubackPacket, IUnsubscribePacket, Packet } from 'mqtt-packet'
 import { FrameReader, PacketType, ackPacketId, ackReasonCode, readPublishHeader, fixedHeaderLength, type Frame, type PublishHeader } from './frame.js'
 import { decodeBuffer, decodeFrame, encode, type ProtocolVersion } from './codec.js'
 import { inspectConnect, UNACCEPTABLE_PROTOCOL_VERSION_CONNACK } from './inbound/connect.js'
@@ -27,6 +27,8 @@ import { ReasonCode, describeReasonCode, isFailure, v5ToV311ConnackCode, v311ToV
 import type { Authenticators, AuthExchange, AuthStep } from './auth.js'
 import { hardenClient } from '../aedes-internals.js'
 import type { BrokerObserver } from '../observer.js'
+import type { MemberLink, SharedDelivery, SharedSubscriptions } from '../shared/dispatcher.js'
+import { parseSharedFilter, hasWildcard } from './topic.js'
 
 export type Transport = 'tcp' | 'tls' | 'ws' | 'wss'
 
@@ -54,6 +56,8 @@ export interface ConnectionContext {
   hasSubscribers (topic: string): boolean | Promise<boolean>
   /** does the store hold inbound QoS 2 state for this id (from an earlier connection)? */
   hasIncoming (clientId: string, packetId: number): Promise<boolean>
+  /** shared subscriptions ($share), when enabled */
+  readonly shared: SharedSubscriptions | undefined
   /** called once the connection is closed on both sides */
   onClose (conn: Connection): void
 }
@@ -117,7 +121,7 @@ type AuthState =
   | { phase: 'connect', exchange: AuthExchange, method: string, connect: IConnectPacket }
   | { phase: 'reauth', exchange: AuthExchange, method: string }
 
-export class Connection {
+export class Connection implements MemberLink {
   readonly client: Client
   log: Logger
   private readonly side: BrokerSide
@@ -126,7 +130,8 @@ export class Connection {
   private readonly settings: ProtocolSettings
 
   version: ProtocolVersion | undefined
-  clientId: string | undefined
+  /** the Client Identifier of the CONNECT (aedes may assign one: `client.id`) */
+  connectClientId: string | undefined
   username: string | undefined
   private connectSeen = false
   connackSent = false
@@ -150,6 +155,9 @@ export class Connection {
   private readonly inboundAliases = new Map<number, string>()
   /** SUBSCRIBE packets split into parts, by the internal id of each part */
   private readonly subParts = new Map<number, { pending: PendingSuback, index: number }>()
+  /** UNSUBSCRIBE packets whose $share filters culex answers, by the internal id of the rest */
+  private readonly unsubParts = new Map<number, { messageId: number, codes: number[], indexes: number[] }>()
+  private cleanStart = true
   private nextInternalId = 1
 
   // outbound
@@ -199,6 +207,18 @@ export class Connection {
 
   /** the client's outbound window (Receive Maximum, or inflightWindow for 3.1.1) */
   get outboundWindow (): number { return this.window.limit }
+
+  // MemberLink, for shared subscriptions (lib/shared/dispatcher.ts)
+
+  get clientId (): string { return this.client.id }
+
+  room (): number {
+    return this.window.limit - this.window.inflight.size - this.window.queued
+  }
+
+  publish (packet: SharedDelivery, done: (err?: Error) => void): void {
+    this.client.publish(packet as unknown as Parameters<Client['publish']>[0], done)
+  }
 
   // ---------------------------------------------------------------- inbound
 
@@ -306,6 +326,7 @@ export class Connection {
       case PacketType.PUBREL: return this.onClientPubrel(frame)
       case PacketType.PUBCOMP: return this.onClientPuback(frame)
       case PacketType.SUBSCRIBE: return this.onSubscribe(frame)
+      case PacketType.UNSUBSCRIBE: return this.onUnsubscribe(frame)
       case PacketType.DISCONNECT: return this.onDisconnect(frame)
       case PacketType.AUTH: return this.onAuth(frame)
       default: return PASS
@@ -360,7 +381,8 @@ export class Connection {
 
   private learnConnect (packet: IConnectPacket, version: ProtocolVersion): void {
     this.version = version
-    this.clientId = packet.clientId
+    this.connectClientId = packet.clientId
+    this.cleanStart = packet.clean !== false
     this.username = packet.username
     this.log = this.log.child({ clientId: packet.clientId || undefined })
     if (version === 5) {
@@ -421,7 +443,7 @@ export class Connection {
       if (!authenticator) return { kind: 'close', reasonCode: ReasonCode.BadAuthenticationMethod, reason: 'method no longer available' }
       const exchange = authenticator.begin({
         method,
-        clientId: this.clientId ?? '',
+        clientId: this.client.id,
         username: this.username,
         remoteAddress: this.meta.remoteAddress,
         reauthentication: true,
@@ -545,7 +567,9 @@ export class Connection {
 
   /** PUBACK or PUBCOMP: the client completed an outbound QoS 1 / 2 flow. */
   private onClientPuback (frame: Frame): Verdict {
-    if (this.window.complete(ackPacketId(frame))) this.releaseHeld()
+    const id = ackPacketId(frame)
+    if (frame.type === PacketType.PUBACK) this.ctx.shared?.onAck(this.client, id, this.version === 5 ? ackReasonCode(frame) : 0)
+    if (this.window.complete(id)) this.releaseHeld()
     return PASS
   }
 
@@ -562,7 +586,9 @@ export class Connection {
       }
       return PASS
     }
-    if (this.version === 5 && isFailure(ackReasonCode(frame))) {
+    const code = this.version === 5 ? ackReasonCode(frame) : 0
+    this.ctx.shared?.onAck(this.client, id, code)
+    if (isFailure(code)) {
       this.window.complete(id)
       this.releaseHeld()
     }
@@ -589,7 +615,12 @@ export class Connection {
 
   // SUBSCRIBE (spec 3.8)
 
-  /** Splits a SUBSCRIBE into one aedes SUBSCRIBE per accepted filter (inbound/subscribe.ts). */
+  /**
+   * Splits a SUBSCRIBE (spec 3.8): every filter is checked on its own
+   * (inbound/subscribe.ts); `$share/` filters join a shared group here
+   * (spec 4.8.2), the others go to aedes one per SUBSCRIBE; the SUBACK
+   * merges every answer in the order of the filters [MQTT-3.8.4-7].
+   */
   private onSubscribe (frame: Frame): Verdict {
     const packet = decodeFrame(frame, this.version)
     if (packet instanceof Error || packet.cmd !== 'subscribe') {
@@ -597,31 +628,118 @@ export class Connection {
     }
     const pending = new PendingSuback(packet.messageId ?? 0, packet.subscriptions.length)
     const parts: Buffer[] = []
-    packet.subscriptions.forEach((sub, index) => {
+    const joins: Array<() => void> = []
+    for (let index = 0; index < packet.subscriptions.length; index++) {
+      const sub = packet.subscriptions[index] as ISubscription
+      const shared = parseSharedFilter(sub.topic)
+      if (shared !== null) {
+        const verdict = this.checkShared(packet, sub, shared)
+        if (verdict.kind === 'close') return verdict
+        if (verdict.kind === 'reject') pending.settle(index, verdict.code)
+        else joins.push(() => this.joinShared(pending, index, sub, verdict.qos, packet.properties?.subscriptionIdentifier))
+        continue
+      }
       const verdict = checkSubscription(packet, sub, this.version ?? 4, this.settings)
       if (verdict.kind === 'reject') {
         this.log.debug({ filter: sub.topic, reasonCode: describeReasonCode(verdict.code) }, 'subscription refused')
         pending.settle(index, verdict.code)
-        return
+        continue
       }
       const id = this.allocateInternalId()
       this.subParts.set(id, { pending, index })
       const part: ISubscribePacket = { cmd: 'subscribe', messageId: id, subscriptions: [verdict.subscription] }
       if (packet.properties) part.properties = packet.properties
       parts.push(encode(part, this.version))
-    })
+    }
+    for (const join of joins) join()
     if (pending.complete) {
       this.writeToClient(this.encodeSuback(pending))
       return DROP
     }
-    return { kind: 'replace', bufs: parts }
+    return parts.length > 0 ? { kind: 'replace', bufs: parts } : DROP
+  }
+
+  /**
+   * A `$share/{name}/{filter}` subscription (spec 4.8.2):
+   * 1. [MQTT-4.8.2-1] [MQTT-4.8.2-2] a malformed share name or filter: 0x8F;
+   * 2. [MQTT-3.8.3-4] No Local on a shared subscription is a Protocol Error;
+   * 3. shared subscriptions off: 0x9E;
+   * 4. wildcards off and a wildcard filter: 0xA2; QoS capped at the maximum.
+   */
+  private checkShared (packet: ISubscribePacket, sub: ISubscription, shared: ReturnType<typeof parseSharedFilter>): { kind: 'close', reasonCode: number, reason: string } | { kind: 'reject', code: number } | { kind: 'join', qos: 0 | 1 | 2 } {
+    const v5 = this.version === 5
+    if (shared === 'invalid' || shared === null) return { kind: 'reject', code: v5 ? ReasonCode.TopicFilterInvalid : ReasonCode.UnspecifiedError }
+    if (sub.nl === true) return { kind: 'close', reasonCode: ReasonCode.ProtocolError, reason: 'No Local on a shared subscription' }
+    if (!this.ctx.shared) return { kind: 'reject', code: v5 ? ReasonCode.SharedSubscriptionsNotSupported : ReasonCode.UnspecifiedError }
+    const plain = checkSubscription(packet, { ...sub, topic: shared.filter }, this.version ?? 4, this.settings)
+    if (plain.kind === 'reject') return plain
+    if (!this.settings.wildcardSubscriptionAvailable && hasWildcard(shared.filter)) {
+      return { kind: 'reject', code: v5 ? ReasonCode.WildcardSubscriptionsNotSupported : ReasonCode.UnspecifiedError }
+    }
+    return { kind: 'join', qos: plain.subscription.qos }
+  }
+
+  private joinShared (pending: PendingSuback, index: number, sub: ISubscription, qos: 0 | 1 | 2, si: number | undefined): void {
+    const shared = this.ctx.shared as SharedSubscriptions
+    const filter = (parseSharedFilter(sub.topic) as { filter: string }).filter
+    const persistent = !this.client.clean
+    shared.join(this, sub.topic, filter, { qos, si, rap: sub.rap === true }, persistent).then((result) => {
+      const code = result.ok ? result.qos : result.reasonCode
+      if (pending.settle(index, code)) this.writeToClient(this.encodeSuback(pending))
+    }, (err: unknown) => {
+      this.log.error({ err, filter: sub.topic }, 'joining a shared subscription failed')
+      if (pending.settle(index, ReasonCode.UnspecifiedError)) this.writeToClient(this.encodeSuback(pending))
+    })
+  }
+
+  /**
+   * UNSUBSCRIBE (spec 3.10): `$share/` filters leave their group here; the
+   * others go to aedes as one UNSUBSCRIBE, and the UNSUBACKs are merged.
+   */
+  private onUnsubscribe (frame: Frame): Verdict {
+    const packet = decodeFrame(frame, this.version)
+    if (packet instanceof Error || packet.cmd !== 'unsubscribe') {
+      return { kind: 'close', reasonCode: ReasonCode.MalformedPacket, reason: 'malformed UNSUBSCRIBE' }
+    }
+    const shared = this.ctx.shared
+    const sharedIndexes: number[] = []
+    const rest: string[] = []
+    const restIndexes: number[] = []
+    packet.unsubscriptions.forEach((topic, i) => {
+      if (shared && topic.startsWith('$share/')) sharedIndexes.push(i)
+      else { rest.push(topic); restIndexes.push(i) }
+    })
+    if (sharedIndexes.length === 0) return PASS
+    const codes = new Array<number>(packet.unsubscriptions.length).fill(ReasonCode.Success)
+    const id = rest.length > 0 ? this.allocateInternalId() : 0
+    const merge = { messageId: packet.messageId ?? 0, codes, indexes: restIndexes }
+    const leaves = sharedIndexes.map(async (i) => {
+      const left = await (shared as SharedSubscriptions).leave(this.client.id, packet.unsubscriptions[i] as string)
+      codes[i] = left ? ReasonCode.Success : ReasonCode.NoSubscriptionExisted
+    })
+    const decision = Promise.all(leaves).then((): Verdict => {
+      if (rest.length === 0) {
+        this.writeToClient(this.encodeUnsuback(merge.messageId, codes))
+        return DROP
+      }
+      this.unsubParts.set(id, merge)
+      const part: IUnsubscribePacket = { cmd: 'unsubscribe', messageId: id, unsubscriptions: rest }
+      if (packet.properties) part.properties = packet.properties
+      return { kind: 'replace', bufs: [encode(part, this.version)] }
+    })
+    return { kind: 'defer', decision }
+  }
+
+  private encodeUnsuback (messageId: number, codes: number[]): Buffer {
+    const packet: IUnsubackPacket = { cmd: 'unsuback', messageId, granted: this.version === 5 ? codes : [] }
+    return encode(packet, this.version)
   }
 
   private allocateInternalId (): number {
     for (;;) {
       const id = this.nextInternalId
       this.nextInternalId = id >= 0xffff ? 1 : id + 1
-      if (!this.subParts.has(id)) return id
+      if (!this.subParts.has(id) && !this.unsubParts.has(id)) return id
     }
   }
 
@@ -674,6 +792,7 @@ export class Connection {
         this.inflightIn.delete(ackPacketId(frame))
         break
       case PacketType.SUBACK: this.onSuback(frame, out); return
+      case PacketType.UNSUBACK: this.onUnsuback(frame, out); return
       case PacketType.DISCONNECT:
         this.disconnectSent = true
         this.disconnectBy ??= 'server'
@@ -870,6 +989,7 @@ export class Connection {
     }
     this.ctx.observer.clientAccepted(this.meta.transport, this.version ?? 4)
     this.log.info({ version: this.version, auth: this.enhancedAuth?.method }, 'client connected')
+    this.ctx.shared?.memberConnected(this, this.cleanStart).catch((err: unknown) => this.log.error({ err }, 'restoring shared subscriptions failed'))
     if (this.version !== 5) return frame.buf
     const packet = decodeFrame(frame, 5) as IConnackPacket | Error
     if (packet instanceof Error) return frame.buf
@@ -896,6 +1016,17 @@ export class Connection {
     const packet = decodeFrame(frame, this.version) as ISubackPacket | Error
     const code = packet instanceof Error ? ReasonCode.UnspecifiedError : (packet.granted[0] as number | undefined) ?? ReasonCode.UnspecifiedError
     if (part.pending.settle(part.index, code)) out.push(this.encodeSuback(part.pending))
+  }
+
+  private onUnsuback (frame: Frame, out: Buffer[]): void {
+    const id = ackPacketId(frame)
+    const merge = this.unsubParts.get(id)
+    if (!merge) { out.push(frame.buf); return }
+    this.unsubParts.delete(id)
+    const packet = decodeFrame(frame, this.version) as IUnsubackPacket | Error
+    const granted = packet instanceof Error ? [] : (packet.granted ?? [])
+    merge.indexes.forEach((target, i) => { merge.codes[target] = (granted[i] as number | undefined) ?? ReasonCode.Success })
+    out.push(this.encodeUnsuback(merge.messageId, merge.codes))
   }
 
   private encodeSuback (pending: PendingSuback): Buffer {
@@ -1025,6 +1156,11 @@ export class Connection {
       }, 'client disconnected')
     } else {
       this.log.debug({ reason }, 'connection closed before CONNACK')
+    }
+    if (this.accepted && this.ctx.shared) {
+      // the session ends with the connection when its expiry is 0 (aedes' client.clean)
+      this.ctx.shared.memberDisconnected(this, new Set(this.window.inflight), this.client.clean)
+        .catch((err: unknown) => this.log.error({ err }, 'returning shared messages to their group failed'))
     }
     this.ctx.observer.connectionClosed(this.meta.transport, this.version, this.accepted)
     this.ctx.onClose(this)

@@ -50,6 +50,8 @@ export interface ForwardOptions {
   /** the client has (or may have) subscriptions with identifiers */
   subscriptionIdentifiers: boolean
   now: number
+  /** a shared delivery: QoS and identifier were chosen for the group member (lib/shared) */
+  shared?: boolean
 }
 
 /**
@@ -80,7 +82,7 @@ export function forwardCorrections (client: Client, packet: AedesPublishPacket, 
 
   const retainedAtSubscribe = packet.brokerId === null
   const needIdentifiers = opts.subscriptionIdentifiers && !retainedAtSubscribe
-  if (packet.qos > 0 || needIdentifiers) {
+  if (opts.shared !== true && (packet.qos > 0 || needIdentifiers)) {
     const match = matchingSubscriptions(client, packet.topic, needIdentifiers)
     if (match.qos >= 0 && match.qos < packet.qos) packet.qos = match.qos as 0 | 1 | 2
     if (needIdentifiers) {

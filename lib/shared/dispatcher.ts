@@ -1,0 +1,622 @@
+/**
+ * Shared subscriptions as competing-consumer queues (spec 4.8.2).
+ *
+ * A group is one `$share/{name}/{filter}`. culex subscribes once per filter
+ * to aedes' emitter and, for each group on it, gives every message to exactly
+ * one member. QoS 1/2 messages go to the group's log in the store before the
+ * publisher is acknowledged, and leave it only when a member acknowledges
+ * them, so:
+ * - a member that dies keeps nothing hostage: what it had not acknowledged
+ *   goes back to the group (QoS 1) [spec 4.8.2: MAY as soon as the connection
+ *   is lost]; what it had not been sent goes back in any case;
+ * - a QoS 2 message whose PUBREC did not arrive stays with its member and is
+ *   never sent to another once it was sent [spec 4.8.2, MUST NOT];
+ * - a group whose members are all offline (persistent sessions) queues its
+ *   messages for the first that returns, across restarts;
+ * - a PUBACK/PUBREC of 0x80 or more discards the message for the group
+ *   [spec 4.8.2, MUST NOT send to another], optionally to a dead-letter topic.
+ *
+ * Deliveries go through aedes (`client.publish`) so sessions, in-flight
+ * state and retransmission stay aedes'. Each delivery carries a marker
+ * broker id (`SHARED_BROKER_ID`) and a delivery counter; the `authorizeForward`
+ * hook hands them to `onForward`, which assigns the packet id and drops stale
+ * copies (a retransmission of a message that meanwhile went to another member).
+ */
+import type { Aedes, Client } from 'aedes'
+import type { Logger } from 'pino'
+import { isFailure } from '../protocol/reason-codes.js'
+import { LocalSelector, strategyResolver, groupName, type Candidate, type MemberSelector, type Strategy, type StrategyRule } from './strategies.js'
+import type { ShareStore, StoredMember, StoredMessage } from './store.js'
+import { allocatePacketId } from '../aedes-internals.js'
+
+/** Broker id marking a shared delivery: `SHARED_BROKER_ID + group key`. */
+export const SHARED_BROKER_ID = '$culex-share:'
+
+/** What the dispatcher needs of a member's live connection (the protocol gateway). */
+export interface MemberLink {
+  readonly clientId: string
+  /** the aedes Client of this connection (identity for acknowledgements) */
+  readonly client: object
+  /** free places for QoS 1/2 messages in its window */
+  room (): number
+  /** hands a message to aedes for this client */
+  publish (packet: SharedDelivery, done: (err?: Error) => void): void
+}
+
+export interface SharedDelivery {
+  cmd: 'publish'
+  topic: string
+  payload: Buffer
+  qos: 0 | 1 | 2
+  retain: boolean
+  dup: boolean
+  properties?: Record<string, unknown>
+  messageExpiry?: number
+  brokerId: string
+  brokerCounter: number
+}
+
+export interface SharedOptions {
+  strategy: Strategy
+  rules: readonly StrategyRule[]
+  /** QoS 1 in flight to a member whose connection drops: to another member at once, or when its session ends */
+  redelivery: 'immediate' | 'session-end'
+  /** e.g. `$dlq/{group}/{topic}`; nacked messages are published there when set */
+  deadLetterTopic: string | undefined
+  /** per group, like an offline session queue */
+  maxQueued: number
+  overflow: 'drop-oldest' | 'refuse'
+  selector?: MemberSelector
+}
+
+export interface GroupStats {
+  group: string
+  membersOnline: number
+  membersOffline: number
+  queued: number
+  inflight: number
+  delivered: number
+  redelivered: number
+  deadLettered: number
+  dropped: number
+}
+
+export type JoinResult = { ok: true, qos: 0 | 1 | 2 } | { ok: false, reasonCode: number }
+
+interface Member {
+  clientId: string
+  qos: 0 | 1 | 2
+  si: number | undefined
+  rap: boolean
+  persistent: boolean
+  link: MemberLink | undefined
+  /** messages assigned to it and not yet acknowledged */
+  assigned: number
+}
+
+interface Entry {
+  seq: number
+  message: StoredMessage
+  assignedTo: string | undefined
+  /** the connection it was given to */
+  link: MemberLink | undefined
+  delivery: number | undefined
+  messageId: number | undefined
+}
+
+class Group {
+  readonly members = new Map<string, Member>()
+  /** unfinished QoS 1/2 messages by seq, in seq order */
+  readonly entries = new Map<number, Entry>()
+  /** seqs waiting for a member, ascending */
+  pending: number[] = []
+  nextSeq = 1
+  delivered = 0
+  redelivered = 0
+  deadLettered = 0
+  dropped = 0
+
+  constructor (readonly key: string, readonly filter: string) {}
+
+  requeue (seq: number): void {
+    // keep seq order, so per-topic order holds for hash-topic groups
+    let lo = 0
+    let hi = this.pending.length
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1
+      if ((this.pending[mid] as number) < seq) lo = mid + 1
+      else hi = mid
+    }
+    this.pending.splice(lo, 0, seq)
+  }
+}
+
+interface DeliveryRef { group: Group, seq: number }
+
+export class SharedSubscriptions {
+  private readonly groups = new Map<string, Group>()
+  private readonly filters = new Map<string, { groups: Set<Group>, listener: (packet: MqPacket, cb: () => void) => void }>()
+  private readonly deliveries = new Map<number, DeliveryRef>()
+  /** per aedes Client (one per connection): packet id -> delivery, for acknowledgements */
+  private readonly byClient = new Map<object, Map<number, DeliveryRef>>()
+  private deliveryCounter = 0
+  private readonly selector: MemberSelector
+
+  constructor (
+    private readonly aedes: Aedes,
+    private readonly store: ShareStore,
+    private readonly opts: SharedOptions,
+    private readonly log: Logger
+  ) {
+    this.selector = opts.selector ?? new LocalSelector(strategyResolver(opts.strategy, opts.rules))
+  }
+
+  /** Loads memberships and group logs from the store (members start offline). */
+  async setup (): Promise<void> {
+    for await (const m of this.store.members()) {
+      const group = this.group(m.group)
+      group.members.set(m.clientId, {
+        clientId: m.clientId, qos: m.qos, si: m.subscriptionIdentifier, rap: m.retainAsPublished === true, persistent: true, link: undefined, assigned: 0
+      })
+    }
+    let restored = 0
+    for await (const { group: key, seq, message } of this.store.messages()) {
+      const group = this.groups.get(key)
+      if (!group || group.members.size === 0) {
+        await this.store.delMessage(key, seq)
+        continue
+      }
+      group.entries.set(seq, { seq, message, assignedTo: undefined, link: undefined, delivery: undefined, messageId: undefined })
+      group.requeue(seq)
+      if (seq >= group.nextSeq) group.nextSeq = seq + 1
+      restored++
+    }
+    if (this.groups.size > 0) this.log.info({ groups: this.groups.size, queued: restored }, 'shared subscriptions restored')
+  }
+
+  // ------------------------------------------------------------ membership
+
+  /**
+   * A SUBSCRIBE to `$share/{name}/{filter}` (spec 4.8.2). A member of a
+   * persistent session is stored so the group outlives its connection.
+   */
+  async join (link: MemberLink, key: string, filter: string, sub: { qos: 0 | 1 | 2, si: number | undefined, rap: boolean }, persistent: boolean): Promise<JoinResult> {
+    const group = this.group(key, filter)
+    const existing = group.members.get(link.clientId)
+    const member: Member = { clientId: link.clientId, qos: sub.qos, si: sub.si, rap: sub.rap, persistent, link, assigned: existing?.assigned ?? 0 }
+    group.members.set(link.clientId, member)
+    if (persistent) {
+      const stored: StoredMember = { group: key, clientId: link.clientId, qos: sub.qos, retainAsPublished: sub.rap }
+      if (sub.si !== undefined) stored.subscriptionIdentifier = sub.si
+      await this.store.putMember(stored)
+    }
+    this.drain(group)
+    return { ok: true, qos: sub.qos }
+  }
+
+  /** An UNSUBSCRIBE of `$share/...`; false when the client was not a member. */
+  async leave (clientId: string, key: string): Promise<boolean> {
+    const group = this.groups.get(key)
+    const member = group?.members.get(clientId)
+    if (!group || !member) return false
+    await this.removeMember(group, member, 'unsubscribed')
+    return true
+  }
+
+  /** The client's connection was accepted; `cleanStart` discards its previous session [MQTT-3.1.2-4]. */
+  async memberConnected (link: MemberLink, cleanStart: boolean): Promise<void> {
+    for (const group of this.groupsOf(link.clientId)) {
+      const member = group.members.get(link.clientId) as Member
+      if (cleanStart) {
+        await this.removeMember(group, member, 'session-ended')
+        continue
+      }
+      member.link = link
+      this.drain(group)
+    }
+  }
+
+  /**
+   * The client's connection closed. `sent` are the packet ids it was sent
+   * and has not acknowledged; `sessionEnded` when its session ends with the
+   * connection (Session Expiry 0).
+   */
+  async memberDisconnected (link: MemberLink, sent: ReadonlySet<number>, sessionEnded: boolean): Promise<void> {
+    const clientId = link.clientId
+    const inflight = this.byClient.get(link.client)
+    const sentSeqs = new Set<string>()
+    if (inflight) {
+      for (const [id, ref] of inflight) if (sent.has(id)) sentSeqs.add(ref.group.key + '\u0000' + ref.seq)
+      this.byClient.delete(link.client)
+    }
+    for (const group of this.groupsOf(clientId)) {
+      const member = group.members.get(clientId) as Member
+      // a newer connection of the same client (session takeover) keeps its place
+      const superseded = member.link !== undefined && member.link !== link
+      if (!superseded) member.link = undefined
+      this.selector.forget(group.key, clientId)
+      for (const entry of group.entries.values()) {
+        if (entry.link !== link) continue
+        const wasSent = sentSeqs.has(group.key + '\u0000' + entry.seq)
+        if (!wasSent) {
+          this.unassign(group, member, entry, false)
+        } else if (entry.message.qos === 1 && (this.opts.redelivery === 'immediate' || sessionEnded)) {
+          this.unassign(group, member, entry, true)
+        } else if (entry.message.qos === 2 && sessionEnded) {
+          // spec 4.8.2: a QoS 2 message sent to a session that ended is never sent to another member
+          this.log.warn({ group: group.key, clientId }, 'QoS 2 message lost with its member\'s session (spec 4.8.2)')
+          group.dropped++
+          await this.complete(group, entry)
+        }
+      }
+      if ((sessionEnded || !member.persistent) && !superseded) await this.removeMember(group, member, 'session-ended')
+      else this.drain(group)
+    }
+  }
+
+  /** A persistent session expired or was discarded while offline. */
+  async sessionEnded (clientId: string): Promise<void> {
+    for (const group of this.groupsOf(clientId)) {
+      const member = group.members.get(clientId) as Member
+      for (const entry of group.entries.values()) {
+        if (entry.assignedTo !== clientId) continue
+        if (entry.message.qos === 1) this.unassign(group, member, entry, true)
+        else { group.dropped++; await this.complete(group, entry) }
+      }
+      await this.removeMember(group, member, 'session-ended')
+    }
+  }
+
+  private async removeMember (group: Group, member: Member, why: string): Promise<void> {
+    group.members.delete(member.clientId)
+    this.selector.forget(group.key, member.clientId)
+    for (const entry of group.entries.values()) {
+      if (entry.assignedTo === member.clientId) this.unassign(group, member, entry, true)
+    }
+    if (member.persistent) await this.store.delMember(group.key, member.clientId)
+    this.log.debug({ group: group.key, clientId: member.clientId, why }, 'shared subscription member left')
+    if (group.members.size === 0) await this.dropGroup(group)
+    else this.drain(group)
+  }
+
+  /** The group and its queue are gone with its last member. */
+  private async dropGroup (group: Group): Promise<void> {
+    this.groups.delete(group.key)
+    for (const seq of group.entries.keys()) await this.store.delMessage(group.key, seq)
+    if (group.entries.size > 0) this.log.info({ group: group.key, discarded: group.entries.size }, 'shared group gone with its last member')
+    group.entries.clear()
+    const f = this.filters.get(group.filter)
+    if (f) {
+      f.groups.delete(group)
+      if (f.groups.size === 0) {
+        this.filters.delete(group.filter)
+        this.aedes.unsubscribe(group.filter, f.listener as never, () => {})
+      }
+    }
+  }
+
+  private groupsOf (clientId: string): Group[] {
+    const out: Group[] = []
+    for (const g of this.groups.values()) if (g.members.has(clientId)) out.push(g)
+    return out
+  }
+
+  private group (key: string, filter?: string): Group {
+    let group = this.groups.get(key)
+    if (!group) {
+      const f = filter ?? key.slice(key.indexOf('/', 7) + 1)
+      group = new Group(key, f)
+      this.groups.set(key, group)
+      this.listen(group)
+    }
+    return group
+  }
+
+  // --------------------------------------------------------------- routing
+
+  private listen (group: Group): void {
+    let f = this.filters.get(group.filter)
+    if (!f) {
+      const groups = new Set<Group>()
+      const filter = group.filter
+      const wildcardFirst = filter.startsWith('+') || filter.startsWith('#')
+      const listener = (packet: MqPacket, cb: () => void): void => {
+        // [MQTT-4.7.2-1] a filter starting with a wildcard does not match $ topics
+        if (wildcardFirst && packet.topic.startsWith('$')) { cb(); return }
+        this.route(groups, packet).then(cb, (err: unknown) => {
+          this.log.error({ err }, 'shared subscription routing failed')
+          cb()
+        })
+      }
+      f = { groups, listener }
+      this.filters.set(filter, f)
+      this.aedes.subscribe(filter, listener as never, () => {})
+    }
+    f.groups.add(group)
+  }
+
+  /** One message, for every group on its filter; resolves once it is durable in each group's log. */
+  private async route (groups: ReadonlySet<Group>, packet: MqPacket): Promise<void> {
+    const writes: Array<Promise<void>> = []
+    const touched: Group[] = []
+    for (const group of groups) {
+      if (group.members.size === 0) continue
+      if (packet.qos === 0) {
+        this.deliverQoS0(group, packet)
+        continue
+      }
+      const message: StoredMessage = {
+        topic: packet.topic,
+        payload: packet.payload,
+        qos: packet.qos,
+        retain: packet.retain === true
+      }
+      if (packet.properties !== undefined) message.properties = packet.properties as Record<string, unknown>
+      if (packet.messageExpiry !== undefined) message.messageExpiry = packet.messageExpiry
+      if (packet.clientId !== undefined) message.publisherId = packet.clientId
+      if (group.pending.length >= this.opts.maxQueued && !this.makeRoom(group)) continue
+      const seq = group.nextSeq++
+      group.entries.set(seq, { seq, message, assignedTo: undefined, link: undefined, delivery: undefined, messageId: undefined })
+      group.pending.push(seq)
+      writes.push(this.store.putMessage(group.key, seq, message))
+      touched.push(group)
+    }
+    await Promise.all(writes)
+    for (const group of touched) this.drain(group)
+  }
+
+  /** Applies the overflow policy to a full group queue; false when the new message is refused. */
+  private makeRoom (group: Group): boolean {
+    group.dropped++
+    if (this.opts.overflow === 'refuse') {
+      this.log.warn({ group: group.key, limit: this.opts.maxQueued }, 'shared group queue full: message refused')
+      return false
+    }
+    const oldest = group.pending.shift()
+    if (oldest !== undefined) {
+      group.entries.delete(oldest)
+      void this.store.delMessage(group.key, oldest)
+    }
+    this.log.warn({ group: group.key, limit: this.opts.maxQueued }, 'shared group queue full: oldest message dropped')
+    return true
+  }
+
+  private candidates (group: Group, needRoom: boolean): Candidate[] {
+    const out: Candidate[] = []
+    for (const m of group.members.values()) {
+      if (!m.link) continue
+      // the gateway's window does not yet count what culex assigned and aedes has not written
+      const notYetSeen = Math.max(0, m.assigned - (this.byClient.get(m.link.client)?.size ?? 0))
+      const room = m.link.room() - notYetSeen
+      if (!needRoom || room > 0) out.push({ clientId: m.clientId, room })
+    }
+    return out
+  }
+
+  private deliverQoS0 (group: Group, packet: MqPacket): void {
+    const choice = this.selector.select(this.selectInput(group, packet.topic, packet.clientId), this.candidates(group, false))
+    if (!choice) return
+    const member = group.members.get(choice.clientId) as Member
+    const delivery = this.nextDelivery()
+    const out: SharedDelivery = {
+      cmd: 'publish',
+      topic: packet.topic,
+      payload: packet.payload,
+      qos: 0,
+      retain: member.rap && packet.retain === true,
+      dup: false,
+      brokerId: SHARED_BROKER_ID + group.key,
+      brokerCounter: delivery
+    }
+    const props = this.memberProperties(packet.properties as Record<string, unknown> | undefined, member)
+    if (props) out.properties = props
+    if (packet.messageExpiry !== undefined) out.messageExpiry = packet.messageExpiry
+    member.link?.publish(out, () => {})
+    group.delivered++
+  }
+
+  /** Gives waiting messages to members with room, in order. */
+  private drain (group: Group): void {
+    while (group.pending.length > 0) {
+      const seq = group.pending[0] as number
+      const entry = group.entries.get(seq)
+      if (!entry) { group.pending.shift(); continue }
+      if (entry.message.messageExpiry !== undefined && entry.message.messageExpiry <= Date.now()) {
+        // [MQTT-3.3.2-5] expired while queued: never delivered
+        group.pending.shift()
+        group.dropped++
+        void this.complete(group, entry)
+        continue
+      }
+      const choice = this.selector.select(this.selectInput(group, entry.message.topic, entry.message.publisherId), this.candidates(group, true))
+      if (!choice) return
+      group.pending.shift()
+      this.deliver(group, entry, group.members.get(choice.clientId) as Member)
+    }
+  }
+
+  private selectInput (group: Group, topic: string, publisherId: string | undefined): { group: string, topic: string, publisherId: string | undefined } {
+    return { group: group.key, topic, publisherId }
+  }
+
+  private nextDelivery (): number {
+    this.deliveryCounter = this.deliveryCounter >= Number.MAX_SAFE_INTEGER ? 1 : this.deliveryCounter + 1
+    return this.deliveryCounter
+  }
+
+  private memberProperties (props: Record<string, unknown> | undefined, member: Member): Record<string, unknown> | undefined {
+    if (props === undefined && member.si === undefined) return undefined
+    const out: Record<string, unknown> = { ...props }
+    // [MQTT-3.3.4-3] the identifier of the subscription the message was sent for
+    if (member.si !== undefined) out.subscriptionIdentifier = member.si
+    else delete out.subscriptionIdentifier
+    return out
+  }
+
+  private deliver (group: Group, entry: Entry, member: Member): void {
+    const delivery = this.nextDelivery()
+    entry.assignedTo = member.clientId
+    entry.link = member.link
+    entry.delivery = delivery
+    entry.messageId = undefined
+    member.assigned++
+    this.deliveries.set(delivery, { group, seq: entry.seq })
+    const m = entry.message
+    const qos = Math.min(m.qos, member.qos) as 0 | 1 | 2
+    const out: SharedDelivery = {
+      cmd: 'publish',
+      topic: m.topic,
+      payload: m.payload,
+      qos,
+      retain: member.rap && m.retain,
+      dup: false,
+      brokerId: SHARED_BROKER_ID + group.key,
+      brokerCounter: delivery
+    }
+    const props = this.memberProperties(m.properties, member)
+    if (props) out.properties = props
+    if (m.messageExpiry !== undefined) out.messageExpiry = m.messageExpiry
+    member.link?.publish(out, () => {
+      // a member granted QoS 0 gets it once and has nothing to acknowledge
+      if (qos === 0 && entry.assignedTo === member.clientId && entry.delivery === delivery) {
+        group.delivered++
+        void this.complete(group, entry)
+      }
+    })
+  }
+
+  private unassign (group: Group, member: Member, entry: Entry, redelivery: boolean): void {
+    if (entry.assignedTo === undefined) return
+    if (entry.delivery !== undefined) this.deliveries.delete(entry.delivery)
+    entry.assignedTo = undefined
+    entry.link = undefined
+    entry.delivery = undefined
+    entry.messageId = undefined
+    member.assigned = Math.max(0, member.assigned - 1)
+    if (redelivery) group.redelivered++
+    group.requeue(entry.seq)
+  }
+
+  private async complete (group: Group, entry: Entry): Promise<void> {
+    if (!group.entries.delete(entry.seq)) return
+    if (entry.delivery !== undefined) this.deliveries.delete(entry.delivery)
+    if (entry.assignedTo !== undefined) {
+      const member = group.members.get(entry.assignedTo)
+      if (member) member.assigned = Math.max(0, member.assigned - 1)
+    }
+    const i = group.pending.indexOf(entry.seq)
+    if (i >= 0) group.pending.splice(i, 1)
+    await this.store.delMessage(group.key, entry.seq)
+  }
+
+  // ------------------------------------------------------- aedes and gateway
+
+  /**
+   * From aedes' authorizeForward: a shared delivery about to be written.
+   * Returns null for a stale copy (aedes retransmitting, from a member's
+   * session, a message that went to another member or was finished).
+   */
+  onForward (client: Client, packet: { qos: number, messageId?: number, brokerCounter: number }): boolean {
+    if (packet.qos === 0) return true
+    const ref = this.deliveries.get(packet.brokerCounter)
+    if (!ref) return false
+    const entry = ref.group.entries.get(ref.seq)
+    if (!entry || entry.assignedTo !== client.id || entry.delivery !== packet.brokerCounter) return false
+    // aedes would pick the id later; culex picks it now to match the acknowledgement
+    if (packet.messageId === undefined) packet.messageId = allocatePacketId(client)
+    entry.messageId = packet.messageId
+    let ids = this.byClient.get(client)
+    if (!ids) this.byClient.set(client, ids = new Map())
+    ids.set(packet.messageId, ref)
+    return true
+  }
+
+  /** A PUBACK or PUBREC from a member (PUBREC completes a QoS 2 message for the group). */
+  onAck (client: { id: string }, packetId: number, reasonCode: number): void {
+    const clientId = client.id
+    const ids = this.byClient.get(client)
+    const ref = ids?.get(packetId)
+    if (!ids || !ref) return
+    ids.delete(packetId)
+    const entry = ref.group.entries.get(ref.seq)
+    if (!entry || entry.assignedTo !== clientId) return
+    const group = ref.group
+    if (isFailure(reasonCode)) {
+      // [spec 4.8.2] MUST discard it and not send it to another member
+      this.deadLetter(group, entry, clientId, reasonCode)
+    } else {
+      group.delivered++
+    }
+    void this.complete(group, entry).then(() => this.drain(group))
+  }
+
+  private deadLetter (group: Group, entry: Entry, clientId: string, reasonCode: number): void {
+    const template = this.opts.deadLetterTopic
+    if (!template) {
+      group.dropped++
+      this.log.info({ group: group.key, clientId, reasonCode }, 'shared message refused by its member: discarded')
+      return
+    }
+    group.deadLettered++
+    const name = groupName(group.key)
+    const m = entry.message
+    const topic = template.replaceAll('{group}', name).replaceAll('{topic}', m.topic)
+    this.aedes.publish({
+      cmd: 'publish',
+      topic,
+      payload: m.payload,
+      qos: 1,
+      retain: false,
+      dup: false,
+      properties: {
+        ...(m.properties as object),
+        userProperties: {
+          'culex-reason-code': '0x' + reasonCode.toString(16).padStart(2, '0'),
+          'culex-client-id': clientId,
+          'culex-group': name,
+          'culex-original-topic': m.topic
+        }
+      }
+    } as never, (err?: Error) => {
+      if (err) this.log.error({ err, topic }, 'dead-letter publish failed')
+    })
+  }
+
+  stats (): GroupStats[] {
+    const out: GroupStats[] = []
+    for (const g of this.groups.values()) {
+      let online = 0
+      let inflight = 0
+      for (const m of g.members.values()) if (m.link) online++
+      for (const e of g.entries.values()) if (e.assignedTo !== undefined) inflight++
+      out.push({
+        group: g.key,
+        membersOnline: online,
+        membersOffline: g.members.size - online,
+        queued: g.pending.length,
+        inflight,
+        delivered: g.delivered,
+        redelivered: g.redelivered,
+        deadLettered: g.deadLettered,
+        dropped: g.dropped
+      })
+    }
+    return out
+  }
+
+  close (): void {
+    for (const [filter, f] of this.filters) this.aedes.unsubscribe(filter, f.listener as never, () => {})
+    this.filters.clear()
+  }
+}
+
+/** A message as aedes' emitter hands it to listeners. */
+interface MqPacket {
+  topic: string
+  payload: Buffer
+  qos: 0 | 1 | 2
+  retain?: boolean
+  properties?: object
+  messageExpiry?: number
+  clientId?: string
+}

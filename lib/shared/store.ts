@@ -1,0 +1,70 @@
+/**
+ * Where shared subscriptions keep what must survive a restart: group
+ * memberships of persistent sessions, and the group log of QoS 1/2 messages
+ * not yet acknowledged by a member. culex's stores provide it
+ * (`sharedStore()`); `MemoryShareStore` serves when the store does not.
+ */
+
+export interface StoredMember {
+  group: string
+  clientId: string
+  qos: 0 | 1 | 2
+  subscriptionIdentifier?: number
+  retainAsPublished?: boolean
+}
+
+export interface StoredMessage {
+  topic: string
+  payload: Buffer
+  qos: 1 | 2
+  retain: boolean
+  properties?: Record<string, unknown>
+  /** absolute Message Expiry deadline, ms */
+  messageExpiry?: number
+  publisherId?: string
+}
+
+export interface ShareStore {
+  putMember (member: StoredMember): Promise<void>
+  delMember (group: string, clientId: string): Promise<void>
+  members (): AsyncIterable<StoredMember>
+  /** `seq` orders a group's messages; resolves once the message is durable */
+  putMessage (group: string, seq: number, message: StoredMessage): Promise<void>
+  delMessage (group: string, seq: number): Promise<void>
+  messages (): AsyncIterable<{ group: string, seq: number, message: StoredMessage }>
+}
+
+export class MemoryShareStore implements ShareStore {
+  private readonly memberMap = new Map<string, StoredMember>()
+  private readonly messageMap = new Map<string, Map<number, StoredMessage>>()
+
+  async putMember (member: StoredMember): Promise<void> {
+    this.memberMap.set(member.group + '\u0000' + member.clientId, member)
+  }
+
+  async delMember (group: string, clientId: string): Promise<void> {
+    this.memberMap.delete(group + '\u0000' + clientId)
+  }
+
+  async * members (): AsyncIterable<StoredMember> {
+    yield * this.memberMap.values()
+  }
+
+  async putMessage (group: string, seq: number, message: StoredMessage): Promise<void> {
+    let log = this.messageMap.get(group)
+    if (!log) this.messageMap.set(group, log = new Map())
+    log.set(seq, message)
+  }
+
+  async delMessage (group: string, seq: number): Promise<void> {
+    const log = this.messageMap.get(group)
+    log?.delete(seq)
+    if (log?.size === 0) this.messageMap.delete(group)
+  }
+
+  async * messages (): AsyncIterable<{ group: string, seq: number, message: StoredMessage }> {
+    for (const [group, log] of this.messageMap) {
+      for (const [seq, message] of log) yield { group, seq, message }
+    }
+  }
+}
