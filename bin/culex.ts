@@ -103,6 +103,10 @@ async function runBroker (opts: Record<string, unknown>): Promise<void> {
       process.exit(1)
     })
   }
+  process.on('SIGHUP', () => {
+    logger.info('SIGHUP: reloading the password file and ACL')
+    server.reload().catch(() => { /* logged by reload; the old configuration stays */ })
+  })
   process.on('SIGINT', () => stop('SIGINT'))
   process.on('SIGTERM', () => stop('SIGTERM'))
 }

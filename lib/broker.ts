@@ -11,6 +11,8 @@ import { Authenticators, type Authenticator } from './protocol/auth.js'
 import { ReasonCode } from './protocol/reason-codes.js'
 import { SharedSubscriptions, SHARED_BROKER_ID, type SharedOptions } from './shared/dispatcher.js'
 import { MemoryShareStore, type ShareStore } from './shared/store.js'
+import { createConnectionPolicy, defaultLimits, type Limits } from './auth/admission.js'
+import type { SecurityPolicy } from './auth/policy.js'
 import { forwardCorrections, shouldDeliverWithQoS, stripWillProperties } from './protocol/delivery.js'
 import { silentLogger } from './logging.js'
 import { noopObserver, type BrokerObserver } from './observer.js'
@@ -48,6 +50,9 @@ export interface BrokerOptions {
   redirect?: { serverReference: string, moved: boolean }
   /** shared subscriptions (spec 4.8.2); `false` turns them off (SUBACK 0x9E) */
   shared?: (Partial<SharedOptions> & { store?: ShareStore }) | false
+  /** password file, ACL, anonymous access; without it every client is let in */
+  security?: SecurityPolicy
+  limits?: Partial<Limits>
 }
 
 export interface CulexBroker {
@@ -120,8 +125,41 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
       }
       callback(null, true)
     },
+    authenticate (client, username, password, callback) {
+      const conn = bySide.get(client.conn)
+      if (!conn || conn.enhancedAuth) {
+        // enhanced authentication already decided (spec 4.12)
+        if (conn) conn.authenticatedAs = conn.enhancedAuth?.username
+        callback(null, true)
+        return
+      }
+      if (!security) {
+        conn.authenticatedAs = username
+        callback(null, true)
+        return
+      }
+      security.login({ username, password, remoteAddress: conn.meta.remoteAddress, certificateCN: conn.meta.certificateCN }).then((result) => {
+        if (result.ok) {
+          conn.authenticatedAs = result.username
+          callback(null, true)
+          return
+        }
+        conn.log.info({ username, reason: result.reason }, 'authentication failed')
+        // aedes answers 4 / 0x86 (bad user name or password) or 5 / 0x87 (not authorized)
+        const returnCode = result.reasonCode === ReasonCode.BadUserNameOrPassword ? 4 : 5
+        callback(Object.assign(new Error(result.reason), { returnCode }) as never, false)
+      }, (err: unknown) => callback(Object.assign(new Error((err as Error).message), { returnCode: 3 }) as never, false))
+    },
     authorizePublish (client, packet, callback) {
       stripWillProperties(packet)
+      if (security?.hasAcl && client) {
+        // wills (the gateway checks the client's own PUBLISHes)
+        const conn = bySide.get(client.conn)
+        if (!security.mayPublish({ clientId: client.id, username: conn?.authenticatedAs }, packet.topic)) {
+          callback(new Error('not authorized'))
+          return
+        }
+      }
       // [MQTT-4.7.2-1] $SYS is the broker's; clients may not publish there
       if (packet.topic.startsWith('$SYS')) {
         callback(new Error('$SYS topics are reserved'))
@@ -135,6 +173,11 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
         if (!shared.onForward(client, packet)) return null
         return forwardCorrections(client, packet, { subscriptionIdentifiers: false, now: Date.now(), shared: true })
       }
+      if (security?.hasAcl) {
+        // delivery is checked too: a client whose read right went away stops receiving
+        const conn = bySide.get(client.conn)
+        if (!security.mayReceive({ clientId: client.id, username: conn?.authenticatedAs }, packet.topic)) return null
+      }
       return forwardCorrections(client, packet, {
         subscriptionIdentifiers: client.version === 5 && settings.subscriptionIdentifierAvailable,
         now: Date.now()
@@ -147,7 +190,10 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
     }
   }
   const storeOf = (): StoreExtras | undefined => (aedes as unknown as { persistence?: StoreExtras }).persistence
+  const security = options.security
   const authenticators = new Authenticators(options.authenticators)
+  if (security?.hasPasswords && !authenticators.get('SCRAM-SHA-256')) authenticators.add(security.scramAuthenticator())
+  const limits: Limits = { ...defaultLimits, ...options.limits }
   if (options.persistence !== undefined) aedesOptions.persistence = options.persistence
 
   let shared: SharedSubscriptions | undefined
@@ -180,6 +226,7 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
   })
   ;(aedes as unknown as NodeJS.EventEmitter).on('error', (err: Error) => logger.error({ err }, 'broker error'))
 
+  const policy = createConnectionPolicy(limits, security, () => aedes.connectedClients)
   const broker: CulexBroker = {
     aedes,
     logger,
@@ -194,6 +241,7 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
         logger,
         authenticators,
         shared,
+        policy,
         hasSubscribers (topic) {
           // spec 3.4.2.1: 0x10 only when no subscription matches, live or stored
           if (liveSubscriptionCount(aedes, topic) > 0) return true

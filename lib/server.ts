@@ -14,6 +14,7 @@ import { CulexError } from './errors.js'
 import { openStore } from './store.js'
 import { createObservability } from './metrics/index.js'
 import type { Authenticator } from './protocol/auth.js'
+import { SecurityPolicy } from './auth/policy.js'
 
 export interface CulexServer {
   readonly config: Config
@@ -23,6 +24,9 @@ export interface CulexServer {
   readonly ws?: HttpListener
   readonly wss?: HttpListener
   readonly listeners: readonly Listener[]
+  readonly security: SecurityPolicy
+  /** re-reads the password and ACL files (SIGHUP) without dropping connections */
+  reload (): Promise<void>
   /** stop accepting, DISCONNECT 0x8B to clients, close listeners and store */
   close (): Promise<void>
 }
@@ -47,10 +51,26 @@ export async function startServer (input: ConfigInput | Config = {}, options: St
   const tlsFiles = await loadTls(config)
   const persistence = options.persistence ?? await openStore(config, logger)
   const observability = createObservability(config, logger)
+  // mosquitto 2.0: anonymous access only on loopback unless allowed explicitly
+  const allowAnonymous = config.allowAnonymous ?? isLoopback(config.host)
+  const security = await SecurityPolicy.load({
+    allowAnonymous,
+    passwordFile: config.passwordFile,
+    aclFile: config.aclFile,
+    certificateUsername: config.certificateUsername
+  }, logger.child({ module: 'security' }))
 
   const broker = await createBroker({
     logger,
     observer: observability.observer,
+    security,
+    limits: {
+      maxConnections: config.maxConnections,
+      connectionRate: config.connectionRate,
+      maxSubscriptionsPerClient: config.maxSubscriptionsPerClient,
+      publishRate: config.publishRate,
+      maxClientIdLength: config.maxClientIdLength
+    },
     shared: config.sharedSubscriptions
       ? {
           strategy: config.sharedStrategy,
@@ -108,6 +128,10 @@ export async function startServer (input: ConfigInput | Config = {}, options: St
   if (isLoopback(config.host)) {
     logger.info('bound to loopback only; set --host 0.0.0.0 (or CULEX_HOST) to listen on other addresses')
   }
+  logger.info({ allowAnonymous, passwordFile: config.passwordFile, aclFile: config.aclFile },
+    allowAnonymous
+      ? 'anonymous clients are allowed' + (config.allowAnonymous === undefined ? ' (loopback only; set allowAnonymous to decide explicitly)' : '')
+      : 'anonymous clients are refused: clients need credentials')
 
   let closing: Promise<void> | undefined
   return {
@@ -115,6 +139,15 @@ export async function startServer (input: ConfigInput | Config = {}, options: St
     broker,
     ...result,
     listeners,
+    security,
+    async reload () {
+      try {
+        await security.reload()
+      } catch (err) {
+        logger.error({ err }, 'reload failed: the previous password file and ACL stay in force')
+        throw err
+      }
+    },
     close () {
       closing ??= (async () => {
         // 1. stop accepting; 2. DISCONNECT 0x8B and close clients; 3. close the store
@@ -135,5 +168,5 @@ async function loadTls (config: Config): Promise<TlsFiles | undefined> {
   const [key, cert, ca] = await Promise.all([
     readFile(config.tlsKey), readFile(config.tlsCert), config.tlsCa ? readFile(config.tlsCa) : undefined
   ])
-  return { key, cert, ca }
+  return { key, cert, ca, requireCertificate: config.requireCertificate }
 }

@@ -37,6 +37,26 @@ export const ConfigSchema = z.object({
   tlsKey: z.string().optional(),
   tlsCert: z.string().optional(),
   tlsCa: z.string().optional(),
+  /** require a client certificate signed by tlsCa on TLS and WSS */
+  requireCertificate: bool.default(false),
+  /** a verified client certificate's CN becomes the username */
+  certificateUsername: bool.default(false),
+  /** clients without credentials may connect; unset: allowed only when bound to loopback (as mosquitto 2.0) */
+  allowAnonymous: bool.optional(),
+  /** password file written by `culex passwd` (salted scrypt, SCRAM-SHA-256 keys); reloaded on SIGHUP */
+  passwordFile: z.string().min(1).optional(),
+  /** ACL file in mosquitto's syntax; reloaded on SIGHUP */
+  aclFile: z.string().min(1).optional(),
+  /** connected clients at most (CONNACK 0x89 Server busy beyond) */
+  maxConnections: int(1, 10000000).default(100000),
+  /** new connections per second from one address (burst twice that); 0 = no limit (CONNACK 0x9F) */
+  connectionRate: int(0, 1000000).default(0),
+  /** subscriptions one client may hold (SUBACK 0x97) */
+  maxSubscriptionsPerClient: int(1, 10000000).default(1000),
+  /** PUBLISH packets per second one client may send (burst twice that); 0 = no limit (DISCONNECT 0x96) */
+  publishRate: int(0, 10000000).default(0),
+  /** longest client identifier (CONNACK 0x85) */
+  maxClientIdLength: int(1, 65535).default(256),
   dataDir: z.string().min(1).default('./data'),
   persistence: z.enum(['level', 'memory']).default('level'),
   /** make every store write survive power loss, not only a process crash */

@@ -25,7 +25,7 @@ import { OutboundWindow, type HeldPublish } from './outbound/flow-control.js'
 import { OutboundAliases } from './outbound/topic-alias.js'
 import { ReasonCode, describeReasonCode, isFailure, v5ToV311ConnackCode, v311ToV5ConnackCode } from './reason-codes.js'
 import type { Authenticators, AuthExchange, AuthStep } from './auth.js'
-import { hardenClient } from '../aedes-internals.js'
+import { hardenClient, clientSubscriptions } from '../aedes-internals.js'
 import type { BrokerObserver } from '../observer.js'
 import type { MemberLink, SharedDelivery, SharedSubscriptions } from '../shared/dispatcher.js'
 import { parseSharedFilter, hasWildcard } from './topic.js'
@@ -58,6 +58,7 @@ export interface ConnectionContext {
   hasIncoming (clientId: string, packetId: number): Promise<boolean>
   /** shared subscriptions ($share), when enabled */
   readonly shared: SharedSubscriptions | undefined
+  readonly policy: ConnectionPolicy
   /** called once the connection is closed on both sides */
   onClose (conn: Connection): void
 }
@@ -65,6 +66,20 @@ export interface ConnectionContext {
 export interface ConnectionMeta {
   transport: Transport
   remoteAddress: string | undefined
+  /** CN of a verified TLS client certificate */
+  certificateCN?: string | undefined
+}
+
+/** Admission, authorization and limits the gateway applies (lib/broker.ts builds it). */
+export interface ConnectionPolicy {
+  /** at CONNECT: undefined to go on, or the reason code to refuse it with */
+  admit (conn: Connection, connect: IConnectPacket): number | undefined
+  mayPublish (conn: Connection, topic: string): boolean
+  maySubscribe (conn: Connection, filter: string): boolean
+  /** per PUBLISH from the client: false when it exceeds its message rate */
+  takePublish (conn: Connection): boolean
+  /** subscriptions one client may hold */
+  readonly maxSubscriptions: number
 }
 
 export interface EnhancedAuthResult {
@@ -173,6 +188,8 @@ export class Connection implements MemberLink {
   private auth: AuthState | undefined
   enhancedAuth: EnhancedAuthResult | undefined
   private pendingConnackAuthData: Buffer | undefined
+  /** who the client authenticated as (user name, certificate CN, or SCRAM user) */
+  authenticatedAs: string | undefined
 
   constructor (
     readonly socket: Duplex,
@@ -367,6 +384,8 @@ export class Connection implements MemberLink {
     }
     const packet = inspection.packet
     this.learnConnect(packet, inspection.version)
+    const refused = this.ctx.policy.admit(this, packet)
+    if (refused !== undefined) return { kind: 'close', reasonCode: refused, reason: `connection refused: ${describeReasonCode(refused)}` }
     const will = packet.will
     if (will && (will.qos ?? 0) > this.settings.maximumQoS) {
       return { kind: 'close', reasonCode: ReasonCode.QoSNotSupported, reason: 'will QoS above the maximum' }
@@ -535,6 +554,10 @@ export class Connection implements MemberLink {
         else topic = this.inboundAliases.get(alias) ?? ''
       }
     }
+    if (!this.ctx.policy.takePublish(this)) {
+      return { kind: 'close', reasonCode: ReasonCode.MessageRateTooHigh, reason: 'message rate too high' }
+    }
+    if (!this.ctx.policy.mayPublish(this, topic)) return this.deniedPublish(header)
     const id = header.packetId
     if (id !== undefined) {
       const flow = this.inflightIn.get(id)
@@ -550,6 +573,21 @@ export class Connection implements MemberLink {
       }
     }
     return PASS
+  }
+
+  /**
+   * An ACL refusal: MQTT 5 gets PUBACK/PUBREC 0x87; 3.1.1, which has no way
+   * to say it, gets a plain acknowledgement and the message is dropped, as
+   * mosquitto does (its PUBREL is answered by aedes).
+   */
+  private deniedPublish (header: PublishHeader): Verdict {
+    this.log.info({ topic: header.topic }, 'publish not authorized')
+    if (this.version === 5) {
+      return this.refusePublish(header, { kind: 'refuse', reasonCode: ReasonCode.NotAuthorized, reason: 'not authorized' })
+    }
+    this.ctx.observer.messageDropped('not-authorized', 1)
+    if (header.packetId !== undefined) this.sendPacket({ cmd: header.qos === 1 ? 'puback' : 'pubrec', messageId: header.packetId })
+    return DROP
   }
 
   private refusePublish (header: PublishHeader, verdict: { kind: 'refuse' | 'disconnect', reasonCode: number, reason: string }): Verdict {
@@ -645,6 +683,11 @@ export class Connection implements MemberLink {
         pending.settle(index, verdict.code)
         continue
       }
+      const limited = this.subscriptionLimit(sub.topic)
+      if (limited !== undefined) {
+        pending.settle(index, limited)
+        continue
+      }
       const id = this.allocateInternalId()
       this.subParts.set(id, { pending, index })
       const part: ISubscribePacket = { cmd: 'subscribe', messageId: id, subscriptions: [verdict.subscription] }
@@ -676,7 +719,27 @@ export class Connection implements MemberLink {
     if (!this.settings.wildcardSubscriptionAvailable && hasWildcard(shared.filter)) {
       return { kind: 'reject', code: v5 ? ReasonCode.WildcardSubscriptionsNotSupported : ReasonCode.UnspecifiedError }
     }
+    const limited = this.subscriptionLimit(sub.topic)
+    if (limited !== undefined) return { kind: 'reject', code: limited }
     return { kind: 'join', qos: plain.subscription.qos }
+  }
+
+  /**
+   * The ACL (a `$share/` filter is checked against its filter, lib/auth/acl.ts)
+   * and the per-client subscription limit: 0x87 / 0x97 (0x80 for 3.1.1).
+   */
+  private subscriptionLimit (filter: string): number | undefined {
+    const v5 = this.version === 5
+    if (!this.ctx.policy.maySubscribe(this, filter)) {
+      this.log.info({ filter }, 'subscription not authorized')
+      return v5 ? ReasonCode.NotAuthorized : ReasonCode.UnspecifiedError
+    }
+    const subs = clientSubscriptions(this.client)
+    if (subs[filter] === undefined && Object.keys(subs).length >= this.ctx.policy.maxSubscriptions) {
+      this.log.warn({ filter, limit: this.ctx.policy.maxSubscriptions }, 'subscription limit reached')
+      return v5 ? ReasonCode.QuotaExceeded : ReasonCode.UnspecifiedError
+    }
+    return undefined
   }
 
   private joinShared (pending: PendingSuback, index: number, sub: ISubscription, qos: 0 | 1 | 2, si: number | undefined): void {

@@ -10,7 +10,8 @@ import type { AddressInfo, Socket } from 'node:net'
 import { WebSocketServer, createWebSocketStream } from 'ws'
 import type { CulexBroker } from '../broker.js'
 import { hostForUrl, listenPort, type Listener } from './listener.js'
-import type { TlsFiles } from './tcp.js'
+import { tlsServerOptions, certificateCN, type TlsFiles } from './tcp.js'
+import type { TLSSocket } from 'node:tls'
 import { CulexError } from '../errors.js'
 
 /** [MQTT-6.0.0-3] the subprotocols culex accepts ("mqttv3.1" for old 3.1 clients). */
@@ -47,9 +48,11 @@ export async function listenHttp (broker: CulexBroker, opts: HttpListenOptions):
       res.end()
     })
   }
+  // handshake limits: small headers, and a request must arrive quickly
+  const limits = { maxHeaderSize: 8192, headersTimeout: 10000, requestTimeout: 15000 }
   const server = opts.tls
-    ? https.createServer({ key: opts.tls.key, cert: opts.tls.cert, ca: opts.tls.ca }, onRequest)
-    : http.createServer(onRequest)
+    ? https.createServer({ ...tlsServerOptions(opts.tls), ...limits }, onRequest)
+    : http.createServer(limits, onRequest)
   const name = opts.tls ? 'wss' as const : 'ws' as const
 
   const wss = new WebSocketServer({
@@ -70,7 +73,8 @@ export async function listenHttp (broker: CulexBroker, opts: HttpListenOptions):
     wss.handleUpgrade(req, socket, head, (ws) => {
       const stream = createWebSocketStream(ws)
       socket.setNoDelay(true)
-      broker.handle(stream, { transport: name, remoteAddress: req.socket.remoteAddress })
+      const cn = opts.tls ? certificateCN(req.socket as TLSSocket) : undefined
+      broker.handle(stream, { transport: name, remoteAddress: req.socket.remoteAddress, certificateCN: cn })
     })
   })
 

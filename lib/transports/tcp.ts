@@ -10,6 +10,25 @@ export interface TlsFiles {
   key: Buffer
   cert: Buffer
   ca?: Buffer | undefined
+  /** ask for a client certificate and refuse connections without a valid one */
+  requireCertificate?: boolean
+}
+
+export function tlsServerOptions (files: TlsFiles): tls.TlsOptions {
+  return {
+    key: files.key,
+    cert: files.cert,
+    ca: files.ca,
+    requestCert: files.requireCertificate === true,
+    rejectUnauthorized: files.requireCertificate === true
+  }
+}
+
+/** The CN of the verified client certificate, if any. */
+export function certificateCN (socket: tls.TLSSocket): string | undefined {
+  if (!socket.authorized) return undefined
+  const cn = socket.getPeerCertificate().subject?.CN
+  return typeof cn === 'string' && cn.length > 0 ? cn : undefined
 }
 
 export async function listenTcp (broker: CulexBroker, host: string, port: number | 'auto'): Promise<Listener> {
@@ -22,9 +41,9 @@ export async function listenTcp (broker: CulexBroker, host: string, port: number
 }
 
 export async function listenTls (broker: CulexBroker, host: string, port: number | 'auto', files: TlsFiles): Promise<Listener> {
-  const server = tls.createServer({ key: files.key, cert: files.cert, ca: files.ca }, (socket) => {
+  const server = tls.createServer(tlsServerOptions(files), (socket) => {
     socket.setNoDelay(true)
-    broker.handle(socket, { transport: 'tls', remoteAddress: socket.remoteAddress })
+    broker.handle(socket, { transport: 'tls', remoteAddress: socket.remoteAddress, certificateCN: certificateCN(socket) })
   })
   server.on('tlsClientError', (err) => broker.logger.debug({ err: err.message }, 'TLS handshake failed'))
   return listen(server, 'tls', 'mqtts', host, port)
