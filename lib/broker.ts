@@ -77,6 +77,8 @@ export const defaultProtocolSettings: ProtocolSettings = {
   inflightWindow: 100,
   maxQueuedOutbound: 1000,
   outboundTopicAliases: true,
+  slowConsumerTimeout: 2000,
+  maxOutboundBuffer: 4194304,
   sharedSubscriptionAvailable: true,
   retainAvailable: true,
   validatePayloadFormat: true,

@@ -97,6 +97,8 @@ export async function startServer (input: ConfigInput | Config = {}, options: St
       inflightWindow: config.inflightWindow,
       maxQueuedOutbound: config.maxQueuedOutbound,
       outboundTopicAliases: config.outboundTopicAliases,
+      slowConsumerTimeout: config.slowConsumerTimeout,
+      maxOutboundBuffer: config.maxOutboundBuffer,
       maxTopicLevels: config.maxTopicLevels,
       maxTopicLength: config.maxTopicLength,
       wildcardSubscriptionAvailable: config.wildcardSubscriptionAvailable,

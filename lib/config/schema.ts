@@ -78,6 +78,10 @@ export const ConfigSchema = z.object({
   inflightWindow: int(1, 65535).default(100),
   /** messages held for a client whose window is full, before the oldest are dropped */
   maxQueuedOutbound: int(1, 10000000).default(1000),
+  /** ms a client that falls behind may slow publishers down before its queue limits apply instead */
+  slowConsumerTimeout: int(1, 600000).default(2000),
+  /** bytes buffered for a stuck client's socket beyond which QoS 0 messages to it are dropped */
+  maxOutboundBuffer: int(65536, 1073741824).default(4194304),
   /** assign topic aliases to messages sent to MQTT 5 clients that accept them */
   outboundTopicAliases: bool.default(true),
   maxTopicLevels: int(1, 100).default(100),

@@ -43,6 +43,15 @@ export interface ProtocolSettings extends SubscribePolicy, PublishPolicy {
   maxQueuedOutbound: number
   /** assign outbound topic aliases within the client's Topic Alias Maximum */
   outboundTopicAliases: boolean
+  /**
+   * A client that falls behind slows aedes down (back-pressure, no loss) as
+   * long as it makes progress; after this many ms without progress it no
+   * longer does, and its queue limits apply instead, so a stuck client never
+   * blocks publishers for longer.
+   */
+  slowConsumerTimeout: number
+  /** bytes buffered for a client's socket beyond which QoS 0 messages to it are dropped, once it is stuck */
+  maxOutboundBuffer: number
   sharedSubscriptionAvailable: boolean
 }
 
@@ -183,6 +192,11 @@ export class Connection implements MemberLink {
   private readonly acks: PendingAck[] = []
   private readonly awaitingPublished = new Map<number, PendingAck[]>()
   private readonly publishedEarly = new Set<number>()
+  /** aedes writes waiting for this client to make progress (back-pressure) */
+  private readonly waiting: Array<() => void> = []
+  private stallTimer: NodeJS.Timeout | undefined
+  /** the client stalled: queue limits apply instead of back-pressure */
+  private shedding = false
 
   // enhanced authentication (spec 4.12)
   private auth: AuthState | undefined
@@ -814,7 +828,13 @@ export class Connection implements MemberLink {
 
   // --------------------------------------------------------------- outbound
 
-  /** Bytes aedes wrote; `done` is called when the socket can take more. */
+  /**
+   * Bytes aedes wrote. `done` tells aedes it may write more: at once while
+   * the client keeps up; otherwise when it makes progress (back-pressure, so
+   * a slow but live subscriber loses nothing); and after
+   * `slowConsumerTimeout` without progress at once again, with the queue
+   * limits applying, so a stuck client never blocks publishers for longer.
+   */
   fromBroker (chunks: Buffer[], done: (err?: Error | null) => void): void {
     if (this.closed || this.socket.destroyed) { done(); return }
     const out: Buffer[] = []
@@ -824,16 +844,54 @@ export class Connection implements MemberLink {
         this.checkOutbound(result.frame, out)
       }
     }
-    this.writeOut(out, done)
+    this.writeOut(out)
+    if (this.shedding || !this.congested()) { done(); return }
+    this.waiting.push(done)
+    if (this.waiting.length === 1) {
+      if (this.socket.writableNeedDrain) this.socket.once('drain', this.onProgress)
+      this.armStall()
+    }
   }
 
-  private writeOut (out: Buffer[], done?: () => void): void {
-    if (out.length === 0 || this.socket.destroyed || !this.socket.writable) { done?.(); return }
+  private congested (): boolean {
+    return this.window.queued > 0 || this.socket.writableNeedDrain
+  }
+
+  private armStall (): void {
+    if (this.stallTimer) this.stallTimer.refresh()
+    else {
+      this.stallTimer = setTimeout(() => {
+        this.stallTimer = undefined
+        if (this.waiting.length === 0) return
+        this.shedding = true
+        this.log.warn({ queued: this.window.queued, buffered: this.socket.writableLength }, 'client is not keeping up: queue limits apply')
+        this.resumeBroker()
+      }, this.settings.slowConsumerTimeout)
+      this.stallTimer.unref()
+    }
+  }
+
+  /** The client acknowledged something or its socket drained. */
+  private readonly onProgress = (): void => {
+    if (this.shedding && this.window.queued === 0 && !this.socket.writableNeedDrain) this.shedding = false
+    if (this.waiting.length === 0) return
+    if (this.congested()) {
+      if (this.socket.writableNeedDrain) this.socket.once('drain', this.onProgress)
+      this.armStall()
+      return
+    }
+    this.resumeBroker()
+  }
+
+  private resumeBroker (): void {
+    if (this.stallTimer) { clearTimeout(this.stallTimer); this.stallTimer = undefined }
+    for (const done of this.waiting.splice(0)) done()
+  }
+
+  private writeOut (out: Buffer[]): void {
+    if (out.length === 0 || this.socket.destroyed || !this.socket.writable) return
     // one socket write per batch aedes hands over (it corks per packet)
-    const ok = this.socket.write(out.length === 1 ? out[0] as Buffer : Buffer.concat(out))
-    if (!done) return
-    if (ok) done()
-    else this.socket.once('drain', () => done())
+    this.socket.write(out.length === 1 ? out[0] as Buffer : Buffer.concat(out))
   }
 
   private checkOutbound (frame: Frame, out: Buffer[]): void {
@@ -902,6 +960,10 @@ export class Connection implements MemberLink {
       this.dropPublish(p, 'packet-too-large')
       return
     }
+    if (p.qos === 0 && this.shedding && this.socket.writableLength > this.settings.maxOutboundBuffer) {
+      this.dropPublish(p, 'queue-full')
+      return
+    }
     let buf = p.frame.buf
     if (this.aliases) {
       const h = header ?? readPublishHeader(p.frame)
@@ -955,10 +1017,12 @@ export class Connection implements MemberLink {
 
   private releaseHeld (): void {
     const released = this.window.release()
-    if (released.length === 0) return
-    const out: Buffer[] = []
-    for (const p of released) this.sendPublish(p, null, out)
-    this.writeOut(out)
+    if (released.length > 0) {
+      const out: Buffer[] = []
+      for (const p of released) this.sendPublish(p, null, out)
+      this.writeOut(out)
+    }
+    this.onProgress()
   }
 
   /**
@@ -1205,6 +1269,7 @@ export class Connection implements MemberLink {
   close (reason: string): void {
     if (this.closed) return
     this.closed = true
+    this.resumeBroker()
     if (!this.side.destroyed) this.side.destroy()
     if (!this.socket.destroyed) {
       // end() flushes what was written (a final DISCONNECT) before the FIN
