@@ -1,0 +1,228 @@
+// Broker runners: each broker under test runs as its own child process on a
+// fresh loopback port, so its CPU time and RSS can be read from /proc/<pid>
+// without the harness or the load generator mixed in.
+import { execFileSync } from 'node:child_process'
+import { existsSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import { freePort, LOOPBACK, waitForPort } from './lib/net.js'
+import { commandExists, isRunning, OutputTail, spawnTracked, stopChild } from './lib/processes.js'
+
+export const BROKER_NAMES = ['aedes', 'mosquitto', 'culex-memory', 'culex-level', 'aedes1-level'] as const
+export type BrokerName = typeof BROKER_NAMES[number]
+
+export function isBrokerName (value: string): value is BrokerName {
+  return (BROKER_NAMES as readonly string[]).includes(value)
+}
+
+export interface BrokerFeatures {
+  /** Speaks MQTT 5 (aedes 1.x does not). */
+  readonly mqtt5: boolean
+  /** Can expose MQTT over WebSocket on ws://host:port/mqtt. */
+  readonly websocket: boolean
+}
+
+export interface StartOptions {
+  readonly websocket: boolean
+  readonly fdLimit: number
+  readonly cpus: string | null
+}
+
+export interface RunningBroker {
+  readonly name: BrokerName
+  readonly pid: number
+  readonly port: number
+  readonly wsPort: number | null
+  stop: () => Promise<void>
+  /** False once the broker process has exited (crashed, if we did not stop it). */
+  alive: () => boolean
+  /** Tail of the broker's stdout/stderr, for error reports. */
+  output: () => string
+}
+
+export interface BrokerRunner {
+  readonly name: BrokerName
+  readonly features: BrokerFeatures
+  /** null when the broker can run here; otherwise why it is skipped. */
+  readonly unavailable: string | null
+  /** What exactly runs, with versions, for the report. */
+  readonly description: string
+  start: (options: StartOptions) => Promise<RunningBroker>
+}
+
+export interface BrokerEnvironment {
+  readonly repoRoot: string
+  readonly culexBin: string
+}
+
+const START_TIMEOUT_MS = 15_000
+const STOP_GRACE_MS = 5_000
+
+interface LaunchSpec {
+  readonly name: BrokerName
+  readonly command: string
+  readonly args: readonly string[]
+  readonly port: number
+  readonly wsPort: number | null
+  readonly cleanup: () => Promise<void>
+}
+
+/** Spawns, waits until the ports accept connections, and wires stop/cleanup. */
+async function launch (spec: LaunchSpec, options: StartOptions): Promise<RunningBroker> {
+  const child = spawnTracked(spec.command, spec.args, { fdLimit: options.fdLimit, cpus: options.cpus })
+  const tail = new OutputTail()
+  child.stdout?.on('data', (chunk: Buffer) => tail.push(chunk))
+  child.stderr?.on('data', (chunk: Buffer) => tail.push(chunk))
+  const pid = child.pid
+  try {
+    if (pid === undefined) throw new Error('spawn failed')
+    // Readiness is "the TCP port accepts connections": it works the same for
+    // every broker, whatever (if anything) it prints on startup.
+    await waitForPort(spec.port, START_TIMEOUT_MS, () => isRunning(child))
+    if (spec.wsPort !== null) await waitForPort(spec.wsPort, START_TIMEOUT_MS, () => isRunning(child))
+  } catch (err) {
+    await stopChild(child, 1000)
+    await spec.cleanup()
+    const reason = err instanceof Error ? err.message : String(err)
+    throw new Error(`${spec.name} failed to start: ${reason}\n${tail.toString()}`)
+  }
+  return {
+    name: spec.name,
+    pid,
+    port: spec.port,
+    wsPort: spec.wsPort,
+    stop: async () => {
+      await stopChild(child, STOP_GRACE_MS)
+      await spec.cleanup()
+    },
+    alive: () => isRunning(child),
+    output: () => tail.toString()
+  }
+}
+
+// Temp dirs still in use; removed synchronously if the harness exits early
+// (Ctrl-C, crash), after the exit hook in lib/processes.ts killed the brokers.
+const liveDirs = new Set<string>()
+process.on('exit', () => {
+  for (const dir of liveDirs) rmSync(dir, { recursive: true, force: true })
+})
+
+async function tempDir (name: string): Promise<string> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), `culex-bench-${name}-`))
+  liveDirs.add(dir)
+  return dir
+}
+
+function packageVersion (env: BrokerEnvironment, packageDir: string): string {
+  try {
+    const manifest: unknown = JSON.parse(readFileSync(path.join(env.repoRoot, packageDir, 'package.json'), 'utf8'))
+    const version = typeof manifest === 'object' && manifest !== null ? (manifest as Record<string, unknown>)['version'] : undefined
+    return typeof version === 'string' ? version : '?'
+  } catch {
+    return '?'
+  }
+}
+
+function mosquittoVersion (): string {
+  try {
+    // `mosquitto -h` prints "mosquitto version X.Y.Z" and exits non-zero.
+    execFileSync('mosquitto', ['-h'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+  } catch (err) {
+    const out = typeof err === 'object' && err !== null ? String((err as { stdout?: unknown }).stdout ?? '') : ''
+    return /version (\S+)/.exec(out)?.[1] ?? '?'
+  }
+  return '?'
+}
+
+const removeDir = (dir: string) => async (): Promise<void> => {
+  await rm(dir, { recursive: true, force: true })
+  liveDirs.delete(dir)
+}
+
+function nodeFixture (env: BrokerEnvironment, name: BrokerName, fixture: string, features: BrokerFeatures, description: string, level: boolean): BrokerRunner {
+  const script = path.join(env.repoRoot, 'benchmarks', 'fixtures', fixture)
+  return {
+    name,
+    features,
+    description,
+    unavailable: existsSync(script) ? null : `${script} missing`,
+    start: async (options) => {
+      const port = await freePort()
+      const wsPort = options.websocket && features.websocket ? await freePort() : null
+      const dir = await tempDir(name)
+      const args = [script, '--host', LOOPBACK, '--port', String(port), '--ws-port', String(wsPort ?? 0)]
+      if (level) args.push('--data-dir', dir)
+      return await launch({ name, command: process.execPath, args, port, wsPort, cleanup: removeDir(dir) }, options)
+    }
+  }
+}
+
+function mosquitto (): BrokerRunner {
+  const installed = commandExists('mosquitto')
+  return {
+    name: 'mosquitto',
+    features: { mqtt5: true, websocket: true },
+    description: installed ? `mosquitto ${mosquittoVersion()}, max_queued_messages 1000, no persistence` : 'mosquitto',
+    unavailable: installed ? null : 'mosquitto not on PATH',
+    start: async (options) => {
+      const port = await freePort()
+      const wsPort = options.websocket ? await freePort() : null
+      const dir = await tempDir('mosquitto')
+      const config = [
+        `listener ${port} ${LOOPBACK}`,
+        'allow_anonymous true',
+        'max_queued_messages 1000',
+        // Log at warning level like culex's --log-level warn: per-connection
+        // notices would otherwise cost mosquitto CPU in the idle scenario.
+        'log_dest stderr',
+        'log_type error',
+        'log_type warning',
+        'connection_messages false'
+      ]
+      if (wsPort !== null) config.push(`listener ${wsPort} ${LOOPBACK}`, 'protocol websockets')
+      const file = path.join(dir, 'mosquitto.conf')
+      await writeFile(file, config.join('\n') + '\n')
+      return await launch({ name: 'mosquitto', command: 'mosquitto', args: ['-c', file], port, wsPort, cleanup: removeDir(dir) }, options)
+    }
+  }
+}
+
+function culex (env: BrokerEnvironment, persistence: 'memory' | 'level'): BrokerRunner {
+  const name: BrokerName = persistence === 'memory' ? 'culex-memory' : 'culex-level'
+  return {
+    name,
+    features: { mqtt5: true, websocket: true },
+    description: `culex ${packageVersion(env, '.')} (${path.relative(env.repoRoot, env.culexBin)}), --persistence ${persistence}`,
+    unavailable: existsSync(env.culexBin) ? null : `${path.relative(env.repoRoot, env.culexBin)} not built yet`,
+    start: async (options) => {
+      const port = await freePort()
+      const wsPort = options.websocket ? await freePort() : null
+      const dir = await tempDir(name)
+      const args = [
+        env.culexBin,
+        '--host', LOOPBACK,
+        '--port', String(port),
+        '--ws-port', String(wsPort ?? 0),
+        '--tls-port', '0',
+        '--wss-port', '0',
+        '--persistence', persistence,
+        '--data-dir', dir,
+        '--log-level', 'warn'
+      ]
+      return await launch({ name, command: process.execPath, args, port, wsPort, cleanup: removeDir(dir) }, options)
+    }
+  }
+}
+
+export function brokerRunners (env: BrokerEnvironment): BrokerRunner[] {
+  return [
+    nodeFixture(env, 'aedes', 'plain-aedes.mjs', { mqtt5: true, websocket: true },
+      `aedes ${packageVersion(env, 'node_modules/aedes')}, in-memory persistence`, false),
+    mosquitto(),
+    culex(env, 'memory'),
+    culex(env, 'level'),
+    nodeFixture(env, 'aedes1-level', 'aedes1-level.mjs', { mqtt5: false, websocket: false },
+      `aedes ${packageVersion(env, 'node_modules/aedes-v1')} + aedes-persistence-level ${packageVersion(env, 'node_modules/aedes-persistence-level')}`, true)
+  ]
+}

@@ -1,0 +1,54 @@
+// Reads a broker's resource usage straight from Linux procfs, so every
+// figure is "per broker CPU-second" regardless of what else the (shared,
+// noisy) machine is doing. utime+stime in /proc/<pid>/stat cover all threads
+// of the process (GC, libuv pool, LevelDB compaction), which is what we want.
+import { execFileSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+
+let clockTicks: number | undefined
+
+/** USER_HZ, the unit of utime/stime; read once via getconf (almost always 100). */
+export function clockTicksPerSecond (): number {
+  if (clockTicks === undefined) {
+    let parsed = Number.NaN
+    try {
+      parsed = Number.parseInt(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim(), 10)
+    } catch {
+      // getconf missing: Linux has used USER_HZ=100 on every mainstream arch.
+    }
+    clockTicks = Number.isFinite(parsed) && parsed > 0 ? parsed : 100
+  }
+  return clockTicks
+}
+
+/** Total CPU time (user + system) consumed so far by `pid`, in seconds. */
+export function cpuSeconds (pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  // Field 2 (comm) is parenthesised and may itself contain spaces or ')',
+  // so split only what follows the last ')'. That remainder starts at field 3.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  const utime = Number(fields[14 - 3])
+  const stime = Number(fields[15 - 3])
+  if (!Number.isFinite(utime) || !Number.isFinite(stime)) {
+    throw new Error(`cannot parse /proc/${pid}/stat`)
+  }
+  return (utime + stime) / clockTicksPerSecond()
+}
+
+/** Resident set size of `pid` in KiB (VmRSS). */
+export function rssKiB (pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8')
+  const match = /^VmRSS:\s+(\d+)\s+kB$/m.exec(status)
+  if (match?.[1] === undefined) throw new Error(`no VmRSS in /proc/${pid}/status`)
+  return Number(match[1])
+}
+
+export interface ProcSnapshot {
+  readonly atNs: bigint
+  readonly cpuS: number
+  readonly rssKiB: number
+}
+
+export function snapshot (pid: number): ProcSnapshot {
+  return { atNs: process.hrtime.bigint(), cpuS: cpuSeconds(pid), rssKiB: rssKiB(pid) }
+}

@@ -1,0 +1,233 @@
+// The contract between the harness and the load-generator child process:
+// one Job goes in as JSON on stdin, one LoadgenOutput comes back as a JSON
+// line on stdout. Both sides import these types, so they cannot drift.
+
+export type QoS = 0 | 1 | 2
+/** 4 = MQTT 3.1.1, 5 = MQTT 5.0 */
+export type ProtocolVersion = 4 | 5
+export type Transport = 'tcp' | 'ws'
+
+export interface Target {
+  /** Always a loopback address; the load generator refuses anything else. */
+  readonly host: string
+  readonly port: number
+  readonly wsPort: number | null
+  readonly wsPath: string
+  /** Broker pid, so the load generator can read /proc at window edges. */
+  readonly brokerPid: number
+  readonly protocolVersion: ProtocolVersion
+}
+
+/** Publishers → subscribers throughput/latency run (fan-in, fan-out, shared, ws). */
+export interface FlowJob {
+  readonly kind: 'flow'
+  readonly target: Target
+  readonly publishers: number
+  readonly messagesPerPublisher: number
+  /**
+   * Messages each publisher sends through the same path before the window
+   * opens, so a Node broker's JIT is warm and the figure is steady state.
+   */
+  readonly warmupPerPublisher: number
+  readonly payloadBytes: number
+  readonly publishQos: QoS
+  /** Max unacknowledged QoS 1/2 PUBLISHes per publisher. */
+  readonly inflight: number
+  /** Publisher i publishes to `${topicPrefix}/${i}`. */
+  readonly topicPrefix: string
+  /** Total messages per second across publishers; null = as fast as possible. */
+  readonly ratePerSecond: number | null
+  readonly subscribers: number
+  readonly subscribeFilter: string
+  readonly subscribeQos: QoS
+  readonly subscriberTransport: Transport
+  /** every: each subscriber must get every message; one: exactly one subscriber gets it (shared group). */
+  readonly delivery: 'every' | 'one'
+  readonly measureLatency: boolean
+  readonly keepLatencySamples: boolean
+  readonly timeoutMs: number
+  /** End the window early when nothing arrives for this long after publishing finished. */
+  readonly stallMs: number
+}
+
+/** Many idle connections: broker memory per connection and connect cost. */
+export interface IdleJob {
+  readonly kind: 'idle'
+  readonly target: Target
+  readonly connections: number
+  readonly concurrency: number
+  readonly timeoutMs: number
+}
+
+/** Offline persistent sessions with queued messages, then a reconnect storm. */
+export interface DrainJob {
+  readonly kind: 'drain'
+  readonly target: Target
+  readonly sessions: number
+  readonly messagesPerSession: number
+  readonly payloadBytes: number
+  readonly concurrency: number
+  readonly timeoutMs: number
+  readonly stallMs: number
+}
+
+export interface RetainedLookup {
+  readonly filter: string
+  /** Retained messages one SUBSCRIBE to `filter` should return. */
+  readonly expected: number
+  /**
+   * Fresh subscriptions made one after another inside the window. Small
+   * lookups cost less than the 10 ms CPU tick, so they are repeated and the
+   * scenario reports the per-lookup average.
+   */
+  readonly rounds: number
+}
+
+/** Store many retained messages, then time subscriptions that match them. */
+export interface RetainedJob {
+  readonly kind: 'retained'
+  readonly target: Target
+  readonly count: number
+  readonly payloadBytes: number
+  readonly lookups: readonly RetainedLookup[]
+  readonly timeoutMs: number
+  readonly stallMs: number
+}
+
+export type Job = FlowJob | IdleJob | DrainJob | RetainedJob
+
+/** A measured window: wall time and the broker's CPU/RSS across it. */
+export interface WindowMeasure {
+  readonly wallMs: number
+  readonly brokerCpuS: number
+  readonly rssStartKiB: number
+  readonly rssEndKiB: number
+}
+
+export interface Integrity {
+  /** Deliveries that should have happened. */
+  readonly expected: number
+  /** Distinct expected deliveries seen. */
+  readonly unique: number
+  /** expected − unique */
+  readonly lost: number
+  /** Deliveries of a (subscriber or group, publisher, seq) already seen. */
+  readonly duplicated: number
+  /** Deliveries older than one already seen on the same subscriber/publisher stream. */
+  readonly reordered: number
+  /** Messages that did not carry a valid benchmark payload. */
+  readonly unexpected: number
+  /** Deliveries not expected because the broker refused the PUBLISH (reason ≥ 0x80). */
+  readonly refused: number
+}
+
+export interface LatencySummary {
+  readonly count: number
+  readonly p50Ms: number
+  readonly p99Ms: number
+  readonly maxMs: number
+  readonly samplesMs: readonly number[] | null
+}
+
+export interface Ending {
+  /** The hard wall-clock bound was hit. */
+  readonly timedOut: boolean
+  /** Publishing finished but deliveries stopped short of the expected count. */
+  readonly stalled: boolean
+  /** First few connection-level errors (broker closed a connection, parse errors). */
+  readonly errors: readonly string[]
+}
+
+export interface FlowResult extends Ending {
+  readonly kind: 'flow'
+  /** Set when the broker refused the subscription (e.g. SUBACK 0x9E for $share). */
+  readonly rejected: { readonly filter: string, readonly reasonCode: number } | null
+  readonly sent: number
+  readonly acked: number
+  /** Acknowledgements carrying a failure reason code (MQTT 5). */
+  readonly nacked: number
+  /** Failure reason code (hex) → count. */
+  readonly nackReasons: Readonly<Record<string, number>>
+  readonly deliveries: number
+  readonly integrity: Integrity
+  readonly window: WindowMeasure
+  readonly latency: LatencySummary | null
+}
+
+export interface IdleResult extends Ending {
+  readonly kind: 'idle'
+  /** Connections in the measured set (the total minus the warm-up tenth). */
+  readonly requested: number
+  readonly opened: number
+  readonly failed: number
+  /** Connections opened (and held) before the window, not measured. */
+  readonly warmup: number
+  /** Measured set only: from its first CONNECT to its last CONNACK. */
+  readonly window: WindowMeasure
+  /** RSS once all connections are up and the broker has gone quiet. */
+  readonly rssIdleKiB: number
+}
+
+export interface DrainResult extends Ending {
+  readonly kind: 'drain'
+  readonly sessions: number
+  readonly sessionsPresent: number
+  /** Queue-filling phase (not the figure of merit, reported for context). */
+  readonly fill: WindowMeasure
+  /** Reconnect-and-drain phase: the measured window. */
+  readonly window: WindowMeasure
+  readonly integrity: Integrity
+}
+
+export interface LookupResult extends Ending {
+  readonly filter: string
+  /** Per round. */
+  readonly expected: number
+  readonly rounds: number
+  /** Rounds that received everything they expected. */
+  readonly completedRounds: number
+  /** Total over all rounds. */
+  readonly received: number
+  /** Covers all rounds. */
+  readonly window: WindowMeasure
+}
+
+export interface RetainedResult {
+  readonly kind: 'retained'
+  readonly stored: number
+  readonly store: WindowMeasure
+  readonly storeTimedOut: boolean
+  readonly lookups: readonly LookupResult[]
+}
+
+export type JobResult = FlowResult | IdleResult | DrainResult | RetainedResult
+
+export type LoadgenOutput =
+  | { readonly ok: true, readonly result: JobResult }
+  | { readonly ok: false, readonly error: string }
+
+const JOB_KINDS: ReadonlySet<string> = new Set(['flow', 'idle', 'drain', 'retained'])
+
+/**
+ * Shallow structural check of a decoded job. Both ends are our own code, so
+ * this guards against version skew (stale dist/) rather than hostile input.
+ */
+export function isJob (value: unknown): value is Job {
+  if (typeof value !== 'object' || value === null) return false
+  const record = value as Record<string, unknown>
+  const target = record['target']
+  if (typeof record['kind'] !== 'string' || !JOB_KINDS.has(record['kind'])) return false
+  if (typeof target !== 'object' || target === null) return false
+  const t = target as Record<string, unknown>
+  return typeof t['host'] === 'string' && typeof t['port'] === 'number' &&
+    typeof t['brokerPid'] === 'number' && (t['protocolVersion'] === 4 || t['protocolVersion'] === 5)
+}
+
+export function isLoadgenOutput (value: unknown): value is LoadgenOutput {
+  if (typeof value !== 'object' || value === null) return false
+  const record = value as Record<string, unknown>
+  if (record['ok'] === false) return typeof record['error'] === 'string'
+  const result = record['result']
+  return record['ok'] === true && typeof result === 'object' && result !== null &&
+    typeof (result as Record<string, unknown>)['kind'] === 'string'
+}
