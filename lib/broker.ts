@@ -175,13 +175,13 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
         if (!shared.onForward(client, packet)) return null
         return forwardCorrections(client, packet, { subscriptionIdentifiers: false, now: Date.now(), shared: true })
       }
+      const conn = bySide.get(client.conn)
       if (security?.hasAcl) {
         // delivery is checked too: a client whose read right went away stops receiving
-        const conn = bySide.get(client.conn)
         if (!security.mayReceive({ clientId: client.id, username: conn?.authenticatedAs }, packet.topic)) return null
       }
       return forwardCorrections(client, packet, {
-        subscriptionIdentifiers: client.version === 5 && settings.subscriptionIdentifierAvailable,
+        subscriptionIdentifiers: conn?.usesSubscriptionIds === true,
         now: Date.now()
       })
     },
@@ -229,6 +229,32 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
   ;(aedes as unknown as NodeJS.EventEmitter).on('error', (err: Error) => logger.error({ err }, 'broker error'))
 
   const policy = createConnectionPolicy(limits, security, () => aedes.connectedClients)
+
+  // spec 3.4.2.1: 0x10 (No matching subscribers) only when no subscription,
+  // live or stored, matches. The answer per topic is cached until any
+  // subscription changes, as it is asked for every QoS 1/2 message.
+  let subscriptionEpoch = 0
+  const bump = (): void => { subscriptionEpoch++; matchCache.clear() }
+  const matchCache = new Map<string, boolean>()
+  for (const event of ['subscribe', 'unsubscribe', 'clientDisconnect', 'sessionExpired']) (aedes as unknown as NodeJS.EventEmitter).on(event, bump)
+  function hasSubscribers (topic: string): boolean | Promise<boolean> {
+    const cached = matchCache.get(topic)
+    if (cached !== undefined) return cached
+    const epoch = subscriptionEpoch
+    const remember = (has: boolean): boolean => {
+      if (epoch === subscriptionEpoch) {
+        if (matchCache.size >= 10000) matchCache.clear()
+        matchCache.set(topic, has)
+      }
+      return has
+    }
+    if (liveSubscriptionCount(aedes, topic) > 0) return remember(true)
+    if (shared?.hasGroupFor(topic)) return remember(true)
+    const store = storeOf()
+    if (!store?.subscriptionsByTopic) return true
+    return store.subscriptionsByTopic(topic).then(subs => remember(subs.length > 0))
+  }
+  shared?.onMembershipChange(bump)
   const broker: CulexBroker = {
     aedes,
     logger,
@@ -244,13 +270,7 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
         authenticators,
         shared,
         policy,
-        hasSubscribers (topic) {
-          // spec 3.4.2.1: 0x10 only when no subscription matches, live or stored
-          if (liveSubscriptionCount(aedes, topic) > 0) return true
-          const store = storeOf()
-          if (!store?.subscriptionsByTopic) return true
-          return store.subscriptionsByTopic(topic).then(subs => subs.length > 0)
-        },
+        hasSubscribers,
         async hasIncoming (clientId, packetId) {
           const store = storeOf()
           if (!store?.incomingGetPacket) return true

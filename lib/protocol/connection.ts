@@ -16,7 +16,7 @@ import { Duplex } from 'node:stream'
 import type { Aedes, Client } from 'aedes'
 import type { Logger } from 'pino'
 import type { IAuthPacket, IConnackPacket, IConnectPacket, IPublishPacket, ISubackPacket, ISubscribePacket, ISubscription, IUnsubackPacket, IUnsubscribePacket, Packet } from 'mqtt-packet'
-import { FrameReader, PacketType, ackPacketId, ackReasonCode, readPublishHeader, fixedHeaderLength, type Frame, type PublishHeader } from './frame.js'
+import { FrameReader, PacketType, ackPacketId, ackReasonCode, readPublishHeader, readPublishId, fixedHeaderLength, type Frame, type PublishHeader, type ReadResult } from './frame.js'
 import { decodeBuffer, decodeFrame, encode, type ProtocolVersion } from './codec.js'
 import { inspectConnect, UNACCEPTABLE_PROTOCOL_VERSION_CONNACK } from './inbound/connect.js'
 import { checkSubscription, PendingSuback, type SubscribePolicy } from './inbound/subscribe.js'
@@ -192,6 +192,8 @@ export class Connection implements MemberLink {
   private readonly acks: PendingAck[] = []
   private readonly awaitingPublished = new Map<number, PendingAck[]>()
   private readonly publishedEarly = new Set<number>()
+  private outQueue: Buffer[] = []
+  private flushScheduled = false
   /** aedes writes waiting for this client to make progress (back-pressure) */
   private readonly waiting: Array<() => void> = []
   private stallTimer: NodeJS.Timeout | undefined
@@ -204,6 +206,8 @@ export class Connection implements MemberLink {
   private pendingConnackAuthData: Buffer | undefined
   /** who the client authenticated as (user name, certificate CN, or SCRAM user) */
   authenticatedAs: string | undefined
+  /** the client has subscribed with a Subscription Identifier (deliveries must look them up) */
+  usesSubscriptionIds = false
 
   constructor (
     readonly socket: Duplex,
@@ -261,7 +265,9 @@ export class Connection implements MemberLink {
       this.fail(ReasonCode.ProtocolError, 'first packet is not CONNECT')
       return
     }
-    for (const result of this.inbound.push(chunk)) {
+    const results: ReadResult[] = []
+    this.inbound.push(chunk, results)
+    for (const result of results) {
       if (result.kind === 'malformed') {
         this.processInbound()
         this.fail(ReasonCode.MalformedPacket, result.reason)
@@ -681,6 +687,7 @@ export class Connection implements MemberLink {
     const pending = new PendingSuback(packet.messageId ?? 0, packet.subscriptions.length)
     const parts: Buffer[] = []
     const joins: Array<() => void> = []
+    if (packet.properties?.subscriptionIdentifier !== undefined) this.usesSubscriptionIds = true
     for (let index = 0; index < packet.subscriptions.length; index++) {
       const sub = packet.subscriptions[index] as ISubscription
       const shared = parseSharedFilter(sub.topic)
@@ -838,11 +845,10 @@ export class Connection implements MemberLink {
   fromBroker (chunks: Buffer[], done: (err?: Error | null) => void): void {
     if (this.closed || this.socket.destroyed) { done(); return }
     const out: Buffer[] = []
-    for (const chunk of chunks) {
-      for (const result of this.outbound.push(chunk)) {
-        if (result.kind !== 'frame') continue
-        this.checkOutbound(result.frame, out)
-      }
+    const results: ReadResult[] = []
+    for (const chunk of chunks) this.outbound.push(chunk, results)
+    for (const result of results) {
+      if (result.kind === 'frame') this.checkOutbound(result.frame, out)
     }
     this.writeOut(out)
     if (this.shedding || !this.congested()) { done(); return }
@@ -888,10 +894,29 @@ export class Connection implements MemberLink {
     for (const done of this.waiting.splice(0)) done()
   }
 
+  /**
+   * Everything for the client goes through here, in order. Writes are
+   * coalesced: aedes writes each message in its own event-loop callback, and
+   * one socket write per loop turn, for all of them, saves a system call per
+   * message.
+   */
   private writeOut (out: Buffer[]): void {
-    if (out.length === 0 || this.socket.destroyed || !this.socket.writable) return
-    // one socket write per batch aedes hands over (it corks per packet)
-    this.socket.write(out.length === 1 ? out[0] as Buffer : Buffer.concat(out))
+    if (out.length === 0) return
+    for (const b of out) this.outQueue.push(b)
+    if (!this.flushScheduled) {
+      this.flushScheduled = true
+      setImmediate(this.flushOut)
+    }
+  }
+
+  private readonly flushOut = (): void => {
+    this.flushScheduled = false
+    const q = this.outQueue
+    if (q.length === 0) return
+    this.outQueue = []
+    if (this.socket.destroyed || !this.socket.writable) return
+    this.socket.write(q.length === 1 ? q[0] as Buffer : Buffer.concat(q))
+    if (this.waiting.length > 0) this.onProgress()
   }
 
   private checkOutbound (frame: Frame, out: Buffer[]): void {
@@ -931,11 +956,11 @@ export class Connection implements MemberLink {
    * 2. then `sendPublish`.
    */
   private onOutboundPublish (frame: Frame, out: Buffer[]): void {
-    const header = readPublishHeader(frame)
-    if (header === null) return
-    const held: HeldPublish = { frame, qos: header.qos, packetId: header.packetId }
+    const ids = readPublishId(frame)
+    if (ids === null) return
+    const held: HeldPublish = { frame, qos: ids.qos, packetId: ids.packetId }
     if (this.window.admit(held)) {
-      this.sendPublish(held, header, out)
+      this.sendPublish(held, null, out)
       return
     }
     held.heldAt = Date.now()
@@ -1114,6 +1139,11 @@ export class Connection implements MemberLink {
       this.log.info({ reasonCode: this.version === 5 ? describeReasonCode(code) : code }, 'connection refused')
       return frame.buf
     }
+    if (this.version === 5) {
+      // a resumed session's subscriptions are restored before CONNACK
+      const subs = clientSubscriptions(this.client)
+      for (const filter in subs) if (subs[filter]?.si !== undefined) { this.usesSubscriptionIds = true; break }
+    }
     this.ctx.observer.clientAccepted(this.meta.transport, this.version ?? 4)
     this.log.info({ version: this.version, auth: this.enhancedAuth?.method }, 'client connected')
     this.ctx.shared?.memberConnected(this, this.cleanStart).catch((err: unknown) => this.log.error({ err }, 'restoring shared subscriptions failed'))
@@ -1189,7 +1219,7 @@ export class Connection implements MemberLink {
   // ---------------------------------------------------------------- helpers
 
   private writeToClient (buf: Buffer): void {
-    if (!this.socket.destroyed && this.socket.writable) this.socket.write(buf)
+    this.writeOut([buf])
   }
 
   /** Sends a packet the gateway built itself. */
@@ -1269,6 +1299,7 @@ export class Connection implements MemberLink {
   close (reason: string): void {
     if (this.closed) return
     this.closed = true
+    this.flushOut()
     this.resumeBroker()
     if (!this.side.destroyed) this.side.destroy()
     if (!this.socket.destroyed) {

@@ -33,15 +33,20 @@ export interface MatchingSubscriptions {
 }
 
 /** Every subscription of the client that matches `topic`. */
+const NO_IDENTIFIERS: number[] = []
+
 export function matchingSubscriptions (client: Client, topic: string, wantIdentifiers: boolean): MatchingSubscriptions {
   const subs = clientSubscriptions(client)
   let qos = -1
-  const identifiers: number[] = []
+  let identifiers = NO_IDENTIFIERS
   for (const filter in subs) {
     const sub = subs[filter]
     if (sub === undefined || !topicMatches(filter, topic)) continue
     if (sub.qos > qos) qos = sub.qos
-    if (wantIdentifiers && sub.si !== undefined) identifiers.push(sub.si)
+    if (wantIdentifiers && sub.si !== undefined) {
+      if (identifiers === NO_IDENTIFIERS) identifiers = []
+      identifiers.push(sub.si)
+    }
   }
   return { qos, identifiers }
 }

@@ -55,8 +55,8 @@ export class FrameReader {
 
   get buffered (): number { return this.buf.length }
 
-  /** Splits `chunk` (plus what was left over) into frames. */
-  * push (chunk: Buffer): Generator<ReadResult> {
+  /** Splits `chunk` (plus what was left over) into frames, appended to `out`. */
+  push (chunk: Buffer, out: ReadResult[]): void {
     const buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk])
     let pos = 0
     while (buf.length - pos >= 2) {
@@ -71,7 +71,7 @@ export class FrameReader {
         if ((byte & 0x80) === 0) { complete = true; i++; break }
         if (n === 3) {
           this.buf = Buffer.alloc(0)
-          yield { kind: 'malformed', reason: 'remaining length longer than four bytes' }
+          out.push({ kind: 'malformed', reason: 'remaining length longer than four bytes' })
           return
         }
       }
@@ -80,12 +80,12 @@ export class FrameReader {
       const total = headerLength + length
       if (this.maximumPacketSize > 0 && total > this.maximumPacketSize) {
         this.buf = Buffer.alloc(0)
-        yield { kind: 'too-large', size: total }
+        out.push({ kind: 'too-large', size: total })
         return
       }
       if (buf.length - pos < total) break
       const first = buf[pos] as number
-      yield { kind: 'frame', frame: { type: first >> 4, flags: first & 0x0f, headerLength, buf: buf.subarray(pos, pos + total) } }
+      out.push({ kind: 'frame', frame: { type: first >> 4, flags: first & 0x0f, headerLength, buf: buf.subarray(pos, pos + total) } })
       pos += total
     }
     this.buf = pos === buf.length ? Buffer.alloc(0) : Buffer.from(buf.subarray(pos))
@@ -130,6 +130,17 @@ export function readPublishHeader (frame: Frame): PublishHeader | null {
     at += 2
   }
   return { qos, retain: (flags & 0x01) === 1, dup: (flags & 0x08) !== 0, topic, packetId, afterId: at }
+}
+
+/** The QoS and packet identifier of a PUBLISH, without decoding its topic (the outbound hot path). */
+export function readPublishId (frame: Frame): { qos: number, packetId: number | undefined } | null {
+  const { buf, headerLength, flags } = frame
+  const qos = (flags >> 1) & 0x03
+  if (qos === 0) return { qos, packetId: undefined }
+  if (buf.length < headerLength + 2) return null
+  const at = headerLength + 2 + buf.readUInt16BE(headerLength)
+  if (at + 2 > buf.length) return null
+  return { qos, packetId: buf.readUInt16BE(at) }
 }
 
 /** Reads a Variable Byte Integer (spec 1.5.5) at `offset`. */

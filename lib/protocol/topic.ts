@@ -37,37 +37,36 @@ export function hasWildcard (filter: string): boolean {
 /**
  * Does `filter` match the topic name `topic` (spec 4.7)? [MQTT-4.7.2-1] a
  * filter starting with a wildcard does not match a topic starting with '$'.
- * [MQTT-4.7.1-2] 'sport/#' also matches 'sport'.
+ * [MQTT-4.7.1-2] 'sport/#' also matches 'sport'. Walks both strings once,
+ * without allocating: it runs for every delivery.
  */
 export function topicMatches (filter: string, topic: string): boolean {
   if (filter === topic) return true
-  if (topic.charCodeAt(0) === 0x24 /* $ */) {
+  const fl = filter.length
+  const tl = topic.length
+  if (tl > 0 && topic.charCodeAt(0) === 0x24 /* $ */ && fl > 0) {
     const f0 = filter.charCodeAt(0)
     if (f0 === 0x2b || f0 === 0x23) return false
   }
   let fi = 0
   let ti = 0
-  const fl = filter.length
-  const tl = topic.length
   while (fi < fl) {
-    const fEnd = indexOrEnd(filter, fi)
-    const fLevel = filter.slice(fi, fEnd)
-    if (fLevel === '#') return true
-    if (ti > tl) return false
-    const tEnd = indexOrEnd(topic, ti)
-    if (fLevel !== '+' && fLevel !== topic.slice(ti, tEnd)) return false
-    fi = fEnd + 1
-    ti = tEnd + 1
-    if (fi > fl) return ti > tl
-    // 'a/#' matches 'a': the filter continues with exactly '#'
-    if (ti > tl) return filter.slice(fi) === '#'
+    const fc = filter.charCodeAt(fi)
+    if (fc === 0x23 /* # */) return true
+    if (fc === 0x2b /* + */) {
+      // one whole level of the topic
+      while (ti < tl && topic.charCodeAt(ti) !== 0x2f) ti++
+      fi++
+    } else {
+      if (ti >= tl || topic.charCodeAt(ti) !== fc) {
+        // 'a/#' matches 'a': the topic ended where the filter has '/#'
+        return ti === tl && fc === 0x2f && fi + 2 === fl && filter.charCodeAt(fi + 1) === 0x23
+      }
+      fi++
+      ti++
+    }
   }
-  return ti > tl
-}
-
-function indexOrEnd (s: string, from: number): number {
-  const i = s.indexOf('/', from)
-  return i === -1 ? s.length : i
+  return ti === tl
 }
 
 export function topicLevels (topic: string): number {

@@ -28,6 +28,7 @@ import { isFailure } from '../protocol/reason-codes.js'
 import { LocalSelector, strategyResolver, groupName, type Candidate, type MemberSelector, type Strategy, type StrategyRule } from './strategies.js'
 import type { ShareStore, StoredMember, StoredMessage } from './store.js'
 import { allocatePacketId } from '../aedes-internals.js'
+import { topicMatches } from '../protocol/topic.js'
 
 /** Broker id marking a shared delivery: `SHARED_BROKER_ID + group key`. */
 export const SHARED_BROKER_ID = '$culex-share:'
@@ -140,6 +141,7 @@ export class SharedSubscriptions {
   /** per aedes Client (one per connection): packet id -> delivery, for acknowledgements */
   private readonly byClient = new Map<object, Map<number, DeliveryRef>>()
   private deliveryCounter = 0
+  private readonly membershipListeners: Array<() => void> = []
   private readonly selector: MemberSelector
 
   constructor (
@@ -185,6 +187,7 @@ export class SharedSubscriptions {
     const existing = group.members.get(link.clientId)
     const member: Member = { clientId: link.clientId, qos: sub.qos, si: sub.si, rap: sub.rap, persistent, link, assigned: existing?.assigned ?? 0 }
     group.members.set(link.clientId, member)
+    for (const l of this.membershipListeners) l()
     if (persistent) {
       const stored: StoredMember = { group: key, clientId: link.clientId, qos: sub.qos, retainAsPublished: sub.rap }
       if (sub.si !== undefined) stored.subscriptionIdentifier = sub.si
@@ -269,6 +272,7 @@ export class SharedSubscriptions {
 
   private async removeMember (group: Group, member: Member, why: string): Promise<void> {
     group.members.delete(member.clientId)
+    for (const l of this.membershipListeners) l()
     this.selector.forget(group.key, member.clientId)
     for (const entry of group.entries.values()) {
       if (entry.assignedTo === member.clientId) this.unassign(group, member, entry, true)
@@ -580,6 +584,17 @@ export class SharedSubscriptions {
     } as never, (err?: Error) => {
       if (err) this.log.error({ err, topic }, 'dead-letter publish failed')
     })
+  }
+
+  /** Is there a group whose filter matches `topic`? (its listener is also a live aedes subscription) */
+  hasGroupFor (topic: string): boolean {
+    for (const filter of this.filters.keys()) if (topicMatches(filter, topic)) return true
+    return false
+  }
+
+  /** `listener` runs whenever a group gains or loses a member. */
+  onMembershipChange (listener: () => void): void {
+    this.membershipListeners.push(listener)
   }
 
   stats (): GroupStats[] {
