@@ -846,7 +846,8 @@ export class Connection implements MemberLink {
     if (this.closed || this.socket.destroyed) { done(); return }
     const out: Buffer[] = []
     const results: ReadResult[] = []
-    for (const chunk of chunks) this.outbound.push(chunk, results)
+    // aedes writes a packet in several small pieces: join them once, not per piece
+    this.outbound.push(chunks.length === 1 ? chunks[0] as Buffer : Buffer.concat(chunks), results)
     for (const result of results) {
       if (result.kind === 'frame') this.checkOutbound(result.frame, out)
     }
