@@ -89,3 +89,36 @@ export function allocatePacketId (client: Client): number {
   c._nextId = id >= 65535 ? 1 : id + 1
   return id
 }
+
+interface ParserInternals {
+  _parser?: { emit: (event: 'packet', packet: unknown) => boolean }
+  _nextBatch?: (err?: Error) => void
+  _parsingBatch?: number
+}
+
+/**
+ * Hands a decoded packet to aedes as its own parser would (`client._parser`
+ * emits 'packet'), so traffic the gateway already decoded is not parsed a
+ * second time. aedes counts packets in progress in `client._parsingBatch`
+ * and calls `client._nextBatch` as each one is done; `onPacketDone` runs
+ * after that, so the gateway can pace the socket the way aedes paced reads.
+ */
+export function packetInjector (client: Client, onPacketDone: () => void): { inject: (packet: object) => void, inProgress: () => number } {
+  const c = client as unknown as ParserInternals
+  const parser = c._parser
+  const nextBatch = c._nextBatch
+  if (!parser || typeof parser.emit !== 'function' || typeof nextBatch !== 'function' || typeof c._parsingBatch !== 'number') {
+    throw new Error('aedes Client no longer has _parser/_nextBatch/_parsingBatch: review lib/aedes-internals.ts')
+  }
+  // aedes starts at 1 and counts down when its stream first becomes readable;
+  // no bytes ever arrive that way, so start where that first read would leave it
+  c._parsingBatch = 0
+  c._nextBatch = function nextBatchThenPace (err?: Error) {
+    nextBatch(err)
+    onPacketDone()
+  }
+  return {
+    inject: (packet) => { parser.emit('packet', packet) },
+    inProgress: () => c._parsingBatch ?? 0
+  }
+}

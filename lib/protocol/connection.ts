@@ -25,7 +25,8 @@ import { OutboundWindow, type HeldPublish } from './outbound/flow-control.js'
 import { OutboundAliases } from './outbound/topic-alias.js'
 import { ReasonCode, describeReasonCode, isFailure, v5ToV311ConnackCode, v311ToV5ConnackCode } from './reason-codes.js'
 import type { Authenticators, AuthExchange, AuthStep } from './auth.js'
-import { hardenClient, clientSubscriptions } from '../aedes-internals.js'
+import { hardenClient, clientSubscriptions, packetInjector } from '../aedes-internals.js'
+import { publishPacket, decodeOther } from './decode.js'
 import type { BrokerObserver } from '../observer.js'
 import type { MemberLink, SharedDelivery, SharedSubscriptions } from '../shared/dispatcher.js'
 import { parseSharedFilter, hasWildcard } from './topic.js'
@@ -97,14 +98,18 @@ export interface EnhancedAuthResult {
 }
 
 type Verdict =
+  /** hand the frame to aedes as it is */
   | { kind: 'pass' }
-  | { kind: 'replace', bufs: Buffer[] }
+  /** hand these packets to aedes instead */
+  | { kind: 'replace', packets: Packet[] }
   | { kind: 'drop' }
   | { kind: 'close', reasonCode: number, reason: string }
   /** wait for an asynchronous decision; later frames wait behind it */
   | { kind: 'defer', decision: Promise<Verdict> }
 
 const PASS: Verdict = { kind: 'pass' }
+/** packets aedes may have in progress before the socket is paused */
+const MAX_IN_PROGRESS = 256
 const DROP: Verdict = { kind: 'drop' }
 
 /** The stream aedes reads from and writes to. */
@@ -149,6 +154,7 @@ export class Connection implements MemberLink {
   readonly client: Client
   log: Logger
   private readonly side: BrokerSide
+  private readonly injector: { inject: (packet: object) => void, inProgress: () => number }
   private readonly inbound: FrameReader
   private readonly outbound = new FrameReader(0)
   private readonly settings: ProtocolSettings
@@ -222,6 +228,7 @@ export class Connection implements MemberLink {
     ctx.observer.connectionOpened(meta.transport)
     this.client = ctx.broker.handle(this.side)
     hardenClient(this.client)
+    this.injector = packetInjector(this.client, this.packetDone)
 
     socket.on('data', (chunk: Buffer) => this.fromClient(chunk))
     socket.on('end', () => this.close('connection closed by peer'))
@@ -287,7 +294,7 @@ export class Connection implements MemberLink {
   /** Runs the inbound checks on the frames received, in order, stopping at a deferred decision. */
   private processInbound (): void {
     if (this.deferred) return
-    const forward: Buffer[] = []
+    const forward: Packet[] = []
     while (this.pendingHead < this.pending.length && !this.closed) {
       const frame = this.pending[this.pendingHead++] as Frame
       const verdict = this.checkInbound(frame)
@@ -314,10 +321,20 @@ export class Connection implements MemberLink {
   }
 
   /** Applies a verdict; false when the connection was closed. */
-  private apply (verdict: Verdict, frame: Frame, forward: Buffer[]): boolean {
+  private apply (verdict: Verdict, frame: Frame, forward: Packet[]): boolean {
     switch (verdict.kind) {
-      case 'pass': forward.push(frame.buf); return true
-      case 'replace': forward.push(...verdict.bufs); return true
+      case 'pass': {
+        const packet = decodeOther(frame, this.version)
+        if (packet instanceof Error) {
+          this.flushToBroker(forward)
+          forward.length = 0
+          this.fail(ReasonCode.MalformedPacket, packet.message)
+          return false
+        }
+        forward.push(packet)
+        return true
+      }
+      case 'replace': for (const p of verdict.packets) forward.push(p); return true
       case 'drop': return true
       case 'close':
         this.flushToBroker(forward)
@@ -329,21 +346,29 @@ export class Connection implements MemberLink {
     }
   }
 
-  private flushToBroker (bufs: Buffer[]): void {
-    if (bufs.length === 0 || this.side.destroyed) return
-    const data = bufs.length === 1 ? bufs[0] as Buffer : Buffer.concat(bufs)
-    if (!this.side.push(data) && !this.socketPaused) {
-      // back-pressure: aedes is behind, stop reading the socket until it asks
+  /**
+   * Hands decoded packets to aedes (aedes-internals.ts `packetInjector`).
+   * aedes handles them concurrently; past `MAX_IN_PROGRESS` unfinished ones
+   * the socket is paused until aedes catches up (back-pressure to the client).
+   */
+  private flushToBroker (packets: Packet[]): void {
+    if (packets.length === 0 || this.side.destroyed) return
+    for (const p of packets) this.injector.inject(p)
+    if (!this.socketPaused && this.injector.inProgress() > MAX_IN_PROGRESS) {
       this.socketPaused = true
       this.socket.pause()
     }
   }
 
-  resumeInbound (): void {
-    if (this.socketPaused) {
+  private readonly packetDone = (): void => {
+    if (this.socketPaused && this.injector.inProgress() <= MAX_IN_PROGRESS / 2) {
       this.socketPaused = false
       this.socket.resume()
     }
+  }
+
+  resumeInbound (): void {
+    // aedes reads its stream only to ask for more; packets arrive by injection
   }
 
   private checkInbound (frame: Frame): Verdict {
@@ -415,7 +440,7 @@ export class Connection implements MemberLink {
     }
     const method = packet.properties?.authenticationMethod
     if (this.version === 5 && method !== undefined) return this.startConnectAuth(packet, method)
-    return PASS
+    return { kind: 'replace', packets: [packet] }
   }
 
   private learnConnect (packet: IConnectPacket, version: ProtocolVersion): void {
@@ -530,7 +555,7 @@ export class Connection implements MemberLink {
         const connect: IConnectPacket = { ...state.connect, properties: { ...state.connect.properties } }
         delete connect.properties?.authenticationMethod
         delete connect.properties?.authenticationData
-        return { kind: 'replace', bufs: [encode(connect, 5)] }
+        return { kind: 'replace', packets: [connect] }
       }
     }
   }
@@ -560,11 +585,13 @@ export class Connection implements MemberLink {
     let topic = header.topic
     const checked = checkPublishHeader(header, version, this.settings)
     if (checked.kind !== 'ok') return this.refusePublish(header, checked)
-    if (version === 5 && frame.buf.length > header.afterId && frame.buf[header.afterId] !== 0) {
-      const packet = decodeFrame(frame, 5)
-      if (packet instanceof Error || packet.cmd !== 'publish') {
+    let packet = publishPacket(frame, header, version)
+    if (packet === null) {
+      const decoded = decodeFrame(frame, 5)
+      if (decoded instanceof Error || decoded.cmd !== 'publish') {
         return { kind: 'close', reasonCode: ReasonCode.MalformedPacket, reason: 'malformed PUBLISH' }
       }
+      packet = decoded
       const props = checkPublishProperties(packet, this.settings)
       if (props.kind !== 'ok') return this.refusePublish(header, props)
       const alias = packet.properties?.topicAlias
@@ -592,7 +619,7 @@ export class Connection implements MemberLink {
         this.inflightIn.set(id, { qos: header.qos, topic })
       }
     }
-    return PASS
+    return { kind: 'replace', packets: [packet] }
   }
 
   /**
@@ -685,7 +712,7 @@ export class Connection implements MemberLink {
       return { kind: 'close', reasonCode: ReasonCode.MalformedPacket, reason: 'malformed SUBSCRIBE' }
     }
     const pending = new PendingSuback(packet.messageId ?? 0, packet.subscriptions.length)
-    const parts: Buffer[] = []
+    const parts: Packet[] = []
     const joins: Array<() => void> = []
     if (packet.properties?.subscriptionIdentifier !== undefined) this.usesSubscriptionIds = true
     for (let index = 0; index < packet.subscriptions.length; index++) {
@@ -713,14 +740,14 @@ export class Connection implements MemberLink {
       this.subParts.set(id, { pending, index })
       const part: ISubscribePacket = { cmd: 'subscribe', messageId: id, subscriptions: [verdict.subscription] }
       if (packet.properties) part.properties = packet.properties
-      parts.push(encode(part, this.version))
+      parts.push(part)
     }
     for (const join of joins) join()
     if (pending.complete) {
       this.writeToClient(this.encodeSuback(pending))
       return DROP
     }
-    return parts.length > 0 ? { kind: 'replace', bufs: parts } : DROP
+    return parts.length > 0 ? { kind: 'replace', packets: parts } : DROP
   }
 
   /**
@@ -809,7 +836,7 @@ export class Connection implements MemberLink {
       this.unsubParts.set(id, merge)
       const part: IUnsubscribePacket = { cmd: 'unsubscribe', messageId: id, unsubscriptions: rest }
       if (packet.properties) part.properties = packet.properties
-      return { kind: 'replace', bufs: [encode(part, this.version)] }
+      return { kind: 'replace', packets: [part] }
     })
     return { kind: 'defer', decision }
   }
@@ -1237,8 +1264,8 @@ export class Connection implements MemberLink {
 
   /** Writes a packet to aedes as if the client had sent it. */
   private toBroker (packet: Packet): void {
-    if (this.side.destroyed) return
-    this.side.push(encode(packet, this.version))
+    // not from inside aedes' own write, which is where culex decides to drop
+    process.nextTick(() => { if (!this.side.destroyed) this.injector.inject(packet) })
   }
 
   // ---------------------------------------------------------------- closing
