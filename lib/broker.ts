@@ -13,6 +13,7 @@ import { SharedSubscriptions, SHARED_BROKER_ID, type SharedOptions } from './sha
 import { MemoryShareStore, type ShareStore } from './shared/store.js'
 import { createConnectionPolicy, defaultLimits, type Limits } from './auth/admission.js'
 import type { SecurityPolicy } from './auth/policy.js'
+import { attachSessionExpiry, type CulexPersistence } from './persistence/index.js'
 import { forwardCorrections, shouldDeliverWithQoS, stripWillProperties } from './protocol/delivery.js'
 import { silentLogger } from './logging.js'
 import { noopObserver, type BrokerObserver } from './observer.js'
@@ -87,6 +88,10 @@ export const defaultProtocolSettings: ProtocolSettings = {
   maxTopicLength: 65535,
   wildcardSubscriptionAvailable: true,
   subscriptionIdentifierAvailable: true
+}
+
+function isCulexStore (store: unknown): store is CulexPersistence {
+  return typeof (store as { putSession?: unknown } | undefined)?.putSession === 'function'
 }
 
 function sharedStoreOf (store: StoreExtras | undefined): ShareStore | undefined {
@@ -201,6 +206,14 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
   let shared: SharedSubscriptions | undefined
   const aedes = await Aedes.createBroker(aedesOptions)
   hardenBroker(aedes)
+  // stored session deadlines and delayed wills, enforced across restarts (culex's stores)
+  const store = storeOf()
+  const sessionExpiry = isCulexStore(store)
+    ? await attachSessionExpiry(aedes, store, {
+      logger: logger.child({ module: 'sessions' }),
+      onExpired: (clientId) => { shared?.sessionEnded(clientId).catch((err: unknown) => logger.error({ err }, 'ending shared memberships failed')) }
+    })
+    : undefined
   if (options.shared !== false) {
     const o = options.shared ?? {}
     shared = new SharedSubscriptions(aedes, o.store ?? sharedStoreOf(storeOf()) ?? new MemoryShareStore(), {
@@ -294,6 +307,7 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
     async close () {
       for (const conn of [...connections]) conn.shutdown()
       shared?.close()
+      sessionExpiry?.stop()
       await new Promise<void>((resolve) => aedes.close(() => resolve()))
       const store = (aedes as unknown as { persistence?: { destroy?: () => Promise<void> } }).persistence
       if (store?.destroy) await store.destroy()

@@ -49,7 +49,7 @@ export async function startServer (input: ConfigInput | Config = {}, options: St
   const config = ConfigSchema.parse(input)
   const logger = options.logger ?? silentLogger()
   const tlsFiles = await loadTls(config)
-  const persistence = options.persistence ?? await openStore(config, logger)
+  const persistence = options.persistence ?? openStore(config, logger)
   const observability = createObservability(config, logger)
   // mosquitto 2.0: anonymous access only on loopback unless allowed explicitly
   const allowAnonymous = config.allowAnonymous ?? isLoopback(config.host)

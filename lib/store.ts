@@ -1,9 +1,24 @@
-/** Opens the store `config.persistence` names. */
+/**
+ * Opens the store `config.persistence` names: LevelDB in `dataDir` (durable,
+ * the default) or memory. aedes opens it in `setup()` when the broker starts.
+ */
 import type { Logger } from 'pino'
 import type { Config } from './config/schema.js'
-import type { AedesPersistence } from './broker.js'
+import { createPersistence, type CulexPersistence } from './persistence/index.js'
 
-export async function openStore (config: Config, logger: Logger): Promise<AedesPersistence | undefined> {
+export function openStore (config: Config, logger: Logger): CulexPersistence {
   logger.debug({ persistence: config.persistence, dataDir: config.dataDir }, 'opening store')
-  return undefined
+  return createPersistence({
+    kind: config.persistence,
+    dataDir: config.dataDir,
+    fsync: config.fsync,
+    logger: logger.child({ module: 'store' }),
+    limits: {
+      maxQueuedMessages: config.maxQueuedMessages,
+      maxQueuedBytes: config.maxQueuedBytes,
+      overflow: config.queueOverflow,
+      ...(config.maxRetained !== undefined ? { maxRetained: config.maxRetained } : {}),
+      ...(config.maxRetainedPayload !== undefined ? { maxRetainedPayload: config.maxRetainedPayload } : {})
+    }
+  })
 }

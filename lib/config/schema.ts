@@ -61,6 +61,16 @@ export const ConfigSchema = z.object({
   persistence: z.enum(['level', 'memory']).default('level'),
   /** make every store write survive power loss, not only a process crash */
   fsync: bool.default(false),
+  /** messages queued per offline session (spec 4.1: a server may limit what it stores) */
+  maxQueuedMessages: int(1, 100000000).default(1000),
+  /** bytes (payload + topic) queued per offline session */
+  maxQueuedBytes: int(1024, 1099511627776).default(10485760),
+  /** when a session queue is full: drop the oldest (QoS 0 first), or refuse the new message */
+  queueOverflow: z.enum(['drop-oldest', 'refuse']).default('drop-oldest'),
+  /** retained messages at most; further ones are refused (logged, counted); unset = no limit */
+  maxRetained: int(1, 1000000000).optional(),
+  /** largest retained payload, bytes; unset = no limit */
+  maxRetainedPayload: int(1, 268435455).optional(),
   logLevel: LogLevel.default('info'),
   /** largest packet accepted, advertised in CONNACK (spec 3.2.2.3.6); bytes */
   maximumPacketSize: int(0, 268435460).default(1048576),

@@ -1,0 +1,125 @@
+// Group commit for the level store: every put/del issued in the same
+// event-loop turn lands in one db.batch(), and the promise each caller gets
+// resolves only once that batch is in LevelDB (with `sync` when fsync is on).
+// Only one batch is in flight at a time: writes issued meanwhile accumulate
+// and go out together when it completes, so under load the batch size grows
+// instead of the number of concurrent writes. A later put or del of the same
+// key in the same batch replaces the earlier one (last write wins), which is
+// what a sequence of mutations of one key means.
+
+/** A chained batch (abstract-level): about 4x cheaper per operation than an array batch. */
+export interface ChainedBatchLike {
+  put (key: string, value: Uint8Array): unknown
+  del (key: string): unknown
+  write (options: { sync: boolean }): Promise<void>
+}
+
+export interface BatchTarget {
+  batch (): ChainedBatchLike
+}
+
+interface Pending {
+  ops: Map<string, Uint8Array | null>
+  promise: Promise<void>
+  resolve: () => void
+  reject: (err: Error) => void
+}
+
+function newPending (): Pending {
+  let resolve!: () => void
+  let reject!: (err: Error) => void
+  const promise = new Promise<void>((res, rej) => { resolve = res; reject = rej })
+  // a failed batch is reported to every caller; this guard only keeps a batch
+  // that nobody awaited from becoming an unhandled rejection
+  promise.catch(() => {})
+  return { ops: new Map(), promise, resolve, reject }
+}
+
+export class GroupCommit {
+  readonly #db: BatchTarget
+  readonly #sync: boolean
+  readonly #onError: (err: Error) => void
+  #pending: Pending | null = null
+  #inFlight: Promise<void> | null = null
+  #scheduled = false
+  #batches = 0
+  #ops = 0
+
+  constructor (db: BatchTarget, sync: boolean, onError: (err: Error) => void) {
+    this.#db = db
+    this.#sync = sync
+    this.#onError = onError
+  }
+
+  /** batches written so far and operations in them (for tests and benchmarks) */
+  get counters (): { batches: number, ops: number } {
+    return { batches: this.#batches, ops: this.#ops }
+  }
+
+  put (key: string, value: Uint8Array): Promise<void> {
+    return this.#add(key, value)
+  }
+
+  del (key: string): Promise<void> {
+    return this.#add(key, null)
+  }
+
+  /** resolves when everything issued so far is written */
+  async flush (): Promise<void> {
+    while (this.#pending !== null || this.#inFlight !== null) {
+      if (this.#inFlight !== null) {
+        await this.#inFlight.catch(() => {})
+      } else if (this.#pending !== null) {
+        const p = this.#pending.promise
+        this.#kick()
+        await p.catch(() => {})
+      }
+    }
+  }
+
+  #add (key: string, value: Uint8Array | null): Promise<void> {
+    let pending = this.#pending
+    if (pending === null) {
+      pending = newPending()
+      this.#pending = pending
+    }
+    // delete first so a re-written key moves to the end (batch order = issue order)
+    pending.ops.delete(key)
+    pending.ops.set(key, value)
+    if (!this.#scheduled && this.#inFlight === null) {
+      this.#scheduled = true
+      setImmediate(() => this.#kick())
+    }
+    return pending.promise
+  }
+
+  #kick (): void {
+    this.#scheduled = false
+    if (this.#inFlight !== null || this.#pending === null) return
+    const pending = this.#pending
+    this.#pending = null
+    let write: Promise<void>
+    try {
+      const batch = this.#db.batch()
+      for (const [key, value] of pending.ops) {
+        if (value === null) batch.del(key)
+        else batch.put(key, value)
+      }
+      write = batch.write({ sync: this.#sync })
+    } catch (err) {
+      write = Promise.reject(err)
+    }
+    this.#batches++
+    this.#ops += pending.ops.size
+    this.#inFlight = write.then(() => {
+      pending.resolve()
+    }, (err: unknown) => {
+      const error = err instanceof Error ? err : new Error(String(err))
+      this.#onError(error)
+      pending.reject(error)
+    }).finally(() => {
+      this.#inFlight = null
+      if (this.#pending !== null) this.#kick()
+    })
+  }
+}

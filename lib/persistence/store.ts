@@ -1,0 +1,1207 @@
+// The store logic shared by the memory and level stores. Every index the
+// broker's hot path reads lives in memory (subscription trie, per-session
+// queue index, retained topic tree, wills, incoming QoS 2 state, session
+// metadata); the level store adds a durable copy of every mutation (written
+// through GroupCommit, the promise resolving once the write is in LevelDB) and
+// keeps message bodies in memory only within a cache budget, reading the rest
+// from disk by key. The memory store is this class with no backend.
+//
+// Keys of the level store (clientIds are encodeURIComponent-ed so that a ':'
+// in an id cannot split a key; topics and filters are stored verbatim after
+// the last fixed separator):
+//   meta:format                  {"format":1}                 format version
+//   r:<topic>                    packet                       retained message
+//   s:<cid>:<filter>             {qos,rh,rap,nl,sid}          subscription
+//   q:<cid>:<seq, 16 hex>        packet                       queued message body
+//   qi:<cid>:<seq, 16 hex>       {m} | {p}                    its packet id / PUBREL state
+//   i:<cid>:<messageId, 5 dec>   packet                       inbound QoS 2 awaiting PUBREL
+//   w:<cid>                      packet                       will message
+//   x:<cid>                      SessionMeta                  session deadline, will delay
+// <seq> is one store-wide counter, so a session's queue keys sort in the
+// order the messages were enqueued.
+import { createRequire } from 'node:module'
+import { Readable } from 'node:stream'
+import type { Logger } from 'pino'
+import {
+  accountedBytes, clonePacket, copyPacket, encodePacket, encodeRecord, packetFromBody, payloadBytes, queuedBody
+} from './codec.js'
+import { persistenceError } from './errors.js'
+import type { ShareStore, StoredMember, StoredMessage } from '../shared/store.js'
+import type { GroupCommit } from './group-commit.js'
+import { TopicTree } from './topic-tree.js'
+import type {
+  BrokerHeartbeats, BrokerRef, ClientRef, ClientSubscription, CulexPersistence, DropEvent, DropReason,
+  EnqueueTarget, OverflowPolicy, PersistenceLimits, PersistenceStats, SessionMeta, StoredPacket,
+  SubscriptionInput, TopicSubscription
+} from './types.js'
+
+// qlobber is CommonJS without type declarations; this is the part we use.
+interface QlobberSubInstance {
+  subscriptionsCount: number
+  add (topic: string, value: TopicSubscription): void
+  remove (topic: string, value: { clientId: string, topic: string }): void
+  match (topic: string): TopicSubscription[]
+}
+type QlobberSubCtor = new (options: Record<string, unknown>) => QlobberSubInstance
+const require = createRequire(import.meta.url)
+const QlobberSub = require('qlobber/aedes/qlobber-sub.js') as QlobberSubCtor
+
+// The same matching rules as aedes' mqemitter (match_empty_levels: `+`
+// matches an empty level), so that what persistence enqueues is exactly what
+// live delivery then acknowledges.
+const QLOBBER_OPTIONS = {
+  separator: '/',
+  wildcard_one: '+',
+  wildcard_some: '#',
+  match_empty_levels: true
+}
+
+export const DEFAULT_MAX_QUEUED_MESSAGES = 1000
+export const DEFAULT_MAX_QUEUED_BYTES = 10 * 1024 * 1024
+/** drops of one session and reason are logged at most once per this window */
+const DROP_LOG_WINDOW_MS = 10_000
+const STREAM_CHUNK = 64
+
+export const KEY = {
+  format: 'meta:format',
+  retained: (topic: string) => 'r:' + topic,
+  sub: (cid: string, filter: string) => 's:' + encodeURIComponent(cid) + ':' + filter,
+  subPrefix: (cid: string) => 's:' + encodeURIComponent(cid) + ':',
+  queued: (cid: string, seq: number) => 'q:' + encodeURIComponent(cid) + ':' + seqHex(seq),
+  inflight: (cid: string, seq: number) => 'qi:' + encodeURIComponent(cid) + ':' + seqHex(seq),
+  incoming: (cid: string, messageId: number) => 'i:' + encodeURIComponent(cid) + ':' + String(messageId).padStart(5, '0'),
+  will: (cid: string) => 'w:' + encodeURIComponent(cid),
+  session: (cid: string) => 'x:' + encodeURIComponent(cid),
+  /** shared subscription group member (lib/shared) */
+  sharedMember: (group: string, cid: string) => 'gm:' + encodeURIComponent(group) + ':' + encodeURIComponent(cid),
+  /** shared subscription group log entry, in seq order */
+  sharedMessage: (group: string, seq: number) => 'gq:' + encodeURIComponent(group) + ':' + seqHex(seq)
+} as const
+
+function seqHex (seq: number): string {
+  return seq.toString(16).padStart(16, '0')
+}
+
+export interface SubRecord {
+  qos: number
+  rh?: number
+  rap?: boolean
+  nl?: boolean
+  subscriptionIdentifier?: number
+}
+
+export interface QueueEntry {
+  seq: number
+  brokerId: string | undefined
+  /** brokerId + NUL + brokerCounter: how aedes names a message when it assigns a packet id */
+  brokerKey: string | undefined
+  qos: number
+  bytes: number
+  expiry: number | undefined
+  messageId: number | undefined
+  /** set once PUBREC arrived: the QoS 2 flow is in its PUBREL phase, the body is gone */
+  pubrel: StoredPacket | undefined
+  /** decoded body, or undefined when it lives only on disk */
+  body: StoredPacket | undefined
+  /** bytes this body holds in the cache budget (0 = not accounted) */
+  cached: number
+  /** a qi: record exists on disk */
+  hasState: boolean
+  removed: boolean
+}
+
+interface ClientQueue {
+  entries: QueueEntry[]
+  /** publish entries (PUBREL state is not a message and does not count) */
+  count: number
+  bytes: number
+  byBroker: Map<string, QueueEntry>
+}
+
+interface RetainedEntry {
+  body: StoredPacket | undefined
+  bytes: number
+  expiry: number | undefined
+  cached: number
+}
+
+/** Reads message bodies that are not cached (level store only). */
+export interface StoreBackend {
+  writer: GroupCommit
+  readPackets (keys: string[]): Promise<Array<StoredPacket | undefined>>
+}
+
+interface DropLogState { since: number, suppressed: number }
+
+function brokerKeyOf (packet: StoredPacket): string | undefined {
+  if (packet.brokerId === undefined || packet.brokerId === null || packet.brokerCounter === undefined) return undefined
+  return packet.brokerId + '\u0000' + String(packet.brokerCounter)
+}
+
+function isExpired (expiry: number | undefined, now: number): boolean {
+  return expiry !== undefined && expiry <= now
+}
+
+function hasId (v: unknown): v is number {
+  return typeof v === 'number'
+}
+
+export abstract class BaseStore implements CulexPersistence {
+  abstract readonly kind: 'memory' | 'level'
+
+  protected logger: Logger | undefined
+  protected backend: StoreBackend | null = null
+  protected closed = false
+  protected corrupt = 0
+
+  #broker: BrokerRef | undefined
+  readonly #maxQueuedMessages: number
+  readonly #maxQueuedBytes: number
+  readonly #overflow: OverflowPolicy
+  readonly #maxRetained: number
+  readonly #maxRetainedPayload: number
+  readonly #cacheLimit: number
+  #cacheUsed = 0
+
+  // Map everywhere a clientId is a key: ids such as `__proto__` or
+  // `constructor` are ordinary ids here.
+  readonly #subs = new Map<string, Map<string, SubRecord>>()
+  readonly #trie = new QlobberSub(QLOBBER_OPTIONS)
+  #subCount = 0
+  readonly #queues = new Map<string, ClientQueue>()
+  readonly #retained = new TopicTree<RetainedEntry>()
+  readonly #incoming = new Map<string, Map<number, StoredPacket>>()
+  readonly #wills = new Map<string, StoredPacket>()
+  readonly #sessions = new Map<string, SessionMeta>()
+  #seq = 0
+
+  #queued = 0
+  #queuedBytes = 0
+  #inflight = 0
+  #pubrels = 0
+  #incomingCount = 0
+  readonly #dropped = { queueFull: 0, expired: 0, retainedLimit: 0 }
+  readonly #dropListeners = new Set<(event: DropEvent) => void>()
+  readonly #dropLog = new Map<string, DropLogState>()
+
+  constructor (opts: { limits?: PersistenceLimits, logger?: Logger, cacheBytes?: number }) {
+    const limits = opts.limits ?? {}
+    this.#maxQueuedMessages = positiveOr(limits.maxQueuedMessages, DEFAULT_MAX_QUEUED_MESSAGES)
+    this.#maxQueuedBytes = positiveOr(limits.maxQueuedBytes, DEFAULT_MAX_QUEUED_BYTES)
+    this.#overflow = limits.overflow ?? 'drop-oldest'
+    if (this.#overflow !== 'drop-oldest' && this.#overflow !== 'refuse') {
+      throw new TypeError(`limits.overflow must be 'drop-oldest' or 'refuse', got ${String(this.#overflow)}`)
+    }
+    this.#maxRetained = positiveOr(limits.maxRetained, Infinity)
+    this.#maxRetainedPayload = positiveOr(limits.maxRetainedPayload, Infinity)
+    this.#cacheLimit = opts.cacheBytes ?? Infinity
+    this.logger = opts.logger
+  }
+
+  get broker (): BrokerRef | undefined {
+    return this.#broker
+  }
+
+  abstract open (): Promise<void>
+  protected abstract closeBackend (): Promise<void>
+
+  async setup (broker: BrokerRef): Promise<void> {
+    this.#broker = broker
+    await this.open()
+    // aedes names a message brokerId + brokerCounter, and its counter restarts
+    // at 0 with the process. With a fixed broker id, new messages would reuse
+    // the names of messages still queued from the previous run (and be taken
+    // for them); continue the counter after the highest one stored instead.
+    let max = 0
+    for (const q of this.#queues.values()) {
+      for (const e of q.entries) {
+        if (e.brokerId !== broker.id || e.brokerKey === undefined) continue
+        const n = Number(e.brokerKey.slice(e.brokerKey.lastIndexOf('\u0000') + 1))
+        if (n > max) max = n
+      }
+    }
+    if (max > 0 && typeof broker.counter === 'number' && broker.counter < max) broker.counter = max
+  }
+
+  // -------------------------------------------------------------------------
+  // writes
+
+  #put (key: string, value: Uint8Array): Promise<void> | undefined {
+    return this.backend?.writer.put(key, value)
+  }
+
+  #del (key: string): Promise<void> | undefined {
+    return this.backend?.writer.del(key)
+  }
+
+  #checkOpen (): void {
+    if (this.closed) throw persistenceError('CULEX_ERR_PERSISTENCE_CLOSED')
+  }
+
+  // -------------------------------------------------------------------------
+  // retained messages
+
+  async storeRetained (packet: StoredPacket): Promise<void> {
+    this.#checkOpen()
+    const topic = packet.topic
+    if (typeof topic !== 'string') return
+    // An empty payload removes the retained message. [MQTT-3.3.1-6]
+    if (payloadBytes(packet) === 0) {
+      await this.#deleteRetained(topic)
+      return
+    }
+    const existing = this.#retained.get(topic)
+    const size = payloadBytes(packet)
+    if (size > this.#maxRetainedPayload) {
+      this.#reportDrop(packet.clientId ?? null, 'retained-limit', 1, { topic, size, maxRetainedPayload: this.#maxRetainedPayload })
+      return
+    }
+    if (existing === undefined && this.#retained.size >= this.#maxRetained) {
+      this.#reportDrop(packet.clientId ?? null, 'retained-limit', 1, { topic, maxRetained: this.#maxRetained })
+      return
+    }
+    const body = copyPacket(packet)
+    const bytes = accountedBytes(body)
+    if (existing !== undefined) this.#uncache(existing)
+    const entry: RetainedEntry = { body, bytes, expiry: body.messageExpiry, cached: 0 }
+    this.#retained.set(topic, entry)
+    const write = this.#put(KEY.retained(topic), encodePacket(body))
+    if (write !== undefined) {
+      this.#admit(entry, bytes)
+      await write
+      this.#evictIfUnaccounted(entry)
+    }
+  }
+
+  #deleteRetained (topic: string): Promise<void> | undefined {
+    const existing = this.#retained.get(topic)
+    if (existing === undefined) return undefined
+    this.#uncache(existing)
+    this.#retained.delete(topic)
+    return this.#del(KEY.retained(topic))
+  }
+
+  createRetainedStream (pattern: string): Readable {
+    return this.createRetainedStreamCombi([pattern])
+  }
+
+  createRetainedStreamCombi (patterns: string[]): Readable {
+    // One message per topic even when several filters match it.
+    const seen = new Set<string>()
+    const matches: Array<[string, RetainedEntry]> = []
+    if (!this.closed) {
+      for (const pattern of patterns) {
+        for (const [topic, entry] of this.#retained.match(pattern)) {
+          if (seen.has(topic)) continue
+          seen.add(topic)
+          matches.push([topic, entry])
+        }
+      }
+    }
+    return Readable.from(this.#retainedGenerator(matches))
+  }
+
+  async * #retainedGenerator (matches: Array<[string, RetainedEntry]>): AsyncGenerator<StoredPacket> {
+    for (let i = 0; i < matches.length; i += STREAM_CHUNK) {
+      const chunk = matches.slice(i, i + STREAM_CHUNK)
+      const now = Date.now()
+      const live: Array<[string, RetainedEntry]> = []
+      for (const [topic] of chunk) {
+        // the current message: it may have been replaced or removed meanwhile
+        const entry = this.#retained.get(topic)
+        if (entry === undefined) continue
+        // [MQTT-3.3.2-5] an expired retained message is not sent, and is removed
+        if (isExpired(entry.expiry, now)) {
+          if (!this.closed) this.#deleteRetained(topic)?.catch(() => {})
+          this.#reportDrop(null, 'expired', 1, { topic })
+          continue
+        }
+        live.push([topic, entry])
+      }
+      const missing = live.filter(([, e]) => e.body === undefined)
+      let loaded: Array<StoredPacket | undefined> = []
+      if (missing.length > 0 && this.backend !== null) {
+        loaded = await this.backend.readPackets(missing.map(([t]) => KEY.retained(t)))
+      }
+      let m = 0
+      for (const [, entry] of live) {
+        const body = entry.body ?? loaded[m++]
+        if (body !== undefined) yield clonePacket(body)
+      }
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // subscriptions
+
+  async addSubscriptions (client: ClientRef, subs: SubscriptionInput[]): Promise<void> {
+    this.#checkOpen()
+    const cid = client.id
+    let stored = this.#subs.get(cid)
+    if (stored === undefined) {
+      stored = new Map()
+      this.#subs.set(cid, stored)
+    }
+    let write: Promise<void> | undefined
+    for (const sub of subs) {
+      const record: SubRecord = { qos: sub.qos }
+      if (sub.rh !== undefined) record.rh = sub.rh
+      if (sub.rap !== undefined) record.rap = sub.rap
+      if (sub.nl !== undefined) record.nl = sub.nl
+      if (sub.subscriptionIdentifier !== undefined) record.subscriptionIdentifier = sub.subscriptionIdentifier
+      this.#setSub(cid, stored, sub.topic, record)
+      write = this.#put(KEY.sub(cid, sub.topic), encodeRecord(record)) ?? write
+    }
+    if (stored.size === 0) this.#subs.delete(cid)
+    await write
+  }
+
+  /** in-memory part of adding one subscription; also used when loading from disk */
+  protected restoreSubscription (cid: string, filter: string, record: SubRecord): void {
+    let stored = this.#subs.get(cid)
+    if (stored === undefined) {
+      stored = new Map()
+      this.#subs.set(cid, stored)
+    }
+    this.#setSub(cid, stored, filter, record)
+  }
+
+  #setSub (cid: string, stored: Map<string, SubRecord>, filter: string, record: SubRecord): void {
+    const previous = stored.get(filter)
+    if (previous === undefined) this.#subCount++
+    stored.set(filter, record)
+    // Each (clientId, filter) is its own trie value: overlapping filters of one
+    // client (a/#, a/+/x, a/b/x) all stay and all match (aedes #543).
+    if (record.qos > 0) {
+      this.#trie.add(filter, { clientId: cid, topic: filter, qos: record.qos, rh: record.rh, rap: record.rap, nl: record.nl })
+    } else if (previous !== undefined && previous.qos > 0) {
+      this.#trie.remove(filter, { clientId: cid, topic: filter })
+    }
+  }
+
+  async removeSubscriptions (client: ClientRef, topics: string[]): Promise<void> {
+    this.#checkOpen()
+    const cid = client.id
+    const stored = this.#subs.get(cid)
+    if (stored === undefined) return
+    let write: Promise<void> | undefined
+    for (const topic of topics) {
+      const previous = stored.get(topic)
+      if (previous === undefined) continue
+      if (previous.qos > 0) this.#trie.remove(topic, { clientId: cid, topic })
+      stored.delete(topic)
+      this.#subCount--
+      write = this.#del(KEY.sub(cid, topic)) ?? write
+    }
+    if (stored.size === 0) this.#subs.delete(cid)
+    await write
+  }
+
+  async subscriptionsByClient (client: ClientRef): Promise<ClientSubscription[]> {
+    const stored = this.#subs.get(client.id)
+    const out: ClientSubscription[] = []
+    if (stored === undefined) return out
+    for (const [topic, record] of stored) out.push({ topic, ...record })
+    return out
+  }
+
+  async countOffline (): Promise<{ subsCount: number, clientsCount: number }> {
+    return { subsCount: this.#trie.subscriptionsCount, clientsCount: this.#subs.size }
+  }
+
+  async subscriptionsByTopic (topic: string): Promise<TopicSubscription[]> {
+    const matches = this.#trie.match(topic)
+    // [MQTT-4.7.2-1] filters starting with a wildcard do not match topics
+    // starting with '$'. aedes' live delivery already skips them for every
+    // '$' topic; matching them here would queue messages that are then never
+    // delivered live nor cleared.
+    if (topic.charCodeAt(0) === 36) {
+      return matches.filter((s) => s.topic.charCodeAt(0) !== 43 && s.topic.charCodeAt(0) !== 35)
+    }
+    return matches
+  }
+
+  async cleanSubscriptions (client: ClientRef): Promise<void> {
+    this.#checkOpen()
+    await this.#cleanSubscriptions(client.id)
+  }
+
+  #cleanSubscriptions (cid: string): Promise<void> | undefined {
+    const stored = this.#subs.get(cid)
+    if (stored === undefined) return undefined
+    let write: Promise<void> | undefined
+    for (const [topic, record] of stored) {
+      if (record.qos > 0) this.#trie.remove(topic, { clientId: cid, topic })
+      this.#subCount--
+      write = this.#del(KEY.sub(cid, topic)) ?? write
+    }
+    this.#subs.delete(cid)
+    return write
+  }
+
+  getClientList (topic: string): Readable {
+    const ids: string[] = []
+    for (const [cid, stored] of this.#subs) {
+      if (stored.has(topic)) ids.push(cid)
+    }
+    return Readable.from(ids)
+  }
+
+  // -------------------------------------------------------------------------
+  // outgoing queue
+
+  async outgoingEnqueue (sub: EnqueueTarget, packet: StoredPacket): Promise<void> {
+    await this.outgoingEnqueueCombi([sub], packet)
+  }
+
+  async outgoingEnqueueCombi (subs: EnqueueTarget[], packet: StoredPacket): Promise<void> {
+    this.#checkOpen()
+    if (subs.length === 0) return
+    const now = Date.now()
+    const body = queuedBody(packet)
+    const packetQos = body.qos ?? 0
+    // aedes passes one entry per matching subscription, so a client with
+    // overlapping filters appears several times: queue the message once per
+    // client, at the highest QoS granted among its matching subscriptions,
+    // capped by the QoS of the PUBLISH. [MQTT-3.3.4-2] [MQTT-3.8.4-8]
+    const targets = new Map<string, number>()
+    for (const sub of subs) {
+      const granted = typeof sub.qos === 'number' ? sub.qos : 2
+      const prev = targets.get(sub.clientId)
+      if (prev === undefined || granted > prev) targets.set(sub.clientId, granted)
+    }
+    if (isExpired(body.messageExpiry, now)) {
+      // [MQTT-3.3.2-5] already past its Message Expiry Interval: never queued
+      for (const cid of targets.keys()) this.#reportDrop(cid, 'expired', 1)
+      return
+    }
+    const bytes = accountedBytes(body)
+    const brokerKey = brokerKeyOf(body)
+    const variants = new Map<number, { body: StoredPacket, value: Buffer | undefined }>()
+    let write: Promise<void> | undefined
+    const created: QueueEntry[] = []
+    for (const [cid, granted] of targets) {
+      const qos = Math.min(packetQos, granted)
+      let q = this.#queues.get(cid)
+      if (q === undefined) {
+        q = { entries: [], count: 0, bytes: 0, byBroker: new Map() }
+        this.#queues.set(cid, q)
+      }
+      // the same message enqueued twice for one session is one message
+      if (brokerKey !== undefined && q.byBroker.has(brokerKey)) continue
+      if (!this.#makeRoom(cid, q, bytes, now)) {
+        if (q.entries.length === 0) this.#queues.delete(cid)
+        continue
+      }
+      // dropping made the queue empty and unlinked it
+      if (this.#queues.get(cid) !== q) this.#queues.set(cid, q)
+      let variant = variants.get(qos)
+      if (variant === undefined) {
+        variant = { body: qos === packetQos ? body : { ...body, qos }, value: undefined }
+        variants.set(qos, variant)
+      }
+      const entry: QueueEntry = {
+        seq: ++this.#seq,
+        brokerId: body.brokerId,
+        brokerKey,
+        qos,
+        bytes,
+        expiry: body.messageExpiry,
+        messageId: undefined,
+        pubrel: undefined,
+        body: variant.body,
+        cached: 0,
+        hasState: false,
+        removed: false
+      }
+      this.#appendEntry(q, entry)
+      if (this.backend !== null) {
+        variant.value ??= encodePacket(variant.body)
+        write = this.#put(KEY.queued(cid, entry.seq), variant.value)
+        this.#admit(entry, bytes)
+        if (entry.cached === 0) created.push(entry)
+      }
+    }
+    if (write !== undefined) {
+      await write
+      // bodies that did not fit the cache budget are on disk now; let them go
+      for (const entry of created) this.#evictIfUnaccounted(entry)
+    }
+  }
+
+  #appendEntry (q: ClientQueue, entry: QueueEntry): void {
+    q.entries.push(entry)
+    if (entry.pubrel === undefined) {
+      q.count++
+      q.bytes += entry.bytes
+      this.#queued++
+      this.#queuedBytes += entry.bytes
+      if (entry.messageId !== undefined) this.#inflight++
+    } else {
+      this.#pubrels++
+    }
+    if (entry.brokerKey !== undefined && entry.pubrel === undefined) q.byBroker.set(entry.brokerKey, entry)
+  }
+
+  /**
+   * Per-session limits. 'refuse' keeps what is queued and drops the new
+   * message; 'drop-oldest' first drops messages whose expiry passed, then the
+   * oldest QoS 0 message, then the oldest message. Returns whether the new
+   * message may be queued.
+   */
+  #makeRoom (cid: string, q: ClientQueue, bytes: number, now: number): boolean {
+    const fits = (): boolean => q.count + 1 <= this.#maxQueuedMessages && q.bytes + bytes <= this.#maxQueuedBytes
+    if (fits()) return true
+    if (bytes > this.#maxQueuedBytes || this.#overflow === 'refuse') {
+      this.#reportDrop(cid, 'queue-full', 1)
+      return false
+    }
+    let full = 0
+    let expired = 0
+    while (!fits()) {
+      let victim: QueueEntry | undefined
+      let victimExpired = false
+      let firstQos0: QueueEntry | undefined
+      let first: QueueEntry | undefined
+      for (const e of q.entries) {
+        if (e.pubrel !== undefined) continue
+        if (e.messageId === undefined && isExpired(e.expiry, now)) { victim = e; victimExpired = true; break }
+        first ??= e
+        if (firstQos0 === undefined && e.qos === 0) firstQos0 = e
+      }
+      victim ??= firstQos0 ?? first
+      if (victim === undefined) break
+      this.#removeEntry(cid, q, victim, true)
+      if (victimExpired) expired++
+      else full++
+    }
+    if (expired > 0) this.#reportDrop(cid, 'expired', expired)
+    if (full > 0) this.#reportDrop(cid, 'queue-full', full)
+    if (!fits()) {
+      this.#reportDrop(cid, 'queue-full', 1)
+      return false
+    }
+    return true
+  }
+
+  /** removes an entry from the index; deletes its keys unless the caller does it later */
+  #removeEntry (cid: string, q: ClientQueue, entry: QueueEntry, deleteKeys: boolean): Promise<void> | undefined {
+    entry.removed = true
+    const idx = q.entries.indexOf(entry)
+    if (idx >= 0) q.entries.splice(idx, 1)
+    if (entry.pubrel === undefined) {
+      q.count--
+      q.bytes -= entry.bytes
+      this.#queued--
+      this.#queuedBytes -= entry.bytes
+      if (entry.messageId !== undefined) this.#inflight--
+    } else {
+      this.#pubrels--
+    }
+    if (entry.brokerKey !== undefined && q.byBroker.get(entry.brokerKey) === entry) q.byBroker.delete(entry.brokerKey)
+    this.#uncache(entry)
+    if (q.entries.length === 0) this.#queues.delete(cid)
+    return deleteKeys ? this.#deleteEntryKeys(cid, entry) : undefined
+  }
+
+  #deleteEntryKeys (cid: string, entry: QueueEntry): Promise<void> | undefined {
+    if (this.backend === null) return undefined
+    const write = this.#del(KEY.queued(cid, entry.seq))
+    return entry.hasState ? this.#del(KEY.inflight(cid, entry.seq)) : write
+  }
+
+  async outgoingUpdate (client: ClientRef, packet: StoredPacket): Promise<void> {
+    this.#checkOpen()
+    const cid = client.id
+    const q = this.#queues.get(cid)
+    const brokerKey = brokerKeyOf(packet)
+    // 1. a message aedes is (re)sending: record the packet id it assigned, so
+    //    a redelivery after a restart reuses it. [MQTT-4.4.0-1]
+    if (q !== undefined && brokerKey !== undefined) {
+      const entry = q.byBroker.get(brokerKey)
+      if (entry !== undefined) {
+        if (entry.messageId === undefined && hasId(packet.messageId)) this.#inflight++
+        if (entry.messageId !== undefined && !hasId(packet.messageId)) this.#inflight--
+        entry.messageId = hasId(packet.messageId) ? packet.messageId : undefined
+        if (this.backend !== null) {
+          entry.hasState = true
+          // on disk before aedes writes the PUBLISH: a resend after a crash
+          // must reuse the id, or a QoS 2 receiver would take it for a new
+          // message (exactly once)
+          await this.#put(KEY.inflight(cid, entry.seq), encodeRecord({ m: entry.messageId ?? null }))
+        }
+        return
+      }
+    }
+    // 2. a packet that takes over a packet id: PUBREL after PUBREC (QoS 2), or
+    //    another broker's message reusing the id
+    if (hasId(packet.messageId)) {
+      const entry = q?.entries.find((e) => e.messageId === packet.messageId && (e.pubrel !== undefined || e.brokerId !== packet.brokerId))
+      if (q !== undefined && entry !== undefined) {
+        await this.#replaceEntry(cid, q, entry, packet)
+        return
+      }
+      if (packet.cmd === 'pubrel') {
+        // PUBREC for a message this store no longer holds (dropped by a queue
+        // limit while in flight): still track the PUBREL so the QoS 2 flow
+        // completes after a reconnect.
+        await this.#addPubrel(cid, packet)
+        return
+      }
+    }
+    // 3. a message the store refused or dropped under its queue limits is
+    //    still delivered to a connected client, best effort; nothing to track.
+    if (packet.cmd === 'publish' || packet.cmd === undefined) return
+    throw persistenceError('CULEX_ERR_NO_SUCH_PACKET')
+  }
+
+  async #replaceEntry (cid: string, q: ClientQueue, entry: QueueEntry, packet: StoredPacket): Promise<void> {
+    const wasPubrel = entry.pubrel !== undefined
+    if (packet.cmd === 'pubrel') {
+      if (!wasPubrel) {
+        // the message body is not needed any more: only the PUBREL is resent
+        q.count--
+        q.bytes -= entry.bytes
+        this.#queued--
+        this.#queuedBytes -= entry.bytes
+        if (entry.messageId !== undefined) this.#inflight--
+        this.#pubrels++
+        if (entry.brokerKey !== undefined && q.byBroker.get(entry.brokerKey) === entry) q.byBroker.delete(entry.brokerKey)
+        this.#uncache(entry)
+      }
+      entry.pubrel = copyPacket(packet)
+      entry.body = undefined
+      entry.messageId = packet.messageId
+      if (this.backend !== null) {
+        entry.hasState = true
+        this.#del(KEY.queued(cid, entry.seq))
+        await this.#put(KEY.inflight(cid, entry.seq), encodeRecord({ p: entry.pubrel }))
+      }
+      return
+    }
+    // another publish takes the place (and packet id) of this entry
+    this.#removeEntry(cid, q, entry, false)
+    const body = queuedBody(packet)
+    const replacement: QueueEntry = {
+      seq: entry.seq,
+      brokerId: body.brokerId,
+      brokerKey: brokerKeyOf(body),
+      qos: body.qos ?? 0,
+      bytes: accountedBytes(body),
+      expiry: body.messageExpiry,
+      messageId: hasId(packet.messageId) ? packet.messageId : undefined,
+      pubrel: undefined,
+      body,
+      cached: 0,
+      hasState: entry.hasState,
+      removed: false
+    }
+    let queue = this.#queues.get(cid)
+    if (queue === undefined) {
+      queue = q
+      this.#queues.set(cid, queue)
+    }
+    // keep the position of the replaced entry
+    const at = queue.entries.findIndex((e) => e.seq > replacement.seq)
+    this.#appendEntry(queue, replacement)
+    if (at >= 0) {
+      queue.entries.pop()
+      queue.entries.splice(at, 0, replacement)
+    }
+    if (this.backend !== null) {
+      this.#admit(replacement, replacement.bytes)
+      replacement.hasState = true
+      this.#put(KEY.queued(cid, replacement.seq), encodePacket(body))
+      await this.#put(KEY.inflight(cid, replacement.seq), encodeRecord({ m: replacement.messageId ?? null }))
+      this.#evictIfUnaccounted(replacement)
+    }
+  }
+
+  async #addPubrel (cid: string, packet: StoredPacket): Promise<void> {
+    let q = this.#queues.get(cid)
+    if (q === undefined) {
+      q = { entries: [], count: 0, bytes: 0, byBroker: new Map() }
+      this.#queues.set(cid, q)
+    }
+    const entry: QueueEntry = {
+      seq: ++this.#seq,
+      brokerId: undefined,
+      brokerKey: undefined,
+      qos: 2,
+      bytes: 0,
+      expiry: undefined,
+      messageId: packet.messageId,
+      pubrel: copyPacket(packet),
+      body: undefined,
+      cached: 0,
+      hasState: this.backend !== null,
+      removed: false
+    }
+    this.#appendEntry(q, entry)
+    await this.#put(KEY.inflight(cid, entry.seq), encodeRecord({ p: entry.pubrel }))
+  }
+
+  async outgoingClearMessageId (client: ClientRef, packet: StoredPacket): Promise<StoredPacket | undefined> {
+    this.#checkOpen()
+    if (packet === null || typeof packet !== 'object') return undefined
+    const cid = client.id
+    const q = this.#queues.get(cid)
+    if (q === undefined) return undefined
+    let entry: QueueEntry | undefined
+    if (hasId(packet.messageId)) {
+      entry = q.entries.find((e) => e.messageId === packet.messageId)
+    } else {
+      // aedes clears a message it decided not to forward (No Local, or
+      // authorizeForward said no) with the original packet, which has no
+      // packet id yet: find that very message, not any unsent one.
+      const brokerKey = brokerKeyOf(packet)
+      if (brokerKey !== undefined) entry = q.byBroker.get(brokerKey)
+    }
+    if (entry === undefined) return undefined
+    const messageId = entry.messageId
+    const pubrel = entry.pubrel
+    const cachedBody = entry.body
+    this.#removeEntry(cid, q, entry, false)
+    let out: StoredPacket | undefined
+    if (pubrel !== undefined) {
+      out = clonePacket(pubrel)
+    } else {
+      let body = cachedBody
+      if (body === undefined && this.backend !== null) {
+        // read before the delete is issued
+        body = (await this.backend.readPackets([KEY.queued(cid, entry.seq)]))[0]
+      }
+      if (body !== undefined) out = packetFromBody(body, messageId, entry.qos)
+    }
+    await this.#deleteEntryKeys(cid, entry)
+    return out
+  }
+
+  outgoingStream (client: ClientRef): Readable {
+    const cid = client.id
+    const q = this.#queues.get(cid)
+    const snapshot = q === undefined || this.closed ? [] : q.entries.slice()
+    return Readable.from(this.#outgoingGenerator(cid, snapshot))
+  }
+
+  async * #outgoingGenerator (cid: string, snapshot: QueueEntry[]): AsyncGenerator<StoredPacket> {
+    for (let i = 0; i < snapshot.length; i += STREAM_CHUNK) {
+      const chunk = snapshot.slice(i, i + STREAM_CHUNK)
+      const now = Date.now()
+      const live: QueueEntry[] = []
+      let expired = 0
+      for (const entry of chunk) {
+        if (entry.removed) continue // acknowledged or dropped since the stream started
+        // [MQTT-3.3.2-5] a message whose expiry passed before onward delivery
+        // started (no packet id assigned yet) is deleted, not delivered.
+        if (entry.pubrel === undefined && entry.messageId === undefined && isExpired(entry.expiry, now)) {
+          const q = this.#queues.get(cid)
+          if (q !== undefined && !this.closed) this.#removeEntry(cid, q, entry, true)?.catch(() => {})
+          expired++
+          continue
+        }
+        live.push(entry)
+      }
+      if (expired > 0) this.#reportDrop(cid, 'expired', expired)
+      const missing = live.filter((e) => e.pubrel === undefined && e.body === undefined)
+      const loaded = new Map<QueueEntry, StoredPacket | undefined>()
+      if (missing.length > 0 && this.backend !== null) {
+        const bodies = await this.backend.readPackets(missing.map((e) => KEY.queued(cid, e.seq)))
+        missing.forEach((e, j) => loaded.set(e, bodies[j]))
+      }
+      for (const entry of live) {
+        if (entry.removed) continue
+        if (entry.pubrel !== undefined) {
+          yield clonePacket(entry.pubrel)
+          continue
+        }
+        const body = entry.body ?? loaded.get(entry)
+        if (body !== undefined) yield packetFromBody(body, entry.messageId, entry.qos)
+      }
+    }
+  }
+
+  /** in-memory part of a queued message loaded from disk */
+  protected restoreQueued (cid: string, seq: number, body: StoredPacket, state: { m?: number | null, p?: StoredPacket } | undefined): void {
+    let q = this.#queues.get(cid)
+    if (q === undefined) {
+      q = { entries: [], count: 0, bytes: 0, byBroker: new Map() }
+      this.#queues.set(cid, q)
+    }
+    const entry: QueueEntry = {
+      seq,
+      brokerId: body.brokerId,
+      brokerKey: brokerKeyOf(body),
+      qos: body.qos ?? 0,
+      bytes: accountedBytes(body),
+      expiry: body.messageExpiry,
+      messageId: hasId(state?.m) ? state.m : undefined,
+      pubrel: undefined,
+      body,
+      cached: 0,
+      hasState: state !== undefined,
+      removed: false
+    }
+    if (this.#seq < seq) this.#seq = seq
+    this.#insertRestored(q, entry)
+    this.#admit(entry, entry.bytes)
+    this.#evictIfUnaccounted(entry)
+  }
+
+  protected restorePubrel (cid: string, seq: number, pubrel: StoredPacket): void {
+    let q = this.#queues.get(cid)
+    if (q === undefined) {
+      q = { entries: [], count: 0, bytes: 0, byBroker: new Map() }
+      this.#queues.set(cid, q)
+    }
+    if (this.#seq < seq) this.#seq = seq
+    this.#insertRestored(q, {
+      seq,
+      brokerId: undefined,
+      brokerKey: undefined,
+      qos: 2,
+      bytes: 0,
+      expiry: undefined,
+      messageId: hasId(pubrel.messageId) ? pubrel.messageId : undefined,
+      pubrel,
+      body: undefined,
+      cached: 0,
+      hasState: true,
+      removed: false
+    })
+  }
+
+  protected noteSeq (seq: number): void {
+    if (this.#seq < seq) this.#seq = seq
+  }
+
+  #insertRestored (q: ClientQueue, entry: QueueEntry): void {
+    this.#appendEntry(q, entry)
+    // keys arrive sorted per client; this keeps order if they do not
+    const n = q.entries.length
+    const prev = q.entries[n - 2]
+    if (prev !== undefined && prev.seq > entry.seq) q.entries.sort((a, b) => a.seq - b.seq)
+  }
+
+  // -------------------------------------------------------------------------
+  // incoming QoS 2
+
+  async incomingStorePacket (client: ClientRef, packet: StoredPacket): Promise<void> {
+    this.#checkOpen()
+    if (!hasId(packet.messageId)) return
+    const cid = client.id
+    const stored = packetFromBody(queuedBody(packet), packet.messageId)
+    stored.messageId = packet.messageId
+    this.restoreIncoming(cid, packet.messageId, stored)
+    await this.#put(KEY.incoming(cid, packet.messageId), encodePacket(stored))
+  }
+
+  protected restoreIncoming (cid: string, messageId: number, packet: StoredPacket): void {
+    let store = this.#incoming.get(cid)
+    if (store === undefined) {
+      store = new Map()
+      this.#incoming.set(cid, store)
+    }
+    if (!store.has(messageId)) this.#incomingCount++
+    store.set(messageId, packet)
+  }
+
+  async incomingGetPacket (client: ClientRef, packet: StoredPacket): Promise<StoredPacket> {
+    const found = hasId(packet.messageId) ? this.#incoming.get(client.id)?.get(packet.messageId) : undefined
+    if (found === undefined) throw persistenceError('CULEX_ERR_NO_SUCH_PACKET')
+    return clonePacket(found)
+  }
+
+  async incomingDelPacket (client: ClientRef, packet: StoredPacket): Promise<void> {
+    this.#checkOpen()
+    const cid = client.id
+    const store = this.#incoming.get(cid)
+    if (store === undefined || !hasId(packet.messageId) || !store.has(packet.messageId)) {
+      throw persistenceError('CULEX_ERR_NO_SUCH_PACKET')
+    }
+    store.delete(packet.messageId)
+    this.#incomingCount--
+    if (store.size === 0) this.#incoming.delete(cid)
+    await this.#del(KEY.incoming(cid, packet.messageId))
+  }
+
+  /** drops a session's inbound QoS 2 state (Clean Start, [MQTT-3.1.2-4]); aedes 1.x calls it too */
+  async cleanIncoming (client: ClientRef): Promise<void> {
+    this.#checkOpen()
+    await this.#cleanIncoming(client.id)
+  }
+
+  #cleanIncoming (cid: string): Promise<void> | undefined {
+    const store = this.#incoming.get(cid)
+    if (store === undefined) return undefined
+    let write: Promise<void> | undefined
+    for (const messageId of store.keys()) write = this.#del(KEY.incoming(cid, messageId)) ?? write
+    this.#incomingCount -= store.size
+    this.#incoming.delete(cid)
+    return write
+  }
+
+  // -------------------------------------------------------------------------
+  // wills
+
+  async putWill (client: ClientRef, packet: StoredPacket): Promise<void> {
+    this.#checkOpen()
+    // aedes (and its abstract suite) expect the will to be stamped in place
+    packet.brokerId = this.#broker?.id
+    packet.clientId = client.id
+    const will = copyPacket(packet)
+    this.#wills.set(client.id, will)
+    await this.#put(KEY.will(client.id), encodePacket(will))
+  }
+
+  protected restoreWill (cid: string, will: StoredPacket): void {
+    this.#wills.set(cid, will)
+  }
+
+  async getWill (client: ClientRef): Promise<StoredPacket | undefined> {
+    const will = this.#wills.get(client.id)
+    return will === undefined ? undefined : clonePacket(will)
+  }
+
+  async delWill (client: ClientRef): Promise<StoredPacket | undefined> {
+    this.#checkOpen()
+    const will = this.#wills.get(client.id)
+    if (will === undefined) return undefined
+    this.#wills.delete(client.id)
+    await this.#del(KEY.will(client.id))
+    return clonePacket(will)
+  }
+
+  streamWill (brokers: BrokerHeartbeats = {}): Readable {
+    const now = Date.now()
+    const out: StoredPacket[] = []
+    for (const [cid, will] of this.#wills) {
+      const brokerId = will.brokerId
+      if (typeof brokerId === 'string' && Object.hasOwn(brokers, brokerId) && Boolean(brokers[brokerId])) continue
+      // a will still inside its Will Delay Interval is published by the
+      // session-expiry helper at its deadline, not by aedes' will sweep
+      const until = this.#sessions.get(cid)?.willDelayUntil
+      if (until !== undefined && until > now) continue
+      out.push(clonePacket(will))
+    }
+    return Readable.from(out)
+  }
+
+  // -------------------------------------------------------------------------
+  // sessions
+
+  async putSession (clientId: string, meta: SessionMeta): Promise<void> {
+    this.#checkOpen()
+    const record: SessionMeta = { expiresAt: meta.expiresAt }
+    if (meta.willDelayUntil !== undefined) record.willDelayUntil = meta.willDelayUntil
+    if (meta.expiryInterval !== undefined) record.expiryInterval = meta.expiryInterval
+    this.#sessions.set(clientId, record)
+    await this.#put(KEY.session(clientId), encodeRecord(record))
+  }
+
+  protected restoreSession (cid: string, meta: SessionMeta): void {
+    this.#sessions.set(cid, meta)
+  }
+
+  async getSession (clientId: string): Promise<SessionMeta | undefined> {
+    const meta = this.#sessions.get(clientId)
+    return meta === undefined ? undefined : { ...meta }
+  }
+
+  async delSession (clientId: string): Promise<void> {
+    this.#checkOpen()
+    if (!this.#sessions.delete(clientId)) return
+    await this.#del(KEY.session(clientId))
+  }
+
+  async * listSessions (): AsyncIterable<{ clientId: string, meta: SessionMeta }> {
+    for (const [clientId, meta] of [...this.#sessions]) yield { clientId, meta: { ...meta } }
+  }
+
+  async wipeSession (clientId: string): Promise<void> {
+    this.#checkOpen()
+    let write = this.#cleanSubscriptions(clientId)
+    // a session that ended leaves its shared subscription groups too
+    for (const [key, member] of this.#sharedMembers) {
+      if (member.clientId !== clientId) continue
+      this.#sharedMembers.delete(key)
+      write = this.#del(KEY.sharedMember(member.group, clientId)) ?? write
+    }
+    const q = this.#queues.get(clientId)
+    if (q !== undefined) {
+      for (const entry of q.entries.slice()) write = this.#removeEntry(clientId, q, entry, true) ?? write
+    }
+    write = this.#cleanIncoming(clientId) ?? write
+    if (this.#wills.delete(clientId)) write = this.#del(KEY.will(clientId)) ?? write
+    if (this.#sessions.delete(clientId)) write = this.#del(KEY.session(clientId)) ?? write
+    await write
+  }
+
+  // -------------------------------------------------------------------------
+  // shared subscriptions: group members of persistent sessions and group logs
+
+  readonly #sharedMembers = new Map<string, StoredMember>()
+  readonly #sharedMessages = new Map<string, Map<number, StoredMessage>>()
+
+  /** Where lib/shared keeps what must survive a restart, in this store. */
+  sharedStore (): ShareStore {
+    return {
+      putMember: async (member) => {
+        this.#checkOpen()
+        this.#sharedMembers.set(member.group + '\u0000' + member.clientId, member)
+        await this.#put(KEY.sharedMember(member.group, member.clientId), encodeRecord(member))
+      },
+      delMember: async (group, clientId) => {
+        this.#checkOpen()
+        if (this.#sharedMembers.delete(group + '\u0000' + clientId)) await this.#del(KEY.sharedMember(group, clientId))
+      },
+      members: () => this.#iterate([...this.#sharedMembers.values()]),
+      putMessage: async (group, seq, message) => {
+        this.#checkOpen()
+        let log = this.#sharedMessages.get(group)
+        if (!log) this.#sharedMessages.set(group, log = new Map())
+        log.set(seq, message)
+        await this.#put(KEY.sharedMessage(group, seq), encodePacket(message as unknown as StoredPacket))
+      },
+      delMessage: async (group, seq) => {
+        this.#checkOpen()
+        const log = this.#sharedMessages.get(group)
+        if (!log?.delete(seq)) return
+        if (log.size === 0) this.#sharedMessages.delete(group)
+        await this.#del(KEY.sharedMessage(group, seq))
+      },
+      messages: () => {
+        const all: Array<{ group: string, seq: number, message: StoredMessage }> = []
+        for (const [group, log] of this.#sharedMessages) for (const [seq, message] of log) all.push({ group, seq, message })
+        return this.#iterate(all)
+      }
+    }
+  }
+
+  async * #iterate<T> (items: T[]): AsyncIterable<T> {
+    yield * items
+  }
+
+  protected restoreSharedMember (member: StoredMember): void {
+    this.#sharedMembers.set(member.group + '\u0000' + member.clientId, member)
+  }
+
+  protected restoreSharedMessage (group: string, seq: number, body: StoredPacket): void {
+    let log = this.#sharedMessages.get(group)
+    if (!log) this.#sharedMessages.set(group, log = new Map())
+    const message: StoredMessage = {
+      topic: String(body.topic),
+      payload: Buffer.isBuffer(body.payload) ? body.payload : Buffer.from(body.payload ?? ''),
+      qos: body.qos === 2 ? 2 : 1,
+      retain: body.retain === true
+    }
+    if (body.properties !== undefined) message.properties = body.properties
+    if (body.messageExpiry !== undefined) message.messageExpiry = body.messageExpiry
+    if (typeof body.publisherId === 'string') message.publisherId = body.publisherId
+    log.set(seq, message)
+  }
+
+  // -------------------------------------------------------------------------
+  // stats, drops
+
+  stats (): PersistenceStats {
+    return {
+      retained: this.#retained.size,
+      queued: this.#queued,
+      queuedBytes: this.#queuedBytes,
+      inflight: this.#inflight,
+      pubrels: this.#pubrels,
+      incoming: this.#incomingCount,
+      subscriptions: this.#subCount,
+      clients: this.#subs.size,
+      wills: this.#wills.size,
+      sessions: this.#sessions.size,
+      dropped: { ...this.#dropped },
+      corrupt: this.corrupt,
+      cachedBytes: this.#cacheUsed
+    }
+  }
+
+  onDrop (listener: (event: DropEvent) => void): () => void {
+    this.#dropListeners.add(listener)
+    return () => { this.#dropListeners.delete(listener) }
+  }
+
+  #reportDrop (clientId: string | null, reason: DropReason, count: number, detail?: Record<string, unknown>): void {
+    if (reason === 'queue-full') this.#dropped.queueFull += count
+    else if (reason === 'expired') this.#dropped.expired += count
+    else this.#dropped.retainedLimit += count
+    for (const listener of this.#dropListeners) {
+      try {
+        listener({ clientId, reason, count })
+      } catch (err) {
+        this.logger?.error({ err }, 'persistence drop listener threw')
+      }
+    }
+    // expiry is the message's own lifetime running out: normal, not logged
+    if (reason === 'expired') return
+    // one log line per burst: the first drop of a session and reason is
+    // logged; further drops within the window are counted and reported with
+    // the next line after it
+    const now = Date.now()
+    const key = reason + '\u0000' + (clientId ?? '')
+    const state = this.#dropLog.get(key)
+    if (state !== undefined && now - state.since < DROP_LOG_WINDOW_MS) {
+      state.suppressed += count
+      return
+    }
+    const suppressed = state?.suppressed ?? 0
+    if (this.#dropLog.size > 10_000) {
+      for (const [k, s] of this.#dropLog) if (now - s.since >= DROP_LOG_WINDOW_MS) this.#dropLog.delete(k)
+    }
+    this.#dropLog.set(key, { since: now, suppressed: 0 })
+    const msg = reason === 'queue-full'
+      ? `offline queue of ${JSON.stringify(clientId)} is full (${this.#overflow}): messages dropped`
+      : 'retained message refused: retained limit reached'
+    this.logger?.warn({ clientId, reason, count: count + suppressed, ...detail }, msg)
+  }
+
+  // -------------------------------------------------------------------------
+  // body cache (level store): bodies stay in memory within the budget
+
+  #admit (entry: { cached: number }, bytes: number): void {
+    if (this.#cacheUsed + bytes <= this.#cacheLimit) {
+      entry.cached = bytes
+      this.#cacheUsed += bytes
+    }
+  }
+
+  #evictIfUnaccounted (entry: { cached: number, body: StoredPacket | undefined }): void {
+    if (entry.cached === 0 && this.backend !== null) entry.body = undefined
+  }
+
+  #uncache (entry: { cached: number }): void {
+    this.#cacheUsed -= entry.cached
+    entry.cached = 0
+  }
+
+  protected restoreRetained (topic: string, body: StoredPacket): void {
+    const bytes = accountedBytes(body)
+    const entry: RetainedEntry = { body, bytes, expiry: body.messageExpiry, cached: 0 }
+    this.#retained.set(topic, entry)
+    this.#admit(entry, bytes)
+    this.#evictIfUnaccounted(entry)
+  }
+
+  // -------------------------------------------------------------------------
+
+  async destroy (): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    await this.backend?.writer.flush()
+    await this.closeBackend()
+  }
+
+  async close (): Promise<void> {
+    await this.destroy()
+  }
+}
+
+function positiveOr (value: number | undefined, fallback: number): number {
+  return typeof value === 'number' && value > 0 ? value : fallback
+}

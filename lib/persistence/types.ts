@@ -1,0 +1,222 @@
+// Public types of culex's durable store. The method set mirrors the aedes
+// *async persistence interface* (aedes-persistence types/asyncPersistence.d.ts,
+// called by aedes 2.0.0-beta.1), typed structurally so that the store does not
+// depend on aedes' own (partly `any`) declarations, plus culex extras:
+// session metadata, statistics, drop events and an explicit open().
+import type { Readable } from 'node:stream'
+import type { Logger } from 'pino'
+
+export type QoS = 0 | 1 | 2
+
+/** MQTT 5 PUBLISH / will properties as mqtt-packet decodes them. */
+export interface PacketProperties {
+  payloadFormatIndicator?: boolean
+  messageExpiryInterval?: number
+  topicAlias?: number
+  responseTopic?: string
+  correlationData?: Buffer
+  userProperties?: Record<string, string | string[]>
+  subscriptionIdentifier?: number | number[]
+  contentType?: string
+  willDelayInterval?: number
+  [name: string]: unknown
+}
+
+/**
+ * A packet as aedes hands it to persistence (an aedes-packet object, a PUBREL,
+ * a will). Only `cmd` is always present; everything else depends on the kind.
+ */
+export interface StoredPacket {
+  cmd?: string
+  topic?: string
+  payload?: Buffer | string
+  qos?: number
+  retain?: boolean
+  dup?: boolean
+  messageId?: number
+  brokerId?: string
+  brokerCounter?: number
+  properties?: PacketProperties
+  /** absolute expiry deadline (ms since epoch) that aedes derives from the Message Expiry Interval */
+  messageExpiry?: number
+  clientId?: string
+  nl?: boolean
+  [field: string]: unknown
+}
+
+/** aedes passes its Client objects; the store only reads `id`. */
+export interface ClientRef {
+  readonly id: string
+}
+
+/** What setup() needs from the broker (aedes' Aedes instance satisfies it). */
+export interface BrokerRef {
+  readonly id: string
+  /** aedes' message counter (brokerCounter of the next packet is counter + 1) */
+  counter?: number
+}
+
+export interface SubscriptionInput {
+  topic: string
+  qos: number
+  rh?: number
+  rap?: boolean
+  nl?: boolean
+  subscriptionIdentifier?: number
+}
+
+/** A subscription as returned by subscriptionsByClient (aedes restores it on a non-clean reconnect). */
+export interface ClientSubscription {
+  topic: string
+  qos: number
+  rh?: number
+  rap?: boolean
+  nl?: boolean
+  subscriptionIdentifier?: number
+}
+
+/** A subscription as returned by subscriptionsByTopic (one per matching clientId + filter). */
+export interface TopicSubscription {
+  clientId: string
+  topic: string
+  qos: number
+  rh?: number
+  rap?: boolean
+  nl?: boolean
+}
+
+/** A target handed to outgoingEnqueue / outgoingEnqueueCombi. */
+export interface EnqueueTarget {
+  clientId: string
+  topic?: string
+  qos?: number
+}
+
+/** Known broker ids with their last heartbeat (aedes' `broker.brokers`). */
+export type BrokerHeartbeats = Readonly<Record<string, unknown>>
+
+/**
+ * Durable session metadata kept next to the aedes session state.
+ * `expiresAt` is an absolute deadline in ms; `null` means "no deadline yet"
+ * (the client is connected, or the session never expires).
+ */
+export interface SessionMeta {
+  expiresAt: number | null
+  /** absolute deadline (ms) at which a delayed will must be published */
+  willDelayUntil?: number
+  /** the negotiated Session Expiry Interval in seconds (0xFFFFFFFF = never) */
+  expiryInterval?: number
+}
+
+export type DropReason = 'queue-full' | 'expired' | 'retained-limit'
+
+export interface DropEvent {
+  /** the session that lost messages; null for retained messages */
+  clientId: string | null
+  reason: DropReason
+  count: number
+}
+
+export interface PersistenceStats {
+  /** retained messages stored */
+  retained: number
+  /** publish messages in offline queues (including in flight) */
+  queued: number
+  /** accounted bytes (payload + topic) of queued messages */
+  queuedBytes: number
+  /** queued messages that have a packet identifier assigned (in flight) */
+  inflight: number
+  /** QoS 2 PUBRELs awaiting PUBCOMP */
+  pubrels: number
+  /** inbound QoS 2 messages awaiting PUBREL */
+  incoming: number
+  /** stored subscriptions (all QoS) */
+  subscriptions: number
+  /** clients with at least one stored subscription */
+  clients: number
+  wills: number
+  sessions: number
+  /** cumulative drops since open */
+  dropped: { queueFull: number; expired: number; retainedLimit: number }
+  /** values that could not be decoded at open and were skipped */
+  corrupt: number
+  /** bytes of message bodies kept in memory by the level store's cache */
+  cachedBytes: number
+}
+
+export type OverflowPolicy = 'drop-oldest' | 'refuse'
+
+export interface PersistenceLimits {
+  /** per session; default 1000 */
+  maxQueuedMessages?: number
+  /** per session, payload + topic bytes; default 10 MiB */
+  maxQueuedBytes?: number
+  /** default 'drop-oldest' (oldest QoS 0 first, then the oldest) */
+  overflow?: OverflowPolicy
+  /** maximum number of retained messages; default unlimited */
+  maxRetained?: number
+  /** maximum payload bytes of one retained message; default unlimited */
+  maxRetainedPayload?: number
+}
+
+export interface PersistenceOptions {
+  kind: 'memory' | 'level'
+  /** required for level */
+  dataDir?: string
+  /** level: sync writes (survive power loss, not just a process crash) */
+  fsync?: boolean
+  limits?: PersistenceLimits
+  logger?: Logger
+  /** level: bytes of message bodies kept in memory (default 64 MiB); bodies beyond it are read from disk */
+  cacheBytes?: number
+}
+
+/** The aedes async persistence interface, as aedes 2.0.0-beta.1 calls it. */
+export interface AedesAsyncPersistence {
+  setup (broker: BrokerRef): Promise<void>
+  storeRetained (packet: StoredPacket): Promise<void>
+  createRetainedStream (pattern: string): Readable
+  createRetainedStreamCombi (patterns: string[]): Readable
+  addSubscriptions (client: ClientRef, subs: SubscriptionInput[]): Promise<void>
+  removeSubscriptions (client: ClientRef, topics: string[]): Promise<void>
+  subscriptionsByClient (client: ClientRef): Promise<ClientSubscription[]>
+  countOffline (): Promise<{ subsCount: number, clientsCount: number }>
+  subscriptionsByTopic (topic: string): Promise<TopicSubscription[]>
+  cleanSubscriptions (client: ClientRef): Promise<void>
+  outgoingEnqueue (sub: EnqueueTarget, packet: StoredPacket): Promise<void>
+  outgoingEnqueueCombi (subs: EnqueueTarget[], packet: StoredPacket): Promise<void>
+  outgoingUpdate (client: ClientRef, packet: StoredPacket): Promise<void>
+  outgoingClearMessageId (client: ClientRef, packet: StoredPacket): Promise<StoredPacket | undefined>
+  outgoingStream (client: ClientRef): Readable
+  incomingStorePacket (client: ClientRef, packet: StoredPacket): Promise<void>
+  incomingGetPacket (client: ClientRef, packet: StoredPacket): Promise<StoredPacket>
+  incomingDelPacket (client: ClientRef, packet: StoredPacket): Promise<void>
+  putWill (client: ClientRef, packet: StoredPacket): Promise<void>
+  getWill (client: ClientRef): Promise<StoredPacket | undefined>
+  delWill (client: ClientRef): Promise<StoredPacket | undefined>
+  streamWill (brokers?: BrokerHeartbeats): Readable
+  getClientList (topic: string): Readable
+  destroy (): Promise<void>
+}
+
+/** culex's store: the aedes interface plus session metadata, stats and drop events. */
+export interface CulexPersistence extends AedesAsyncPersistence {
+  readonly kind: 'memory' | 'level'
+  /** the broker passed to setup() (aedes' abstract test suite reads it) */
+  readonly broker: BrokerRef | undefined
+  /** opens the store (level: the data directory); setup() calls it; idempotent */
+  open (): Promise<void>
+  putSession (clientId: string, meta: SessionMeta): Promise<void>
+  getSession (clientId: string): Promise<SessionMeta | undefined>
+  delSession (clientId: string): Promise<void>
+  listSessions (): AsyncIterable<{ clientId: string, meta: SessionMeta }>
+  /** drops a session's inbound QoS 2 state (for Clean Start; aedes 1.x calls it as well) */
+  cleanIncoming (client: ClientRef): Promise<void>
+  /** removes everything a session owns: subscriptions, queue, in-flight, incoming, will, metadata */
+  wipeSession (clientId: string): Promise<void>
+  stats (): PersistenceStats
+  /** registers a listener for dropped messages; returns a function that removes it */
+  onDrop (listener: (event: DropEvent) => void): () => void
+  /** alias of destroy(); safe to call more than once */
+  close (): Promise<void>
+}
