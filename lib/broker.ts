@@ -29,6 +29,8 @@ interface StoreExtras {
   cleanIncoming?: (client: { id: string }) => Promise<void>
   incomingGetPacket?: (client: { id: string }, packet: { messageId: number }) => Promise<unknown>
   subscriptionsByTopic?: (topic: string) => Promise<unknown[]>
+  /** was this message re-sent from a session queue with the packet id it had? (DUP) */
+  wasInFlight?: (clientId: string, brokerId: string | undefined, brokerCounter: number | undefined) => boolean
 }
 
 export interface BrokerOptions {
@@ -88,6 +90,11 @@ export const defaultProtocolSettings: ProtocolSettings = {
   maxTopicLength: 65535,
   wildcardSubscriptionAvailable: true,
   subscriptionIdentifierAvailable: true
+}
+
+/** Topics only the broker publishes to. */
+export function isReservedTopic (topic: string): boolean {
+  return topic.startsWith('$SYS') || topic.startsWith('$events/') || topic.startsWith('$dlq/')
 }
 
 function isCulexStore (store: unknown): store is CulexPersistence {
@@ -167,23 +174,29 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
           return
         }
       }
-      // [MQTT-4.7.2-1] $SYS is the broker's; clients may not publish there
-      if (packet.topic.startsWith('$SYS')) {
-        callback(new Error('$SYS topics are reserved'))
+      // [MQTT-4.7.2-1] $SYS (and culex's $events, $dlq) are the broker's; clients may not publish there
+      if (client && isReservedTopic(packet.topic)) {
+        callback(new Error(`${packet.topic.split('/')[0] ?? ''} topics are reserved`))
         return
       }
       callback(null)
     },
     authorizeForward (client, packet) {
-      if (shared !== undefined && packet.brokerId?.startsWith(SHARED_BROKER_ID)) {
-        // a shared delivery: its QoS and identifier were chosen for the group member
-        if (!shared.onForward(client, packet)) return null
-        return forwardCorrections(client, packet, { subscriptionIdentifiers: false, now: Date.now(), shared: true })
-      }
       const conn = bySide.get(client.conn)
-      if (security?.hasAcl) {
+      const isShared = shared !== undefined && packet.brokerId?.startsWith(SHARED_BROKER_ID) === true
+      if (security?.hasAcl && !security.mayReceive({ clientId: client.id, username: conn?.authenticatedAs }, packet.topic)) {
         // delivery is checked too: a client whose read right went away stops receiving
-        if (!security.mayReceive({ clientId: client.id, username: conn?.authenticatedAs }, packet.topic)) return null
+        if (isShared) shared?.refuse(packet.brokerCounter)
+        return null
+      }
+      // [MQTT-3.3.1-1] a message re-sent from the session's queue with its old packet id is a duplicate
+      if (packet.qos > 0 && packet.messageId !== undefined && storeOf()?.wasInFlight?.(client.id, packet.brokerId, packet.brokerCounter) === true) {
+        packet.dup = true
+      }
+      if (isShared) {
+        // a shared delivery: its QoS and identifier were chosen for the group member
+        if (!shared?.onForward(client, packet)) return null
+        return forwardCorrections(client, packet, { subscriptionIdentifiers: false, now: Date.now(), shared: true })
       }
       return forwardCorrections(client, packet, {
         subscriptionIdentifiers: conn?.usesSubscriptionIds === true,
@@ -226,6 +239,8 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
       ...(o.selector ? { selector: o.selector } : {})
     }, logger.child({ module: 'shared' }))
     await shared.setup()
+    // after aedes re-sent the session's queued messages, so they are not taken twice
+    aedes.on('clientReady', (client) => { bySide.get(client.conn)?.ready() })
     aedes.on('sessionExpired', (client) => {
       shared?.sessionEnded(client.id).catch((err: unknown) => logger.error({ err }, 'ending shared memberships failed'))
     })

@@ -124,7 +124,7 @@ export async function startServer (input: ConfigInput | Config = {}, options: St
     throw err
   }
 
-  observability.attach({ broker, http: [result.ws, result.wss].filter((l): l is HttpListener => l !== undefined) })
+  observability.attach({ broker, http: [result.ws, result.wss].filter((l): l is HttpListener => l !== undefined), listeners })
 
   for (const l of listeners) logger.info({ listener: l.name, url: l.url() }, `listening on ${l.url()}`)
   if (isLoopback(config.host)) {

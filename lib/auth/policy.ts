@@ -40,6 +40,7 @@ export class SecurityPolicy {
   private passwords: PasswordDb | undefined
   private acl: Acl | undefined
   private readonly failures: FailureDelay
+  private readonly pendingLogins = new Map<string, number>()
   /** bumped on every reload, so cached ACL decisions can be dropped */
   generation = 0
 
@@ -78,12 +79,24 @@ export class SecurityPolicy {
    */
   async login (info: LoginInfo): Promise<LoginResult> {
     const addr = info.remoteAddress ?? 'unknown'
-    const delay = this.failures.delayFor(addr)
-    if (delay > 0) await new Promise(resolve => setTimeout(resolve, delay))
-    const result = await this.check(info)
-    if (result.ok) this.failures.recordSuccess(addr)
-    else this.failures.recordFailure(addr)
-    return result
+    // password attempts still being checked count, so parallel guesses get no head start
+    const guessing = info.username !== undefined && this.passwords !== undefined
+    const pending = guessing ? (this.pendingLogins.get(addr) ?? 0) : 0
+    if (guessing) this.pendingLogins.set(addr, pending + 1)
+    try {
+      const delay = this.failures.delayFor(addr, Date.now(), pending)
+      if (delay > 0) await new Promise(resolve => setTimeout(resolve, delay))
+      const result = await this.check(info)
+      if (result.ok) this.failures.recordSuccess(addr)
+      else this.failures.recordFailure(addr)
+      return result
+    } finally {
+      if (guessing) {
+        const left = (this.pendingLogins.get(addr) ?? 1) - 1
+        if (left <= 0) this.pendingLogins.delete(addr)
+        else this.pendingLogins.set(addr, left)
+      }
+    }
   }
 
   private async check (info: LoginInfo): Promise<LoginResult> {

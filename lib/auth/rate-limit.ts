@@ -148,12 +148,16 @@ export class FailureDelay {
     }
   }
 
-  /** Milliseconds to wait before handling the next attempt from `addr`. */
-  delayFor (addr: string, now: number = Date.now()): number {
+  /**
+   * Milliseconds to wait before handling the next attempt from `addr`;
+   * `pending` attempts still being checked count as failures, so parallel
+   * guesses wait as long as sequential ones would.
+   */
+  delayFor (addr: string, now: number = Date.now(), pending = 0): number {
     this.sweep(now)
     const record = this.records.get(addr)
-    if (record === undefined || this.expired(record, now)) return 0
-    const excess = record.failures - this.freeFailures
+    const recorded = record === undefined || this.expired(record, now) ? 0 : record.failures
+    const excess = recorded + pending - this.freeFailures
     if (excess <= 0) return 0
     return Math.min(this.maxMs, this.baseMs * 2 ** (excess - 1))
   }

@@ -15,7 +15,7 @@ import type { CulexBroker } from '../broker.js'
 import { version } from '../version.js'
 import { PROTOCOL_VERSIONS, TRANSPORTS, hexCode, type TrafficCounters } from './counters.js'
 import {
-  offlineSessions, readSharedGroups, readStoreStats, storeOf,
+  offlineSessions, readSharedGroups, readStoreStats, storeOf, subscriptionCount,
   type ObservableStore, type SharedGroupStats, type StoreBatchInfo
 } from './sources.js'
 
@@ -188,9 +188,9 @@ function registerStoreFamilies (registry: Registry, broker: CulexBroker, store: 
   if (known.subscriptions !== undefined) {
     new Gauge({
       name: 'culex_subscriptions',
-      help: 'Subscriptions stored, of online and offline sessions',
+      help: 'Subscriptions of all sessions, online and offline',
       registers,
-      collect () { setOrNaN(this, readStoreStats(store)?.subscriptions) }
+      collect () { setOrNaN(this, subscriptionCount(broker, store)) }
     })
   }
   // online is always known; offline only when the store can tell (sources.ts)
@@ -284,4 +284,14 @@ function registerSharedGroupFamilies (registry: Registry, broker: CulexBroker): 
   counter('culex_shared_group_delivered_total', 'Messages a shared group delivered to a member', g => g.delivered)
   counter('culex_shared_group_redelivered_total', 'Messages a shared group sent again after a member left without acknowledging', g => g.redelivered)
   counter('culex_shared_group_dead_lettered_total', 'Messages a shared group gave up on', g => g.deadLettered)
+  new Counter({
+    name: 'culex_shared_group_dropped_total',
+    help: 'Messages a shared group discarded (queue full, expired)',
+    labelNames: ['group'],
+    registers,
+    collect () {
+      this.reset()
+      for (const g of readSharedGroups(broker) ?? []) if (g.dropped !== undefined) this.inc({ group: g.group }, g.dropped)
+    }
+  })
 }

@@ -7,6 +7,7 @@
  */
 import type { CulexBroker } from '../broker.js'
 import { clientSubscriptions } from '../aedes-internals.js'
+import { topicLevel } from './topic.js'
 
 /** Counts a store may offer through `stats()`; every field optional. */
 export interface StoreStats {
@@ -44,6 +45,7 @@ export interface ObservableStore {
 
 /** One shared subscription group as the shared-subscription module reports it. */
 export interface SharedGroupStats {
+  /** the group's identity: `$share/{ShareName}/{filter}` (spec 4.8.2), or a bare name */
   group: string
   membersOnline: number
   membersOffline: number
@@ -57,6 +59,8 @@ export interface SharedGroupStats {
   redelivered: number
   /** cumulative: messages given up on */
   deadLettered: number
+  /** cumulative: messages discarded (group queue full, expired); optional */
+  dropped?: number
 }
 
 /** Offered by the shared-subscription module as `broker.sharedGroups`. */
@@ -121,6 +125,24 @@ export async function offlineSessions (broker: CulexBroker, store: ObservableSto
   return Math.max(0, withSubs - onlineWithSubs)
 }
 
+/**
+ * Subscriptions of every session, online and offline, as mosquitto counts
+ * them: the store's count, which holds persistent sessions only (aedes does
+ * not store the subscriptions of a clean session), plus the live
+ * subscriptions of the connected clean clients. Undefined when the store does
+ * not count its subscriptions.
+ */
+export function subscriptionCount (broker: CulexBroker, store: ObservableStore | undefined): number | undefined {
+  const stored = readStoreStats(store)?.subscriptions
+  if (stored === undefined) return undefined
+  let live = 0
+  for (const conn of broker.connections) {
+    if (!conn.isAccepted || !conn.client.clean) continue
+    for (const _ in clientSubscriptions(conn.client)) live++
+  }
+  return stored + live
+}
+
 /** `broker.sharedGroups.stats()` with malformed entries left out; undefined when no provider is attached. */
 export function readSharedGroups (broker: CulexBroker): SharedGroupStats[] | undefined {
   const provider = (broker as { sharedGroups?: SharedGroupStatsProvider }).sharedGroups
@@ -139,7 +161,24 @@ export function readSharedGroups (broker: CulexBroker): SharedGroupStats[] | und
     if (typeof g.group !== 'string' || g.group.length === 0) continue
     const fields = ['membersOnline', 'membersOffline', 'queued', 'inflight', 'delivered', 'redelivered', 'deadLettered'] as const
     if (!fields.every(f => isCount(g[f]))) continue
-    out.push(g as unknown as SharedGroupStats)
+    const stats = {} as SharedGroupStats
+    stats.group = g.group
+    for (const f of fields) stats[f] = g[f] as number
+    if (isCount(g.dropped)) stats.dropped = g.dropped
+    out.push(stats)
   }
   return out
+}
+
+/**
+ * A group as topic levels under `$SYS/broker/shared/`: `{ShareName}/{filter}`
+ * with the filter as one level (its `/`, `+`, `#` percent-encoded), e.g.
+ * `$share/workers/jobs/#` → `workers/jobs%2F%23`; a bare name is one level.
+ */
+export function sharedGroupLevels (group: string): string {
+  if (!group.startsWith('$share/')) return topicLevel(group)
+  const rest = group.slice('$share/'.length)
+  const slash = rest.indexOf('/')
+  if (slash < 0) return topicLevel(rest)
+  return `${topicLevel(rest.slice(0, slash))}/${topicLevel(rest.slice(slash + 1))}`
 }

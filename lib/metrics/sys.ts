@@ -16,8 +16,7 @@ import type { Logger } from 'pino'
 import type { CulexBroker } from '../broker.js'
 import { version } from '../version.js'
 import type { TrafficCounters } from './counters.js'
-import { offlineSessions, readSharedGroups, readStoreStats, storeOf } from './sources.js'
-import { topicLevel } from './topic.js'
+import { offlineSessions, readSharedGroups, readStoreStats, sharedGroupLevels, storeOf, subscriptionCount } from './sources.js'
 
 export interface SysTopicsOptions {
   broker: CulexBroker
@@ -134,12 +133,13 @@ export function startSysTopics (opts: SysTopicsOptions): SysTopics {
 
       const stats = readStoreStats(store)
       if (stats?.retained !== undefined) set('retained messages/count', stats.retained)
-      if (stats?.subscriptions !== undefined) set('subscriptions/count', stats.subscriptions)
+      const subscriptions = subscriptionCount(broker, store)
+      if (subscriptions !== undefined) set('subscriptions/count', subscriptions)
 
       const shared = readSharedGroups(broker)
       const seen = new Set<string>()
       for (const g of shared ?? []) {
-        const level = topicLevel(g.group)
+        const level = sharedGroupLevels(g.group)
         seen.add(level)
         set(`shared/${level}/members`, g.membersOnline + g.membersOffline)
         set(`shared/${level}/members/online`, g.membersOnline)

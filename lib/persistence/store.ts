@@ -816,7 +816,11 @@ export abstract class BaseStore implements CulexPersistence {
           continue
         }
         const body = entry.body ?? loaded.get(entry)
-        if (body !== undefined) yield packetFromBody(body, entry.messageId, entry.qos)
+        if (body === undefined) continue
+        const packet = packetFromBody(body, entry.messageId, entry.qos)
+        // it had a packet id, so it may have been sent: the broker marks the re-delivery DUP
+        if (entry.messageId !== undefined && (packet.qos ?? 0) > 0 && entry.brokerKey !== undefined) this.#resent.add(cid + '\u0000' + entry.brokerKey)
+        yield packet
       }
     }
   }
@@ -1040,6 +1044,18 @@ export abstract class BaseStore implements CulexPersistence {
   // -------------------------------------------------------------------------
   // shared subscriptions: group members of persistent sessions and group logs
 
+  /** client + brokerKey of queued messages streamed again with their packet id (see wasInFlight) */
+  readonly #resent = new Set<string>()
+
+  /**
+   * Was this message streamed from the queue with the packet id it had been
+   * sent with (a re-delivery, [MQTT-3.3.1-1] DUP 1)? Answers once.
+   */
+  wasInFlight (clientId: string, brokerId: string | undefined, brokerCounter: number | undefined): boolean {
+    if (this.#resent.size === 0 || brokerId === undefined || brokerCounter === undefined) return false
+    return this.#resent.delete(clientId + '\u0000' + brokerId + '\u0000' + String(brokerCounter))
+  }
+
   readonly #sharedMembers = new Map<string, StoredMember>()
   readonly #sharedMessages = new Map<string, Map<number, StoredMessage>>()
 
@@ -1049,7 +1065,7 @@ export abstract class BaseStore implements CulexPersistence {
       putMember: async (member) => {
         this.#checkOpen()
         this.#sharedMembers.set(member.group + '\u0000' + member.clientId, member)
-        await this.#put(KEY.sharedMember(member.group, member.clientId), encodeRecord(member))
+        if (this.backend) await this.#put(KEY.sharedMember(member.group, member.clientId), encodeRecord(member))
       },
       delMember: async (group, clientId) => {
         this.#checkOpen()
@@ -1061,7 +1077,8 @@ export abstract class BaseStore implements CulexPersistence {
         let log = this.#sharedMessages.get(group)
         if (!log) this.#sharedMessages.set(group, log = new Map())
         log.set(seq, message)
-        await this.#put(KEY.sharedMessage(group, seq), encodePacket(message as unknown as StoredPacket))
+        // the memory store has no backend: nothing to encode
+        if (this.backend) await this.#put(KEY.sharedMessage(group, seq), encodePacket(message as unknown as StoredPacket))
       },
       delMessage: async (group, seq) => {
         this.#checkOpen()

@@ -114,8 +114,28 @@ const DROP: Verdict = { kind: 'drop' }
 
 /** The stream aedes reads from and writes to. */
 class BrokerSide extends Duplex {
+  /** when aedes wrote each chunk not yet handed to the gateway (writes wait while the client is congested) */
+  private readonly writtenAt: number[] = []
+  private writtenHead = 0
+
   constructor (private readonly conn: Connection) {
     super({ allowHalfOpen: false })
+  }
+
+  override write (chunk: unknown, encoding?: BufferEncoding | ((error: Error | null | undefined) => void), cb?: (error: Error | null | undefined) => void): boolean {
+    this.writtenAt.push(Date.now())
+    return super.write(chunk, encoding as BufferEncoding, cb)
+  }
+
+  /** When the oldest of the next `n` chunks was written. */
+  private since (n: number): number {
+    const at = this.writtenAt[this.writtenHead] ?? Date.now()
+    this.writtenHead += n
+    if (this.writtenHead >= this.writtenAt.length) {
+      this.writtenAt.length = 0
+      this.writtenHead = 0
+    }
+    return at
   }
 
   override _read (): void {
@@ -123,11 +143,11 @@ class BrokerSide extends Duplex {
   }
 
   override _write (chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    this.conn.fromBroker([chunk], cb)
+    this.conn.fromBroker([chunk], cb, this.since(1))
   }
 
   override _writev (chunks: Array<{ chunk: Buffer }>, cb: (err?: Error | null) => void): void {
-    this.conn.fromBroker(chunks.map(c => c.chunk), cb)
+    this.conn.fromBroker(chunks.map(c => c.chunk), cb, this.since(chunks.length))
   }
 
   override _final (cb: (err?: Error | null) => void): void {
@@ -188,6 +208,12 @@ export class Connection implements MemberLink {
   /** UNSUBSCRIBE packets whose $share filters culex answers, by the internal id of the rest */
   private readonly unsubParts = new Map<number, { messageId: number, codes: number[], indexes: number[] }>()
   private cleanStart = true
+  /** new filters accepted so far in the SUBSCRIBE being checked */
+  private subscribing = 0
+  /** SUBSCRIBE parts sent to aedes before the one being checked, not yet answered */
+  private partsBefore = 0
+  /** shared deliveries handed to aedes and not yet written */
+  private sharedUnseen = 0
   private nextInternalId = 1
 
   // outbound
@@ -199,6 +225,8 @@ export class Connection implements MemberLink {
   private readonly awaitingPublished = new Map<number, PendingAck[]>()
   private readonly publishedEarly = new Set<number>()
   private outQueue: Buffer[] = []
+  /** when aedes wrote the chunks being processed */
+  private writtenAt = 0
   private flushScheduled = false
   /** aedes writes waiting for this client to make progress (back-pressure) */
   private readonly waiting: Array<() => void> = []
@@ -212,6 +240,10 @@ export class Connection implements MemberLink {
   private pendingConnackAuthData: Buffer | undefined
   /** who the client authenticated as (user name, certificate CN, or SCRAM user) */
   authenticatedAs: string | undefined
+  /** reason code of the DISCONNECT that ended the connection (either side), for lifecycle events */
+  get disconnectReasonCode (): number | undefined { return this.disconnectReason }
+  get disconnectedBy (): 'client' | 'server' | undefined { return this.disconnectBy }
+
   /** the client has subscribed with a Subscription Identifier (deliveries must look them up) */
   usesSubscriptionIds = false
 
@@ -255,11 +287,21 @@ export class Connection implements MemberLink {
   get clientId (): string { return this.client.id }
 
   room (): number {
-    return this.window.limit - this.window.inflight.size - this.window.queued
+    return this.window.limit - this.window.inflight.size - this.window.queued - this.sharedUnseen
   }
 
   publish (packet: SharedDelivery, done: (err?: Error) => void): void {
-    this.client.publish(packet as unknown as Parameters<Client['publish']>[0], done)
+    // until aedes has written it, the window does not count it: this does
+    if (packet.qos > 0) this.sharedUnseen++
+    this.client.publish(packet as unknown as Parameters<Client['publish']>[0], (err?: Error) => {
+      if (packet.qos > 0) this.sharedUnseen--
+      done(err)
+    })
+  }
+
+  /** session state is ready (aedes' clientReady, after its queued messages): shared groups may deliver */
+  ready (): void {
+    this.ctx.shared?.memberConnected(this, this.cleanStart).catch((err: unknown) => this.log.error({ err }, 'restoring shared subscriptions failed'))
   }
 
   // ---------------------------------------------------------------- inbound
@@ -297,7 +339,13 @@ export class Connection implements MemberLink {
     const forward: Packet[] = []
     while (this.pendingHead < this.pending.length && !this.closed) {
       const frame = this.pending[this.pendingHead++] as Frame
-      const verdict = this.checkInbound(frame)
+      let verdict: Verdict
+      try {
+        verdict = this.checkInbound(frame)
+      } catch (err) {
+        // whatever a client sends, it ends at most its own connection
+        verdict = { kind: 'close', reasonCode: ReasonCode.MalformedPacket, reason: `undecodable packet: ${(err as Error).message}` }
+      }
       if (verdict.kind === 'defer') {
         this.flushToBroker(forward)
         forward.length = 0
@@ -379,6 +427,10 @@ export class Connection implements MemberLink {
     if (this.auth?.phase === 'connect' && frame.type !== PacketType.AUTH && frame.type !== PacketType.DISCONNECT) {
       // spec 4.12: until CONNACK, only AUTH (or DISCONNECT) may follow CONNECT
       return { kind: 'close', reasonCode: ReasonCode.ProtocolError, reason: 'packet other than AUTH during authentication' }
+    }
+    if (frame.type >= PacketType.PUBACK && frame.type <= PacketType.PUBCOMP && frame.buf.length - frame.headerLength < 2) {
+      // spec 3.4-3.7: an acknowledgement carries at least its packet identifier
+      return { kind: 'close', reasonCode: ReasonCode.MalformedPacket, reason: 'acknowledgement without a packet identifier' }
     }
     switch (frame.type) {
       case PacketType.CONNECT: return this.onConnect(frame)
@@ -572,7 +624,7 @@ export class Connection implements MemberLink {
    * 4. spec 4.3.2, 4.3.3: a QoS 1 PUBLISH reusing the id of a
    *    QoS 2 flow in progress, or the reverse, gets 0x91;
    * 5. spec 4.9: count a new QoS 1/2 packet id against the Receive Maximum
-   *    culex advertised; one over it is DISCONNECT 0x93 [MQTT-3.3.4-9], which
+   *    culex advertised; one over it is DISCONNECT 0x93 [MQTT-3.3.4-7], which
    *    also bounds the inbound QoS 2 state a client can pin
    *    (GHSA-5jvp-3p2v-5qgf, GHSA-p8r9-qf8w-p73r).
    */
@@ -711,6 +763,12 @@ export class Connection implements MemberLink {
     if (packet instanceof Error || packet.cmd !== 'subscribe') {
       return { kind: 'close', reasonCode: ReasonCode.MalformedPacket, reason: 'malformed SUBSCRIBE' }
     }
+    if (packet.subscriptions.length === 0) {
+      // [MQTT-3.8.3-2] a SUBSCRIBE without a Topic Filter is a Protocol Error
+      return { kind: 'close', reasonCode: ReasonCode.ProtocolError, reason: 'SUBSCRIBE without a topic filter' }
+    }
+    this.subscribing = 0
+    this.partsBefore = this.subParts.size
     const pending = new PendingSuback(packet.messageId ?? 0, packet.subscriptions.length)
     const parts: Packet[] = []
     const joins: Array<() => void> = []
@@ -783,9 +841,14 @@ export class Connection implements MemberLink {
       return v5 ? ReasonCode.NotAuthorized : ReasonCode.UnspecifiedError
     }
     const subs = clientSubscriptions(this.client)
-    if (subs[filter] === undefined && Object.keys(subs).length >= this.ctx.policy.maxSubscriptions) {
-      this.log.warn({ filter, limit: this.ctx.policy.maxSubscriptions }, 'subscription limit reached')
-      return v5 ? ReasonCode.QuotaExceeded : ReasonCode.UnspecifiedError
+    if (subs[filter] === undefined) {
+      // held, being made (earlier SUBSCRIBEs not yet answered, this one so far), and shared
+      const count = Object.keys(subs).length + this.partsBefore + this.subscribing + (this.ctx.shared?.membershipCount(this.client.id) ?? 0)
+      if (count >= this.ctx.policy.maxSubscriptions) {
+        this.log.warn({ filter, limit: this.ctx.policy.maxSubscriptions }, 'subscription limit reached')
+        return v5 ? ReasonCode.QuotaExceeded : ReasonCode.UnspecifiedError
+      }
+      this.subscribing++
     }
     return undefined
   }
@@ -820,7 +883,11 @@ export class Connection implements MemberLink {
       if (shared && topic.startsWith('$share/')) sharedIndexes.push(i)
       else { rest.push(topic); restIndexes.push(i) }
     })
-    if (sharedIndexes.length === 0) return PASS
+    if (sharedIndexes.length === 0) {
+      // [MQTT-3.10.3-2] an UNSUBSCRIBE without a Topic Filter is a Protocol Error
+      if (packet.unsubscriptions.length === 0) return { kind: 'close', reasonCode: ReasonCode.ProtocolError, reason: 'UNSUBSCRIBE without a topic filter' }
+      return PASS
+    }
     const codes = new Array<number>(packet.unsubscriptions.length).fill(ReasonCode.Success)
     const id = rest.length > 0 ? this.allocateInternalId() : 0
     const merge = { messageId: packet.messageId ?? 0, codes, indexes: restIndexes }
@@ -869,12 +936,13 @@ export class Connection implements MemberLink {
    * `slowConsumerTimeout` without progress at once again, with the queue
    * limits applying, so a stuck client never blocks publishers for longer.
    */
-  fromBroker (chunks: Buffer[], done: (err?: Error | null) => void): void {
+  fromBroker (chunks: Buffer[], done: (err?: Error | null) => void, writtenAt: number = Date.now()): void {
     if (this.closed || this.socket.destroyed) { done(); return }
     const out: Buffer[] = []
     const results: ReadResult[] = []
     // aedes writes a packet in several small pieces: join them once, not per piece
     this.outbound.push(chunks.length === 1 ? chunks[0] as Buffer : Buffer.concat(chunks), results)
+    this.writtenAt = writtenAt
     for (const result of results) {
       if (result.kind === 'frame') this.checkOutbound(result.frame, out)
     }
@@ -899,6 +967,7 @@ export class Connection implements MemberLink {
         if (this.waiting.length === 0) return
         this.shedding = true
         this.log.warn({ queued: this.window.queued, buffered: this.socket.writableLength }, 'client is not keeping up: queue limits apply')
+        for (const dropped of this.window.trim()) this.dropPublish(dropped, 'queue-full')
         this.resumeBroker()
       }, this.settings.slowConsumerTimeout)
       this.stallTimer.unref()
@@ -986,13 +1055,14 @@ export class Connection implements MemberLink {
   private onOutboundPublish (frame: Frame, out: Buffer[]): void {
     const ids = readPublishId(frame)
     if (ids === null) return
-    const held: HeldPublish = { frame, qos: ids.qos, packetId: ids.packetId }
+    // the time aedes wrote it: a message may have waited for the client before it got here
+    const held: HeldPublish = { frame, qos: ids.qos, packetId: ids.packetId, heldAt: this.writtenAt }
     if (this.window.admit(held)) {
       this.sendPublish(held, null, out)
       return
     }
-    held.heldAt = Date.now()
-    for (const dropped of this.window.hold(held)) this.dropPublish(dropped, 'queue-full')
+    // a client that keeps up only waits here; one that stalled has its oldest dropped
+    for (const dropped of this.window.hold(held, this.shedding)) this.dropPublish(dropped, 'queue-full')
   }
 
   /**
@@ -1001,7 +1071,7 @@ export class Connection implements MemberLink {
    *    [MQTT-3.3.2-6];
    * 2. [MQTT-3.1.2-24] a PUBLISH larger than the client's Maximum Packet Size
    *    is not sent; culex acts as if it had been delivered (spec 3.1.2.11.4);
-   * 3. [MQTT-3.3.2-8] [MQTT-3.3.2-9] an outbound topic alias replaces the topic.
+   * 3. [MQTT-3.3.2-8] [MQTT-3.3.2-11] [MQTT-3.1.2-26] an outbound topic alias replaces the topic.
    */
   private sendPublish (p: HeldPublish, header: PublishHeader | null, out: Buffer[]): void {
     if (p.heldAt !== undefined && this.version === 5 && !this.ageHeld(p)) {
@@ -1020,7 +1090,12 @@ export class Connection implements MemberLink {
     let buf = p.frame.buf
     if (this.aliases) {
       const h = header ?? readPublishHeader(p.frame)
-      if (h) buf = this.alias(p.frame, h, this.aliases)
+      if (h) {
+        const aliased = this.alias(p.frame, h, this.aliases)
+        // [MQTT-3.1.2-24] the alias property must not push it over the client's maximum
+        if (max > 0 && aliased.length > max) this.aliases.forget(h.topic)
+        else buf = aliased
+      }
     }
     this.ctx.observer.publishSent(p.qos, buf.length)
     out.push(buf)
@@ -1069,12 +1144,12 @@ export class Connection implements MemberLink {
   }
 
   private releaseHeld (): void {
-    const released = this.window.release()
-    if (released.length > 0) {
-      const out: Buffer[] = []
+    const out: Buffer[] = []
+    // a released message may be dropped (expired, too large), freeing its place again
+    for (let released = this.window.release(); released.length > 0; released = this.window.release()) {
       for (const p of released) this.sendPublish(p, null, out)
-      this.writeOut(out)
     }
+    this.writeOut(out)
     this.onProgress()
   }
 
@@ -1165,7 +1240,17 @@ export class Connection implements MemberLink {
     if (!this.accepted) {
       this.ctx.observer.connectRefused(this.version === 5 ? code : v311ToV5ConnackCode(code))
       this.log.info({ reasonCode: this.version === 5 ? describeReasonCode(code) : code }, 'connection refused')
+      if (this.version !== 5 && code > 5) {
+        // [MQTT-3.2.2-6] 3.1.1 knows return codes 1-5; aedes answers 6 to a keep-alive over its limit
+        const buf = Buffer.from(frame.buf)
+        buf[frame.headerLength + 1] = 3
+        return buf
+      }
       return frame.buf
+    }
+    if (!this.cleanStart && this.ctx.shared?.isMember(this.client.id)) {
+      // [MQTT-3.2.2-2] [MQTT-3.2.2-3] a session whose only subscriptions are shared is present too
+      frame.buf[frame.headerLength] = (frame.buf[frame.headerLength] as number) | 0x01
     }
     if (this.version === 5) {
       // a resumed session's subscriptions are restored before CONNACK
@@ -1174,7 +1259,6 @@ export class Connection implements MemberLink {
     }
     this.ctx.observer.clientAccepted(this.meta.transport, this.version ?? 4)
     this.log.info({ version: this.version, auth: this.enhancedAuth?.method }, 'client connected')
-    this.ctx.shared?.memberConnected(this, this.cleanStart).catch((err: unknown) => this.log.error({ err }, 'restoring shared subscriptions failed'))
     if (this.version !== 5) return frame.buf
     const packet = decodeFrame(frame, 5) as IConnackPacket | Error
     if (packet instanceof Error) return frame.buf
@@ -1292,10 +1376,12 @@ export class Connection implements MemberLink {
 
   private sendFinal (reasonCode: number): void {
     if (this.version === 5 && this.accepted && !this.disconnectSent) {
+      // [MQTT-3.14.2-1] only DISCONNECT reason codes: CONNACK-only ones are mapped
+      const code = disconnectReasonCode(reasonCode)
       this.disconnectSent = true
       this.disconnectBy = 'server'
-      this.disconnectReason = reasonCode
-      this.sendPacket({ cmd: 'disconnect', reasonCode })
+      this.disconnectReason = code
+      this.sendPacket({ cmd: 'disconnect', reasonCode: code })
     } else if (this.version !== undefined && this.connectSeen && !this.connackSent) {
       this.connackSent = true
       this.ctx.observer.connectRefused(reasonCode)
@@ -1351,6 +1437,24 @@ export class Connection implements MemberLink {
     }
     this.ctx.observer.connectionClosed(this.meta.transport, this.version, this.accepted)
     this.ctx.onClose(this)
+  }
+}
+
+/** CONNACK-only reason codes have no place in a DISCONNECT (spec 3.14.2.1). */
+function disconnectReasonCode (code: number): number {
+  switch (code) {
+    case ReasonCode.BadUserNameOrPassword:
+    case ReasonCode.BadAuthenticationMethod:
+    case ReasonCode.Banned:
+      return ReasonCode.NotAuthorized
+    case ReasonCode.UnsupportedProtocolVersion:
+    case ReasonCode.ClientIdentifierNotValid:
+    case ReasonCode.ServerUnavailable:
+    case ReasonCode.PacketIdentifierInUse:
+    case ReasonCode.PacketIdentifierNotFound:
+      return ReasonCode.UnspecifiedError
+    default:
+      return code
   }
 }
 

@@ -64,7 +64,7 @@ export interface ForwardOptions {
  * 1. [MQTT-3.3.2-5] a message whose Message Expiry Interval has passed is
  *    not delivered; otherwise the interval sent is what remains
  *    [MQTT-3.3.2-6], for live delivery too (spec 3.3.2.3.3);
- * 2. [MQTT-3.8.4-6] [MQTT-3.3.4-2] the QoS is the minimum of the message's
+ * 2. [MQTT-3.8.4-8] [MQTT-3.3.4-2] the QoS is the minimum of the message's
  *    and the highest granted among the client's matching subscriptions
  *    (aedes looked the grant up by exact topic only, missing wildcards);
  * 3. [MQTT-3.3.4-3] [MQTT-3.3.4-4] [MQTT-3.3.4-5] the message carries the

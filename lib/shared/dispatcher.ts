@@ -101,6 +101,8 @@ interface Entry {
   assignedTo: string | undefined
   /** the connection it was given to */
   link: MemberLink | undefined
+  /** the aedes Client that aedes wrote it to */
+  forwardedTo?: object
   delivery: number | undefined
   messageId: number | undefined
 }
@@ -389,10 +391,8 @@ export class SharedSubscriptions {
     const out: Candidate[] = []
     for (const m of group.members.values()) {
       if (!m.link) continue
-      // the gateway's window does not yet count what culex assigned and aedes has not written
-      const notYetSeen = Math.max(0, m.assigned - (this.byClient.get(m.link.client)?.size ?? 0))
-      const room = m.link.room() - notYetSeen
-      if (!needRoom || room > 0) out.push({ clientId: m.clientId, room })
+      const room = m.link.room()
+      if (!needRoom || room > 0) out.push({ clientId: m.clientId, room, inflight: m.assigned })
     }
     return out
   }
@@ -494,6 +494,7 @@ export class SharedSubscriptions {
     if (entry.delivery !== undefined) this.deliveries.delete(entry.delivery)
     entry.assignedTo = undefined
     entry.link = undefined
+    entry.forwardedTo = undefined
     entry.delivery = undefined
     entry.messageId = undefined
     member.assigned = Math.max(0, member.assigned - 1)
@@ -526,6 +527,9 @@ export class SharedSubscriptions {
     if (!ref) return false
     const entry = ref.group.entries.get(ref.seq)
     if (!entry || entry.assignedTo !== client.id || entry.delivery !== packet.brokerCounter) return false
+    // one delivery goes out once per connection (aedes may re-read a queue it just filled)
+    if (entry.forwardedTo === client) return false
+    entry.forwardedTo = client
     // aedes would pick the id later; culex picks it now to match the acknowledgement
     if (packet.messageId === undefined) packet.messageId = allocatePacketId(client)
     entry.messageId = packet.messageId
@@ -533,6 +537,17 @@ export class SharedSubscriptions {
     if (!ids) this.byClient.set(client, ids = new Map())
     ids.set(packet.messageId, ref)
     return true
+  }
+
+  /** A delivery its member may not read (ACL): discarded for the group, counted as dropped. */
+  refuse (delivery: number): void {
+    const ref = this.deliveries.get(delivery)
+    if (!ref) return
+    const entry = ref.group.entries.get(ref.seq)
+    if (!entry) return
+    ref.group.dropped++
+    this.log.info({ group: ref.group.key, clientId: entry.assignedTo, topic: entry.message.topic }, 'shared message not readable by its member: discarded')
+    void this.complete(ref.group, entry).then(() => this.drain(ref.group))
   }
 
   /** A PUBACK or PUBREC from a member (PUBREC completes a QoS 2 message for the group). */
@@ -575,6 +590,7 @@ export class SharedSubscriptions {
       properties: {
         ...(m.properties as object),
         userProperties: {
+          ...(m.properties?.userProperties as Record<string, string | string[]> | undefined),
           'culex-reason-code': '0x' + reasonCode.toString(16).padStart(2, '0'),
           'culex-client-id': clientId,
           'culex-group': name,
@@ -589,6 +605,19 @@ export class SharedSubscriptions {
   /** Is there a group whose filter matches `topic`? (its listener is also a live aedes subscription) */
   hasGroupFor (topic: string): boolean {
     for (const filter of this.filters.keys()) if (topicMatches(filter, topic)) return true
+    return false
+  }
+
+  /** How many groups the client is a member of. */
+  membershipCount (clientId: string): number {
+    let n = 0
+    for (const g of this.groups.values()) if (g.members.has(clientId)) n++
+    return n
+  }
+
+  /** Is the client a member of any group (a session with shared subscriptions)? */
+  isMember (clientId: string): boolean {
+    for (const g of this.groups.values()) if (g.members.has(clientId)) return true
     return false
   }
 

@@ -14,6 +14,8 @@ export interface Candidate {
   readonly clientId: string
   /** free places in its Receive Maximum / in-flight window */
   readonly room: number
+  /** messages of this group given to it and not yet acknowledged */
+  readonly inflight: number
 }
 
 export interface SelectInput {
@@ -45,6 +47,7 @@ function byHash (key: string, candidates: readonly Candidate[]): Candidate | und
 export class LocalSelector implements MemberSelector {
   private readonly cursor = new Map<string, string>()
   private readonly stuck = new Map<string, string>()
+  private readonly turns = new Map<string, number>()
 
   constructor (private readonly strategyOf: (group: string) => Strategy) {}
 
@@ -65,21 +68,32 @@ export class LocalSelector implements MemberSelector {
       // hash-topic keeps the messages of one topic on one member, so in order
       case 'hash-topic': return byHash(input.topic, candidates)
       case 'least-inflight': {
+        // the fewest unacknowledged messages; among equals, the most room
         let best = candidates[0] as Candidate
-        for (const c of candidates) if (c.room > best.room) best = c
+        for (const c of candidates) {
+          if (c.inflight < best.inflight || (c.inflight === best.inflight && c.room > best.room)) best = c
+        }
         return best
       }
     }
   }
 
-  /** The member after the last one chosen, in client id order: one message each in turn. */
+  /**
+   * One message to each member in turn, in the order of `candidates` (join
+   * order); members without room are not candidates, so they are skipped.
+   */
   private roundRobin (group: string, candidates: readonly Candidate[]): Candidate {
     const last = this.cursor.get(group)
-    const sorted = candidates.length > 1 ? [...candidates].sort((a, b) => (a.clientId < b.clientId ? -1 : 1)) : candidates
-    let next = sorted[0] as Candidate
+    let next = candidates[0] as Candidate
     if (last !== undefined) {
-      const after = sorted.find(c => c.clientId > last)
-      if (after) next = after
+      const i = candidates.findIndex(c => c.clientId === last)
+      if (i >= 0) next = candidates[(i + 1) % candidates.length] as Candidate
+      else {
+        // the last one is full or gone: rotate by a turn counter instead
+        const turn = (this.turns.get(group) ?? 0) + 1
+        this.turns.set(group, turn)
+        next = candidates[turn % candidates.length] as Candidate
+      }
     }
     this.cursor.set(group, next.clientId)
     return next

@@ -104,8 +104,8 @@ t.test('refused CONNECTs are counted by reason code, not as connections', async 
   t.equal(after.count('culex_connections', { transport: 'tcp', protocol_version: '5' }), 0, 'nobody connected')
 })
 
-t.test('the exposition is Prometheus text with process metrics and no shared groups without a provider', async (t) => {
-  const server = await startTestServer(t, { sysInterval: 0 })
+t.test('the exposition is Prometheus text with process metrics; no shared group families with shared subscriptions off', async (t) => {
+  const server = await startTestServer(t, { sysInterval: 0, sharedSubscriptions: false })
   const res = await fetch(`${httpBase(server)}/metrics`)
   t.equal(res.status, 200)
   t.match(res.headers.get('content-type'), /^text\/plain; version=0\.0\.4/, 'text exposition format 0.0.4')
@@ -114,7 +114,7 @@ t.test('the exposition is Prometheus text with process metrics and no shared gro
   t.match(text, /^culex_process_cpu_user_seconds_total \d/m, 'process CPU')
   t.match(text, /^culex_build_info\{version="\d+\.\d+\.\d+[^"]*"\} 1$/m, 'build info')
   t.match(text, /^# TYPE culex_messages_received_total counter$/m)
-  // no shared-subscription module has attached `broker.sharedGroups` yet: the families are absent, not zero
+  // sharedSubscriptions off: no `broker.sharedGroups` provider, so the families are absent, not zero
   t.notMatch(text, /culex_shared_group/, 'no shared group families')
   t.notMatch(text, /culex_store_write_seconds/, 'no store batch histograms: this store reports no batches')
 })

@@ -57,7 +57,7 @@ for (const version of [4, 5] as const) {
     t.ok(unsub, 'UNSUBSCRIBE answered')
   })
 
-  t.test(`[MQTT-3.8.4-6] a message goes at the QoS granted to a matching wildcard subscription (${v})`, async (t) => {
+  t.test(`[MQTT-3.8.4-8] a message goes at the QoS granted to a matching wildcard subscription (${v})`, async (t) => {
     const server = await startTestServer(t)
     const url = tcpUrl(server)
     const sub = await connectClient(t, url, { protocolVersion: version })
@@ -89,7 +89,7 @@ for (const version of [4, 5] as const) {
     c.send({ cmd: 'publish', topic: 'q2', payload: Buffer.from('6'), qos: 2, messageId: 6, retain: false, dup: false })
     if (version === 5) {
       const d = await c.next('disconnect') as mqttPacket.IDisconnectPacket
-      t.equal(d.reasonCode, ReasonCode.ReceiveMaximumExceeded, '[MQTT-3.3.4-9] DISCONNECT 0x93')
+      t.equal(d.reasonCode, ReasonCode.ReceiveMaximumExceeded, '[MQTT-3.3.4-7] DISCONNECT 0x93')
     }
     await c.waitClose()
     t.pass('the client that exceeded the window was disconnected')

@@ -53,7 +53,7 @@ export function checkPublishHeader (header: PublishHeader, version: number, poli
         : { kind: 'disconnect', reasonCode: ReasonCode.TopicNameInvalid, reason: 'wildcard in topic name' }
     }
   }
-  if (topic.length > policy.maxTopicLength || topicLevels(topic) > policy.maxTopicLevels) {
+  if (Buffer.byteLength(topic) > policy.maxTopicLength || topicLevels(topic) > policy.maxTopicLevels) {
     return version === 5
       ? { kind: 'refuse', reasonCode: ReasonCode.TopicNameInvalid, reason: 'topic name over the limits' }
       : { kind: 'disconnect', reasonCode: ReasonCode.TopicNameInvalid, reason: 'topic name over the limits' }

@@ -25,8 +25,8 @@ export type FilterVerdict =
  * 1. [MQTT-3.8.3-1] [MQTT-4.7.1-2] [MQTT-4.7.1-3] a malformed filter gets 0x8F
  *    (0x80 for 3.1.1, which has no finer code);
  * 2. a filter over the length or level limits gets 0x8F;
- * 3. a wildcard filter when wildcards are off gets 0xA2 (spec 3.2.2.3.12, 3.9.3);
- * 4. a Subscription Identifier when identifiers are off gets 0xA1 (spec 3.2.2.3.13, 3.9.3);
+ * 3. a wildcard filter when wildcards are off gets 0xA2 (spec 3.2.2.3.11, 3.9.3);
+ * 4. a Subscription Identifier when identifiers are off gets 0xA1 (spec 3.2.2.3.12, 3.9.3);
  * 5. the requested QoS is capped at the server's Maximum QoS (3.2.2.3.4);
  * 6. the rest is forwarded.
  */
@@ -39,7 +39,7 @@ export function checkSubscription (
   const failure = version === 5 ? ReasonCode.TopicFilterInvalid : ReasonCode.UnspecifiedError
   const topic = sub.topic
   if (!isValidTopicFilter(topic)) return { kind: 'reject', code: failure }
-  if (topic.length > policy.maxTopicLength || topicLevels(topic) > policy.maxTopicLevels) {
+  if (Buffer.byteLength(topic) > policy.maxTopicLength || topicLevels(topic) > policy.maxTopicLevels) {
     return { kind: 'reject', code: failure }
   }
   if (!policy.wildcardSubscriptionAvailable && hasWildcard(topic)) {

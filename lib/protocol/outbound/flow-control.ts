@@ -1,9 +1,9 @@
 /**
  * Outbound flow control (spec 4.9): never more unacknowledged QoS 1 and 2
  * PUBLISH packets in flight to a client than the Receive Maximum it sent
- * [MQTT-3.3.4-7] (a configurable window for 3.1.1 clients); the rest wait
- * here, in order [MQTT-3.3.4-8 allows sending QoS 0 meanwhile; culex keeps
- * order]. A client that never acknowledges cannot make this grow without
+ * [MQTT-3.3.4-9] (a configurable window for 3.1.1 clients); the rest wait
+ * here, in order (spec 4.9 allows sending QoS 0 meanwhile; culex keeps
+ * order). A client that never acknowledges cannot make this grow without
  * bound: past `maxQueued`, QoS 0 messages are dropped first, then the oldest.
  */
 import type { Frame } from '../frame.js'
@@ -38,9 +38,14 @@ export class OutboundWindow {
     return false
   }
 
-  /** Queues a PUBLISH that may not go out yet; returns what overflowed, to be dropped. */
-  hold (p: HeldPublish): HeldPublish[] {
+  /** Queues a PUBLISH that may not go out yet; with `evict`, returns what overflowed, to be dropped. */
+  hold (p: HeldPublish, evict: boolean): HeldPublish[] {
     this.held.push(p)
+    return evict ? this.trim() : []
+  }
+
+  /** Drops what is over `maxQueued`, QoS 0 first; returns it. */
+  trim (): HeldPublish[] {
     const dropped: HeldPublish[] = []
     while (this.queued > this.maxQueued) {
       const victim = this.evict()
