@@ -9,7 +9,7 @@ import path from 'node:path'
 import { freePort, LOOPBACK, waitForPort } from './lib/net.js'
 import { commandExists, isRunning, OutputTail, spawnTracked, stopChild } from './lib/processes.js'
 
-export const BROKER_NAMES = ['aedes', 'mosquitto', 'culex-memory', 'culex-level', 'aedes1-level'] as const
+export const BROKER_NAMES = ['aedes', 'mosquitto', 'culex-memory', 'culex-level', 'culex-nometrics', 'aedes1-level'] as const
 export type BrokerName = typeof BROKER_NAMES[number]
 
 export function isBrokerName (value: string): value is BrokerName {
@@ -188,12 +188,13 @@ function mosquitto (): BrokerRunner {
   }
 }
 
-function culex (env: BrokerEnvironment, persistence: 'memory' | 'level'): BrokerRunner {
-  const name: BrokerName = persistence === 'memory' ? 'culex-memory' : 'culex-level'
+/** culex; `culex-nometrics` is culex-memory with metrics and $SYS off, to measure their cost. */
+function culex (env: BrokerEnvironment, persistence: 'memory' | 'level', metrics = true): BrokerRunner {
+  const name: BrokerName = !metrics ? 'culex-nometrics' : persistence === 'memory' ? 'culex-memory' : 'culex-level'
   return {
     name,
     features: { mqtt5: true, websocket: true },
-    description: `culex ${packageVersion(env, '.')} (${path.relative(env.repoRoot, env.culexBin)}), --persistence ${persistence}`,
+    description: `culex ${packageVersion(env, '.')} (${path.relative(env.repoRoot, env.culexBin)}), --persistence ${persistence}${metrics ? '' : ', --metrics false --sys-interval 0'}`,
     unavailable: existsSync(env.culexBin) ? null : `${path.relative(env.repoRoot, env.culexBin)} not built yet`,
     start: async (options) => {
       const port = await freePort()
@@ -208,7 +209,8 @@ function culex (env: BrokerEnvironment, persistence: 'memory' | 'level'): Broker
         '--wss-port', '0',
         '--persistence', persistence,
         '--data-dir', dir,
-        '--log-level', 'warn'
+        '--log-level', 'warn',
+        ...(metrics ? [] : ['--metrics', 'false', '--sys-interval', '0'])
       ]
       return await launch({ name, command: process.execPath, args, port, wsPort, cleanup: removeDir(dir) }, options)
     }
@@ -222,6 +224,7 @@ export function brokerRunners (env: BrokerEnvironment): BrokerRunner[] {
     mosquitto(),
     culex(env, 'memory'),
     culex(env, 'level'),
+    culex(env, 'memory', false),
     nodeFixture(env, 'aedes1-level', 'aedes1-level.mjs', { mqtt5: false, websocket: false },
       `aedes ${packageVersion(env, 'node_modules/aedes-v1')} + aedes-persistence-level ${packageVersion(env, 'node_modules/aedes-persistence-level')}`, true)
   ]

@@ -28,7 +28,8 @@ export const DEFAULT_RATIOS: readonly RatioPair[] = [
   { numerator: 'culex-memory', denominator: 'aedes' },
   { numerator: 'culex-memory', denominator: 'mosquitto' },
   { numerator: 'culex-level', denominator: 'culex-memory' },
-  { numerator: 'culex-level', denominator: 'aedes1-level' }
+  { numerator: 'culex-level', denominator: 'aedes1-level' },
+  { numerator: 'culex-memory', denominator: 'culex-nometrics' }
 ]
 
 export const USAGE = `Usage: npm run bench -- [options]   (or: node dist/benchmarks/run.js [options])
@@ -41,7 +42,8 @@ export const USAGE = `Usage: npm run bench -- [options]   (or: node dist/benchma
   --protocol 4|5       MQTT version for the MQTT 5 scenarios (default 5; drain is always 3.1.1)
   --culex-bin PATH     culex CLI to run (default dist/bin/culex.js)
   --ratios a:b,c:d     ratio columns, numerator:denominator (default culex-memory:aedes,
-                       culex-memory:mosquitto, culex-level:culex-memory, culex-level:aedes1-level)
+                       culex-memory:mosquitto, culex-level:culex-memory, culex-level:aedes1-level,
+                       culex-memory:culex-nometrics)
   --pin                pin the broker to CPU 0 and the load generator to CPU 1 (taskset)
   --latency-samples    keep every latency sample in the JSON output
   --out PATH           JSON results file (default benchmarks/results/latest.json)
