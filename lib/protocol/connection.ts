@@ -1257,6 +1257,8 @@ export class Connection implements MemberLink {
       const subs = clientSubscriptions(this.client)
       for (const filter in subs) if (subs[filter]?.si !== undefined) { this.usesSubscriptionIds = true; break }
     }
+    // an empty Client Identifier was assigned one by the broker: log under it
+    if (!this.connectClientId) this.log = this.log.child({ clientId: this.client.id })
     this.ctx.observer.clientAccepted(this.meta.transport, this.version ?? 4)
     this.log.info({ version: this.version, auth: this.enhancedAuth?.method }, 'client connected')
     if (this.version !== 5) return frame.buf
