@@ -5,61 +5,14 @@
  * statements one higher).
  */
 
-/** Largest UTF-8 Encoded String MQTT can carry (§1.5.4: a two-byte length prefix). */
-const MAX_STRING_BYTES = 65535
+// Names, filters and matching live in one place, lib/protocol/topic.ts (the
+// delivery hot path uses the same matcher); the ACL adds filter-in-filter.
+import { isValidTopicFilter, isValidTopicName, topicMatches } from '../protocol/topic.js'
 
-function isEncodable (s: string): boolean {
-  // Topic names and filters MUST be at least one character long [MQTT-4.7.3-1],
-  // MUST NOT include U+0000 [MQTT-4.7.3-2], and MUST NOT encode to more than
-  // 65,535 bytes [MQTT-4.7.3-3].
-  return s.length > 0 && !s.includes('\u0000') && Buffer.byteLength(s, 'utf8') <= MAX_STRING_BYTES
-}
-
-/** A topic name as found in PUBLISH: no wildcard characters [MQTT-3.3.2-2]. */
-export function isValidTopicName (topic: string): boolean {
-  return isEncodable(topic) && !topic.includes('+') && !topic.includes('#')
-}
-
-/** A topic filter as found in SUBSCRIBE (shared-subscription prefixes are not special here). */
-export function isValidTopicFilter (filter: string): boolean {
-  if (!isEncodable(filter)) return false
-  const levels = filter.split('/')
-  for (let i = 0; i < levels.length; i++) {
-    const level = levels[i] as string
-    if (level.includes('#')) {
-      // '#' MUST be on its own in a level and MUST be the last character [MQTT-4.7.1-1].
-      if (level !== '#' || i !== levels.length - 1) return false
-    } else if (level.includes('+') && level !== '+') {
-      // '+' MUST occupy an entire level of the filter [MQTT-4.7.1-2].
-      return false
-    }
-  }
-  return true
-}
+export { isValidTopicFilter, isValidTopicName, topicMatches }
 
 function isWildcard (level: string | undefined): boolean {
   return level === '+' || level === '#'
-}
-
-/**
- * True when topic filter `filter` matches topic name `topic`.
- * Both must be valid (see isValidTopicFilter / isValidTopicName).
- */
-export function topicMatches (filter: string, topic: string): boolean {
-  const f = filter.split('/')
-  const t = topic.split('/')
-  // The Server MUST NOT match Topic Filters starting with a wildcard character
-  // (# or +) with Topic Names beginning with a $ character [MQTT-4.7.2-1].
-  if (topic.startsWith('$') && isWildcard(f[0])) return false
-  for (let i = 0; i < f.length; i++) {
-    const level = f[i] as string
-    // '#' matches the parent level and any number of child levels
-    // ("sport/#" matches "sport") [MQTT-4.7.1-1] and the non-normative examples.
-    if (level === '#') return true
-    if (i >= t.length) return false
-    if (level !== '+' && level !== t[i]) return false
-  }
-  return f.length === t.length
 }
 
 /**

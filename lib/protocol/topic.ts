@@ -3,31 +3,32 @@
  * gateway, shared subscriptions and authorization.
  */
 
-/** [MQTT-4.7.3-1] [MQTT-4.7.1-2] [MQTT-4.7.1-3] a valid topic filter. */
+/** Largest UTF-8 Encoded String MQTT can carry (spec 1.5.4: a two-byte length prefix). */
+const MAX_STRING_BYTES = 65535
+
+/** [MQTT-4.7.3-1] not empty, [MQTT-4.7.3-2] no U+0000, [MQTT-4.7.3-3] at most 65,535 bytes. */
+function isEncodable (s: string): boolean {
+  return s.length > 0 && !s.includes('\u0000') && (s.length <= MAX_STRING_BYTES / 3 || Buffer.byteLength(s, 'utf8') <= MAX_STRING_BYTES)
+}
+
+/** A valid topic filter: '#' alone and last [MQTT-4.7.1-1], '+' a whole level [MQTT-4.7.1-2]. */
 export function isValidTopicFilter (filter: string): boolean {
-  if (filter.length === 0) return false // [MQTT-4.7.3-1]
-  if (filter.includes('\u0000')) return false // [MQTT-4.7.3-2]
+  if (!isEncodable(filter)) return false
   const levels = filter.split('/')
   for (let i = 0; i < levels.length; i++) {
     const level = levels[i] as string
     if (level.includes('#')) {
-      // [MQTT-4.7.1-2] '#' stands alone and last
       if (level !== '#' || i !== levels.length - 1) return false
     } else if (level.includes('+') && level !== '+') {
-      return false // [MQTT-4.7.1-3] '+' occupies a whole level
+      return false
     }
   }
   return true
 }
 
-/** [MQTT-4.7.3-1] [MQTT-3.3.2-2] a valid topic name: non-empty, no wildcards. */
+/** [MQTT-3.3.2-2] a valid topic name: encodable, no wildcards. */
 export function isValidTopicName (topic: string): boolean {
-  if (topic.length === 0) return false
-  for (let i = 0; i < topic.length; i++) {
-    const c = topic.charCodeAt(i)
-    if (c === 0x23 || c === 0x2b || c === 0) return false
-  }
-  return true
+  return isEncodable(topic) && !topic.includes('+') && !topic.includes('#')
 }
 
 export function hasWildcard (filter: string): boolean {
