@@ -42,10 +42,6 @@ export function clientSubscriptions (client: Client): Record<string, AedesClient
   return (client as unknown as { subscriptions: Record<string, AedesClientSubscription> }).subscriptions
 }
 
-/** Whether aedes has sent CONNACK and counts the client as connected. */
-export function clientConnackSent (client: Client): boolean {
-  return (client as unknown as { connackSent?: boolean }).connackSent === true
-}
 
 /**
  * How many live subscriptions (mqemitter listeners) match `topic`. aedes has

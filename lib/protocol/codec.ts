@@ -29,8 +29,3 @@ export function decodeBuffer (buf: Buffer, protocolVersion: ProtocolVersion | un
 export function encode (packet: Packet, protocolVersion: ProtocolVersion | undefined): Buffer {
   return mqtt.generate(packet, { protocolVersion: protocolVersion ?? 4 })
 }
-
-/** The encoded size of a packet, for Maximum Packet Size checks (spec 3.1.2.11.4). */
-export function encodedLength (packet: Packet, protocolVersion: ProtocolVersion | undefined): number {
-  return encode(packet, protocolVersion).length
-}

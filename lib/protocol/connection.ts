@@ -139,7 +139,7 @@ class BrokerSide extends Duplex {
   }
 
   override _read (): void {
-    this.conn.resumeInbound()
+    // packets reach aedes decoded (packetInjector), never as bytes on this stream
   }
 
   override _write (chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
@@ -413,10 +413,6 @@ export class Connection implements MemberLink {
       this.socketPaused = false
       this.socket.resume()
     }
-  }
-
-  resumeInbound (): void {
-    // aedes reads its stream only to ask for more; packets arrive by injection
   }
 
   private checkInbound (frame: Frame): Verdict {
