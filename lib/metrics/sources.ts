@@ -8,6 +8,7 @@
 import type { CulexBroker } from '../broker.js'
 import { clientSubscriptions } from '../aedes-internals.js'
 import { topicLevel } from './topic.js'
+import type { GroupStats } from '../shared/dispatcher.js'
 
 /** Counts a store may offer through `stats()`; every field optional. */
 export interface StoreStats {
@@ -43,25 +44,11 @@ export interface ObservableStore {
   storeRetained?: (packet: { cmd: 'publish', topic: string, payload: Buffer, qos: 0, retain: true, dup: false }) => Promise<void>
 }
 
-/** One shared subscription group as the shared-subscription module reports it. */
-export interface SharedGroupStats {
-  /** the group's identity: `$share/{ShareName}/{filter}` (spec 4.8.2), or a bare name */
-  group: string
-  membersOnline: number
-  membersOffline: number
-  /** messages waiting for a member */
-  queued: number
-  /** messages sent to a member and not yet acknowledged */
-  inflight: number
-  /** cumulative */
-  delivered: number
-  /** cumulative: messages sent again after a member left without acknowledging */
-  redelivered: number
-  /** cumulative: messages given up on */
-  deadLettered: number
-  /** cumulative: messages discarded (group queue full, expired); optional */
-  dropped?: number
-}
+/**
+ * One shared subscription group as lib/shared reports it (`GroupStats`);
+ * `dropped` is optional, so other providers may leave it out.
+ */
+export type SharedGroupStats = Omit<GroupStats, 'dropped'> & { dropped?: number }
 
 /** Offered by the shared-subscription module as `broker.sharedGroups`. */
 export interface SharedGroupStatsProvider {

@@ -70,15 +70,23 @@ export interface SharedOptions {
   selector?: MemberSelector
 }
 
+/** One group's figures (exported as metrics and $SYS by lib/metrics). */
 export interface GroupStats {
+  /** `$share/{ShareName}/{filter}` (spec 4.8.2) */
   group: string
   membersOnline: number
   membersOffline: number
+  /** messages waiting for a member */
   queued: number
+  /** messages given to a member and not yet acknowledged */
   inflight: number
+  /** cumulative */
   delivered: number
+  /** cumulative: messages sent again after a member left without acknowledging */
   redelivered: number
+  /** cumulative: messages a member refused, published to the dead-letter topic */
   deadLettered: number
+  /** cumulative: messages discarded (queue full, expired, refused without a dead-letter topic, not readable) */
   dropped: number
 }
 
