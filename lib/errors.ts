@@ -1,23 +1,14 @@
 /**
- * Internal error codes: every error culex raises itself carries one of these,
- * so logs and tests can match on a stable code instead of a message.
+ * Internal error codes: every error culex raises itself carries a stable
+ * code, so logs and tests can match on it instead of a message. This table
+ * holds the broker's own; the store's and the password/ACL files' are
+ * re-exported below, so every code is reachable from this module.
  */
 export const ErrorCodes = {
   CULEX_CONFIG_INVALID: 'invalid configuration',
   CULEX_CONFIG_FILE: 'cannot read the configuration file',
   CULEX_LISTEN_FAILED: 'a listener could not be opened',
-  CULEX_TLS_CONFIG: 'TLS needs both a key and a certificate',
-  CULEX_STORE_LOCKED: 'the data directory is in use by another process',
-  CULEX_STORE_FORMAT: 'the data directory has an unsupported format',
-  CULEX_STORE_DECODE: 'a stored value could not be decoded',
-  CULEX_PROTOCOL_VIOLATION: 'the client violated the MQTT protocol',
-  CULEX_MALFORMED_PACKET: 'the client sent a malformed packet',
-  CULEX_PACKET_TOO_LARGE: 'the client sent a packet larger than the maximum',
-  CULEX_RECEIVE_MAXIMUM: 'the client exceeded the receive maximum',
-  CULEX_CONNECT_TIMEOUT: 'the client did not send CONNECT in time',
-  CULEX_KEEPALIVE_TIMEOUT: 'the client exceeded its keep alive',
-  CULEX_AUTH_FAILED: 'authentication failed',
-  CULEX_SHUTDOWN: 'the broker is shutting down'
+  CULEX_TLS_CONFIG: 'TLS needs both a key and a certificate'
 } as const
 
 export type ErrorCode = keyof typeof ErrorCodes
@@ -34,3 +25,6 @@ export class CulexError extends Error {
 export function isCulexError (err: unknown, code?: ErrorCode): err is CulexError {
   return err instanceof CulexError && (code === undefined || err.code === code)
 }
+
+export { PersistenceErrors, type PersistenceErrorCode } from './persistence/errors.js'
+export { AuthErrorCodes, type AuthErrorCode } from './auth/errors.js'

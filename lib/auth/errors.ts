@@ -1,9 +1,6 @@
 /**
- * Error codes raised by the authentication / authorization modules.
- *
- * DEVELOPERS.md asks for internal errors in one table of codes
- * (`lib/errors.ts`). Until that table exists these codes live here, with the
- * same shape, so they can be moved into it without changing callers.
+ * Error codes raised by the authentication / authorization modules
+ * (re-exported by lib/errors.ts, the index of every internal error code).
  */
 export const AuthErrorCodes = {
   /** A password file line could not be parsed. */

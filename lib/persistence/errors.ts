@@ -1,6 +1,6 @@
-// Internal error codes of the persistence layer, one table (to be merged into
-// lib/errors.ts). Each entry is the code and a message template; `%s` slots are
-// filled in order by persistenceError().
+// Internal error codes of the persistence layer (re-exported by lib/errors.ts).
+// Each entry is the code and a message template; `%s` slots are filled in
+// order by persistenceError().
 
 export const PersistenceErrors = {
   CULEX_ERR_DATA_DIR_REQUIRED: 'the level store needs a data directory (dataDir)',
