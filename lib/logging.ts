@@ -26,3 +26,46 @@ export function createLogger (opts: LoggerOptions): Logger {
 export function silentLogger (): Logger {
   return pino({ level: 'silent' })
 }
+
+type LevelName = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal'
+
+/**
+ * A connection's logger: the pino child bound to the connection (transport,
+ * remote address, then clientId) is created by the first message logged at
+ * an enabled level, not when the connection opens. Most connections never
+ * log above the configured level, and a child with its serialized bindings
+ * is about a kilobyte per connection (measured with a sampling heap profile
+ * over 3000 idle connections).
+ */
+export class ConnectionLogger {
+  private child: Logger | undefined
+  private readonly bindings: Record<string, unknown>
+
+  constructor (private readonly parent: Logger, bindings: Record<string, unknown>) {
+    this.bindings = bindings
+  }
+
+  /** Adds bindings to every later message (the clientId once CONNECT is read). */
+  bind (more: Record<string, unknown>): void {
+    if (this.child) this.child = this.child.child(more)
+    else Object.assign(this.bindings, more)
+  }
+
+  /** The pino child itself, created if it does not exist yet. */
+  get logger (): Logger {
+    this.child ??= this.parent.child(this.bindings)
+    return this.child
+  }
+
+  trace (obj: object, msg?: string): void { this.write('trace', obj, msg) }
+  debug (obj: object, msg?: string): void { this.write('debug', obj, msg) }
+  info (obj: object, msg?: string): void { this.write('info', obj, msg) }
+  warn (obj: object, msg?: string): void { this.write('warn', obj, msg) }
+  error (obj: object, msg?: string): void { this.write('error', obj, msg) }
+
+  private write (level: LevelName, obj: object, msg: string | undefined): void {
+    if (!this.parent.isLevelEnabled(level)) return
+    if (msg === undefined) this.logger[level](obj)
+    else this.logger[level](obj, msg)
+  }
+}

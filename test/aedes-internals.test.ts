@@ -51,6 +51,8 @@ t.test('the error messages the gateway maps to reason codes still exist in aedes
   t.match(clientSource, "new Error('connect did not arrive in time')", 'connect timeout error (0xA0)')
   t.match(clientSource, "new Error('packet too large')", 'packet too large error (0x95)')
   t.match(clientSource, 'this.subscriptions = {}', 'client.subscriptions is a plain object (hardenClient replaces it)')
+  t.match(clientSource, "this._parser.on('packet', enqueue)", 'aedes feeds packets to handlers through _parser\'s packet event (packetInjector)')
+  t.match(clientSource, 'const q = this._parser._queue', 'aedes queues pre-connect packets on _parser._queue (packetInjector keeps it)')
 })
 
 t.test('the Client internals the gateway drives exist: _parser, _nextBatch, _parsingBatch, _nextId, deliver0/deliverQoS, mq._matcher', async (t) => {
@@ -62,6 +64,12 @@ t.test('the Client internals the gateway drives exist: _parser, _nextBatch, _par
   let done = 0
   const injector = packetInjector(client, () => { done++ })
   t.equal(injector.inProgress(), 0, 'starts with no packet in progress')
+  const parser = (client as unknown as { _parser: { parse?: unknown, client?: unknown, _queue?: unknown, listenerCount: (e: string) => number } })._parser
+  t.equal(typeof parser.parse, 'undefined', 'the byte parser (and its BufferList stream) was replaced')
+  t.equal(parser.client, client, 'the replacement carries client, as aedes\' enqueue reads it')
+  t.same(parser._queue, [], 'and the pre-connect queue')
+  t.equal(parser.listenerCount('packet'), 1, 'and aedes\' packet listener')
+  t.equal(parser.listenerCount('error'), 1, 'and aedes\' error listener')
   t.doesNotThrow(() => routeQoS0Delivery(client, () => false))
   const first = allocatePacketId(client)
   const second = allocatePacketId(client)

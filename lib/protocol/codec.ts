@@ -13,14 +13,40 @@ export function decodeFrame (frame: Frame, protocolVersion: ProtocolVersion | un
   return decodeBuffer(frame.buf, protocolVersion)
 }
 
+interface CachedParser {
+  parser: ReturnType<typeof mqtt.parser>
+  packet: Packet | undefined
+  error: Error | undefined
+}
+
+/**
+ * One mqtt-packet parser, reused: making one per packet (with its
+ * BufferList stream) was a visible part of the connect path in a CPU
+ * profile. Decoding is synchronous, so a single parser serves every
+ * connection; it is replaced whenever a decode leaves it in any state but
+ * "between packets".
+ */
+let cached: CachedParser | undefined
+
+function freshParser (): CachedParser {
+  const entry: CachedParser = { parser: mqtt.parser(), packet: undefined, error: undefined }
+  entry.parser.on('packet', (p: Packet) => { entry.packet ??= p })
+  entry.parser.on('error', (e: Error) => { entry.error ??= e })
+  return entry
+}
+
 /** Decodes one whole packet. */
 export function decodeBuffer (buf: Buffer, protocolVersion: ProtocolVersion | undefined): Packet | Error {
-  const parser = mqtt.parser({ protocolVersion: protocolVersion ?? 4 })
-  let packet: Packet | undefined
-  let error: Error | undefined
-  parser.on('packet', (p: Packet) => { packet ??= p })
-  parser.on('error', (e: Error) => { error ??= e })
-  parser.parse(buf)
+  const entry = cached ?? freshParser()
+  cached = undefined
+  entry.packet = undefined
+  entry.error = undefined
+  // the parser replaces its settings with the CONNECT packet it reads, so set them each time
+  ;(entry.parser as unknown as { settings: object }).settings = { protocolVersion: protocolVersion ?? 4 }
+  const left = entry.parser.parse(buf)
+  const { packet, error } = entry
+  entry.packet = undefined
+  if (error === undefined && packet !== undefined && left === 0) cached = entry
   if (error) return error
   if (!packet) return new Error('incomplete packet')
   return packet

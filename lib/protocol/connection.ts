@@ -14,7 +14,7 @@
  */
 import { Duplex } from 'node:stream'
 import type { Aedes, Client } from 'aedes'
-import type { Logger } from 'pino'
+import { ConnectionLogger, type Logger } from '../logging.js'
 import type { IAuthPacket, IConnackPacket, IConnectPacket, IPublishPacket, ISubackPacket, ISubscribePacket, ISubscription, IUnsubackPacket, IUnsubscribePacket, Packet } from 'mqtt-packet'
 import { FrameReader, PacketType, ackPacketId, ackReasonCode, readPublishHeader, readPublishId, fixedHeaderLength, type Frame, type PublishHeader, type ReadResult } from './frame.js'
 import { decodeBuffer, decodeFrame, encode, type ProtocolVersion } from './codec.js'
@@ -108,6 +108,9 @@ type Verdict =
   | { kind: 'defer', decision: Promise<Verdict> }
 
 const PASS: Verdict = { kind: 'pass' }
+/** accepted MQTT 5 CONNACKs as aedes wrote them → as culex sends them, per broker settings */
+const connackRewrites = new WeakMap<ProtocolSettings, Map<string, Buffer>>()
+const CONNACK_CACHE_SIZE = 64
 /** packets aedes may have in progress before the socket is paused */
 const MAX_IN_PROGRESS = 256
 const DROP: Verdict = { kind: 'drop' }
@@ -172,7 +175,7 @@ type AuthState =
 
 export class Connection implements MemberLink {
   readonly client: Client
-  log: Logger
+  readonly log: ConnectionLogger
   private readonly side: BrokerSide
   private readonly injector: { inject: (packet: object) => void, inProgress: () => number }
   private readonly inbound: FrameReader
@@ -200,13 +203,19 @@ export class Connection implements MemberLink {
   private readonly pending: Frame[] = []
   private pendingHead = 0
   private deferred = false
+  // The maps and sets of the connection are made on first use (the getters
+  // below): an idle connection carries none of them.
+  private _inflightIn: Map<number, InboundFlow> | undefined
   /** inbound QoS 1 and 2 packet ids not yet completed (spec 4.9) */
-  private readonly inflightIn = new Map<number, InboundFlow>()
-  private readonly inboundAliases = new Map<number, string>()
+  private get inflightIn (): Map<number, InboundFlow> { return (this._inflightIn ??= new Map()) }
+  private _inboundAliases: Map<number, string> | undefined
+  private get inboundAliases (): Map<number, string> { return (this._inboundAliases ??= new Map()) }
+  private _subParts: Map<number, { pending: PendingSuback, index: number }> | undefined
   /** SUBSCRIBE packets split into parts, by the internal id of each part */
-  private readonly subParts = new Map<number, { pending: PendingSuback, index: number }>()
+  private get subParts (): Map<number, { pending: PendingSuback, index: number }> { return (this._subParts ??= new Map()) }
+  private _unsubParts: Map<number, { messageId: number, codes: number[], indexes: number[] }> | undefined
   /** UNSUBSCRIBE packets whose $share filters culex answers, by the internal id of the rest */
-  private readonly unsubParts = new Map<number, { messageId: number, codes: number[], indexes: number[] }>()
+  private get unsubParts (): Map<number, { messageId: number, codes: number[], indexes: number[] }> { return (this._unsubParts ??= new Map()) }
   private cleanStart = true
   /** new filters accepted so far in the SUBSCRIBE being checked */
   private subscribing = 0
@@ -219,11 +228,14 @@ export class Connection implements MemberLink {
   // outbound
   private window: OutboundWindow
   private aliases: OutboundAliases | undefined
+  private _synthetic: Set<number> | undefined
   /** QoS 2 messages culex dropped and completes with aedes on the client's behalf */
-  private readonly synthetic = new Set<number>()
+  private get synthetic (): Set<number> { return (this._synthetic ??= new Set()) }
   private readonly acks: PendingAck[] = []
-  private readonly awaitingPublished = new Map<number, PendingAck[]>()
-  private readonly publishedEarly = new Set<number>()
+  private _awaitingPublished: Map<number, PendingAck[]> | undefined
+  private get awaitingPublished (): Map<number, PendingAck[]> { return (this._awaitingPublished ??= new Map()) }
+  private _publishedEarly: Set<number> | undefined
+  private get publishedEarly (): Set<number> { return (this._publishedEarly ??= new Set()) }
   private outQueue: Buffer[] = []
   /** when aedes wrote the chunks being processed */
   private writtenAt = 0
@@ -255,7 +267,7 @@ export class Connection implements MemberLink {
     this.settings = ctx.settings
     this.inbound = new FrameReader(ctx.settings.maximumPacketSize)
     this.window = new OutboundWindow(ctx.settings.inflightWindow, ctx.settings.maxQueuedOutbound)
-    this.log = ctx.logger.child({ transport: meta.transport, remote: meta.remoteAddress })
+    this.log = new ConnectionLogger(ctx.logger, { transport: meta.transport, remote: meta.remoteAddress })
     this.side = new BrokerSide(this)
     ctx.observer.connectionOpened(meta.transport)
     this.client = ctx.broker.handle(this.side)
@@ -496,7 +508,7 @@ export class Connection implements MemberLink {
     this.connectClientId = packet.clientId
     this.cleanStart = packet.clean !== false
     this.username = packet.username
-    this.log = this.log.child({ clientId: packet.clientId || undefined })
+    this.log.bind({ clientId: packet.clientId || undefined })
     if (version === 5) {
       const props = packet.properties
       this.requestProblemInformation = props?.requestProblemInformation !== false
@@ -1254,10 +1266,27 @@ export class Connection implements MemberLink {
       for (const filter in subs) if (subs[filter]?.si !== undefined) { this.usesSubscriptionIds = true; break }
     }
     // an empty Client Identifier was assigned one by the broker: log under it
-    if (!this.connectClientId) this.log = this.log.child({ clientId: this.client.id })
+    if (!this.connectClientId) this.log.bind({ clientId: this.client.id })
     this.ctx.observer.clientAccepted(this.meta.transport, this.version ?? 4)
     this.log.info({ version: this.version, auth: this.enhancedAuth?.method }, 'client connected')
     if (this.version !== 5) return frame.buf
+    if (this.enhancedAuth) return this.rewriteConnack(frame)
+    // without enhanced authentication the rewrite depends only on aedes' bytes
+    // and the broker's settings, so connections share the result
+    let rewritten = connackRewrites.get(this.settings)
+    if (!rewritten) connackRewrites.set(this.settings, rewritten = new Map())
+    const key = frame.buf.toString('latin1')
+    let buf = rewritten.get(key)
+    if (!buf) {
+      // broker-assigned client ids make every CONNACK different: keep the cache small
+      if (rewritten.size >= CONNACK_CACHE_SIZE) rewritten.clear()
+      buf = this.rewriteConnack(frame)
+      rewritten.set(key, buf)
+    }
+    return buf
+  }
+
+  private rewriteConnack (frame: Frame): Buffer {
     const packet = decodeFrame(frame, 5) as IConnackPacket | Error
     if (packet instanceof Error) return frame.buf
     const s = this.settings

@@ -44,8 +44,11 @@ export type ReadResult =
  * `maximumPacketSize` is reported as soon as the header is read, before the
  * body is buffered [MQTT-3.1.2-24] [MQTT-3.2.2-15].
  */
+/** shared by every reader with nothing left over (never written to) */
+const EMPTY = Buffer.alloc(0)
+
 export class FrameReader {
-  private buf: Buffer = Buffer.alloc(0)
+  private buf: Buffer = EMPTY
   /** 0 = no limit */
   maximumPacketSize: number
 
@@ -70,7 +73,7 @@ export class FrameReader {
         multiplier *= 128
         if ((byte & 0x80) === 0) { complete = true; i++; break }
         if (n === 3) {
-          this.buf = Buffer.alloc(0)
+          this.buf = EMPTY
           out.push({ kind: 'malformed', reason: 'remaining length longer than four bytes' })
           return
         }
@@ -79,7 +82,7 @@ export class FrameReader {
       const headerLength = i - pos
       const total = headerLength + length
       if (this.maximumPacketSize > 0 && total > this.maximumPacketSize) {
-        this.buf = Buffer.alloc(0)
+        this.buf = EMPTY
         out.push({ kind: 'too-large', size: total })
         return
       }
@@ -88,7 +91,7 @@ export class FrameReader {
       out.push({ kind: 'frame', frame: { type: first >> 4, flags: first & 0x0f, headerLength, buf: buf.subarray(pos, pos + total) } })
       pos += total
     }
-    this.buf = pos === buf.length ? Buffer.alloc(0) : Buffer.from(buf.subarray(pos))
+    this.buf = pos === buf.length ? EMPTY : Buffer.from(buf.subarray(pos))
   }
 }
 

@@ -18,7 +18,9 @@ export interface HeldPublish {
 
 export class OutboundWindow {
   /** packet ids of QoS 1/2 PUBLISH sent and not yet completed */
-  readonly inflight = new Set<number>()
+  private _inflight: Set<number> | undefined
+  /** made on first use: most connections never have a QoS 1/2 message in flight */
+  get inflight (): Set<number> { return (this._inflight ??= new Set()) }
   private readonly held: HeldPublish[] = []
   private heldHead = 0
 
