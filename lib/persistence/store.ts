@@ -625,10 +625,15 @@ export abstract class BaseStore implements CulexPersistence {
         entry.messageId = hasId(packet.messageId) ? packet.messageId : undefined
         if (this.backend !== null) {
           entry.hasState = true
-          // on disk before aedes writes the PUBLISH: a resend after a crash
-          // must reuse the id, or a QoS 2 receiver would take it for a new
-          // message (exactly once)
-          await this.#put(KEY.inflight(cid, entry.seq), encodeRecord({ m: entry.messageId ?? null }))
+          const write = this.#put(KEY.inflight(cid, entry.seq), encodeRecord({ m: entry.messageId ?? null }))
+          // QoS 2: on disk before aedes writes the PUBLISH, since a resend
+          // after a crash must reuse the id or the receiver would take it for
+          // a new message (exactly once, spec 4.3.3). QoS 1 is at least once:
+          // a resend under a new id (and, if the crash came within the
+          // batch, without DUP) is only the duplicate it may be anyway
+          // [MQTT-4.3.2-1], so the write joins the next batch and aedes goes
+          // on without waiting for the disk.
+          if (entry.qos === 2) await write
         }
         return
       }
@@ -773,7 +778,12 @@ export abstract class BaseStore implements CulexPersistence {
       }
       if (body !== undefined) out = packetFromBody(body, messageId, entry.qos)
     }
-    await this.#deleteEntryKeys(cid, entry)
+    // The message is gone from memory now; its keys go with the next batch.
+    // Nothing waits for that: were they still on disk after a crash, the
+    // session would resend it on reconnect [MQTT-4.4.0-1], a duplicate QoS 1
+    // allows [MQTT-4.3.2-1], or a PUBREL the client answers with PUBCOMP
+    // (0x92 Packet Identifier not found, spec 3.7.2.1).
+    this.#deleteEntryKeys(cid, entry)
     return out
   }
 
