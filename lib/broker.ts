@@ -29,6 +29,8 @@ interface StoreExtras {
   cleanIncoming?: (client: { id: string }) => Promise<void>
   incomingGetPacket?: (client: { id: string }, packet: { messageId: number }) => Promise<unknown>
   subscriptionsByTopic?: (topic: string) => Promise<unknown[]>
+  /** culex's stores answer synchronously whether subscriptionsByTopic would find anything */
+  hasSubscriptionsFor?: (topic: string) => boolean
   /** was this message re-sent from a session queue with the packet id it had? (DUP) */
   wasInFlight?: (clientId: string, brokerId: string | undefined, brokerCounter: number | undefined) => boolean
 }
@@ -279,6 +281,7 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
     if (liveSubscriptionCount(aedes, topic) > 0) return remember(true)
     if (shared?.hasGroupFor(topic)) return remember(true)
     const store = storeOf()
+    if (typeof store?.hasSubscriptionsFor === 'function') return remember(store.hasSubscriptionsFor(topic))
     if (!store?.subscriptionsByTopic) return true
     return store.subscriptionsByTopic(topic).then(subs => remember(subs.length > 0))
   }

@@ -245,32 +245,32 @@ export abstract class BaseStore implements CulexPersistence {
     this.#checkOpen()
     const topic = packet.topic
     if (typeof topic !== 'string') return
+    const size = payloadBytes(packet)
     // An empty payload removes the retained message. [MQTT-3.3.1-6]
-    if (payloadBytes(packet) === 0) {
+    if (size === 0) {
       await this.#deleteRetained(topic)
       return
     }
-    const existing = this.#retained.get(topic)
-    const size = payloadBytes(packet)
     if (size > this.#maxRetainedPayload) {
       this.#reportDrop(packet.clientId ?? null, 'retained-limit', 1, { topic, size, maxRetainedPayload: this.#maxRetainedPayload })
       return
     }
-    if (existing === undefined && this.#retained.size >= this.#maxRetained) {
+    // Only a full store needs to know whether the topic is new: one tree walk
+    // per message otherwise (set returns what it replaced).
+    if (this.#retained.size >= this.#maxRetained && !this.#retained.has(topic)) {
       this.#reportDrop(packet.clientId ?? null, 'retained-limit', 1, { topic, maxRetained: this.#maxRetained })
       return
     }
     const body = copyPacket(packet)
     const bytes = accountedBytes(body)
-    if (existing !== undefined) this.#uncache(existing)
     const entry: RetainedEntry = { body, bytes, expiry: body.messageExpiry, cached: 0 }
-    this.#retained.set(topic, entry)
-    const write = this.#put(KEY.retained(topic), encodePacket(body))
-    if (write !== undefined) {
-      this.#admit(entry, bytes)
-      await write
-      this.#evictIfUnaccounted(entry)
-    }
+    const previous = this.#retained.set(topic, entry)
+    if (previous !== undefined) this.#uncache(previous)
+    // The memory store keeps the body object itself; only a backend needs the encoded value.
+    if (this.backend === null) return
+    this.#admit(entry, bytes)
+    await this.backend.writer.put(KEY.retained(topic), encodePacket(body))
+    this.#evictIfUnaccounted(entry)
   }
 
   #deleteRetained (topic: string): Promise<void> | undefined {
@@ -410,6 +410,9 @@ export abstract class BaseStore implements CulexPersistence {
   }
 
   async subscriptionsByTopic (topic: string): Promise<TopicSubscription[]> {
+    // aedes asks for every QoS 1/2 PUBLISH; with only clean sessions (the
+    // common case) the trie is empty and there is nothing to match
+    if (this.#trie.subscriptionsCount === 0) return []
     const matches = this.#trie.match(topic)
     // [MQTT-4.7.2-1] filters starting with a wildcard do not match topics
     // starting with '$'. aedes' live delivery already skips them for every
@@ -419,6 +422,19 @@ export abstract class BaseStore implements CulexPersistence {
       return matches.filter((s) => s.topic.charCodeAt(0) !== 43 && s.topic.charCodeAt(0) !== 35)
     }
     return matches
+  }
+
+  /**
+   * Does any stored subscription match `topic` (the set subscriptionsByTopic
+   * returns)? Synchronous and without building the list: the gateway asks it
+   * for every QoS 1/2 PUBLISH to choose the 0x10 reason code.
+   */
+  hasSubscriptionsFor (topic: string): boolean {
+    if (this.#trie.subscriptionsCount === 0) return false
+    const matches = this.#trie.match(topic)
+    if (topic.charCodeAt(0) !== 36) return matches.length > 0
+    // [MQTT-4.7.2-1] as in subscriptionsByTopic
+    return matches.some((s) => s.topic.charCodeAt(0) !== 43 && s.topic.charCodeAt(0) !== 35)
   }
 
   async cleanSubscriptions (client: ClientRef): Promise<void> {
