@@ -267,23 +267,24 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
   const bump = (): void => { subscriptionEpoch++; matchCache.clear() }
   const matchCache = new Map<string, boolean>()
   for (const event of ['subscribe', 'unsubscribe', 'clientDisconnect', 'sessionExpired']) (aedes as unknown as NodeJS.EventEmitter).on(event, bump)
+  function remember (topic: string, epoch: number, has: boolean): boolean {
+    if (epoch === subscriptionEpoch) {
+      if (matchCache.size >= 10000) matchCache.clear()
+      matchCache.set(topic, has)
+    }
+    return has
+  }
   function hasSubscribers (topic: string): boolean | Promise<boolean> {
     const cached = matchCache.get(topic)
     if (cached !== undefined) return cached
     const epoch = subscriptionEpoch
-    const remember = (has: boolean): boolean => {
-      if (epoch === subscriptionEpoch) {
-        if (matchCache.size >= 10000) matchCache.clear()
-        matchCache.set(topic, has)
-      }
-      return has
-    }
-    if (liveSubscriptionCount(aedes, topic) > 0) return remember(true)
-    if (shared?.hasGroupFor(topic)) return remember(true)
     const store = storeOf()
-    if (typeof store?.hasSubscriptionsFor === 'function') return remember(store.hasSubscriptionsFor(topic))
+    // culex's stores answer synchronously, and at once when they hold no subscription
+    const stored = typeof store?.hasSubscriptionsFor === 'function' ? store.hasSubscriptionsFor(topic) : undefined
+    if (stored === true || liveSubscriptionCount(aedes, topic) > 0 || shared?.hasGroupFor(topic) === true) return remember(topic, epoch, true)
+    if (stored === false) return remember(topic, epoch, false)
     if (!store?.subscriptionsByTopic) return true
-    return store.subscriptionsByTopic(topic).then(subs => remember(subs.length > 0))
+    return store.subscriptionsByTopic(topic).then(subs => remember(topic, epoch, subs.length > 0))
   }
   shared?.onMembershipChange(bump)
   const broker: CulexBroker = {
