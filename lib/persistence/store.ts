@@ -123,6 +123,8 @@ interface RetainedEntry {
   bytes: number
   expiry: number | undefined
   cached: number
+  /** replaced or removed since it was stored: a stream holding it must look the topic up again */
+  stale: boolean
 }
 
 /** Reads message bodies that are not cached (level store only). */
@@ -262,10 +264,14 @@ export abstract class BaseStore implements CulexPersistence {
       return
     }
     const body = copyPacket(packet)
-    const bytes = accountedBytes(body)
-    const entry: RetainedEntry = { body, bytes, expiry: body.messageExpiry, cached: 0 }
+    // accountedBytes(body), without measuring the payload again
+    const bytes = size + Buffer.byteLength(topic)
+    const entry: RetainedEntry = { body, bytes, expiry: body.messageExpiry, cached: 0, stale: false }
     const previous = this.#retained.set(topic, entry)
-    if (previous !== undefined) this.#uncache(previous)
+    if (previous !== undefined) {
+      previous.stale = true
+      this.#uncache(previous)
+    }
     // The memory store keeps the body object itself; only a backend needs the encoded value.
     if (this.backend === null) return
     this.#admit(entry, bytes)
@@ -276,6 +282,7 @@ export abstract class BaseStore implements CulexPersistence {
   #deleteRetained (topic: string): Promise<void> | undefined {
     const existing = this.#retained.get(topic)
     if (existing === undefined) return undefined
+    existing.stale = true
     this.#uncache(existing)
     this.#retained.delete(topic)
     return this.#del(KEY.retained(topic))
@@ -286,15 +293,19 @@ export abstract class BaseStore implements CulexPersistence {
   }
 
   createRetainedStreamCombi (patterns: string[]): Readable {
-    // One message per topic even when several filters match it.
-    const seen = new Set<string>()
     const matches: Array<[string, RetainedEntry]> = []
-    if (!this.closed) {
+    if (this.closed) return Readable.from(this.#retainedGenerator(matches))
+    if (patterns.length === 1) {
+      // one filter yields each topic once
+      for (const match of this.#retained.match(patterns[0] as string)) matches.push(match)
+    } else {
+      // One message per topic even when several filters match it.
+      const seen = new Set<string>()
       for (const pattern of patterns) {
-        for (const [topic, entry] of this.#retained.match(pattern)) {
-          if (seen.has(topic)) continue
-          seen.add(topic)
-          matches.push([topic, entry])
+        for (const match of this.#retained.match(pattern)) {
+          if (seen.has(match[0])) continue
+          seen.add(match[0])
+          matches.push(match)
         }
       }
     }
@@ -306,9 +317,9 @@ export abstract class BaseStore implements CulexPersistence {
       const chunk = matches.slice(i, i + STREAM_CHUNK)
       const now = Date.now()
       const live: Array<[string, RetainedEntry]> = []
-      for (const [topic] of chunk) {
+      for (const [topic, held] of chunk) {
         // the current message: it may have been replaced or removed meanwhile
-        const entry = this.#retained.get(topic)
+        const entry = held.stale ? this.#retained.get(topic) : held
         if (entry === undefined) continue
         // [MQTT-3.3.2-5] an expired retained message is not sent, and is removed
         if (isExpired(entry.expiry, now)) {
@@ -1215,7 +1226,7 @@ export abstract class BaseStore implements CulexPersistence {
 
   protected restoreRetained (topic: string, body: StoredPacket): void {
     const bytes = accountedBytes(body)
-    const entry: RetainedEntry = { body, bytes, expiry: body.messageExpiry, cached: 0 }
+    const entry: RetainedEntry = { body, bytes, expiry: body.messageExpiry, cached: 0, stale: false }
     this.#retained.set(topic, entry)
     this.#admit(entry, bytes)
     this.#evictIfUnaccounted(entry)

@@ -190,7 +190,13 @@ export class TopicTree<T> {
 
   * #collect (node: TopicNode<T>, atRoot: boolean): Generator<[string, T]> {
     if (node.has && !atRoot) yield [node.topic, node.value as T]
-    for (const [name, child] of childEntries(node)) {
+    if (node.only !== undefined) {
+      // the common single-child case, without an entries array per node
+      if (!atRoot || !isDollar(node.onlyName)) yield * this.#collect(node.only, false)
+      return
+    }
+    if (node.children === undefined) return
+    for (const [name, child] of node.children) {
       if (atRoot && isDollar(name)) continue
       yield * this.#collect(child, false)
     }
