@@ -29,6 +29,8 @@ interface StoreExtras {
   cleanIncoming?: (client: { id: string }) => Promise<void>
   incomingGetPacket?: (client: { id: string }, packet: { messageId: number }) => Promise<unknown>
   subscriptionsByTopic?: (topic: string) => Promise<unknown[]>
+  /** culex's stores answer synchronously whether subscriptionsByTopic would find anything */
+  hasSubscriptionsFor?: (topic: string) => boolean
   /** was this message re-sent from a session queue with the packet id it had? (DUP) */
   wasInFlight?: (clientId: string, brokerId: string | undefined, brokerCounter: number | undefined) => boolean
 }
@@ -265,22 +267,24 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
   const bump = (): void => { subscriptionEpoch++; matchCache.clear() }
   const matchCache = new Map<string, boolean>()
   for (const event of ['subscribe', 'unsubscribe', 'clientDisconnect', 'sessionExpired']) (aedes as unknown as NodeJS.EventEmitter).on(event, bump)
+  function remember (topic: string, epoch: number, has: boolean): boolean {
+    if (epoch === subscriptionEpoch) {
+      if (matchCache.size >= 10000) matchCache.clear()
+      matchCache.set(topic, has)
+    }
+    return has
+  }
   function hasSubscribers (topic: string): boolean | Promise<boolean> {
     const cached = matchCache.get(topic)
     if (cached !== undefined) return cached
     const epoch = subscriptionEpoch
-    const remember = (has: boolean): boolean => {
-      if (epoch === subscriptionEpoch) {
-        if (matchCache.size >= 10000) matchCache.clear()
-        matchCache.set(topic, has)
-      }
-      return has
-    }
-    if (liveSubscriptionCount(aedes, topic) > 0) return remember(true)
-    if (shared?.hasGroupFor(topic)) return remember(true)
     const store = storeOf()
+    // culex's stores answer synchronously, and at once when they hold no subscription
+    const stored = typeof store?.hasSubscriptionsFor === 'function' ? store.hasSubscriptionsFor(topic) : undefined
+    if (stored === true || liveSubscriptionCount(aedes, topic) > 0 || shared?.hasGroupFor(topic) === true) return remember(topic, epoch, true)
+    if (stored === false) return remember(topic, epoch, false)
     if (!store?.subscriptionsByTopic) return true
-    return store.subscriptionsByTopic(topic).then(subs => remember(subs.length > 0))
+    return store.subscriptionsByTopic(topic).then(subs => remember(topic, epoch, subs.length > 0))
   }
   shared?.onMembershipChange(bump)
   const broker: CulexBroker = {

@@ -123,6 +123,8 @@ interface RetainedEntry {
   bytes: number
   expiry: number | undefined
   cached: number
+  /** replaced or removed since it was stored: a stream holding it must look the topic up again */
+  stale: boolean
 }
 
 /** Reads message bodies that are not cached (level store only). */
@@ -245,37 +247,42 @@ export abstract class BaseStore implements CulexPersistence {
     this.#checkOpen()
     const topic = packet.topic
     if (typeof topic !== 'string') return
+    const size = payloadBytes(packet)
     // An empty payload removes the retained message. [MQTT-3.3.1-6]
-    if (payloadBytes(packet) === 0) {
+    if (size === 0) {
       await this.#deleteRetained(topic)
       return
     }
-    const existing = this.#retained.get(topic)
-    const size = payloadBytes(packet)
     if (size > this.#maxRetainedPayload) {
       this.#reportDrop(packet.clientId ?? null, 'retained-limit', 1, { topic, size, maxRetainedPayload: this.#maxRetainedPayload })
       return
     }
-    if (existing === undefined && this.#retained.size >= this.#maxRetained) {
+    // Only a full store needs to know whether the topic is new: one tree walk
+    // per message otherwise (set returns what it replaced).
+    if (this.#retained.size >= this.#maxRetained && !this.#retained.has(topic)) {
       this.#reportDrop(packet.clientId ?? null, 'retained-limit', 1, { topic, maxRetained: this.#maxRetained })
       return
     }
     const body = copyPacket(packet)
-    const bytes = accountedBytes(body)
-    if (existing !== undefined) this.#uncache(existing)
-    const entry: RetainedEntry = { body, bytes, expiry: body.messageExpiry, cached: 0 }
-    this.#retained.set(topic, entry)
-    const write = this.#put(KEY.retained(topic), encodePacket(body))
-    if (write !== undefined) {
-      this.#admit(entry, bytes)
-      await write
-      this.#evictIfUnaccounted(entry)
+    // accountedBytes(body), without measuring the payload again
+    const bytes = size + Buffer.byteLength(topic)
+    const entry: RetainedEntry = { body, bytes, expiry: body.messageExpiry, cached: 0, stale: false }
+    const previous = this.#retained.set(topic, entry)
+    if (previous !== undefined) {
+      previous.stale = true
+      this.#uncache(previous)
     }
+    // The memory store keeps the body object itself; only a backend needs the encoded value.
+    if (this.backend === null) return
+    this.#admit(entry, bytes)
+    await this.backend.writer.put(KEY.retained(topic), encodePacket(body))
+    this.#evictIfUnaccounted(entry)
   }
 
   #deleteRetained (topic: string): Promise<void> | undefined {
     const existing = this.#retained.get(topic)
     if (existing === undefined) return undefined
+    existing.stale = true
     this.#uncache(existing)
     this.#retained.delete(topic)
     return this.#del(KEY.retained(topic))
@@ -286,15 +293,19 @@ export abstract class BaseStore implements CulexPersistence {
   }
 
   createRetainedStreamCombi (patterns: string[]): Readable {
-    // One message per topic even when several filters match it.
-    const seen = new Set<string>()
     const matches: Array<[string, RetainedEntry]> = []
-    if (!this.closed) {
+    if (this.closed) return Readable.from(this.#retainedGenerator(matches))
+    if (patterns.length === 1) {
+      // one filter yields each topic once
+      for (const match of this.#retained.match(patterns[0] as string)) matches.push(match)
+    } else {
+      // One message per topic even when several filters match it.
+      const seen = new Set<string>()
       for (const pattern of patterns) {
-        for (const [topic, entry] of this.#retained.match(pattern)) {
-          if (seen.has(topic)) continue
-          seen.add(topic)
-          matches.push([topic, entry])
+        for (const match of this.#retained.match(pattern)) {
+          if (seen.has(match[0])) continue
+          seen.add(match[0])
+          matches.push(match)
         }
       }
     }
@@ -306,9 +317,9 @@ export abstract class BaseStore implements CulexPersistence {
       const chunk = matches.slice(i, i + STREAM_CHUNK)
       const now = Date.now()
       const live: Array<[string, RetainedEntry]> = []
-      for (const [topic] of chunk) {
+      for (const [topic, held] of chunk) {
         // the current message: it may have been replaced or removed meanwhile
-        const entry = this.#retained.get(topic)
+        const entry = held.stale ? this.#retained.get(topic) : held
         if (entry === undefined) continue
         // [MQTT-3.3.2-5] an expired retained message is not sent, and is removed
         if (isExpired(entry.expiry, now)) {
@@ -410,6 +421,9 @@ export abstract class BaseStore implements CulexPersistence {
   }
 
   async subscriptionsByTopic (topic: string): Promise<TopicSubscription[]> {
+    // aedes asks for every QoS 1/2 PUBLISH; with only clean sessions (the
+    // common case) the trie is empty and there is nothing to match
+    if (this.#trie.subscriptionsCount === 0) return []
     const matches = this.#trie.match(topic)
     // [MQTT-4.7.2-1] filters starting with a wildcard do not match topics
     // starting with '$'. aedes' live delivery already skips them for every
@@ -419,6 +433,19 @@ export abstract class BaseStore implements CulexPersistence {
       return matches.filter((s) => s.topic.charCodeAt(0) !== 43 && s.topic.charCodeAt(0) !== 35)
     }
     return matches
+  }
+
+  /**
+   * Does any stored subscription match `topic` (the set subscriptionsByTopic
+   * returns)? Synchronous and without building the list: the gateway asks it
+   * for every QoS 1/2 PUBLISH to choose the 0x10 reason code.
+   */
+  hasSubscriptionsFor (topic: string): boolean {
+    if (this.#trie.subscriptionsCount === 0) return false
+    const matches = this.#trie.match(topic)
+    if (topic.charCodeAt(0) !== 36) return matches.length > 0
+    // [MQTT-4.7.2-1] as in subscriptionsByTopic
+    return matches.some((s) => s.topic.charCodeAt(0) !== 43 && s.topic.charCodeAt(0) !== 35)
   }
 
   async cleanSubscriptions (client: ClientRef): Promise<void> {
@@ -1209,7 +1236,7 @@ export abstract class BaseStore implements CulexPersistence {
 
   protected restoreRetained (topic: string, body: StoredPacket): void {
     const bytes = accountedBytes(body)
-    const entry: RetainedEntry = { body, bytes, expiry: body.messageExpiry, cached: 0 }
+    const entry: RetainedEntry = { body, bytes, expiry: body.messageExpiry, cached: 0, stale: false }
     this.#retained.set(topic, entry)
     this.#admit(entry, bytes)
     this.#evictIfUnaccounted(entry)

@@ -215,6 +215,8 @@ export interface CulexPersistence extends AedesAsyncPersistence {
   /** removes everything a session owns: subscriptions, queue, in-flight, incoming, will, metadata */
   wipeSession (clientId: string): Promise<void>
   stats (): PersistenceStats
+  /** does any stored subscription match `topic`? (synchronous subscriptionsByTopic(topic).length > 0) */
+  hasSubscriptionsFor (topic: string): boolean
   /** registers a listener for dropped messages; returns a function that removes it */
   onDrop (listener: (event: DropEvent) => void): () => void
   /** alias of destroy(); safe to call more than once */

@@ -1231,7 +1231,9 @@ export class Connection implements MemberLink {
       buf[frame.headerLength + 2] = code
       return buf
     }
-    return encode({ cmd: frame.type === PacketType.PUBACK ? 'puback' : 'pubrec', messageId: ackPacketId(frame), reasonCode: code }, 5)
+    // spec 3.4.2.1: a Reason Code with no Property Length (Remaining Length 3); hand-encoded as it can go out for every QoS 1 PUBLISH
+    const id = ackPacketId(frame)
+    return Buffer.from([frame.type << 4, 3, id >> 8, id & 0xff, code])
   }
 
   /**

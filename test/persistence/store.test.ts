@@ -148,6 +148,26 @@ for (const kind of KINDS) {
     t.equal(replaced?.payload?.toString(), 'new', '[MQTT-3.3.1-5] a new retained message replaces the old one')
   })
 
+  t.test(`${kind}: a retained stream sends the current message of a topic replaced or removed while it runs`, async (t) => {
+    const store = await openStore(t, kind)
+    const name = (i: number): string => `s/${String(i).padStart(3, '0')}`
+    for (let i = 0; i < 200; i++) await store.storeRetained(publish(name(i), `old ${i}`, { retain: true }))
+    const stream = store.createRetainedStream('s/#')
+    const iterator = stream[Symbol.asyncIterator]()
+    const first = await iterator.next()
+    t.equal((first.value as StoredPacket).payload?.toString(), 'old 0')
+    // far past the first chunk the stream has prepared
+    await store.storeRetained(publish(name(150), 'new 150', { retain: true }))
+    await store.storeRetained(publish(name(151), '', { retain: true }))
+    const rest: string[] = []
+    for (let next = await iterator.next(); next.done !== true; next = await iterator.next()) {
+      rest.push(String((next.value as StoredPacket).payload))
+    }
+    t.equal(rest.length, 198, 'the removed topic is not sent')
+    t.ok(rest.includes('new 150'), 'the replaced topic is sent with its new message')
+    t.notOk(rest.includes('old 150') || rest.includes('old 151'))
+  })
+
   t.test(`${kind}: offline queue limits, drop-oldest`, async (t) => {
     const { logger, lines } = captureLogger()
     const store = await openStore(t, kind, { logger, limits: { maxQueuedMessages: 3 } })
