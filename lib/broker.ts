@@ -14,6 +14,7 @@ import { MemoryShareStore, type ShareStore } from './shared/store.js'
 import { createConnectionPolicy, defaultLimits, type Limits } from './auth/admission.js'
 import type { SecurityPolicy } from './auth/policy.js'
 import { attachSessionExpiry, type CulexPersistence } from './persistence/index.js'
+import { EncodeOnce } from './protocol/outbound/encode-once.js'
 import { forwardCorrections, shouldDeliverWithQoS, stripWillProperties } from './protocol/delivery.js'
 import { silentLogger } from './logging.js'
 import { noopObserver, type BrokerObserver } from './observer.js'
@@ -111,6 +112,7 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
   const logger = options.logger ?? silentLogger()
   const settings: ProtocolSettings = { ...defaultProtocolSettings, ...options.protocol, sharedSubscriptionAvailable: options.shared !== false }
   const connections = new Set<Connection>()
+  const encodeOnce = new EncodeOnce()
   const bySide = new WeakMap<object, Connection>()
 
   const aedesOptions: AedesOptions = {
@@ -198,12 +200,19 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
       if (isShared) {
         // a shared delivery: its QoS and identifier were chosen for the group member
         if (!shared?.onForward(client, packet)) return null
+        conn?.sealEncoded()
         return forwardCorrections(client, packet, { subscriptionIdentifiers: false, now: Date.now(), shared: true })
       }
-      return forwardCorrections(client, packet, {
+      const forwarded = forwardCorrections(client, packet, {
         subscriptionIdentifiers: conn?.usesSubscriptionIds === true,
         now: Date.now()
       })
+      if (forwarded === null || conn === undefined) return forwarded
+      // a live QoS 0 delivery: encoded once for all its subscribers, sent by the gateway
+      if (forwarded.qos === 0 && typeof forwarded.brokerId === 'string' && conn.version !== undefined &&
+        conn.sendEncoded(encodeOnce.frame(forwarded, conn.version))) return null
+      conn.sealEncoded()
+      return forwarded
     },
     published (packet, client, callback) {
       // the message is in the store for every persistent session: its PUBACK may go

@@ -16,7 +16,7 @@ import { Duplex } from 'node:stream'
 import type { Aedes, Client } from 'aedes'
 import { ConnectionLogger, type Logger } from '../logging.js'
 import type { IAuthPacket, IConnackPacket, IConnectPacket, IPublishPacket, ISubackPacket, ISubscribePacket, ISubscription, IUnsubackPacket, IUnsubscribePacket, Packet } from 'mqtt-packet'
-import { FrameReader, PacketType, ackPacketId, ackReasonCode, readPublishHeader, readPublishId, fixedHeaderLength, type Frame, type PublishHeader, type ReadResult } from './frame.js'
+import { FrameReader, PacketType, ackPacketId, ackReasonCode, readPublishHeader, readPublishId, frameOf, type Frame, type PublishHeader, type ReadResult } from './frame.js'
 import { decodeBuffer, decodeFrame, encode, type ProtocolVersion } from './codec.js'
 import { inspectConnect, UNACCEPTABLE_PROTOCOL_VERSION_CONNACK } from './inbound/connect.js'
 import { checkSubscription, PendingSuback, type SubscribePolicy } from './inbound/subscribe.js'
@@ -237,6 +237,8 @@ export class Connection implements MemberLink {
   private _publishedEarly: Set<number> | undefined
   private get publishedEarly (): Set<number> { return (this._publishedEarly ??= new Set()) }
   private outQueue: Buffer[] = []
+  /** QoS 0 messages encoded once for many subscribers, going out at the next setImmediate */
+  private encodedBatch: Frame[] | undefined
   /** when aedes wrote the chunks being processed */
   private writtenAt = 0
   private flushScheduled = false
@@ -1130,10 +1132,7 @@ export class Connection implements MemberLink {
     const interval = packet.properties?.messageExpiryInterval
     if (interval === undefined) return true
     if (interval - waitedSeconds <= 0) return false
-    const buf = encode({ ...packet, properties: { ...packet.properties, messageExpiryInterval: interval - waitedSeconds } }, 5)
-    const first = buf[0] as number
-    const rest = fixedHeaderLength(buf)
-    p.frame = { type: first >> 4, flags: first & 0x0f, headerLength: rest, buf }
+    p.frame = frameOf(encode({ ...packet, properties: { ...packet.properties, messageExpiryInterval: interval - waitedSeconds } }, 5))
     return true
   }
 
@@ -1203,6 +1202,41 @@ export class Connection implements MemberLink {
       finish()
     }
     this.flushAcks(out)
+  }
+
+  /**
+   * A QoS 0 message for this client, already encoded once for all its
+   * subscribers (lib/protocol/outbound/encode-once.ts) instead of by aedes
+   * for each. It goes out as aedes would have written it: after a
+   * setImmediate, behind anything aedes was already about to write to this
+   * client (`sealEncoded`), then through the same outbound steps. false: not
+   * now (before CONNACK, closing, or while the client is behind, where
+   * aedes' own path gives back-pressure); aedes delivers it instead.
+   */
+  sendEncoded (frame: Frame): boolean {
+    if (!this.accepted || this.closed || this.shedding || this.congested() || this.side.writableLength > 0) return false
+    let batch = this.encodedBatch
+    if (batch === undefined) {
+      const fresh: Frame[] = []
+      batch = this.encodedBatch = fresh
+      setImmediate(() => { this.flushEncoded(fresh) })
+    }
+    batch.push(frame)
+    return true
+  }
+
+  /** aedes is about to write a message to this client: encoded messages after this one wait for it. */
+  sealEncoded (): void {
+    this.encodedBatch = undefined
+  }
+
+  private flushEncoded (batch: Frame[]): void {
+    if (this.encodedBatch === batch) this.encodedBatch = undefined
+    if (this.closed || this.socket.destroyed) return
+    const out: Buffer[] = []
+    this.writtenAt = Date.now()
+    for (const frame of batch) this.onOutboundPublish(frame, out)
+    this.writeOut(out)
   }
 
   /** aedes finished publishing the client's message `packetId` (its `published` hook). */

@@ -95,6 +95,12 @@ export class FrameReader {
   }
 }
 
+/** The frame of one whole packet the broker encoded itself (spec 2.1.1, 2.1.4). */
+export function frameOf (buf: Buffer): Frame {
+  const first = buf[0] as number
+  return { type: first >> 4, flags: first & 0x0f, headerLength: fixedHeaderLength(buf), buf }
+}
+
 /** The packet identifier that follows the fixed header of PUBACK..PUBCOMP, SUBACK, UNSUBACK. */
 export function ackPacketId (frame: Frame): number {
   return frame.buf.readUInt16BE(frame.headerLength)

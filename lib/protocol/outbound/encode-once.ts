@@ -1,0 +1,69 @@
+/**
+ * A live message is encoded once for all its QoS 0 subscribers.
+ *
+ * aedes copies a message for every subscriber and encodes each copy into the
+ * client's stream piece by piece (fixed header, topic, properties, payload:
+ * several small stream writes), which the gateway then joins and splits into
+ * frames again. For QoS 0 deliveries (no packet id, so the bytes are the
+ * same for every subscriber of one protocol version that gets the same
+ * retain flag and properties) culex encodes the message once and hands the
+ * finished frame to each subscriber's gateway (lib/broker.ts,
+ * `authorizeForward`; Connection.sendEncoded).
+ *
+ * aedes delivers a message to all its subscribers in one go, so remembering
+ * the last encoding is enough to share it across them.
+ */
+import mqtt from 'mqtt-packet'
+import type { IPublishPacket } from 'mqtt-packet'
+import type { AedesPublishPacket } from 'aedes'
+import { frameOf, type Frame } from '../frame.js'
+import type { ProtocolVersion } from '../codec.js'
+
+interface Encoded {
+  brokerId: string
+  brokerCounter: number
+  version: ProtocolVersion
+  retain: boolean
+  topic: string
+  payload: unknown
+  properties: unknown
+  frame: Frame
+}
+
+export class EncodeOnce {
+  private last: Encoded | undefined
+
+  /**
+   * The frame of `packet` delivered at QoS 0 to a client speaking `version`.
+   * DUP is 0 for QoS 0 [MQTT-3.3.1-2]. The packet must carry the broker id
+   * and counter aedes gives every live message (they identify the message).
+   */
+  frame (packet: AedesPublishPacket, version: ProtocolVersion): Frame {
+    const last = this.last
+    const retain = packet.retain === true
+    if (last !== undefined &&
+      last.brokerCounter === packet.brokerCounter &&
+      last.brokerId === packet.brokerId &&
+      last.version === version &&
+      last.retain === retain &&
+      last.topic === packet.topic &&
+      last.payload === packet.payload &&
+      last.properties === packet.properties) {
+      return last.frame
+    }
+    const wire: IPublishPacket = { cmd: 'publish', topic: packet.topic, payload: packet.payload, qos: 0, retain, dup: false }
+    if (version === 5 && packet.properties !== undefined) wire.properties = packet.properties
+    const frame = frameOf(mqtt.generate(wire, { protocolVersion: version }))
+    this.last = {
+      brokerId: packet.brokerId,
+      brokerCounter: packet.brokerCounter,
+      version,
+      retain,
+      topic: packet.topic,
+      payload: packet.payload,
+      properties: packet.properties,
+      frame
+    }
+    return frame
+  }
+}
