@@ -402,11 +402,15 @@ export class SharedSubscriptions {
       const listener = (packet: MqPacket, cb: () => void): void => {
         // [MQTT-4.7.2-1] a filter starting with a wildcard does not match $ topics
         if (wildcardFirst && packet.topic.startsWith('$')) { cb(); return }
+        let durable: Promise<void> | undefined
         try {
-          this.route(groups, packet, cb)
+          durable = this.route(groups, packet)
         } catch (err) {
           this.routeFailed(err, cb)
+          return
         }
+        if (durable === undefined) cb()
+        else durable.then(cb, (err: unknown) => this.routeFailed(err, cb))
       }
       f = { groups, listener }
       this.filters.set(filter, f)
@@ -421,12 +425,13 @@ export class SharedSubscriptions {
   }
 
   /**
-   * One message, for every group on its filter; `done` runs once it is
-   * durable in each group's log (aedes then lets the publisher's PUBACK go).
-   * A store that keeps the log in memory answers at once, so the usual case
-   * allocates no promise.
+   * One message, for every group on its filter. Returns a promise that
+   * resolves once it is durable in each group's log (aedes then lets the
+   * publisher's PUBACK go), or undefined when it already is: a store that
+   * keeps the log in memory answers at once, so the usual case allocates
+   * no promise.
    */
-  private route (groups: ReadonlySet<Group>, packet: MqPacket, done: () => void): void {
+  private route (groups: ReadonlySet<Group>, packet: MqPacket): Promise<void> | undefined {
     let writes: Array<Promise<void>> | undefined
     let touched: Group[] | undefined
     for (const group of groups) {
@@ -455,13 +460,12 @@ export class SharedSubscriptions {
       (writes ??= []).push(written)
       ;(touched ??= []).push(group)
     }
-    if (writes === undefined || touched === undefined) { done(); return }
-    const durable = touched
+    if (writes === undefined || touched === undefined) return undefined
+    const stored = touched
     const all = writes.length === 1 ? writes[0] as Promise<void> : Promise.all(writes)
-    all.then(() => {
-      for (const group of durable) this.drain(group)
-      done()
-    }, (err: unknown) => this.routeFailed(err, done))
+    return all.then(() => {
+      for (const group of stored) this.drain(group)
+    })
   }
 
   /** Applies the overflow policy to a full group queue; false when the new message is refused. */
