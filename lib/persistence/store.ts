@@ -1109,20 +1109,20 @@ export abstract class BaseStore implements CulexPersistence {
         if (this.#sharedMembers.delete(group + '\u0000' + clientId)) await this.#del(KEY.sharedMember(group, clientId))
       },
       members: () => this.#iterate([...this.#sharedMembers.values()]),
-      putMessage: async (group, seq, message) => {
+      // without a backend the log is only this map: nothing to encode or wait for
+      putMessage: (group, seq, message) => {
         this.#checkOpen()
         let log = this.#sharedMessages.get(group)
         if (!log) this.#sharedMessages.set(group, log = new Map())
         log.set(seq, message)
-        // the memory store has no backend: nothing to encode
-        if (this.backend) await this.#put(KEY.sharedMessage(group, seq), encodePacket(message as unknown as StoredPacket))
+        return this.backend ? this.#put(KEY.sharedMessage(group, seq), encodePacket(message as unknown as StoredPacket)) : undefined
       },
-      delMessage: async (group, seq) => {
+      delMessage: (group, seq) => {
         this.#checkOpen()
         const log = this.#sharedMessages.get(group)
-        if (!log?.delete(seq)) return
+        if (!log?.delete(seq)) return undefined
         if (log.size === 0) this.#sharedMessages.delete(group)
-        await this.#del(KEY.sharedMessage(group, seq))
+        return this.backend ? this.#del(KEY.sharedMessage(group, seq)) : undefined
       },
       messages: () => {
         const all: Array<{ group: string, seq: number, message: StoredMessage }> = []

@@ -715,8 +715,9 @@ export class Connection implements MemberLink {
   /** PUBACK or PUBCOMP: the client completed an outbound QoS 1 / 2 flow. */
   private onClientPuback (frame: Frame): Verdict {
     const id = ackPacketId(frame)
-    if (frame.type === PacketType.PUBACK) this.ctx.shared?.onAck(this.client, id, this.version === 5 ? ackReasonCode(frame) : 0)
     if (this.window.complete(id)) this.releaseHeld()
+    // after the window made room: a shared group gives this client its next message at once
+    if (frame.type === PacketType.PUBACK) this.ctx.shared?.onAck(this.client, id, this.version === 5 ? ackReasonCode(frame) : 0)
     return PASS
   }
 
@@ -734,11 +735,11 @@ export class Connection implements MemberLink {
       return PASS
     }
     const code = this.version === 5 ? ackReasonCode(frame) : 0
-    this.ctx.shared?.onAck(this.client, id, code)
     if (isFailure(code)) {
       this.window.complete(id)
       this.releaseHeld()
     }
+    this.ctx.shared?.onAck(this.client, id, code)
     return PASS
   }
 

@@ -29,6 +29,7 @@ import { LocalSelector, strategyResolver, groupName, type Candidate, type Member
 import type { ShareStore, StoredMember, StoredMessage } from './store.js'
 import { allocatePacketId } from '../aedes-internals.js'
 import { topicMatches } from '../protocol/topic.js'
+import { PacketIdTable } from './packet-ids.js'
 
 /** Broker id marking a shared delivery: `SHARED_BROKER_ID + group key`. */
 export const SHARED_BROKER_ID = '$culex-share:'
@@ -101,11 +102,22 @@ interface Member {
   link: MemberLink | undefined
   /** messages assigned to it and not yet acknowledged */
   assigned: number
+  /** what selectors see of it, refilled for every choice (no allocation per message) */
+  readonly candidate: { clientId: string, room: number, inflight: number }
+}
+
+function newMember (clientId: string, qos: 0 | 1 | 2, si: number | undefined, rap: boolean, persistent: boolean, link: MemberLink | undefined, assigned: number): Member {
+  return { clientId, qos, si, rap, persistent, link, assigned, candidate: { clientId, room: 0, inflight: 0 } }
 }
 
 interface Entry {
+  readonly group: Group
   seq: number
   message: StoredMessage
+  /** in its group's list of unfinished messages */
+  live: boolean
+  prev: Entry | undefined
+  next: Entry | undefined
   assignedTo: string | undefined
   /** the connection it was given to */
   link: MemberLink | undefined
@@ -117,39 +129,90 @@ interface Entry {
 
 class Group {
   readonly members = new Map<string, Member>()
-  /** unfinished QoS 1/2 messages by seq, in seq order */
-  readonly entries = new Map<number, Entry>()
-  /** seqs waiting for a member, ascending */
-  pending: number[] = []
+  /** `SHARED_BROKER_ID + key`, built once: aedes looks it up per delivery (its `duplicates`) */
+  readonly brokerId: string
+  /** reused for every choice of a member: see MemberSelector */
+  readonly candidates: Candidate[] = []
+  readonly selectInput: { group: string, topic: string, publisherId: string | undefined }
+  /**
+   * Unfinished QoS 1/2 messages, a list linked through the entries: one is
+   * added and one removed per message, and a Map doing that churned out
+   * hash tables that the young-generation collections had to keep copying.
+   */
+  private head: Entry | undefined
+  private tail: Entry | undefined
+  get first (): Entry | undefined { return this.head }
+  size = 0
+  /** messages waiting for a member, ascending seq */
+  pending: Entry[] = []
   nextSeq = 1
   delivered = 0
   redelivered = 0
   deadLettered = 0
   dropped = 0
 
-  constructor (readonly key: string, readonly filter: string) {}
+  constructor (readonly key: string, readonly filter: string) {
+    this.brokerId = SHARED_BROKER_ID + key
+    this.selectInput = { group: key, topic: '', publisherId: undefined }
+  }
 
-  requeue (seq: number): void {
+  add (seq: number, message: StoredMessage): Entry {
+    const entry: Entry = { group: this, seq, message, live: true, prev: this.tail, next: undefined, assignedTo: undefined, link: undefined, delivery: undefined, messageId: undefined }
+    if (this.tail) this.tail.next = entry
+    else this.head = entry
+    this.tail = entry
+    this.size++
+    return entry
+  }
+
+  /** false when it was not (or no longer) in the list */
+  remove (entry: Entry): boolean {
+    if (!entry.live) return false
+    entry.live = false
+    if (entry.prev) entry.prev.next = entry.next
+    else this.head = entry.next
+    if (entry.next) entry.next.prev = entry.prev
+    else this.tail = entry.prev
+    entry.prev = undefined
+    entry.next = undefined
+    this.size--
+    return true
+  }
+
+  /** A copy of the list, for loops that may finish entries or wait. */
+  list (): Entry[] {
+    const out: Entry[] = []
+    for (let e = this.head; e; e = e.next) out.push(e)
+    return out
+  }
+
+  requeue (entry: Entry): void {
     // keep seq order, so per-topic order holds for hash-topic groups
     let lo = 0
     let hi = this.pending.length
     while (lo < hi) {
       const mid = (lo + hi) >> 1
-      if ((this.pending[mid] as number) < seq) lo = mid + 1
+      if ((this.pending[mid] as Entry).seq < entry.seq) lo = mid + 1
       else hi = mid
     }
-    this.pending.splice(lo, 0, seq)
+    this.pending.splice(lo, 0, entry)
   }
 }
-
-interface DeliveryRef { group: Group, seq: number }
 
 export class SharedSubscriptions {
   private readonly groups = new Map<string, Group>()
   private readonly filters = new Map<string, { groups: Set<Group>, listener: (packet: MqPacket, cb: () => void) => void }>()
-  private readonly deliveries = new Map<number, DeliveryRef>()
-  /** per aedes Client (one per connection): packet id -> delivery, for acknowledgements */
-  private readonly byClient = new Map<object, Map<number, DeliveryRef>>()
+  /**
+   * delivery counter -> the message it carries, for aedes' calls to
+   * onForward/refuse that come after the delivery call returned (a session
+   * queue first, a retransmission after reconnecting). Most come during the
+   * call, through `delivering`, and never touch this Map.
+   */
+  private readonly deliveries = new Map<number, Entry>()
+  /** the message being handed to aedes right now */
+  private delivering: Entry | undefined
+  /** per aedes Client (one per connection): packet id -> message, for acknowledgements */
+  private readonly byClient = new Map<object, PacketIdTable<Entry>>()
   private deliveryCounter = 0
   private readonly membershipListeners: Array<() => void> = []
   private readonly selector: MemberSelector
@@ -167,9 +230,7 @@ export class SharedSubscriptions {
   async setup (): Promise<void> {
     for await (const m of this.store.members()) {
       const group = this.group(m.group)
-      group.members.set(m.clientId, {
-        clientId: m.clientId, qos: m.qos, si: m.subscriptionIdentifier, rap: m.retainAsPublished === true, persistent: true, link: undefined, assigned: 0
-      })
+      group.members.set(m.clientId, newMember(m.clientId, m.qos, m.subscriptionIdentifier, m.retainAsPublished === true, true, undefined, 0))
     }
     let restored = 0
     for await (const { group: key, seq, message } of this.store.messages()) {
@@ -178,8 +239,7 @@ export class SharedSubscriptions {
         await this.store.delMessage(key, seq)
         continue
       }
-      group.entries.set(seq, { seq, message, assignedTo: undefined, link: undefined, delivery: undefined, messageId: undefined })
-      group.requeue(seq)
+      group.requeue(group.add(seq, message))
       if (seq >= group.nextSeq) group.nextSeq = seq + 1
       restored++
     }
@@ -195,7 +255,7 @@ export class SharedSubscriptions {
   async join (link: MemberLink, key: string, filter: string, sub: { qos: 0 | 1 | 2, si: number | undefined, rap: boolean }, persistent: boolean): Promise<JoinResult> {
     const group = this.group(key, filter)
     const existing = group.members.get(link.clientId)
-    const member: Member = { clientId: link.clientId, qos: sub.qos, si: sub.si, rap: sub.rap, persistent, link, assigned: existing?.assigned ?? 0 }
+    const member = newMember(link.clientId, sub.qos, sub.si, sub.rap, persistent, link, existing?.assigned ?? 0)
     group.members.set(link.clientId, member)
     for (const l of this.membershipListeners) l()
     if (persistent) {
@@ -239,7 +299,7 @@ export class SharedSubscriptions {
     const inflight = this.byClient.get(link.client)
     const sentSeqs = new Set<string>()
     if (inflight) {
-      for (const [id, ref] of inflight) if (sent.has(id)) sentSeqs.add(ref.group.key + '\u0000' + ref.seq)
+      inflight.forEach((entry, id) => { if (sent.has(id)) sentSeqs.add(entry.group.key + '\u0000' + entry.seq) })
       this.byClient.delete(link.client)
     }
     for (const group of this.groupsOf(clientId)) {
@@ -248,8 +308,8 @@ export class SharedSubscriptions {
       const superseded = member.link !== undefined && member.link !== link
       if (!superseded) member.link = undefined
       this.selector.forget(group.key, clientId)
-      for (const entry of group.entries.values()) {
-        if (entry.link !== link) continue
+      for (const entry of group.list()) {
+        if (!entry.live || entry.link !== link) continue
         const wasSent = sentSeqs.has(group.key + '\u0000' + entry.seq)
         if (!wasSent) {
           this.unassign(group, member, entry, false)
@@ -260,6 +320,9 @@ export class SharedSubscriptions {
           this.log.warn({ group: group.key, clientId }, 'QoS 2 message lost with its member\'s session (spec 4.8.2)')
           group.dropped++
           await this.complete(group, entry)
+        } else if (entry.delivery !== undefined) {
+          // kept for the member: aedes re-sends it from the session when it returns
+          this.deliveries.set(entry.delivery, entry)
         }
       }
       if ((sessionEnded || !member.persistent) && !superseded) await this.removeMember(group, member, 'session-ended')
@@ -271,8 +334,8 @@ export class SharedSubscriptions {
   async sessionEnded (clientId: string): Promise<void> {
     for (const group of this.groupsOf(clientId)) {
       const member = group.members.get(clientId) as Member
-      for (const entry of group.entries.values()) {
-        if (entry.assignedTo !== clientId) continue
+      for (const entry of group.list()) {
+        if (!entry.live || entry.assignedTo !== clientId) continue
         if (entry.message.qos === 1) this.unassign(group, member, entry, true)
         else { group.dropped++; await this.complete(group, entry) }
       }
@@ -284,7 +347,7 @@ export class SharedSubscriptions {
     group.members.delete(member.clientId)
     for (const l of this.membershipListeners) l()
     this.selector.forget(group.key, member.clientId)
-    for (const entry of group.entries.values()) {
+    for (let entry = group.first; entry; entry = entry.next) {
       if (entry.assignedTo === member.clientId) this.unassign(group, member, entry, true)
     }
     if (member.persistent) await this.store.delMember(group.key, member.clientId)
@@ -296,9 +359,11 @@ export class SharedSubscriptions {
   /** The group and its queue are gone with its last member. */
   private async dropGroup (group: Group): Promise<void> {
     this.groups.delete(group.key)
-    for (const seq of group.entries.keys()) await this.store.delMessage(group.key, seq)
-    if (group.entries.size > 0) this.log.info({ group: group.key, discarded: group.entries.size }, 'shared group gone with its last member')
-    group.entries.clear()
+    const discarded = group.list()
+    for (const entry of discarded) group.remove(entry)
+    group.pending.length = 0
+    for (const entry of discarded) await this.store.delMessage(group.key, entry.seq)
+    if (discarded.length > 0) this.log.info({ group: group.key, discarded: discarded.length }, 'shared group gone with its last member')
     const f = this.filters.get(group.filter)
     if (f) {
       f.groups.delete(group)
@@ -337,10 +402,15 @@ export class SharedSubscriptions {
       const listener = (packet: MqPacket, cb: () => void): void => {
         // [MQTT-4.7.2-1] a filter starting with a wildcard does not match $ topics
         if (wildcardFirst && packet.topic.startsWith('$')) { cb(); return }
-        this.route(groups, packet).then(cb, (err: unknown) => {
-          this.log.error({ err }, 'shared subscription routing failed')
-          cb()
-        })
+        let durable: Promise<void> | undefined
+        try {
+          durable = this.route(groups, packet)
+        } catch (err) {
+          this.routeFailed(err, cb)
+          return
+        }
+        if (durable === undefined) cb()
+        else durable.then(cb, (err: unknown) => this.routeFailed(err, cb))
       }
       f = { groups, listener }
       this.filters.set(filter, f)
@@ -349,10 +419,21 @@ export class SharedSubscriptions {
     f.groups.add(group)
   }
 
-  /** One message, for every group on its filter; resolves once it is durable in each group's log. */
-  private async route (groups: ReadonlySet<Group>, packet: MqPacket): Promise<void> {
-    const writes: Array<Promise<void>> = []
-    const touched: Group[] = []
+  private routeFailed (err: unknown, cb: () => void): void {
+    this.log.error({ err }, 'shared subscription routing failed')
+    cb()
+  }
+
+  /**
+   * One message, for every group on its filter. Returns a promise that
+   * resolves once it is durable in each group's log (aedes then lets the
+   * publisher's PUBACK go), or undefined when it already is: a store that
+   * keeps the log in memory answers at once, so the usual case allocates
+   * no promise.
+   */
+  private route (groups: ReadonlySet<Group>, packet: MqPacket): Promise<void> | undefined {
+    let writes: Array<Promise<void>> | undefined
+    let touched: Group[] | undefined
     for (const group of groups) {
       if (group.members.size === 0) continue
       if (packet.qos === 0) {
@@ -370,13 +451,21 @@ export class SharedSubscriptions {
       if (packet.clientId !== undefined) message.publisherId = packet.clientId
       if (group.pending.length >= this.opts.maxQueued && !this.makeRoom(group)) continue
       const seq = group.nextSeq++
-      group.entries.set(seq, { seq, message, assignedTo: undefined, link: undefined, delivery: undefined, messageId: undefined })
-      group.pending.push(seq)
-      writes.push(this.store.putMessage(group.key, seq, message))
-      touched.push(group)
+      group.pending.push(group.add(seq, message))
+      const written = this.store.putMessage(group.key, seq, message)
+      if (written === undefined) {
+        this.drain(group)
+        continue
+      }
+      (writes ??= []).push(written)
+      ;(touched ??= []).push(group)
     }
-    await Promise.all(writes)
-    for (const group of touched) this.drain(group)
+    if (writes === undefined || touched === undefined) return undefined
+    const stored = touched
+    const all = writes.length === 1 ? writes[0] as Promise<void> : Promise.all(writes)
+    return all.then(() => {
+      for (const group of stored) this.drain(group)
+    })
   }
 
   /** Applies the overflow policy to a full group queue; false when the new message is refused. */
@@ -388,28 +477,45 @@ export class SharedSubscriptions {
     }
     const oldest = group.pending.shift()
     if (oldest !== undefined) {
-      group.entries.delete(oldest)
-      void this.store.delMessage(group.key, oldest)
+      group.remove(oldest)
+      void this.forget(group, oldest.seq)
     }
     this.log.warn({ group: group.key, limit: this.opts.maxQueued }, 'shared group queue full: oldest message dropped')
     return true
   }
 
+  /**
+   * The online members (with room, when `needRoom`), as the group's reused
+   * candidate list: one choice per message, so nothing is allocated for it.
+   */
   private candidates (group: Group, needRoom: boolean): Candidate[] {
-    const out: Candidate[] = []
+    const out = group.candidates
+    out.length = 0
     for (const m of group.members.values()) {
       if (!m.link) continue
       const room = m.link.room()
-      if (!needRoom || room > 0) out.push({ clientId: m.clientId, room, inflight: m.assigned })
+      if (needRoom && room <= 0) continue
+      const c = m.candidate
+      c.room = room
+      c.inflight = m.assigned
+      out.push(c)
     }
     return out
   }
 
+  private choose (group: Group, topic: string, publisherId: string | undefined, needRoom: boolean): Member | undefined {
+    const candidates = this.candidates(group, needRoom)
+    if (candidates.length === 0) return undefined
+    const input = group.selectInput
+    input.topic = topic
+    input.publisherId = publisherId
+    const choice = this.selector.select(input, candidates)
+    return choice === undefined ? undefined : group.members.get(choice.clientId)
+  }
+
   private deliverQoS0 (group: Group, packet: MqPacket): void {
-    const choice = this.selector.select(this.selectInput(group, packet.topic, packet.clientId), this.candidates(group, false))
-    if (!choice) return
-    const member = group.members.get(choice.clientId) as Member
-    const delivery = this.nextDelivery()
+    const member = this.choose(group, packet.topic, packet.clientId, false)
+    if (!member) return
     const out: SharedDelivery = {
       cmd: 'publish',
       topic: packet.topic,
@@ -417,22 +523,21 @@ export class SharedSubscriptions {
       qos: 0,
       retain: member.rap && packet.retain === true,
       dup: false,
-      brokerId: SHARED_BROKER_ID + group.key,
-      brokerCounter: delivery
+      brokerId: group.brokerId,
+      brokerCounter: this.nextDelivery()
     }
     const props = this.memberProperties(packet.properties as Record<string, unknown> | undefined, member)
     if (props) out.properties = props
     if (packet.messageExpiry !== undefined) out.messageExpiry = packet.messageExpiry
-    member.link?.publish(out, () => {})
+    member.link?.publish(out, noop)
     group.delivered++
   }
 
   /** Gives waiting messages to members with room, in order. */
   private drain (group: Group): void {
     while (group.pending.length > 0) {
-      const seq = group.pending[0] as number
-      const entry = group.entries.get(seq)
-      if (!entry) { group.pending.shift(); continue }
+      const entry = group.pending[0] as Entry
+      if (!entry.live) { group.pending.shift(); continue }
       if (entry.message.messageExpiry !== undefined && entry.message.messageExpiry <= Date.now()) {
         // [MQTT-3.3.2-5] expired while queued: never delivered
         group.pending.shift()
@@ -440,15 +545,11 @@ export class SharedSubscriptions {
         void this.complete(group, entry)
         continue
       }
-      const choice = this.selector.select(this.selectInput(group, entry.message.topic, entry.message.publisherId), this.candidates(group, true))
-      if (!choice) return
+      const member = this.choose(group, entry.message.topic, entry.message.publisherId, true)
+      if (!member) return
       group.pending.shift()
-      this.deliver(group, entry, group.members.get(choice.clientId) as Member)
+      this.deliver(group, entry, member)
     }
-  }
-
-  private selectInput (group: Group, topic: string, publisherId: string | undefined): { group: string, topic: string, publisherId: string | undefined } {
-    return { group: group.key, topic, publisherId }
   }
 
   private nextDelivery (): number {
@@ -472,7 +573,6 @@ export class SharedSubscriptions {
     entry.delivery = delivery
     entry.messageId = undefined
     member.assigned++
-    this.deliveries.set(delivery, { group, seq: entry.seq })
     const m = entry.message
     const qos = Math.min(m.qos, member.qos) as 0 | 1 | 2
     const out: SharedDelivery = {
@@ -482,19 +582,34 @@ export class SharedSubscriptions {
       qos,
       retain: member.rap && m.retain,
       dup: false,
-      brokerId: SHARED_BROKER_ID + group.key,
+      brokerId: group.brokerId,
       brokerCounter: delivery
     }
     const props = this.memberProperties(m.properties, member)
     if (props) out.properties = props
     if (m.messageExpiry !== undefined) out.messageExpiry = m.messageExpiry
-    member.link?.publish(out, () => {
-      // a member granted QoS 0 gets it once and has nothing to acknowledge
-      if (qos === 0 && entry.assignedTo === member.clientId && entry.delivery === delivery) {
-        group.delivered++
-        void this.complete(group, entry)
-      }
-    })
+    this.delivering = entry
+    try {
+      // QoS 1/2: the member's acknowledgement finishes it (onAck), not the write
+      member.link?.publish(out, qos > 0 ? noop : () => {
+        // a member granted QoS 0 gets it once and has nothing to acknowledge
+        if (entry.assignedTo === member.clientId && entry.delivery === delivery) {
+          group.delivered++
+          void this.complete(group, entry)
+        }
+      })
+    } finally {
+      this.delivering = undefined
+    }
+    // aedes has not forwarded it yet (a session queue first): it will ask by delivery counter
+    if (entry.forwardedTo === undefined && entry.live && entry.delivery === delivery) this.deliveries.set(delivery, entry)
+  }
+
+  /** The message a delivery counter stands for, while it is assigned. */
+  private delivery (counter: number): Entry | undefined {
+    const current = this.delivering
+    if (current !== undefined && current.delivery === counter) return current
+    return this.deliveries.get(counter)
   }
 
   private unassign (group: Group, member: Member, entry: Entry, redelivery: boolean): void {
@@ -507,19 +622,42 @@ export class SharedSubscriptions {
     entry.messageId = undefined
     member.assigned = Math.max(0, member.assigned - 1)
     if (redelivery) group.redelivered++
-    group.requeue(entry.seq)
+    group.requeue(entry)
   }
 
-  private async complete (group: Group, entry: Entry): Promise<void> {
-    if (!group.entries.delete(entry.seq)) return
+  /**
+   * The message is finished for the group: gone from memory at once, so the
+   * member's room can be used again; the returned promise, if any, settles
+   * when the store has deleted it too (its failure is logged).
+   */
+  private complete (group: Group, entry: Entry): Promise<void> | undefined {
+    if (!group.remove(entry)) return undefined
     if (entry.delivery !== undefined) this.deliveries.delete(entry.delivery)
     if (entry.assignedTo !== undefined) {
       const member = group.members.get(entry.assignedTo)
       if (member) member.assigned = Math.max(0, member.assigned - 1)
+    } else {
+      // only a message not given to a member waits in `pending`
+      const i = group.pending.indexOf(entry)
+      if (i >= 0) group.pending.splice(i, 1)
     }
-    const i = group.pending.indexOf(entry.seq)
-    if (i >= 0) group.pending.splice(i, 1)
-    await this.store.delMessage(group.key, entry.seq)
+    return this.forget(group, entry.seq)
+  }
+
+  /** Deletes a message from the group's log in the store. */
+  private forget (group: Group, seq: number): Promise<void> | undefined {
+    let deleted: Promise<void> | undefined
+    try {
+      deleted = this.store.delMessage(group.key, seq)
+    } catch (err) {
+      this.forgetFailed(err, group)
+      return undefined
+    }
+    return deleted?.catch((err: unknown) => this.forgetFailed(err, group))
+  }
+
+  private forgetFailed (err: unknown, group: Group): void {
+    this.log.error({ err, group: group.key }, 'deleting a shared message from the store failed')
   }
 
   // ------------------------------------------------------- aedes and gateway
@@ -531,10 +669,8 @@ export class SharedSubscriptions {
    */
   onForward (client: Client, packet: { qos: number, messageId?: number, brokerCounter: number }): boolean {
     if (packet.qos === 0) return true
-    const ref = this.deliveries.get(packet.brokerCounter)
-    if (!ref) return false
-    const entry = ref.group.entries.get(ref.seq)
-    if (!entry || entry.assignedTo !== client.id || entry.delivery !== packet.brokerCounter) return false
+    const entry = this.delivery(packet.brokerCounter)
+    if (!entry || !entry.live || entry.assignedTo !== client.id || entry.delivery !== packet.brokerCounter) return false
     // one delivery goes out once per connection (aedes may re-read a queue it just filled)
     if (entry.forwardedTo === client) return false
     entry.forwardedTo = client
@@ -542,41 +678,45 @@ export class SharedSubscriptions {
     if (packet.messageId === undefined) packet.messageId = allocatePacketId(client)
     entry.messageId = packet.messageId
     let ids = this.byClient.get(client)
-    if (!ids) this.byClient.set(client, ids = new Map())
-    ids.set(packet.messageId, ref)
+    if (!ids) this.byClient.set(client, ids = new PacketIdTable())
+    ids.set(packet.messageId, entry)
     return true
   }
 
   /** A delivery its member may not read (ACL): discarded for the group, counted as dropped. */
   refuse (delivery: number): void {
-    const ref = this.deliveries.get(delivery)
-    if (!ref) return
-    const entry = ref.group.entries.get(ref.seq)
-    if (!entry) return
-    ref.group.dropped++
-    this.log.info({ group: ref.group.key, clientId: entry.assignedTo, topic: entry.message.topic }, 'shared message not readable by its member: discarded')
-    void this.complete(ref.group, entry).then(() => this.drain(ref.group))
+    const entry = this.delivery(delivery)
+    if (!entry || !entry.live) return
+    const group = entry.group
+    group.dropped++
+    this.log.info({ group: group.key, clientId: entry.assignedTo, topic: entry.message.topic }, 'shared message not readable by its member: discarded')
+    void this.complete(group, entry)
+    // called from inside aedes' delivery to the member: the next one goes out after it
+    queueMicrotask(() => this.drain(group))
   }
 
-  /** A PUBACK or PUBREC from a member (PUBREC completes a QoS 2 message for the group). */
+  /**
+   * A PUBACK or PUBREC from a member (PUBREC completes a QoS 2 message for
+   * the group). The gateway has already freed the place in the member's
+   * window, so the next waiting message can go out at once.
+   */
   onAck (client: { id: string }, packetId: number, reasonCode: number): void {
     const clientId = client.id
     const ids = this.byClient.get(client)
-    const ref = ids?.get(packetId)
-    if (!ids || !ref) return
+    const entry = ids?.get(packetId)
+    if (!ids || !entry) return
     ids.delete(packetId)
-    const entry = ref.group.entries.get(ref.seq)
-    if (!entry || entry.assignedTo !== clientId) return
-    const group = ref.group
+    const group = entry.group
+    if (!entry.live || entry.assignedTo !== clientId) return
     if (isFailure(reasonCode)) {
       // [spec 4.8.2] MUST discard it and not send it to another member
       this.deadLetter(group, entry, clientId, reasonCode)
     } else {
       group.delivered++
     }
-    void this.complete(group, entry).then(() => this.drain(group))
+    void this.complete(group, entry)
+    this.drain(group)
   }
-
   private deadLetter (group: Group, entry: Entry, clientId: string, reasonCode: number): void {
     const template = this.opts.deadLetterTopic
     if (!template) {
@@ -640,7 +780,7 @@ export class SharedSubscriptions {
       let online = 0
       let inflight = 0
       for (const m of g.members.values()) if (m.link) online++
-      for (const e of g.entries.values()) if (e.assignedTo !== undefined) inflight++
+      for (let e = g.first; e; e = e.next) if (e.assignedTo !== undefined) inflight++
       out.push({
         group: g.key,
         membersOnline: online,
@@ -661,6 +801,8 @@ export class SharedSubscriptions {
     this.filters.clear()
   }
 }
+
+function noop (): void {}
 
 /** A message as aedes' emitter hands it to listeners. */
 interface MqPacket {

@@ -28,9 +28,15 @@ export interface ShareStore {
   putMember (member: StoredMember): Promise<void>
   delMember (group: string, clientId: string): Promise<void>
   members (): AsyncIterable<StoredMember>
-  /** `seq` orders a group's messages; resolves once the message is durable */
-  putMessage (group: string, seq: number, message: StoredMessage): Promise<void>
-  delMessage (group: string, seq: number): Promise<void>
+  /**
+   * `seq` orders a group's messages. Returns a promise that resolves once the
+   * message is durable, or undefined when it already is (a store kept in
+   * memory): the dispatcher calls this once per message and group, so a
+   * store that has nothing to wait for spares it a promise.
+   */
+  putMessage (group: string, seq: number, message: StoredMessage): Promise<void> | undefined
+  /** As putMessage: a promise when the deletion is still under way, else undefined. */
+  delMessage (group: string, seq: number): Promise<void> | undefined
   messages (): AsyncIterable<{ group: string, seq: number, message: StoredMessage }>
 }
 
@@ -50,16 +56,18 @@ export class MemoryShareStore implements ShareStore {
     yield * this.memberMap.values()
   }
 
-  async putMessage (group: string, seq: number, message: StoredMessage): Promise<void> {
+  putMessage (group: string, seq: number, message: StoredMessage): undefined {
     let log = this.messageMap.get(group)
     if (!log) this.messageMap.set(group, log = new Map())
     log.set(seq, message)
+    return undefined
   }
 
-  async delMessage (group: string, seq: number): Promise<void> {
+  delMessage (group: string, seq: number): undefined {
     const log = this.messageMap.get(group)
     log?.delete(seq)
     if (log?.size === 0) this.messageMap.delete(group)
+    return undefined
   }
 
   async * messages (): AsyncIterable<{ group: string, seq: number, message: StoredMessage }> {

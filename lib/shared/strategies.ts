@@ -27,7 +27,12 @@ export interface SelectInput {
 }
 
 export interface MemberSelector {
-  /** One of `candidates` (all online, all with room), or undefined to keep the message queued. */
+  /**
+   * One of `candidates` (all online, all with room), or undefined to keep the
+   * message queued. The dispatcher reuses `input`, `candidates` and their
+   * objects from one call to the next (one call per message): a selector
+   * keeps what it needs of them (a client id), never the objects.
+   */
   select (input: SelectInput, candidates: readonly Candidate[]): Candidate | undefined
   /** the member went away (sticky and round-robin forget it) */
   forget (group: string, clientId: string): void
