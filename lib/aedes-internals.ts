@@ -26,8 +26,25 @@ export function hardenClient (client: Client): void {
     throw new Error('aedes Client no longer has subscriptions/duplicates maps: review lib/aedes-internals.ts')
   }
   c.subscriptions = Object.create(null) as Record<string, unknown>
-  c.duplicates = Object.create(null) as Record<string, unknown>
+  c.duplicates = NO_COUNTER_DEDUPE
 }
+
+/**
+ * aedes drops a message for a client when `client.duplicates[brokerId]`
+ * already holds a higher broker counter, meaning to drop the second copy of
+ * a message that matches two subscriptions of the client. But counters are
+ * taken when a message enters the broker, and a retained message waits for
+ * the store before it is forwarded, so a later message (from any client)
+ * often overtakes it, and aedes then dropped the retained one for every
+ * subscriber that got both. This `duplicates` remembers nothing, so that
+ * check always passes; lib/broker.ts drops only exact copies of the message
+ * just forwarded (`Connection.isRepeat`).
+ */
+const NO_COUNTER_DEDUPE: Record<string, unknown> = new Proxy(Object.create(null) as Record<string, unknown>, {
+  get: () => undefined,
+  set: () => true,
+  deleteProperty: () => true
+})
 
 /** A subscription as aedes keeps it on `client.subscriptions[filter]`. */
 export interface AedesClientSubscription {

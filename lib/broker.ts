@@ -187,6 +187,8 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
     },
     authorizeForward (client, packet) {
       const conn = bySide.get(client.conn)
+      // a message queued while offline comes from the store once: only live copies repeat
+      if (conn !== undefined && typeof packet.brokerId === 'string' && packet.messageId === undefined && conn.isRepeat(packet.brokerId, packet.brokerCounter)) return null
       const isShared = shared !== undefined && packet.brokerId?.startsWith(SHARED_BROKER_ID) === true
       if (security?.hasAcl && !security.mayReceive({ clientId: client.id, username: conn?.authenticatedAs }, packet.topic)) {
         // delivery is checked too: a client whose read right went away stops receiving

@@ -51,6 +51,7 @@ t.test('the error messages the gateway maps to reason codes still exist in aedes
   t.match(clientSource, "new Error('connect did not arrive in time')", 'connect timeout error (0xA0)')
   t.match(clientSource, "new Error('packet too large')", 'packet too large error (0x95)')
   t.match(clientSource, 'this.subscriptions = {}', 'client.subscriptions is a plain object (hardenClient replaces it)')
+  t.match(clientSource, 'const result = (duplicates[id] || 0) < counter', 'aedes drops a message whose broker counter is not above the last one seen (hardenClient turns that off)')
   t.match(clientSource, "this._parser.on('packet', enqueue)", 'aedes feeds packets to handlers through _parser\'s packet event (packetInjector)')
   t.match(clientSource, 'const q = this._parser._queue', 'aedes queues pre-connect packets on _parser._queue (packetInjector keeps it)')
 })

@@ -28,6 +28,9 @@ interface CachedParser {
  */
 let cached: CachedParser | undefined
 
+/** mqtt-packet's parser step (0: at the start of a packet) */
+interface ParserState { _stateCounter: number }
+
 function freshParser (): CachedParser {
   const entry: CachedParser = { parser: mqtt.parser(), packet: undefined, error: undefined }
   entry.parser.on('packet', (p: Packet) => { entry.packet ??= p })
@@ -46,7 +49,9 @@ export function decodeBuffer (buf: Buffer, protocolVersion: ProtocolVersion | un
   const left = entry.parser.parse(buf)
   const { packet, error } = entry
   entry.packet = undefined
-  if (error === undefined && packet !== undefined && left === 0) cached = entry
+  // kept only "between packets": a stray byte after the packet is already
+  // read as the start of the next one, though parse() reports nothing left
+  if (error === undefined && packet !== undefined && left === 0 && (entry.parser as unknown as ParserState)._stateCounter === 0) cached = entry
   if (error) return error
   if (!packet) return new Error('incomplete packet')
   return packet

@@ -117,27 +117,26 @@ const DROP: Verdict = { kind: 'drop' }
 
 /** The stream aedes reads from and writes to. */
 class BrokerSide extends Duplex {
-  /** when aedes wrote each chunk not yet handed to the gateway (writes wait while the client is congested) */
-  private readonly writtenAt: number[] = []
-  private writtenHead = 0
+  /**
+   * when the oldest write not yet handed to the gateway was made (writes wait
+   * while the client is congested); one clock read per hand-over, not per
+   * chunk: aedes writes a packet in several pieces
+   */
+  private oldestAt: number | undefined
 
   constructor (private readonly conn: Connection) {
     super({ allowHalfOpen: false })
   }
 
   override write (chunk: unknown, encoding?: BufferEncoding | ((error: Error | null | undefined) => void), cb?: (error: Error | null | undefined) => void): boolean {
-    this.writtenAt.push(Date.now())
+    this.oldestAt ??= Date.now()
     return super.write(chunk, encoding as BufferEncoding, cb)
   }
 
-  /** When the oldest of the next `n` chunks was written. */
-  private since (n: number): number {
-    const at = this.writtenAt[this.writtenHead] ?? Date.now()
-    this.writtenHead += n
-    if (this.writtenHead >= this.writtenAt.length) {
-      this.writtenAt.length = 0
-      this.writtenHead = 0
-    }
+  /** When the oldest of the chunks being handed over was written. */
+  private since (): number {
+    const at = this.oldestAt ?? Date.now()
+    this.oldestAt = undefined
     return at
   }
 
@@ -146,11 +145,11 @@ class BrokerSide extends Duplex {
   }
 
   override _write (chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    this.conn.fromBroker([chunk], cb, this.since(1))
+    this.conn.fromBroker([chunk], cb, this.since())
   }
 
   override _writev (chunks: Array<{ chunk: Buffer }>, cb: (err?: Error | null) => void): void {
-    this.conn.fromBroker(chunks.map(c => c.chunk), cb, this.since(chunks.length))
+    this.conn.fromBroker(chunks.map(c => c.chunk), cb, this.since())
   }
 
   override _final (cb: (err?: Error | null) => void): void {
@@ -237,6 +236,9 @@ export class Connection implements MemberLink {
   private _publishedEarly: Set<number> | undefined
   private get publishedEarly (): Set<number> { return (this._publishedEarly ??= new Set()) }
   private outQueue: Buffer[] = []
+  /** the live message aedes offered this client last (`isRepeat`) */
+  private lastOfferedBroker: string | undefined
+  private lastOfferedCounter = 0
   /** QoS 0 messages encoded once for many subscribers, going out at the next setImmediate */
   private encodedBatch: Frame[] | undefined
   /** when aedes wrote the chunks being processed */
@@ -1224,6 +1226,19 @@ export class Connection implements MemberLink {
     }
     batch.push(frame)
     return true
+  }
+
+  /**
+   * [MQTT-3.3.4-2] one copy per client of a message that matches several of
+   * its subscriptions: aedes offers the copies one after another, all within
+   * one emit, so a copy is the message offered last (aedes-internals.ts
+   * `hardenClient` says why aedes' own check is off).
+   */
+  isRepeat (brokerId: string, brokerCounter: number): boolean {
+    if (this.lastOfferedCounter === brokerCounter && this.lastOfferedBroker === brokerId) return true
+    this.lastOfferedBroker = brokerId
+    this.lastOfferedCounter = brokerCounter
+    return false
   }
 
   /** aedes is about to write a message to this client: encoded messages after this one wait for it. */
