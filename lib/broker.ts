@@ -187,9 +187,10 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
     },
     authorizeForward (client, packet) {
       const conn = bySide.get(client.conn)
-      // a message queued while offline comes from the store once: only live copies repeat
-      if (conn !== undefined && typeof packet.brokerId === 'string' && packet.messageId === undefined && conn.isRepeat(packet.brokerId, packet.brokerCounter)) return null
       const isShared = shared !== undefined && packet.brokerId?.startsWith(SHARED_BROKER_ID) === true
+      // only live copies repeat: a message queued while offline comes from the
+      // store once, and the dispatcher sends a shared message to one member once
+      if (conn !== undefined && !isShared && typeof packet.brokerId === 'string' && packet.messageId === undefined && conn.isRepeat(packet.brokerId, packet.brokerCounter)) return null
       if (security?.hasAcl && !security.mayReceive({ clientId: client.id, username: conn?.authenticatedAs }, packet.topic)) {
         // delivery is checked too: a client whose read right went away stops receiving
         if (isShared) shared?.refuse(packet.brokerCounter)
