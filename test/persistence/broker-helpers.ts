@@ -45,10 +45,19 @@ export async function connect (t: Test, url: string, opts: IClientOptions): Prom
   return (await connectAck(t, url, opts)).client
 }
 
+/** what each client made by connectAck received, from its first packet on */
+const received = new WeakMap<MqttClient, IPublishPacket[]>()
+
 /** connects and also returns the CONNACK's Session Present flag */
 export async function connectAck (t: Test, url: string, opts: IClientOptions): Promise<{ client: MqttClient, sessionPresent: boolean }> {
   const client = mqtt.connect(url, { protocolVersion: 5, reconnectPeriod: 0, connectTimeout: 5000, ...opts })
   t.teardown(() => { client.end(true) })
+  // A resumed session's queue arrives right behind the CONNACK, often in the
+  // same read, before the caller's `await` resumes: record from the start
+  // (inbox() returns these).
+  const messages: IPublishPacket[] = []
+  received.set(client, messages)
+  client.on('message', (_topic, _payload, packet) => { messages.push(packet) })
   const sessionPresent = await new Promise<boolean>((resolve, reject) => {
     client.once('connect', (connack) => resolve(connack.sessionPresent))
     client.once('error', reject)
@@ -56,9 +65,14 @@ export async function connectAck (t: Test, url: string, opts: IClientOptions): P
   return { client, sessionPresent }
 }
 
+/** Everything `client` received since it connected (connectAck), and later messages as they come. */
 export function inbox (client: MqttClient): { messages: IPublishPacket[], wait: (n: number, ms?: number) => Promise<IPublishPacket[]> } {
-  const messages: IPublishPacket[] = []
-  client.on('message', (_topic, _payload, packet) => { messages.push(packet) })
+  let messages = received.get(client)
+  if (messages === undefined) {
+    const own: IPublishPacket[] = []
+    client.on('message', (_topic, _payload, packet) => { own.push(packet) })
+    messages = own
+  }
   return {
     messages,
     async wait (n, ms = 5000) {
