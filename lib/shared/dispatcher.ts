@@ -129,7 +129,7 @@ interface Entry {
 
 class Group {
   readonly members = new Map<string, Member>()
-  /** `SHARED_BROKER_ID + key`, built once: aedes looks it up per delivery (its `duplicates`) */
+  /** `SHARED_BROKER_ID + key`, built once: every delivery carries it */
   readonly brokerId: string
   /** reused for every choice of a member: see MemberSelector */
   readonly candidates: Candidate[] = []
@@ -142,7 +142,6 @@ class Group {
   private head: Entry | undefined
   private tail: Entry | undefined
   get first (): Entry | undefined { return this.head }
-  size = 0
   /** messages waiting for a member, ascending seq */
   pending: Entry[] = []
   nextSeq = 1
@@ -161,7 +160,6 @@ class Group {
     if (this.tail) this.tail.next = entry
     else this.head = entry
     this.tail = entry
-    this.size++
     return entry
   }
 
@@ -175,7 +173,6 @@ class Group {
     else this.tail = entry.prev
     entry.prev = undefined
     entry.next = undefined
-    this.size--
     return true
   }
 
@@ -717,6 +714,7 @@ export class SharedSubscriptions {
     void this.complete(group, entry)
     this.drain(group)
   }
+
   private deadLetter (group: Group, entry: Entry, clientId: string, reasonCode: number): void {
     const template = this.opts.deadLetterTopic
     if (!template) {
