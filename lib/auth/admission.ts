@@ -56,6 +56,10 @@ export function createConnectionPolicy (
     maySubscribe (conn, filter) {
       return security === undefined || security.maySubscribe(aclClient(conn), filter)
     },
+    mayReceive (conn, topic) {
+      // as aedes' path checks it (lib/broker.ts authorizeForward): the identity authentication settled on
+      return security === undefined || security.mayReceive({ clientId: conn.client.id, username: conn.authenticatedAs }, topic)
+    },
     takePublish (conn) {
       if (limits.publishRate <= 0) return true
       let bucket = perClient.get(conn)

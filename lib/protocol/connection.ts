@@ -13,7 +13,7 @@
  * Packet Size), the acknowledgements (3.4-3.7), SUBSCRIBE (3.8), DISCONNECT.
  */
 import { Duplex } from 'node:stream'
-import type { Aedes, Client } from 'aedes'
+import type { Aedes, AedesPublishPacket, Client } from 'aedes'
 import { ConnectionLogger, type Logger } from '../logging.js'
 import type { IAuthPacket, IConnackPacket, IConnectPacket, IPublishPacket, ISubackPacket, ISubscribePacket, ISubscription, IUnsubackPacket, IUnsubscribePacket, Packet } from 'mqtt-packet'
 import { FrameReader, PacketType, ackPacketId, ackReasonCode, readPublishHeader, readPublishId, frameOf, type Frame, type PublishHeader, type ReadResult } from './frame.js'
@@ -25,10 +25,12 @@ import { OutboundWindow, type HeldPublish } from './outbound/flow-control.js'
 import { OutboundAliases } from './outbound/topic-alias.js'
 import { ReasonCode, describeReasonCode, isFailure, v5ToV311ConnackCode, v311ToV5ConnackCode } from './reason-codes.js'
 import type { Authenticators, AuthExchange, AuthStep } from './auth.js'
-import { hardenClient, clientSubscriptions, packetInjector } from '../aedes-internals.js'
+import { hardenClient, clientSubscriptions, packetInjector, allocatePacketId } from '../aedes-internals.js'
 import { publishPacket, decodeOther } from './decode.js'
 import type { BrokerObserver } from '../observer.js'
-import type { MemberLink, SharedDelivery, SharedSubscriptions } from '../shared/dispatcher.js'
+import type { DirectSend, MemberLink, SharedDelivery, SharedSubscriptions } from '../shared/dispatcher.js'
+import { encodePublish } from './outbound/encode-publish.js'
+import { forwardCorrections } from './delivery.js'
 import { parseSharedFilter, hasWildcard } from './topic.js'
 
 export type Transport = 'tcp' | 'tls' | 'ws' | 'wss'
@@ -86,6 +88,8 @@ export interface ConnectionPolicy {
   admit (conn: Connection, connect: IConnectPacket): number | undefined
   mayPublish (conn: Connection, topic: string): boolean
   maySubscribe (conn: Connection, filter: string): boolean
+  /** may the client be sent messages on `topic` (the ACL's read right)? */
+  mayReceive (conn: Connection, topic: string): boolean
   /** per PUBLISH from the client: false when it exceeds its message rate */
   takePublish (conn: Connection): boolean
   /** subscriptions one client may hold */
@@ -227,6 +231,9 @@ export class Connection implements MemberLink {
   // outbound
   private window: OutboundWindow
   private aliases: OutboundAliases | undefined
+  /** packet ids of shared QoS 1 deliveries the gateway sent itself (sendShared): aedes never saw them */
+  private _direct: Set<number> | undefined
+  private get direct (): Set<number> { return (this._direct ??= new Set()) }
   private _synthetic: Set<number> | undefined
   /** QoS 2 messages culex dropped and completes with aedes on the client's behalf */
   private get synthetic (): Set<number> { return (this._synthetic ??= new Set()) }
@@ -313,6 +320,35 @@ export class Connection implements MemberLink {
       if (packet.qos > 0) this.sharedUnseen--
       done(err)
     })
+  }
+
+  /**
+   * A shared QoS 1 delivery sent by the gateway itself, to a client whose
+   * session keeps nothing (aedes' `client.clean`): aedes would store it
+   * nowhere and only copy, encode and write it, so culex skips that round
+   * trip. Steps, as lib/broker.ts `authorizeForward` takes them on aedes' path:
+   * 1. the ACL read right: 'refused' when the client may not read the topic;
+   * 2. [MQTT-3.3.2-5] 'expired' past its Message Expiry, otherwise the
+   *    interval sent is what remains [MQTT-3.3.2-6];
+   * 3. a packet id from aedes' own sequence, so none collides with aedes';
+   * 4. encoded, then the outbound steps of every PUBLISH (onOutboundPublish):
+   *    Receive Maximum, Maximum Packet Size, topic alias, metrics.
+   * Its PUBACK ends here too (onClientPuback). undefined: aedes' path (`publish`).
+   */
+  sendShared (packet: SharedDelivery): DirectSend {
+    if (packet.qos !== 1 || this.client.clean !== true || !this.accepted || this.closed || this.socket.destroyed || this.version === undefined) return undefined
+    if (!this.ctx.policy.mayReceive(this, packet.topic)) return 'refused'
+    const now = Date.now()
+    const corrected = forwardCorrections(this.client, packet as unknown as AedesPublishPacket, { subscriptionIdentifiers: false, now, shared: true })
+    if (corrected === null) return 'expired'
+    const packetId = allocatePacketId(this.client)
+    const frame = frameOf(encodePublish({ topic: corrected.topic, payload: corrected.payload, qos: 1, retain: corrected.retain, dup: false, messageId: packetId, properties: corrected.properties }, this.version))
+    this.direct.add(packetId)
+    const out: Buffer[] = []
+    this.writtenAt = now
+    this.onOutboundPublish(frame, out)
+    this.writeOut(out)
+    return packetId
   }
 
   /** session state is ready (aedes' clientReady, after its queued messages): shared groups may deliver */
@@ -719,8 +755,10 @@ export class Connection implements MemberLink {
     const id = ackPacketId(frame)
     if (this.window.complete(id)) this.releaseHeld()
     // after the window made room: a shared group gives this client its next message at once
-    if (frame.type === PacketType.PUBACK) this.ctx.shared?.onAck(this.client, id, this.version === 5 ? ackReasonCode(frame) : 0)
-    return PASS
+    if (frame.type !== PacketType.PUBACK) return PASS
+    this.ctx.shared?.onAck(this.client, id, this.version === 5 ? ackReasonCode(frame) : 0)
+    // a shared delivery culex sent itself: aedes has no flow to complete
+    return this._direct?.delete(id) === true ? DROP : PASS
   }
 
   /**
@@ -1145,6 +1183,11 @@ export class Connection implements MemberLink {
     this.log.warn({ reason, qos: p.qos, bytes: p.frame.buf.length }, 'message to client dropped')
     if (p.qos === 0 || p.packetId === undefined) return
     this.window.complete(p.packetId)
+    const id = p.packetId
+    // a shared delivery: its group counts it as delivered (spec 3.1.2.11.4), after the current step
+    if (this.ctx.shared !== undefined) queueMicrotask(() => this.ctx.shared?.onAck(this.client, id, 0))
+    // a shared delivery culex sent itself: aedes has no flow to complete
+    if (this._direct?.delete(id) === true) return
     if (p.qos === 1) {
       this.toBroker({ cmd: 'puback', messageId: p.packetId })
     } else {

@@ -16,8 +16,12 @@
  * - a PUBACK/PUBREC of 0x80 or more discards the message for the group
  *   [spec 4.8.2, MUST NOT send to another], optionally to a dead-letter topic.
  *
- * Deliveries go through aedes (`client.publish`) so sessions, in-flight
- * state and retransmission stay aedes'. Each delivery carries a marker
+ * Deliveries to a member with a session go through aedes (`client.publish`)
+ * so sessions, in-flight state and retransmission stay aedes'. A QoS 1
+ * delivery to a member whose session keeps nothing (aedes would store it
+ * nowhere) is sent by its gateway instead (`MemberLink.sendShared`), which
+ * saves aedes' copy, encoding and stream hand-over per message; its
+ * acknowledgement comes back through `onAck` all the same. Each aedes delivery carries a marker
  * broker id (`SHARED_BROKER_ID`) and a delivery counter; the `authorizeForward`
  * hook hands them to `onForward`, which assigns the packet id and drops stale
  * copies (a retransmission of a message that meanwhile went to another member).
@@ -43,7 +47,15 @@ export interface MemberLink {
   room (): number
   /** hands a message to aedes for this client */
   publish (packet: SharedDelivery, done: (err?: Error) => void): void
+  /**
+   * Sends a QoS 1 delivery without aedes when the client's session keeps
+   * nothing: the packet id it went out with; 'refused' (no read right) or
+   * 'expired' when it is not sent; undefined to use `publish`.
+   */
+  sendShared? (packet: SharedDelivery): DirectSend
 }
+
+export type DirectSend = number | 'refused' | 'expired' | undefined
 
 export interface SharedDelivery {
   cmd: 'publish'
@@ -585,6 +597,18 @@ export class SharedSubscriptions {
     const props = this.memberProperties(m.properties, member)
     if (props) out.properties = props
     if (m.messageExpiry !== undefined) out.messageExpiry = m.messageExpiry
+    if (qos === 1 && member.link?.sendShared !== undefined) {
+      const sent = member.link.sendShared(out)
+      if (typeof sent === 'number') {
+        entry.forwardedTo = member.link.client
+        this.track(member.link.client, sent, entry)
+        return
+      }
+      if (sent !== undefined) {
+        this.discard(group, entry, sent === 'refused' ? 'shared message not readable by its member: discarded' : 'shared message expired before it was sent: discarded')
+        return
+      }
+    }
     this.delivering = entry
     try {
       // QoS 1/2: the member's acknowledgement finishes it (onAck), not the write
@@ -673,11 +697,16 @@ export class SharedSubscriptions {
     entry.forwardedTo = client
     // aedes would pick the id later; culex picks it now to match the acknowledgement
     if (packet.messageId === undefined) packet.messageId = allocatePacketId(client)
-    entry.messageId = packet.messageId
+    this.track(client, packet.messageId, entry)
+    return true
+  }
+
+  /** The member's acknowledgement of `packetId` finishes `entry` (onAck). */
+  private track (client: object, packetId: number, entry: Entry): void {
+    entry.messageId = packetId
     let ids = this.byClient.get(client)
     if (!ids) this.byClient.set(client, ids = new PacketIdTable())
-    ids.set(packet.messageId, entry)
-    return true
+    ids.set(packetId, entry)
   }
 
   /** A delivery its member may not read (ACL): discarded for the group, counted as dropped. */
@@ -685,11 +714,15 @@ export class SharedSubscriptions {
     const entry = this.delivery(delivery)
     if (!entry || !entry.live) return
     const group = entry.group
-    group.dropped++
-    this.log.info({ group: group.key, clientId: entry.assignedTo, topic: entry.message.topic }, 'shared message not readable by its member: discarded')
-    void this.complete(group, entry)
+    this.discard(group, entry, 'shared message not readable by its member: discarded')
     // called from inside aedes' delivery to the member: the next one goes out after it
     queueMicrotask(() => this.drain(group))
+  }
+
+  private discard (group: Group, entry: Entry, why: string): void {
+    group.dropped++
+    this.log.info({ group: group.key, clientId: entry.assignedTo, topic: entry.message.topic }, why)
+    void this.complete(group, entry)
   }
 
   /**

@@ -13,11 +13,10 @@
  * aedes delivers a message to all its subscribers in one go, so remembering
  * the last encoding is enough to share it across them.
  */
-import mqtt from 'mqtt-packet'
-import type { IPublishPacket } from 'mqtt-packet'
 import type { AedesPublishPacket } from 'aedes'
 import { frameOf, type Frame } from '../frame.js'
 import type { ProtocolVersion } from '../codec.js'
+import { encodePublish } from './encode-publish.js'
 
 interface Encoded {
   brokerId: string
@@ -30,44 +29,9 @@ interface Encoded {
   frame: Frame
 }
 
-function hasProperties (properties: object | undefined): boolean {
-  if (properties === undefined) return false
-  for (const _ in properties) return true
-  return false
-}
-
-/**
- * A QoS 0 PUBLISH (spec 3.3): fixed header, topic, in MQTT 5 the properties,
- * then the payload. Without properties (most telemetry) it is written
- * directly into one buffer; mqtt-packet encodes the rest.
- */
+/** A QoS 0 PUBLISH (spec 3.3), as encode-publish.ts writes it. */
 export function encodeQoS0 (packet: AedesPublishPacket, retain: boolean, version: ProtocolVersion): Buffer {
-  const properties = version === 5 ? packet.properties : undefined
-  if (hasProperties(properties) || !(Buffer.isBuffer(packet.payload) || typeof packet.payload === 'string')) {
-    const wire: IPublishPacket = { cmd: 'publish', topic: packet.topic, payload: packet.payload, qos: 0, retain, dup: false }
-    if (properties !== undefined) wire.properties = properties
-    return mqtt.generate(wire, { protocolVersion: version })
-  }
-  const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload
-  const topicLength = Buffer.byteLength(packet.topic)
-  // topic length + topic [+ property length 0] + payload
-  const remaining = 2 + topicLength + (version === 5 ? 1 : 0) + payload.length
-  let lengthBytes = 1
-  for (let n = remaining; n >= 128; n = Math.floor(n / 128)) lengthBytes++
-  const buf = Buffer.allocUnsafe(1 + lengthBytes + remaining)
-  // [MQTT-3.3.1-2] DUP 0 for QoS 0; QoS bits 0; RETAIN as given
-  buf[0] = 0x30 | (retain ? 1 : 0)
-  let at = 1
-  for (let n = remaining; ; n = Math.floor(n / 128)) {
-    buf[at++] = n >= 128 ? (n % 128) | 0x80 : n
-    if (n < 128) break
-  }
-  buf.writeUInt16BE(topicLength, at)
-  at += 2
-  at += buf.write(packet.topic, at, 'utf8')
-  if (version === 5) buf[at++] = 0
-  payload.copy(buf, at)
-  return buf
+  return encodePublish({ topic: packet.topic, payload: packet.payload, qos: 0, retain, dup: false, properties: packet.properties }, version)
 }
 
 export class EncodeOnce {

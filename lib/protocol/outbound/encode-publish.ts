@@ -1,0 +1,67 @@
+/**
+ * A PUBLISH packet (spec 3.3) encoded by culex itself: fixed header, topic,
+ * the packet id for QoS 1 and 2, in MQTT 5 the properties, then the payload.
+ * Without properties (most messages) it is written straight into one buffer;
+ * with properties mqtt-packet encodes it. Used where culex sends a message
+ * without aedes: QoS 0 encoded once for all subscribers (encode-once.ts) and
+ * shared QoS 1 deliveries (Connection.sendShared).
+ */
+import mqtt from 'mqtt-packet'
+import type { IPublishPacket } from 'mqtt-packet'
+import type { ProtocolVersion } from '../codec.js'
+
+export interface OutboundPublish {
+  topic: string
+  payload: Buffer | string | unknown
+  qos: 0 | 1 | 2
+  retain: boolean
+  dup: boolean
+  /** required for QoS 1 and 2, absent for QoS 0 (spec 2.2.1) */
+  messageId?: number | undefined
+  properties?: object | undefined
+}
+
+function hasProperties (properties: object | undefined): boolean {
+  if (properties === undefined) return false
+  for (const _ in properties) return true
+  return false
+}
+
+export function encodePublish (packet: OutboundPublish, version: ProtocolVersion): Buffer {
+  const properties = version === 5 ? packet.properties : undefined
+  if (hasProperties(properties) || !(Buffer.isBuffer(packet.payload) || typeof packet.payload === 'string')) {
+    const wire = { cmd: 'publish', topic: packet.topic, payload: packet.payload, qos: packet.qos, retain: packet.retain, dup: packet.dup } as IPublishPacket
+    if (packet.qos > 0) wire.messageId = packet.messageId
+    if (properties !== undefined) wire.properties = properties as IPublishPacket['properties']
+    return mqtt.generate(wire, { protocolVersion: version })
+  }
+  const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload
+  const topicLength = Buffer.byteLength(packet.topic)
+  const withId = packet.qos > 0
+  if (withId && (packet.messageId === undefined || packet.messageId < 1 || packet.messageId > 0xffff)) {
+    // [MQTT-2.2.1-4] a QoS 1/2 PUBLISH from the server carries a non-zero packet id
+    throw new RangeError(`invalid packet id ${String(packet.messageId)} for a QoS ${packet.qos} PUBLISH`)
+  }
+  // topic length + topic [+ packet id] [+ property length 0] + payload
+  const remaining = 2 + topicLength + (withId ? 2 : 0) + (version === 5 ? 1 : 0) + payload.length
+  let lengthBytes = 1
+  for (let n = remaining; n >= 128; n = Math.floor(n / 128)) lengthBytes++
+  const buf = Buffer.allocUnsafe(1 + lengthBytes + remaining)
+  // [MQTT-3.3.1-2] DUP is 0 for QoS 0
+  buf[0] = 0x30 | (withId && packet.dup ? 0x08 : 0) | (packet.qos << 1) | (packet.retain ? 1 : 0)
+  let at = 1
+  for (let n = remaining; ; n = Math.floor(n / 128)) {
+    buf[at++] = n >= 128 ? (n % 128) | 0x80 : n
+    if (n < 128) break
+  }
+  buf.writeUInt16BE(topicLength, at)
+  at += 2
+  at += buf.write(packet.topic, at, 'utf8')
+  if (withId) {
+    buf.writeUInt16BE(packet.messageId as number, at)
+    at += 2
+  }
+  if (version === 5) buf[at++] = 0
+  payload.copy(buf, at)
+  return buf
+}
