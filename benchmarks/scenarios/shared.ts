@@ -12,7 +12,8 @@ const GROUP_SIZE = 10
 
 function job (context: ScenarioContext, subscribers: number, filter: string, delivery: FlowJob['delivery']): FlowJob {
   const { settings } = context
-  const messages = sized(settings, 30_000, 10_000)
+  // 100k: at about 100k deliveries per CPU-second that is 100 ticks of broker CPU, so one tick is 1%
+  const messages = sized(settings, 100_000, 10_000)
   return {
     kind: 'flow',
     target: targetFor(context),
