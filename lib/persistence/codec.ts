@@ -52,8 +52,44 @@ export function cleanProperties (props: PacketProperties): PacketProperties {
   return out
 }
 
-/** A shallow copy of every defined field; `properties` cleaned as above. Used for retained messages and wills. */
+/**
+ * A shallow copy of every defined own field; `properties` cleaned as above.
+ * Used for retained messages and wills.
+ *
+ * A retained message's copy stays in memory for as long as it is stored, so
+ * the fields every aedes packet has are written as one object literal: they
+ * live inside the object (built key by key, all past the fourth would go to a
+ * separate property array, one more object per message for the garbage
+ * collector to walk). Any other defined field is added after them.
+ */
 export function copyPacket (packet: StoredPacket): StoredPacket {
+  const out: StoredPacket = {
+    cmd: packet.cmd,
+    brokerId: packet.brokerId,
+    brokerCounter: packet.brokerCounter,
+    topic: packet.topic,
+    payload: packet.payload,
+    qos: packet.qos,
+    retain: packet.retain,
+    dup: packet.dup
+  }
+  let common = 0
+  for (const key in packet) {
+    switch (key) {
+      case 'cmd': case 'brokerId': case 'brokerCounter': case 'topic': case 'payload': case 'qos': case 'retain': case 'dup':
+        if (packet[key] !== undefined && Object.hasOwn(packet, key)) common++
+        continue
+    }
+    const value = packet[key]
+    if (value === undefined || !Object.hasOwn(packet, key)) continue
+    out[key] = key === 'properties' && value !== null && typeof value === 'object'
+      ? cleanProperties(value as PacketProperties)
+      : value
+  }
+  return common === 8 ? out : copyFields(packet)
+}
+
+function copyFields (packet: StoredPacket): StoredPacket {
   const out: StoredPacket = {}
   for (const key of Object.keys(packet)) {
     const value = packet[key]

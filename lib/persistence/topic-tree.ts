@@ -7,27 +7,23 @@
 // subtree at `#`, so a lookup costs in proportion to the branches the filter
 // can actually match. The level store loads the tree from the keys at open;
 // values are then read by key.
+//
+// Every retained message keeps its nodes alive for as long as it is stored,
+// and the garbage collector walks them on every full collection, so a node
+// is as small as it can be (three fields):
+// - most levels have a single child (`ret/<n>/y`: every `<n>` node has one),
+//   so a node keeps its first child inline (`name` + `kids`) and only makes a
+//   Map when a second one arrives: storing a new topic allocates no Map per
+//   level;
+// - a node holds no topic string and no "has a value" flag: the values carry
+//   their topic (the store's values are packets), and `undefined` is never a
+//   value.
 
-// Most levels have a single child (`ret/<n>/y`: every `<n>` node has one), so
-// a node keeps its first child inline and only makes a Map when a second one
-// arrives: storing a new topic then allocates no Map per level, which halves
-// the cost of an insert (measured on Node 20 with 100k distinct topics).
-
-interface TopicNode<T> {
-  /** name of the inline child (meaningful while `only` is set) */
-  onlyName: string
-  /** the only child, while the node has had at most one */
-  only: TopicNode<T> | undefined
-  /** all children, once the node has had two or more (then `only` is undefined) */
-  children: Map<string, TopicNode<T>> | undefined
-  value: T | undefined
-  /** the full topic of a node that holds a value: matches need not rebuild it */
-  topic: string
-  has: boolean
-}
-
-function newNode<T> (): TopicNode<T> {
-  return { onlyName: '', only: undefined, children: undefined, value: undefined, topic: '', has: false }
+class TopicNode<T> {
+  /** name of the only child while `kids` is that child; undefined while `kids` is a Map (or nothing) */
+  name: string | undefined = undefined
+  kids: TopicNode<T> | Map<string, TopicNode<T>> | undefined = undefined
+  value: T | undefined = undefined
 }
 
 function isDollar (level: string): boolean {
@@ -35,43 +31,50 @@ function isDollar (level: string): boolean {
 }
 
 function childOf<T> (node: TopicNode<T>, level: string): TopicNode<T> | undefined {
-  if (node.only !== undefined) return node.onlyName === level ? node.only : undefined
-  return node.children?.get(level)
+  const kids = node.kids
+  if (kids === undefined) return undefined
+  if (node.name !== undefined) return node.name === level ? kids as TopicNode<T> : undefined
+  return (kids as Map<string, TopicNode<T>>).get(level)
 }
 
 function addChild<T> (node: TopicNode<T>, level: string, child: TopicNode<T>): void {
-  if (node.only !== undefined) {
-    node.children = new Map([[node.onlyName, node.only], [level, child]])
-    node.only = undefined
-    node.onlyName = ''
-  } else if (node.children !== undefined) {
-    node.children.set(level, child)
+  const kids = node.kids
+  if (kids === undefined) {
+    node.name = level
+    node.kids = child
+  } else if (node.name !== undefined) {
+    node.kids = new Map([[node.name, kids as TopicNode<T>], [level, child]])
+    node.name = undefined
   } else {
-    node.only = child
-    node.onlyName = level
+    (kids as Map<string, TopicNode<T>>).set(level, child)
   }
 }
 
 function removeChild<T> (node: TopicNode<T>, level: string): void {
-  if (node.only !== undefined) {
-    if (node.onlyName === level) {
-      node.only = undefined
-      node.onlyName = ''
+  const kids = node.kids
+  if (kids === undefined) return
+  if (node.name !== undefined) {
+    if (node.name === level) {
+      node.name = undefined
+      node.kids = undefined
     }
   } else {
-    node.children?.delete(level)
+    (kids as Map<string, TopicNode<T>>).delete(level)
   }
 }
 
 function isEmpty<T> (node: TopicNode<T>): boolean {
-  return !node.has && node.only === undefined && (node.children === undefined || node.children.size === 0)
+  const kids = node.kids
+  return node.value === undefined && (kids === undefined || (node.name === undefined && (kids as Map<string, TopicNode<T>>).size === 0))
 }
 
 const NO_CHILDREN: ReadonlyArray<[string, never]> = []
 
 function childEntries<T> (node: TopicNode<T>): Iterable<[string, TopicNode<T>]> {
-  if (node.only !== undefined) return [[node.onlyName, node.only]]
-  return node.children ?? NO_CHILDREN
+  const kids = node.kids
+  if (kids === undefined) return NO_CHILDREN
+  if (node.name !== undefined) return [[node.name, kids as TopicNode<T>]]
+  return kids as Map<string, TopicNode<T>>
 }
 
 /** The node of `topic`, or undefined. Levels are cut with indexOf: no array per call. */
@@ -86,8 +89,9 @@ function find<T> (root: TopicNode<T>, topic: string): TopicNode<T> | undefined {
   }
 }
 
+/** Topic name → value; values are never `undefined`, and carry their own topic (`match` yields values only). */
 export class TopicTree<T> {
-  #root: TopicNode<T> = newNode()
+  #root = new TopicNode<T>()
   #size = 0
 
   get size (): number {
@@ -95,12 +99,11 @@ export class TopicTree<T> {
   }
 
   get (topic: string): T | undefined {
-    const node = find(this.#root, topic)
-    return node?.has === true ? node.value : undefined
+    return find(this.#root, topic)?.value
   }
 
   has (topic: string): boolean {
-    return find(this.#root, topic)?.has === true
+    return find(this.#root, topic)?.value !== undefined
   }
 
   /** Stores `value` under `topic`; returns the value it replaced, so callers need no separate get. */
@@ -112,18 +115,16 @@ export class TopicTree<T> {
       const level = end === -1 ? topic.slice(start) : topic.slice(start, end)
       let child = childOf(node, level)
       if (child === undefined) {
-        child = newNode()
+        child = new TopicNode<T>()
         addChild(node, level, child)
       }
       node = child
       if (end === -1) break
       start = end + 1
     }
-    const previous = node.has ? node.value : undefined
-    if (!node.has) this.#size++
-    node.has = true
+    const previous = node.value
+    if (previous === undefined) this.#size++
     node.value = value
-    node.topic = topic
     return previous
   }
 
@@ -137,10 +138,8 @@ export class TopicTree<T> {
       path.push(child)
       node = child
     }
-    if (!node.has) return false
-    node.has = false
+    if (node.value === undefined) return false
     node.value = undefined
-    node.topic = ''
     this.#size--
     // prune now-empty branches so the tree does not keep dead levels around
     for (let i = levels.length; i > 0; i--) {
@@ -153,22 +152,22 @@ export class TopicTree<T> {
   }
 
   /**
-   * Stored topics matching an MQTT topic filter, with their values.
+   * Values of the stored topics matching an MQTT topic filter.
    * [MQTT-4.7.1-2] `#` also matches the parent level; `+` matches one level,
    * including an empty one. [MQTT-4.7.2-1] a filter starting with a wildcard
    * does not match topics starting with `$`.
    */
-  * match (filter: string): Generator<[string, T]> {
+  * match (filter: string): Generator<T> {
     yield * this.#walk(this.#root, filter.split('/'), 0)
   }
 
-  * entries (): Generator<[string, T]> {
+  * values (): Generator<T> {
     yield * this.#collect(this.#root, false)
   }
 
-  * #walk (node: TopicNode<T>, levels: string[], i: number): Generator<[string, T]> {
+  * #walk (node: TopicNode<T>, levels: string[], i: number): Generator<T> {
     if (i === levels.length) {
-      if (node.has) yield [node.topic, node.value as T]
+      if (node.value !== undefined) yield node.value
       return
     }
     const level = levels[i] as string
@@ -188,15 +187,16 @@ export class TopicTree<T> {
     yield * this.#walk(child, levels, i + 1)
   }
 
-  * #collect (node: TopicNode<T>, atRoot: boolean): Generator<[string, T]> {
-    if (node.has && !atRoot) yield [node.topic, node.value as T]
-    if (node.only !== undefined) {
+  * #collect (node: TopicNode<T>, atRoot: boolean): Generator<T> {
+    if (node.value !== undefined && !atRoot) yield node.value
+    const kids = node.kids
+    if (kids === undefined) return
+    if (node.name !== undefined) {
       // the common single-child case, without an entries array per node
-      if (!atRoot || !isDollar(node.onlyName)) yield * this.#collect(node.only, false)
+      if (!atRoot || !isDollar(node.name)) yield * this.#collect(kids as TopicNode<T>, false)
       return
     }
-    if (node.children === undefined) return
-    for (const [name, child] of node.children) {
+    for (const [name, child] of kids as Map<string, TopicNode<T>>) {
       if (atRoot && isDollar(name)) continue
       yield * this.#collect(child, false)
     }
