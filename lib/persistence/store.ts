@@ -479,6 +479,11 @@ export abstract class BaseStore implements CulexPersistence {
    * returns)? Synchronous and without building the list: the gateway asks it
    * for every QoS 1/2 PUBLISH to choose the 0x10 reason code.
    */
+  /** Does any session store a QoS 1/2 subscription, i.e. could subscriptionsByTopic find anything at all? */
+  holdsSubscriptions (): boolean {
+    return this.#trie.subscriptionsCount > 0
+  }
+
   hasSubscriptionsFor (topic: string): boolean {
     if (this.#trie.subscriptionsCount === 0) return false
     const matches = this.#trie.match(topic)
