@@ -165,8 +165,21 @@ class BrokerSide extends Duplex {
 
 interface InboundFlow { qos: number, topic: string }
 
-/** An acknowledgement waiting to go out in order [MQTT-4.6.0-2] [MQTT-4.6.0-3]. */
-interface PendingAck { buf: Buffer, ready: boolean, release?: () => void }
+/**
+ * An acknowledgement waiting to go out in order [MQTT-4.6.0-2] [MQTT-4.6.0-3].
+ * One per QoS 1/2 PUBLISH: a class (one shape, no closures per ack).
+ */
+class PendingAck {
+  ready = false
+  /** the next acknowledgement waiting for aedes' `published` of the same packet id (the client repeated the PUBLISH) */
+  next: PendingAck | undefined = undefined
+  constructor (
+    public buf: Buffer,
+    readonly frame: Frame,
+    /** MQTT 5 success: the message's topic, to answer 0x10 when no subscription matches it */
+    readonly topic: string | undefined
+  ) {}
+}
 
 type AuthState =
   | { phase: 'connect', exchange: AuthExchange, method: string, connect: IConnectPacket }
@@ -231,8 +244,9 @@ export class Connection implements MemberLink {
   /** QoS 2 messages culex dropped and completes with aedes on the client's behalf */
   private get synthetic (): Set<number> { return (this._synthetic ??= new Set()) }
   private readonly acks: PendingAck[] = []
-  private _awaitingPublished: Map<number, PendingAck[]> | undefined
-  private get awaitingPublished (): Map<number, PendingAck[]> { return (this._awaitingPublished ??= new Map()) }
+  private _awaitingPublished: Map<number, PendingAck> | undefined
+  /** QoS 1 PUBACKs waiting for aedes' `published`, by packet id (more for one id chained on `next`) */
+  private get awaitingPublished (): Map<number, PendingAck> { return (this._awaitingPublished ??= new Map()) }
   private _publishedEarly: Set<number> | undefined
   private get publishedEarly (): Set<number> { return (this._publishedEarly ??= new Set()) }
   private outQueue: Buffer[] = []
@@ -1177,34 +1191,41 @@ export class Connection implements MemberLink {
     const flow = this.inflightIn.get(id)
     if (frame.type === PacketType.PUBACK) this.inflightIn.delete(id)
     else if (isFailure(code)) this.inflightIn.delete(id)
-    const entry: PendingAck = { buf: frame.buf, ready: false }
+    const entry = new PendingAck(frame.buf, frame, this.version === 5 && code === 0 && flow !== undefined ? flow.topic : undefined)
     this.acks.push(entry)
     const waitPublished = frame.type === PacketType.PUBACK && code === 0 && flow !== undefined
-    const finish = (): void => {
-      if (this.version === 5 && code === 0 && flow !== undefined) {
-        const has = this.ctx.hasSubscribers(flow.topic)
-        if (has === false) entry.buf = this.withReasonCode(frame, ReasonCode.NoMatchingSubscribers)
-        else if (has !== true) {
-          has.then((yes) => {
-            if (!yes) entry.buf = this.withReasonCode(frame, ReasonCode.NoMatchingSubscribers)
-            entry.ready = true
-            this.flushAcks()
-          }, () => { entry.ready = true; this.flushAcks() })
-          return
-        }
-      }
-      entry.ready = true
-    }
     if (waitPublished && !this.publishedEarly.delete(id)) {
-      const waiting = this.awaitingPublished.get(id)
-      const release = (): void => { finish(); this.flushAcks() }
-      entry.release = release
-      if (waiting) waiting.push(entry)
-      else this.awaitingPublished.set(id, [entry])
+      const first = this.awaitingPublished.get(id)
+      if (first === undefined) {
+        this.awaitingPublished.set(id, entry)
+      } else {
+        let last = first
+        while (last.next !== undefined) last = last.next
+        last.next = entry
+      }
     } else {
-      finish()
+      this.ackReady(entry)
     }
     this.flushAcks(out)
+  }
+
+  /** The acknowledgement may go: with 0x10 when no subscription matches (MQTT 5 success, spec 3.4.2.1). */
+  private ackReady (entry: PendingAck): void {
+    const topic = entry.topic
+    if (topic !== undefined) {
+      const has = this.ctx.hasSubscribers(topic)
+      if (has === false) {
+        entry.buf = this.withReasonCode(entry.frame, ReasonCode.NoMatchingSubscribers)
+      } else if (has !== true) {
+        has.then((yes) => {
+          if (!yes) entry.buf = this.withReasonCode(entry.frame, ReasonCode.NoMatchingSubscribers)
+          entry.ready = true
+          this.flushAcks()
+        }, () => { entry.ready = true; this.flushAcks() })
+        return
+      }
+    }
+    entry.ready = true
   }
 
   /**
@@ -1257,14 +1278,15 @@ export class Connection implements MemberLink {
 
   /** aedes finished publishing the client's message `packetId` (its `published` hook). */
   onPublished (packetId: number): void {
-    const waiting = this.awaitingPublished.get(packetId)
-    if (!waiting) {
+    const entry = this.awaitingPublished.get(packetId)
+    if (entry === undefined) {
       this.publishedEarly.add(packetId)
       return
     }
-    const entry = waiting.shift() as PendingAck
-    if (waiting.length === 0) this.awaitingPublished.delete(packetId)
-    entry.release?.()
+    if (entry.next === undefined) this.awaitingPublished.delete(packetId)
+    else this.awaitingPublished.set(packetId, entry.next)
+    this.ackReady(entry)
+    this.flushAcks()
   }
 
   private flushAcks (out?: Buffer[]): void {
@@ -1283,7 +1305,13 @@ export class Connection implements MemberLink {
     }
     // spec 3.4.2.1: a Reason Code with no Property Length (Remaining Length 3); hand-encoded as it can go out for every QoS 1 PUBLISH
     const id = ackPacketId(frame)
-    return Buffer.from([frame.type << 4, 3, id >> 8, id & 0xff, code])
+    const ack = Buffer.allocUnsafe(5)
+    ack[0] = frame.type << 4
+    ack[1] = 3
+    ack[2] = id >> 8
+    ack[3] = id & 0xff
+    ack[4] = code
+    return ack
   }
 
   /**
