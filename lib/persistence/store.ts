@@ -334,7 +334,7 @@ export abstract class BaseStore implements CulexPersistence {
     if (this.closed) return Readable.from(this.#retainedGenerator(matches, this.#retainedVersion))
     if (patterns.length === 1) {
       // one filter yields each topic once
-      for (const match of this.#retained.match(patterns[0] as string)) matches.push(match)
+      this.#retained.match(patterns[0] as string, matches)
     } else {
       // One message per topic even when several filters match it (one value per topic).
       const seen = new Set<RetainedValue>()
