@@ -459,10 +459,15 @@ export abstract class BaseStore implements CulexPersistence {
     return { subsCount: this.#trie.subscriptionsCount, clientsCount: this.#subs.size }
   }
 
-  async subscriptionsByTopic (topic: string): Promise<TopicSubscription[]> {
+  subscriptionsByTopic (topic: string): Promise<TopicSubscription[]> {
     // aedes asks for every QoS 1/2 PUBLISH; with only clean sessions (the
-    // common case) the trie is empty and there is nothing to match
-    if (this.#trie.subscriptionsCount === 0) return []
+    // common case) the trie is empty and there is nothing to match, nor an
+    // async function to run
+    if (this.#trie.subscriptionsCount === 0) return Promise.resolve([])
+    return this.#subscriptionsByTopic(topic)
+  }
+
+  async #subscriptionsByTopic (topic: string): Promise<TopicSubscription[]> {
     const matches = this.#trie.match(topic)
     // [MQTT-4.7.2-1] filters starting with a wildcard do not match topics
     // starting with '$'. aedes' live delivery already skips them for every
@@ -525,7 +530,14 @@ export abstract class BaseStore implements CulexPersistence {
     await this.outgoingEnqueueCombi([sub], packet)
   }
 
-  async outgoingEnqueueCombi (subs: EnqueueTarget[], packet: StoredPacket): Promise<void> {
+  outgoingEnqueueCombi (subs: EnqueueTarget[], packet: StoredPacket): Promise<void> {
+    // aedes calls it for every QoS 1/2 PUBLISH, mostly with no stored
+    // subscription to queue it for: then no async function runs
+    if (subs.length === 0 && !this.closed) return DONE
+    return this.#enqueueCombi(subs, packet)
+  }
+
+  async #enqueueCombi (subs: EnqueueTarget[], packet: StoredPacket): Promise<void> {
     this.#checkOpen()
     if (subs.length === 0) return
     const now = Date.now()
