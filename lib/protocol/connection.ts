@@ -171,11 +171,12 @@ interface InboundFlow { qos: number, topic: string }
  */
 class PendingAck {
   ready = false
-  /** the next acknowledgement waiting for aedes' `published` of the same packet id (the client repeated the PUBLISH) */
-  next: PendingAck | undefined = undefined
   constructor (
     public buf: Buffer,
     readonly frame: Frame,
+    readonly packetId: number,
+    /** a QoS 1 PUBACK waiting for aedes' `published` of its message */
+    public waiting: boolean,
     /** MQTT 5 success: the message's topic, to answer 0x10 when no subscription matches it */
     readonly topic: string | undefined
   ) {}
@@ -244,9 +245,6 @@ export class Connection implements MemberLink {
   /** QoS 2 messages culex dropped and completes with aedes on the client's behalf */
   private get synthetic (): Set<number> { return (this._synthetic ??= new Set()) }
   private readonly acks: PendingAck[] = []
-  private _awaitingPublished: Map<number, PendingAck> | undefined
-  /** QoS 1 PUBACKs waiting for aedes' `published`, by packet id (more for one id chained on `next`) */
-  private get awaitingPublished (): Map<number, PendingAck> { return (this._awaitingPublished ??= new Map()) }
   private _publishedEarly: Set<number> | undefined
   private get publishedEarly (): Set<number> { return (this._publishedEarly ??= new Set()) }
   private outQueue: Buffer[] = []
@@ -1191,21 +1189,11 @@ export class Connection implements MemberLink {
     const flow = this.inflightIn.get(id)
     if (frame.type === PacketType.PUBACK) this.inflightIn.delete(id)
     else if (isFailure(code)) this.inflightIn.delete(id)
-    const entry = new PendingAck(frame.buf, frame, this.version === 5 && code === 0 && flow !== undefined ? flow.topic : undefined)
+    const waitPublished = frame.type === PacketType.PUBACK && code === 0 && flow !== undefined &&
+      (this._publishedEarly === undefined || !this._publishedEarly.delete(id))
+    const entry = new PendingAck(frame.buf, frame, id, waitPublished, this.version === 5 && code === 0 && flow !== undefined ? flow.topic : undefined)
     this.acks.push(entry)
-    const waitPublished = frame.type === PacketType.PUBACK && code === 0 && flow !== undefined
-    if (waitPublished && !this.publishedEarly.delete(id)) {
-      const first = this.awaitingPublished.get(id)
-      if (first === undefined) {
-        this.awaitingPublished.set(id, entry)
-      } else {
-        let last = first
-        while (last.next !== undefined) last = last.next
-        last.next = entry
-      }
-    } else {
-      this.ackReady(entry)
-    }
+    if (!waitPublished) this.ackReady(entry)
     this.flushAcks(out)
   }
 
@@ -1278,15 +1266,20 @@ export class Connection implements MemberLink {
 
   /** aedes finished publishing the client's message `packetId` (its `published` hook). */
   onPublished (packetId: number): void {
-    const entry = this.awaitingPublished.get(packetId)
-    if (entry === undefined) {
-      this.publishedEarly.add(packetId)
+    // A waiting PUBACK holds back the ones behind it, so it is still in
+    // `acks`; aedes publishes a client's messages in order, so it is
+    // usually the first. The oldest one with this id (a client may repeat
+    // a PUBLISH) is released.
+    const acks = this.acks
+    for (let i = 0; i < acks.length; i++) {
+      const entry = acks[i] as PendingAck
+      if (!entry.waiting || entry.packetId !== packetId) continue
+      entry.waiting = false
+      this.ackReady(entry)
+      this.flushAcks()
       return
     }
-    if (entry.next === undefined) this.awaitingPublished.delete(packetId)
-    else this.awaitingPublished.set(packetId, entry.next)
-    this.ackReady(entry)
-    this.flushAcks()
+    this.publishedEarly.add(packetId)
   }
 
   private flushAcks (out?: Buffer[]): void {
