@@ -187,9 +187,11 @@ function fromJsonValue (value: unknown): unknown {
 }
 
 export function encodePacket (packet: StoredPacket): Buffer {
+  // the level store encodes every retained, queued and inbound QoS 2 message:
+  // no key array, no intermediate Buffer for the header, no view of the payload
   const header: Record<string, unknown> = {}
-  for (const key of Object.keys(packet)) {
-    if (key === 'payload') continue
+  for (const key in packet) {
+    if (key === 'payload' || !Object.hasOwn(packet, key)) continue
     const value = packet[key]
     if (value === undefined) continue
     if (key === 'properties' && value !== null && typeof value === 'object') {
@@ -202,25 +204,26 @@ export function encodePacket (packet: StoredPacket): Buffer {
       header[key] = toJsonValue(value)
     }
   }
-  const json = Buffer.from(JSON.stringify(header))
+  const json = JSON.stringify(header)
+  const jsonLength = Buffer.byteLength(json)
   let flags = 0
-  let payload: Buffer
+  let payloadLength = 0
   const p = packet.payload
   if (p === undefined || p === null) {
     flags |= FLAG_PAYLOAD_ABSENT
-    payload = Buffer.alloc(0)
   } else if (typeof p === 'string') {
     flags |= FLAG_PAYLOAD_STRING
-    payload = Buffer.from(p)
+    payloadLength = Buffer.byteLength(p)
   } else {
-    payload = Buffer.from(p.buffer, p.byteOffset, p.byteLength)
+    payloadLength = p.byteLength
   }
-  const out = Buffer.allocUnsafe(6 + json.length + payload.length)
+  const out = Buffer.allocUnsafe(6 + jsonLength + payloadLength)
   out[0] = TAG_PACKET
   out[1] = flags
-  out.writeUInt32BE(json.length, 2)
-  json.copy(out, 6)
-  payload.copy(out, 6 + json.length)
+  out.writeUInt32BE(jsonLength, 2)
+  out.write(json, 6)
+  if (typeof p === 'string') out.write(p, 6 + jsonLength)
+  else if (p !== undefined && p !== null) out.set(p, 6 + jsonLength)
   return out
 }
 
