@@ -22,6 +22,7 @@ import { inspectConnect, UNACCEPTABLE_PROTOCOL_VERSION_CONNACK } from './inbound
 import { checkSubscription, PendingSuback, type SubscribePolicy } from './inbound/subscribe.js'
 import { checkPublishHeader, checkPublishProperties, type PublishPolicy } from './inbound/publish.js'
 import { OutboundWindow, type HeldPublish } from './outbound/flow-control.js'
+import { PacketIdTable } from './packet-id-table.js'
 import { OutboundAliases } from './outbound/topic-alias.js'
 import { ReasonCode, describeReasonCode, isFailure, v5ToV311ConnackCode, v311ToV5ConnackCode } from './reason-codes.js'
 import type { Authenticators, AuthExchange, AuthStep } from './auth.js'
@@ -218,9 +219,9 @@ export class Connection implements MemberLink {
   private deferred = false
   // The maps and sets of the connection are made on first use (the getters
   // below): an idle connection carries none of them.
-  private _inflightIn: Map<number, InboundFlow> | undefined
+  private _inflightIn: PacketIdTable<InboundFlow> | undefined
   /** inbound QoS 1 and 2 packet ids not yet completed (spec 4.9) */
-  private get inflightIn (): Map<number, InboundFlow> { return (this._inflightIn ??= new Map()) }
+  private get inflightIn (): PacketIdTable<InboundFlow> { return (this._inflightIn ??= new PacketIdTable()) }
   private _inboundAliases: Map<number, string> | undefined
   private get inboundAliases (): Map<number, string> { return (this._inboundAliases ??= new Map()) }
   private _subParts: Map<number, { pending: PendingSuback, index: number }> | undefined
