@@ -61,14 +61,69 @@ export function clientSubscriptions (client: Client): Record<string, AedesClient
 }
 
 
+interface Matcher {
+  match: (topic: string, ctx?: unknown) => unknown[]
+  add: (...args: unknown[]) => unknown
+  remove: (...args: unknown[]) => unknown
+  clear: (...args: unknown[]) => unknown
+}
+
+/** The live subscriptions (mqemitter listeners) of a broker, as the gateway asks about them. */
+export interface LiveSubscriptions {
+  /** how many listeners match `topic` */
+  count (topic: string): number
+  /**
+   * count(topic) when it is known without matching: `topic` is the one aedes
+   * matched last and no listener came or went since (as when the message
+   * being acknowledged was just published); otherwise undefined.
+   */
+  known (topic: string): number | undefined
+}
+
+const liveByMatcher = new WeakMap<object, LiveSubscriptions>()
+
 /**
- * How many live subscriptions (mqemitter listeners) match `topic`. aedes has
- * no public way to ask; its mqemitter keeps a qlobber in `_matcher`.
+ * aedes has no public way to ask which live subscriptions match a topic; its
+ * mqemitter keeps them in a qlobber, `mq._matcher`, and matches every
+ * message's topic when it publishes the message. The gateway asks the same
+ * question right after, to choose PUBACK 0x10 (No matching subscribers), so
+ * the matcher's `match` is wrapped to remember its last answer, and
+ * `add`/`remove`/`clear` to forget it: that second question is then a string
+ * comparison instead of a second match.
  */
+export function liveSubscriptions (broker: Aedes): LiveSubscriptions {
+  const mq = (broker as unknown as { mq: { _matcher?: Partial<Matcher> } }).mq
+  const matcher = mq._matcher
+  if (!matcher || typeof matcher.match !== 'function' || typeof matcher.add !== 'function' || typeof matcher.remove !== 'function' || typeof matcher.clear !== 'function') {
+    throw new Error('aedes mqemitter no longer has _matcher with match/add/remove/clear: review lib/aedes-internals.ts')
+  }
+  const m = matcher as Matcher
+  const existing = liveByMatcher.get(m)
+  if (existing !== undefined) return existing
+  const { match, add, remove, clear } = m
+  let lastTopic: string | undefined
+  let lastCount = 0
+  m.match = function matchRemembered (topic, ctx) {
+    const matches = match.call(this, topic, ctx)
+    // qlobber's match(topic, ctx): one with a context may filter, and is not remembered
+    lastTopic = ctx === undefined ? topic : undefined
+    lastCount = matches.length
+    return matches
+  }
+  m.add = function addForgetting (...args) { lastTopic = undefined; return add.apply(this, args) }
+  m.remove = function removeForgetting (...args) { lastTopic = undefined; return remove.apply(this, args) }
+  m.clear = function clearForgetting (...args) { lastTopic = undefined; return clear.apply(this, args) }
+  const live: LiveSubscriptions = {
+    count: (topic) => lastTopic === topic ? lastCount : m.match(topic).length,
+    known: (topic) => lastTopic === topic ? lastCount : undefined
+  }
+  liveByMatcher.set(m, live)
+  return live
+}
+
+/** How many live subscriptions (mqemitter listeners) match `topic`. */
 export function liveSubscriptionCount (broker: Aedes, topic: string): number {
-  const mq = (broker as unknown as { mq: { _matcher?: { match: (topic: string) => unknown[] } } }).mq
-  if (!mq._matcher) throw new Error('aedes mqemitter no longer has _matcher: review lib/aedes-internals.ts')
-  return mq._matcher.match(topic).length
+  return liveSubscriptions(broker).count(topic)
 }
 
 type Deliver = (packet: { topic: string, qos: number }, cb: () => void) => void

@@ -5,7 +5,7 @@
 import type { Duplex } from 'node:stream'
 import { Aedes, type AedesOptions } from 'aedes'
 import type { Logger } from 'pino'
-import { hardenBroker, liveSubscriptionCount, routeQoS0Delivery } from './aedes-internals.js'
+import { hardenBroker, liveSubscriptions, routeQoS0Delivery } from './aedes-internals.js'
 import { Connection, type ConnectionMeta, type ProtocolSettings } from './protocol/connection.js'
 import { Authenticators, type Authenticator } from './protocol/auth.js'
 import { ReasonCode } from './protocol/reason-codes.js'
@@ -32,6 +32,8 @@ interface StoreExtras {
   subscriptionsByTopic?: (topic: string) => Promise<unknown[]>
   /** culex's stores answer synchronously whether subscriptionsByTopic would find anything */
   hasSubscriptionsFor?: (topic: string) => boolean
+  /** ... and whether it could find anything for any topic */
+  holdsSubscriptions?: () => boolean
   /** was this message re-sent from a session queue with the packet id it had? (DUP) */
   wasInFlight?: (clientId: string, brokerId: string | undefined, brokerCounter: number | undefined) => boolean
 }
@@ -273,8 +275,12 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
   const policy = createConnectionPolicy(limits, security, () => aedes.connectedClients)
 
   // spec 3.4.2.1: 0x10 (No matching subscribers) only when no subscription,
-  // live or stored, matches. The answer per topic is cached until any
-  // subscription changes, as it is asked for every QoS 1/2 message.
+  // live or stored, matches. It is asked for every QoS 1/2 message, right
+  // after aedes published it: aedes' own match of the topic against the live
+  // subscriptions is remembered then (aedes-internals.ts), and when no
+  // session stores a subscription that settles it. Otherwise the answer per
+  // topic is cached until any subscription changes.
+  const live = liveSubscriptions(aedes)
   let subscriptionEpoch = 0
   const bump = (): void => { subscriptionEpoch++; matchCache.clear() }
   const matchCache = new Map<string, boolean>()
@@ -287,13 +293,18 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
     return has
   }
   function hasSubscribers (topic: string): boolean | Promise<boolean> {
+    const store = storeOf()
+    const known = live.known(topic)
+    if (known !== undefined) {
+      if (known > 0) return true
+      if (store?.holdsSubscriptions?.() === false) return shared?.hasGroupFor(topic) === true
+    }
     const cached = matchCache.get(topic)
     if (cached !== undefined) return cached
     const epoch = subscriptionEpoch
-    const store = storeOf()
     // culex's stores answer synchronously, and at once when they hold no subscription
     const stored = typeof store?.hasSubscriptionsFor === 'function' ? store.hasSubscriptionsFor(topic) : undefined
-    if (stored === true || liveSubscriptionCount(aedes, topic) > 0 || shared?.hasGroupFor(topic) === true) return remember(topic, epoch, true)
+    if (stored === true || live.count(topic) > 0 || shared?.hasGroupFor(topic) === true) return remember(topic, epoch, true)
     if (stored === false) return remember(topic, epoch, false)
     if (!store?.subscriptionsByTopic) return true
     return store.subscriptionsByTopic(topic).then(subs => remember(topic, epoch, subs.length > 0))

@@ -52,8 +52,44 @@ export function cleanProperties (props: PacketProperties): PacketProperties {
   return out
 }
 
-/** A shallow copy of every defined field; `properties` cleaned as above. Used for retained messages and wills. */
+/**
+ * A shallow copy of every defined own field; `properties` cleaned as above.
+ * Used for retained messages and wills.
+ *
+ * A retained message's copy stays in memory for as long as it is stored, so
+ * the fields every aedes packet has are written as one object literal: they
+ * live inside the object (built key by key, all past the fourth would go to a
+ * separate property array, one more object per message for the garbage
+ * collector to walk). Any other defined field is added after them.
+ */
 export function copyPacket (packet: StoredPacket): StoredPacket {
+  const out: StoredPacket = {
+    cmd: packet.cmd,
+    brokerId: packet.brokerId,
+    brokerCounter: packet.brokerCounter,
+    topic: packet.topic,
+    payload: packet.payload,
+    qos: packet.qos,
+    retain: packet.retain,
+    dup: packet.dup
+  }
+  let common = 0
+  for (const key in packet) {
+    switch (key) {
+      case 'cmd': case 'brokerId': case 'brokerCounter': case 'topic': case 'payload': case 'qos': case 'retain': case 'dup':
+        if (packet[key] !== undefined && Object.hasOwn(packet, key)) common++
+        continue
+    }
+    const value = packet[key]
+    if (value === undefined || !Object.hasOwn(packet, key)) continue
+    out[key] = key === 'properties' && value !== null && typeof value === 'object'
+      ? cleanProperties(value as PacketProperties)
+      : value
+  }
+  return common === 8 ? out : copyFields(packet)
+}
+
+function copyFields (packet: StoredPacket): StoredPacket {
   const out: StoredPacket = {}
   for (const key of Object.keys(packet)) {
     const value = packet[key]
@@ -151,9 +187,11 @@ function fromJsonValue (value: unknown): unknown {
 }
 
 export function encodePacket (packet: StoredPacket): Buffer {
+  // the level store encodes every retained, queued and inbound QoS 2 message:
+  // no key array, no intermediate Buffer for the header, no view of the payload
   const header: Record<string, unknown> = {}
-  for (const key of Object.keys(packet)) {
-    if (key === 'payload') continue
+  for (const key in packet) {
+    if (key === 'payload' || !Object.hasOwn(packet, key)) continue
     const value = packet[key]
     if (value === undefined) continue
     if (key === 'properties' && value !== null && typeof value === 'object') {
@@ -166,25 +204,26 @@ export function encodePacket (packet: StoredPacket): Buffer {
       header[key] = toJsonValue(value)
     }
   }
-  const json = Buffer.from(JSON.stringify(header))
+  const json = JSON.stringify(header)
+  const jsonLength = Buffer.byteLength(json)
   let flags = 0
-  let payload: Buffer
+  let payloadLength = 0
   const p = packet.payload
   if (p === undefined || p === null) {
     flags |= FLAG_PAYLOAD_ABSENT
-    payload = Buffer.alloc(0)
   } else if (typeof p === 'string') {
     flags |= FLAG_PAYLOAD_STRING
-    payload = Buffer.from(p)
+    payloadLength = Buffer.byteLength(p)
   } else {
-    payload = Buffer.from(p.buffer, p.byteOffset, p.byteLength)
+    payloadLength = p.byteLength
   }
-  const out = Buffer.allocUnsafe(6 + json.length + payload.length)
+  const out = Buffer.allocUnsafe(6 + jsonLength + payloadLength)
   out[0] = TAG_PACKET
   out[1] = flags
-  out.writeUInt32BE(json.length, 2)
-  json.copy(out, 6)
-  payload.copy(out, 6 + json.length)
+  out.writeUInt32BE(jsonLength, 2)
+  out.write(json, 6)
+  if (typeof p === 'string') out.write(p, 6 + jsonLength)
+  else if (p !== undefined && p !== null) out.set(p, 6 + jsonLength)
   return out
 }
 

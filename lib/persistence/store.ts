@@ -118,13 +118,25 @@ interface ClientQueue {
   byBroker: Map<string, QueueEntry>
 }
 
-interface RetainedEntry {
-  body: StoredPacket | undefined
-  bytes: number
-  expiry: number | undefined
-  cached: number
-  /** replaced or removed since it was stored: a stream holding it must look the topic up again */
-  stale: boolean
+/**
+ * A retained message of the level store whose body is outside the cache
+ * budget: it is read from disk by key. `body` is held only until the write is
+ * in LevelDB. Every other retained message is stored as its body itself (one
+ * object per message, for the memory store always), and a cached body counts
+ * `accountedBytes(body)` against the budget.
+ */
+class UncachedRetained {
+  constructor (readonly topic: string, readonly expiry: number | undefined, public body: StoredPacket | undefined) {}
+}
+
+type RetainedValue = StoredPacket | UncachedRetained
+
+function retainedTopic (value: RetainedValue): string {
+  return value.topic as string
+}
+
+function retainedExpiry (value: RetainedValue): number | undefined {
+  return value instanceof UncachedRetained ? value.expiry : value.messageExpiry
 }
 
 /** Reads message bodies that are not cached (level store only). */
@@ -139,6 +151,9 @@ function brokerKeyOf (packet: StoredPacket): string | undefined {
   if (packet.brokerId === undefined || packet.brokerId === null || packet.brokerCounter === undefined) return undefined
   return packet.brokerId + '\u0000' + String(packet.brokerCounter)
 }
+
+/** what a retained write that needs no waiting returns */
+const DONE: Promise<void> = Promise.resolve()
 
 function isExpired (expiry: number | undefined, now: number): boolean {
   return expiry !== undefined && expiry <= now
@@ -171,7 +186,9 @@ export abstract class BaseStore implements CulexPersistence {
   readonly #trie = new QlobberSub(QLOBBER_OPTIONS)
   #subCount = 0
   readonly #queues = new Map<string, ClientQueue>()
-  readonly #retained = new TopicTree<RetainedEntry>()
+  readonly #retained = new TopicTree<RetainedValue>()
+  /** bumped when a retained message is replaced or removed: streams that matched before look their topics up again */
+  #retainedVersion = 0
   readonly #incoming = new Map<string, Map<number, StoredPacket>>()
   readonly #wills = new Map<string, StoredPacket>()
   readonly #sessions = new Map<string, SessionMeta>()
@@ -243,49 +260,69 @@ export abstract class BaseStore implements CulexPersistence {
   // -------------------------------------------------------------------------
   // retained messages
 
-  async storeRetained (packet: StoredPacket): Promise<void> {
-    this.#checkOpen()
+  /**
+   * Steps for a retained message (aedes calls this for every PUBLISH with
+   * RETAIN before it is delivered or acknowledged):
+   * 1. [MQTT-3.3.1-6] an empty payload removes the retained message;
+   * 2. over `maxRetainedPayload`, or a new topic when `maxRetained` are
+   *    stored: refused (counted, logged, drop event);
+   * 3. [MQTT-3.3.1-5] it replaces the topic's previous message: a copy goes
+   *    into the index (aedes mutates its packet after this call), and for the
+   *    level store into LevelDB, the promise resolving once it is written.
+   */
+  storeRetained (packet: StoredPacket): Promise<void> {
+    if (this.closed) return Promise.reject(persistenceError('CULEX_ERR_PERSISTENCE_CLOSED'))
     const topic = packet.topic
-    if (typeof topic !== 'string') return
+    if (typeof topic !== 'string') return DONE
     const size = payloadBytes(packet)
-    // An empty payload removes the retained message. [MQTT-3.3.1-6]
-    if (size === 0) {
-      await this.#deleteRetained(topic)
-      return
-    }
+    if (size === 0) return this.#deleteRetained(topic) ?? DONE
     if (size > this.#maxRetainedPayload) {
       this.#reportDrop(packet.clientId ?? null, 'retained-limit', 1, { topic, size, maxRetainedPayload: this.#maxRetainedPayload })
-      return
+      return DONE
     }
     // Only a full store needs to know whether the topic is new: one tree walk
     // per message otherwise (set returns what it replaced).
     if (this.#retained.size >= this.#maxRetained && !this.#retained.has(topic)) {
       this.#reportDrop(packet.clientId ?? null, 'retained-limit', 1, { topic, maxRetained: this.#maxRetained })
-      return
+      return DONE
     }
     const body = copyPacket(packet)
+    const backend = this.backend
+    if (backend === null) {
+      // the memory store keeps the copy itself: nothing to encode, account or wait for
+      const previous = this.#retained.set(topic, body)
+      if (previous !== undefined) this.#retainedVersion++
+      return DONE
+    }
     // accountedBytes(body), without measuring the payload again
     const bytes = size + Buffer.byteLength(topic)
-    const entry: RetainedEntry = { body, bytes, expiry: body.messageExpiry, cached: 0, stale: false }
-    const previous = this.#retained.set(topic, entry)
+    let value: RetainedValue = body
+    if (this.#cacheUsed + bytes <= this.#cacheLimit) this.#cacheUsed += bytes
+    else value = new UncachedRetained(topic, body.messageExpiry, body)
+    const previous = this.#retained.set(topic, value)
     if (previous !== undefined) {
-      previous.stale = true
-      this.#uncache(previous)
+      this.#retainedVersion++
+      this.#uncacheRetained(previous)
     }
-    // The memory store keeps the body object itself; only a backend needs the encoded value.
-    if (this.backend === null) return
-    this.#admit(entry, bytes)
-    await this.backend.writer.put(KEY.retained(topic), encodePacket(body))
-    this.#evictIfUnaccounted(entry)
+    const written = backend.writer.put(KEY.retained(topic), encodePacket(body))
+    if (!(value instanceof UncachedRetained)) return written
+    const uncached = value
+    // once on disk it is read from there
+    return written.then(() => { uncached.body = undefined })
   }
 
   #deleteRetained (topic: string): Promise<void> | undefined {
     const existing = this.#retained.get(topic)
     if (existing === undefined) return undefined
-    existing.stale = true
-    this.#uncache(existing)
+    this.#retainedVersion++
+    this.#uncacheRetained(existing)
     this.#retained.delete(topic)
     return this.#del(KEY.retained(topic))
+  }
+
+  /** a cached body leaves the cache budget (level store) */
+  #uncacheRetained (value: RetainedValue): void {
+    if (this.backend !== null && !(value instanceof UncachedRetained)) this.#cacheUsed -= accountedBytes(value)
   }
 
   createRetainedStream (pattern: string): Readable {
@@ -293,50 +330,52 @@ export abstract class BaseStore implements CulexPersistence {
   }
 
   createRetainedStreamCombi (patterns: string[]): Readable {
-    const matches: Array<[string, RetainedEntry]> = []
-    if (this.closed) return Readable.from(this.#retainedGenerator(matches))
+    const matches: RetainedValue[] = []
+    if (this.closed) return Readable.from(this.#retainedGenerator(matches, this.#retainedVersion))
     if (patterns.length === 1) {
       // one filter yields each topic once
-      for (const match of this.#retained.match(patterns[0] as string)) matches.push(match)
+      this.#retained.match(patterns[0] as string, matches)
     } else {
-      // One message per topic even when several filters match it.
-      const seen = new Set<string>()
+      // One message per topic even when several filters match it (one value per topic).
+      const seen = new Set<RetainedValue>()
       for (const pattern of patterns) {
         for (const match of this.#retained.match(pattern)) {
-          if (seen.has(match[0])) continue
-          seen.add(match[0])
+          if (seen.has(match)) continue
+          seen.add(match)
           matches.push(match)
         }
       }
     }
-    return Readable.from(this.#retainedGenerator(matches))
+    return Readable.from(this.#retainedGenerator(matches, this.#retainedVersion))
   }
 
-  async * #retainedGenerator (matches: Array<[string, RetainedEntry]>): AsyncGenerator<StoredPacket> {
+  async * #retainedGenerator (matches: RetainedValue[], version: number): AsyncGenerator<StoredPacket> {
     for (let i = 0; i < matches.length; i += STREAM_CHUNK) {
       const chunk = matches.slice(i, i + STREAM_CHUNK)
       const now = Date.now()
-      const live: Array<[string, RetainedEntry]> = []
-      for (const [topic, held] of chunk) {
+      const live: RetainedValue[] = []
+      for (const held of chunk) {
         // the current message: it may have been replaced or removed meanwhile
-        const entry = held.stale ? this.#retained.get(topic) : held
-        if (entry === undefined) continue
+        const value = this.#retainedVersion === version ? held : this.#retained.get(retainedTopic(held))
+        if (value === undefined) continue
         // [MQTT-3.3.2-5] an expired retained message is not sent, and is removed
-        if (isExpired(entry.expiry, now)) {
+        if (isExpired(retainedExpiry(value), now)) {
+          const topic = retainedTopic(value)
           if (!this.closed) this.#deleteRetained(topic)?.catch(() => {})
           this.#reportDrop(null, 'expired', 1, { topic })
           continue
         }
-        live.push([topic, entry])
+        live.push(value)
       }
-      const missing = live.filter(([, e]) => e.body === undefined)
+      const missing: string[] = []
+      for (const value of live) {
+        if (value instanceof UncachedRetained && value.body === undefined) missing.push(KEY.retained(value.topic))
+      }
       let loaded: Array<StoredPacket | undefined> = []
-      if (missing.length > 0 && this.backend !== null) {
-        loaded = await this.backend.readPackets(missing.map(([t]) => KEY.retained(t)))
-      }
+      if (missing.length > 0 && this.backend !== null) loaded = await this.backend.readPackets(missing)
       let m = 0
-      for (const [, entry] of live) {
-        const body = entry.body ?? loaded[m++]
+      for (const value of live) {
+        const body = value instanceof UncachedRetained ? value.body ?? loaded[m++] : value
         if (body !== undefined) yield clonePacket(body)
       }
     }
@@ -420,10 +459,15 @@ export abstract class BaseStore implements CulexPersistence {
     return { subsCount: this.#trie.subscriptionsCount, clientsCount: this.#subs.size }
   }
 
-  async subscriptionsByTopic (topic: string): Promise<TopicSubscription[]> {
+  subscriptionsByTopic (topic: string): Promise<TopicSubscription[]> {
     // aedes asks for every QoS 1/2 PUBLISH; with only clean sessions (the
-    // common case) the trie is empty and there is nothing to match
-    if (this.#trie.subscriptionsCount === 0) return []
+    // common case) the trie is empty and there is nothing to match, nor an
+    // async function to run
+    if (this.#trie.subscriptionsCount === 0) return Promise.resolve([])
+    return this.#subscriptionsByTopic(topic)
+  }
+
+  async #subscriptionsByTopic (topic: string): Promise<TopicSubscription[]> {
     const matches = this.#trie.match(topic)
     // [MQTT-4.7.2-1] filters starting with a wildcard do not match topics
     // starting with '$'. aedes' live delivery already skips them for every
@@ -440,6 +484,11 @@ export abstract class BaseStore implements CulexPersistence {
    * returns)? Synchronous and without building the list: the gateway asks it
    * for every QoS 1/2 PUBLISH to choose the 0x10 reason code.
    */
+  /** Does any session store a QoS 1/2 subscription, i.e. could subscriptionsByTopic find anything at all? */
+  holdsSubscriptions (): boolean {
+    return this.#trie.subscriptionsCount > 0
+  }
+
   hasSubscriptionsFor (topic: string): boolean {
     if (this.#trie.subscriptionsCount === 0) return false
     const matches = this.#trie.match(topic)
@@ -481,7 +530,14 @@ export abstract class BaseStore implements CulexPersistence {
     await this.outgoingEnqueueCombi([sub], packet)
   }
 
-  async outgoingEnqueueCombi (subs: EnqueueTarget[], packet: StoredPacket): Promise<void> {
+  outgoingEnqueueCombi (subs: EnqueueTarget[], packet: StoredPacket): Promise<void> {
+    // aedes calls it for every QoS 1/2 PUBLISH, mostly with no stored
+    // subscription to queue it for: then no async function runs
+    if (subs.length === 0 && !this.closed) return DONE
+    return this.#enqueueCombi(subs, packet)
+  }
+
+  async #enqueueCombi (subs: EnqueueTarget[], packet: StoredPacket): Promise<void> {
     this.#checkOpen()
     if (subs.length === 0) return
     const now = Date.now()
@@ -1235,11 +1291,13 @@ export abstract class BaseStore implements CulexPersistence {
   }
 
   protected restoreRetained (topic: string, body: StoredPacket): void {
+    // the key names the topic
+    body.topic = topic
     const bytes = accountedBytes(body)
-    const entry: RetainedEntry = { body, bytes, expiry: body.messageExpiry, cached: 0, stale: false }
-    this.#retained.set(topic, entry)
-    this.#admit(entry, bytes)
-    this.#evictIfUnaccounted(entry)
+    let value: RetainedValue = body
+    if (this.#cacheUsed + bytes <= this.#cacheLimit) this.#cacheUsed += bytes
+    else value = new UncachedRetained(topic, body.messageExpiry, undefined)
+    this.#retained.set(topic, value)
   }
 
   // -------------------------------------------------------------------------

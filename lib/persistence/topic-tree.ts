@@ -1,93 +1,107 @@
-// In-memory index of retained topic names: a tree with one node per topic
-// level. Why a tree and not prefix scans over `r:<topic>` keys: a SUBSCRIBE
-// filter is matched against stored topics (the reverse of what qlobber does),
-// and a prefix scan only narrows on the literal levels before the first
-// wildcard — `+/status` would still scan every retained key. Walking the tree
-// follows a literal level in O(1), fans out only at `+`, and collects a
-// subtree at `#`, so a lookup costs in proportion to the branches the filter
-// can actually match. The level store loads the tree from the keys at open;
-// values are then read by key.
+// In-memory index of retained topic names: a tree of topic levels. Why a
+// tree and not prefix scans over `r:<topic>` keys: a SUBSCRIBE filter is
+// matched against stored topics (the reverse of what qlobber does), and a
+// prefix scan only narrows on the literal levels before the first wildcard —
+// `+/status` would still scan every retained key. Walking the tree follows a
+// literal level in O(1), fans out only at `+`, and collects a subtree at `#`,
+// so a lookup costs in proportion to the branches the filter can actually
+// match. The level store loads the tree from the keys at open; values are
+// then read by key.
+//
+// Every retained message keeps its nodes alive for as long as it is stored,
+// and the garbage collector walks them on every full collection, so the tree
+// is as small as it can be:
+// - a topic's last level holds its value itself, not a node around it, until
+//   a longer topic needs that level to have children (`ret/<n>/y`: one node
+//   per `<n>`, none per `y`); `instanceof TopicNode` tells them apart, and
+//   values are never TopicNodes;
+// - most levels have a single child (every `<n>` node has one), so a node
+//   keeps its first child inline (`name` + `kids`) and only makes a Map when
+//   a second one arrives: storing a new topic allocates no Map per level;
+// - a node holds no topic string and no "has a value" flag: the values carry
+//   their topic (the store's values are packets), and `undefined` is never a
+//   value.
 
-// Most levels have a single child (`ret/<n>/y`: every `<n>` node has one), so
-// a node keeps its first child inline and only makes a Map when a second one
-// arrives: storing a new topic then allocates no Map per level, which halves
-// the cost of an insert (measured on Node 20 with 100k distinct topics).
+/** What a level holds: a node (it has, or had, deeper levels), or the value of a topic ending there. */
+type Slot<T> = TopicNode<T> | T
 
-interface TopicNode<T> {
-  /** name of the inline child (meaningful while `only` is set) */
-  onlyName: string
-  /** the only child, while the node has had at most one */
-  only: TopicNode<T> | undefined
-  /** all children, once the node has had two or more (then `only` is undefined) */
-  children: Map<string, TopicNode<T>> | undefined
-  value: T | undefined
-  /** the full topic of a node that holds a value: matches need not rebuild it */
-  topic: string
-  has: boolean
-}
-
-function newNode<T> (): TopicNode<T> {
-  return { onlyName: '', only: undefined, children: undefined, value: undefined, topic: '', has: false }
+class TopicNode<T> {
+  /** name of the only child while `kids` is that child; undefined while `kids` is a Map (or nothing) */
+  name: string | undefined = undefined
+  kids: Slot<T> | Map<string, Slot<T>> | undefined = undefined
+  value: T | undefined = undefined
 }
 
 function isDollar (level: string): boolean {
   return level.charCodeAt(0) === 36 // '$'
 }
 
-function childOf<T> (node: TopicNode<T>, level: string): TopicNode<T> | undefined {
-  if (node.only !== undefined) return node.onlyName === level ? node.only : undefined
-  return node.children?.get(level)
+function childOf<T> (node: TopicNode<T>, level: string): Slot<T> | undefined {
+  const kids = node.kids
+  if (kids === undefined) return undefined
+  if (node.name !== undefined) return node.name === level ? kids as Slot<T> : undefined
+  return (kids as Map<string, Slot<T>>).get(level)
 }
 
-function addChild<T> (node: TopicNode<T>, level: string, child: TopicNode<T>): void {
-  if (node.only !== undefined) {
-    node.children = new Map([[node.onlyName, node.only], [level, child]])
-    node.only = undefined
-    node.onlyName = ''
-  } else if (node.children !== undefined) {
-    node.children.set(level, child)
+function addChild<T> (node: TopicNode<T>, level: string, child: Slot<T>): void {
+  const kids = node.kids
+  if (kids === undefined) {
+    node.name = level
+    node.kids = child
+  } else if (node.name !== undefined) {
+    node.kids = new Map([[node.name, kids as Slot<T>], [level, child]])
+    node.name = undefined
   } else {
-    node.only = child
-    node.onlyName = level
+    (kids as Map<string, Slot<T>>).set(level, child)
   }
 }
 
+/** `level` is a child of `node`: it now holds `child` */
+function replaceChild<T> (node: TopicNode<T>, level: string, child: Slot<T>): void {
+  if (node.name !== undefined) node.kids = child
+  else (node.kids as Map<string, Slot<T>>).set(level, child)
+}
+
 function removeChild<T> (node: TopicNode<T>, level: string): void {
-  if (node.only !== undefined) {
-    if (node.onlyName === level) {
-      node.only = undefined
-      node.onlyName = ''
+  const kids = node.kids
+  if (kids === undefined) return
+  if (node.name !== undefined) {
+    if (node.name === level) {
+      node.name = undefined
+      node.kids = undefined
     }
   } else {
-    node.children?.delete(level)
+    (kids as Map<string, Slot<T>>).delete(level)
   }
 }
 
 function isEmpty<T> (node: TopicNode<T>): boolean {
-  return !node.has && node.only === undefined && (node.children === undefined || node.children.size === 0)
+  const kids = node.kids
+  return node.value === undefined && (kids === undefined || (node.name === undefined && (kids as Map<string, Slot<T>>).size === 0))
 }
 
-const NO_CHILDREN: ReadonlyArray<[string, never]> = []
-
-function childEntries<T> (node: TopicNode<T>): Iterable<[string, TopicNode<T>]> {
-  if (node.only !== undefined) return [[node.onlyName, node.only]]
-  return node.children ?? NO_CHILDREN
-}
-
-/** The node of `topic`, or undefined. Levels are cut with indexOf: no array per call. */
-function find<T> (root: TopicNode<T>, topic: string): TopicNode<T> | undefined {
-  let node: TopicNode<T> | undefined = root
+/** What `topic` holds, or undefined. Levels are cut with indexOf: no array per call. */
+function find<T> (root: TopicNode<T>, topic: string): Slot<T> | undefined {
+  let node: TopicNode<T> = root
   let start = 0
   for (;;) {
     const end = topic.indexOf('/', start)
-    node = childOf(node, end === -1 ? topic.slice(start) : topic.slice(start, end))
-    if (node === undefined || end === -1) return node
+    const slot = childOf(node, end === -1 ? topic.slice(start) : topic.slice(start, end))
+    if (slot === undefined || end === -1) return slot
+    // a value with no node has no deeper levels
+    if (!(slot instanceof TopicNode)) return undefined
+    node = slot
     start = end + 1
   }
 }
 
+function valueOf<T> (slot: Slot<T> | undefined): T | undefined {
+  return slot instanceof TopicNode ? slot.value : slot
+}
+
+/** Topic name → value; values are never `undefined` nor TopicNodes, and carry their own topic (`match` yields values only). */
 export class TopicTree<T> {
-  #root: TopicNode<T> = newNode()
+  #root = new TopicNode<T>()
   #size = 0
 
   get size (): number {
@@ -95,12 +109,11 @@ export class TopicTree<T> {
   }
 
   get (topic: string): T | undefined {
-    const node = find(this.#root, topic)
-    return node?.has === true ? node.value : undefined
+    return valueOf(find(this.#root, topic))
   }
 
   has (topic: string): boolean {
-    return find(this.#root, topic)?.has === true
+    return valueOf(find(this.#root, topic)) !== undefined
   }
 
   /** Stores `value` under `topic`; returns the value it replaced, so callers need no separate get. */
@@ -110,40 +123,62 @@ export class TopicTree<T> {
     for (;;) {
       const end = topic.indexOf('/', start)
       const level = end === -1 ? topic.slice(start) : topic.slice(start, end)
-      let child = childOf(node, level)
-      if (child === undefined) {
-        child = newNode()
-        addChild(node, level, child)
+      const slot = childOf(node, level)
+      if (end === -1) {
+        if (slot === undefined) {
+          addChild(node, level, value)
+          this.#size++
+          return undefined
+        }
+        if (!(slot instanceof TopicNode)) {
+          replaceChild(node, level, value)
+          return slot
+        }
+        const previous = slot.value
+        if (previous === undefined) this.#size++
+        slot.value = value
+        return previous
       }
-      node = child
-      if (end === -1) break
+      let next: TopicNode<T>
+      if (slot === undefined) {
+        next = new TopicNode<T>()
+        addChild(node, level, next)
+      } else if (slot instanceof TopicNode) {
+        next = slot
+      } else {
+        // a topic ending here gets a deeper level: its value moves into a node
+        next = new TopicNode<T>()
+        next.value = slot
+        replaceChild(node, level, next)
+      }
+      node = next
       start = end + 1
     }
-    const previous = node.has ? node.value : undefined
-    if (!node.has) this.#size++
-    node.has = true
-    node.value = value
-    node.topic = topic
-    return previous
   }
 
   delete (topic: string): boolean {
     const levels = topic.split('/')
     const path: Array<TopicNode<T>> = [this.#root]
     let node = this.#root
-    for (const level of levels) {
-      const child = childOf(node, level)
-      if (child === undefined) return false
-      path.push(child)
-      node = child
+    const last = levels.length - 1
+    for (let i = 0; i < last; i++) {
+      const slot = childOf(node, levels[i] as string)
+      if (!(slot instanceof TopicNode)) return false
+      path.push(slot)
+      node = slot
     }
-    if (!node.has) return false
-    node.has = false
-    node.value = undefined
-    node.topic = ''
+    const slot = childOf(node, levels[last] as string)
+    if (slot === undefined) return false
+    if (slot instanceof TopicNode) {
+      if (slot.value === undefined) return false
+      slot.value = undefined
+      if (isEmpty(slot)) removeChild(node, levels[last] as string)
+    } else {
+      removeChild(node, levels[last] as string)
+    }
     this.#size--
     // prune now-empty branches so the tree does not keep dead levels around
-    for (let i = levels.length; i > 0; i--) {
+    for (let i = last; i > 0; i--) {
       const n = path[i]
       const parent = path[i - 1]
       if (n === undefined || parent === undefined || !isEmpty(n)) break
@@ -153,52 +188,72 @@ export class TopicTree<T> {
   }
 
   /**
-   * Stored topics matching an MQTT topic filter, with their values.
+   * Values of the stored topics matching an MQTT topic filter, appended to
+   * `out` (an array, not a generator: a lookup of many topics then costs no
+   * generator object per level and per topic).
    * [MQTT-4.7.1-2] `#` also matches the parent level; `+` matches one level,
    * including an empty one. [MQTT-4.7.2-1] a filter starting with a wildcard
    * does not match topics starting with `$`.
    */
-  * match (filter: string): Generator<[string, T]> {
-    yield * this.#walk(this.#root, filter.split('/'), 0)
+  match (filter: string, out: T[] = []): T[] {
+    walk(this.#root, filter.split('/'), 0, out)
+    return out
   }
 
-  * entries (): Generator<[string, T]> {
-    yield * this.#collect(this.#root, false)
+  values (): T[] {
+    const out: T[] = []
+    collect(this.#root, false, out)
+    return out
   }
+}
 
-  * #walk (node: TopicNode<T>, levels: string[], i: number): Generator<[string, T]> {
-    if (i === levels.length) {
-      if (node.has) yield [node.topic, node.value as T]
-      return
-    }
-    const level = levels[i] as string
-    if (level === '#') {
-      yield * this.#collect(node, i === 0)
-      return
-    }
-    if (level === '+') {
-      for (const [name, child] of childEntries(node)) {
-        if (i === 0 && isDollar(name)) continue
-        yield * this.#walk(child, levels, i + 1)
-      }
-      return
-    }
-    const child = childOf(node, level)
-    if (child === undefined) return
-    yield * this.#walk(child, levels, i + 1)
+function walk<T> (node: TopicNode<T>, levels: string[], i: number, out: T[]): void {
+  if (i === levels.length) {
+    if (node.value !== undefined) out.push(node.value)
+    return
   }
-
-  * #collect (node: TopicNode<T>, atRoot: boolean): Generator<[string, T]> {
-    if (node.has && !atRoot) yield [node.topic, node.value as T]
-    if (node.only !== undefined) {
-      // the common single-child case, without an entries array per node
-      if (!atRoot || !isDollar(node.onlyName)) yield * this.#collect(node.only, false)
+  const level = levels[i] as string
+  if (level === '#') {
+    collect(node, i === 0, out)
+    return
+  }
+  if (level === '+') {
+    const kids = node.kids
+    if (kids === undefined) return
+    if (node.name !== undefined) {
+      if (i !== 0 || !isDollar(node.name)) walkSlot(kids as Slot<T>, levels, i + 1, out)
       return
     }
-    if (node.children === undefined) return
-    for (const [name, child] of node.children) {
-      if (atRoot && isDollar(name)) continue
-      yield * this.#collect(child, false)
+    for (const [name, child] of kids as Map<string, Slot<T>>) {
+      if (i === 0 && isDollar(name)) continue
+      walkSlot(child, levels, i + 1, out)
     }
+    return
+  }
+  const child = childOf(node, level)
+  if (child !== undefined) walkSlot(child, levels, i + 1, out)
+}
+
+function walkSlot<T> (slot: Slot<T>, levels: string[], i: number, out: T[]): void {
+  if (slot instanceof TopicNode) walk(slot, levels, i, out)
+  // a topic ending here: the filter ends here too, or goes on with `#`, which matches the parent level
+  else if (i === levels.length || levels[i] === '#') out.push(slot)
+}
+
+function collect<T> (node: TopicNode<T>, atRoot: boolean, out: T[]): void {
+  if (node.value !== undefined && !atRoot) out.push(node.value)
+  const kids = node.kids
+  if (kids === undefined) return
+  if (node.name !== undefined) {
+    // the common single-child case
+    if (atRoot && isDollar(node.name)) return
+    if (kids instanceof TopicNode) collect(kids, false, out)
+    else out.push(kids as T)
+    return
+  }
+  for (const [name, child] of kids as Map<string, Slot<T>>) {
+    if (atRoot && isDollar(name)) continue
+    if (child instanceof TopicNode) collect(child, false, out)
+    else out.push(child)
   }
 }

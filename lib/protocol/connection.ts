@@ -22,6 +22,7 @@ import { inspectConnect, UNACCEPTABLE_PROTOCOL_VERSION_CONNACK } from './inbound
 import { checkSubscription, PendingSuback, type SubscribePolicy } from './inbound/subscribe.js'
 import { checkPublishHeader, checkPublishProperties, type PublishPolicy } from './inbound/publish.js'
 import { OutboundWindow, type HeldPublish } from './outbound/flow-control.js'
+import { PacketIdTable } from './packet-id-table.js'
 import { OutboundAliases } from './outbound/topic-alias.js'
 import { ReasonCode, describeReasonCode, isFailure, v5ToV311ConnackCode, v311ToV5ConnackCode } from './reason-codes.js'
 import type { Authenticators, AuthExchange, AuthStep } from './auth.js'
@@ -169,8 +170,22 @@ class BrokerSide extends Duplex {
 
 interface InboundFlow { qos: number, topic: string }
 
-/** An acknowledgement waiting to go out in order [MQTT-4.6.0-2] [MQTT-4.6.0-3]. */
-interface PendingAck { buf: Buffer, ready: boolean, release?: () => void }
+/**
+ * An acknowledgement waiting to go out in order [MQTT-4.6.0-2] [MQTT-4.6.0-3].
+ * One per QoS 1/2 PUBLISH: a class (one shape, no closures per ack).
+ */
+class PendingAck {
+  ready = false
+  constructor (
+    public buf: Buffer,
+    readonly frame: Frame,
+    readonly packetId: number,
+    /** a QoS 1 PUBACK waiting for aedes' `published` of its message */
+    public waiting: boolean,
+    /** MQTT 5 success: the message's topic, to answer 0x10 when no subscription matches it */
+    readonly topic: string | undefined
+  ) {}
+}
 
 type AuthState =
   | { phase: 'connect', exchange: AuthExchange, method: string, connect: IConnectPacket }
@@ -208,9 +223,9 @@ export class Connection implements MemberLink {
   private deferred = false
   // The maps and sets of the connection are made on first use (the getters
   // below): an idle connection carries none of them.
-  private _inflightIn: Map<number, InboundFlow> | undefined
+  private _inflightIn: PacketIdTable<InboundFlow> | undefined
   /** inbound QoS 1 and 2 packet ids not yet completed (spec 4.9) */
-  private get inflightIn (): Map<number, InboundFlow> { return (this._inflightIn ??= new Map()) }
+  private get inflightIn (): PacketIdTable<InboundFlow> { return (this._inflightIn ??= new PacketIdTable()) }
   private _inboundAliases: Map<number, string> | undefined
   private get inboundAliases (): Map<number, string> { return (this._inboundAliases ??= new Map()) }
   private _subParts: Map<number, { pending: PendingSuback, index: number }> | undefined
@@ -238,8 +253,6 @@ export class Connection implements MemberLink {
   /** QoS 2 messages culex dropped and completes with aedes on the client's behalf */
   private get synthetic (): Set<number> { return (this._synthetic ??= new Set()) }
   private readonly acks: PendingAck[] = []
-  private _awaitingPublished: Map<number, PendingAck[]> | undefined
-  private get awaitingPublished (): Map<number, PendingAck[]> { return (this._awaitingPublished ??= new Map()) }
   private _publishedEarly: Set<number> | undefined
   private get publishedEarly (): Set<number> { return (this._publishedEarly ??= new Set()) }
   private outQueue: Buffer[] = []
@@ -1220,34 +1233,31 @@ export class Connection implements MemberLink {
     const flow = this.inflightIn.get(id)
     if (frame.type === PacketType.PUBACK) this.inflightIn.delete(id)
     else if (isFailure(code)) this.inflightIn.delete(id)
-    const entry: PendingAck = { buf: frame.buf, ready: false }
+    const waitPublished = frame.type === PacketType.PUBACK && code === 0 && flow !== undefined &&
+      (this._publishedEarly === undefined || !this._publishedEarly.delete(id))
+    const entry = new PendingAck(frame.buf, frame, id, waitPublished, this.version === 5 && code === 0 && flow !== undefined ? flow.topic : undefined)
     this.acks.push(entry)
-    const waitPublished = frame.type === PacketType.PUBACK && code === 0 && flow !== undefined
-    const finish = (): void => {
-      if (this.version === 5 && code === 0 && flow !== undefined) {
-        const has = this.ctx.hasSubscribers(flow.topic)
-        if (has === false) entry.buf = this.withReasonCode(frame, ReasonCode.NoMatchingSubscribers)
-        else if (has !== true) {
-          has.then((yes) => {
-            if (!yes) entry.buf = this.withReasonCode(frame, ReasonCode.NoMatchingSubscribers)
-            entry.ready = true
-            this.flushAcks()
-          }, () => { entry.ready = true; this.flushAcks() })
-          return
-        }
-      }
-      entry.ready = true
-    }
-    if (waitPublished && !this.publishedEarly.delete(id)) {
-      const waiting = this.awaitingPublished.get(id)
-      const release = (): void => { finish(); this.flushAcks() }
-      entry.release = release
-      if (waiting) waiting.push(entry)
-      else this.awaitingPublished.set(id, [entry])
-    } else {
-      finish()
-    }
+    if (!waitPublished) this.ackReady(entry)
     this.flushAcks(out)
+  }
+
+  /** The acknowledgement may go: with 0x10 when no subscription matches (MQTT 5 success, spec 3.4.2.1). */
+  private ackReady (entry: PendingAck): void {
+    const topic = entry.topic
+    if (topic !== undefined) {
+      const has = this.ctx.hasSubscribers(topic)
+      if (has === false) {
+        entry.buf = this.withReasonCode(entry.frame, ReasonCode.NoMatchingSubscribers)
+      } else if (has !== true) {
+        has.then((yes) => {
+          if (!yes) entry.buf = this.withReasonCode(entry.frame, ReasonCode.NoMatchingSubscribers)
+          entry.ready = true
+          this.flushAcks()
+        }, () => { entry.ready = true; this.flushAcks() })
+        return
+      }
+    }
+    entry.ready = true
   }
 
   /**
@@ -1300,14 +1310,20 @@ export class Connection implements MemberLink {
 
   /** aedes finished publishing the client's message `packetId` (its `published` hook). */
   onPublished (packetId: number): void {
-    const waiting = this.awaitingPublished.get(packetId)
-    if (!waiting) {
-      this.publishedEarly.add(packetId)
+    // A waiting PUBACK holds back the ones behind it, so it is still in
+    // `acks`; aedes publishes a client's messages in order, so it is
+    // usually the first. The oldest one with this id (a client may repeat
+    // a PUBLISH) is released.
+    const acks = this.acks
+    for (let i = 0; i < acks.length; i++) {
+      const entry = acks[i] as PendingAck
+      if (!entry.waiting || entry.packetId !== packetId) continue
+      entry.waiting = false
+      this.ackReady(entry)
+      this.flushAcks()
       return
     }
-    const entry = waiting.shift() as PendingAck
-    if (waiting.length === 0) this.awaitingPublished.delete(packetId)
-    entry.release?.()
+    this.publishedEarly.add(packetId)
   }
 
   private flushAcks (out?: Buffer[]): void {
@@ -1326,7 +1342,13 @@ export class Connection implements MemberLink {
     }
     // spec 3.4.2.1: a Reason Code with no Property Length (Remaining Length 3); hand-encoded as it can go out for every QoS 1 PUBLISH
     const id = ackPacketId(frame)
-    return Buffer.from([frame.type << 4, 3, id >> 8, id & 0xff, code])
+    const ack = Buffer.allocUnsafe(5)
+    ack[0] = frame.type << 4
+    ack[1] = 3
+    ack[2] = id >> 8
+    ack[3] = id & 0xff
+    ack[4] = code
+    return ack
   }
 
   /**

@@ -180,6 +180,33 @@ t.test('bodies beyond the cache budget are read back from disk', async (t) => {
   t.strictSame(cleared?.payload, sent[99]?.payload)
 })
 
+t.test('retained messages in and beyond the cache budget: replacing and removing them keeps the accounting exact', async (t) => {
+  const dir = tempDir(t)
+  const store = await open(dir, { cacheBytes: 200 })
+  t.teardown(() => store.close())
+  const retained = (topic: string, payload: string): ReturnType<typeof publish> => ({ ...publish(topic, payload), retain: true })
+  // accounted bytes: topic + payload, 3 + 57 = 60 each
+  for (const n of ['r/a', 'r/b', 'r/c', 'r/d']) await store.storeRetained(retained(n, n.padEnd(57, 'x')))
+  t.equal(store.stats().cachedBytes, 180, 'three fit the budget, the fourth is read from disk')
+  await store.storeRetained(retained('r/a', 'A'.repeat(17)))
+  t.equal(store.stats().cachedBytes, 140, 'a cached message replaced by a smaller one')
+  await store.storeRetained(retained('r/d', 'D'.repeat(57)))
+  t.equal(store.stats().cachedBytes, 200, 'an uncached one replaced: the new body fits now')
+  await store.storeRetained(retained('r/b', ''))
+  t.equal(store.stats().cachedBytes, 140, '[MQTT-3.3.1-6] removing a cached one frees its bytes')
+  const got = await collect(store.createRetainedStream('r/+'))
+  t.strictSame(got.map((p) => [p.topic, p.payload?.toString()]).sort(), [
+    ['r/a', 'A'.repeat(17)], ['r/c', 'r/c'.padEnd(57, 'x')], ['r/d', 'D'.repeat(57)]
+  ], 'the current message of every topic')
+  await store.close()
+  const reopened = await open(dir, { cacheBytes: 100 })
+  t.teardown(() => reopened.close())
+  t.ok(reopened.stats().cachedBytes <= 100, `reopened within a smaller budget (${reopened.stats().cachedBytes} bytes)`)
+  t.strictSame((await collect(reopened.createRetainedStream('r/#'))).map((p) => p.payload?.toString()).sort(), [
+    'A'.repeat(17), 'D'.repeat(57), 'r/c'.padEnd(57, 'x')
+  ], 'and read back from disk where they do not fit')
+})
+
 t.test('group commit: writes issued in one tick share one batch', async (t) => {
   const dir = tempDir(t)
   const store = await open(dir)

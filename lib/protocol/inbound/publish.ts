@@ -5,7 +5,6 @@
 import { isUtf8 } from 'node:buffer'
 import type { IPublishPacket } from 'mqtt-packet'
 import { ReasonCode } from '../reason-codes.js'
-import { topicLevels } from '../topic.js'
 import type { PublishHeader } from '../frame.js'
 
 export interface PublishPolicy {
@@ -45,15 +44,20 @@ export function checkPublishHeader (header: PublishHeader, version: number, poli
   if (topic.length === 0 && version < 5) {
     return { kind: 'disconnect', reasonCode: ReasonCode.ProtocolError, reason: 'empty topic name' } // [MQTT-4.7.3-1]
   }
+  // one pass over the topic for steps 3 and 4 (this runs for every PUBLISH)
+  let levels = 1
   for (let i = 0; i < topic.length; i++) {
     const c = topic.charCodeAt(i)
-    if (c === 0x23 || c === 0x2b || c === 0) {
+    if (c === 0x2f) {
+      levels++
+    } else if (c === 0x23 || c === 0x2b || c === 0) {
       return version === 5
         ? { kind: 'refuse', reasonCode: ReasonCode.TopicNameInvalid, reason: 'wildcard in topic name' }
         : { kind: 'disconnect', reasonCode: ReasonCode.TopicNameInvalid, reason: 'wildcard in topic name' }
     }
   }
-  if (Buffer.byteLength(topic) > policy.maxTopicLength || topicLevels(topic) > policy.maxTopicLevels) {
+  // UTF-8 takes at most 3 bytes per UTF-16 unit: only a long topic is measured
+  if (levels > policy.maxTopicLevels || (topic.length * 3 > policy.maxTopicLength && Buffer.byteLength(topic) > policy.maxTopicLength)) {
     return version === 5
       ? { kind: 'refuse', reasonCode: ReasonCode.TopicNameInvalid, reason: 'topic name over the limits' }
       : { kind: 'disconnect', reasonCode: ReasonCode.TopicNameInvalid, reason: 'topic name over the limits' }
