@@ -31,8 +31,8 @@ import type { GroupCommit } from './group-commit.js'
 import { TopicTree } from './topic-tree.js'
 import type {
   BrokerHeartbeats, BrokerRef, ClientRef, ClientSubscription, CulexPersistence, DropEvent, DropReason,
-  EnqueueTarget, OverflowPolicy, PersistenceLimits, PersistenceStats, SessionMeta, StoredPacket,
-  SubscriptionInput, TopicSubscription
+  EnqueueTarget, OverflowPolicy, PersistenceLimits, PersistenceStats, QueueSink, QueueSinkFactory, SessionMeta,
+  StoredPacket, SubscriptionInput, TopicSubscription
 } from './types.js'
 
 // qlobber is CommonJS without type declarations; this is the part we use.
@@ -647,21 +647,15 @@ export abstract class BaseStore implements CulexPersistence {
     if (q !== undefined && brokerKey !== undefined) {
       const entry = q.byBroker.get(brokerKey)
       if (entry !== undefined) {
-        if (entry.messageId === undefined && hasId(packet.messageId)) this.#inflight++
-        if (entry.messageId !== undefined && !hasId(packet.messageId)) this.#inflight--
-        entry.messageId = hasId(packet.messageId) ? packet.messageId : undefined
-        if (this.backend !== null) {
-          entry.hasState = true
-          const write = this.#put(KEY.inflight(cid, entry.seq), encodeRecord({ m: entry.messageId ?? null }))
-          // QoS 2: on disk before aedes writes the PUBLISH, since a resend
-          // after a crash must reuse the id or the receiver would take it for
-          // a new message (exactly once, spec 4.3.3). QoS 1 is at least once:
-          // a resend under a new id (and, if the crash came within the
-          // batch, without DUP) is only the duplicate it may be anyway
-          // [MQTT-4.3.2-1], so the write joins the next batch and aedes goes
-          // on without waiting for the disk.
-          if (entry.qos === 2) await write
-        }
+        const write = this.#recordPacketId(cid, entry, hasId(packet.messageId) ? packet.messageId : undefined)
+        // QoS 2: on disk before aedes writes the PUBLISH, since a resend
+        // after a crash must reuse the id or the receiver would take it for
+        // a new message (exactly once, spec 4.3.3). QoS 1 is at least once:
+        // a resend under a new id (and, if the crash came within the
+        // batch, without DUP) is only the duplicate it may be anyway
+        // [MQTT-4.3.2-1], so the write joins the next batch and aedes goes
+        // on without waiting for the disk.
+        if (entry.qos === 2) await write
         return
       }
     }
@@ -685,6 +679,16 @@ export abstract class BaseStore implements CulexPersistence {
     //    still delivered to a connected client, best effort; nothing to track.
     if (packet.cmd === 'publish' || packet.cmd === undefined) return
     throw persistenceError('CULEX_ERR_NO_SUCH_PACKET')
+  }
+
+  /** the packet id a queued message is (re)sent with, kept so a redelivery reuses it [MQTT-4.4.0-1] */
+  #recordPacketId (cid: string, entry: QueueEntry, messageId: number | undefined): Promise<void> | undefined {
+    if (entry.messageId === undefined && messageId !== undefined) this.#inflight++
+    if (entry.messageId !== undefined && messageId === undefined) this.#inflight--
+    entry.messageId = messageId
+    if (this.backend === null) return undefined
+    entry.hasState = true
+    return this.#put(KEY.inflight(cid, entry.seq), encodeRecord({ m: messageId ?? null }))
   }
 
   async #replaceEntry (cid: string, q: ClientQueue, entry: QueueEntry, packet: StoredPacket): Promise<void> {
@@ -814,11 +818,71 @@ export abstract class BaseStore implements CulexPersistence {
     return out
   }
 
+  #queueSink: QueueSinkFactory | undefined
+
+  setQueueSink (factory: QueueSinkFactory | undefined): void {
+    this.#queueSink = factory
+  }
+
   outgoingStream (client: ClientRef): Readable {
     const cid = client.id
     const q = this.#queues.get(cid)
-    const snapshot = q === undefined || this.closed ? [] : q.entries.slice()
+    // asked even for an empty queue: a sink is offered for one stream only
+    const sink = this.#queueSink?.(client)
+    let snapshot = q === undefined || this.closed ? [] : q.entries.slice()
+    if (sink !== undefined && q !== undefined && snapshot.length > 0) snapshot = snapshot.slice(this.#sendToSink(cid, q, snapshot, sink))
     return Readable.from(this.#outgoingGenerator(cid, snapshot))
+  }
+
+  /**
+   * Sends the head of a resumed session's queue through `sink`, in order,
+   * with the steps aedes' emptyQueue takes per message: an expired message
+   * without a packet id is dropped [MQTT-3.3.2-5]; the packet id is the one
+   * it was sent with before [MQTT-4.4.0-1] (then DUP, [MQTT-3.3.1-1]) or the
+   * client's next; it is recorded as `outgoingUpdate` does; a message the
+   * sink does not send is cleared as `outgoingClearMessageId` does. Only QoS
+   * 1 messages whose body is in memory, and only while the client's window
+   * has room: a QoS 2 packet id must be on disk before its PUBLISH goes out,
+   * a body on disk must be read first, and beyond the window aedes' stream
+   * gives back-pressure. Stops at the first message it cannot take, so the
+   * rest (returned as an index into `snapshot`) follows in order.
+   */
+  #sendToSink (cid: string, q: ClientQueue, snapshot: QueueEntry[], sink: QueueSink): number {
+    const now = Date.now()
+    let expired = 0
+    let i = 0
+    for (; i < snapshot.length; i++) {
+      const entry = snapshot[i] as QueueEntry
+      if (entry.removed) continue
+      const body = entry.body
+      if (entry.pubrel !== undefined || entry.qos !== 1 || body === undefined || entry.brokerKey === undefined) break
+      if (entry.messageId === undefined && isExpired(entry.expiry, now)) {
+        this.#removeEntry(cid, q, entry, true)?.catch(() => {})
+        expired++
+        continue
+      }
+      if (sink.room() <= 0) break
+      const resent = entry.messageId !== undefined
+      const packet = packetFromBody(body, entry.messageId, entry.qos)
+      packet.messageId = entry.messageId ?? sink.nextPacketId()
+      if (resent) this.#resent.add(cid + '\u0000' + entry.brokerKey)
+      this.#recordPacketId(cid, entry, packet.messageId)?.catch(() => {})
+      let sent: boolean
+      try {
+        sent = sink.send(packet)
+      } catch {
+        // aedes' own path meets the same packet next, and reports the failure
+        if (resent) this.#resent.delete(cid + '\u0000' + entry.brokerKey)
+        break
+      }
+      if (!sent) {
+        if (resent) this.#resent.delete(cid + '\u0000' + entry.brokerKey)
+        this.#removeEntry(cid, q, entry, false)
+        this.#deleteEntryKeys(cid, entry)?.catch(() => {})
+      }
+    }
+    if (expired > 0) this.#reportDrop(cid, 'expired', expired)
+    return i
   }
 
   async * #outgoingGenerator (cid: string, snapshot: QueueEntry[]): AsyncGenerator<StoredPacket> {
