@@ -61,6 +61,8 @@ export const DEFAULT_MAX_QUEUED_BYTES = 10 * 1024 * 1024
 /** drops of one session and reason are logged at most once per this window */
 const DROP_LOG_WINDOW_MS = 10_000
 const STREAM_CHUNK = 64
+/** how long a QoS 1 packet id may stay in memory only (#lazyIds) */
+const ID_WRITE_DELAY_MS = 100
 
 export const KEY = {
   format: 'meta:format',
@@ -614,6 +616,7 @@ export abstract class BaseStore implements CulexPersistence {
   /** removes an entry from the index; deletes its keys unless the caller does it later */
   #removeEntry (cid: string, q: ClientQueue, entry: QueueEntry, deleteKeys: boolean): Promise<void> | undefined {
     entry.removed = true
+    if (this.#lazyIds.size > 0) this.#lazyIds.delete(entry)
     const idx = q.entries.indexOf(entry)
     if (idx >= 0) q.entries.splice(idx, 1)
     if (entry.pubrel === undefined) {
@@ -651,10 +654,9 @@ export abstract class BaseStore implements CulexPersistence {
         // QoS 2: on disk before aedes writes the PUBLISH, since a resend
         // after a crash must reuse the id or the receiver would take it for
         // a new message (exactly once, spec 4.3.3). QoS 1 is at least once:
-        // a resend under a new id (and, if the crash came within the
-        // batch, without DUP) is only the duplicate it may be anyway
-        // [MQTT-4.3.2-1], so the write joins the next batch and aedes goes
-        // on without waiting for the disk.
+        // a resend under a new id (and, if the crash came before the id was
+        // written, without DUP) is only the duplicate it may be anyway
+        // [MQTT-4.3.2-1], so aedes goes on without waiting for the disk.
         if (entry.qos === 2) await write
         return
       }
@@ -681,14 +683,51 @@ export abstract class BaseStore implements CulexPersistence {
     throw persistenceError('CULEX_ERR_NO_SUCH_PACKET')
   }
 
-  /** the packet id a queued message is (re)sent with, kept so a redelivery reuses it [MQTT-4.4.0-1] */
+  /**
+   * The packet id a queued message is (re)sent with, kept so a redelivery
+   * reuses it [MQTT-4.4.0-1]. A QoS 1 id goes to disk only if the message is
+   * still unacknowledged ID_WRITE_DELAY_MS later: most are acknowledged
+   * sooner, and then neither the id nor its delete is written (see #lazyIds).
+   */
   #recordPacketId (cid: string, entry: QueueEntry, messageId: number | undefined): Promise<void> | undefined {
-    if (entry.messageId === undefined && messageId !== undefined) this.#inflight++
-    if (entry.messageId !== undefined && messageId === undefined) this.#inflight--
+    const previous = entry.messageId
+    if (previous === undefined && messageId !== undefined) this.#inflight++
+    if (previous !== undefined && messageId === undefined) this.#inflight--
     entry.messageId = messageId
     if (this.backend === null) return undefined
+    if (entry.qos === 1 && messageId !== undefined && entry.pubrel === undefined) {
+      // re-sent with the id it already has on disk: nothing to write
+      if (entry.hasState && previous === messageId && !this.#lazyIds.has(entry)) return undefined
+      this.#lazyIds.set(entry, cid)
+      if (this.#lazyTimer === undefined) {
+        this.#lazyTimer = setTimeout(() => this.#writeLazyIds(), ID_WRITE_DELAY_MS)
+        this.#lazyTimer.unref()
+      }
+      return undefined
+    }
+    this.#lazyIds.delete(entry)
     entry.hasState = true
     return this.#put(KEY.inflight(cid, entry.seq), encodeRecord({ m: messageId ?? null }))
+  }
+
+  /**
+   * QoS 1 packet ids recorded in memory and not yet on disk. After a crash
+   * such a message is sent again under a new id, without DUP: a duplicate,
+   * which QoS 1 allows [MQTT-4.3.2-1]. QoS 2 ids never wait here: they are
+   * on disk before the PUBLISH goes out (exactly once, spec 4.3.3).
+   */
+  readonly #lazyIds = new Map<QueueEntry, string>()
+  #lazyTimer: NodeJS.Timeout | undefined
+
+  #writeLazyIds (): void {
+    if (this.#lazyTimer !== undefined) clearTimeout(this.#lazyTimer)
+    this.#lazyTimer = undefined
+    for (const [entry, cid] of this.#lazyIds) {
+      if (entry.removed || entry.messageId === undefined || entry.pubrel !== undefined) continue
+      entry.hasState = true
+      this.#put(KEY.inflight(cid, entry.seq), encodeRecord({ m: entry.messageId }))?.catch(() => {})
+    }
+    this.#lazyIds.clear()
   }
 
   async #replaceEntry (cid: string, q: ClientQueue, entry: QueueEntry, packet: StoredPacket): Promise<void> {
@@ -705,6 +744,7 @@ export abstract class BaseStore implements CulexPersistence {
         if (entry.brokerKey !== undefined && q.byBroker.get(entry.brokerKey) === entry) q.byBroker.delete(entry.brokerKey)
         this.#uncache(entry)
       }
+      this.#lazyIds.delete(entry)
       entry.pubrel = copyPacket(packet)
       entry.body = undefined
       entry.messageId = packet.messageId
@@ -1311,6 +1351,8 @@ export abstract class BaseStore implements CulexPersistence {
   async destroy (): Promise<void> {
     if (this.closed) return
     this.closed = true
+    // the ids of messages still in flight, for the next run [MQTT-4.4.0-1]
+    if (this.backend !== null) this.#writeLazyIds()
     await this.backend?.writer.flush()
     await this.closeBackend()
   }
