@@ -23,6 +23,7 @@ import { checkSubscription, PendingSuback, type SubscribePolicy } from './inboun
 import { checkPublishHeader, checkPublishProperties, type PublishPolicy } from './inbound/publish.js'
 import { OutboundWindow, type HeldPublish } from './outbound/flow-control.js'
 import { OutboundAliases } from './outbound/topic-alias.js'
+import { encodePublish } from './outbound/encode-publish.js'
 import { ReasonCode, describeReasonCode, isFailure, v5ToV311ConnackCode, v311ToV5ConnackCode } from './reason-codes.js'
 import type { Authenticators, AuthExchange, AuthStep } from './auth.js'
 import { hardenClient, clientSubscriptions, packetInjector, allocatePacketId } from '../aedes-internals.js'
@@ -1085,7 +1086,7 @@ export class Connection implements MemberLink {
     // aedes writes the packet it asked about, corrected in place
     const out: Buffer[] = []
     this.writtenAt = now
-    this.onOutboundPublish(frameOf(encode(packet as unknown as Packet, this.version)), out)
+    this.onOutboundPublish(frameOf(encodePublish(packet as unknown as IPublishPacket, this.version ?? 4)), out)
     this.writeOut(out)
     return true
   }
