@@ -69,8 +69,8 @@ export const KEY = {
   retained: (topic: string) => 'r:' + topic,
   sub: (cid: string, filter: string) => 's:' + encodeURIComponent(cid) + ':' + filter,
   subPrefix: (cid: string) => 's:' + encodeURIComponent(cid) + ':',
-  queued: (cid: string, seq: number) => 'q:' + encodeURIComponent(cid) + ':' + seqHex(seq),
-  inflight: (cid: string, seq: number) => 'qi:' + encodeURIComponent(cid) + ':' + seqHex(seq),
+  queued: (cid: string, seq: number) => 'q:' + encodeCid(cid) + ':' + seqHex(seq),
+  inflight: (cid: string, seq: number) => 'qi:' + encodeCid(cid) + ':' + seqHex(seq),
   incoming: (cid: string, messageId: number) => 'i:' + encodeURIComponent(cid) + ':' + String(messageId).padStart(5, '0'),
   will: (cid: string) => 'w:' + encodeURIComponent(cid),
   session: (cid: string) => 'x:' + encodeURIComponent(cid),
@@ -79,6 +79,17 @@ export const KEY = {
   /** shared subscription group log entry, in seq order */
   sharedMessage: (group: string, seq: number) => 'gq:' + encodeURIComponent(group) + ':' + seqHex(seq)
 } as const
+
+// a session's queue keys are made in runs for one client (its acknowledgements, its drain)
+let lastCid = ''
+let lastEncoded = ''
+function encodeCid (cid: string): string {
+  if (cid !== lastCid) {
+    lastEncoded = encodeURIComponent(cid)
+    lastCid = cid
+  }
+  return lastEncoded
+}
 
 function seqHex (seq: number): string {
   return seq.toString(16).padStart(16, '0')
@@ -871,6 +882,8 @@ export abstract class BaseStore implements CulexPersistence {
     const sink = this.#queueSink?.(client)
     let snapshot = q === undefined || this.closed ? [] : q.entries.slice()
     if (sink !== undefined && q !== undefined && snapshot.length > 0) snapshot = snapshot.slice(this.#sendToSink(cid, q, snapshot, sink))
+    // aedes streams the queue on every CONNECT; most are empty, or were all taken by the sink
+    if (snapshot.length === 0) return endedStream()
     return Readable.from(this.#outgoingGenerator(cid, snapshot))
   }
 
@@ -1360,6 +1373,13 @@ export abstract class BaseStore implements CulexPersistence {
   async close (): Promise<void> {
     await this.destroy()
   }
+}
+
+/** An object-mode stream that ends at once, without an async generator behind it (high-water mark 1, as Readable.from). */
+function endedStream (): Readable {
+  const stream = new Readable({ objectMode: true, highWaterMark: 1, read () {} })
+  stream.push(null)
+  return stream
 }
 
 function positiveOr (value: number | undefined, fallback: number): number {
