@@ -255,13 +255,14 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
       ...(o.selector ? { selector: o.selector } : {})
     }, logger.child({ module: 'shared' }))
     await shared.setup()
-    // after aedes re-sent the session's queued messages, so they are not taken twice
-    aedes.on('clientReady', (client) => { bySide.get(client.conn)?.ready() })
     aedes.on('sessionExpired', (client) => {
       shared?.sessionEnded(client.id).catch((err: unknown) => logger.error({ err }, 'ending shared memberships failed'))
     })
   }
 
+  // after aedes re-sent the session's queued messages: the gateway writes them
+  // out, and shared groups may deliver (so they are not taken twice)
+  aedes.on('clientReady', (client) => { bySide.get(client.conn)?.ready() })
   aedes.on('clientError', (client, err) => {
     const conn = bySide.get(client.conn)
     ;(conn?.log ?? logger).debug({ err: err.message }, 'client error')
@@ -271,6 +272,9 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
     ;(conn?.log ?? logger).debug({ err: err.message }, 'connection error')
   })
   ;(aedes as unknown as NodeJS.EventEmitter).on('error', (err: Error) => logger.error({ err }, 'broker error'))
+
+  // a resumed session's queue goes to its gateway in one go (persistence QueueSink)
+  if (isCulexStore(store)) store.setQueueSink((client) => bySide.get((client as unknown as { conn: object }).conn)?.queueSink())
 
   const policy = createConnectionPolicy(limits, security, () => aedes.connectedClients)
 

@@ -31,8 +31,8 @@ import type { GroupCommit } from './group-commit.js'
 import { TopicTree } from './topic-tree.js'
 import type {
   BrokerHeartbeats, BrokerRef, ClientRef, ClientSubscription, CulexPersistence, DropEvent, DropReason,
-  EnqueueTarget, OverflowPolicy, PersistenceLimits, PersistenceStats, SessionMeta, StoredPacket,
-  SubscriptionInput, TopicSubscription
+  EnqueueTarget, OverflowPolicy, PersistenceLimits, PersistenceStats, QueueSink, QueueSinkFactory, SessionMeta,
+  StoredPacket, SubscriptionInput, TopicSubscription
 } from './types.js'
 
 // qlobber is CommonJS without type declarations; this is the part we use.
@@ -61,14 +61,16 @@ export const DEFAULT_MAX_QUEUED_BYTES = 10 * 1024 * 1024
 /** drops of one session and reason are logged at most once per this window */
 const DROP_LOG_WINDOW_MS = 10_000
 const STREAM_CHUNK = 64
+/** how long a QoS 1 packet id may stay in memory only (#lazyIds) */
+const ID_WRITE_DELAY_MS = 100
 
 export const KEY = {
   format: 'meta:format',
   retained: (topic: string) => 'r:' + topic,
   sub: (cid: string, filter: string) => 's:' + encodeURIComponent(cid) + ':' + filter,
   subPrefix: (cid: string) => 's:' + encodeURIComponent(cid) + ':',
-  queued: (cid: string, seq: number) => 'q:' + encodeURIComponent(cid) + ':' + seqHex(seq),
-  inflight: (cid: string, seq: number) => 'qi:' + encodeURIComponent(cid) + ':' + seqHex(seq),
+  queued: (cid: string, seq: number) => 'q:' + encodeCid(cid) + ':' + seqHex(seq),
+  inflight: (cid: string, seq: number) => 'qi:' + encodeCid(cid) + ':' + seqHex(seq),
   incoming: (cid: string, messageId: number) => 'i:' + encodeURIComponent(cid) + ':' + String(messageId).padStart(5, '0'),
   will: (cid: string) => 'w:' + encodeURIComponent(cid),
   session: (cid: string) => 'x:' + encodeURIComponent(cid),
@@ -77,6 +79,17 @@ export const KEY = {
   /** shared subscription group log entry, in seq order */
   sharedMessage: (group: string, seq: number) => 'gq:' + encodeURIComponent(group) + ':' + seqHex(seq)
 } as const
+
+// a session's queue keys are made in runs for one client (its acknowledgements, its drain)
+let lastCid = ''
+let lastEncoded = ''
+function encodeCid (cid: string): string {
+  if (cid !== lastCid) {
+    lastEncoded = encodeURIComponent(cid)
+    lastCid = cid
+  }
+  return lastEncoded
+}
 
 function seqHex (seq: number): string {
   return seq.toString(16).padStart(16, '0')
@@ -670,6 +683,7 @@ export abstract class BaseStore implements CulexPersistence {
   /** removes an entry from the index; deletes its keys unless the caller does it later */
   #removeEntry (cid: string, q: ClientQueue, entry: QueueEntry, deleteKeys: boolean): Promise<void> | undefined {
     entry.removed = true
+    if (this.#lazyIds.size > 0) this.#lazyIds.delete(entry)
     const idx = q.entries.indexOf(entry)
     if (idx >= 0) q.entries.splice(idx, 1)
     if (entry.pubrel === undefined) {
@@ -703,21 +717,14 @@ export abstract class BaseStore implements CulexPersistence {
     if (q !== undefined && brokerKey !== undefined) {
       const entry = q.byBroker.get(brokerKey)
       if (entry !== undefined) {
-        if (entry.messageId === undefined && hasId(packet.messageId)) this.#inflight++
-        if (entry.messageId !== undefined && !hasId(packet.messageId)) this.#inflight--
-        entry.messageId = hasId(packet.messageId) ? packet.messageId : undefined
-        if (this.backend !== null) {
-          entry.hasState = true
-          const write = this.#put(KEY.inflight(cid, entry.seq), encodeRecord({ m: entry.messageId ?? null }))
-          // QoS 2: on disk before aedes writes the PUBLISH, since a resend
-          // after a crash must reuse the id or the receiver would take it for
-          // a new message (exactly once, spec 4.3.3). QoS 1 is at least once:
-          // a resend under a new id (and, if the crash came within the
-          // batch, without DUP) is only the duplicate it may be anyway
-          // [MQTT-4.3.2-1], so the write joins the next batch and aedes goes
-          // on without waiting for the disk.
-          if (entry.qos === 2) await write
-        }
+        const write = this.#recordPacketId(cid, entry, hasId(packet.messageId) ? packet.messageId : undefined)
+        // QoS 2: on disk before aedes writes the PUBLISH, since a resend
+        // after a crash must reuse the id or the receiver would take it for
+        // a new message (exactly once, spec 4.3.3). QoS 1 is at least once:
+        // a resend under a new id (and, if the crash came before the id was
+        // written, without DUP) is only the duplicate it may be anyway
+        // [MQTT-4.3.2-1], so aedes goes on without waiting for the disk.
+        if (entry.qos === 2) await write
         return
       }
     }
@@ -743,6 +750,53 @@ export abstract class BaseStore implements CulexPersistence {
     throw persistenceError('CULEX_ERR_NO_SUCH_PACKET')
   }
 
+  /**
+   * The packet id a queued message is (re)sent with, kept so a redelivery
+   * reuses it [MQTT-4.4.0-1]. A QoS 1 id goes to disk only if the message is
+   * still unacknowledged ID_WRITE_DELAY_MS later: most are acknowledged
+   * sooner, and then neither the id nor its delete is written (see #lazyIds).
+   */
+  #recordPacketId (cid: string, entry: QueueEntry, messageId: number | undefined): Promise<void> | undefined {
+    const previous = entry.messageId
+    if (previous === undefined && messageId !== undefined) this.#inflight++
+    if (previous !== undefined && messageId === undefined) this.#inflight--
+    entry.messageId = messageId
+    if (this.backend === null) return undefined
+    if (entry.qos === 1 && messageId !== undefined && entry.pubrel === undefined) {
+      // re-sent with the id it already has on disk: nothing to write
+      if (entry.hasState && previous === messageId && !this.#lazyIds.has(entry)) return undefined
+      this.#lazyIds.set(entry, cid)
+      if (this.#lazyTimer === undefined) {
+        this.#lazyTimer = setTimeout(() => this.#writeLazyIds(), ID_WRITE_DELAY_MS)
+        this.#lazyTimer.unref()
+      }
+      return undefined
+    }
+    this.#lazyIds.delete(entry)
+    entry.hasState = true
+    return this.#put(KEY.inflight(cid, entry.seq), encodeRecord({ m: messageId ?? null }))
+  }
+
+  /**
+   * QoS 1 packet ids recorded in memory and not yet on disk. After a crash
+   * such a message is sent again under a new id, without DUP: a duplicate,
+   * which QoS 1 allows [MQTT-4.3.2-1]. QoS 2 ids never wait here: they are
+   * on disk before the PUBLISH goes out (exactly once, spec 4.3.3).
+   */
+  readonly #lazyIds = new Map<QueueEntry, string>()
+  #lazyTimer: NodeJS.Timeout | undefined
+
+  #writeLazyIds (): void {
+    if (this.#lazyTimer !== undefined) clearTimeout(this.#lazyTimer)
+    this.#lazyTimer = undefined
+    for (const [entry, cid] of this.#lazyIds) {
+      if (entry.removed || entry.messageId === undefined || entry.pubrel !== undefined) continue
+      entry.hasState = true
+      this.#put(KEY.inflight(cid, entry.seq), encodeRecord({ m: entry.messageId }))?.catch(() => {})
+    }
+    this.#lazyIds.clear()
+  }
+
   async #replaceEntry (cid: string, q: ClientQueue, entry: QueueEntry, packet: StoredPacket): Promise<void> {
     const wasPubrel = entry.pubrel !== undefined
     if (packet.cmd === 'pubrel') {
@@ -757,6 +811,7 @@ export abstract class BaseStore implements CulexPersistence {
         if (entry.brokerKey !== undefined && q.byBroker.get(entry.brokerKey) === entry) q.byBroker.delete(entry.brokerKey)
         this.#uncache(entry)
       }
+      this.#lazyIds.delete(entry)
       entry.pubrel = copyPacket(packet)
       entry.body = undefined
       entry.messageId = packet.messageId
@@ -870,11 +925,73 @@ export abstract class BaseStore implements CulexPersistence {
     return out
   }
 
+  #queueSink: QueueSinkFactory | undefined
+
+  setQueueSink (factory: QueueSinkFactory | undefined): void {
+    this.#queueSink = factory
+  }
+
   outgoingStream (client: ClientRef): Readable {
     const cid = client.id
     const q = this.#queues.get(cid)
-    const snapshot = q === undefined || this.closed ? [] : q.entries.slice()
+    // asked even for an empty queue: a sink is offered for one stream only
+    const sink = this.#queueSink?.(client)
+    let snapshot = q === undefined || this.closed ? [] : q.entries.slice()
+    if (sink !== undefined && q !== undefined && snapshot.length > 0) snapshot = snapshot.slice(this.#sendToSink(cid, q, snapshot, sink))
+    // aedes streams the queue on every CONNECT; most are empty, or were all taken by the sink
+    if (snapshot.length === 0) return endedStream()
     return Readable.from(this.#outgoingGenerator(cid, snapshot))
+  }
+
+  /**
+   * Sends the head of a resumed session's queue through `sink`, in order,
+   * with the steps aedes' emptyQueue takes per message: an expired message
+   * without a packet id is dropped [MQTT-3.3.2-5]; the packet id is the one
+   * it was sent with before [MQTT-4.4.0-1] (then DUP, [MQTT-3.3.1-1]) or the
+   * client's next; it is recorded as `outgoingUpdate` does; a message the
+   * sink does not send is cleared as `outgoingClearMessageId` does. Only QoS
+   * 1 messages whose body is in memory, and only while the client's window
+   * has room: a QoS 2 packet id must be on disk before its PUBLISH goes out,
+   * a body on disk must be read first, and beyond the window aedes' stream
+   * gives back-pressure. Stops at the first message it cannot take, so the
+   * rest (returned as an index into `snapshot`) follows in order.
+   */
+  #sendToSink (cid: string, q: ClientQueue, snapshot: QueueEntry[], sink: QueueSink): number {
+    const now = Date.now()
+    let expired = 0
+    let i = 0
+    for (; i < snapshot.length; i++) {
+      const entry = snapshot[i] as QueueEntry
+      if (entry.removed) continue
+      const body = entry.body
+      if (entry.pubrel !== undefined || entry.qos !== 1 || body === undefined || entry.brokerKey === undefined) break
+      if (entry.messageId === undefined && isExpired(entry.expiry, now)) {
+        this.#removeEntry(cid, q, entry, true)?.catch(() => {})
+        expired++
+        continue
+      }
+      if (sink.room() <= 0) break
+      const resent = entry.messageId !== undefined
+      const packet = packetFromBody(body, entry.messageId, entry.qos)
+      packet.messageId = entry.messageId ?? sink.nextPacketId()
+      if (resent) this.#resent.add(cid + '\u0000' + entry.brokerKey)
+      this.#recordPacketId(cid, entry, packet.messageId)?.catch(() => {})
+      let sent: boolean
+      try {
+        sent = sink.send(packet)
+      } catch {
+        // aedes' own path meets the same packet next, and reports the failure
+        if (resent) this.#resent.delete(cid + '\u0000' + entry.brokerKey)
+        break
+      }
+      if (!sent) {
+        if (resent) this.#resent.delete(cid + '\u0000' + entry.brokerKey)
+        this.#removeEntry(cid, q, entry, false)
+        this.#deleteEntryKeys(cid, entry)?.catch(() => {})
+      }
+    }
+    if (expired > 0) this.#reportDrop(cid, 'expired', expired)
+    return i
   }
 
   async * #outgoingGenerator (cid: string, snapshot: QueueEntry[]): AsyncGenerator<StoredPacket> {
@@ -1305,6 +1422,8 @@ export abstract class BaseStore implements CulexPersistence {
   async destroy (): Promise<void> {
     if (this.closed) return
     this.closed = true
+    // the ids of messages still in flight, for the next run [MQTT-4.4.0-1]
+    if (this.backend !== null) this.#writeLazyIds()
     await this.backend?.writer.flush()
     await this.closeBackend()
   }
@@ -1312,6 +1431,13 @@ export abstract class BaseStore implements CulexPersistence {
   async close (): Promise<void> {
     await this.destroy()
   }
+}
+
+/** An object-mode stream that ends at once, without an async generator behind it (high-water mark 1, as Readable.from). */
+function endedStream (): Readable {
+  const stream = new Readable({ objectMode: true, highWaterMark: 1, read () {} })
+  stream.push(null)
+  return stream
 }
 
 function positiveOr (value: number | undefined, fallback: number): number {

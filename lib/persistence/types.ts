@@ -199,6 +199,24 @@ export interface AedesAsyncPersistence {
   destroy (): Promise<void>
 }
 
+/**
+ * Where a resumed session's queued QoS 1 messages can go without aedes'
+ * emptyQueue stream, which sends one message per event-loop turn (the
+ * protocol gateway, lib/protocol/connection.ts). It applies the steps aedes
+ * would to each message (authorizeForward, expiry) and sends it.
+ */
+export interface QueueSink {
+  /** how many more QoS 1 messages the client takes now (its window) */
+  room (): number
+  /** the next packet identifier of the client's sequence (the one aedes would assign) */
+  nextPacketId (): number
+  /** false: not sent, and the store drops it from the queue, as aedes would */
+  send (packet: StoredPacket): boolean
+}
+
+/** The sink for a client's queue, asked each time aedes streams it; undefined = aedes' path. */
+export type QueueSinkFactory = (client: ClientRef) => QueueSink | undefined
+
 /** culex's store: the aedes interface plus session metadata, stats and drop events. */
 export interface CulexPersistence extends AedesAsyncPersistence {
   readonly kind: 'memory' | 'level'
@@ -219,6 +237,8 @@ export interface CulexPersistence extends AedesAsyncPersistence {
   hasSubscriptionsFor (topic: string): boolean
   /** registers a listener for dropped messages; returns a function that removes it */
   onDrop (listener: (event: DropEvent) => void): () => void
+  /** hands resumed sessions' queues to the gateway (see QueueSink) */
+  setQueueSink (factory: QueueSinkFactory | undefined): void
   /** alias of destroy(); safe to call more than once */
   close (): Promise<void>
 }

@@ -27,6 +27,7 @@ import { OutboundAliases } from './outbound/topic-alias.js'
 import { ReasonCode, describeReasonCode, isFailure, v5ToV311ConnackCode, v311ToV5ConnackCode } from './reason-codes.js'
 import type { Authenticators, AuthExchange, AuthStep } from './auth.js'
 import { hardenClient, clientSubscriptions, packetInjector, allocatePacketId } from '../aedes-internals.js'
+import type { QueueSink } from '../persistence/types.js'
 import { publishPacket, decodeOther } from './decode.js'
 import type { BrokerObserver } from '../observer.js'
 import type { DirectSend, MemberLink, SharedDelivery, SharedSubscriptions } from '../shared/dispatcher.js'
@@ -119,6 +120,8 @@ const CONNACK_CACHE_SIZE = 64
 /** packets aedes may have in progress before the socket is paused */
 const MAX_IN_PROGRESS = 256
 const DROP: Verdict = { kind: 'drop' }
+/** bytes of a resumed session's queue gathered into one socket write (`holdingDrain`) */
+const HOLD_LIMIT = 64 * 1024
 
 /** The stream aedes reads from and writes to. */
 class BrokerSide extends Duplex {
@@ -256,6 +259,19 @@ export class Connection implements MemberLink {
   private _publishedEarly: Set<number> | undefined
   private get publishedEarly (): Set<number> { return (this._publishedEarly ??= new Set()) }
   private outQueue: Buffer[] = []
+  /** bytes in outQueue while a resumed session's queue is being sent (`holdingDrain`) */
+  private outQueueBytes = 0
+  /**
+   * A resumed session's queued messages are being sent: aedes writes one per
+   * event-loop turn, and they go to the socket together, in one write at the
+   * end (aedes' clientReady, `ready()`), or as soon as HOLD_LIMIT bytes wait
+   * or the client's window fills, rather than one write per message.
+   */
+  private holdingDrain = false
+  /** aedes' next outgoingStream for this client is the resumed session's queue (`queueSink`) */
+  private queueSinkArmed = false
+  /** sending queued messages directly: live QoS 0 takes aedes' path, in order behind them */
+  private sendingQueued = false
   /** the live message aedes offered this client last (`isRepeat`) */
   private lastOfferedBroker: string | undefined
   private lastOfferedCounter = 0
@@ -366,6 +382,8 @@ export class Connection implements MemberLink {
 
   /** session state is ready (aedes' clientReady, after its queued messages): shared groups may deliver */
   ready (): void {
+    this.queueSinkArmed = false
+    this.endDrainHold()
     this.ctx.shared?.memberConnected(this, this.cleanStart).catch((err: unknown) => this.log.error({ err }, 'restoring shared subscriptions failed'))
   }
 
@@ -1012,6 +1030,8 @@ export class Connection implements MemberLink {
     }
     this.writeOut(out)
     if (this.shedding || !this.congested()) { done(); return }
+    // aedes is made to wait for the client: what it was sent must reach it
+    this.endDrainHold()
     this.waiting.push(done)
     if (this.waiting.length === 1) {
       if (this.socket.writableNeedDrain) this.socket.once('drain', this.onProgress)
@@ -1064,14 +1084,73 @@ export class Connection implements MemberLink {
   private writeOut (out: Buffer[]): void {
     if (out.length === 0) return
     for (const b of out) this.outQueue.push(b)
+    if (this.holdingDrain) {
+      for (const b of out) this.outQueueBytes += b.length
+      if (this.outQueueBytes < HOLD_LIMIT) return
+      this.holdingDrain = false
+    }
     if (!this.flushScheduled) {
       this.flushScheduled = true
       setImmediate(this.flushOut)
     }
   }
 
+  /**
+   * The resumed session's queue, taken from the store directly (see the
+   * store's QueueSink) rather than one message per event-loop turn through
+   * aedes' emptyQueue; offered once, to the stream aedes opens right after
+   * CONNACK, and only for a session resumed as it was (aedes drops the queue
+   * of a Clean Start or of a session that ends with the connection).
+   */
+  queueSink (): QueueSink | undefined {
+    if (!this.queueSinkArmed) return undefined
+    this.queueSinkArmed = false
+    if (this.closed || !this.client.connecting || this.client.clean || this.cleanStart) return undefined
+    return {
+      room: () => this.closed ? 0 : this.room(),
+      nextPacketId: () => allocatePacketId(this.client),
+      send: (packet) => this.sendQueued(packet as unknown as AedesPublishPacket)
+    }
+  }
+
+  /**
+   * One queued message, with the steps of aedes' emptyQueue: the remaining
+   * Message Expiry Interval [MQTT-3.3.2-6]; authorizeForward (culex's
+   * delivery corrections, ACL, DUP); not sent once expired [MQTT-3.3.2-5];
+   * then the outbound steps every PUBLISH takes (`onOutboundPublish`).
+   */
+  private sendQueued (packet: AedesPublishPacket): boolean {
+    const now = Date.now()
+    if (packet.messageExpiry !== undefined && packet.messageExpiry > now) {
+      packet.properties = { ...packet.properties, messageExpiryInterval: Math.ceil((packet.messageExpiry - now) / 1000) }
+    }
+    this.sendingQueued = true
+    let authorized: AedesPublishPacket | null | void
+    try {
+      authorized = this.ctx.broker.authorizeForward(this.client, packet)
+    } finally {
+      this.sendingQueued = false
+    }
+    if (authorized === null || authorized === undefined) return false
+    if (packet.messageExpiry !== undefined && packet.messageExpiry <= Date.now()) return false
+    // aedes writes the packet it asked about, corrected in place
+    const out: Buffer[] = []
+    this.writtenAt = now
+    this.onOutboundPublish(frameOf(encodePublish(packet as unknown as IPublishPacket, this.version ?? 4)), out)
+    this.writeOut(out)
+    return true
+  }
+
+  /** The resumed session's queue has been sent (or the client must get what it has): write it now. */
+  private endDrainHold (): void {
+    if (!this.holdingDrain) return
+    this.holdingDrain = false
+    if (!this.flushScheduled) this.flushOut()
+  }
+
   private readonly flushOut = (): void => {
     this.flushScheduled = false
+    this.outQueueBytes = 0
     const q = this.outQueue
     if (q.length === 0) return
     this.outQueue = []
@@ -1270,7 +1349,7 @@ export class Connection implements MemberLink {
    * aedes' own path gives back-pressure); aedes delivers it instead.
    */
   sendEncoded (frame: Frame): boolean {
-    if (!this.accepted || this.closed || this.shedding || this.congested() || this.side.writableLength > 0) return false
+    if (this.sendingQueued || !this.accepted || this.closed || this.shedding || this.congested() || this.side.writableLength > 0) return false
     let batch = this.encodedBatch
     if (batch === undefined) {
       const fresh: Frame[] = []
@@ -1384,6 +1463,8 @@ export class Connection implements MemberLink {
     }
     // an empty Client Identifier was assigned one by the broker: log under it
     if (!this.connectClientId) this.log.bind({ clientId: this.client.id })
+    // a present session may have messages queued: aedes sends them next (`holdingDrain`)
+    if (((frame.buf[frame.headerLength] as number) & 0x01) !== 0) this.holdingDrain = this.queueSinkArmed = true
     this.ctx.observer.clientAccepted(this.meta.transport, this.version ?? 4)
     this.log.info({ version: this.version, auth: this.enhancedAuth?.method }, 'client connected')
     if (this.version !== 5) return frame.buf
@@ -1557,6 +1638,7 @@ export class Connection implements MemberLink {
   close (reason: string): void {
     if (this.closed) return
     this.closed = true
+    this.queueSinkArmed = false
     this.flushOut()
     this.resumeBroker()
     if (!this.side.destroyed) this.side.destroy()

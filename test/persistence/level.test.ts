@@ -257,3 +257,48 @@ t.test('with a fixed broker id, the message counter continues after the queued m
   await store2.close()
   t.equal(other.counter, 0)
 })
+
+t.test('QoS 1 packet ids reach the disk only while unacknowledged; QoS 2 ids before the PUBLISH', async (t) => {
+  const dir = tempDir(t)
+  const store = await open(dir)
+  const client = { id: 'ids' }
+  const sub = [{ clientId: client.id, qos: 2 }]
+  const slow = publish('ids/slow', '1')
+  const fast = publish('ids/fast', '2')
+  const exact = publish('ids/exact', '3', { qos: 2 })
+  await store.outgoingEnqueueCombi(sub, slow)
+  await store.outgoingEnqueueCombi(sub, fast)
+  await store.outgoingEnqueueCombi(sub, exact)
+  const ops = (): number => store.writeCounters.ops
+  const start = ops()
+
+  await store.outgoingUpdate(client, { ...exact, messageId: 3 })
+  t.equal(ops() - start, 1, 'the QoS 2 id is written before aedes may send the PUBLISH')
+
+  await store.outgoingUpdate(client, { ...slow, messageId: 1 })
+  await store.outgoingUpdate(client, { ...fast, messageId: 2 })
+  await store.outgoingClearMessageId(client, { cmd: 'puback', messageId: 2 })
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  await store.outgoingEnqueueCombi(sub, publish('ids/flush', '4'))
+  // the slow id, the fast message's delete, the new message; no id (nor its delete) for the fast one
+  t.equal(ops() - start, 4, 'an id acknowledged within the delay costs no write')
+  await store.close()
+
+  const again = await open(dir)
+  t.teardown(() => again.close())
+  const queued = await collect(again.outgoingStream(client))
+  t.same(queued.map((p) => [p.topic, p.messageId]), [['ids/slow', 1], ['ids/exact', 3], ['ids/flush', undefined]], '[MQTT-4.4.0-1] the unacknowledged keep their ids across a restart')
+})
+
+t.test('QoS 1 packet ids still in memory are written at close', async (t) => {
+  const dir = tempDir(t)
+  const store = await open(dir)
+  const client = { id: 'close-ids' }
+  const m = publish('c/1', '1')
+  await store.outgoingEnqueueCombi([{ clientId: client.id, qos: 1 }], m)
+  await store.outgoingUpdate(client, { ...m, messageId: 9 })
+  await store.close()
+  const again = await open(dir)
+  t.teardown(() => again.close())
+  t.same((await collect(again.outgoingStream(client))).map((p) => p.messageId), [9], 'the id survives a clean restart')
+})

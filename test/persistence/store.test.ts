@@ -354,3 +354,64 @@ for (const kind of KINDS) {
     t.equal(store.stats().queued, 0)
   })
 }
+
+for (const kind of KINDS) {
+  t.test(`${kind}: a queue sink takes the QoS 1 head of a resumed queue in order; the rest streams behind it`, async (t) => {
+    const store = await openStore(t, kind)
+    const client = { id: 'sink' }
+    const sub = [{ clientId: client.id, topic: 's/#', qos: 2 }]
+    const now = Date.now()
+    await store.outgoingEnqueueCombi(sub, publish('s/1', '1'))
+    await store.outgoingEnqueueCombi(sub, publish('s/refused', '2'))
+    await store.outgoingEnqueueCombi(sub, publish('s/3', '3', { messageExpiry: now + 60_000, properties: { messageExpiryInterval: 60 } }))
+    await store.outgoingEnqueueCombi(sub, publish('s/expired', '4', { messageExpiry: now + 30 }))
+    await store.outgoingEnqueueCombi(sub, publish('s/5', '5'))
+    await store.outgoingEnqueueCombi(sub, publish('s/qos2', '6', { qos: 2 }))
+    await store.outgoingEnqueueCombi(sub, publish('s/7', '7'))
+    await sleep(50)
+
+    const sent: StoredPacket[] = []
+    let nextId = 41
+    let asked = 0
+    store.setQueueSink((c) => {
+      asked++
+      if (c.id !== client.id) return undefined
+      return {
+        room: () => 10 - sent.length,
+        nextPacketId: () => nextId++,
+        send: (packet) => {
+          if (packet.topic === 's/refused') return false
+          sent.push(packet)
+          return true
+        }
+      }
+    })
+    const rest = await collect(store.outgoingStream(client))
+    t.equal(asked, 1, 'asked once per stream')
+    t.same(sent.map((p) => [p.topic, p.messageId, p.qos]), [['s/1', 41, 1], ['s/3', 43, 1], ['s/5', 44, 1]], 'QoS 1 messages in queue order, with the next packet ids')
+    t.equal(sent[1]?.messageExpiry, now + 60_000, 'the absolute expiry goes along (the gateway sends what remains)')
+    t.same(rest.map((p) => p.topic), ['s/qos2', 's/7'], 'from the first QoS 2 message on, aedes streams the rest')
+    const stats = store.stats()
+    t.equal(stats.queued, 5, 'the refused and the expired message left the queue')
+    t.equal(stats.inflight, 3, 'the packet ids of the sent ones are recorded')
+    t.equal(stats.dropped.expired, 1, 'the expired one counts as expired')
+
+    // a reconnect without acknowledgements: the same ids again, marked as re-sent (DUP)
+    sent.length = 0
+    const again = await collect(store.outgoingStream(client))
+    t.same(sent.map((p) => [p.topic, p.messageId]), [['s/1', 41], ['s/3', 43], ['s/5', 44]], 'the same packet ids again [MQTT-4.4.0-1]')
+    const resent = store as unknown as { wasInFlight: (clientId: string, brokerId: string, counter: number) => boolean }
+    t.equal(resent.wasInFlight(client.id, 'broker-1', sent[0]?.brokerCounter as number), true, 're-sent with its id: DUP [MQTT-3.3.1-1]')
+    t.same(again.map((p) => p.topic), ['s/qos2', 's/7'])
+
+    for (const id of [41, 43, 44]) await store.outgoingClearMessageId(client, { cmd: 'puback', messageId: id })
+    t.equal(store.stats().queued, 2, 'acknowledged ones are gone')
+
+    // a full window: nothing taken, all streamed
+    sent.length = 0
+    await store.outgoingEnqueueCombi(sub, publish('s/8', '8'))
+    store.setQueueSink(() => ({ room: () => 0, nextPacketId: () => 1, send: () => { throw new Error('not to be called') } }))
+    t.same((await collect(store.outgoingStream(client))).map((p) => p.topic), ['s/qos2', 's/7', 's/8'], 'no room: aedes streams everything')
+    store.setQueueSink(undefined)
+  })
+}

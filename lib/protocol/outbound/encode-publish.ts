@@ -3,8 +3,9 @@
  * the packet id for QoS 1 and 2, in MQTT 5 the properties, then the payload.
  * Without properties (most messages) it is written straight into one buffer;
  * with properties mqtt-packet encodes it. Used where culex sends a message
- * without aedes: QoS 0 encoded once for all subscribers (encode-once.ts) and
- * shared QoS 1 deliveries (Connection.sendShared).
+ * without aedes: QoS 0 encoded once for all subscribers (encode-once.ts),
+ * shared QoS 1 deliveries (Connection.sendShared) and a resumed session's
+ * queue (Connection.sendQueued).
  */
 import mqtt from 'mqtt-packet'
 import type { IPublishPacket } from 'mqtt-packet'

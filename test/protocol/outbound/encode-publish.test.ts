@@ -36,3 +36,13 @@ t.test('[MQTT-2.2.1-4] a QoS 1 PUBLISH without a valid packet id is refused, not
     t.throws(() => encodePublish({ topic: 'a', payload: Buffer.alloc(1), qos: 1, retain: false, dup: false, messageId }, 5), RangeError, `packet id ${String(messageId)}`)
   }
 })
+
+t.test('[MQTT-3.3.1-2] a queued QoS 1 message downgraded to QoS 0: no packet id, DUP 0; a string payload is UTF-8', async (t) => {
+  for (const version of [4, 5] as const) {
+    const text: OutboundPublish = { topic: 'a/b', payload: 'héllo', qos: 1, messageId: 7, dup: false, retain: false }
+    t.same(encodePublish(text, version), reference(text, version), `string payload, v${version}`)
+    const qos0: OutboundPublish = { topic: 'a/b', payload: Buffer.from('x'), qos: 0, messageId: 7, dup: true, retain: true }
+    t.same(encodePublish(qos0, version), reference({ ...qos0, messageId: undefined, dup: false }, version), `QoS 0, v${version}`)
+    t.equal((encodePublish(qos0, version)[0] as number) & 0x08, 0, 'no DUP on QoS 0')
+  }
+})
