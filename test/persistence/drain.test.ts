@@ -45,6 +45,17 @@ async function subscribe (c: RawClient, topic: string, qos: 0 | 1 | 2): Promise<
 }
 
 /** Publishes `count` messages on `topic` with payload `<i>`, waiting for each flow to complete. */
+/** A persistent session subscribed to `topic` and taken offline, and a publisher to queue messages for it. */
+async function offlineSession (t: Test, server: CulexServer, clientId: string, topic: string, qos: 0 | 1 | 2, version: Version): Promise<RawClient> {
+  const sub = await persistentClient(t, server, clientId, version)
+  await subscribe(sub, topic, qos)
+  sub.destroy()
+  await sleep(50)
+  const pub = await RawClient.connect(tcpPort(server), version, { clientId: clientId + '-pub' })
+  t.teardown(() => pub.destroy())
+  return pub
+}
+
 async function publishAll (c: RawClient, topic: string, qosOf: (i: number) => 1 | 2, count: number): Promise<void> {
   for (let i = 0; i < count; i++) {
     const qos = qosOf(i)
@@ -110,12 +121,7 @@ for (const persistence of ['memory', 'level'] as const) {
 
     t.test(`${name}: [MQTT-4.4.0-1] a resumed queue of QoS 1 and 2 messages, longer than the window, arrives once each and in order`, async (t) => {
       const server = await start(t, persistence)
-      const sub = await persistentClient(t, server, 'drain-sub', version)
-      await subscribe(sub, 'drain/x', 2)
-      sub.destroy()
-      await sleep(50)
-      const pub = await RawClient.connect(tcpPort(server), version, { clientId: 'drain-pub' })
-      t.teardown(() => pub.destroy())
+      const pub = await offlineSession(t, server, 'drain-sub', 'drain/x', 2, version)
       // 150 > the window of 100: the rest goes through aedes' stream, with back-pressure
       const count = 150
       await publishAll(pub, 'drain/x', (i) => i % 7 === 3 ? 2 : 1, count)
@@ -139,12 +145,7 @@ for (const persistence of ['memory', 'level'] as const) {
 
     t.test(`${name}: [MQTT-4.4.0-1] [MQTT-3.3.1-1] unacknowledged queued messages come again with their packet ids and DUP`, async (t) => {
       const server = await start(t, persistence)
-      const sub = await persistentClient(t, server, 'redo-sub', version)
-      await subscribe(sub, 'redo/x', 1)
-      sub.destroy()
-      await sleep(50)
-      const pub = await RawClient.connect(tcpPort(server), version, { clientId: 'redo-pub' })
-      t.teardown(() => pub.destroy())
+      const pub = await offlineSession(t, server, 'redo-sub', 'redo/x', 1, version)
       await publishAll(pub, 'redo/x', () => 1, 5)
 
       const first = await persistentClient(t, server, 'redo-sub', version)
@@ -164,12 +165,7 @@ for (const persistence of ['memory', 'level'] as const) {
 
     t.test(`${name}: a client window smaller than the queue: never more in flight than it allows, nothing lost`, async (t) => {
       const server = await start(t, persistence, { inflightWindow: 4, receiveMaximum: 100 })
-      const sub = await persistentClient(t, server, 'win-sub', version)
-      await subscribe(sub, 'win/x', 1)
-      sub.destroy()
-      await sleep(50)
-      const pub = await RawClient.connect(tcpPort(server), version, { clientId: 'win-pub' })
-      t.teardown(() => pub.destroy())
+      const pub = await offlineSession(t, server, 'win-sub', 'win/x', 1, version)
       await publishAll(pub, 'win/x', () => 1, 12)
 
       const connect = sessionConnect('win-sub', version)
@@ -190,12 +186,7 @@ for (const persistence of ['memory', 'level'] as const) {
       const aclFile = path.join(dir, 'acl')
       await writeFile(aclFile, 'topic readwrite acl/#\n')
       const server = await start(t, persistence, { aclFile })
-      const sub = await persistentClient(t, server, 'acl-sub', version)
-      await subscribe(sub, 'acl/#', 1)
-      sub.destroy()
-      await sleep(50)
-      const pub = await RawClient.connect(tcpPort(server), version, { clientId: 'acl-pub' })
-      t.teardown(() => pub.destroy())
+      const pub = await offlineSession(t, server, 'acl-sub', 'acl/#', 1, version)
       await publishAll(pub, 'acl/open/1', () => 1, 2)
       await publishAll(pub, 'acl/closed/1', () => 1, 2)
       await publishAll(pub, 'acl/open/2', () => 1, 2)
