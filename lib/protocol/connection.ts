@@ -25,7 +25,8 @@ import { OutboundWindow, type HeldPublish } from './outbound/flow-control.js'
 import { OutboundAliases } from './outbound/topic-alias.js'
 import { ReasonCode, describeReasonCode, isFailure, v5ToV311ConnackCode, v311ToV5ConnackCode } from './reason-codes.js'
 import type { Authenticators, AuthExchange, AuthStep } from './auth.js'
-import { hardenClient, clientSubscriptions, packetInjector } from '../aedes-internals.js'
+import { hardenClient, clientSubscriptions, handleStream, pacePackets, injectPacket, packetsInProgress, routeQoS0Delivery, AliasTable, type PacketPacer } from '../aedes-internals.js'
+import { shouldDeliverWithQoS } from './delivery.js'
 import { publishPacket, decodeOther } from './decode.js'
 import type { BrokerObserver } from '../observer.js'
 import type { MemberLink, SharedDelivery, SharedSubscriptions } from '../shared/dispatcher.js'
@@ -124,7 +125,7 @@ class BrokerSide extends Duplex {
    */
   private oldestAt: number | undefined
 
-  constructor (private readonly conn: Connection) {
+  constructor (readonly conn: Connection) {
     super({ allowHalfOpen: false })
   }
 
@@ -172,11 +173,14 @@ type AuthState =
   | { phase: 'connect', exchange: AuthExchange, method: string, connect: IConnectPacket }
   | { phase: 'reauth', exchange: AuthExchange, method: string }
 
-export class Connection implements MemberLink {
+/** The gateway of a socket (the socket listeners are shared functions, not closures per connection). */
+const kConnection = Symbol('culex connection')
+interface Tagged { [kConnection]: Connection }
+
+export class Connection implements MemberLink, PacketPacer {
   readonly client: Client
   readonly log: ConnectionLogger
   private readonly side: BrokerSide
-  private readonly injector: { inject: (packet: object) => void, inProgress: () => number }
   private readonly inbound: FrameReader
   private readonly outbound = new FrameReader(0)
   private readonly settings: ProtocolSettings
@@ -207,8 +211,8 @@ export class Connection implements MemberLink {
   private _inflightIn: Map<number, InboundFlow> | undefined
   /** inbound QoS 1 and 2 packet ids not yet completed (spec 4.9) */
   private get inflightIn (): Map<number, InboundFlow> { return (this._inflightIn ??= new Map()) }
-  private _inboundAliases: Map<number, string> | undefined
-  private get inboundAliases (): Map<number, string> { return (this._inboundAliases ??= new Map()) }
+  /** shared with aedes (`client._topicAliases`), which validates the aliases */
+  private readonly inboundAliases = new AliasTable()
   private _subParts: Map<number, { pending: PendingSuback, index: number }> | undefined
   /** SUBSCRIBE packets split into parts, by the internal id of each part */
   private get subParts (): Map<number, { pending: PendingSuback, index: number }> { return (this._subParts ??= new Map()) }
@@ -230,12 +234,14 @@ export class Connection implements MemberLink {
   private _synthetic: Set<number> | undefined
   /** QoS 2 messages culex dropped and completes with aedes on the client's behalf */
   private get synthetic (): Set<number> { return (this._synthetic ??= new Set()) }
-  private readonly acks: PendingAck[] = []
+  private _acks: PendingAck[] | undefined
+  private get acks (): PendingAck[] { return (this._acks ??= []) }
   private _awaitingPublished: Map<number, PendingAck[]> | undefined
   private get awaitingPublished (): Map<number, PendingAck[]> { return (this._awaitingPublished ??= new Map()) }
   private _publishedEarly: Set<number> | undefined
   private get publishedEarly (): Set<number> { return (this._publishedEarly ??= new Set()) }
-  private outQueue: Buffer[] = []
+  /** packets for the client, written at the next setImmediate */
+  private outQueue: Buffer[] | undefined
   /** the live message aedes offered this client last (`isRepeat`) */
   private lastOfferedBroker: string | undefined
   private lastOfferedCounter = 0
@@ -243,9 +249,8 @@ export class Connection implements MemberLink {
   private encodedBatch: Frame[] | undefined
   /** when aedes wrote the chunks being processed */
   private writtenAt = 0
-  private flushScheduled = false
   /** aedes writes waiting for this client to make progress (back-pressure) */
-  private readonly waiting: Array<() => void> = []
+  private waiting: Array<() => void> | undefined
   private stallTimer: NodeJS.Timeout | undefined
   /** the client stalled: queue limits apply instead of back-pressure */
   private shedding = false
@@ -262,6 +267,8 @@ export class Connection implements MemberLink {
 
   /** the client has subscribed with a Subscription Identifier (deliveries must look them up) */
   usesSubscriptionIds = false
+  /** QoS 0 subscriptions may carry QoS 1/2 messages (`routeDeliveries`) */
+  private deliveriesRouted = false
 
   constructor (
     readonly socket: Duplex,
@@ -271,20 +278,49 @@ export class Connection implements MemberLink {
     this.settings = ctx.settings
     this.inbound = new FrameReader(ctx.settings.maximumPacketSize)
     this.window = new OutboundWindow(ctx.settings.inflightWindow, ctx.settings.maxQueuedOutbound)
-    this.log = new ConnectionLogger(ctx.logger, { transport: meta.transport, remote: meta.remoteAddress })
+    this.log = new ConnectionLogger(ctx.logger, meta)
     this.side = new BrokerSide(this)
     ctx.observer.connectionOpened(meta.transport)
-    this.client = ctx.broker.handle(this.side)
+    this.client = handleStream(ctx.broker, this.side, this.inboundAliases)
     hardenClient(this.client)
-    this.injector = packetInjector(this.client, this.packetDone)
+    pacePackets(this.client, this)
 
-    socket.on('data', (chunk: Buffer) => this.fromClient(chunk))
-    socket.on('end', () => this.close('connection closed by peer'))
-    socket.on('close', () => this.close('connection closed'))
-    socket.on('error', (err: Error) => {
-      this.log.debug({ err }, 'socket error')
-      this.close('socket error')
-    })
+    ;(socket as unknown as Tagged)[kConnection] = this
+    socket.on('data', Connection.onSocketData)
+    socket.on('end', Connection.onSocketEnd)
+    socket.on('close', Connection.onSocketClose)
+    socket.on('error', Connection.onSocketError)
+  }
+
+  private static onSocketData (this: Tagged, chunk: Buffer): void {
+    this[kConnection].fromClient(chunk)
+  }
+
+  private static onSocketEnd (this: Tagged): void {
+    this[kConnection].close('connection closed by peer')
+  }
+
+  private static onSocketClose (this: Tagged): void {
+    this[kConnection].close('connection closed')
+  }
+
+  private static onSocketError (this: Tagged, err: Error): void {
+    const conn = this[kConnection]
+    conn.log.debug({ err }, 'socket error')
+    conn.close('socket error')
+  }
+
+  private static onSocketDrain (this: Tagged): void {
+    this[kConnection].onProgress()
+  }
+
+  private static flushOutOf (conn: Connection): void {
+    conn.flushOut()
+  }
+
+  /** The gateway whose stream aedes was given (aedes' `client.conn`), if it is one. */
+  static ofStream (stream: unknown): Connection | undefined {
+    return stream instanceof BrokerSide ? stream.conn : undefined
   }
 
   get isAccepted (): boolean { return this.accepted }
@@ -417,15 +453,16 @@ export class Connection implements MemberLink {
    */
   private flushToBroker (packets: Packet[]): void {
     if (packets.length === 0 || this.side.destroyed) return
-    for (const p of packets) this.injector.inject(p)
-    if (!this.socketPaused && this.injector.inProgress() > MAX_IN_PROGRESS) {
+    for (const p of packets) injectPacket(this.client, p)
+    if (!this.socketPaused && packetsInProgress(this.client) > MAX_IN_PROGRESS) {
       this.socketPaused = true
       this.socket.pause()
     }
   }
 
-  private readonly packetDone = (): void => {
-    if (this.socketPaused && this.injector.inProgress() <= MAX_IN_PROGRESS / 2) {
+  /** aedes finished a packet (aedes-internals.ts `pacePackets`) */
+  packetDone (): void {
+    if (this.socketPaused && packetsInProgress(this.client) <= MAX_IN_PROGRESS / 2) {
       this.socketPaused = false
       this.socket.resume()
     }
@@ -511,6 +548,8 @@ export class Connection implements MemberLink {
     this.version = version
     this.connectClientId = packet.clientId
     this.cleanStart = packet.clean !== false
+    // a resumed session's subscriptions are restored during CONNECT
+    if (!this.cleanStart) this.routeDeliveries()
     this.username = packet.username
     this.log.bind({ clientId: packet.clientId || undefined })
     if (version === 5) {
@@ -780,6 +819,7 @@ export class Connection implements MemberLink {
       // [MQTT-3.8.3-2] a SUBSCRIBE without a Topic Filter is a Protocol Error
       return { kind: 'close', reasonCode: ReasonCode.ProtocolError, reason: 'SUBSCRIBE without a topic filter' }
     }
+    this.routeDeliveries()
     this.subscribing = 0
     this.partsBefore = this.subParts.size
     const pending = new PendingSuback(packet.messageId ?? 0, packet.subscriptions.length)
@@ -926,6 +966,20 @@ export class Connection implements MemberLink {
     return encode(packet, this.version)
   }
 
+  /**
+   * aedes binds a QoS 0 subscription to `client.deliver0`; routed, a message
+   * that also matches a higher-QoS subscription of the client goes out at that
+   * QoS (lib/protocol/delivery.ts). Set up before aedes makes the client's
+   * first subscription (a SUBSCRIBE, or a CONNECT resuming a session): until
+   * then `deliver0` only carries QoS 0 messages, which it sends as they are.
+   */
+  private routeDeliveries (): void {
+    if (this.deliveriesRouted) return
+    this.deliveriesRouted = true
+    const client = this.client
+    routeQoS0Delivery(client, (packet) => shouldDeliverWithQoS(client, packet))
+  }
+
   private allocateInternalId (): number {
     for (;;) {
       const id = this.nextInternalId
@@ -961,9 +1015,10 @@ export class Connection implements MemberLink {
     }
     this.writeOut(out)
     if (this.shedding || !this.congested()) { done(); return }
-    this.waiting.push(done)
-    if (this.waiting.length === 1) {
-      if (this.socket.writableNeedDrain) this.socket.once('drain', this.onProgress)
+    const waiting = this.waiting ??= []
+    waiting.push(done)
+    if (waiting.length === 1) {
+      if (this.socket.writableNeedDrain) this.socket.once('drain', Connection.onSocketDrain)
       this.armStall()
     }
   }
@@ -977,7 +1032,7 @@ export class Connection implements MemberLink {
     else {
       this.stallTimer = setTimeout(() => {
         this.stallTimer = undefined
-        if (this.waiting.length === 0) return
+        if (this.waiting === undefined || this.waiting.length === 0) return
         this.shedding = true
         this.log.warn({ queued: this.window.queued, buffered: this.socket.writableLength }, 'client is not keeping up: queue limits apply')
         for (const dropped of this.window.trim()) this.dropPublish(dropped, 'queue-full')
@@ -988,11 +1043,11 @@ export class Connection implements MemberLink {
   }
 
   /** The client acknowledged something or its socket drained. */
-  private readonly onProgress = (): void => {
+  private onProgress (): void {
     if (this.shedding && this.window.queued === 0 && !this.socket.writableNeedDrain) this.shedding = false
-    if (this.waiting.length === 0) return
+    if (this.waiting === undefined || this.waiting.length === 0) return
     if (this.congested()) {
-      if (this.socket.writableNeedDrain) this.socket.once('drain', this.onProgress)
+      if (this.socket.writableNeedDrain) this.socket.once('drain', Connection.onSocketDrain)
       this.armStall()
       return
     }
@@ -1001,7 +1056,10 @@ export class Connection implements MemberLink {
 
   private resumeBroker (): void {
     if (this.stallTimer) { clearTimeout(this.stallTimer); this.stallTimer = undefined }
-    for (const done of this.waiting.splice(0)) done()
+    const waiting = this.waiting
+    if (waiting === undefined || waiting.length === 0) return
+    this.waiting = undefined
+    for (const done of waiting) done()
   }
 
   /**
@@ -1012,21 +1070,22 @@ export class Connection implements MemberLink {
    */
   private writeOut (out: Buffer[]): void {
     if (out.length === 0) return
-    for (const b of out) this.outQueue.push(b)
-    if (!this.flushScheduled) {
-      this.flushScheduled = true
-      setImmediate(this.flushOut)
+    const q = this.outQueue
+    if (q === undefined) {
+      this.outQueue = out
+      setImmediate(Connection.flushOutOf, this)
+    } else {
+      for (const b of out) q.push(b)
     }
   }
 
-  private readonly flushOut = (): void => {
-    this.flushScheduled = false
+  private flushOut (): void {
     const q = this.outQueue
-    if (q.length === 0) return
-    this.outQueue = []
+    if (q === undefined) return
+    this.outQueue = undefined
     if (this.socket.destroyed || !this.socket.writable) return
     this.socket.write(q.length === 1 ? q[0] as Buffer : Buffer.concat(q))
-    if (this.waiting.length > 0) this.onProgress()
+    if (this.waiting !== undefined && this.waiting.length > 0) this.onProgress()
   }
 
   private checkOutbound (frame: Frame, out: Buffer[]): void {
@@ -1269,8 +1328,9 @@ export class Connection implements MemberLink {
 
   private flushAcks (out?: Buffer[]): void {
     const target = out ?? []
-    while (this.acks.length > 0 && (this.acks[0] as PendingAck).ready) {
-      target.push(this.fitBuf((this.acks.shift() as PendingAck).buf))
+    const acks = this._acks
+    while (acks !== undefined && acks.length > 0 && (acks[0] as PendingAck).ready) {
+      target.push(this.fitBuf((acks.shift() as PendingAck).buf))
     }
     if (!out) this.writeOut(target)
   }
@@ -1428,7 +1488,7 @@ export class Connection implements MemberLink {
   /** Writes a packet to aedes as if the client had sent it. */
   private toBroker (packet: Packet): void {
     // not from inside aedes' own write, which is where culex decides to drop
-    process.nextTick(() => { if (!this.side.destroyed) this.injector.inject(packet) })
+    process.nextTick(() => { if (!this.side.destroyed) injectPacket(this.client, packet) })
   }
 
   // ---------------------------------------------------------------- closing
