@@ -191,13 +191,13 @@ interface ClientInternals {
  * 3. aedes' inbound topic alias map (`client._topicAliases`) becomes `aliases`,
  *    which the gateway keeps anyway and makes its Map on first use.
  */
-export function handleStream (broker: Aedes, stream: Duplex, aliases: AliasTable): Client {
+export function handleStream (broker: Aedes, stream: AedesStream, aliases: AliasTable): Client {
   const factory = mqtt as unknown as { parser: () => unknown }
   const parser = factory.parser
   factory.parser = injectedPackets
   let client: Client
   try {
-    client = broker.handle(stream)
+    client = broker.handle(stream as unknown as Duplex)
   } finally {
     factory.parser = parser
   }
@@ -221,6 +221,29 @@ export function handleStream (broker: Aedes, stream: Duplex, aliases: AliasTable
 }
 
 function noop (): void {}
+
+/**
+ * What aedes 2.0.0-beta.1 uses of the stream it is given (client.js, write.js
+ * through mqtt-packet's writeToStream, and Node's finished()): events
+ * ('readable', 'error', 'end', 'drain', 'close'), write() (Buffers and
+ * strings, no callbacks) with cork/uncork, read() when it resumes a client,
+ * destroy(), and the destroyed/writable flags.
+ */
+export interface AedesStream {
+  on (event: string | symbol, listener: (...args: never[]) => void): this
+  once (event: string | symbol, listener: (...args: never[]) => void): this
+  removeListener (event: string | symbol, listener: (...args: never[]) => void): this
+  removeAllListeners (event?: string | symbol): this
+  emit (event: string | symbol, ...args: unknown[]): boolean
+  setMaxListeners (n: number): this
+  write (chunk: Buffer | Uint8Array | string, encoding?: BufferEncoding): boolean
+  cork (): void
+  uncork (): void
+  read (): unknown
+  destroy (err?: Error | null): unknown
+  readonly destroyed: boolean
+  readonly writable: boolean
+}
 
 /** aedes sets `stream.client` to the Client it made for the stream. */
 function closeClientOfStream (this: { client: { close: () => void } }): void {

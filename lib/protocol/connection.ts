@@ -12,7 +12,7 @@
  * 4.12), PUBLISH both ways (3.3, 4.9 flow control, topic aliases, Maximum
  * Packet Size), the acknowledgements (3.4-3.7), SUBSCRIBE (3.8), DISCONNECT.
  */
-import { Duplex } from 'node:stream'
+import type { Duplex } from 'node:stream'
 import type { Aedes, Client } from 'aedes'
 import { ConnectionLogger, type Logger } from '../logging.js'
 import type { IAuthPacket, IConnackPacket, IConnectPacket, IPublishPacket, ISubackPacket, ISubscribePacket, ISubscription, IUnsubackPacket, IUnsubscribePacket, Packet } from 'mqtt-packet'
@@ -27,6 +27,7 @@ import { ReasonCode, describeReasonCode, isFailure, v5ToV311ConnackCode, v311ToV
 import type { Authenticators, AuthExchange, AuthStep } from './auth.js'
 import { hardenClient, clientSubscriptions, handleStream, pacePackets, injectPacket, packetsInProgress, routeQoS0Delivery, AliasTable, type PacketPacer } from '../aedes-internals.js'
 import { shouldDeliverWithQoS } from './delivery.js'
+import { BrokerSide, type BrokerSideOwner } from './broker-side.js'
 import { publishPacket, decodeOther } from './decode.js'
 import type { BrokerObserver } from '../observer.js'
 import type { MemberLink, SharedDelivery, SharedSubscriptions } from '../shared/dispatcher.js'
@@ -116,54 +117,6 @@ const CONNACK_CACHE_SIZE = 64
 const MAX_IN_PROGRESS = 256
 const DROP: Verdict = { kind: 'drop' }
 
-/** The stream aedes reads from and writes to. */
-class BrokerSide extends Duplex {
-  /**
-   * when the oldest write not yet handed to the gateway was made (writes wait
-   * while the client is congested); one clock read per hand-over, not per
-   * chunk: aedes writes a packet in several pieces
-   */
-  private oldestAt: number | undefined
-
-  constructor (readonly conn: Connection) {
-    super({ allowHalfOpen: false })
-  }
-
-  override write (chunk: unknown, encoding?: BufferEncoding | ((error: Error | null | undefined) => void), cb?: (error: Error | null | undefined) => void): boolean {
-    this.oldestAt ??= Date.now()
-    return super.write(chunk, encoding as BufferEncoding, cb)
-  }
-
-  /** When the oldest of the chunks being handed over was written. */
-  private since (): number {
-    const at = this.oldestAt ?? Date.now()
-    this.oldestAt = undefined
-    return at
-  }
-
-  override _read (): void {
-    // packets reach aedes decoded (packetInjector), never as bytes on this stream
-  }
-
-  override _write (chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    this.conn.fromBroker([chunk], cb, this.since())
-  }
-
-  override _writev (chunks: Array<{ chunk: Buffer }>, cb: (err?: Error | null) => void): void {
-    this.conn.fromBroker(chunks.map(c => c.chunk), cb, this.since())
-  }
-
-  override _final (cb: (err?: Error | null) => void): void {
-    this.conn.brokerClosed(null)
-    cb()
-  }
-
-  override _destroy (err: Error | null, cb: (err?: Error | null) => void): void {
-    this.conn.brokerClosed(err)
-    cb(null)
-  }
-}
-
 interface InboundFlow { qos: number, topic: string }
 
 /** An acknowledgement waiting to go out in order [MQTT-4.6.0-2] [MQTT-4.6.0-3]. */
@@ -177,7 +130,7 @@ type AuthState =
 const kConnection = Symbol('culex connection')
 interface Tagged { [kConnection]: Connection }
 
-export class Connection implements MemberLink, PacketPacer {
+export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
   readonly client: Client
   readonly log: ConnectionLogger
   private readonly side: BrokerSide
@@ -249,8 +202,8 @@ export class Connection implements MemberLink, PacketPacer {
   private encodedBatch: Frame[] | undefined
   /** when aedes wrote the chunks being processed */
   private writtenAt = 0
-  /** aedes writes waiting for this client to make progress (back-pressure) */
-  private waiting: Array<() => void> | undefined
+  /** aedes' writes wait for this client to make progress (back-pressure) */
+  private brokerWaiting = false
   private stallTimer: NodeJS.Timeout | undefined
   /** the client stalled: queue limits apply instead of back-pressure */
   private shedding = false
@@ -320,7 +273,7 @@ export class Connection implements MemberLink, PacketPacer {
 
   /** The gateway whose stream aedes was given (aedes' `client.conn`), if it is one. */
   static ofStream (stream: unknown): Connection | undefined {
-    return stream instanceof BrokerSide ? stream.conn : undefined
+    return stream instanceof BrokerSide ? stream.owner as Connection : undefined
   }
 
   get isAccepted (): boolean { return this.accepted }
@@ -353,7 +306,10 @@ export class Connection implements MemberLink, PacketPacer {
 
   /** session state is ready (aedes' clientReady, after its queued messages): shared groups may deliver */
   ready (): void {
-    this.ctx.shared?.memberConnected(this, this.cleanStart).catch((err: unknown) => this.log.error({ err }, 'restoring shared subscriptions failed'))
+    const shared = this.ctx.shared
+    // a client in no group has nothing to restore (and no promise to make per connect)
+    if (shared === undefined || !shared.isMember(this.client.id)) return
+    shared.memberConnected(this, this.cleanStart).catch((err: unknown) => this.log.error({ err }, 'restoring shared subscriptions failed'))
   }
 
   // ---------------------------------------------------------------- inbound
@@ -1003,8 +959,8 @@ export class Connection implements MemberLink, PacketPacer {
    * `slowConsumerTimeout` without progress at once again, with the queue
    * limits applying, so a stuck client never blocks publishers for longer.
    */
-  fromBroker (chunks: Buffer[], done: (err?: Error | null) => void, writtenAt: number = Date.now()): void {
-    if (this.closed || this.socket.destroyed) { done(); return }
+  fromBroker (chunks: Buffer[], writtenAt: number = Date.now()): boolean {
+    if (this.closed || this.socket.destroyed) return true
     const out: Buffer[] = []
     const results: ReadResult[] = []
     // aedes writes a packet in several small pieces: join them once, not per piece
@@ -1014,13 +970,11 @@ export class Connection implements MemberLink, PacketPacer {
       if (result.kind === 'frame') this.checkOutbound(result.frame, out)
     }
     this.writeOut(out)
-    if (this.shedding || !this.congested()) { done(); return }
-    const waiting = this.waiting ??= []
-    waiting.push(done)
-    if (waiting.length === 1) {
-      if (this.socket.writableNeedDrain) this.socket.once('drain', Connection.onSocketDrain)
-      this.armStall()
-    }
+    if (this.shedding || !this.congested()) return true
+    this.brokerWaiting = true
+    if (this.socket.writableNeedDrain) this.socket.once('drain', Connection.onSocketDrain)
+    this.armStall()
+    return false
   }
 
   private congested (): boolean {
@@ -1032,7 +986,7 @@ export class Connection implements MemberLink, PacketPacer {
     else {
       this.stallTimer = setTimeout(() => {
         this.stallTimer = undefined
-        if (this.waiting === undefined || this.waiting.length === 0) return
+        if (!this.brokerWaiting) return
         this.shedding = true
         this.log.warn({ queued: this.window.queued, buffered: this.socket.writableLength }, 'client is not keeping up: queue limits apply')
         for (const dropped of this.window.trim()) this.dropPublish(dropped, 'queue-full')
@@ -1045,7 +999,7 @@ export class Connection implements MemberLink, PacketPacer {
   /** The client acknowledged something or its socket drained. */
   private onProgress (): void {
     if (this.shedding && this.window.queued === 0 && !this.socket.writableNeedDrain) this.shedding = false
-    if (this.waiting === undefined || this.waiting.length === 0) return
+    if (!this.brokerWaiting) return
     if (this.congested()) {
       if (this.socket.writableNeedDrain) this.socket.once('drain', Connection.onSocketDrain)
       this.armStall()
@@ -1056,10 +1010,9 @@ export class Connection implements MemberLink, PacketPacer {
 
   private resumeBroker (): void {
     if (this.stallTimer) { clearTimeout(this.stallTimer); this.stallTimer = undefined }
-    const waiting = this.waiting
-    if (waiting === undefined || waiting.length === 0) return
-    this.waiting = undefined
-    for (const done of waiting) done()
+    if (!this.brokerWaiting) return
+    this.brokerWaiting = false
+    this.side.taken()
   }
 
   /**
@@ -1085,7 +1038,7 @@ export class Connection implements MemberLink, PacketPacer {
     this.outQueue = undefined
     if (this.socket.destroyed || !this.socket.writable) return
     this.socket.write(q.length === 1 ? q[0] as Buffer : Buffer.concat(q))
-    if (this.waiting !== undefined && this.waiting.length > 0) this.onProgress()
+    if (this.brokerWaiting) this.onProgress()
   }
 
   private checkOutbound (frame: Frame, out: Buffer[]): void {
