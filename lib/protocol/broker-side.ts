@@ -182,8 +182,9 @@ export class BrokerSide implements AedesStream {
     for (let i = current.length - 1; i >= 0; i--) {
       const l = current[i] as Listener
       if (l === listener || (l as OnceWrapper).listener === listener) {
-        const rest = current.slice(0, i).concat(current.slice(i + 1))
-        this.store(event, rest.length === 1 ? rest[0] : rest)
+        // in place: emit() iterates over a copy
+        current.splice(i, 1)
+        if (current.length === 1) this.store(event, current[0])
         break
       }
     }
@@ -265,7 +266,9 @@ export class BrokerSide implements AedesStream {
 function add (current: Listeners, listener: Listener): Listener | Listener[] {
   if (current === undefined) return listener
   if (typeof current === 'function') return [current, listener]
-  return current.concat(listener)
+  // in place: emit() iterates over a copy
+  current.push(listener)
+  return current
 }
 
 function emitClose (side: BrokerSide): void {
