@@ -1,9 +1,9 @@
 /**
  * The protocol gateway: one per network connection, between the transport
- * socket and aedes. aedes reads and writes a Duplex (`BrokerSide`) that the
- * gateway feeds; the gateway splits both byte streams into frames
- * (frame.ts), answers what aedes would get wrong or only answer by closing the
- * socket, and passes everything else through untouched.
+ * socket and aedes. aedes reads and writes a stream (`BrokerSide`,
+ * broker-side.ts) that the gateway feeds; the gateway splits both byte
+ * streams into frames (frame.ts), answers what aedes would get wrong or only
+ * answer by closing the socket, and passes everything else through untouched.
  *
  *   socket --inbound frames--> [checks] --> BrokerSide --> aedes
  *   socket <--outbound frames-- [checks] <-- BrokerSide <-- aedes
