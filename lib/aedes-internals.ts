@@ -3,8 +3,9 @@
  * API. Each function names the internal it relies on; test/aedes-internals.test.ts
  * fails loudly when an aedes upgrade changes any of them.
  */
-import { EventEmitter } from 'node:events'
+import type { Duplex } from 'node:stream'
 import type { Aedes, Client } from 'aedes'
+import mqtt from 'mqtt-packet'
 
 /**
  * aedes keys `broker.clients`, `client.subscriptions` and `client.duplicates`
@@ -25,9 +26,18 @@ export function hardenClient (client: Client): void {
   if (typeof c.subscriptions !== 'object' || typeof c.duplicates !== 'object') {
     throw new Error('aedes Client no longer has subscriptions/duplicates maps: review lib/aedes-internals.ts')
   }
-  c.subscriptions = Object.create(null) as Record<string, unknown>
+  c.subscriptions = Object.create(NO_MEMBERS) as Record<string, unknown>
   c.duplicates = NO_COUNTER_DEDUPE
 }
+
+/**
+ * The prototype of every client's `subscriptions`: it has no members and no
+ * prototype, so no filter name reads an inherited one. V8 keeps an object made
+ * by `Object.create(null)` in dictionary mode, about 180 bytes more per
+ * connection (heap snapshot over 3000 idle connections) than one whose
+ * prototype is this object.
+ */
+const NO_MEMBERS: object = Object.freeze(Object.create(null) as object)
 
 /**
  * aedes drops a message for a client when `client.duplicates[brokerId]`
@@ -159,69 +169,191 @@ export function allocatePacketId (client: Client): number {
   return id
 }
 
-interface AedesParser {
-  emit: (event: 'packet', packet: unknown) => boolean
-  listeners: (event: string) => Array<(...args: unknown[]) => void>
-  client?: unknown
-  _queue?: unknown[] | null
+type PacketListener = (this: InjectedPackets, arg: unknown) => void
+
+/**
+ * What aedes uses of `client._parser` once culex hands it decoded packets:
+ * its 'packet' listener (aedes' `enqueue`), its 'error' listener, `client`
+ * and `_queue` (packets that arrive before the client is connected), and
+ * `removeAllListeners('packet')` when the client closes. One listener per
+ * event, held in a field: no EventEmitter, whose listener table alone is
+ * about 180 bytes per connection.
+ */
+export class InjectedPackets {
+  client: unknown = undefined
+  _queue: unknown[] | null | undefined = undefined
+  private onPacket: PacketListener | undefined = undefined
+  private onError: PacketListener | undefined = undefined
+
+  on (event: string, listener: PacketListener): this {
+    if (event === 'packet' && this.onPacket === undefined) this.onPacket = listener
+    else if (event === 'error' && this.onError === undefined) this.onError = listener
+    else throw new Error(`aedes listens for '${event}' on client._parser in a new way: review lib/aedes-internals.ts`)
+    return this
+  }
+
+  removeAllListeners (event?: string): this {
+    if (event === undefined || event === 'packet') this.onPacket = undefined
+    if (event === undefined || event === 'error') this.onError = undefined
+    return this
+  }
+
+  listenerCount (event: string): number {
+    return (event === 'packet' ? this.onPacket : event === 'error' ? this.onError : undefined) === undefined ? 0 : 1
+  }
+
+  emit (event: string, arg: unknown): boolean {
+    const listener = event === 'packet' ? this.onPacket : event === 'error' ? this.onError : undefined
+    if (listener === undefined) {
+      // as an EventEmitter does with an 'error' nobody listens for
+      if (event === 'error') throw arg
+      return false
+    }
+    listener.call(this, arg)
+    return true
+  }
 }
 
-interface ParserInternals {
-  _parser?: AedesParser
+function injectedPackets (): InjectedPackets {
+  return new InjectedPackets()
+}
+
+interface ClientInternals {
+  _parser?: unknown
   _nextBatch?: (err?: Error) => void
   _parsingBatch?: number
-}
-
-/** The part of aedes' `client._parser` aedes still uses once culex injects decoded packets. */
-class InjectedPackets extends EventEmitter {
-  constructor (readonly client: unknown, public _queue: unknown[] | null | undefined) {
-    super()
-  }
+  _eos?: () => void
+  _topicAliases?: unknown
+  conn?: unknown
 }
 
 /**
- * aedes gives every client an mqtt-packet parser with its own BufferList
- * stream: about 1.3 KB per connection in a sampling heap profile over 3000
- * idle connections. Bytes never reach it under culex, so it is replaced by an
- * EventEmitter carrying only what aedes reads from `client._parser` besides
- * `parse()`: the 'packet' and 'error' listeners it registered, `client`, and
- * `_queue` (packets that arrive before the client is connected).
+ * `broker.handle(stream)`, minus what culex does not use:
+ *
+ * 1. aedes makes every client an mqtt-packet byte parser (`mqtt.parser()`,
+ *    with a BufferList Duplex of its own: about 8 µs and 2 KB of garbage per
+ *    connect in a CPU and an allocation profile of 9000 connects). Bytes never
+ *    reach it under culex, which hands aedes decoded packets
+ *    (`injectPacket`), so while aedes builds the client, mqtt-packet's parser
+ *    factory makes an `InjectedPackets` instead. aedes' Client constructor
+ *    is synchronous, and the factory is put back before this returns.
+ * 2. aedes watches the stream with `finished()` (`client._eos`) only to call
+ *    `client.close()` when it closes: eight listeners and their closures,
+ *    about 800 bytes per connection (heap snapshot). A single shared 'close'
+ *    listener does the same; aedes never ends the stream (it destroys it),
+ *    and culex's stream never ends its readable side, so 'close' is the only
+ *    event that watcher acted on.
+ * 3. aedes' inbound topic alias map (`client._topicAliases`) becomes `aliases`,
+ *    which the gateway keeps anyway and makes its Map on first use.
  */
-function replaceParser (c: ParserInternals, parser: AedesParser): AedesParser {
-  const lite = new InjectedPackets(parser.client, parser._queue)
-  for (const event of ['packet', 'error']) {
-    const listeners = parser.listeners(event)
-    if (listeners.length === 0) throw new Error(`aedes no longer listens for '${event}' on client._parser: review lib/aedes-internals.ts`)
-    for (const listener of listeners) lite.on(event, listener)
+export function handleStream (broker: Aedes, stream: AedesStream, aliases: AliasTable): Client {
+  const factory = mqtt as unknown as { parser: () => unknown }
+  const parser = factory.parser
+  factory.parser = injectedPackets
+  let client: Client
+  try {
+    client = broker.handle(stream as unknown as Duplex)
+  } finally {
+    factory.parser = parser
   }
-  c._parser = lite as unknown as AedesParser
-  return c._parser
+  const c = client as unknown as ClientInternals
+  const packets = c._parser
+  if (!(packets instanceof InjectedPackets) || packets.client !== client || !Array.isArray(packets._queue) ||
+    packets.listenerCount('packet') !== 1 || packets.listenerCount('error') !== 1) {
+    throw new Error('aedes Client no longer takes its parser from mqtt-packet\'s parser(): review lib/aedes-internals.ts')
+  }
+  if (typeof c._eos !== 'function' || c.conn !== stream) {
+    throw new Error('aedes Client no longer watches its stream with finished() (client._eos): review lib/aedes-internals.ts')
+  }
+  c._eos()
+  c._eos = noop
+  stream.on('close', closeClientOfStream)
+  if (!(c._topicAliases instanceof Map) || c._topicAliases.size !== 0) {
+    throw new Error('aedes Client no longer has a _topicAliases Map: review lib/aedes-internals.ts')
+  }
+  c._topicAliases = aliases
+  return client
+}
+
+function noop (): void {}
+
+/**
+ * What aedes 2.0.0-beta.1 uses of the stream it is given (client.js, write.js
+ * through mqtt-packet's writeToStream, and Node's finished()): events
+ * ('readable', 'error', 'end', 'drain', 'close'), write() (Buffers and
+ * strings, no callbacks) with cork/uncork, read() when it resumes a client,
+ * destroy(), and the destroyed/writable flags.
+ */
+export interface AedesStream {
+  on (event: string | symbol, listener: (...args: never[]) => void): this
+  once (event: string | symbol, listener: (...args: never[]) => void): this
+  removeListener (event: string | symbol, listener: (...args: never[]) => void): this
+  removeAllListeners (event?: string | symbol): this
+  emit (event: string | symbol, ...args: unknown[]): boolean
+  setMaxListeners (n: number): this
+  write (chunk: Buffer | Uint8Array | string, encoding?: BufferEncoding): boolean
+  cork (): void
+  uncork (): void
+  read (): unknown
+  destroy (err?: Error | null): unknown
+  readonly destroyed: boolean
+  readonly writable: boolean
+}
+
+/** aedes sets `stream.client` to the Client it made for the stream. */
+function closeClientOfStream (this: { client: { close: () => void } }): void {
+  this.client.close()
+}
+
+/** Inbound topic aliases (spec 3.3.2.3.4), shared by the gateway and aedes; the Map is made on first use. */
+export class AliasTable {
+  private map: Map<number, string> | undefined = undefined
+
+  get (alias: number): string | undefined {
+    return this.map?.get(alias)
+  }
+
+  set (alias: number, topic: string): this {
+    (this.map ??= new Map()).set(alias, topic)
+    return this
+  }
+}
+
+/** Who `pacePackets` tells when aedes has finished a packet. */
+export interface PacketPacer {
+  packetDone (): void
 }
 
 /**
- * Hands a decoded packet to aedes as its own parser would (`client._parser`
- * emits 'packet'), so traffic the gateway already decoded is not parsed a
- * second time. aedes counts packets in progress in `client._parsingBatch`
- * and calls `client._nextBatch` as each one is done; `onPacketDone` runs
- * after that, so the gateway can pace the socket the way aedes paced reads.
+ * aedes counts packets in progress in `client._parsingBatch` and calls
+ * `client._nextBatch` as each one is done; `pacer.packetDone()` runs after
+ * that, so the gateway can pace the socket the way aedes paced reads.
  */
-export function packetInjector (client: Client, onPacketDone: () => void): { inject: (packet: object) => void, inProgress: () => number } {
-  const c = client as unknown as ParserInternals
-  const parser = c._parser
+export function pacePackets (client: Client, pacer: PacketPacer): void {
+  const c = client as unknown as ClientInternals
   const nextBatch = c._nextBatch
-  if (!parser || typeof parser.emit !== 'function' || typeof parser.listeners !== 'function' || !Array.isArray(parser._queue) || parser.client !== client || typeof nextBatch !== 'function' || typeof c._parsingBatch !== 'number') {
-    throw new Error('aedes Client no longer has _parser/_nextBatch/_parsingBatch: review lib/aedes-internals.ts')
+  if (typeof nextBatch !== 'function' || typeof c._parsingBatch !== 'number') {
+    throw new Error('aedes Client no longer has _nextBatch/_parsingBatch: review lib/aedes-internals.ts')
   }
-  const packets = replaceParser(c, parser)
   // aedes starts at 1 and counts down when its stream first becomes readable;
   // no bytes ever arrive that way, so start where that first read would leave it
   c._parsingBatch = 0
   c._nextBatch = function nextBatchThenPace (err?: Error) {
     nextBatch(err)
-    onPacketDone()
+    pacer.packetDone()
   }
-  return {
-    inject: (packet) => { packets.emit('packet', packet) },
-    inProgress: () => c._parsingBatch ?? 0
-  }
+}
+
+/**
+ * Hands a decoded packet to aedes as its own parser would (`client._parser`
+ * emits 'packet'), so traffic the gateway already decoded is not parsed a
+ * second time.
+ */
+export function injectPacket (client: Client, packet: object): void {
+  ((client as unknown as ClientInternals)._parser as InjectedPackets).emit('packet', packet)
+}
+
+/** Packets aedes is still handling (`client._parsingBatch`). */
+export function packetsInProgress (client: Client): number {
+  return (client as unknown as ClientInternals)._parsingBatch ?? 0
 }

@@ -5,8 +5,8 @@
 import type { Duplex } from 'node:stream'
 import { Aedes, type AedesOptions } from 'aedes'
 import type { Logger } from 'pino'
-import { hardenBroker, liveSubscriptions, routeQoS0Delivery } from './aedes-internals.js'
-import { Connection, type ConnectionMeta, type ProtocolSettings } from './protocol/connection.js'
+import { hardenBroker, liveSubscriptions } from './aedes-internals.js'
+import { Connection, type ConnectionContext, type ConnectionMeta, type ProtocolSettings } from './protocol/connection.js'
 import { Authenticators, type Authenticator } from './protocol/auth.js'
 import { ReasonCode } from './protocol/reason-codes.js'
 import { SharedSubscriptions, SHARED_BROKER_ID, type SharedOptions } from './shared/dispatcher.js'
@@ -15,7 +15,7 @@ import { createConnectionPolicy, defaultLimits, type Limits } from './auth/admis
 import type { SecurityPolicy } from './auth/policy.js'
 import { attachSessionExpiry, type CulexPersistence } from './persistence/index.js'
 import { EncodeOnce } from './protocol/outbound/encode-once.js'
-import { forwardCorrections, shouldDeliverWithQoS, stripWillProperties } from './protocol/delivery.js'
+import { forwardCorrections, stripWillProperties } from './protocol/delivery.js'
 import { silentLogger } from './logging.js'
 import { noopObserver, type BrokerObserver } from './observer.js'
 
@@ -115,7 +115,8 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
   const settings: ProtocolSettings = { ...defaultProtocolSettings, ...options.protocol, sharedSubscriptionAvailable: options.shared !== false }
   const connections = new Set<Connection>()
   const encodeOnce = new EncodeOnce()
-  const bySide = new WeakMap<object, Connection>()
+  /** a client's gateway, from its stream (`client.conn`) */
+  const bySide = { get: (stream: unknown): Connection | undefined => Connection.ofStream(stream) }
 
   const aedesOptions: AedesOptions = {
     maximumPacketSize: settings.maximumPacketSize,
@@ -314,6 +315,27 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
     return store.subscriptionsByTopic(topic).then(subs => remember(topic, epoch, subs.length > 0))
   }
   shared?.onMembershipChange(bump)
+  // one context for every connection: nothing in it is per connection
+  const context: ConnectionContext = {
+    broker: aedes,
+    settings,
+    logger,
+    authenticators,
+    shared,
+    policy,
+    hasSubscribers,
+    async hasIncoming (clientId, packetId) {
+      const store = storeOf()
+      if (!store?.incomingGetPacket) return true
+      try {
+        return (await store.incomingGetPacket({ id: clientId }, { messageId: packetId })) != null
+      } catch {
+        return false
+      }
+    },
+    observer: options.observer ?? noopObserver,
+    onClose (c) { connections.delete(c) }
+  }
   const broker: CulexBroker = {
     aedes,
     logger,
@@ -322,29 +344,8 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
     authenticators,
     sharedGroups: shared,
     handle (socket, meta) {
-      const conn = new Connection(socket, meta, {
-        broker: aedes,
-        settings,
-        logger,
-        authenticators,
-        shared,
-        policy,
-        hasSubscribers,
-        async hasIncoming (clientId, packetId) {
-          const store = storeOf()
-          if (!store?.incomingGetPacket) return true
-          try {
-            return (await store.incomingGetPacket({ id: clientId }, { messageId: packetId })) != null
-          } catch {
-            return false
-          }
-        },
-        observer: options.observer ?? noopObserver,
-        onClose (c) { connections.delete(c) }
-      })
+      const conn = new Connection(socket, meta, context)
       connections.add(conn)
-      bySide.set(conn.client.conn, conn)
-      routeQoS0Delivery(conn.client, (packet) => shouldDeliverWithQoS(conn.client, packet))
       return conn
     },
     connectionOf (client) {

@@ -29,31 +29,50 @@ export function silentLogger (): Logger {
 
 type LevelName = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal'
 
+/** What a connection's log lines are bound to before its clientId is known. */
+export interface ConnectionOrigin {
+  readonly transport: string
+  readonly remoteAddress: string | undefined
+}
+
 /**
  * A connection's logger: the pino child bound to the connection (transport,
  * remote address, then clientId) is created by the first message logged at
  * an enabled level, not when the connection opens. Most connections never
  * log above the configured level, and a child with its serialized bindings
  * is about a kilobyte per connection (measured with a sampling heap profile
- * over 3000 idle connections).
+ * over 3000 idle connections). Until then it keeps only the connection's
+ * origin and clientId, no bindings object.
  */
 export class ConnectionLogger {
-  private child: Logger | undefined
-  private readonly bindings: Record<string, unknown>
+  private child: Logger | undefined = undefined
+  private clientId: string | undefined = undefined
+  private more: Record<string, unknown> | undefined = undefined
 
-  constructor (private readonly parent: Logger, bindings: Record<string, unknown>) {
-    this.bindings = bindings
-  }
+  constructor (private readonly parent: Logger, private readonly origin: ConnectionOrigin) {}
 
   /** Adds bindings to every later message (the clientId once CONNECT is read). */
   bind (more: Record<string, unknown>): void {
-    if (this.child) this.child = this.child.child(more)
-    else Object.assign(this.bindings, more)
+    if (this.child) {
+      this.child = this.child.child(more)
+      return
+    }
+    const keys = Object.keys(more)
+    if (keys.length === 1 && keys[0] === 'clientId' && this.more === undefined) {
+      this.clientId = more.clientId as string | undefined
+      return
+    }
+    this.more = { clientId: this.clientId, ...this.more, ...more }
+    this.clientId = undefined
   }
 
   /** The pino child itself, created if it does not exist yet. */
   get logger (): Logger {
-    this.child ??= this.parent.child(this.bindings)
+    this.child ??= this.parent.child({
+      transport: this.origin.transport,
+      remote: this.origin.remoteAddress,
+      ...(this.more ?? { clientId: this.clientId })
+    })
     return this.child
   }
 

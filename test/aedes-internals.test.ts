@@ -40,7 +40,13 @@ t.test('a Client has subscriptions and duplicates maps, and reads its stream', a
   t.equal(c.connackSent, false, 'client.connackSent')
   t.equal(c.conn, stream, 'client.conn is the stream given to handle()')
   hardenClient(client)
-  t.equal(Object.getPrototypeOf(clientSubscriptions(client)), null)
+  const subs = clientSubscriptions(client)
+  t.equal(Object.getPrototypeOf(Object.getPrototypeOf(subs)), null, 'subscriptions inherit from an object without a prototype')
+  for (const name of ['constructor', '__proto__', 'toString', 'hasOwnProperty']) t.equal(subs[name], undefined, `no inherited ${name}`)
+  t.notOk('constructor' in subs)
+  const another = Object.create(Object.getPrototypeOf(subs) as object) as Record<string, unknown>
+  Reflect.set(another, 'constructor', { qos: 1 })
+  t.same(Object.keys(another), ['constructor'], 'a filter named like an Object member is an ordinary key')
   stream.destroy()
 })
 
@@ -52,25 +58,39 @@ t.test('the error messages the gateway maps to reason codes still exist in aedes
   t.match(clientSource, "new Error('packet too large')", 'packet too large error (0x95)')
   t.match(clientSource, 'this.subscriptions = {}', 'client.subscriptions is a plain object (hardenClient replaces it)')
   t.match(clientSource, 'const result = (duplicates[id] || 0) < counter', 'aedes drops a message whose broker counter is not above the last one seen (hardenClient turns that off)')
-  t.match(clientSource, "this._parser.on('packet', enqueue)", 'aedes feeds packets to handlers through _parser\'s packet event (packetInjector)')
-  t.match(clientSource, 'const q = this._parser._queue', 'aedes queues pre-connect packets on _parser._queue (packetInjector keeps it)')
+  t.match(clientSource, "this._parser.on('packet', enqueue)", 'aedes feeds packets to handlers through _parser\'s packet event (injectPacket)')
+  t.match(clientSource, 'const q = this._parser._queue', 'aedes queues pre-connect packets on _parser._queue (InjectedPackets keeps it)')
+  t.match(clientSource, 'this._parser = mqtt.parser()', 'aedes makes its parser with mqtt-packet\'s parser() (handleStream replaces it)')
+  t.match(clientSource, 'this._eos = finished(this.conn, this.close.bind(this))', 'aedes closes the client when its stream finishes (handleStream keeps only the close)')
+  t.match(clientSource, 'this._topicAliases = new Map()', 'aedes keeps inbound topic aliases in _topicAliases (handleStream shares the gateway\'s)')
 })
 
-t.test('the Client internals the gateway drives exist: _parser, _nextBatch, _parsingBatch, _nextId, deliver0/deliverQoS, mq._matcher', async (t) => {
-  const { packetInjector, routeQoS0Delivery, allocatePacketId, liveSubscriptionCount } = await import('../lib/aedes-internals.js')
+t.test('the Client internals the gateway drives exist: _parser, _nextBatch, _parsingBatch, _eos, _topicAliases, _nextId, deliver0/deliverQoS, mq._matcher', async (t) => {
+  const { handleStream, pacePackets, injectPacket, packetsInProgress, InjectedPackets, AliasTable, routeQoS0Delivery, allocatePacketId, liveSubscriptionCount } = await import('../lib/aedes-internals.js')
+  const mqtt = (await import('mqtt-packet')).default
   const broker = await Aedes.createBroker()
   t.teardown(() => new Promise<void>((resolve) => broker.close(() => resolve())))
   const stream = new PassThrough()
-  const client = broker.handle(stream)
+  const factory = mqtt.parser
+  const aliases = new AliasTable()
+  const client = handleStream(broker, stream, aliases)
+  t.equal(mqtt.parser, factory, 'mqtt-packet\'s parser factory is back')
+  t.type(mqtt.parser(), 'object', 'and still makes real parsers')
   let done = 0
-  const injector = packetInjector(client, () => { done++ })
-  t.equal(injector.inProgress(), 0, 'starts with no packet in progress')
-  const parser = (client as unknown as { _parser: { parse?: unknown, client?: unknown, _queue?: unknown, listenerCount: (e: string) => number } })._parser
-  t.equal(typeof parser.parse, 'undefined', 'the byte parser (and its BufferList stream) was replaced')
-  t.equal(parser.client, client, 'the replacement carries client, as aedes\' enqueue reads it')
+  pacePackets(client, { packetDone: () => { done++ } })
+  t.equal(packetsInProgress(client), 0, 'starts with no packet in progress')
+  const c = client as unknown as { _parser: InstanceType<typeof InjectedPackets>, _topicAliases: unknown, _eos: () => void }
+  const parser = c._parser
+  t.ok(parser instanceof InjectedPackets, 'aedes got no byte parser (and no BufferList stream)')
+  t.equal(parser.client, client, 'the stand-in carries client, as aedes\' enqueue reads it')
   t.same(parser._queue, [], 'and the pre-connect queue')
   t.equal(parser.listenerCount('packet'), 1, 'and aedes\' packet listener')
   t.equal(parser.listenerCount('error'), 1, 'and aedes\' error listener')
+  t.equal(c._topicAliases, aliases, 'aedes reads and writes the gateway\'s alias table')
+  for (const event of ['end', 'finish', 'error', 'close']) {
+    t.ok(stream.listeners(event).every(l => !/^on(end|finish|error|close)$/.test(l.name)), `no end-of-stream watcher on '${event}'`)
+  }
+  t.equal(stream.listenerCount('close'), 1, 'one close listener instead')
   t.doesNotThrow(() => routeQoS0Delivery(client, () => false))
   const first = allocatePacketId(client)
   const second = allocatePacketId(client)
@@ -78,9 +98,30 @@ t.test('the Client internals the gateway drives exist: _parser, _nextBatch, _par
   t.equal(liveSubscriptionCount(broker, 'nothing/here'), 0)
   await new Promise<void>((resolve) => broker.subscribe('some/+', (_p: unknown, cb: () => void) => cb(), () => resolve()))
   t.equal(liveSubscriptionCount(broker, 'some/topic'), 1, 'the matcher sees a listener')
-  injector.inject({ cmd: 'pingreq', length: 0 })
+  injectPacket(client, { cmd: 'pingreq', length: 0 })
   t.equal(done, 1, 'aedes handled the injected packet (refused before CONNECT) and called _nextBatch')
+  const closed = new Promise<void>((resolve) => broker.once('clientDisconnect', () => resolve()))
+  const errors: unknown[] = []
+  broker.on('connectionError', (_client: unknown, err: unknown) => errors.push(err))
   stream.destroy()
+  await new Promise((resolve) => setImmediate(resolve))
+  t.equal((client as unknown as { closed: boolean }).closed, true, 'destroying the stream closes the client, as the watcher did')
+  t.equal(parser.listenerCount('packet'), 0, 'and aedes removed its packet listener on close')
+  void closed
+})
+
+t.test('InjectedPackets behaves like the EventEmitter aedes expects', async (t) => {
+  const { InjectedPackets } = await import('../lib/aedes-internals.js')
+  const p = new InjectedPackets()
+  const seen: unknown[] = []
+  p.on('packet', function (this: unknown, packet: unknown) { seen.push([this === p, packet]) })
+  t.equal(p.emit('packet', 1), true)
+  t.same(seen, [[true, 1]], 'listeners run with the parser as this, as aedes\' enqueue needs')
+  t.throws(() => p.emit('error', new Error('boom')), /boom/, 'an error nobody listens for throws')
+  t.throws(() => p.on('packet', () => {}), /review lib\/aedes-internals.ts/, 'a second listener is a change in aedes')
+  t.throws(() => p.on('data', () => {}), /review lib\/aedes-internals.ts/, 'as is any other event')
+  p.removeAllListeners('packet')
+  t.equal(p.emit('packet', 2), false, 'no listener after removeAllListeners')
 })
 
 t.test('aedes matches every published topic through mq._matcher, and listeners come and go through add/remove (liveSubscriptions)', async (t) => {

@@ -27,11 +27,11 @@ function captured (level: LevelWithSilent): { parent: Logger, lines: Line[], chi
   return { parent, lines, children: () => count }
 }
 
-const BINDINGS = { transport: 'tcp', remote: '10.0.0.7' }
+const ORIGIN = { transport: 'tcp', remoteAddress: '10.0.0.7' }
 
 t.test('parent at warn: trace, debug and info write nothing and create no child; the first warn carries every binding', async (t) => {
   const { parent, lines, children } = captured('warn')
-  const log = new ConnectionLogger(parent, { ...BINDINGS })
+  const log = new ConnectionLogger(parent, { ...ORIGIN })
   log.trace({ a: 1 }, 'trace')
   log.debug({ a: 2 }, 'debug')
   log.info({ a: 3 }, 'info')
@@ -44,7 +44,7 @@ t.test('parent at warn: trace, debug and info write nothing and create no child;
   t.equal(children(), 1, 'the first enabled message creates the child')
   t.equal(lines.length, 1)
   t.match(lines[0], { level: 40, name: 'test', transport: 'tcp', remote: '10.0.0.7', clientId: 'dev-1', reason: 'queue-full', qos: 0, msg: 'message to client dropped' },
-    'the line has the constructor bindings, the clientId bound before the child existed, and the fields')
+    'the line has the connection\'s origin, the clientId bound before the child existed, and the fields')
 
   log.error({ code: 5 }, 'second')
   log.warn({ code: 6 })
@@ -56,7 +56,7 @@ t.test('parent at warn: trace, debug and info write nothing and create no child;
 
 t.test('parent at debug: debug lines carry the bindings; bind() once the child exists adds the clientId to later lines only', async (t) => {
   const { parent, lines, children } = captured('debug')
-  const log = new ConnectionLogger(parent, { ...BINDINGS })
+  const log = new ConnectionLogger(parent, { ...ORIGIN })
   t.equal(children(), 0, 'no child before anything is logged')
   log.trace({ step: 0 }, 'below debug')
   t.equal(children(), 0, 'nor for a message below the level')
@@ -78,8 +78,7 @@ t.test('parent at debug: debug lines carry the bindings; bind() once the child e
 
 t.test('the logger getter: one pino child with the bindings, created on first use, at any level', async (t) => {
   const { parent, lines, children } = captured('warn')
-  const bindings: Record<string, unknown> = { ...BINDINGS }
-  const log = new ConnectionLogger(parent, bindings)
+  const log = new ConnectionLogger(parent, { ...ORIGIN })
   log.bind({ clientId: 'c' })
   const child = log.logger
   t.equal(children(), 1, 'created on first use')
@@ -95,7 +94,7 @@ t.test('the logger getter: one pino child with the bindings, created on first us
 
 t.test('parent silent: nothing at any level, no child', async (t) => {
   const { parent, lines, children } = captured('silent')
-  const log = new ConnectionLogger(parent, { ...BINDINGS })
+  const log = new ConnectionLogger(parent, { ...ORIGIN })
   for (const level of ['trace', 'debug', 'info', 'warn', 'error'] as const) log[level]({ level }, level)
   t.same(lines, [])
   t.equal(children(), 0)

@@ -1,9 +1,9 @@
 /**
  * The protocol gateway: one per network connection, between the transport
- * socket and aedes. aedes reads and writes a Duplex (`BrokerSide`) that the
- * gateway feeds; the gateway splits both byte streams into frames
- * (frame.ts), answers what aedes would get wrong or only answer by closing the
- * socket, and passes everything else through untouched.
+ * socket and aedes. aedes reads and writes a stream (`BrokerSide`,
+ * broker-side.ts) that the gateway feeds; the gateway splits both byte
+ * streams into frames (frame.ts), answers what aedes would get wrong or only
+ * answer by closing the socket, and passes everything else through untouched.
  *
  *   socket --inbound frames--> [checks] --> BrokerSide --> aedes
  *   socket <--outbound frames-- [checks] <-- BrokerSide <-- aedes
@@ -12,7 +12,7 @@
  * 4.12), PUBLISH both ways (3.3, 4.9 flow control, topic aliases, Maximum
  * Packet Size), the acknowledgements (3.4-3.7), SUBSCRIBE (3.8), DISCONNECT.
  */
-import { Duplex } from 'node:stream'
+import type { Duplex } from 'node:stream'
 import type { Aedes, AedesPublishPacket, Client } from 'aedes'
 import { ConnectionLogger, type Logger } from '../logging.js'
 import type { IAuthPacket, IConnackPacket, IConnectPacket, IPublishPacket, ISubackPacket, ISubscribePacket, ISubscription, IUnsubackPacket, IUnsubscribePacket, Packet } from 'mqtt-packet'
@@ -26,13 +26,14 @@ import { PacketIdTable } from './packet-id-table.js'
 import { OutboundAliases } from './outbound/topic-alias.js'
 import { ReasonCode, describeReasonCode, isFailure, v5ToV311ConnackCode, v311ToV5ConnackCode } from './reason-codes.js'
 import type { Authenticators, AuthExchange, AuthStep } from './auth.js'
-import { hardenClient, clientSubscriptions, packetInjector, allocatePacketId } from '../aedes-internals.js'
+import { hardenClient, clientSubscriptions, handleStream, pacePackets, injectPacket, packetsInProgress, routeQoS0Delivery, AliasTable, allocatePacketId, type PacketPacer } from '../aedes-internals.js'
 import type { QueueSink } from '../persistence/types.js'
+import { BrokerSide, type BrokerSideOwner } from './broker-side.js'
 import { publishPacket, decodeOther } from './decode.js'
 import type { BrokerObserver } from '../observer.js'
 import type { DirectSend, MemberLink, SharedDelivery, SharedSubscriptions } from '../shared/dispatcher.js'
 import { encodePublish } from './outbound/encode-publish.js'
-import { forwardCorrections } from './delivery.js'
+import { forwardCorrections, shouldDeliverWithQoS } from './delivery.js'
 import { parseSharedFilter, hasWildcard } from './topic.js'
 
 export type Transport = 'tcp' | 'tls' | 'ws' | 'wss'
@@ -123,54 +124,6 @@ const DROP: Verdict = { kind: 'drop' }
 /** bytes of a resumed session's queue gathered into one socket write (`holdingDrain`) */
 const HOLD_LIMIT = 64 * 1024
 
-/** The stream aedes reads from and writes to. */
-class BrokerSide extends Duplex {
-  /**
-   * when the oldest write not yet handed to the gateway was made (writes wait
-   * while the client is congested); one clock read per hand-over, not per
-   * chunk: aedes writes a packet in several pieces
-   */
-  private oldestAt: number | undefined
-
-  constructor (private readonly conn: Connection) {
-    super({ allowHalfOpen: false })
-  }
-
-  override write (chunk: unknown, encoding?: BufferEncoding | ((error: Error | null | undefined) => void), cb?: (error: Error | null | undefined) => void): boolean {
-    this.oldestAt ??= Date.now()
-    return super.write(chunk, encoding as BufferEncoding, cb)
-  }
-
-  /** When the oldest of the chunks being handed over was written. */
-  private since (): number {
-    const at = this.oldestAt ?? Date.now()
-    this.oldestAt = undefined
-    return at
-  }
-
-  override _read (): void {
-    // packets reach aedes decoded (packetInjector), never as bytes on this stream
-  }
-
-  override _write (chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    this.conn.fromBroker([chunk], cb, this.since())
-  }
-
-  override _writev (chunks: Array<{ chunk: Buffer }>, cb: (err?: Error | null) => void): void {
-    this.conn.fromBroker(chunks.map(c => c.chunk), cb, this.since())
-  }
-
-  override _final (cb: (err?: Error | null) => void): void {
-    this.conn.brokerClosed(null)
-    cb()
-  }
-
-  override _destroy (err: Error | null, cb: (err?: Error | null) => void): void {
-    this.conn.brokerClosed(err)
-    cb(null)
-  }
-}
-
 interface InboundFlow { qos: number, topic: string }
 
 /**
@@ -194,11 +147,14 @@ type AuthState =
   | { phase: 'connect', exchange: AuthExchange, method: string, connect: IConnectPacket }
   | { phase: 'reauth', exchange: AuthExchange, method: string }
 
-export class Connection implements MemberLink {
+/** The gateway of a socket (the socket listeners are shared functions, not closures per connection). */
+const kConnection = Symbol('culex connection')
+interface Tagged { [kConnection]: Connection }
+
+export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
   readonly client: Client
   readonly log: ConnectionLogger
   private readonly side: BrokerSide
-  private readonly injector: { inject: (packet: object) => void, inProgress: () => number }
   private readonly inbound: FrameReader
   private readonly outbound = new FrameReader(0)
   private readonly settings: ProtocolSettings
@@ -229,8 +185,8 @@ export class Connection implements MemberLink {
   private _inflightIn: PacketIdTable<InboundFlow> | undefined
   /** inbound QoS 1 and 2 packet ids not yet completed (spec 4.9) */
   private get inflightIn (): PacketIdTable<InboundFlow> { return (this._inflightIn ??= new PacketIdTable()) }
-  private _inboundAliases: Map<number, string> | undefined
-  private get inboundAliases (): Map<number, string> { return (this._inboundAliases ??= new Map()) }
+  /** shared with aedes (`client._topicAliases`), which validates the aliases */
+  private readonly inboundAliases = new AliasTable()
   private _subParts: Map<number, { pending: PendingSuback, index: number }> | undefined
   /** SUBSCRIBE packets split into parts, by the internal id of each part */
   private get subParts (): Map<number, { pending: PendingSuback, index: number }> { return (this._subParts ??= new Map()) }
@@ -255,10 +211,13 @@ export class Connection implements MemberLink {
   private _synthetic: Set<number> | undefined
   /** QoS 2 messages culex dropped and completes with aedes on the client's behalf */
   private get synthetic (): Set<number> { return (this._synthetic ??= new Set()) }
-  private readonly acks: PendingAck[] = []
+  private _acks: PendingAck[] | undefined
+  private get acks (): PendingAck[] { return (this._acks ??= []) }
   private _publishedEarly: Set<number> | undefined
   private get publishedEarly (): Set<number> { return (this._publishedEarly ??= new Set()) }
-  private outQueue: Buffer[] = []
+  /** packets for the client, written at the next setImmediate (`flushScheduled`) */
+  private outQueue: Buffer[] | undefined
+  private flushScheduled = false
   /** bytes in outQueue while a resumed session's queue is being sent (`holdingDrain`) */
   private outQueueBytes = 0
   /**
@@ -279,9 +238,8 @@ export class Connection implements MemberLink {
   private encodedBatch: Frame[] | undefined
   /** when aedes wrote the chunks being processed */
   private writtenAt = 0
-  private flushScheduled = false
-  /** aedes writes waiting for this client to make progress (back-pressure) */
-  private readonly waiting: Array<() => void> = []
+  /** aedes' writes wait for this client to make progress (back-pressure) */
+  private brokerWaiting = false
   private stallTimer: NodeJS.Timeout | undefined
   /** the client stalled: queue limits apply instead of back-pressure */
   private shedding = false
@@ -298,6 +256,8 @@ export class Connection implements MemberLink {
 
   /** the client has subscribed with a Subscription Identifier (deliveries must look them up) */
   usesSubscriptionIds = false
+  /** QoS 0 subscriptions may carry QoS 1/2 messages (`routeDeliveries`) */
+  private deliveriesRouted = false
 
   constructor (
     readonly socket: Duplex,
@@ -307,20 +267,49 @@ export class Connection implements MemberLink {
     this.settings = ctx.settings
     this.inbound = new FrameReader(ctx.settings.maximumPacketSize)
     this.window = new OutboundWindow(ctx.settings.inflightWindow, ctx.settings.maxQueuedOutbound)
-    this.log = new ConnectionLogger(ctx.logger, { transport: meta.transport, remote: meta.remoteAddress })
+    this.log = new ConnectionLogger(ctx.logger, meta)
     this.side = new BrokerSide(this)
     ctx.observer.connectionOpened(meta.transport)
-    this.client = ctx.broker.handle(this.side)
+    this.client = handleStream(ctx.broker, this.side, this.inboundAliases)
     hardenClient(this.client)
-    this.injector = packetInjector(this.client, this.packetDone)
+    pacePackets(this.client, this)
 
-    socket.on('data', (chunk: Buffer) => this.fromClient(chunk))
-    socket.on('end', () => this.close('connection closed by peer'))
-    socket.on('close', () => this.close('connection closed'))
-    socket.on('error', (err: Error) => {
-      this.log.debug({ err }, 'socket error')
-      this.close('socket error')
-    })
+    ;(socket as unknown as Tagged)[kConnection] = this
+    socket.on('data', Connection.onSocketData)
+    socket.on('end', Connection.onSocketEnd)
+    socket.on('close', Connection.onSocketClose)
+    socket.on('error', Connection.onSocketError)
+  }
+
+  private static onSocketData (this: Tagged, chunk: Buffer): void {
+    this[kConnection].fromClient(chunk)
+  }
+
+  private static onSocketEnd (this: Tagged): void {
+    this[kConnection].close('connection closed by peer')
+  }
+
+  private static onSocketClose (this: Tagged): void {
+    this[kConnection].close('connection closed')
+  }
+
+  private static onSocketError (this: Tagged, err: Error): void {
+    const conn = this[kConnection]
+    conn.log.debug({ err }, 'socket error')
+    conn.close('socket error')
+  }
+
+  private static onSocketDrain (this: Tagged): void {
+    this[kConnection].onProgress()
+  }
+
+  private static flushOutOf (conn: Connection): void {
+    conn.flushOut()
+  }
+
+  /** The gateway whose stream aedes was given (aedes' `client.conn`), if it is one. */
+  static ofStream (stream: unknown): Connection | undefined {
+    return stream instanceof BrokerSide ? stream.owner as Connection : undefined
   }
 
   get isAccepted (): boolean { return this.accepted }
@@ -384,7 +373,10 @@ export class Connection implements MemberLink {
   ready (): void {
     this.queueSinkArmed = false
     this.endDrainHold()
-    this.ctx.shared?.memberConnected(this, this.cleanStart).catch((err: unknown) => this.log.error({ err }, 'restoring shared subscriptions failed'))
+    const shared = this.ctx.shared
+    // a client in no group has nothing to restore (and no promise to make per connect)
+    if (shared === undefined || !shared.isMember(this.client.id)) return
+    shared.memberConnected(this, this.cleanStart).catch((err: unknown) => this.log.error({ err }, 'restoring shared subscriptions failed'))
   }
 
   // ---------------------------------------------------------------- inbound
@@ -484,15 +476,16 @@ export class Connection implements MemberLink {
    */
   private flushToBroker (packets: Packet[]): void {
     if (packets.length === 0 || this.side.destroyed) return
-    for (const p of packets) this.injector.inject(p)
-    if (!this.socketPaused && this.injector.inProgress() > MAX_IN_PROGRESS) {
+    for (const p of packets) injectPacket(this.client, p)
+    if (!this.socketPaused && packetsInProgress(this.client) > MAX_IN_PROGRESS) {
       this.socketPaused = true
       this.socket.pause()
     }
   }
 
-  private readonly packetDone = (): void => {
-    if (this.socketPaused && this.injector.inProgress() <= MAX_IN_PROGRESS / 2) {
+  /** aedes finished a packet (aedes-internals.ts `pacePackets`) */
+  packetDone (): void {
+    if (this.socketPaused && packetsInProgress(this.client) <= MAX_IN_PROGRESS / 2) {
       this.socketPaused = false
       this.socket.resume()
     }
@@ -578,6 +571,8 @@ export class Connection implements MemberLink {
     this.version = version
     this.connectClientId = packet.clientId
     this.cleanStart = packet.clean !== false
+    // a resumed session's subscriptions are restored during CONNECT
+    if (!this.cleanStart) this.routeDeliveries()
     this.username = packet.username
     this.log.bind({ clientId: packet.clientId || undefined })
     if (version === 5) {
@@ -849,6 +844,7 @@ export class Connection implements MemberLink {
       // [MQTT-3.8.3-2] a SUBSCRIBE without a Topic Filter is a Protocol Error
       return { kind: 'close', reasonCode: ReasonCode.ProtocolError, reason: 'SUBSCRIBE without a topic filter' }
     }
+    this.routeDeliveries()
     this.subscribing = 0
     this.partsBefore = this.subParts.size
     const pending = new PendingSuback(packet.messageId ?? 0, packet.subscriptions.length)
@@ -995,6 +991,20 @@ export class Connection implements MemberLink {
     return encode(packet, this.version)
   }
 
+  /**
+   * aedes binds a QoS 0 subscription to `client.deliver0`; routed, a message
+   * that also matches a higher-QoS subscription of the client goes out at that
+   * QoS (lib/protocol/delivery.ts). Set up before aedes makes the client's
+   * first subscription (a SUBSCRIBE, or a CONNECT resuming a session): until
+   * then `deliver0` only carries QoS 0 messages, which it sends as they are.
+   */
+  private routeDeliveries (): void {
+    if (this.deliveriesRouted) return
+    this.deliveriesRouted = true
+    const client = this.client
+    routeQoS0Delivery(client, (packet) => shouldDeliverWithQoS(client, packet))
+  }
+
   private allocateInternalId (): number {
     for (;;) {
       const id = this.nextInternalId
@@ -1018,8 +1028,8 @@ export class Connection implements MemberLink {
    * `slowConsumerTimeout` without progress at once again, with the queue
    * limits applying, so a stuck client never blocks publishers for longer.
    */
-  fromBroker (chunks: Buffer[], done: (err?: Error | null) => void, writtenAt: number = Date.now()): void {
-    if (this.closed || this.socket.destroyed) { done(); return }
+  fromBroker (chunks: Buffer[], writtenAt: number = Date.now()): boolean {
+    if (this.closed || this.socket.destroyed) return true
     const out: Buffer[] = []
     const results: ReadResult[] = []
     // aedes writes a packet in several small pieces: join them once, not per piece
@@ -1029,14 +1039,13 @@ export class Connection implements MemberLink {
       if (result.kind === 'frame') this.checkOutbound(result.frame, out)
     }
     this.writeOut(out)
-    if (this.shedding || !this.congested()) { done(); return }
+    if (this.shedding || !this.congested()) return true
     // aedes is made to wait for the client: what it was sent must reach it
     this.endDrainHold()
-    this.waiting.push(done)
-    if (this.waiting.length === 1) {
-      if (this.socket.writableNeedDrain) this.socket.once('drain', this.onProgress)
-      this.armStall()
-    }
+    this.brokerWaiting = true
+    if (this.socket.writableNeedDrain) this.socket.once('drain', Connection.onSocketDrain)
+    this.armStall()
+    return false
   }
 
   private congested (): boolean {
@@ -1048,7 +1057,7 @@ export class Connection implements MemberLink {
     else {
       this.stallTimer = setTimeout(() => {
         this.stallTimer = undefined
-        if (this.waiting.length === 0) return
+        if (!this.brokerWaiting) return
         this.shedding = true
         this.log.warn({ queued: this.window.queued, buffered: this.socket.writableLength }, 'client is not keeping up: queue limits apply')
         for (const dropped of this.window.trim()) this.dropPublish(dropped, 'queue-full')
@@ -1059,11 +1068,11 @@ export class Connection implements MemberLink {
   }
 
   /** The client acknowledged something or its socket drained. */
-  private readonly onProgress = (): void => {
+  private onProgress (): void {
     if (this.shedding && this.window.queued === 0 && !this.socket.writableNeedDrain) this.shedding = false
-    if (this.waiting.length === 0) return
+    if (!this.brokerWaiting) return
     if (this.congested()) {
-      if (this.socket.writableNeedDrain) this.socket.once('drain', this.onProgress)
+      if (this.socket.writableNeedDrain) this.socket.once('drain', Connection.onSocketDrain)
       this.armStall()
       return
     }
@@ -1072,7 +1081,9 @@ export class Connection implements MemberLink {
 
   private resumeBroker (): void {
     if (this.stallTimer) { clearTimeout(this.stallTimer); this.stallTimer = undefined }
-    for (const done of this.waiting.splice(0)) done()
+    if (!this.brokerWaiting) return
+    this.brokerWaiting = false
+    this.side.taken()
   }
 
   /**
@@ -1083,7 +1094,9 @@ export class Connection implements MemberLink {
    */
   private writeOut (out: Buffer[]): void {
     if (out.length === 0) return
-    for (const b of out) this.outQueue.push(b)
+    const q = this.outQueue
+    if (q === undefined) this.outQueue = out
+    else for (const b of out) q.push(b)
     if (this.holdingDrain) {
       for (const b of out) this.outQueueBytes += b.length
       if (this.outQueueBytes < HOLD_LIMIT) return
@@ -1091,7 +1104,7 @@ export class Connection implements MemberLink {
     }
     if (!this.flushScheduled) {
       this.flushScheduled = true
-      setImmediate(this.flushOut)
+      setImmediate(Connection.flushOutOf, this)
     }
   }
 
@@ -1148,15 +1161,15 @@ export class Connection implements MemberLink {
     if (!this.flushScheduled) this.flushOut()
   }
 
-  private readonly flushOut = (): void => {
+  private flushOut (): void {
     this.flushScheduled = false
     this.outQueueBytes = 0
     const q = this.outQueue
-    if (q.length === 0) return
-    this.outQueue = []
+    if (q === undefined) return
+    this.outQueue = undefined
     if (this.socket.destroyed || !this.socket.writable) return
     this.socket.write(q.length === 1 ? q[0] as Buffer : Buffer.concat(q))
-    if (this.waiting.length > 0) this.onProgress()
+    if (this.brokerWaiting) this.onProgress()
   }
 
   private checkOutbound (frame: Frame, out: Buffer[]): void {
@@ -1407,8 +1420,9 @@ export class Connection implements MemberLink {
 
   private flushAcks (out?: Buffer[]): void {
     const target = out ?? []
-    while (this.acks.length > 0 && (this.acks[0] as PendingAck).ready) {
-      target.push(this.fitBuf((this.acks.shift() as PendingAck).buf))
+    const acks = this._acks
+    while (acks !== undefined && acks.length > 0 && (acks[0] as PendingAck).ready) {
+      target.push(this.fitBuf((acks.shift() as PendingAck).buf))
     }
     if (!out) this.writeOut(target)
   }
@@ -1574,7 +1588,7 @@ export class Connection implements MemberLink {
   /** Writes a packet to aedes as if the client had sent it. */
   private toBroker (packet: Packet): void {
     // not from inside aedes' own write, which is where culex decides to drop
-    process.nextTick(() => { if (!this.side.destroyed) this.injector.inject(packet) })
+    process.nextTick(() => { if (!this.side.destroyed) injectPacket(this.client, packet) })
   }
 
   // ---------------------------------------------------------------- closing

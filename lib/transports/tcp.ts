@@ -32,17 +32,16 @@ export function certificateCN (socket: tls.TLSSocket): string | undefined {
 }
 
 export async function listenTcp (broker: CulexBroker, host: string, port: number | 'auto'): Promise<Listener> {
-  const server = net.createServer((socket) => {
-    // small MQTT packets must not wait for Nagle's algorithm
-    socket.setNoDelay(true)
+  // small MQTT packets must not wait for Nagle's algorithm: the server sets
+  // TCP_NODELAY on each accepted handle, before its Socket is made
+  const server = net.createServer({ noDelay: true }, (socket) => {
     broker.handle(socket, { transport: 'tcp', remoteAddress: socket.remoteAddress })
   })
   return listen(server, 'tcp', 'mqtt', host, port)
 }
 
 export async function listenTls (broker: CulexBroker, host: string, port: number | 'auto', files: TlsFiles): Promise<Listener> {
-  const server = tls.createServer(tlsServerOptions(files), (socket) => {
-    socket.setNoDelay(true)
+  const server = tls.createServer({ ...tlsServerOptions(files), noDelay: true }, (socket) => {
     broker.handle(socket, { transport: 'tls', remoteAddress: socket.remoteAddress, certificateCN: certificateCN(socket) })
   })
   server.on('tlsClientError', (err) => broker.logger.debug({ err: err.message }, 'TLS handshake failed'))
