@@ -322,7 +322,8 @@ t.test('fuzzed packets over real sockets: no crash, no leak, the broker keeps se
   t.equal(goodClosed, 0, 'it was never disconnected')
 
   t.ok(await eventually(() => server.broker.connections.size === 1, 8000), `after the fuzz sockets closed, only the well-behaved connection is left (${server.broker.connections.size})`)
-  t.equal(server.broker.aedes.connectedClients, 1, 'and aedes counts one connected client')
+  // aedes unregisters a closed client after its asynchronous unsubscribe step, so its count may lag the gateway's
+  t.ok(await eventually(() => server.broker.aedes.connectedClients === 1, 8000), `and aedes counts one connected client (${server.broker.aedes.connectedClients})`)
 
   const campaignUncaught = uncaught - crashesBefore.uncaught
   const campaignUnhandled = unhandled - crashesBefore.unhandled
