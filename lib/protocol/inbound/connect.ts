@@ -45,6 +45,16 @@ export const UNACCEPTABLE_PROTOCOL_VERSION_CONNACK = Buffer.from([0x20, 0x02, 0x
 
 type ConnectProperties = NonNullable<IConnectPacket['properties']>
 
+/** The CONNECT properties the common decoder reads (spec 3.1.2.11): identifier → name and width in bytes. */
+const COMMON_PROPERTIES = new Map<number, readonly [keyof ConnectProperties, 1 | 2 | 4]>([
+  [0x11, ['sessionExpiryInterval', 4]],
+  [0x21, ['receiveMaximum', 2]],
+  [0x27, ['maximumPacketSize', 4]],
+  [0x22, ['topicAliasMaximum', 2]],
+  [0x17, ['requestProblemInformation', 1]],
+  [0x19, ['requestResponseInformation', 1]]
+])
+
 /**
  * The common CONNECT, decoded without mqtt-packet's parser: it was about
  * 15 µs of the ~500 µs of broker CPU per connect (CPU profile over 9000
@@ -79,39 +89,13 @@ export function decodeCommonConnect (buf: Buffer, headerLength: number, levelAt:
     if (length > 0) {
       const props: ConnectProperties = {}
       while (pos < stop) {
-        const id = buf[pos++]
-        switch (id) {
-          case 0x11:
-            if (props.sessionExpiryInterval !== undefined || pos + 4 > stop) return undefined
-            props.sessionExpiryInterval = buf.readUInt32BE(pos)
-            pos += 4
-            break
-          case 0x21:
-            if (props.receiveMaximum !== undefined || pos + 2 > stop) return undefined
-            props.receiveMaximum = buf.readUInt16BE(pos)
-            pos += 2
-            break
-          case 0x27:
-            if (props.maximumPacketSize !== undefined || pos + 4 > stop) return undefined
-            props.maximumPacketSize = buf.readUInt32BE(pos)
-            pos += 4
-            break
-          case 0x22:
-            if (props.topicAliasMaximum !== undefined || pos + 2 > stop) return undefined
-            props.topicAliasMaximum = buf.readUInt16BE(pos)
-            pos += 2
-            break
-          case 0x17:
-            if (props.requestProblemInformation !== undefined || pos + 1 > stop) return undefined
-            props.requestProblemInformation = buf[pos++] !== 0
-            break
-          case 0x19:
-            if (props.requestResponseInformation !== undefined || pos + 1 > stop) return undefined
-            props.requestResponseInformation = buf[pos++] !== 0
-            break
-          default:
-            return undefined
-        }
+        const read = COMMON_PROPERTIES.get(buf[pos++] as number)
+        if (read === undefined) return undefined
+        const [name, width] = read
+        // a property given twice (a Protocol Error, spec 2.2.2.2) is left to mqtt-packet
+        if (props[name] !== undefined || pos + width > stop) return undefined
+        ;(props as Record<string, number | boolean>)[name] = width === 4 ? buf.readUInt32BE(pos) : width === 2 ? buf.readUInt16BE(pos) : buf[pos] !== 0
+        pos += width
       }
       properties = props
     }
