@@ -362,10 +362,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
     const packetId = allocatePacketId(this.client)
     const frame = frameOf(encodePublish({ topic: corrected.topic, payload: corrected.payload, qos: 1, retain: corrected.retain, dup: false, messageId: packetId, properties: corrected.properties }, this.version))
     this.direct.add(packetId)
-    const out: Buffer[] = []
-    this.writtenAt = now
-    this.onOutboundPublish(frame, out)
-    this.writeOut(out)
+    this.sendOwnPublishes([frame], now)
     return packetId
   }
 
@@ -1147,10 +1144,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
     if (authorized === null || authorized === undefined) return false
     if (packet.messageExpiry !== undefined && packet.messageExpiry <= Date.now()) return false
     // aedes writes the packet it asked about, corrected in place
-    const out: Buffer[] = []
-    this.writtenAt = now
-    this.onOutboundPublish(frameOf(encodePublish(packet as unknown as IPublishPacket, this.version ?? 4)), out)
-    this.writeOut(out)
+    this.sendOwnPublishes([frameOf(encodePublish(packet as unknown as IPublishPacket, this.version ?? 4))], now)
     return true
   }
 
@@ -1394,9 +1388,17 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
   private flushEncoded (batch: Frame[]): void {
     if (this.encodedBatch === batch) this.encodedBatch = undefined
     if (this.closed || this.socket.destroyed) return
+    this.sendOwnPublishes(batch, Date.now())
+  }
+
+  /**
+   * PUBLISH frames culex encoded itself (QoS 0 encoded once, shared QoS 1,
+   * a resumed queue), through the outbound steps of every PUBLISH.
+   */
+  private sendOwnPublishes (frames: Frame[], writtenAt: number): void {
     const out: Buffer[] = []
-    this.writtenAt = Date.now()
-    for (const frame of batch) this.onOutboundPublish(frame, out)
+    this.writtenAt = writtenAt
+    for (const frame of frames) this.onOutboundPublish(frame, out)
     this.writeOut(out)
   }
 
