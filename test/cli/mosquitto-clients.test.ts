@@ -18,8 +18,7 @@ t.test('mosquitto_pub / mosquitto_sub', async (t) => {
       await t.test(`-V ${V} round trip at QoS ${qos}`, async (t) => {
         const topic = `interop/${V}/${qos}`
         const subscribed = subscribedTo(server.broker, topic)
-        const sub = mosquittoSub(['-h', '127.0.0.1', '-p', port, '-V', V, '-q', qos, '-t', topic, '-C', '3', '-v'])
-        t.teardown(() => { sub.child.kill() })
+        const sub = mosquittoSub(t, ['-h', '127.0.0.1', '-p', port, '-V', V, '-q', qos, '-t', topic, '-C', '3', '-v'])
         await subscribed
         for (let i = 0; i < 3; i++) await mosquittoPub(['-h', '127.0.0.1', '-p', port, '-V', V, '-q', qos, '-t', topic, '-m', `m${i}`])
         const lines = await sub.lines$(3)
@@ -30,8 +29,7 @@ t.test('mosquitto_pub / mosquitto_sub', async (t) => {
     await t.test(`-V ${V} a retained message reaches a later mosquitto_sub`, async (t) => {
       const topic = `interop/retained/${V}`
       await mosquittoPub(['-h', '127.0.0.1', '-p', port, '-V', V, '-q', '1', '-r', '-t', topic, '-m', 'last-known'])
-      const sub = mosquittoSub(['-h', '127.0.0.1', '-p', port, '-V', V, '-t', topic, '-C', '1', '-v'])
-      t.teardown(() => { sub.child.kill() })
+      const sub = mosquittoSub(t, ['-h', '127.0.0.1', '-p', port, '-V', V, '-t', topic, '-C', '1', '-v'])
       const lines = await sub.lines$(1)
       t.same(lines, [`${topic} last-known`])
       t.equal(await sub.exit, 0)
@@ -40,8 +38,7 @@ t.test('mosquitto_pub / mosquitto_sub', async (t) => {
   await t.test('-V 5 user properties (-D) pass through', async (t) => {
     const topic = 'interop/props'
     const subscribed = subscribedTo(server.broker, topic)
-    const sub = mosquittoSub(['-h', '127.0.0.1', '-p', port, '-V', '5', '-t', topic, '-C', '1', '-F', '%t %p %P'])
-    t.teardown(() => { sub.child.kill() })
+    const sub = mosquittoSub(t, ['-h', '127.0.0.1', '-p', port, '-V', '5', '-t', topic, '-C', '1', '-F', '%t %p %P'])
     await subscribed
     await mosquittoPub(['-h', '127.0.0.1', '-p', port, '-V', '5', '-t', topic, '-m', 'hi', '-D', 'publish', 'user-property', 'k', 'v'])
     const [line] = await sub.lines$(1)

@@ -1,6 +1,8 @@
 /** Runs mosquitto_pub / mosquitto_sub against a test broker. */
 import { spawn, execFile, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
 import { promisify } from 'node:util'
+import type { Test } from 'tap'
 
 const run = promisify(execFile)
 
@@ -15,7 +17,26 @@ export async function hasMosquittoClients (): Promise<boolean> {
 }
 
 export async function mosquittoPub (args: string[]): Promise<void> {
-  await run('mosquitto_pub', args, { timeout: 10000 })
+  await run('mosquitto_pub', args, { timeout: 10000, killSignal: 'SIGKILL' })
+}
+
+/**
+ * Ends a client process for good and waits until it has gone. A process
+ * still running gets `graceMs` to finish by itself (mosquitto_sub -C n exits
+ * after its n-th message), then SIGKILL, never SIGTERM: mosquitto_sub's
+ * SIGTERM handler disconnects from inside the signal handler, and a
+ * mosquitto_sub killed that way once outlived its test in CI, its stdout and
+ * stderr pipes keeping the test process from exiting until tap's timeout.
+ */
+export async function stopChild (child: ChildProcess, graceMs = 500): Promise<void> {
+  const running = (): boolean => child.exitCode === null && child.signalCode === null
+  if (!running()) return
+  const exited = once(child, 'exit')
+  const grace = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref())
+  await Promise.race([exited, grace])
+  if (!running()) return
+  child.kill('SIGKILL')
+  await exited
 }
 
 export interface SubProcess {
@@ -26,8 +47,10 @@ export interface SubProcess {
   exit: Promise<number | null>
 }
 
-export function mosquittoSub (args: string[]): SubProcess {
+/** Starts mosquitto_sub; it is stopped (stopChild) when `t` ends. */
+export function mosquittoSub (t: Test, args: string[]): SubProcess {
   const child = spawn('mosquitto_sub', args, { stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => stopChild(child))
   const lines: string[] = []
   const waiters: Array<() => void> = []
   let buf = ''
@@ -58,7 +81,7 @@ export function mosquittoSub (args: string[]): SubProcess {
   }
 }
 
-/** Resolves when the broker has processed a SUBSCRIBE for `filter` (mosquitto_sub's stdout is block-buffered on a pipe). */
+/** Resolves when the broker has processed a SUBSCRIBE for `filter` (mosquitto_sub prints nothing when its subscription is granted). */
 export function subscribedTo (broker: { aedes: { on: (e: 'subscribe', l: (subs: Array<{ topic: string }>) => void) => unknown, removeListener: (e: 'subscribe', l: (subs: Array<{ topic: string }>) => void) => unknown } }, filter: string, ms = 5000): Promise<void> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => { broker.aedes.removeListener('subscribe', on); reject(new Error(`no SUBSCRIBE to ${filter}`)) }, ms)

@@ -38,10 +38,12 @@ async function recordingProxy (t: Test, upstreamPort: number): Promise<{ port: n
 /** mosquitto_pub reading messages from stdin, one per line (-l). */
 async function mosquittoPubLines (args: string[], lines: string[]): Promise<number | null> {
   const child = spawn('mosquitto_pub', [...args, '-l'], { stdio: ['pipe', 'ignore', 'pipe'] })
+  const limit = setTimeout(() => { child.kill('SIGKILL') }, 10000)
   let err = ''
   child.stderr?.on('data', (d: Buffer) => { err += d.toString() })
   child.stdin?.end(lines.map(l => l + '\n').join(''))
   const code = await new Promise<number | null>((resolve) => child.once('exit', resolve))
+  clearTimeout(limit)
   if (code !== 0) throw new Error(`mosquitto_pub exited ${code}: ${err}`)
   return code
 }
@@ -62,8 +64,7 @@ t.test('mosquitto clients -V 5', async (t) => {
     const got = collect(js)
     await js.subscribeAsync(topic, { qos: 1 })
     const subscribed = subscribedTo(server.broker, topic)
-    const sub = mosquittoSub([...base, '-q', '1', '-t', topic, '-C', '1', '-F', '%t %E %p'])
-    t.teardown(() => { sub.child.kill() })
+    const sub = mosquittoSub(t, [...base, '-q', '1', '-t', topic, '-C', '1', '-F', '%t %E %p'])
     await subscribed
     await mosquittoPub([...base, '-q', '1', '-t', topic, '-m', 'perishable', '-D', 'publish', 'message-expiry-interval', '100'])
     const [line] = await sub.lines$(1)
@@ -78,8 +79,7 @@ t.test('mosquitto clients -V 5', async (t) => {
   await t.test('[MQTT-3.3.4-3] -D subscribe subscription-identifier 7: mosquitto_sub sees identifier 7 on messages from MQTT.js', async (t) => {
     const topic = 'interop5/si'
     const subscribed = subscribedTo(server.broker, topic)
-    const sub = mosquittoSub([...base, '-q', '1', '-t', topic, '-C', '2', '-F', '%S %t %p', '-D', 'subscribe', 'subscription-identifier', '7'])
-    t.teardown(() => { sub.child.kill() })
+    const sub = mosquittoSub(t, [...base, '-q', '1', '-t', topic, '-C', '2', '-F', '%S %t %p', '-D', 'subscribe', 'subscription-identifier', '7'])
     await subscribed
     const pub = await connectClient(t, url)
     await pub.publishAsync(topic, 'one', { qos: 1 })
@@ -112,8 +112,7 @@ t.test('mosquitto clients -V 5', async (t) => {
   await t.test('[MQTT-3.1.2-27] mosquitto_sub, which sends no Topic Alias Maximum, gets repeated topics without aliases', async (t) => {
     const topic = 'interop5/no-alias'
     const subscribed = subscribedTo(server.broker, topic)
-    const sub = mosquittoSub([...base, '-t', topic, '-C', '3', '-F', '%t|%A|%p'])
-    t.teardown(() => { sub.child.kill() })
+    const sub = mosquittoSub(t, [...base, '-t', topic, '-C', '3', '-F', '%t|%A|%p'])
     await subscribed
     const pub = await connectClient(t, url)
     for (const m of ['m0', 'm1', 'm2']) await pub.publishAsync(topic, m)
@@ -124,8 +123,7 @@ t.test('mosquitto clients -V 5', async (t) => {
   await t.test('[MQTT-3.1.2-24] -D connect maximum-packet-size 200: mosquitto_sub gets the small messages, never the big one, and is not disconnected', async (t) => {
     const topic = 'interop5/size'
     const subscribed = subscribedTo(server.broker, topic)
-    const sub = mosquittoSub([...base, '-q', '1', '-t', topic, '-C', '2', '-F', '%p', '-D', 'connect', 'maximum-packet-size', '200'])
-    t.teardown(() => { sub.child.kill() })
+    const sub = mosquittoSub(t, [...base, '-q', '1', '-t', topic, '-C', '2', '-F', '%p', '-D', 'connect', 'maximum-packet-size', '200'])
     await subscribed
     const pub = await connectClient(t, url)
     await pub.publishAsync(topic, 'small-1', { qos: 1 })
@@ -138,8 +136,7 @@ t.test('mosquitto clients -V 5', async (t) => {
   await t.test('[MQTT-3.3.4-9] -D connect receive-maximum 1: 20 QoS 1 messages reach mosquitto_sub in order', async (t) => {
     const topic = 'interop5/rm'
     const subscribed = subscribedTo(server.broker, topic)
-    const sub = mosquittoSub([...base, '-q', '1', '-t', topic, '-C', '20', '-F', '%p', '-D', 'connect', 'receive-maximum', '1'])
-    t.teardown(() => { sub.child.kill() })
+    const sub = mosquittoSub(t, [...base, '-q', '1', '-t', topic, '-C', '20', '-F', '%p', '-D', 'connect', 'receive-maximum', '1'])
     await subscribed
     const pub = await connectClient(t, url)
     const messages = Array.from({ length: 20 }, (_, i) => `r${i}`)
@@ -171,8 +168,7 @@ t.test('mosquitto clients -V 5', async (t) => {
   await t.test('[MQTT-3.3.2-17] [MQTT-3.3.2-18] properties from MQTT.js reach mosquitto_sub unaltered, user properties in order', async (t) => {
     const topic = 'interop5/props-out'
     const subscribed = subscribedTo(server.broker, topic)
-    const sub = mosquittoSub([...base, '-t', topic, '-C', '1', '-F', '%P|%C|%R|%D|%F|%p'])
-    t.teardown(() => { sub.child.kill() })
+    const sub = mosquittoSub(t, [...base, '-t', topic, '-C', '1', '-F', '%P|%C|%R|%D|%F|%p'])
     await subscribed
     const pub = await connectClient(t, url)
     await pub.publishAsync(topic, 'body', {

@@ -171,8 +171,7 @@ t.test('mosquitto_sub reads $SYS/broker/version', { skip: mosquittoInstalled ? f
   const server = await startTestServer(t, { sysInterval: 1 })
   const port = String(server.tcp?.address().port)
   for (const v of ['5', '311']) {
-    const sub = mosquittoSub(['-h', '127.0.0.1', '-p', port, '-V', v, '-t', '$SYS/broker/version', '-C', '1', '-W', '5'])
-    t.teardown(() => { sub.child.kill() })
+    const sub = mosquittoSub(t, ['-h', '127.0.0.1', '-p', port, '-V', v, '-t', '$SYS/broker/version', '-C', '1', '-W', '5'])
     const [line] = await sub.lines$(1)
     t.equal(line, `culex version ${pkg.version}`, `mosquitto_sub -V ${v}`)
   }
