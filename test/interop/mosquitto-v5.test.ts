@@ -18,11 +18,16 @@ import { hasMosquittoClients, mosquittoPub, mosquittoSub, subscribedTo } from '.
 /** A TCP relay to culex that decodes what the client sends (MQTT 5). */
 async function recordingProxy (t: Test, upstreamPort: number): Promise<{ port: number, fromClient: Packet[] }> {
   const fromClient: Packet[] = []
+  const sockets = new Set<net.Socket>()
   const server = net.createServer((client) => {
     const parser = mqttPacket.parser({ protocolVersion: 5 })
     parser.on('packet', (p: Packet) => fromClient.push(p))
     parser.on('error', () => {})
     const upstream = net.connect(upstreamPort, '127.0.0.1')
+    for (const socket of [client, upstream]) {
+      sockets.add(socket)
+      socket.on('close', () => sockets.delete(socket))
+    }
     client.on('data', (d: Buffer) => { parser.parse(d); upstream.write(d) })
     upstream.on('data', (d: Buffer) => client.write(d))
     client.on('close', () => upstream.destroy())
@@ -31,7 +36,10 @@ async function recordingProxy (t: Test, upstreamPort: number): Promise<{ port: n
     upstream.on('error', () => {})
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => { server.close() })
+  t.teardown(() => {
+    server.close()
+    for (const socket of sockets) socket.destroy()
+  })
   return { port: (server.address() as net.AddressInfo).port, fromClient }
 }
 
