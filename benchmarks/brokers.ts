@@ -9,8 +9,11 @@ import path from 'node:path'
 import { freePort, LOOPBACK, waitForPort } from './lib/net.js'
 import { commandExists, isRunning, OutputTail, spawnTracked, stopChild } from './lib/processes.js'
 
-export const BROKER_NAMES = ['aedes', 'mosquitto', 'culex-memory', 'culex-level', 'culex-nometrics', 'aedes1-level'] as const
+export const BROKER_NAMES = ['aedes', 'mosquitto', 'culex-memory', 'culex-level', 'culex-nometrics', 'aedes1-level', 'null-relay'] as const
 export type BrokerName = typeof BROKER_NAMES[number]
+
+/** Run when --brokers is not given: every broker; null-relay is not one and runs only when named. */
+export const DEFAULT_BROKERS: readonly BrokerName[] = BROKER_NAMES.filter((name) => name !== 'null-relay')
 
 export function isBrokerName (value: string): value is BrokerName {
   return (BROKER_NAMES as readonly string[]).includes(value)
@@ -21,6 +24,8 @@ export interface BrokerFeatures {
   readonly mqtt5: boolean
   /** Can expose MQTT over WebSocket on ws://host:port/mqtt. */
   readonly websocket: boolean
+  /** Set for a stand-in that serves only these scenario ids (null-relay). */
+  readonly scenarios?: readonly string[]
 }
 
 export interface StartOptions {
@@ -226,6 +231,11 @@ export function brokerRunners (env: BrokerEnvironment): BrokerRunner[] {
     culex(env, 'level'),
     culex(env, 'memory', false),
     nodeFixture(env, 'aedes1-level', 'aedes1-level.mjs', { mqtt5: false, websocket: false },
-      `aedes ${packageVersion(env, 'node_modules/aedes-v1')} + aedes-persistence-level ${packageVersion(env, 'node_modules/aedes-persistence-level')}`, true)
+      `aedes ${packageVersion(env, 'node_modules/aedes-v1')} + aedes-persistence-level ${packageVersion(env, 'node_modules/aedes-persistence-level')}`, true),
+    // No topic matching, QoS 2, retained messages or shared groups: it serves
+    // only the scenarios where every subscriber takes every message.
+    nodeFixture(env, 'null-relay', 'null-relay.mjs',
+      { mqtt5: true, websocket: false, scenarios: ['fanin-qos0', 'fanin-qos1', 'fanout-qos0', 'latency-qos1', 'idle-connections', 'session-drain'] },
+      'null-relay (benchmarks/fixtures/null-relay.mjs): not a broker, the floor of Node sockets + mqtt-packet + load generator', false)
   ]
 }

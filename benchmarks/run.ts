@@ -95,7 +95,10 @@ async function main (): Promise<void> {
   for (let repeat = 0; repeat < options.repeats; repeat++) {
     for (const scenario of scenarios) {
       for (const runner of rotate(available, repeat)) {
-        const reason = scenario.applicable(runner, settings)
+        const only = runner.features.scenarios
+        const reason = only !== undefined && !only.includes(scenario.id)
+          ? 'not served by this stand-in'
+          : scenario.applicable(runner, settings)
         if (reason !== null) {
           if (repeat === 0) skips.push({ scenario: scenario.id, broker: runner.name, reason })
           continue

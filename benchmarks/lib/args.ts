@@ -1,7 +1,7 @@
 // Command-line options of `npm run bench`, parsed with node:util parseArgs.
 import path from 'node:path'
 import { parseArgs } from 'node:util'
-import { BROKER_NAMES, isBrokerName, type BrokerName } from '../brokers.js'
+import { BROKER_NAMES, DEFAULT_BROKERS, isBrokerName, type BrokerName } from '../brokers.js'
 import type { ProtocolVersion } from '../loadgen/jobs.js'
 
 export interface RatioPair {
@@ -29,7 +29,9 @@ export const DEFAULT_RATIOS: readonly RatioPair[] = [
   { numerator: 'culex-memory', denominator: 'mosquitto' },
   { numerator: 'culex-level', denominator: 'culex-memory' },
   { numerator: 'culex-level', denominator: 'aedes1-level' },
-  { numerator: 'culex-memory', denominator: 'culex-nometrics' }
+  { numerator: 'culex-memory', denominator: 'culex-nometrics' },
+  { numerator: 'culex-memory', denominator: 'null-relay' },
+  { numerator: 'null-relay', denominator: 'aedes1-level' }
 ]
 
 export const USAGE = `Usage: npm run bench -- [options]   (or: node dist/benchmarks/run.js [options])
@@ -39,11 +41,13 @@ export const USAGE = `Usage: npm run bench -- [options]   (or: node dist/benchma
   --repeats N          repeats per broker and scenario (default 3; --quick: 1)
   --only a,b           scenario ids or prefixes (e.g. fanin,latency-qos1,retained)
   --brokers a,b        subset of: ${BROKER_NAMES.join(', ')}
+                       (default: all but null-relay, a stand-in that is not a broker: the floor
+                       of Node sockets, mqtt-packet and the load generator; see benchmarks/README.md)
   --protocol 4|5       MQTT version for the MQTT 5 scenarios (default 5; drain is always 3.1.1)
   --culex-bin PATH     culex CLI to run (default dist/bin/culex.js)
   --ratios a:b,c:d     ratio columns, numerator:denominator (default culex-memory:aedes,
                        culex-memory:mosquitto, culex-level:culex-memory, culex-level:aedes1-level,
-                       culex-memory:culex-nometrics)
+                       culex-memory:culex-nometrics, culex-memory:null-relay, null-relay:aedes1-level)
   --pin                pin the broker to CPU 0 and the load generator to CPU 1 (taskset)
   --latency-samples    keep every latency sample in the JSON output
   --out PATH           JSON results file (default benchmarks/results/latest.json)
@@ -94,7 +98,7 @@ export function parseOptions (argv: readonly string[], repoRoot: string): BenchO
     full: values.full === true,
     repeats,
     only: list(values.only),
-    brokers: list(values.brokers)?.map(brokerName) ?? [...BROKER_NAMES],
+    brokers: list(values.brokers)?.map(brokerName) ?? [...DEFAULT_BROKERS],
     protocolVersion: protocol,
     culexBin: path.resolve(values['culex-bin'] ?? path.join(repoRoot, 'dist', 'bin', 'culex.js')),
     ratios: ratios ?? DEFAULT_RATIOS,
