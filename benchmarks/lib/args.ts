@@ -41,8 +41,8 @@ export const USAGE = `Usage: npm run bench -- [options]   (or: node dist/benchma
   --repeats N          repeats per broker and scenario (default 3; --quick: 1)
   --only a,b           scenario ids or prefixes (e.g. fanin,latency-qos1,retained)
   --brokers a,b        subset of: ${BROKER_NAMES.join(', ')}
-                       (default: all but null-relay, a stand-in that is not a broker: the floor
-                       of Node sockets, mqtt-packet and the load generator; see benchmarks/README.md)
+                       (default: all but null-relay, a stand-in that is not a broker: a naive relay,
+                       a yardstick for latency and session-drain; see benchmarks/README.md)
   --protocol 4|5       MQTT version for the MQTT 5 scenarios (default 5; drain is always 3.1.1)
   --culex-bin PATH     culex CLI to run (default dist/bin/culex.js)
   --ratios a:b,c:d     ratio columns, numerator:denominator (default culex-memory:aedes,
