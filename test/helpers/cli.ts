@@ -64,3 +64,16 @@ export async function runCulex (args: string[], env: Record<string, string> = {}
   if (timedOut) throw new Error(`culex ${args.join(' ')} still running after ${timeoutMs} ms: ${stderr}`)
   return { code, stdout, stderr }
 }
+
+/** `promise`, or a rejection naming `what` once `ms` have passed without it settling. */
+export async function within<T> (promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms) })
+    ])
+  } finally {
+    clearTimeout(timer)
+  }
+}
