@@ -2,7 +2,7 @@
 import t from 'tap'
 import { readFileSync } from 'node:fs'
 import type { IDisconnectPacket } from 'mqtt-packet'
-import { startCulex, runCulex } from '../helpers/cli.js'
+import { startCulex, runCulex, within } from '../helpers/cli.js'
 import { connectClient, waitForPacket } from '../helpers/mqtt.js'
 import { ReasonCode } from '../../lib/protocol/reason-codes.js'
 
@@ -20,8 +20,8 @@ t.test('[MQTT-3.14.4-1] SIGTERM sends DISCONNECT 0x8B to MQTT 5 clients and exit
   culex.child.kill('SIGTERM')
   const packet = await disconnect as IDisconnectPacket
   t.equal(packet.reasonCode, ReasonCode.ServerShuttingDown, 'DISCONNECT 0x8B')
-  await v4Closed
-  const { code } = await culex.exit
+  await within(v4Closed, 10000, 'the 3.1.1 client closed')
+  const { code } = await within(culex.exit, 10000, 'culex exited after SIGTERM')
   t.equal(code, 0, 'exit status 0')
   t.ok(Date.now() - started < 5000, 'within a few seconds')
   t.ok(culex.logs.some(l => l.msg === 'client connected' && typeof l.clientId === 'string'), 'connections logged with their clientId')

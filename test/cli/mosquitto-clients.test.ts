@@ -23,7 +23,7 @@ t.test('mosquitto_pub / mosquitto_sub', async (t) => {
         for (let i = 0; i < 3; i++) await mosquittoPub(['-h', '127.0.0.1', '-p', port, '-V', V, '-q', qos, '-t', topic, '-m', `m${i}`])
         const lines = await sub.lines$(3)
         t.same(lines, [`${topic} m0`, `${topic} m1`, `${topic} m2`])
-        t.equal(await sub.exit, 0, 'mosquitto_sub exits 0 after -C 3')
+        t.equal(await sub.exited(), 0, 'mosquitto_sub exits 0 after -C 3')
       })
     }
     await t.test(`-V ${V} a retained message reaches a later mosquitto_sub`, async (t) => {
@@ -32,7 +32,7 @@ t.test('mosquitto_pub / mosquitto_sub', async (t) => {
       const sub = mosquittoSub(t, ['-h', '127.0.0.1', '-p', port, '-V', V, '-t', topic, '-C', '1', '-v'])
       const lines = await sub.lines$(1)
       t.same(lines, [`${topic} last-known`])
-      t.equal(await sub.exit, 0)
+      t.equal(await sub.exited(), 0)
     })
   }
   await t.test('-V 5 user properties (-D) pass through', async (t) => {

@@ -25,7 +25,8 @@ export async function startCulex (args: string[], env: Record<string, string> = 
   const exit = once(child, 'exit').then(([code, signal]) => ({ code: code as number | null, signal: signal as NodeJS.Signals | null }))
   const url = await new Promise<string>((resolve, reject) => {
     let tcp: string | undefined
-    const timer = setTimeout(() => reject(new Error(`culex did not start: ${err}`)), timeoutMs)
+    // a child left running would hold the test process open through its pipes
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`culex did not start within ${timeoutMs} ms: ${err}`)) }, timeoutMs)
     child.stdout?.on('data', (d: Buffer) => {
       out += d.toString()
       let i: number
@@ -45,13 +46,34 @@ export async function startCulex (args: string[], env: Record<string, string> = 
   return { child, logs, stderr: () => err, url, port: Number(new URL(url).port), exit }
 }
 
-/** Runs culex to completion and returns its exit code and output. */
-export async function runCulex (args: string[], env: Record<string, string> = {}): Promise<{ code: number | null, stdout: string, stderr: string }> {
+/**
+ * Runs culex to completion and returns its exit code and output. It waits for
+ * 'close', not 'exit': 'exit' may come before the last of stdout and stderr
+ * has been read. A run still going after `timeoutMs` is killed and fails.
+ */
+export async function runCulex (args: string[], env: Record<string, string> = {}, timeoutMs = 30000): Promise<{ code: number | null, stdout: string, stderr: string }> {
   const child = spawn(process.execPath, [CULEX_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } })
   let stdout = ''
   let stderr = ''
   child.stdout?.on('data', (d: Buffer) => { stdout += d.toString() })
   child.stderr?.on('data', (d: Buffer) => { stderr += d.toString() })
-  const [code] = await once(child, 'exit') as [number | null]
+  let timedOut = false
+  const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL') }, timeoutMs)
+  const [code] = await once(child, 'close') as [number | null]
+  clearTimeout(timer)
+  if (timedOut) throw new Error(`culex ${args.join(' ')} still running after ${timeoutMs} ms: ${stderr}`)
   return { code, stdout, stderr }
+}
+
+/** `promise`, or a rejection naming `what` once `ms` have passed without it settling. */
+export async function within<T> (promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms) })
+    ])
+  } finally {
+    clearTimeout(timer)
+  }
 }

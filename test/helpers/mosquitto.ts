@@ -44,7 +44,12 @@ export interface SubProcess {
   lines: string[]
   /** resolves with the first n lines printed */
   lines$: (n: number, ms?: number) => Promise<string[]>
-  exit: Promise<number | null>
+  /**
+   * Resolves with the exit code; rejects if it is still running after `ms`
+   * (the teardown that would stop it runs only once the test has finished
+   * waiting, so an unbounded wait would last until tap's timeout).
+   */
+  exited: (ms?: number) => Promise<number | null>
 }
 
 /** Starts mosquitto_sub; it is stopped (stopChild) when `t` ends. */
@@ -68,7 +73,12 @@ export function mosquittoSub (t: Test, args: string[]): SubProcess {
   return {
     child,
     lines,
-    exit,
+    exited (ms = 10000) {
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`mosquitto_sub still running after ${ms} ms`)), ms)
+        void exit.then((code) => { clearTimeout(timer); resolve(code) })
+      })
+    },
     lines$ (n, ms = 5000) {
       return new Promise((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error(`mosquitto_sub printed ${lines.length} of ${n} lines: ${lines.join(' | ')}`)), ms)

@@ -93,7 +93,7 @@ t.test('mosquitto clients -V 5', async (t) => {
     await pub.publishAsync(topic, 'one', { qos: 1 })
     await pub.publishAsync(topic, 'two', { qos: 0 })
     t.same(await sub.lines$(2), ['7 interop5/si one', '7 interop5/si two'])
-    t.equal(await sub.exit, 0)
+    t.equal(await sub.exited(), 0)
   })
 
   await t.test('[MQTT-3.3.2-12] -D publish topic-alias 1: mosquitto_pub sets the alias once, then publishes by alias alone; subscribers get the real topic', async (t) => {
@@ -125,7 +125,7 @@ t.test('mosquitto clients -V 5', async (t) => {
     const pub = await connectClient(t, url)
     for (const m of ['m0', 'm1', 'm2']) await pub.publishAsync(topic, m)
     t.same(await sub.lines$(3), [`${topic}||m0`, `${topic}||m1`, `${topic}||m2`], 'the topic every time, no alias')
-    t.equal(await sub.exit, 0)
+    t.equal(await sub.exited(), 0)
   })
 
   await t.test('[MQTT-3.1.2-24] -D connect maximum-packet-size 200: mosquitto_sub gets the small messages, never the big one, and is not disconnected', async (t) => {
@@ -138,7 +138,7 @@ t.test('mosquitto clients -V 5', async (t) => {
     await pub.publishAsync(topic, Buffer.alloc(1000, 'B'), { qos: 1 })
     await pub.publishAsync(topic, 'small-2', { qos: 1 })
     t.same(await sub.lines$(2), ['small-1', 'small-2'])
-    t.equal(await sub.exit, 0, 'mosquitto_sub exits normally (it would fail on a packet over its maximum)')
+    t.equal(await sub.exited(), 0, 'mosquitto_sub exits normally (it would fail on a packet over its maximum)')
   })
 
   await t.test('[MQTT-3.3.4-9] -D connect receive-maximum 1: 20 QoS 1 messages reach mosquitto_sub in order', async (t) => {
@@ -150,7 +150,7 @@ t.test('mosquitto clients -V 5', async (t) => {
     const messages = Array.from({ length: 20 }, (_, i) => `r${i}`)
     await Promise.all(messages.map(m => pub.publishAsync(topic, m, { qos: 1 })))
     t.same(await sub.lines$(20), messages)
-    t.equal(await sub.exit, 0)
+    t.equal(await sub.exited(), 0)
   })
 
   await t.test('[MQTT-3.3.2-17] [MQTT-3.3.2-20] [MQTT-3.3.2-15] properties from mosquitto_pub reach MQTT.js unaltered', async (t) => {

@@ -2,7 +2,7 @@
 // against both the memory and the level store.
 import t from 'tap'
 import type { DropEvent, StoredPacket } from '../../lib/persistence/index.js'
-import { KINDS, captureLogger, collect, expectedProperties, openStore, publish, sleep, v5Properties } from './helpers.js'
+import { KINDS, captureLogger, collect, expectedProperties, openStore, publish, sleep, until, v5Properties } from './helpers.js'
 
 for (const kind of KINDS) {
   t.test(`${kind}: MQTT 5 properties round-trip on queued, in-flight, retained, will and incoming packets`, async (t) => {
@@ -62,12 +62,15 @@ for (const kind of KINDS) {
     const sub = { clientId: client.id, topic: 'e/#', qos: 1 }
     await store.outgoingEnqueueCombi([sub], publish('e/past', 'x', { messageExpiry: Date.now() - 1 }))
     t.equal(store.stats().queued, 0, 'a message already past its expiry is never queued')
-    await store.outgoingEnqueueCombi([sub], publish('e/soon', 'x', { messageExpiry: Date.now() + 60 }))
+    // 'started' must still be live when it is queued and given its packet id, however slowly the writes go
+    const soon = Date.now() + 300
+    await store.outgoingEnqueueCombi([sub], publish('e/soon', 'x', { messageExpiry: soon }))
     await store.outgoingEnqueueCombi([sub], publish('e/later', 'x', { messageExpiry: Date.now() + 60_000 }))
-    const started = publish('e/started', 'x', { messageExpiry: Date.now() + 60 })
+    const started = publish('e/started', 'x', { messageExpiry: soon })
     await store.outgoingEnqueueCombi([sub], started)
     await store.outgoingUpdate(client, { ...started, messageId: 3 })
-    await sleep(100)
+    t.ok(Date.now() < soon, `queued and started before its expiry (${soon - Date.now()} ms to spare)`)
+    await sleep(Math.max(0, soon + 40 - Date.now()))
     const list = await collect(store.outgoingStream(client))
     t.strictSame(list.map((p) => p.topic), ['e/later', 'e/started'],
       'the expired unsent message is dropped; one whose delivery started (packet id assigned) is still resent')
@@ -80,7 +83,7 @@ for (const kind of KINDS) {
     await sleep(60)
     const retained = await collect(store.createRetainedStream('e/#'))
     t.strictSame(retained.map((p) => p.topic), ['e/retained2'], 'expired retained message skipped')
-    await sleep(10)
+    await until(() => store.stats().retained === 1)
     t.equal(store.stats().retained, 1, 'and deleted')
   })
 

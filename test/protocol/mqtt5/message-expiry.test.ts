@@ -83,7 +83,7 @@ for (const path of ['back-pressure', 'stalled client'] as const) {
     t.ok(interval <= 8 && interval >= 7, `the interval is reduced by the wait: ${interval}`)
     sub.send({ cmd: 'puback', messageId: ten.messageId as number, reasonCode: 0 })
 
-    const next = await sub.next('publish', 2000).catch(() => undefined) as mqtt.IPublishPacket | undefined
+    const next = await sub.next('publish', 5000).catch(() => undefined) as mqtt.IPublishPacket | undefined
     const late = next !== undefined && text(next) === 'two' ? ` (it came after waiting 2.1 s with Message Expiry Interval ${String(next.properties?.messageExpiryInterval)})` : ''
     t.not(next && text(next), 'two', `the message that expired while held is never delivered${late}`)
     t.equal(next && text(next), 'last', 'the message behind the expired one still follows')

@@ -92,7 +92,7 @@ for (const path of ['back-pressure', 'stalled client'] as const) {
     await sleep(100)
     t.equal(takePublishes(sub).length, 0, 'nothing else while the window is full')
     sub.send({ cmd: 'puback', messageId: first.messageId as number, reasonCode: 0 })
-    const next = await sub.next('publish', 2000).catch(() => undefined) as mqtt.IPublishPacket | undefined
+    const next = await sub.next('publish', 5000).catch(() => undefined) as mqtt.IPublishPacket | undefined
     t.equal(next && text(next), 'last', 'after the PUBACK, the big held ones are dropped and the small one behind them arrives')
   })
 }
