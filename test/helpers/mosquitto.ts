@@ -24,9 +24,10 @@ export async function mosquittoPub (args: string[]): Promise<void> {
  * Ends a client process for good and waits until it has gone. A process
  * still running gets `graceMs` to finish by itself (mosquitto_sub -C n exits
  * after its n-th message), then SIGKILL, never SIGTERM: mosquitto_sub's
- * SIGTERM handler disconnects from inside the signal handler, and a
- * mosquitto_sub killed that way once outlived its test in CI, its stdout and
- * stderr pipes keeping the test process from exiting until tap's timeout.
+ * SIGTERM handler disconnects from inside the signal handler, so it may not
+ * end. In one CI run a test file passed every assertion and then stayed open
+ * until tap's timeout on two Sockets, which is what a living child's stdout
+ * and stderr pipes look like; SIGTERM was how its mosquitto_subs were stopped.
  */
 export async function stopChild (child: ChildProcess, graceMs = 500): Promise<void> {
   const running = (): boolean => child.exitCode === null && child.signalCode === null
