@@ -3,6 +3,7 @@ import { spawn, execFile, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { promisify } from 'node:util'
 import type { Test } from 'tap'
+import { within } from './cli.js'
 
 const run = promisify(execFile)
 
@@ -74,12 +75,7 @@ export function mosquittoSub (t: Test, args: string[]): SubProcess {
   return {
     child,
     lines,
-    exited (ms = 10000) {
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`mosquitto_sub still running after ${ms} ms`)), ms)
-        void exit.then((code) => { clearTimeout(timer); resolve(code) })
-      })
-    },
+    exited: (ms = 10000) => within(exit, ms, 'mosquitto_sub exited'),
     lines$ (n, ms = 5000) {
       return new Promise((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error(`mosquitto_sub printed ${lines.length} of ${n} lines: ${lines.join(' | ')}`)), ms)
