@@ -88,8 +88,18 @@ export interface PropertyFault {
 }
 
 export type PropertyScan =
-  /** `numbers`: the value of each numeric property seen (the last one of a repeatable property) */
-  | { readonly kind: 'ok', readonly end: number, readonly seen: ReadonlySet<number>, readonly numbers: ReadonlyMap<number, number> }
+  /**
+   * `numbers`: the value of each numeric property; `spans`: where the bytes
+   * of each string or binary value lie, [start, end) (for a repeatable
+   * property, its last occurrence)
+   */
+  | {
+    readonly kind: 'ok'
+    readonly end: number
+    readonly seen: ReadonlySet<number>
+    readonly numbers: ReadonlyMap<number, number>
+    readonly spans: ReadonlyMap<number, readonly [number, number]>
+  }
   | { readonly kind: 'fault', readonly fault: PropertyFault }
 
 const malformed = (reason: string): PropertyScan => ({ kind: 'fault', fault: { reasonCode: ReasonCode.MalformedPacket, reason } })
@@ -105,7 +115,7 @@ const protocolError = (reason: string): PropertyScan => ({ kind: 'fault', fault:
  *    [MQTT-1.5.4-1] [MQTT-1.5.4-2] [MQTT-1.5.7-1];
  * 4. a property given twice that may not repeat is a Protocol Error (spec 2.2.2.2);
  * 5. flags other than 0 or 1, and 0 where 0 is forbidden, are Protocol Errors.
- * Returns where the block ends, the identifiers seen and the numeric values.
+ * Returns where the block ends, the identifiers seen, and their values.
  */
 export function scanProperties (buf: Buffer, start: number, limit: number, context: PropertyContext, fromServer = false): PropertyScan {
   const length = readVarInt(buf, start)
@@ -115,6 +125,7 @@ export function scanProperties (buf: Buffer, start: number, limit: number, conte
   if (end > limit) return malformed('property length beyond the end of the packet')
   const seen = new Set<number>()
   const numbers = new Map<number, number>()
+  const spans = new Map<number, readonly [number, number]>()
   while (pos < end) {
     const id = buf[pos++] as number
     const rule = PROPERTY_RULES.get(id)
@@ -129,9 +140,10 @@ export function scanProperties (buf: Buffer, start: number, limit: number, conte
     if (FLAG_PROPERTIES.has(id) && value.number !== 0 && value.number !== 1) return protocolError(`${rule.name} of ${value.number ?? '?'}`)
     if (NONZERO_PROPERTIES.has(id) && value.number === 0) return protocolError(`${rule.name} of 0`)
     if (value.number !== undefined) numbers.set(id, value.number)
+    else if (rule.type !== 'pair') spans.set(id, [pos + 2, value.next])
     pos = value.next
   }
-  return { kind: 'ok', end, seen, numbers }
+  return { kind: 'ok', end, seen, numbers, spans }
 }
 
 type Value = { next: number, number?: number }

@@ -221,6 +221,19 @@ t.test('CONNECT, DISCONNECT: invalid input is answered and the broker survives',
     await expectNoConnack(t, connectBytes({ version: 4, will: { topic: '', payload: 'x' } }), 4)
   })
 
+  for (const topic of ['a/#', 'a/+/b']) {
+    await t.test(`[MQTT-3.3.2-2] a Will Topic with a wildcard (${topic}) -> CONNACK 0x82 (v5)`, async (t) => {
+      await expectConnack(t, connectBytes({ will: { topic, payload: 'x' } }), ReasonCode.ProtocolError)
+    })
+    await t.test(`3.1.1 [MQTT-3.3.2-2] [MQTT-3.1.4-1] a Will Topic with a wildcard (${topic}) -> closed without CONNACK`, async (t) => {
+      await expectNoConnack(t, connectBytes({ version: 4, will: { topic, payload: 'x' } }), 4)
+    })
+  }
+
+  await t.test('[MQTT-3.3.2-14] a Will Response Topic with a wildcard -> CONNACK 0x82', async (t) => {
+    await expectConnack(t, connectBytes({ will: { properties: properties(prop.string(0x08, 'reply/#')), topic: 'w', payload: 'x' } }), ReasonCode.ProtocolError)
+  })
+
   const fields: ReadonlyArray<readonly [string, ConnectBytes]> = [
     ['[MQTT-3.1.2-16] User Name bytes with the User Name Flag clear', { flags: 0x02, trailing: Buffer.from([0x00, 0x01, 0x75]) }],
     ['[MQTT-3.1.2-18] Password bytes with the Password Flag clear', { username: 'u', flags: 0x82, trailing: Buffer.from([0x00, 0x01, 0x70]) }],

@@ -29,7 +29,8 @@ const protocolError = (reason: string): ConnectFault => ({ reasonCode: ReasonCod
  * 2. MQTT 5 properties: types, repeats and values (property-rules.ts);
  * 3. the Client Identifier is a well-formed UTF-8 string [MQTT-3.1.3-4];
  * 4. the Will: its properties, a well-formed and non-empty topic
- *    [MQTT-4.7.3-1], and its payload;
+ *    [MQTT-4.7.3-1] without wildcards (it is the Topic Name of a PUBLISH,
+ *    [MQTT-3.3.2-2]; so is its Response Topic, [MQTT-3.3.2-14]), and its payload;
  * 5. User Name and Password are present exactly when their flags say so
  *    [MQTT-3.1.2-16] [MQTT-3.1.2-17] [MQTT-3.1.2-18] [MQTT-3.1.2-19], the
  *    User Name well-formed;
@@ -62,11 +63,16 @@ export function checkConnect (buf: Buffer, levelAt: number, version: 3 | 4 | 5):
     if (version === 5) {
       const scan = scanProperties(buf, pos, end, 'will')
       if (scan.kind === 'fault') return scan.fault
+      const responseTopic = scan.spans.get(0x08)
+      if (responseTopic !== undefined && hasWildcardBytes(buf, responseTopic[0], responseTopic[1])) {
+        return protocolError('wildcard in the Will Response Topic')
+      }
       pos = scan.end
     }
     if (pos + 2 <= end && buf.readUInt16BE(pos) === 0) return protocolError('empty Will Topic')
     const topic = field(buf, pos, end, 'Will Topic', true)
     if (typeof topic !== 'number') return topic
+    if (hasWildcardBytes(buf, pos + 2, topic)) return protocolError('wildcard in the Will Topic')
     const payload = field(buf, topic, end, 'Will Payload', false)
     if (typeof payload !== 'number') return payload
     pos = payload
@@ -92,4 +98,10 @@ function field (buf: Buffer, pos: number, end: number, name: string, utf8: boole
   if (next > end) return malformed(`truncated ${name}`)
   if (utf8 && !isWellFormedString(buf, pos + 2, next)) return malformed(`${name} is not a well-formed UTF-8 string`)
   return next
+}
+
+/** `+` or `#` among the bytes (both ASCII: never part of a multi-byte UTF-8 sequence). */
+function hasWildcardBytes (buf: Buffer, start: number, end: number): boolean {
+  const bytes = buf.subarray(start, end)
+  return bytes.includes(0x2b) || bytes.includes(0x23)
 }
