@@ -12,6 +12,7 @@
  * 4.12), PUBLISH both ways (3.3, 4.9 flow control, topic aliases, Maximum
  * Packet Size), the acknowledgements (3.4-3.7), SUBSCRIBE (3.8), DISCONNECT.
  */
+import { isUtf8 } from 'node:buffer'
 import type { Duplex } from 'node:stream'
 import type { Aedes, AedesPublishPacket, Client } from 'aedes'
 import { ConnectionLogger, type Logger } from '../logging.js'
@@ -529,6 +530,8 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
    * 2. protocol name and level (inbound/connect.ts) [MQTT-3.1.2-1] [MQTT-3.1.2-2];
    * 3. [MQTT-3.2.2-12] [MQTT-3.2.2-13] a Will above the Maximum QoS, or
    *    retained when retain is unavailable, is refused with CONNACK 0x9B / 0x9A;
+ *    a Will whose Payload Format Indicator says UTF-8 and whose payload is
+ *    not, with 0x99;
    * 4. learn the client's Receive Maximum, Maximum Packet Size, Topic Alias
    *    Maximum and Request Problem Information;
    * 5. an Authentication Method starts enhanced authentication (spec 4.12).
@@ -570,6 +573,10 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
     }
     if (will?.retain === true && !this.settings.retainAvailable) {
       return { kind: 'close', reasonCode: ReasonCode.RetainNotSupported, reason: 'retained will while retain is unavailable' }
+    }
+    if (will?.properties?.payloadFormatIndicator === true && this.settings.validatePayloadFormat && typeof will.payload !== 'string' && !isUtf8(will.payload)) {
+      // spec 3.1.3.2.3: the Server MAY validate the Will Payload against its format
+      return { kind: 'close', reasonCode: ReasonCode.PayloadFormatInvalid, reason: 'Will Payload is not valid UTF-8' }
     }
     const method = packet.properties?.authenticationMethod
     if (this.version === 5 && method !== undefined) return this.startConnectAuth(packet, method)
@@ -1552,12 +1559,12 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
   private fitConnack (buf: Buffer): Buffer {
     const max = this.clientMaximumPacketSize
     if (max === 0 || buf.length <= max) return buf
-    const fitted = this.fitBuf(buf)
-    if (fitted.length === 0) {
-      this.accepted = false
-      process.nextTick(() => this.close('CONNACK larger than the client\'s Maximum Packet Size'))
-    }
-    return fitted
+    const smaller = this.withoutProblemInformation(buf)
+    if (smaller !== undefined && smaller.length <= max) return smaller
+    this.log.warn({ bytes: buf.length, maximum: max }, 'CONNACK larger than the client accepts: not sent, closing')
+    // not from inside aedes' write of the CONNACK
+    process.nextTick(() => this.close('CONNACK larger than the client\'s Maximum Packet Size'))
+    return Buffer.alloc(0)
   }
 
   private onSuback (frame: Frame, out: Buffer[]): void {
@@ -1598,17 +1605,21 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
   private fitBuf (buf: Buffer): Buffer {
     const max = this.clientMaximumPacketSize
     if (max === 0 || buf.length <= max) return buf
-    const decoded = decodeBuffer(buf, this.version)
-    if (!(decoded instanceof Error) && 'properties' in decoded && decoded.properties) {
-      const props = { ...decoded.properties } as Record<string, unknown>
-      delete props.reasonString
-      delete props.userProperties
-      const smaller = encode({ ...decoded, properties: props } as Packet, this.version)
-      if (smaller.length <= max) return smaller
-    }
+    const smaller = this.withoutProblemInformation(buf)
+    if (smaller !== undefined && smaller.length <= max) return smaller
     this.ctx.observer.messageDropped('packet-too-large', 1)
     this.log.warn({ bytes: buf.length, maximum: max }, 'packet larger than the client accepts: not sent')
     return Buffer.alloc(0)
+  }
+
+  /** The packet re-encoded without Reason String and User Properties; undefined when it has no properties. */
+  private withoutProblemInformation (buf: Buffer): Buffer | undefined {
+    const decoded = decodeBuffer(buf, this.version)
+    if (decoded instanceof Error || !('properties' in decoded) || !decoded.properties) return undefined
+    const props = { ...decoded.properties } as Record<string, unknown>
+    delete props.reasonString
+    delete props.userProperties
+    return encode({ ...decoded, properties: props } as Packet, this.version)
   }
 
   // ---------------------------------------------------------------- helpers

@@ -172,6 +172,10 @@ t.test('CONNECT, DISCONNECT: invalid input is answered and the broker survives',
     await expectConnack(t, connectBytes({ will: { properties: properties(prop.byte(0x01, 2)), topic: 'w', payload: 'x' } }), ReasonCode.ProtocolError)
   })
 
+  await t.test('spec 3.1.3.2.3: a Will Payload Format Indicator of 1 with a payload that is not UTF-8 -> CONNACK 0x99', async (t) => {
+    await expectConnack(t, connectBytes({ will: { properties: properties(prop.byte(0x01, 1)), topic: 'w', payload: Buffer.from([0xff, 0xfe]) } }), ReasonCode.PayloadFormatInvalid)
+  })
+
   await t.test('spec 2.2.2.2: a property CONNECT may not carry (Topic Alias) -> CONNACK 0x81', async (t) => {
     await expectConnack(t, connectBytes({ properties: properties(prop.two(0x23, 1)) }), ReasonCode.MalformedPacket)
   })
