@@ -35,6 +35,7 @@ import { checkAuth, checkDisconnect } from './inbound/disconnect-auth.js'
 import type { BrokerObserver } from '../observer.js'
 import type { DirectSend, MemberLink, SharedDelivery, SharedSubscriptions } from '../shared/dispatcher.js'
 import { encodePublish } from './outbound/encode-publish.js'
+import { fitConnack } from './outbound/fit-connack.js'
 import { forwardCorrections, shouldDeliverWithQoS } from './delivery.js'
 import { parseSharedFilter, hasWildcard } from './topic.js'
 
@@ -1551,16 +1552,16 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
   }
 
   /**
-   * [MQTT-3.1.2-24] a CONNACK too large for the client loses its Reason String
-   * and User Properties [MQTT-3.2.2-19] [MQTT-3.2.2-20]; one that still does
-   * not fit (its other properties state what the client may do) is not sent,
-   * and the connection closes.
+   * [MQTT-3.1.2-24] a CONNACK too large for the client is made smaller
+   * (outbound/fit-connack.ts: Reason String and User Properties first
+   * [MQTT-3.2.2-19] [MQTT-3.2.2-20]); one that still does not fit is not
+   * sent, and the connection closes.
    */
   private fitConnack (buf: Buffer): Buffer {
     const max = this.clientMaximumPacketSize
     if (max === 0 || buf.length <= max) return buf
-    const smaller = this.withoutProblemInformation(buf)
-    if (smaller !== undefined && smaller.length <= max) return smaller
+    const smaller = fitConnack(buf, max)
+    if (smaller !== undefined) return smaller
     this.log.warn({ bytes: buf.length, maximum: max }, 'CONNACK larger than the client accepts: not sent, closing')
     // not from inside aedes' write of the CONNACK
     process.nextTick(() => this.close('CONNACK larger than the client\'s Maximum Packet Size'))
@@ -1605,21 +1606,17 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
   private fitBuf (buf: Buffer): Buffer {
     const max = this.clientMaximumPacketSize
     if (max === 0 || buf.length <= max) return buf
-    const smaller = this.withoutProblemInformation(buf)
-    if (smaller !== undefined && smaller.length <= max) return smaller
+    const decoded = decodeBuffer(buf, this.version)
+    if (!(decoded instanceof Error) && 'properties' in decoded && decoded.properties) {
+      const props = { ...decoded.properties } as Record<string, unknown>
+      delete props.reasonString
+      delete props.userProperties
+      const smaller = encode({ ...decoded, properties: props } as Packet, this.version)
+      if (smaller.length <= max) return smaller
+    }
     this.ctx.observer.messageDropped('packet-too-large', 1)
     this.log.warn({ bytes: buf.length, maximum: max }, 'packet larger than the client accepts: not sent')
     return Buffer.alloc(0)
-  }
-
-  /** The packet re-encoded without Reason String and User Properties; undefined when it has no properties. */
-  private withoutProblemInformation (buf: Buffer): Buffer | undefined {
-    const decoded = decodeBuffer(buf, this.version)
-    if (decoded instanceof Error || !('properties' in decoded) || !decoded.properties) return undefined
-    const props = { ...decoded.properties } as Record<string, unknown>
-    delete props.reasonString
-    delete props.userProperties
-    return encode({ ...decoded, properties: props } as Packet, this.version)
   }
 
   // ---------------------------------------------------------------- helpers

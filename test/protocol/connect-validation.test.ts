@@ -323,6 +323,20 @@ t.test('[MQTT-3.1.2-24] a CONNACK never exceeds the client\'s Maximum Packet Siz
     t.ok(Buffer.concat(bytes).length <= 16, 'no more than 16 bytes sent')
   })
 
+  await t.test('[MQTT-3.1.2-24] an accepted CONNACK is made to fit: what limits the client stays, what its absence says anyway goes', async (t) => {
+    const c = await RawClient.open(port, 5)
+    t.teardown(() => c.destroy())
+    const bytes: Buffer[] = []
+    c.socket.on('data', (d: Buffer) => bytes.push(d))
+    c.sendRaw(connectBytes({ properties: properties(prop.four(MAXIMUM_PACKET_SIZE, 16)) }))
+    const connack = await c.next('connack') as mqtt.IConnackPacket
+    t.equal(connack.reasonCode, ReasonCode.Success, 'accepted')
+    t.ok(Buffer.concat(bytes).length <= 16, `${Buffer.concat(bytes).length} bytes, no more than 16`)
+    t.equal(connack.properties?.receiveMaximum, server.config.receiveMaximum, 'Receive Maximum kept')
+    t.equal(connack.properties?.maximumPacketSize, server.config.maximumPacketSize, 'Maximum Packet Size kept')
+    t.notOk(c.closed, 'the connection stays')
+  })
+
   await t.test('[MQTT-3.1.2-24] an accepted CONNACK that cannot fit is not sent; the connection closes', async (t) => {
     const c = await RawClient.open(port, 5)
     t.teardown(() => c.destroy())
