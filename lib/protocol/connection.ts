@@ -531,8 +531,8 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
    * 2. protocol name and level (inbound/connect.ts) [MQTT-3.1.2-1] [MQTT-3.1.2-2];
    * 3. [MQTT-3.2.2-12] [MQTT-3.2.2-13] a Will above the Maximum QoS, or
    *    retained when retain is unavailable, is refused with CONNACK 0x9B / 0x9A;
- *    a Will whose Payload Format Indicator says UTF-8 and whose payload is
- *    not, with 0x99;
+   *    a Will whose Payload Format Indicator says UTF-8 and whose payload is
+   *    not, with 0x99;
    * 4. learn the client's Receive Maximum, Maximum Packet Size, Topic Alias
    *    Maximum and Request Problem Information;
    * 5. an Authentication Method starts enhanced authentication (spec 4.12).

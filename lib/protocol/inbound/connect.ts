@@ -98,7 +98,7 @@ export function decodeCommonConnect (buf: Buffer, headerLength: number, levelAt:
         const read = COMMON_PROPERTIES.get(buf[pos++] as number)
         if (read === undefined) return undefined
         const [name, width] = read
-        // a property given twice (a Protocol Error, spec 2.2.2.2) is left to mqtt-packet
+        // a property given twice was refused before (connect-rules.ts); this keeps the decoder safe alone
         if (props[name] !== undefined || pos + width > stop) return undefined
         ;(props as Record<string, number | boolean>)[name] = width === 4 ? buf.readUInt32BE(pos) : width === 2 ? buf.readUInt16BE(pos) : buf[pos] !== 0
         pos += width
