@@ -12,6 +12,7 @@
  * 4.12), PUBLISH both ways (3.3, 4.9 flow control, topic aliases, Maximum
  * Packet Size), the acknowledgements (3.4-3.7), SUBSCRIBE (3.8), DISCONNECT.
  */
+import { isUtf8 } from 'node:buffer'
 import type { Duplex } from 'node:stream'
 import type { Aedes, AedesPublishPacket, Client } from 'aedes'
 import { ConnectionLogger, type Logger } from '../logging.js'
@@ -30,9 +31,11 @@ import { hardenClient, clientSubscriptions, handleStream, pacePackets, injectPac
 import type { QueueSink } from '../persistence/types.js'
 import { BrokerSide, type BrokerSideOwner } from './broker-side.js'
 import { publishPacket, decodeOther } from './decode.js'
+import { checkAuth, checkDisconnect } from './inbound/disconnect-auth.js'
 import type { BrokerObserver } from '../observer.js'
 import type { DirectSend, MemberLink, SharedDelivery, SharedSubscriptions } from '../shared/dispatcher.js'
 import { encodePublish } from './outbound/encode-publish.js'
+import { fitConnack } from './outbound/fit-connack.js'
 import { forwardCorrections, shouldDeliverWithQoS } from './delivery.js'
 import { parseSharedFilter, hasWildcard } from './topic.js'
 
@@ -174,6 +177,8 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
 
   // what the client told us in CONNECT
   private requestProblemInformation = true
+  /** the CONNECT's Session Expiry Interval, for [MQTT-3.14.2-2] */
+  private connectSessionExpiry = 0
   private clientMaximumPacketSize = 0
 
   // inbound
@@ -429,7 +434,9 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
           this.processInbound()
         }, (err: unknown) => {
           this.deferred = false
-          this.fail(ReasonCode.UnspecifiedError, `internal error: ${(err as Error).message}`)
+          // the detail is for the log; the client (a CONNACK's Reason String) is told no more than this
+          this.log.error({ err }, 'deciding on a packet failed')
+          this.fail(ReasonCode.UnspecifiedError, 'internal error')
         })
         return
       }
@@ -524,6 +531,8 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
    * 2. protocol name and level (inbound/connect.ts) [MQTT-3.1.2-1] [MQTT-3.1.2-2];
    * 3. [MQTT-3.2.2-12] [MQTT-3.2.2-13] a Will above the Maximum QoS, or
    *    retained when retain is unavailable, is refused with CONNACK 0x9B / 0x9A;
+   *    a Will whose Payload Format Indicator says UTF-8 and whose payload is
+   *    not, with 0x99;
    * 4. learn the client's Receive Maximum, Maximum Packet Size, Topic Alias
    *    Maximum and Request Problem Information;
    * 5. an Authentication Method starts enhanced authentication (spec 4.12).
@@ -545,11 +554,18 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
       case 'malformed':
         this.version = inspection.version
         return { kind: 'close', reasonCode: ReasonCode.MalformedPacket, reason: `malformed CONNECT: ${inspection.reason}` }
+      case 'invalid':
+        this.version = inspection.version
+        return { kind: 'close', reasonCode: inspection.reasonCode, reason: `invalid CONNECT: ${inspection.reason}` }
       case 'ok':
         break
     }
     const packet = inspection.packet
     this.learnConnect(packet, inspection.version)
+    if (this.version === 3 && packet.clientId === '') {
+      // MQTT 3.1 (MQIsdp) has no empty Client Identifiers: return code 2, identifier rejected
+      return { kind: 'close', reasonCode: ReasonCode.ClientIdentifierNotValid, reason: 'empty Client Identifier in MQTT 3.1' }
+    }
     const refused = this.ctx.policy.admit(this, packet)
     if (refused !== undefined) return { kind: 'close', reasonCode: refused, reason: `connection refused: ${describeReasonCode(refused)}` }
     const will = packet.will
@@ -558,6 +574,10 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
     }
     if (will?.retain === true && !this.settings.retainAvailable) {
       return { kind: 'close', reasonCode: ReasonCode.RetainNotSupported, reason: 'retained will while retain is unavailable' }
+    }
+    if (will?.properties?.payloadFormatIndicator === true && this.settings.validatePayloadFormat && typeof will.payload !== 'string' && !isUtf8(will.payload)) {
+      // spec 3.1.3.2.3: the Server MAY validate the Will Payload against its format
+      return { kind: 'close', reasonCode: ReasonCode.PayloadFormatInvalid, reason: 'Will Payload is not valid UTF-8' }
     }
     const method = packet.properties?.authenticationMethod
     if (this.version === 5 && method !== undefined) return this.startConnectAuth(packet, method)
@@ -575,6 +595,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
     if (version === 5) {
       const props = packet.properties
       this.requestProblemInformation = props?.requestProblemInformation !== false
+      this.connectSessionExpiry = props?.sessionExpiryInterval ?? 0
       this.clientMaximumPacketSize = props?.maximumPacketSize ?? 0
       // spec 3.1.2.11.3: an absent Receive Maximum means 65,535
       this.window.limit = props?.receiveMaximum ?? 65535
@@ -613,6 +634,8 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
    */
   private onAuth (frame: Frame): Verdict {
     if (this.version !== 5) return { kind: 'close', reasonCode: ReasonCode.ProtocolError, reason: 'AUTH before MQTT 5 CONNECT' }
+    const fault = checkAuth(frame)
+    if (fault !== undefined) return { kind: 'close', reasonCode: fault.reasonCode, reason: `invalid AUTH: ${fault.reason}` }
     const packet = decodeFrame(frame, 5)
     if (packet instanceof Error || packet.cmd !== 'auth') {
       return { kind: 'close', reasonCode: ReasonCode.MalformedPacket, reason: 'malformed AUTH' }
@@ -1010,7 +1033,17 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
     }
   }
 
+  /**
+   * A v5 DISCONNECT is checked before aedes applies it (inbound/disconnect-auth.ts):
+   * a repeated property, or a Session Expiry Interval set after a CONNECT
+   * with 0 [MQTT-3.14.2-2], is answered with DISCONNECT 0x82 and the session
+   * keeps the expiry the CONNECT gave it.
+   */
   private onDisconnect (frame: Frame): Verdict {
+    if (this.version === 5) {
+      const request = checkDisconnect(frame, this.connectSessionExpiry)
+      if ('reason' in request) return { kind: 'close', reasonCode: request.reasonCode, reason: `invalid DISCONNECT: ${request.reason}` }
+    }
     this.disconnectBy = 'client'
     this.disconnectReason = frame.buf.length > frame.headerLength ? frame.buf[frame.headerLength] as number : 0
     return PASS
@@ -1169,7 +1202,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
   private checkOutbound (frame: Frame, out: Buffer[]): void {
     switch (frame.type) {
       case PacketType.PUBLISH: this.onOutboundPublish(frame, out); return
-      case PacketType.CONNACK: out.push(this.onConnack(frame)); return
+      case PacketType.CONNACK: out.push(this.fitConnack(this.onConnack(frame))); return
       case PacketType.PUBACK:
       case PacketType.PUBREC: this.onOutboundAck(frame, out); return
       case PacketType.PUBREL: {
@@ -1518,6 +1551,23 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
     return encode({ ...packet, properties: props }, 5)
   }
 
+  /**
+   * [MQTT-3.1.2-24] a CONNACK too large for the client is made smaller
+   * (outbound/fit-connack.ts: Reason String and User Properties first
+   * [MQTT-3.2.2-19] [MQTT-3.2.2-20]); one that still does not fit is not
+   * sent, and the connection closes.
+   */
+  private fitConnack (buf: Buffer): Buffer {
+    const max = this.clientMaximumPacketSize
+    if (max === 0 || buf.length <= max) return buf
+    const smaller = fitConnack(buf, max)
+    if (smaller !== undefined) return smaller
+    this.log.warn({ bytes: buf.length, maximum: max }, 'CONNACK larger than the client accepts: not sent, closing')
+    // not from inside aedes' write of the CONNACK
+    process.nextTick(() => this.close('CONNACK larger than the client\'s Maximum Packet Size'))
+    return Buffer.alloc(0)
+  }
+
   private onSuback (frame: Frame, out: Buffer[]): void {
     const id = ackPacketId(frame)
     const part = this.subParts.get(id)
@@ -1603,7 +1653,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
   fail (reasonCode: number, reason: string): void {
     if (this.closed) return
     this.log.warn({ reasonCode: describeReasonCode(reasonCode), reason }, 'closing connection: protocol failure')
-    this.sendFinal(reasonCode)
+    this.sendFinal(reasonCode, reason)
     this.close(reason)
   }
 
@@ -1611,11 +1661,12 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
   disconnect (reasonCode: number, reason: string): void {
     if (this.closed) return
     this.log.info({ reasonCode: describeReasonCode(reasonCode), reason }, 'disconnecting client')
-    this.sendFinal(reasonCode)
+    this.sendFinal(reasonCode, reason)
     this.close(reason)
   }
 
-  private sendFinal (reasonCode: number): void {
+  /** `reason`: the gateway's own words, sent as a CONNACK's Reason String (never an error from aedes or the store) */
+  private sendFinal (reasonCode: number, reason?: string): void {
     if (this.version === 5 && this.accepted && !this.disconnectSent) {
       // [MQTT-3.14.2-1] only DISCONNECT reason codes: CONNACK-only ones are mapped
       const code = disconnectReasonCode(reasonCode)
@@ -1626,10 +1677,15 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
     } else if (this.version !== undefined && this.connectSeen && !this.connackSent) {
       this.connackSent = true
       this.ctx.observer.connectRefused(reasonCode)
-      const connack: Packet = this.version === 5
-        ? { cmd: 'connack', sessionPresent: false, reasonCode }
-        : { cmd: 'connack', sessionPresent: false, returnCode: v5ToV311ConnackCode(reasonCode) }
-      this.sendPacket(connack)
+      if (this.version === 5) {
+        // the reason goes out as Reason String, left out when the CONNACK would not fit (fitBuf) [MQTT-3.2.2-19]
+        this.sendPacket(reason === undefined
+          ? { cmd: 'connack', sessionPresent: false, reasonCode }
+          : { cmd: 'connack', sessionPresent: false, reasonCode, properties: { reasonString: reason } })
+      } else if (reasonCode !== ReasonCode.MalformedPacket && reasonCode !== ReasonCode.ProtocolError) {
+        // 3.1.1 [MQTT-3.1.4-1]: a CONNECT that does not conform is closed without CONNACK
+        this.sendPacket({ cmd: 'connack', sessionPresent: false, returnCode: v5ToV311ConnackCode(reasonCode) })
+      }
     }
   }
 

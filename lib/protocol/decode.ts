@@ -46,7 +46,7 @@ export function decodeOther (frame: Frame, version: ProtocolVersion | undefined)
   const cmd = ACK_COMMANDS[frame.type]
   if (cmd !== undefined) {
     const expectedFlags = frame.type === PacketType.PUBREL ? 2 : 0
-    if (frame.flags !== expectedFlags) return new Error(`Invalid header flag bits for ${cmd}`)
+    if (frame.flags !== expectedFlags && !isMqtt31DupPubrel(frame, version)) return new Error(`Invalid header flag bits for ${cmd}`)
     const length = frame.buf.length - frame.headerLength
     if (length < 2 || (version !== 5 && length !== 2)) return new Error(`Malformed ${cmd}`)
     if (length > 3) return decodeFrame(frame, version)
@@ -59,4 +59,13 @@ export function decodeOther (frame: Frame, version: ProtocolVersion | undefined)
     return { cmd: 'pingreq', retain: false, qos: 0, dup: false, length: 0, topic: null, payload: null } as unknown as Packet
   }
   return decodeFrame(frame, version)
+}
+
+/**
+ * MQTT 3.1 (MQIsdp) sets DUP on a PUBREL it sends again (3.1 spec, PUBREL:
+ * "DUP, QoS level 1"), flags 1010; 3.1.1 and 5 require exactly 0010
+ * [MQTT-3.6.1-1]. Only this exception, and only for 3.1.
+ */
+export function isMqtt31DupPubrel (frame: Frame, version: ProtocolVersion | undefined): boolean {
+  return version === 3 && frame.type === PacketType.PUBREL && frame.flags === 0x0a
 }

@@ -9,6 +9,8 @@ import fc from 'fast-check'
 import mqtt, { type IConnectPacket, type Packet } from 'mqtt-packet'
 import { decodeCommonConnect, inspectConnect } from '../../lib/protocol/inbound/connect.js'
 import { frameOf, fixedHeaderLength } from '../../lib/protocol/frame.js'
+import { ReasonCode } from '../../lib/protocol/reason-codes.js'
+import { connectBytes, prop, properties } from '../helpers/packet-bytes.js'
 
 /** What mqtt-packet makes of `buf` at `version`. */
 function reference (buf: Buffer, version: number): Packet | Error {
@@ -32,7 +34,11 @@ function fast (buf: Buffer): IConnectPacket | undefined {
 
 const u16 = fc.integer({ min: 0, max: 0xffff })
 const u32 = fc.integer({ min: 0, max: 0xffffffff })
-const text = fc.string({ unit: 'grapheme', maxLength: 12 })
+// valid CONNECTs only: strings without U+0000 [MQTT-1.5.4-2], Will Topics
+// without wildcards [MQTT-3.3.2-2]; the invalid ones are refused before
+// decoding (inbound/connect-rules.ts, test/protocol/connect-validation.test.ts)
+const noNull = (s: string): boolean => !s.includes('\u0000')
+const text = fc.string({ unit: 'grapheme', maxLength: 12 }).filter(noNull)
 
 const commonProps = fc.record({
   sessionExpiryInterval: u32,
@@ -44,12 +50,12 @@ const commonProps = fc.record({
 }, { requiredKeys: [] })
 
 const otherProps = fc.record({
-  userProperties: fc.dictionary(fc.string({ minLength: 1, maxLength: 5 }), fc.string({ maxLength: 5 }), { maxKeys: 2 }),
-  authenticationMethod: fc.string({ minLength: 1, maxLength: 8 })
+  userProperties: fc.dictionary(fc.string({ minLength: 1, maxLength: 5 }).filter(noNull), fc.string({ maxLength: 5 }).filter(noNull), { maxKeys: 2 }),
+  authenticationMethod: fc.string({ minLength: 1, maxLength: 8 }).filter(noNull)
 }, { requiredKeys: [] })
 
 const will = fc.record({
-  topic: fc.string({ minLength: 1, maxLength: 10 }),
+  topic: fc.string({ minLength: 1, maxLength: 10 }).filter(s => noNull(s) && !/[+#]/.test(s)),
   payload: fc.uint8Array({ maxLength: 10 }).map(a => Buffer.from(a)),
   qos: fc.constantFrom(0, 1, 2) as fc.Arbitrary<0 | 1 | 2>,
   retain: fc.boolean()
@@ -144,4 +150,27 @@ t.test('examples: what it leaves to mqtt-packet', async (t) => {
   reserved[fixedHeaderLength(reserved) + 7] = (reserved[fixedHeaderLength(reserved) + 7] as number) | 1
   t.equal(fast(reserved), undefined, 'the reserved flag')
   t.equal(fast(mqtt.generate({ ...base, protocolVersion: 3, protocolId: 'MQIsdp' }, { protocolVersion: 3 })), undefined, 'MQTT 3.1')
+})
+
+t.test('spec 2.2.2.2: any CONNECT property but User Property, given twice, is a Protocol Error before any decoder sees it', async (t) => {
+  const one = fc.oneof(
+    fc.integer({ min: 0, max: 0xffffffff }).map(v => prop.four(0x11, v)),
+    fc.integer({ min: 1, max: 0xffff }).map(v => prop.two(0x21, v)),
+    fc.integer({ min: 1, max: 0xffffffff }).map(v => prop.four(0x27, v)),
+    fc.integer({ min: 0, max: 0xffff }).map(v => prop.two(0x22, v)),
+    fc.integer({ min: 0, max: 1 }).map(v => prop.byte(0x17, v)),
+    fc.integer({ min: 0, max: 1 }).map(v => prop.byte(0x19, v)),
+    fc.string({ minLength: 1, maxLength: 8 }).filter(s => !s.includes('\u0000')).map(v => prop.string(0x15, v))
+  )
+  let refused = 0
+  fc.assert(fc.property(one, one, fc.nat({ max: 2 }), (a, b, at) => {
+    // `a` twice, with `b` before, between or after (b may be a third copy)
+    const list = [a, a]
+    list.splice(at, 0, b)
+    const inspected = inspectConnect(frameOf(connectBytes({ properties: properties(...list) })))
+    if (inspected.kind !== 'invalid' || inspected.reasonCode !== ReasonCode.ProtocolError) return false
+    refused++
+    return true
+  }), { numRuns: 500 })
+  t.equal(refused, 500, 'every one refused with 0x82')
 })

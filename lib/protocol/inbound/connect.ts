@@ -6,6 +6,7 @@
 import type { IConnectPacket } from 'mqtt-packet'
 import { decodeFrame, type ProtocolVersion } from '../codec.js'
 import type { Frame } from '../frame.js'
+import { checkConnect } from './connect-rules.js'
 
 export type ConnectInspection =
   | { kind: 'ok', packet: IConnectPacket, version: ProtocolVersion }
@@ -14,13 +15,16 @@ export type ConnectInspection =
   /** [MQTT-3.1.2-2] unsupported Protocol Level: CONNACK 0x01 then close */
   | { kind: 'bad-version', version: number }
   | { kind: 'malformed', reason: string, version: ProtocolVersion | undefined }
+  /** breaks a rule of spec 3.1.2 / 3.1.3 (inbound/connect-rules.ts): Malformed Packet or Protocol Error */
+  | { kind: 'invalid', reasonCode: number, reason: string, version: ProtocolVersion }
 
 /**
  * Steps:
  * 1. read the Protocol Name and Level from the variable header;
  * 2. refuse a name other than MQTT (or MQIsdp for 3.1) [MQTT-3.1.2-1];
  * 3. refuse a level other than 3, 4 or 5 [MQTT-3.1.2-2];
- * 4. decode the whole packet; a decoding failure is a Malformed Packet.
+ * 4. check the rules a decoder does not (inbound/connect-rules.ts);
+ * 5. decode the whole packet; a decoding failure is a Malformed Packet.
  */
 export function inspectConnect (frame: Frame): ConnectInspection {
   const { buf, headerLength } = frame
@@ -34,6 +38,8 @@ export function inspectConnect (frame: Frame): ConnectInspection {
   const level = (buf[levelAt] as number) & 0x7f
   if (level !== 3 && level !== 4 && level !== 5) return { kind: 'bad-version', version: level }
   const version = level as ProtocolVersion
+  const fault = checkConnect(buf, levelAt, version)
+  if (fault !== undefined) return { kind: 'invalid', reasonCode: fault.reasonCode, reason: fault.reason, version }
   const decoded = decodeCommonConnect(buf, headerLength, levelAt) ?? decodeFrame(frame, version)
   if (decoded instanceof Error) return { kind: 'malformed', reason: decoded.message, version }
   if (decoded.cmd !== 'connect') return { kind: 'malformed', reason: 'not a CONNECT', version }
@@ -92,7 +98,7 @@ export function decodeCommonConnect (buf: Buffer, headerLength: number, levelAt:
         const read = COMMON_PROPERTIES.get(buf[pos++] as number)
         if (read === undefined) return undefined
         const [name, width] = read
-        // a property given twice (a Protocol Error, spec 2.2.2.2) is left to mqtt-packet
+        // a property given twice was refused before (connect-rules.ts); this keeps the decoder safe alone
         if (props[name] !== undefined || pos + width > stop) return undefined
         ;(props as Record<string, number | boolean>)[name] = width === 4 ? buf.readUInt32BE(pos) : width === 2 ? buf.readUInt16BE(pos) : buf[pos] !== 0
         pos += width

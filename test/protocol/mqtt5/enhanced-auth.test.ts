@@ -17,6 +17,7 @@ import { connectClient, collect, sleep } from '../../helpers/mqtt.js'
 import { RawClient } from '../../helpers/raw.js'
 import { rawConnect, rawPublish, rawSubscribe, text, uniqueId } from '../../helpers/raw5.js'
 import { CHALLENGE_METHOD, ChallengeAuthenticator, reversed } from '../../helpers/challenge-auth.js'
+import { packet, prop, properties } from '../../helpers/packet-bytes.js'
 
 /** The same broker as test/helpers/server.ts, with the test authenticator. */
 async function startAuthServer (t: Test): Promise<{ server: CulexServer, auth: ChallengeAuthenticator }> {
@@ -182,5 +183,42 @@ t.test('enhanced authentication', async (t) => {
     t.equal(d.reasonCode, ReasonCode.ProtocolError, 'DISCONNECT 0x82')
     await c.waitClose()
     t.same(c.packets.filter(p => p.cmd === 'auth'), [], '[MQTT-4.12.0-6] no AUTH sent to it')
+  })
+  /** A new client completes the whole exchange: the broker is alive and serving. */
+  async function served (t: Test): Promise<void> {
+    const { connack } = await authenticate(t, port, reversed)
+    t.equal(connack.reasonCode, ReasonCode.Success, 'another client is served afterwards')
+  }
+
+  await t.test('spec 2.2.2.2: Authentication Data twice in an AUTH during CONNECT -> CONNACK 0x82', async (t) => {
+    const c = await openWithMethod(t, port, CHALLENGE_METHOD)
+    t.equal((await c.next('auth') as mqtt.IAuthPacket).reasonCode, ReasonCode.ContinueAuthentication)
+    c.sendRaw(packet(0xf0, Buffer.from([ReasonCode.ContinueAuthentication]), properties(
+      prop.string(0x15, CHALLENGE_METHOD), prop.string(0x16, 'one'), prop.string(0x16, 'two'))))
+    const connack = await c.next('connack') as mqtt.IConnackPacket
+    t.equal(connack.reasonCode, ReasonCode.ProtocolError, 'CONNACK 0x82')
+    await c.waitClose()
+    await served(t)
+  })
+
+  await t.test('spec 2.2.2.2: Authentication Data twice in a re-authentication -> DISCONNECT 0x82', async (t) => {
+    const { c } = await authenticate(t, port, reversed)
+    c.sendRaw(packet(0xf0, Buffer.from([ReasonCode.ReAuthenticate]), properties(
+      prop.string(0x15, CHALLENGE_METHOD), prop.string(0x16, 'one'), prop.string(0x16, 'two'))))
+    const d = await c.next('disconnect') as mqtt.IDisconnectPacket
+    t.equal(d.reasonCode, ReasonCode.ProtocolError, 'DISCONNECT 0x82')
+    await c.waitClose()
+    t.same(c.packets.filter(p => p.cmd === 'auth'), [], 'no challenge was sent for it')
+    await served(t)
+  })
+
+  await t.test('[MQTT-1.5.4-2] U+0000 in the Reason String of an AUTH -> DISCONNECT 0x81', async (t) => {
+    const { c } = await authenticate(t, port, reversed)
+    c.sendRaw(packet(0xf0, Buffer.from([ReasonCode.ReAuthenticate]), properties(
+      prop.string(0x15, CHALLENGE_METHOD), prop.string(0x1f, Buffer.from([0x61, 0x00])))))
+    const d = await c.next('disconnect') as mqtt.IDisconnectPacket
+    t.equal(d.reasonCode, ReasonCode.MalformedPacket, 'DISCONNECT 0x81')
+    await c.waitClose()
+    await served(t)
   })
 })
