@@ -90,6 +90,7 @@ export const defaultProtocolSettings: ProtocolSettings = {
   sharedSubscriptionAvailable: true,
   retainAvailable: true,
   validatePayloadFormat: true,
+  topicAliasMaximum: 10,
   maximumQoS: 2,
   maxTopicLevels: 100,
   maxTopicLength: 65535,
@@ -112,7 +113,12 @@ function sharedStoreOf (store: StoreExtras | undefined): ShareStore | undefined 
 
 export async function createBroker (options: BrokerOptions = {}): Promise<CulexBroker> {
   const logger = options.logger ?? silentLogger()
-  const settings: ProtocolSettings = { ...defaultProtocolSettings, ...options.protocol, sharedSubscriptionAvailable: options.shared !== false }
+  const settings: ProtocolSettings = {
+    ...defaultProtocolSettings,
+    ...options.protocol,
+    topicAliasMaximum: options.topicAliasMaximum ?? options.protocol?.topicAliasMaximum ?? defaultProtocolSettings.topicAliasMaximum,
+    sharedSubscriptionAvailable: options.shared !== false
+  }
   const connections = new Set<Connection>()
   const encodeOnce = new EncodeOnce()
   /** a client's gateway, from its stream (`client.conn`) */
@@ -121,7 +127,7 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
   const aedesOptions: AedesOptions = {
     maximumPacketSize: settings.maximumPacketSize,
     receiveMaximum: settings.receiveMaximum,
-    topicAliasMaximum: options.topicAliasMaximum ?? 10,
+    topicAliasMaximum: settings.topicAliasMaximum,
     maxTopicLevels: settings.maxTopicLevels,
     connectTimeout: options.connectTimeout ?? 10000,
     keepaliveLimit: options.keepaliveLimit ?? 0,

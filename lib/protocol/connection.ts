@@ -20,9 +20,11 @@ import type { IAuthPacket, IConnackPacket, IConnectPacket, IPublishPacket, ISuba
 import { FrameReader, PacketType, ackPacketId, ackReasonCode, readPublishHeader, readPublishId, frameOf, type Frame, type PublishHeader, type ReadResult } from './frame.js'
 import { decodeBuffer, decodeFrame, encode, type ProtocolVersion } from './codec.js'
 import { inspectConnect, UNACCEPTABLE_PROTOCOL_VERSION_CONNACK } from './inbound/connect.js'
-import { checkSubscription, PendingSuback, type SubscribePolicy } from './inbound/subscribe.js'
+import { checkSubscribeFrame, checkSubscription, PendingSuback, type SubscribePolicy } from './inbound/subscribe.js'
 import { checkPublishHeader, checkPublishProperties, type PublishPolicy } from './inbound/publish.js'
-import { OutboundWindow, type HeldPublish } from './outbound/flow-control.js'
+import { OutboundFlow, OutboundWindow, type HeldPublish } from './outbound/flow-control.js'
+import { checkAckFrame, wrongAckKind } from './inbound/ack.js'
+import { checkProperties } from './inbound/properties.js'
 import { PacketIdTable } from './packet-id-table.js'
 import { OutboundAliases } from './outbound/topic-alias.js'
 import { ReasonCode, describeReasonCode, isFailure, v5ToV311ConnackCode, v311ToV5ConnackCode } from './reason-codes.js'
@@ -504,9 +506,10 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
       // spec 4.12: until CONNACK, only AUTH (or DISCONNECT) may follow CONNECT
       return { kind: 'close', reasonCode: ReasonCode.ProtocolError, reason: 'packet other than AUTH during authentication' }
     }
-    if (frame.type >= PacketType.PUBACK && frame.type <= PacketType.PUBCOMP && frame.buf.length - frame.headerLength < 2) {
-      // spec 3.4-3.7: an acknowledgement carries at least its packet identifier
-      return { kind: 'close', reasonCode: ReasonCode.MalformedPacket, reason: 'acknowledgement without a packet identifier' }
+    if (frame.type >= PacketType.PUBACK && frame.type <= PacketType.PUBCOMP) {
+      // spec 3.4-3.7: a whole, well-formed acknowledgement before it changes any state
+      const bad = checkAckFrame(frame, this.version)
+      if (bad !== undefined) return { kind: 'close', reasonCode: bad.reasonCode, reason: bad.reason }
     }
     switch (frame.type) {
       case PacketType.CONNECT: return this.onConnect(frame)
@@ -711,10 +714,13 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
   /**
    * Steps:
    * 1. [MQTT-3.3.1-4] QoS 3 is a Malformed Packet;
-   * 2. header checks (inbound/publish.ts): Maximum QoS, Retain Available,
-   *    Topic Name;
-   * 3. MQTT 5 properties, decoded only when present: topic alias, Payload
-   *    Format Indicator, Subscription Identifier;
+   * 2. header checks (inbound/publish.ts): Maximum QoS, packet identifier,
+   *    Retain Available, Topic Name;
+   * 3. MQTT 5 properties, checked and decoded only when present
+   *    (inbound/properties.ts, then inbound/publish.ts): repeated or
+   *    ill-formed properties, Payload Format Indicator, Subscription
+   *    Identifier; an unknown topic alias with an empty topic is a Protocol
+   *    Error;
    * 4. spec 4.3.2, 4.3.3: a QoS 1 PUBLISH reusing the id of a
    *    QoS 2 flow in progress, or the reverse, gets 0x91;
    * 5. spec 4.9: count a new QoS 1/2 packet id against the Receive Maximum
@@ -729,10 +735,13 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
     this.ctx.observer.publishReceived(header.qos, frame.buf.length)
     const version = this.version ?? 4
     let topic = header.topic
-    const checked = checkPublishHeader(header, version, this.settings)
+    const checked = checkPublishHeader(header, frame, version, this.settings)
     if (checked.kind !== 'ok') return this.refusePublish(header, checked)
     let packet = publishPacket(frame, header, version)
     if (packet === null) {
+      // only a PUBLISH that carries properties pays for their checks
+      const raw = checkProperties(frame.buf, header.afterId, frame.buf.length, PacketType.PUBLISH)
+      if (!raw.ok) return { kind: 'close', reasonCode: raw.reasonCode, reason: raw.reason }
       const decoded = decodeFrame(frame, 5)
       if (decoded instanceof Error || decoded.cmd !== 'publish') {
         return { kind: 'close', reasonCode: ReasonCode.MalformedPacket, reason: 'malformed PUBLISH' }
@@ -742,9 +751,17 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
       if (props.kind !== 'ok') return this.refusePublish(header, props)
       const alias = packet.properties?.topicAlias
       if (alias !== undefined) {
-        // aedes validates aliases (DISCONNECT 0x94); culex only follows the mapping
+        // aedes refuses an alias of 0 or over the maximum (DISCONNECT 0x94);
+        // culex follows the mapping
         if (topic.length > 0) this.inboundAliases.set(alias, topic)
-        else topic = this.inboundAliases.get(alias) ?? ''
+        else {
+          const known = this.inboundAliases.get(alias)
+          if (known === undefined && alias >= 1 && alias <= this.settings.topicAliasMaximum) {
+            // spec 3.3.2.3.4: an empty Topic Name with an alias the client never set is a Protocol Error
+            return { kind: 'close', reasonCode: ReasonCode.ProtocolError, reason: `unknown topic alias ${alias}` }
+          }
+          topic = known ?? ''
+        }
       }
     }
     if (!this.ctx.policy.takePublish(this)) {
@@ -796,9 +813,14 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
 
   // acknowledgements from the client (spec 3.4-3.7)
 
-  /** PUBACK or PUBCOMP: the client completed an outbound QoS 1 / 2 flow. */
+  /**
+   * PUBACK or PUBCOMP: the client completed an outbound QoS 1 / 2 flow.
+   * The wrong kind for the id in flight is a Protocol Error (`wrongAckKind`).
+   */
   private onClientPuback (frame: Frame): Verdict {
     const id = ackPacketId(frame)
+    const wrong = wrongAckKind(frame.type, this.window.flowOf(id))
+    if (wrong !== undefined) return { kind: 'close', reasonCode: ReasonCode.ProtocolError, reason: wrong }
     if (this.window.complete(id)) this.releaseHeld()
     // after the window made room: a shared group gives this client its next message at once
     if (frame.type !== PacketType.PUBACK) return PASS
@@ -808,12 +830,16 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
   }
 
   /**
-   * PUBREC: a failed PUBREC completes the flow (spec 4.3.3); one for a packet
-   * id culex never sent gets PUBREL 0x92 (spec 3.6.2.1).
+   * PUBREC: the wrong kind for the id in flight is a Protocol Error
+   * (`wrongAckKind`); a failed PUBREC completes the flow (spec 4.3.3); one
+   * for a packet id culex never sent gets PUBREL 0x92 (spec 3.6.2.1).
    */
   private onClientPubrec (frame: Frame): Verdict {
     const id = ackPacketId(frame)
-    if (!this.window.inflight.has(id)) {
+    const flow = this.window.flowOf(id)
+    const wrong = wrongAckKind(frame.type, flow)
+    if (wrong !== undefined) return { kind: 'close', reasonCode: ReasonCode.ProtocolError, reason: wrong }
+    if (flow === OutboundFlow.None) {
       if (this.version === 5) {
         this.sendAck('pubrel', id, ReasonCode.PacketIdentifierNotFound, 'unknown packet identifier')
         return DROP
@@ -850,12 +876,15 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
   // SUBSCRIBE (spec 3.8)
 
   /**
-   * Splits a SUBSCRIBE (spec 3.8): every filter is checked on its own
-   * (inbound/subscribe.ts); `$share/` filters join a shared group here
+   * Splits a SUBSCRIBE (spec 3.8): the raw packet is checked first
+   * (`checkSubscribeFrame`: flags, packet id, properties, UTF-8), then every
+   * filter on its own (inbound/subscribe.ts); `$share/` filters join a shared group here
    * (spec 4.8.2), the others go to aedes one per SUBSCRIBE; the SUBACK
    * merges every answer in the order of the filters [MQTT-3.8.4-7].
    */
   private onSubscribe (frame: Frame): Verdict {
+    const bad = checkSubscribeFrame(frame, this.version)
+    if (bad !== undefined) return { kind: 'close', reasonCode: bad.reasonCode, reason: bad.reason }
     const packet = decodeFrame(frame, this.version)
     if (packet instanceof Error || packet.cmd !== 'subscribe') {
       return { kind: 'close', reasonCode: ReasonCode.MalformedPacket, reason: 'malformed SUBSCRIBE' }
@@ -969,6 +998,8 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
    * others go to aedes as one UNSUBSCRIBE, and the UNSUBACKs are merged.
    */
   private onUnsubscribe (frame: Frame): Verdict {
+    const bad = checkSubscribeFrame(frame, this.version)
+    if (bad !== undefined) return { kind: 'close', reasonCode: bad.reasonCode, reason: bad.reason }
     const packet = decodeFrame(frame, this.version)
     if (packet instanceof Error || packet.cmd !== 'unsubscribe') {
       return { kind: 'close', reasonCode: ReasonCode.MalformedPacket, reason: 'malformed UNSUBSCRIBE' }
@@ -1212,6 +1243,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
           this.toBroker({ cmd: 'pubcomp', messageId: id })
           return
         }
+        this.window.released(id)
         break
       }
       case PacketType.PUBCOMP:

@@ -7,6 +7,7 @@
 import type { Packet } from 'mqtt-packet'
 import { PacketType, type Frame, type PublishHeader } from './frame.js'
 import { decodeFrame, type ProtocolVersion } from './codec.js'
+import { validFixedHeaderFlags } from './inbound/ack.js'
 
 const ACK_COMMANDS: Record<number, 'puback' | 'pubrec' | 'pubrel' | 'pubcomp'> = {
   [PacketType.PUBACK]: 'puback',
@@ -38,15 +39,14 @@ export function publishPacket (frame: Frame, header: PublishHeader, version: Pro
 
 /**
  * Any inbound frame other than PUBLISH. Steps for the acknowledgements
- * (spec 3.4-3.7): the fixed header flags must be 0 (PUBREL: 2)
- * [MQTT-3.6.1-1] [MQTT-2.1.3-1]; 3.1.1 acks are exactly two bytes; a v5 ack
+ * (spec 3.4-3.7): the fixed header flags must be 0 (PUBREL: 2, or 0x0A in
+ * MQTT 3.1) [MQTT-3.6.1-1] [MQTT-2.1.3-1]; 3.1.1 acks are exactly two bytes; a v5 ack
  * may carry a reason code, and properties (then mqtt-packet decodes it).
  */
 export function decodeOther (frame: Frame, version: ProtocolVersion | undefined): Packet | Error {
   const cmd = ACK_COMMANDS[frame.type]
   if (cmd !== undefined) {
-    const expectedFlags = frame.type === PacketType.PUBREL ? 2 : 0
-    if (frame.flags !== expectedFlags && !isMqtt31DupPubrel(frame, version)) return new Error(`Invalid header flag bits for ${cmd}`)
+    if (!validFixedHeaderFlags(frame.type, frame.flags, version)) return new Error(`Invalid header flag bits for ${cmd}`)
     const length = frame.buf.length - frame.headerLength
     if (length < 2 || (version !== 5 && length !== 2)) return new Error(`Malformed ${cmd}`)
     if (length > 3) return decodeFrame(frame, version)
@@ -59,13 +59,4 @@ export function decodeOther (frame: Frame, version: ProtocolVersion | undefined)
     return { cmd: 'pingreq', retain: false, qos: 0, dup: false, length: 0, topic: null, payload: null } as unknown as Packet
   }
   return decodeFrame(frame, version)
-}
-
-/**
- * MQTT 3.1 (MQIsdp) sets DUP on a PUBREL it sends again (3.1 spec, PUBREL:
- * "DUP, QoS level 1"), flags 1010; 3.1.1 and 5 require exactly 0010
- * [MQTT-3.6.1-1]. Only this exception, and only for 3.1.
- */
-export function isMqtt31DupPubrel (frame: Frame, version: ProtocolVersion | undefined): boolean {
-  return version === 3 && frame.type === PacketType.PUBREL && frame.flags === 0x0a
 }

@@ -7,6 +7,46 @@
 import type { ISubscribePacket, ISubscription } from 'mqtt-packet'
 import { ReasonCode } from '../reason-codes.js'
 import { isValidTopicFilter, topicLevels, hasWildcard } from '../topic.js'
+import { PacketType, type Frame } from '../frame.js'
+import { isWellFormedString } from '../utf8.js'
+import { checkProperties } from './properties.js'
+import { validFixedHeaderFlags } from './ack.js'
+
+/**
+ * A SUBSCRIBE or UNSUBSCRIBE on its raw bytes, before mqtt-packet decodes
+ * it (which would turn ill-formed UTF-8 into U+FFFD). Steps:
+ * 1. [MQTT-3.8.1-1] [MQTT-3.10.1-1] fixed header flags 0010: else malformed;
+ * 2. [MQTT-2.2.1-3] packet identifier 0: Protocol Error;
+ * 3. MQTT 5 properties (inbound/properties.ts): a repeated Subscription
+ *    Identifier, or one of 0, is a Protocol Error (spec 3.8.2.1.2), an
+ *    ill-formed User Property is malformed;
+ * 4. [MQTT-1.5.4-1] [MQTT-1.5.4-2] every Topic Filter well-formed UTF-8
+ *    without U+0000: else the packet is malformed (not a per-filter 0x8F,
+ *    which is for a filter that is a valid string but not a valid filter).
+ */
+export function checkSubscribeFrame (frame: Frame, version: number | undefined): { reasonCode: number, reason: string } | undefined {
+  const { buf, headerLength, type } = frame
+  const name = type === PacketType.SUBSCRIBE ? 'SUBSCRIBE' : 'UNSUBSCRIBE'
+  if (!validFixedHeaderFlags(type, frame.flags, version)) return { reasonCode: ReasonCode.MalformedPacket, reason: `invalid fixed header flags on ${name}` }
+  if (buf.length < headerLength + 2) return { reasonCode: ReasonCode.MalformedPacket, reason: `${name} without a packet identifier` }
+  if (buf.readUInt16BE(headerLength) === 0) return { reasonCode: ReasonCode.ProtocolError, reason: `${name} with packet identifier 0` }
+  let at = headerLength + 2
+  if (version === 5) {
+    const props = checkProperties(buf, at, buf.length, type)
+    if (!props.ok) return props
+    at = props.end
+  }
+  const options = type === PacketType.SUBSCRIBE ? 1 : 0
+  while (at < buf.length) {
+    if (at + 2 > buf.length) return { reasonCode: ReasonCode.MalformedPacket, reason: `${name} payload cut short` }
+    const start = at + 2
+    const end = start + buf.readUInt16BE(at)
+    if (end + options > buf.length) return { reasonCode: ReasonCode.MalformedPacket, reason: `${name} payload cut short` }
+    if (!isWellFormedString(buf, start, end)) return { reasonCode: ReasonCode.MalformedPacket, reason: 'topic filter is not a well-formed UTF-8 string' }
+    at = end + options
+  }
+  return undefined
+}
 
 export interface SubscribePolicy {
   maximumQoS: 0 | 1 | 2

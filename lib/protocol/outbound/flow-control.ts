@@ -16,11 +16,26 @@ export interface HeldPublish {
   heldAt?: number
 }
 
+/** What an outbound packet id in flight waits for (spec 4.3.2, 4.3.3). */
+export const OutboundFlow = {
+  /** not in flight */
+  None: 0,
+  /** a QoS 1 PUBLISH: PUBACK */
+  QoS1: 1,
+  /** a QoS 2 PUBLISH: PUBREC */
+  QoS2Published: 2,
+  /** a QoS 2 flow after the server's PUBREL: PUBCOMP */
+  QoS2Released: 3
+} as const
+export type OutboundFlow = typeof OutboundFlow[keyof typeof OutboundFlow]
+
 export class OutboundWindow {
   /** packet ids of QoS 1/2 PUBLISH sent and not yet completed */
   private _inflight: Set<number> | undefined
   /** made on first use: most connections never have a QoS 1/2 message in flight */
   get inflight (): Set<number> { return (this._inflight ??= new Set()) }
+  /** the QoS 2 ids in `inflight`, true once PUBREL went out; made on first use (most clients use QoS 1) */
+  private _qos2: Map<number, boolean> | undefined
   private readonly held: HeldPublish[] = []
   private heldHead = 0
 
@@ -35,6 +50,7 @@ export class OutboundWindow {
     if (this.inflight.has(id)) return true
     if (this.queued === 0 && this.inflight.size < this.limit) {
       this.inflight.add(id)
+      if (p.qos === 2) (this._qos2 ??= new Map()).set(id, false)
       return true
     }
     return false
@@ -69,7 +85,21 @@ export class OutboundWindow {
 
   /** The client completed `packetId` (PUBACK, PUBCOMP, or a failed PUBREC). */
   complete (packetId: number): boolean {
+    this._qos2?.delete(packetId)
     return this.inflight.delete(packetId)
+  }
+
+  /** The acknowledgement `packetId` waits for. */
+  flowOf (packetId: number): OutboundFlow {
+    if (this._inflight === undefined || !this._inflight.has(packetId)) return OutboundFlow.None
+    const released = this._qos2?.get(packetId)
+    if (released === undefined) return OutboundFlow.QoS1
+    return released ? OutboundFlow.QoS2Released : OutboundFlow.QoS2Published
+  }
+
+  /** The server sent PUBREL for `packetId`: PUBCOMP completes it now. */
+  released (packetId: number): void {
+    if (this._qos2?.has(packetId) === true) this._qos2.set(packetId, true)
   }
 
   /** Releases what may go out now, in order. */
@@ -82,6 +112,7 @@ export class OutboundWindow {
         if (!this.inflight.has(id)) {
           if (this.inflight.size >= this.limit) break
           this.inflight.add(id)
+          if (next.qos === 2) (this._qos2 ??= new Map()).set(id, false)
         }
       }
       out.push(next)
