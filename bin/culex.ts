@@ -1,84 +1,47 @@
 #!/usr/bin/env node
 /**
  * The culex command: `culex [options]` runs the broker; `culex passwd` edits
- * a password file. Exit status: 0 ok, 1 runtime failure, 2 bad usage or
- * configuration (one line on stderr naming the field).
+ * a password file; `culex repair` repairs a damaged data directory. Exit
+ * status: 0 ok, 1 runtime failure, 2 bad usage, configuration or a damaged
+ * store (one line on stderr naming the field or the damage).
  */
-import { Command, CommanderError, Option } from 'commander'
-import { loadConfig, flagName, envName, type RawSettings } from '../lib/config/load.js'
-import { configKeys, type Config } from '../lib/config/schema.js'
+import { CommanderError } from 'commander'
+import { loadConfig, unknownEnvVariables, unknownVariableMessage } from '../lib/config/load.js'
+import { buildProgram } from '../lib/config/cli-options.js'
+import type { Config } from '../lib/config/schema.js'
+import type { RawSettings } from '../lib/config/load.js'
 import { startServer, type CulexServer } from '../lib/server.js'
 import { createLogger } from '../lib/logging.js'
 import { isCulexError } from '../lib/errors.js'
+import { CulexPersistenceError } from '../lib/persistence/errors.js'
 import { version } from '../lib/version.js'
 
-const descriptions: Partial<Record<keyof Config, string>> = {
-  port: 'MQTT over TCP port (0 = off, "auto" = any free port)',
-  wsPort: 'MQTT over WebSocket port, also serves HTTP endpoints (0 = off)',
-  tlsPort: 'MQTT over TLS port, needs --tls-key and --tls-cert (0 = off)',
-  wssPort: 'MQTT over secure WebSocket port, needs --tls-key and --tls-cert (0 = off)',
-  host: 'address every listener binds to (default loopback only)',
-  dataDir: 'directory of the LevelDB store',
-  logLevel: 'fatal, error, warn, info, debug, trace or silent',
-  persistence: 'level (durable, default) or memory',
-  fsync: 'sync every store write to disk (survives power loss)',
-  wsPath: 'path of the WebSocket endpoint',
-  tlsKey: 'PEM private key file for TLS and WSS',
-  tlsCert: 'PEM certificate file for TLS and WSS',
-  tlsCa: 'PEM CA file (client certificates)',
-  maximumPacketSize: 'largest packet accepted, in bytes (0 = no limit)',
-  receiveMaximum: 'QoS 1/2 messages a client may have in flight to culex',
-  topicAliasMaximum: 'topic aliases a v5 client may use (0 = off)',
-  maximumQoS: 'highest QoS culex accepts and grants (0, 1 or 2)',
-  wildcardSubscriptionAvailable: 'allow wildcard subscriptions',
-  subscriptionIdentifierAvailable: 'allow subscription identifiers',
-  maxTopicLevels: 'most levels in a topic or filter',
-  maxTopicLength: 'longest topic or filter, in bytes',
-  connectTimeout: 'seconds a new connection has to send CONNECT'
-}
-
-/** Options that are switches: `--fsync` alone means true. */
-const switches = new Set<keyof Config>(['fsync', 'wildcardSubscriptionAvailable', 'subscriptionIdentifierAvailable'])
-
+/** One line on stderr (commander's messages may span several), exit 2. */
 function usageError (message: string): never {
-  process.stderr.write(`culex: ${message}\n`)
+  process.stderr.write(`culex: ${message.replace(/\s*\n\s*/g, ' ').trim()}\n`)
   process.exit(2)
 }
 
-function buildProgram (): Command {
-  const program = new Command('culex')
-    .description('culex: an MQTT 5 / 3.1.1 broker')
-    .version(version, '-v, --version')
-    .option('-c, --config <file>', 'JSON configuration file (env CULEX_CONFIG)')
-    .exitOverride()
-    .configureOutput({ writeErr: () => {} })
-    .allowExcessArguments(false)
-  for (const key of configKeys) {
-    const flag = flagName(key)
-    const arg = switches.has(key) ? '[bool]' : '<value>'
-    program.addOption(new Option(`${flag} ${arg}`, `${descriptions[key] ?? key} (env ${envName(key)})`))
-  }
-  return program
-}
-
-async function runBroker (opts: Record<string, unknown>): Promise<void> {
-  const flags: RawSettings = {}
-  for (const key of configKeys) if (opts[key] !== undefined) flags[key] = opts[key]
+async function runBroker (flags: RawSettings, file: string | undefined): Promise<void> {
   let config: Config
   try {
-    config = await loadConfig({ flags, env: process.env, file: opts.config as string | undefined })
+    config = await loadConfig({ flags, env: process.env, file })
   } catch (err) {
     if (isCulexError(err)) usageError(err.message)
     throw err
   }
   const logger = createLogger({ level: config.logLevel })
+  for (const variable of unknownEnvVariables(process.env)) {
+    logger.warn({ variable: variable.name, suggestion: variable.suggestion }, unknownVariableMessage(variable))
+  }
   let server: CulexServer
   try {
     server = await startServer(config, { logger })
   } catch (err) {
     logger.fatal({ err }, 'culex could not start')
     process.stderr.write(`culex: ${(err as Error).message}\n`)
-    process.exit(1)
+    // a damaged store is for the operator to repair, as a bad configuration is to fix
+    process.exit(err instanceof CulexPersistenceError && err.code === 'CULEX_ERR_STORE_DAMAGED' ? 2 : 1)
   }
   logger.info({ version, persistence: config.persistence, dataDir: config.dataDir }, 'culex started')
 
@@ -119,7 +82,11 @@ async function main (argv: string[]): Promise<void> {
     })
     process.exit(code)
   }
-  const program = buildProgram()
+  if (argv[2] === 'repair') {
+    const { runRepairCommand } = await import('../lib/persistence/repair-command.js')
+    process.exit(await runRepairCommand(argv.slice(3), { stdout: process.stdout, stderr: process.stderr, env: process.env }))
+  }
+  const { program, flags } = buildProgram(version)
   try {
     program.parse(argv)
   } catch (err) {
@@ -129,7 +96,7 @@ async function main (argv: string[]): Promise<void> {
     }
     throw err
   }
-  await runBroker(program.opts())
+  await runBroker(flags(), program.opts<{ config?: string }>().config)
 }
 
 main(process.argv).catch((err: unknown) => {

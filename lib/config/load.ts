@@ -7,6 +7,7 @@
 import { readFile } from 'node:fs/promises'
 import { z } from 'zod'
 import { ConfigSchema, configKeys, type Config } from './schema.js'
+import { closest, envName, flagName } from './names.js'
 import { CulexError } from '../errors.js'
 
 export type RawSettings = Partial<Record<keyof Config, unknown>>
@@ -19,14 +20,36 @@ export interface ConfigSources {
   file?: string | undefined
 }
 
-/** `wsPort` -> `CULEX_WS_PORT` */
-export function envName (key: string): string {
-  return 'CULEX_' + key.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase()
+export { envName, flagName } from './names.js'
+
+/** Variables of culex's own that name no setting. */
+const OTHER_VARIABLES = new Set(['CULEX_CONFIG'])
+
+export interface UnknownVariable {
+  name: string
+  /** the valid variable it most likely meant */
+  suggestion?: string
 }
 
-/** `wsPort` -> `--ws-port` */
-export function flagName (key: string): string {
-  return '--' + key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())
+/**
+ * CULEX_* variables that name no setting: a misspelt one would otherwise be
+ * ignored without a word, and the broker run with a default the operator
+ * thought they had changed.
+ */
+export function unknownEnvVariables (env: Record<string, string | undefined>): UnknownVariable[] {
+  const valid = new Set([...configKeys.map(envName), ...OTHER_VARIABLES])
+  const out: UnknownVariable[] = []
+  for (const name of Object.keys(env).sort()) {
+    if (!name.startsWith('CULEX_') || valid.has(name)) continue
+    const suggestion = closest(name, valid, 'CULEX_')
+    out.push(suggestion === undefined ? { name } : { name, suggestion })
+  }
+  return out
+}
+
+/** The one line a warning about an unknown variable is. */
+export function unknownVariableMessage (v: UnknownVariable): string {
+  return `${v.name} is not a culex setting and is ignored` + (v.suggestion === undefined ? '' : `; did you mean ${v.suggestion}?`)
 }
 
 export function fromEnv (env: Record<string, string | undefined>): RawSettings {
@@ -38,15 +61,35 @@ export function fromEnv (env: Record<string, string | undefined>): RawSettings {
   return out
 }
 
-const Partial = ConfigSchema.partial()
+const shape: Record<string, z.ZodType> = ConfigSchema.shape
 
-function check (settings: RawSettings, describe: (key: string) => string): void {
-  const result = Partial.safeParse(settings)
-  if (result.success) return
-  const issue = result.error.issues[0] as z.core.$ZodIssue
-  const key = String(issue.path[0] ?? '')
-  const where = key ? `${key} (${describe(key)})` : describe('')
-  throw new CulexError('CULEX_CONFIG_INVALID', `${where}: ${issue.message}`)
+/** `sharedStrategies` + `[0, 'pattern']` -> `sharedStrategies[0].pattern` */
+function fieldPath (key: string, path: ReadonlyArray<PropertyKey>): string {
+  return key + path.map((p) => typeof p === 'number' ? `[${p}]` : `.${String(p)}`).join('')
+}
+
+/**
+ * Validates each setting of one source on its own, so that an error names
+ * the field and where it came from, whatever went wrong in its schema.
+ */
+function check (settings: Record<string, unknown>, describe: (key: string) => string): void {
+  for (const [key, value] of Object.entries(settings)) {
+    const schema = Object.hasOwn(shape, key) ? shape[key] : undefined
+    if (schema === undefined) {
+      const suggestion = closest(key, configKeys)
+      throw new CulexError('CULEX_CONFIG_INVALID', `${key} (${describe(key)}): not a culex setting` + (suggestion === undefined ? '' : `; did you mean ${suggestion}?`))
+    }
+    let message: string
+    try {
+      const result = schema.safeParse(value)
+      if (result.success) continue
+      const issue = result.error.issues[0] as z.core.$ZodIssue
+      message = `${fieldPath(key, issue.path)} (${describe(key)}): ${issue.message}`
+    } catch (err) {
+      message = `${key} (${describe(key)}): ${(err as Error).message}`
+    }
+    throw new CulexError('CULEX_CONFIG_INVALID', message)
+  }
 }
 
 export async function readConfigFile (path: string): Promise<RawSettings> {
@@ -75,7 +118,7 @@ export async function loadConfig (sources: ConfigSources): Promise<Config> {
   const filePath = sources.file ?? env.CULEX_CONFIG
   const fileSettings = filePath ? await readConfigFile(filePath) : {}
 
-  check(fileSettings, (key) => `in ${filePath ?? 'config file'}`)
+  check(fileSettings, () => `in ${filePath ?? 'config file'}`)
   check(envSettings, (key) => envName(key))
   check(flags, (key) => flagName(key))
 

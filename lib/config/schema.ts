@@ -22,109 +22,89 @@ const bool = z.preprocess((v) => {
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max)
 
+/**
+ * A structured setting: a flag or an environment variable gives it as JSON
+ * text, a config file as JSON itself. Text that is not JSON is an issue of
+ * this field (so the error names it), never a thrown SyntaxError.
+ */
+function jsonFromString<T extends z.ZodType> (schema: T): z.ZodPreprocess<T> {
+  return z.preprocess((v, ctx) => {
+    if (typeof v !== 'string') return v
+    try {
+      return JSON.parse(v) as unknown
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: `not valid JSON (${(err as Error).message})`, input: v })
+      return z.NEVER
+    }
+  }, schema)
+}
+
 export const LogLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
 
+/**
+ * Every setting with its type, default and a one-sentence description: the
+ * description is what `culex --help` prints, and test/cli/readme-config.test.ts
+ * checks the README's table against these keys and defaults.
+ */
 export const ConfigSchema = z.object({
-  /** bind address of every listener; loopback unless set, as mosquitto 2.0 */
-  host: z.string().min(1).default('127.0.0.1'),
-  port: port.default(1883),
-  wsPort: port.default(8083),
-  tlsPort: port.default(8883),
-  wssPort: port.default(8084),
-  /** the WebSocket path: ws://host:port/mqtt */
-  wsPath: z.string().startsWith('/').default('/mqtt'),
-  /** PEM files; TLS and WSS listen only when key and certificate are set */
-  tlsKey: z.string().optional(),
-  tlsCert: z.string().optional(),
-  tlsCa: z.string().optional(),
-  /** require a client certificate signed by tlsCa on TLS and WSS */
-  requireCertificate: bool.default(false),
-  /** a verified client certificate's CN becomes the username */
-  certificateUsername: bool.default(false),
-  /** clients without credentials may connect; unset: allowed only when bound to loopback (as mosquitto 2.0) */
-  allowAnonymous: bool.optional(),
-  /** password file written by `culex passwd` (salted scrypt, SCRAM-SHA-256 keys); reloaded on SIGHUP */
-  passwordFile: z.string().min(1).optional(),
-  /** ACL file in mosquitto's syntax; reloaded on SIGHUP */
-  aclFile: z.string().min(1).optional(),
-  /** connected clients at most (CONNACK 0x89 Server busy beyond) */
-  maxConnections: int(1, 10000000).default(100000),
-  /** new connections per second from one address (burst twice that); 0 = no limit (CONNACK 0x9F) */
-  connectionRate: int(0, 1000000).default(0),
-  /** subscriptions one client may hold (SUBACK 0x97) */
-  maxSubscriptionsPerClient: int(1, 10000000).default(1000),
-  /** PUBLISH packets per second one client may send (burst twice that); 0 = no limit (DISCONNECT 0x96) */
-  publishRate: int(0, 10000000).default(0),
-  /** longest client identifier (CONNACK 0x85) */
-  maxClientIdLength: int(1, 65535).default(256),
-  dataDir: z.string().min(1).default('./data'),
-  persistence: z.enum(['level', 'memory']).default('level'),
-  /** make every store write survive power loss, not only a process crash */
-  fsync: bool.default(false),
-  /** messages queued per offline session (spec 4.1: a server may limit what it stores) */
-  maxQueuedMessages: int(1, 100000000).default(1000),
-  /** bytes (payload + topic) queued per offline session */
-  maxQueuedBytes: int(1024, 1099511627776).default(10485760),
-  /** when a session queue is full: drop the oldest (QoS 0 first), or refuse the new message */
-  queueOverflow: z.enum(['drop-oldest', 'refuse']).default('drop-oldest'),
-  /** retained messages at most; further ones are refused (logged, counted); unset = no limit */
-  maxRetained: int(1, 1000000000).optional(),
-  /** largest retained payload, bytes; unset = no limit */
-  maxRetainedPayload: int(1, 268435455).optional(),
-  logLevel: LogLevel.default('info'),
-  /** largest packet accepted, advertised in CONNACK (spec 3.2.2.3.6); bytes */
-  maximumPacketSize: int(0, 268435460).default(1048576),
-  /** inbound QoS 1/2 window, advertised to v5 clients (spec 3.2.2.3.3) */
-  receiveMaximum: int(1, 65535).default(100),
-  /** inbound topic aliases (spec 3.2.2.3.8); 0 = off */
-  topicAliasMaximum: int(0, 65535).default(10),
-  maximumQoS: z.coerce.number().pipe(z.union([z.literal(0), z.literal(1), z.literal(2)])).default(2),
-  wildcardSubscriptionAvailable: bool.default(true),
-  subscriptionIdentifierAvailable: bool.default(true),
-  retainAvailable: bool.default(true),
-  /** answer 0x99 to a Payload Format Indicator of 1 with a payload that is not UTF-8 */
-  validatePayloadFormat: bool.default(true),
-  /** outbound QoS 1/2 window for MQTT 3.1.1 clients (MQTT 5 clients state their Receive Maximum) */
-  inflightWindow: int(1, 65535).default(100),
-  /** messages held for a client whose window is full, before the oldest are dropped */
-  maxQueuedOutbound: int(1, 10000000).default(1000),
-  /** ms a client that falls behind may slow publishers down before its queue limits apply instead */
-  slowConsumerTimeout: int(1, 600000).default(2000),
-  /** bytes buffered for a stuck client's socket beyond which QoS 0 messages to it are dropped */
-  maxOutboundBuffer: int(65536, 1073741824).default(4194304),
-  /** assign topic aliases to messages sent to MQTT 5 clients that accept them */
-  outboundTopicAliases: bool.default(true),
-  maxTopicLevels: int(1, 100).default(100),
-  maxTopicLength: int(1, 65535).default(65535),
-  /** largest keep-alive culex accepts, seconds; MQTT 5 clients are told it as Server Keep Alive (spec 3.2.2.3.14); 0 = any */
-  keepaliveLimit: int(0, 65535).default(0),
-  /** Response Information returned to MQTT 5 clients that ask for it (spec 3.2.2.3.15) */
-  responseInformation: z.string().optional(),
-  /** send every MQTT 5 client to another server (CONNACK 0x9C, or 0x9D with serverMoved) (spec 4.11) */
-  serverReference: z.string().optional(),
-  serverMoved: bool.default(false),
-  /** seconds a new connection has to send CONNECT */
-  connectTimeout: int(1, 3600).default(10),
-  /** shared subscriptions, $share/{group}/{filter} (spec 4.8.2) */
-  sharedSubscriptions: bool.default(true),
-  /** how a group picks the member for a message */
-  sharedStrategy: z.enum(STRATEGIES).default('round-robin'),
-  /** per-group strategies: [{ "pattern": "jobs-*", "strategy": "least-inflight" }], first match wins */
-  sharedStrategies: z.preprocess((v) => (typeof v === 'string' ? JSON.parse(v) as unknown : v),
-    z.array(z.object({ pattern: z.string().min(1), strategy: z.enum(STRATEGIES) }).strict())).default([]),
-  /** QoS 1 messages in flight to a member that disconnects: to another member at once, or when its session ends */
-  sharedRedelivery: z.enum(['immediate', 'session-end']).default('immediate'),
-  /** publish messages a member refused (PUBACK/PUBREC >= 0x80) to this topic, e.g. $dlq/{group}/{topic}; off when unset */
-  sharedDeadLetterTopic: z.string().min(1).optional(),
-  /** messages a group queues while no member can take them */
-  sharedMaxQueued: int(1, 100000000).default(100000),
-  sharedOverflow: z.enum(['drop-oldest', 'refuse']).default('drop-oldest'),
-  /** Prometheus /metrics on the WebSocket HTTP server */
-  metrics: bool.default(true),
-  /** seconds between $SYS publications; 0 = off */
-  sysInterval: int(0, 86400).default(10),
-  /** publish client lifecycle CloudEvents to $events/client/{clientId}/... */
-  lifecycleEvents: bool.default(false)
+  host: z.string().min(1).default('127.0.0.1').describe('address every listener binds to; loopback only unless set, as mosquitto 2.0'),
+  port: port.default(1883).describe('MQTT over TCP port (0 = off, "auto" = a free port the OS picks)'),
+  wsPort: port.default(8083).describe('MQTT over WebSocket port, which also serves the HTTP endpoints (0 = off)'),
+  tlsPort: port.default(8883).describe('MQTT over TLS port; listens only with tlsKey and tlsCert (0 = off)'),
+  wssPort: port.default(8084).describe('MQTT over secure WebSocket port; listens only with tlsKey and tlsCert (0 = off)'),
+  wsPath: z.string().startsWith('/').default('/mqtt').describe('path of the WebSocket endpoint (ws://host:port/mqtt)'),
+  tlsKey: z.string().optional().describe('PEM private key file for TLS and secure WebSocket'),
+  tlsCert: z.string().optional().describe('PEM certificate file for TLS and secure WebSocket'),
+  tlsCa: z.string().optional().describe('PEM CA file that client certificates must be signed by'),
+  requireCertificate: bool.default(false).describe('require a client certificate signed by tlsCa on TLS and secure WebSocket'),
+  certificateUsername: bool.default(false).describe('use a verified client certificate\'s CN as the username'),
+  allowAnonymous: bool.optional().describe('let clients connect without credentials; unset: allowed only when bound to loopback, as mosquitto 2.0'),
+  passwordFile: z.string().min(1).optional().describe('password file written by `culex passwd` (salted scrypt, SCRAM-SHA-256 keys); reloaded on SIGHUP'),
+  aclFile: z.string().min(1).optional().describe('ACL file in mosquitto\'s syntax; reloaded on SIGHUP'),
+  maxConnections: int(1, 10000000).default(100000).describe('connected clients at most (CONNACK 0x89 Server busy beyond)'),
+  connectionRate: int(0, 1000000).default(0).describe('new connections per second from one address, burst twice that; 0 = no limit (CONNACK 0x9F)'),
+  maxSubscriptionsPerClient: int(1, 10000000).default(1000).describe('subscriptions one client may hold (SUBACK 0x97 beyond)'),
+  publishRate: int(0, 10000000).default(0).describe('PUBLISH packets per second one client may send, burst twice that; 0 = no limit (DISCONNECT 0x96)'),
+  maxClientIdLength: int(1, 65535).default(256).describe('longest client identifier, in characters (CONNACK 0x85 beyond)'),
+  dataDir: z.string().min(1).default('./data').describe('directory of the LevelDB store'),
+  persistence: z.enum(['level', 'memory']).default('level').describe('store: level (durable, in dataDir) or memory'),
+  fsync: bool.default(false).describe('sync every store write to disk, so acknowledged messages survive power loss and not only a crash'),
+  maxQueuedMessages: int(1, 100000000).default(1000).describe('messages queued per offline session'),
+  maxQueuedBytes: int(1024, 1099511627776).default(10485760).describe('bytes (payload and topic) queued per offline session'),
+  queueOverflow: z.enum(['drop-oldest', 'refuse']).default('drop-oldest').describe('when an offline queue is full: drop-oldest (QoS 0 first) or refuse the new message'),
+  maxRetained: int(1, 1000000000).optional().describe('retained messages at most; further ones are refused, logged and counted; unset = no limit'),
+  maxRetainedPayload: int(1, 268435455).optional().describe('largest retained payload, in bytes; unset = no limit'),
+  logLevel: LogLevel.default('info').describe('log level: fatal, error, warn, info, debug, trace or silent'),
+  maximumPacketSize: int(0, 268435460).default(1048576).describe('largest packet accepted, in bytes, advertised in CONNACK (0 = no limit)'),
+  receiveMaximum: int(1, 65535).default(100).describe('QoS 1/2 messages a client may have in flight to culex, advertised to MQTT 5 clients'),
+  topicAliasMaximum: int(0, 65535).default(10).describe('topic aliases an MQTT 5 client may use (0 = off)'),
+  maximumQoS: z.coerce.number().pipe(z.union([z.literal(0), z.literal(1), z.literal(2)], { error: 'expected 0, 1 or 2' })).default(2).describe('highest QoS culex accepts and grants: 0, 1 or 2'),
+  wildcardSubscriptionAvailable: bool.default(true).describe('allow subscriptions with wildcards (+ and #)'),
+  subscriptionIdentifierAvailable: bool.default(true).describe('allow MQTT 5 subscription identifiers'),
+  retainAvailable: bool.default(true).describe('allow retained messages (DISCONNECT 0x9A when off)'),
+  validatePayloadFormat: bool.default(true).describe('answer PUBACK 0x99 to a Payload Format Indicator of 1 with a payload that is not UTF-8'),
+  inflightWindow: int(1, 65535).default(100).describe('QoS 1/2 messages in flight to an MQTT 3.1.1 client (MQTT 5 clients state their Receive Maximum)'),
+  maxQueuedOutbound: int(1, 10000000).default(1000).describe('messages held for a client whose window is full, before the oldest are dropped'),
+  slowConsumerTimeout: int(1, 600000).default(2000).describe('milliseconds a client that falls behind may slow publishers down before its queue limits apply'),
+  maxOutboundBuffer: int(65536, 1073741824).default(4194304).describe('bytes buffered for a stuck client\'s socket beyond which QoS 0 messages to it are dropped'),
+  outboundTopicAliases: bool.default(true).describe('assign topic aliases to messages sent to MQTT 5 clients that accept them'),
+  maxTopicLevels: int(1, 100).default(100).describe('most levels in a topic or filter'),
+  maxTopicLength: int(1, 65535).default(65535).describe('longest topic or filter, in bytes'),
+  keepaliveLimit: int(0, 65535).default(0).describe('largest keep-alive accepted, in seconds, told to MQTT 5 clients as Server Keep Alive; 0 = any'),
+  responseInformation: z.string().optional().describe('Response Information returned to MQTT 5 clients that ask for it; unset = none'),
+  serverReference: z.string().optional().describe('send every MQTT 5 client to this server (CONNACK 0x9C, or 0x9D with serverMoved); unset = off'),
+  serverMoved: bool.default(false).describe('with serverReference: the server moved for good (CONNACK 0x9D instead of 0x9C)'),
+  connectTimeout: int(1, 3600).default(10).describe('seconds a new connection has to send CONNECT'),
+  sharedSubscriptions: bool.default(true).describe('allow shared subscriptions, $share/{group}/{filter}'),
+  sharedStrategy: z.enum(STRATEGIES).default('round-robin').describe('how a group picks the member for a message: round-robin, random, sticky, hash-clientid, hash-topic or least-inflight'),
+  sharedStrategies: jsonFromString(z.array(z.object({ pattern: z.string().min(1), strategy: z.enum(STRATEGIES) }).strict())).default([]).describe('per-group strategies as JSON, first match wins: [{"pattern":"jobs-*","strategy":"least-inflight"}]'),
+  sharedRedelivery: z.enum(['immediate', 'session-end']).default('immediate').describe('unacknowledged QoS 1 messages of a member that drops: to another member immediate or at session-end'),
+  sharedDeadLetterTopic: z.string().min(1).optional().describe('publish messages a member refused (PUBACK/PUBREC 0x80 or above) to this topic, e.g. $dlq/{group}/{topic}; unset = off'),
+  sharedMaxQueued: int(1, 100000000).default(100000).describe('messages a group queues while no member can take them'),
+  sharedOverflow: z.enum(['drop-oldest', 'refuse']).default('drop-oldest').describe('when a group queue is full: drop-oldest or refuse the new message'),
+  metrics: bool.default(true).describe('serve Prometheus /metrics on the WebSocket HTTP server'),
+  sysInterval: int(0, 86400).default(10).describe('seconds between $SYS publications; 0 = off'),
+  lifecycleEvents: bool.default(false).describe('publish client lifecycle CloudEvents to $events/client/{clientId}/...')
 }).strict()
 
 export type Config = z.infer<typeof ConfigSchema>

@@ -8,6 +8,7 @@ import type { StoredMember } from '../shared/store.js'
 import type { Logger } from 'pino'
 import { decodePacket, decodeRecord, encodeRecord } from './codec.js'
 import { persistenceError } from './errors.js'
+import { describeDamage, listStoreFiles, missingCurrent } from './damage.js'
 import { GroupCommit } from './group-commit.js'
 import { BaseStore, KEY, type SubRecord } from './store.js'
 import type { PersistenceLimits, SessionMeta, StoredPacket } from './types.js'
@@ -91,19 +92,28 @@ export class LevelPersistence extends BaseStore {
     } catch (err) {
       throw persistenceError('CULEX_ERR_DATA_DIR_OPEN', [dir, describe(err)], err)
     }
-    const db: Db = new Level<string, Uint8Array>(dir, { keyEncoding: 'utf8', valueEncoding: 'view' })
+    let listing
+    try {
+      listing = await listStoreFiles(dir)
+    } catch (err) {
+      throw persistenceError('CULEX_ERR_DATA_DIR_OPEN', [dir, describe(err)], err)
+    }
+    const noCurrent = missingCurrent(dir, listing)
+    if (noCurrent !== undefined) throw noCurrent
+    const db: Db = new Level<string, Uint8Array>(dir, { keyEncoding: 'utf8', valueEncoding: 'view', createIfMissing: !listing.hasCurrent })
     try {
       await db.open()
     } catch (err) {
       if (isLocked(err)) throw persistenceError('CULEX_ERR_DATA_DIR_LOCKED', [dir], err)
-      throw persistenceError('CULEX_ERR_DATA_DIR_OPEN', [dir, describe(err)], err)
+      throw await describeDamage(dir, err) ?? persistenceError('CULEX_ERR_DATA_DIR_OPEN', [dir, describe(err)], err)
     }
     try {
       await this.#checkFormat(db)
       await this.#load(db)
     } catch (err) {
       await db.close().catch(() => {})
-      throw err
+      // LevelDB opens a store without reading its tables: a damaged one shows here
+      throw await describeDamage(dir, err) ?? err
     }
     this.#db = db
     this.backend = {

@@ -3,7 +3,7 @@ import t from 'tap'
 import { writeFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { loadConfig, envName, flagName } from '../../lib/config/load.js'
+import { loadConfig, envName, flagName, unknownEnvVariables } from '../../lib/config/load.js'
 import { isCulexError } from '../../lib/errors.js'
 import { version } from '../../lib/version.js'
 import { readFileSync } from 'node:fs'
@@ -62,6 +62,44 @@ t.test('errors name the field and the source', async (t) => {
 t.test('names of flags and variables', async (t) => {
   t.equal(envName('wsPort'), 'CULEX_WS_PORT')
   t.equal(flagName('dataDir'), '--data-dir')
+  t.equal(flagName('maximumQoS'), '--maximum-qos', 'QoS is one word, not qo-s')
+  t.equal(envName('maximumQoS'), 'CULEX_MAXIMUM_QOS')
+})
+
+t.test('structured settings given as text that is not JSON: one error naming the field and its source, from every source', async (t) => {
+  const notJson = /^invalid configuration: sharedStrategies \((--shared-strategies|CULEX_SHARED_STRATEGIES|in .*strategies\.json)\): not valid JSON \([^\n]*\)$/
+  const fromFlag = await loadConfig({ flags: { sharedStrategies: 'notjson' } }).catch((e: unknown) => e)
+  t.ok(isCulexError(fromFlag, 'CULEX_CONFIG_INVALID'), 'a flag: a configuration error, not a SyntaxError')
+  t.match((fromFlag as Error).message, notJson)
+  t.match((fromFlag as Error).message, /--shared-strategies/)
+  const fromEnv = await loadConfig({ env: { CULEX_SHARED_STRATEGIES: '[{' } }).catch((e: unknown) => e)
+  t.ok(isCulexError(fromEnv, 'CULEX_CONFIG_INVALID'), 'a variable')
+  t.match((fromEnv as Error).message, /CULEX_SHARED_STRATEGIES/)
+  const strategiesFile = join(dir, 'strategies.json')
+  writeFileSync(strategiesFile, JSON.stringify({ sharedStrategies: 'notjson' }))
+  const fromFile = await loadConfig({ file: strategiesFile }).catch((e: unknown) => e)
+  t.ok(isCulexError(fromFile, 'CULEX_CONFIG_INVALID'), 'a string in the file')
+  t.match((fromFile as Error).message, notJson)
+  writeFileSync(strategiesFile, JSON.stringify({ sharedStrategies: [{ pattern: 'jobs-*', strategy: 'fastest' }] }))
+  await t.rejects(loadConfig({ file: strategiesFile }), /sharedStrategies\[0\]\.strategy \(in .*strategies\.json\)/, 'JSON of the wrong shape names the element')
+  const ok = await loadConfig({ env: { CULEX_SHARED_STRATEGIES: '[{"pattern":"jobs-*","strategy":"least-inflight"}]' } })
+  t.same(ok.sharedStrategies, [{ pattern: 'jobs-*', strategy: 'least-inflight' }])
+})
+
+t.test('a key in the file that names no setting is refused with the nearest setting', async (t) => {
+  const typo = join(dir, 'typo.json')
+  writeFileSync(typo, JSON.stringify({ maximumQos: 1 }))
+  await t.rejects(loadConfig({ file: typo }), /maximumQos \(in .*typo\.json\): not a culex setting; did you mean maximumQoS\?/)
+})
+
+t.test('CULEX_* variables that name no setting are found, with the nearest valid name', async (t) => {
+  t.same(unknownEnvVariables({
+    CULEX_PORT: '1', CULEX_CONFIG: 'x', CULEX_MAXIMUM_QO: '1', CULEX_LOGLEVEL: 'debug', CULEX_NOTHING_LIKE_IT: '1', HOME: '/root'
+  }), [
+    { name: 'CULEX_LOGLEVEL', suggestion: 'CULEX_LOG_LEVEL' },
+    { name: 'CULEX_MAXIMUM_QO', suggestion: 'CULEX_MAXIMUM_QOS' },
+    { name: 'CULEX_NOTHING_LIKE_IT' }
+  ])
 })
 
 t.test('the version constant matches package.json', async (t) => {

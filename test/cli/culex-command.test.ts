@@ -40,6 +40,26 @@ t.test('a bad flag exits 2 with one line naming the problem', async (t) => {
   t.match(env.stderr, /logLevel \(CULEX_LOG_LEVEL\)/)
 })
 
+t.test('a structured setting that is not JSON exits 2 with one line naming it, not a SyntaxError stack', async (t) => {
+  for (const [args, env, source] of [
+    [['--shared-strategies', 'notjson'], {}, '--shared-strategies'],
+    [[], { CULEX_SHARED_STRATEGIES: 'notjson' }, 'CULEX_SHARED_STRATEGIES']
+  ] as Array<[string[], Record<string, string>, string]>) {
+    const run = await runCulex(args, env)
+    t.equal(run.code, 2, `${source}: exit 2`)
+    t.equal(run.stderr.trim().split('\n').length, 1, `${source}: one line`)
+    t.match(run.stderr, `sharedStrategies (${source}): not valid JSON`)
+    t.notMatch(run.stderr, /SyntaxError|    at /, `${source}: no stack`)
+  }
+})
+
+t.test('a misspelt flag exits 2 with one line that names the flag meant', async (t) => {
+  const run = await runCulex(['--maximum-qo-s', '1'])
+  t.equal(run.code, 2)
+  t.equal(run.stderr.trim().split('\n').length, 1, 'one line')
+  t.match(run.stderr, /unknown option '--maximum-qo-s'.*--maximum-qos/)
+})
+
 t.test('--help and --version', async (t) => {
   const help = await runCulex(['--help'])
   t.equal(help.code, 0)
