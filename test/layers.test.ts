@@ -20,7 +20,7 @@ export const LAYERS: ReadonlyArray<{ name: string, members: readonly string[] }>
       'lib/version.ts', 'lib/logging.ts',
       'lib/protocol/reason-codes.ts', 'lib/protocol/topic.ts', 'lib/protocol/utf8.ts',
       'lib/protocol/frame.ts', 'lib/protocol/codec.ts', 'lib/protocol/decode.ts',
-      'lib/protocol/packet-id-table.ts', 'lib/protocol/auth.ts',
+      'lib/protocol/packet-id-table.ts', 'lib/protocol/auth.ts', 'lib/protocol/property-rules.ts',
       'lib/protocol/inbound/', 'lib/protocol/outbound/'
     ]
   },
@@ -137,12 +137,13 @@ t.test('every allowed exception is still an import (the list only shrinks)', asy
 })
 
 t.test('the checker catches a wrong import, a forbidden one, a cycle and an unplaced file', async (t) => {
+  const reports = (problems: string[], pattern: RegExp): boolean => problems.some(p => pattern.test(p))
   const wrong = { from: 'lib/protocol/topic.ts', to: 'lib/broker.ts' }
-  t.match(violations(files, [...edges, wrong]), [/lib\/protocol\/topic\.ts \(wire facts\) imports lib\/broker\.ts \(broker\), a higher layer/])
+  t.ok(reports(violations(files, [...edges, wrong]), /^lib\/protocol\/topic\.ts \(wire facts\) imports lib\/broker\.ts \(broker\), a higher layer$/), 'an import up the layers')
   const forbidden = { from: 'lib/metrics/sys.ts', to: 'lib/protocol/connection.ts' }
-  t.match(violations(files, [...edges, forbidden]), [/metrics see connections through the observer/])
+  t.ok(reports(violations(files, [...edges, forbidden]), /metrics see connections through the observer/), 'a forbidden import')
   const loop = [{ from: 'lib/auth/acl.ts', to: 'lib/auth/policy.ts' }, { from: 'lib/auth/policy.ts', to: 'lib/auth/acl.ts' }]
-  t.match(violations(files, loop), [/import cycle: lib\/auth\/(acl|policy)\.ts -> /])
-  t.match(violations([...files, 'lib/nowhere.ts'], edges), [/lib\/nowhere\.ts belongs to no layer/])
+  t.ok(reports(violations(files, loop), /^import cycle: lib\/auth\/(acl|policy)\.ts -> /), 'a cycle')
+  t.ok(reports(violations([...files, 'lib/nowhere.ts'], edges), /^lib\/nowhere\.ts belongs to no layer/), 'an unplaced file')
   t.ok(violations(files, edges, []).length >= ALLOWED.length, 'without the allow-list, today\'s exceptions are reported')
 })
