@@ -264,6 +264,8 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
   // after aedes re-sent the session's queued messages: the gateway writes them
   // out, and shared groups may deliver (so they are not taken twice)
   aedes.on('clientReady', (client) => { bySide.get(client.conn)?.ready() })
+  // what the client sent behind its CONNECT waited for the CONNACK (inbound/connack-gate.ts)
+  aedes.on('connackSent', (_packet, client) => { bySide.get(client.conn)?.brokerSentConnack() })
   aedes.on('clientError', (client, err) => {
     const conn = bySide.get(client.conn)
     ;(conn?.log ?? logger).debug({ err: err.message }, 'client error')

@@ -21,6 +21,7 @@ import { decodeBuffer, decodeFrame, encode, type ProtocolVersion } from './codec
 import { inspectConnect, UNACCEPTABLE_PROTOCOL_VERSION_CONNACK } from './inbound/connect.js'
 import { checkSubscription, PendingSuback, type SubscribePolicy } from './inbound/subscribe.js'
 import { checkPublishHeader, checkPublishProperties, type PublishPolicy } from './inbound/publish.js'
+import { ConnackGate, MAX_HELD_BEFORE_CONNACK, afterConnack, afterConnect, gateDecision, type ConnackGateState } from './inbound/connack-gate.js'
 import { OutboundWindow, type HeldPublish } from './outbound/flow-control.js'
 import { PacketIdTable } from './packet-id-table.js'
 import { OutboundAliases } from './outbound/topic-alias.js'
@@ -180,6 +181,10 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
   private readonly pending: Frame[] = []
   private pendingHead = 0
   private deferred = false
+  /** what happens to frames between CONNECT and CONNACK (inbound/connack-gate.ts) */
+  private gate: ConnackGateState = ConnackGate.Open
+  /** the socket is paused while frames wait for the CONNACK */
+  private heldPaused = false
   // The maps and sets of the connection are made on first use (the getters
   // below): an idle connection carries none of them.
   private _inflightIn: PacketIdTable<InboundFlow> | undefined
@@ -307,6 +312,10 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
     conn.flushOut()
   }
 
+  private static checkHeldInbound (conn: Connection): void {
+    conn.processInbound()
+  }
+
   /** The gateway whose stream aedes was given (aedes' `client.conn`), if it is one. */
   static ofStream (stream: unknown): Connection | undefined {
     return stream instanceof BrokerSide ? stream.owner as Connection : undefined
@@ -403,6 +412,38 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
       this.pending.push(result.frame)
     }
     this.processInbound()
+    if (!this.heldPaused && this.gate === ConnackGate.Waiting && this.pending.length - this.pendingHead > MAX_HELD_BEFORE_CONNACK) {
+      this.heldPaused = true
+      this.socket.pause()
+    }
+  }
+
+  /**
+   * The CONNACK went out (`checkOutbound`): the frames the client sent after
+   * its CONNECT are checked now, in order, if it was accepted, behind the
+   * CONNACK; if it was refused they never are (inbound/connack-gate.ts).
+   */
+  private connackWritten (accepted: boolean): void {
+    this.gate = afterConnack(accepted)
+    if (!accepted) {
+      this.pending.length = 0
+      this.pendingHead = 0
+      return
+    }
+    if (this.heldPaused) {
+      this.heldPaused = false
+      if (!this.socketPaused) this.socket.resume()
+    }
+  }
+
+  /**
+   * aedes finished writing the CONNACK (its 'connackSent'): the frames held
+   * behind the CONNECT go to it from the next tick, once it counts the client
+   * as acknowledged and handles packets at once rather than queueing them
+   * (its queue holds only a few dozen).
+   */
+  brokerSentConnack (): void {
+    if (this.gate === ConnackGate.Open && this.pendingHead < this.pending.length) process.nextTick(Connection.checkHeldInbound, this)
   }
 
   /** Runs the inbound checks on the frames received, in order, stopping at a deferred decision. */
@@ -410,10 +451,17 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
     if (this.deferred) return
     const forward: Packet[] = []
     while (this.pendingHead < this.pending.length && !this.closed) {
-      const frame = this.pending[this.pendingHead++] as Frame
+      const frame = this.pending[this.pendingHead] as Frame
+      const gate = gateDecision(this.gate, frame.type)
+      if (gate === 'hold') break
+      this.pendingHead++
+      if (gate === 'drop') continue
       let verdict: Verdict
       try {
-        verdict = this.checkInbound(frame)
+        verdict = gate === 'protocol-error'
+          // [MQTT-3.1.2-30] during enhanced authentication, only AUTH or DISCONNECT until CONNACK (spec 4.12)
+          ? { kind: 'close', reasonCode: ReasonCode.ProtocolError, reason: 'packet other than AUTH during authentication' }
+          : this.checkInbound(frame)
       } catch (err) {
         // whatever a client sends, it ends at most its own connection
         verdict = { kind: 'close', reasonCode: ReasonCode.MalformedPacket, reason: `undecodable packet: ${(err as Error).message}` }
@@ -435,8 +483,10 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
       }
       if (!this.apply(verdict, frame, forward)) return
     }
-    this.pending.length = 0
-    this.pendingHead = 0
+    if (this.pendingHead >= this.pending.length) {
+      this.pending.length = 0
+      this.pendingHead = 0
+    }
     this.flushToBroker(forward)
   }
 
@@ -484,7 +534,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
   packetDone (): void {
     if (this.socketPaused && packetsInProgress(this.client) <= MAX_IN_PROGRESS / 2) {
       this.socketPaused = false
-      this.socket.resume()
+      if (!this.heldPaused) this.socket.resume()
     }
   }
 
@@ -492,10 +542,6 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
     if (!this.connectSeen && frame.type !== PacketType.CONNECT) {
       // [MQTT-3.1.0-1] the first packet must be CONNECT
       return { kind: 'close', reasonCode: ReasonCode.ProtocolError, reason: 'first packet is not CONNECT' }
-    }
-    if (this.auth?.phase === 'connect' && frame.type !== PacketType.AUTH && frame.type !== PacketType.DISCONNECT) {
-      // spec 4.12: until CONNACK, only AUTH (or DISCONNECT) may follow CONNECT
-      return { kind: 'close', reasonCode: ReasonCode.ProtocolError, reason: 'packet other than AUTH during authentication' }
     }
     if (frame.type >= PacketType.PUBACK && frame.type <= PacketType.PUBCOMP && frame.buf.length - frame.headerLength < 2) {
       // spec 3.4-3.7: an acknowledgement carries at least its packet identifier
@@ -526,7 +572,9 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
    *    retained when retain is unavailable, is refused with CONNACK 0x9B / 0x9A;
    * 4. learn the client's Receive Maximum, Maximum Packet Size, Topic Alias
    *    Maximum and Request Problem Information;
-   * 5. an Authentication Method starts enhanced authentication (spec 4.12).
+   * 5. [MQTT-3.2.0-1] [MQTT-3.1.4-6] the packets after it wait for the
+   *    CONNACK (inbound/connack-gate.ts);
+   * 6. an Authentication Method starts enhanced authentication (spec 4.12).
    */
   private onConnect (frame: Frame): Verdict {
     if (this.connectSeen) {
@@ -550,6 +598,8 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
     }
     const packet = inspection.packet
     this.learnConnect(packet, inspection.version)
+    // what follows the CONNECT waits for its CONNACK (inbound/connack-gate.ts)
+    this.gate = afterConnect(this.version === 5 && packet.properties?.authenticationMethod !== undefined)
     const refused = this.ctx.policy.admit(this, packet)
     if (refused !== undefined) return { kind: 'close', reasonCode: refused, reason: `connection refused: ${describeReasonCode(refused)}` }
     const will = packet.will
@@ -1169,7 +1219,10 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
   private checkOutbound (frame: Frame, out: Buffer[]): void {
     switch (frame.type) {
       case PacketType.PUBLISH: this.onOutboundPublish(frame, out); return
-      case PacketType.CONNACK: out.push(this.onConnack(frame)); return
+      case PacketType.CONNACK:
+        out.push(this.onConnack(frame))
+        this.connackWritten(this.accepted)
+        return
       case PacketType.PUBACK:
       case PacketType.PUBREC: this.onOutboundAck(frame, out); return
       case PacketType.PUBREL: {
