@@ -173,17 +173,22 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
     },
     authorizePublish (client, packet, callback) {
       stripWillProperties(packet)
+      const conn = client ? bySide.get(client.conn) : undefined
+      const refuse = (err: Error): void => {
+        // refused, so never routed: a SUBSCRIBE waiting for it goes on (protocol/inbound/retained-order.ts)
+        if (packet.retain && packet.qos < 2) conn?.retainedRouted()
+        callback(err)
+      }
       if (security?.hasAcl && client) {
         // wills (the gateway checks the client's own PUBLISHes)
-        const conn = bySide.get(client.conn)
         if (!security.mayPublish({ clientId: client.id, username: conn?.authenticatedAs }, packet.topic)) {
-          callback(new Error('not authorized'))
+          refuse(new Error('not authorized'))
           return
         }
       }
       // [MQTT-4.7.2-1] $SYS (and culex's $events, $dlq) are the broker's; clients may not publish there
       if (client && isReservedTopic(packet.topic)) {
-        callback(new Error(`${packet.topic.split('/')[0] ?? ''} topics are reserved`))
+        refuse(new Error(`${packet.topic.split('/')[0] ?? ''} topics are reserved`))
         return
       }
       callback(null)
@@ -222,7 +227,12 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
     },
     published (packet, client, callback) {
       // the message is in the store for every persistent session: its PUBACK may go
-      if (client && packet.qos === 1 && packet.messageId !== undefined) bySide.get(client.conn)?.onPublished(packet.messageId)
+      const conn = client ? bySide.get(client.conn) : undefined
+      if (conn !== undefined) {
+        if (packet.qos === 1 && packet.messageId !== undefined) conn.onPublished(packet.messageId)
+        // a SUBSCRIBE of the client may wait for it (protocol/inbound/retained-order.ts)
+        if (packet.retain && packet.qos < 2) conn.retainedRouted()
+      }
       callback(null)
     }
   }

@@ -21,6 +21,7 @@ import { decodeBuffer, decodeFrame, encode, type ProtocolVersion } from './codec
 import { inspectConnect, UNACCEPTABLE_PROTOCOL_VERSION_CONNACK } from './inbound/connect.js'
 import { checkSubscription, PendingSuback, type SubscribePolicy } from './inbound/subscribe.js'
 import { checkPublishHeader, checkPublishProperties, type PublishPolicy } from './inbound/publish.js'
+import { RetainedOrder } from './inbound/retained-order.js'
 import { ConnackGate, MAX_HELD_BEFORE_CONNACK, afterConnack, afterConnect, gateDecision, type ConnackGateState } from './inbound/connack-gate.js'
 import { OutboundWindow, type HeldPublish } from './outbound/flow-control.js'
 import { PacketIdTable } from './packet-id-table.js'
@@ -185,6 +186,8 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
   private gate: ConnackGateState = ConnackGate.Open
   /** the socket is paused while frames wait for the CONNACK */
   private heldPaused = false
+  /** a retained PUBLISH and a SUBSCRIBE take effect in the client's order (made on the first retained PUBLISH) */
+  private retainedOrder: RetainedOrder | undefined
   // The maps and sets of the connection are made on first use (the getters
   // below): an idle connection carries none of them.
   private _inflightIn: PacketIdTable<InboundFlow> | undefined
@@ -549,12 +552,12 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
     }
     switch (frame.type) {
       case PacketType.CONNECT: return this.onConnect(frame)
-      case PacketType.PUBLISH: return this.onPublish(frame)
+      case PacketType.PUBLISH: return (frame.flags & 0x01) === 0 ? this.onPublish(frame) : this.onRetainedPublish(frame)
       case PacketType.PUBACK: return this.onClientPuback(frame)
       case PacketType.PUBREC: return this.onClientPubrec(frame)
       case PacketType.PUBREL: return this.onClientPubrel(frame)
       case PacketType.PUBCOMP: return this.onClientPuback(frame)
-      case PacketType.SUBSCRIBE: return this.onSubscribe(frame)
+      case PacketType.SUBSCRIBE: return this.onSubscribeInOrder(frame)
       case PacketType.UNSUBSCRIBE: return this.onUnsubscribe(frame)
       case PacketType.DISCONNECT: return this.onDisconnect(frame)
       case PacketType.AUTH: return this.onAuth(frame)
@@ -792,7 +795,27 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
         this.inflightIn.set(id, { qos: header.qos, topic })
       }
     }
+    if (header.retain) (this.retainedOrder ??= new RetainedOrder()).forwarded(header.qos === 2 ? id : undefined)
     return { kind: 'replace', packets: [packet] }
+  }
+
+  /** A retained PUBLISH waits for the SUBSCRIBEs before it to be answered (inbound/retained-order.ts). */
+  private onRetainedPublish (frame: Frame): Verdict {
+    if (this._subParts === undefined || this._subParts.size === 0) return this.onPublish(frame)
+    const order = this.retainedOrder ??= new RetainedOrder()
+    return { kind: 'defer', decision: order.whenSubscribed().then(() => this.onPublish(frame)) }
+  }
+
+  /** A SUBSCRIBE waits for the retained PUBLISHes before it to be routed (inbound/retained-order.ts). */
+  private onSubscribeInOrder (frame: Frame): Verdict {
+    const routed = this.retainedOrder?.whenRouted()
+    if (routed === undefined) return this.onSubscribe(frame)
+    return { kind: 'defer', decision: routed.then(() => this.onSubscribe(frame)) }
+  }
+
+  /** aedes routed a retained QoS 0/1 PUBLISH of the client, or refused it (lib/broker.ts). */
+  retainedRouted (): void {
+    this.retainedOrder?.routed()
   }
 
   /**
@@ -1224,7 +1247,10 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
         this.connackWritten(this.accepted)
         return
       case PacketType.PUBACK:
-      case PacketType.PUBREC: this.onOutboundAck(frame, out); return
+      case PacketType.PUBREC:
+        if (frame.type === PacketType.PUBREC) this.retainedOrder?.pubrecSent(ackPacketId(frame))
+        this.onOutboundAck(frame, out)
+        return
       case PacketType.PUBREL: {
         const id = ackPacketId(frame)
         if (this.synthetic.delete(id)) {
@@ -1576,6 +1602,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
     const part = this.subParts.get(id)
     if (!part) { out.push(frame.buf); return }
     this.subParts.delete(id)
+    if (this.subParts.size === 0) this.retainedOrder?.subscriptionsAnswered()
     const packet = decodeFrame(frame, this.version) as ISubackPacket | Error
     const code = packet instanceof Error ? ReasonCode.UnspecifiedError : (packet.granted[0] as number | undefined) ?? ReasonCode.UnspecifiedError
     if (part.pending.settle(part.index, code)) out.push(this.encodeSuback(part.pending))
