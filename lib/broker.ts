@@ -18,6 +18,7 @@ import { EncodeOnce } from './protocol/outbound/encode-once.js'
 import { forwardCorrections, stripWillProperties } from './protocol/delivery.js'
 import { silentLogger } from './logging.js'
 import { noopObserver, type BrokerObserver } from './observer.js'
+import { repeatedLog } from './repeated-log.js'
 
 /** The store aedes uses (aedes' async persistence interface); `undefined` = aedes' in-memory store. */
 export type AedesPersistence = NonNullable<AedesOptions['persistence']>
@@ -370,6 +371,8 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
       await new Promise<void>((resolve) => aedes.close(() => resolve()))
       const store = (aedes as unknown as { persistence?: { destroy?: () => Promise<void> } }).persistence
       if (store?.destroy) await store.destroy()
+      // the counts of repeated events not written yet (lib/repeated-log.ts)
+      repeatedLog.flush()
     }
   }
   return broker

@@ -824,7 +824,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
    * mosquitto does (its PUBREL is answered by aedes).
    */
   private deniedPublish (header: PublishHeader): Verdict {
-    this.log.info({ topic: header.topic }, 'publish not authorized')
+    this.log.repeated('info', 'publish not authorized', { topic: header.topic }, 'publish not authorized')
     if (this.version === 5) {
       return this.refusePublish(header, { kind: 'refuse', reasonCode: ReasonCode.NotAuthorized, reason: 'not authorized' })
     }
@@ -837,7 +837,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
     if (verdict.kind === 'disconnect' || this.version !== 5) {
       return { kind: 'close', reasonCode: verdict.reasonCode, reason: verdict.reason }
     }
-    this.log.debug({ topic: header.topic, reasonCode: describeReasonCode(verdict.reasonCode), reason: verdict.reason }, 'publish refused')
+    this.log.repeated('debug', 'publish refused ' + verdict.reasonCode, { topic: header.topic, reasonCode: describeReasonCode(verdict.reasonCode), reason: verdict.reason }, 'publish refused')
     this.ctx.observer.messageDropped('not-authorized', 1)
     if (header.qos === 0 || header.packetId === undefined) return DROP
     this.sendAck(header.qos === 1 ? 'puback' : 'pubrec', header.packetId, verdict.reasonCode, verdict.reason)
@@ -933,7 +933,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
       }
       const verdict = checkSubscription(packet, sub, this.version ?? 4, this.settings)
       if (verdict.kind === 'reject') {
-        this.log.debug({ filter: sub.topic, reasonCode: describeReasonCode(verdict.code) }, 'subscription refused')
+        this.log.repeated('debug', 'subscription refused ' + verdict.code, { filter: sub.topic, reasonCode: describeReasonCode(verdict.code) }, 'subscription refused')
         pending.settle(index, verdict.code)
         continue
       }
@@ -985,7 +985,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
   private subscriptionLimit (filter: string): number | undefined {
     const v5 = this.version === 5
     if (!this.ctx.policy.maySubscribe(this, filter)) {
-      this.log.info({ filter }, 'subscription not authorized')
+      this.log.repeated('info', 'subscription not authorized', { filter }, 'subscription not authorized')
       return v5 ? ReasonCode.NotAuthorized : ReasonCode.UnspecifiedError
     }
     const subs = clientSubscriptions(this.client)
@@ -993,7 +993,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
       // held, being made (earlier SUBSCRIBEs not yet answered, this one so far), and shared
       const count = Object.keys(subs).length + this.partsBefore + this.subscribing + (this.ctx.shared?.membershipCount(this.client.id) ?? 0)
       if (count >= this.ctx.policy.maxSubscriptions) {
-        this.log.warn({ filter, limit: this.ctx.policy.maxSubscriptions }, 'subscription limit reached')
+        this.log.repeated('warn', 'subscription limit reached', { filter, limit: this.ctx.policy.maxSubscriptions }, 'subscription limit reached')
         return v5 ? ReasonCode.QuotaExceeded : ReasonCode.UnspecifiedError
       }
       this.subscribing++
@@ -1129,7 +1129,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
         this.stallTimer = undefined
         if (!this.brokerWaiting) return
         this.shedding = true
-        this.log.warn({ queued: this.window.queued, buffered: this.socket.writableLength }, 'client is not keeping up: queue limits apply')
+        this.log.repeated('warn', 'stalled', { queued: this.window.queued, buffered: this.socket.writableLength }, 'client is not keeping up: queue limits apply')
         for (const dropped of this.window.trim()) this.dropPublish(dropped, 'queue-full')
         this.resumeBroker()
       }, this.settings.slowConsumerTimeout)
@@ -1358,7 +1358,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
   /** Drops a message for this client and completes its flow with aedes, as if it had been delivered. */
   private dropPublish (p: HeldPublish, reason: 'queue-full' | 'packet-too-large' | 'expired'): void {
     this.ctx.observer.messageDropped(reason, 1)
-    this.log.warn({ reason, qos: p.qos, bytes: p.frame.buf.length }, 'message to client dropped')
+    this.log.repeated('warn', 'dropped ' + reason, { reason, qos: p.qos, bytes: p.frame.buf.length }, 'message to client dropped')
     if (p.qos === 0 || p.packetId === undefined) return
     this.window.complete(p.packetId)
     const id = p.packetId
@@ -1645,7 +1645,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
       if (smaller.length <= max) return smaller
     }
     this.ctx.observer.messageDropped('packet-too-large', 1)
-    this.log.warn({ bytes: buf.length, maximum: max }, 'packet larger than the client accepts: not sent')
+    this.log.repeated('warn', 'packet too large', { bytes: buf.length, maximum: max }, 'packet larger than the client accepts: not sent')
     return Buffer.alloc(0)
   }
 
