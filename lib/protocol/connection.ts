@@ -1744,10 +1744,13 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
       setTimeout(() => this.socket.destroy(), 2000).unref()
     }
     if (this.accepted) {
+      const by = this.disconnectBy ?? 'network'
+      const reasonCode = describeReasonCode(this.disconnectReason)
       this.log.info({
-        reason,
-        reasonCode: describeReasonCode(this.disconnectReason),
-        by: this.disconnectBy ?? 'network'
+        // the client's DISCONNECT ended it, whichever side then closed the socket first
+        reason: by === 'client' ? `DISCONNECT from the client: ${this.disconnectReason === 0 ? '0x00 Normal disconnection' : reasonCode}` : reason,
+        reasonCode,
+        by
       }, 'client disconnected')
     } else {
       this.log.debug({ reason }, 'connection closed before CONNACK')
