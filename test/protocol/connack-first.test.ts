@@ -17,7 +17,10 @@ import { startTestServer, tcpPort, tcpUrl } from '../helpers/server.js'
 import { RawClient } from '../helpers/raw.js'
 import { describe, uniqueId, type RawVersion } from '../helpers/raw5.js'
 import { connectClient, collect } from '../helpers/mqtt.js'
-import { passwd, tempDir, writeFile } from '../helpers/security.js'
+import { eventually, passwd, tempDir, writeFile } from '../helpers/security.js'
+import { CHALLENGE_METHOD, ChallengeAuthenticator } from '../helpers/challenge-auth.js'
+import { startServer } from '../../lib/server.js'
+import { createLogger } from '../../lib/logging.js'
 
 /** The packets, encoded for `version`, as one buffer: one socket write. */
 function oneWrite (version: RawVersion, packets: mqtt.Packet[]): Buffer {
@@ -134,4 +137,44 @@ t.test('after a refused CONNECT nothing the client sent is processed', async (t)
       })
     }
   }
+})
+
+t.test('a slow login with many packets behind the CONNECT: they wait in the socket, then all are processed', async (t) => {
+  const file = join(tempDir(t), 'passwords')
+  await passwd(['--password', 'secret', file, 'alice'])
+  const server = await startTestServer(t, { passwordFile: file, allowAnonymous: false })
+  const watcher = await connectClient(t, tcpUrl(server), { username: 'alice', password: 'secret' })
+  const inbox = collect(watcher)
+  await watcher.subscribeAsync('cf/many/#', { qos: 0 })
+  const c = await open(t, tcpPort(server), 5)
+  const count = 2000
+  const publishes: mqtt.Packet[] = []
+  for (let i = 0; i < count; i++) publishes.push({ cmd: 'publish', topic: 'cf/many/x', payload: Buffer.from(String(i)), qos: 0, retain: false, dup: false })
+  // far more than the gateway holds before pausing the socket (MAX_HELD_BEFORE_CONNACK)
+  c.sendRaw(oneWrite(5, [connectPacket(5, { username: 'alice', password: Buffer.from('secret') }), ...publishes]))
+  const first = await c.next()
+  t.equal(first.cmd, 'connack', 'the CONNACK first')
+  t.equal((first as mqtt.IConnackPacket).reasonCode, 0)
+  t.ok(await eventually(() => inbox.messages.length >= count, 10000), `every message was published (${inbox.messages.length}/${count})`)
+  t.same(inbox.messages.map(m => m.payload.toString()), publishes.map(p => (p as mqtt.IPublishPacket).payload.toString()), 'in order')
+})
+
+t.test('[MQTT-3.1.2-30] enhanced authentication: a PUBLISH sent with the CONNECT is a Protocol Error and is not published', async (t) => {
+  const server = await startServer({ host: '127.0.0.1', port: 'auto', wsPort: 0, tlsPort: 0, wssPort: 0, persistence: 'memory', metrics: false, sysInterval: 0 },
+    { logger: createLogger({ level: 'silent', pretty: false }), authenticators: [new ChallengeAuthenticator()] })
+  t.teardown(() => server.close())
+  const watcher = await connectClient(t, tcpUrl(server))
+  const inbox = collect(watcher)
+  await watcher.subscribeAsync('cf/eauth/#', { qos: 0 })
+  const c = await open(t, tcpPort(server), 5)
+  c.sendRaw(oneWrite(5, [
+    connectPacket(5, { properties: { authenticationMethod: CHALLENGE_METHOD } }),
+    { cmd: 'publish', topic: 'cf/eauth/x', payload: Buffer.from('before CONNACK'), qos: 0, retain: false, dup: false }
+  ]))
+  await c.waitClose()
+  const connack = c.packets.find(p => p.cmd === 'connack') as mqtt.IConnackPacket | undefined
+  t.equal(connack?.reasonCode, ReasonCode.ProtocolError, 'CONNACK 0x82')
+  await watcher.publishAsync('cf/eauth/marker', 'after', { qos: 1 })
+  await inbox.next(1)
+  t.same(inbox.messages.map(m => m.topic), ['cf/eauth/marker'], 'the PUBLISH was not published')
 })
