@@ -186,6 +186,8 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
   private gate: ConnackGateState = ConnackGate.Open
   /** the socket is paused while frames wait for the CONNACK */
   private heldPaused = false
+  /** aedes finished writing the CONNACK ('connackSent') */
+  private brokerConnacked = false
   /** a retained PUBLISH and a SUBSCRIBE take effect in the client's order (made on the first retained PUBLISH) */
   private retainedOrder: RetainedOrder | undefined
   // The maps and sets of the connection are made on first use (the getters
@@ -427,16 +429,15 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
    * CONNACK; if it was refused they never are (inbound/connack-gate.ts).
    */
   private connackWritten (accepted: boolean): void {
-    this.gate = afterConnack(accepted)
     if (!accepted) {
+      this.gate = afterConnack(false)
       this.pending.length = 0
       this.pendingHead = 0
       return
     }
-    if (this.heldPaused) {
-      this.heldPaused = false
-      if (!this.socketPaused) this.socket.resume()
-    }
+    // the CONNACK is out, an AUTH exchange over: what comes now waits for aedes
+    this.gate = ConnackGate.Waiting
+    if (this.brokerConnacked) this.openGate()
   }
 
   /**
@@ -446,7 +447,19 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
    * (its queue holds only a few dozen).
    */
   brokerSentConnack (): void {
-    if (this.gate === ConnackGate.Open && this.pendingHead < this.pending.length) process.nextTick(Connection.checkHeldInbound, this)
+    this.brokerConnacked = true
+    if (this.connackSent && this.accepted) this.openGate()
+  }
+
+  /** Both the CONNACK is queued for the socket and aedes counts the client as acknowledged. */
+  private openGate (): void {
+    if (this.gate === ConnackGate.Open) return
+    this.gate = afterConnack(true)
+    if (this.heldPaused) {
+      this.heldPaused = false
+      if (!this.socketPaused) this.socket.resume()
+    }
+    if (this.pendingHead < this.pending.length) process.nextTick(Connection.checkHeldInbound, this)
   }
 
   /** Runs the inbound checks on the frames received, in order, stopping at a deferred decision. */
