@@ -39,7 +39,7 @@ async function open (t: Test, port: number, version: RawVersion): Promise<RawCli
 
 /** Every retained message the broker holds on topics matching `filter`. */
 async function retained (server: CulexServer, filter: string): Promise<string[]> {
-  const store = server.broker.aedes.persistence as unknown as { createRetainedStream: (pattern: string) => Readable }
+  const store = (server.broker.aedes as unknown as { persistence: { createRetainedStream: (pattern: string) => Readable } }).persistence
   const topics: string[] = []
   for await (const packet of store.createRetainedStream(filter)) topics.push((packet as { topic: string }).topic)
   return topics
