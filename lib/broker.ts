@@ -18,6 +18,7 @@ import { EncodeOnce } from './protocol/outbound/encode-once.js'
 import { forwardCorrections, stripWillProperties } from './protocol/delivery.js'
 import { silentLogger } from './logging.js'
 import { noopObserver, type BrokerObserver } from './observer.js'
+import { repeatedLog } from './repeated-log.js'
 
 /** The store aedes uses (aedes' async persistence interface); `undefined` = aedes' in-memory store. */
 export type AedesPersistence = NonNullable<AedesOptions['persistence']>
@@ -179,17 +180,22 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
     },
     authorizePublish (client, packet, callback) {
       stripWillProperties(packet)
+      const conn = client ? bySide.get(client.conn) : undefined
+      const refuse = (err: Error): void => {
+        // refused, so never routed: a SUBSCRIBE waiting for it goes on (protocol/inbound/retained-order.ts)
+        if (packet.retain && packet.qos < 2) conn?.retainedRouted()
+        callback(err)
+      }
       if (security?.hasAcl && client) {
         // wills (the gateway checks the client's own PUBLISHes)
-        const conn = bySide.get(client.conn)
         if (!security.mayPublish({ clientId: client.id, username: conn?.authenticatedAs }, packet.topic)) {
-          callback(new Error('not authorized'))
+          refuse(new Error('not authorized'))
           return
         }
       }
       // [MQTT-4.7.2-1] $SYS (and culex's $events, $dlq) are the broker's; clients may not publish there
       if (client && isReservedTopic(packet.topic)) {
-        callback(new Error(`${packet.topic.split('/')[0] ?? ''} topics are reserved`))
+        refuse(new Error(`${packet.topic.split('/')[0] ?? ''} topics are reserved`))
         return
       }
       callback(null)
@@ -228,7 +234,12 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
     },
     published (packet, client, callback) {
       // the message is in the store for every persistent session: its PUBACK may go
-      if (client && packet.qos === 1 && packet.messageId !== undefined) bySide.get(client.conn)?.onPublished(packet.messageId)
+      const conn = client ? bySide.get(client.conn) : undefined
+      if (conn !== undefined) {
+        if (packet.qos === 1 && packet.messageId !== undefined) conn.onPublished(packet.messageId)
+        // a SUBSCRIBE of the client may wait for it (protocol/inbound/retained-order.ts)
+        if (packet.retain && packet.qos < 2) conn.retainedRouted()
+      }
       callback(null)
     }
   }
@@ -270,6 +281,8 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
   // after aedes re-sent the session's queued messages: the gateway writes them
   // out, and shared groups may deliver (so they are not taken twice)
   aedes.on('clientReady', (client) => { bySide.get(client.conn)?.ready() })
+  // what the client sent behind its CONNECT waited for the CONNACK (inbound/connack-gate.ts)
+  aedes.on('connackSent', (_packet, client) => { bySide.get(client.conn)?.brokerSentConnack() })
   aedes.on('clientError', (client, err) => {
     const conn = bySide.get(client.conn)
     ;(conn?.log ?? logger).debug({ err: err.message }, 'client error')
@@ -364,6 +377,8 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
       await new Promise<void>((resolve) => aedes.close(() => resolve()))
       const store = (aedes as unknown as { persistence?: { destroy?: () => Promise<void> } }).persistence
       if (store?.destroy) await store.destroy()
+      // the counts of repeated events not written yet (lib/repeated-log.ts)
+      repeatedLog.flush()
     }
   }
   return broker

@@ -3,6 +3,7 @@
  * terminal. Every connection logs through a child bound to its clientId.
  */
 import { pino, type Logger, type LevelWithSilent } from 'pino'
+import { repeatedLog, type RepeatedLevel } from './repeated-log.js'
 
 export type { Logger }
 
@@ -74,6 +75,17 @@ export class ConnectionLogger {
       ...(this.more ?? { clientId: this.clientId })
     })
     return this.child
+  }
+
+  isLevelEnabled (level: LevelName): boolean { return this.parent.isLevelEnabled(level) }
+
+  /**
+   * An event that can repeat per message or packet: the first is written at
+   * once, repeats of the same `key` on this connection are written as one
+   * line with their count per interval (lib/repeated-log.ts).
+   */
+  repeated (level: RepeatedLevel, key: string, fields: Record<string, unknown>, msg: string, count = 1): void {
+    repeatedLog.log(this, level, key, fields, msg, count)
   }
 
   trace (obj: object, msg?: string): void { this.write('trace', obj, msg) }

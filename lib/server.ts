@@ -45,6 +45,17 @@ export function isLoopback (host: string): boolean {
   return LOOPBACK.has(host) || host.startsWith('127.')
 }
 
+/**
+ * The plain-text listeners (TCP, WebSocket) that take credentials where
+ * others can listen: bound to a non-loopback address while passwords (the
+ * password file, also used by SCRAM) or another authentication method are
+ * configured. TLS listeners and loopback are not exposed.
+ */
+export function plainTextCredentialListeners (host: string, listeners: readonly Listener[], acceptsCredentials: boolean): Listener[] {
+  if (!acceptsCredentials || isLoopback(host)) return []
+  return listeners.filter(l => l.name === 'tcp' || l.name === 'ws')
+}
+
 export async function startServer (input: ConfigInput | Config = {}, options: StartOptions = {}): Promise<CulexServer> {
   const config = ConfigSchema.parse(input)
   const logger = options.logger ?? silentLogger()
@@ -127,6 +138,12 @@ export async function startServer (input: ConfigInput | Config = {}, options: St
   observability.attach({ broker, http: [result.ws, result.wss].filter((l): l is HttpListener => l !== undefined), listeners })
 
   for (const l of listeners) logger.info({ listener: l.name, url: l.url() }, `listening on ${l.url()}`)
+  const exposed = plainTextCredentialListeners(config.host, listeners, config.passwordFile !== undefined || (options.authenticators?.length ?? 0) > 0)
+  if (exposed.length > 0) {
+    logger.warn({ host: config.host, listeners: exposed.map(l => l.url()) },
+      'credentials are accepted in clear text on a non-loopback address: anyone on the network path can read passwords and sessions. ' +
+      'Serve clients over TLS only (tlsPort, wssPort) and turn the plain listeners off (port 0, wsPort 0), or bind to loopback')
+  }
   if (isLoopback(config.host)) {
     logger.info('bound to loopback only; set --host 0.0.0.0 (or CULEX_HOST) to listen on other addresses')
   }

@@ -17,7 +17,7 @@ export const LAYERS: ReadonlyArray<{ name: string, members: readonly string[] }>
   {
     name: 'wire facts',
     members: [
-      'lib/version.ts', 'lib/logging.ts',
+      'lib/version.ts', 'lib/logging.ts', 'lib/repeated-log.ts',
       'lib/protocol/reason-codes.ts', 'lib/protocol/topic.ts', 'lib/protocol/utf8.ts',
       'lib/protocol/frame.ts', 'lib/protocol/codec.ts', 'lib/protocol/decode.ts',
       'lib/protocol/packet-id-table.ts', 'lib/protocol/auth.ts', 'lib/protocol/property-rules.ts',

@@ -29,6 +29,7 @@ import { persistenceError } from './errors.js'
 import type { ShareStore, StoredMember, StoredMessage } from '../shared/store.js'
 import type { GroupCommit } from './group-commit.js'
 import { TopicTree } from './topic-tree.js'
+import { repeatedLog } from '../repeated-log.js'
 import type {
   BrokerHeartbeats, BrokerRef, ClientRef, ClientSubscription, CulexPersistence, DropEvent, DropReason,
   EnqueueTarget, OverflowPolicy, PersistenceLimits, PersistenceStats, QueueSink, QueueSinkFactory, SessionMeta,
@@ -58,8 +59,6 @@ const QLOBBER_OPTIONS = {
 
 export const DEFAULT_MAX_QUEUED_MESSAGES = 1000
 export const DEFAULT_MAX_QUEUED_BYTES = 10 * 1024 * 1024
-/** drops of one session and reason are logged at most once per this window */
-const DROP_LOG_WINDOW_MS = 10_000
 const STREAM_CHUNK = 64
 /** how long a QoS 1 packet id may stay in memory only (#lazyIds) */
 const ID_WRITE_DELAY_MS = 100
@@ -158,7 +157,6 @@ export interface StoreBackend {
   readPackets (keys: string[]): Promise<Array<StoredPacket | undefined>>
 }
 
-interface DropLogState { since: number, suppressed: number }
 
 function brokerKeyOf (packet: StoredPacket): string | undefined {
   if (packet.brokerId === undefined || packet.brokerId === null || packet.brokerCounter === undefined) return undefined
@@ -214,7 +212,6 @@ export abstract class BaseStore implements CulexPersistence {
   #incomingCount = 0
   readonly #dropped = { queueFull: 0, expired: 0, retainedLimit: 0 }
   readonly #dropListeners = new Set<(event: DropEvent) => void>()
-  readonly #dropLog = new Map<string, DropLogState>()
 
   constructor (opts: { limits?: PersistenceLimits, logger?: Logger, cacheBytes?: number }) {
     const limits = opts.limits ?? {}
@@ -1366,26 +1363,12 @@ export abstract class BaseStore implements CulexPersistence {
       }
     }
     // expiry is the message's own lifetime running out: normal, not logged
-    if (reason === 'expired') return
-    // one log line per burst: the first drop of a session and reason is
-    // logged; further drops within the window are counted and reported with
-    // the next line after it
-    const now = Date.now()
-    const key = reason + '\u0000' + (clientId ?? '')
-    const state = this.#dropLog.get(key)
-    if (state !== undefined && now - state.since < DROP_LOG_WINDOW_MS) {
-      state.suppressed += count
-      return
-    }
-    const suppressed = state?.suppressed ?? 0
-    if (this.#dropLog.size > 10_000) {
-      for (const [k, s] of this.#dropLog) if (now - s.since >= DROP_LOG_WINDOW_MS) this.#dropLog.delete(k)
-    }
-    this.#dropLog.set(key, { since: now, suppressed: 0 })
+    if (reason === 'expired' || this.logger === undefined) return
+    // a count per session and reason per interval, not a line per message (lib/repeated-log.ts)
     const msg = reason === 'queue-full'
       ? `offline queue of ${JSON.stringify(clientId)} is full (${this.#overflow}): messages dropped`
       : 'retained message refused: retained limit reached'
-    this.logger?.warn({ clientId, reason, count: count + suppressed, ...detail }, msg)
+    repeatedLog.log(this.logger, 'warn', reason + '\u0000' + (clientId ?? ''), { clientId, reason, ...detail }, msg, count)
   }
 
   // -------------------------------------------------------------------------

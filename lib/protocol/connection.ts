@@ -25,6 +25,8 @@ import { checkPublishHeader, checkPublishProperties, type PublishPolicy } from '
 import { OutboundFlow, OutboundWindow, type HeldPublish } from './outbound/flow-control.js'
 import { checkAckFrame, wrongAckKind } from './inbound/ack.js'
 import { checkProperties } from './inbound/properties.js'
+import { RetainedOrder } from './inbound/retained-order.js'
+import { ConnackGate, MAX_HELD_BEFORE_CONNACK, afterConnack, afterConnect, gateDecision, type ConnackGateState } from './inbound/connack-gate.js'
 import { PacketIdTable } from './packet-id-table.js'
 import { OutboundAliases } from './outbound/topic-alias.js'
 import { ReasonCode, describeReasonCode, isFailure, v5ToV311ConnackCode, v311ToV5ConnackCode } from './reason-codes.js'
@@ -187,6 +189,14 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
   private readonly pending: Frame[] = []
   private pendingHead = 0
   private deferred = false
+  /** what happens to frames between CONNECT and CONNACK (inbound/connack-gate.ts) */
+  private gate: ConnackGateState = ConnackGate.Open
+  /** the socket is paused while frames wait for the CONNACK */
+  private heldPaused = false
+  /** aedes finished writing the CONNACK ('connackSent') */
+  private brokerConnacked = false
+  /** a retained PUBLISH and a SUBSCRIBE take effect in the client's order (made on the first retained PUBLISH) */
+  private retainedOrder: RetainedOrder | undefined
   // The maps and sets of the connection are made on first use (the getters
   // below): an idle connection carries none of them.
   private _inflightIn: PacketIdTable<InboundFlow> | undefined
@@ -314,6 +324,10 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
     conn.flushOut()
   }
 
+  private static checkHeldInbound (conn: Connection): void {
+    conn.processInbound()
+  }
+
   /** The gateway whose stream aedes was given (aedes' `client.conn`), if it is one. */
   static ofStream (stream: unknown): Connection | undefined {
     return stream instanceof BrokerSide ? stream.owner as Connection : undefined
@@ -410,6 +424,49 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
       this.pending.push(result.frame)
     }
     this.processInbound()
+    if (!this.heldPaused && this.gate === ConnackGate.Waiting && this.pending.length - this.pendingHead > MAX_HELD_BEFORE_CONNACK) {
+      this.heldPaused = true
+      this.socket.pause()
+    }
+  }
+
+  /**
+   * The CONNACK went out (`checkOutbound`): the frames the client sent after
+   * its CONNECT are checked now, in order, if it was accepted, behind the
+   * CONNACK; if it was refused they never are (inbound/connack-gate.ts).
+   */
+  private connackWritten (accepted: boolean): void {
+    if (!accepted) {
+      this.gate = afterConnack(false)
+      this.pending.length = 0
+      this.pendingHead = 0
+      return
+    }
+    // the CONNACK is out, an AUTH exchange over: what comes now waits for aedes
+    this.gate = ConnackGate.Waiting
+    if (this.brokerConnacked) this.openGate()
+  }
+
+  /**
+   * aedes finished writing the CONNACK (its 'connackSent'): the frames held
+   * behind the CONNECT go to it from the next tick, once it counts the client
+   * as acknowledged and handles packets at once rather than queueing them
+   * (its queue holds only a few dozen).
+   */
+  brokerSentConnack (): void {
+    this.brokerConnacked = true
+    if (this.connackSent && this.accepted) this.openGate()
+  }
+
+  /** Both the CONNACK is queued for the socket and aedes counts the client as acknowledged. */
+  private openGate (): void {
+    if (this.gate === ConnackGate.Open) return
+    this.gate = afterConnack(true)
+    if (this.heldPaused) {
+      this.heldPaused = false
+      if (!this.socketPaused) this.socket.resume()
+    }
+    if (this.pendingHead < this.pending.length) process.nextTick(Connection.checkHeldInbound, this)
   }
 
   /** Runs the inbound checks on the frames received, in order, stopping at a deferred decision. */
@@ -417,10 +474,17 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
     if (this.deferred) return
     const forward: Packet[] = []
     while (this.pendingHead < this.pending.length && !this.closed) {
-      const frame = this.pending[this.pendingHead++] as Frame
+      const frame = this.pending[this.pendingHead] as Frame
+      const gate = gateDecision(this.gate, frame.type)
+      if (gate === 'hold') break
+      this.pendingHead++
+      if (gate === 'drop') continue
       let verdict: Verdict
       try {
-        verdict = this.checkInbound(frame)
+        verdict = gate === 'protocol-error'
+          // [MQTT-3.1.2-30] during enhanced authentication, only AUTH or DISCONNECT until CONNACK (spec 4.12)
+          ? { kind: 'close', reasonCode: ReasonCode.ProtocolError, reason: 'packet other than AUTH during authentication' }
+          : this.checkInbound(frame)
       } catch (err) {
         // whatever a client sends, it ends at most its own connection
         verdict = { kind: 'close', reasonCode: ReasonCode.MalformedPacket, reason: `undecodable packet: ${(err as Error).message}` }
@@ -444,8 +508,10 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
       }
       if (!this.apply(verdict, frame, forward)) return
     }
-    this.pending.length = 0
-    this.pendingHead = 0
+    if (this.pendingHead >= this.pending.length) {
+      this.pending.length = 0
+      this.pendingHead = 0
+    }
     this.flushToBroker(forward)
   }
 
@@ -493,7 +559,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
   packetDone (): void {
     if (this.socketPaused && packetsInProgress(this.client) <= MAX_IN_PROGRESS / 2) {
       this.socketPaused = false
-      this.socket.resume()
+      if (!this.heldPaused) this.socket.resume()
     }
   }
 
@@ -502,10 +568,6 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
       // [MQTT-3.1.0-1] the first packet must be CONNECT
       return { kind: 'close', reasonCode: ReasonCode.ProtocolError, reason: 'first packet is not CONNECT' }
     }
-    if (this.auth?.phase === 'connect' && frame.type !== PacketType.AUTH && frame.type !== PacketType.DISCONNECT) {
-      // spec 4.12: until CONNACK, only AUTH (or DISCONNECT) may follow CONNECT
-      return { kind: 'close', reasonCode: ReasonCode.ProtocolError, reason: 'packet other than AUTH during authentication' }
-    }
     if (frame.type >= PacketType.PUBACK && frame.type <= PacketType.PUBCOMP) {
       // spec 3.4-3.7: a whole, well-formed acknowledgement before it changes any state
       const bad = checkAckFrame(frame, this.version)
@@ -513,12 +575,12 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
     }
     switch (frame.type) {
       case PacketType.CONNECT: return this.onConnect(frame)
-      case PacketType.PUBLISH: return this.onPublish(frame)
+      case PacketType.PUBLISH: return (frame.flags & 0x01) === 0 ? this.onPublish(frame) : this.onRetainedPublish(frame)
       case PacketType.PUBACK: return this.onClientPuback(frame)
       case PacketType.PUBREC: return this.onClientPubrec(frame)
       case PacketType.PUBREL: return this.onClientPubrel(frame)
       case PacketType.PUBCOMP: return this.onClientPuback(frame)
-      case PacketType.SUBSCRIBE: return this.onSubscribe(frame)
+      case PacketType.SUBSCRIBE: return this.onSubscribeInOrder(frame)
       case PacketType.UNSUBSCRIBE: return this.onUnsubscribe(frame)
       case PacketType.DISCONNECT: return this.onDisconnect(frame)
       case PacketType.AUTH: return this.onAuth(frame)
@@ -538,7 +600,9 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
    *    not, with 0x99;
    * 4. learn the client's Receive Maximum, Maximum Packet Size, Topic Alias
    *    Maximum and Request Problem Information;
-   * 5. an Authentication Method starts enhanced authentication (spec 4.12).
+   * 5. [MQTT-3.2.0-1] [MQTT-3.1.4-6] the packets after it wait for the
+   *    CONNACK (inbound/connack-gate.ts);
+   * 6. an Authentication Method starts enhanced authentication (spec 4.12).
    */
   private onConnect (frame: Frame): Verdict {
     if (this.connectSeen) {
@@ -569,6 +633,8 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
       // MQTT 3.1 (MQIsdp) has no empty Client Identifiers: return code 2, identifier rejected
       return { kind: 'close', reasonCode: ReasonCode.ClientIdentifierNotValid, reason: 'empty Client Identifier in MQTT 3.1' }
     }
+    // what follows the CONNECT waits for its CONNACK (inbound/connack-gate.ts)
+    this.gate = afterConnect(this.version === 5 && packet.properties?.authenticationMethod !== undefined)
     const refused = this.ctx.policy.admit(this, packet)
     if (refused !== undefined) return { kind: 'close', reasonCode: refused, reason: `connection refused: ${describeReasonCode(refused)}` }
     const will = packet.will
@@ -782,7 +848,27 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
         this.inflightIn.set(id, { qos: header.qos, topic })
       }
     }
+    if (header.retain) (this.retainedOrder ??= new RetainedOrder()).forwarded(header.qos === 2 ? id : undefined)
     return { kind: 'replace', packets: [packet] }
+  }
+
+  /** A retained PUBLISH waits for the SUBSCRIBEs before it to be answered (inbound/retained-order.ts). */
+  private onRetainedPublish (frame: Frame): Verdict {
+    if (this._subParts === undefined || this._subParts.size === 0) return this.onPublish(frame)
+    const order = this.retainedOrder ??= new RetainedOrder()
+    return { kind: 'defer', decision: order.whenSubscribed().then(() => this.onPublish(frame)) }
+  }
+
+  /** A SUBSCRIBE waits for the retained PUBLISHes before it to be routed (inbound/retained-order.ts). */
+  private onSubscribeInOrder (frame: Frame): Verdict {
+    const routed = this.retainedOrder?.whenRouted()
+    if (routed === undefined) return this.onSubscribe(frame)
+    return { kind: 'defer', decision: routed.then(() => this.onSubscribe(frame)) }
+  }
+
+  /** aedes routed a retained QoS 0/1 PUBLISH of the client, or refused it (lib/broker.ts). */
+  retainedRouted (): void {
+    this.retainedOrder?.routed()
   }
 
   /**
@@ -791,7 +877,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
    * mosquitto does (its PUBREL is answered by aedes).
    */
   private deniedPublish (header: PublishHeader): Verdict {
-    this.log.info({ topic: header.topic }, 'publish not authorized')
+    this.log.repeated('info', 'publish not authorized', { topic: header.topic }, 'publish not authorized')
     if (this.version === 5) {
       return this.refusePublish(header, { kind: 'refuse', reasonCode: ReasonCode.NotAuthorized, reason: 'not authorized' })
     }
@@ -804,7 +890,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
     if (verdict.kind === 'disconnect' || this.version !== 5) {
       return { kind: 'close', reasonCode: verdict.reasonCode, reason: verdict.reason }
     }
-    this.log.debug({ topic: header.topic, reasonCode: describeReasonCode(verdict.reasonCode), reason: verdict.reason }, 'publish refused')
+    this.log.repeated('debug', 'publish refused ' + verdict.reasonCode, { topic: header.topic, reasonCode: describeReasonCode(verdict.reasonCode), reason: verdict.reason }, 'publish refused')
     this.ctx.observer.messageDropped('not-authorized', 1)
     if (header.qos === 0 || header.packetId === undefined) return DROP
     this.sendAck(header.qos === 1 ? 'puback' : 'pubrec', header.packetId, verdict.reasonCode, verdict.reason)
@@ -912,7 +998,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
       }
       const verdict = checkSubscription(packet, sub, this.version ?? 4, this.settings)
       if (verdict.kind === 'reject') {
-        this.log.debug({ filter: sub.topic, reasonCode: describeReasonCode(verdict.code) }, 'subscription refused')
+        this.log.repeated('debug', 'subscription refused ' + verdict.code, { filter: sub.topic, reasonCode: describeReasonCode(verdict.code) }, 'subscription refused')
         pending.settle(index, verdict.code)
         continue
       }
@@ -964,7 +1050,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
   private subscriptionLimit (filter: string): number | undefined {
     const v5 = this.version === 5
     if (!this.ctx.policy.maySubscribe(this, filter)) {
-      this.log.info({ filter }, 'subscription not authorized')
+      this.log.repeated('info', 'subscription not authorized', { filter }, 'subscription not authorized')
       return v5 ? ReasonCode.NotAuthorized : ReasonCode.UnspecifiedError
     }
     const subs = clientSubscriptions(this.client)
@@ -972,7 +1058,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
       // held, being made (earlier SUBSCRIBEs not yet answered, this one so far), and shared
       const count = Object.keys(subs).length + this.partsBefore + this.subscribing + (this.ctx.shared?.membershipCount(this.client.id) ?? 0)
       if (count >= this.ctx.policy.maxSubscriptions) {
-        this.log.warn({ filter, limit: this.ctx.policy.maxSubscriptions }, 'subscription limit reached')
+        this.log.repeated('warn', 'subscription limit reached', { filter, limit: this.ctx.policy.maxSubscriptions }, 'subscription limit reached')
         return v5 ? ReasonCode.QuotaExceeded : ReasonCode.UnspecifiedError
       }
       this.subscribing++
@@ -1120,7 +1206,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
         this.stallTimer = undefined
         if (!this.brokerWaiting) return
         this.shedding = true
-        this.log.warn({ queued: this.window.queued, buffered: this.socket.writableLength }, 'client is not keeping up: queue limits apply')
+        this.log.repeated('warn', 'stalled', { queued: this.window.queued, buffered: this.socket.writableLength }, 'client is not keeping up: queue limits apply')
         for (const dropped of this.window.trim()) this.dropPublish(dropped, 'queue-full')
         this.resumeBroker()
       }, this.settings.slowConsumerTimeout)
@@ -1233,9 +1319,15 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
   private checkOutbound (frame: Frame, out: Buffer[]): void {
     switch (frame.type) {
       case PacketType.PUBLISH: this.onOutboundPublish(frame, out); return
-      case PacketType.CONNACK: out.push(this.fitConnack(this.onConnack(frame))); return
+      case PacketType.CONNACK:
+        out.push(this.fitConnack(this.onConnack(frame)))
+        this.connackWritten(this.accepted)
+        return
       case PacketType.PUBACK:
-      case PacketType.PUBREC: this.onOutboundAck(frame, out); return
+      case PacketType.PUBREC:
+        if (frame.type === PacketType.PUBREC) this.retainedOrder?.pubrecSent(ackPacketId(frame))
+        this.onOutboundAck(frame, out)
+        return
       case PacketType.PUBREL: {
         const id = ackPacketId(frame)
         if (this.synthetic.delete(id)) {
@@ -1344,7 +1436,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
   /** Drops a message for this client and completes its flow with aedes, as if it had been delivered. */
   private dropPublish (p: HeldPublish, reason: 'queue-full' | 'packet-too-large' | 'expired'): void {
     this.ctx.observer.messageDropped(reason, 1)
-    this.log.warn({ reason, qos: p.qos, bytes: p.frame.buf.length }, 'message to client dropped')
+    this.log.repeated('warn', 'dropped ' + reason, { reason, qos: p.qos, bytes: p.frame.buf.length }, 'message to client dropped')
     if (p.qos === 0 || p.packetId === undefined) return
     this.window.complete(p.packetId)
     const id = p.packetId
@@ -1605,6 +1697,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
     const part = this.subParts.get(id)
     if (!part) { out.push(frame.buf); return }
     this.subParts.delete(id)
+    if (this.subParts.size === 0) this.retainedOrder?.subscriptionsAnswered()
     const packet = decodeFrame(frame, this.version) as ISubackPacket | Error
     const code = packet instanceof Error ? ReasonCode.UnspecifiedError : (packet.granted[0] as number | undefined) ?? ReasonCode.UnspecifiedError
     if (part.pending.settle(part.index, code)) out.push(this.encodeSuback(part.pending))
@@ -1647,7 +1740,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
       if (smaller.length <= max) return smaller
     }
     this.ctx.observer.messageDropped('packet-too-large', 1)
-    this.log.warn({ bytes: buf.length, maximum: max }, 'packet larger than the client accepts: not sent')
+    this.log.repeated('warn', 'packet too large', { bytes: buf.length, maximum: max }, 'packet larger than the client accepts: not sent')
     return Buffer.alloc(0)
   }
 
@@ -1752,10 +1845,13 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
       setTimeout(() => this.socket.destroy(), 2000).unref()
     }
     if (this.accepted) {
+      const by = this.disconnectBy ?? 'network'
+      const reasonCode = describeReasonCode(this.disconnectReason)
       this.log.info({
-        reason,
-        reasonCode: describeReasonCode(this.disconnectReason),
-        by: this.disconnectBy ?? 'network'
+        // the client's DISCONNECT ended it, whichever side then closed the socket first
+        reason: by === 'client' ? `DISCONNECT from the client: ${this.disconnectReason === 0 ? '0x00 Normal disconnection' : reasonCode}` : reason,
+        reasonCode,
+        by
       }, 'client disconnected')
     } else {
       this.log.debug({ reason }, 'connection closed before CONNACK')

@@ -34,6 +34,7 @@ import type { ShareStore, StoredMember, StoredMessage } from './store.js'
 import { allocatePacketId } from '../aedes-internals.js'
 import { topicMatches } from '../protocol/topic.js'
 import { PacketIdTable } from './packet-ids.js'
+import { repeatedLog } from '../repeated-log.js'
 
 /** Broker id marking a shared delivery: `SHARED_BROKER_ID + group key`. */
 export const SHARED_BROKER_ID = '$culex-share:'
@@ -326,7 +327,7 @@ export class SharedSubscriptions {
           this.unassign(group, member, entry, true)
         } else if (entry.message.qos === 2 && sessionEnded) {
           // spec 4.8.2: a QoS 2 message sent to a session that ended is never sent to another member
-          this.log.warn({ group: group.key, clientId }, 'QoS 2 message lost with its member\'s session (spec 4.8.2)')
+          repeatedLog.log(this.log, 'warn', 'qos2 lost ' + group.key, { group: group.key, clientId }, 'QoS 2 message lost with its member\'s session (spec 4.8.2)')
           group.dropped++
           await this.complete(group, entry)
         } else if (entry.delivery !== undefined) {
@@ -481,7 +482,7 @@ export class SharedSubscriptions {
   private makeRoom (group: Group): boolean {
     group.dropped++
     if (this.opts.overflow === 'refuse') {
-      this.log.warn({ group: group.key, limit: this.opts.maxQueued }, 'shared group queue full: message refused')
+      repeatedLog.log(this.log, 'warn', 'full ' + group.key, { group: group.key, limit: this.opts.maxQueued }, 'shared group queue full: message refused')
       return false
     }
     const oldest = group.pending.shift()
@@ -489,7 +490,7 @@ export class SharedSubscriptions {
       group.remove(oldest)
       void this.forget(group, oldest.seq)
     }
-    this.log.warn({ group: group.key, limit: this.opts.maxQueued }, 'shared group queue full: oldest message dropped')
+    repeatedLog.log(this.log, 'warn', 'full ' + group.key, { group: group.key, limit: this.opts.maxQueued }, 'shared group queue full: oldest message dropped')
     return true
   }
 
@@ -721,7 +722,7 @@ export class SharedSubscriptions {
 
   private discard (group: Group, entry: Entry, why: string): void {
     group.dropped++
-    this.log.info({ group: group.key, clientId: entry.assignedTo, topic: entry.message.topic }, why)
+    repeatedLog.log(this.log, 'info', why + '\u0000' + group.key + '\u0000' + (entry.assignedTo ?? ''), { group: group.key, clientId: entry.assignedTo, topic: entry.message.topic }, why)
     void this.complete(group, entry)
   }
 
@@ -752,7 +753,7 @@ export class SharedSubscriptions {
     const template = this.opts.deadLetterTopic
     if (!template) {
       group.dropped++
-      this.log.info({ group: group.key, clientId, reasonCode }, 'shared message refused by its member: discarded')
+      repeatedLog.log(this.log, 'info', 'refused ' + group.key + '\u0000' + clientId, { group: group.key, clientId, reasonCode }, 'shared message refused by its member: discarded')
       return
     }
     group.deadLettered++
@@ -777,7 +778,7 @@ export class SharedSubscriptions {
         }
       }
     } as never, (err?: Error) => {
-      if (err) this.log.error({ err, topic }, 'dead-letter publish failed')
+      if (err) repeatedLog.log(this.log, 'error', 'dead-letter failed ' + group.key, { err, topic }, 'dead-letter publish failed')
     })
   }
 
