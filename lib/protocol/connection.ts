@@ -26,7 +26,7 @@ import { PacketIdTable } from './packet-id-table.js'
 import { OutboundAliases } from './outbound/topic-alias.js'
 import { ReasonCode, describeReasonCode, isFailure, v5ToV311ConnackCode, v311ToV5ConnackCode } from './reason-codes.js'
 import type { Authenticators, AuthExchange, AuthStep } from './auth.js'
-import { hardenClient, clientSubscriptions, handleStream, pacePackets, injectPacket, packetsInProgress, routeQoS0Delivery, AliasTable, allocatePacketId, type PacketPacer } from '../aedes-internals.js'
+import { hardenClient, clientSubscriptions, handleStream, pacePackets, injectPacket, packetsInProgress, refreshKeepAlive, routeQoS0Delivery, AliasTable, allocatePacketId, type PacketPacer } from '../aedes-internals.js'
 import type { QueueSink } from '../persistence/types.js'
 import { BrokerSide, type BrokerSideOwner } from './broker-side.js'
 import { publishPacket, decodeOther } from './decode.js'
@@ -388,6 +388,8 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
     }
     const results: ReadResult[] = []
     this.inbound.push(chunk, results)
+    // [MQTT-3.1.2-22] a packet from the client restarts its keep-alive, whichever path answers it
+    if (results.length > 0) refreshKeepAlive(this.client)
     for (const result of results) {
       if (result.kind === 'malformed') {
         this.processInbound()
