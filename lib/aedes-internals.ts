@@ -378,6 +378,25 @@ export function refreshKeepAlive (client: Client): void {
   (timer as NodeJS.Timeout).refresh()
 }
 
+/**
+ * [MQTT-3.1.2-4] An MQTT 5 client that resumes a session (Clean Start 0) with
+ * Session Expiry 0 gets the session with its state, which then ends with
+ * this connection. aedes marks such a client `clean` (its session does not
+ * outlive the connection) and, being clean, drops the resumed session's
+ * queue instead of sending it (connect.js emptyQueueFilter). Marked not
+ * clean, aedes sends the queue and keeps the session's state in the store
+ * while the client is connected, as for any session it resumes; the session
+ * still ends at disconnect, since aedes ends it by the Session Expiry
+ * Interval (0: `_wipeSession`), not by this flag.
+ */
+export function keepResumedSession (client: Client): void {
+  const c = client as unknown as { clean?: unknown, sessionExpiryInterval?: unknown, connecting?: unknown }
+  if (c.clean !== true || c.sessionExpiryInterval !== 0 || c.connecting !== true) {
+    throw new Error('aedes Client no longer marks a connecting Session Expiry 0 client clean: review lib/aedes-internals.ts')
+  }
+  c.clean = false
+}
+
 /** Packets aedes is still handling (`client._parsingBatch`). */
 export function packetsInProgress (client: Client): number {
   return (client as unknown as ClientInternals)._parsingBatch ?? 0

@@ -55,6 +55,12 @@ export const ConfigSchema = z.object({
   maxSubscriptionsPerClient: int(1, 10000000).default(1000),
   /** PUBLISH packets per second one client may send (burst twice that); 0 = no limit (DISCONNECT 0x96) */
   publishRate: int(0, 10000000).default(0),
+  /**
+   * who may take a session by its client id: 'username' = only the user name
+   * (or anonymous client) that made it, others get CONNACK 0x87 (3.1.1: 5);
+   * 'any' = any client that may connect, as mosquitto
+   */
+  sessionOwnership: z.enum(['username', 'any']).default('username'),
   /** longest client identifier (CONNACK 0x85) */
   maxClientIdLength: int(1, 65535).default(256),
   dataDir: z.string().min(1).default('./data'),

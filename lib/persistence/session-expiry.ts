@@ -46,6 +46,8 @@ export interface SessionExpiryOptions {
   logger?: Logger
   /** a stored session was wiped because it expired (e.g. to end its shared subscriptions) */
   onExpired?: (clientId: string) => void
+  /** who owns a connected client's session (its authenticated user name, null if anonymous), kept in the record */
+  ownerOf?: (client: Client) => string | null
 }
 
 export interface SessionExpiryHandle {
@@ -86,6 +88,7 @@ class SessionExpiry implements SessionExpiryHandle {
   readonly #store: CulexPersistence
   readonly #logger: Logger | undefined
   readonly #onExpired: ((clientId: string) => void) | undefined
+  readonly #ownerOf: ((client: Client) => string | null) | undefined
   readonly #expiryTimers = new Map<string, Timer>()
   readonly #willTimers = new Map<string, Timer>()
   /** bumped on every connect / disconnect of an id, so stale async work can tell */
@@ -105,6 +108,12 @@ class SessionExpiry implements SessionExpiryHandle {
     this.#store = store
     this.#logger = opts.logger
     this.#onExpired = opts.onExpired
+    this.#ownerOf = opts.ownerOf
+  }
+
+  #withOwner (client: Client, meta: SessionMeta): SessionMeta {
+    if (this.#ownerOf !== undefined) meta.owner = this.#ownerOf(client)
+    return meta
   }
 
   get pending (): number {
@@ -144,7 +153,11 @@ class SessionExpiry implements SessionExpiryHandle {
     if (interval > 0) {
       // connected: no deadline yet; the interval tells a restart after a crash
       // how long the session outlives the connection the crash closed
-      this.#store.putSession(id, { expiresAt: null, expiryInterval: interval }).catch(this.#fail)
+      this.#store.putSession(id, this.#withOwner(client, { expiresAt: null, expiryInterval: interval })).catch(this.#fail)
+    } else if (client.version !== 5 && !client.clean) {
+      // a 3.1.1 persistent session never expires; the record says it exists
+      // (Session Present with no subscription) and who owns it
+      this.#store.putSession(id, this.#withOwner(client, { expiresAt: null })).catch(this.#fail)
     } else {
       this.#store.delSession(id).catch(this.#fail)
     }
@@ -162,7 +175,7 @@ class SessionExpiry implements SessionExpiryHandle {
     }
     const now = Date.now()
     const expiresAt = interval >= SESSION_NEVER_EXPIRES ? null : now + interval * 1000
-    const meta: SessionMeta = { expiresAt, expiryInterval: interval }
+    const meta: SessionMeta = this.#withOwner(client, { expiresAt, expiryInterval: interval })
     this.#store.putSession(id, meta).catch(this.#fail)
     if (expiresAt !== null) this.#armExpiry(id, expiresAt)
     if (this.#internals.delayedWills.has(id)) {

@@ -1209,6 +1209,7 @@ export abstract class BaseStore implements CulexPersistence {
     const record: SessionMeta = { expiresAt: meta.expiresAt }
     if (meta.willDelayUntil !== undefined) record.willDelayUntil = meta.willDelayUntil
     if (meta.expiryInterval !== undefined) record.expiryInterval = meta.expiryInterval
+    if (meta.owner !== undefined) record.owner = meta.owner
     this.#sessions.set(clientId, record)
     await this.#put(KEY.session(clientId), encodeRecord(record))
   }

@@ -250,6 +250,8 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
   private pendingConnackAuthData: Buffer | undefined
   /** who the client authenticated as (user name, certificate CN, or SCRAM user) */
   authenticatedAs: string | undefined
+  /** a session for the Client Identifier existed at CONNECT (session-claim.ts): Session Present when resumed */
+  sessionExisted = false
   /** reason code of the DISCONNECT that ended the connection (either side), for lifecycle events */
   get disconnectReasonCode (): number | undefined { return this.disconnectReason }
   get disconnectedBy (): 'client' | 'server' | undefined { return this.disconnectBy }
@@ -313,6 +315,9 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
   }
 
   get isAccepted (): boolean { return this.accepted }
+
+  /** the CONNECT asked to resume a session (Clean Start 0; 3.1.1: clean session 0) */
+  get resumesSession (): boolean { return !this.cleanStart }
 
   /** messages waiting for room in the client's Receive Maximum */
   get queuedOutbound (): number { return this.window.queued }
@@ -1470,8 +1475,9 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
       }
       return frame.buf
     }
-    if (!this.cleanStart && this.ctx.shared?.isMember(this.client.id)) {
-      // [MQTT-3.2.2-2] [MQTT-3.2.2-3] a session whose only subscriptions are shared is present too
+    if (!this.cleanStart && (this.sessionExisted || this.ctx.shared?.isMember(this.client.id) === true)) {
+      // [MQTT-3.2.2-2] [MQTT-3.2.2-3] a resumed session is present whether or not it holds
+      // subscriptions (aedes says 1 only when it restored some), or holds only shared ones
       frame.buf[frame.headerLength] = (frame.buf[frame.headerLength] as number) | 0x01
     }
     if (this.version === 5) {
@@ -1675,8 +1681,10 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
       this.log.debug({ reason }, 'connection closed before CONNACK')
     }
     if (this.accepted && this.ctx.shared) {
-      // the session ends with the connection when its expiry is 0 (aedes' client.clean)
-      this.ctx.shared.memberDisconnected(this, new Set(this.window.inflight), this.client.clean)
+      // the session ends with the connection when its expiry is 0 (aedes' client.clean,
+      // or a session resumed with expiry 0: aedes-internals.ts keepResumedSession)
+      const ends = this.client.clean || (this.version === 5 && this.client.sessionExpiryInterval === 0)
+      this.ctx.shared.memberDisconnected(this, new Set(this.window.inflight), ends)
         .catch((err: unknown) => this.log.error({ err }, 'returning shared messages to their group failed'))
     }
     this.ctx.observer.connectionClosed(this.meta.transport, this.version, this.accepted)
