@@ -227,6 +227,10 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
    * or the client's window fills, rather than one write per message.
    */
   private holdingDrain = false
+  /** the next write is the CONNACK of a resumed session: it goes out alone (`writeOut`) */
+  private connackAlone = false
+  /** the resumed session's queue waits for the client to have read its CONNACK (`writeOut`) */
+  private queueGate = false
   /** aedes' next outgoingStream for this client is the resumed session's queue (`queueSink`) */
   private queueSinkArmed = false
   /** sending queued messages directly: live QoS 0 takes aedes' path, in order behind them */
@@ -1101,6 +1105,23 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
     const q = this.outQueue
     if (q === undefined) this.outQueue = out
     else for (const b of out) q.push(b)
+    if (this.connackAlone) {
+      // A resumed session's CONNACK goes out in a write of its own, and its
+      // queue only after two more turns of the event loop, so that a poll
+      // phase, where a client reads its socket, comes between them (one
+      // setImmediate can run before the next poll). A client reading both in
+      // one chunk handles the queue before the code that awaited its connect
+      // runs: MQTT.js's `await connectAsync(...)` then `on('message')`
+      // acknowledged a whole queue of 50 without a listener (0 of 50; 50 of
+      // 50 in 20 runs with this gate; one setImmediate was enough in that
+      // test, where the CONNACK is written in a check phase, but not when it
+      // is written in the poll phase). test/persistence/resume-connect-async.test.ts
+      this.connackAlone = false
+      this.flushOut()
+      this.queueGate = true
+      setImmediate(Connection.passTurn, this)
+      return
+    }
     if (this.holdingDrain) {
       for (const b of out) this.outQueueBytes += b.length
       if (this.outQueueBytes < HOLD_LIMIT) return
@@ -1162,8 +1183,18 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
     if (!this.flushScheduled) this.flushOut()
   }
 
+  private static passTurn (conn: Connection): void {
+    setImmediate(Connection.openQueueGate, conn)
+  }
+
+  private static openQueueGate (conn: Connection): void {
+    conn.queueGate = false
+    if (!conn.holdingDrain && !conn.flushScheduled) conn.flushOut()
+  }
+
   private flushOut (): void {
     this.flushScheduled = false
+    if (this.queueGate) return
     this.outQueueBytes = 0
     const q = this.outQueue
     if (q === undefined) return
@@ -1488,7 +1519,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
     // an empty Client Identifier was assigned one by the broker: log under it
     if (!this.connectClientId) this.log.bind({ clientId: this.client.id })
     // a present session may have messages queued: aedes sends them next (`holdingDrain`)
-    if (((frame.buf[frame.headerLength] as number) & 0x01) !== 0) this.holdingDrain = this.queueSinkArmed = true
+    if (((frame.buf[frame.headerLength] as number) & 0x01) !== 0) this.holdingDrain = this.queueSinkArmed = this.connackAlone = true
     this.ctx.observer.clientAccepted(this.meta.transport, this.version ?? 4)
     this.log.info({ version: this.version, auth: this.enhancedAuth?.method }, 'client connected')
     if (this.version !== 5) return frame.buf
@@ -1663,6 +1694,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
     if (this.closed) return
     this.closed = true
     this.queueSinkArmed = false
+    this.queueGate = false
     this.flushOut()
     this.resumeBroker()
     if (!this.side.destroyed) this.side.destroy()
