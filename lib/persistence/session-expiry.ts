@@ -7,7 +7,10 @@
 //   (a) 'clientDisconnect' of a v5 client with a Session Expiry Interval > 0
 //       stores the deadline (now + interval; 0xFFFFFFFF = never) and, when
 //       aedes holds a delayed will for it, the will deadline; 'client'
-//       (connect) clears both.
+//       (connect) clears both. Every record names the session's owner
+//       (`ownerOf`, lib/protocol/session-claim.ts), and a 3.1.1 persistent
+//       session gets one without a deadline, so that a session with no
+//       subscriptions is known to exist (Session Present).
 //   (b) at attach (broker start) it wipes every stored session whose deadline
 //       passed and arms timers for the others, which are kept until then
 //       [MQTT-3.1.2-23]; a session that was connected when the process died

@@ -16,7 +16,7 @@
 //   qi:<cid>:<seq, 16 hex>       {m} | {p}                    its packet id / PUBREL state
 //   i:<cid>:<messageId, 5 dec>   packet                       inbound QoS 2 awaiting PUBREL
 //   w:<cid>                      packet                       will message
-//   x:<cid>                      SessionMeta                  session deadline, will delay
+//   x:<cid>                      SessionMeta                  session deadline, will delay, owner; also a 3.1.1 persistent session (no deadline)
 // <seq> is one store-wide counter, so a session's queue keys sort in the
 // order the messages were enqueued.
 import { createRequire } from 'node:module'
