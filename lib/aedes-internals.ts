@@ -353,6 +353,50 @@ export function injectPacket (client: Client, packet: object): void {
   ((client as unknown as ClientInternals)._parser as InjectedPackets).emit('packet', packet)
 }
 
+/**
+ * [MQTT-3.1.2-22] Every Control Packet from the client restarts its keep-alive
+ * period, including the ones the gateway answers itself and never hands to
+ * aedes (PUBACKs of shared deliveries it sent, refused PUBLISHes, `$share`
+ * SUBSCRIBEs, AUTH). aedes restarts its timer (`client._keepaliveTimer`,
+ * armed with `_keepaliveInterval` ms, -1 when off) only for packets it
+ * handles, so a worker that only acknowledged gateway deliveries was dropped
+ * with 0x8D while it worked. The gateway restarts the same timer for what
+ * it reads: one timer and one timeout path (aedes' 'keep alive timeout'
+ * error, which the gateway turns into DISCONNECT 0x8D), rather than a second
+ * keep-alive of culex's own that would have to follow aedes' Server Keep
+ * Alive and timer lifecycle.
+ */
+export function refreshKeepAlive (client: Client): void {
+  const c = client as unknown as { _keepaliveInterval?: unknown, _keepaliveTimer?: { refresh?: unknown } | null }
+  const interval = c._keepaliveInterval
+  if (typeof interval !== 'number') throw new Error('aedes Client no longer has _keepaliveInterval: review lib/aedes-internals.ts')
+  if (interval <= 0) return
+  const timer = c._keepaliveTimer
+  if (timer === null || timer === undefined || typeof timer.refresh !== 'function') {
+    throw new Error('aedes Client no longer keeps its keep-alive in _keepaliveTimer: review lib/aedes-internals.ts')
+  }
+  (timer as NodeJS.Timeout).refresh()
+}
+
+/**
+ * [MQTT-3.1.2-4] An MQTT 5 client that resumes a session (Clean Start 0) with
+ * Session Expiry 0 gets the session with its state, which then ends with
+ * this connection. aedes marks such a client `clean` (its session does not
+ * outlive the connection) and, being clean, drops the resumed session's
+ * queue instead of sending it (connect.js emptyQueueFilter). Marked not
+ * clean, aedes sends the queue and keeps the session's state in the store
+ * while the client is connected, as for any session it resumes; the session
+ * still ends at disconnect, since aedes ends it by the Session Expiry
+ * Interval (0: `_wipeSession`), not by this flag.
+ */
+export function keepResumedSession (client: Client): void {
+  const c = client as unknown as { clean?: unknown, sessionExpiryInterval?: unknown, connecting?: unknown }
+  if (c.clean !== true || c.sessionExpiryInterval !== 0 || c.connecting !== true) {
+    throw new Error('aedes Client no longer marks a connecting Session Expiry 0 client clean: review lib/aedes-internals.ts')
+  }
+  c.clean = false
+}
+
 /** Packets aedes is still handling (`client._parsingBatch`). */
 export function packetsInProgress (client: Client): number {
   return (client as unknown as ClientInternals)._parsingBatch ?? 0

@@ -3,12 +3,13 @@
  * Transports hand every new socket to `handle()`; see server.ts.
  */
 import type { Duplex } from 'node:stream'
-import { Aedes, type AedesOptions } from 'aedes'
+import { Aedes, type AedesOptions, type Client } from 'aedes'
 import type { Logger } from 'pino'
-import { hardenBroker, liveSubscriptions } from './aedes-internals.js'
+import { hardenBroker, keepResumedSession, liveSubscriptions } from './aedes-internals.js'
 import { Connection, type ConnectionContext, type ConnectionMeta, type ProtocolSettings } from './protocol/connection.js'
 import { Authenticators, type Authenticator } from './protocol/auth.js'
 import { ReasonCode } from './protocol/reason-codes.js'
+import { judgeSessionClaim, type SessionOwnership } from './protocol/session-claim.js'
 import { SharedSubscriptions, SHARED_BROKER_ID, type SharedOptions } from './shared/dispatcher.js'
 import { MemoryShareStore, type ShareStore } from './shared/store.js'
 import { createConnectionPolicy, defaultLimits, type Limits } from './auth/admission.js'
@@ -19,6 +20,9 @@ import { forwardCorrections, stripWillProperties } from './protocol/delivery.js'
 import { silentLogger } from './logging.js'
 import { noopObserver, type BrokerObserver } from './observer.js'
 import { repeatedLog } from './repeated-log.js'
+
+/** aedes' authenticate callback */
+type AuthenticateDone = Parameters<NonNullable<AedesOptions['authenticate']>>[3]
 
 /** The store aedes uses (aedes' async persistence interface); `undefined` = aedes' in-memory store. */
 export type AedesPersistence = NonNullable<AedesOptions['persistence']>
@@ -62,6 +66,8 @@ export interface BrokerOptions {
   /** password file, ACL, anonymous access; without it every client is let in */
   security?: SecurityPolicy
   limits?: Partial<Limits>
+  /** who may take a session by its Client Identifier (lib/protocol/session-claim.ts); default 'username' */
+  sessionOwnership?: SessionOwnership
 }
 
 export interface CulexBroker {
@@ -144,32 +150,29 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
         callback(err, false)
         return
       }
-      // [MQTT-3.1.2-4] Clean Start discards the previous session, including its
-      // inbound QoS 2 state (aedes 2.0.0-beta.1 keeps it: GHSA-p8r9-qf8w-p73r)
-      const store = storeOf()
-      if (packet.clean && packet.clientId && typeof store?.cleanIncoming === 'function') {
-        store.cleanIncoming({ id: packet.clientId }).then(() => callback(null, true), (err: Error) => callback(err, false))
-        return
-      }
       callback(null, true)
     },
     authenticate (client, username, password, callback) {
       const conn = bySide.get(client.conn)
-      if (!conn || conn.enhancedAuth) {
-        // enhanced authentication already decided (spec 4.12)
-        if (conn) conn.authenticatedAs = conn.enhancedAuth?.username
+      if (!conn) {
         callback(null, true)
+        return
+      }
+      if (conn.enhancedAuth) {
+        // enhanced authentication already decided (spec 4.12)
+        conn.authenticatedAs = conn.enhancedAuth.username
+        claimSession(conn, client, callback)
         return
       }
       if (!security) {
         conn.authenticatedAs = username
-        callback(null, true)
+        claimSession(conn, client, callback)
         return
       }
       security.login({ username, password, remoteAddress: conn.meta.remoteAddress, certificateCN: conn.meta.certificateCN }).then((result) => {
         if (result.ok) {
           conn.authenticatedAs = result.username
-          callback(null, true)
+          claimSession(conn, client, callback)
           return
         }
         conn.log.info({ username, reason: result.reason }, 'authentication failed')
@@ -244,6 +247,45 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
     }
   }
   const storeOf = (): StoreExtras | undefined => (aedes as unknown as { persistence?: StoreExtras }).persistence
+  const sessionOwnership = options.sessionOwnership ?? 'username'
+
+  /**
+   * After the client authenticated, before aedes touches any session
+   * (lib/protocol/session-claim.ts):
+   * 1. a session of another identity is refused: CONNACK 0x87 (3.1.1: 5),
+   *    the owner's session and connection untouched;
+   * 2. whether a session exists, for Session Present [MQTT-3.2.2-2] [MQTT-3.2.2-3];
+   * 3. [MQTT-3.1.2-4] one resumed with Session Expiry 0 keeps its state (its
+   *    queue is sent) until it ends at disconnect (keepResumedSession);
+   * 4. [MQTT-3.1.2-4] Clean Start discards the previous session, including its
+   *    inbound QoS 2 state (aedes 2.0.0-beta.1 keeps it: GHSA-p8r9-qf8w-p73r);
+   *    only now, so that a refused client discards nothing.
+   */
+  function claimSession (conn: Connection, client: Client, callback: AuthenticateDone): void {
+    const store = storeOf()
+    const id = client.id
+    const stored = isCulexStore(store) ? store.getSession(id) : Promise.resolve(undefined)
+    stored.then(async (meta) => {
+      const other = (aedes as unknown as { clients: Record<string, Client | undefined> }).clients[id]
+      const otherConn = other === undefined ? undefined : bySide.get(other.conn)
+      const verdict = judgeSessionClaim(sessionOwnership, { identity: conn.authenticatedAs ?? null, cleanStart: !conn.resumesSession }, {
+        ...(meta !== undefined ? { stored: { owner: meta.owner } } : {}),
+        ...(other !== undefined && otherConn !== undefined ? { live: { identity: otherConn.authenticatedAs ?? null, persistent: !other.clean } } : {})
+      })
+      if (verdict.kind === 'refuse') {
+        conn.log.warn({ username: conn.authenticatedAs ?? null, owner: verdict.owner }, 'connection refused: the session of this client id belongs to another user')
+        callback(Object.assign(new Error('session belongs to another user'), { returnCode: 5 }) as never, false)
+        return
+      }
+      conn.sessionExisted = verdict.existed
+      if (verdict.existed && conn.resumesSession && client.clean && client.version === 5) keepResumedSession(client)
+      if (!conn.resumesSession && id && typeof store?.cleanIncoming === 'function') await store.cleanIncoming({ id })
+      callback(null, true)
+    }).catch((err: unknown) => {
+      conn.log.error({ err }, 'looking up the session failed')
+      callback(Object.assign(new Error((err as Error).message), { returnCode: 3 }) as never, false)
+    })
+  }
   const security = options.security
   const authenticators = new Authenticators(options.authenticators)
   if (security?.hasPasswords && !authenticators.get('SCRAM-SHA-256')) authenticators.add(security.scramAuthenticator())
@@ -258,6 +300,7 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
   const sessionExpiry = isCulexStore(store)
     ? await attachSessionExpiry(aedes, store, {
       logger: logger.child({ module: 'sessions' }),
+      ownerOf: (client) => bySide.get(client.conn)?.authenticatedAs ?? null,
       onExpired: (clientId) => { shared?.sessionEnded(clientId).catch((err: unknown) => logger.error({ err }, 'ending shared memberships failed')) }
     })
     : undefined

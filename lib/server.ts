@@ -93,6 +93,7 @@ export async function startServer (input: ConfigInput | Config = {}, options: St
         }
       : false,
     authenticators: options.authenticators ?? [],
+    sessionOwnership: config.sessionOwnership,
     persistence,
     topicAliasMaximum: config.topicAliasMaximum,
     connectTimeout: config.connectTimeout * 1000,

@@ -6,7 +6,7 @@
 import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
-import { PassThrough } from 'node:stream'
+import { Duplex, PassThrough } from 'node:stream'
 import { Aedes } from 'aedes'
 import { hardenBroker, hardenClient, clientSubscriptions } from '../lib/aedes-internals.js'
 
@@ -146,4 +146,33 @@ t.test('aedes matches every published topic through mq._matcher, and listeners c
   await new Promise<void>((resolve) => broker.unsubscribe('a/+', deliver, () => resolve()))
   t.equal(live.known('a/c'), undefined, 'removing a listener forgets it')
   t.equal(live.count('a/c'), 0)
+})
+
+t.test('[MQTT-3.1.2-22] aedes keeps the keep-alive in client._keepaliveTimer / _keepaliveInterval, which refreshKeepAlive restarts', async (t) => {
+  const { handleStream, injectPacket, pacePackets, refreshKeepAlive, AliasTable } = await import('../lib/aedes-internals.js')
+  const connectSource = readFileSync(require.resolve('aedes').replace(/aedes\.js$/, 'lib/handlers/connect.js'), 'utf8')
+  const handlersSource = readFileSync(require.resolve('aedes').replace(/aedes\.js$/, 'lib/handlers/index.js'), 'utf8')
+  t.match(connectSource, 'client._keepaliveInterval = (keepalive * 1500) + 1', 'the timer lasts 1.5 x keep-alive')
+  t.match(connectSource, 'client._keepaliveTimer = setTimeout(keepaliveTimeout, client._keepaliveInterval)', 'one setTimeout per client')
+  t.match(handlersSource, 'client._keepaliveTimer.refresh()', 'aedes restarts it for the packets it handles')
+  const broker = await Aedes.createBroker()
+  t.teardown(() => new Promise<void>((resolve) => broker.close(() => resolve())))
+  // reads nothing (the gateway hands packets over decoded), takes every write
+  const stream = new Duplex({ read () {}, write (_chunk, _enc, cb) { cb() } })
+  const client = handleStream(broker, stream, new AliasTable())
+  pacePackets(client, { packetDone: () => {} })
+  const c = client as unknown as { _keepaliveInterval: number, _keepaliveTimer: NodeJS.Timeout | null }
+  t.equal(c._keepaliveInterval, -1, 'no keep-alive before CONNECT')
+  t.doesNotThrow(() => refreshKeepAlive(client), 'nothing to restart before CONNECT')
+  const ready = new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('aedes did not accept the CONNECT')), 5000)
+    broker.once('clientReady', () => { clearTimeout(timer); resolve() })
+  })
+  injectPacket(client, { cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: 'keepalive-internals', keepalive: 2, length: 0 })
+  await ready
+  t.equal(c._keepaliveInterval, 3001, 'armed at 1.5 x 2 s after CONNECT')
+  t.equal(typeof c._keepaliveTimer?.refresh, 'function', 'a Node Timeout')
+  t.doesNotThrow(() => refreshKeepAlive(client))
+  t.equal(c._keepaliveTimer?.hasRef(), true, 'still armed after the restart')
+  stream.destroy()
 })

@@ -65,6 +65,7 @@ export const ConfigSchema = z.object({
   connectionRate: int(0, 1000000).default(0).describe('new connections per second from one address, burst twice that; 0 = no limit (CONNACK 0x9F)'),
   maxSubscriptionsPerClient: int(1, 10000000).default(1000).describe('subscriptions one client may hold (SUBACK 0x97 beyond)'),
   publishRate: int(0, 10000000).default(0).describe('PUBLISH packets per second one client may send, burst twice that; 0 = no limit (DISCONNECT 0x96)'),
+  sessionOwnership: z.enum(['username', 'any']).default('username').describe("who may take a session by its client id: 'username' = only the user (or anonymous client) that made it, others get CONNACK 0x87 (3.1.1: 5); 'any' = any client that may connect, as mosquitto"),
   maxClientIdLength: int(1, 65535).default(256).describe('longest client identifier, in characters (CONNACK 0x85 beyond)'),
   dataDir: z.string().min(1).default('./data').describe('directory of the LevelDB store'),
   persistence: z.enum(['level', 'memory']).default('level').describe('store: level (durable, in dataDir) or memory'),

@@ -243,7 +243,8 @@ export class LevelPersistence extends BaseStore {
     for await (const [key, value] of this.#range(db, 'x:')) {
       try {
         const meta = decodeRecord(value) as SessionMeta
-        if (meta === null || typeof meta !== 'object' || (meta.expiresAt !== null && typeof meta.expiresAt !== 'number')) {
+        if (meta === null || typeof meta !== 'object' || (meta.expiresAt !== null && typeof meta.expiresAt !== 'number') ||
+          (meta.owner !== undefined && meta.owner !== null && typeof meta.owner !== 'string')) {
           throw new Error('malformed session metadata')
         }
         this.restoreSession(decodeURIComponent(key.slice(2)), meta)

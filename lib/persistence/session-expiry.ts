@@ -7,7 +7,10 @@
 //   (a) 'clientDisconnect' of a v5 client with a Session Expiry Interval > 0
 //       stores the deadline (now + interval; 0xFFFFFFFF = never) and, when
 //       aedes holds a delayed will for it, the will deadline; 'client'
-//       (connect) clears both.
+//       (connect) clears both. Every record names the session's owner
+//       (`ownerOf`, lib/protocol/session-claim.ts), and a 3.1.1 persistent
+//       session gets one without a deadline, so that a session with no
+//       subscriptions is known to exist (Session Present).
 //   (b) at attach (broker start) it wipes every stored session whose deadline
 //       passed and arms timers for the others, which are kept until then
 //       [MQTT-3.1.2-23]; a session that was connected when the process died
@@ -46,6 +49,8 @@ export interface SessionExpiryOptions {
   logger?: Logger
   /** a stored session was wiped because it expired (e.g. to end its shared subscriptions) */
   onExpired?: (clientId: string) => void
+  /** who owns a connected client's session (its authenticated user name, null if anonymous), kept in the record */
+  ownerOf?: (client: Client) => string | null
 }
 
 export interface SessionExpiryHandle {
@@ -86,6 +91,7 @@ class SessionExpiry implements SessionExpiryHandle {
   readonly #store: CulexPersistence
   readonly #logger: Logger | undefined
   readonly #onExpired: ((clientId: string) => void) | undefined
+  readonly #ownerOf: ((client: Client) => string | null) | undefined
   readonly #expiryTimers = new Map<string, Timer>()
   readonly #willTimers = new Map<string, Timer>()
   /** bumped on every connect / disconnect of an id, so stale async work can tell */
@@ -105,6 +111,12 @@ class SessionExpiry implements SessionExpiryHandle {
     this.#store = store
     this.#logger = opts.logger
     this.#onExpired = opts.onExpired
+    this.#ownerOf = opts.ownerOf
+  }
+
+  #withOwner (client: Client, meta: SessionMeta): SessionMeta {
+    if (this.#ownerOf !== undefined) meta.owner = this.#ownerOf(client)
+    return meta
   }
 
   get pending (): number {
@@ -144,7 +156,11 @@ class SessionExpiry implements SessionExpiryHandle {
     if (interval > 0) {
       // connected: no deadline yet; the interval tells a restart after a crash
       // how long the session outlives the connection the crash closed
-      this.#store.putSession(id, { expiresAt: null, expiryInterval: interval }).catch(this.#fail)
+      this.#store.putSession(id, this.#withOwner(client, { expiresAt: null, expiryInterval: interval })).catch(this.#fail)
+    } else if (client.version !== 5 && !client.clean) {
+      // a 3.1.1 persistent session never expires; the record says it exists
+      // (Session Present with no subscription) and who owns it
+      this.#store.putSession(id, this.#withOwner(client, { expiresAt: null })).catch(this.#fail)
     } else {
       this.#store.delSession(id).catch(this.#fail)
     }
@@ -162,7 +178,7 @@ class SessionExpiry implements SessionExpiryHandle {
     }
     const now = Date.now()
     const expiresAt = interval >= SESSION_NEVER_EXPIRES ? null : now + interval * 1000
-    const meta: SessionMeta = { expiresAt, expiryInterval: interval }
+    const meta: SessionMeta = this.#withOwner(client, { expiresAt, expiryInterval: interval })
     this.#store.putSession(id, meta).catch(this.#fail)
     if (expiresAt !== null) this.#armExpiry(id, expiresAt)
     if (this.#internals.delayedWills.has(id)) {

@@ -16,7 +16,7 @@
 //   qi:<cid>:<seq, 16 hex>       {m} | {p}                    its packet id / PUBREL state
 //   i:<cid>:<messageId, 5 dec>   packet                       inbound QoS 2 awaiting PUBREL
 //   w:<cid>                      packet                       will message
-//   x:<cid>                      SessionMeta                  session deadline, will delay
+//   x:<cid>                      SessionMeta                  session deadline, will delay, owner; also a 3.1.1 persistent session (no deadline)
 // <seq> is one store-wide counter, so a session's queue keys sort in the
 // order the messages were enqueued.
 import { createRequire } from 'node:module'
@@ -1206,6 +1206,7 @@ export abstract class BaseStore implements CulexPersistence {
     const record: SessionMeta = { expiresAt: meta.expiresAt }
     if (meta.willDelayUntil !== undefined) record.willDelayUntil = meta.willDelayUntil
     if (meta.expiryInterval !== undefined) record.expiryInterval = meta.expiryInterval
+    if (meta.owner !== undefined) record.owner = meta.owner
     this.#sessions.set(clientId, record)
     await this.#put(KEY.session(clientId), encodeRecord(record))
   }

@@ -106,6 +106,12 @@ export interface SessionMeta {
   willDelayUntil?: number
   /** the negotiated Session Expiry Interval in seconds (0xFFFFFFFF = never) */
   expiryInterval?: number
+  /**
+   * who made the session (lib/protocol/session-claim.ts): the authenticated
+   * user name, null for an anonymous client; absent in records written
+   * before owners were kept
+   */
+  owner?: string | null
 }
 
 export type DropReason = 'queue-full' | 'expired' | 'retained-limit'

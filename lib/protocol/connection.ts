@@ -31,7 +31,7 @@ import { PacketIdTable } from './packet-id-table.js'
 import { OutboundAliases } from './outbound/topic-alias.js'
 import { ReasonCode, describeReasonCode, isFailure, v5ToV311ConnackCode, v311ToV5ConnackCode } from './reason-codes.js'
 import type { Authenticators, AuthExchange, AuthStep } from './auth.js'
-import { hardenClient, clientSubscriptions, handleStream, pacePackets, injectPacket, packetsInProgress, routeQoS0Delivery, AliasTable, allocatePacketId, type PacketPacer } from '../aedes-internals.js'
+import { hardenClient, clientSubscriptions, handleStream, pacePackets, injectPacket, packetsInProgress, refreshKeepAlive, routeQoS0Delivery, AliasTable, allocatePacketId, type PacketPacer } from '../aedes-internals.js'
 import type { QueueSink } from '../persistence/types.js'
 import { BrokerSide, type BrokerSideOwner } from './broker-side.js'
 import { publishPacket, decodeOther } from './decode.js'
@@ -244,6 +244,10 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
    * or the client's window fills, rather than one write per message.
    */
   private holdingDrain = false
+  /** the next write is the CONNACK of a resumed session: it goes out alone (`writeOut`) */
+  private connackAlone = false
+  /** the resumed session's queue waits for the client to have read its CONNACK (`writeOut`) */
+  private queueGate = false
   /** aedes' next outgoingStream for this client is the resumed session's queue (`queueSink`) */
   private queueSinkArmed = false
   /** sending queued messages directly: live QoS 0 takes aedes' path, in order behind them */
@@ -267,6 +271,8 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
   private pendingConnackAuthData: Buffer | undefined
   /** who the client authenticated as (user name, certificate CN, or SCRAM user) */
   authenticatedAs: string | undefined
+  /** a session for the Client Identifier existed at CONNECT (session-claim.ts): Session Present when resumed */
+  sessionExisted = false
   /** reason code of the DISCONNECT that ended the connection (either side), for lifecycle events */
   get disconnectReasonCode (): number | undefined { return this.disconnectReason }
   get disconnectedBy (): 'client' | 'server' | undefined { return this.disconnectBy }
@@ -334,6 +340,9 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
   }
 
   get isAccepted (): boolean { return this.accepted }
+
+  /** the CONNECT asked to resume a session (Clean Start 0; 3.1.1: clean session 0) */
+  get resumesSession (): boolean { return !this.cleanStart }
 
   /** messages waiting for room in the client's Receive Maximum */
   get queuedOutbound (): number { return this.window.queued }
@@ -409,6 +418,8 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
     }
     const results: ReadResult[] = []
     this.inbound.push(chunk, results)
+    // [MQTT-3.1.2-22] a packet from the client restarts its keep-alive, whichever path answers it
+    if (results.length > 0) refreshKeepAlive(this.client)
     for (const result of results) {
       if (result.kind === 'malformed') {
         this.processInbound()
@@ -1244,6 +1255,23 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
     const q = this.outQueue
     if (q === undefined) this.outQueue = out
     else for (const b of out) q.push(b)
+    if (this.connackAlone) {
+      // A resumed session's CONNACK goes out in a write of its own, and its
+      // queue only after two more turns of the event loop, so that a poll
+      // phase, where a client reads its socket, comes between them (one
+      // setImmediate can run before the next poll). A client reading both in
+      // one chunk handles the queue before the code that awaited its connect
+      // runs: MQTT.js's `await connectAsync(...)` then `on('message')`
+      // acknowledged a whole queue of 50 without a listener (0 of 50; 50 of
+      // 50 in 20 runs with this gate; one setImmediate was enough in that
+      // test, where the CONNACK is written in a check phase, but not when it
+      // is written in the poll phase). test/persistence/resume-connect-async.test.ts
+      this.connackAlone = false
+      this.flushOut()
+      this.queueGate = true
+      setImmediate(Connection.passTurn, this)
+      return
+    }
     if (this.holdingDrain) {
       for (const b of out) this.outQueueBytes += b.length
       if (this.outQueueBytes < HOLD_LIMIT) return
@@ -1305,8 +1333,18 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
     if (!this.flushScheduled) this.flushOut()
   }
 
+  private static passTurn (conn: Connection): void {
+    setImmediate(Connection.openQueueGate, conn)
+  }
+
+  private static openQueueGate (conn: Connection): void {
+    conn.queueGate = false
+    if (!conn.holdingDrain && !conn.flushScheduled) conn.flushOut()
+  }
+
   private flushOut (): void {
     this.flushScheduled = false
+    if (this.queueGate) return
     this.outQueueBytes = 0
     const q = this.outQueue
     if (q === undefined) return
@@ -1625,8 +1663,9 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
       }
       return frame.buf
     }
-    if (!this.cleanStart && this.ctx.shared?.isMember(this.client.id)) {
-      // [MQTT-3.2.2-2] [MQTT-3.2.2-3] a session whose only subscriptions are shared is present too
+    if (!this.cleanStart && (this.sessionExisted || this.ctx.shared?.isMember(this.client.id) === true)) {
+      // [MQTT-3.2.2-2] [MQTT-3.2.2-3] a resumed session is present whether or not it holds
+      // subscriptions (aedes says 1 only when it restored some), or holds only shared ones
       frame.buf[frame.headerLength] = (frame.buf[frame.headerLength] as number) | 0x01
     }
     if (this.version === 5) {
@@ -1637,7 +1676,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
     // an empty Client Identifier was assigned one by the broker: log under it
     if (!this.connectClientId) this.log.bind({ clientId: this.client.id })
     // a present session may have messages queued: aedes sends them next (`holdingDrain`)
-    if (((frame.buf[frame.headerLength] as number) & 0x01) !== 0) this.holdingDrain = this.queueSinkArmed = true
+    if (((frame.buf[frame.headerLength] as number) & 0x01) !== 0) this.holdingDrain = this.queueSinkArmed = this.connackAlone = true
     this.ctx.observer.clientAccepted(this.meta.transport, this.version ?? 4)
     this.log.info({ version: this.version, auth: this.enhancedAuth?.method }, 'client connected')
     if (this.version !== 5) return frame.buf
@@ -1836,6 +1875,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
     if (this.closed) return
     this.closed = true
     this.queueSinkArmed = false
+    this.queueGate = false
     this.flushOut()
     this.resumeBroker()
     if (!this.side.destroyed) this.side.destroy()
@@ -1857,8 +1897,10 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
       this.log.debug({ reason }, 'connection closed before CONNACK')
     }
     if (this.accepted && this.ctx.shared) {
-      // the session ends with the connection when its expiry is 0 (aedes' client.clean)
-      this.ctx.shared.memberDisconnected(this, new Set(this.window.inflight), this.client.clean)
+      // the session ends with the connection when its expiry is 0 (aedes' client.clean,
+      // or a session resumed with expiry 0: aedes-internals.ts keepResumedSession)
+      const ends = this.client.clean || (this.version === 5 && this.client.sessionExpiryInterval === 0)
+      this.ctx.shared.memberDisconnected(this, new Set(this.window.inflight), ends)
         .catch((err: unknown) => this.log.error({ err }, 'returning shared messages to their group failed'))
     }
     this.ctx.observer.connectionClosed(this.meta.transport, this.version, this.accepted)

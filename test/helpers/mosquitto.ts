@@ -56,7 +56,12 @@ export interface SubProcess {
 
 /** Starts mosquitto_sub; it is stopped (stopChild) when `t` ends. */
 export function mosquittoSub (t: Test, args: string[]): SubProcess {
-  const child = spawn('mosquitto_sub', args, { stdio: ['ignore', 'pipe', 'pipe'] })
+  return lineProcess(t, 'mosquitto_sub', args)
+}
+
+/** Starts a client process whose stdout is read line by line (mosquitto_sub, a Paho script); stopped (stopChild) when `t` ends. */
+export function lineProcess (t: Test, command: string, args: string[]): SubProcess {
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] })
   t.teardown(() => stopChild(child))
   const lines: string[] = []
   const waiters: Array<() => void> = []
@@ -75,10 +80,10 @@ export function mosquittoSub (t: Test, args: string[]): SubProcess {
   return {
     child,
     lines,
-    exited: (ms = 10000) => within(exit, ms, 'mosquitto_sub exited'),
+    exited: (ms = 10000) => within(exit, ms, `${command} exited`),
     lines$ (n, ms = 5000) {
       return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`mosquitto_sub printed ${lines.length} of ${n} lines: ${lines.join(' | ')}`)), ms)
+        const timer = setTimeout(() => reject(new Error(`${command} printed ${lines.length} of ${n} lines: ${lines.join(' | ')}`)), ms)
         const check = (): void => {
           if (lines.length >= n) { clearTimeout(timer); resolve(lines.slice(0, n)) } else waiters.push(check)
         }

@@ -12,6 +12,7 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { startTestServer, tcpPort, tcpUrl } from '../helpers/server.js'
 import { connectClient, collect } from '../helpers/mqtt.js'
+import { findPython } from '../helpers/paho.js'
 
 const run = promisify(execFile)
 
@@ -76,17 +77,6 @@ except Exception as err:
     report["errors"].append(repr(err))
 print(json.dumps(report))
 `
-
-/** The first Python 3 that can import paho.mqtt (the Debian package lives in the system interpreter). */
-async function findPython (): Promise<string | undefined> {
-  for (const python of ['python3', '/usr/bin/python3']) {
-    try {
-      await run(python, ['-c', 'import paho.mqtt.client'], { timeout: 10000 })
-      return python
-    } catch { /* next */ }
-  }
-  return undefined
-}
 
 interface PahoReport {
   paho: string

@@ -28,7 +28,9 @@ t.test('the deadline is stored when a v5 session goes offline and cleared when i
 
   const v4 = await connect(t, running.url, { clientId: 'meta-v4', clean: false, protocolVersion: 4 })
   await endAndWait(running, v4)
-  t.equal(await running.store.getSession('meta-v4'), undefined, 'MQTT 3.1.1 sessions have no expiry')
+  // the record says the session exists (Session Present without subscriptions, session-resume.test.ts)
+  t.strictSame(await running.store.getSession('meta-v4'), { expiresAt: null }, 'MQTT 3.1.1 sessions have no expiry: no deadline, no interval')
+  t.equal(running.expiry?.pending, 0, 'and no timer')
 })
 
 t.test('sessions whose expiry passed while the broker was down are wiped at startup, [MQTT-3.1.2-23] the others kept', async (t) => {
