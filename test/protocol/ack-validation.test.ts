@@ -16,7 +16,8 @@ import type { Test } from 'tap'
 import type mqtt from 'mqtt-packet'
 import { startTestServer, tcpPort, tcpUrl } from '../helpers/server.js'
 import { connectClient } from '../helpers/mqtt.js'
-import { RawClient, rawPacket, rawString } from '../helpers/raw.js'
+import { RawClient } from '../helpers/raw.js'
+import { packet, str } from '../helpers/packet-bytes.js'
 import { rawSubscribe, uniqueId, text } from '../helpers/raw5.js'
 import { groupStats, waitForGroup, waitForMembers } from '../helpers/share.js'
 import { ReasonCode } from '../../lib/protocol/reason-codes.js'
@@ -28,7 +29,7 @@ const ACK_TYPE: Record<AckCmd, number> = { puback: 4, pubrec: 5, pubcomp: 7 }
 function ackBytes (cmd: AckCmd, id: number, props?: number[], flags = 0): Buffer {
   const body: number[][] = [[id >> 8, id & 0xff]]
   if (props !== undefined) body.push([0, props.length, ...props])
-  return rawPacket((ACK_TYPE[cmd] << 4) | flags, ...body)
+  return packet((ACK_TYPE[cmd] << 4) | flags, ...body)
 }
 
 t.test('acknowledgement validation', async (t) => {
@@ -143,9 +144,9 @@ t.test('acknowledgement validation', async (t) => {
   })
 
   for (const [name, props, code] of [
-    ['Reason String twice', [0x1f, ...rawString('a'), 0x1f, ...rawString('b')], ReasonCode.ProtocolError],
-    ['a Reason String that is not well-formed UTF-8 [MQTT-1.5.4-1]', [0x1f, ...rawString([0xed, 0xa0, 0x80])], ReasonCode.MalformedPacket],
-    ['a User Property holding U+0000 [MQTT-1.5.4-2]', [0x26, ...rawString('k'), ...rawString([0x00])], ReasonCode.MalformedPacket],
+    ['Reason String twice', [0x1f, ...str('a'), 0x1f, ...str('b')], ReasonCode.ProtocolError],
+    ['a Reason String that is not well-formed UTF-8 [MQTT-1.5.4-1]', [0x1f, ...str([0xed, 0xa0, 0x80])], ReasonCode.MalformedPacket],
+    ['a User Property holding U+0000 [MQTT-1.5.4-2]', [0x26, ...str('k'), ...str([0x00])], ReasonCode.MalformedPacket],
     ['a property that does not belong in a PUBACK (Payload Format Indicator)', [0x01, 1], ReasonCode.MalformedPacket]
   ] as const) {
     await t.test(`spec 2.2.2.2: a PUBACK carrying ${name} is refused before it completes the delivery`, async (t) => {
@@ -163,7 +164,7 @@ t.test('acknowledgement validation', async (t) => {
 
   await t.test('[MQTT-3.6.1-1] a PUBREL whose flags are not 0010 is a Malformed Packet, not a PUBCOMP 0x92', async (t) => {
     const s = await persistent(t, 5, uniqueId('av'))
-    s.sendRaw(rawPacket(0x60, [0, 5]))
+    s.sendRaw(packet(0x60, [0, 5]))
     await expectClosed(t, s, 5, ReasonCode.MalformedPacket)
     t.same(s.packets.map(x => x.cmd), [], 'no PUBCOMP')
   })
