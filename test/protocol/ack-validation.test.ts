@@ -18,7 +18,7 @@ import { startTestServer, tcpPort, tcpUrl } from '../helpers/server.js'
 import { connectClient } from '../helpers/mqtt.js'
 import { RawClient } from '../helpers/raw.js'
 import { packet, str } from '../helpers/packet-bytes.js'
-import { rawSubscribe, uniqueId, text } from '../helpers/raw5.js'
+import { rawSubscribe, uniqueId, text, expectServerClose } from '../helpers/raw5.js'
 import { groupStats, waitForGroup, waitForMembers } from '../helpers/share.js'
 import { ReasonCode } from '../../lib/protocol/reason-codes.js'
 
@@ -42,15 +42,6 @@ t.test('acknowledgement validation', async (t) => {
     const c = await RawClient.connect(port, version, { clientId, clean: false, ...(version === 5 ? { properties: { sessionExpiryInterval: 300 } } : {}) })
     t.teardown(() => c.destroy())
     return c
-  }
-
-  /** MQTT 5: DISCONNECT `code`, then the close; 3.1.1: the close. */
-  async function expectClosed (t: Test, c: RawClient, version: 4 | 5, code: number = ReasonCode.ProtocolError): Promise<void> {
-    if (version === 5) {
-      const d = await c.next('disconnect') as mqtt.IDisconnectPacket
-      t.equal(d.reasonCode, code, `DISCONNECT 0x${code.toString(16)}`)
-    }
-    await c.waitClose()
   }
 
   /** Completes the flow of `p` as the spec says, so the session is left empty. */
@@ -93,7 +84,7 @@ t.test('acknowledgement validation', async (t) => {
         await pub.publishAsync(topic, 'm1', { qos })
         const p = await s.next('publish') as mqtt.IPublishPacket
         s.sendRaw(ackBytes(wrong, p.messageId as number))
-        await expectClosed(t, s, version)
+        await expectServerClose(t, s, version, ReasonCode.ProtocolError)
         t.same(s.packets.map(x => x.cmd), [], 'nothing else was sent to it')
         await resumedIntact(t, version, clientId, topic, qos, 'm1')
       })
@@ -110,7 +101,7 @@ t.test('acknowledgement validation', async (t) => {
     s.send({ cmd: 'pubrec', messageId: p.messageId as number })
     await s.next('pubrel')
     s.sendRaw(ackBytes('puback', p.messageId as number))
-    await expectClosed(t, s, 5)
+    await expectServerClose(t, s, 5, ReasonCode.ProtocolError)
     const again = await persistent(t, 5, clientId)
     const rel = await again.next('pubrel') as mqtt.IPubrelPacket
     t.equal(rel.messageId, p.messageId, 'the PUBREL is sent again on resume: the flow was not completed')
@@ -157,7 +148,7 @@ t.test('acknowledgement validation', async (t) => {
       await pub.publishAsync(topic, 'm1', { qos: 1 })
       const p = await s.next('publish') as mqtt.IPublishPacket
       s.sendRaw(ackBytes('puback', p.messageId as number, [...props]))
-      await expectClosed(t, s, 5, code)
+      await expectServerClose(t, s, 5, code)
       await resumedIntact(t, 5, clientId, topic, 1, 'm1')
     })
   }
@@ -165,7 +156,7 @@ t.test('acknowledgement validation', async (t) => {
   await t.test('[MQTT-3.6.1-1] a PUBREL whose flags are not 0010 is a Malformed Packet, not a PUBCOMP 0x92', async (t) => {
     const s = await persistent(t, 5, uniqueId('av'))
     s.sendRaw(packet(0x60, [0, 5]))
-    await expectClosed(t, s, 5, ReasonCode.MalformedPacket)
+    await expectServerClose(t, s, 5, ReasonCode.MalformedPacket)
     t.same(s.packets.map(x => x.cmd), [], 'no PUBCOMP')
   })
 
@@ -203,7 +194,7 @@ t.test('acknowledgement validation', async (t) => {
       await pub.publishAsync(topic, 'job', { qos: 1 })
       const p = await a.next('publish') as mqtt.IPublishPacket
       a.sendRaw(ackBytes(wrong, p.messageId as number))
-      await expectClosed(t, a, 5)
+      await expectServerClose(t, a, 5, ReasonCode.ProtocolError)
       t.equal(groupStats(server, key)?.delivered, 0, 'not counted as delivered')
       const b = await persistent(t, 5, bId)
       const got = await b.next('publish') as mqtt.IPublishPacket
@@ -218,7 +209,7 @@ t.test('acknowledgement validation', async (t) => {
     await pub.publishAsync(topic, 'job', { qos: 1 })
     const p = await a.next('publish') as mqtt.IPublishPacket
     a.sendRaw(ackBytes('puback', p.messageId as number, undefined, 0x01))
-    await expectClosed(t, a, 5, ReasonCode.MalformedPacket)
+    await expectServerClose(t, a, 5, ReasonCode.MalformedPacket)
     const b = await persistent(t, 5, bId)
     const got = await b.next('publish') as mqtt.IPublishPacket
     t.equal(text(got), 'job', 'the other member gets the message')
@@ -232,7 +223,7 @@ t.test('acknowledgement validation', async (t) => {
     const p = await a.next('publish') as mqtt.IPublishPacket
     t.equal(p.qos, 2)
     a.sendRaw(ackBytes('puback', p.messageId as number))
-    await expectClosed(t, a, 5)
+    await expectServerClose(t, a, 5, ReasonCode.ProtocolError)
     t.equal(groupStats(server, key)?.delivered, 0, 'not counted as delivered')
     const again = await persistent(t, 5, aId)
     const got = await again.next('publish') as mqtt.IPublishPacket

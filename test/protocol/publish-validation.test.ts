@@ -17,6 +17,7 @@ import type mqtt from 'mqtt-packet'
 import { startTestServer, tcpPort, tcpUrl } from '../helpers/server.js'
 import { connectClient, collect } from '../helpers/mqtt.js'
 import { RawClient } from '../helpers/raw.js'
+import { expectServerClose } from '../helpers/raw5.js'
 import { packet, str } from '../helpers/packet-bytes.js'
 import { ReasonCode } from '../../lib/protocol/reason-codes.js'
 import type { CulexServer } from '../../lib/server.js'
@@ -75,11 +76,7 @@ t.test('PUBLISH validation', async (t) => {
     const c = await RawClient.connect(port, version)
     t.teardown(() => c.destroy())
     c.sendRaw(bytes)
-    if (version === 5) {
-      const d = await c.next('disconnect') as mqtt.IDisconnectPacket
-      t.equal(d.reasonCode, code, `DISCONNECT 0x${code.toString(16)}`)
-    }
-    await c.waitClose()
+    await expectServerClose(t, c, version, code)
     t.same(c.packets.map(p => p.cmd), [], 'nothing else was answered (no PUBACK)')
     await nothingGotThrough(t)
   }
