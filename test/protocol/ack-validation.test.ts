@@ -184,37 +184,37 @@ t.test('acknowledgement validation', async (t) => {
     return { key, topic, a, aId, bId }
   }
 
+  /**
+   * `a` answers a shared QoS 1 delivery with the bytes `answer` makes of its
+   * packet id, and is closed with `code`; the message is not counted as
+   * delivered and goes to the other member when it returns.
+   */
+  async function refusedAckGoesToOtherMember (t: Test, name: string, aPersistent: boolean, answer: (packetId: number) => Buffer, code: number): Promise<void> {
+    const { key, topic, a, bId } = await sharedGroup(t, name, aPersistent)
+    await pub.publishAsync(topic, 'job', { qos: 1 })
+    const p = await a.next('publish') as mqtt.IPublishPacket
+    a.sendRaw(answer(p.messageId as number))
+    await expectServerClose(t, a, 5, code)
+    t.equal(groupStats(server, key)?.delivered, 0, 'not counted as delivered')
+    const b = await persistent(t, 5, bId)
+    const got = await b.next('publish') as mqtt.IPublishPacket
+    t.equal(text(got), 'job', 'the other member gets the message')
+    b.send({ cmd: 'puback', messageId: got.messageId as number })
+    await waitForGroup(server, key, s => s?.delivered === 1 && s.inflight === 0, 'delivered once, by the other member')
+  }
+
   for (const [wrong, aPersistent, path] of [
     ['pubrec', false, 'sent by the gateway itself (member without a session)'],
     ['pubcomp', false, 'sent by the gateway itself (member without a session)'],
     ['pubrec', true, 'sent through aedes (member with a session)']
   ] as const) {
     await t.test(`spec 4.3.2: ${wrong.toUpperCase()} answering a shared QoS 1 delivery ${path} is a Protocol Error; the message goes to another member`, async (t) => {
-      const { key, topic, a, bId } = await sharedGroup(t, `w${wrong}${aPersistent ? 'p' : 'c'}`, aPersistent)
-      await pub.publishAsync(topic, 'job', { qos: 1 })
-      const p = await a.next('publish') as mqtt.IPublishPacket
-      a.sendRaw(ackBytes(wrong, p.messageId as number))
-      await expectServerClose(t, a, 5, ReasonCode.ProtocolError)
-      t.equal(groupStats(server, key)?.delivered, 0, 'not counted as delivered')
-      const b = await persistent(t, 5, bId)
-      const got = await b.next('publish') as mqtt.IPublishPacket
-      t.equal(text(got), 'job', 'the other member gets the message')
-      b.send({ cmd: 'puback', messageId: got.messageId as number })
-      await waitForGroup(server, key, s => s?.delivered === 1 && s.inflight === 0, 'delivered once, by the other member')
+      await refusedAckGoesToOtherMember(t, `w${wrong}${aPersistent ? 'p' : 'c'}`, aPersistent, id => ackBytes(wrong, id), ReasonCode.ProtocolError)
     })
   }
 
   await t.test('[MQTT-2.1.3-1] a PUBACK with reserved flags set, answering a shared delivery, is a Malformed Packet and does not finish the message', async (t) => {
-    const { key, topic, a, bId } = await sharedGroup(t, 'flags', false)
-    await pub.publishAsync(topic, 'job', { qos: 1 })
-    const p = await a.next('publish') as mqtt.IPublishPacket
-    a.sendRaw(ackBytes('puback', p.messageId as number, undefined, 0x01))
-    await expectServerClose(t, a, 5, ReasonCode.MalformedPacket)
-    const b = await persistent(t, 5, bId)
-    const got = await b.next('publish') as mqtt.IPublishPacket
-    t.equal(text(got), 'job', 'the other member gets the message')
-    b.send({ cmd: 'puback', messageId: got.messageId as number })
-    await waitForGroup(server, key, s => s?.delivered === 1 && s.inflight === 0, 'delivered once, by the other member')
+    await refusedAckGoesToOtherMember(t, 'flags', false, id => ackBytes('puback', id, undefined, 0x01), ReasonCode.MalformedPacket)
   })
 
   await t.test('spec 4.3.3: PUBACK answering a shared QoS 2 delivery is a Protocol Error; the message stays with its member (spec 4.8.2) and is sent again when it resumes', async (t) => {
