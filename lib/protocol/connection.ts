@@ -24,7 +24,7 @@ import { checkSubscribeFrame, checkSubscription, PendingSuback, type SubscribePo
 import { checkPublishHeader, checkPublishProperties, type PublishPolicy } from './inbound/publish.js'
 import { OutboundFlow, OutboundWindow, type HeldPublish } from './outbound/flow-control.js'
 import { checkAckFrame, wrongAckKind } from './inbound/ack.js'
-import { checkProperties } from './inbound/properties.js'
+import { checkProperties } from './property-rules.js'
 import { RetainedOrder } from './inbound/retained-order.js'
 import { ConnackGate, MAX_HELD_BEFORE_CONNACK, afterConnack, afterConnect, gateDecision, type ConnackGateState } from './inbound/connack-gate.js'
 import { PacketIdTable } from './packet-id-table.js'
@@ -794,7 +794,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
    * 2. header checks (inbound/publish.ts): Maximum QoS, packet identifier,
    *    Retain Available, Topic Name;
    * 3. MQTT 5 properties, checked and decoded only when present
-   *    (inbound/properties.ts, then inbound/publish.ts): repeated or
+   *    (property-rules.ts, then inbound/publish.ts): repeated or
    *    ill-formed properties, Payload Format Indicator, Subscription
    *    Identifier; an unknown topic alias with an empty topic is a Protocol
    *    Error;
@@ -817,8 +817,8 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
     let packet = publishPacket(frame, header, version)
     if (packet === null) {
       // only a PUBLISH that carries properties pays for their checks
-      const raw = checkProperties(frame.buf, header.afterId, frame.buf.length, PacketType.PUBLISH)
-      if (!raw.ok) return { kind: 'close', reasonCode: raw.reasonCode, reason: raw.reason }
+      const raw = checkProperties(frame.buf, header.afterId, frame.buf.length, 'publish')
+      if (typeof raw !== 'number') return { kind: 'close', reasonCode: raw.reasonCode, reason: raw.reason }
       const decoded = decodeFrame(frame, 5)
       if (decoded instanceof Error || decoded.cmd !== 'publish') {
         return { kind: 'close', reasonCode: ReasonCode.MalformedPacket, reason: 'malformed PUBLISH' }

@@ -16,9 +16,14 @@ export function varint (n: number): Buffer {
   return Buffer.from(out)
 }
 
-/** A two-byte length and the bytes (a UTF-8 string or binary data, spec 1.5.4, 1.5.6). */
-export function str (value: string | Buffer): Buffer {
-  const bytes = typeof value === 'string' ? Buffer.from(value) : value
+/** Raw bytes given as a Buffer or an array of byte values. */
+export type Bytes = Buffer | readonly number[]
+
+const bytesOf = (b: Bytes): Buffer => Buffer.isBuffer(b) ? b : Buffer.from(b)
+
+/** A two-byte length and the bytes (a UTF-8 string or binary data, spec 1.5.4, 1.5.6); text is UTF-8 encoded, bytes are taken as they are. */
+export function str (value: string | Bytes): Buffer {
+  const bytes = typeof value === 'string' ? Buffer.from(value) : bytesOf(value)
   const length = Buffer.alloc(2)
   length.writeUInt16BE(bytes.length)
   return Buffer.concat([length, bytes])
@@ -40,8 +45,8 @@ export function properties (...props: Buffer[]): Buffer {
 }
 
 /** A whole packet: first byte, Remaining Length, body. */
-export function packet (first: number, ...body: Buffer[]): Buffer {
-  const rest = Buffer.concat(body)
+export function packet (first: number, ...body: Bytes[]): Buffer {
+  const rest = Buffer.concat(body.map(bytesOf))
   return Buffer.concat([Buffer.from([first]), varint(rest.length), rest])
 }
 

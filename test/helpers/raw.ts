@@ -70,26 +70,3 @@ export class RawClient {
 
   destroy (): void { this.socket.destroy() }
 }
-
-/** A packet built byte by byte (for input no encoder will produce): the first byte, then the Remaining Length and `body`. */
-export function rawPacket (first: number, ...body: Array<Buffer | number[]>): Buffer {
-  const rest = Buffer.concat(body.map(b => Buffer.isBuffer(b) ? b : Buffer.from(b)))
-  const length: number[] = []
-  let n = rest.length
-  do {
-    let byte = n % 128
-    n = Math.floor(n / 128)
-    if (n > 0) byte |= 0x80
-    length.push(byte)
-  } while (n > 0)
-  return Buffer.concat([Buffer.from([first, ...length]), rest])
-}
-
-/** A length-prefixed string (spec 1.5.4) holding exactly `bytes` (text is UTF-8 encoded; arrays are taken as they are). */
-export function rawString (bytes: string | number[]): Buffer {
-  const b = typeof bytes === 'string' ? Buffer.from(bytes) : Buffer.from(bytes)
-  const out = Buffer.alloc(2 + b.length)
-  out.writeUInt16BE(b.length, 0)
-  b.copy(out, 2)
-  return out
-}

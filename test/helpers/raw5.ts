@@ -93,6 +93,18 @@ export function takePublishes (c: RawClient): mqtt.IPublishPacket[] {
   return out
 }
 
+/**
+ * The server's close after a violation: MQTT 5 sends DISCONNECT `code` first
+ * (spec 4.13.2), 3.1.1 closes the connection alone (spec 4.13.1).
+ */
+export async function expectServerClose (t: Test, c: RawClient, version: RawVersion, code: number): Promise<void> {
+  if (version === 5) {
+    const d = await c.next('disconnect') as mqtt.IDisconnectPacket
+    t.equal(d.reasonCode, code, `DISCONNECT 0x${code.toString(16)}`)
+  }
+  await c.waitClose()
+}
+
 /** Resolves after `ms` if no packet of type `cmd` arrived meanwhile; rejects with it otherwise. */
 export async function expectNone (c: RawClient, cmd: mqtt.Packet['cmd'], ms: number): Promise<void> {
   await new Promise(resolve => setTimeout(resolve, ms))

@@ -16,8 +16,9 @@ import type { Test } from 'tap'
 import type mqtt from 'mqtt-packet'
 import { startTestServer, tcpPort, tcpUrl } from '../helpers/server.js'
 import { connectClient } from '../helpers/mqtt.js'
-import { RawClient, rawPacket, rawString } from '../helpers/raw.js'
-import { rawSubscribe, uniqueId, text } from '../helpers/raw5.js'
+import { RawClient } from '../helpers/raw.js'
+import { packet, str } from '../helpers/packet-bytes.js'
+import { rawSubscribe, uniqueId, text, expectServerClose } from '../helpers/raw5.js'
 import { groupStats, waitForGroup, waitForMembers } from '../helpers/share.js'
 import { ReasonCode } from '../../lib/protocol/reason-codes.js'
 
@@ -28,7 +29,7 @@ const ACK_TYPE: Record<AckCmd, number> = { puback: 4, pubrec: 5, pubcomp: 7 }
 function ackBytes (cmd: AckCmd, id: number, props?: number[], flags = 0): Buffer {
   const body: number[][] = [[id >> 8, id & 0xff]]
   if (props !== undefined) body.push([0, props.length, ...props])
-  return rawPacket((ACK_TYPE[cmd] << 4) | flags, ...body)
+  return packet((ACK_TYPE[cmd] << 4) | flags, ...body)
 }
 
 t.test('acknowledgement validation', async (t) => {
@@ -41,15 +42,6 @@ t.test('acknowledgement validation', async (t) => {
     const c = await RawClient.connect(port, version, { clientId, clean: false, ...(version === 5 ? { properties: { sessionExpiryInterval: 300 } } : {}) })
     t.teardown(() => c.destroy())
     return c
-  }
-
-  /** MQTT 5: DISCONNECT `code`, then the close; 3.1.1: the close. */
-  async function expectClosed (t: Test, c: RawClient, version: 4 | 5, code: number = ReasonCode.ProtocolError): Promise<void> {
-    if (version === 5) {
-      const d = await c.next('disconnect') as mqtt.IDisconnectPacket
-      t.equal(d.reasonCode, code, `DISCONNECT 0x${code.toString(16)}`)
-    }
-    await c.waitClose()
   }
 
   /** Completes the flow of `p` as the spec says, so the session is left empty. */
@@ -92,7 +84,7 @@ t.test('acknowledgement validation', async (t) => {
         await pub.publishAsync(topic, 'm1', { qos })
         const p = await s.next('publish') as mqtt.IPublishPacket
         s.sendRaw(ackBytes(wrong, p.messageId as number))
-        await expectClosed(t, s, version)
+        await expectServerClose(t, s, version, ReasonCode.ProtocolError)
         t.same(s.packets.map(x => x.cmd), [], 'nothing else was sent to it')
         await resumedIntact(t, version, clientId, topic, qos, 'm1')
       })
@@ -109,7 +101,7 @@ t.test('acknowledgement validation', async (t) => {
     s.send({ cmd: 'pubrec', messageId: p.messageId as number })
     await s.next('pubrel')
     s.sendRaw(ackBytes('puback', p.messageId as number))
-    await expectClosed(t, s, 5)
+    await expectServerClose(t, s, 5, ReasonCode.ProtocolError)
     const again = await persistent(t, 5, clientId)
     const rel = await again.next('pubrel') as mqtt.IPubrelPacket
     t.equal(rel.messageId, p.messageId, 'the PUBREL is sent again on resume: the flow was not completed')
@@ -143,9 +135,9 @@ t.test('acknowledgement validation', async (t) => {
   })
 
   for (const [name, props, code] of [
-    ['Reason String twice', [0x1f, ...rawString('a'), 0x1f, ...rawString('b')], ReasonCode.ProtocolError],
-    ['a Reason String that is not well-formed UTF-8 [MQTT-1.5.4-1]', [0x1f, ...rawString([0xed, 0xa0, 0x80])], ReasonCode.MalformedPacket],
-    ['a User Property holding U+0000 [MQTT-1.5.4-2]', [0x26, ...rawString('k'), ...rawString([0x00])], ReasonCode.MalformedPacket],
+    ['Reason String twice', [0x1f, ...str('a'), 0x1f, ...str('b')], ReasonCode.ProtocolError],
+    ['a Reason String that is not well-formed UTF-8 [MQTT-1.5.4-1]', [0x1f, ...str([0xed, 0xa0, 0x80])], ReasonCode.MalformedPacket],
+    ['a User Property holding U+0000 [MQTT-1.5.4-2]', [0x26, ...str('k'), ...str([0x00])], ReasonCode.MalformedPacket],
     ['a property that does not belong in a PUBACK (Payload Format Indicator)', [0x01, 1], ReasonCode.MalformedPacket]
   ] as const) {
     await t.test(`spec 2.2.2.2: a PUBACK carrying ${name} is refused before it completes the delivery`, async (t) => {
@@ -156,15 +148,15 @@ t.test('acknowledgement validation', async (t) => {
       await pub.publishAsync(topic, 'm1', { qos: 1 })
       const p = await s.next('publish') as mqtt.IPublishPacket
       s.sendRaw(ackBytes('puback', p.messageId as number, [...props]))
-      await expectClosed(t, s, 5, code)
+      await expectServerClose(t, s, 5, code)
       await resumedIntact(t, 5, clientId, topic, 1, 'm1')
     })
   }
 
   await t.test('[MQTT-3.6.1-1] a PUBREL whose flags are not 0010 is a Malformed Packet, not a PUBCOMP 0x92', async (t) => {
     const s = await persistent(t, 5, uniqueId('av'))
-    s.sendRaw(rawPacket(0x60, [0, 5]))
-    await expectClosed(t, s, 5, ReasonCode.MalformedPacket)
+    s.sendRaw(packet(0x60, [0, 5]))
+    await expectServerClose(t, s, 5, ReasonCode.MalformedPacket)
     t.same(s.packets.map(x => x.cmd), [], 'no PUBCOMP')
   })
 
@@ -192,37 +184,37 @@ t.test('acknowledgement validation', async (t) => {
     return { key, topic, a, aId, bId }
   }
 
+  /**
+   * `a` answers a shared QoS 1 delivery with the bytes `answer` makes of its
+   * packet id, and is closed with `code`; the message is not counted as
+   * delivered and goes to the other member when it returns.
+   */
+  async function refusedAckGoesToOtherMember (t: Test, name: string, aPersistent: boolean, answer: (packetId: number) => Buffer, code: number): Promise<void> {
+    const { key, topic, a, bId } = await sharedGroup(t, name, aPersistent)
+    await pub.publishAsync(topic, 'job', { qos: 1 })
+    const p = await a.next('publish') as mqtt.IPublishPacket
+    a.sendRaw(answer(p.messageId as number))
+    await expectServerClose(t, a, 5, code)
+    t.equal(groupStats(server, key)?.delivered, 0, 'not counted as delivered')
+    const b = await persistent(t, 5, bId)
+    const got = await b.next('publish') as mqtt.IPublishPacket
+    t.equal(text(got), 'job', 'the other member gets the message')
+    b.send({ cmd: 'puback', messageId: got.messageId as number })
+    await waitForGroup(server, key, s => s?.delivered === 1 && s.inflight === 0, 'delivered once, by the other member')
+  }
+
   for (const [wrong, aPersistent, path] of [
     ['pubrec', false, 'sent by the gateway itself (member without a session)'],
     ['pubcomp', false, 'sent by the gateway itself (member without a session)'],
     ['pubrec', true, 'sent through aedes (member with a session)']
   ] as const) {
     await t.test(`spec 4.3.2: ${wrong.toUpperCase()} answering a shared QoS 1 delivery ${path} is a Protocol Error; the message goes to another member`, async (t) => {
-      const { key, topic, a, bId } = await sharedGroup(t, `w${wrong}${aPersistent ? 'p' : 'c'}`, aPersistent)
-      await pub.publishAsync(topic, 'job', { qos: 1 })
-      const p = await a.next('publish') as mqtt.IPublishPacket
-      a.sendRaw(ackBytes(wrong, p.messageId as number))
-      await expectClosed(t, a, 5)
-      t.equal(groupStats(server, key)?.delivered, 0, 'not counted as delivered')
-      const b = await persistent(t, 5, bId)
-      const got = await b.next('publish') as mqtt.IPublishPacket
-      t.equal(text(got), 'job', 'the other member gets the message')
-      b.send({ cmd: 'puback', messageId: got.messageId as number })
-      await waitForGroup(server, key, s => s?.delivered === 1 && s.inflight === 0, 'delivered once, by the other member')
+      await refusedAckGoesToOtherMember(t, `w${wrong}${aPersistent ? 'p' : 'c'}`, aPersistent, id => ackBytes(wrong, id), ReasonCode.ProtocolError)
     })
   }
 
   await t.test('[MQTT-2.1.3-1] a PUBACK with reserved flags set, answering a shared delivery, is a Malformed Packet and does not finish the message', async (t) => {
-    const { key, topic, a, bId } = await sharedGroup(t, 'flags', false)
-    await pub.publishAsync(topic, 'job', { qos: 1 })
-    const p = await a.next('publish') as mqtt.IPublishPacket
-    a.sendRaw(ackBytes('puback', p.messageId as number, undefined, 0x01))
-    await expectClosed(t, a, 5, ReasonCode.MalformedPacket)
-    const b = await persistent(t, 5, bId)
-    const got = await b.next('publish') as mqtt.IPublishPacket
-    t.equal(text(got), 'job', 'the other member gets the message')
-    b.send({ cmd: 'puback', messageId: got.messageId as number })
-    await waitForGroup(server, key, s => s?.delivered === 1 && s.inflight === 0, 'delivered once, by the other member')
+    await refusedAckGoesToOtherMember(t, 'flags', false, id => ackBytes('puback', id, undefined, 0x01), ReasonCode.MalformedPacket)
   })
 
   await t.test('spec 4.3.3: PUBACK answering a shared QoS 2 delivery is a Protocol Error; the message stays with its member (spec 4.8.2) and is sent again when it resumes', async (t) => {
@@ -231,7 +223,7 @@ t.test('acknowledgement validation', async (t) => {
     const p = await a.next('publish') as mqtt.IPublishPacket
     t.equal(p.qos, 2)
     a.sendRaw(ackBytes('puback', p.messageId as number))
-    await expectClosed(t, a, 5)
+    await expectServerClose(t, a, 5, ReasonCode.ProtocolError)
     t.equal(groupStats(server, key)?.delivered, 0, 'not counted as delivered')
     const again = await persistent(t, 5, aId)
     const got = await again.next('publish') as mqtt.IPublishPacket

@@ -15,7 +15,7 @@ import type mqtt from 'mqtt-packet'
 import { startTestServer, tcpPort, tcpUrl } from '../helpers/server.js'
 import { connectClient, collect } from '../helpers/mqtt.js'
 import { RawClient } from '../helpers/raw.js'
-import { rawClient, rawConnect, rawPublish, rawSubscribe, text, uniqueId } from '../helpers/raw5.js'
+import { expectServerClose, rawClient, rawConnect, rawPublish, rawSubscribe, text, uniqueId } from '../helpers/raw5.js'
 import { connectBytes, packet, prop, properties, type ConnectBytes } from '../helpers/packet-bytes.js'
 import { ReasonCode } from '../../lib/protocol/reason-codes.js'
 
@@ -138,18 +138,14 @@ t.test('CONNECT, DISCONNECT: invalid input is answered and the broker survives',
     c.sendRaw(connectBytes({ properties: properties(prop.four(SESSION_EXPIRY, 30)) }))
     t.equal((await c.next('connack') as mqtt.IConnackPacket).reasonCode, ReasonCode.Success)
     c.sendRaw(packet(0xe0, Buffer.from([0x00]), properties(prop.four(SESSION_EXPIRY, 10), prop.four(SESSION_EXPIRY, 20))))
-    const d = await c.next('disconnect') as mqtt.IDisconnectPacket
-    t.equal(d.reasonCode, ReasonCode.ProtocolError, 'DISCONNECT 0x82')
-    await c.waitClose()
+    await expectServerClose(t, c, 5, ReasonCode.ProtocolError)
     await served(t)
   })
 
   await t.test('spec 3.14.2.2.3: Reason String twice in DISCONNECT -> DISCONNECT 0x82', async (t) => {
     const c = await rawClient(t, port, 5)
     c.sendRaw(packet(0xe0, Buffer.from([0x00]), properties(prop.string(REASON_STRING, 'a'), prop.string(REASON_STRING, 'b'))))
-    const d = await c.next('disconnect') as mqtt.IDisconnectPacket
-    t.equal(d.reasonCode, ReasonCode.ProtocolError, 'DISCONNECT 0x82')
-    await c.waitClose()
+    await expectServerClose(t, c, 5, ReasonCode.ProtocolError)
     await served(t)
   })
 
@@ -284,9 +280,7 @@ t.test('CONNECT, DISCONNECT: invalid input is answered and the broker survives',
     const c = await rawClient(t, port, 5, { clientId })
     await rawSubscribe(c, [{ topic: 'sei/#', qos: 1 }])
     c.sendRaw(packet(0xe0, Buffer.from([0x00]), properties(prop.four(SESSION_EXPIRY, 300))))
-    const d = await c.next('disconnect') as mqtt.IDisconnectPacket
-    t.equal(d.reasonCode, ReasonCode.ProtocolError, 'DISCONNECT 0x82')
-    await c.waitClose()
+    await expectServerClose(t, c, 5, ReasonCode.ProtocolError)
     const { connack } = await rawConnect(t, port, 5, { clientId, clean: false })
     t.equal(connack.sessionPresent, false, 'no session was kept')
     await served(t)

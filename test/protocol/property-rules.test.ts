@@ -6,7 +6,8 @@ import t from 'tap'
 import { createRequire } from 'node:module'
 import fc from 'fast-check'
 import mqtt from 'mqtt-packet'
-import { PROPERTY_RULES, mayRepeat, scanProperties, type PropertyContext } from '../../lib/protocol/property-rules.js'
+import { PACKET_CONTEXT, PROPERTY_RULES, checkProperties, mayRepeat, scanProperties, type PropertyContext } from '../../lib/protocol/property-rules.js'
+import { PacketType } from '../../lib/protocol/frame.js'
 import { ReasonCode } from '../../lib/protocol/reason-codes.js'
 import { prop, properties } from '../helpers/packet-bytes.js'
 
@@ -109,4 +110,30 @@ t.test('numbers and spans: what the scan reports matches what mqtt-packet decode
     return scan.end === packet.length && scan.numbers.get(0x11) === sei && span !== undefined && packet.toString('utf8', span[0], span[1]) === reason
   }), { numRuns: 300 })
   t.pass()
+})
+
+t.test('checkProperties (no values collected, the PUBLISH path) and scanProperties give the same end or the same fault on any bytes', async (t) => {
+  const block = fc.oneof(
+    fc.uint8Array({ maxLength: 24 }).map(b => Buffer.from(b)),
+    fc.array(fc.constantFrom(...[...PROPERTY_RULES.keys()].map(sample), Buffer.from([0x0b, 0x00]), prop.byte(0x01, 2), prop.two(0x21, 0)), { maxLength: 4 }).map(ps => properties(...ps))
+  )
+  fc.assert(fc.property(block, fc.constantFrom(...CONTEXTS), fc.boolean(), (buf, context, fromServer) => {
+    const checked = checkProperties(buf, 0, buf.length, context, fromServer)
+    const scan = scanProperties(buf, 0, buf.length, context, fromServer)
+    return scan.kind === 'ok' ? checked === scan.end : typeof checked !== 'number' && checked.reasonCode === scan.fault.reasonCode
+  }), { numRuns: 2000 })
+  t.pass()
+})
+
+t.test('PACKET_CONTEXT names the context of each packet type that carries properties', async (t) => {
+  t.equal(PACKET_CONTEXT[PacketType.PUBLISH], 'publish')
+  t.equal(PACKET_CONTEXT[PacketType.PUBACK], 'puback')
+  t.equal(PACKET_CONTEXT[PacketType.PUBREC], 'pubrec')
+  t.equal(PACKET_CONTEXT[PacketType.PUBREL], 'pubrel')
+  t.equal(PACKET_CONTEXT[PacketType.PUBCOMP], 'pubcomp')
+  t.equal(PACKET_CONTEXT[PacketType.SUBSCRIBE], 'subscribe')
+  t.equal(PACKET_CONTEXT[PacketType.UNSUBSCRIBE], 'unsubscribe')
+  t.equal(PACKET_CONTEXT[PacketType.DISCONNECT], 'disconnect')
+  t.equal(PACKET_CONTEXT[PacketType.AUTH], 'auth')
+  t.equal(PACKET_CONTEXT[PacketType.PINGREQ], undefined, 'PINGREQ carries none')
 })

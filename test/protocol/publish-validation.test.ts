@@ -8,7 +8,7 @@
  * test checks it was none of these, and that another client is served.
  *
  * Implemented in lib/protocol/inbound/publish.ts (checkPublishHeader),
- * lib/protocol/inbound/properties.ts and lib/protocol/connection.ts
+ * lib/protocol/property-rules.ts and lib/protocol/connection.ts
  * (onPublish).
  */
 import t from 'tap'
@@ -16,7 +16,9 @@ import type { Test } from 'tap'
 import type mqtt from 'mqtt-packet'
 import { startTestServer, tcpPort, tcpUrl } from '../helpers/server.js'
 import { connectClient, collect } from '../helpers/mqtt.js'
-import { RawClient, rawPacket, rawString } from '../helpers/raw.js'
+import { RawClient } from '../helpers/raw.js'
+import { expectServerClose } from '../helpers/raw5.js'
+import { packet, str } from '../helpers/packet-bytes.js'
 import { ReasonCode } from '../../lib/protocol/reason-codes.js'
 import type { CulexServer } from '../../lib/server.js'
 
@@ -26,12 +28,12 @@ const PUBLISH_QOS1_RETAIN = 0x33
 function publish (topic: number[] | string, props: number[] | undefined, first = PUBLISH_QOS1_RETAIN, packetId = 1): Buffer {
   const id = [packetId >> 8, packetId & 0xff]
   const properties = props === undefined ? [] : [props.length, ...props]
-  return rawPacket(first, rawString(topic), id, properties, Buffer.from('payload'))
+  return packet(first, str(topic), id, properties, Buffer.from('payload'))
 }
 
 /** A property holding a length-prefixed UTF-8 string of exactly `bytes`. */
 function stringProp (id: number, bytes: number[] | string): number[] {
-  return [id, ...rawString(bytes)]
+  return [id, ...str(bytes)]
 }
 
 async function retainedTopics (server: CulexServer): Promise<string[]> {
@@ -74,11 +76,7 @@ t.test('PUBLISH validation', async (t) => {
     const c = await RawClient.connect(port, version)
     t.teardown(() => c.destroy())
     c.sendRaw(bytes)
-    if (version === 5) {
-      const d = await c.next('disconnect') as mqtt.IDisconnectPacket
-      t.equal(d.reasonCode, code, `DISCONNECT 0x${code.toString(16)}`)
-    }
-    await c.waitClose()
+    await expectServerClose(t, c, version, code)
     t.same(c.packets.map(p => p.cmd), [], 'nothing else was answered (no PUBACK)')
     await nothingGotThrough(t)
   }
@@ -117,10 +115,10 @@ t.test('PUBLISH validation', async (t) => {
       ...stringProp(0x08, 'pv/reply'),
       0x09, 0, 2, 0x63, 0x31,
       0x23, 0, 1,
-      0x26, ...rawString('k'), ...rawString('v1'),
-      0x26, ...rawString('k'), ...rawString('v2')
+      0x26, ...str('k'), ...str('v1'),
+      0x26, ...str('k'), ...str('v2')
     ]
-    c.sendRaw(rawPacket(0x32, rawString('pv/ok'), [0, 1], [props.length, ...props], Buffer.from('fine')))
+    c.sendRaw(packet(0x32, str('pv/ok'), [0, 1], [props.length, ...props], Buffer.from('fine')))
     const ack = await c.next('puback') as mqtt.IPubackPacket
     t.equal(ack.reasonCode ?? 0, 0, 'PUBACK 0x00')
     const [m] = (await seen.next(cursor + 1)).slice(cursor)
@@ -156,9 +154,9 @@ t.test('PUBLISH validation', async (t) => {
   }
 
   for (const [name, props] of [
-    ['a User Property name', [0x26, ...rawString([0xc0, 0x80]), ...rawString('v')]],
-    ['a User Property value', [0x26, ...rawString('k'), ...rawString([0xed, 0xa0, 0x80])]],
-    ['a User Property value holding U+0000', [0x26, ...rawString('k'), ...rawString([0x61, 0x00])]],
+    ['a User Property name', [0x26, ...str([0xc0, 0x80]), ...str('v')]],
+    ['a User Property value', [0x26, ...str('k'), ...str([0xed, 0xa0, 0x80])]],
+    ['a User Property value holding U+0000', [0x26, ...str('k'), ...str([0x61, 0x00])]],
     ['the Content Type', stringProp(0x03, [0xff])],
     ['the Response Topic', stringProp(0x08, [0x70, 0x76, 0x2f, 0xc0, 0xaf])]
   ] as const) {

@@ -6,7 +6,7 @@
  */
 import { ReasonCode } from '../reason-codes.js'
 import { PacketType, type Frame } from '../frame.js'
-import { checkProperties } from './properties.js'
+import { PACKET_CONTEXT, checkProperties } from '../property-rules.js'
 import { OutboundFlow } from '../outbound/flow-control.js'
 
 export interface AckFailure { reasonCode: number, reason: string }
@@ -33,7 +33,7 @@ export function validFixedHeaderFlags (type: number, flags: number, version: num
  * 1. the fixed header flags (`validFixedHeaderFlags`);
  * 2. a packet identifier must follow (spec 3.4.2); a 3.1.1 ack is exactly
  *    two bytes;
- * 3. MQTT 5 properties, when present (inbound/properties.ts).
+ * 3. MQTT 5 properties, when present (property-rules.ts).
  */
 export function checkAckFrame (frame: Frame, version: number | undefined): AckFailure | undefined {
   if (!validFixedHeaderFlags(frame.type, frame.flags, version)) {
@@ -43,10 +43,11 @@ export function checkAckFrame (frame: Frame, version: number | undefined): AckFa
   if (length < 2 || (version !== 5 && length !== 2)) {
     return { reasonCode: ReasonCode.MalformedPacket, reason: 'malformed acknowledgement' }
   }
-  if (length > 3) {
-    const props = checkProperties(frame.buf, frame.headerLength + 3, frame.buf.length, frame.type)
-    if (!props.ok) return props
-    if (props.end !== frame.buf.length) return { reasonCode: ReasonCode.MalformedPacket, reason: 'bytes after the properties of an acknowledgement' }
+  const context = PACKET_CONTEXT[frame.type]
+  if (length > 3 && context !== undefined) {
+    const props = checkProperties(frame.buf, frame.headerLength + 3, frame.buf.length, context)
+    if (typeof props !== 'number') return props
+    if (props !== frame.buf.length) return { reasonCode: ReasonCode.MalformedPacket, reason: 'bytes after the properties of an acknowledgement' }
   }
   return undefined
 }

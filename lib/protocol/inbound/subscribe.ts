@@ -9,7 +9,7 @@ import { ReasonCode } from '../reason-codes.js'
 import { isValidTopicFilter, topicLevels, hasWildcard } from '../topic.js'
 import { PacketType, type Frame } from '../frame.js'
 import { isWellFormedString } from '../utf8.js'
-import { checkProperties } from './properties.js'
+import { checkProperties } from '../property-rules.js'
 import { validFixedHeaderFlags } from './ack.js'
 
 /**
@@ -17,7 +17,7 @@ import { validFixedHeaderFlags } from './ack.js'
  * it (which would turn ill-formed UTF-8 into U+FFFD). Steps:
  * 1. [MQTT-3.8.1-1] [MQTT-3.10.1-1] fixed header flags 0010: else malformed;
  * 2. [MQTT-2.2.1-3] packet identifier 0: Protocol Error;
- * 3. MQTT 5 properties (inbound/properties.ts): a repeated Subscription
+ * 3. MQTT 5 properties (property-rules.ts): a repeated Subscription
  *    Identifier, or one of 0, is a Protocol Error (spec 3.8.2.1.2), an
  *    ill-formed User Property is malformed;
  * 4. [MQTT-1.5.4-1] [MQTT-1.5.4-2] every Topic Filter well-formed UTF-8
@@ -32,9 +32,9 @@ export function checkSubscribeFrame (frame: Frame, version: number | undefined):
   if (buf.readUInt16BE(headerLength) === 0) return { reasonCode: ReasonCode.ProtocolError, reason: `${name} with packet identifier 0` }
   let at = headerLength + 2
   if (version === 5) {
-    const props = checkProperties(buf, at, buf.length, type)
-    if (!props.ok) return props
-    at = props.end
+    const props = checkProperties(buf, at, buf.length, type === PacketType.SUBSCRIBE ? 'subscribe' : 'unsubscribe')
+    if (typeof props !== 'number') return props
+    at = props
   }
   const options = type === PacketType.SUBSCRIBE ? 1 : 0
   while (at < buf.length) {
