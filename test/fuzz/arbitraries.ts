@@ -266,14 +266,11 @@ const scriptOf = (version: 3 | 4 | 5): fc.Arbitrary<Omit<Script, typeof fc.toStr
 })
 const scripts = { 3: scriptOf(3), 4: scriptOf(4), 5: scriptOf(5) }
 
-export const script: fc.Arbitrary<Script> = fc.constantFrom<3 | 4 | 5>(5, 5, 5, 4, 4, 3).chain(version => scripts[version]).map(s => {
-  const out: Script = {
-    ...s,
-    closeAfter: Math.min(s.closeAfter, s.packets.length),
-    [fc.toStringMethod]: () => describeScript(out)
-  }
-  return out
-})
+export const script: fc.Arbitrary<Script> = fc.constantFrom<3 | 4 | 5>(5, 5, 5, 4, 4, 3).chain(version => scripts[version]).map(s => ({
+  ...s,
+  closeAfter: Math.min(s.closeAfter, s.packets.length),
+  [fc.toStringMethod] (this: Script) { return describeScript(this) }
+}))
 
 /** The script in a line: what it does and its bytes in hex, so that a failure can be replayed by hand. */
 export function describeScript (s: Script): string {

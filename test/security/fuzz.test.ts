@@ -28,6 +28,7 @@ import { RawClient } from '../helpers/raw.js'
 import { startCulex, within, type CulexProcess } from '../helpers/cli.js'
 import { eventually, sleep, tempDir, uniqueId } from '../helpers/security.js'
 import { describeScript, script, scriptBytes, type Script } from '../fuzz/arbitraries.js'
+import { shrink } from '../fuzz/shrink.js'
 
 const RUNS = Math.max(1, Number(process.env.CULEX_FUZZ_RUNS ?? 300))
 const BATCH = Math.max(1, Number(process.env.CULEX_FUZZ_BATCH ?? 40))
@@ -35,7 +36,7 @@ const SEED = process.env.CULEX_FUZZ_SEED !== undefined ? Number(process.env.CULE
 /** a well-behaved client's QoS 1 round trip must take less than this */
 const ROUND_TRIP_MS = 5000
 /** time given to fast-check to shrink a failure */
-const SHRINK_MS = Number(process.env.CULEX_FUZZ_SHRINK_MS ?? 30_000)
+const SHRINK_MS = Number(process.env.CULEX_FUZZ_SHRINK_MS ?? 60_000)
 
 t.setTimeout(Math.max(120_000, RUNS * 20 + SHRINK_MS * 2))
 
@@ -123,7 +124,7 @@ t.test('the culex process survives a PUBACK with Remaining Length 0', async (t) 
 
 
 /** Figures of the campaign, printed at the end. */
-const stats = { inputs: 0, connections: 0, bytes: 0, batches: 0, restarts: 0, shrinkRuns: 0 }
+const stats = { inputs: 0, connections: 0, bytes: 0, batches: 0, restarts: 0 }
 
 /** Writes `bytes` split at `splits`, a turn of the event loop between pieces so that they travel apart. */
 async function writeSplit (socket: net.Socket, bytes: Buffer, splits: readonly number[]): Promise<void> {
@@ -137,8 +138,8 @@ async function writeSplit (socket: net.Socket, bytes: Buffer, splits: readonly n
   socket.write(bytes.subarray(from))
 }
 
-/** Runs one connection's script; resolves once its socket is closed (at most about 2 s later). */
-function runScript (port: number, s: Script): Promise<void> {
+/** Runs one connection's script; resolves with the time its socket closed (at most about 2 s later). */
+function runScript (port: number, s: Script): Promise<number> {
   const { connect, rest } = scriptBytes(s)
   stats.connections++
   stats.bytes += connect.length + rest.length
@@ -146,28 +147,25 @@ function runScript (port: number, s: Script): Promise<void> {
     const socket = net.connect(port, '127.0.0.1')
     const hard = setTimeout(() => socket.destroy(), 2000)
     socket.on('error', () => {})
-    socket.on('close', () => { clearTimeout(hard); resolve() })
-    const answer = new Promise<void>((resolve) => {
-      socket.once('data', () => resolve())
-      socket.once('close', () => resolve())
-    })
-    const bounded = (ms: number): Promise<unknown> => Promise.race([answer, sleep(ms)])
+    socket.on('close', () => { clearTimeout(hard); resolve(Date.now()) })
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()))
+    const answer = Promise.race([closed, new Promise<void>((resolve) => socket.once('data', () => resolve()))])
+    const upTo = (ms: number, what: Promise<void>): Promise<unknown> => Promise.race([what, sleep(ms)])
     socket.once('connect', () => {
       void (async () => {
         if (s.sameWrite || s.connect === undefined) {
           await writeSplit(socket, Buffer.concat([connect, rest]), s.splits)
         } else {
           await writeSplit(socket, connect, s.splits)
-          await bounded(300)
+          await upTo(200, answer)
           if (socket.destroyed) return
           await writeSplit(socket, rest, s.splits.map(x => x - connect.length))
         }
         if (s.delay > 0) await sleep(s.delay)
+        if (s.close === 'destroy') { socket.destroy(); return }
         if (s.close === 'end') socket.end()
-        else if (s.close === 'destroy') socket.destroy()
-        else await bounded(150)
-        // the broker closes on our FIN or after a bad packet; a connection it keeps open is closed here
-        await sleep(200)
+        // the broker answers, and closes on our FIN or after a bad packet; a connection it keeps open is closed here
+        await upTo(150, closed)
         socket.destroy()
       })()
     })
@@ -272,58 +270,83 @@ const validTopicName = (topic: string): boolean => topic.length > 0 && !/[+#\u00
 
 t.test('gateway fuzzer: the broker process survives and serves its well-behaved clients throughout', async (t) => {
   let broker: Broker | undefined
-  /** set at the first failure: shrinking then runs until this time */
-  let shrinkUntil: number | undefined
   const crashes = new Map<string, number>()
-  const started = Date.now()
   let campaignMs = 0
 
-  const property = fc.asyncProperty(fc.array(script, { minLength: 1, maxLength: BATCH, size: 'max' }), async (batch) => {
-    if (shrinkUntil === undefined && stats.inputs >= RUNS) return
-    if (shrinkUntil !== undefined && Date.now() > shrinkUntil) return
+  /**
+   * Runs connections at once with the well-behaved clients' round trips
+   * during and after them; returns why the broker failed, if it did, and
+   * the scripts ordered by how close before the failure their connection closed.
+   */
+  async function trial (batch: Script[]): Promise<{ failure: string | undefined, suspects: Script[] }> {
     if (broker === undefined || broker.exit() !== undefined) {
       if (broker !== undefined) stats.restarts++
       broker = await startBroker(t)
     }
     const b = broker
-    if (shrinkUntil === undefined) { stats.inputs += batch.length; stats.batches++ } else stats.shrinkRuns++
+    const closedAt: number[] = []
     try {
       await Promise.race([b.died, (async () => {
         const during = Promise.all(b.good.map(g => g.roundTrip()))
-        await Promise.all(batch.map(s => runScript(b.port, s)))
+        await Promise.all(batch.map(async (s, i) => { closedAt[i] = await runScript(b.port, s) }))
         await during
         await Promise.all(b.good.map(g => g.roundTrip()))
       })()])
+      return { failure: undefined, suspects: [] }
     } catch (err) {
+      const when = Date.now()
       // a dying process closes its sockets first: give its exit a moment to be seen
       await eventually(() => b.exit() !== undefined, 500)
-      shrinkUntil ??= Date.now() + SHRINK_MS
-      if (campaignMs === 0) campaignMs = Date.now() - started
-      const why = b.exit() ?? (err as Error).message
-      crashes.set(why, (crashes.get(why) ?? 0) + 1)
-      throw new Error(why)
+      const distance = (i: number): number => { const at = closedAt[i] ?? when; return at <= when ? when - at : 1e9 + at }
+      const order = batch.map((_s, i) => i).sort((x, y) => distance(x) - distance(y))
+      return { failure: b.exit() ?? (err as Error).message, suspects: order.map(i => batch[i] as Script) }
     }
+  }
+
+  let failing: { batch: Script[], failure: string, suspects: Script[] } | undefined
+  const property = fc.asyncProperty(fc.array(script, { minLength: 1, maxLength: BATCH, size: 'max' }), async (batch) => {
+    if (stats.inputs >= RUNS) return
+    stats.inputs += batch.length
+    stats.batches++
+    const { failure, suspects } = await trial(batch)
+    if (failure === undefined) return
+    failing = { batch, failure, suspects }
+    throw new Error(failure)
   })
 
   const numRuns = Math.ceil((2.5 * RUNS) / BATCH) + 1
   t.comment(`fuzz: ${RUNS} inputs in batches of up to ${BATCH} connections, seed ${SEED} (replay with CULEX_FUZZ_SEED=${SEED} CULEX_FUZZ_RUNS=${RUNS} CULEX_FUZZ_BATCH=${BATCH})`)
-  const result = await fc.check(property, { numRuns, seed: SEED, endOnFailure: false })
-  if (campaignMs === 0) campaignMs = Date.now() - started
+  const started = Date.now()
+  const result = await fc.check(property, { numRuns, seed: SEED, endOnFailure: true })
+  campaignMs = Date.now() - started
 
-  const good = broker?.good ?? []
-  t.comment(`fuzz: ${stats.inputs} inputs on ${stats.connections} connections (${stats.shrinkRuns} shrink runs), ${stats.bytes} bytes, ` +
-    `${Math.round(stats.inputs / (campaignMs / 1000))} inputs/s over ${Math.round(campaignMs / 1000)} s, broker restarts ${stats.restarts}`)
-  for (const g of good) t.comment(`fuzz: ${g.label} well-behaved client: ${g.trips} QoS 1 round trips, worst ${g.worst} ms`)
-  for (const [why, n] of crashes) t.comment(`fuzz failure x${n}: ${why}`)
-  if (result.failed && result.counterexample !== null) {
-    const [batch] = result.counterexample
-    t.fail(`the broker failed after ${result.numRuns} batches; shrunk (${result.numShrinks} steps) to ${batch.length} connection(s): ${result.errorInstance instanceof Error ? result.errorInstance.message : String(result.errorInstance)}`)
-    for (const s of batch) t.comment(`minimal input: ${describeScript(s)}`)
-    t.comment(`replay: CULEX_FUZZ_SEED=${SEED} CULEX_FUZZ_RUNS=${RUNS} CULEX_FUZZ_BATCH=${BATCH}; path ${result.counterexamplePath ?? ''}`)
+  t.comment(`fuzz: ${stats.inputs} inputs on ${stats.connections} connections, ${stats.bytes} bytes, ` +
+    `${Math.round(stats.inputs / (campaignMs / 1000))} inputs/s over ${Math.round(campaignMs / 1000)} s`)
+  for (const g of broker?.good ?? []) t.comment(`fuzz: ${g.label} well-behaved client: ${g.trips} QoS 1 round trips, worst ${g.worst} ms`)
+  if (failing !== undefined) {
+    const { failure, suspects } = failing
+    crashes.set(failure, 1)
+    t.fail(`batch ${stats.batches} of ${failing.batch.length} connections failed the broker: ${failure}`)
+    // the connection that fails alone, then as little of it as still fails the same way
+    const until = Date.now() + SHRINK_MS
+    const failsAlone = async (s: Script): Promise<boolean> => (await trial([s])).failure === failure
+    let culprit: Script | undefined
+    for (const s of suspects) {
+      if (Date.now() > until) break
+      if (await failsAlone(s)) { culprit = s; break }
+    }
+    if (culprit === undefined) {
+      for (const s of failing.batch) t.comment(`input of the failing batch: ${describeScript(s)}`)
+    } else {
+      t.comment(`failing input: ${describeScript(culprit)}`)
+      const shrunk = await shrink(culprit, failsAlone, until)
+      t.comment(`shrunk (${shrunk.steps} steps): ${describeScript(shrunk.script)}`)
+    }
+    t.comment(`replay: CULEX_FUZZ_SEED=${SEED} CULEX_FUZZ_RUNS=${RUNS} CULEX_FUZZ_BATCH=${BATCH} (fast-check path ${result.counterexamplePath ?? ''})`)
   } else {
     t.ok(!result.failed, `${stats.inputs} inputs: no crash, the well-behaved clients served throughout${result.failed ? `: ${String(result.errorInstance)}` : ''}`)
+    t.ok(stats.inputs >= RUNS, `${stats.inputs} inputs tried (at least ${RUNS})`)
   }
-  t.ok(stats.inputs >= RUNS, `${stats.inputs} inputs tried (at least ${RUNS})`)
   t.equal(crashes.size, 0, 'crashes: 0')
 
   const b = broker
