@@ -9,12 +9,14 @@
  * Batches of connections run at once; around each batch, two well-behaved
  * clients (MQTT.js 5 and 3.1.1) must get their own QoS 1 messages back
  * within a bound. A batch that kills the broker or stalls those clients
- * fails the property, and fast-check shrinks it to one minimal connection
- * (printed in hex). After the campaign: no leaked connection, no retained
- * message on a topic that is not a valid Topic Name.
+ * fails the property; the connection that fails alone is then found,
+ * shrunk (test/fuzz/shrink.ts) and printed in hex. After the campaign: no
+ * leaked connection, no retained message on a topic that is not a valid
+ * Topic Name.
  *
- * CULEX_FUZZ_RUNS inputs (default 300; `npm run fuzz` uses 100000),
- * CULEX_FUZZ_BATCH connections at once (default 40), CULEX_FUZZ_SEED replays.
+ * CULEX_FUZZ_RUNS inputs (default 600; `npm run fuzz` uses 100000),
+ * CULEX_FUZZ_BATCH connections at most at once (default 100),
+ * CULEX_FUZZ_SEED replays, CULEX_FUZZ_SHRINK_MS bounds the shrinking.
  * The inputs found earlier stay below as plain regression cases.
  */
 import t, { type Test } from 'tap'
@@ -30,8 +32,8 @@ import { eventually, sleep, tempDir, uniqueId } from '../helpers/security.js'
 import { describeScript, script, scriptBytes, type Script } from '../fuzz/arbitraries.js'
 import { shrink } from '../fuzz/shrink.js'
 
-const RUNS = Math.max(1, Number(process.env.CULEX_FUZZ_RUNS ?? 300))
-const BATCH = Math.max(1, Number(process.env.CULEX_FUZZ_BATCH ?? 40))
+const RUNS = Math.max(1, Number(process.env.CULEX_FUZZ_RUNS ?? 600))
+const BATCH = Math.max(1, Number(process.env.CULEX_FUZZ_BATCH ?? 100))
 const SEED = process.env.CULEX_FUZZ_SEED !== undefined ? Number(process.env.CULEX_FUZZ_SEED) : Math.floor(Math.random() * 2 ** 31)
 /** a well-behaved client's QoS 1 round trip must take less than this */
 const ROUND_TRIP_MS = 5000
@@ -306,6 +308,7 @@ t.test('gateway fuzzer: the broker process survives and serves its well-behaved 
   let failing: { batch: Script[], failure: string, suspects: Script[] } | undefined
   const property = fc.asyncProperty(fc.array(script, { minLength: 1, maxLength: BATCH, size: 'max' }), async (batch) => {
     if (stats.inputs >= RUNS) return
+    if (Math.floor((stats.inputs + batch.length) / 10_000) > Math.floor(stats.inputs / 10_000)) t.comment(`fuzz: ${stats.inputs + batch.length} inputs`)
     stats.inputs += batch.length
     stats.batches++
     const { failure, suspects } = await trial(batch)
