@@ -8,8 +8,8 @@
  * at a random point, often right after a bad packet and before its answer.
  * Batches of connections run at once; around each batch, two well-behaved
  * clients (MQTT.js 5 and 3.1.1) must get their own QoS 1 messages back
- * within a bound. A batch that kills the broker or stalls those clients
- * fails the property; the connection that fails alone is then found,
+ * within a bound. A batch that kills the broker, stalls those clients or
+ * gets any packet but CONNACK (or AUTH) first fails the property; the connection that fails alone is then found,
  * shrunk (test/fuzz/shrink.ts) and printed in hex. After the campaign: no
  * leaked connection, no retained message on a topic that is not a valid
  * Topic Name.
@@ -140,8 +140,11 @@ async function writeSplit (socket: net.Socket, bytes: Buffer, splits: readonly n
   socket.write(bytes.subarray(from))
 }
 
-/** Runs one connection's script; resolves with the time its socket closed (at most about 2 s later). */
-function runScript (port: number, s: Script): Promise<number> {
+/** What the broker did on one connection: when it closed, and the type of the first packet it sent. */
+interface Outcome { closedAt: number, first: number | undefined }
+
+/** Runs one connection's script; resolves once its socket is closed (at most about 2 s later). */
+function runScript (port: number, s: Script): Promise<Outcome> {
   const { connect, rest } = scriptBytes(s)
   stats.connections++
   stats.bytes += connect.length + rest.length
@@ -149,7 +152,9 @@ function runScript (port: number, s: Script): Promise<number> {
     const socket = net.connect(port, '127.0.0.1')
     const hard = setTimeout(() => socket.destroy(), 2000)
     socket.on('error', () => {})
-    socket.on('close', () => { clearTimeout(hard); resolve(Date.now()) })
+    let first: number | undefined
+    socket.once('data', (d: Buffer) => { first = (d[0] as number) >> 4 })
+    socket.on('close', () => { clearTimeout(hard); resolve({ closedAt: Date.now(), first }) })
     const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()))
     const answer = Promise.race([closed, new Promise<void>((resolve) => socket.once('data', () => resolve()))])
     const upTo = (ms: number, what: Promise<void>): Promise<unknown> => Promise.race([what, sleep(ms)])
@@ -290,12 +295,21 @@ t.test('gateway fuzzer: the broker process survives and serves its well-behaved 
     try {
       await Promise.race([b.died, (async () => {
         const during = Promise.all(b.good.map(g => g.roundTrip()))
-        await Promise.all(batch.map(async (s, i) => { closedAt[i] = await runScript(b.port, s) }))
+        await Promise.all(batch.map(async (s, i) => {
+          const outcome = await runScript(b.port, s)
+          closedAt[i] = outcome.closedAt
+          // [MQTT-3.2.0-1] CONNACK is the first packet the server sends (AUTH may come before it, spec 4.12)
+          if (outcome.first !== undefined && outcome.first !== 2 && outcome.first !== 15) {
+            throw Object.assign(new Error(`the first packet the broker sent was of type ${outcome.first}, not CONNACK [MQTT-3.2.0-1]`), { culprit: s })
+          }
+        }))
         await during
         await Promise.all(b.good.map(g => g.roundTrip()))
       })()])
       return { failure: undefined, suspects: [] }
     } catch (err) {
+      const culprit = (err as { culprit?: Script }).culprit
+      if (culprit !== undefined) return { failure: (err as Error).message, suspects: [culprit] }
       const when = Date.now()
       // a dying process closes its sockets first: give its exit a moment to be seen
       await eventually(() => b.exit() !== undefined, 500)
