@@ -14,7 +14,7 @@
  * leaked connection, no retained message on a topic that is not a valid
  * Topic Name.
  *
- * CULEX_FUZZ_RUNS inputs (default 600; `npm run fuzz` uses 100000),
+ * CULEX_FUZZ_RUNS inputs (default 1000; `npm run fuzz` uses 100000),
  * CULEX_FUZZ_BATCH connections at most at once (default 100),
  * CULEX_FUZZ_SEED replays, CULEX_FUZZ_SHRINK_MS bounds the shrinking.
  * The inputs found earlier stay below as plain regression cases.
@@ -32,7 +32,7 @@ import { eventually, sleep, tempDir, uniqueId } from '../helpers/security.js'
 import { describeScript, script, scriptBytes, type Script } from '../fuzz/arbitraries.js'
 import { shrink } from '../fuzz/shrink.js'
 
-const RUNS = Math.max(1, Number(process.env.CULEX_FUZZ_RUNS ?? 600))
+const RUNS = Math.max(1, Number(process.env.CULEX_FUZZ_RUNS ?? 1000))
 const BATCH = Math.max(1, Number(process.env.CULEX_FUZZ_BATCH ?? 100))
 const SEED = process.env.CULEX_FUZZ_SEED !== undefined ? Number(process.env.CULEX_FUZZ_SEED) : Math.floor(Math.random() * 2 ** 31)
 /** a well-behaved client's QoS 1 round trip must take less than this */
