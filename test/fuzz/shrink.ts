@@ -3,9 +3,10 @@
  * fast-check restarts the broker at every failing candidate, which took
  * minutes on a loaded machine; the fuzzer instead finds the connection that
  * fails alone and removes what it can from it: packets, properties, framing
- * errors, split points, the flipped bit, the delay.
+ * errors, split points, the flipped bit, the delay; property values become
+ * 0 or empty.
  */
-import type { PacketSpec, Part } from './encode.js'
+import type { PacketSpec, Part, Prop } from './encode.js'
 import type { Script } from './arbitraries.js'
 
 /** The packet with one property removed, one candidate per property. */
@@ -13,10 +14,16 @@ function fewerProps (p: PacketSpec): PacketSpec[] {
   const out: PacketSpec[] = []
   p.parts.forEach((part, i) => {
     if (Buffer.isBuffer(part)) return
-    part.props.forEach((_prop, k) => {
+    const withProps = (props: Prop[]): void => {
       const parts: Part[] = [...p.parts]
-      parts[i] = { props: part.props.filter((_x, j) => j !== k) }
+      parts[i] = { props }
       out.push({ ...p, parts })
+    }
+    part.props.forEach((_prop, k) => withProps(part.props.filter((_x, j) => j !== k)))
+    // then simpler values: 0 for a number, nothing for a string
+    part.props.forEach((prop, k) => {
+      const simpler = typeof prop.value === 'number' ? (prop.value === 0 ? undefined : 0) : (prop.value.length === 0 ? undefined : Buffer.alloc(0))
+      if (simpler !== undefined) withProps(part.props.map((x, j) => j === k ? { ...x, value: simpler } : x))
     })
   })
   if (p.framing !== undefined) out.push({ ...p, framing: undefined })

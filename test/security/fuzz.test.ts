@@ -342,7 +342,7 @@ t.test('gateway fuzzer: the broker process survives and serves its well-behaved 
   for (const g of broker?.good ?? []) t.comment(`fuzz: ${g.label} well-behaved client: ${g.trips} QoS 1 round trips, worst ${g.worst} ms`)
   if (failing !== undefined) {
     const { failure, suspects } = failing
-    crashes.set(failure, 1)
+    if (failure.startsWith('culex exited')) crashes.set(failure, 1)
     t.fail(`batch ${stats.batches} of ${failing.batch.length} connections failed the broker: ${failure}`)
     // the connection that fails alone, then as little of it as still fails the same way
     const until = Date.now() + SHRINK_MS
@@ -364,7 +364,7 @@ t.test('gateway fuzzer: the broker process survives and serves its well-behaved 
     t.ok(!result.failed, `${stats.inputs} inputs: no crash, the well-behaved clients served throughout${result.failed ? `: ${String(result.errorInstance)}` : ''}`)
     t.ok(stats.inputs >= RUNS, `${stats.inputs} inputs tried (at least ${RUNS})`)
   }
-  t.equal(crashes.size, 0, 'crashes: 0')
+  t.equal(crashes.size, 0, 'crashes: 0 (the broker process never exited)')
 
   const b = broker
   if (b === undefined || b.exit() !== undefined) return
