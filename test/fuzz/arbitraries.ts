@@ -8,7 +8,8 @@
  * CONNACK), writes split at random bytes, and a close at a random point.
  */
 import fc from 'fast-check'
-import { PROPERTY_TYPES, encodePacket, str, u16, type Framing, type PacketSpec, type Part, type Prop } from './encode.js'
+import { PROPERTY_TYPES, encodePacket, u16, type Framing, type PacketSpec, type Part, type Prop } from './encode.js'
+import { str } from '../helpers/packet-bytes.js'
 
 const b = (s: string): Buffer => Buffer.from(s, 'utf8')
 
@@ -49,8 +50,8 @@ const packetId = fc.oneof({ weight: 3, arbitrary: fc.integer({ min: 1, max: 20 }
 function propValue (id: number): fc.Arbitrary<Prop> {
   switch (PROPERTY_TYPES[id]) {
     case 'byte': return u8.map(value => ({ id, value }))
-    case 'u16': return u16v.map(value => ({ id, value }))
-    case 'u32': return extreme(0xffffffff).map(value => ({ id, value }))
+    case 'two': return u16v.map(value => ({ id, value }))
+    case 'four': return extreme(0xffffffff).map(value => ({ id, value }))
     case 'varint': return fc.oneof(extreme(268_435_455), fc.constant(268_435_456)).map(value => ({ id, value }))
     case 'string': return text.map(value => ({ id, value }))
     case 'binary': return binary.map(value => ({ id, value }))

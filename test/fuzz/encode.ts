@@ -4,18 +4,8 @@
  * this one writes what a packet description says, however wrong: a property
  * any number of times, fields missing, flags and Remaining Lengths that lie.
  */
-
-/** Variable Byte Integer (spec 1.5.5); values above 268,435,455 get a fifth byte, which is malformed. */
-export function varint (n: number): Buffer {
-  const out: number[] = []
-  do {
-    let byte = n % 128
-    n = Math.floor(n / 128)
-    if (n > 0) byte |= 0x80
-    out.push(byte)
-  } while (n > 0)
-  return Buffer.from(out)
-}
+import { str, varint } from '../helpers/packet-bytes.js'
+import { PROPERTY_RULES, type PropertyType } from '../../lib/protocol/property-rules.js'
 
 export function u16 (n: number): Buffer {
   const b = Buffer.alloc(2)
@@ -29,43 +19,8 @@ export function u32 (n: number): Buffer {
   return b
 }
 
-/** A UTF-8 Encoded String or Binary Data field (spec 1.5.4, 1.5.6): the bytes as given, behind their 16-bit length. */
-export function str (bytes: Buffer): Buffer {
-  return Buffer.concat([u16(bytes.length), bytes])
-}
-
-/** How each property's value is written (spec 2.2.2.2). */
-export type PropType = 'byte' | 'u16' | 'u32' | 'varint' | 'string' | 'binary' | 'pair'
-
-export const PROPERTY_TYPES: Readonly<Record<number, PropType>> = {
-  0x01: 'byte', // Payload Format Indicator
-  0x02: 'u32', // Message Expiry Interval
-  0x03: 'string', // Content Type
-  0x08: 'string', // Response Topic
-  0x09: 'binary', // Correlation Data
-  0x0b: 'varint', // Subscription Identifier
-  0x11: 'u32', // Session Expiry Interval
-  0x12: 'string', // Assigned Client Identifier
-  0x13: 'u16', // Server Keep Alive
-  0x15: 'string', // Authentication Method
-  0x16: 'binary', // Authentication Data
-  0x17: 'byte', // Request Problem Information
-  0x18: 'u32', // Will Delay Interval
-  0x19: 'byte', // Request Response Information
-  0x1a: 'string', // Response Information
-  0x1c: 'string', // Server Reference
-  0x1f: 'string', // Reason String
-  0x21: 'u16', // Receive Maximum
-  0x22: 'u16', // Topic Alias Maximum
-  0x23: 'u16', // Topic Alias
-  0x24: 'byte', // Maximum QoS
-  0x25: 'byte', // Retain Available
-  0x26: 'pair', // User Property
-  0x27: 'u32', // Maximum Packet Size
-  0x28: 'byte', // Wildcard Subscription Available
-  0x29: 'byte', // Subscription Identifier Available
-  0x2a: 'byte' // Shared Subscription Available
-}
+/** How each property's value is written (spec 2.2.2.2), from the broker's one property table. */
+export const PROPERTY_TYPES: Readonly<Record<number, PropertyType>> = Object.fromEntries([...PROPERTY_RULES].map(([id, rule]) => [id, rule.type]))
 
 /** One property: its identifier and a value; `value` is a number or the raw bytes of a string (a pair uses `value2` too). */
 export interface Prop {
@@ -81,8 +36,8 @@ export function encodeProp (p: Prop): Buffer {
   let value: Buffer
   switch (type) {
     case 'byte': value = Buffer.from([num & 0xff]); break
-    case 'u16': value = u16(num); break
-    case 'u32': value = u32(num); break
+    case 'two': value = u16(num); break
+    case 'four': value = u32(num); break
     case 'varint': value = varint(num); break
     case 'string': case 'binary': value = str(bytes); break
     case 'pair': value = Buffer.concat([str(bytes), str(p.value2 ?? Buffer.alloc(0))]); break

@@ -25,7 +25,8 @@ const bytesOf = (b: Bytes): Buffer => Buffer.isBuffer(b) ? b : Buffer.from(b)
 export function str (value: string | Bytes): Buffer {
   const bytes = typeof value === 'string' ? Buffer.from(value) : bytesOf(value)
   const length = Buffer.alloc(2)
-  length.writeUInt16BE(bytes.length)
+  // a field over 65,535 bytes gets a length that lies (its low 16 bits), as a broken client would send
+  length.writeUInt16BE(bytes.length & 0xffff)
   return Buffer.concat([length, bytes])
 }
 

@@ -1,5 +1,6 @@
 /** Starts culex in-process on ephemeral loopback ports for a test. */
 import type { Test } from 'tap'
+import type { Client } from 'aedes'
 import { startServer, type CulexServer } from '../../lib/server.js'
 import type { ConfigInput } from '../../lib/config/schema.js'
 import { createLogger } from '../../lib/logging.js'
@@ -32,4 +33,19 @@ export function tcpPort (server: CulexServer): number {
 export function wsUrl (server: CulexServer): string {
   if (!server.ws) throw new Error('no WebSocket listener')
   return `ws://127.0.0.1:${server.ws.address().port}/mqtt`
+}
+
+/** Resolves when the broker has let go of `clientId`'s connection. */
+export function gone (server: CulexServer, clientId: string, ms = 5000): Promise<void> {
+  const aedes = server.broker.aedes
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { aedes.removeListener('clientDisconnect', on); reject(new Error(`${clientId} still connected`)) }, ms)
+    const on = (c: Client): void => {
+      if (c.id !== clientId) return
+      clearTimeout(timer)
+      aedes.removeListener('clientDisconnect', on)
+      resolve()
+    }
+    aedes.on('clientDisconnect', on)
+  })
 }

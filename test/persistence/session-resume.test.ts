@@ -9,30 +9,14 @@ import t, { type Test } from 'tap'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { Client } from 'aedes'
 import type { CulexServer } from '../../lib/server.js'
 import type { ConfigInput } from '../../lib/config/schema.js'
-import { startTestServer, tcpPort, tcpUrl } from '../helpers/server.js'
+import { gone, startTestServer, tcpPort, tcpUrl } from '../helpers/server.js'
 import { hasMosquittoClients, mosquittoPub, mosquittoSub, stopChild, subscribedTo } from '../helpers/mosquitto.js'
 import { findPython, pahoWorker } from '../helpers/paho.js'
 import { connectAck, inbox } from './broker-helpers.js'
 import { shareId } from '../helpers/share.js'
 import { connectClient } from '../helpers/mqtt.js'
-
-/** resolves when the broker has let go of `clientId`'s connection */
-function gone (server: CulexServer, clientId: string, ms = 5000): Promise<void> {
-  const aedes = server.broker.aedes
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => { aedes.removeListener('clientDisconnect', on); reject(new Error(`${clientId} still connected`)) }, ms)
-    const on = (c: Client): void => {
-      if (c.id !== clientId) return
-      clearTimeout(timer)
-      aedes.removeListener('clientDisconnect', on)
-      resolve()
-    }
-    aedes.on('clientDisconnect', on)
-  })
-}
 
 async function publishJobs (server: CulexServer, t: Test, topic: string, n: number): Promise<string[]> {
   const publisher = await connectClient(t, tcpUrl(server))

@@ -6,12 +6,11 @@
  * `sessionOwnership: 'any'` keeps mosquitto's behaviour.
  */
 import t, { type Test } from 'tap'
-import type { Client } from 'aedes'
 import { ReasonCode } from '../../lib/protocol/reason-codes.js'
 import type { CulexServer } from '../../lib/server.js'
 import type { ConfigInput } from '../../lib/config/schema.js'
 import { connackCode, passwd, startLoggedServer, tempDir, uniqueId, writeFile, eventually } from '../helpers/security.js'
-import { tcpPort, tcpUrl } from '../helpers/server.js'
+import { gone, tcpPort, tcpUrl } from '../helpers/server.js'
 import { connectAck, inbox } from '../persistence/broker-helpers.js'
 import { hasMosquittoClients, mosquittoSub } from '../helpers/mosquitto.js'
 
@@ -27,20 +26,6 @@ async function credentials (t: Test): Promise<{ passwordFile: string, aclFile: s
   await passwd(['--password', 'secret', passwordFile, 'alice'])
   await passwd(['--password', 'hunter2', passwordFile, 'bob'])
   return { passwordFile, aclFile: writeFile(dir, 'acl', ACL), dir }
-}
-
-function gone (server: CulexServer, clientId: string, ms = 5000): Promise<void> {
-  const aedes = server.broker.aedes
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => { aedes.removeListener('clientDisconnect', on); reject(new Error(`${clientId} still connected`)) }, ms)
-    const on = (c: Client): void => {
-      if (c.id !== clientId) return
-      clearTimeout(timer)
-      aedes.removeListener('clientDisconnect', on)
-      resolve()
-    }
-    aedes.on('clientDisconnect', on)
-  })
 }
 
 const alice = { username: 'alice', password: Buffer.from('secret') }
