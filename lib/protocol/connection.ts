@@ -19,7 +19,7 @@ import { ConnectionLogger, type Logger } from '../logging.js'
 import type { IAuthPacket, IConnackPacket, IConnectPacket, IPublishPacket, ISubackPacket, ISubscribePacket, ISubscription, IUnsubackPacket, IUnsubscribePacket, Packet } from 'mqtt-packet'
 import { FrameReader, PacketType, ackPacketId, ackReasonCode, readPublishHeader, readPublishId, frameOf, type Frame, type PublishHeader, type ReadResult } from './frame.js'
 import { decodeBuffer, decodeFrame, encode, type ProtocolVersion } from './codec.js'
-import { inspectConnect, UNACCEPTABLE_PROTOCOL_VERSION_CONNACK } from './inbound/connect.js'
+import { inspectConnect, UNACCEPTABLE_PROTOCOL_VERSION_CONNACK, UNSUPPORTED_PROTOCOL_VERSION_CONNACK_V5 } from './inbound/connect.js'
 import { checkSubscribeFrame, checkSubscription, PendingSuback, type SubscribePolicy } from './inbound/subscribe.js'
 import { checkPublishHeader, checkPublishProperties, type PublishPolicy } from './inbound/publish.js'
 import { OutboundFlow, OutboundWindow, type HeldPublish } from './outbound/flow-control.js'
@@ -609,7 +609,8 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
       case 'bad-protocol-name':
         return { kind: 'close', reasonCode: ReasonCode.ProtocolError, reason: 'protocol name is not MQTT' }
       case 'bad-version':
-        this.writeToClient(UNACCEPTABLE_PROTOCOL_VERSION_CONNACK)
+        // level 5 is only here with a name other than MQTT: the client reads an MQTT 5 CONNACK
+        this.writeToClient(inspection.version === 5 ? UNSUPPORTED_PROTOCOL_VERSION_CONNACK_V5 : UNACCEPTABLE_PROTOCOL_VERSION_CONNACK)
         this.connackSent = true
         this.ctx.observer.connectRefused(ReasonCode.UnsupportedProtocolVersion)
         return { kind: 'close', reasonCode: ReasonCode.UnsupportedProtocolVersion, reason: `unsupported protocol level ${inspection.version}` }

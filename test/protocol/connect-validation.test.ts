@@ -260,6 +260,18 @@ t.test('CONNECT, DISCONNECT: invalid input is answered and the broker survives',
     await served(t)
   })
 
+  const mismatched: ReadonlyArray<readonly [string, 3 | 4 | 5]> = [['MQTT', 3], ['MQIsdp', 4], ['MQIsdp', 5]]
+  for (const [name, version] of mismatched) {
+    const answer = version === 5 ? 'CONNACK 0x84 (Unsupported Protocol Version)' : 'CONNACK 1 (unacceptable protocol version)'
+    await t.test(`[MQTT-3.1.2-1] [MQTT-3.1.2-2] Protocol Name ${name} at level ${version} -> ${answer} and a close${version === 5 ? '' : ', as mosquitto'}`, async (t) => {
+      const { c, connack } = await refused(t, connectBytes({ version, protocolName: name, clientId: uniqueId('mismatch') }), version === 5 ? 5 : 4)
+      if (version === 5) t.equal(connack?.reasonCode, ReasonCode.UnsupportedProtocolVersion, 'CONNACK 0x84')
+      else t.equal(connack?.returnCode, 1, 'return code 1')
+      t.equal(c.packets.length, 1, 'nothing but the CONNACK')
+      await served(t)
+    })
+  }
+
   await t.test('MQTT 3.1 (MQIsdp): a PUBREL with DUP set is valid and completes the QoS 2 flow', async (t) => {
     const c = await RawClient.connect(port, 3, { clientId: 'mqisdp-dup' })
     t.teardown(() => c.destroy())
