@@ -21,7 +21,7 @@ import { FrameReader, PacketType, ackPacketId, ackReasonCode, readPublishHeader,
 import { decodeBuffer, decodeFrame, encode, type ProtocolVersion } from './codec.js'
 import { inspectConnect, UNACCEPTABLE_PROTOCOL_VERSION_CONNACK, UNSUPPORTED_PROTOCOL_VERSION_CONNACK_V5 } from './inbound/connect.js'
 import { checkSubscribeFrame, checkSubscription, PendingSuback, type SubscribePolicy } from './inbound/subscribe.js'
-import { checkPublishHeader, checkPublishProperties, type PublishPolicy } from './inbound/publish.js'
+import { checkPublishHeader, checkPublishProperties, willTopicOverLimits, type PublishPolicy } from './inbound/publish.js'
 import { OutboundFlow, OutboundWindow, type HeldPublish } from './outbound/flow-control.js'
 import { checkAckFrame, wrongAckKind } from './inbound/ack.js'
 import { checkProperties } from './property-rules.js'
@@ -589,7 +589,9 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
    * Steps:
    * 1. [MQTT-3.1.0-2] a second CONNECT is a Protocol Error;
    * 2. protocol name and level (inbound/connect.ts) [MQTT-3.1.2-1] [MQTT-3.1.2-2];
-   * 3. [MQTT-3.2.2-12] [MQTT-3.2.2-13] a Will above the Maximum QoS, or
+   * 3. a Will Topic over the topic length or level limits is refused with
+   *    CONNACK 0x90, as a PUBLISH Topic Name over them gets 0x90;
+   *    [MQTT-3.2.2-12] [MQTT-3.2.2-13] a Will above the Maximum QoS, or
    *    retained when retain is unavailable, is refused with CONNACK 0x9B / 0x9A;
    *    a Will whose Payload Format Indicator says UTF-8 and whose payload is
    *    not, with 0x99;
@@ -634,6 +636,10 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
     const refused = this.ctx.policy.admit(this, packet)
     if (refused !== undefined) return { kind: 'close', reasonCode: refused, reason: `connection refused: ${describeReasonCode(refused)}` }
     const will = packet.will
+    if (will && willTopicOverLimits(will.topic, this.settings)) {
+      // 0x90 as for a PUBLISH Topic Name over them (inbound/publish.ts); 3.1.1 has no such return code: closed (sendFinal)
+      return { kind: 'close', reasonCode: ReasonCode.TopicNameInvalid, reason: 'Will Topic over the topic limits' }
+    }
     if (will && (will.qos ?? 0) > this.settings.maximumQoS) {
       return { kind: 'close', reasonCode: ReasonCode.QoSNotSupported, reason: 'will QoS above the maximum' }
     }
@@ -1843,8 +1849,9 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
         this.sendPacket(reason === undefined
           ? { cmd: 'connack', sessionPresent: false, reasonCode }
           : { cmd: 'connack', sessionPresent: false, reasonCode, properties: { reasonString: reason } })
-      } else if (reasonCode !== ReasonCode.MalformedPacket && reasonCode !== ReasonCode.ProtocolError) {
-        // 3.1.1 [MQTT-3.1.4-1]: a CONNECT that does not conform is closed without CONNACK
+      } else if (reasonCode !== ReasonCode.MalformedPacket && reasonCode !== ReasonCode.ProtocolError && reasonCode !== ReasonCode.TopicNameInvalid) {
+        // 3.1.1 [MQTT-3.1.4-1]: a CONNECT that does not conform is closed without CONNACK; so is a
+        // Will Topic culex refuses, as 3.1.1 closes for a PUBLISH Topic Name it refuses
         this.sendPacket({ cmd: 'connack', sessionPresent: false, returnCode: v5ToV311ConnackCode(reasonCode) })
       }
     }

@@ -306,6 +306,45 @@ t.test('CONNECT, DISCONNECT: invalid input is answered and the broker survives',
   })
 })
 
+t.test('a Will Topic over the topic limits is refused as a PUBLISH Topic Name over them is', async (t) => {
+  const server = await startTestServer(t, { maxTopicLevels: 3, maxTopicLength: 20 })
+  const port = tcpPort(server)
+  const cases: ReadonlyArray<readonly [string, string]> = [
+    ['more levels than maxTopicLevels (3)', 'w/a/b/c'],
+    ['longer than maxTopicLength (20 bytes)', 'w/' + 'x'.repeat(19)]
+  ]
+  for (const [name, topic] of cases) {
+    await t.test(`a PUBLISH Topic Name ${name} gets PUBACK 0x90 (v5)`, async (t) => {
+      const c = await rawClient(t, port, 5)
+      const id = rawPublish(c, topic, 'x', { qos: 1 })
+      const ack = await c.next('puback') as mqtt.IPubackPacket
+      t.same([ack.messageId, ack.reasonCode], [id, ReasonCode.TopicNameInvalid])
+    })
+    await t.test(`a Will Topic ${name} -> CONNACK 0x90 (Topic Name invalid) (v5)`, async (t) => {
+      const c = await RawClient.open(port, 5)
+      t.teardown(() => c.destroy())
+      c.sendRaw(connectBytes({ clientId: uniqueId('wl'), will: { topic, payload: 'gone' } }))
+      const connack = await c.next('connack') as mqtt.IConnackPacket
+      t.equal(connack.reasonCode, ReasonCode.TopicNameInvalid, 'CONNACK 0x90')
+      await c.waitClose()
+    })
+    await t.test(`3.1.1: a Will Topic ${name} -> closed without CONNACK, as a PUBLISH Topic Name over them closes`, async (t) => {
+      const c = await RawClient.open(port, 4)
+      t.teardown(() => c.destroy())
+      c.sendRaw(connectBytes({ version: 4, clientId: uniqueId('wl'), will: { topic, payload: 'gone' } }))
+      await c.waitClose()
+      t.same(c.packets.map(p => p.cmd), [], 'closed without CONNACK')
+    })
+  }
+  await t.test('a Will Topic within the limits is accepted', async (t) => {
+    const c = await RawClient.open(port, 5)
+    t.teardown(() => c.destroy())
+    c.sendRaw(connectBytes({ clientId: uniqueId('wl'), will: { topic: 'w/a/b', payload: 'gone' } }))
+    const connack = await c.next('connack') as mqtt.IConnackPacket
+    t.equal(connack.reasonCode, 0)
+  })
+})
+
 t.test('[MQTT-3.1.2-24] a CONNACK never exceeds the client\'s Maximum Packet Size', async (t) => {
   const server = await startTestServer(t)
   const port = tcpPort(server)
