@@ -16,7 +16,7 @@ import { startTestServer, tcpPort, tcpUrl } from '../helpers/server.js'
 import { connectClient, collect } from '../helpers/mqtt.js'
 import { RawClient } from '../helpers/raw.js'
 import { expectServerClose, rawClient, rawConnect, rawPublish, rawSubscribe, text, uniqueId } from '../helpers/raw5.js'
-import { connectBytes, packet, prop, properties, type ConnectBytes } from '../helpers/packet-bytes.js'
+import { connectBytes, packet, prop, properties, str, type ConnectBytes } from '../helpers/packet-bytes.js'
 import { ReasonCode } from '../../lib/protocol/reason-codes.js'
 
 const SESSION_EXPIRY = 0x11
@@ -284,6 +284,36 @@ t.test('CONNECT, DISCONNECT: invalid input is answered and the broker survives',
     t.equal(pubcomp.messageId, 7, 'PUBCOMP, the connection stays open')
     t.notOk(c.closed)
   })
+
+  await t.test('MQTT 3.1 (MQIsdp): SUBSCRIBE and UNSUBSCRIBE with DUP set (flags 1010) are valid: SUBACK, UNSUBACK', async (t) => {
+    const c = await RawClient.connect(port, 3, { clientId: 'mqisdp-dup-sub' })
+    t.teardown(() => c.destroy())
+    // SUBSCRIBE, DUP and QoS 1: 1000 1010; id 9, filter "mqisdp/sub", QoS 1
+    c.sendRaw(packet(0x8a, [0x00, 0x09], str('mqisdp/sub'), [0x01]))
+    const suback = await c.next('suback') as mqtt.ISubackPacket
+    t.same([suback.messageId, suback.granted], [9, [1]], 'SUBACK')
+    // UNSUBSCRIBE, DUP and QoS 1: 1010 1010
+    c.sendRaw(packet(0xaa, [0x00, 0x0a], str('mqisdp/sub')))
+    const unsuback = await c.next('unsuback') as mqtt.IUnsubackPacket
+    t.equal(unsuback.messageId, 10, 'UNSUBACK')
+    t.notOk(c.closed, 'the connection stays open')
+  })
+
+  for (const version of [4, 5] as const) {
+    // MQTT 5 has an (empty) property block after the packet id
+    const props: number[][] = version === 5 ? [[0x00]] : []
+    const cases = [
+      ['SUBSCRIBE', '3.8.1-1', packet(0x8a, [0x00, 0x09], ...props, str('dup/sub'), [0x01])],
+      ['UNSUBSCRIBE', '3.10.1-1', packet(0xaa, [0x00, 0x0a], ...props, str('dup/sub'))]
+    ] as const
+    for (const [name, rule, bytes] of cases) {
+      await t.test(`${version === 5 ? 'v5' : '3.1.1'} [MQTT-${rule}] ${name} with DUP set (flags 1010) is malformed: ${version === 5 ? 'DISCONNECT 0x81 and ' : ''}closed`, async (t) => {
+        const c = await rawClient(t, port, version)
+        c.sendRaw(bytes)
+        await expectServerClose(t, c, version, ReasonCode.MalformedPacket)
+      })
+    }
+  }
 
   // Item 16
 
