@@ -5,11 +5,18 @@
  */
 import mqtt from 'mqtt-packet'
 import type { Packet } from 'mqtt-packet'
-import type { Frame } from './frame.js'
+import { PacketType, type Frame } from './frame.js'
 
 export type ProtocolVersion = 3 | 4 | 5
 
 export function decodeFrame (frame: Frame, protocolVersion: ProtocolVersion | undefined): Packet | Error {
+  if (protocolVersion === 3 && frame.flags === 0x0a && (frame.type === PacketType.SUBSCRIBE || frame.type === PacketType.UNSUBSCRIBE)) {
+    // MQTT 3.1 sends them again with DUP set (inbound/ack.ts validFixedHeaderFlags);
+    // mqtt-packet knows only 0010: decoded without the DUP bit, which changes nothing for them
+    const copy = Buffer.from(frame.buf)
+    copy[0] = (copy[0] as number) & ~0x08
+    return decodeBuffer(copy, protocolVersion)
+  }
   return decodeBuffer(frame.buf, protocolVersion)
 }
 

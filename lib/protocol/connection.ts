@@ -19,9 +19,9 @@ import { ConnectionLogger, type Logger } from '../logging.js'
 import type { IAuthPacket, IConnackPacket, IConnectPacket, IPublishPacket, ISubackPacket, ISubscribePacket, ISubscription, IUnsubackPacket, IUnsubscribePacket, Packet } from 'mqtt-packet'
 import { FrameReader, PacketType, ackPacketId, ackReasonCode, readPublishHeader, readPublishId, frameOf, type Frame, type PublishHeader, type ReadResult } from './frame.js'
 import { decodeBuffer, decodeFrame, encode, type ProtocolVersion } from './codec.js'
-import { inspectConnect, UNACCEPTABLE_PROTOCOL_VERSION_CONNACK } from './inbound/connect.js'
+import { inspectConnect, UNACCEPTABLE_PROTOCOL_VERSION_CONNACK, UNSUPPORTED_PROTOCOL_VERSION_CONNACK_V5 } from './inbound/connect.js'
 import { checkSubscribeFrame, checkSubscription, PendingSuback, type SubscribePolicy } from './inbound/subscribe.js'
-import { checkPublishHeader, checkPublishProperties, type PublishPolicy } from './inbound/publish.js'
+import { checkPublishHeader, checkPublishProperties, willTopicOverLimits, type PublishPolicy } from './inbound/publish.js'
 import { OutboundFlow, OutboundWindow, type HeldPublish } from './outbound/flow-control.js'
 import { checkAckFrame, wrongAckKind } from './inbound/ack.js'
 import { checkProperties } from './property-rules.js'
@@ -39,6 +39,7 @@ import { checkAuth, checkDisconnect } from './inbound/disconnect-auth.js'
 import type { BrokerObserver } from '../observer.js'
 import type { DirectSend, MemberLink, SharedDelivery, SharedSubscriptions } from '../shared/dispatcher.js'
 import { encodePublish } from './outbound/encode-publish.js'
+import { AckOrder, type PendingAck } from './outbound/ack-order.js'
 import { fitConnack } from './outbound/fit-connack.js'
 import { forwardCorrections, shouldDeliverWithQoS } from './delivery.js'
 import { parseSharedFilter, hasWildcard } from './topic.js'
@@ -133,23 +134,6 @@ const HOLD_LIMIT = 64 * 1024
 
 interface InboundFlow { qos: number, topic: string }
 
-/**
- * An acknowledgement waiting to go out in order [MQTT-4.6.0-2] [MQTT-4.6.0-3].
- * One per QoS 1/2 PUBLISH: a class (one shape, no closures per ack).
- */
-class PendingAck {
-  ready = false
-  constructor (
-    public buf: Buffer,
-    readonly frame: Frame,
-    readonly packetId: number,
-    /** a QoS 1 PUBACK waiting for aedes' `published` of its message */
-    public waiting: boolean,
-    /** MQTT 5 success: the message's topic, to answer 0x10 when no subscription matches it */
-    readonly topic: string | undefined
-  ) {}
-}
-
 type AuthState =
   | { phase: 'connect', exchange: AuthExchange, method: string, connect: IConnectPacket }
   | { phase: 'reauth', exchange: AuthExchange, method: string }
@@ -228,8 +212,8 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
   private _synthetic: Set<number> | undefined
   /** QoS 2 messages culex dropped and completes with aedes on the client's behalf */
   private get synthetic (): Set<number> { return (this._synthetic ??= new Set()) }
-  private _acks: PendingAck[] | undefined
-  private get acks (): PendingAck[] { return (this._acks ??= []) }
+  private _acks: AckOrder | undefined
+  private get acks (): AckOrder { return (this._acks ??= new AckOrder()) }
   private _publishedEarly: Set<number> | undefined
   private get publishedEarly (): Set<number> { return (this._publishedEarly ??= new Set()) }
   /** packets for the client, written at the next setImmediate (`flushScheduled`) */
@@ -605,7 +589,9 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
    * Steps:
    * 1. [MQTT-3.1.0-2] a second CONNECT is a Protocol Error;
    * 2. protocol name and level (inbound/connect.ts) [MQTT-3.1.2-1] [MQTT-3.1.2-2];
-   * 3. [MQTT-3.2.2-12] [MQTT-3.2.2-13] a Will above the Maximum QoS, or
+   * 3. a Will Topic over the topic length or level limits is refused with
+   *    CONNACK 0x90, as a PUBLISH Topic Name over them gets 0x90;
+   *    [MQTT-3.2.2-12] [MQTT-3.2.2-13] a Will above the Maximum QoS, or
    *    retained when retain is unavailable, is refused with CONNACK 0x9B / 0x9A;
    *    a Will whose Payload Format Indicator says UTF-8 and whose payload is
    *    not, with 0x99;
@@ -625,7 +611,8 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
       case 'bad-protocol-name':
         return { kind: 'close', reasonCode: ReasonCode.ProtocolError, reason: 'protocol name is not MQTT' }
       case 'bad-version':
-        this.writeToClient(UNACCEPTABLE_PROTOCOL_VERSION_CONNACK)
+        // level 5 is only here with a name other than MQTT: the client reads an MQTT 5 CONNACK
+        this.writeToClient(inspection.version === 5 ? UNSUPPORTED_PROTOCOL_VERSION_CONNACK_V5 : UNACCEPTABLE_PROTOCOL_VERSION_CONNACK)
         this.connackSent = true
         this.ctx.observer.connectRefused(ReasonCode.UnsupportedProtocolVersion)
         return { kind: 'close', reasonCode: ReasonCode.UnsupportedProtocolVersion, reason: `unsupported protocol level ${inspection.version}` }
@@ -649,6 +636,10 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
     const refused = this.ctx.policy.admit(this, packet)
     if (refused !== undefined) return { kind: 'close', reasonCode: refused, reason: `connection refused: ${describeReasonCode(refused)}` }
     const will = packet.will
+    if (will && willTopicOverLimits(will.topic, this.settings)) {
+      // 0x90 as for a PUBLISH Topic Name over them (inbound/publish.ts); 3.1.1 has no such return code: closed (sendFinal)
+      return { kind: 'close', reasonCode: ReasonCode.TopicNameInvalid, reason: 'Will Topic over the topic limits' }
+    }
     if (will && (will.qos ?? 0) > this.settings.maximumQoS) {
       return { kind: 'close', reasonCode: ReasonCode.QoSNotSupported, reason: 'will QoS above the maximum' }
     }
@@ -858,6 +849,8 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
         }
         this.inflightIn.set(id, { qos: header.qos, topic })
       }
+      // its acknowledgement, written by aedes, goes out at this place [MQTT-4.6.0-2] [MQTT-4.6.0-3]
+      this.acks.expect(id)
     }
     if (header.retain) (this.retainedOrder ??= new RetainedOrder()).forwarded(header.qos === 2 ? id : undefined)
     return { kind: 'replace', packets: [packet] }
@@ -893,7 +886,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
       return this.refusePublish(header, { kind: 'refuse', reasonCode: ReasonCode.NotAuthorized, reason: 'not authorized' })
     }
     this.ctx.observer.messageDropped('not-authorized', 1)
-    if (header.packetId !== undefined) this.sendPacket({ cmd: header.qos === 1 ? 'puback' : 'pubrec', messageId: header.packetId })
+    if (header.packetId !== undefined) this.sendOrderedAck(header.packetId, { cmd: header.qos === 1 ? 'puback' : 'pubrec', messageId: header.packetId })
     return DROP
   }
 
@@ -904,7 +897,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
     this.log.repeated('debug', 'publish refused ' + verdict.reasonCode, { topic: header.topic, reasonCode: describeReasonCode(verdict.reasonCode), reason: verdict.reason }, 'publish refused')
     this.ctx.observer.messageDropped('not-authorized', 1)
     if (header.qos === 0 || header.packetId === undefined) return DROP
-    this.sendAck(header.qos === 1 ? 'puback' : 'pubrec', header.packetId, verdict.reasonCode, verdict.reason)
+    this.sendOrderedAck(header.packetId, this.ackPacket(header.qos === 1 ? 'puback' : 'pubrec', header.packetId, verdict.reasonCode, verdict.reason))
     return DROP
   }
 
@@ -1516,8 +1509,9 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
     else if (isFailure(code)) this.inflightIn.delete(id)
     const waitPublished = frame.type === PacketType.PUBACK && code === 0 && flow !== undefined &&
       (this._publishedEarly === undefined || !this._publishedEarly.delete(id))
-    const entry = new PendingAck(frame.buf, frame, id, waitPublished, this.version === 5 && code === 0 && flow !== undefined ? flow.topic : undefined)
-    this.acks.push(entry)
+    const entry = this.acks.fromBroker(id, frame)
+    entry.waiting = waitPublished
+    entry.topic = this.version === 5 && code === 0 && flow !== undefined ? flow.topic : undefined
     if (!waitPublished) this.ackReady(entry)
     this.flushAcks(out)
   }
@@ -1525,13 +1519,14 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
   /** The acknowledgement may go: with 0x10 when no subscription matches (MQTT 5 success, spec 3.4.2.1). */
   private ackReady (entry: PendingAck): void {
     const topic = entry.topic
-    if (topic !== undefined) {
+    const frame = entry.frame
+    if (topic !== undefined && frame !== undefined) {
       const has = this.ctx.hasSubscribers(topic)
       if (has === false) {
-        entry.buf = this.withReasonCode(entry.frame, ReasonCode.NoMatchingSubscribers)
+        entry.buf = this.withReasonCode(frame, ReasonCode.NoMatchingSubscribers)
       } else if (has !== true) {
         has.then((yes) => {
-          if (!yes) entry.buf = this.withReasonCode(entry.frame, ReasonCode.NoMatchingSubscribers)
+          if (!yes) entry.buf = this.withReasonCode(frame, ReasonCode.NoMatchingSubscribers)
           entry.ready = true
           this.flushAcks()
         }, () => { entry.ready = true; this.flushAcks() })
@@ -1603,23 +1598,21 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
     // `acks`; aedes publishes a client's messages in order, so it is
     // usually the first. The oldest one with this id (a client may repeat
     // a PUBLISH) is released.
-    const acks = this.acks
-    for (let i = 0; i < acks.length; i++) {
-      const entry = acks[i] as PendingAck
-      if (!entry.waiting || entry.packetId !== packetId) continue
-      entry.waiting = false
-      this.ackReady(entry)
-      this.flushAcks()
+    const entry = this._acks?.waitingFor(packetId)
+    if (entry === undefined) {
+      this.publishedEarly.add(packetId)
       return
     }
-    this.publishedEarly.add(packetId)
+    entry.waiting = false
+    this.ackReady(entry)
+    this.flushAcks()
   }
 
   private flushAcks (out?: Buffer[]): void {
     const target = out ?? []
     const acks = this._acks
-    while (acks !== undefined && acks.length > 0 && (acks[0] as PendingAck).ready) {
-      target.push(this.fitBuf((acks.shift() as PendingAck).buf))
+    if (acks !== undefined) {
+      for (let buf = acks.takeReady(); buf !== undefined; buf = acks.takeReady()) target.push(this.fitBuf(buf))
     }
     if (!out) this.writeOut(target)
   }
@@ -1796,9 +1789,19 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
 
   /** An acknowledgement with a reason code; the Reason String only if the client allows problem information [MQTT-3.1.2-29]. */
   private sendAck (cmd: 'puback' | 'pubrec' | 'pubrel' | 'pubcomp', messageId: number, reasonCode: number, reason: string): void {
+    this.sendPacket(this.ackPacket(cmd, messageId, reasonCode, reason))
+  }
+
+  private ackPacket (cmd: 'puback' | 'pubrec' | 'pubrel' | 'pubcomp', messageId: number, reasonCode: number, reason: string): Packet {
     const packet = { cmd, messageId, reasonCode } as Packet & { properties?: { reasonString: string } }
     if (this.requestProblemInformation) packet.properties = { reasonString: reason }
-    this.sendPacket(packet)
+    return packet
+  }
+
+  /** A PUBACK / PUBREC the gateway answers itself, behind those of the PUBLISHes before it [MQTT-4.6.0-2] [MQTT-4.6.0-3]. */
+  private sendOrderedAck (messageId: number, packet: Packet): void {
+    this.acks.own(messageId, encode(packet, this.version))
+    this.flushAcks()
   }
 
   /** Writes a packet to aedes as if the client had sent it. */
@@ -1846,8 +1849,9 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
         this.sendPacket(reason === undefined
           ? { cmd: 'connack', sessionPresent: false, reasonCode }
           : { cmd: 'connack', sessionPresent: false, reasonCode, properties: { reasonString: reason } })
-      } else if (reasonCode !== ReasonCode.MalformedPacket && reasonCode !== ReasonCode.ProtocolError) {
-        // 3.1.1 [MQTT-3.1.4-1]: a CONNECT that does not conform is closed without CONNACK
+      } else if (reasonCode !== ReasonCode.MalformedPacket && reasonCode !== ReasonCode.ProtocolError && reasonCode !== ReasonCode.TopicNameInvalid) {
+        // 3.1.1 [MQTT-3.1.4-1]: a CONNECT that does not conform is closed without CONNACK; so is a
+        // Will Topic culex refuses, as 3.1.1 closes for a PUBLISH Topic Name it refuses
         this.sendPacket({ cmd: 'connack', sessionPresent: false, returnCode: v5ToV311ConnackCode(reasonCode) })
       }
     }

@@ -54,6 +54,8 @@ export function packet (first: number, ...body: Bytes[]): Buffer {
 export interface ConnectBytes {
   /** 5, 4, or 3 (MQIsdp) */
   version?: 3 | 4 | 5
+  /** the Protocol Name; by default the one of `version` */
+  protocolName?: string
   /** Connect Flags; by default Clean Start and the flags of the fields given */
   flags?: number
   keepalive?: number
@@ -77,7 +79,7 @@ export function connectBytes (c: ConnectBytes): Buffer {
   const keepalive = Buffer.alloc(2)
   keepalive.writeUInt16BE(c.keepalive ?? 30)
   const parts = [
-    str(version === 3 ? 'MQIsdp' : 'MQTT'),
+    str(c.protocolName ?? (version === 3 ? 'MQIsdp' : 'MQTT')),
     Buffer.from([version, c.flags ?? flags]),
     keepalive
   ]

@@ -16,7 +16,7 @@ import { startTestServer, tcpPort, tcpUrl } from '../helpers/server.js'
 import { connectClient, collect } from '../helpers/mqtt.js'
 import { RawClient } from '../helpers/raw.js'
 import { expectServerClose, rawClient, rawConnect, rawPublish, rawSubscribe, text, uniqueId } from '../helpers/raw5.js'
-import { connectBytes, packet, prop, properties, type ConnectBytes } from '../helpers/packet-bytes.js'
+import { connectBytes, packet, prop, properties, str, type ConnectBytes } from '../helpers/packet-bytes.js'
 import { ReasonCode } from '../../lib/protocol/reason-codes.js'
 
 const SESSION_EXPIRY = 0x11
@@ -260,6 +260,18 @@ t.test('CONNECT, DISCONNECT: invalid input is answered and the broker survives',
     await served(t)
   })
 
+  const mismatched: ReadonlyArray<readonly [string, 3 | 4 | 5]> = [['MQTT', 3], ['MQIsdp', 4], ['MQIsdp', 5]]
+  for (const [name, version] of mismatched) {
+    const answer = version === 5 ? 'CONNACK 0x84 (Unsupported Protocol Version)' : 'CONNACK 1 (unacceptable protocol version)'
+    await t.test(`[MQTT-3.1.2-1] [MQTT-3.1.2-2] Protocol Name ${name} at level ${version} -> ${answer} and a close${version === 5 ? '' : ', as mosquitto'}`, async (t) => {
+      const { c, connack } = await refused(t, connectBytes({ version, protocolName: name, clientId: uniqueId('mismatch') }), version === 5 ? 5 : 4)
+      if (version === 5) t.equal(connack?.reasonCode, ReasonCode.UnsupportedProtocolVersion, 'CONNACK 0x84')
+      else t.equal(connack?.returnCode, 1, 'return code 1')
+      t.equal(c.packets.length, 1, 'nothing but the CONNACK')
+      await served(t)
+    })
+  }
+
   await t.test('MQTT 3.1 (MQIsdp): a PUBREL with DUP set is valid and completes the QoS 2 flow', async (t) => {
     const c = await RawClient.connect(port, 3, { clientId: 'mqisdp-dup' })
     t.teardown(() => c.destroy())
@@ -272,6 +284,36 @@ t.test('CONNECT, DISCONNECT: invalid input is answered and the broker survives',
     t.equal(pubcomp.messageId, 7, 'PUBCOMP, the connection stays open')
     t.notOk(c.closed)
   })
+
+  await t.test('MQTT 3.1 (MQIsdp): SUBSCRIBE and UNSUBSCRIBE with DUP set (flags 1010) are valid: SUBACK, UNSUBACK', async (t) => {
+    const c = await RawClient.connect(port, 3, { clientId: 'mqisdp-dup-sub' })
+    t.teardown(() => c.destroy())
+    // SUBSCRIBE, DUP and QoS 1: 1000 1010; id 9, filter "mqisdp/sub", QoS 1
+    c.sendRaw(packet(0x8a, [0x00, 0x09], str('mqisdp/sub'), [0x01]))
+    const suback = await c.next('suback') as mqtt.ISubackPacket
+    t.same([suback.messageId, suback.granted], [9, [1]], 'SUBACK')
+    // UNSUBSCRIBE, DUP and QoS 1: 1010 1010
+    c.sendRaw(packet(0xaa, [0x00, 0x0a], str('mqisdp/sub')))
+    const unsuback = await c.next('unsuback') as mqtt.IUnsubackPacket
+    t.equal(unsuback.messageId, 10, 'UNSUBACK')
+    t.notOk(c.closed, 'the connection stays open')
+  })
+
+  for (const version of [4, 5] as const) {
+    // MQTT 5 has an (empty) property block after the packet id
+    const props: number[][] = version === 5 ? [[0x00]] : []
+    const cases = [
+      ['SUBSCRIBE', '3.8.1-1', packet(0x8a, [0x00, 0x09], ...props, str('dup/sub'), [0x01])],
+      ['UNSUBSCRIBE', '3.10.1-1', packet(0xaa, [0x00, 0x0a], ...props, str('dup/sub'))]
+    ] as const
+    for (const [name, rule, bytes] of cases) {
+      await t.test(`${version === 5 ? 'v5' : '3.1.1'} [MQTT-${rule}] ${name} with DUP set (flags 1010) is malformed: ${version === 5 ? 'DISCONNECT 0x81 and ' : ''}closed`, async (t) => {
+        const c = await rawClient(t, port, version)
+        c.sendRaw(bytes)
+        await expectServerClose(t, c, version, ReasonCode.MalformedPacket)
+      })
+    }
+  }
 
   // Item 16
 
@@ -291,6 +333,45 @@ t.test('CONNECT, DISCONNECT: invalid input is answered and the broker survives',
     await good.publishAsync('good/after', 'still here', { qos: 1 })
     const [m] = await goodMessages.next(1)
     t.equal(m?.payload.toString(), 'still here')
+  })
+})
+
+t.test('a Will Topic over the topic limits is refused as a PUBLISH Topic Name over them is', async (t) => {
+  const server = await startTestServer(t, { maxTopicLevels: 3, maxTopicLength: 20 })
+  const port = tcpPort(server)
+  const cases: ReadonlyArray<readonly [string, string]> = [
+    ['more levels than maxTopicLevels (3)', 'w/a/b/c'],
+    ['longer than maxTopicLength (20 bytes)', 'w/' + 'x'.repeat(19)]
+  ]
+  for (const [name, topic] of cases) {
+    await t.test(`a PUBLISH Topic Name ${name} gets PUBACK 0x90 (v5)`, async (t) => {
+      const c = await rawClient(t, port, 5)
+      const id = rawPublish(c, topic, 'x', { qos: 1 })
+      const ack = await c.next('puback') as mqtt.IPubackPacket
+      t.same([ack.messageId, ack.reasonCode], [id, ReasonCode.TopicNameInvalid])
+    })
+    await t.test(`a Will Topic ${name} -> CONNACK 0x90 (Topic Name invalid) (v5)`, async (t) => {
+      const c = await RawClient.open(port, 5)
+      t.teardown(() => c.destroy())
+      c.sendRaw(connectBytes({ clientId: uniqueId('wl'), will: { topic, payload: 'gone' } }))
+      const connack = await c.next('connack') as mqtt.IConnackPacket
+      t.equal(connack.reasonCode, ReasonCode.TopicNameInvalid, 'CONNACK 0x90')
+      await c.waitClose()
+    })
+    await t.test(`3.1.1: a Will Topic ${name} -> closed without CONNACK, as a PUBLISH Topic Name over them closes`, async (t) => {
+      const c = await RawClient.open(port, 4)
+      t.teardown(() => c.destroy())
+      c.sendRaw(connectBytes({ version: 4, clientId: uniqueId('wl'), will: { topic, payload: 'gone' } }))
+      await c.waitClose()
+      t.same(c.packets.map(p => p.cmd), [], 'closed without CONNACK')
+    })
+  }
+  await t.test('a Will Topic within the limits is accepted', async (t) => {
+    const c = await RawClient.open(port, 5)
+    t.teardown(() => c.destroy())
+    c.sendRaw(connectBytes({ clientId: uniqueId('wl'), will: { topic: 'w/a/b', payload: 'gone' } }))
+    const connack = await c.next('connack') as mqtt.IConnackPacket
+    t.equal(connack.reasonCode, 0)
   })
 })
 

@@ -12,7 +12,7 @@ export type ConnectInspection =
   | { kind: 'ok', packet: IConnectPacket, version: ProtocolVersion }
   /** [MQTT-3.1.2-1] not MQTT: close without CONNACK */
   | { kind: 'bad-protocol-name' }
-  /** [MQTT-3.1.2-2] unsupported Protocol Level: CONNACK 0x01 then close */
+  /** [MQTT-3.1.2-2] unsupported Protocol Level, or one its Protocol Name does not go with: CONNACK 0x01 (0x84 for level 5) then close */
   | { kind: 'bad-version', version: number }
   | { kind: 'malformed', reason: string, version: ProtocolVersion | undefined }
   /** breaks a rule of spec 3.1.2 / 3.1.3 (inbound/connect-rules.ts): Malformed Packet or Protocol Error */
@@ -22,7 +22,9 @@ export type ConnectInspection =
  * Steps:
  * 1. read the Protocol Name and Level from the variable header;
  * 2. refuse a name other than MQTT (or MQIsdp for 3.1) [MQTT-3.1.2-1];
- * 3. refuse a level other than 3, 4 or 5 [MQTT-3.1.2-2];
+ * 3. refuse a level other than 3, 4 or 5 [MQTT-3.1.2-2], and a name that
+ *    is not the one of its level (MQIsdp is 3.1, level 3; MQTT is 3.1.1 and
+ *    5) [MQTT-3.1.2-1]: refused as an unsupported version, as mosquitto does;
  * 4. check the rules a decoder does not (inbound/connect-rules.ts);
  * 5. decode the whole packet; a decoding failure is a Malformed Packet.
  */
@@ -37,6 +39,7 @@ export function inspectConnect (frame: Frame): ConnectInspection {
   // bit 7 of the level is the bridge flag some brokers set; it is not part of the version
   const level = (buf[levelAt] as number) & 0x7f
   if (level !== 3 && level !== 4 && level !== 5) return { kind: 'bad-version', version: level }
+  if ((name === 'MQIsdp') !== (level === 3)) return { kind: 'bad-version', version: level }
   const version = level as ProtocolVersion
   const fault = checkConnect(buf, levelAt, version)
   if (fault !== undefined) return { kind: 'invalid', reasonCode: fault.reasonCode, reason: fault.reason, version }
@@ -48,6 +51,9 @@ export function inspectConnect (frame: Frame): ConnectInspection {
 
 /** CONNACK with return code 0x01 in the 3.1.1 encoding, understood by every version [MQTT-3.1.2-2]. */
 export const UNACCEPTABLE_PROTOCOL_VERSION_CONNACK = Buffer.from([0x20, 0x02, 0x00, 0x01])
+
+/** CONNACK 0x84 (Unsupported Protocol Version) in the MQTT 5 encoding, for a client that asked for level 5 [MQTT-3.1.2-2]. */
+export const UNSUPPORTED_PROTOCOL_VERSION_CONNACK_V5 = Buffer.from([0x20, 0x03, 0x00, 0x84, 0x00])
 
 type ConnectProperties = NonNullable<IConnectPacket['properties']>
 

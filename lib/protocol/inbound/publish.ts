@@ -7,6 +7,7 @@ import type { IPublishPacket } from 'mqtt-packet'
 import { ReasonCode } from '../reason-codes.js'
 import type { Frame, PublishHeader } from '../frame.js'
 import { isWellFormedString } from '../utf8.js'
+import { topicLevels } from '../topic.js'
 
 export interface PublishPolicy {
   maximumQoS: 0 | 1 | 2
@@ -85,6 +86,14 @@ export function checkPublishHeader (header: PublishHeader, frame: Frame, version
       : { kind: 'disconnect', reasonCode: ReasonCode.TopicNameInvalid, reason: 'topic name over the limits' }
   }
   return OK
+}
+
+/**
+ * A Will Topic over the limits a PUBLISH Topic Name has (step 6 of
+ * `checkPublishHeader`): the will is published as the client's message.
+ */
+export function willTopicOverLimits (topic: string, policy: Pick<PublishPolicy, 'maxTopicLength' | 'maxTopicLevels'>): boolean {
+  return topicLevels(topic) > policy.maxTopicLevels || Buffer.byteLength(topic) > policy.maxTopicLength
 }
 
 /**
