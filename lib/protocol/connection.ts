@@ -1167,6 +1167,13 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
     }
     this.disconnectBy = 'client'
     this.disconnectReason = frame.buf.length > frame.headerLength ? frame.buf[frame.headerLength] as number : 0
+    if (this.version === 5 && this.disconnectReason !== ReasonCode.Success && this.disconnectReason !== ReasonCode.DisconnectWithWill) {
+      // [MQTT-3.14.4-3] [MQTT-3.1.2-8] only a DISCONNECT 0x00 discards the Will; aedes
+      // keeps it for 0x04 alone, so any other client reason is handed to it as 0x04
+      const packet = decodeOther(frame, this.version)
+      if (packet instanceof Error) return { kind: 'close', reasonCode: ReasonCode.MalformedPacket, reason: packet.message }
+      return { kind: 'replace', packets: [{ ...packet, reasonCode: ReasonCode.DisconnectWithWill } as Packet] }
+    }
     return PASS
   }
 

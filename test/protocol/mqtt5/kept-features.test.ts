@@ -125,6 +125,30 @@ t.test('wills', async (t) => {
     t.equal(wills.messages.filter(m => m.topic === 'kf/will/cancelled').length, 0, 'the Will was not sent')
     await back.endAsync()
   })
+
+  for (const [code, published] of [[0x00, false], [0x04, true], [0x80, true], [0x83, true]] as const) {
+    const name = published ? 'the Will is published' : 'the Will is discarded'
+    await t.test(`[MQTT-3.14.4-3] [MQTT-3.1.2-8] v5: after a client DISCONNECT 0x${code.toString(16).padStart(2, '0')} ${name}`, async (t) => {
+      const topic = `kf/will/disconnect-${code}`
+      const dying = await connectClient(t, url, {
+        clientId: uniqueId('wdc'),
+        will: { topic, payload: Buffer.from('gone'), qos: 1, retain: false }
+      })
+      await dying.endAsync(false, { reasonCode: code })
+      // a published Will arrives at once; the absence is checked after the same round trip plus a margin
+      await watcher.publishAsync('kf/will/marker', 'after', { qos: 1 })
+      await wills.next(1, 5000)
+      if (published) {
+        const deadline = Date.now() + 5000
+        while (!wills.messages.some(m => m.topic === topic) && Date.now() < deadline) await sleep(20)
+        t.equal(wills.messages.filter(m => m.topic === topic).length, 1, 'published once')
+      } else {
+        await sleep(300)
+        t.equal(wills.messages.filter(m => m.topic === topic).length, 0, 'not published')
+      }
+      wills.messages.length = 0
+    })
+  }
 })
 
 t.test('retained messages and subscription options (v5)', async (t) => {
