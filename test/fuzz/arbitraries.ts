@@ -106,6 +106,8 @@ interface ConnectOpts {
   willTopic?: fc.Arbitrary<Buffer>
   /** username and password to send instead of generated ones (undefined fields: none sent) */
   creds?: { user?: Buffer, pass?: Buffer }
+  /** no properties and a plain client id: a CONNECT that only its credentials can get refused */
+  plain?: boolean
 }
 
 /**
@@ -113,20 +115,21 @@ interface ConnectOpts {
  * present, keep-alive, properties, client id, will (with its properties),
  * username and password. `valid` keeps the framing right and the flags true.
  */
-export function connect ({ version, valid, willTopic = topic, creds }: ConnectOpts): fc.Arbitrary<PacketSpec> {
+export function connect ({ version, valid, willTopic = topic, creds, plain = false }: ConnectOpts): fc.Arbitrary<PacketSpec> {
+  const noProps = fc.constant({ props: [] })
   const bad = <T>(good: fc.Arbitrary<T>, any: fc.Arbitrary<T>): fc.Arbitrary<T> => valid ? good : fc.oneof({ weight: 3, arbitrary: good }, { weight: 1, arbitrary: any })
   return fc.record({
     level: bad(fc.constant(version), fc.constantFrom(0, 2, 6, 255)),
     name: bad(fc.constant(b(version === 3 ? 'MQIsdp' : 'MQTT')), fc.constantFrom(b('MQTT'), b('MQIsdp'), b('mqtt'), Buffer.alloc(0))),
     clean: fc.boolean(),
-    will: fc.option(fc.record({ qos: bad(fc.integer({ min: 0, max: 2 }), fc.constant(3)), retain: fc.boolean(), props: props(WILL_PROPS), topic: willTopic, payload: binary }), { nil: undefined }),
+    will: fc.option(fc.record({ qos: bad(fc.integer({ min: 0, max: 2 }), fc.constant(3)), retain: fc.boolean(), props: plain ? noProps : props(WILL_PROPS), topic: willTopic, payload: binary }), { nil: undefined }),
     user: creds !== undefined ? fc.constant(creds.user) : fc.option(text, { nil: undefined }),
     pass: creds !== undefined ? fc.constant(creds.pass) : fc.option(fc.constantFrom(b('fuzz-pw'), b('wrong'), Buffer.alloc(0)), { nil: undefined }),
     reserved: bad(fc.constant(false), fc.boolean()),
     flagLies: bad(fc.constant(0), fc.integer({ min: 0, max: 0xff })),
     keepalive: fc.oneof(fc.constantFrom(0, 1, 30, 0xffff), u16v),
-    props: props(CONNECT_PROPS),
-    clientId: fc.oneof({ weight: 4, arbitrary: fc.constantFrom(b('fz-1'), b('fz-2'), b('fz-3'), Buffer.alloc(0)) }, { weight: 1, arbitrary: someBytes([]) }),
+    props: plain ? noProps : props(CONNECT_PROPS),
+    clientId: plain ? fc.constantFrom(b('fz-1'), b('fz-2'), b('fz-3')) : fc.oneof({ weight: 4, arbitrary: fc.constantFrom(b('fz-1'), b('fz-2'), b('fz-3'), Buffer.alloc(0)) }, { weight: 1, arbitrary: someBytes([]) }),
     framing: valid ? fc.constant(undefined) : framing
   }).map(c => {
     const f = (c.clean ? 0x02 : 0) | (c.will ? 0x04 | (c.will.qos << 3) | (c.will.retain ? 0x20 : 0) : 0) |
@@ -321,7 +324,8 @@ export const credentialScript: fc.Arbitrary<Script> = fc.tuple(
     version: fc.constant(version),
     login: fc.constant(login),
     connect: credentialsOf(login).chain(creds => fc.oneof(
-      { weight: 8, arbitrary: connect({ version, valid: true, willTopic: topics, creds }) },
+      { weight: 5, arbitrary: connect({ version, valid: true, willTopic: topics, creds, plain: true }) },
+      { weight: 3, arbitrary: connect({ version, valid: true, willTopic: topics, creds }) },
       { weight: 1, arbitrary: connect({ version, valid: false, willTopic: topics, creds }) }
     )),
     sameWrite: login.startsWith('scram') ? fc.constant(false) : fc.boolean(),

@@ -439,6 +439,8 @@ async function campaign (t: Test, c: Campaign): Promise<void> {
   const runs = c.runs
   Object.assign(stats, { inputs: 0, connections: 0, bytes: 0, batches: 0, restarts: 0, accepted: 0, refused: 0, scramAccepted: 0 })
   let broker: Broker | undefined
+  /** per kind of login: connections, CONNACK 0, CONNACK refusing (the rest closed before any CONNACK) */
+  const logins = new Map<string, { tried: number, accepted: number, refused: number }>()
   const crashes = new Map<string, number>()
   let campaignMs = 0
 
@@ -460,9 +462,13 @@ async function campaign (t: Test, c: Campaign): Promise<void> {
         await Promise.all(batch.map(async (s, i) => {
           const outcome = await runScript(b.port, s, c.source())
           closedAt[i] = outcome.closedAt
-          const accepted = stats.accepted
+          const [accepted, refused] = [stats.accepted, stats.refused]
           const problem = answerProblem(outcome.received, true)
           if (s.login === 'scram' && stats.accepted > accepted) stats.scramAccepted++
+          if (s.login !== undefined) {
+            const row = logins.get(s.login) ?? { tried: 0, accepted: 0, refused: 0 }
+            logins.set(s.login, { tried: row.tried + 1, accepted: row.accepted + stats.accepted - accepted, refused: row.refused + stats.refused - refused })
+          }
           if (problem !== undefined) throw Object.assign(new Error(problem), { culprit: s })
         }))
         await during
@@ -514,6 +520,7 @@ async function campaign (t: Test, c: Campaign): Promise<void> {
   t.comment(`fuzz (${c.name}): ${stats.inputs} inputs on ${stats.connections} connections, ${stats.bytes} bytes, ` +
     `${Math.round(stats.inputs / (campaignMs / 1000))} inputs/s over ${Math.round(campaignMs / 1000)} s; ` +
     `CONNACK accepted ${stats.accepted} (SCRAM ${stats.scramAccepted}), refused ${stats.refused}, broker restarts ${stats.restarts}`)
+  if (logins.size > 0) t.comment(`fuzz (${c.name}): logins ${[...logins].map(([k, v]) => `${k} ${v.tried} (CONNACK accepted ${v.accepted}, refused ${v.refused})`).join(', ')}`)
   for (const g of broker?.good ?? []) t.comment(`fuzz (${c.name}): ${g.label} well-behaved client: ${g.trips} QoS 1 round trips, worst ${g.worst} ms`)
   if (failing !== undefined) {
     const { failure, suspects } = failing
