@@ -21,7 +21,14 @@ export function createLogger (opts: LoggerOptions): Logger {
       transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' } }
     })
   }
-  return pino({ level: opts.level, base: { name: 'culex' } })
+  // Synchronous writes to fd 1. pino's default asynchronous destination
+  // flushes synchronously at exit, and sonic-boom's flushSync retries a
+  // failed write forever: with stdout a closed pipe (`culex | head`) and a
+  // line still in flight, the exit after SIGTERM spun on EPIPE and no signal
+  // could end the process. Written synchronously, the first EPIPE reaches
+  // pino's handler at once, which stops logging, and nothing is left to
+  // flush at exit.
+  return pino({ level: opts.level, base: { name: 'culex' } }, pino.destination({ dest: 1, sync: true }))
 }
 
 export function silentLogger (): Logger {

@@ -10,14 +10,13 @@ import { decodePacket, decodeRecord, encodeRecord } from './codec.js'
 import { persistenceError } from './errors.js'
 import { describeDamage, listStoreFiles, missingCurrent } from './damage.js'
 import { GroupCommit } from './group-commit.js'
+import { repeatedLog } from '../repeated-log.js'
 import { BaseStore, KEY, type SubRecord } from './store.js'
 import type { PersistenceLimits, SessionMeta, StoredPacket } from './types.js'
 
 /** The on-disk format this code writes; a directory with a higher one is refused. */
 export const STORE_FORMAT = 1
 const DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
-/** corrupt values logged one by one at open; beyond that only counted */
-const CORRUPT_LOG_LIMIT = 20
 
 export interface LevelPersistenceOptions {
   dataDir: string
@@ -118,7 +117,8 @@ export class LevelPersistence extends BaseStore {
     this.#db = db
     this.backend = {
       writer: new GroupCommit(db, this.#fsync, (err) => {
-        this.logger?.error({ err, dataDir: dir }, 'persistence write failed')
+        // a full or failing disk fails every batch: a line per interval with the count, not one per batch
+        if (this.logger !== undefined) repeatedLog.log(this.logger, 'error', 'write failed\u0000' + dir, { err, dataDir: dir }, 'persistence write failed')
       }),
       readPackets: (keys) => this.#readPackets(keys)
     }
@@ -152,9 +152,20 @@ export class LevelPersistence extends BaseStore {
 
   #skip (key: string, err: unknown): void {
     this.corrupt++
-    if (this.corrupt <= CORRUPT_LOG_LIMIT) {
-      this.logger?.warn({ key, err: err instanceof Error ? err.message : String(err) }, 'skipping a stored value that cannot be decoded')
-    }
+    this.#undecodable(key, err)
+  }
+
+  /**
+   * One line for the first damaged value of a kind of record (retained,
+   * queue, subscription...), the next ones counted into a line per interval
+   * (lib/repeated-log.ts): a damaged store read at open or message by message
+   * would otherwise write a line per value.
+   */
+  #undecodable (key: string, err: unknown): void {
+    if (this.logger === undefined) return
+    const kind = key.slice(0, key.indexOf(':') + 1)
+    repeatedLog.log(this.logger, 'warn', 'undecodable\u0000' + this.dataDir + '\u0000' + kind,
+      { dataDir: this.dataDir, kind, key, err: err instanceof Error ? err.message : String(err) }, 'skipping a stored value that cannot be decoded')
   }
 
   async * #range (db: Db, prefix: string): AsyncGenerator<[string, Uint8Array]> {
@@ -261,7 +272,7 @@ export class LevelPersistence extends BaseStore {
       try {
         return decodePacket(value)
       } catch (err) {
-        this.logger?.warn({ key: keys[i], err: err instanceof Error ? err.message : String(err) }, 'skipping a stored value that cannot be decoded')
+        this.#undecodable(keys[i] ?? '', err)
         return undefined
       }
     })

@@ -30,6 +30,7 @@
 // upgrade that renames them fails loudly (test/persistence/session-expiry.test.ts).
 import type { Aedes, Client } from 'aedes'
 import type { Logger } from 'pino'
+import { repeatedLog } from '../repeated-log.js'
 import type { CulexPersistence, SessionMeta, StoredPacket } from './types.js'
 
 /** Session Expiry Interval meaning "never expires" (MQTT 5 §3.1.2.11.2) */
@@ -145,7 +146,8 @@ class SessionExpiry implements SessionExpiryHandle {
   #fail = (err: unknown): void => {
     // the store closing under a late event (broker shutdown) is not a failure
     if ((err as { code?: unknown } | null)?.code === 'CULEX_ERR_PERSISTENCE_CLOSED') return
-    this.#logger?.error({ err }, 'session expiry: persistence operation failed')
+    // a failing store fails every expiry and will: one line per interval with the count
+    if (this.#logger !== undefined) repeatedLog.log(this.#logger, 'error', 'session expiry failed', { err }, 'session expiry: persistence operation failed')
   }
 
   readonly onClient = (client: Client): void => {

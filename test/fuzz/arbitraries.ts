@@ -100,27 +100,37 @@ const framing: fc.Arbitrary<Framing | undefined> = fc.option(fc.oneof(
 /** The right fixed-header flags, or now and then any. */
 const flags = (right: number): fc.Arbitrary<number> => fc.oneof({ weight: 9, arbitrary: fc.constant(right) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: 15 }) })
 
-interface ConnectOpts { version: 3 | 4 | 5, valid: boolean }
+interface ConnectOpts {
+  version: 3 | 4 | 5
+  valid: boolean
+  /** the will's topics (default: the common pool) */
+  willTopic?: fc.Arbitrary<Buffer>
+  /** username and password to send instead of generated ones (undefined fields: none sent) */
+  creds?: { user?: Buffer, pass?: Buffer }
+  /** no properties and a plain client id: a CONNECT that only its credentials can get refused */
+  plain?: boolean
+}
 
 /**
  * CONNECT: protocol name and level, flags that may disagree with the fields
  * present, keep-alive, properties, client id, will (with its properties),
  * username and password. `valid` keeps the framing right and the flags true.
  */
-export function connect ({ version, valid }: ConnectOpts): fc.Arbitrary<PacketSpec> {
+export function connect ({ version, valid, willTopic = topic, creds, plain = false }: ConnectOpts): fc.Arbitrary<PacketSpec> {
+  const noProps = fc.constant({ props: [] })
   const bad = <T>(good: fc.Arbitrary<T>, any: fc.Arbitrary<T>): fc.Arbitrary<T> => valid ? good : fc.oneof({ weight: 3, arbitrary: good }, { weight: 1, arbitrary: any })
   return fc.record({
     level: bad(fc.constant(version), fc.constantFrom(0, 2, 6, 255)),
     name: bad(fc.constant(b(version === 3 ? 'MQIsdp' : 'MQTT')), fc.constantFrom(b('MQTT'), b('MQIsdp'), b('mqtt'), Buffer.alloc(0))),
     clean: fc.boolean(),
-    will: fc.option(fc.record({ qos: bad(fc.integer({ min: 0, max: 2 }), fc.constant(3)), retain: fc.boolean(), props: props(WILL_PROPS), topic, payload: binary }), { nil: undefined }),
-    user: fc.option(text, { nil: undefined }),
-    pass: fc.option(fc.constantFrom(b('fuzz-pw'), b('wrong'), Buffer.alloc(0)), { nil: undefined }),
+    will: fc.option(fc.record({ qos: bad(fc.integer({ min: 0, max: 2 }), fc.constant(3)), retain: fc.boolean(), props: plain ? noProps : props(WILL_PROPS), topic: willTopic, payload: binary }), { nil: undefined }),
+    user: creds !== undefined ? fc.constant(creds.user) : fc.option(text, { nil: undefined }),
+    pass: creds !== undefined ? fc.constant(creds.pass) : fc.option(fc.constantFrom(b('fuzz-pw'), b('wrong'), Buffer.alloc(0)), { nil: undefined }),
     reserved: bad(fc.constant(false), fc.boolean()),
     flagLies: bad(fc.constant(0), fc.integer({ min: 0, max: 0xff })),
     keepalive: fc.oneof(fc.constantFrom(0, 1, 30, 0xffff), u16v),
-    props: props(CONNECT_PROPS),
-    clientId: fc.oneof({ weight: 4, arbitrary: fc.constantFrom(b('fz-1'), b('fz-2'), b('fz-3'), Buffer.alloc(0)) }, { weight: 1, arbitrary: someBytes([]) }),
+    props: plain ? noProps : props(CONNECT_PROPS),
+    clientId: plain ? fc.constantFrom(b('fz-1'), b('fz-2'), b('fz-3')) : fc.oneof({ weight: 4, arbitrary: fc.constantFrom(b('fz-1'), b('fz-2'), b('fz-3'), Buffer.alloc(0)) }, { weight: 1, arbitrary: someBytes([]) }),
     framing: valid ? fc.constant(undefined) : framing
   }).map(c => {
     const f = (c.clean ? 0x02 : 0) | (c.will ? 0x04 | (c.will.qos << 3) | (c.will.retain ? 0x20 : 0) : 0) |
@@ -133,7 +143,7 @@ export function connect ({ version, valid }: ConnectOpts): fc.Arbitrary<PacketSp
   })
 }
 
-const publish: fc.Arbitrary<PacketSpec> = fc.record({
+const publishTo = (topic: fc.Arbitrary<Buffer>): fc.Arbitrary<PacketSpec> => fc.record({
   qos: fc.oneof({ weight: 6, arbitrary: fc.integer({ min: 0, max: 2 }) }, { weight: 1, arbitrary: fc.constant(3) }),
   dup: fc.boolean(),
   retain: fc.boolean(),
@@ -204,9 +214,9 @@ const other: fc.Arbitrary<PacketSpec> = fc.record({
   framing
 }).map(o => ({ type: o.type, flags: 0, parts: [o.body], framing: o.framing, name: `type ${o.type}` }))
 
-/** Any packet a client might send after its CONNECT, a second CONNECT included. */
-export const packet = (version: 3 | 4 | 5): fc.Arbitrary<PacketSpec> => fc.oneof(
-  { weight: 5, arbitrary: publish },
+/** Any packet a client might send after its CONNECT, a second CONNECT included; its PUBLISHes go to `topics`. */
+export const packet = (version: 3 | 4 | 5, topics: fc.Arbitrary<Buffer> = topic): fc.Arbitrary<PacketSpec> => fc.oneof(
+  { weight: 5, arbitrary: publishTo(topics) },
   { weight: 3, arbitrary: ack },
   { weight: 2, arbitrary: subscribe },
   { weight: 1, arbitrary: unsubscribe },
@@ -219,9 +229,21 @@ export const packet = (version: 3 | 4 | 5): fc.Arbitrary<PacketSpec> => fc.oneof
 /** How a connection ends. */
 export type Close = 'end' | 'destroy' | 'wait'
 
+/**
+ * How a connection of the credentials campaign logs in: the right password,
+ * a wrong one (or an unknown user), no credentials, or SCRAM-SHA-256 over
+ * AUTH (MQTT 5) with the right or a wrong password.
+ */
+export type Login = 'right' | 'wrong' | 'none' | 'scram' | 'scram-wrong'
+
+/** Logins the broker must refuse. */
+export const refusedLogin = (login: Login | undefined): boolean => login === 'wrong' || login === 'none' || login === 'scram-wrong'
+
 /** One connection of the fuzzer. */
 export interface Script {
   version: 3 | 4 | 5
+  /** credentials campaign only; the SCRAM logins replace `connect` by a SCRAM CONNECT and answer the server's AUTH */
+  login?: Login
   /** undefined: no CONNECT at all */
   connect: PacketSpec | undefined
   /** the CONNECT and what follows in one write (before the CONNACK can arrive), or wait for the CONNACK first */
@@ -273,11 +295,59 @@ export const script: fc.Arbitrary<Script> = fc.constantFrom<3 | 4 | 5>(5, 5, 5, 
   [fc.toStringMethod] (this: Script) { return describeScript(this) }
 }))
 
+/** The user and password of the credentials campaign (test/security/fuzz.test.ts writes them to its password file). */
+export const FUZZ_USER = 'fz'
+export const FUZZ_PASSWORD = 'fuzz-pw'
+/** Topics only refused connections publish to: a message on one of them that reaches a subscriber was processed behind a refused CONNECT. */
+export const REFUSED_PREFIX = 'refused/'
+const REFUSED_TOPICS = fc.constantFrom(...['refused/a', 'refused/b/c', 'refused/'].map(b))
+
+const credentialsOf = (login: Login): fc.Arbitrary<{ user?: Buffer, pass?: Buffer }> => {
+  switch (login) {
+    case 'right': case 'scram': return fc.constant({ user: b(FUZZ_USER), pass: b(FUZZ_PASSWORD) })
+    case 'wrong': case 'scram-wrong': return fc.constantFrom({ user: b(FUZZ_USER), pass: b('wrong') }, { user: b(FUZZ_USER), pass: Buffer.alloc(0) }, { user: b('nobody'), pass: b(FUZZ_PASSWORD) }, { user: b(FUZZ_USER) })
+    case 'none': return fc.constant({})
+  }
+}
+
+/**
+ * A script of the credentials campaign: mostly the right password, sometimes
+ * a wrong one or none, SCRAM now and then on MQTT 5; a connection that must
+ * be refused publishes (and wills) only to REFUSED_PREFIX topics.
+ */
+export const credentialScript: fc.Arbitrary<Script> = fc.tuple(
+  fc.constantFrom<3 | 4 | 5>(5, 5, 5, 4, 4, 3),
+  fc.constantFrom<Login>('right', 'right', 'right', 'right', 'right', 'right', 'wrong', 'wrong', 'none', 'scram', 'scram-wrong')
+).chain(([version, chosen]) => {
+  const login: Login = version !== 5 && chosen.startsWith('scram') ? (chosen === 'scram' ? 'right' : 'wrong') : chosen
+  const topics = refusedLogin(login) ? REFUSED_TOPICS : topic
+  return fc.record({
+    version: fc.constant(version),
+    login: fc.constant(login),
+    connect: credentialsOf(login).chain(creds => fc.oneof(
+      { weight: 5, arbitrary: connect({ version, valid: true, willTopic: topics, creds, plain: true }) },
+      { weight: 3, arbitrary: connect({ version, valid: true, willTopic: topics, creds }) },
+      { weight: 1, arbitrary: connect({ version, valid: false, willTopic: topics, creds }) }
+    )),
+    sameWrite: login.startsWith('scram') ? fc.constant(false) : fc.boolean(),
+    packets: fc.array(packet(version, topics), { maxLength: 5 }),
+    closeAfter: fc.nat({ max: 5 }),
+    close: fc.constantFrom<Close>('end', 'destroy', 'wait'),
+    delay: fc.constantFrom(0, 0, 1, 5, 30),
+    splits: fc.array(fc.nat({ max: 400 }), { maxLength: 3 }),
+    flip: fc.option(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 7 })), { freq: 8, nil: undefined })
+  })
+}).map(s => ({
+  ...s,
+  closeAfter: Math.min(s.closeAfter, s.packets.length),
+  [fc.toStringMethod] (this: Script) { return describeScript(this) }
+}))
+
 /** The script in a line: what it does and its bytes in hex, so that a failure can be replayed by hand. */
 export function describeScript (s: Script): string {
   const { connect: c, rest } = scriptBytes(s)
   const names = s.packets.slice(0, s.closeAfter).map(p => p.name).join(', ')
-  return `v${s.version} ${s.connect === undefined ? 'no CONNECT' : `${s.connect.name} [${c.toString('hex')}]`}` +
+  return `v${s.version}${s.login !== undefined ? ` login ${s.login}` : ''} ${s.connect === undefined ? 'no CONNECT' : `${s.connect.name} [${c.toString('hex')}]`}` +
     `${s.sameWrite ? ' in the same write as' : ', CONNACK awaited, then'} [${names}] [${rest.toString('hex')}]` +
     `${s.flip !== undefined ? ` with bit ${s.flip[1]} of byte ${s.flip[0]} flipped` : ''}${s.splits.length > 0 ? ` split at ${s.splits.join(',')}` : ''}, then ${s.close} after ${s.delay} ms`
 }

@@ -6,6 +6,7 @@ import t from 'tap'
 import { Level } from 'level'
 import { encodePacket, encodeRecord } from '../../lib/persistence/codec.js'
 import { createPersistence, LevelPersistence, STORE_FORMAT, type CulexPersistence } from '../../lib/persistence/index.js'
+import { repeatedLog } from '../../lib/repeated-log.js'
 import { captureLogger, collect, expectedProperties, publish, tempDir, v5Properties } from './helpers.js'
 
 async function open (dataDir: string, extra: Partial<ConstructorParameters<typeof LevelPersistence>[0]> = {}): Promise<LevelPersistence> {
@@ -148,13 +149,41 @@ t.test('values that fail to decode are logged and skipped', async (t) => {
   const store = await open(dir, { logger })
   t.teardown(() => store.close())
   t.equal(store.stats().corrupt, 6, 'six values skipped')
-  t.equal(lines.filter((l) => l.msg === 'skipping a stored value that cannot be decoded').length, 6, 'each one logged')
+  // one line at once per kind of record (two retained values: the second is counted, lib/repeated-log.ts)
+  t.strictSame(lines.filter((l) => l.msg === 'skipping a stored value that cannot be decoded').map((l) => [l.kind, l.count]).sort(),
+    [['q:', 1], ['r:', 1], ['s:', 1], ['w:', 1], ['x:', 1]], 'each kind logged')
+  t.match(lines.find((l) => l.msg === 'skipped values that could not be decoded'), { corrupt: 6 }, 'and the total at open')
   t.strictSame((await collect(store.createRetainedStream('#'))).map((p) => p.topic), ['good/1'], 'good data is intact')
   t.strictSame((await store.subscriptionsByClient({ id: 'c' })).map((s) => s.topic), ['good/#'])
   t.strictSame((await collect(store.outgoingStream({ id: 'c' }))).map((p) => p.topic), ['good/q'])
   // the skipped queue key still advances the sequence: new messages sort after it
   await store.outgoingEnqueueCombi([{ clientId: 'c', qos: 1 }], publish('good/after', 'x'))
   t.strictSame((await collect(store.outgoingStream({ id: 'c' }))).map((p) => p.topic), ['good/q', 'good/after'])
+})
+
+t.test('a store holding 2,000 undecodable values logs a bounded number of lines that carry their count (issue 13 item 8)', async (t) => {
+  const dir = tempDir(t)
+  const first = await open(dir)
+  await first.storeRetained({ ...publish('good/1', 'fine'), retain: true })
+  await first.close()
+  const db = new Level<string, Uint8Array>(dir, { keyEncoding: 'utf8', valueEncoding: 'view' })
+  await db.batch(Array.from({ length: 2000 }, (_x, i) => i % 2 === 0
+    ? { type: 'put' as const, key: `r:bad/${i}`, value: Buffer.from('garbage') }
+    : { type: 'put' as const, key: `q:c:${i.toString(16).padStart(16, '0')}`, value: Buffer.from([0x50, 0, 0, 0, 0, 2, 0x7b]) }))
+  await db.close()
+
+  const { logger, lines } = captureLogger()
+  const store = await open(dir, { logger })
+  t.teardown(() => store.close())
+  t.equal(store.stats().corrupt, 2000, '2,000 values skipped')
+  const skipping = (): Array<Record<string, unknown>> => lines.filter((l) => l.msg === 'skipping a stored value that cannot be decoded')
+  t.equal(skipping().length, 2, 'at open: one line per kind of record (retained, queue), not one per value')
+  t.match(lines.find((l) => l.msg === 'skipped values that could not be decoded'), { corrupt: 2000 }, 'the total at open')
+  // the interval's end (here: the flush at shutdown) writes the repeats as one line per kind with their count
+  repeatedLog.flush()
+  t.ok(skipping().length <= 4, `at most two lines per kind (${skipping().length})`)
+  t.equal(skipping().reduce((sum, l) => sum + (typeof l.count === 'number' ? l.count : 0), 0), 2000, 'their counts add up to the 2,000 values')
+  t.strictSame((await collect(store.createRetainedStream('#'))).map((p) => p.topic), ['good/1'], 'good data is intact')
 })
 
 t.test('bodies beyond the cache budget are read back from disk', async (t) => {
