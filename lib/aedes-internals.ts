@@ -401,3 +401,51 @@ export function keepResumedSession (client: Client): void {
 export function packetsInProgress (client: Client): number {
   return (client as unknown as ClientInternals)._parsingBatch ?? 0
 }
+
+/**
+ * The store aedes uses: the `persistence` option it was given, or its own
+ * in-memory one, kept on `broker.persistence` (set in aedes.js, not part of
+ * the documented API). undefined when it is not an object (a stand-in broker).
+ */
+export function persistenceOf (broker: Aedes): object | undefined {
+  const store = (broker as unknown as { persistence?: unknown }).persistence
+  return typeof store === 'object' && store !== null ? store : undefined
+}
+
+/** aedes' connected clients by id (`broker.clients`, made prototype-less by hardenBroker). */
+function clientsOf (broker: Aedes): Record<string, Client | undefined> {
+  const clients = (broker as unknown as { clients?: unknown }).clients
+  if (typeof clients !== 'object' || clients === null) throw new Error('aedes internals changed: broker.clients is gone; review lib/aedes-internals.ts')
+  return clients as Record<string, Client | undefined>
+}
+
+/**
+ * The client aedes holds under `id` in `broker.clients`: from its CONNECT
+ * (the entry is made before authentication ends) until it closes.
+ */
+export function clientById (broker: Aedes, id: string): Client | undefined {
+  const clients = clientsOf(broker)
+  return Object.hasOwn(clients, id) ? clients[id] : undefined
+}
+
+/**
+ * Whether aedes holds a delayed will for `id` (`broker.delayedWills`, keyed
+ * by client id, an entry per will whose Will Delay Interval is running).
+ */
+export function holdsDelayedWill (broker: Aedes, id: string): boolean {
+  const wills = (broker as unknown as { delayedWills?: unknown }).delayedWills
+  if (!(wills instanceof Map)) throw new Error('aedes internals changed: broker.delayedWills is gone; review lib/aedes-internals.ts')
+  return wills.has(id)
+}
+
+/**
+ * Session expiry (lib/persistence/session-expiry.ts) relies on `clientById`
+ * and `holdsDelayedWill`: this fails at start, not at the first disconnect,
+ * when aedes no longer has what they read.
+ */
+export function assertSessionInternals (broker: Aedes): void {
+  const b = broker as unknown as { clients?: unknown, delayedWills?: unknown }
+  if (b.clients === null || typeof b.clients !== 'object' || !(b.delayedWills instanceof Map)) {
+    throw new Error('aedes internals changed: broker.clients / broker.delayedWills are gone; review lib/aedes-internals.ts')
+  }
+}

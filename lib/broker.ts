@@ -5,7 +5,7 @@
 import type { Duplex } from 'node:stream'
 import { Aedes, type AedesOptions, type Client } from 'aedes'
 import type { Logger } from 'pino'
-import { hardenBroker, keepResumedSession, liveSubscriptions } from './aedes-internals.js'
+import { clientById, hardenBroker, keepResumedSession, liveSubscriptions, persistenceOf } from './aedes-internals.js'
 import { Connection, type ConnectionContext, type ConnectionMeta, type ProtocolSettings } from './protocol/connection.js'
 import { Authenticators, type Authenticator } from './protocol/auth.js'
 import { ReasonCode } from './protocol/reason-codes.js'
@@ -246,7 +246,7 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
       callback(null)
     }
   }
-  const storeOf = (): StoreExtras | undefined => (aedes as unknown as { persistence?: StoreExtras }).persistence
+  const storeOf = (): StoreExtras | undefined => persistenceOf(aedes) as StoreExtras | undefined
   const sessionOwnership = options.sessionOwnership ?? 'username'
 
   /**
@@ -266,7 +266,7 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
     const id = client.id
     const stored = isCulexStore(store) ? store.getSession(id) : Promise.resolve(undefined)
     stored.then(async (meta) => {
-      const other = (aedes as unknown as { clients: Record<string, Client | undefined> }).clients[id]
+      const other = clientById(aedes, id)
       const otherConn = other === undefined ? undefined : bySide.get(other.conn)
       const verdict = judgeSessionClaim(sessionOwnership, { identity: conn.authenticatedAs ?? null, cleanStart: !conn.resumesSession }, {
         ...(meta !== undefined ? { stored: { owner: meta.owner } } : {}),
@@ -418,7 +418,7 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
       shared?.close()
       sessionExpiry?.stop()
       await new Promise<void>((resolve) => aedes.close(() => resolve()))
-      const store = (aedes as unknown as { persistence?: { destroy?: () => Promise<void> } }).persistence
+      const store = persistenceOf(aedes) as { destroy?: () => Promise<void> } | undefined
       if (store?.destroy) await store.destroy()
       // the counts of repeated events not written yet (lib/repeated-log.ts)
       repeatedLog.flush()

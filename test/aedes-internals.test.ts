@@ -176,3 +176,56 @@ t.test('[MQTT-3.1.2-22] aedes keeps the keep-alive in client._keepaliveTimer / _
   t.equal(c._keepaliveTimer?.hasRef(), true, 'still armed after the restart')
   stream.destroy()
 })
+
+t.test('aedes keeps its store on broker.persistence: the one given, or its in-memory default (persistenceOf)', async (t) => {
+  const { persistenceOf } = await import('../lib/aedes-internals.js')
+  const aedesSource = readFileSync(require.resolve('aedes'), 'utf8')
+  t.match(aedesSource, 'this.persistence = opts.persistence || memory()', 'aedes.js sets broker.persistence')
+  const plain = await Aedes.createBroker()
+  t.teardown(() => new Promise<void>((resolve) => plain.close(() => resolve())))
+  const memory = persistenceOf(plain) as { subscriptionsByTopic?: unknown } | undefined
+  t.type(memory?.subscriptionsByTopic, 'function', 'aedes\' in-memory store by default')
+  const { createPersistence } = await import('../lib/persistence/index.js')
+  const given = createPersistence({ kind: 'memory' })
+  const broker = await Aedes.createBroker({ persistence: given as never })
+  t.teardown(() => new Promise<void>((resolve) => broker.close(() => resolve())))
+  t.equal(persistenceOf(broker), given, 'the store it was given')
+  t.equal(persistenceOf({} as Aedes), undefined, 'a stand-in broker has none')
+})
+
+t.test('aedes holds connected clients in broker.clients by id and delayed wills in broker.delayedWills (clientById, holdsDelayedWill, assertSessionInternals)', async (t) => {
+  const { handleStream, injectPacket, pacePackets, AliasTable, clientById, holdsDelayedWill, assertSessionInternals } = await import('../lib/aedes-internals.js')
+  const aedesSource = readFileSync(require.resolve('aedes'), 'utf8')
+  t.match(aedesSource, 'this.clients[client.id] = client', 'a client is registered by id')
+  t.match(aedesSource, 'delete this.clients[clientId]', 'and removed when it goes')
+  t.match(aedesSource, 'this.delayedWills = new Map()', 'delayed wills are a Map')
+  t.match(aedesSource, 'this._armIdTimer(this.delayedWills, client.id', 'keyed by client id')
+  t.throws(() => clientById({} as Aedes, 'x'), /aedes internals changed/, 'clientById fails loudly without broker.clients')
+  t.throws(() => holdsDelayedWill({} as Aedes, 'x'), /aedes internals changed/, 'holdsDelayedWill fails loudly without broker.delayedWills')
+  t.throws(() => assertSessionInternals({} as Aedes), /aedes internals changed/)
+  const broker = await Aedes.createBroker()
+  t.teardown(() => new Promise<void>((resolve) => broker.close(() => resolve())))
+  hardenBroker(broker)
+  t.doesNotThrow(() => assertSessionInternals(broker))
+  const id = 'internals-will'
+  t.equal(clientById(broker, id), undefined, 'not connected yet')
+  t.equal(clientById(broker, 'constructor'), undefined, 'no inherited member is a client')
+  const stream = new Duplex({ read () {}, write (_chunk, _enc, cb) { cb() } })
+  const client = handleStream(broker, stream, new AliasTable())
+  pacePackets(client, { packetDone: () => {} })
+  const ready = new Promise<void>((resolve) => broker.once('clientReady', () => resolve()))
+  injectPacket(client, {
+    cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clean: true, clientId: id, keepalive: 0, length: 0,
+    properties: { sessionExpiryInterval: 60 },
+    will: { topic: 'internals/will', payload: Buffer.from('gone'), qos: 0, retain: false, properties: { willDelayInterval: 30 } }
+  })
+  await ready
+  t.equal(clientById(broker, id), client, 'the connected client, by id')
+  t.equal(holdsDelayedWill(broker, id), false, 'no will held while connected')
+  const gone = new Promise<void>((resolve) => broker.once('clientDisconnect', () => resolve()))
+  stream.destroy()
+  await gone
+  t.equal(clientById(broker, id), undefined, 'gone once closed')
+  for (let i = 0; i < 100 && !holdsDelayedWill(broker, id); i++) await new Promise((resolve) => setTimeout(resolve, 10))
+  t.equal(holdsDelayedWill(broker, id), true, 'aedes holds the will for its Will Delay Interval')
+})

@@ -6,7 +6,7 @@
  * as a made-up number.
  */
 import type { CulexBroker } from '../broker.js'
-import { clientSubscriptions } from '../aedes-internals.js'
+import { clientSubscriptions, persistenceOf } from '../aedes-internals.js'
 import { topicLevel } from './topic.js'
 import type { GroupStats } from '../shared/dispatcher.js'
 
@@ -57,8 +57,7 @@ export interface SharedGroupStatsProvider {
 
 /** The store aedes uses (culex's or aedes' in-memory fallback). */
 export function storeOf (broker: CulexBroker): ObservableStore | undefined {
-  const store = (broker.aedes as unknown as { persistence?: unknown }).persistence
-  return typeof store === 'object' && store !== null ? store as ObservableStore : undefined
+  return persistenceOf(broker.aedes) as ObservableStore | undefined
 }
 
 const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 0

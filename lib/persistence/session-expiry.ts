@@ -24,12 +24,13 @@
 // (inbound QoS 2 state, the metadata itself) and never publishes a will aedes
 // is timing itself.
 //
-// aedes internals read here, and only here: `broker.clients` (connected
-// clients by id) and `broker.delayedWills` (clientIds whose will aedes is
-// holding). attachSessionExpiry() throws if either is missing, so an aedes
-// upgrade that renames them fails loudly (test/persistence/session-expiry.test.ts).
+// The aedes internals this reads, whether a client is connected and whether
+// aedes holds its delayed will, are in lib/aedes-internals.ts (`clientById`,
+// `holdsDelayedWill`); attachSessionExpiry() throws if aedes no longer has
+// them, so an aedes upgrade that renames them fails loudly.
 import type { Aedes, Client } from 'aedes'
 import type { Logger } from 'pino'
+import { assertSessionInternals, clientById, holdsDelayedWill } from '../aedes-internals.js'
 import { repeatedLog } from '../repeated-log.js'
 import type { CulexPersistence, SessionMeta, StoredPacket } from './types.js'
 
@@ -40,11 +41,6 @@ const MAX_TIMER_MS = 2 ** 31 - 1
 
 /** The aedes broker as this helper uses it. */
 export type SessionBroker = Aedes
-
-interface AedesInternals {
-  clients: Record<string, unknown>
-  delayedWills: Map<string, unknown>
-}
 
 export interface SessionExpiryOptions {
   logger?: Logger
@@ -88,7 +84,6 @@ function willDelaySeconds (will: StoredPacket | undefined): number {
 
 class SessionExpiry implements SessionExpiryHandle {
   readonly #broker: SessionBroker
-  readonly #internals: AedesInternals
   readonly #store: CulexPersistence
   readonly #logger: Logger | undefined
   readonly #onExpired: ((clientId: string) => void) | undefined
@@ -103,11 +98,7 @@ class SessionExpiry implements SessionExpiryHandle {
   readonly startup = { wiped: 0, willsPublished: 0, armed: 0 }
 
   constructor (broker: SessionBroker, store: CulexPersistence, opts: SessionExpiryOptions) {
-    const internals = broker as unknown as Partial<AedesInternals>
-    if (internals.clients === null || typeof internals.clients !== 'object' || !(internals.delayedWills instanceof Map)) {
-      throw new Error('session expiry: this aedes has no broker.clients / broker.delayedWills (aedes internals changed; see lib/persistence/session-expiry.ts)')
-    }
-    this.#internals = internals as AedesInternals
+    assertSessionInternals(broker)
     this.#broker = broker
     this.#store = store
     this.#logger = opts.logger
@@ -125,7 +116,7 @@ class SessionExpiry implements SessionExpiryHandle {
   }
 
   #connected (id: string): boolean {
-    return Object.hasOwn(this.#internals.clients, id)
+    return clientById(this.#broker, id) !== undefined
   }
 
   #bump (id: string): number {
@@ -183,7 +174,7 @@ class SessionExpiry implements SessionExpiryHandle {
     const meta: SessionMeta = this.#withOwner(client, { expiresAt, expiryInterval: interval })
     this.#store.putSession(id, meta).catch(this.#fail)
     if (expiresAt !== null) this.#armExpiry(id, expiresAt)
-    if (this.#internals.delayedWills.has(id)) {
+    if (holdsDelayedWill(this.#broker, id)) {
       // aedes is holding the will for min(Will Delay, Session Expiry): record
       // when it is due so that a restart before then still sends it on time
       this.#store.getWill({ id }).then((will) => {
