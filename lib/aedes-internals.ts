@@ -47,7 +47,7 @@ const NO_MEMBERS: object = Object.freeze(Object.create(null) as object)
  * the store before it is forwarded, so a later message (from any client)
  * often overtakes it, and aedes then dropped the retained one for every
  * subscriber that got both. This `duplicates` remembers nothing, so that
- * check always passes; lib/broker.ts drops only exact copies of the message
+ * check always passes; lib/broker/hooks/forward.ts drops only exact copies of the message
  * just forwarded (`Connection.isRepeat`).
  */
 const NO_COUNTER_DEDUPE: Record<string, unknown> = new Proxy(Object.create(null) as Record<string, unknown>, {

@@ -28,7 +28,7 @@ export const LAYERS: ReadonlyArray<{ name: string, members: readonly string[] }>
   { name: 'services', members: ['lib/auth/', 'lib/persistence/', 'lib/config/', 'lib/errors.ts', 'lib/store.ts'] },
   { name: 'shared', members: ['lib/shared/'] },
   { name: 'gateway', members: ['lib/protocol/', 'lib/observer.ts'] },
-  { name: 'broker', members: ['lib/broker.ts'] },
+  { name: 'broker', members: ['lib/broker.ts', 'lib/broker/'] },
   { name: 'edge', members: ['lib/transports/', 'lib/metrics/'] },
   { name: 'entry', members: ['lib/server.ts', 'lib/index.ts'] }
 ]

@@ -57,7 +57,7 @@ export function createConnectionPolicy (
       return security === undefined || security.maySubscribe(aclClient(conn), filter)
     },
     mayReceive (conn, topic) {
-      // as aedes' path checks it (lib/broker.ts authorizeForward): the identity authentication settled on
+      // as aedes' path checks it (lib/broker/hooks/forward.ts): the identity authentication settled on
       return security === undefined || security.mayReceive({ clientId: conn.client.id, username: conn.authenticatedAs }, topic)
     },
     takePublish (conn) {

@@ -7,8 +7,8 @@
  * frames again. For QoS 0 deliveries (no packet id, so the bytes are the
  * same for every subscriber of one protocol version that gets the same
  * retain flag and properties) culex encodes the message once and hands the
- * finished frame to each subscriber's gateway (lib/broker.ts,
- * `authorizeForward`; Connection.sendEncoded).
+ * finished frame to each subscriber's gateway (lib/broker/hooks/forward.ts
+ * `sendEncodedOnce`; Connection.sendEncoded).
  *
  * aedes delivers a message to all its subscribers in one go, so remembering
  * the last encoding is enough to share it across them.

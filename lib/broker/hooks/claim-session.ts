@@ -1,0 +1,56 @@
+/**
+ * Taking a session by its Client Identifier, after the client authenticated
+ * and before aedes touches any session (the verdict itself is
+ * lib/protocol/session-claim.ts):
+ * 1. a session of another identity is refused: CONNACK 0x87 (3.1.1: 5),
+ *    the owner's session and connection untouched;
+ * 2. whether a session exists, for Session Present [MQTT-3.2.2-2] [MQTT-3.2.2-3];
+ * 3. [MQTT-3.1.2-4] one resumed with Session Expiry 0 keeps its state (its
+ *    queue is sent) until it ends at disconnect (keepResumedSession);
+ * 4. [MQTT-3.1.2-4] Clean Start discards the previous session, including its
+ *    inbound QoS 2 state (aedes 2.0.0-beta.1 keeps it: GHSA-p8r9-qf8w-p73r);
+ *    only now, so that a refused client discards nothing.
+ */
+import type { AedesOptions, Client } from 'aedes'
+import { keepResumedSession } from '../../aedes-internals.js'
+import type { Connection } from '../../protocol/connection.js'
+import { judgeSessionClaim } from '../../protocol/session-claim.js'
+import type { BrokerContext } from '../context.js'
+import { isCulexStore } from '../store.js'
+
+/** aedes' authenticate callback */
+export type AuthenticateDone = Parameters<NonNullable<AedesOptions['authenticate']>>[3]
+
+/** The gateway of the client that claims the session. */
+export type ClaimingGateway = Pick<Connection, 'authenticatedAs' | 'resumesSession' | 'sessionExisted' | 'log'>
+
+export interface ClaimContext extends Pick<BrokerContext, 'sessionOwnership' | 'store' | 'clientById'> {
+  /** the gateway of the client holding the id now, for its identity */
+  gatewayOf (client: { conn: unknown }): Pick<Connection, 'authenticatedAs'> | undefined
+}
+
+export function claimSession (ctx: ClaimContext, conn: ClaimingGateway, client: Client, callback: AuthenticateDone): void {
+  const store = ctx.store()
+  const id = client.id
+  const stored = isCulexStore(store) ? store.getSession(id) : Promise.resolve(undefined)
+  stored.then(async (meta) => {
+    const other = ctx.clientById(id)
+    const otherConn = other === undefined ? undefined : ctx.gatewayOf(other)
+    const verdict = judgeSessionClaim(ctx.sessionOwnership, { identity: conn.authenticatedAs ?? null, cleanStart: !conn.resumesSession }, {
+      ...(meta !== undefined ? { stored: { owner: meta.owner } } : {}),
+      ...(other !== undefined && otherConn !== undefined ? { live: { identity: otherConn.authenticatedAs ?? null, persistent: !other.clean } } : {})
+    })
+    if (verdict.kind === 'refuse') {
+      conn.log.warn({ username: conn.authenticatedAs ?? null, owner: verdict.owner }, 'connection refused: the session of this client id belongs to another user')
+      callback(Object.assign(new Error('session belongs to another user'), { returnCode: 5 }) as never, false)
+      return
+    }
+    conn.sessionExisted = verdict.existed
+    if (verdict.existed && conn.resumesSession && client.clean && client.version === 5) keepResumedSession(client)
+    if (!conn.resumesSession && id && typeof store?.cleanIncoming === 'function') await store.cleanIncoming({ id })
+    callback(null, true)
+  }).catch((err: unknown) => {
+    conn.log.error({ err }, 'looking up the session failed')
+    callback(Object.assign(new Error((err as Error).message), { returnCode: 3 }) as never, false)
+  })
+}
