@@ -7,7 +7,7 @@ import { Level } from 'level'
 import { encodePacket, encodeRecord } from '../../lib/persistence/codec.js'
 import { createPersistence, LevelPersistence, STORE_FORMAT, type CulexPersistence } from '../../lib/persistence/index.js'
 import { repeatedLog } from '../../lib/repeated-log.js'
-import { captureLogger, collect, expectedProperties, publish, tempDir, v5Properties } from './helpers.js'
+import { captureLogger, collect, expectedProperties, publish, tempDir, v5Properties } from '../helpers/store.js'
 
 async function open (dataDir: string, extra: Partial<ConstructorParameters<typeof LevelPersistence>[0]> = {}): Promise<LevelPersistence> {
   const store = new LevelPersistence({ dataDir, ...extra })

@@ -2,7 +2,7 @@
 // against both the memory and the level store.
 import t from 'tap'
 import type { DropEvent, StoredPacket } from '../../lib/persistence/index.js'
-import { KINDS, captureLogger, collect, expectedProperties, openStore, publish, sleep, until, v5Properties } from './helpers.js'
+import { KINDS, captureLogger, collect, expectedProperties, openStore, publish, sleep, until, v5Properties } from '../helpers/store.js'
 
 for (const kind of KINDS) {
   t.test(`${kind}: MQTT 5 properties round-trip on queued, in-flight, retained, will and incoming packets`, async (t) => {
