@@ -27,7 +27,7 @@
 // aedes internals read here, and only here: `broker.clients` (connected
 // clients by id) and `broker.delayedWills` (clientIds whose will aedes is
 // holding). attachSessionExpiry() throws if either is missing, so an aedes
-// upgrade that renames them fails loudly (test/persistence/session-expiry.test.ts).
+// upgrade that renames them fails loudly (test/e2e/persistence/session-expiry.test.ts).
 import type { Aedes, Client } from 'aedes'
 import type { Logger } from 'pino'
 import { repeatedLog } from '../repeated-log.js'

@@ -1,5 +1,5 @@
 /**
- * Helpers for the security tests (test/security/): temporary files, the
+ * Helpers for the security tests (test/e2e/security/): temporary files, the
  * built `culex passwd`, raw CONNECTs that return the CONNACK whatever its
  * code, an in-process server whose log lines are kept, and the Prometheus
  * counters of a running server.

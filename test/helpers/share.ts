@@ -1,5 +1,5 @@
 /**
- * Helpers for the shared subscription tests (test/shared/): group figures
+ * Helpers for the shared subscription tests (test/e2e/shared/): group figures
  * from `sharedGroups.stats()`, bounded-concurrency publishing, and raw
  * members that never acknowledge unless told to.
  */
