@@ -4,7 +4,7 @@ import type { Test } from 'tap'
 import { Aedes, type AedesOptions } from 'aedes'
 import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt'
 import { attachSessionExpiry, createPersistence, type CulexPersistence, type SessionExpiryHandle } from '../../lib/persistence/index.js'
-import { sleep } from './store.js'
+import { waitFor } from './wait.js'
 
 export interface Running {
   broker: Aedes
@@ -76,11 +76,7 @@ export function inbox (client: MqttClient): { messages: IPublishPacket[], wait: 
   return {
     messages,
     async wait (n, ms = 5000) {
-      const deadline = Date.now() + ms
-      while (messages.length < n) {
-        if (Date.now() > deadline) throw new Error(`expected ${n} messages, got ${messages.length}`)
-        await sleep(10)
-      }
+      await waitFor(() => messages.length >= n, { timeout: ms, what: () => `expected ${n} messages, got ${messages.length}` })
       return messages
     }
   }

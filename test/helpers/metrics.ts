@@ -60,16 +60,6 @@ export async function scrape (server: CulexServer): Promise<Scrape> {
   return new Scrape(await res.text())
 }
 
-/** Waits until `check` returns true, polling; rejects after `ms`. */
-export async function eventually (check: () => boolean | Promise<boolean>, ms = 5000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + ms
-  for (;;) {
-    if (await check()) return
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 20))
-  }
-}
-
 /** Bytes of an MQTT packet on the wire given its Remaining Length (spec 2.1.4: 1 to 4 length bytes). */
 export function wireLength (remainingLength: number): number {
   let lengthBytes = 1

@@ -42,8 +42,6 @@ export function captureLogger (): { logger: Logger, lines: Array<Record<string, 
   return { logger: pino({ level: 'debug' }, dest), lines }
 }
 
-export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
-
 let counter = 0
 /** An aedes-packet-shaped publish as aedes hands it to outgoingEnqueueCombi. */
 export function publish (topic: string, payload: string | Buffer, extra: Partial<StoredPacket> = {}): StoredPacket {
@@ -78,14 +76,4 @@ export function v5Properties (): NonNullable<StoredPacket['properties']> {
 export function expectedProperties (): NonNullable<StoredPacket['properties']> {
   const { topicAlias: _alias, ...rest } = v5Properties()
   return rest
-}
-
-/** polls `check` until it returns true or `ms` pass; returns the last result */
-export async function until (check: () => boolean | Promise<boolean>, ms = 3000): Promise<boolean> {
-  const deadline = Date.now() + ms
-  for (;;) {
-    if (await check()) return true
-    if (Date.now() > deadline) return false
-    await sleep(20)
-  }
 }

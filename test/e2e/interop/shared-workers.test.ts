@@ -12,7 +12,8 @@ import { startTestServer, tcpPort, tcpUrl } from '../../helpers/server.js'
 import { connectClient } from '../../helpers/mqtt.js'
 import { hasMosquittoClients, mosquittoSub, type SubProcess } from '../../helpers/mosquitto.js'
 import { findPython, pahoWorker } from '../../helpers/paho.js'
-import { waitForMembers, waitUntil, shareId } from '../../helpers/share.js'
+import { waitForMembers, shareId } from '../../helpers/share.js'
+import { sleep, waitFor } from '../../helpers/wait.js'
 
 const FILTER = '$share/workers/jobs/#'
 
@@ -49,13 +50,13 @@ t.test('[MQTT-3.1.2-22] workers that send nothing but PUBACKs stay connected wel
     // 10 jobs a second
     const due = started + i * 100
     const wait = due - Date.now()
-    if (wait > 0) await new Promise(resolve => setTimeout(resolve, wait))
+    if (wait > 0) await sleep(wait)
     await publisher.publishAsync(`jobs/batch/${i}`, String(i), { qos: 1 })
   }
   t.ok(Date.now() - started >= 11500, `jobs ran for ${Date.now() - started} ms: more than twice the longest 1.5 x keep-alive`)
 
   const received = (): string[] => workers.flatMap(w => w.messages())
-  await waitUntil(() => received().length >= JOBS, () => `${received().length} of ${JOBS} jobs received`, 10000)
+  await waitFor(() => received().length >= JOBS, { timeout: 10000, what: () => `${received().length} of ${JOBS} jobs received` })
   t.same(dropped, [], 'no worker was dropped for keep-alive')
   t.same(gone.filter(id => workers.some(w => w.name === id)), [], 'no worker disconnected')
   for (const w of workers) {

@@ -6,8 +6,9 @@
 import t, { type Test } from 'tap'
 import type { IPublishPacket, MqttClient } from 'mqtt'
 import { startTestServer, tcpUrl, wsUrl } from '../../helpers/server.js'
-import { connectClient, collect, sleep } from '../../helpers/mqtt.js'
+import { connectClient, collect } from '../../helpers/mqtt.js'
 import type { CulexServer } from '../../../lib/server.js'
+import { sleep, waitFor } from '../../helpers/wait.js'
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
 /** RFC 3339 date-time, UTC */
@@ -27,13 +28,10 @@ async function watch (t: Test, server: CulexServer, clientId: string, protocolVe
   return {
     messages: got.messages,
     async take (topic, ms = 5000) {
-      const deadline = Date.now() + ms
-      for (;;) {
-        const m = got.messages.find(p => p.topic === topic && !taken.has(p))
-        if (m) { taken.add(m); return m }
-        if (Date.now() > deadline) throw new Error(`no event on ${topic}; got ${got.messages.map(p => p.topic).join(', ')}`)
-        await sleep(10)
-      }
+      let m: IPublishPacket | undefined
+      await waitFor(() => (m = got.messages.find(p => p.topic === topic && !taken.has(p))) !== undefined, { timeout: ms, what: () => `an event on ${topic}; got ${got.messages.map(p => p.topic).join(', ')}` })
+      taken.add(m as IPublishPacket)
+      return m as IPublishPacket
     }
   }
 }

@@ -11,7 +11,8 @@ import { RawClient } from '../../helpers/raw.js'
 import { createObservability } from '../../../lib/metrics/index.js'
 import { ConfigSchema } from '../../../lib/config/schema.js'
 import { silentLogger } from '../../../lib/logging.js'
-import { eventually, httpBase, scrape, wireLength } from '../../helpers/metrics.js'
+import { httpBase, scrape, wireLength } from '../../helpers/metrics.js'
+import { waitFor } from '../../helpers/wait.js'
 
 /** Counts the bytes of the PUBLISH packets a client sends, as mqtt-packet encodes them. */
 function publishBytesSent (client: MqttClient, protocolVersion: 4 | 5): { total: number } {
@@ -68,7 +69,7 @@ t.test('a known workload moves every traffic counter by exactly its size', async
 
   for (const { client } of publishers) await client.endAsync()
   await sub.endAsync()
-  await eventually(async () => (await scrape(server)).count('culex_connections', { transport: 'tcp', protocol_version: '5' }) === 0, 5000, 'connections gauge back to 0')
+  await waitFor(async () => (await scrape(server)).count('culex_connections', { transport: 'tcp', protocol_version: '5' }) === 0, { what: 'connections gauge back to 0' })
   const closed = await scrape(server)
   t.equal(closed.count('culex_connections', { transport: 'ws', protocol_version: '5' }), 0, 'WebSocket gauge back to 0')
   t.equal(closed.count('culex_connections', { transport: 'tcp', protocol_version: '4' }), 0, '3.1.1 gauge back to 0')

@@ -12,7 +12,8 @@ import type { AedesPersistence } from '../../../lib/broker.js'
 import type { StoreBatchInfo, StoreStats } from '../../../lib/metrics/index.js'
 import { startTestServer, tcpUrl } from '../../helpers/server.js'
 import { connectClient } from '../../helpers/mqtt.js'
-import { eventually, httpBase, scrape } from '../../helpers/metrics.js'
+import { httpBase, scrape } from '../../helpers/metrics.js'
+import { waitFor } from '../../helpers/wait.js'
 
 /** aedes' in-memory store factory (CommonJS; its declared default export does not type under NodeNext) */
 const memory = createRequire(import.meta.url)('aedes-persistence') as () => unknown
@@ -130,21 +131,21 @@ t.test('the configured memory store: retained and session counts move with real 
   // a clean one with a subscription: aedes does not store its subscriptions
   const clean = await connectClient(t, tcpUrl(server), { clientId: 'cleanly' })
   await clean.subscribeAsync('c/#', { qos: 1 })
-  await eventually(async () => (await scrape(server)).get('culex_sessions', { state: 'online' }) === 2, 5000, 'two online')
+  await waitFor(async () => (await scrape(server)).get('culex_sessions', { state: 'online' }) === 2, { what: 'two online' })
   t.equal((await scrape(server)).get('culex_sessions', { state: 'offline' }), 0, 'a connected persistent session is not offline')
   if (typeof store.stats === 'function') {
     t.equal((await scrape(server)).get('culex_subscriptions'), 2, 'subscriptions: the persistent session\'s (stored) and the clean one\'s (live)')
   }
 
   await p.endAsync()
-  await eventually(async () => (await scrape(server)).get('culex_sessions', { state: 'online' }) === 1, 5000, 'keeper gone')
+  await waitFor(async () => (await scrape(server)).get('culex_sessions', { state: 'online' }) === 1, { what: 'keeper gone' })
   t.equal((await scrape(server)).get('culex_sessions', { state: 'offline' }), 1, 'the persistent session is offline')
   if (typeof store.stats === 'function') {
     t.equal((await scrape(server)).get('culex_subscriptions'), 2, 'an offline session keeps its subscription')
   }
 
   await connectClient(t, tcpUrl(server), { clientId: 'keeper', clean: false, properties: { sessionExpiryInterval: 300 } })
-  await eventually(async () => (await scrape(server)).get('culex_sessions', { state: 'online' }) === 2, 5000, 'keeper back')
+  await waitFor(async () => (await scrape(server)).get('culex_sessions', { state: 'online' }) === 2, { what: 'keeper back' })
   t.equal((await scrape(server)).get('culex_sessions', { state: 'offline' }), 0, 'resumed: online again')
 })
 
@@ -165,8 +166,8 @@ t.test('shared groups: read from the shared-subscription module at each scrape',
   t.equal(before.get('culex_shared_group_members', { group, state: 'online' }), 2, 'two members online')
   t.equal(before.get('culex_shared_group_members', { group, state: 'offline' }), 0)
   for (let i = 0; i < 6; i++) await pub.publishAsync(`jobs/${i}`, `job ${i}`, { qos: 1 })
-  await eventually(() => received === 6, 5000, 'six jobs received')
-  await eventually(async () => (await scrape(server)).get('culex_shared_group_inflight', { group }) === 0, 5000, 'all acknowledged')
+  await waitFor(() => received === 6, { what: 'six jobs received' })
+  await waitFor(async () => (await scrape(server)).get('culex_shared_group_inflight', { group }) === 0, { what: 'all acknowledged' })
   const after = await scrape(server)
   t.equal(after.get('culex_shared_group_delivered_total', { group }), 6, 'each job delivered once, to one member')
   t.equal(after.get('culex_shared_group_queued', { group }), 0)

@@ -6,10 +6,10 @@ import t from 'tap'
 import { readFileSync } from 'node:fs'
 import type { IPublishPacket, MqttClient } from 'mqtt'
 import { startTestServer, tcpUrl } from '../../helpers/server.js'
-import { connectClient, sleep } from '../../helpers/mqtt.js'
+import { connectClient } from '../../helpers/mqtt.js'
 import { hasMosquittoClients, mosquittoSub } from '../../helpers/mosquitto.js'
 import { DampedLoad } from '../../../lib/metrics/sys.js'
-import { eventually } from '../../helpers/metrics.js'
+import { sleep, waitFor } from '../../helpers/wait.js'
 
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }
 
@@ -25,7 +25,7 @@ function sysWatcher (client: MqttClient): { seen: Seen[], last: (topic: string) 
     last,
     async waitFor (topic, pred, ms = 5000) {
       let found: string | undefined
-      await eventually(() => { const v = last(topic); if (v !== undefined && pred(v)) { found = v; return true } return false }, ms, `${topic} to satisfy the check (last: ${String(last(topic))})`)
+      await waitFor(() => { const v = last(topic); if (v !== undefined && pred(v)) { found = v; return true } return false }, { timeout: ms, what: () => `${topic} to satisfy the check (last: ${String(last(topic))})` })
       return found as string
     }
   }
@@ -44,7 +44,7 @@ t.test('$SYS/broker topics arrive every sysInterval with mosquitto names and val
   t.match(await sys.waitFor('$SYS/broker/load/messages/received/1min', () => true), /^\d+\.\d\d$/, 'load is "%.2f", like mosquitto')
 
   // uptime is published on every interval
-  await eventually(() => sys.seen.filter(s => s.topic === '$SYS/broker/uptime' && !s.retain).length >= 3, 6000, 'three live uptime publications')
+  await waitFor(() => sys.seen.filter(s => s.topic === '$SYS/broker/uptime' && !s.retain).length >= 3, { timeout: 6000, what: 'three live uptime publications' })
   const uptimes = sys.seen.filter(s => s.topic === '$SYS/broker/uptime' && !s.retain)
   for (const u of uptimes) t.match(u.value, /^\d+ seconds$/, `"${u.value}"`)
   for (let i = 1; i < uptimes.length; i++) {

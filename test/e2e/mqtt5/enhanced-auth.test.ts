@@ -13,11 +13,12 @@ import { startServer, type CulexServer } from '../../../lib/server.js'
 import { createLogger } from '../../../lib/logging.js'
 import { ReasonCode } from '../../../lib/protocol/reason-codes.js'
 import { tcpPort, tcpUrl } from '../../helpers/server.js'
-import { connectClient, collect, sleep } from '../../helpers/mqtt.js'
+import { connectClient, collect } from '../../helpers/mqtt.js'
 import { RawClient } from '../../helpers/raw.js'
 import { expectServerClose, rawConnect, rawPublish, rawSubscribe, text, uniqueId } from '../../helpers/raw5.js'
 import { CHALLENGE_METHOD, ChallengeAuthenticator, reversed } from '../../helpers/challenge-auth.js'
 import { packet, prop, properties } from '../../helpers/packet-bytes.js'
+import { sleep } from '../../helpers/wait.js'
 
 /** The same broker as test/helpers/server.ts, with the test authenticator. */
 async function startAuthServer (t: Test): Promise<{ server: CulexServer, auth: ChallengeAuthenticator }> {

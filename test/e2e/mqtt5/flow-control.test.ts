@@ -12,10 +12,11 @@
 import t from 'tap'
 import mqtt from 'mqtt-packet'
 import { startTestServer, tcpPort, tcpUrl } from '../../helpers/server.js'
-import { connectClient, collect, sleep } from '../../helpers/mqtt.js'
+import { connectClient, collect } from '../../helpers/mqtt.js'
 import { rawClient, rawConnect, rawPublish, rawSubscribe, takePublishes, expectNone, text, uniqueId } from '../../helpers/raw5.js'
 import { ReasonCode } from '../../../lib/protocol/reason-codes.js'
 import type { RawClient } from '../../helpers/raw.js'
+import { sleep } from '../../helpers/wait.js'
 
 const TEN = Array.from({ length: 10 }, (_, i) => `m${i}`)
 

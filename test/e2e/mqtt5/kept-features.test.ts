@@ -12,10 +12,11 @@
 import t from 'tap'
 import type mqtt from 'mqtt-packet'
 import { startTestServer, tcpPort, tcpUrl } from '../../helpers/server.js'
-import { connectClient, collect, sleep } from '../../helpers/mqtt.js'
+import { connectClient, collect } from '../../helpers/mqtt.js'
 import { RawClient } from '../../helpers/raw.js'
 import { rawClient, rawConnect, rawPublish, rawSubscribe, takePublishes, expectNone, text, uniqueId } from '../../helpers/raw5.js'
 import { ReasonCode } from '../../../lib/protocol/reason-codes.js'
+import { sleep, waitFor } from '../../helpers/wait.js'
 
 t.test('sessions', async (t) => {
   const server = await startTestServer(t)
@@ -139,8 +140,7 @@ t.test('wills', async (t) => {
       await watcher.publishAsync('kf/will/marker', 'after', { qos: 1 })
       await wills.next(1, 5000)
       if (published) {
-        const deadline = Date.now() + 5000
-        while (!wills.messages.some(m => m.topic === topic) && Date.now() < deadline) await sleep(20)
+        await waitFor(() => wills.messages.some(m => m.topic === topic), { what: `the Will on ${topic}` })
         t.equal(wills.messages.filter(m => m.topic === topic).length, 1, 'published once')
       } else {
         await sleep(300)

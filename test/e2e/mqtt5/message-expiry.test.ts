@@ -10,8 +10,9 @@
 import t from 'tap'
 import type mqtt from 'mqtt-packet'
 import { startTestServer, tcpPort, tcpUrl } from '../../helpers/server.js'
-import { connectClient, sleep } from '../../helpers/mqtt.js'
+import { connectClient } from '../../helpers/mqtt.js'
 import { rawClient, rawConnect, rawSubscribe, takePublishes, text, uniqueId } from '../../helpers/raw5.js'
+import { sleep } from '../../helpers/wait.js'
 
 t.test('[MQTT-3.3.2-5] [MQTT-3.3.2-6] queued for an offline persistent session: expiry 1 s is gone after 2 s, expiry 100 s arrives reduced by the wait', async (t) => {
   const server = await startTestServer(t)

@@ -10,9 +10,10 @@
 import t from 'tap'
 import type mqtt from 'mqtt-packet'
 import { startTestServer, tcpPort, tcpUrl } from '../../helpers/server.js'
-import { connectClient, sleep } from '../../helpers/mqtt.js'
+import { connectClient } from '../../helpers/mqtt.js'
 import { rawClient, rawConnect, rawPublish, rawSubscribe, takePublishes, expectNone, text } from '../../helpers/raw5.js'
 import { ReasonCode } from '../../../lib/protocol/reason-codes.js'
+import { sleep } from '../../helpers/wait.js'
 
 const BIG = Buffer.alloc(1000, 'b')
 

@@ -9,9 +9,10 @@
 import t from 'tap'
 import type mqtt from 'mqtt-packet'
 import { startTestServer, tcpPort, tcpUrl } from '../../helpers/server.js'
-import { connectClient, collect, sleep } from '../../helpers/mqtt.js'
+import { connectClient, collect } from '../../helpers/mqtt.js'
 import { rawClient, rawConnect, rawPublish, rawSubscribe } from '../../helpers/raw5.js'
 import { ReasonCode } from '../../../lib/protocol/reason-codes.js'
+import { sleep } from '../../helpers/wait.js'
 
 t.test('maximumQoS: 1', async (t) => {
   const server = await startTestServer(t, { maximumQoS: 1 })

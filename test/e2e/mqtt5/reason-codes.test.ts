@@ -11,9 +11,10 @@
 import t from 'tap'
 import mqtt from 'mqtt-packet'
 import { startTestServer, tcpPort, tcpUrl } from '../../helpers/server.js'
-import { connectClient, collect, sleep } from '../../helpers/mqtt.js'
+import { connectClient, collect } from '../../helpers/mqtt.js'
 import { rawClient, rawPublish, rawSubscribe, text, uniqueId } from '../../helpers/raw5.js'
 import { ReasonCode } from '../../../lib/protocol/reason-codes.js'
+import { sleep } from '../../helpers/wait.js'
 
 type Ack = mqtt.IPubackPacket | mqtt.IPubrecPacket | mqtt.IPubrelPacket | mqtt.IPubcompPacket
 

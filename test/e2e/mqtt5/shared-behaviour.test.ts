@@ -6,9 +6,9 @@
 import t from 'tap'
 import mqtt, { type IClientOptions, type IConnackPacket } from 'mqtt'
 import { startTestServer, tcpUrl } from '../../helpers/server.js'
-import { connectClient, collect, sleep } from '../../helpers/mqtt.js'
+import { connectClient, collect } from '../../helpers/mqtt.js'
 import { uniqueId } from '../../helpers/raw5.js'
-import { eventually } from '../../helpers/security.js'
+import { sleep, waitFor } from '../../helpers/wait.js'
 
 for (const version of [4, 5] as const) {
   const v = version === 5 ? 'v5' : 'v3.1.1'
@@ -123,7 +123,7 @@ for (const version of [4, 5] as const) {
         [`$${root}/#`, [`$${root}/a/x`], 'a filter starting with $ does']
       ]
       // every expected message arrives (bounded), then a wrong match would show up within 300 ms
-      await eventually(() => expected.every(([filter, want]) => got(filter).length >= want.length))
+      await waitFor(() => expected.every(([filter, want]) => got(filter).length >= want.length))
       await sleep(300)
       for (const [filter, want, message] of expected) t.same(got(filter), want, message ?? filter)
     })

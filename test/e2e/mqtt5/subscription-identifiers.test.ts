@@ -11,9 +11,10 @@
 import t from 'tap'
 import type mqtt from 'mqtt-packet'
 import { startTestServer, tcpPort, tcpUrl } from '../../helpers/server.js'
-import { connectClient, collect, sleep } from '../../helpers/mqtt.js'
+import { connectClient, collect } from '../../helpers/mqtt.js'
 import { rawClient, rawConnect, rawPublish, rawSubscribe, takePublishes, expectNone, subscriptionIds, text, uniqueId } from '../../helpers/raw5.js'
 import { ReasonCode } from '../../../lib/protocol/reason-codes.js'
+import { sleep } from '../../helpers/wait.js'
 
 t.test('[MQTT-3.3.4-3] [MQTT-3.3.4-4] overlapping subscriptions a/# (id 1) and a/+ (id 2): one message carrying both identifiers', async (t) => {
   const server = await startTestServer(t)

@@ -10,10 +10,11 @@
 import t, { type Test } from 'tap'
 import mqtt from 'mqtt-packet'
 import { startTestServer, tcpPort, tcpUrl } from '../../helpers/server.js'
-import { connectClient, collect, sleep } from '../../helpers/mqtt.js'
+import { connectClient, collect } from '../../helpers/mqtt.js'
 import { rawClient, rawConnect, rawPublish, rawSubscribe, takePublishes, text, uniqueId } from '../../helpers/raw5.js'
 import { ReasonCode } from '../../../lib/protocol/reason-codes.js'
 import type { RawClient } from '../../helpers/raw.js'
+import { sleep } from '../../helpers/wait.js'
 
 t.test('spec 3.2.2.3.8: CONNACK advertises the configured Topic Alias Maximum', async (t) => {
   const server = await startTestServer(t, { topicAliasMaximum: 4 })

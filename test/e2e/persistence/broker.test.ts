@@ -2,7 +2,8 @@
 // v5 clients over loopback TCP.
 import t from 'tap'
 import { connect, endAndWait, inbox, persistentV5, start } from '../../helpers/level-broker.js'
-import { sleep, tempDir, until } from '../../helpers/store.js'
+import { tempDir } from '../../helpers/store.js'
+import { sleep, waitFor } from '../../helpers/wait.js'
 
 const props = {
   userProperties: { origin: 'sensor-7', tags: ['a', 'b'] },
@@ -60,7 +61,7 @@ t.test('[MQTT-3.3.2-5] queued while offline: overlapping subscriptions, properti
   t.equal(box.messages.filter((m) => m.payload.toString() === 'live').length, 1, 'live delivery after restart, once')
   t.ok(back.connected, 'no disconnect (aedes #543 symptom)')
   // the last PUBACK leaves MQTT.js right after the message is emitted; the store drops it once the broker has read it
-  await until(() => running.store.stats().queued === 0)
+  await waitFor(() => running.store.stats().queued === 0, { timeout: 3000 })
   t.equal(running.store.stats().queued, 0, 'acknowledged messages leave the queue')
   await back.endAsync()
 })
@@ -81,7 +82,7 @@ t.test('overlapping subscriptions of a connected persistent client: delivered on
   t.equal(box.messages.length, 20)
   t.strictSame(errors, [])
   t.ok(sub.connected)
-  await until(() => running.store.stats().queued === 0)
+  await waitFor(() => running.store.stats().queued === 0, { timeout: 3000 })
   t.equal(running.store.stats().queued, 0)
 })
 

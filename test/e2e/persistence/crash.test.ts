@@ -8,7 +8,8 @@ import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import mqtt, { type IPublishPacket, type MqttClient } from 'mqtt'
 import { connect, inbox, persistentV5 } from '../../helpers/level-broker.js'
-import { sleep, tempDir } from '../../helpers/store.js'
+import { tempDir } from '../../helpers/store.js'
+import { sleep, waitFor } from '../../helpers/wait.js'
 
 const fixture = fileURLToPath(new URL('./fixtures/broker-child.mjs', import.meta.url))
 
@@ -99,12 +100,12 @@ function checkDelivered (t: Test, acked: Set<number>, received: IPublishPacket[]
 async function receiveAll (t: Test, url: string, clientId: string, acked: Set<number>, topic: string, early: IPublishPacket[]): Promise<IPublishPacket[]> {
   const sub = await connect(t, url, persistentV5(clientId))
   const box = inbox(sub)
-  const deadline = Date.now() + 10_000
   const have = (): boolean => {
     const got = new Set([...early, ...box.messages].map((m) => Number(m.topic.slice(topic.length + 1))))
     return [...acked].every((n) => got.has(n))
   }
-  while (!have() && Date.now() < deadline) await sleep(50)
+  // on a timeout the caller's assertions name what is missing
+  await waitFor(have, { timeout: 10_000 }).catch(() => {})
   await sleep(200)
   return [...early, ...box.messages]
 }

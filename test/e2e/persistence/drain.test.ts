@@ -15,7 +15,7 @@ import { RawClient } from '../../helpers/raw.js'
 import type { CulexServer } from '../../../lib/server.js'
 import type { ConfigInput } from '../../../lib/config/schema.js'
 import type { CulexPersistence } from '../../../lib/persistence/index.js'
-import { sleep } from '../../helpers/store.js'
+import { sleep } from '../../helpers/wait.js'
 
 type Version = 4 | 5
 

@@ -18,7 +18,8 @@ import { join } from 'node:path'
 import mqtt, { type MqttClient } from 'mqtt'
 import type { CulexPersistence } from '../../../lib/persistence/index.js'
 import { startTestServer, tcpUrl } from '../../helpers/server.js'
-import { waitUntil, shareId } from '../../helpers/share.js'
+import { shareId } from '../../helpers/share.js'
+import { waitFor } from '../../helpers/wait.js'
 
 const RUNS = 20
 const QUEUED = 50
@@ -59,7 +60,7 @@ for (const persistence of ['memory', 'level'] as const) {
     const server = await startTestServer(t, { persistence, dataDir: dir })
     const store = (server.broker.aedes as unknown as { persistence: CulexPersistence }).persistence
     // every queued message acknowledged: the client has handled them all, with or without a listener
-    const counts = await runs(tcpUrl(server), (received) => waitUntil(() => store.stats().queued === 0 && received() >= 0, () => `${store.stats().queued} still queued`, 10000))
+    const counts = await runs(tcpUrl(server), (received) => waitFor(() => store.stats().queued === 0 && received() >= 0, { timeout: 10000, what: () => `${store.stats().queued} still queued` }))
     t.comment(`culex (${persistence}): ${counts.join(' ')}`)
     t.same(counts, Array<number>(RUNS).fill(QUEUED), 'every run received the whole queue')
   })

@@ -3,14 +3,15 @@
 import t from 'tap'
 import { attachSessionExpiry, createPersistence, type CulexPersistence } from '../../../lib/persistence/index.js'
 import { connect, connectAck, endAndWait, inbox, persistentV5, start } from '../../helpers/level-broker.js'
-import { collect, sleep, tempDir, until } from '../../helpers/store.js'
+import { collect, tempDir } from '../../helpers/store.js'
+import { sleep, waitFor } from '../../helpers/wait.js'
 
 t.test('the deadline is stored when a v5 session goes offline and cleared when it comes back', async (t) => {
   const running = await start(tempDir(t), {}, { sessionExpiry: true })
   t.teardown(() => running.stop())
   const client = await connect(t, running.url, persistentV5('meta-1', 300))
   const connected = { expiresAt: null, expiryInterval: 300 }
-  await until(async () => JSON.stringify(await running.store.getSession('meta-1')) === JSON.stringify(connected))
+  await waitFor(async () => JSON.stringify(await running.store.getSession('meta-1')) === JSON.stringify(connected), { timeout: 3000 })
   t.strictSame(await running.store.getSession('meta-1'), connected, 'connected: no deadline, interval known')
   const before = Date.now()
   await endAndWait(running, client)
@@ -18,7 +19,7 @@ t.test('the deadline is stored when a v5 session goes offline and cleared when i
   t.ok(meta?.expiresAt !== null && meta?.expiresAt !== undefined && meta.expiresAt >= before + 300_000 && meta.expiresAt <= Date.now() + 300_000, 'deadline = disconnect time + interval')
   t.equal(running.expiry?.pending, 1, 'timer armed')
   await connect(t, running.url, persistentV5('meta-1', 300))
-  await until(async () => running.expiry?.pending === 0 && JSON.stringify(await running.store.getSession('meta-1')) === JSON.stringify(connected))
+  await waitFor(async () => running.expiry?.pending === 0 && JSON.stringify(await running.store.getSession('meta-1')) === JSON.stringify(connected), { timeout: 3000 })
   t.strictSame(await running.store.getSession('meta-1'), connected)
   t.equal(running.expiry?.pending, 0, 'timer cleared on reconnect')
 
@@ -79,8 +80,7 @@ t.test('a session expiring after a restart is wiped at its deadline', async (t) 
   const deadline = (await running.store.getSession('later'))?.expiresAt ?? 0
   t.ok(deadline > Date.now(), 'the stored deadline is still ahead after the restart')
   await sleep(Math.max(0, deadline - Date.now()))
-  const wiped = await until(async () => (await running.store.subscriptionsByClient({ id: 'later' })).length === 0)
-  t.ok(wiped, `wiped at the deadline (still there ${Date.now() - deadline} ms after it)`)
+  await t.resolves(waitFor(async () => (await running.store.subscriptionsByClient({ id: 'later' })).length === 0, { timeout: 3000, what: () => `still there ${Date.now() - deadline} ms after the deadline` }), 'wiped at the deadline')
   t.equal(running.expiry?.pending, 0)
 })
 
@@ -100,7 +100,7 @@ t.test('a session that was connected when the process died expires one interval 
   t.ok(meta?.expiresAt !== null && meta?.expiresAt !== undefined && meta.expiresAt > Date.now(), 'deadline set from the restart')
   const deadline = meta?.expiresAt ?? 0
   await sleep(Math.max(0, deadline - Date.now()))
-  await until(async () => (await running.store.subscriptionsByClient({ id: 'crashed' })).length === 0)
+  await waitFor(async () => (await running.store.subscriptionsByClient({ id: 'crashed' })).length === 0, { timeout: 3000 })
   t.strictSame(await running.store.subscriptionsByClient({ id: 'crashed' }), [], 'wiped at the deadline')
   t.equal((await running.store.subscriptionsByClient({ id: 'forever' })).length, 1, 'a never-expiring session stays')
 })
@@ -125,7 +125,7 @@ t.test('[MQTT-3.1.2-8] Will Delay across a restart: wills are published when the
   // network failures: no DISCONNECT, so the wills are due after their delay
   for (const c of [soon, late, capped]) c.stream.destroy()
   for (const id of ['will-soon', 'will-late', 'will-capped']) {
-    await until(async () => (await running.store.getSession(id))?.willDelayUntil !== undefined)
+    await waitFor(async () => (await running.store.getSession(id))?.willDelayUntil !== undefined, { timeout: 3000 })
   }
   const meta = await running.store.getSession('will-late')
   t.ok(meta?.willDelayUntil !== undefined && meta.willDelayUntil >= lost + 4000 && meta.willDelayUntil < lost + 5000, 'will deadline stored')
@@ -152,7 +152,7 @@ t.test('[MQTT-3.1.2-8] Will Delay across a restart: wills are published when the
   t.equal(lateMsg?.properties?.contentType, 'text/plain', 'will properties delivered')
   t.strictSame({ ...lateMsg?.properties?.userProperties }, { who: 'late' })
   t.equal((lateMsg?.properties as Record<string, unknown> | undefined)?.willDelayInterval, undefined, 'Will Delay is not a PUBLISH property')
-  await until(() => running.store.stats().wills === 0)
+  await waitFor(() => running.store.stats().wills === 0, { timeout: 3000 })
   t.equal(running.store.stats().wills, 0, 'published wills are deleted')
   t.equal(box.messages.length, 2, 'each will once')
   t.strictSame(await running.store.subscriptionsByClient({ id: 'will-capped' }), [], 'the capped session also ended')
@@ -165,7 +165,7 @@ t.test('[MQTT-3.1.3-9] a reconnect before the deadline cancels the delayed will,
   // 3 s: time for a slow stop, start and reconnect before the deadline
   const c = await connect(t, running.url, { ...persistentV5('will-back', 300), will: { topic: 'will/back', payload: Buffer.from('x'), qos: 1, retain: false, properties: { willDelayInterval: 3 } } })
   c.stream.destroy()
-  await until(async () => (await running.store.getSession('will-back'))?.willDelayUntil !== undefined)
+  await waitFor(async () => (await running.store.getSession('will-back'))?.willDelayUntil !== undefined, { timeout: 3000 })
   const deadline = (await running.store.getSession('will-back'))?.willDelayUntil ?? 0
   await running.stop()
   running = await start(dir, {}, { sessionExpiry: true })

@@ -5,9 +5,10 @@
 import t from 'tap'
 import type mqttPacket from 'mqtt-packet'
 import { startTestServer, tcpPort, tcpUrl } from '../../helpers/server.js'
-import { connectClient, collect, sleep } from '../../helpers/mqtt.js'
+import { connectClient, collect } from '../../helpers/mqtt.js'
 import { RawClient } from '../../helpers/raw.js'
 import { ReasonCode } from '../../../lib/protocol/reason-codes.js'
+import { sleep } from '../../helpers/wait.js'
 
 const PROTOTYPE_NAMES = ['constructor', '__proto__', 'toString', 'hasOwnProperty', 'valueOf']
 

@@ -17,10 +17,11 @@ import { startTestServer, tcpPort, tcpUrl } from '../../helpers/server.js'
 import { RawClient } from '../../helpers/raw.js'
 import { describe, uniqueId, type RawVersion } from '../../helpers/raw5.js'
 import { connectClient, collect } from '../../helpers/mqtt.js'
-import { eventually, passwd, tempDir, writeFile } from '../../helpers/security.js'
+import { passwd, tempDir, writeFile } from '../../helpers/security.js'
 import { CHALLENGE_METHOD, ChallengeAuthenticator } from '../../helpers/challenge-auth.js'
 import { startServer } from '../../../lib/server.js'
 import { createLogger } from '../../../lib/logging.js'
+import { waitFor } from '../../helpers/wait.js'
 
 /** The packets, encoded for `version`, as one buffer: one socket write. */
 function oneWrite (version: RawVersion, packets: mqtt.Packet[]): Buffer {
@@ -155,7 +156,7 @@ t.test('a slow login with many packets behind the CONNECT: they wait in the sock
   const first = await c.next()
   t.equal(first.cmd, 'connack', 'the CONNACK first')
   t.equal((first as mqtt.IConnackPacket).reasonCode, 0)
-  t.ok(await eventually(() => inbox.messages.length >= count, 10000), `every message was published (${inbox.messages.length}/${count})`)
+  await t.resolves(waitFor(() => inbox.messages.length >= count, { timeout: 10000, what: () => `${inbox.messages.length}/${count} published` }), 'every message was published')
   t.same(inbox.messages.map(m => m.payload.toString()), publishes.map(p => (p as mqtt.IPublishPacket).payload.toString()), 'in order')
 })
 

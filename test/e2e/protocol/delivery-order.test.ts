@@ -10,6 +10,7 @@ import path from 'node:path'
 import type { MqttClient } from 'mqtt'
 import { startTestServer, tcpUrl } from '../../helpers/server.js'
 import { connectClient, collect, type Version } from '../../helpers/mqtt.js'
+import { sleep } from '../../helpers/wait.js'
 
 const ROUNDS = 50
 
@@ -43,7 +44,7 @@ for (const persistence of ['memory', 'level'] as const) {
       }
       const expected = ROUNDS * 9
       const messages = await got.next(expected, 10_000)
-      await new Promise((resolve) => setTimeout(resolve, 200))
+      await sleep(200)
       const payloads = got.messages.map((m) => m.payload.toString())
       t.equal(got.messages.length, expected, 'no message lost and none twice')
       t.equal(new Set(payloads).size, expected, 'every payload once')

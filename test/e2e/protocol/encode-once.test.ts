@@ -19,9 +19,10 @@ import type net from 'node:net'
 import mqttPacket from 'mqtt-packet'
 import type { MqttClient, IClientPublishOptions } from 'mqtt'
 import { startTestServer, tcpPort, tcpUrl } from '../../helpers/server.js'
-import { connectClient, collect, sleep } from '../../helpers/mqtt.js'
+import { connectClient, collect } from '../../helpers/mqtt.js'
 import { rawClient, rawSubscribe, takePublishes, text, subscriptionIds, describe } from '../../helpers/raw5.js'
 import type { RawClient } from '../../helpers/raw.js'
+import { sleep } from '../../helpers/wait.js'
 
 const PUBLISH = 3
 

@@ -18,7 +18,8 @@ import { ReasonCode } from '../../../lib/protocol/reason-codes.js'
 import { startTestServer, tcpPort } from '../../helpers/server.js'
 import { RawClient } from '../../helpers/raw.js'
 import { startCulex } from '../../helpers/cli.js'
-import { eventually, tempDir, uniqueId, writeFile, type Version } from '../../helpers/security.js'
+import { tempDir, uniqueId, writeFile, type Version } from '../../helpers/security.js'
+import { waitFor } from '../../helpers/wait.js'
 
 const ACL = `# anonymous clients
 topic read public/#
@@ -291,7 +292,7 @@ t.test('SIGHUP reloads the ACL of the culex command: a subscribed client stops r
 
   writeFileSync(aclFile, 'topic write open/#\ntopic read open/marker\n')
   culex.child.kill('SIGHUP')
-  t.ok(await eventually(() => loaded() === 2), 'SIGHUP reloaded the ACL')
+  await t.resolves(waitFor(() => loaded() === 2), 'SIGHUP reloaded the ACL')
   await publish(pub, 'open/b', 1)
   t.same(await receivedUntilMarker(sub, pub, 'open/marker'), [], 'open/b is no longer delivered')
   t.notOk(sub.closed || pub.closed, 'nobody was dropped')

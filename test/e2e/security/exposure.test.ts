@@ -14,8 +14,9 @@ import type { MqttClient } from 'mqtt'
 import { startCulex } from '../../helpers/cli.js'
 import { connectClient } from '../../helpers/mqtt.js'
 import { makeSelfSignedCert } from '../../helpers/tls.js'
-import { eventually, passwd, startLoggedServer, tempDir, uniqueId } from '../../helpers/security.js'
+import { passwd, startLoggedServer, tempDir, uniqueId } from '../../helpers/security.js'
 import { tcpUrl } from '../../helpers/server.js'
+import { waitFor } from '../../helpers/wait.js'
 
 const WARNING = /credentials are accepted in clear text/
 
@@ -72,7 +73,7 @@ t.test('the log line of a client\'s own DISCONNECT names it and its reason code'
     const clientId = uniqueId('bye')
     const client: MqttClient = await connectClient(t, tcpUrl(server), { protocolVersion: version, clientId })
     await client.endAsync(false, reasonCode === undefined ? {} : { reasonCode })
-    t.ok(await eventually(() => ended(clientId) !== undefined), `v${version}: the disconnection is logged`)
+    await t.resolves(waitFor(() => ended(clientId) !== undefined), `v${version}: the disconnection is logged`)
     const line = ended(clientId)
     t.equal(line?.by, 'client', `v${version}: by the client`)
     t.equal(line?.reason, `DISCONNECT from the client: ${expected}`, `v${version}: the reason names the DISCONNECT and its reason code`)

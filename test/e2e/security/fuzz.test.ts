@@ -37,11 +37,12 @@ import { startTestServer, tcpPort, tcpUrl } from '../../helpers/server.js'
 import { connectClient } from '../../helpers/mqtt.js'
 import { RawClient } from '../../helpers/raw.js'
 import { startCulex, within, type CulexProcess } from '../../helpers/cli.js'
-import { eventually, sleep, tempDir, uniqueId, writeFile } from '../../helpers/security.js'
+import { tempDir, uniqueId, writeFile } from '../../helpers/security.js'
 import { FUZZ_PASSWORD, FUZZ_USER, REFUSED_PREFIX, credentialScript, describeScript, refusedLogin, script, scriptBytes, type Script } from '../../helpers/fuzz/arbitraries.js'
 import { clientFinal, clientFirst } from '../../helpers/scram-client.js'
 import { hashPassword, writePasswordFile } from '../../../lib/auth/password-file.js'
 import { shrink } from '../../helpers/fuzz/shrink.js'
+import { sleep, waitFor } from '../../helpers/wait.js'
 
 const RUNS = Math.max(1, Number(process.env.CULEX_FUZZ_RUNS ?? 1000))
 const BATCH = Math.max(1, Number(process.env.CULEX_FUZZ_BATCH ?? 100))
@@ -100,7 +101,7 @@ t.test('inputs found by fuzzing close their connection and nothing else', async 
         }
         await raw.waitClose(800).catch(() => {})
         t.ok(raw.closed, 'the connection is closed')
-        await new Promise(resolve => setTimeout(resolve, 20))
+        await sleep(20)
         t.equal(uncaught + unhandled, before, 'no exception escaped the gateway')
       })
     }
@@ -114,7 +115,7 @@ t.test('inputs found by fuzzing close their connection and nothing else', async 
       Buffer.from('4000', 'hex')
     ]))
     await raw.waitClose(800).catch(() => {})
-    await new Promise(resolve => setTimeout(resolve, 20))
+    await sleep(20)
     t.equal(uncaught + unhandled, before, 'no exception escaped the gateway')
     t.ok(raw.closed, 'the connection is closed')
   })
@@ -387,7 +388,7 @@ async function retainedTopics (t: Test, url: string, creds: { username?: string,
   let last = Date.now()
   client.on('message', (topic, _payload, packet) => { if (packet.retain) { topics.push(topic); last = Date.now() } })
   await client.subscribeAsync('#', { qos: 0 })
-  await eventually(() => Date.now() - last > 500, 15000)
+  await waitFor(() => Date.now() - last > 500, { timeout: 15000 }).catch(() => {})
   client.end(true)
   return topics
 }
@@ -484,7 +485,7 @@ async function campaign (t: Test, c: Campaign): Promise<void> {
       if (culprit !== undefined) return { failure: (err as Error).message, suspects: [culprit] }
       const when = Date.now()
       // a dying process closes its sockets first: give its exit a moment to be seen
-      await eventually(() => b.exit() !== undefined, 500)
+      await waitFor(() => b.exit() !== undefined, { timeout: 500 }).catch(() => {})
       const distance = (i: number): number => { const at = closedAt[i] ?? when; return at <= when ? when - at : 1e9 + at }
       const order = batch.map((_s, i) => i).sort((x, y) => distance(x) - distance(y))
       // a leak comes from a connection that had to be refused
@@ -562,11 +563,7 @@ async function campaign (t: Test, c: Campaign): Promise<void> {
 
 /** culex_connections once only the well-behaved clients remain, or after 10 s. */
 async function connectionsSettle (b: Broker, expected: number): Promise<number> {
-  const until = Date.now() + 10_000
-  let n = await gauge(b.httpPort, 'culex_connections')
-  while (n !== expected && Date.now() < until) {
-    await sleep(200)
-    n = await gauge(b.httpPort, 'culex_connections')
-  }
+  let n = -1
+  await waitFor(async () => (n = await gauge(b.httpPort, 'culex_connections')) === expected, { timeout: 10_000, step: 200 }).catch(() => {})
   return n
 }

@@ -18,7 +18,8 @@ import { ReasonCode } from '../../../lib/protocol/reason-codes.js'
 import { startTestServer, tcpPort, tcpUrl, wsUrl } from '../../helpers/server.js'
 import { connectClient, collect } from '../../helpers/mqtt.js'
 import { RawClient } from '../../helpers/raw.js'
-import { connackCode, eventually, metricSum, rawConnect, sleep, uniqueId, type Version } from '../../helpers/security.js'
+import { connackCode, metricSum, rawConnect, uniqueId, type Version } from '../../helpers/security.js'
+import { sleep, waitFor } from '../../helpers/wait.js'
 
 async function server (t: Test, config: ConfigInput): Promise<{ server: CulexServer, port: number }> {
   const s = await startTestServer(t, config)
@@ -67,7 +68,7 @@ t.test('maxConnections: CONNACK 0x89 (v5) / 3 (3.1.1) beyond the limit', async (
   await refused5.client.waitClose()
   t.equal(await connackCode(t, port, 4), 3, '3.1.1: 3 Server unavailable')
   held[0]?.destroy()
-  t.ok(await eventually(() => s.broker.aedes.connectedClients === 2), 'a client leaves')
+  await t.resolves(waitFor(() => s.broker.aedes.connectedClients === 2), 'a client leaves')
   t.equal(await connackCode(t, port, 5), 0, 'and a new one fits again')
 })
 
@@ -137,7 +138,7 @@ t.test('connectTimeout: sockets that never send CONNECT are closed, others keep 
   t.ok(Math.max(...tcp) <= 1600, `every silent TCP socket closed within ~1.5 s (slowest ${Math.max(...tcp)} ms)`)
   t.ok(Math.max(...ws) <= 1600, `every silent WebSocket closed within ~1.5 s (slowest ${Math.max(...ws)} ms)`)
   t.ok(Math.min(...tcp, ...ws) >= 900, 'not before the timeout')
-  t.ok(await eventually(() => s.broker.connections.size === 0), 'no connection is left behind')
+  await t.resolves(waitFor(() => s.broker.connections.size === 0), 'no connection is left behind')
   await stillServes(t, s, 'ct/ok')
 })
 
@@ -303,7 +304,7 @@ t.test('WebSocket: a message larger than maximumPacketSize closes the socket', a
   parser.on('packet', (p: Packet) => packets.push(p))
   ws.on('message', (d: Buffer) => parser.parse(d))
   ws.send(mqttPacket.generate({ cmd: 'connect', protocolVersion: 5, protocolId: 'MQTT', clientId: uniqueId('ws'), clean: true, keepalive: 30 }, { protocolVersion: 5 }))
-  t.ok(await eventually(() => packets.some(p => p.cmd === 'connack')), 'connected over WebSocket')
+  await t.resolves(waitFor(() => packets.some(p => p.cmd === 'connack')), 'connected over WebSocket')
   const closed = new Promise<number>((resolve) => ws.once('close', (code: number) => resolve(code)))
   ws.send(Buffer.alloc(4096, 0x30))
   const code = await closed
@@ -397,7 +398,7 @@ t.test('a slow consumer never blocks a publisher for longer than slowConsumerTim
   // cold, the work alone (code not yet optimised, on a loaded machine) held
   // PUBACKs for up to 1.9 s, which left the bound below no room
   const control = await flood(publisher, 'slow', payload, N)
-  t.ok(await eventually(() => healthyCount >= 2 * N, 10000), `the healthy subscriber received the control run (${healthyCount}/${2 * N})`)
+  await t.resolves(waitFor(() => healthyCount >= 2 * N, { timeout: 10000, what: () => `${healthyCount}/${2 * N} received` }), 'the healthy subscriber received the control run')
   healthyCount = 0
 
   const rssBefore = process.memoryUsage().rss
@@ -418,7 +419,7 @@ t.test('a slow consumer never blocks a publisher for longer than slowConsumerTim
   t.ok(rssGrowth < 200, `RSS growth stays under 200 MB (${rssGrowth.toFixed(1)} MB)`)
   t.not(dropped, undefined, 'GET /metrics serves culex_messages_dropped_total')
   t.ok(dropped !== undefined && dropped > 0, `messages dropped for the stuck client are counted (${dropped ?? 'no /metrics'})`)
-  t.ok(await eventually(() => healthyCount >= 2 * N, 10000), `the healthy subscriber received everything (${healthyCount}/${2 * N})`)
+  await t.resolves(waitFor(() => healthyCount >= 2 * N, { timeout: 10000, what: () => `${healthyCount}/${2 * N} received` }), 'the healthy subscriber received everything')
   t.notOk(publisher.closed, 'the publisher is still connected')
   stuck.destroy()
 })

@@ -15,7 +15,8 @@ import { ReasonCode } from '../../../lib/protocol/reason-codes.js'
 import { startTestServer, tcpPort, tcpUrl } from '../../helpers/server.js'
 import { connectClient, collect } from '../../helpers/mqtt.js'
 import { startCulex, runCulex } from '../../helpers/cli.js'
-import { connackCode, eventually, passwd, rawConnect, tempDir, uniqueId, type Version } from '../../helpers/security.js'
+import { connackCode, passwd, rawConnect, tempDir, uniqueId, type Version } from '../../helpers/security.js'
+import { waitFor } from '../../helpers/wait.js'
 
 const BAD = { 5: ReasonCode.BadUserNameOrPassword, 4: 4 } as const
 
@@ -174,7 +175,7 @@ t.test('SIGHUP reloads the password file: a new user can connect, connected clie
   await passwd(['--password', 'c4rol', file, 'carol'])
   t.equal(await connackCode(t, culex.port, 5, { username: 'carol', password: Buffer.from('c4rol') }), BAD[5], 'the file is not re-read without SIGHUP')
   culex.child.kill('SIGHUP')
-  t.ok(await eventually(() => loaded() === 2), 'SIGHUP reloads the security configuration')
+  await t.resolves(waitFor(() => loaded() === 2), 'SIGHUP reloads the security configuration')
   t.equal(culex.logs.filter(l => l.msg === 'security configuration loaded').at(-1)?.users, 3, 'three users now')
 
   t.equal(await connackCode(t, culex.port, 5, { username: 'carol', password: Buffer.from('c4rol') }), 0, 'carol connects after SIGHUP (v5)')
@@ -186,7 +187,7 @@ t.test('SIGHUP reloads the password file: a new user can connect, connected clie
   await t.test('deleting a user and reloading refuses new logins, and keeps the live session', async (t) => {
     await passwd(['-D', file, 'alice'])
     culex.child.kill('SIGHUP')
-    t.ok(await eventually(() => loaded() === 3))
+    await t.resolves(waitFor(() => loaded() === 3))
     t.equal(await connackCode(t, culex.port, 5, { username: 'alice', password: Buffer.from('secret') }), BAD[5], 'alice can no longer log in')
     t.equal(await connackCode(t, culex.port, 5, { username: 'carol', password: Buffer.from('c4rol') }), 0)
     t.notOk(aliceClosed, 'the connection alice already had is not dropped')
@@ -195,7 +196,7 @@ t.test('SIGHUP reloads the password file: a new user can connect, connected clie
   await t.test('a broken file on SIGHUP keeps the previous configuration', async (t) => {
     writeFileSync(file, 'this is not a password file\n')
     culex.child.kill('SIGHUP')
-    t.ok(await eventually(() => culex.logs.some(l => typeof l.msg === 'string' && l.msg.startsWith('reload failed'))), 'the failure is logged')
+    await t.resolves(waitFor(() => culex.logs.some(l => typeof l.msg === 'string' && l.msg.startsWith('reload failed'))), 'the failure is logged')
     t.equal(await connackCode(t, culex.port, 5, { username: 'carol', password: Buffer.from('c4rol') }), 0, 'carol still gets in with the old configuration')
     t.equal(culex.child.exitCode, null, 'the broker keeps running')
   })

@@ -16,7 +16,8 @@ import { ReasonCode } from '../../../lib/protocol/reason-codes.js'
 import { startTestServer, tcpPort } from '../../helpers/server.js'
 import { RawClient } from '../../helpers/raw.js'
 import { clientFinal, clientFirst, parseServerFirst, verifyServerFinal, type ClientFinal } from '../../helpers/scram-client.js'
-import { eventually, passwd, tempDir, uniqueId, writeFile } from '../../helpers/security.js'
+import { passwd, tempDir, uniqueId, writeFile } from '../../helpers/security.js'
+import { waitFor } from '../../helpers/wait.js'
 
 const METHOD = 'SCRAM-SHA-256'
 const PASSWORD = 'correct horse battery staple'
@@ -269,5 +270,5 @@ t.test('a SCRAM exchange left unfinished is closed by connectTimeout', async (t)
   const elapsed = Date.now() - started
   t.ok(elapsed >= 900 && elapsed <= 2000, `closed after about connectTimeout (${elapsed} ms)`)
   t.notOk(c.raw.packets.some(p => p.cmd === 'connack' && (p as IConnackPacket).reasonCode === 0), 'never accepted')
-  t.ok(await eventually(() => server.broker.connections.size === 0, 1000), 'and its state is gone')
+  await t.resolves(waitFor(() => server.broker.connections.size === 0, { timeout: 1000 }), 'and its state is gone')
 })

@@ -9,10 +9,11 @@ import t, { type Test } from 'tap'
 import { ReasonCode } from '../../../lib/protocol/reason-codes.js'
 import type { CulexServer } from '../../../lib/server.js'
 import type { ConfigInput } from '../../../lib/config/schema.js'
-import { connackCode, passwd, startLoggedServer, tempDir, uniqueId, writeFile, eventually } from '../../helpers/security.js'
+import { connackCode, passwd, startLoggedServer, tempDir, uniqueId, writeFile } from '../../helpers/security.js'
 import { gone, tcpPort, tcpUrl } from '../../helpers/server.js'
 import { connectAck, inbox } from '../../helpers/level-broker.js'
 import { hasMosquittoClients, mosquittoSub } from '../../helpers/mosquitto.js'
+import { waitFor } from '../../helpers/wait.js'
 
 const ACL = `user alice
 topic readwrite alice/#
@@ -115,7 +116,7 @@ t.test('mosquitto_sub: bob with alice\'s client id is refused; alice\'s mosquitt
   const id = uniqueId('mosq-owned')
   const topic = `alice/${id}`
   const own = mosquittoSub(t, ['-h', '127.0.0.1', '-p', port, '-V', '5', '-c', '-x', '3600', '-u', 'alice', '-P', 'secret', '-i', id, '-t', topic, '-q', '1'])
-  t.ok(await eventually(() => [...server.broker.connections].some(c => c.isAccepted && c.clientId === id)), 'alice is connected')
+  await t.resolves(waitFor(() => [...server.broker.connections].some(c => c.isAccepted && c.clientId === id)), 'alice is connected')
   for (const v of ['5', '311']) {
     const intruder = mosquittoSub(t, ['-h', '127.0.0.1', '-p', port, '-V', v, '-c', '-u', 'bob', '-P', 'hunter2', '-i', id, '-t', `bob/${id}`, '-q', '1'])
     t.not(await intruder.exited(), 0, `mosquitto_sub -V ${v} as bob gives up: refused`)

@@ -17,6 +17,7 @@ import { startTestServer, tcpPort, tcpUrl } from '../../helpers/server.js'
 import { connectClient } from '../../helpers/mqtt.js'
 import { rawClient, rawSubscribe, takePublishes, expectNone, text, subscriptionIds } from '../../helpers/raw5.js'
 import { groupStats, nextPublishes, shareId, waitForGroup, waitForMembers } from '../../helpers/share.js'
+import { sleep } from '../../helpers/wait.js'
 
 const BIG = Buffer.alloc(1000, 'b')
 
@@ -124,7 +125,7 @@ t.test('[MQTT-3.3.2-6] a message that waited in the group queue reaches a clean 
   await pub.publishAsync('dw/job', 'short', { qos: 1, properties: { messageExpiryInterval: 1 } })
   await pub.publishAsync('dw/job', 'long', { qos: 1, properties: { messageExpiryInterval: 10 } })
   await waitForGroup(server, key, g => g?.queued === 2, 'both queued')
-  await new Promise(resolve => setTimeout(resolve, 2100))
+  await sleep(2100)
   const member = await rawClient(t, tcpPort(server), 5, { clientId: shareId('b-member') })
   await rawSubscribe(member, [{ topic: key, qos: 1 }])
   const [p] = await nextPublishes(member, 1)

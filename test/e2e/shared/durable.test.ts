@@ -18,7 +18,8 @@ import type { IClientOptions, MqttClient } from 'mqtt'
 import { startTestServer, tcpPort, tcpUrl } from '../../helpers/server.js'
 import { connectClient, collect } from '../../helpers/mqtt.js'
 import { CULEX_BIN, startCulex, type CulexProcess } from '../../helpers/cli.js'
-import { connectWithConnack, duplicates, groupStats, publishMany, rawMember, rawSubscribe, rawUnsubscribe, shareId, sleep, text, waitForGroup, waitForMembers, waitUntil } from '../../helpers/share.js'
+import { connectWithConnack, duplicates, groupStats, publishMany, rawMember, rawSubscribe, rawUnsubscribe, shareId, text, waitForGroup, waitForMembers } from '../../helpers/share.js'
+import { sleep, waitFor } from '../../helpers/wait.js'
 
 const KEY = '$share/durable/jobs/#'
 
@@ -58,7 +59,7 @@ t.test('all members offline with persistent sessions (v5 Session Expiry 300, 3.1
   const { client: v5, connack: v5Connack, inbox: v5Inbox } = await connectWithConnack(t, url, v5Persistent(v5Id))
   t.equal(v5Connack.sessionPresent, true, 'CONNACK Session Present 1: the session holds a shared subscription [MQTT-3.2.2-3]')
   const distinct = (inbox: ReturnType<typeof collect>): string[] => [...new Set(inbox.messages.map(text))].sort()
-  await waitUntil(() => distinct(v5Inbox).length >= 20, () => `the v5 member got ${distinct(v5Inbox).length} of 20`)
+  await waitFor(() => distinct(v5Inbox).length >= 20, { what: () => `the v5 member got ${distinct(v5Inbox).length} of 20` })
   t.same(distinct(v5Inbox), numbered('a', 20).sort(), 'the v5 member that came back got all 20')
   t.ok(v5Inbox.messages.every(p => p.qos === 1), 'at QoS 1')
   await waitForGroup(server, KEY, s => s?.queued === 0 && s.inflight === 0 && s.delivered === 20, 'all 20 acknowledged')
@@ -68,7 +69,7 @@ t.test('all members offline with persistent sessions (v5 Session Expiry 300, 3.1
   t.same(await publishNumbered(pub, 'b', 10), numbered('b', 10).map(() => 0), 'ten more, acknowledged while no member is online')
   const { connack: v4Connack, inbox: v4Inbox } = await connectWithConnack(t, url, v4Persistent(v4Id))
   t.equal(v4Connack.sessionPresent, true, '3.1.1 CONNACK Session Present 1 (MQTT 3.1.1 [MQTT-3.2.2-2])')
-  await waitUntil(() => distinct(v4Inbox).length >= 10, () => `the 3.1.1 member got ${distinct(v4Inbox).length} of 10`)
+  await waitFor(() => distinct(v4Inbox).length >= 10, { what: () => `the 3.1.1 member got ${distinct(v4Inbox).length} of 10` })
   t.same(distinct(v4Inbox), numbered('b', 10).sort(), 'the 3.1.1 member that came back got the 10')
   await waitForGroup(server, KEY, s => s?.queued === 0 && s.inflight === 0 && s.delivered === 30, 'all 30 acknowledged')
   await sleep(200)
@@ -118,7 +119,7 @@ t.test('culex (--persistence level) killed with SIGKILL after the publisher got 
   t.equal(connack.sessionPresent, true, 'the member\'s session survived the restart [MQTT-3.2.2-3]')
   const distinct = (): string[] => [...new Set(inbox.messages.map(text))].sort()
   try {
-    await waitUntil(() => distinct().length >= TOTAL, () => `after the restart the member got ${distinct().length} of the ${TOTAL} acknowledged messages`, 10000)
+    await waitFor(() => distinct().length >= TOTAL, { timeout: 10000, what: () => `after the restart the member got ${distinct().length} of the ${TOTAL} acknowledged messages` })
   } catch (err) {
     t.fail((err as Error).message)
   }
@@ -130,7 +131,7 @@ t.test('culex (--persistence level) killed with SIGKILL after the publisher got 
   const pub2 = await connectClient(t, second.url, { clientId: shareId('pub2') })
   const before = inbox.messages.length
   await publishMany(pub2, 5, i => ({ topic: 'jobs/durable', payload: `after${i}` }), 1)
-  await waitUntil(() => inbox.messages.length >= before + 5, () => `the member got ${inbox.messages.length - before} of 5 published after the restart`)
+  await waitFor(() => inbox.messages.length >= before + 5, { what: () => `the member got ${inbox.messages.length - before} of 5 published after the restart` })
   t.same(inbox.messages.slice(before).map(text).sort(), numbered('after', 5).sort(), 'messages published after the restart reach the member')
 })
 
@@ -181,7 +182,7 @@ t.test('the group disappears with its last member: the member reconnects with Cl
 
   const clean = await connectClient(t, url, { clientId: id, clean: true })
   const inbox = collect(clean)
-  await waitUntil(() => groupStats(server, KEY) === undefined, () => `the group is gone (stats: ${JSON.stringify(groupStats(server, KEY))})`)
+  await waitFor(() => groupStats(server, KEY) === undefined, { what: () => `the group is gone (stats: ${JSON.stringify(groupStats(server, KEY))})` })
   await sleep(200)
   t.same(inbox.messages.map(text), [], 'the new clean session gets none of the group\'s messages')
 })
@@ -196,6 +197,6 @@ t.test('the group disappears with its last member: its session expires (v5 Sessi
   const pub = await connectClient(t, url, { clientId: shareId('pub') })
   await publishNumbered(pub, 'e', 3)
   t.equal(groupStats(server, KEY)?.queued, 3)
-  await waitUntil(() => groupStats(server, KEY) === undefined, () => `the group is gone after the session expired (stats: ${JSON.stringify(groupStats(server, KEY))})`, 4000)
+  await waitFor(() => groupStats(server, KEY) === undefined, { timeout: 4000, what: () => `the group is gone after the session expired (stats: ${JSON.stringify(groupStats(server, KEY))})` })
   t.pass('stats() no longer lists the group')
 })

@@ -11,7 +11,8 @@ import type { IPublishPacket } from 'mqtt'
 import { startTestServer, tcpPort, tcpUrl } from '../../helpers/server.js'
 import { connectClient, collect } from '../../helpers/mqtt.js'
 import type { CulexServer } from '../../../lib/server.js'
-import { groupStats, nextPublishes, publishMany, rawMember, rawSubscribe, shareId, sleep, takePublishes, text, waitForMembers, waitUntil, duplicates } from '../../helpers/share.js'
+import { groupStats, nextPublishes, publishMany, rawMember, rawSubscribe, shareId, takePublishes, text, waitForMembers, duplicates } from '../../helpers/share.js'
+import { sleep, waitFor } from '../../helpers/wait.js'
 
 const TOTAL = 50
 
@@ -33,10 +34,10 @@ async function slowAndFast (t: Test, server: CulexServer, group: string): Promis
   await publishMany(pub, TOTAL, i => ({ topic: 'work/item', payload: `m${i}` }), 10)
 
   const slowGot: IPublishPacket[] = []
-  await waitUntil(() => {
+  await waitFor(() => {
     slowGot.push(...takePublishes(slow))
     return slowGot.length + fastInbox.messages.length >= TOTAL
-  }, () => `all ${TOTAL} messages delivered (slow got ${slowGot.length}, fast ${fastInbox.messages.length}; group ${JSON.stringify(groupStats(server, key))})`)
+  }, { what: () => `all ${TOTAL} messages delivered (slow got ${slowGot.length}, fast ${fastInbox.messages.length}; group ${JSON.stringify(groupStats(server, key))})` })
   // anything extra would show up now
   await sleep(300)
   slowGot.push(...takePublishes(slow))

@@ -12,7 +12,8 @@ import t from 'tap'
 import type mqtt from 'mqtt-packet'
 import { startTestServer, tcpPort, tcpUrl } from '../../helpers/server.js'
 import { connectClient, collect } from '../../helpers/mqtt.js'
-import { duplicates, groupStats, nextPublishes, rawConnack, rawMember, rawSubscribe, rawUnsubscribe, shareId, sleep, takePublishes, text, waitForGroup, waitForMembers } from '../../helpers/share.js'
+import { duplicates, groupStats, nextPublishes, rawConnack, rawMember, rawSubscribe, rawUnsubscribe, shareId, takePublishes, text, waitForGroup, waitForMembers } from '../../helpers/share.js'
+import { sleep } from '../../helpers/wait.js'
 
 t.test('CONNACK says Shared Subscription Available: true (spec 3.2.2.3.13)', async (t) => {
   const server = await startTestServer(t)

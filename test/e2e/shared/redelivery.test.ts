@@ -13,7 +13,8 @@ import t from 'tap'
 import { startTestServer, tcpPort, tcpUrl } from '../../helpers/server.js'
 import { connectClient, collect } from '../../helpers/mqtt.js'
 import { RawClient } from '../../helpers/raw.js'
-import { duplicates, groupStats, nextPublishes, publishMany, rawMember, rawSubscribe, shareId, sleep, takePublishes, text, waitForGroup, waitForMembers, waitUntil } from '../../helpers/share.js'
+import { duplicates, groupStats, nextPublishes, publishMany, rawMember, rawSubscribe, shareId, takePublishes, text, waitForGroup, waitForMembers } from '../../helpers/share.js'
+import { sleep, waitFor } from '../../helpers/wait.js'
 
 const TOTAL = 40
 
@@ -29,7 +30,7 @@ t.test('immediate: the QoS 1 messages a member (Receive Maximum 20, never acknow
 
   const pub = await connectClient(t, tcpUrl(server), { clientId: shareId('pub') })
   await publishMany(pub, TOTAL, i => ({ topic: 'jobs/q', payload: `m${i}` }), 1)
-  await waitUntil(() => raw.packets.filter(p => p.cmd === 'publish').length + otherInbox.messages.length >= TOTAL, 'all 40 delivered once')
+  await waitFor(() => raw.packets.filter(p => p.cmd === 'publish').length + otherInbox.messages.length >= TOTAL, { what: 'all 40 delivered once' })
   await sleep(100)
   const rawGot = takePublishes(raw)
   t.equal(rawGot.length, 20, 'the raw member was sent 20 (its Receive Maximum)')
@@ -41,7 +42,7 @@ t.test('immediate: the QoS 1 messages a member (Receive Maximum 20, never acknow
   t.equal(held?.inflight, 20, '20 unacknowledged, in flight to the raw member')
 
   raw.socket.destroy()
-  await waitUntil(() => otherInbox.messages.length >= TOTAL, () => `the other member got ${otherInbox.messages.length} of ${TOTAL}`)
+  await waitFor(() => otherInbox.messages.length >= TOTAL, { what: () => `the other member got ${otherInbox.messages.length} of ${TOTAL}` })
   await sleep(300)
   const otherGot = otherInbox.messages.map(text)
   t.same(duplicates(otherGot), [], 'nothing delivered twice to the surviving member')
@@ -68,7 +69,7 @@ t.test('session-end: the messages a persistent member was sent stay with its ses
   const pub = await connectClient(t, tcpUrl(server), { clientId: shareId('pub') })
   await publishMany(pub, TOTAL, i => ({ topic: 'jobs/q', payload: `m${i}` }), 1)
   const rawGot = await nextPublishes(raw, 20)
-  await waitUntil(() => otherInbox.messages.length >= TOTAL - 20, 'the other member got the rest')
+  await waitFor(() => otherInbox.messages.length >= TOTAL - 20, { what: 'the other member got the rest' })
   const rawPayloads = rawGot.map(text)
 
   raw.socket.destroy()
@@ -81,7 +82,7 @@ t.test('session-end: the messages a persistent member was sent stay with its ses
 
   // new messages meanwhile go to the member that is online
   await publishMany(pub, 10, i => ({ topic: 'jobs/q', payload: `late${i}` }), 1)
-  await waitUntil(() => otherInbox.messages.length >= TOTAL - 10, 'the online member got the 10 published meanwhile')
+  await waitFor(() => otherInbox.messages.length >= TOTAL - 10, { what: 'the online member got the 10 published meanwhile' })
 
   const back = await RawClient.connect(port, 5, { clientId: rawId, clean: false, properties: { sessionExpiryInterval: 300, receiveMaximum: 20 } })
   t.teardown(() => back.destroy())
@@ -112,7 +113,7 @@ t.test('session-end: the session ends (reconnect with Clean Start) and its messa
   const pub = await connectClient(t, tcpUrl(server), { clientId: shareId('pub') })
   await publishMany(pub, 10, i => ({ topic: 'jobs/q', payload: `m${i}` }), 1)
   const rawPayloads = (await nextPublishes(raw, 5)).map(text)
-  await waitUntil(() => otherInbox.messages.length >= 5, () => `the other member got ${otherInbox.messages.length} of its own 5`)
+  await waitFor(() => otherInbox.messages.length >= 5, { what: () => `the other member got ${otherInbox.messages.length} of its own 5` })
   raw.socket.destroy()
   await waitForGroup(server, key, s => s?.membersOffline === 1, 'the raw member offline')
   await sleep(200)
@@ -120,7 +121,7 @@ t.test('session-end: the session ends (reconnect with Clean Start) and its messa
 
   const clean = await RawClient.connect(port, 5, { clientId: rawId, clean: true })
   t.teardown(() => clean.destroy())
-  await waitUntil(() => otherInbox.messages.length >= 10, () => `the other member got ${otherInbox.messages.length} of 10`)
+  await waitFor(() => otherInbox.messages.length >= 10, { what: () => `the other member got ${otherInbox.messages.length} of 10` })
   const otherGot = otherInbox.messages.map(text)
   for (const p of rawPayloads) t.ok(otherGot.includes(p), `${p} went to the other member once the session ended`)
   t.same(duplicates(otherGot), [], 'nothing twice')
@@ -158,7 +159,7 @@ t.test('a message given to a member but not yet sent (held by its full window) g
   await fast.subscribeAsync(key, { qos: 1 })
   await waitForMembers(server, key, 2)
   slow.socket.destroy()
-  await waitUntil(() => fastInbox.messages.length >= 1, 'the fast member gets the message the slow member was never sent (the slow member\'s session lives 300 s)')
+  await waitFor(() => fastInbox.messages.length >= 1, { what: 'the fast member gets the message the slow member was never sent (the slow member\'s session lives 300 s)' })
   await sleep(300)
   t.same(fastInbox.messages.map(text), ['m0'], 'once')
   const s = await waitForGroup(server, key, s => s?.inflight === 0 && s.delivered === 1, 'acknowledged by the fast member')
@@ -201,7 +202,7 @@ t.test('immediate, persistent member: what went to the other member is not sent 
   await publishMany(pub, 10, i => ({ topic: 'jobs/q', payload: `m${i}` }), 1)
   const rawPayloads = (await nextPublishes(raw, 5)).map(text)
   raw.socket.destroy()
-  await waitUntil(() => otherInbox.messages.length >= 10, () => `the other member got ${otherInbox.messages.length} of 10`)
+  await waitFor(() => otherInbox.messages.length >= 10, { what: () => `the other member got ${otherInbox.messages.length} of 10` })
   t.ok(rawPayloads.every(p => otherInbox.messages.map(text).includes(p)), 'the raw member\'s 5 went to the other member at once')
   await waitForGroup(server, key, s => s?.inflight === 0 && s.delivered === 10, 'all acknowledged')
 

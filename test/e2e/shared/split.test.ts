@@ -16,7 +16,8 @@ import { connectClient, collect } from '../../helpers/mqtt.js'
 import { hasMosquittoClients, mosquittoSub, type SubProcess } from '../../helpers/mosquitto.js'
 import type { CulexServer } from '../../../lib/server.js'
 import type { ConfigInput } from '../../../lib/config/schema.js'
-import { duplicates, groupStats, publishMany, shareId, sleep, text, waitForGroup, waitForMembers, waitUntil } from '../../helpers/share.js'
+import { duplicates, groupStats, publishMany, shareId, text, waitForGroup, waitForMembers } from '../../helpers/share.js'
+import { sleep, waitFor } from '../../helpers/wait.js'
 
 t.test('3000 QoS 1 messages split round-robin across 3 mosquitto_sub, an MQTT.js v5 and an MQTT.js 3.1.1 member; each arrives exactly once; a non-shared subscriber gets all 3000 (spec 4.8.2)', async (t) => {
   if (!await hasMosquittoClients()) {
@@ -59,11 +60,11 @@ t.test('3000 QoS 1 messages split round-robin across 3 mosquitto_sub, an MQTT.js
 
   // every member acknowledged its share; nothing is waiting or in flight
   await waitForGroup(server, key, s => s?.delivered === TOTAL && s.inflight === 0 && s.queued === 0, `${TOTAL} delivered`, 30000)
-  await waitUntil(() => plainInbox.messages.length >= TOTAL, () => `the non-shared subscriber got ${plainInbox.messages.length} of ${TOTAL}`, 30000)
+  await waitFor(() => plainInbox.messages.length >= TOTAL, { timeout: 30000, what: () => `the non-shared subscriber got ${plainInbox.messages.length} of ${TOTAL}` })
   // mosquitto_sub prints each message after acknowledging it: wait for the
   // lines, then let anything extra arrive
   const arrived = (): number => subs.reduce((n, s) => n + s.proc.lines.length, 0) + v5Inbox.messages.length + v4Inbox.messages.length
-  await waitUntil(() => arrived() >= TOTAL, () => `the group printed or received ${arrived()} of ${TOTAL}`, 30000)
+  await waitFor(() => arrived() >= TOTAL, { timeout: 30000, what: () => `the group printed or received ${arrived()} of ${TOTAL}` })
   await sleep(300)
 
   const received = new Map<string, string[]>()
