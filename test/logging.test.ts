@@ -10,6 +10,7 @@ import { ConnectionLogger } from '../lib/logging.js'
 import { startServer } from '../lib/server.js'
 import { connectClient } from './helpers/mqtt.js'
 import { rawClient, rawSubscribe } from './helpers/raw5.js'
+import { waitFor } from './helpers/wait.js'
 
 interface Line { level: number, msg?: string, [key: string]: unknown }
 
@@ -114,8 +115,7 @@ t.test('in the broker: a warning about a connection names its transport, remote 
   const small = await rawClient(t, port, 5, { clientId: 'small-one', properties: { maximumPacketSize: 100 } })
   await rawSubscribe(small, [{ topic: 'log/big', qos: 0 }])
   await quiet[0]?.publishAsync('log/big', Buffer.alloc(500, 'x'))
-  const deadline = Date.now() + 3000
-  while (!lines.some(l => l.clientId === 'small-one') && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 20))
+  await waitFor(() => lines.some(l => l.clientId === 'small-one'), { timeout: 3000, what: 'a log line of small-one' })
   const line = lines.find(l => l.clientId === 'small-one')
   t.match(line, { level: 40, transport: 'tcp', remote: '127.0.0.1', clientId: 'small-one', reason: 'packet-too-large' }, 'the warning has the connection\'s bindings')
   t.notOk(lines.some(l => l.level < 40), 'nothing below warn written')

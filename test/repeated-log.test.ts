@@ -11,8 +11,9 @@ import { RepeatedLog } from '../lib/repeated-log.js'
 import { ReasonCode } from '../lib/protocol/reason-codes.js'
 import { connectClient } from './helpers/mqtt.js'
 import { rawClient } from './helpers/raw5.js'
-import { eventually, metricSum, startLoggedServer, uniqueId } from './helpers/security.js'
+import { metricSum, startLoggedServer, uniqueId } from './helpers/security.js'
 import { tcpPort, tcpUrl } from './helpers/server.js'
+import { waitFor } from './helpers/wait.js'
 
 interface Line { level: number, msg?: string, count?: number, repeated?: boolean, [key: string]: unknown }
 
@@ -29,11 +30,11 @@ t.test('RepeatedLog: the first event at once, its repeats as one line with their
   log.log(sink, 'warn', 'drop b', { reason: 'b' }, 'dropped', 5)
   log.log(sink, 'debug', 'below the level', {}, 'not written')
   t.same(lines.map(l => [l.reason, l.count, l.repeated]), [['a', 1, undefined], ['b', 5, undefined]], 'one line per kind at once, with its count')
-  t.ok(await eventually(() => lines.length >= 3, 2000), 'the interval ends')
+  await t.resolves(waitFor(() => lines.length >= 3, { timeout: 2000 }), 'the interval ends')
   t.match(lines[2], { reason: 'a', i: 999, count: 999, repeated: true, msg: 'dropped' }, 'the repeats of a: one line, their count, the latest fields')
   t.equal(lines.length, 3, 'b did not repeat: no second line')
   // after a quiet interval a kind is forgotten: its next event is written at once
-  t.ok(await eventually(() => { log.log(sink, 'warn', 'drop b', { reason: 'b' }, 'dropped'); return lines.length > 3 }, 2000))
+  await t.resolves(waitFor(() => { log.log(sink, 'warn', 'drop b', { reason: 'b' }, 'dropped'); return lines.length > 3 }, { timeout: 2000, step: 25 }))
   t.match(lines[3], { reason: 'b', count: 1 })
   log.log(sink, 'warn', 'drop b', { reason: 'b' }, 'dropped', 2)
   log.flush()

@@ -2,7 +2,7 @@
  * The culex command's options, made from the schema: one flag per setting
  * with the schema's description, its default and its environment variable,
  * so that `culex --help`, the schema and the README's table (checked by
- * test/cli/readme-config.test.ts) cannot drift apart.
+ * test/e2e/cli/readme-config.test.ts) cannot drift apart.
  */
 import { Command, Option } from 'commander'
 import { z } from 'zod'

@@ -43,7 +43,7 @@ export const LogLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trac
 
 /**
  * Every setting with its type, default and a one-sentence description: the
- * description is what `culex --help` prints, and test/cli/readme-config.test.ts
+ * description is what `culex --help` prints, and test/e2e/cli/readme-config.test.ts
  * checks the README's table against these keys and defaults.
  */
 export const ConfigSchema = z.object({

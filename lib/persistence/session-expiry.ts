@@ -27,7 +27,7 @@
 // The aedes internals this reads, whether a client is connected and whether
 // aedes holds its delayed will, are in lib/aedes-internals.ts (`clientById`,
 // `holdsDelayedWill`); attachSessionExpiry() throws if aedes no longer has
-// them, so an aedes upgrade that renames them fails loudly.
+// them, so an aedes upgrade that renames them fails loudly (test/e2e/persistence/session-expiry.test.ts).
 import type { Aedes, Client } from 'aedes'
 import type { Logger } from 'pino'
 import { assertSessionInternals, clientById, holdsDelayedWill } from '../aedes-internals.js'

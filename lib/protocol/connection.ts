@@ -1265,7 +1265,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
       // acknowledged a whole queue of 50 without a listener (0 of 50; 50 of
       // 50 in 20 runs with this gate; one setImmediate was enough in that
       // test, where the CONNACK is written in a check phase, but not when it
-      // is written in the poll phase). test/persistence/resume-connect-async.test.ts
+      // is written in the poll phase). test/e2e/persistence/resume-connect-async.test.ts
       this.connackAlone = false
       this.flushOut()
       this.queueGate = true

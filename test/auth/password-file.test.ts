@@ -17,7 +17,7 @@ import {
 } from '../../lib/auth/password-file.js'
 import { AuthError, AuthErrorCodes } from '../../lib/auth/errors.js'
 import { createScramServer } from '../../lib/auth/scram.js'
-import { clientFinal, clientFirst, verifyServerFinal } from './scram-client.js'
+import { clientFinal, clientFirst, verifyServerFinal } from '../helpers/scram-client.js'
 
 // Cheap parameters keep the suite fast; one test below uses the defaults.
 const FAST: HashOptions = { scrypt: { N: 1024 }, scramIterations: 16 }

@@ -7,7 +7,7 @@ import {
   type ScramCredentials,
   type ScramServerOptions
 } from '../../lib/auth/scram.js'
-import { clientFinal, clientFirst, parseServerFirst, verifyServerFinal } from './scram-client.js'
+import { clientFinal, clientFirst, parseServerFirst, verifyServerFinal } from '../helpers/scram-client.js'
 
 // RFC 7677 §3: user "user", password "pencil".
 const RFC = {

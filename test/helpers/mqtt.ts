@@ -48,5 +48,3 @@ export function waitForPacket (client: MqttClient, cmd: Packet['cmd'], ms = 5000
     client.on('packetreceive', on)
   })
 }
-
-export const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))

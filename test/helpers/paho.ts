@@ -1,4 +1,4 @@
-/** Runs Paho (Python) clients against a test broker: test/interop/fixtures/paho_worker.py. */
+/** Runs Paho (Python) clients against a test broker: test/fixtures/paho_worker.py. */
 import { execFile } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
@@ -7,7 +7,7 @@ import { lineProcess, type SubProcess } from './mosquitto.js'
 
 const run = promisify(execFile)
 
-export const PAHO_WORKER = fileURLToPath(new URL('../interop/fixtures/paho_worker.py', import.meta.url))
+export const PAHO_WORKER = fileURLToPath(new URL('../fixtures/paho_worker.py', import.meta.url))
 
 /** The first Python 3 that can import paho.mqtt (the Debian package lives in the system interpreter). */
 export async function findPython (): Promise<string | undefined> {

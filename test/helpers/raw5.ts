@@ -6,6 +6,7 @@
 import type { Test } from 'tap'
 import type mqtt from 'mqtt-packet'
 import { RawClient } from './raw.js'
+import { sleep } from './wait.js'
 
 export type RawVersion = 4 | 5
 
@@ -107,7 +108,7 @@ export async function expectServerClose (t: Test, c: RawClient, version: RawVers
 
 /** Resolves after `ms` if no packet of type `cmd` arrived meanwhile; rejects with it otherwise. */
 export async function expectNone (c: RawClient, cmd: mqtt.Packet['cmd'], ms: number): Promise<void> {
-  await new Promise(resolve => setTimeout(resolve, ms))
+  await sleep(ms)
   const found = c.packets.find(p => p.cmd === cmd)
   if (found) throw new Error(`unexpected ${cmd}: ${describe(found)}`)
 }

@@ -1,5 +1,5 @@
 /**
- * Helpers for the security tests (test/security/): temporary files, the
+ * Helpers for the security tests (test/e2e/security/): temporary files, the
  * built `culex passwd`, raw CONNECTs that return the CONNACK whatever its
  * code, an in-process server whose log lines are kept, and the Prometheus
  * counters of a running server.
@@ -114,14 +114,3 @@ export async function metricSum (server: CulexServer, name: string): Promise<num
   return sum
 }
 
-export const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
-
-/** Polls `check` until it is true or `ms` passes; returns its last value. */
-export async function eventually (check: () => boolean, ms = 5000, step = 25): Promise<boolean> {
-  const until = Date.now() + ms
-  while (Date.now() < until) {
-    if (check()) return true
-    await sleep(step)
-  }
-  return check()
-}

@@ -1,5 +1,5 @@
 /**
- * Helpers for the shared subscription tests (test/shared/): group figures
+ * Helpers for the shared subscription tests (test/e2e/shared/): group figures
  * from `sharedGroups.stats()`, bounded-concurrency publishing, and raw
  * members that never acknowledge unless told to.
  */
@@ -10,6 +10,7 @@ import type { CulexServer } from '../../lib/server.js'
 import type { GroupStats } from '../../lib/shared/dispatcher.js'
 import { RawClient } from './raw.js'
 import { collect } from './mqtt.js'
+import { waitFor } from './wait.js'
 
 let counter = 0
 /** a client id unique to this process and call, with a readable prefix (sort order follows the prefix) */
@@ -26,27 +27,14 @@ export function groupStats (server: CulexServer, key: string): GroupStats | unde
 
 /** Polls until `check` holds for the group's figures (undefined when the group does not exist). */
 export async function waitForGroup (server: CulexServer, key: string, check: (s: GroupStats | undefined) => boolean, what: string, ms = 5000): Promise<GroupStats | undefined> {
-  const deadline = Date.now() + ms
-  for (;;) {
-    const s = groupStats(server, key)
-    if (check(s)) return s
-    if (Date.now() > deadline) throw new Error(`group ${key}: ${what} not reached within ${ms} ms (stats: ${JSON.stringify(s)})`)
-    await new Promise(resolve => setTimeout(resolve, 10))
-  }
+  let s: GroupStats | undefined
+  await waitFor(() => check(s = groupStats(server, key)), { timeout: ms, what: () => `group ${key}: ${what} (stats: ${JSON.stringify(s)})` })
+  return s
 }
 
 /** Waits until the group has `n` members online (shared subscriptions emit no aedes 'subscribe' event). */
 export function waitForMembers (server: CulexServer, key: string, n: number, ms = 5000): Promise<GroupStats | undefined> {
   return waitForGroup(server, key, s => (s?.membersOnline ?? 0) === n, `${n} members online`, ms)
-}
-
-/** Polls `check` until it is true; `what` describes it (a function: evaluated when it fails). */
-export async function waitUntil (check: () => boolean, what: string | (() => string), ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`${typeof what === 'function' ? what() : what}: not within ${ms} ms`)
-    await new Promise(resolve => setTimeout(resolve, 10))
-  }
 }
 
 export interface Outgoing { topic: string, payload: string, opts?: IClientPublishOptions }
@@ -152,8 +140,6 @@ export function duplicates<T> (values: readonly T[]): T[] {
   }
   return [...dup]
 }
-
-export const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
 
 /** Opens a raw client, sends CONNECT and returns the CONNACK whatever its code; destroyed at teardown. */
 export async function rawConnack (t: Test, port: number, version: 4 | 5, connect: Partial<mqtt.IConnectPacket> = {}): Promise<{ client: RawClient, connack: mqtt.IConnackPacket }> {

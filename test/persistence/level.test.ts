@@ -7,7 +7,8 @@ import { Level } from 'level'
 import { encodePacket, encodeRecord } from '../../lib/persistence/codec.js'
 import { createPersistence, LevelPersistence, STORE_FORMAT, type CulexPersistence } from '../../lib/persistence/index.js'
 import { repeatedLog } from '../../lib/repeated-log.js'
-import { captureLogger, collect, expectedProperties, publish, tempDir, v5Properties } from './helpers.js'
+import { captureLogger, collect, expectedProperties, publish, tempDir, v5Properties } from '../helpers/store.js'
+import { sleep } from '../helpers/wait.js'
 
 async function open (dataDir: string, extra: Partial<ConstructorParameters<typeof LevelPersistence>[0]> = {}): Promise<LevelPersistence> {
   const store = new LevelPersistence({ dataDir, ...extra })
@@ -307,7 +308,7 @@ t.test('QoS 1 packet ids reach the disk only while unacknowledged; QoS 2 ids bef
   await store.outgoingUpdate(client, { ...slow, messageId: 1 })
   await store.outgoingUpdate(client, { ...fast, messageId: 2 })
   await store.outgoingClearMessageId(client, { cmd: 'puback', messageId: 2 })
-  await new Promise((resolve) => setTimeout(resolve, 300))
+  await sleep(300)
   await store.outgoingEnqueueCombi(sub, publish('ids/flush', '4'))
   // the slow id, the fast message's delete, the new message; no id (nor its delete) for the fast one
   t.equal(ops() - start, 4, 'an id acknowledged within the delay costs no write')

@@ -2,7 +2,8 @@
 // against both the memory and the level store.
 import t from 'tap'
 import type { DropEvent, StoredPacket } from '../../lib/persistence/index.js'
-import { KINDS, captureLogger, collect, expectedProperties, openStore, publish, sleep, until, v5Properties } from './helpers.js'
+import { KINDS, captureLogger, collect, expectedProperties, openStore, publish, v5Properties } from '../helpers/store.js'
+import { sleep, waitFor } from '../helpers/wait.js'
 
 for (const kind of KINDS) {
   t.test(`${kind}: MQTT 5 properties round-trip on queued, in-flight, retained, will and incoming packets`, async (t) => {
@@ -83,7 +84,7 @@ for (const kind of KINDS) {
     await sleep(60)
     const retained = await collect(store.createRetainedStream('e/#'))
     t.strictSame(retained.map((p) => p.topic), ['e/retained2'], 'expired retained message skipped')
-    await until(() => store.stats().retained === 1)
+    await waitFor(() => store.stats().retained === 1, { timeout: 3000 })
     t.equal(store.stats().retained, 1, 'and deleted')
   })
 

@@ -78,7 +78,7 @@ const COMMON_PROPERTIES = new Map<number, readonly [keyof ConnectProperties, 1 |
  * 128 bytes, and nothing after the Client Identifier, User Name and Password.
  * Anything else (and any truncation) returns undefined, and mqtt-packet
  * decides; what this returns is what mqtt-packet gives for the same bytes
- * (test/protocol/inbound-connect.test.ts compares them on random packets).
+ * (test/protocol/inbound/connect.test.ts compares them on random packets).
  */
 export function decodeCommonConnect (buf: Buffer, headerLength: number, levelAt: number): IConnectPacket | undefined {
   const end = buf.length
