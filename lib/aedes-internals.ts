@@ -401,3 +401,18 @@ export function keepResumedSession (client: Client): void {
 export function packetsInProgress (client: Client): number {
   return (client as unknown as ClientInternals)._parsingBatch ?? 0
 }
+
+/** The Will Message aedes holds for a connected client (`client.will`), or undefined. */
+export interface AedesWill {
+  topic: string
+  payload: Buffer
+  qos: number
+  retain: boolean
+  properties?: { willDelayInterval?: number }
+}
+
+export function clientWill (client: Client): AedesWill | undefined {
+  const will = (client as unknown as { will?: unknown }).will
+  if (typeof will !== 'object' || will === null || typeof (will as { topic?: unknown }).topic !== 'string') return undefined
+  return will as AedesWill
+}
