@@ -5,7 +5,7 @@ import { h, count } from './dom.js'
 export const COLORS = ['#38bdf8', '#f472b6', '#a3e635', '#fbbf24', '#c084fc', '#fb7185', '#2dd4bf', '#f97316']
 
 export class LiveChart {
-  /** series: [{ label, color }]; format: axis value formatter */
+  /** series: [{ label, color, dash? }]; format: axis value formatter */
   constructor (title, series, format = count) {
     this.series = series
     this.format = format
@@ -26,7 +26,7 @@ export class LiveChart {
       cursor: { drag: { x: false, y: false } },
       scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.15)] } },
       axes: [{ ...axis }, { ...axis, size: 56, values: (_u, vals) => vals.map(v => this.format(v)) }],
-      series: [{}, ...this.series.map(s => ({ label: s.label, stroke: s.color, width: 2, fill: s.color + '22', points: { show: false } }))]
+      series: [{}, ...this.series.map(s => ({ label: s.label, stroke: s.color, width: 2, fill: s.color + '22', dash: s.dash, points: { show: false } }))]
     }, this.data, this.plotBox)
   }
 

@@ -5,8 +5,8 @@ import { LiveChart, COLORS } from './charts.js'
 export function overviewPage () {
   const tiles = h('div', { class: 'tiles' })
   const charts = {
-    messages: new LiveChart('Messages / s', [{ label: 'in', color: COLORS[0] }, { label: 'out', color: COLORS[1] }]),
-    bytes: new LiveChart('Bytes / s', [{ label: 'in', color: COLORS[0] }, { label: 'out', color: COLORS[1] }], (v) => bytes(v)),
+    messages: new LiveChart('Messages / s', [{ label: 'in', color: COLORS[0] }, { label: 'out', color: COLORS[1], dash: [6, 4] }]),
+    bytes: new LiveChart('Bytes / s', [{ label: 'in', color: COLORS[0] }, { label: 'out', color: COLORS[1], dash: [6, 4] }], (v) => bytes(v)),
     drops: new LiveChart('Dropped / s', [{ label: 'dropped', color: COLORS[5] }]),
     connects: new LiveChart('Connects / s and connections', [{ label: 'connects/s', color: COLORS[2] }, { label: 'connected', color: COLORS[3] }])
   }

@@ -140,6 +140,10 @@ t.test('the dashboard in chromium', { skip: CHROMIUM === undefined ? 'chromium i
   })
 
   await t.test('charts draw while traffic flows', async (t) => {
+    // a group whose only member is offline: its queue grows while jobs flow
+    const batch = await connectClient(t, url, { clientId: 'batch-worker', clean: false, properties: { sessionExpiryInterval: 300 } })
+    await new Promise<void>((resolve, reject) => batch.subscribe('$share/batch/jobs/#', { qos: 1 }, (err) => err ? reject(err) : resolve()))
+    await new Promise<void>((resolve) => batch.end(false, {}, () => resolve()))
     const pub = await connectClient(t, url, { clientId: 'traffic' })
     const sub = await connectClient(t, url, { clientId: 'traffic-sink' })
     await new Promise<void>((resolve, reject) => sub.subscribe('load/#', { qos: 0 }, (err) => err ? reject(err) : resolve()))
@@ -168,9 +172,16 @@ t.test('the dashboard in chromium', { skip: CHROMIUM === undefined ? 'chromium i
     await shot(admin.page, '6-overview.png')
     await admin.page.goto(base + '/ui/#/groups')
     await admin.page.locator('tr[data-group="$share/workers/jobs/#"]').waitFor({ timeout: 3000 })
+    await admin.page.locator('tr[data-group="$share/batch/jobs/#"]').waitFor({ timeout: 3000 })
     await admin.page.waitForSelector('.chart canvas')
     await sleep(2500)
     await shot(admin.page, '7-shared-groups.png')
+    await admin.page.setViewportSize({ width: 420, height: 860 })
+    await admin.page.goto(base + '/ui/#/overview')
+    await admin.page.waitForSelector('.chart canvas')
+    await sleep(500)
+    t.ok(await admin.page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth + 1), 'no horizontal scrolling on a narrow screen')
+    await shot(admin.page, '8-overview-narrow.png')
     clearInterval(traffic)
     t.same(await cspViolations(admin.page), [], 'no CSP violation on any page')
     t.same(admin.problems, [], 'no dialog, no page error')
