@@ -160,8 +160,9 @@ export async function startServer (input: ConfigInput | Config = {}, options: St
         'the dashboard, admin API, /metrics and health are reachable on a non-loopback address: anyone who can reach it may try to log in; serve it over TLS (tlsKey, tlsCert) or bind it to loopback (adminHost)')
     }
   }
-  if (config.metrics && !isLoopback(config.host) && (result.ws || result.wss)) {
-    logger.warn({ host: config.host }, '/metrics, /healthz and /readyz are served on the WebSocket listeners on a non-loopback address (metrics false turns /metrics off there)')
+  if ((config.metrics || config.wsHealth) && !isLoopback(config.host) && (result.ws || result.wss)) {
+    logger.warn({ host: config.host, metrics: config.metrics, wsHealth: config.wsHealth },
+      'HTTP endpoints (/metrics, /healthz, /readyz) are served on the WebSocket listeners on a non-loopback address; metrics false and wsHealth false turn them off there')
   }
   const exposed = plainTextCredentialListeners(config.host, listeners, config.passwordFile !== undefined || (options.authenticators?.length ?? 0) > 0)
   if (exposed.length > 0) {

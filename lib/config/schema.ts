@@ -107,6 +107,7 @@ export const ConfigSchema = z.object({
   sharedMaxQueued: int(1, 100000000).default(100000).describe('messages a group queues while no member can take them'),
   sharedOverflow: z.enum(['drop-oldest', 'refuse']).default('drop-oldest').describe('when a group queue is full: drop-oldest or refuse the new message'),
   metrics: bool.default(true).describe('serve Prometheus /metrics on the WebSocket HTTP server'),
+  wsHealth: bool.default(true).describe('serve /healthz and /readyz on the WebSocket HTTP server (the admin listener serves them as well)'),
   sysInterval: int(0, 86400).default(10).describe('seconds between $SYS publications; 0 = off'),
   lifecycleEvents: bool.default(false).describe('publish client lifecycle CloudEvents to $events/client/{clientId}/...'),
   dashboard: bool.default(false).describe('serve the browser dashboard (/ui/) and its JSON API (/api/v1/) on the admin listener'),

@@ -71,8 +71,10 @@ export function createObservability (config: Config, logger: Logger): Observabil
 
       const routes = healthRoutes(health)
       for (const server of http) {
-        server.route('/healthz', routes.healthz)
-        server.route('/readyz', routes.readyz)
+        if (config.wsHealth) {
+          server.route('/healthz', routes.healthz)
+          server.route('/readyz', routes.readyz)
+        }
         if (prometheus) {
           const metrics = prometheus
           server.route('/metrics', async (_req, res) => {

@@ -42,3 +42,12 @@ t.test('failed dashboard logins are answered ever more slowly', async (t) => {
   t.ok((times[2] ?? 0) >= 240, `the third failure waited (${times.join(', ')} ms)`)
   t.ok((times[3] ?? 0) >= 490, 'the fourth longer')
 })
+
+t.test('wsHealth false: no /healthz or /readyz on the WebSocket listener; the admin listener keeps them', async (t) => {
+  const { server, call } = await startAdminTest(t, { wsHealth: false, metrics: false })
+  const port = server.ws?.address().port as number
+  for (const path of ['/healthz', '/readyz', '/metrics']) t.equal((await fetch(`http://127.0.0.1:${port}${path}`)).status, 404, `ws: ${path}`)
+  t.equal((await call('GET', '/healthz')).status, 200, 'admin: /healthz')
+  t.equal((await call('GET', '/readyz')).status, 200, 'admin: /readyz')
+  t.equal((await call('GET', '/metrics')).status, 404, 'admin: /metrics follows metrics')
+})
