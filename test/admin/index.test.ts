@@ -7,6 +7,7 @@ import { SecurityPolicy } from '../../lib/auth/policy.js'
 import { FailureDelay } from '../../lib/auth/rate-limit.js'
 import { setUser, writePasswordFile } from '../../lib/auth/password-file.js'
 import { silentLogger } from '../../lib/logging.js'
+import { ConfigSchema } from '../../lib/config/schema.js'
 
 t.test('dashboard logins: password file users, roles, the MQTT slow-down', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'culex-admin-auth-'))
@@ -30,4 +31,11 @@ t.test('dashboard logins: password file users, roles, the MQTT slow-down', async
 
   const open = await SecurityPolicy.load({ allowAnonymous: true, certificateUsername: false }, silentLogger())
   t.equal(await dashboardAuthenticator(open, ['alice'])('alice', 'anything', '10.0.0.3'), undefined, 'no password file: nobody logs in')
+})
+
+t.test('dashboardAdmins: a list in a file, comma-separated text from a flag or the environment', async (t) => {
+  t.same(ConfigSchema.parse({ dashboardAdmins: ['alice', 'bob'] }).dashboardAdmins, ['alice', 'bob'])
+  t.same(ConfigSchema.parse({ dashboardAdmins: ' alice, bob ,' }).dashboardAdmins, ['alice', 'bob'])
+  t.same(ConfigSchema.parse({}).dashboardAdmins, [])
+  t.notOk(ConfigSchema.safeParse({ dashboardAdmins: [''] }).success)
 })
