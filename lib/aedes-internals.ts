@@ -449,3 +449,18 @@ export function assertSessionInternals (broker: Aedes): void {
     throw new Error('aedes internals changed: broker.clients / broker.delayedWills are gone; review lib/aedes-internals.ts')
   }
 }
+
+/** The Will Message aedes holds for a connected client (`client.will`), or undefined. */
+export interface AedesWill {
+  topic: string
+  payload: Buffer
+  qos: number
+  retain: boolean
+  properties?: { willDelayInterval?: number }
+}
+
+export function clientWill (client: Client): AedesWill | undefined {
+  const will = (client as unknown as { will?: unknown }).will
+  if (typeof will !== 'object' || will === null || typeof (will as { topic?: unknown }).topic !== 'string') return undefined
+  return will as AedesWill
+}

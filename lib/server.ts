@@ -15,6 +15,7 @@ import { openStore } from './store.js'
 import { createObservability } from './metrics/index.js'
 import type { Authenticator } from './protocol/auth.js'
 import { SecurityPolicy } from './auth/policy.js'
+import { startDashboard, type AdminServer } from './admin/index.js'
 
 export interface CulexServer {
   readonly config: Config
@@ -23,6 +24,8 @@ export interface CulexServer {
   readonly tls?: Listener
   readonly ws?: HttpListener
   readonly wss?: HttpListener
+  /** the dashboard, admin API, /metrics and health on adminHost:adminPort, with `dashboard` on */
+  readonly admin?: AdminServer
   readonly listeners: readonly Listener[]
   readonly security: SecurityPolicy
   /** re-reads the password and ACL files (SIGHUP) without dropping connections */
@@ -137,8 +140,30 @@ export async function startServer (input: ConfigInput | Config = {}, options: St
   }
 
   observability.attach({ broker, http: [result.ws, result.wss].filter((l): l is HttpListener => l !== undefined), listeners })
+  let admin: AdminServer | undefined
+  if (config.dashboard && config.adminPort !== 0) {
+    try {
+      admin = await startDashboard(config, { broker, observability, security, tls: tlsFiles, logger })
+    } catch (err) {
+      await Promise.all(listeners.map(l => l.close()))
+      await observability.close()
+      await broker.close()
+      throw err
+    }
+  }
 
   for (const l of listeners) logger.info({ listener: l.name, url: l.url() }, `listening on ${l.url()}`)
+  if (admin) {
+    logger.info({ listener: 'admin', url: admin.url() }, `dashboard, admin API, /metrics and health on ${admin.url()}`)
+    if (!isLoopback(config.adminHost)) {
+      logger.warn({ adminHost: config.adminHost, url: admin.url() },
+        'the dashboard, admin API, /metrics and health are reachable on a non-loopback address: anyone who can reach it may try to log in; serve it over TLS (tlsKey, tlsCert) or bind it to loopback (adminHost)')
+    }
+  }
+  if ((config.metrics || config.wsHealth) && !isLoopback(config.host) && (result.ws || result.wss)) {
+    logger.warn({ host: config.host, metrics: config.metrics, wsHealth: config.wsHealth },
+      'HTTP endpoints (/metrics, /healthz, /readyz) are served on the WebSocket listeners on a non-loopback address; metrics false and wsHealth false turn them off there')
+  }
   const exposed = plainTextCredentialListeners(config.host, listeners, config.passwordFile !== undefined || (options.authenticators?.length ?? 0) > 0)
   if (exposed.length > 0) {
     logger.warn({ host: config.host, listeners: exposed.map(l => l.url()) },
@@ -158,6 +183,7 @@ export async function startServer (input: ConfigInput | Config = {}, options: St
     config,
     broker,
     ...result,
+    ...(admin ? { admin } : {}),
     listeners,
     security,
     async reload () {
@@ -171,7 +197,7 @@ export async function startServer (input: ConfigInput | Config = {}, options: St
     close () {
       closing ??= (async () => {
         // 1. stop accepting; 2. DISCONNECT 0x8B and close clients; 3. close the store
-        const stopped = Promise.all(listeners.map(l => l.close()))
+        const stopped = Promise.all([...listeners.map(l => l.close()), admin?.close()])
         await observability.close()
         await broker.close()
         await stopped

@@ -229,3 +229,21 @@ t.test('aedes holds connected clients in broker.clients by id and delayed wills 
   for (let i = 0; i < 100 && !holdsDelayedWill(broker, id); i++) await new Promise((resolve) => setTimeout(resolve, 10))
   t.equal(holdsDelayedWill(broker, id), true, 'aedes holds the will for its Will Delay Interval')
 })
+
+t.test('clientWill reads the will aedes keeps on the Client after CONNECT', async (t) => {
+  const { clientWill } = await import('../lib/aedes-internals.js')
+  const { default: mqttPacket } = await import('mqtt-packet')
+  const broker = await Aedes.createBroker()
+  t.teardown(() => new Promise<void>((resolve) => broker.close(() => resolve())))
+  const stream = new PassThrough()
+  const client = broker.handle(stream)
+  t.equal(clientWill(client), undefined, 'no will before CONNECT')
+  const connected = new Promise<void>((resolve) => broker.once('client', () => resolve()))
+  stream.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: 'w', keepalive: 0, will: { topic: 'last/words', payload: Buffer.from('bye'), qos: 1, retain: true } }))
+  await connected
+  const will = clientWill(client)
+  t.equal(will?.topic, 'last/words')
+  t.equal(will?.payload.toString(), 'bye')
+  t.equal(will?.qos, 1)
+  t.equal(will?.retain, true)
+})

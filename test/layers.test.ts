@@ -29,7 +29,7 @@ export const LAYERS: ReadonlyArray<{ name: string, members: readonly string[] }>
   { name: 'shared', members: ['lib/shared/'] },
   { name: 'gateway', members: ['lib/protocol/', 'lib/observer.ts'] },
   { name: 'broker', members: ['lib/broker.ts', 'lib/broker/'] },
-  { name: 'edge', members: ['lib/transports/', 'lib/metrics/'] },
+  { name: 'edge', members: ['lib/transports/', 'lib/metrics/', 'lib/admin/'] },
   { name: 'entry', members: ['lib/server.ts', 'lib/index.ts'] }
 ]
 

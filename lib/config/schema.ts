@@ -39,6 +39,9 @@ function jsonFromString<T extends z.ZodType> (schema: T): z.ZodPreprocess<T> {
   }, schema)
 }
 
+/** A list of names: a JSON array in a file, comma-separated text from a flag or the environment. */
+const nameList = z.preprocess((v) => typeof v === 'string' ? v.split(',').map(s => s.trim()).filter(s => s.length > 0) : v, z.array(z.string().min(1)))
+
 export const LogLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
 
 /**
@@ -104,8 +107,13 @@ export const ConfigSchema = z.object({
   sharedMaxQueued: int(1, 100000000).default(100000).describe('messages a group queues while no member can take them'),
   sharedOverflow: z.enum(['drop-oldest', 'refuse']).default('drop-oldest').describe('when a group queue is full: drop-oldest or refuse the new message'),
   metrics: bool.default(true).describe('serve Prometheus /metrics on the WebSocket HTTP server'),
+  wsHealth: bool.default(true).describe('serve /healthz and /readyz on the WebSocket HTTP server (the admin listener serves them as well)'),
   sysInterval: int(0, 86400).default(10).describe('seconds between $SYS publications; 0 = off'),
-  lifecycleEvents: bool.default(false).describe('publish client lifecycle CloudEvents to $events/client/{clientId}/...')
+  lifecycleEvents: bool.default(false).describe('publish client lifecycle CloudEvents to $events/client/{clientId}/...'),
+  dashboard: bool.default(false).describe('serve the browser dashboard (/ui/) and its JSON API (/api/v1/) on the admin listener'),
+  adminHost: z.string().min(1).default('127.0.0.1').describe('address the admin listener (dashboard, API, /metrics, /healthz, /readyz) binds to'),
+  adminPort: port.default(18083).describe('admin listener port; it listens only with dashboard on (0 = off)'),
+  dashboardAdmins: nameList.default([]).describe('users of the password file with the admin role on the dashboard (disconnect, delete), comma-separated; everyone else is a viewer')
 }).strict()
 
 export type Config = z.infer<typeof ConfigSchema>

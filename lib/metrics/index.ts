@@ -57,8 +57,8 @@ export function createObservability (config: Config, logger: Logger): Observabil
   let health: HealthOptions | undefined
   let closing = false
 
-  // nothing reads the totals with both metrics and $SYS off: the gateway then counts nothing
-  const observer: BrokerObserver = config.metrics || config.sysInterval > 0 ? counters : noopObserver
+  // nothing reads the totals with metrics, $SYS and the dashboard off: the gateway then counts nothing
+  const observer: BrokerObserver = config.metrics || config.sysInterval > 0 || config.dashboard ? counters : noopObserver
 
   return {
     observer,
@@ -71,8 +71,10 @@ export function createObservability (config: Config, logger: Logger): Observabil
 
       const routes = healthRoutes(health)
       for (const server of http) {
-        server.route('/healthz', routes.healthz)
-        server.route('/readyz', routes.readyz)
+        if (config.wsHealth) {
+          server.route('/healthz', routes.healthz)
+          server.route('/readyz', routes.readyz)
+        }
         if (prometheus) {
           const metrics = prometheus
           server.route('/metrics', async (_req, res) => {

@@ -801,6 +801,14 @@ export class SharedSubscriptions {
     return false
   }
 
+  /** The groups `clientId` belongs to, with what it subscribed with (for the admin API). */
+  membershipsOf (clientId: string): Array<{ group: string, qos: 0 | 1 | 2, subscriptionIdentifier: number | undefined, retainAsPublished: boolean, assigned: number }> {
+    return this.groupsOf(clientId).map((g) => {
+      const m = g.members.get(clientId) as Member
+      return { group: g.key, qos: m.qos, subscriptionIdentifier: m.si, retainAsPublished: m.rap, assigned: m.assigned }
+    })
+  }
+
   /** `listener` runs whenever a group gains or loses a member. */
   onMembershipChange (listener: () => void): void {
     this.membershipListeners.push(listener)

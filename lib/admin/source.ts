@@ -1,0 +1,138 @@
+/**
+ * What the dashboard and its API read from the broker and may do to it: one
+ * small interface, so the HTTP side is testable with a fake, and one adapter
+ * (broker-source.ts) that implements it with culex's public parts. Everything
+ * is computed when asked, never kept up to date per message.
+ */
+
+export type ProtocolName = '3.1' | '3.1.1' | '5'
+
+/** Monotonic totals the rate history differentiates (lib/metrics counters). */
+export interface Totals {
+  messagesIn: number
+  messagesOut: number
+  bytesIn: number
+  bytesOut: number
+  dropped: number
+  /** CONNECTs accepted since start */
+  connects: number
+  /** clients connected now */
+  connections: number
+}
+
+export interface Overview {
+  /** the node these figures describe: culex has no cluster yet, so always this one */
+  node: string
+  version: string
+  uptimeSeconds: number
+  ready: boolean
+  readiness: string[]
+  connections: {
+    total: number
+    max: number
+    byTransport: Record<string, number>
+    byProtocol: Record<ProtocolName, number>
+  }
+  sessions: { online: number, offline: number | null }
+  subscriptions: number | null
+  retained: number | null
+  queued: number | null
+  sharedGroups: number
+  messages: { received: number, sent: number, dropped: number, droppedByReason: Record<string, number> }
+  bytes: { received: number, sent: number }
+}
+
+export type ClientState = 'connected' | 'connecting'
+
+export interface ClientSummary {
+  clientId: string
+  username: string | null
+  state: ClientState
+  transport: string
+  protocol: ProtocolName | null
+  remoteAddress: string | null
+  cleanStart: boolean
+  subscriptions: number
+  inflight: number
+  queued: number
+}
+
+export interface SubscriptionInfo {
+  filter: string
+  qos: number
+  /** the `$share/{group}/{filter}` form for a shared subscription */
+  shared: boolean
+  noLocal?: boolean
+  retainAsPublished?: boolean
+  retainHandling?: number
+  subscriptionIdentifier?: number
+}
+
+export interface WillInfo {
+  topic: string
+  qos: number
+  retain: boolean
+  payload: PayloadPreview
+  delayInterval?: number
+}
+
+export interface ClientDetail extends ClientSummary {
+  subscriptionList: SubscriptionInfo[]
+  will: WillInfo | null
+  /** QoS 1/2 messages sent and not yet acknowledged, and messages held for the client's window */
+  outboundWindow: number
+}
+
+/** A bounded look at a payload: as text, pretty JSON or hex. */
+export interface PayloadPreview {
+  format: 'text' | 'json' | 'hex' | 'empty'
+  preview: string
+  bytes: number
+  truncated: boolean
+}
+
+/** One child of a level of the retained topic tree. */
+export interface RetainedNode {
+  /** this level's name */
+  name: string
+  /** the full topic of this node */
+  topic: string
+  /** retained messages below this node (not counting its own) */
+  descendants: number
+  /** the node's own retained message */
+  message: { qos: number, payload: PayloadPreview } | null
+}
+
+export interface RetainedLevel {
+  nodes: RetainedNode[]
+  /** the scan stopped at its bound: counts are lower bounds */
+  truncated: boolean
+}
+
+export interface SharedGroupInfo {
+  group: string
+  shareName: string
+  filter: string
+  membersOnline: number
+  membersOffline: number
+  queued: number
+  inflight: number
+  delivered: number
+  redelivered: number
+  deadLettered: number
+  dropped: number | null
+}
+
+export interface AdminSource {
+  totals (): Totals
+  overview (): Promise<Overview>
+  clients (): ClientSummary[]
+  client (clientId: string): ClientDetail | undefined
+  /** DISCONNECT 0x98 Administrative action (3.1.1: the connection is closed); false when not connected */
+  disconnect (clientId: string): boolean
+  /** the children of `parent` ('' = the root) in the retained tree */
+  retainedLevel (parent: string): Promise<RetainedLevel>
+  /** false when no message is retained on `topic` */
+  deleteRetained (topic: string): Promise<boolean>
+  sharedGroups (): SharedGroupInfo[]
+}
