@@ -43,8 +43,11 @@ import { AckOrder, type PendingAck } from './outbound/ack-order.js'
 import { fitConnack } from './outbound/fit-connack.js'
 import { forwardCorrections, shouldDeliverWithQoS } from './delivery.js'
 import { parseSharedFilter, hasWildcard } from './topic.js'
+import type { Transport } from './transport-kind.js'
+import type { ConnectionPolicy } from '../auth/admission.js'
 
-export type Transport = 'tcp' | 'tls' | 'ws' | 'wss'
+export type { Transport }
+export type { ConnectionPolicy }
 
 export interface ProtocolSettings extends SubscribePolicy, PublishPolicy {
   /** inbound limit, advertised in CONNACK; 0 = none */
@@ -91,20 +94,6 @@ export interface ConnectionMeta {
   remoteAddress: string | undefined
   /** CN of a verified TLS client certificate */
   certificateCN?: string | undefined
-}
-
-/** Admission, authorization and limits the gateway applies (lib/broker.ts builds it). */
-export interface ConnectionPolicy {
-  /** at CONNECT: undefined to go on, or the reason code to refuse it with */
-  admit (conn: Connection, connect: IConnectPacket): number | undefined
-  mayPublish (conn: Connection, topic: string): boolean
-  maySubscribe (conn: Connection, filter: string): boolean
-  /** may the client be sent messages on `topic` (the ACL's read right)? */
-  mayReceive (conn: Connection, topic: string): boolean
-  /** per PUBLISH from the client: false when it exceeds its message rate */
-  takePublish (conn: Connection): boolean
-  /** subscriptions one client may hold */
-  readonly maxSubscriptions: number
 }
 
 export interface EnhancedAuthResult {
