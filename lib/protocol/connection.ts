@@ -35,7 +35,7 @@ import { hardenClient, clientSubscriptions, handleStream, pacePackets, injectPac
 import type { QueueSink } from '../persistence/types.js'
 import { BrokerSide, type BrokerSideOwner } from './broker-side.js'
 import { publishPacket, decodeOther } from './decode.js'
-import { checkAuth, checkDisconnect } from './inbound/disconnect-auth.js'
+import { checkAuth } from './inbound/disconnect-auth.js'
 import type { BrokerObserver } from '../observer.js'
 import type { DirectSend, MemberLink, SharedDelivery, SharedSubscriptions } from '../shared/dispatcher.js'
 import { encodePublish } from './outbound/encode-publish.js'
@@ -45,6 +45,8 @@ import { forwardCorrections, shouldDeliverWithQoS } from './delivery.js'
 import { parseSharedFilter, hasWildcard } from './topic.js'
 import type { Transport } from './transport-kind.js'
 import type { ConnectionPolicy } from '../auth/admission.js'
+import { DROP, PASS, type Verdict } from './flows/verdict.js'
+import { classifyBrokerError, disconnectReasonCode, onDisconnect, type DisconnectHost } from './flows/disconnect.js'
 
 export type { Transport }
 export type { ConnectionPolicy }
@@ -101,23 +103,11 @@ export interface EnhancedAuthResult {
   username: string | undefined
 }
 
-type Verdict =
-  /** hand the frame to aedes as it is */
-  | { kind: 'pass' }
-  /** hand these packets to aedes instead */
-  | { kind: 'replace', packets: Packet[] }
-  | { kind: 'drop' }
-  | { kind: 'close', reasonCode: number, reason: string }
-  /** wait for an asynchronous decision; later frames wait behind it */
-  | { kind: 'defer', decision: Promise<Verdict> }
-
-const PASS: Verdict = { kind: 'pass' }
 /** accepted MQTT 5 CONNACKs as aedes wrote them → as culex sends them, per broker settings */
 const connackRewrites = new WeakMap<ProtocolSettings, Map<string, Buffer>>()
 const CONNACK_CACHE_SIZE = 64
 /** packets aedes may have in progress before the socket is paused */
 const MAX_IN_PROGRESS = 256
-const DROP: Verdict = { kind: 'drop' }
 /** bytes of a resumed session's queue gathered into one socket write (`holdingDrain`) */
 const HOLD_LIMIT = 64 * 1024
 
@@ -131,7 +121,7 @@ type AuthState =
 const kConnection = Symbol('culex connection')
 interface Tagged { [kConnection]: Connection }
 
-export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
+export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, DisconnectHost {
   readonly client: Client
   readonly log: ConnectionLogger
   private readonly side: BrokerSide
@@ -149,13 +139,14 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
   private disconnectSent = false
   private closed = false
   private socketPaused = false
-  private disconnectReason: number | undefined
-  private disconnectBy: 'client' | 'server' | undefined
+  /** reason code of the DISCONNECT that ended the connection, either side's (flows/disconnect.ts) */
+  disconnectReason: number | undefined
+  disconnectBy: 'client' | 'server' | undefined
 
   // what the client told us in CONNECT
   private requestProblemInformation = true
   /** the CONNECT's Session Expiry Interval, for [MQTT-3.14.2-2] */
-  private connectSessionExpiry = 0
+  connectSessionExpiry = 0
   private clientMaximumPacketSize = 0
 
   // inbound
@@ -566,7 +557,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
       case PacketType.PUBCOMP: return this.onClientPuback(frame)
       case PacketType.SUBSCRIBE: return this.onSubscribeInOrder(frame)
       case PacketType.UNSUBSCRIBE: return this.onUnsubscribe(frame)
-      case PacketType.DISCONNECT: return this.onDisconnect(frame)
+      case PacketType.DISCONNECT: return onDisconnect(this, frame)
       case PacketType.AUTH: return this.onAuth(frame)
       default: return PASS
     }
@@ -1141,29 +1132,6 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
       this.nextInternalId = id >= 0xffff ? 1 : id + 1
       if (!this.subParts.has(id) && !this.unsubParts.has(id)) return id
     }
-  }
-
-  /**
-   * A v5 DISCONNECT is checked before aedes applies it (inbound/disconnect-auth.ts):
-   * a repeated property, or a Session Expiry Interval set after a CONNECT
-   * with 0 [MQTT-3.14.2-2], is answered with DISCONNECT 0x82 and the session
-   * keeps the expiry the CONNECT gave it.
-   */
-  private onDisconnect (frame: Frame): Verdict {
-    if (this.version === 5) {
-      const request = checkDisconnect(frame, this.connectSessionExpiry)
-      if ('reason' in request) return { kind: 'close', reasonCode: request.reasonCode, reason: `invalid DISCONNECT: ${request.reason}` }
-    }
-    this.disconnectBy = 'client'
-    this.disconnectReason = frame.buf.length > frame.headerLength ? frame.buf[frame.headerLength] as number : 0
-    if (this.version === 5 && this.disconnectReason !== ReasonCode.Success && this.disconnectReason !== ReasonCode.DisconnectWithWill) {
-      // [MQTT-3.14.4-3] [MQTT-3.1.2-8] only a DISCONNECT 0x00 discards the Will; aedes
-      // keeps it for 0x04 alone, so any other client reason is handed to it as 0x04
-      const packet = decodeOther(frame, this.version)
-      if (packet instanceof Error) return { kind: 'close', reasonCode: ReasonCode.MalformedPacket, reason: packet.message }
-      return { kind: 'replace', packets: [{ ...packet, reasonCode: ReasonCode.DisconnectWithWill } as Packet] }
-    }
-    return PASS
   }
 
   // --------------------------------------------------------------- outbound
@@ -1906,37 +1874,4 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
     this.ctx.observer.connectionClosed(this.meta.transport, this.version, this.accepted)
     this.ctx.onClose(this)
   }
-}
-
-/** CONNACK-only reason codes have no place in a DISCONNECT (spec 3.14.2.1). */
-function disconnectReasonCode (code: number): number {
-  switch (code) {
-    case ReasonCode.BadUserNameOrPassword:
-    case ReasonCode.BadAuthenticationMethod:
-    case ReasonCode.Banned:
-      return ReasonCode.NotAuthorized
-    case ReasonCode.UnsupportedProtocolVersion:
-    case ReasonCode.ClientIdentifierNotValid:
-    case ReasonCode.ServerUnavailable:
-    case ReasonCode.PacketIdentifierInUse:
-    case ReasonCode.PacketIdentifierNotFound:
-      return ReasonCode.UnspecifiedError
-    default:
-      return code
-  }
-}
-
-/** Maps the error aedes closed a connection with to the reason code the client is told. */
-function classifyBrokerError (err: Error): number {
-  const message = err.message
-  if (message === 'keep alive timeout') return ReasonCode.KeepAliveTimeout // [MQTT-3.1.2-22] spec 3.14.2.1
-  if (message === 'packet too large') return ReasonCode.PacketTooLarge
-  if (message === 'connect did not arrive in time') return ReasonCode.MaximumConnectTime
-  if (message === 'Client queue limit reached') return ReasonCode.QuotaExceeded
-  if (message.includes('not allowed') || message.includes('impossible to') || message.includes('too many levels')) {
-    return ReasonCode.ProtocolError
-  }
-  // mqtt-packet's decoder: the bytes were not a valid packet
-  if (/^(Invalid|Malformed|Packet too short|Cannot parse)/i.test(message)) return ReasonCode.MalformedPacket
-  return ReasonCode.UnspecifiedError
 }
