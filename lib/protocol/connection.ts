@@ -16,11 +16,11 @@ import { isUtf8 } from 'node:buffer'
 import type { Duplex } from 'node:stream'
 import type { Aedes, AedesPublishPacket, Client } from 'aedes'
 import { ConnectionLogger, type Logger } from '../logging.js'
-import type { IAuthPacket, IConnackPacket, IConnectPacket, IPublishPacket, ISubackPacket, ISubscribePacket, ISubscription, IUnsubackPacket, IUnsubscribePacket, Packet } from 'mqtt-packet'
+import type { IAuthPacket, IConnackPacket, IConnectPacket, IPublishPacket, Packet } from 'mqtt-packet'
 import { FrameReader, PacketType, ackPacketId, ackReasonCode, readPublishHeader, readPublishId, frameOf, type Frame, type PublishHeader, type ReadResult } from './frame.js'
 import { decodeBuffer, decodeFrame, encode, type ProtocolVersion } from './codec.js'
 import { inspectConnect, UNACCEPTABLE_PROTOCOL_VERSION_CONNACK, UNSUPPORTED_PROTOCOL_VERSION_CONNACK_V5 } from './inbound/connect.js'
-import { checkSubscribeFrame, checkSubscription, PendingSuback, type SubscribePolicy } from './inbound/subscribe.js'
+import type { SubscribePolicy } from './inbound/subscribe.js'
 import { checkPublishHeader, checkPublishProperties, willTopicOverLimits, type PublishPolicy } from './inbound/publish.js'
 import { OutboundFlow, OutboundWindow, type HeldPublish } from './outbound/flow-control.js'
 import { checkAckFrame, wrongAckKind } from './inbound/ack.js'
@@ -31,7 +31,7 @@ import { PacketIdTable } from './packet-id-table.js'
 import { OutboundAliases } from './outbound/topic-alias.js'
 import { ReasonCode, describeReasonCode, isFailure, v5ToV311ConnackCode, v311ToV5ConnackCode } from './reason-codes.js'
 import type { Authenticators, AuthExchange, AuthStep } from './auth.js'
-import { hardenClient, clientSubscriptions, handleStream, pacePackets, injectPacket, packetsInProgress, refreshKeepAlive, routeQoS0Delivery, AliasTable, allocatePacketId, type PacketPacer } from '../aedes-internals.js'
+import { hardenClient, clientSubscriptions, handleStream, pacePackets, injectPacket, packetsInProgress, refreshKeepAlive, AliasTable, allocatePacketId, type PacketPacer } from '../aedes-internals.js'
 import type { QueueSink } from '../persistence/types.js'
 import { BrokerSide, type BrokerSideOwner } from './broker-side.js'
 import { publishPacket, decodeOther } from './decode.js'
@@ -41,11 +41,11 @@ import type { DirectSend, MemberLink, SharedDelivery, SharedSubscriptions } from
 import { encodePublish } from './outbound/encode-publish.js'
 import { AckOrder, type PendingAck } from './outbound/ack-order.js'
 import { fitConnack } from './outbound/fit-connack.js'
-import { forwardCorrections, shouldDeliverWithQoS } from './delivery.js'
-import { parseSharedFilter, hasWildcard } from './topic.js'
+import { forwardCorrections } from './delivery.js'
 import type { Transport } from './transport-kind.js'
 import type { ConnectionPolicy } from '../auth/admission.js'
 import { DROP, PASS, type Verdict } from './flows/verdict.js'
+import { onSubscribeInOrder, onSuback, onUnsuback, onUnsubscribe, routeDeliveries, subscribesPending, type SubscribeHost, type SubscribeState } from './flows/subscribe.js'
 import { classifyBrokerError, disconnectReasonCode, onDisconnect, type DisconnectHost } from './flows/disconnect.js'
 
 export type { Transport }
@@ -121,13 +121,13 @@ type AuthState =
 const kConnection = Symbol('culex connection')
 interface Tagged { [kConnection]: Connection }
 
-export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, DisconnectHost {
+export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, DisconnectHost, SubscribeHost {
   readonly client: Client
   readonly log: ConnectionLogger
   private readonly side: BrokerSide
   private readonly inbound: FrameReader
   private readonly outbound = new FrameReader(0)
-  private readonly settings: ProtocolSettings
+  readonly settings: ProtocolSettings
 
   version: ProtocolVersion | undefined
   /** the Client Identifier of the CONNECT (aedes may assign one: `client.id`) */
@@ -160,7 +160,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Dis
   /** aedes finished writing the CONNACK ('connackSent') */
   private brokerConnacked = false
   /** a retained PUBLISH and a SUBSCRIBE take effect in the client's order (made on the first retained PUBLISH) */
-  private retainedOrder: RetainedOrder | undefined
+  retainedOrder: RetainedOrder | undefined
   // The maps and sets of the connection are made on first use (the getters
   // below): an idle connection carries none of them.
   private _inflightIn: PacketIdTable<InboundFlow> | undefined
@@ -168,20 +168,11 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Dis
   private get inflightIn (): PacketIdTable<InboundFlow> { return (this._inflightIn ??= new PacketIdTable()) }
   /** shared with aedes (`client._topicAliases`), which validates the aliases */
   private readonly inboundAliases = new AliasTable()
-  private _subParts: Map<number, { pending: PendingSuback, index: number }> | undefined
-  /** SUBSCRIBE packets split into parts, by the internal id of each part */
-  private get subParts (): Map<number, { pending: PendingSuback, index: number }> { return (this._subParts ??= new Map()) }
-  private _unsubParts: Map<number, { messageId: number, codes: number[], indexes: number[] }> | undefined
-  /** UNSUBSCRIBE packets whose $share filters culex answers, by the internal id of the rest */
-  private get unsubParts (): Map<number, { messageId: number, codes: number[], indexes: number[] }> { return (this._unsubParts ??= new Map()) }
+  /** SUBSCRIBEs and UNSUBSCRIBEs in progress (flows/subscribe.ts), made at the first */
+  subscribeState: SubscribeState | undefined
   private cleanStart = true
-  /** new filters accepted so far in the SUBSCRIBE being checked */
-  private subscribing = 0
-  /** SUBSCRIBE parts sent to aedes before the one being checked, not yet answered */
-  private partsBefore = 0
   /** shared deliveries handed to aedes and not yet written */
   private sharedUnseen = 0
-  private nextInternalId = 1
 
   // outbound
   private window: OutboundWindow
@@ -244,12 +235,12 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Dis
   /** the client has subscribed with a Subscription Identifier (deliveries must look them up) */
   usesSubscriptionIds = false
   /** QoS 0 subscriptions may carry QoS 1/2 messages (`routeDeliveries`) */
-  private deliveriesRouted = false
+  deliveriesRouted = false
 
   constructor (
     readonly socket: Duplex,
     readonly meta: ConnectionMeta,
-    private readonly ctx: ConnectionContext
+    readonly ctx: ConnectionContext
   ) {
     this.settings = ctx.settings
     this.inbound = new FrameReader(ctx.settings.maximumPacketSize)
@@ -555,8 +546,8 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Dis
       case PacketType.PUBREC: return this.onClientPubrec(frame)
       case PacketType.PUBREL: return this.onClientPubrel(frame)
       case PacketType.PUBCOMP: return this.onClientPuback(frame)
-      case PacketType.SUBSCRIBE: return this.onSubscribeInOrder(frame)
-      case PacketType.UNSUBSCRIBE: return this.onUnsubscribe(frame)
+      case PacketType.SUBSCRIBE: return onSubscribeInOrder(this, frame)
+      case PacketType.UNSUBSCRIBE: return onUnsubscribe(this, frame)
       case PacketType.DISCONNECT: return onDisconnect(this, frame)
       case PacketType.AUTH: return this.onAuth(frame)
       default: return PASS
@@ -640,7 +631,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Dis
     this.connectClientId = packet.clientId
     this.cleanStart = packet.clean !== false
     // a resumed session's subscriptions are restored during CONNECT
-    if (!this.cleanStart) this.routeDeliveries()
+    if (!this.cleanStart) routeDeliveries(this)
     this.username = packet.username
     this.log.bind({ clientId: packet.clientId || undefined })
     if (version === 5) {
@@ -838,16 +829,9 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Dis
 
   /** A retained PUBLISH waits for the SUBSCRIBEs before it to be answered (inbound/retained-order.ts). */
   private onRetainedPublish (frame: Frame): Verdict {
-    if (this._subParts === undefined || this._subParts.size === 0) return this.onPublish(frame)
+    if (!subscribesPending(this)) return this.onPublish(frame)
     const order = this.retainedOrder ??= new RetainedOrder()
     return { kind: 'defer', decision: order.whenSubscribed().then(() => this.onPublish(frame)) }
-  }
-
-  /** A SUBSCRIBE waits for the retained PUBLISHes before it to be routed (inbound/retained-order.ts). */
-  private onSubscribeInOrder (frame: Frame): Verdict {
-    const routed = this.retainedOrder?.whenRouted()
-    if (routed === undefined) return this.onSubscribe(frame)
-    return { kind: 'defer', decision: routed.then(() => this.onSubscribe(frame)) }
   }
 
   /** aedes routed a retained QoS 0/1 PUBLISH of the client, or refused it (lib/broker.ts). */
@@ -940,197 +924,6 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Dis
         this.sendAck('pubcomp', id, ReasonCode.PacketIdentifierNotFound, 'unknown packet identifier')
         return DROP
       })
-    }
-  }
-
-  // SUBSCRIBE (spec 3.8)
-
-  /**
-   * Splits a SUBSCRIBE (spec 3.8): the raw packet is checked first
-   * (`checkSubscribeFrame`: flags, packet id, properties, UTF-8), then every
-   * filter on its own (inbound/subscribe.ts); `$share/` filters join a shared group here
-   * (spec 4.8.2), the others go to aedes one per SUBSCRIBE; the SUBACK
-   * merges every answer in the order of the filters [MQTT-3.8.4-7].
-   */
-  private onSubscribe (frame: Frame): Verdict {
-    const bad = checkSubscribeFrame(frame, this.version)
-    if (bad !== undefined) return { kind: 'close', reasonCode: bad.reasonCode, reason: bad.reason }
-    const packet = decodeFrame(frame, this.version)
-    if (packet instanceof Error || packet.cmd !== 'subscribe') {
-      return { kind: 'close', reasonCode: ReasonCode.MalformedPacket, reason: 'malformed SUBSCRIBE' }
-    }
-    if (packet.subscriptions.length === 0) {
-      // [MQTT-3.8.3-2] a SUBSCRIBE without a Topic Filter is a Protocol Error
-      return { kind: 'close', reasonCode: ReasonCode.ProtocolError, reason: 'SUBSCRIBE without a topic filter' }
-    }
-    this.routeDeliveries()
-    this.subscribing = 0
-    this.partsBefore = this.subParts.size
-    const pending = new PendingSuback(packet.messageId ?? 0, packet.subscriptions.length)
-    const parts: Packet[] = []
-    const joins: Array<() => void> = []
-    if (packet.properties?.subscriptionIdentifier !== undefined) this.usesSubscriptionIds = true
-    for (let index = 0; index < packet.subscriptions.length; index++) {
-      const sub = packet.subscriptions[index] as ISubscription
-      const shared = parseSharedFilter(sub.topic)
-      if (shared !== null) {
-        const verdict = this.checkShared(packet, sub, shared)
-        if (verdict.kind === 'close') return verdict
-        if (verdict.kind === 'reject') pending.settle(index, verdict.code)
-        else joins.push(() => this.joinShared(pending, index, sub, verdict.qos, packet.properties?.subscriptionIdentifier))
-        continue
-      }
-      const verdict = checkSubscription(packet, sub, this.version ?? 4, this.settings)
-      if (verdict.kind === 'reject') {
-        this.log.repeated('debug', 'subscription refused ' + verdict.code, { filter: sub.topic, reasonCode: describeReasonCode(verdict.code) }, 'subscription refused')
-        pending.settle(index, verdict.code)
-        continue
-      }
-      const limited = this.subscriptionLimit(sub.topic)
-      if (limited !== undefined) {
-        pending.settle(index, limited)
-        continue
-      }
-      const id = this.allocateInternalId()
-      this.subParts.set(id, { pending, index })
-      const part: ISubscribePacket = { cmd: 'subscribe', messageId: id, subscriptions: [verdict.subscription] }
-      if (packet.properties) part.properties = packet.properties
-      parts.push(part)
-    }
-    for (const join of joins) join()
-    if (pending.complete) {
-      this.writeToClient(this.encodeSuback(pending))
-      return DROP
-    }
-    return parts.length > 0 ? { kind: 'replace', packets: parts } : DROP
-  }
-
-  /**
-   * A `$share/{name}/{filter}` subscription (spec 4.8.2):
-   * 1. [MQTT-4.8.2-1] [MQTT-4.8.2-2] a malformed share name or filter: 0x8F;
-   * 2. [MQTT-3.8.3-4] No Local on a shared subscription is a Protocol Error;
-   * 3. shared subscriptions off: 0x9E;
-   * 4. wildcards off and a wildcard filter: 0xA2; QoS capped at the maximum.
-   */
-  private checkShared (packet: ISubscribePacket, sub: ISubscription, shared: ReturnType<typeof parseSharedFilter>): { kind: 'close', reasonCode: number, reason: string } | { kind: 'reject', code: number } | { kind: 'join', qos: 0 | 1 | 2 } {
-    const v5 = this.version === 5
-    if (shared === 'invalid' || shared === null) return { kind: 'reject', code: v5 ? ReasonCode.TopicFilterInvalid : ReasonCode.UnspecifiedError }
-    if (sub.nl === true) return { kind: 'close', reasonCode: ReasonCode.ProtocolError, reason: 'No Local on a shared subscription' }
-    if (!this.ctx.shared) return { kind: 'reject', code: v5 ? ReasonCode.SharedSubscriptionsNotSupported : ReasonCode.UnspecifiedError }
-    const plain = checkSubscription(packet, { ...sub, topic: shared.filter }, this.version ?? 4, this.settings)
-    if (plain.kind === 'reject') return plain
-    if (!this.settings.wildcardSubscriptionAvailable && hasWildcard(shared.filter)) {
-      return { kind: 'reject', code: v5 ? ReasonCode.WildcardSubscriptionsNotSupported : ReasonCode.UnspecifiedError }
-    }
-    const limited = this.subscriptionLimit(sub.topic)
-    if (limited !== undefined) return { kind: 'reject', code: limited }
-    return { kind: 'join', qos: plain.subscription.qos }
-  }
-
-  /**
-   * The ACL (a `$share/` filter is checked against its filter, lib/auth/acl.ts)
-   * and the per-client subscription limit: 0x87 / 0x97 (0x80 for 3.1.1).
-   */
-  private subscriptionLimit (filter: string): number | undefined {
-    const v5 = this.version === 5
-    if (!this.ctx.policy.maySubscribe(this, filter)) {
-      this.log.repeated('info', 'subscription not authorized', { filter }, 'subscription not authorized')
-      return v5 ? ReasonCode.NotAuthorized : ReasonCode.UnspecifiedError
-    }
-    const subs = clientSubscriptions(this.client)
-    if (subs[filter] === undefined) {
-      // held, being made (earlier SUBSCRIBEs not yet answered, this one so far), and shared
-      const count = Object.keys(subs).length + this.partsBefore + this.subscribing + (this.ctx.shared?.membershipCount(this.client.id) ?? 0)
-      if (count >= this.ctx.policy.maxSubscriptions) {
-        this.log.repeated('warn', 'subscription limit reached', { filter, limit: this.ctx.policy.maxSubscriptions }, 'subscription limit reached')
-        return v5 ? ReasonCode.QuotaExceeded : ReasonCode.UnspecifiedError
-      }
-      this.subscribing++
-    }
-    return undefined
-  }
-
-  private joinShared (pending: PendingSuback, index: number, sub: ISubscription, qos: 0 | 1 | 2, si: number | undefined): void {
-    const shared = this.ctx.shared as SharedSubscriptions
-    const filter = (parseSharedFilter(sub.topic) as { filter: string }).filter
-    const persistent = !this.client.clean
-    shared.join(this, sub.topic, filter, { qos, si, rap: sub.rap === true }, persistent).then((result) => {
-      const code = result.ok ? result.qos : result.reasonCode
-      if (pending.settle(index, code)) this.writeToClient(this.encodeSuback(pending))
-    }, (err: unknown) => {
-      this.log.error({ err, filter: sub.topic }, 'joining a shared subscription failed')
-      if (pending.settle(index, ReasonCode.UnspecifiedError)) this.writeToClient(this.encodeSuback(pending))
-    })
-  }
-
-  /**
-   * UNSUBSCRIBE (spec 3.10): `$share/` filters leave their group here; the
-   * others go to aedes as one UNSUBSCRIBE, and the UNSUBACKs are merged.
-   */
-  private onUnsubscribe (frame: Frame): Verdict {
-    const bad = checkSubscribeFrame(frame, this.version)
-    if (bad !== undefined) return { kind: 'close', reasonCode: bad.reasonCode, reason: bad.reason }
-    const packet = decodeFrame(frame, this.version)
-    if (packet instanceof Error || packet.cmd !== 'unsubscribe') {
-      return { kind: 'close', reasonCode: ReasonCode.MalformedPacket, reason: 'malformed UNSUBSCRIBE' }
-    }
-    const shared = this.ctx.shared
-    const sharedIndexes: number[] = []
-    const rest: string[] = []
-    const restIndexes: number[] = []
-    packet.unsubscriptions.forEach((topic, i) => {
-      if (shared && topic.startsWith('$share/')) sharedIndexes.push(i)
-      else { rest.push(topic); restIndexes.push(i) }
-    })
-    if (sharedIndexes.length === 0) {
-      // [MQTT-3.10.3-2] an UNSUBSCRIBE without a Topic Filter is a Protocol Error
-      if (packet.unsubscriptions.length === 0) return { kind: 'close', reasonCode: ReasonCode.ProtocolError, reason: 'UNSUBSCRIBE without a topic filter' }
-      return PASS
-    }
-    const codes = new Array<number>(packet.unsubscriptions.length).fill(ReasonCode.Success)
-    const id = rest.length > 0 ? this.allocateInternalId() : 0
-    const merge = { messageId: packet.messageId ?? 0, codes, indexes: restIndexes }
-    const leaves = sharedIndexes.map(async (i) => {
-      const left = await (shared as SharedSubscriptions).leave(this.client.id, packet.unsubscriptions[i] as string)
-      codes[i] = left ? ReasonCode.Success : ReasonCode.NoSubscriptionExisted
-    })
-    const decision = Promise.all(leaves).then((): Verdict => {
-      if (rest.length === 0) {
-        this.writeToClient(this.encodeUnsuback(merge.messageId, codes))
-        return DROP
-      }
-      this.unsubParts.set(id, merge)
-      const part: IUnsubscribePacket = { cmd: 'unsubscribe', messageId: id, unsubscriptions: rest }
-      if (packet.properties) part.properties = packet.properties
-      return { kind: 'replace', packets: [part] }
-    })
-    return { kind: 'defer', decision }
-  }
-
-  private encodeUnsuback (messageId: number, codes: number[]): Buffer {
-    const packet: IUnsubackPacket = { cmd: 'unsuback', messageId, granted: this.version === 5 ? codes : [] }
-    return encode(packet, this.version)
-  }
-
-  /**
-   * aedes binds a QoS 0 subscription to `client.deliver0`; routed, a message
-   * that also matches a higher-QoS subscription of the client goes out at that
-   * QoS (lib/protocol/delivery.ts). Set up before aedes makes the client's
-   * first subscription (a SUBSCRIBE, or a CONNECT resuming a session): until
-   * then `deliver0` only carries QoS 0 messages, which it sends as they are.
-   */
-  private routeDeliveries (): void {
-    if (this.deliveriesRouted) return
-    this.deliveriesRouted = true
-    const client = this.client
-    routeQoS0Delivery(client, (packet) => shouldDeliverWithQoS(client, packet))
-  }
-
-  private allocateInternalId (): number {
-    for (;;) {
-      const id = this.nextInternalId
-      this.nextInternalId = id >= 0xffff ? 1 : id + 1
-      if (!this.subParts.has(id) && !this.unsubParts.has(id)) return id
     }
   }
 
@@ -1336,8 +1129,8 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Dis
       case PacketType.PUBCOMP:
         this.inflightIn.delete(ackPacketId(frame))
         break
-      case PacketType.SUBACK: this.onSuback(frame, out); return
-      case PacketType.UNSUBACK: this.onUnsuback(frame, out); return
+      case PacketType.SUBACK: onSuback(this, frame, out); return
+      case PacketType.UNSUBACK: onUnsuback(this, frame, out); return
       case PacketType.DISCONNECT:
         this.disconnectSent = true
         this.disconnectBy ??= 'server'
@@ -1688,33 +1481,6 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Dis
     return Buffer.alloc(0)
   }
 
-  private onSuback (frame: Frame, out: Buffer[]): void {
-    const id = ackPacketId(frame)
-    const part = this.subParts.get(id)
-    if (!part) { out.push(frame.buf); return }
-    this.subParts.delete(id)
-    if (this.subParts.size === 0) this.retainedOrder?.subscriptionsAnswered()
-    const packet = decodeFrame(frame, this.version) as ISubackPacket | Error
-    const code = packet instanceof Error ? ReasonCode.UnspecifiedError : (packet.granted[0] as number | undefined) ?? ReasonCode.UnspecifiedError
-    if (part.pending.settle(part.index, code)) out.push(this.encodeSuback(part.pending))
-  }
-
-  private onUnsuback (frame: Frame, out: Buffer[]): void {
-    const id = ackPacketId(frame)
-    const merge = this.unsubParts.get(id)
-    if (!merge) { out.push(frame.buf); return }
-    this.unsubParts.delete(id)
-    const packet = decodeFrame(frame, this.version) as IUnsubackPacket | Error
-    const granted = packet instanceof Error ? [] : (packet.granted ?? [])
-    merge.indexes.forEach((target, i) => { merge.codes[target] = (granted[i] as number | undefined) ?? ReasonCode.Success })
-    out.push(this.encodeUnsuback(merge.messageId, merge.codes))
-  }
-
-  private encodeSuback (pending: PendingSuback): Buffer {
-    const packet: ISubackPacket = { cmd: 'suback', messageId: pending.messageId, granted: pending.codes.map(c => c ?? ReasonCode.UnspecifiedError) }
-    return encode(packet, this.version)
-  }
-
   /**
    * [MQTT-3.1.2-24] nothing larger than the client's Maximum Packet Size goes
    * out: Reason String and User Properties are left out first
@@ -1742,7 +1508,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Dis
 
   // ---------------------------------------------------------------- helpers
 
-  private writeToClient (buf: Buffer): void {
+  writeToClient (buf: Buffer): void {
     this.writeOut([buf])
   }
 
