@@ -1,8 +1,4 @@
-/**
- * What the gateway does with one packet from the client: each flow's
- * handler answers with a verdict, which connection.ts `processInbound`
- * applies in the client's order.
- */
+/** What the gateway does with a frame from the client, as a flow decides it. */
 import type { Packet } from 'mqtt-packet'
 
 export type Verdict =
