@@ -47,7 +47,7 @@ import type { ConnectionPolicy } from '../auth/admission.js'
 import { DROP, PASS, type Verdict } from './flows/verdict.js'
 import { brokerWroteConnack, connackWritten, fitConnackToClient, onConnack, onConnect, type ConnectHost } from './flows/connect.js'
 import { onAuth, type AuthState, type EnhancedAuthResult } from './flows/auth.js'
-import { onSubscribeInOrder, onSuback, onUnsuback, onUnsubscribe, routeDeliveries, subscribesPending, type SubscribeHost, type SubscribeState } from './flows/subscribe.js'
+import { onSubscribeInOrder, onSuback, onUnsuback, onUnsubscribe, subscribesPending, type SubscribeHost, type SubscribeState } from './flows/subscribe.js'
 import { classifyBrokerError, disconnectReasonCode, onDisconnect, type DisconnectHost } from './flows/disconnect.js'
 
 export type { Transport }
@@ -225,7 +225,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Dis
 
   /** the client has subscribed with a Subscription Identifier (deliveries must look them up) */
   usesSubscriptionIds = false
-  /** QoS 0 subscriptions may carry QoS 1/2 messages (`routeDeliveries`) */
+  /** QoS 0 subscriptions may carry QoS 1/2 messages (flows/subscribe.ts `routeDeliveries`) */
   deliveriesRouted = false
 
   constructor (
