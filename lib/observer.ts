@@ -2,7 +2,7 @@
  * What the protocol gateway reports as it works, for metrics (lib/metrics).
  * Calls sit on the hot path: implementations only count.
  */
-import type { Transport } from './protocol/connection.js'
+import type { Transport } from './protocol/transport-kind.js'
 
 export type DropReason =
   | 'packet-too-large'

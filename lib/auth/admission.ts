@@ -4,10 +4,34 @@
  * documented default (README, "Security and limits").
  */
 import type { IConnectPacket } from 'mqtt-packet'
-import type { Connection, ConnectionPolicy } from '../protocol/connection.js'
 import { ReasonCode } from '../protocol/reason-codes.js'
 import { RateLimiter } from './rate-limit.js'
 import type { SecurityPolicy } from './policy.js'
+
+/** A connection as the policy sees it (the gateway's Connection is one). */
+export interface PolicySubject {
+  readonly client: { readonly id: string }
+  /** the Client Identifier of the CONNECT, before the broker assigns one */
+  readonly connectClientId: string | undefined
+  /** who the client authenticated as (user name, certificate CN, or SCRAM user) */
+  readonly authenticatedAs: string | undefined
+  readonly username: string | undefined
+  readonly meta: { readonly remoteAddress: string | undefined }
+}
+
+/** Admission, authorization and limits the gateway applies (lib/broker.ts builds it). */
+export interface ConnectionPolicy {
+  /** at CONNECT: undefined to go on, or the reason code to refuse it with */
+  admit (conn: PolicySubject, connect: IConnectPacket): number | undefined
+  mayPublish (conn: PolicySubject, topic: string): boolean
+  maySubscribe (conn: PolicySubject, filter: string): boolean
+  /** may the client be sent messages on `topic` (the ACL's read right)? */
+  mayReceive (conn: PolicySubject, topic: string): boolean
+  /** per PUBLISH from the client: false when it exceeds its message rate */
+  takePublish (conn: PolicySubject): boolean
+  /** subscriptions one client may hold */
+  readonly maxSubscriptions: number
+}
 
 export interface Limits {
   /** connected clients at most; further CONNECTs get 0x89 Server busy (3.1.1: 3) */
@@ -38,13 +62,13 @@ export function createConnectionPolicy (
   const perAddress = limits.connectionRate > 0
     ? new RateLimiter({ capacity: limits.connectionRate * 2, refillPerSecond: limits.connectionRate })
     : undefined
-  const perClient = new WeakMap<Connection, RateLimiter>()
-  const aclClient = (conn: Connection): { clientId: string, username: string | undefined } =>
+  const perClient = new WeakMap<PolicySubject, RateLimiter>()
+  const aclClient = (conn: PolicySubject): { clientId: string, username: string | undefined } =>
     ({ clientId: conn.client.id ?? conn.connectClientId ?? '', username: conn.authenticatedAs ?? conn.username })
 
   return {
     maxSubscriptions: limits.maxSubscriptionsPerClient,
-    admit (conn: Connection, connect: IConnectPacket): number | undefined {
+    admit (conn: PolicySubject, connect: IConnectPacket): number | undefined {
       if (connect.clientId.length > limits.maxClientIdLength) return ReasonCode.ClientIdentifierNotValid
       if (perAddress && !perAddress.take(conn.meta.remoteAddress ?? 'unknown')) return ReasonCode.ConnectionRateExceeded
       if (connectedClients() >= limits.maxConnections) return ReasonCode.ServerBusy
@@ -68,5 +92,3 @@ export function createConnectionPolicy (
     }
   }
 }
-
-export { type ConnectionPolicy }

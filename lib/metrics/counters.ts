@@ -7,7 +7,7 @@
  * `labels(...)` child, hashes the label set on every call.)
  */
 import type { BrokerObserver, DropReason } from '../observer.js'
-import type { Transport } from '../protocol/connection.js'
+import type { Transport } from '../protocol/transport-kind.js'
 
 export const TRANSPORTS: readonly Transport[] = ['tcp', 'tls', 'ws', 'wss']
 /** protocol levels a CONNECT can be accepted with: 3 (3.1), 4 (3.1.1), 5 */

@@ -2,7 +2,7 @@
  * SUBSCRIBE (spec 3.8) as the gateway handles it: every filter is checked
  * here and answered with its own reason code, so one bad filter never closes
  * the connection; the accepted filters go to aedes one per SUBSCRIBE, and
- * their SUBACKs are merged back into one (see outbound/suback.ts).
+ * their SUBACKs are merged back into one (flows/subscribe.ts).
  */
 import type { ISubscribePacket, ISubscription } from 'mqtt-packet'
 import { ReasonCode } from '../reason-codes.js'

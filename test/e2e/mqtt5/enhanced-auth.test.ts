@@ -3,8 +3,9 @@
  * re-authentication, with a challenge-response test Authenticator
  * (test/helpers/challenge-auth.ts).
  *
- * Implemented in lib/protocol/connection.ts (onConnect, startConnectAuth,
- * onAuth, onAuthStep, onConnack) behind the Authenticator interface of
+ * Implemented in lib/protocol/flows/auth.ts (startConnectAuth, onAuth,
+ * onAuthStep) and flows/connect.ts (onConnect, onConnack) behind the
+ * Authenticator interface of
  * lib/protocol/auth.ts.
  */
 import t, { type Test } from 'tap'

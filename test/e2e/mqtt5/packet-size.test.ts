@@ -4,7 +4,8 @@
  * PUBLISH that does not fit is dropped and its flow completed as if it had
  * been delivered, so it neither blocks the client's window nor stays queued.
  *
- * Implemented in lib/protocol/connection.ts (learnConnect, sendPublish,
+ * Implemented in lib/protocol/flows/connect.ts (learnConnect,
+ * fitConnackToClient) and lib/protocol/connection.ts (sendPublish,
  * dropPublish, fitBuf).
  */
 import t from 'tap'

@@ -4,7 +4,7 @@
  *
  * Implemented in lib/protocol/inbound/publish.ts (checkPublishHeader),
  * lib/protocol/inbound/subscribe.ts (checkSubscription) and
- * lib/protocol/connection.ts (onConnect for the Will, onConnack).
+ * lib/protocol/flows/connect.ts (onConnect for the Will, onConnack).
  */
 import t from 'tap'
 import type mqtt from 'mqtt-packet'

@@ -4,7 +4,8 @@
  *
  * Implemented in lib/protocol/connection.ts (onOutboundAck for 0x10,
  * refusePublish/sendAck, onPublish for 0x91, onClientPubrel/onClientPubrec
- * for 0x92, onSubscribe, classifyBrokerError for 0x8D and 0x81),
+ * for 0x92), lib/protocol/flows/ (subscribe.ts onSubscribe,
+ * disconnect.ts classifyBrokerError for 0x8D and 0x81),
  * lib/protocol/inbound/publish.ts (0x90, 0x99), lib/broker.ts
  * (authorizePublish for $SYS).
  */

@@ -6,7 +6,7 @@
  * Implemented in lib/protocol/delivery.ts (forwardCorrections,
  * matchingSubscriptions, shouldDeliverWithQoS), lib/aedes-internals.ts
  * (routeQoS0Delivery), lib/protocol/inbound/subscribe.ts (checkSubscription)
- * and lib/protocol/connection.ts (onSubscribe, onConnack).
+ * and lib/protocol/flows/ (subscribe.ts onSubscribe, connect.ts onConnack).
  */
 import t from 'tap'
 import type mqtt from 'mqtt-packet'

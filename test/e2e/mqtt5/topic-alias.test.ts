@@ -5,7 +5,8 @@
  * 0x94); culex advertises the configured Topic Alias Maximum and follows the
  * mapping in lib/protocol/connection.ts (onPublish).
  * Outbound: lib/protocol/outbound/topic-alias.ts (OutboundAliases) and
- * lib/protocol/connection.ts (learnConnect, sendPublish, alias).
+ * lib/protocol/flows/connect.ts (learnConnect) and lib/protocol/connection.ts
+ * (sendPublish, alias).
  */
 import t, { type Test } from 'tap'
 import mqtt from 'mqtt-packet'

@@ -5,7 +5,8 @@
  * CONNECT nothing the client sent is processed at all.
  *
  * Implemented in lib/protocol/inbound/connack-gate.ts, applied by
- * lib/protocol/connection.ts (processInbound, connackWritten).
+ * lib/protocol/connection.ts (processInbound) and lib/protocol/flows/connect.ts
+ * (connackWritten, brokerWroteConnack).
  */
 import t, { type Test } from 'tap'
 import { join } from 'node:path'

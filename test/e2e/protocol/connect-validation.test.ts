@@ -7,8 +7,8 @@
  * crash of issue 13) fails the whole file.
  *
  * Implemented in lib/protocol/inbound/connect-rules.ts, property-rules.ts,
- * inbound/disconnect-auth.ts and connection.ts (onConnect, onDisconnect,
- * sendFinal, fitConnack).
+ * inbound/disconnect-auth.ts, flows/connect.ts (onConnect, fitConnackToClient),
+ * flows/disconnect.ts (onDisconnect) and connection.ts (sendFinal).
  */
 import t, { type Test } from 'tap'
 import type mqtt from 'mqtt-packet'

@@ -4,8 +4,9 @@
  * retained messages, subscription identifiers and QoS of shared deliveries,
  * groups side by side, and 3.1.1 members.
  *
- * Implemented in lib/protocol/connection.ts (onConnack, onSubscribe,
- * checkShared, joinShared, onUnsubscribe), lib/protocol/topic.ts
+ * Implemented in lib/protocol/flows/connect.ts (onConnack),
+ * lib/protocol/flows/subscribe.ts (onSubscribe, checkShared, joinShared,
+ * onUnsubscribe), lib/protocol/topic.ts
  * (parseSharedFilter) and lib/shared/dispatcher.ts (deliver, memberProperties).
  */
 import t from 'tap'
