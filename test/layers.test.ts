@@ -17,7 +17,7 @@ export const LAYERS: ReadonlyArray<{ name: string, members: readonly string[] }>
   {
     name: 'wire facts',
     members: [
-      'lib/version.ts', 'lib/logging.ts', 'lib/repeated-log.ts',
+      'lib/version.ts', 'lib/logging.ts', 'lib/repeated-log.ts', 'lib/errors.ts',
       'lib/protocol/reason-codes.ts', 'lib/protocol/topic.ts', 'lib/protocol/utf8.ts',
       'lib/protocol/frame.ts', 'lib/protocol/codec.ts', 'lib/protocol/decode.ts',
       'lib/protocol/packet-id-table.ts', 'lib/protocol/auth.ts', 'lib/protocol/property-rules.ts',
@@ -25,7 +25,7 @@ export const LAYERS: ReadonlyArray<{ name: string, members: readonly string[] }>
     ]
   },
   { name: 'aedes quarantine', members: ['lib/aedes-internals.ts'] },
-  { name: 'services', members: ['lib/auth/', 'lib/persistence/', 'lib/config/', 'lib/errors.ts', 'lib/store.ts'] },
+  { name: 'services', members: ['lib/auth/', 'lib/persistence/', 'lib/config/', 'lib/store.ts'] },
   { name: 'shared', members: ['lib/shared/'] },
   { name: 'gateway', members: ['lib/protocol/', 'lib/observer.ts'] },
   { name: 'broker', members: ['lib/broker.ts'] },
