@@ -33,7 +33,7 @@ import { LocalSelector, strategyResolver, groupName, type Candidate, type Member
 import type { ShareStore, StoredMember, StoredMessage } from './store.js'
 import { allocatePacketId } from '../aedes-internals.js'
 import { topicMatches } from '../protocol/topic.js'
-import { PacketIdTable } from './packet-ids.js'
+import { PacketIdTable } from '../protocol/packet-id-table.js'
 import { repeatedLog } from '../repeated-log.js'
 
 /** Broker id marking a shared delivery: `SHARED_BROKER_ID + group key`. */
