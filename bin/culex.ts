@@ -13,7 +13,6 @@ import type { RawSettings } from '../lib/config/load.js'
 import { startServer, type CulexServer } from '../lib/server.js'
 import { createLogger } from '../lib/logging.js'
 import { isCulexError } from '../lib/errors.js'
-import { CulexPersistenceError } from '../lib/persistence/errors.js'
 import { version } from '../lib/version.js'
 
 /** One line on stderr (commander's messages may span several), exit 2. */
@@ -41,7 +40,7 @@ async function runBroker (flags: RawSettings, file: string | undefined): Promise
     logger.fatal({ err }, 'culex could not start')
     process.stderr.write(`culex: ${(err as Error).message}\n`)
     // a damaged store is for the operator to repair, as a bad configuration is to fix
-    process.exit(err instanceof CulexPersistenceError && err.code === 'CULEX_ERR_STORE_DAMAGED' ? 2 : 1)
+    process.exit(isCulexError(err, 'CULEX_ERR_STORE_DAMAGED') ? 2 : 1)
   }
   logger.info({ version, persistence: config.persistence, dataDir: config.dataDir }, 'culex started')
 

@@ -210,7 +210,7 @@ export async function startServer (input: ConfigInput | Config = {}, options: St
 
 async function loadTls (config: Config): Promise<TlsFiles | undefined> {
   if (!config.tlsKey && !config.tlsCert) return undefined
-  if (!config.tlsKey || !config.tlsCert) throw new CulexError('CULEX_TLS_CONFIG', 'set both tlsKey and tlsCert')
+  if (!config.tlsKey || !config.tlsCert) throw new CulexError('CULEX_ERR_TLS_CONFIG', ['set both tlsKey and tlsCert'])
   const [key, cert, ca] = await Promise.all([
     readFile(config.tlsKey), readFile(config.tlsCert), config.tlsCa ? readFile(config.tlsCa) : undefined
   ])

@@ -17,7 +17,7 @@ export const LAYERS: ReadonlyArray<{ name: string, members: readonly string[] }>
   {
     name: 'wire facts',
     members: [
-      'lib/version.ts', 'lib/logging.ts', 'lib/repeated-log.ts',
+      'lib/version.ts', 'lib/logging.ts', 'lib/repeated-log.ts', 'lib/errors.ts',
       'lib/protocol/reason-codes.ts', 'lib/protocol/topic.ts', 'lib/protocol/utf8.ts',
       'lib/protocol/frame.ts', 'lib/protocol/codec.ts', 'lib/protocol/decode.ts',
       'lib/protocol/packet-id-table.ts', 'lib/protocol/auth.ts', 'lib/protocol/property-rules.ts', 'lib/protocol/transport-kind.ts',
@@ -25,7 +25,7 @@ export const LAYERS: ReadonlyArray<{ name: string, members: readonly string[] }>
     ]
   },
   { name: 'aedes quarantine', members: ['lib/aedes-internals.ts'] },
-  { name: 'services', members: ['lib/auth/', 'lib/persistence/', 'lib/config/', 'lib/errors.ts', 'lib/store.ts'] },
+  { name: 'services', members: ['lib/auth/', 'lib/persistence/', 'lib/config/', 'lib/store.ts', 'lib/shared/strategy-names.ts'] },
   { name: 'shared', members: ['lib/shared/'] },
   { name: 'gateway', members: ['lib/protocol/', 'lib/observer.ts'] },
   { name: 'broker', members: ['lib/broker.ts', 'lib/broker/'] },
@@ -40,7 +40,6 @@ export const FORBIDDEN: ReadonlyArray<{ from: string, to: string, why: string }>
 
 /** Today's violations; the architecture issue empties this list. */
 export const ALLOWED: ReadonlyArray<{ from: string, to: string, why: string }> = [
-  { from: 'lib/config/schema.ts', to: 'lib/shared/strategies.ts', why: 'the schema lists the strategy names' },
   { from: 'lib/persistence/store.ts', to: 'lib/shared/store.ts', why: 'the store implements the shared-group log' },
   { from: 'lib/persistence/level.ts', to: 'lib/shared/store.ts', why: 'the store implements the shared-group log' }
 ]

@@ -170,7 +170,7 @@ export async function startAdminServer (opts: AdminServerOptions): Promise<Admin
   try {
     await once(server, 'listening')
   } catch (err) {
-    throw new CulexError('CULEX_LISTEN_FAILED', `admin on ${opts.host}:${opts.port}: ${(err as Error).message}`, { cause: err })
+    throw new CulexError('CULEX_ERR_LISTEN_FAILED', [`admin on ${opts.host}:${opts.port}: ${(err as Error).message}`], { cause: err })
   }
   const address = server.address() as AddressInfo
   port = address.port

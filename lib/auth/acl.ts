@@ -35,7 +35,7 @@
  *   A %u pattern does not apply to an anonymous client.
  */
 import { readFile } from 'node:fs/promises'
-import { AuthError, AuthErrorCodes } from './errors.js'
+import { CulexError } from '../errors.js'
 import {
   filterCovers,
   isValidTopicFilter,
@@ -177,7 +177,7 @@ export function parseAcl (text: string, source = 'ACL'): Acl {
   for (let i = 0; i < lines.length; i++) {
     const lineNo = i + 1
     const fail = (why: string): never => {
-      throw new AuthError(AuthErrorCodes.ACL_SYNTAX, `${source}: line ${lineNo}: ${why}`, lineNo)
+      throw new CulexError('CULEX_ERR_ACL_SYNTAX', [`${source}: line ${lineNo}: ${why}`], { line: lineNo })
     }
     const line = (lines[i] as string).trim()
     if (line === '' || line.startsWith('#')) continue
@@ -222,7 +222,7 @@ export async function loadAclFile (path: string): Promise<Acl> {
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(raw)
   } catch {
-    throw new AuthError(AuthErrorCodes.ACL_SYNTAX, `${path}: not valid UTF-8`)
+    throw new CulexError('CULEX_ERR_ACL_SYNTAX', [`${path}: not valid UTF-8`])
   }
   return parseAcl(text, path)
 }

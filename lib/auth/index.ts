@@ -3,7 +3,6 @@
  * password file (scrypt + SCRAM credentials), `culex passwd`, SCRAM-SHA-256
  * server exchange, mosquitto-syntax ACLs, and login throttling.
  */
-export * from './errors.js'
 export * from './password-file.js'
 export * from './passwd-command.js'
 export * from './scram.js'

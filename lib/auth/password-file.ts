@@ -22,7 +22,7 @@
 import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto'
 import { open, readFile, rename, rm } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
-import { AuthError, AuthErrorCodes } from './errors.js'
+import { CulexError } from '../errors.js'
 import { decodeBase64Strict, parsePositiveInt } from './encoding.js'
 import {
   DEFAULT_SCRAM_ITERATIONS,
@@ -118,16 +118,16 @@ export function usernameProblem (user: string): string | undefined {
 
 function assertUsername (user: string): void {
   const problem = usernameProblem(user)
-  if (problem !== undefined) throw new AuthError(AuthErrorCodes.INVALID_USERNAME, problem)
+  if (problem !== undefined) throw new CulexError('CULEX_ERR_INVALID_USERNAME', [problem])
 }
 
 /** Hashes a password for storage: scrypt always, SCRAM-SHA-256 when the password allows it. */
 export async function hashPassword (password: string, options: HashOptions = {}): Promise<Credentials> {
-  if (password.length === 0) throw new AuthError(AuthErrorCodes.INVALID_PASSWORD, 'password is empty')
+  if (password.length === 0) throw new CulexError('CULEX_ERR_INVALID_PASSWORD', ['password is empty'])
   const params: ScryptParams = { ...DEFAULT_SCRYPT_PARAMS, ...options.scrypt }
   const iterations = options.scramIterations ?? DEFAULT_SCRAM_ITERATIONS
   const problem = scryptParamsProblem(params) ?? scramIterationsProblem(iterations)
-  if (problem !== undefined) throw new AuthError(AuthErrorCodes.INVALID_HASH_PARAMETERS, problem)
+  if (problem !== undefined) throw new CulexError('CULEX_ERR_INVALID_HASH_PARAMETERS', [problem])
 
   const salt = randomBytes(SCRYPT_SALT_BYTES)
   const hash = await scryptAsync(Buffer.from(password, 'utf8'), salt, SCRYPT_HASH_BYTES, scryptOptions(params))
@@ -145,7 +145,7 @@ export async function hashPassword (password: string, options: HashOptions = {})
  */
 export async function verifyPassword (creds: Credentials, password: string | Buffer): Promise<boolean> {
   const problem = scryptParamsProblem(creds.scrypt)
-  if (problem !== undefined) throw new AuthError(AuthErrorCodes.INVALID_HASH_PARAMETERS, problem)
+  if (problem !== undefined) throw new CulexError('CULEX_ERR_INVALID_HASH_PARAMETERS', [problem])
   const bytes = typeof password === 'string' ? Buffer.from(password, 'utf8') : password
   const expected = creds.scrypt.hash
   const actual = await scryptAsync(bytes, creds.scrypt.salt, expected.length, scryptOptions(creds.scrypt))
@@ -186,7 +186,7 @@ export function parsePasswordFile (text: string, source = 'password file'): Pass
   for (let i = 0; i < lines.length; i++) {
     const lineNo = i + 1
     const fail = (why: string): never => {
-      throw new AuthError(AuthErrorCodes.PASSWORD_FILE_SYNTAX, `${source}: line ${lineNo}: ${why}`, lineNo)
+      throw new CulexError('CULEX_ERR_PASSWORD_FILE_SYNTAX', [`${source}: line ${lineNo}: ${why}`], { line: lineNo })
     }
     const line = (lines[i] as string).replace(/\r$/, '')
     if (line.trim() === '' || line.startsWith('#')) continue
@@ -240,7 +240,7 @@ export async function loadPasswordFile (path: string): Promise<PasswordDb> {
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(raw)
   } catch {
-    throw new AuthError(AuthErrorCodes.PASSWORD_FILE_SYNTAX, `${path}: not valid UTF-8`)
+    throw new CulexError('CULEX_ERR_PASSWORD_FILE_SYNTAX', [`${path}: not valid UTF-8`])
   }
   return parsePasswordFile(text, path)
 }

@@ -77,7 +77,7 @@ function check (settings: Record<string, unknown>, describe: (key: string) => st
     const schema = Object.hasOwn(shape, key) ? shape[key] : undefined
     if (schema === undefined) {
       const suggestion = closest(key, configKeys)
-      throw new CulexError('CULEX_CONFIG_INVALID', `${key} (${describe(key)}): not a culex setting` + (suggestion === undefined ? '' : `; did you mean ${suggestion}?`))
+      throw new CulexError('CULEX_ERR_CONFIG_INVALID', [`${key} (${describe(key)}): not a culex setting` + (suggestion === undefined ? '' : `; did you mean ${suggestion}?`)])
     }
     let message: string
     try {
@@ -88,7 +88,7 @@ function check (settings: Record<string, unknown>, describe: (key: string) => st
     } catch (err) {
       message = `${key} (${describe(key)}): ${(err as Error).message}`
     }
-    throw new CulexError('CULEX_CONFIG_INVALID', message)
+    throw new CulexError('CULEX_ERR_CONFIG_INVALID', [message])
   }
 }
 
@@ -97,16 +97,16 @@ export async function readConfigFile (path: string): Promise<RawSettings> {
   try {
     text = await readFile(path, 'utf8')
   } catch (err) {
-    throw new CulexError('CULEX_CONFIG_FILE', `${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+    throw new CulexError('CULEX_ERR_CONFIG_FILE', [`${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`])
   }
   let data: unknown
   try {
     data = JSON.parse(text)
   } catch (err) {
-    throw new CulexError('CULEX_CONFIG_FILE', `${path}: not valid JSON (${(err as Error).message})`)
+    throw new CulexError('CULEX_ERR_CONFIG_FILE', [`${path}: not valid JSON (${(err as Error).message})`])
   }
   if (typeof data !== 'object' || data === null || Array.isArray(data)) {
-    throw new CulexError('CULEX_CONFIG_FILE', `${path}: expected a JSON object`)
+    throw new CulexError('CULEX_ERR_CONFIG_FILE', [`${path}: expected a JSON object`])
   }
   return data as RawSettings
 }
@@ -126,7 +126,7 @@ export async function loadConfig (sources: ConfigSources): Promise<Config> {
   const result = ConfigSchema.safeParse(merged)
   if (!result.success) {
     const issue = result.error.issues[0] as z.core.$ZodIssue
-    throw new CulexError('CULEX_CONFIG_INVALID', `${issue.path.join('.') || 'config'}: ${issue.message}`)
+    throw new CulexError('CULEX_ERR_CONFIG_INVALID', [`${issue.path.join('.') || 'config'}: ${issue.message}`])
   }
   return result.data
 }

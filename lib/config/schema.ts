@@ -4,7 +4,7 @@
  * it (zod), and merged with the precedence flags > env > file > defaults.
  */
 import { z } from 'zod'
-import { STRATEGIES } from '../shared/strategies.js'
+import { STRATEGIES } from '../shared/strategy-names.js'
 
 /** A port: 1-65535, 0 = listener off, or "auto" for a port the OS picks (tests, scripts). */
 const port = z.union([

@@ -3,7 +3,7 @@
 // LevelDB message. Used at open (level.ts) and by `culex repair`.
 import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { persistenceError, type CulexPersistenceError } from './errors.js'
+import { CulexError } from '../errors.js'
 
 /** Files LevelDB writes: tables, write-ahead logs, manifests. */
 const LEVELDB_DATA_FILE = /^(?:\d+\.(?:ldb|sst|log)|MANIFEST-\d+)$/
@@ -31,13 +31,13 @@ export async function listStoreFiles (dir: string): Promise<DirListing> {
  * store there, would start an empty one and delete the old tables as
  * obsolete, so this is refused before LevelDB ever sees it.
  */
-export function missingCurrent (dir: string, listing: DirListing): CulexPersistenceError | undefined {
+export function missingCurrent (dir: string, listing: DirListing): CulexError | undefined {
   if (listing.hasCurrent || listing.dataFiles.length === 0) return undefined
   return damaged(dir, 'the CURRENT file is missing, so LevelDB cannot tell which MANIFEST describes the store')
 }
 
-function damaged (dir: string, what: string, cause?: unknown): CulexPersistenceError {
-  return persistenceError('CULEX_ERR_STORE_DAMAGED', [dir, what, dir], cause)
+function damaged (dir: string, what: string, cause?: unknown): CulexError {
+  return new CulexError('CULEX_ERR_STORE_DAMAGED', [dir, what], { cause })
 }
 
 interface LevelFailure { code: 'LEVEL_CORRUPTION' | 'LEVEL_IO_ERROR', message: string }
@@ -70,7 +70,7 @@ async function currentManifest (dir: string): Promise<string | undefined> {
  * store, or undefined when the failure is not damage to the files (a lock, a
  * permission, a full disk).
  */
-export async function describeDamage (dir: string, err: unknown): Promise<CulexPersistenceError | undefined> {
+export async function describeDamage (dir: string, err: unknown): Promise<CulexError | undefined> {
   const failure = levelFailure(err)
   if (failure === undefined || NOT_DAMAGE.test(failure.message)) return undefined
   const leveldb = `LevelDB: ${failure.message}`

@@ -1,12 +1,12 @@
 // culex persistence: the aedes async persistence interface plus session
 // metadata, stats and drop events, over memory or LevelDB.
-import { persistenceError } from './errors.js'
+import { CulexError } from '../errors.js'
 import { LevelPersistence } from './level.js'
 import { MemoryPersistence } from './memory.js'
 import type { CulexPersistence, PersistenceOptions } from './types.js'
 
 export type * from './types.js'
-export { CulexPersistenceError, PersistenceErrors, type PersistenceErrorCode } from './errors.js'
+export { CulexError, ErrorCodes, isCulexError, type ErrorCode } from '../errors.js'
 export { MemoryPersistence } from './memory.js'
 export { LevelPersistence, STORE_FORMAT } from './level.js'
 export { DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_QUEUED_MESSAGES } from './store.js'
@@ -17,7 +17,7 @@ export function createPersistence (opts: PersistenceOptions): CulexPersistence {
     case 'memory':
       return new MemoryPersistence({ limits: opts.limits, logger: opts.logger })
     case 'level':
-      if (typeof opts.dataDir !== 'string' || opts.dataDir.length === 0) throw persistenceError('CULEX_ERR_DATA_DIR_REQUIRED')
+      if (typeof opts.dataDir !== 'string' || opts.dataDir.length === 0) throw new CulexError('CULEX_ERR_DATA_DIR_REQUIRED')
       return new LevelPersistence({
         dataDir: opts.dataDir,
         fsync: opts.fsync,

@@ -7,7 +7,7 @@ import { Level } from 'level'
 import type { StoredMember } from '../shared/store.js'
 import type { Logger } from 'pino'
 import { decodePacket, decodeRecord, encodeRecord } from './codec.js'
-import { persistenceError } from './errors.js'
+import { CulexError } from '../errors.js'
 import { describeDamage, listStoreFiles, missingCurrent } from './damage.js'
 import { GroupCommit } from './group-commit.js'
 import { repeatedLog } from '../repeated-log.js'
@@ -67,7 +67,7 @@ export class LevelPersistence extends BaseStore {
   constructor (opts: LevelPersistenceOptions) {
     super({ limits: opts.limits, logger: opts.logger, cacheBytes: opts.cacheBytes ?? DEFAULT_CACHE_BYTES })
     if (typeof opts.dataDir !== 'string' || opts.dataDir.length === 0) {
-      throw persistenceError('CULEX_ERR_DATA_DIR_REQUIRED')
+      throw new CulexError('CULEX_ERR_DATA_DIR_REQUIRED')
     }
     this.dataDir = opts.dataDir
     this.#fsync = opts.fsync ?? false
@@ -79,7 +79,7 @@ export class LevelPersistence extends BaseStore {
   }
 
   open (): Promise<void> {
-    if (this.closed) return Promise.reject(persistenceError('CULEX_ERR_PERSISTENCE_CLOSED'))
+    if (this.closed) return Promise.reject(new CulexError('CULEX_ERR_PERSISTENCE_CLOSED'))
     this.#opening ??= this.#open()
     return this.#opening
   }
@@ -89,13 +89,13 @@ export class LevelPersistence extends BaseStore {
     try {
       await mkdir(dir, { recursive: true })
     } catch (err) {
-      throw persistenceError('CULEX_ERR_DATA_DIR_OPEN', [dir, describe(err)], err)
+      throw new CulexError('CULEX_ERR_DATA_DIR_OPEN', [dir, describe(err)], { cause: err })
     }
     let listing
     try {
       listing = await listStoreFiles(dir)
     } catch (err) {
-      throw persistenceError('CULEX_ERR_DATA_DIR_OPEN', [dir, describe(err)], err)
+      throw new CulexError('CULEX_ERR_DATA_DIR_OPEN', [dir, describe(err)], { cause: err })
     }
     const noCurrent = missingCurrent(dir, listing)
     if (noCurrent !== undefined) throw noCurrent
@@ -103,8 +103,8 @@ export class LevelPersistence extends BaseStore {
     try {
       await db.open()
     } catch (err) {
-      if (isLocked(err)) throw persistenceError('CULEX_ERR_DATA_DIR_LOCKED', [dir], err)
-      throw await describeDamage(dir, err) ?? persistenceError('CULEX_ERR_DATA_DIR_OPEN', [dir, describe(err)], err)
+      if (isLocked(err)) throw new CulexError('CULEX_ERR_DATA_DIR_LOCKED', [dir], { cause: err })
+      throw await describeDamage(dir, err) ?? new CulexError('CULEX_ERR_DATA_DIR_OPEN', [dir, describe(err)], { cause: err })
     }
     try {
       await this.#checkFormat(db)
@@ -133,7 +133,7 @@ export class LevelPersistence extends BaseStore {
       // a fresh directory gets the format record; anything else without one
       // was not written by culex (e.g. aedes-persistence-level)
       for await (const key of db.keys({ limit: 1 })) {
-        throw persistenceError('CULEX_ERR_DATA_DIR_FOREIGN', [this.dataDir], new Error(`first key ${JSON.stringify(key)}`))
+        throw new CulexError('CULEX_ERR_DATA_DIR_FOREIGN', [this.dataDir], { cause: new Error(`first key ${JSON.stringify(key)}`) })
       }
       await db.put(KEY.format, encodeRecord({ format: STORE_FORMAT }), { sync: true })
       return
@@ -142,11 +142,11 @@ export class LevelPersistence extends BaseStore {
     try {
       format = (decodeRecord(raw) as { format?: unknown }).format
     } catch (err) {
-      throw persistenceError('CULEX_ERR_DATA_DIR_FOREIGN', [this.dataDir], err)
+      throw new CulexError('CULEX_ERR_DATA_DIR_FOREIGN', [this.dataDir], { cause: err })
     }
-    if (typeof format !== 'number') throw persistenceError('CULEX_ERR_DATA_DIR_FOREIGN', [this.dataDir])
+    if (typeof format !== 'number') throw new CulexError('CULEX_ERR_DATA_DIR_FOREIGN', [this.dataDir])
     if (format > STORE_FORMAT) {
-      throw persistenceError('CULEX_ERR_DATA_FORMAT_TOO_NEW', [this.dataDir, format, STORE_FORMAT])
+      throw new CulexError('CULEX_ERR_DATA_FORMAT_TOO_NEW', [this.dataDir, format, STORE_FORMAT])
     }
   }
 

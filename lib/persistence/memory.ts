@@ -1,7 +1,7 @@
 // In-memory store (tests, benchmarks, `--persistence memory`): the shared
 // store logic with no backend. Nothing survives the process.
 import type { Logger } from 'pino'
-import { persistenceError } from './errors.js'
+import { CulexError } from '../errors.js'
 import { BaseStore } from './store.js'
 import type { PersistenceLimits } from './types.js'
 
@@ -18,7 +18,7 @@ export class MemoryPersistence extends BaseStore {
   }
 
   async open (): Promise<void> {
-    if (this.closed) throw persistenceError('CULEX_ERR_PERSISTENCE_CLOSED')
+    if (this.closed) throw new CulexError('CULEX_ERR_PERSISTENCE_CLOSED')
   }
 
   protected async closeBackend (): Promise<void> {}

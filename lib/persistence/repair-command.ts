@@ -10,7 +10,6 @@
 import { parseArgs } from 'node:util'
 import { loadConfig } from '../config/load.js'
 import { isCulexError } from '../errors.js'
-import { CulexPersistenceError } from './errors.js'
 import { repairStore, type RepairReport } from './repair.js'
 
 export const REPAIR_USAGE = `Usage: culex repair [--data-dir DIR] [--config FILE]
@@ -77,7 +76,7 @@ export async function runRepairCommand (argv: string[], io: RepairIo): Promise<n
     io.stdout.write(`culex repair: ${reportLine(await repairStore(dataDir))}\n`)
     return 0
   } catch (err) {
-    if (!(err instanceof CulexPersistenceError)) throw err
+    if (!isCulexError(err)) throw err
     io.stderr.write(`culex repair: ${err.message}\n`)
     return err.code === 'CULEX_ERR_REPAIR_FAILED' ? 1 : 2
   }

@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { Level } from 'level'
 import { encodeRecord } from './codec.js'
 import { listStoreFiles } from './damage.js'
-import { persistenceError } from './errors.js'
+import { CulexError } from '../errors.js'
 import { LevelPersistence, STORE_FORMAT } from './level.js'
 import { KEY } from './store.js'
 
@@ -54,7 +54,7 @@ async function refuseIfInUse (dir: string): Promise<void> {
   try {
     await probe.open()
   } catch (err) {
-    if (isLocked(err)) throw persistenceError('CULEX_ERR_DATA_DIR_LOCKED', [dir], err)
+    if (isLocked(err)) throw new CulexError('CULEX_ERR_DATA_DIR_LOCKED', [dir], { cause: err })
     return // damaged: what the repair is for
   }
   await probe.close()
@@ -85,7 +85,7 @@ async function restoreFormat (dir: string): Promise<boolean> {
 
 export async function repairStore (dataDir: string): Promise<RepairReport> {
   const listing = await listStoreFiles(dataDir)
-  if (!listing.hasCurrent && listing.dataFiles.length === 0) throw persistenceError('CULEX_ERR_REPAIR_NO_STORE', [dataDir])
+  if (!listing.hasCurrent && listing.dataFiles.length === 0) throw new CulexError('CULEX_ERR_REPAIR_NO_STORE', [dataDir])
   await refuseIfInUse(dataDir)
   const lostBefore = await lostFiles(dataDir)
   let formatRestored: boolean
@@ -93,14 +93,14 @@ export async function repairStore (dataDir: string): Promise<RepairReport> {
     await LevelWithRepair.repair(dataDir)
     formatRestored = await restoreFormat(dataDir)
   } catch (err) {
-    throw persistenceError('CULEX_ERR_REPAIR_FAILED', [dataDir, err instanceof Error ? err.message : String(err), dataDir], err)
+    throw new CulexError('CULEX_ERR_REPAIR_FAILED', [dataDir, err instanceof Error ? err.message : String(err)], { cause: err })
   }
   const lost = [...await lostFiles(dataDir)].filter((f) => !lostBefore.has(f)).sort()
   const store = new LevelPersistence({ dataDir })
   try {
     await store.open()
   } catch (err) {
-    throw persistenceError('CULEX_ERR_REPAIR_FAILED', [dataDir, `the store still does not open (${err instanceof Error ? err.message : String(err)})`, dataDir], err)
+    throw new CulexError('CULEX_ERR_REPAIR_FAILED', [dataDir, `the store still does not open (${err instanceof Error ? err.message : String(err)})`], { cause: err })
   }
   const stats = store.stats()
   await store.close()

@@ -31,6 +31,7 @@
 import type { Aedes, Client } from 'aedes'
 import type { Logger } from 'pino'
 import { assertSessionInternals, clientById, holdsDelayedWill } from '../aedes-internals.js'
+import { isCulexError } from '../errors.js'
 import { repeatedLog } from '../repeated-log.js'
 import type { CulexPersistence, SessionMeta, StoredPacket } from './types.js'
 
@@ -136,7 +137,7 @@ class SessionExpiry implements SessionExpiryHandle {
 
   #fail = (err: unknown): void => {
     // the store closing under a late event (broker shutdown) is not a failure
-    if ((err as { code?: unknown } | null)?.code === 'CULEX_ERR_PERSISTENCE_CLOSED') return
+    if (isCulexError(err, 'CULEX_ERR_PERSISTENCE_CLOSED')) return
     // a failing store fails every expiry and will: one line per interval with the count
     if (this.#logger !== undefined) repeatedLog.log(this.#logger, 'error', 'session expiry failed', { err }, 'session expiry: persistence operation failed')
   }

@@ -25,7 +25,7 @@ import type { Logger } from 'pino'
 import {
   accountedBytes, clonePacket, copyPacket, encodePacket, encodeRecord, packetFromBody, payloadBytes, queuedBody
 } from './codec.js'
-import { persistenceError } from './errors.js'
+import { CulexError } from '../errors.js'
 import type { ShareStore, StoredMember, StoredMessage } from '../shared/store.js'
 import type { GroupCommit } from './group-commit.js'
 import { TopicTree } from './topic-tree.js'
@@ -264,7 +264,7 @@ export abstract class BaseStore implements CulexPersistence {
   }
 
   #checkOpen (): void {
-    if (this.closed) throw persistenceError('CULEX_ERR_PERSISTENCE_CLOSED')
+    if (this.closed) throw new CulexError('CULEX_ERR_PERSISTENCE_CLOSED')
   }
 
   // -------------------------------------------------------------------------
@@ -281,7 +281,7 @@ export abstract class BaseStore implements CulexPersistence {
    *    level store into LevelDB, the promise resolving once it is written.
    */
   storeRetained (packet: StoredPacket): Promise<void> {
-    if (this.closed) return Promise.reject(persistenceError('CULEX_ERR_PERSISTENCE_CLOSED'))
+    if (this.closed) return Promise.reject(new CulexError('CULEX_ERR_PERSISTENCE_CLOSED'))
     const topic = packet.topic
     if (typeof topic !== 'string') return DONE
     const size = payloadBytes(packet)
@@ -744,7 +744,7 @@ export abstract class BaseStore implements CulexPersistence {
     // 3. a message the store refused or dropped under its queue limits is
     //    still delivered to a connected client, best effort; nothing to track.
     if (packet.cmd === 'publish' || packet.cmd === undefined) return
-    throw persistenceError('CULEX_ERR_NO_SUCH_PACKET')
+    throw new CulexError('CULEX_ERR_NO_SUCH_PACKET')
   }
 
   /**
@@ -1119,7 +1119,7 @@ export abstract class BaseStore implements CulexPersistence {
 
   async incomingGetPacket (client: ClientRef, packet: StoredPacket): Promise<StoredPacket> {
     const found = hasId(packet.messageId) ? this.#incoming.get(client.id)?.get(packet.messageId) : undefined
-    if (found === undefined) throw persistenceError('CULEX_ERR_NO_SUCH_PACKET')
+    if (found === undefined) throw new CulexError('CULEX_ERR_NO_SUCH_PACKET')
     return clonePacket(found)
   }
 
@@ -1128,7 +1128,7 @@ export abstract class BaseStore implements CulexPersistence {
     const cid = client.id
     const store = this.#incoming.get(cid)
     if (store === undefined || !hasId(packet.messageId) || !store.has(packet.messageId)) {
-      throw persistenceError('CULEX_ERR_NO_SUCH_PACKET')
+      throw new CulexError('CULEX_ERR_NO_SUCH_PACKET')
     }
     store.delete(packet.messageId)
     this.#incomingCount--

@@ -7,8 +7,11 @@
  * and wait for a full collection. Here ids live in an Int32Array with
  * linear probing; removing an id shifts back the entries after it, so there
  * are no tombstones and the table is only reallocated to grow. Client
- * implementations count ids up one by one, which the identity hash spreads
- * perfectly over a window of in-flight ids.
+ * implementations count ids up one by one, and aedes hands them out in
+ * sequence, which the identity hash spreads perfectly over a window of
+ * in-flight ids. -1 marks a free slot, so an id of 0 (which a malformed
+ * PUBLISH may carry) is held like any other. The gateway keeps a client's
+ * inbound flows here, the shared-subscription dispatcher its deliveries.
  */
 const EMPTY = -1
 const INITIAL_CAPACITY = 16
@@ -66,6 +69,14 @@ export class PacketIdTable<V> {
     this.#values[hole] = undefined
     this.#size--
     return true
+  }
+
+  forEach (fn: (value: V, id: number) => void): void {
+    const ids = this.#ids
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i] as number
+      if (id !== EMPTY) fn(this.#values[i] as V, id)
+    }
   }
 
   #find (id: number): number {

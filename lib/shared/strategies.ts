@@ -5,9 +5,9 @@
  * the local ones without touching the rest.
  */
 import { createHash, randomInt } from 'node:crypto'
+import { STRATEGIES, type Strategy } from './strategy-names.js'
 
-export const STRATEGIES = ['round-robin', 'random', 'sticky', 'hash-clientid', 'hash-topic', 'least-inflight'] as const
-export type Strategy = (typeof STRATEGIES)[number]
+export { STRATEGIES, type Strategy }
 
 /** What a selector sees of an online member. */
 export interface Candidate {

@@ -82,7 +82,7 @@ export async function listenHttp (broker: CulexBroker, opts: HttpListenOptions):
   try {
     await once(server, 'listening')
   } catch (err) {
-    throw new CulexError('CULEX_LISTEN_FAILED', `${name} on ${opts.host}:${opts.port}: ${(err as Error).message}`, { cause: err })
+    throw new CulexError('CULEX_ERR_LISTEN_FAILED', [`${name} on ${opts.host}:${opts.port}: ${(err as Error).message}`], { cause: err })
   }
   const address = server.address() as AddressInfo
   return {

@@ -53,7 +53,7 @@ async function listen (server: net.Server, name: 'tcp' | 'tls', scheme: string, 
   try {
     await once(server, 'listening')
   } catch (err) {
-    throw new CulexError('CULEX_LISTEN_FAILED', `${name} on ${host}:${port}: ${(err as Error).message}`, { cause: err })
+    throw new CulexError('CULEX_ERR_LISTEN_FAILED', [`${name} on ${host}:${port}: ${(err as Error).message}`], { cause: err })
   }
   const address = server.address() as net.AddressInfo
   return {

@@ -2,7 +2,7 @@ import t from 'tap'
 import { chmod, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { loadAclFile, parseAcl, type AclClient } from '../../lib/auth/acl.js'
-import { AuthError, AuthErrorCodes } from '../../lib/auth/errors.js'
+import { CulexError } from '../../lib/errors.js'
 
 const anon: AclClient = { clientId: 'anon-1' }
 const alice: AclClient = { clientId: 'alice-phone', username: 'alice' }
@@ -225,9 +225,9 @@ t.test('syntax errors name the line', async (t) => {
   ]
   for (const [text, line, re] of cases) {
     const err = t.throws(() => parseAcl(text, 'acl.conf')) as unknown
-    t.ok(err instanceof AuthError, JSON.stringify(text))
-    if (!(err instanceof AuthError)) continue
-    t.equal(err.code, AuthErrorCodes.ACL_SYNTAX)
+    t.ok(err instanceof CulexError, JSON.stringify(text))
+    if (!(err instanceof CulexError)) continue
+    t.equal(err.code, 'CULEX_ERR_ACL_SYNTAX')
     t.equal(err.line, line, `${JSON.stringify(text)} -> line ${line}`)
     t.match(err.message, re)
     t.match(err.message, new RegExp(`^acl\\.conf: line ${line}: `))
@@ -238,7 +238,7 @@ t.test('loadAclFile reads a file and reports its path', async (t) => {
   const dir = t.testdir({ 'good.acl': 'user a\ntopic read x/#\n', 'bad.acl': 'topic read ok\ntopic read #/x\n', 'latin1.acl': Buffer.from([0x74, 0x6f, 0x70, 0x69, 0x63, 0x20, 0xe9]) })
   const acl = await loadAclFile(join(dir, 'good.acl'))
   t.ok(acl.check({ clientId: 'c', username: 'a' }, 'x/y', 'read'))
-  await t.rejects(loadAclFile(join(dir, 'bad.acl')), { code: AuthErrorCodes.ACL_SYNTAX, line: 2, message: /bad\.acl: line 2:/ })
+  await t.rejects(loadAclFile(join(dir, 'bad.acl')), { code: 'CULEX_ERR_ACL_SYNTAX', line: 2, message: /bad\.acl: line 2:/ })
   await t.rejects(loadAclFile(join(dir, 'latin1.acl')), { message: /not valid UTF-8/ })
   await t.rejects(loadAclFile(join(dir, 'missing.acl')), { code: 'ENOENT' })
   if (process.getuid?.() !== 0) {

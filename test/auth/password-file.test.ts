@@ -15,7 +15,7 @@ import {
   type HashOptions,
   type PasswordDb
 } from '../../lib/auth/password-file.js'
-import { AuthError, AuthErrorCodes } from '../../lib/auth/errors.js'
+import { CulexError } from '../../lib/errors.js'
 import { createScramServer } from '../../lib/auth/scram.js'
 import { clientFinal, clientFirst, verifyServerFinal } from '../helpers/scram-client.js'
 
@@ -71,11 +71,11 @@ t.test('non-ASCII passwords: scrypt works, SCRAM credentials are omitted', async
 })
 
 t.test('hashPassword refuses empty passwords and bad parameters', async (t) => {
-  await t.rejects(hashPassword('', FAST), { code: AuthErrorCodes.INVALID_PASSWORD })
-  await t.rejects(hashPassword('x', { scrypt: { N: 1000 } }), { code: AuthErrorCodes.INVALID_HASH_PARAMETERS })
-  await t.rejects(hashPassword('x', { scrypt: { N: 1024, r: 0 } }), { code: AuthErrorCodes.INVALID_HASH_PARAMETERS })
-  await t.rejects(hashPassword('x', { scrypt: { N: 2 ** 20, r: 8 } }), { code: AuthErrorCodes.INVALID_HASH_PARAMETERS }, 'more than 256 MiB')
-  await t.rejects(hashPassword('x', { ...FAST, scramIterations: 0 }), { code: AuthErrorCodes.INVALID_HASH_PARAMETERS })
+  await t.rejects(hashPassword('', FAST), { code: 'CULEX_ERR_INVALID_PASSWORD' })
+  await t.rejects(hashPassword('x', { scrypt: { N: 1000 } }), { code: 'CULEX_ERR_INVALID_HASH_PARAMETERS' })
+  await t.rejects(hashPassword('x', { scrypt: { N: 1024, r: 0 } }), { code: 'CULEX_ERR_INVALID_HASH_PARAMETERS' })
+  await t.rejects(hashPassword('x', { scrypt: { N: 2 ** 20, r: 8 } }), { code: 'CULEX_ERR_INVALID_HASH_PARAMETERS' }, 'more than 256 MiB')
+  await t.rejects(hashPassword('x', { ...FAST, scramIterations: 0 }), { code: 'CULEX_ERR_INVALID_HASH_PARAMETERS' })
 })
 
 t.test('stored SCRAM credentials authenticate a SCRAM exchange', async (t) => {
@@ -162,7 +162,7 @@ t.test('setUser replaces, deleteUser removes', async (t) => {
 t.test('usernames that cannot be stored are refused', async (t) => {
   const db: PasswordDb = new Map()
   for (const bad of ['', 'a:b', 'line\nbreak', 'tab\there', 'nul\u0000', '#comment', 'bad\ud800', 'x'.repeat(65536)]) {
-    await t.rejects(setUser(db, bad, 'pw', FAST), { code: AuthErrorCodes.INVALID_USERNAME }, JSON.stringify(bad.slice(0, 20)))
+    await t.rejects(setUser(db, bad, 'pw', FAST), { code: 'CULEX_ERR_INVALID_USERNAME' }, JSON.stringify(bad.slice(0, 20)))
   }
   t.equal(db.size, 0)
   t.throws(() => formatPasswordLine('a:b', { scrypt: { N: 2, r: 1, p: 1, salt: Buffer.alloc(16), hash: Buffer.alloc(32) } }))
@@ -218,9 +218,9 @@ t.test('malformed lines are refused with the line number', async (t) => {
       continue
     }
     const err = t.throws(() => parsePasswordFile(text, 'pw.txt')) as unknown
-    t.ok(err instanceof AuthError, line)
-    if (!(err instanceof AuthError)) continue
-    t.equal(err.code, AuthErrorCodes.PASSWORD_FILE_SYNTAX)
+    t.ok(err instanceof CulexError, line)
+    if (!(err instanceof CulexError)) continue
+    t.equal(err.code, 'CULEX_ERR_PASSWORD_FILE_SYNTAX')
     t.equal(err.line, 3, `${line.slice(0, 40)} -> line 3`)
     t.match(err.message, /^pw\.txt: line 3: /)
     t.match(err.message, re, line.slice(0, 60))
@@ -229,7 +229,7 @@ t.test('malformed lines are refused with the line number', async (t) => {
 
 t.test('loadPasswordFile names the file; missing files reject with ENOENT; bad UTF-8 is refused', async (t) => {
   const dir = t.testdir({ bad: 'user-without-hash\n', latin1: Buffer.from([0x75, 0xe9, 0x3a, 0x24]) })
-  await t.rejects(loadPasswordFile(join(dir, 'bad')), { code: AuthErrorCodes.PASSWORD_FILE_SYNTAX, line: 1, message: new RegExp(`${dir}/bad: line 1`) })
+  await t.rejects(loadPasswordFile(join(dir, 'bad')), { code: 'CULEX_ERR_PASSWORD_FILE_SYNTAX', line: 1, message: new RegExp(`${dir}/bad: line 1`) })
   await t.rejects(loadPasswordFile(join(dir, 'latin1')), { message: /not valid UTF-8/ })
   await t.rejects(loadPasswordFile(join(dir, 'missing')), { code: 'ENOENT' })
 })

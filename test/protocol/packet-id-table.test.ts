@@ -1,7 +1,10 @@
 // lib/protocol/packet-id-table.ts against a Map: whatever sequence of sets
 // and deletes (ids clustered, as clients count them, or scattered over the
 // whole 16-bit range, including 0, which a malformed PUBLISH may carry),
-// get, has, delete and size agree.
+// get, has, delete and size agree; ids handed out in sequence with
+// wrap-around at 65535 and acknowledged in and out of order (the shared
+// dispatcher's use) make probing runs wrap the table and deletions shift
+// keys back, and forEach lists exactly what is held.
 import t from 'tap'
 import fc from 'fast-check'
 import { PacketIdTable } from '../../lib/protocol/packet-id-table.js'
@@ -51,4 +54,56 @@ t.test('a client counting ids up with 100 in flight, through a wrap at 65535', a
   t.equal(table.size, 100)
   t.equal(table.get(oldest), `m${oldest}`)
   t.equal(table.has(65400), false)
+})
+
+function lcg (seed: number): () => number {
+  let s = seed
+  return () => {
+    s = (s * 1103515245 + 12345) % 2147483648
+    return s / 2147483648
+  }
+}
+
+t.test('behaves like a Map of packet ids', async (t) => {
+  for (let round = 0; round < 20; round++) {
+    const rnd = lcg(round + 1)
+    const table = new PacketIdTable<number>()
+    const map = new Map<number, number>()
+    let next = 1 + Math.floor(rnd() * 65535)
+    // even rounds acknowledge near the oldest (in order), odd rounds anywhere
+    const spread = round % 2 === 0 ? 5 : Infinity
+    let mismatches = 0
+    for (let op = 0; op < 5000; op++) {
+      const r = rnd()
+      if (r < 0.5 && map.size < 1000) {
+        table.set(next, op)
+        map.set(next, op)
+        next = next >= 65535 ? 1 : next + 1
+      } else if (r < 0.9 && map.size > 0) {
+        const keys = [...map.keys()]
+        const id = keys[Math.floor(rnd() * Math.min(keys.length, spread))] as number
+        if (table.delete(id) !== map.delete(id)) mismatches++
+      } else {
+        const id = 1 + Math.floor(rnd() * 65535)
+        if (table.get(id) !== map.get(id)) mismatches++
+      }
+      if (table.size !== map.size) mismatches++
+    }
+    for (const [id, value] of map) if (table.get(id) !== value) mismatches++
+    const seen = new Map<number, number>()
+    table.forEach((value, id) => seen.set(id, value))
+    t.same(seen, map, `round ${round}: forEach lists exactly what is held`)
+    t.equal(mismatches, 0, `round ${round}: get/delete/size agree with a Map`)
+  }
+})
+
+t.test('replaces the value of an id already held', async (t) => {
+  const table = new PacketIdTable<string>()
+  table.set(7, 'a')
+  table.set(7, 'b')
+  t.equal(table.size, 1)
+  t.equal(table.get(7), 'b')
+  t.equal(table.delete(7), true)
+  t.equal(table.delete(7), false)
+  t.equal(table.get(7), undefined)
 })
