@@ -43,6 +43,7 @@ import { AckOrder, type PendingAck } from './outbound/ack-order.js'
 import { fitConnack } from './outbound/fit-connack.js'
 import { forwardCorrections, shouldDeliverWithQoS } from './delivery.js'
 import { parseSharedFilter, hasWildcard } from './topic.js'
+import { afterBrokerWrite, congested, endHold, flushAll, progress, resumeBroker, startResumedDrain, write, type OutboundMode, type Pressure, type WriterHost } from './flows/client-writer.js'
 
 export type Transport = 'tcp' | 'tls' | 'ws' | 'wss'
 
@@ -129,8 +130,6 @@ const CONNACK_CACHE_SIZE = 64
 /** packets aedes may have in progress before the socket is paused */
 const MAX_IN_PROGRESS = 256
 const DROP: Verdict = { kind: 'drop' }
-/** bytes of a resumed session's queue gathered into one socket write (`holdingDrain`) */
-const HOLD_LIMIT = 64 * 1024
 
 interface InboundFlow { qos: number, topic: string }
 
@@ -142,13 +141,13 @@ type AuthState =
 const kConnection = Symbol('culex connection')
 interface Tagged { [kConnection]: Connection }
 
-export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
+export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, WriterHost {
   readonly client: Client
   readonly log: ConnectionLogger
   private readonly side: BrokerSide
   private readonly inbound: FrameReader
   private readonly outbound = new FrameReader(0)
-  private readonly settings: ProtocolSettings
+  readonly settings: ProtocolSettings
 
   version: ProtocolVersion | undefined
   /** the Client Identifier of the CONNECT (aedes may assign one: `client.id`) */
@@ -216,22 +215,12 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
   private get acks (): AckOrder { return (this._acks ??= new AckOrder()) }
   private _publishedEarly: Set<number> | undefined
   private get publishedEarly (): Set<number> { return (this._publishedEarly ??= new Set()) }
-  /** packets for the client, written at the next setImmediate (`flushScheduled`) */
-  private outQueue: Buffer[] | undefined
-  private flushScheduled = false
-  /** bytes in outQueue while a resumed session's queue is being sent (`holdingDrain`) */
-  private outQueueBytes = 0
-  /**
-   * A resumed session's queued messages are being sent: aedes writes one per
-   * event-loop turn, and they go to the socket together, in one write at the
-   * end (aedes' clientReady, `ready()`), or as soon as HOLD_LIMIT bytes wait
-   * or the client's window fills, rather than one write per message.
-   */
-  private holdingDrain = false
-  /** the next write is the CONNACK of a resumed session: it goes out alone (`writeOut`) */
-  private connackAlone = false
-  /** the resumed session's queue waits for the client to have read its CONNACK (`writeOut`) */
-  private queueGate = false
+  // the write path and aedes' back-pressure (flows/client-writer.ts)
+  outMode: OutboundMode = 'idle'
+  outQueue: Buffer[] | undefined
+  outQueueBytes = 0
+  pressure: Pressure = 'flowing'
+  stallTimer: NodeJS.Timeout | undefined
   /** aedes' next outgoingStream for this client is the resumed session's queue (`queueSink`) */
   private queueSinkArmed = false
   /** sending queued messages directly: live QoS 0 takes aedes' path, in order behind them */
@@ -243,11 +232,6 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
   private encodedBatch: Frame[] | undefined
   /** when aedes wrote the chunks being processed */
   private writtenAt = 0
-  /** aedes' writes wait for this client to make progress (back-pressure) */
-  private brokerWaiting = false
-  private stallTimer: NodeJS.Timeout | undefined
-  /** the client stalled: queue limits apply instead of back-pressure */
-  private shedding = false
 
   // enhanced authentication (spec 4.12)
   private auth: AuthState | undefined
@@ -307,11 +291,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
   }
 
   private static onSocketDrain (this: Tagged): void {
-    this[kConnection].onProgress()
-  }
-
-  private static flushOutOf (conn: Connection): void {
-    conn.flushOut()
+    progress(this[kConnection])
   }
 
   private static checkHeldInbound (conn: Connection): void {
@@ -383,7 +363,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
   /** session state is ready (aedes' clientReady, after its queued messages): shared groups may deliver */
   ready (): void {
     this.queueSinkArmed = false
-    this.endDrainHold()
+    endHold(this)
     const shared = this.ctx.shared
     // a client in no group has nothing to restore (and no promise to make per connect)
     if (shared === undefined || !shared.isMember(this.client.id)) return
@@ -1196,92 +1176,31 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
     for (const result of results) {
       if (result.kind === 'frame') this.checkOutbound(result.frame, out)
     }
-    this.writeOut(out)
-    if (this.shedding || !this.congested()) return true
-    // aedes is made to wait for the client: what it was sent must reach it
-    this.endDrainHold()
-    this.brokerWaiting = true
-    if (this.socket.writableNeedDrain) this.socket.once('drain', Connection.onSocketDrain)
-    this.armStall()
-    return false
+    write(this, out)
+    return afterBrokerWrite(this)
   }
 
-  private congested (): boolean {
-    return this.window.queued > 0 || this.socket.writableNeedDrain
+  // WriterHost (flows/client-writer.ts)
+
+  awaitDrain (): void {
+    this.socket.once('drain', Connection.onSocketDrain)
   }
 
-  private armStall (): void {
-    if (this.stallTimer) this.stallTimer.refresh()
-    else {
-      this.stallTimer = setTimeout(() => {
-        this.stallTimer = undefined
-        if (!this.brokerWaiting) return
-        this.shedding = true
-        this.log.repeated('warn', 'stalled', { queued: this.window.queued, buffered: this.socket.writableLength }, 'client is not keeping up: queue limits apply')
-        for (const dropped of this.window.trim()) this.dropPublish(dropped, 'queue-full')
-        this.resumeBroker()
-      }, this.settings.slowConsumerTimeout)
-      this.stallTimer.unref()
-    }
-  }
-
-  /** The client acknowledged something or its socket drained. */
-  private onProgress (): void {
-    if (this.shedding && this.window.queued === 0 && !this.socket.writableNeedDrain) this.shedding = false
-    if (!this.brokerWaiting) return
-    if (this.congested()) {
-      if (this.socket.writableNeedDrain) this.socket.once('drain', Connection.onSocketDrain)
-      this.armStall()
-      return
-    }
-    this.resumeBroker()
-  }
-
-  private resumeBroker (): void {
-    if (this.stallTimer) { clearTimeout(this.stallTimer); this.stallTimer = undefined }
-    if (!this.brokerWaiting) return
-    this.brokerWaiting = false
+  brokerMayWrite (): void {
     this.side.taken()
   }
 
-  /**
-   * Everything for the client goes through here, in order. Writes are
-   * coalesced: aedes writes each message in its own event-loop callback, and
-   * one socket write per loop turn, for all of them, saves a system call per
-   * message.
-   */
-  private writeOut (out: Buffer[]): void {
-    if (out.length === 0) return
-    const q = this.outQueue
-    if (q === undefined) this.outQueue = out
-    else for (const b of out) q.push(b)
-    if (this.connackAlone) {
-      // A resumed session's CONNACK goes out in a write of its own, and its
-      // queue only after two more turns of the event loop, so that a poll
-      // phase, where a client reads its socket, comes between them (one
-      // setImmediate can run before the next poll). A client reading both in
-      // one chunk handles the queue before the code that awaited its connect
-      // runs: MQTT.js's `await connectAsync(...)` then `on('message')`
-      // acknowledged a whole queue of 50 without a listener (0 of 50; 50 of
-      // 50 in 20 runs with this gate; one setImmediate was enough in that
-      // test, where the CONNACK is written in a check phase, but not when it
-      // is written in the poll phase). test/persistence/resume-connect-async.test.ts
-      this.connackAlone = false
-      this.flushOut()
-      this.queueGate = true
-      setImmediate(Connection.passTurn, this)
-      return
-    }
-    if (this.holdingDrain) {
-      for (const b of out) this.outQueueBytes += b.length
-      if (this.outQueueBytes < HOLD_LIMIT) return
-      this.holdingDrain = false
-    }
-    if (!this.flushScheduled) {
-      this.flushScheduled = true
-      setImmediate(Connection.flushOutOf, this)
-    }
+  shed (): void {
+    this.log.repeated('warn', 'stalled', { queued: this.window.queued, buffered: this.socket.writableLength }, 'client is not keeping up: queue limits apply')
+    for (const dropped of this.window.trim()) this.dropPublish(dropped, 'queue-full')
   }
+
+  /**
+   * onConnack starts a resumed session's drain by setting these (with
+   * `queueSinkArmed`): the write path's state is `outMode`.
+   */
+  private set holdingDrain (_: true) { startResumedDrain(this) }
+  private set connackAlone (_: true) { startResumedDrain(this) }
 
   /**
    * The resumed session's queue, taken from the store directly (see the
@@ -1324,34 +1243,6 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
     // aedes writes the packet it asked about, corrected in place
     this.sendOwnPublishes([frameOf(encodePublish(packet as unknown as IPublishPacket, this.version ?? 4))], now)
     return true
-  }
-
-  /** The resumed session's queue has been sent (or the client must get what it has): write it now. */
-  private endDrainHold (): void {
-    if (!this.holdingDrain) return
-    this.holdingDrain = false
-    if (!this.flushScheduled) this.flushOut()
-  }
-
-  private static passTurn (conn: Connection): void {
-    setImmediate(Connection.openQueueGate, conn)
-  }
-
-  private static openQueueGate (conn: Connection): void {
-    conn.queueGate = false
-    if (!conn.holdingDrain && !conn.flushScheduled) conn.flushOut()
-  }
-
-  private flushOut (): void {
-    this.flushScheduled = false
-    if (this.queueGate) return
-    this.outQueueBytes = 0
-    const q = this.outQueue
-    if (q === undefined) return
-    this.outQueue = undefined
-    if (this.socket.destroyed || !this.socket.writable) return
-    this.socket.write(q.length === 1 ? q[0] as Buffer : Buffer.concat(q))
-    if (this.brokerWaiting) this.onProgress()
   }
 
   private checkOutbound (frame: Frame, out: Buffer[]): void {
@@ -1407,7 +1298,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
       return
     }
     // a client that keeps up only waits here; one that stalled has its oldest dropped
-    for (const dropped of this.window.hold(held, this.shedding)) this.dropPublish(dropped, 'queue-full')
+    for (const dropped of this.window.hold(held, this.pressure === 'shedding')) this.dropPublish(dropped, 'queue-full')
   }
 
   /**
@@ -1428,7 +1319,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
       this.dropPublish(p, 'packet-too-large')
       return
     }
-    if (p.qos === 0 && this.shedding && this.socket.writableLength > this.settings.maxOutboundBuffer) {
+    if (p.qos === 0 && this.pressure === 'shedding' && this.socket.writableLength > this.settings.maxOutboundBuffer) {
       this.dropPublish(p, 'queue-full')
       return
     }
@@ -1496,8 +1387,8 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
     for (let released = this.window.release(); released.length > 0; released = this.window.release()) {
       for (const p of released) this.sendPublish(p, null, out)
     }
-    this.writeOut(out)
-    this.onProgress()
+    write(this, out)
+    progress(this)
   }
 
   /**
@@ -1553,7 +1444,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
    * aedes' own path gives back-pressure); aedes delivers it instead.
    */
   sendEncoded (frame: Frame): boolean {
-    if (this.sendingQueued || !this.accepted || this.closed || this.shedding || this.congested() || this.side.writableLength > 0) return false
+    if (this.sendingQueued || !this.accepted || this.closed || this.pressure === 'shedding' || congested(this) || this.side.writableLength > 0) return false
     let batch = this.encodedBatch
     if (batch === undefined) {
       const fresh: Frame[] = []
@@ -1596,7 +1487,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
     const out: Buffer[] = []
     this.writtenAt = writtenAt
     for (const frame of frames) this.onOutboundPublish(frame, out)
-    this.writeOut(out)
+    write(this, out)
   }
 
   /** aedes finished publishing the client's message `packetId` (its `published` hook). */
@@ -1621,7 +1512,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
     if (acks !== undefined) {
       for (let buf = acks.takeReady(); buf !== undefined; buf = acks.takeReady()) target.push(this.fitBuf(buf))
     }
-    if (!out) this.writeOut(target)
+    if (!out) write(this, target)
   }
 
   private withReasonCode (frame: Frame, code: number): Buffer {
@@ -1786,7 +1677,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
   // ---------------------------------------------------------------- helpers
 
   private writeToClient (buf: Buffer): void {
-    this.writeOut([buf])
+    write(this, [buf])
   }
 
   /** Sends a packet the gateway built itself. */
@@ -1886,9 +1777,8 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner {
     if (this.closed) return
     this.closed = true
     this.queueSinkArmed = false
-    this.queueGate = false
-    this.flushOut()
-    this.resumeBroker()
+    flushAll(this)
+    resumeBroker(this)
     if (!this.side.destroyed) this.side.destroy()
     if (!this.socket.destroyed) {
       // end() flushes what was written (a final DISCONNECT) before the FIN
