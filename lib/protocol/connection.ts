@@ -17,19 +17,19 @@ import type { Duplex } from 'node:stream'
 import type { Aedes, AedesPublishPacket, Client } from 'aedes'
 import { ConnectionLogger, type Logger } from '../logging.js'
 import type { IAuthPacket, IConnackPacket, IConnectPacket, IPublishPacket, ISubackPacket, ISubscribePacket, ISubscription, IUnsubackPacket, IUnsubscribePacket, Packet } from 'mqtt-packet'
-import { FrameReader, PacketType, ackPacketId, ackReasonCode, readPublishHeader, readPublishId, frameOf, type Frame, type PublishHeader, type ReadResult } from './frame.js'
-import { decodeBuffer, decodeFrame, encode, type ProtocolVersion } from './codec.js'
+import { FrameReader, PacketType, ackPacketId, readPublishHeader, frameOf, type Frame, type PublishHeader, type ReadResult } from './frame.js'
+import { decodeFrame, encode, type ProtocolVersion } from './codec.js'
 import { inspectConnect, UNACCEPTABLE_PROTOCOL_VERSION_CONNACK, UNSUPPORTED_PROTOCOL_VERSION_CONNACK_V5 } from './inbound/connect.js'
 import { checkSubscribeFrame, checkSubscription, PendingSuback, type SubscribePolicy } from './inbound/subscribe.js'
 import { checkPublishHeader, checkPublishProperties, willTopicOverLimits, type PublishPolicy } from './inbound/publish.js'
-import { OutboundFlow, OutboundWindow, type HeldPublish } from './outbound/flow-control.js'
-import { checkAckFrame, wrongAckKind } from './inbound/ack.js'
+import { OutboundWindow } from './outbound/flow-control.js'
+import { checkAckFrame } from './inbound/ack.js'
 import { checkProperties } from './property-rules.js'
 import { RetainedOrder } from './inbound/retained-order.js'
 import { ConnackGate, MAX_HELD_BEFORE_CONNACK, afterConnack, afterConnect, gateDecision, type ConnackGateState } from './inbound/connack-gate.js'
 import { PacketIdTable } from './packet-id-table.js'
 import { OutboundAliases } from './outbound/topic-alias.js'
-import { ReasonCode, describeReasonCode, isFailure, v5ToV311ConnackCode, v311ToV5ConnackCode } from './reason-codes.js'
+import { ReasonCode, describeReasonCode, v5ToV311ConnackCode, v311ToV5ConnackCode } from './reason-codes.js'
 import type { Authenticators, AuthExchange, AuthStep } from './auth.js'
 import { hardenClient, clientSubscriptions, handleStream, pacePackets, injectPacket, packetsInProgress, refreshKeepAlive, routeQoS0Delivery, AliasTable, allocatePacketId, type PacketPacer } from '../aedes-internals.js'
 import type { QueueSink } from '../persistence/types.js'
@@ -39,10 +39,12 @@ import { checkAuth, checkDisconnect } from './inbound/disconnect-auth.js'
 import type { BrokerObserver } from '../observer.js'
 import type { DirectSend, MemberLink, SharedDelivery, SharedSubscriptions } from '../shared/dispatcher.js'
 import { encodePublish } from './outbound/encode-publish.js'
-import { AckOrder, type PendingAck } from './outbound/ack-order.js'
 import { fitConnack } from './outbound/fit-connack.js'
 import { forwardCorrections, shouldDeliverWithQoS } from './delivery.js'
 import { parseSharedFilter, hasWildcard } from './topic.js'
+import { DROP, PASS, type Verdict } from './flows/verdict.js'
+import { ackPacket, expectAck, onClientPuback, onClientPubrec, onClientPubrel, onOutboundAck, onPublished as publishedAck, sendOrderedAck, type AckFlow, type AcksHost, type InboundFlow } from './flows/acks.js'
+import { fitBuf, onOutboundPublish, sendOwnPublishes, shedHeld } from './flows/publish-out.js'
 import { afterBrokerWrite, congested, endHold, flushAll, progress, resumeBroker, startResumedDrain, write, type OutboundMode, type Pressure, type WriterHost } from './flows/client-writer.js'
 
 export type Transport = 'tcp' | 'tls' | 'ws' | 'wss'
@@ -113,25 +115,11 @@ export interface EnhancedAuthResult {
   username: string | undefined
 }
 
-type Verdict =
-  /** hand the frame to aedes as it is */
-  | { kind: 'pass' }
-  /** hand these packets to aedes instead */
-  | { kind: 'replace', packets: Packet[] }
-  | { kind: 'drop' }
-  | { kind: 'close', reasonCode: number, reason: string }
-  /** wait for an asynchronous decision; later frames wait behind it */
-  | { kind: 'defer', decision: Promise<Verdict> }
-
-const PASS: Verdict = { kind: 'pass' }
 /** accepted MQTT 5 CONNACKs as aedes wrote them → as culex sends them, per broker settings */
 const connackRewrites = new WeakMap<ProtocolSettings, Map<string, Buffer>>()
 const CONNACK_CACHE_SIZE = 64
 /** packets aedes may have in progress before the socket is paused */
 const MAX_IN_PROGRESS = 256
-const DROP: Verdict = { kind: 'drop' }
-
-interface InboundFlow { qos: number, topic: string }
 
 type AuthState =
   | { phase: 'connect', exchange: AuthExchange, method: string, connect: IConnectPacket }
@@ -141,7 +129,7 @@ type AuthState =
 const kConnection = Symbol('culex connection')
 interface Tagged { [kConnection]: Connection }
 
-export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, WriterHost {
+export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, AcksHost {
   readonly client: Client
   readonly log: ConnectionLogger
   private readonly side: BrokerSide
@@ -163,10 +151,10 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Wri
   private disconnectBy: 'client' | 'server' | undefined
 
   // what the client told us in CONNECT
-  private requestProblemInformation = true
+  requestProblemInformation = true
   /** the CONNECT's Session Expiry Interval, for [MQTT-3.14.2-2] */
   private connectSessionExpiry = 0
-  private clientMaximumPacketSize = 0
+  clientMaximumPacketSize = 0
 
   // inbound
   private readonly pending: Frame[] = []
@@ -184,7 +172,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Wri
   // below): an idle connection carries none of them.
   private _inflightIn: PacketIdTable<InboundFlow> | undefined
   /** inbound QoS 1 and 2 packet ids not yet completed (spec 4.9) */
-  private get inflightIn (): PacketIdTable<InboundFlow> { return (this._inflightIn ??= new PacketIdTable()) }
+  get inflightIn (): PacketIdTable<InboundFlow> { return (this._inflightIn ??= new PacketIdTable()) }
   /** shared with aedes (`client._topicAliases`), which validates the aliases */
   private readonly inboundAliases = new AliasTable()
   private _subParts: Map<number, { pending: PendingSuback, index: number }> | undefined
@@ -203,18 +191,12 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Wri
   private nextInternalId = 1
 
   // outbound
-  private window: OutboundWindow
-  private aliases: OutboundAliases | undefined
-  /** packet ids of shared QoS 1 deliveries the gateway sent itself (sendShared): aedes never saw them */
-  private _direct: Set<number> | undefined
-  private get direct (): Set<number> { return (this._direct ??= new Set()) }
-  private _synthetic: Set<number> | undefined
-  /** QoS 2 messages culex dropped and completes with aedes on the client's behalf */
-  private get synthetic (): Set<number> { return (this._synthetic ??= new Set()) }
-  private _acks: AckOrder | undefined
-  private get acks (): AckOrder { return (this._acks ??= new AckOrder()) }
-  private _publishedEarly: Set<number> | undefined
-  private get publishedEarly (): Set<number> { return (this._publishedEarly ??= new Set()) }
+  // the PUBLISH and acknowledgement flows' state (flows/publish-out.ts, flows/acks.ts), made on first use
+  readonly window: OutboundWindow
+  aliases: OutboundAliases | undefined
+  direct: Set<number> | undefined
+  droppedQoS2: Set<number> | undefined
+  ackFlow: AckFlow | undefined
   // the write path and aedes' back-pressure (flows/client-writer.ts)
   outMode: OutboundMode = 'idle'
   outQueue: Buffer[] | undefined
@@ -231,7 +213,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Wri
   /** QoS 0 messages encoded once for many subscribers, going out at the next setImmediate */
   private encodedBatch: Frame[] | undefined
   /** when aedes wrote the chunks being processed */
-  private writtenAt = 0
+  writtenAt = 0
 
   // enhanced authentication (spec 4.12)
   private auth: AuthState | undefined
@@ -253,7 +235,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Wri
   constructor (
     readonly socket: Duplex,
     readonly meta: ConnectionMeta,
-    private readonly ctx: ConnectionContext
+    readonly ctx: ConnectionContext
   ) {
     this.settings = ctx.settings
     this.inbound = new FrameReader(ctx.settings.maximumPacketSize)
@@ -355,8 +337,9 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Wri
     if (corrected === null) return 'expired'
     const packetId = allocatePacketId(this.client)
     const frame = frameOf(encodePublish({ topic: corrected.topic, payload: corrected.payload, qos: 1, retain: corrected.retain, dup: false, messageId: packetId, properties: corrected.properties }, this.version))
-    this.direct.add(packetId)
-    this.sendOwnPublishes([frame], now)
+    const direct = this.direct ??= new Set()
+    direct.add(packetId)
+    sendOwnPublishes(this, [frame], now)
     return packetId
   }
 
@@ -551,10 +534,10 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Wri
     switch (frame.type) {
       case PacketType.CONNECT: return this.onConnect(frame)
       case PacketType.PUBLISH: return (frame.flags & 0x01) === 0 ? this.onPublish(frame) : this.onRetainedPublish(frame)
-      case PacketType.PUBACK: return this.onClientPuback(frame)
-      case PacketType.PUBREC: return this.onClientPubrec(frame)
-      case PacketType.PUBREL: return this.onClientPubrel(frame)
-      case PacketType.PUBCOMP: return this.onClientPuback(frame)
+      case PacketType.PUBACK: return onClientPuback(this, frame)
+      case PacketType.PUBREC: return onClientPubrec(this, frame)
+      case PacketType.PUBREL: return onClientPubrel(this, frame)
+      case PacketType.PUBCOMP: return onClientPuback(this, frame)
       case PacketType.SUBSCRIBE: return this.onSubscribeInOrder(frame)
       case PacketType.UNSUBSCRIBE: return this.onUnsubscribe(frame)
       case PacketType.DISCONNECT: return this.onDisconnect(frame)
@@ -830,7 +813,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Wri
         this.inflightIn.set(id, { qos: header.qos, topic })
       }
       // its acknowledgement, written by aedes, goes out at this place [MQTT-4.6.0-2] [MQTT-4.6.0-3]
-      this.acks.expect(id)
+      expectAck(this, id)
     }
     if (header.retain) (this.retainedOrder ??= new RetainedOrder()).forwarded(header.qos === 2 ? id : undefined)
     return { kind: 'replace', packets: [packet] }
@@ -866,7 +849,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Wri
       return this.refusePublish(header, { kind: 'refuse', reasonCode: ReasonCode.NotAuthorized, reason: 'not authorized' })
     }
     this.ctx.observer.messageDropped('not-authorized', 1)
-    if (header.packetId !== undefined) this.sendOrderedAck(header.packetId, { cmd: header.qos === 1 ? 'puback' : 'pubrec', messageId: header.packetId })
+    if (header.packetId !== undefined) sendOrderedAck(this, header.packetId, { cmd: header.qos === 1 ? 'puback' : 'pubrec', messageId: header.packetId })
     return DROP
   }
 
@@ -877,71 +860,11 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Wri
     this.log.repeated('debug', 'publish refused ' + verdict.reasonCode, { topic: header.topic, reasonCode: describeReasonCode(verdict.reasonCode), reason: verdict.reason }, 'publish refused')
     this.ctx.observer.messageDropped('not-authorized', 1)
     if (header.qos === 0 || header.packetId === undefined) return DROP
-    this.sendOrderedAck(header.packetId, this.ackPacket(header.qos === 1 ? 'puback' : 'pubrec', header.packetId, verdict.reasonCode, verdict.reason))
+    sendOrderedAck(this, header.packetId, ackPacket(this, header.qos === 1 ? 'puback' : 'pubrec', header.packetId, verdict.reasonCode, verdict.reason))
     return DROP
   }
 
   // acknowledgements from the client (spec 3.4-3.7)
-
-  /**
-   * PUBACK or PUBCOMP: the client completed an outbound QoS 1 / 2 flow.
-   * The wrong kind for the id in flight is a Protocol Error (`wrongAckKind`).
-   */
-  private onClientPuback (frame: Frame): Verdict {
-    const id = ackPacketId(frame)
-    const wrong = wrongAckKind(frame.type, this.window.flowOf(id))
-    if (wrong !== undefined) return { kind: 'close', reasonCode: ReasonCode.ProtocolError, reason: wrong }
-    if (this.window.complete(id)) this.releaseHeld()
-    // after the window made room: a shared group gives this client its next message at once
-    if (frame.type !== PacketType.PUBACK) return PASS
-    this.ctx.shared?.onAck(this.client, id, this.version === 5 ? ackReasonCode(frame) : 0)
-    // a shared delivery culex sent itself: aedes has no flow to complete
-    return this._direct?.delete(id) === true ? DROP : PASS
-  }
-
-  /**
-   * PUBREC: the wrong kind for the id in flight is a Protocol Error
-   * (`wrongAckKind`); a failed PUBREC completes the flow (spec 4.3.3); one
-   * for a packet id culex never sent gets PUBREL 0x92 (spec 3.6.2.1).
-   */
-  private onClientPubrec (frame: Frame): Verdict {
-    const id = ackPacketId(frame)
-    const flow = this.window.flowOf(id)
-    const wrong = wrongAckKind(frame.type, flow)
-    if (wrong !== undefined) return { kind: 'close', reasonCode: ReasonCode.ProtocolError, reason: wrong }
-    if (flow === OutboundFlow.None) {
-      if (this.version === 5) {
-        this.sendAck('pubrel', id, ReasonCode.PacketIdentifierNotFound, 'unknown packet identifier')
-        return DROP
-      }
-      return PASS
-    }
-    const code = this.version === 5 ? ackReasonCode(frame) : 0
-    if (isFailure(code)) {
-      this.window.complete(id)
-      this.releaseHeld()
-    }
-    this.ctx.shared?.onAck(this.client, id, code)
-    return PASS
-  }
-
-  /**
-   * PUBREL: for a packet id with no QoS 2 state, on this connection or in the
-   * store, the answer is PUBCOMP 0x92 (spec 3.7.2.1) instead of aedes' 0x00.
-   */
-  private onClientPubrel (frame: Frame): Verdict {
-    const id = ackPacketId(frame)
-    if (this.version !== 5 || this.inflightIn.get(id)?.qos === 2) return PASS
-    const clientId = this.client.id
-    return {
-      kind: 'defer',
-      decision: this.ctx.hasIncoming(clientId, id).then((known) => {
-        if (known) return PASS
-        this.sendAck('pubcomp', id, ReasonCode.PacketIdentifierNotFound, 'unknown packet identifier')
-        return DROP
-      })
-    }
-  }
 
   // SUBSCRIBE (spec 3.8)
 
@@ -1191,8 +1114,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Wri
   }
 
   shed (): void {
-    this.log.repeated('warn', 'stalled', { queued: this.window.queued, buffered: this.socket.writableLength }, 'client is not keeping up: queue limits apply')
-    for (const dropped of this.window.trim()) this.dropPublish(dropped, 'queue-full')
+    shedHeld(this)
   }
 
   /**
@@ -1241,13 +1163,13 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Wri
     if (authorized === null || authorized === undefined) return false
     if (packet.messageExpiry !== undefined && packet.messageExpiry <= Date.now()) return false
     // aedes writes the packet it asked about, corrected in place
-    this.sendOwnPublishes([frameOf(encodePublish(packet as unknown as IPublishPacket, this.version ?? 4))], now)
+    sendOwnPublishes(this, [frameOf(encodePublish(packet as unknown as IPublishPacket, this.version ?? 4))], now)
     return true
   }
 
   private checkOutbound (frame: Frame, out: Buffer[]): void {
     switch (frame.type) {
-      case PacketType.PUBLISH: this.onOutboundPublish(frame, out); return
+      case PacketType.PUBLISH: onOutboundPublish(this, frame, out); return
       case PacketType.CONNACK:
         out.push(this.fitConnack(this.onConnack(frame)))
         this.connackWritten(this.accepted)
@@ -1255,11 +1177,11 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Wri
       case PacketType.PUBACK:
       case PacketType.PUBREC:
         if (frame.type === PacketType.PUBREC) this.retainedOrder?.pubrecSent(ackPacketId(frame))
-        this.onOutboundAck(frame, out)
+        onOutboundAck(this, frame, out)
         return
       case PacketType.PUBREL: {
         const id = ackPacketId(frame)
-        if (this.synthetic.delete(id)) {
+        if (this.droppedQoS2?.delete(id) === true) {
           // culex completes a dropped QoS 2 message with aedes itself
           this.toBroker({ cmd: 'pubcomp', messageId: id })
           return
@@ -1279,159 +1201,6 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Wri
         break
     }
     out.push(this.fit(frame))
-  }
-
-  /**
-   * Steps for a PUBLISH to the client:
-   * 1. spec 4.9: QoS 1/2 beyond the client's Receive Maximum waits, in order
-   *    (outbound/flow-control.ts); a client that never acknowledges has the
-   *    oldest waiting messages dropped past `maxQueuedOutbound`;
-   * 2. then `sendPublish`.
-   */
-  private onOutboundPublish (frame: Frame, out: Buffer[]): void {
-    const ids = readPublishId(frame)
-    if (ids === null) return
-    // the time aedes wrote it: a message may have waited for the client before it got here
-    const held: HeldPublish = { frame, qos: ids.qos, packetId: ids.packetId, heldAt: this.writtenAt }
-    if (this.window.admit(held)) {
-      this.sendPublish(held, null, out)
-      return
-    }
-    // a client that keeps up only waits here; one that stalled has its oldest dropped
-    for (const dropped of this.window.hold(held, this.pressure === 'shedding')) this.dropPublish(dropped, 'queue-full')
-  }
-
-  /**
-   * 1. [MQTT-3.3.2-5] a message that waited in the window past its Message
-   *    Expiry is not sent; otherwise the interval is reduced by the wait
-   *    [MQTT-3.3.2-6];
-   * 2. [MQTT-3.1.2-24] a PUBLISH larger than the client's Maximum Packet Size
-   *    is not sent; culex acts as if it had been delivered (spec 3.1.2.11.4);
-   * 3. [MQTT-3.3.2-8] [MQTT-3.3.2-11] [MQTT-3.1.2-26] an outbound topic alias replaces the topic.
-   */
-  private sendPublish (p: HeldPublish, header: PublishHeader | null, out: Buffer[]): void {
-    if (p.heldAt !== undefined && this.version === 5 && !this.ageHeld(p)) {
-      this.dropPublish(p, 'expired')
-      return
-    }
-    const max = this.clientMaximumPacketSize
-    if (max > 0 && p.frame.buf.length > max) {
-      this.dropPublish(p, 'packet-too-large')
-      return
-    }
-    if (p.qos === 0 && this.pressure === 'shedding' && this.socket.writableLength > this.settings.maxOutboundBuffer) {
-      this.dropPublish(p, 'queue-full')
-      return
-    }
-    let buf = p.frame.buf
-    if (this.aliases) {
-      const h = header ?? readPublishHeader(p.frame)
-      if (h) {
-        const aliased = this.alias(p.frame, h, this.aliases)
-        // [MQTT-3.1.2-24] the alias property must not push it over the client's maximum
-        if (max > 0 && aliased.length > max) this.aliases.forget(h.topic)
-        else buf = aliased
-      }
-    }
-    this.ctx.observer.publishSent(p.qos, buf.length)
-    out.push(buf)
-  }
-
-  private alias (frame: Frame, header: PublishHeader, aliases: OutboundAliases): Buffer {
-    const use = aliases.use(header.topic)
-    if (use.kind === 'none') return frame.buf
-    const packet = decodeFrame(frame, 5)
-    if (packet instanceof Error || packet.cmd !== 'publish') return frame.buf
-    const aliased: IPublishPacket = { ...packet, properties: { ...packet.properties, topicAlias: use.alias } }
-    if (use.kind === 'reuse') aliased.topic = ''
-    return encode(aliased, 5)
-  }
-
-  /** Reduces the Message Expiry Interval of a held message by its wait; false when it expired. */
-  private ageHeld (p: HeldPublish): boolean {
-    const waitedSeconds = Math.floor((Date.now() - (p.heldAt as number)) / 1000)
-    if (waitedSeconds < 1) return true
-    const header = readPublishHeader(p.frame)
-    if (!header || p.frame.buf.length <= header.afterId || p.frame.buf[header.afterId] === 0) return true
-    const packet = decodeFrame(p.frame, 5)
-    if (packet instanceof Error || packet.cmd !== 'publish') return true
-    const interval = packet.properties?.messageExpiryInterval
-    if (interval === undefined) return true
-    if (interval - waitedSeconds <= 0) return false
-    p.frame = frameOf(encode({ ...packet, properties: { ...packet.properties, messageExpiryInterval: interval - waitedSeconds } }, 5))
-    return true
-  }
-
-  /** Drops a message for this client and completes its flow with aedes, as if it had been delivered. */
-  private dropPublish (p: HeldPublish, reason: 'queue-full' | 'packet-too-large' | 'expired'): void {
-    this.ctx.observer.messageDropped(reason, 1)
-    this.log.repeated('warn', 'dropped ' + reason, { reason, qos: p.qos, bytes: p.frame.buf.length }, 'message to client dropped')
-    if (p.qos === 0 || p.packetId === undefined) return
-    this.window.complete(p.packetId)
-    const id = p.packetId
-    // a shared delivery: its group counts it as delivered (spec 3.1.2.11.4), after the current step
-    if (this.ctx.shared !== undefined) queueMicrotask(() => this.ctx.shared?.onAck(this.client, id, 0))
-    // a shared delivery culex sent itself: aedes has no flow to complete
-    if (this._direct?.delete(id) === true) return
-    if (p.qos === 1) {
-      this.toBroker({ cmd: 'puback', messageId: p.packetId })
-    } else {
-      this.synthetic.add(p.packetId)
-      this.toBroker({ cmd: 'pubrec', messageId: p.packetId })
-    }
-  }
-
-  private releaseHeld (): void {
-    const out: Buffer[] = []
-    // a released message may be dropped (expired, too large), freeing its place again
-    for (let released = this.window.release(); released.length > 0; released = this.window.release()) {
-      for (const p of released) this.sendPublish(p, null, out)
-    }
-    write(this, out)
-    progress(this)
-  }
-
-  /**
-   * Acknowledgements of the client's PUBLISHes go out in the order the
-   * PUBLISHes came [MQTT-4.6.0-2] [MQTT-4.6.0-3], and:
-   * 1. a QoS 1 PUBACK only once aedes finished publishing the message, so it
-   *    is in the store for every persistent session (culex's durability
-   *    contract; aedes writes the PUBACK first);
-   * 2. MQTT 5: 0x10 (No matching subscribers) when no subscription matches.
-   */
-  private onOutboundAck (frame: Frame, out: Buffer[]): void {
-    const id = ackPacketId(frame)
-    const code = this.version === 5 ? ackReasonCode(frame) : 0
-    const flow = this.inflightIn.get(id)
-    if (frame.type === PacketType.PUBACK) this.inflightIn.delete(id)
-    else if (isFailure(code)) this.inflightIn.delete(id)
-    const waitPublished = frame.type === PacketType.PUBACK && code === 0 && flow !== undefined &&
-      (this._publishedEarly === undefined || !this._publishedEarly.delete(id))
-    const entry = this.acks.fromBroker(id, frame)
-    entry.waiting = waitPublished
-    entry.topic = this.version === 5 && code === 0 && flow !== undefined ? flow.topic : undefined
-    if (!waitPublished) this.ackReady(entry)
-    this.flushAcks(out)
-  }
-
-  /** The acknowledgement may go: with 0x10 when no subscription matches (MQTT 5 success, spec 3.4.2.1). */
-  private ackReady (entry: PendingAck): void {
-    const topic = entry.topic
-    const frame = entry.frame
-    if (topic !== undefined && frame !== undefined) {
-      const has = this.ctx.hasSubscribers(topic)
-      if (has === false) {
-        entry.buf = this.withReasonCode(frame, ReasonCode.NoMatchingSubscribers)
-      } else if (has !== true) {
-        has.then((yes) => {
-          if (!yes) entry.buf = this.withReasonCode(frame, ReasonCode.NoMatchingSubscribers)
-          entry.ready = true
-          this.flushAcks()
-        }, () => { entry.ready = true; this.flushAcks() })
-        return
-      }
-    }
-    entry.ready = true
   }
 
   /**
@@ -1468,6 +1237,11 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Wri
     return false
   }
 
+  /** aedes finished publishing the client's message `packetId` (its `published` hook): its PUBACK may go (flows/acks.ts). */
+  onPublished (packetId: number): void {
+    publishedAck(this, packetId)
+  }
+
   /** aedes is about to write a message to this client: encoded messages after this one wait for it. */
   sealEncoded (): void {
     this.encodedBatch = undefined
@@ -1476,60 +1250,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Wri
   private flushEncoded (batch: Frame[]): void {
     if (this.encodedBatch === batch) this.encodedBatch = undefined
     if (this.closed || this.socket.destroyed) return
-    this.sendOwnPublishes(batch, Date.now())
-  }
-
-  /**
-   * PUBLISH frames culex encoded itself (QoS 0 encoded once, shared QoS 1,
-   * a resumed queue), through the outbound steps of every PUBLISH.
-   */
-  private sendOwnPublishes (frames: Frame[], writtenAt: number): void {
-    const out: Buffer[] = []
-    this.writtenAt = writtenAt
-    for (const frame of frames) this.onOutboundPublish(frame, out)
-    write(this, out)
-  }
-
-  /** aedes finished publishing the client's message `packetId` (its `published` hook). */
-  onPublished (packetId: number): void {
-    // A waiting PUBACK holds back the ones behind it, so it is still in
-    // `acks`; aedes publishes a client's messages in order, so it is
-    // usually the first. The oldest one with this id (a client may repeat
-    // a PUBLISH) is released.
-    const entry = this._acks?.waitingFor(packetId)
-    if (entry === undefined) {
-      this.publishedEarly.add(packetId)
-      return
-    }
-    entry.waiting = false
-    this.ackReady(entry)
-    this.flushAcks()
-  }
-
-  private flushAcks (out?: Buffer[]): void {
-    const target = out ?? []
-    const acks = this._acks
-    if (acks !== undefined) {
-      for (let buf = acks.takeReady(); buf !== undefined; buf = acks.takeReady()) target.push(this.fitBuf(buf))
-    }
-    if (!out) write(this, target)
-  }
-
-  private withReasonCode (frame: Frame, code: number): Buffer {
-    const buf = Buffer.from(frame.buf)
-    if (buf.length > frame.headerLength + 2) {
-      buf[frame.headerLength + 2] = code
-      return buf
-    }
-    // spec 3.4.2.1: a Reason Code with no Property Length (Remaining Length 3); hand-encoded as it can go out for every QoS 1 PUBLISH
-    const id = ackPacketId(frame)
-    const ack = Buffer.allocUnsafe(5)
-    ack[0] = frame.type << 4
-    ack[1] = 3
-    ack[2] = id >> 8
-    ack[3] = id & 0xff
-    ack[4] = code
-    return ack
+    sendOwnPublishes(this, batch, Date.now())
   }
 
   /**
@@ -1655,23 +1376,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Wri
    * [MQTT-3.1.2-25]; a packet that still does not fit is not sent.
    */
   private fit (frame: Frame): Buffer {
-    return this.fitBuf(frame.buf)
-  }
-
-  private fitBuf (buf: Buffer): Buffer {
-    const max = this.clientMaximumPacketSize
-    if (max === 0 || buf.length <= max) return buf
-    const decoded = decodeBuffer(buf, this.version)
-    if (!(decoded instanceof Error) && 'properties' in decoded && decoded.properties) {
-      const props = { ...decoded.properties } as Record<string, unknown>
-      delete props.reasonString
-      delete props.userProperties
-      const smaller = encode({ ...decoded, properties: props } as Packet, this.version)
-      if (smaller.length <= max) return smaller
-    }
-    this.ctx.observer.messageDropped('packet-too-large', 1)
-    this.log.repeated('warn', 'packet too large', { bytes: buf.length, maximum: max }, 'packet larger than the client accepts: not sent')
-    return Buffer.alloc(0)
+    return fitBuf(this, frame.buf)
   }
 
   // ---------------------------------------------------------------- helpers
@@ -1682,28 +1387,11 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Wri
 
   /** Sends a packet the gateway built itself. */
   sendPacket (packet: Packet): void {
-    this.writeToClient(this.fitBuf(encode(packet, this.version)))
-  }
-
-  /** An acknowledgement with a reason code; the Reason String only if the client allows problem information [MQTT-3.1.2-29]. */
-  private sendAck (cmd: 'puback' | 'pubrec' | 'pubrel' | 'pubcomp', messageId: number, reasonCode: number, reason: string): void {
-    this.sendPacket(this.ackPacket(cmd, messageId, reasonCode, reason))
-  }
-
-  private ackPacket (cmd: 'puback' | 'pubrec' | 'pubrel' | 'pubcomp', messageId: number, reasonCode: number, reason: string): Packet {
-    const packet = { cmd, messageId, reasonCode } as Packet & { properties?: { reasonString: string } }
-    if (this.requestProblemInformation) packet.properties = { reasonString: reason }
-    return packet
-  }
-
-  /** A PUBACK / PUBREC the gateway answers itself, behind those of the PUBLISHes before it [MQTT-4.6.0-2] [MQTT-4.6.0-3]. */
-  private sendOrderedAck (messageId: number, packet: Packet): void {
-    this.acks.own(messageId, encode(packet, this.version))
-    this.flushAcks()
+    write(this, [fitBuf(this, encode(packet, this.version))])
   }
 
   /** Writes a packet to aedes as if the client had sent it. */
-  private toBroker (packet: Packet): void {
+  toBroker (packet: Packet): void {
     // not from inside aedes' own write, which is where culex decides to drop
     process.nextTick(() => { if (!this.side.destroyed) injectPacket(this.client, packet) })
   }
