@@ -17,14 +17,13 @@ import type { Duplex } from 'node:stream'
 import type { Aedes, AedesPublishPacket, Client } from 'aedes'
 import { ConnectionLogger, type Logger } from '../logging.js'
 import type { IAuthPacket, IConnackPacket, IConnectPacket, IPublishPacket, ISubackPacket, ISubscribePacket, ISubscription, IUnsubackPacket, IUnsubscribePacket, Packet } from 'mqtt-packet'
-import { FrameReader, PacketType, ackPacketId, readPublishHeader, frameOf, type Frame, type PublishHeader, type ReadResult } from './frame.js'
+import { FrameReader, PacketType, ackPacketId, frameOf, type Frame, type ReadResult } from './frame.js'
 import { decodeFrame, encode, type ProtocolVersion } from './codec.js'
 import { inspectConnect, UNACCEPTABLE_PROTOCOL_VERSION_CONNACK, UNSUPPORTED_PROTOCOL_VERSION_CONNACK_V5 } from './inbound/connect.js'
 import { checkSubscribeFrame, checkSubscription, PendingSuback, type SubscribePolicy } from './inbound/subscribe.js'
-import { checkPublishHeader, checkPublishProperties, willTopicOverLimits, type PublishPolicy } from './inbound/publish.js'
+import { willTopicOverLimits, type PublishPolicy } from './inbound/publish.js'
 import { OutboundWindow } from './outbound/flow-control.js'
 import { checkAckFrame } from './inbound/ack.js'
-import { checkProperties } from './property-rules.js'
 import { RetainedOrder } from './inbound/retained-order.js'
 import { ConnackGate, MAX_HELD_BEFORE_CONNACK, afterConnack, afterConnect, gateDecision, type ConnackGateState } from './inbound/connack-gate.js'
 import { PacketIdTable } from './packet-id-table.js'
@@ -34,7 +33,7 @@ import type { Authenticators, AuthExchange, AuthStep } from './auth.js'
 import { hardenClient, clientSubscriptions, handleStream, pacePackets, injectPacket, packetsInProgress, refreshKeepAlive, routeQoS0Delivery, AliasTable, allocatePacketId, type PacketPacer } from '../aedes-internals.js'
 import type { QueueSink } from '../persistence/types.js'
 import { BrokerSide, type BrokerSideOwner } from './broker-side.js'
-import { publishPacket, decodeOther } from './decode.js'
+import { decodeOther } from './decode.js'
 import { checkAuth, checkDisconnect } from './inbound/disconnect-auth.js'
 import type { BrokerObserver } from '../observer.js'
 import type { DirectSend, MemberLink, SharedDelivery, SharedSubscriptions } from '../shared/dispatcher.js'
@@ -43,7 +42,8 @@ import { fitConnack } from './outbound/fit-connack.js'
 import { forwardCorrections, shouldDeliverWithQoS } from './delivery.js'
 import { parseSharedFilter, hasWildcard } from './topic.js'
 import { DROP, PASS, type Verdict } from './flows/verdict.js'
-import { ackPacket, expectAck, onClientPuback, onClientPubrec, onClientPubrel, onOutboundAck, onPublished as publishedAck, sendOrderedAck, type AckFlow, type AcksHost, type InboundFlow } from './flows/acks.js'
+import { onPublish, onRetainedPublish, type PublishInHost } from './flows/publish-in.js'
+import { onClientPuback, onClientPubrec, onClientPubrel, onOutboundAck, onPublished as publishedAck, type AckFlow, type InboundFlow } from './flows/acks.js'
 import { fitBuf, onOutboundPublish, sendOwnPublishes, shedHeld } from './flows/publish-out.js'
 import { afterBrokerWrite, congested, endHold, flushAll, progress, resumeBroker, startResumedDrain, write, type OutboundMode, type Pressure, type WriterHost } from './flows/client-writer.js'
 
@@ -129,7 +129,7 @@ type AuthState =
 const kConnection = Symbol('culex connection')
 interface Tagged { [kConnection]: Connection }
 
-export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, AcksHost {
+export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, PublishInHost {
   readonly client: Client
   readonly log: ConnectionLogger
   private readonly side: BrokerSide
@@ -167,14 +167,14 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Ack
   /** aedes finished writing the CONNACK ('connackSent') */
   private brokerConnacked = false
   /** a retained PUBLISH and a SUBSCRIBE take effect in the client's order (made on the first retained PUBLISH) */
-  private retainedOrder: RetainedOrder | undefined
+  retainedOrder: RetainedOrder | undefined
   // The maps and sets of the connection are made on first use (the getters
   // below): an idle connection carries none of them.
   private _inflightIn: PacketIdTable<InboundFlow> | undefined
   /** inbound QoS 1 and 2 packet ids not yet completed (spec 4.9) */
   get inflightIn (): PacketIdTable<InboundFlow> { return (this._inflightIn ??= new PacketIdTable()) }
   /** shared with aedes (`client._topicAliases`), which validates the aliases */
-  private readonly inboundAliases = new AliasTable()
+  readonly inboundAliases = new AliasTable()
   private _subParts: Map<number, { pending: PendingSuback, index: number }> | undefined
   /** SUBSCRIBE packets split into parts, by the internal id of each part */
   private get subParts (): Map<number, { pending: PendingSuback, index: number }> { return (this._subParts ??= new Map()) }
@@ -533,7 +533,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Ack
     }
     switch (frame.type) {
       case PacketType.CONNECT: return this.onConnect(frame)
-      case PacketType.PUBLISH: return (frame.flags & 0x01) === 0 ? this.onPublish(frame) : this.onRetainedPublish(frame)
+      case PacketType.PUBLISH: return (frame.flags & 0x01) === 0 ? onPublish(this, frame) : onRetainedPublish(this, frame)
       case PacketType.PUBACK: return onClientPuback(this, frame)
       case PacketType.PUBREC: return onClientPubrec(this, frame)
       case PacketType.PUBREL: return onClientPubrel(this, frame)
@@ -742,90 +742,6 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Ack
 
   // PUBLISH (spec 3.3)
 
-  /**
-   * Steps:
-   * 1. [MQTT-3.3.1-4] QoS 3 is a Malformed Packet;
-   * 2. header checks (inbound/publish.ts): Maximum QoS, packet identifier,
-   *    Retain Available, Topic Name;
-   * 3. MQTT 5 properties, checked and decoded only when present
-   *    (property-rules.ts, then inbound/publish.ts): repeated or
-   *    ill-formed properties, Payload Format Indicator, Subscription
-   *    Identifier; an unknown topic alias with an empty topic is a Protocol
-   *    Error;
-   * 4. spec 4.3.2, 4.3.3: a QoS 1 PUBLISH reusing the id of a
-   *    QoS 2 flow in progress, or the reverse, gets 0x91;
-   * 5. spec 4.9: count a new QoS 1/2 packet id against the Receive Maximum
-   *    culex advertised; one over it is DISCONNECT 0x93 [MQTT-3.3.4-7], which
-   *    also bounds the inbound QoS 2 state a client can pin
-   *    (GHSA-5jvp-3p2v-5qgf, GHSA-p8r9-qf8w-p73r).
-   */
-  private onPublish (frame: Frame): Verdict {
-    const header = readPublishHeader(frame)
-    if (header === null) return { kind: 'close', reasonCode: ReasonCode.MalformedPacket, reason: 'truncated PUBLISH' }
-    if (header.qos === 3) return { kind: 'close', reasonCode: ReasonCode.MalformedPacket, reason: 'PUBLISH with QoS 3' }
-    this.ctx.observer.publishReceived(header.qos, frame.buf.length)
-    const version = this.version ?? 4
-    let topic = header.topic
-    const checked = checkPublishHeader(header, frame, version, this.settings)
-    if (checked.kind !== 'ok') return this.refusePublish(header, checked)
-    let packet = publishPacket(frame, header, version)
-    if (packet === null) {
-      // only a PUBLISH that carries properties pays for their checks
-      const raw = checkProperties(frame.buf, header.afterId, frame.buf.length, 'publish')
-      if (typeof raw !== 'number') return { kind: 'close', reasonCode: raw.reasonCode, reason: raw.reason }
-      const decoded = decodeFrame(frame, 5)
-      if (decoded instanceof Error || decoded.cmd !== 'publish') {
-        return { kind: 'close', reasonCode: ReasonCode.MalformedPacket, reason: 'malformed PUBLISH' }
-      }
-      packet = decoded
-      const props = checkPublishProperties(packet, this.settings)
-      if (props.kind !== 'ok') return this.refusePublish(header, props)
-      const alias = packet.properties?.topicAlias
-      if (alias !== undefined) {
-        // aedes refuses an alias of 0 or over the maximum (DISCONNECT 0x94);
-        // culex follows the mapping
-        if (topic.length > 0) this.inboundAliases.set(alias, topic)
-        else {
-          const known = this.inboundAliases.get(alias)
-          if (known === undefined && alias >= 1 && alias <= this.settings.topicAliasMaximum) {
-            // spec 3.3.2.3.4: an empty Topic Name with an alias the client never set is a Protocol Error
-            return { kind: 'close', reasonCode: ReasonCode.ProtocolError, reason: `unknown topic alias ${alias}` }
-          }
-          topic = known ?? ''
-        }
-      }
-    }
-    if (!this.ctx.policy.takePublish(this)) {
-      return { kind: 'close', reasonCode: ReasonCode.MessageRateTooHigh, reason: 'message rate too high' }
-    }
-    if (!this.ctx.policy.mayPublish(this, topic)) return this.deniedPublish(header)
-    const id = header.packetId
-    if (id !== undefined) {
-      const flow = this.inflightIn.get(id)
-      if (flow !== undefined) {
-        if (flow.qos !== header.qos) {
-          return this.refusePublish(header, { kind: 'refuse', reasonCode: ReasonCode.PacketIdentifierInUse, reason: `packet id ${id} in use` })
-        }
-      } else {
-        if (this.inflightIn.size >= this.settings.receiveMaximum) {
-          return { kind: 'close', reasonCode: ReasonCode.ReceiveMaximumExceeded, reason: `more than ${this.settings.receiveMaximum} QoS 1/2 messages in flight` }
-        }
-        this.inflightIn.set(id, { qos: header.qos, topic })
-      }
-      // its acknowledgement, written by aedes, goes out at this place [MQTT-4.6.0-2] [MQTT-4.6.0-3]
-      expectAck(this, id)
-    }
-    if (header.retain) (this.retainedOrder ??= new RetainedOrder()).forwarded(header.qos === 2 ? id : undefined)
-    return { kind: 'replace', packets: [packet] }
-  }
-
-  /** A retained PUBLISH waits for the SUBSCRIBEs before it to be answered (inbound/retained-order.ts). */
-  private onRetainedPublish (frame: Frame): Verdict {
-    if (this._subParts === undefined || this._subParts.size === 0) return this.onPublish(frame)
-    const order = this.retainedOrder ??= new RetainedOrder()
-    return { kind: 'defer', decision: order.whenSubscribed().then(() => this.onPublish(frame)) }
-  }
-
   /** A SUBSCRIBE waits for the retained PUBLISHes before it to be routed (inbound/retained-order.ts). */
   private onSubscribeInOrder (frame: Frame): Verdict {
     const routed = this.retainedOrder?.whenRouted()
@@ -838,30 +754,18 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Ack
     this.retainedOrder?.routed()
   }
 
-  /**
-   * An ACL refusal: MQTT 5 gets PUBACK/PUBREC 0x87; 3.1.1, which has no way
-   * to say it, gets a plain acknowledgement and the message is dropped, as
-   * mosquitto does (its PUBREL is answered by aedes).
-   */
-  private deniedPublish (header: PublishHeader): Verdict {
-    this.log.repeated('info', 'publish not authorized', { topic: header.topic }, 'publish not authorized')
-    if (this.version === 5) {
-      return this.refusePublish(header, { kind: 'refuse', reasonCode: ReasonCode.NotAuthorized, reason: 'not authorized' })
-    }
-    this.ctx.observer.messageDropped('not-authorized', 1)
-    if (header.packetId !== undefined) sendOrderedAck(this, header.packetId, { cmd: header.qos === 1 ? 'puback' : 'pubrec', messageId: header.packetId })
-    return DROP
+  // PublishInHost (flows/publish-in.ts)
+
+  awaitingSuback (): boolean {
+    return this._subParts !== undefined && this._subParts.size > 0
   }
 
-  private refusePublish (header: PublishHeader, verdict: { kind: 'refuse' | 'disconnect', reasonCode: number, reason: string }): Verdict {
-    if (verdict.kind === 'disconnect' || this.version !== 5) {
-      return { kind: 'close', reasonCode: verdict.reasonCode, reason: verdict.reason }
-    }
-    this.log.repeated('debug', 'publish refused ' + verdict.reasonCode, { topic: header.topic, reasonCode: describeReasonCode(verdict.reasonCode), reason: verdict.reason }, 'publish refused')
-    this.ctx.observer.messageDropped('not-authorized', 1)
-    if (header.qos === 0 || header.packetId === undefined) return DROP
-    sendOrderedAck(this, header.packetId, ackPacket(this, header.qos === 1 ? 'puback' : 'pubrec', header.packetId, verdict.reasonCode, verdict.reason))
-    return DROP
+  takePublish (): boolean {
+    return this.ctx.policy.takePublish(this)
+  }
+
+  mayPublish (topic: string): boolean {
+    return this.ctx.policy.mayPublish(this, topic)
   }
 
   // acknowledgements from the client (spec 3.4-3.7)

@@ -8,10 +8,13 @@ import { frameOf, type Frame } from '../../../lib/protocol/frame.js'
 import { OutboundWindow } from '../../../lib/protocol/outbound/flow-control.js'
 import type { OutboundAliases } from '../../../lib/protocol/outbound/topic-alias.js'
 import { PacketIdTable } from '../../../lib/protocol/packet-id-table.js'
-import type { AckFlow, AcksHost, InboundFlow } from '../../../lib/protocol/flows/acks.js'
+import type { AckFlow, InboundFlow } from '../../../lib/protocol/flows/acks.js'
+import type { PublishInHost } from '../../../lib/protocol/flows/publish-in.js'
+import { AliasTable } from '../../../lib/aedes-internals.js'
+import type { RetainedOrder } from '../../../lib/protocol/inbound/retained-order.js'
 import type { OutboundMode, Pressure } from '../../../lib/protocol/flows/client-writer.js'
 
-export class StubHost implements AcksHost {
+export class StubHost implements PublishInHost {
   readonly client = { id: 'stub' } as unknown as Client
   version: ProtocolVersion | undefined = 5
   /** socket writes, each one buffer */
@@ -24,7 +27,19 @@ export class StubHost implements AcksHost {
     write: (buf: Buffer): boolean => { this.writes.push(buf); return true }
   }
 
-  readonly settings = { slowConsumerTimeout: 1000, maxOutboundBuffer: 1024 }
+  readonly settings = {
+    slowConsumerTimeout: 1000,
+    maxOutboundBuffer: 1024,
+    maximumQoS: 2 as 0 | 1 | 2,
+    retainAvailable: true,
+    maxTopicLength: 100,
+    maxTopicLevels: 10,
+    validatePayloadFormat: true,
+    topicAliasMaximum: 10,
+    receiveMaximum: 2
+  }
+  /** QoS of each PUBLISH counted as received */
+  readonly received_: number[] = []
   readonly sent: Array<{ qos: number, bytes: number }> = []
   readonly dropped: string[] = []
   readonly sharedAcks: Array<{ id: number, code: number }> = []
@@ -33,6 +48,7 @@ export class StubHost implements AcksHost {
   incoming: (id: number) => boolean = () => false
   readonly ctx = {
     observer: {
+      publishReceived: (qos: number) => { this.received_.push(qos) },
       publishSent: (qos: number, bytes: number) => { this.sent.push({ qos, bytes }) },
       messageDropped: (reason: string) => { this.dropped.push(reason) }
     },
@@ -63,6 +79,14 @@ export class StubHost implements AcksHost {
   brokerMayWrite (): void {}
   shed (): void {}
   toBroker (packet: Packet): void { this.toAedes.push(packet) }
+  readonly inboundAliases = new AliasTable()
+  retainedOrder: RetainedOrder | undefined
+  subacksAwaited = false
+  rateLeft = Infinity
+  denied = new Set<string>()
+  awaitingSuback (): boolean { return this.subacksAwaited }
+  takePublish (): boolean { return this.rateLeft-- > 0 }
+  mayPublish (topic: string): boolean { return !this.denied.has(topic) }
 
   /** what the client would read, decoded, after the writes of this loop turn and the next */
   async received (): Promise<Packet[]> {
