@@ -14,10 +14,10 @@
  */
 import { isUtf8 } from 'node:buffer'
 import type { Duplex } from 'node:stream'
-import type { Aedes, AedesPublishPacket, Client } from 'aedes'
+import type { Aedes, Client } from 'aedes'
 import { ConnectionLogger, type Logger } from '../logging.js'
-import type { IAuthPacket, IConnackPacket, IConnectPacket, IPublishPacket, ISubackPacket, ISubscribePacket, ISubscription, IUnsubackPacket, IUnsubscribePacket, Packet } from 'mqtt-packet'
-import { FrameReader, PacketType, ackPacketId, frameOf, type Frame, type ReadResult } from './frame.js'
+import type { IAuthPacket, IConnackPacket, IConnectPacket, ISubackPacket, ISubscribePacket, ISubscription, IUnsubackPacket, IUnsubscribePacket, Packet } from 'mqtt-packet'
+import { FrameReader, PacketType, ackPacketId, type Frame, type ReadResult } from './frame.js'
 import { decodeFrame, encode, type ProtocolVersion } from './codec.js'
 import { inspectConnect, UNACCEPTABLE_PROTOCOL_VERSION_CONNACK, UNSUPPORTED_PROTOCOL_VERSION_CONNACK_V5 } from './inbound/connect.js'
 import { checkSubscribeFrame, checkSubscription, PendingSuback, type SubscribePolicy } from './inbound/subscribe.js'
@@ -30,22 +30,22 @@ import { PacketIdTable } from './packet-id-table.js'
 import { OutboundAliases } from './outbound/topic-alias.js'
 import { ReasonCode, describeReasonCode, v5ToV311ConnackCode, v311ToV5ConnackCode } from './reason-codes.js'
 import type { Authenticators, AuthExchange, AuthStep } from './auth.js'
-import { hardenClient, clientSubscriptions, handleStream, pacePackets, injectPacket, packetsInProgress, refreshKeepAlive, routeQoS0Delivery, AliasTable, allocatePacketId, type PacketPacer } from '../aedes-internals.js'
+import { hardenClient, clientSubscriptions, handleStream, pacePackets, injectPacket, packetsInProgress, refreshKeepAlive, routeQoS0Delivery, AliasTable, type PacketPacer } from '../aedes-internals.js'
 import type { QueueSink } from '../persistence/types.js'
 import { BrokerSide, type BrokerSideOwner } from './broker-side.js'
 import { decodeOther } from './decode.js'
 import { checkAuth, checkDisconnect } from './inbound/disconnect-auth.js'
 import type { BrokerObserver } from '../observer.js'
 import type { DirectSend, MemberLink, SharedDelivery, SharedSubscriptions } from '../shared/dispatcher.js'
-import { encodePublish } from './outbound/encode-publish.js'
 import { fitConnack } from './outbound/fit-connack.js'
-import { forwardCorrections, shouldDeliverWithQoS } from './delivery.js'
+import { shouldDeliverWithQoS } from './delivery.js'
 import { parseSharedFilter, hasWildcard } from './topic.js'
 import { DROP, PASS, type Verdict } from './flows/verdict.js'
 import { onPublish, onRetainedPublish, type PublishInHost } from './flows/publish-in.js'
 import { onClientPuback, onClientPubrec, onClientPubrel, onOutboundAck, onPublished as publishedAck, type AckFlow, type InboundFlow } from './flows/acks.js'
-import { fitBuf, onOutboundPublish, sendOwnPublishes, shedHeld } from './flows/publish-out.js'
-import { afterBrokerWrite, congested, endHold, flushAll, progress, resumeBroker, startResumedDrain, write, type OutboundMode, type Pressure, type WriterHost } from './flows/client-writer.js'
+import { fitBuf, onOutboundPublish, shedHeld } from './flows/publish-out.js'
+import { armQueueSink, disarmQueueSink, isRepeat, publishShared, queueSink, room, sealEncoded, sendEncoded, sendShared, type EncodeOnceState, type FastPathHost, type SinkPhase } from './flows/fast-paths.js'
+import { afterBrokerWrite, endHold, flushAll, progress, resumeBroker, startResumedDrain, write, type OutboundMode, type Pressure } from './flows/client-writer.js'
 
 export type Transport = 'tcp' | 'tls' | 'ws' | 'wss'
 
@@ -129,10 +129,10 @@ type AuthState =
 const kConnection = Symbol('culex connection')
 interface Tagged { [kConnection]: Connection }
 
-export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, PublishInHost {
+export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, PublishInHost, FastPathHost {
   readonly client: Client
   readonly log: ConnectionLogger
-  private readonly side: BrokerSide
+  readonly side: BrokerSide
   private readonly inbound: FrameReader
   private readonly outbound = new FrameReader(0)
   readonly settings: ProtocolSettings
@@ -187,7 +187,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Pub
   /** SUBSCRIBE parts sent to aedes before the one being checked, not yet answered */
   private partsBefore = 0
   /** shared deliveries handed to aedes and not yet written */
-  private sharedUnseen = 0
+  sharedUnseen = 0
   private nextInternalId = 1
 
   // outbound
@@ -203,15 +203,9 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Pub
   outQueueBytes = 0
   pressure: Pressure = 'flowing'
   stallTimer: NodeJS.Timeout | undefined
-  /** aedes' next outgoingStream for this client is the resumed session's queue (`queueSink`) */
-  private queueSinkArmed = false
-  /** sending queued messages directly: live QoS 0 takes aedes' path, in order behind them */
-  private sendingQueued = false
-  /** the live message aedes offered this client last (`isRepeat`) */
-  private lastOfferedBroker: string | undefined
-  private lastOfferedCounter = 0
-  /** QoS 0 messages encoded once for many subscribers, going out at the next setImmediate */
-  private encodedBatch: Frame[] | undefined
+  // the fast paths (flows/fast-paths.ts)
+  sinkPhase: SinkPhase = 'none'
+  encodeOnce: EncodeOnceState | undefined
   /** when aedes wrote the chunks being processed */
   writtenAt = 0
 
@@ -287,6 +281,8 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Pub
 
   get isAccepted (): boolean { return this.accepted }
 
+  get isClosed (): boolean { return this.closed }
+
   /** the CONNECT asked to resume a session (Clean Start 0; 3.1.1: clean session 0) */
   get resumesSession (): boolean { return !this.cleanStart }
 
@@ -304,48 +300,21 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Pub
   get clientId (): string { return this.client.id }
 
   room (): number {
-    return this.window.limit - this.window.inflight.size - this.window.queued - this.sharedUnseen
+    return room(this)
   }
 
   publish (packet: SharedDelivery, done: (err?: Error) => void): void {
-    // until aedes has written it, the window does not count it: this does
-    if (packet.qos > 0) this.sharedUnseen++
-    this.client.publish(packet as unknown as Parameters<Client['publish']>[0], (err?: Error) => {
-      if (packet.qos > 0) this.sharedUnseen--
-      done(err)
-    })
+    publishShared(this, packet, done)
   }
 
-  /**
-   * A shared QoS 1 delivery sent by the gateway itself, to a client whose
-   * session keeps nothing (aedes' `client.clean`): aedes would store it
-   * nowhere and only copy, encode and write it, so culex skips that round
-   * trip. Steps, as lib/broker.ts `authorizeForward` takes them on aedes' path:
-   * 1. the ACL read right: 'refused' when the client may not read the topic;
-   * 2. [MQTT-3.3.2-5] 'expired' past its Message Expiry, otherwise the
-   *    interval sent is what remains [MQTT-3.3.2-6];
-   * 3. a packet id from aedes' own sequence, so none collides with aedes';
-   * 4. encoded, then the outbound steps of every PUBLISH (onOutboundPublish):
-   *    Receive Maximum, Maximum Packet Size, topic alias, metrics.
-   * Its PUBACK ends here too (onClientPuback). undefined: aedes' path (`publish`).
-   */
+  /** A shared QoS 1 delivery the gateway sends itself (flows/fast-paths.ts); undefined: aedes' path (`publish`). */
   sendShared (packet: SharedDelivery): DirectSend {
-    if (packet.qos !== 1 || this.client.clean !== true || !this.accepted || this.closed || this.socket.destroyed || this.version === undefined) return undefined
-    if (!this.ctx.policy.mayReceive(this, packet.topic)) return 'refused'
-    const now = Date.now()
-    const corrected = forwardCorrections(this.client, packet as unknown as AedesPublishPacket, { subscriptionIdentifiers: false, now, shared: true })
-    if (corrected === null) return 'expired'
-    const packetId = allocatePacketId(this.client)
-    const frame = frameOf(encodePublish({ topic: corrected.topic, payload: corrected.payload, qos: 1, retain: corrected.retain, dup: false, messageId: packetId, properties: corrected.properties }, this.version))
-    const direct = this.direct ??= new Set()
-    direct.add(packetId)
-    sendOwnPublishes(this, [frame], now)
-    return packetId
+    return sendShared(this, packet)
   }
 
   /** session state is ready (aedes' clientReady, after its queued messages): shared groups may deliver */
   ready (): void {
-    this.queueSinkArmed = false
+    disarmQueueSink(this)
     endHold(this)
     const shared = this.ctx.shared
     // a client in no group has nothing to restore (and no promise to make per connect)
@@ -1022,53 +991,21 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Pub
   }
 
   /**
-   * onConnack starts a resumed session's drain by setting these (with
-   * `queueSinkArmed`): the write path's state is `outMode`.
+   * onConnack starts a resumed session's drain by setting these three: the
+   * write path's state is `outMode` (flows/client-writer.ts), the queue
+   * sink's `sinkPhase` (flows/fast-paths.ts).
    */
   private set holdingDrain (_: true) { startResumedDrain(this) }
   private set connackAlone (_: true) { startResumedDrain(this) }
+  private set queueSinkArmed (_: true) { armQueueSink(this) }
 
-  /**
-   * The resumed session's queue, taken from the store directly (see the
-   * store's QueueSink) rather than one message per event-loop turn through
-   * aedes' emptyQueue; offered once, to the stream aedes opens right after
-   * CONNACK, and only for a session resumed as it was (aedes drops the queue
-   * of a Clean Start or of a session that ends with the connection).
-   */
-  queueSink (): QueueSink | undefined {
-    if (!this.queueSinkArmed) return undefined
-    this.queueSinkArmed = false
-    if (this.closed || !this.client.connecting || this.client.clean || this.cleanStart) return undefined
-    return {
-      room: () => this.closed ? 0 : this.room(),
-      nextPacketId: () => allocatePacketId(this.client),
-      send: (packet) => this.sendQueued(packet as unknown as AedesPublishPacket)
-    }
+  mayReceive (topic: string): boolean {
+    return this.ctx.policy.mayReceive(this, topic)
   }
 
-  /**
-   * One queued message, with the steps of aedes' emptyQueue: the remaining
-   * Message Expiry Interval [MQTT-3.3.2-6]; authorizeForward (culex's
-   * delivery corrections, ACL, DUP); not sent once expired [MQTT-3.3.2-5];
-   * then the outbound steps every PUBLISH takes (`onOutboundPublish`).
-   */
-  private sendQueued (packet: AedesPublishPacket): boolean {
-    const now = Date.now()
-    if (packet.messageExpiry !== undefined && packet.messageExpiry > now) {
-      packet.properties = { ...packet.properties, messageExpiryInterval: Math.ceil((packet.messageExpiry - now) / 1000) }
-    }
-    this.sendingQueued = true
-    let authorized: AedesPublishPacket | null | void
-    try {
-      authorized = this.ctx.broker.authorizeForward(this.client, packet)
-    } finally {
-      this.sendingQueued = false
-    }
-    if (authorized === null || authorized === undefined) return false
-    if (packet.messageExpiry !== undefined && packet.messageExpiry <= Date.now()) return false
-    // aedes writes the packet it asked about, corrected in place
-    sendOwnPublishes(this, [frameOf(encodePublish(packet as unknown as IPublishPacket, this.version ?? 4))], now)
-    return true
+  /** A resumed session's queue, taken from the store directly (flows/fast-paths.ts); offered once. */
+  queueSink (): QueueSink | undefined {
+    return queueSink(this)
   }
 
   private checkOutbound (frame: Frame, out: Buffer[]): void {
@@ -1107,38 +1044,14 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Pub
     out.push(this.fit(frame))
   }
 
-  /**
-   * A QoS 0 message for this client, already encoded once for all its
-   * subscribers (lib/protocol/outbound/encode-once.ts) instead of by aedes
-   * for each. It goes out as aedes would have written it: after a
-   * setImmediate, behind anything aedes was already about to write to this
-   * client (`sealEncoded`), then through the same outbound steps. false: not
-   * now (before CONNACK, closing, or while the client is behind, where
-   * aedes' own path gives back-pressure); aedes delivers it instead.
-   */
+  /** A QoS 0 message encoded once for all its subscribers (flows/fast-paths.ts); false: aedes delivers it. */
   sendEncoded (frame: Frame): boolean {
-    if (this.sendingQueued || !this.accepted || this.closed || this.pressure === 'shedding' || congested(this) || this.side.writableLength > 0) return false
-    let batch = this.encodedBatch
-    if (batch === undefined) {
-      const fresh: Frame[] = []
-      batch = this.encodedBatch = fresh
-      setImmediate(() => { this.flushEncoded(fresh) })
-    }
-    batch.push(frame)
-    return true
+    return sendEncoded(this, frame)
   }
 
-  /**
-   * [MQTT-3.3.4-2] one copy per client of a message that matches several of
-   * its subscriptions: aedes offers the copies one after another, all within
-   * one emit, so a copy is the message offered last (aedes-internals.ts
-   * `hardenClient` says why aedes' own check is off).
-   */
+  /** [MQTT-3.3.4-2] a copy of the message offered last, for another of the client's subscriptions (flows/fast-paths.ts). */
   isRepeat (brokerId: string, brokerCounter: number): boolean {
-    if (this.lastOfferedCounter === brokerCounter && this.lastOfferedBroker === brokerId) return true
-    this.lastOfferedBroker = brokerId
-    this.lastOfferedCounter = brokerCounter
-    return false
+    return isRepeat(this, brokerId, brokerCounter)
   }
 
   /** aedes finished publishing the client's message `packetId` (its `published` hook): its PUBACK may go (flows/acks.ts). */
@@ -1148,13 +1061,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Pub
 
   /** aedes is about to write a message to this client: encoded messages after this one wait for it. */
   sealEncoded (): void {
-    this.encodedBatch = undefined
-  }
-
-  private flushEncoded (batch: Frame[]): void {
-    if (this.encodedBatch === batch) this.encodedBatch = undefined
-    if (this.closed || this.socket.destroyed) return
-    sendOwnPublishes(this, batch, Date.now())
+    sealEncoded(this)
   }
 
   /**
@@ -1368,7 +1275,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Pub
   close (reason: string): void {
     if (this.closed) return
     this.closed = true
-    this.queueSinkArmed = false
+    disarmQueueSink(this)
     flushAll(this)
     resumeBroker(this)
     if (!this.side.destroyed) this.side.destroy()

@@ -1,7 +1,7 @@
 // A connection without a socket or aedes, for the flow modules' unit tests
 // (lib/protocol/flows/): it records what would be written to the client,
 // handed to aedes, counted and logged.
-import type { Client } from 'aedes'
+import type { AedesPublishPacket, Client } from 'aedes'
 import type { Packet } from 'mqtt-packet'
 import { decodeBuffer, encode, type ProtocolVersion } from '../../../lib/protocol/codec.js'
 import { frameOf, type Frame } from '../../../lib/protocol/frame.js'
@@ -10,12 +10,23 @@ import type { OutboundAliases } from '../../../lib/protocol/outbound/topic-alias
 import { PacketIdTable } from '../../../lib/protocol/packet-id-table.js'
 import type { AckFlow, InboundFlow } from '../../../lib/protocol/flows/acks.js'
 import type { PublishInHost } from '../../../lib/protocol/flows/publish-in.js'
+import type { EncodeOnceState, FastPathHost, SinkPhase } from '../../../lib/protocol/flows/fast-paths.js'
 import { AliasTable } from '../../../lib/aedes-internals.js'
 import type { RetainedOrder } from '../../../lib/protocol/inbound/retained-order.js'
 import type { OutboundMode, Pressure } from '../../../lib/protocol/flows/client-writer.js'
 
-export class StubHost implements PublishInHost {
-  readonly client = { id: 'stub' } as unknown as Client
+export class StubHost implements PublishInHost, FastPathHost {
+  /** what aedes was asked to publish to the client (its own path) */
+  readonly viaAedes: unknown[] = []
+  readonly stubClient = {
+    id: 'stub',
+    clean: true,
+    connecting: false,
+    _nextId: 1,
+    publish: (packet: unknown, done: (err?: Error) => void) => { this.viaAedes.push(packet); setImmediate(done) }
+  }
+
+  readonly client = this.stubClient as unknown as Client
   version: ProtocolVersion | undefined = 5
   /** socket writes, each one buffer */
   readonly writes: Buffer[] = []
@@ -54,6 +65,7 @@ export class StubHost implements PublishInHost {
     },
     shared: undefined as { onAck: (client: { id: string }, id: number, code: number) => void } | undefined,
     hasSubscribers: (topic: string) => this.subscribers(topic),
+    broker: { authorizeForward: (_client: Client, packet: AedesPublishPacket) => this.forward(packet) },
     hasIncoming: async (_clientId: string, id: number) => this.incoming(id)
   }
 
@@ -84,6 +96,17 @@ export class StubHost implements PublishInHost {
   subacksAwaited = false
   rateLeft = Infinity
   denied = new Set<string>()
+  isAccepted = true
+  isClosed = false
+  resumesSession = true
+  readonly side = { writableLength: 0 }
+  sharedUnseen = 0
+  sinkPhase: SinkPhase = 'none'
+  encodeOnce: EncodeOnceState | undefined
+  readable = new Set<string>()
+  /** aedes' authorizeForward: the packet, corrected, or null when refused */
+  forward: (packet: AedesPublishPacket) => AedesPublishPacket | null = packet => packet
+  mayReceive (topic: string): boolean { return !this.denied.has(topic) }
   awaitingSuback (): boolean { return this.subacksAwaited }
   takePublish (): boolean { return this.rateLeft-- > 0 }
   mayPublish (topic: string): boolean { return !this.denied.has(topic) }
