@@ -5,7 +5,7 @@ import type { IPubackPacket, Packet } from 'mqtt-packet'
 import { expectAck, onClientPuback, onClientPubrec, onClientPubrel, onOutboundAck, onPublished, sendOrderedAck, withReasonCode } from '../../../lib/protocol/flows/acks.js'
 import { OutboundFlow } from '../../../lib/protocol/outbound/flow-control.js'
 import { ReasonCode } from '../../../lib/protocol/reason-codes.js'
-import { StubHost, ackFrame, publishFrame } from './stub-host.js'
+import { StubHost, ackFrame, publishFrame } from '../../helpers/flow-host.js'
 
 const codes = (packets: Packet[]): Array<[string, number | undefined, number | undefined]> =>
   packets.map(p => [p.cmd, (p as IPubackPacket).messageId, (p as IPubackPacket).reasonCode])

@@ -5,7 +5,7 @@ import type { AedesPublishPacket } from 'aedes'
 import type { IPublishPacket } from 'mqtt-packet'
 import { armQueueSink, disarmQueueSink, isRepeat, publishShared, queueSink, room, sealEncoded, sendEncoded, sendShared } from '../../../lib/protocol/flows/fast-paths.js'
 import type { SharedDelivery } from '../../../lib/shared/dispatcher.js'
-import { StubHost, publishFrame } from './stub-host.js'
+import { StubHost, publishFrame } from '../../helpers/flow-host.js'
 
 const delivery = (over: Partial<SharedDelivery> = {}): SharedDelivery => ({ cmd: 'publish', topic: 'g/t', payload: Buffer.from('m'), qos: 1, retain: false, dup: false, ...over } as SharedDelivery)
 

@@ -7,7 +7,7 @@ import { onPublish, onRetainedPublish } from '../../../lib/protocol/flows/publis
 import { frameOf } from '../../../lib/protocol/frame.js'
 import { ReasonCode } from '../../../lib/protocol/reason-codes.js'
 import { onOutboundAck } from '../../../lib/protocol/flows/acks.js'
-import { StubHost, ackFrame, publishFrame } from './stub-host.js'
+import { StubHost, ackFrame, publishFrame } from '../../helpers/flow-host.js'
 
 const replaced = (v: ReturnType<typeof onPublish>): IPublishPacket | undefined => v.kind === 'replace' ? v.packets[0] as IPublishPacket : undefined
 const closeCode = (v: ReturnType<typeof onPublish>): number | undefined => v.kind === 'close' ? v.reasonCode : undefined
@@ -16,7 +16,7 @@ t.test('a valid PUBLISH goes to aedes decoded, and is counted', async (t) => {
   const host = new StubHost()
   const packet = replaced(onPublish(host, publishFrame({ topic: 'a/b', qos: 1, messageId: 1 })))
   t.equal(packet?.topic, 'a/b')
-  t.same(host.received_, [1])
+  t.same(host.counted, [1])
   t.same(host.inflightIn.get(1), { qos: 1, topic: 'a/b' })
 })
 

@@ -5,7 +5,7 @@ import type { IPublishPacket, Packet } from 'mqtt-packet'
 import { ageHeld, dropPublish, fitBuf, onOutboundPublish, releaseHeld, sendOwnPublishes, shedHeld } from '../../../lib/protocol/flows/publish-out.js'
 import { OutboundAliases } from '../../../lib/protocol/outbound/topic-alias.js'
 import { decodeBuffer, encode } from '../../../lib/protocol/codec.js'
-import { StubHost, publishFrame } from './stub-host.js'
+import { StubHost, publishFrame } from '../../helpers/flow-host.js'
 
 t.test('[MQTT-3.3.4-9] spec 4.9: no more QoS 1/2 in flight than the Receive Maximum; the rest wait, in order', async (t) => {
   const host = new StubHost()

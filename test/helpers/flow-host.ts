@@ -1,19 +1,19 @@
-// A connection without a socket or aedes, for the flow modules' unit tests
-// (lib/protocol/flows/): it records what would be written to the client,
+// A connection without a socket or aedes, for the unit tests of
+// lib/protocol/flows/: it records what would be written to the client,
 // handed to aedes, counted and logged.
 import type { AedesPublishPacket, Client } from 'aedes'
 import type { Packet } from 'mqtt-packet'
-import { decodeBuffer, encode, type ProtocolVersion } from '../../../lib/protocol/codec.js'
-import { frameOf, type Frame } from '../../../lib/protocol/frame.js'
-import { OutboundWindow } from '../../../lib/protocol/outbound/flow-control.js'
-import type { OutboundAliases } from '../../../lib/protocol/outbound/topic-alias.js'
-import { PacketIdTable } from '../../../lib/protocol/packet-id-table.js'
-import type { AckFlow, InboundFlow } from '../../../lib/protocol/flows/acks.js'
-import type { PublishInHost } from '../../../lib/protocol/flows/publish-in.js'
-import type { EncodeOnceState, FastPathHost, SinkPhase } from '../../../lib/protocol/flows/fast-paths.js'
-import { AliasTable } from '../../../lib/aedes-internals.js'
-import type { RetainedOrder } from '../../../lib/protocol/inbound/retained-order.js'
-import type { OutboundMode, Pressure } from '../../../lib/protocol/flows/client-writer.js'
+import { decodeBuffer, encode, type ProtocolVersion } from '../../lib/protocol/codec.js'
+import { frameOf, type Frame } from '../../lib/protocol/frame.js'
+import { OutboundWindow } from '../../lib/protocol/outbound/flow-control.js'
+import type { OutboundAliases } from '../../lib/protocol/outbound/topic-alias.js'
+import { PacketIdTable } from '../../lib/protocol/packet-id-table.js'
+import type { AckFlow, InboundFlow } from '../../lib/protocol/flows/acks.js'
+import type { PublishInHost } from '../../lib/protocol/flows/publish-in.js'
+import type { EncodeOnceState, FastPathHost, SinkPhase } from '../../lib/protocol/flows/fast-paths.js'
+import { AliasTable } from '../../lib/aedes-internals.js'
+import type { RetainedOrder } from '../../lib/protocol/inbound/retained-order.js'
+import type { OutboundMode, Pressure } from '../../lib/protocol/flows/client-writer.js'
 
 export class StubHost implements PublishInHost, FastPathHost {
   /** what aedes was asked to publish to the client (its own path) */
@@ -50,7 +50,7 @@ export class StubHost implements PublishInHost, FastPathHost {
     receiveMaximum: 2
   }
   /** QoS of each PUBLISH counted as received */
-  readonly received_: number[] = []
+  readonly counted: number[] = []
   readonly sent: Array<{ qos: number, bytes: number }> = []
   readonly dropped: string[] = []
   readonly sharedAcks: Array<{ id: number, code: number }> = []
@@ -59,7 +59,7 @@ export class StubHost implements PublishInHost, FastPathHost {
   incoming: (id: number) => boolean = () => false
   readonly ctx = {
     observer: {
-      publishReceived: (qos: number) => { this.received_.push(qos) },
+      publishReceived: (qos: number) => { this.counted.push(qos) },
       publishSent: (qos: number, bytes: number) => { this.sent.push({ qos, bytes }) },
       messageDropped: (reason: string) => { this.dropped.push(reason) }
     },
