@@ -208,7 +208,7 @@ export interface AedesAsyncPersistence {
 /**
  * Where a resumed session's queued QoS 1 messages can go without aedes'
  * emptyQueue stream, which sends one message per event-loop turn (the
- * protocol gateway, lib/protocol/connection.ts). It applies the steps aedes
+ * protocol gateway, lib/protocol/flows/fast-paths.ts). It applies the steps aedes
  * would to each message (authorizeForward, expiry) and sends it.
  */
 export interface QueueSink {

@@ -8,7 +8,7 @@
  * same for every subscriber of one protocol version that gets the same
  * retain flag and properties) culex encodes the message once and hands the
  * finished frame to each subscriber's gateway (lib/broker/hooks/forward.ts
- * `sendEncodedOnce`; Connection.sendEncoded).
+ * `sendEncodedOnce`; flows/fast-paths.ts `sendEncoded`).
  *
  * aedes delivers a message to all its subscribers in one go, so remembering
  * the last encoding is enough to share it across them.

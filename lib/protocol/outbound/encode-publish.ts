@@ -4,8 +4,8 @@
  * Without properties (most messages) it is written straight into one buffer;
  * with properties mqtt-packet encodes it. Used where culex sends a message
  * without aedes: QoS 0 encoded once for all subscribers (encode-once.ts),
- * shared QoS 1 deliveries (Connection.sendShared) and a resumed session's
- * queue (Connection.sendQueued).
+ * shared QoS 1 deliveries and a resumed session's queue
+ * (lib/protocol/flows/fast-paths.ts `sendShared`, `sendQueued`).
  */
 import mqtt from 'mqtt-packet'
 import type { IPublishPacket } from 'mqtt-packet'

@@ -7,7 +7,7 @@
  * MQTT.js handles every packet of one socket read before the code after the
  * `await` runs, acknowledging messages nobody listens for. culex sends a
  * resumed session's CONNACK in a write of its own and the queue a few turns
- * of the event loop later (lib/protocol/connection.ts `writeOut`), so the
+ * of the event loop later (lib/protocol/flows/client-writer.ts `write`), so the
  * pattern gets the whole queue (mosquitto 2.0.11, measured by hand with this
  * pattern, delivered 34 to 49 of 50).
  */
