@@ -44,8 +44,6 @@ export const ALLOWED: ReadonlyArray<{ from: string, to: string, why: string }> =
   { from: 'lib/auth/admission.ts', to: 'lib/protocol/connection.ts', why: 'admission limits take the Connection class' },
   { from: 'lib/metrics/counters.ts', to: 'lib/protocol/connection.ts', why: 'counters read the Connection class' },
   { from: 'lib/config/schema.ts', to: 'lib/shared/strategies.ts', why: 'the schema lists the strategy names' },
-  { from: 'lib/persistence/store.ts', to: 'lib/shared/store.ts', why: 'the store implements the shared-group log' },
-  { from: 'lib/persistence/level.ts', to: 'lib/shared/store.ts', why: 'the store implements the shared-group log' }
 ]
 
 type Edge = { from: string, to: string }

@@ -4,7 +4,7 @@
 // commit and read only for message bodies outside the cache budget.
 import { mkdir } from 'node:fs/promises'
 import { Level } from 'level'
-import type { StoredMember } from '../shared/store.js'
+import type { StoredMember } from './parts/group-log.js'
 import type { Logger } from 'pino'
 import { decodePacket, decodeRecord, encodeRecord } from './codec.js'
 import { persistenceError } from './errors.js'

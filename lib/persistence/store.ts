@@ -26,7 +26,7 @@ import {
   accountedBytes, clonePacket, copyPacket, encodePacket, encodeRecord, packetFromBody, payloadBytes, queuedBody
 } from './codec.js'
 import { persistenceError } from './errors.js'
-import type { ShareStore, StoredMember, StoredMessage } from '../shared/store.js'
+import type { GroupLog, StoredMember, StoredMessage } from './parts/group-log.js'
 import type { GroupCommit } from './group-commit.js'
 import { TopicTree } from './topic-tree.js'
 import { repeatedLog } from '../repeated-log.js'
@@ -1268,7 +1268,7 @@ export abstract class BaseStore implements CulexPersistence {
   readonly #sharedMessages = new Map<string, Map<number, StoredMessage>>()
 
   /** Where lib/shared keeps what must survive a restart, in this store. */
-  sharedStore (): ShareStore {
+  sharedStore (): GroupLog {
     return {
       putMember: async (member) => {
         this.#checkOpen()
