@@ -1,24 +1,11 @@
 // The store logic shared by the memory and level stores. Every index the
 // broker's hot path reads lives in memory (subscription trie, per-session
-// queue index, retained topic tree, wills, incoming QoS 2 state, session
-// metadata); the level store adds a durable copy of every mutation (written
-// through GroupCommit, the promise resolving once the write is in LevelDB) and
-// keeps message bodies in memory only within a cache budget, reading the rest
-// from disk by key. The memory store is this class with no backend.
-//
-// Keys of the level store (clientIds are encodeURIComponent-ed so that a ':'
-// in an id cannot split a key; topics and filters are stored verbatim after
-// the last fixed separator):
-//   meta:format                  {"format":1}                 format version
-//   r:<topic>                    packet                       retained message
-//   s:<cid>:<filter>             {qos,rh,rap,nl,sid}          subscription
-//   q:<cid>:<seq, 16 hex>        packet                       queued message body
-//   qi:<cid>:<seq, 16 hex>       {m} | {p}                    its packet id / PUBREL state
-//   i:<cid>:<messageId, 5 dec>   packet                       inbound QoS 2 awaiting PUBREL
-//   w:<cid>                      packet                       will message
-//   x:<cid>                      SessionMeta                  session deadline, will delay, owner; also a 3.1.1 persistent session (no deadline)
-// <seq> is one store-wide counter, so a session's queue keys sort in the
-// order the messages were enqueued.
+// queue index, retained topic tree, and the parts under parts/: wills,
+// sessions, incoming QoS 2 state); the level store adds a durable copy of
+// every mutation (written through WriteThrough and GroupCommit, the promise
+// resolving once the write is in LevelDB) and keeps message bodies in memory
+// only within a cache budget (BodyCache), reading the rest from disk by key.
+// The memory store is this class with no backend. Key layout: parts/keys.ts.
 import { createRequire } from 'node:module'
 import { Readable } from 'node:stream'
 import type { Logger } from 'pino'
@@ -26,10 +13,15 @@ import {
   accountedBytes, clonePacket, copyPacket, encodePacket, encodeRecord, packetFromBody, payloadBytes, queuedBody
 } from './codec.js'
 import { persistenceError } from './errors.js'
+import { BodyCache } from './parts/body-cache.js'
+import { Drops } from './parts/drops.js'
 import type { GroupLog, StoredMember, StoredMessage } from './parts/group-log.js'
-import type { GroupCommit } from './group-commit.js'
+import { MemoryIncoming, type IncomingQoS2 } from './parts/incoming.js'
+import { KEY } from './parts/keys.js'
+import { MemorySessions, type SessionRecords } from './parts/sessions.js'
+import { MemoryWills, type WillStore } from './parts/wills.js'
+import { WriteThrough, type StoreBackend } from './parts/write-through.js'
 import { TopicTree } from './topic-tree.js'
-import { repeatedLog } from '../repeated-log.js'
 import type {
   BrokerHeartbeats, BrokerRef, ClientRef, ClientSubscription, CulexPersistence, DropEvent, DropReason,
   EnqueueTarget, OverflowPolicy, PersistenceLimits, PersistenceStats, QueueSink, QueueSinkFactory, SessionMeta,
@@ -63,36 +55,8 @@ const STREAM_CHUNK = 64
 /** how long a QoS 1 packet id may stay in memory only (#lazyIds) */
 const ID_WRITE_DELAY_MS = 100
 
-export const KEY = {
-  format: 'meta:format',
-  retained: (topic: string) => 'r:' + topic,
-  sub: (cid: string, filter: string) => 's:' + encodeURIComponent(cid) + ':' + filter,
-  subPrefix: (cid: string) => 's:' + encodeURIComponent(cid) + ':',
-  queued: (cid: string, seq: number) => 'q:' + encodeCid(cid) + ':' + seqHex(seq),
-  inflight: (cid: string, seq: number) => 'qi:' + encodeCid(cid) + ':' + seqHex(seq),
-  incoming: (cid: string, messageId: number) => 'i:' + encodeURIComponent(cid) + ':' + String(messageId).padStart(5, '0'),
-  will: (cid: string) => 'w:' + encodeURIComponent(cid),
-  session: (cid: string) => 'x:' + encodeURIComponent(cid),
-  /** shared subscription group member (lib/shared) */
-  sharedMember: (group: string, cid: string) => 'gm:' + encodeURIComponent(group) + ':' + encodeURIComponent(cid),
-  /** shared subscription group log entry, in seq order */
-  sharedMessage: (group: string, seq: number) => 'gq:' + encodeURIComponent(group) + ':' + seqHex(seq)
-} as const
-
-// a session's queue keys are made in runs for one client (its acknowledgements, its drain)
-let lastCid = ''
-let lastEncoded = ''
-function encodeCid (cid: string): string {
-  if (cid !== lastCid) {
-    lastEncoded = encodeURIComponent(cid)
-    lastCid = cid
-  }
-  return lastEncoded
-}
-
-function seqHex (seq: number): string {
-  return seq.toString(16).padStart(16, '0')
-}
+export { KEY } from './parts/keys.js'
+export type { StoreBackend } from './parts/write-through.js'
 
 export interface SubRecord {
   qos: number
@@ -151,13 +115,6 @@ function retainedExpiry (value: RetainedValue): number | undefined {
   return value instanceof UncachedRetained ? value.expiry : value.messageExpiry
 }
 
-/** Reads message bodies that are not cached (level store only). */
-export interface StoreBackend {
-  writer: GroupCommit
-  readPackets (keys: string[]): Promise<Array<StoredPacket | undefined>>
-}
-
-
 function brokerKeyOf (packet: StoredPacket): string | undefined {
   if (packet.brokerId === undefined || packet.brokerId === null || packet.brokerCounter === undefined) return undefined
   return packet.brokerId + '\u0000' + String(packet.brokerCounter)
@@ -178,8 +135,6 @@ export abstract class BaseStore implements CulexPersistence {
   abstract readonly kind: 'memory' | 'level'
 
   protected logger: Logger | undefined
-  protected backend: StoreBackend | null = null
-  protected closed = false
   protected corrupt = 0
 
   #broker: BrokerRef | undefined
@@ -188,8 +143,12 @@ export abstract class BaseStore implements CulexPersistence {
   readonly #overflow: OverflowPolicy
   readonly #maxRetained: number
   readonly #maxRetainedPayload: number
-  readonly #cacheLimit: number
-  #cacheUsed = 0
+  readonly #io = new WriteThrough()
+  readonly #cache: BodyCache
+  readonly #drops: Drops
+  protected readonly incoming: IncomingQoS2
+  protected readonly wills: WillStore
+  protected readonly sessions: SessionRecords
 
   // Map everywhere a clientId is a key: ids such as `__proto__` or
   // `constructor` are ordinary ids here.
@@ -200,18 +159,12 @@ export abstract class BaseStore implements CulexPersistence {
   readonly #retained = new TopicTree<RetainedValue>()
   /** bumped when a retained message is replaced or removed: streams that matched before look their topics up again */
   #retainedVersion = 0
-  readonly #incoming = new Map<string, Map<number, StoredPacket>>()
-  readonly #wills = new Map<string, StoredPacket>()
-  readonly #sessions = new Map<string, SessionMeta>()
   #seq = 0
 
   #queued = 0
   #queuedBytes = 0
   #inflight = 0
   #pubrels = 0
-  #incomingCount = 0
-  readonly #dropped = { queueFull: 0, expired: 0, retainedLimit: 0 }
-  readonly #dropListeners = new Set<(event: DropEvent) => void>()
 
   constructor (opts: { limits?: PersistenceLimits, logger?: Logger, cacheBytes?: number }) {
     const limits = opts.limits ?? {}
@@ -223,9 +176,19 @@ export abstract class BaseStore implements CulexPersistence {
     }
     this.#maxRetained = positiveOr(limits.maxRetained, Infinity)
     this.#maxRetainedPayload = positiveOr(limits.maxRetainedPayload, Infinity)
-    this.#cacheLimit = opts.cacheBytes ?? Infinity
     this.logger = opts.logger
+    this.#cache = new BodyCache(opts.cacheBytes ?? Infinity, this.#io)
+    this.#drops = new Drops(opts.logger, this.#overflow)
+    this.incoming = new MemoryIncoming(this.#io)
+    this.wills = new MemoryWills(this.#io)
+    this.sessions = new MemorySessions(this.#io)
   }
+
+  /** set by the level store once LevelDB is open */
+  protected get backend (): StoreBackend | null { return this.#io.backend }
+  protected set backend (backend: StoreBackend | null) { this.#io.backend = backend }
+  protected get closed (): boolean { return this.#io.closed }
+  protected set closed (closed: boolean) { this.#io.closed = closed }
 
   get broker (): BrokerRef | undefined {
     return this.#broker
@@ -256,15 +219,15 @@ export abstract class BaseStore implements CulexPersistence {
   // writes
 
   #put (key: string, value: Uint8Array): Promise<void> | undefined {
-    return this.backend?.writer.put(key, value)
+    return this.#io.put(key, value)
   }
 
   #del (key: string): Promise<void> | undefined {
-    return this.backend?.writer.del(key)
+    return this.#io.del(key)
   }
 
   #checkOpen (): void {
-    if (this.closed) throw persistenceError('CULEX_ERR_PERSISTENCE_CLOSED')
+    this.#io.checkOpen()
   }
 
   // -------------------------------------------------------------------------
@@ -306,9 +269,7 @@ export abstract class BaseStore implements CulexPersistence {
     }
     // accountedBytes(body), without measuring the payload again
     const bytes = size + Buffer.byteLength(topic)
-    let value: RetainedValue = body
-    if (this.#cacheUsed + bytes <= this.#cacheLimit) this.#cacheUsed += bytes
-    else value = new UncachedRetained(topic, body.messageExpiry, body)
+    const value: RetainedValue = this.#cache.take(bytes) ? body : new UncachedRetained(topic, body.messageExpiry, body)
     const previous = this.#retained.set(topic, value)
     if (previous !== undefined) {
       this.#retainedVersion++
@@ -332,7 +293,7 @@ export abstract class BaseStore implements CulexPersistence {
 
   /** a cached body leaves the cache budget (level store) */
   #uncacheRetained (value: RetainedValue): void {
-    if (this.backend !== null && !(value instanceof UncachedRetained)) this.#cacheUsed -= accountedBytes(value)
+    if (this.backend !== null && !(value instanceof UncachedRetained)) this.#cache.release(accountedBytes(value))
   }
 
   createRetainedStream (pattern: string): Readable {
@@ -1094,140 +1055,88 @@ export abstract class BaseStore implements CulexPersistence {
     if (prev !== undefined && prev.seq > entry.seq) q.entries.sort((a, b) => a.seq - b.seq)
   }
 
-  // -------------------------------------------------------------------------
-  // incoming QoS 2
+  // incoming QoS 2 (parts/incoming.ts)
 
   async incomingStorePacket (client: ClientRef, packet: StoredPacket): Promise<void> {
     this.#checkOpen()
     if (!hasId(packet.messageId)) return
-    const cid = client.id
-    const stored = packetFromBody(queuedBody(packet), packet.messageId)
-    stored.messageId = packet.messageId
-    this.restoreIncoming(cid, packet.messageId, stored)
-    await this.#put(KEY.incoming(cid, packet.messageId), encodePacket(stored))
-  }
-
-  protected restoreIncoming (cid: string, messageId: number, packet: StoredPacket): void {
-    let store = this.#incoming.get(cid)
-    if (store === undefined) {
-      store = new Map()
-      this.#incoming.set(cid, store)
-    }
-    if (!store.has(messageId)) this.#incomingCount++
-    store.set(messageId, packet)
+    await this.incoming.put(client.id, packet.messageId, packet)
   }
 
   async incomingGetPacket (client: ClientRef, packet: StoredPacket): Promise<StoredPacket> {
-    const found = hasId(packet.messageId) ? this.#incoming.get(client.id)?.get(packet.messageId) : undefined
+    const found = hasId(packet.messageId) ? this.incoming.get(client.id, packet.messageId) : undefined
     if (found === undefined) throw persistenceError('CULEX_ERR_NO_SUCH_PACKET')
-    return clonePacket(found)
+    return found
   }
 
   async incomingDelPacket (client: ClientRef, packet: StoredPacket): Promise<void> {
     this.#checkOpen()
-    const cid = client.id
-    const store = this.#incoming.get(cid)
-    if (store === undefined || !hasId(packet.messageId) || !store.has(packet.messageId)) {
-      throw persistenceError('CULEX_ERR_NO_SUCH_PACKET')
-    }
-    store.delete(packet.messageId)
-    this.#incomingCount--
-    if (store.size === 0) this.#incoming.delete(cid)
-    await this.#del(KEY.incoming(cid, packet.messageId))
+    const deleted = hasId(packet.messageId) ? this.incoming.delete(client.id, packet.messageId) : undefined
+    if (deleted === undefined) throw persistenceError('CULEX_ERR_NO_SUCH_PACKET')
+    await deleted.written
   }
 
   /** drops a session's inbound QoS 2 state (Clean Start, [MQTT-3.1.2-4]); aedes 1.x calls it too */
   async cleanIncoming (client: ClientRef): Promise<void> {
     this.#checkOpen()
-    await this.#cleanIncoming(client.id)
+    await this.incoming.clear(client.id)
   }
 
-  #cleanIncoming (cid: string): Promise<void> | undefined {
-    const store = this.#incoming.get(cid)
-    if (store === undefined) return undefined
-    let write: Promise<void> | undefined
-    for (const messageId of store.keys()) write = this.#del(KEY.incoming(cid, messageId)) ?? write
-    this.#incomingCount -= store.size
-    this.#incoming.delete(cid)
-    return write
-  }
-
-  // -------------------------------------------------------------------------
-  // wills
+  // wills (parts/wills.ts)
 
   async putWill (client: ClientRef, packet: StoredPacket): Promise<void> {
     this.#checkOpen()
     // aedes (and its abstract suite) expect the will to be stamped in place
     packet.brokerId = this.#broker?.id
     packet.clientId = client.id
-    const will = copyPacket(packet)
-    this.#wills.set(client.id, will)
-    await this.#put(KEY.will(client.id), encodePacket(will))
-  }
-
-  protected restoreWill (cid: string, will: StoredPacket): void {
-    this.#wills.set(cid, will)
+    await this.wills.put(client.id, packet)
   }
 
   async getWill (client: ClientRef): Promise<StoredPacket | undefined> {
-    const will = this.#wills.get(client.id)
-    return will === undefined ? undefined : clonePacket(will)
+    return this.wills.get(client.id)
   }
 
   async delWill (client: ClientRef): Promise<StoredPacket | undefined> {
     this.#checkOpen()
-    const will = this.#wills.get(client.id)
-    if (will === undefined) return undefined
-    this.#wills.delete(client.id)
-    await this.#del(KEY.will(client.id))
-    return clonePacket(will)
+    const taken = this.wills.take(client.id)
+    if (taken === undefined) return undefined
+    await taken.written
+    return taken.will
   }
 
   streamWill (brokers: BrokerHeartbeats = {}): Readable {
     const now = Date.now()
     const out: StoredPacket[] = []
-    for (const [cid, will] of this.#wills) {
+    for (const [cid, will] of this.wills.entries()) {
       const brokerId = will.brokerId
       if (typeof brokerId === 'string' && Object.hasOwn(brokers, brokerId) && Boolean(brokers[brokerId])) continue
       // a will still inside its Will Delay Interval is published by the
       // session-expiry helper at its deadline, not by aedes' will sweep
-      const until = this.#sessions.get(cid)?.willDelayUntil
+      const until = this.sessions.willDelayUntil(cid)
       if (until !== undefined && until > now) continue
-      out.push(clonePacket(will))
+      out.push(this.wills.get(cid) as StoredPacket)
     }
     return Readable.from(out)
   }
 
-  // -------------------------------------------------------------------------
-  // sessions
+  // sessions (parts/sessions.ts)
 
   async putSession (clientId: string, meta: SessionMeta): Promise<void> {
     this.#checkOpen()
-    const record: SessionMeta = { expiresAt: meta.expiresAt }
-    if (meta.willDelayUntil !== undefined) record.willDelayUntil = meta.willDelayUntil
-    if (meta.expiryInterval !== undefined) record.expiryInterval = meta.expiryInterval
-    if (meta.owner !== undefined) record.owner = meta.owner
-    this.#sessions.set(clientId, record)
-    await this.#put(KEY.session(clientId), encodeRecord(record))
-  }
-
-  protected restoreSession (cid: string, meta: SessionMeta): void {
-    this.#sessions.set(cid, meta)
+    await this.sessions.put(clientId, meta)
   }
 
   async getSession (clientId: string): Promise<SessionMeta | undefined> {
-    const meta = this.#sessions.get(clientId)
-    return meta === undefined ? undefined : { ...meta }
+    return this.sessions.get(clientId)
   }
 
   async delSession (clientId: string): Promise<void> {
     this.#checkOpen()
-    if (!this.#sessions.delete(clientId)) return
-    await this.#del(KEY.session(clientId))
+    await this.sessions.delete(clientId)
   }
 
   async * listSessions (): AsyncIterable<{ clientId: string, meta: SessionMeta }> {
-    for (const [clientId, meta] of [...this.#sessions]) yield { clientId, meta: { ...meta } }
+    yield * this.sessions.list()
   }
 
   async wipeSession (clientId: string): Promise<void> {
@@ -1243,9 +1152,9 @@ export abstract class BaseStore implements CulexPersistence {
     if (q !== undefined) {
       for (const entry of q.entries.slice()) write = this.#removeEntry(clientId, q, entry, true) ?? write
     }
-    write = this.#cleanIncoming(clientId) ?? write
-    if (this.#wills.delete(clientId)) write = this.#del(KEY.will(clientId)) ?? write
-    if (this.#sessions.delete(clientId)) write = this.#del(KEY.session(clientId)) ?? write
+    write = this.incoming.clear(clientId) ?? write
+    write = this.wills.delete(clientId) ?? write
+    write = this.sessions.delete(clientId) ?? write
     await write
   }
 
@@ -1307,6 +1216,10 @@ export abstract class BaseStore implements CulexPersistence {
     yield * items
   }
 
+  protected restoreIncoming (cid: string, messageId: number, packet: StoredPacket): void { this.incoming.restore(cid, messageId, packet) }
+  protected restoreWill (cid: string, will: StoredPacket): void { this.wills.restore(cid, will) }
+  protected restoreSession (cid: string, meta: SessionMeta): void { this.sessions.restore(cid, meta) }
+
   protected restoreSharedMember (member: StoredMember): void {
     this.#sharedMembers.set(member.group + '\u0000' + member.clientId, member)
   }
@@ -1336,68 +1249,44 @@ export abstract class BaseStore implements CulexPersistence {
       queuedBytes: this.#queuedBytes,
       inflight: this.#inflight,
       pubrels: this.#pubrels,
-      incoming: this.#incomingCount,
+      incoming: this.incoming.count,
       subscriptions: this.#subCount,
       clients: this.#subs.size,
-      wills: this.#wills.size,
-      sessions: this.#sessions.size,
-      dropped: { ...this.#dropped },
+      wills: this.wills.size,
+      sessions: this.sessions.size,
+      dropped: this.#drops.counts(),
       corrupt: this.corrupt,
-      cachedBytes: this.#cacheUsed
+      cachedBytes: this.#cache.used
     }
   }
 
   onDrop (listener: (event: DropEvent) => void): () => void {
-    this.#dropListeners.add(listener)
-    return () => { this.#dropListeners.delete(listener) }
+    return this.#drops.onDrop(listener)
   }
 
   #reportDrop (clientId: string | null, reason: DropReason, count: number, detail?: Record<string, unknown>): void {
-    if (reason === 'queue-full') this.#dropped.queueFull += count
-    else if (reason === 'expired') this.#dropped.expired += count
-    else this.#dropped.retainedLimit += count
-    for (const listener of this.#dropListeners) {
-      try {
-        listener({ clientId, reason, count })
-      } catch (err) {
-        this.logger?.error({ err }, 'persistence drop listener threw')
-      }
-    }
-    // expiry is the message's own lifetime running out: normal, not logged
-    if (reason === 'expired' || this.logger === undefined) return
-    // a count per session and reason per interval, not a line per message (lib/repeated-log.ts)
-    const msg = reason === 'queue-full'
-      ? `offline queue of ${JSON.stringify(clientId)} is full (${this.#overflow}): messages dropped`
-      : 'retained message refused: retained limit reached'
-    repeatedLog.log(this.logger, 'warn', reason + '\u0000' + (clientId ?? ''), { clientId, reason, ...detail }, msg, count)
+    this.#drops.report(clientId, reason, count, detail)
   }
 
   // -------------------------------------------------------------------------
   // body cache (level store): bodies stay in memory within the budget
 
   #admit (entry: { cached: number }, bytes: number): void {
-    if (this.#cacheUsed + bytes <= this.#cacheLimit) {
-      entry.cached = bytes
-      this.#cacheUsed += bytes
-    }
+    this.#cache.admit(entry, bytes)
   }
 
   #evictIfUnaccounted (entry: { cached: number, body: StoredPacket | undefined }): void {
-    if (entry.cached === 0 && this.backend !== null) entry.body = undefined
+    this.#cache.evictIfUnaccounted(entry)
   }
 
   #uncache (entry: { cached: number }): void {
-    this.#cacheUsed -= entry.cached
-    entry.cached = 0
+    this.#cache.uncache(entry)
   }
 
   protected restoreRetained (topic: string, body: StoredPacket): void {
     // the key names the topic
     body.topic = topic
-    const bytes = accountedBytes(body)
-    let value: RetainedValue = body
-    if (this.#cacheUsed + bytes <= this.#cacheLimit) this.#cacheUsed += bytes
-    else value = new UncachedRetained(topic, body.messageExpiry, undefined)
+    const value: RetainedValue = this.#cache.take(accountedBytes(body)) ? body : new UncachedRetained(topic, body.messageExpiry, undefined)
     this.#retained.set(topic, value)
   }
 
