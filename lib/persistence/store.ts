@@ -1,53 +1,32 @@
 // The store logic shared by the memory and level stores. Every index the
-// broker's hot path reads lives in memory (subscription trie, per-session
-// queue index, retained topic tree, and the parts under parts/: wills,
+// broker's hot path reads lives in memory (the per-session queue index, and
+// the parts under parts/: retained index, subscription index, wills,
 // sessions, incoming QoS 2 state); the level store adds a durable copy of
 // every mutation (written through WriteThrough and GroupCommit, the promise
 // resolving once the write is in LevelDB) and keeps message bodies in memory
 // only within a cache budget (BodyCache), reading the rest from disk by key.
 // The memory store is this class with no backend. Key layout: parts/keys.ts.
-import { createRequire } from 'node:module'
 import { Readable } from 'node:stream'
 import type { Logger } from 'pino'
 import {
-  accountedBytes, clonePacket, copyPacket, encodePacket, encodeRecord, packetFromBody, payloadBytes, queuedBody
+  accountedBytes, clonePacket, copyPacket, encodePacket, encodeRecord, packetFromBody, queuedBody
 } from './codec.js'
 import { persistenceError } from './errors.js'
 import { BodyCache } from './parts/body-cache.js'
 import { Drops } from './parts/drops.js'
 import type { GroupLog, StoredMember, StoredMessage } from './parts/group-log.js'
 import { MemoryIncoming, type IncomingQoS2 } from './parts/incoming.js'
+import { MemoryRetained, type RetainedIndex } from './parts/retained.js'
 import { KEY } from './parts/keys.js'
 import { MemorySessions, type SessionRecords } from './parts/sessions.js'
+import { MemorySubscriptions, type SubRecord, type SubscriptionIndex } from './parts/subscriptions.js'
 import { MemoryWills, type WillStore } from './parts/wills.js'
 import { WriteThrough, type StoreBackend } from './parts/write-through.js'
-import { TopicTree } from './topic-tree.js'
 import type {
   BrokerHeartbeats, BrokerRef, ClientRef, ClientSubscription, CulexPersistence, DropEvent, DropReason,
   EnqueueTarget, OverflowPolicy, PersistenceLimits, PersistenceStats, QueueSink, QueueSinkFactory, SessionMeta,
   StoredPacket, SubscriptionInput, TopicSubscription
 } from './types.js'
-
-// qlobber is CommonJS without type declarations; this is the part we use.
-interface QlobberSubInstance {
-  subscriptionsCount: number
-  add (topic: string, value: TopicSubscription): void
-  remove (topic: string, value: { clientId: string, topic: string }): void
-  match (topic: string): TopicSubscription[]
-}
-type QlobberSubCtor = new (options: Record<string, unknown>) => QlobberSubInstance
-const require = createRequire(import.meta.url)
-const QlobberSub = require('qlobber/aedes/qlobber-sub.js') as QlobberSubCtor
-
-// The same matching rules as aedes' mqemitter (match_empty_levels: `+`
-// matches an empty level), so that what persistence enqueues is exactly what
-// live delivery then acknowledges.
-const QLOBBER_OPTIONS = {
-  separator: '/',
-  wildcard_one: '+',
-  wildcard_some: '#',
-  match_empty_levels: true
-}
 
 export const DEFAULT_MAX_QUEUED_MESSAGES = 1000
 export const DEFAULT_MAX_QUEUED_BYTES = 10 * 1024 * 1024
@@ -57,14 +36,7 @@ const ID_WRITE_DELAY_MS = 100
 
 export { KEY } from './parts/keys.js'
 export type { StoreBackend } from './parts/write-through.js'
-
-export interface SubRecord {
-  qos: number
-  rh?: number
-  rap?: boolean
-  nl?: boolean
-  subscriptionIdentifier?: number
-}
+export type { SubRecord } from './parts/subscriptions.js'
 
 export interface QueueEntry {
   seq: number
@@ -94,33 +66,12 @@ interface ClientQueue {
   byBroker: Map<string, QueueEntry>
 }
 
-/**
- * A retained message of the level store whose body is outside the cache
- * budget: it is read from disk by key. `body` is held only until the write is
- * in LevelDB. Every other retained message is stored as its body itself (one
- * object per message, for the memory store always), and a cached body counts
- * `accountedBytes(body)` against the budget.
- */
-class UncachedRetained {
-  constructor (readonly topic: string, readonly expiry: number | undefined, public body: StoredPacket | undefined) {}
-}
-
-type RetainedValue = StoredPacket | UncachedRetained
-
-function retainedTopic (value: RetainedValue): string {
-  return value.topic as string
-}
-
-function retainedExpiry (value: RetainedValue): number | undefined {
-  return value instanceof UncachedRetained ? value.expiry : value.messageExpiry
-}
-
 function brokerKeyOf (packet: StoredPacket): string | undefined {
   if (packet.brokerId === undefined || packet.brokerId === null || packet.brokerCounter === undefined) return undefined
   return packet.brokerId + '\u0000' + String(packet.brokerCounter)
 }
 
-/** what a retained write that needs no waiting returns */
+/** what a write that needs no waiting returns */
 const DONE: Promise<void> = Promise.resolve()
 
 function isExpired (expiry: number | undefined, now: number): boolean {
@@ -141,24 +92,18 @@ export abstract class BaseStore implements CulexPersistence {
   readonly #maxQueuedMessages: number
   readonly #maxQueuedBytes: number
   readonly #overflow: OverflowPolicy
-  readonly #maxRetained: number
-  readonly #maxRetainedPayload: number
   readonly #io = new WriteThrough()
   readonly #cache: BodyCache
   readonly #drops: Drops
+  protected readonly retained: RetainedIndex
+  protected readonly subscriptions: SubscriptionIndex
   protected readonly incoming: IncomingQoS2
   protected readonly wills: WillStore
   protected readonly sessions: SessionRecords
 
   // Map everywhere a clientId is a key: ids such as `__proto__` or
   // `constructor` are ordinary ids here.
-  readonly #subs = new Map<string, Map<string, SubRecord>>()
-  readonly #trie = new QlobberSub(QLOBBER_OPTIONS)
-  #subCount = 0
   readonly #queues = new Map<string, ClientQueue>()
-  readonly #retained = new TopicTree<RetainedValue>()
-  /** bumped when a retained message is replaced or removed: streams that matched before look their topics up again */
-  #retainedVersion = 0
   #seq = 0
 
   #queued = 0
@@ -174,11 +119,14 @@ export abstract class BaseStore implements CulexPersistence {
     if (this.#overflow !== 'drop-oldest' && this.#overflow !== 'refuse') {
       throw new TypeError(`limits.overflow must be 'drop-oldest' or 'refuse', got ${String(this.#overflow)}`)
     }
-    this.#maxRetained = positiveOr(limits.maxRetained, Infinity)
-    this.#maxRetainedPayload = positiveOr(limits.maxRetainedPayload, Infinity)
     this.logger = opts.logger
     this.#cache = new BodyCache(opts.cacheBytes ?? Infinity, this.#io)
     this.#drops = new Drops(opts.logger, this.#overflow)
+    this.retained = new MemoryRetained(this.#io, this.#cache, this.#drops, {
+      maxRetained: positiveOr(limits.maxRetained, Infinity),
+      maxRetainedPayload: positiveOr(limits.maxRetainedPayload, Infinity)
+    })
+    this.subscriptions = new MemorySubscriptions(this.#io)
     this.incoming = new MemoryIncoming(this.#io)
     this.wills = new MemoryWills(this.#io)
     this.sessions = new MemorySessions(this.#io)
@@ -230,224 +178,51 @@ export abstract class BaseStore implements CulexPersistence {
     this.#io.checkOpen()
   }
 
-  // -------------------------------------------------------------------------
-  // retained messages
+  // retained messages (parts/retained.ts)
 
-  /**
-   * Steps for a retained message (aedes calls this for every PUBLISH with
-   * RETAIN before it is delivered or acknowledged):
-   * 1. [MQTT-3.3.1-6] an empty payload removes the retained message;
-   * 2. over `maxRetainedPayload`, or a new topic when `maxRetained` are
-   *    stored: refused (counted, logged, drop event);
-   * 3. [MQTT-3.3.1-5] it replaces the topic's previous message: a copy goes
-   *    into the index (aedes mutates its packet after this call), and for the
-   *    level store into LevelDB, the promise resolving once it is written.
-   */
   storeRetained (packet: StoredPacket): Promise<void> {
     if (this.closed) return Promise.reject(persistenceError('CULEX_ERR_PERSISTENCE_CLOSED'))
-    const topic = packet.topic
-    if (typeof topic !== 'string') return DONE
-    const size = payloadBytes(packet)
-    if (size === 0) return this.#deleteRetained(topic) ?? DONE
-    if (size > this.#maxRetainedPayload) {
-      this.#reportDrop(packet.clientId ?? null, 'retained-limit', 1, { topic, size, maxRetainedPayload: this.#maxRetainedPayload })
-      return DONE
-    }
-    // Only a full store needs to know whether the topic is new: one tree walk
-    // per message otherwise (set returns what it replaced).
-    if (this.#retained.size >= this.#maxRetained && !this.#retained.has(topic)) {
-      this.#reportDrop(packet.clientId ?? null, 'retained-limit', 1, { topic, maxRetained: this.#maxRetained })
-      return DONE
-    }
-    const body = copyPacket(packet)
-    const backend = this.backend
-    if (backend === null) {
-      // the memory store keeps the copy itself: nothing to encode, account or wait for
-      const previous = this.#retained.set(topic, body)
-      if (previous !== undefined) this.#retainedVersion++
-      return DONE
-    }
-    // accountedBytes(body), without measuring the payload again
-    const bytes = size + Buffer.byteLength(topic)
-    const value: RetainedValue = this.#cache.take(bytes) ? body : new UncachedRetained(topic, body.messageExpiry, body)
-    const previous = this.#retained.set(topic, value)
-    if (previous !== undefined) {
-      this.#retainedVersion++
-      this.#uncacheRetained(previous)
-    }
-    const written = backend.writer.put(KEY.retained(topic), encodePacket(body))
-    if (!(value instanceof UncachedRetained)) return written
-    const uncached = value
-    // once on disk it is read from there
-    return written.then(() => { uncached.body = undefined })
-  }
-
-  #deleteRetained (topic: string): Promise<void> | undefined {
-    const existing = this.#retained.get(topic)
-    if (existing === undefined) return undefined
-    this.#retainedVersion++
-    this.#uncacheRetained(existing)
-    this.#retained.delete(topic)
-    return this.#del(KEY.retained(topic))
-  }
-
-  /** a cached body leaves the cache budget (level store) */
-  #uncacheRetained (value: RetainedValue): void {
-    if (this.backend !== null && !(value instanceof UncachedRetained)) this.#cache.release(accountedBytes(value))
+    return this.retained.store(packet)
   }
 
   createRetainedStream (pattern: string): Readable {
-    return this.createRetainedStreamCombi([pattern])
+    return this.retained.stream([pattern])
   }
 
   createRetainedStreamCombi (patterns: string[]): Readable {
-    const matches: RetainedValue[] = []
-    if (this.closed) return Readable.from(this.#retainedGenerator(matches, this.#retainedVersion))
-    if (patterns.length === 1) {
-      // one filter yields each topic once
-      this.#retained.match(patterns[0] as string, matches)
-    } else {
-      // One message per topic even when several filters match it (one value per topic).
-      const seen = new Set<RetainedValue>()
-      for (const pattern of patterns) {
-        for (const match of this.#retained.match(pattern)) {
-          if (seen.has(match)) continue
-          seen.add(match)
-          matches.push(match)
-        }
-      }
-    }
-    return Readable.from(this.#retainedGenerator(matches, this.#retainedVersion))
+    return this.retained.stream(patterns)
   }
 
-  async * #retainedGenerator (matches: RetainedValue[], version: number): AsyncGenerator<StoredPacket> {
-    for (let i = 0; i < matches.length; i += STREAM_CHUNK) {
-      const chunk = matches.slice(i, i + STREAM_CHUNK)
-      const now = Date.now()
-      const live: RetainedValue[] = []
-      for (const held of chunk) {
-        // the current message: it may have been replaced or removed meanwhile
-        const value = this.#retainedVersion === version ? held : this.#retained.get(retainedTopic(held))
-        if (value === undefined) continue
-        // [MQTT-3.3.2-5] an expired retained message is not sent, and is removed
-        if (isExpired(retainedExpiry(value), now)) {
-          const topic = retainedTopic(value)
-          if (!this.closed) this.#deleteRetained(topic)?.catch(() => {})
-          this.#reportDrop(null, 'expired', 1, { topic })
-          continue
-        }
-        live.push(value)
-      }
-      const missing: string[] = []
-      for (const value of live) {
-        if (value instanceof UncachedRetained && value.body === undefined) missing.push(KEY.retained(value.topic))
-      }
-      let loaded: Array<StoredPacket | undefined> = []
-      if (missing.length > 0 && this.backend !== null) loaded = await this.backend.readPackets(missing)
-      let m = 0
-      for (const value of live) {
-        const body = value instanceof UncachedRetained ? value.body ?? loaded[m++] : value
-        if (body !== undefined) yield clonePacket(body)
-      }
-    }
-  }
-
-  // -------------------------------------------------------------------------
-  // subscriptions
+  // subscriptions (parts/subscriptions.ts)
 
   async addSubscriptions (client: ClientRef, subs: SubscriptionInput[]): Promise<void> {
     this.#checkOpen()
-    const cid = client.id
-    let stored = this.#subs.get(cid)
-    if (stored === undefined) {
-      stored = new Map()
-      this.#subs.set(cid, stored)
-    }
-    let write: Promise<void> | undefined
-    for (const sub of subs) {
-      const record: SubRecord = { qos: sub.qos }
-      if (sub.rh !== undefined) record.rh = sub.rh
-      if (sub.rap !== undefined) record.rap = sub.rap
-      if (sub.nl !== undefined) record.nl = sub.nl
-      if (sub.subscriptionIdentifier !== undefined) record.subscriptionIdentifier = sub.subscriptionIdentifier
-      this.#setSub(cid, stored, sub.topic, record)
-      write = this.#put(KEY.sub(cid, sub.topic), encodeRecord(record)) ?? write
-    }
-    if (stored.size === 0) this.#subs.delete(cid)
-    await write
-  }
-
-  /** in-memory part of adding one subscription; also used when loading from disk */
-  protected restoreSubscription (cid: string, filter: string, record: SubRecord): void {
-    let stored = this.#subs.get(cid)
-    if (stored === undefined) {
-      stored = new Map()
-      this.#subs.set(cid, stored)
-    }
-    this.#setSub(cid, stored, filter, record)
-  }
-
-  #setSub (cid: string, stored: Map<string, SubRecord>, filter: string, record: SubRecord): void {
-    const previous = stored.get(filter)
-    if (previous === undefined) this.#subCount++
-    stored.set(filter, record)
-    // Each (clientId, filter) is its own trie value: overlapping filters of one
-    // client (a/#, a/+/x, a/b/x) all stay and all match (aedes #543).
-    if (record.qos > 0) {
-      this.#trie.add(filter, { clientId: cid, topic: filter, qos: record.qos, rh: record.rh, rap: record.rap, nl: record.nl })
-    } else if (previous !== undefined && previous.qos > 0) {
-      this.#trie.remove(filter, { clientId: cid, topic: filter })
-    }
+    await this.subscriptions.add(client.id, subs)
   }
 
   async removeSubscriptions (client: ClientRef, topics: string[]): Promise<void> {
     this.#checkOpen()
-    const cid = client.id
-    const stored = this.#subs.get(cid)
-    if (stored === undefined) return
-    let write: Promise<void> | undefined
-    for (const topic of topics) {
-      const previous = stored.get(topic)
-      if (previous === undefined) continue
-      if (previous.qos > 0) this.#trie.remove(topic, { clientId: cid, topic })
-      stored.delete(topic)
-      this.#subCount--
-      write = this.#del(KEY.sub(cid, topic)) ?? write
-    }
-    if (stored.size === 0) this.#subs.delete(cid)
-    await write
+    await this.subscriptions.remove(client.id, topics)
   }
 
   async subscriptionsByClient (client: ClientRef): Promise<ClientSubscription[]> {
-    const stored = this.#subs.get(client.id)
-    const out: ClientSubscription[] = []
-    if (stored === undefined) return out
-    for (const [topic, record] of stored) out.push({ topic, ...record })
-    return out
+    return this.subscriptions.byClient(client.id)
   }
 
   async countOffline (): Promise<{ subsCount: number, clientsCount: number }> {
-    return { subsCount: this.#trie.subscriptionsCount, clientsCount: this.#subs.size }
+    return { subsCount: this.subscriptions.matchable, clientsCount: this.subscriptions.clients }
   }
 
   subscriptionsByTopic (topic: string): Promise<TopicSubscription[]> {
     // aedes asks for every QoS 1/2 PUBLISH; with only clean sessions (the
-    // common case) the trie is empty and there is nothing to match, nor an
-    // async function to run
-    if (this.#trie.subscriptionsCount === 0) return Promise.resolve([])
-    return this.#subscriptionsByTopic(topic)
+    // common case) the trie is empty and there is nothing to match
+    if (this.subscriptions.matchable === 0) return Promise.resolve([])
+    return Promise.resolve(this.subscriptions.byTopic(topic))
   }
 
-  async #subscriptionsByTopic (topic: string): Promise<TopicSubscription[]> {
-    const matches = this.#trie.match(topic)
-    // [MQTT-4.7.2-1] filters starting with a wildcard do not match topics
-    // starting with '$'. aedes' live delivery already skips them for every
-    // '$' topic; matching them here would queue messages that are then never
-    // delivered live nor cleared.
-    if (topic.charCodeAt(0) === 36) {
-      return matches.filter((s) => s.topic.charCodeAt(0) !== 43 && s.topic.charCodeAt(0) !== 35)
-    }
-    return matches
+  /** Does any session store a QoS 1/2 subscription, i.e. could subscriptionsByTopic find anything at all? */
+  holdsSubscriptions (): boolean {
+    return this.subscriptions.matchable > 0
   }
 
   /**
@@ -455,43 +230,17 @@ export abstract class BaseStore implements CulexPersistence {
    * returns)? Synchronous and without building the list: the gateway asks it
    * for every QoS 1/2 PUBLISH to choose the 0x10 reason code.
    */
-  /** Does any session store a QoS 1/2 subscription, i.e. could subscriptionsByTopic find anything at all? */
-  holdsSubscriptions (): boolean {
-    return this.#trie.subscriptionsCount > 0
-  }
-
   hasSubscriptionsFor (topic: string): boolean {
-    if (this.#trie.subscriptionsCount === 0) return false
-    const matches = this.#trie.match(topic)
-    if (topic.charCodeAt(0) !== 36) return matches.length > 0
-    // [MQTT-4.7.2-1] as in subscriptionsByTopic
-    return matches.some((s) => s.topic.charCodeAt(0) !== 43 && s.topic.charCodeAt(0) !== 35)
+    return this.subscriptions.matches(topic)
   }
 
   async cleanSubscriptions (client: ClientRef): Promise<void> {
     this.#checkOpen()
-    await this.#cleanSubscriptions(client.id)
-  }
-
-  #cleanSubscriptions (cid: string): Promise<void> | undefined {
-    const stored = this.#subs.get(cid)
-    if (stored === undefined) return undefined
-    let write: Promise<void> | undefined
-    for (const [topic, record] of stored) {
-      if (record.qos > 0) this.#trie.remove(topic, { clientId: cid, topic })
-      this.#subCount--
-      write = this.#del(KEY.sub(cid, topic)) ?? write
-    }
-    this.#subs.delete(cid)
-    return write
+    await this.subscriptions.clear(client.id)
   }
 
   getClientList (topic: string): Readable {
-    const ids: string[] = []
-    for (const [cid, stored] of this.#subs) {
-      if (stored.has(topic)) ids.push(cid)
-    }
-    return Readable.from(ids)
+    return Readable.from(this.subscriptions.clientsWith(topic))
   }
 
   // -------------------------------------------------------------------------
@@ -1141,7 +890,7 @@ export abstract class BaseStore implements CulexPersistence {
 
   async wipeSession (clientId: string): Promise<void> {
     this.#checkOpen()
-    let write = this.#cleanSubscriptions(clientId)
+    let write = this.subscriptions.clear(clientId)
     // a session that ended leaves its shared subscription groups too
     for (const [key, member] of this.#sharedMembers) {
       if (member.clientId !== clientId) continue
@@ -1216,6 +965,8 @@ export abstract class BaseStore implements CulexPersistence {
     yield * items
   }
 
+  protected restoreRetained (topic: string, body: StoredPacket): void { this.retained.restore(topic, body) }
+  protected restoreSubscription (cid: string, filter: string, record: SubRecord): void { this.subscriptions.restore(cid, filter, record) }
   protected restoreIncoming (cid: string, messageId: number, packet: StoredPacket): void { this.incoming.restore(cid, messageId, packet) }
   protected restoreWill (cid: string, will: StoredPacket): void { this.wills.restore(cid, will) }
   protected restoreSession (cid: string, meta: SessionMeta): void { this.sessions.restore(cid, meta) }
@@ -1244,14 +995,14 @@ export abstract class BaseStore implements CulexPersistence {
 
   stats (): PersistenceStats {
     return {
-      retained: this.#retained.size,
+      retained: this.retained.size,
       queued: this.#queued,
       queuedBytes: this.#queuedBytes,
       inflight: this.#inflight,
       pubrels: this.#pubrels,
       incoming: this.incoming.count,
-      subscriptions: this.#subCount,
-      clients: this.#subs.size,
+      subscriptions: this.subscriptions.count,
+      clients: this.subscriptions.clients,
       wills: this.wills.size,
       sessions: this.sessions.size,
       dropped: this.#drops.counts(),
@@ -1281,13 +1032,6 @@ export abstract class BaseStore implements CulexPersistence {
 
   #uncache (entry: { cached: number }): void {
     this.#cache.uncache(entry)
-  }
-
-  protected restoreRetained (topic: string, body: StoredPacket): void {
-    // the key names the topic
-    body.topic = topic
-    const value: RetainedValue = this.#cache.take(accountedBytes(body)) ? body : new UncachedRetained(topic, body.messageExpiry, undefined)
-    this.#retained.set(topic, value)
   }
 
   // -------------------------------------------------------------------------
