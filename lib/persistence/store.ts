@@ -1,85 +1,54 @@
-// The store logic shared by the memory and level stores. Every index the
-// broker's hot path reads lives in memory (the per-session queue index, and
-// the parts under parts/: retained index, subscription index, wills,
-// sessions, incoming QoS 2 state); the level store adds a durable copy of
-// every mutation (written through WriteThrough and GroupCommit, the promise
-// resolving once the write is in LevelDB) and keeps message bodies in memory
-// only within a cache budget (BodyCache), reading the rest from disk by key.
-// The memory store is this class with no backend. Key layout: parts/keys.ts.
+// The store front shared by the memory and level stores: aedes' persistence
+// interface over parts that each own their indexes (lib/persistence/parts/):
+//   RetainedIndex      retained.ts        retained messages by topic, limits
+//   SubscriptionIndex  subscriptions.ts   subscriptions per session, QoS 1/2 trie
+//   SessionQueues      session-queues.ts  queued messages, packet ids, PUBREL state
+//                      (queue-index.ts the index and limits, queue-drain.ts the drain)
+//   IncomingQoS2       incoming.ts        inbound QoS 2 awaiting PUBREL
+//   WillStore          wills.ts           will messages
+//   SessionRecords     sessions.ts        session deadline, will delay, owner
+// plus what they share: WriteThrough (the backend writes go to), BodyCache
+// (the level store's body budget), Drops (drop counts, events and log lines)
+// and the key layout (keys.ts). Every index lives in memory; the level store
+// sets a backend that every mutation is written through (group commit, the
+// promise resolving once the write is in LevelDB) and reads message bodies
+// outside the cache budget by key. The memory store is this class with no
+// backend. A part's interface is the seam another backend implements.
 import { Readable } from 'node:stream'
 import type { Logger } from 'pino'
-import {
-  accountedBytes, clonePacket, copyPacket, encodePacket, encodeRecord, packetFromBody, queuedBody
-} from './codec.js'
 import { persistenceError } from './errors.js'
 import { BodyCache } from './parts/body-cache.js'
 import { Drops } from './parts/drops.js'
 import type { GroupLog, StoredMember, StoredMessage } from './parts/group-log.js'
 import { MemoryIncoming, type IncomingQoS2 } from './parts/incoming.js'
+import { QueueIndex, hasId } from './parts/queue-index.js'
 import { MemoryRetained, type RetainedIndex } from './parts/retained.js'
-import { KEY } from './parts/keys.js'
+import { MemorySessionQueues, type SessionQueues } from './parts/session-queues.js'
 import { MemorySessions, type SessionRecords } from './parts/sessions.js'
 import { MemorySubscriptions, type SubRecord, type SubscriptionIndex } from './parts/subscriptions.js'
 import { MemoryWills, type WillStore } from './parts/wills.js'
 import { WriteThrough, type StoreBackend } from './parts/write-through.js'
+import { encodePacket, encodeRecord } from './codec.js'
+import { KEY } from './parts/keys.js'
 import type {
-  BrokerHeartbeats, BrokerRef, ClientRef, ClientSubscription, CulexPersistence, DropEvent, DropReason,
-  EnqueueTarget, OverflowPolicy, PersistenceLimits, PersistenceStats, QueueSink, QueueSinkFactory, SessionMeta,
-  StoredPacket, SubscriptionInput, TopicSubscription
+  BrokerHeartbeats, BrokerRef, ClientRef, ClientSubscription, CulexPersistence, DropEvent, EnqueueTarget,
+  OverflowPolicy, PersistenceLimits, PersistenceStats, QueueSinkFactory, SessionMeta, StoredPacket,
+  SubscriptionInput, TopicSubscription
 } from './types.js'
-
-export const DEFAULT_MAX_QUEUED_MESSAGES = 1000
-export const DEFAULT_MAX_QUEUED_BYTES = 10 * 1024 * 1024
-const STREAM_CHUNK = 64
-/** how long a QoS 1 packet id may stay in memory only (#lazyIds) */
-const ID_WRITE_DELAY_MS = 100
 
 export { KEY } from './parts/keys.js'
 export type { StoreBackend } from './parts/write-through.js'
 export type { SubRecord } from './parts/subscriptions.js'
+export type { QueueEntry } from './parts/queue-index.js'
 
-export interface QueueEntry {
-  seq: number
-  brokerId: string | undefined
-  /** brokerId + NUL + brokerCounter: how aedes names a message when it assigns a packet id */
-  brokerKey: string | undefined
-  qos: number
-  bytes: number
-  expiry: number | undefined
-  messageId: number | undefined
-  /** set once PUBREC arrived: the QoS 2 flow is in its PUBREL phase, the body is gone */
-  pubrel: StoredPacket | undefined
-  /** decoded body, or undefined when it lives only on disk */
-  body: StoredPacket | undefined
-  /** bytes this body holds in the cache budget (0 = not accounted) */
-  cached: number
-  /** a qi: record exists on disk */
-  hasState: boolean
-  removed: boolean
-}
-
-interface ClientQueue {
-  entries: QueueEntry[]
-  /** publish entries (PUBREL state is not a message and does not count) */
-  count: number
-  bytes: number
-  byBroker: Map<string, QueueEntry>
-}
-
-function brokerKeyOf (packet: StoredPacket): string | undefined {
-  if (packet.brokerId === undefined || packet.brokerId === null || packet.brokerCounter === undefined) return undefined
-  return packet.brokerId + '\u0000' + String(packet.brokerCounter)
-}
+export const DEFAULT_MAX_QUEUED_MESSAGES = 1000
+export const DEFAULT_MAX_QUEUED_BYTES = 10 * 1024 * 1024
 
 /** what a write that needs no waiting returns */
 const DONE: Promise<void> = Promise.resolve()
 
-function isExpired (expiry: number | undefined, now: number): boolean {
-  return expiry !== undefined && expiry <= now
-}
-
-function hasId (v: unknown): v is number {
-  return typeof v === 'number'
+function closedError (): Error {
+  return persistenceError('CULEX_ERR_PERSISTENCE_CLOSED')
 }
 
 export abstract class BaseStore implements CulexPersistence {
@@ -89,47 +58,39 @@ export abstract class BaseStore implements CulexPersistence {
   protected corrupt = 0
 
   #broker: BrokerRef | undefined
-  readonly #maxQueuedMessages: number
-  readonly #maxQueuedBytes: number
-  readonly #overflow: OverflowPolicy
   readonly #io = new WriteThrough()
   readonly #cache: BodyCache
   readonly #drops: Drops
   protected readonly retained: RetainedIndex
   protected readonly subscriptions: SubscriptionIndex
+  protected readonly queues: SessionQueues
   protected readonly incoming: IncomingQoS2
   protected readonly wills: WillStore
   protected readonly sessions: SessionRecords
 
-  // Map everywhere a clientId is a key: ids such as `__proto__` or
-  // `constructor` are ordinary ids here.
-  readonly #queues = new Map<string, ClientQueue>()
-  #seq = 0
-
-  #queued = 0
-  #queuedBytes = 0
-  #inflight = 0
-  #pubrels = 0
-
   constructor (opts: { limits?: PersistenceLimits, logger?: Logger, cacheBytes?: number }) {
     const limits = opts.limits ?? {}
-    this.#maxQueuedMessages = positiveOr(limits.maxQueuedMessages, DEFAULT_MAX_QUEUED_MESSAGES)
-    this.#maxQueuedBytes = positiveOr(limits.maxQueuedBytes, DEFAULT_MAX_QUEUED_BYTES)
-    this.#overflow = limits.overflow ?? 'drop-oldest'
-    if (this.#overflow !== 'drop-oldest' && this.#overflow !== 'refuse') {
-      throw new TypeError(`limits.overflow must be 'drop-oldest' or 'refuse', got ${String(this.#overflow)}`)
+    const overflow: OverflowPolicy = limits.overflow ?? 'drop-oldest'
+    if (overflow !== 'drop-oldest' && overflow !== 'refuse') {
+      throw new TypeError(`limits.overflow must be 'drop-oldest' or 'refuse', got ${String(overflow)}`)
     }
     this.logger = opts.logger
-    this.#cache = new BodyCache(opts.cacheBytes ?? Infinity, this.#io)
-    this.#drops = new Drops(opts.logger, this.#overflow)
-    this.retained = new MemoryRetained(this.#io, this.#cache, this.#drops, {
+    const io = this.#io
+    this.#cache = new BodyCache(opts.cacheBytes ?? Infinity, io)
+    this.#drops = new Drops(opts.logger, overflow)
+    this.retained = new MemoryRetained(io, this.#cache, this.#drops, {
       maxRetained: positiveOr(limits.maxRetained, Infinity),
       maxRetainedPayload: positiveOr(limits.maxRetainedPayload, Infinity)
     })
-    this.subscriptions = new MemorySubscriptions(this.#io)
-    this.incoming = new MemoryIncoming(this.#io)
-    this.wills = new MemoryWills(this.#io)
-    this.sessions = new MemorySessions(this.#io)
+    this.subscriptions = new MemorySubscriptions(io)
+    this.queues = new MemorySessionQueues(new QueueIndex(io, this.#cache, this.#drops, {
+      maxQueuedMessages: positiveOr(limits.maxQueuedMessages, DEFAULT_MAX_QUEUED_MESSAGES),
+      maxQueuedBytes: positiveOr(limits.maxQueuedBytes, DEFAULT_MAX_QUEUED_BYTES),
+      overflow
+    }))
+    this.incoming = new MemoryIncoming(io)
+    this.wills = new MemoryWills(io)
+    this.sessions = new MemorySessions(io)
   }
 
   /** set by the level store once LevelDB is open */
@@ -152,36 +113,14 @@ export abstract class BaseStore implements CulexPersistence {
     // at 0 with the process. With a fixed broker id, new messages would reuse
     // the names of messages still queued from the previous run (and be taken
     // for them); continue the counter after the highest one stored instead.
-    let max = 0
-    for (const q of this.#queues.values()) {
-      for (const e of q.entries) {
-        if (e.brokerId !== broker.id || e.brokerKey === undefined) continue
-        const n = Number(e.brokerKey.slice(e.brokerKey.lastIndexOf('\u0000') + 1))
-        if (n > max) max = n
-      }
-    }
+    const max = this.queues.maxBrokerCounter(broker.id)
     if (max > 0 && typeof broker.counter === 'number' && broker.counter < max) broker.counter = max
-  }
-
-  // -------------------------------------------------------------------------
-  // writes
-
-  #put (key: string, value: Uint8Array): Promise<void> | undefined {
-    return this.#io.put(key, value)
-  }
-
-  #del (key: string): Promise<void> | undefined {
-    return this.#io.del(key)
-  }
-
-  #checkOpen (): void {
-    this.#io.checkOpen()
   }
 
   // retained messages (parts/retained.ts)
 
   storeRetained (packet: StoredPacket): Promise<void> {
-    if (this.closed) return Promise.reject(persistenceError('CULEX_ERR_PERSISTENCE_CLOSED'))
+    if (this.closed) return Promise.reject(closedError())
     return this.retained.store(packet)
   }
 
@@ -196,12 +135,12 @@ export abstract class BaseStore implements CulexPersistence {
   // subscriptions (parts/subscriptions.ts)
 
   async addSubscriptions (client: ClientRef, subs: SubscriptionInput[]): Promise<void> {
-    this.#checkOpen()
+    this.#io.checkOpen()
     await this.subscriptions.add(client.id, subs)
   }
 
   async removeSubscriptions (client: ClientRef, topics: string[]): Promise<void> {
-    this.#checkOpen()
+    this.#io.checkOpen()
     await this.subscriptions.remove(client.id, topics)
   }
 
@@ -235,7 +174,7 @@ export abstract class BaseStore implements CulexPersistence {
   }
 
   async cleanSubscriptions (client: ClientRef): Promise<void> {
-    this.#checkOpen()
+    this.#io.checkOpen()
     await this.subscriptions.clear(client.id)
   }
 
@@ -243,8 +182,7 @@ export abstract class BaseStore implements CulexPersistence {
     return Readable.from(this.subscriptions.clientsWith(topic))
   }
 
-  // -------------------------------------------------------------------------
-  // outgoing queue
+  // session queues (parts/session-queues.ts)
 
   async outgoingEnqueue (sub: EnqueueTarget, packet: StoredPacket): Promise<void> {
     await this.outgoingEnqueueCombi([sub], packet)
@@ -254,560 +192,40 @@ export abstract class BaseStore implements CulexPersistence {
     // aedes calls it for every QoS 1/2 PUBLISH, mostly with no stored
     // subscription to queue it for: then no async function runs
     if (subs.length === 0 && !this.closed) return DONE
-    return this.#enqueueCombi(subs, packet)
-  }
-
-  async #enqueueCombi (subs: EnqueueTarget[], packet: StoredPacket): Promise<void> {
-    this.#checkOpen()
-    if (subs.length === 0) return
-    const now = Date.now()
-    const body = queuedBody(packet)
-    const packetQos = body.qos ?? 0
-    // aedes passes one entry per matching subscription, so a client with
-    // overlapping filters appears several times: queue the message once per
-    // client, at the highest QoS granted among its matching subscriptions,
-    // capped by the QoS of the PUBLISH. [MQTT-3.3.4-2] [MQTT-3.8.4-8]
-    const targets = new Map<string, number>()
-    for (const sub of subs) {
-      const granted = typeof sub.qos === 'number' ? sub.qos : 2
-      const prev = targets.get(sub.clientId)
-      if (prev === undefined || granted > prev) targets.set(sub.clientId, granted)
-    }
-    if (isExpired(body.messageExpiry, now)) {
-      // [MQTT-3.3.2-5] already past its Message Expiry Interval: never queued
-      for (const cid of targets.keys()) this.#reportDrop(cid, 'expired', 1)
-      return
-    }
-    const bytes = accountedBytes(body)
-    const brokerKey = brokerKeyOf(body)
-    const variants = new Map<number, { body: StoredPacket, value: Buffer | undefined }>()
-    let write: Promise<void> | undefined
-    const created: QueueEntry[] = []
-    for (const [cid, granted] of targets) {
-      const qos = Math.min(packetQos, granted)
-      let q = this.#queues.get(cid)
-      if (q === undefined) {
-        q = { entries: [], count: 0, bytes: 0, byBroker: new Map() }
-        this.#queues.set(cid, q)
-      }
-      // the same message enqueued twice for one session is one message
-      if (brokerKey !== undefined && q.byBroker.has(brokerKey)) continue
-      if (!this.#makeRoom(cid, q, bytes, now)) {
-        if (q.entries.length === 0) this.#queues.delete(cid)
-        continue
-      }
-      // dropping made the queue empty and unlinked it
-      if (this.#queues.get(cid) !== q) this.#queues.set(cid, q)
-      let variant = variants.get(qos)
-      if (variant === undefined) {
-        variant = { body: qos === packetQos ? body : { ...body, qos }, value: undefined }
-        variants.set(qos, variant)
-      }
-      const entry: QueueEntry = {
-        seq: ++this.#seq,
-        brokerId: body.brokerId,
-        brokerKey,
-        qos,
-        bytes,
-        expiry: body.messageExpiry,
-        messageId: undefined,
-        pubrel: undefined,
-        body: variant.body,
-        cached: 0,
-        hasState: false,
-        removed: false
-      }
-      this.#appendEntry(q, entry)
-      if (this.backend !== null) {
-        variant.value ??= encodePacket(variant.body)
-        write = this.#put(KEY.queued(cid, entry.seq), variant.value)
-        this.#admit(entry, bytes)
-        if (entry.cached === 0) created.push(entry)
-      }
-    }
-    if (write !== undefined) {
-      await write
-      // bodies that did not fit the cache budget are on disk now; let them go
-      for (const entry of created) this.#evictIfUnaccounted(entry)
-    }
-  }
-
-  #appendEntry (q: ClientQueue, entry: QueueEntry): void {
-    q.entries.push(entry)
-    if (entry.pubrel === undefined) {
-      q.count++
-      q.bytes += entry.bytes
-      this.#queued++
-      this.#queuedBytes += entry.bytes
-      if (entry.messageId !== undefined) this.#inflight++
-    } else {
-      this.#pubrels++
-    }
-    if (entry.brokerKey !== undefined && entry.pubrel === undefined) q.byBroker.set(entry.brokerKey, entry)
-  }
-
-  /**
-   * Per-session limits. 'refuse' keeps what is queued and drops the new
-   * message; 'drop-oldest' first drops messages whose expiry passed, then the
-   * oldest QoS 0 message, then the oldest message. Returns whether the new
-   * message may be queued.
-   */
-  #makeRoom (cid: string, q: ClientQueue, bytes: number, now: number): boolean {
-    const fits = (): boolean => q.count + 1 <= this.#maxQueuedMessages && q.bytes + bytes <= this.#maxQueuedBytes
-    if (fits()) return true
-    if (bytes > this.#maxQueuedBytes || this.#overflow === 'refuse') {
-      this.#reportDrop(cid, 'queue-full', 1)
-      return false
-    }
-    let full = 0
-    let expired = 0
-    while (!fits()) {
-      let victim: QueueEntry | undefined
-      let victimExpired = false
-      let firstQos0: QueueEntry | undefined
-      let first: QueueEntry | undefined
-      for (const e of q.entries) {
-        if (e.pubrel !== undefined) continue
-        if (e.messageId === undefined && isExpired(e.expiry, now)) { victim = e; victimExpired = true; break }
-        first ??= e
-        if (firstQos0 === undefined && e.qos === 0) firstQos0 = e
-      }
-      victim ??= firstQos0 ?? first
-      if (victim === undefined) break
-      this.#removeEntry(cid, q, victim, true)
-      if (victimExpired) expired++
-      else full++
-    }
-    if (expired > 0) this.#reportDrop(cid, 'expired', expired)
-    if (full > 0) this.#reportDrop(cid, 'queue-full', full)
-    if (!fits()) {
-      this.#reportDrop(cid, 'queue-full', 1)
-      return false
-    }
-    return true
-  }
-
-  /** removes an entry from the index; deletes its keys unless the caller does it later */
-  #removeEntry (cid: string, q: ClientQueue, entry: QueueEntry, deleteKeys: boolean): Promise<void> | undefined {
-    entry.removed = true
-    if (this.#lazyIds.size > 0) this.#lazyIds.delete(entry)
-    const idx = q.entries.indexOf(entry)
-    if (idx >= 0) q.entries.splice(idx, 1)
-    if (entry.pubrel === undefined) {
-      q.count--
-      q.bytes -= entry.bytes
-      this.#queued--
-      this.#queuedBytes -= entry.bytes
-      if (entry.messageId !== undefined) this.#inflight--
-    } else {
-      this.#pubrels--
-    }
-    if (entry.brokerKey !== undefined && q.byBroker.get(entry.brokerKey) === entry) q.byBroker.delete(entry.brokerKey)
-    this.#uncache(entry)
-    if (q.entries.length === 0) this.#queues.delete(cid)
-    return deleteKeys ? this.#deleteEntryKeys(cid, entry) : undefined
-  }
-
-  #deleteEntryKeys (cid: string, entry: QueueEntry): Promise<void> | undefined {
-    if (this.backend === null) return undefined
-    const write = this.#del(KEY.queued(cid, entry.seq))
-    return entry.hasState ? this.#del(KEY.inflight(cid, entry.seq)) : write
+    if (this.closed) return Promise.reject(closedError())
+    return this.queues.enqueue(subs, packet)
   }
 
   async outgoingUpdate (client: ClientRef, packet: StoredPacket): Promise<void> {
-    this.#checkOpen()
-    const cid = client.id
-    const q = this.#queues.get(cid)
-    const brokerKey = brokerKeyOf(packet)
-    // 1. a message aedes is (re)sending: record the packet id it assigned, so
-    //    a redelivery after a restart reuses it. [MQTT-4.4.0-1]
-    if (q !== undefined && brokerKey !== undefined) {
-      const entry = q.byBroker.get(brokerKey)
-      if (entry !== undefined) {
-        const write = this.#recordPacketId(cid, entry, hasId(packet.messageId) ? packet.messageId : undefined)
-        // QoS 2: on disk before aedes writes the PUBLISH, since a resend
-        // after a crash must reuse the id or the receiver would take it for
-        // a new message (exactly once, spec 4.3.3). QoS 1 is at least once:
-        // a resend under a new id (and, if the crash came before the id was
-        // written, without DUP) is only the duplicate it may be anyway
-        // [MQTT-4.3.2-1], so aedes goes on without waiting for the disk.
-        if (entry.qos === 2) await write
-        return
-      }
-    }
-    // 2. a packet that takes over a packet id: PUBREL after PUBREC (QoS 2), or
-    //    another broker's message reusing the id
-    if (hasId(packet.messageId)) {
-      const entry = q?.entries.find((e) => e.messageId === packet.messageId && (e.pubrel !== undefined || e.brokerId !== packet.brokerId))
-      if (q !== undefined && entry !== undefined) {
-        await this.#replaceEntry(cid, q, entry, packet)
-        return
-      }
-      if (packet.cmd === 'pubrel') {
-        // PUBREC for a message this store no longer holds (dropped by a queue
-        // limit while in flight): still track the PUBREL so the QoS 2 flow
-        // completes after a reconnect.
-        await this.#addPubrel(cid, packet)
-        return
-      }
-    }
-    // 3. a message the store refused or dropped under its queue limits is
-    //    still delivered to a connected client, best effort; nothing to track.
-    if (packet.cmd === 'publish' || packet.cmd === undefined) return
-    throw persistenceError('CULEX_ERR_NO_SUCH_PACKET')
-  }
-
-  /**
-   * The packet id a queued message is (re)sent with, kept so a redelivery
-   * reuses it [MQTT-4.4.0-1]. A QoS 1 id goes to disk only if the message is
-   * still unacknowledged ID_WRITE_DELAY_MS later: most are acknowledged
-   * sooner, and then neither the id nor its delete is written (see #lazyIds).
-   */
-  #recordPacketId (cid: string, entry: QueueEntry, messageId: number | undefined): Promise<void> | undefined {
-    const previous = entry.messageId
-    if (previous === undefined && messageId !== undefined) this.#inflight++
-    if (previous !== undefined && messageId === undefined) this.#inflight--
-    entry.messageId = messageId
-    if (this.backend === null) return undefined
-    if (entry.qos === 1 && messageId !== undefined && entry.pubrel === undefined) {
-      // re-sent with the id it already has on disk: nothing to write
-      if (entry.hasState && previous === messageId && !this.#lazyIds.has(entry)) return undefined
-      this.#lazyIds.set(entry, cid)
-      if (this.#lazyTimer === undefined) {
-        this.#lazyTimer = setTimeout(() => this.#writeLazyIds(), ID_WRITE_DELAY_MS)
-        this.#lazyTimer.unref()
-      }
-      return undefined
-    }
-    this.#lazyIds.delete(entry)
-    entry.hasState = true
-    return this.#put(KEY.inflight(cid, entry.seq), encodeRecord({ m: messageId ?? null }))
-  }
-
-  /**
-   * QoS 1 packet ids recorded in memory and not yet on disk. After a crash
-   * such a message is sent again under a new id, without DUP: a duplicate,
-   * which QoS 1 allows [MQTT-4.3.2-1]. QoS 2 ids never wait here: they are
-   * on disk before the PUBLISH goes out (exactly once, spec 4.3.3).
-   */
-  readonly #lazyIds = new Map<QueueEntry, string>()
-  #lazyTimer: NodeJS.Timeout | undefined
-
-  #writeLazyIds (): void {
-    if (this.#lazyTimer !== undefined) clearTimeout(this.#lazyTimer)
-    this.#lazyTimer = undefined
-    for (const [entry, cid] of this.#lazyIds) {
-      if (entry.removed || entry.messageId === undefined || entry.pubrel !== undefined) continue
-      entry.hasState = true
-      this.#put(KEY.inflight(cid, entry.seq), encodeRecord({ m: entry.messageId }))?.catch(() => {})
-    }
-    this.#lazyIds.clear()
-  }
-
-  async #replaceEntry (cid: string, q: ClientQueue, entry: QueueEntry, packet: StoredPacket): Promise<void> {
-    const wasPubrel = entry.pubrel !== undefined
-    if (packet.cmd === 'pubrel') {
-      if (!wasPubrel) {
-        // the message body is not needed any more: only the PUBREL is resent
-        q.count--
-        q.bytes -= entry.bytes
-        this.#queued--
-        this.#queuedBytes -= entry.bytes
-        if (entry.messageId !== undefined) this.#inflight--
-        this.#pubrels++
-        if (entry.brokerKey !== undefined && q.byBroker.get(entry.brokerKey) === entry) q.byBroker.delete(entry.brokerKey)
-        this.#uncache(entry)
-      }
-      this.#lazyIds.delete(entry)
-      entry.pubrel = copyPacket(packet)
-      entry.body = undefined
-      entry.messageId = packet.messageId
-      if (this.backend !== null) {
-        entry.hasState = true
-        this.#del(KEY.queued(cid, entry.seq))
-        await this.#put(KEY.inflight(cid, entry.seq), encodeRecord({ p: entry.pubrel }))
-      }
-      return
-    }
-    // another publish takes the place (and packet id) of this entry
-    this.#removeEntry(cid, q, entry, false)
-    const body = queuedBody(packet)
-    const replacement: QueueEntry = {
-      seq: entry.seq,
-      brokerId: body.brokerId,
-      brokerKey: brokerKeyOf(body),
-      qos: body.qos ?? 0,
-      bytes: accountedBytes(body),
-      expiry: body.messageExpiry,
-      messageId: hasId(packet.messageId) ? packet.messageId : undefined,
-      pubrel: undefined,
-      body,
-      cached: 0,
-      hasState: entry.hasState,
-      removed: false
-    }
-    let queue = this.#queues.get(cid)
-    if (queue === undefined) {
-      queue = q
-      this.#queues.set(cid, queue)
-    }
-    // keep the position of the replaced entry
-    const at = queue.entries.findIndex((e) => e.seq > replacement.seq)
-    this.#appendEntry(queue, replacement)
-    if (at >= 0) {
-      queue.entries.pop()
-      queue.entries.splice(at, 0, replacement)
-    }
-    if (this.backend !== null) {
-      this.#admit(replacement, replacement.bytes)
-      replacement.hasState = true
-      this.#put(KEY.queued(cid, replacement.seq), encodePacket(body))
-      await this.#put(KEY.inflight(cid, replacement.seq), encodeRecord({ m: replacement.messageId ?? null }))
-      this.#evictIfUnaccounted(replacement)
-    }
-  }
-
-  async #addPubrel (cid: string, packet: StoredPacket): Promise<void> {
-    let q = this.#queues.get(cid)
-    if (q === undefined) {
-      q = { entries: [], count: 0, bytes: 0, byBroker: new Map() }
-      this.#queues.set(cid, q)
-    }
-    const entry: QueueEntry = {
-      seq: ++this.#seq,
-      brokerId: undefined,
-      brokerKey: undefined,
-      qos: 2,
-      bytes: 0,
-      expiry: undefined,
-      messageId: packet.messageId,
-      pubrel: copyPacket(packet),
-      body: undefined,
-      cached: 0,
-      hasState: this.backend !== null,
-      removed: false
-    }
-    this.#appendEntry(q, entry)
-    await this.#put(KEY.inflight(cid, entry.seq), encodeRecord({ p: entry.pubrel }))
+    this.#io.checkOpen()
+    await this.queues.update(client.id, packet)
   }
 
   async outgoingClearMessageId (client: ClientRef, packet: StoredPacket): Promise<StoredPacket | undefined> {
-    this.#checkOpen()
-    if (packet === null || typeof packet !== 'object') return undefined
-    const cid = client.id
-    const q = this.#queues.get(cid)
-    if (q === undefined) return undefined
-    let entry: QueueEntry | undefined
-    if (hasId(packet.messageId)) {
-      entry = q.entries.find((e) => e.messageId === packet.messageId)
-    } else {
-      // aedes clears a message it decided not to forward (No Local, or
-      // authorizeForward said no) with the original packet, which has no
-      // packet id yet: find that very message, not any unsent one.
-      const brokerKey = brokerKeyOf(packet)
-      if (brokerKey !== undefined) entry = q.byBroker.get(brokerKey)
-    }
-    if (entry === undefined) return undefined
-    const messageId = entry.messageId
-    const pubrel = entry.pubrel
-    const cachedBody = entry.body
-    this.#removeEntry(cid, q, entry, false)
-    let out: StoredPacket | undefined
-    if (pubrel !== undefined) {
-      out = clonePacket(pubrel)
-    } else {
-      let body = cachedBody
-      if (body === undefined && this.backend !== null) {
-        // read before the delete is issued
-        body = (await this.backend.readPackets([KEY.queued(cid, entry.seq)]))[0]
-      }
-      if (body !== undefined) out = packetFromBody(body, messageId, entry.qos)
-    }
-    // The message is gone from memory now; its keys go with the next batch.
-    // Nothing waits for that: were they still on disk after a crash, the
-    // session would resend it on reconnect [MQTT-4.4.0-1], a duplicate QoS 1
-    // allows [MQTT-4.3.2-1], or a PUBREL the client answers with PUBCOMP
-    // (0x92 Packet Identifier not found, spec 3.7.2.1).
-    this.#deleteEntryKeys(cid, entry)
-    return out
+    this.#io.checkOpen()
+    return await this.queues.clear(client.id, packet)
   }
 
-  #queueSink: QueueSinkFactory | undefined
-
   setQueueSink (factory: QueueSinkFactory | undefined): void {
-    this.#queueSink = factory
+    this.queues.setSink(factory)
   }
 
   outgoingStream (client: ClientRef): Readable {
-    const cid = client.id
-    const q = this.#queues.get(cid)
-    // asked even for an empty queue: a sink is offered for one stream only
-    const sink = this.#queueSink?.(client)
-    let snapshot = q === undefined || this.closed ? [] : q.entries.slice()
-    if (sink !== undefined && q !== undefined && snapshot.length > 0) snapshot = snapshot.slice(this.#sendToSink(cid, q, snapshot, sink))
-    // aedes streams the queue on every CONNECT; most are empty, or were all taken by the sink
-    if (snapshot.length === 0) return endedStream()
-    return Readable.from(this.#outgoingGenerator(cid, snapshot))
+    return this.queues.stream(client)
   }
 
   /**
-   * Sends the head of a resumed session's queue through `sink`, in order,
-   * with the steps aedes' emptyQueue takes per message: an expired message
-   * without a packet id is dropped [MQTT-3.3.2-5]; the packet id is the one
-   * it was sent with before [MQTT-4.4.0-1] (then DUP, [MQTT-3.3.1-1]) or the
-   * client's next; it is recorded as `outgoingUpdate` does; a message the
-   * sink does not send is cleared as `outgoingClearMessageId` does. Only QoS
-   * 1 messages whose body is in memory, and only while the client's window
-   * has room: a QoS 2 packet id must be on disk before its PUBLISH goes out,
-   * a body on disk must be read first, and beyond the window aedes' stream
-   * gives back-pressure. Stops at the first message it cannot take, so the
-   * rest (returned as an index into `snapshot`) follows in order.
+   * Was this message streamed from the queue with the packet id it had been
+   * sent with (a re-delivery, [MQTT-3.3.1-1] DUP 1)? Answers once.
    */
-  #sendToSink (cid: string, q: ClientQueue, snapshot: QueueEntry[], sink: QueueSink): number {
-    const now = Date.now()
-    let expired = 0
-    let i = 0
-    for (; i < snapshot.length; i++) {
-      const entry = snapshot[i] as QueueEntry
-      if (entry.removed) continue
-      const body = entry.body
-      if (entry.pubrel !== undefined || entry.qos !== 1 || body === undefined || entry.brokerKey === undefined) break
-      if (entry.messageId === undefined && isExpired(entry.expiry, now)) {
-        this.#removeEntry(cid, q, entry, true)?.catch(() => {})
-        expired++
-        continue
-      }
-      if (sink.room() <= 0) break
-      const resent = entry.messageId !== undefined
-      const packet = packetFromBody(body, entry.messageId, entry.qos)
-      packet.messageId = entry.messageId ?? sink.nextPacketId()
-      if (resent) this.#resent.add(cid + '\u0000' + entry.brokerKey)
-      this.#recordPacketId(cid, entry, packet.messageId)?.catch(() => {})
-      let sent: boolean
-      try {
-        sent = sink.send(packet)
-      } catch {
-        // aedes' own path meets the same packet next, and reports the failure
-        if (resent) this.#resent.delete(cid + '\u0000' + entry.brokerKey)
-        break
-      }
-      if (!sent) {
-        if (resent) this.#resent.delete(cid + '\u0000' + entry.brokerKey)
-        this.#removeEntry(cid, q, entry, false)
-        this.#deleteEntryKeys(cid, entry)?.catch(() => {})
-      }
-    }
-    if (expired > 0) this.#reportDrop(cid, 'expired', expired)
-    return i
-  }
-
-  async * #outgoingGenerator (cid: string, snapshot: QueueEntry[]): AsyncGenerator<StoredPacket> {
-    for (let i = 0; i < snapshot.length; i += STREAM_CHUNK) {
-      const chunk = snapshot.slice(i, i + STREAM_CHUNK)
-      const now = Date.now()
-      const live: QueueEntry[] = []
-      let expired = 0
-      for (const entry of chunk) {
-        if (entry.removed) continue // acknowledged or dropped since the stream started
-        // [MQTT-3.3.2-5] a message whose expiry passed before onward delivery
-        // started (no packet id assigned yet) is deleted, not delivered.
-        if (entry.pubrel === undefined && entry.messageId === undefined && isExpired(entry.expiry, now)) {
-          const q = this.#queues.get(cid)
-          if (q !== undefined && !this.closed) this.#removeEntry(cid, q, entry, true)?.catch(() => {})
-          expired++
-          continue
-        }
-        live.push(entry)
-      }
-      if (expired > 0) this.#reportDrop(cid, 'expired', expired)
-      const missing = live.filter((e) => e.pubrel === undefined && e.body === undefined)
-      const loaded = new Map<QueueEntry, StoredPacket | undefined>()
-      if (missing.length > 0 && this.backend !== null) {
-        const bodies = await this.backend.readPackets(missing.map((e) => KEY.queued(cid, e.seq)))
-        missing.forEach((e, j) => loaded.set(e, bodies[j]))
-      }
-      for (const entry of live) {
-        if (entry.removed) continue
-        if (entry.pubrel !== undefined) {
-          yield clonePacket(entry.pubrel)
-          continue
-        }
-        const body = entry.body ?? loaded.get(entry)
-        if (body === undefined) continue
-        const packet = packetFromBody(body, entry.messageId, entry.qos)
-        // it had a packet id, so it may have been sent: the broker marks the re-delivery DUP
-        if (entry.messageId !== undefined && (packet.qos ?? 0) > 0 && entry.brokerKey !== undefined) this.#resent.add(cid + '\u0000' + entry.brokerKey)
-        yield packet
-      }
-    }
-  }
-
-  /** in-memory part of a queued message loaded from disk */
-  protected restoreQueued (cid: string, seq: number, body: StoredPacket, state: { m?: number | null, p?: StoredPacket } | undefined): void {
-    let q = this.#queues.get(cid)
-    if (q === undefined) {
-      q = { entries: [], count: 0, bytes: 0, byBroker: new Map() }
-      this.#queues.set(cid, q)
-    }
-    const entry: QueueEntry = {
-      seq,
-      brokerId: body.brokerId,
-      brokerKey: brokerKeyOf(body),
-      qos: body.qos ?? 0,
-      bytes: accountedBytes(body),
-      expiry: body.messageExpiry,
-      messageId: hasId(state?.m) ? state.m : undefined,
-      pubrel: undefined,
-      body,
-      cached: 0,
-      hasState: state !== undefined,
-      removed: false
-    }
-    if (this.#seq < seq) this.#seq = seq
-    this.#insertRestored(q, entry)
-    this.#admit(entry, entry.bytes)
-    this.#evictIfUnaccounted(entry)
-  }
-
-  protected restorePubrel (cid: string, seq: number, pubrel: StoredPacket): void {
-    let q = this.#queues.get(cid)
-    if (q === undefined) {
-      q = { entries: [], count: 0, bytes: 0, byBroker: new Map() }
-      this.#queues.set(cid, q)
-    }
-    if (this.#seq < seq) this.#seq = seq
-    this.#insertRestored(q, {
-      seq,
-      brokerId: undefined,
-      brokerKey: undefined,
-      qos: 2,
-      bytes: 0,
-      expiry: undefined,
-      messageId: hasId(pubrel.messageId) ? pubrel.messageId : undefined,
-      pubrel,
-      body: undefined,
-      cached: 0,
-      hasState: true,
-      removed: false
-    })
-  }
-
-  protected noteSeq (seq: number): void {
-    if (this.#seq < seq) this.#seq = seq
-  }
-
-  #insertRestored (q: ClientQueue, entry: QueueEntry): void {
-    this.#appendEntry(q, entry)
-    // keys arrive sorted per client; this keeps order if they do not
-    const n = q.entries.length
-    const prev = q.entries[n - 2]
-    if (prev !== undefined && prev.seq > entry.seq) q.entries.sort((a, b) => a.seq - b.seq)
+  wasInFlight (clientId: string, brokerId: string | undefined, brokerCounter: number | undefined): boolean {
+    return this.queues.wasInFlight(clientId, brokerId, brokerCounter)
   }
 
   // incoming QoS 2 (parts/incoming.ts)
 
   async incomingStorePacket (client: ClientRef, packet: StoredPacket): Promise<void> {
-    this.#checkOpen()
+    this.#io.checkOpen()
     if (!hasId(packet.messageId)) return
     await this.incoming.put(client.id, packet.messageId, packet)
   }
@@ -819,7 +237,7 @@ export abstract class BaseStore implements CulexPersistence {
   }
 
   async incomingDelPacket (client: ClientRef, packet: StoredPacket): Promise<void> {
-    this.#checkOpen()
+    this.#io.checkOpen()
     const deleted = hasId(packet.messageId) ? this.incoming.delete(client.id, packet.messageId) : undefined
     if (deleted === undefined) throw persistenceError('CULEX_ERR_NO_SUCH_PACKET')
     await deleted.written
@@ -827,14 +245,14 @@ export abstract class BaseStore implements CulexPersistence {
 
   /** drops a session's inbound QoS 2 state (Clean Start, [MQTT-3.1.2-4]); aedes 1.x calls it too */
   async cleanIncoming (client: ClientRef): Promise<void> {
-    this.#checkOpen()
+    this.#io.checkOpen()
     await this.incoming.clear(client.id)
   }
 
   // wills (parts/wills.ts)
 
   async putWill (client: ClientRef, packet: StoredPacket): Promise<void> {
-    this.#checkOpen()
+    this.#io.checkOpen()
     // aedes (and its abstract suite) expect the will to be stamped in place
     packet.brokerId = this.#broker?.id
     packet.clientId = client.id
@@ -846,7 +264,7 @@ export abstract class BaseStore implements CulexPersistence {
   }
 
   async delWill (client: ClientRef): Promise<StoredPacket | undefined> {
-    this.#checkOpen()
+    this.#io.checkOpen()
     const taken = this.wills.take(client.id)
     if (taken === undefined) return undefined
     await taken.written
@@ -871,7 +289,7 @@ export abstract class BaseStore implements CulexPersistence {
   // sessions (parts/sessions.ts)
 
   async putSession (clientId: string, meta: SessionMeta): Promise<void> {
-    this.#checkOpen()
+    this.#io.checkOpen()
     await this.sessions.put(clientId, meta)
   }
 
@@ -880,7 +298,7 @@ export abstract class BaseStore implements CulexPersistence {
   }
 
   async delSession (clientId: string): Promise<void> {
-    this.#checkOpen()
+    this.#io.checkOpen()
     await this.sessions.delete(clientId)
   }
 
@@ -888,38 +306,21 @@ export abstract class BaseStore implements CulexPersistence {
     yield * this.sessions.list()
   }
 
+  /** everything a session holds, in every part */
   async wipeSession (clientId: string): Promise<void> {
-    this.#checkOpen()
+    this.#io.checkOpen()
     let write = this.subscriptions.clear(clientId)
     // a session that ended leaves its shared subscription groups too
     for (const [key, member] of this.#sharedMembers) {
       if (member.clientId !== clientId) continue
       this.#sharedMembers.delete(key)
-      write = this.#del(KEY.sharedMember(member.group, clientId)) ?? write
+      write = this.#io.del(KEY.sharedMember(member.group, clientId)) ?? write
     }
-    const q = this.#queues.get(clientId)
-    if (q !== undefined) {
-      for (const entry of q.entries.slice()) write = this.#removeEntry(clientId, q, entry, true) ?? write
-    }
+    write = this.queues.wipe(clientId) ?? write
     write = this.incoming.clear(clientId) ?? write
     write = this.wills.delete(clientId) ?? write
     write = this.sessions.delete(clientId) ?? write
     await write
-  }
-
-  // -------------------------------------------------------------------------
-  // shared subscriptions: group members of persistent sessions and group logs
-
-  /** client + brokerKey of queued messages streamed again with their packet id (see wasInFlight) */
-  readonly #resent = new Set<string>()
-
-  /**
-   * Was this message streamed from the queue with the packet id it had been
-   * sent with (a re-delivery, [MQTT-3.3.1-1] DUP 1)? Answers once.
-   */
-  wasInFlight (clientId: string, brokerId: string | undefined, brokerCounter: number | undefined): boolean {
-    if (this.#resent.size === 0 || brokerId === undefined || brokerCounter === undefined) return false
-    return this.#resent.delete(clientId + '\u0000' + brokerId + '\u0000' + String(brokerCounter))
   }
 
   readonly #sharedMembers = new Map<string, StoredMember>()
@@ -929,29 +330,29 @@ export abstract class BaseStore implements CulexPersistence {
   sharedStore (): GroupLog {
     return {
       putMember: async (member) => {
-        this.#checkOpen()
+        this.#io.checkOpen()
         this.#sharedMembers.set(member.group + '\u0000' + member.clientId, member)
-        if (this.backend) await this.#put(KEY.sharedMember(member.group, member.clientId), encodeRecord(member))
+        if (this.backend) await this.#io.put(KEY.sharedMember(member.group, member.clientId), encodeRecord(member))
       },
       delMember: async (group, clientId) => {
-        this.#checkOpen()
-        if (this.#sharedMembers.delete(group + '\u0000' + clientId)) await this.#del(KEY.sharedMember(group, clientId))
+        this.#io.checkOpen()
+        if (this.#sharedMembers.delete(group + '\u0000' + clientId)) await this.#io.del(KEY.sharedMember(group, clientId))
       },
       members: () => this.#iterate([...this.#sharedMembers.values()]),
       // without a backend the log is only this map: nothing to encode or wait for
       putMessage: (group, seq, message) => {
-        this.#checkOpen()
+        this.#io.checkOpen()
         let log = this.#sharedMessages.get(group)
         if (!log) this.#sharedMessages.set(group, log = new Map())
         log.set(seq, message)
-        return this.backend ? this.#put(KEY.sharedMessage(group, seq), encodePacket(message as unknown as StoredPacket)) : undefined
+        return this.backend ? this.#io.put(KEY.sharedMessage(group, seq), encodePacket(message as unknown as StoredPacket)) : undefined
       },
       delMessage: (group, seq) => {
-        this.#checkOpen()
+        this.#io.checkOpen()
         const log = this.#sharedMessages.get(group)
         if (!log?.delete(seq)) return undefined
         if (log.size === 0) this.#sharedMessages.delete(group)
-        return this.backend ? this.#del(KEY.sharedMessage(group, seq)) : undefined
+        return this.backend ? this.#io.del(KEY.sharedMessage(group, seq)) : undefined
       },
       messages: () => {
         const all: Array<{ group: string, seq: number, message: StoredMessage }> = []
@@ -964,12 +365,6 @@ export abstract class BaseStore implements CulexPersistence {
   async * #iterate<T> (items: T[]): AsyncIterable<T> {
     yield * items
   }
-
-  protected restoreRetained (topic: string, body: StoredPacket): void { this.retained.restore(topic, body) }
-  protected restoreSubscription (cid: string, filter: string, record: SubRecord): void { this.subscriptions.restore(cid, filter, record) }
-  protected restoreIncoming (cid: string, messageId: number, packet: StoredPacket): void { this.incoming.restore(cid, messageId, packet) }
-  protected restoreWill (cid: string, will: StoredPacket): void { this.wills.restore(cid, will) }
-  protected restoreSession (cid: string, meta: SessionMeta): void { this.sessions.restore(cid, meta) }
 
   protected restoreSharedMember (member: StoredMember): void {
     this.#sharedMembers.set(member.group + '\u0000' + member.clientId, member)
@@ -990,16 +385,15 @@ export abstract class BaseStore implements CulexPersistence {
     log.set(seq, message)
   }
 
-  // -------------------------------------------------------------------------
   // stats, drops
 
   stats (): PersistenceStats {
     return {
       retained: this.retained.size,
-      queued: this.#queued,
-      queuedBytes: this.#queuedBytes,
-      inflight: this.#inflight,
-      pubrels: this.#pubrels,
+      queued: this.queues.queued,
+      queuedBytes: this.queues.queuedBytes,
+      inflight: this.queues.inflight,
+      pubrels: this.queues.pubrels,
       incoming: this.incoming.count,
       subscriptions: this.subscriptions.count,
       clients: this.subscriptions.clients,
@@ -1015,32 +409,22 @@ export abstract class BaseStore implements CulexPersistence {
     return this.#drops.onDrop(listener)
   }
 
-  #reportDrop (clientId: string | null, reason: DropReason, count: number, detail?: Record<string, unknown>): void {
-    this.#drops.report(clientId, reason, count, detail)
-  }
+  // loading (level store): the in-memory part of each stored record
 
-  // -------------------------------------------------------------------------
-  // body cache (level store): bodies stay in memory within the budget
-
-  #admit (entry: { cached: number }, bytes: number): void {
-    this.#cache.admit(entry, bytes)
-  }
-
-  #evictIfUnaccounted (entry: { cached: number, body: StoredPacket | undefined }): void {
-    this.#cache.evictIfUnaccounted(entry)
-  }
-
-  #uncache (entry: { cached: number }): void {
-    this.#cache.uncache(entry)
-  }
-
-  // -------------------------------------------------------------------------
+  protected restoreRetained (topic: string, body: StoredPacket): void { this.retained.restore(topic, body) }
+  protected restoreSubscription (cid: string, filter: string, record: SubRecord): void { this.subscriptions.restore(cid, filter, record) }
+  protected restoreQueued (cid: string, seq: number, body: StoredPacket, state: { m?: number | null } | undefined): void { this.queues.restoreQueued(cid, seq, body, state) }
+  protected restorePubrel (cid: string, seq: number, pubrel: StoredPacket): void { this.queues.restorePubrel(cid, seq, pubrel) }
+  protected noteSeq (seq: number): void { this.queues.noteSeq(seq) }
+  protected restoreIncoming (cid: string, messageId: number, packet: StoredPacket): void { this.incoming.restore(cid, messageId, packet) }
+  protected restoreWill (cid: string, will: StoredPacket): void { this.wills.restore(cid, will) }
+  protected restoreSession (cid: string, meta: SessionMeta): void { this.sessions.restore(cid, meta) }
 
   async destroy (): Promise<void> {
     if (this.closed) return
     this.closed = true
     // the ids of messages still in flight, for the next run [MQTT-4.4.0-1]
-    if (this.backend !== null) this.#writeLazyIds()
+    this.queues.flush()
     await this.backend?.writer.flush()
     await this.closeBackend()
   }
@@ -1048,13 +432,6 @@ export abstract class BaseStore implements CulexPersistence {
   async close (): Promise<void> {
     await this.destroy()
   }
-}
-
-/** An object-mode stream that ends at once, without an async generator behind it (high-water mark 1, as Readable.from). */
-function endedStream (): Readable {
-  const stream = new Readable({ objectMode: true, highWaterMark: 1, read () {} })
-  stream.push(null)
-  return stream
 }
 
 function positiveOr (value: number | undefined, fallback: number): number {
