@@ -7,6 +7,7 @@
 //   IncomingQoS2       incoming.ts        inbound QoS 2 awaiting PUBREL
 //   WillStore          wills.ts           will messages
 //   SessionRecords     sessions.ts        session deadline, will delay, owner
+//   GroupLog           group-log.ts       shared subscription members and group logs
 // plus what they share: WriteThrough (the backend writes go to), BodyCache
 // (the level store's body budget), Drops (drop counts, events and log lines)
 // and the key layout (keys.ts). Every index lives in memory; the level store
@@ -19,7 +20,7 @@ import type { Logger } from 'pino'
 import { persistenceError } from './errors.js'
 import { BodyCache } from './parts/body-cache.js'
 import { Drops } from './parts/drops.js'
-import type { GroupLog, StoredMember, StoredMessage } from './parts/group-log.js'
+import { StoreGroupLog, type GroupLog, type StoredMember } from './parts/group-log.js'
 import { MemoryIncoming, type IncomingQoS2 } from './parts/incoming.js'
 import { QueueIndex, hasId } from './parts/queue-index.js'
 import { MemoryRetained, type RetainedIndex } from './parts/retained.js'
@@ -28,8 +29,6 @@ import { MemorySessions, type SessionRecords } from './parts/sessions.js'
 import { MemorySubscriptions, type SubRecord, type SubscriptionIndex } from './parts/subscriptions.js'
 import { MemoryWills, type WillStore } from './parts/wills.js'
 import { WriteThrough, type StoreBackend } from './parts/write-through.js'
-import { encodePacket, encodeRecord } from './codec.js'
-import { KEY } from './parts/keys.js'
 import type {
   BrokerHeartbeats, BrokerRef, ClientRef, ClientSubscription, CulexPersistence, DropEvent, EnqueueTarget,
   OverflowPolicy, PersistenceLimits, PersistenceStats, QueueSinkFactory, SessionMeta, StoredPacket,
@@ -67,6 +66,7 @@ export abstract class BaseStore implements CulexPersistence {
   protected readonly incoming: IncomingQoS2
   protected readonly wills: WillStore
   protected readonly sessions: SessionRecords
+  protected readonly groupLog: StoreGroupLog
 
   constructor (opts: { limits?: PersistenceLimits, logger?: Logger, cacheBytes?: number }) {
     const limits = opts.limits ?? {}
@@ -91,6 +91,7 @@ export abstract class BaseStore implements CulexPersistence {
     this.incoming = new MemoryIncoming(io)
     this.wills = new MemoryWills(io)
     this.sessions = new MemorySessions(io)
+    this.groupLog = new StoreGroupLog(io)
   }
 
   /** set by the level store once LevelDB is open */
@@ -311,11 +312,7 @@ export abstract class BaseStore implements CulexPersistence {
     this.#io.checkOpen()
     let write = this.subscriptions.clear(clientId)
     // a session that ended leaves its shared subscription groups too
-    for (const [key, member] of this.#sharedMembers) {
-      if (member.clientId !== clientId) continue
-      this.#sharedMembers.delete(key)
-      write = this.#io.del(KEY.sharedMember(member.group, clientId)) ?? write
-    }
+    write = this.groupLog.removeClient(clientId) ?? write
     write = this.queues.wipe(clientId) ?? write
     write = this.incoming.clear(clientId) ?? write
     write = this.wills.delete(clientId) ?? write
@@ -323,66 +320,9 @@ export abstract class BaseStore implements CulexPersistence {
     await write
   }
 
-  readonly #sharedMembers = new Map<string, StoredMember>()
-  readonly #sharedMessages = new Map<string, Map<number, StoredMessage>>()
-
-  /** Where lib/shared keeps what must survive a restart, in this store. */
+  /** Where lib/shared keeps what must survive a restart, in this store (parts/group-log.ts). */
   sharedStore (): GroupLog {
-    return {
-      putMember: async (member) => {
-        this.#io.checkOpen()
-        this.#sharedMembers.set(member.group + '\u0000' + member.clientId, member)
-        if (this.backend) await this.#io.put(KEY.sharedMember(member.group, member.clientId), encodeRecord(member))
-      },
-      delMember: async (group, clientId) => {
-        this.#io.checkOpen()
-        if (this.#sharedMembers.delete(group + '\u0000' + clientId)) await this.#io.del(KEY.sharedMember(group, clientId))
-      },
-      members: () => this.#iterate([...this.#sharedMembers.values()]),
-      // without a backend the log is only this map: nothing to encode or wait for
-      putMessage: (group, seq, message) => {
-        this.#io.checkOpen()
-        let log = this.#sharedMessages.get(group)
-        if (!log) this.#sharedMessages.set(group, log = new Map())
-        log.set(seq, message)
-        return this.backend ? this.#io.put(KEY.sharedMessage(group, seq), encodePacket(message as unknown as StoredPacket)) : undefined
-      },
-      delMessage: (group, seq) => {
-        this.#io.checkOpen()
-        const log = this.#sharedMessages.get(group)
-        if (!log?.delete(seq)) return undefined
-        if (log.size === 0) this.#sharedMessages.delete(group)
-        return this.backend ? this.#io.del(KEY.sharedMessage(group, seq)) : undefined
-      },
-      messages: () => {
-        const all: Array<{ group: string, seq: number, message: StoredMessage }> = []
-        for (const [group, log] of this.#sharedMessages) for (const [seq, message] of log) all.push({ group, seq, message })
-        return this.#iterate(all)
-      }
-    }
-  }
-
-  async * #iterate<T> (items: T[]): AsyncIterable<T> {
-    yield * items
-  }
-
-  protected restoreSharedMember (member: StoredMember): void {
-    this.#sharedMembers.set(member.group + '\u0000' + member.clientId, member)
-  }
-
-  protected restoreSharedMessage (group: string, seq: number, body: StoredPacket): void {
-    let log = this.#sharedMessages.get(group)
-    if (!log) this.#sharedMessages.set(group, log = new Map())
-    const message: StoredMessage = {
-      topic: String(body.topic),
-      payload: Buffer.isBuffer(body.payload) ? body.payload : Buffer.from(body.payload ?? ''),
-      qos: body.qos === 2 ? 2 : 1,
-      retain: body.retain === true
-    }
-    if (body.properties !== undefined) message.properties = body.properties
-    if (body.messageExpiry !== undefined) message.messageExpiry = body.messageExpiry
-    if (typeof body.publisherId === 'string') message.publisherId = body.publisherId
-    log.set(seq, message)
+    return this.groupLog
   }
 
   // stats, drops
@@ -419,6 +359,8 @@ export abstract class BaseStore implements CulexPersistence {
   protected restoreIncoming (cid: string, messageId: number, packet: StoredPacket): void { this.incoming.restore(cid, messageId, packet) }
   protected restoreWill (cid: string, will: StoredPacket): void { this.wills.restore(cid, will) }
   protected restoreSession (cid: string, meta: SessionMeta): void { this.sessions.restore(cid, meta) }
+  protected restoreSharedMember (member: StoredMember): void { this.groupLog.restoreMember(member) }
+  protected restoreSharedMessage (group: string, seq: number, body: StoredPacket): void { this.groupLog.restoreMessage(group, seq, body) }
 
   async destroy (): Promise<void> {
     if (this.closed) return
