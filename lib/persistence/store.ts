@@ -1,54 +1,41 @@
 // The store front shared by the memory and level stores: aedes' persistence
-// interface over parts that each own their indexes (lib/persistence/parts/):
-//   RetainedIndex      retained.ts        retained messages by topic, limits
-//   SubscriptionIndex  subscriptions.ts   subscriptions per session, QoS 1/2 trie
-//   SessionQueues      session-queues.ts  queued messages, packet ids, PUBREL state
-//                      (queue-index.ts the index and limits, queue-drain.ts the drain)
-//   IncomingQoS2       incoming.ts        inbound QoS 2 awaiting PUBREL
-//   WillStore          wills.ts           will messages
-//   SessionRecords     sessions.ts        session deadline, will delay, owner
-//   GroupLog           group-log.ts       shared subscription members and group logs
-// plus what they share: WriteThrough (the backend writes go to), BodyCache
-// (the level store's body budget), Drops (drop counts, events and log lines)
-// and the key layout (keys.ts). Every index lives in memory; the level store
-// sets a backend that every mutation is written through (group commit, the
-// promise resolving once the write is in LevelDB) and reads message bodies
-// outside the cache budget by key. The memory store is this class with no
-// backend. A part's interface is the seam another backend implements.
+// interface over parts that each own their indexes, one per file under
+// parts/ (RetainedIndex, SubscriptionIndex, SessionQueues, IncomingQoS2,
+// WillStore, SessionRecords, GroupLog; README.md lists them). Every index
+// lives in memory; the level store sets a backend on the WriteThrough the
+// parts share, so that every mutation is written to LevelDB (group commit,
+// the promise resolving once the write is there) and message bodies outside
+// the BodyCache budget are read back by key. The memory store is this class
+// with no backend. A part's interface is the seam another backend implements.
 import { Readable } from 'node:stream'
 import type { Logger } from 'pino'
 import { persistenceError } from './errors.js'
 import { BodyCache } from './parts/body-cache.js'
 import { Drops } from './parts/drops.js'
-import { StoreGroupLog, type GroupLog, type StoredMember } from './parts/group-log.js'
+import { StoreGroupLog, type GroupLog } from './parts/group-log.js'
 import { MemoryIncoming, type IncomingQoS2 } from './parts/incoming.js'
+import { resolveLimits } from './parts/limits.js'
 import { QueueIndex, hasId } from './parts/queue-index.js'
 import { MemoryRetained, type RetainedIndex } from './parts/retained.js'
 import { MemorySessionQueues, type SessionQueues } from './parts/session-queues.js'
 import { MemorySessions, type SessionRecords } from './parts/sessions.js'
-import { MemorySubscriptions, type SubRecord, type SubscriptionIndex } from './parts/subscriptions.js'
+import { MemorySubscriptions, type SubscriptionIndex } from './parts/subscriptions.js'
 import { MemoryWills, type WillStore } from './parts/wills.js'
 import { WriteThrough, type StoreBackend } from './parts/write-through.js'
 import type {
   BrokerHeartbeats, BrokerRef, ClientRef, ClientSubscription, CulexPersistence, DropEvent, EnqueueTarget,
-  OverflowPolicy, PersistenceLimits, PersistenceStats, QueueSinkFactory, SessionMeta, StoredPacket,
+  PersistenceLimits, PersistenceStats, QueueSinkFactory, SessionMeta, StoredPacket,
   SubscriptionInput, TopicSubscription
 } from './types.js'
 
 export { KEY } from './parts/keys.js'
 export type { StoreBackend } from './parts/write-through.js'
 export type { SubRecord } from './parts/subscriptions.js'
-export type { QueueEntry } from './parts/queue-index.js'
 
-export const DEFAULT_MAX_QUEUED_MESSAGES = 1000
-export const DEFAULT_MAX_QUEUED_BYTES = 10 * 1024 * 1024
+export { DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_QUEUED_MESSAGES } from './parts/limits.js'
 
 /** what a write that needs no waiting returns */
 const DONE: Promise<void> = Promise.resolve()
-
-function closedError (): Error {
-  return persistenceError('CULEX_ERR_PERSISTENCE_CLOSED')
-}
 
 export abstract class BaseStore implements CulexPersistence {
   abstract readonly kind: 'memory' | 'level'
@@ -69,25 +56,14 @@ export abstract class BaseStore implements CulexPersistence {
   protected readonly groupLog: StoreGroupLog
 
   constructor (opts: { limits?: PersistenceLimits, logger?: Logger, cacheBytes?: number }) {
-    const limits = opts.limits ?? {}
-    const overflow: OverflowPolicy = limits.overflow ?? 'drop-oldest'
-    if (overflow !== 'drop-oldest' && overflow !== 'refuse') {
-      throw new TypeError(`limits.overflow must be 'drop-oldest' or 'refuse', got ${String(overflow)}`)
-    }
+    const limits = resolveLimits(opts.limits)
     this.logger = opts.logger
     const io = this.#io
     this.#cache = new BodyCache(opts.cacheBytes ?? Infinity, io)
-    this.#drops = new Drops(opts.logger, overflow)
-    this.retained = new MemoryRetained(io, this.#cache, this.#drops, {
-      maxRetained: positiveOr(limits.maxRetained, Infinity),
-      maxRetainedPayload: positiveOr(limits.maxRetainedPayload, Infinity)
-    })
+    this.#drops = new Drops(opts.logger, limits.queues.overflow)
+    this.retained = new MemoryRetained(io, this.#cache, this.#drops, limits.retained)
     this.subscriptions = new MemorySubscriptions(io)
-    this.queues = new MemorySessionQueues(new QueueIndex(io, this.#cache, this.#drops, {
-      maxQueuedMessages: positiveOr(limits.maxQueuedMessages, DEFAULT_MAX_QUEUED_MESSAGES),
-      maxQueuedBytes: positiveOr(limits.maxQueuedBytes, DEFAULT_MAX_QUEUED_BYTES),
-      overflow
-    }))
+    this.queues = new MemorySessionQueues(new QueueIndex(io, this.#cache, this.#drops, limits.queues))
     this.incoming = new MemoryIncoming(io)
     this.wills = new MemoryWills(io)
     this.sessions = new MemorySessions(io)
@@ -100,9 +76,7 @@ export abstract class BaseStore implements CulexPersistence {
   protected get closed (): boolean { return this.#io.closed }
   protected set closed (closed: boolean) { this.#io.closed = closed }
 
-  get broker (): BrokerRef | undefined {
-    return this.#broker
-  }
+  get broker (): BrokerRef | undefined { return this.#broker }
 
   abstract open (): Promise<void>
   protected abstract closeBackend (): Promise<void>
@@ -121,17 +95,12 @@ export abstract class BaseStore implements CulexPersistence {
   // retained messages (parts/retained.ts)
 
   storeRetained (packet: StoredPacket): Promise<void> {
-    if (this.closed) return Promise.reject(closedError())
+    if (this.closed) return Promise.reject(persistenceError('CULEX_ERR_PERSISTENCE_CLOSED'))
     return this.retained.store(packet)
   }
 
-  createRetainedStream (pattern: string): Readable {
-    return this.retained.stream([pattern])
-  }
-
-  createRetainedStreamCombi (patterns: string[]): Readable {
-    return this.retained.stream(patterns)
-  }
+  createRetainedStream (pattern: string): Readable { return this.retained.stream([pattern]) }
+  createRetainedStreamCombi (patterns: string[]): Readable { return this.retained.stream(patterns) }
 
   // subscriptions (parts/subscriptions.ts)
 
@@ -145,9 +114,13 @@ export abstract class BaseStore implements CulexPersistence {
     await this.subscriptions.remove(client.id, topics)
   }
 
-  async subscriptionsByClient (client: ClientRef): Promise<ClientSubscription[]> {
-    return this.subscriptions.byClient(client.id)
+  async cleanSubscriptions (client: ClientRef): Promise<void> {
+    this.#io.checkOpen()
+    await this.subscriptions.clear(client.id)
   }
+
+  async subscriptionsByClient (client: ClientRef): Promise<ClientSubscription[]> { return this.subscriptions.byClient(client.id) }
+  getClientList (topic: string): Readable { return Readable.from(this.subscriptions.clientsWith(topic)) }
 
   async countOffline (): Promise<{ subsCount: number, clientsCount: number }> {
     return { subsCount: this.subscriptions.matchable, clientsCount: this.subscriptions.clients }
@@ -161,27 +134,14 @@ export abstract class BaseStore implements CulexPersistence {
   }
 
   /** Does any session store a QoS 1/2 subscription, i.e. could subscriptionsByTopic find anything at all? */
-  holdsSubscriptions (): boolean {
-    return this.subscriptions.matchable > 0
-  }
+  holdsSubscriptions (): boolean { return this.subscriptions.matchable > 0 }
 
   /**
    * Does any stored subscription match `topic` (the set subscriptionsByTopic
    * returns)? Synchronous and without building the list: the gateway asks it
    * for every QoS 1/2 PUBLISH to choose the 0x10 reason code.
    */
-  hasSubscriptionsFor (topic: string): boolean {
-    return this.subscriptions.matches(topic)
-  }
-
-  async cleanSubscriptions (client: ClientRef): Promise<void> {
-    this.#io.checkOpen()
-    await this.subscriptions.clear(client.id)
-  }
-
-  getClientList (topic: string): Readable {
-    return Readable.from(this.subscriptions.clientsWith(topic))
-  }
+  hasSubscriptionsFor (topic: string): boolean { return this.subscriptions.matches(topic) }
 
   // session queues (parts/session-queues.ts)
 
@@ -193,7 +153,7 @@ export abstract class BaseStore implements CulexPersistence {
     // aedes calls it for every QoS 1/2 PUBLISH, mostly with no stored
     // subscription to queue it for: then no async function runs
     if (subs.length === 0 && !this.closed) return DONE
-    if (this.closed) return Promise.reject(closedError())
+    if (this.closed) return Promise.reject(persistenceError('CULEX_ERR_PERSISTENCE_CLOSED'))
     return this.queues.enqueue(subs, packet)
   }
 
@@ -207,13 +167,8 @@ export abstract class BaseStore implements CulexPersistence {
     return await this.queues.clear(client.id, packet)
   }
 
-  setQueueSink (factory: QueueSinkFactory | undefined): void {
-    this.queues.setSink(factory)
-  }
-
-  outgoingStream (client: ClientRef): Readable {
-    return this.queues.stream(client)
-  }
+  outgoingStream (client: ClientRef): Readable { return this.queues.stream(client) }
+  setQueueSink (factory: QueueSinkFactory | undefined): void { this.queues.setSink(factory) }
 
   /**
    * Was this message streamed from the queue with the packet id it had been
@@ -227,8 +182,7 @@ export abstract class BaseStore implements CulexPersistence {
 
   async incomingStorePacket (client: ClientRef, packet: StoredPacket): Promise<void> {
     this.#io.checkOpen()
-    if (!hasId(packet.messageId)) return
-    await this.incoming.put(client.id, packet.messageId, packet)
+    if (hasId(packet.messageId)) await this.incoming.put(client.id, packet.messageId, packet)
   }
 
   async incomingGetPacket (client: ClientRef, packet: StoredPacket): Promise<StoredPacket> {
@@ -260,31 +214,17 @@ export abstract class BaseStore implements CulexPersistence {
     await this.wills.put(client.id, packet)
   }
 
-  async getWill (client: ClientRef): Promise<StoredPacket | undefined> {
-    return this.wills.get(client.id)
-  }
+  async getWill (client: ClientRef): Promise<StoredPacket | undefined> { return this.wills.get(client.id) }
 
   async delWill (client: ClientRef): Promise<StoredPacket | undefined> {
     this.#io.checkOpen()
     const taken = this.wills.take(client.id)
-    if (taken === undefined) return undefined
-    await taken.written
-    return taken.will
+    await taken?.written
+    return taken?.will
   }
 
   streamWill (brokers: BrokerHeartbeats = {}): Readable {
-    const now = Date.now()
-    const out: StoredPacket[] = []
-    for (const [cid, will] of this.wills.entries()) {
-      const brokerId = will.brokerId
-      if (typeof brokerId === 'string' && Object.hasOwn(brokers, brokerId) && Boolean(brokers[brokerId])) continue
-      // a will still inside its Will Delay Interval is published by the
-      // session-expiry helper at its deadline, not by aedes' will sweep
-      const until = this.sessions.willDelayUntil(cid)
-      if (until !== undefined && until > now) continue
-      out.push(this.wills.get(cid) as StoredPacket)
-    }
-    return Readable.from(out)
+    return Readable.from(this.wills.due(brokers, (cid) => this.sessions.willDelayUntil(cid), Date.now()))
   }
 
   // sessions (parts/sessions.ts)
@@ -294,9 +234,7 @@ export abstract class BaseStore implements CulexPersistence {
     await this.sessions.put(clientId, meta)
   }
 
-  async getSession (clientId: string): Promise<SessionMeta | undefined> {
-    return this.sessions.get(clientId)
-  }
+  async getSession (clientId: string): Promise<SessionMeta | undefined> { return this.sessions.get(clientId) }
 
   async delSession (clientId: string): Promise<void> {
     this.#io.checkOpen()
@@ -321,11 +259,9 @@ export abstract class BaseStore implements CulexPersistence {
   }
 
   /** Where lib/shared keeps what must survive a restart, in this store (parts/group-log.ts). */
-  sharedStore (): GroupLog {
-    return this.groupLog
-  }
+  sharedStore (): GroupLog { return this.groupLog }
 
-  // stats, drops
+  // stats (drops: parts/drops.ts)
 
   stats (): PersistenceStats {
     return {
@@ -345,22 +281,7 @@ export abstract class BaseStore implements CulexPersistence {
     }
   }
 
-  onDrop (listener: (event: DropEvent) => void): () => void {
-    return this.#drops.onDrop(listener)
-  }
-
-  // loading (level store): the in-memory part of each stored record
-
-  protected restoreRetained (topic: string, body: StoredPacket): void { this.retained.restore(topic, body) }
-  protected restoreSubscription (cid: string, filter: string, record: SubRecord): void { this.subscriptions.restore(cid, filter, record) }
-  protected restoreQueued (cid: string, seq: number, body: StoredPacket, state: { m?: number | null } | undefined): void { this.queues.restoreQueued(cid, seq, body, state) }
-  protected restorePubrel (cid: string, seq: number, pubrel: StoredPacket): void { this.queues.restorePubrel(cid, seq, pubrel) }
-  protected noteSeq (seq: number): void { this.queues.noteSeq(seq) }
-  protected restoreIncoming (cid: string, messageId: number, packet: StoredPacket): void { this.incoming.restore(cid, messageId, packet) }
-  protected restoreWill (cid: string, will: StoredPacket): void { this.wills.restore(cid, will) }
-  protected restoreSession (cid: string, meta: SessionMeta): void { this.sessions.restore(cid, meta) }
-  protected restoreSharedMember (member: StoredMember): void { this.groupLog.restoreMember(member) }
-  protected restoreSharedMessage (group: string, seq: number, body: StoredPacket): void { this.groupLog.restoreMessage(group, seq, body) }
+  onDrop (listener: (event: DropEvent) => void): () => void { return this.#drops.onDrop(listener) }
 
   async destroy (): Promise<void> {
     if (this.closed) return
@@ -371,11 +292,5 @@ export abstract class BaseStore implements CulexPersistence {
     await this.closeBackend()
   }
 
-  async close (): Promise<void> {
-    await this.destroy()
-  }
-}
-
-function positiveOr (value: number | undefined, fallback: number): number {
-  return typeof value === 'number' && value > 0 ? value : fallback
+  async close (): Promise<void> { await this.destroy() }
 }

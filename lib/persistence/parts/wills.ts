@@ -1,7 +1,7 @@
 // The will store: one will message per session, kept until it is published
 // or the session ends.
 import { clonePacket, copyPacket, encodePacket } from '../codec.js'
-import type { StoredPacket } from '../types.js'
+import type { BrokerHeartbeats, StoredPacket } from '../types.js'
 import { KEY } from './keys.js'
 import type { WriteThrough } from './write-through.js'
 
@@ -17,6 +17,11 @@ export interface WillStore {
   delete (clientId: string): Promise<void> | undefined
   /** every will, as [clientId, stored will] (not copies: callers clone what they hand out) */
   entries (): IterableIterator<[string, StoredPacket]>
+  /**
+   * Copies of the wills aedes' will sweep is to publish: those of brokers
+   * that are not alive, and not inside their Will Delay Interval.
+   */
+  due (brokers: BrokerHeartbeats, willDelayUntil: (clientId: string) => number | undefined, now: number): StoredPacket[]
   /** in-memory part of a will loaded from disk */
   restore (clientId: string, will: StoredPacket): void
 }
@@ -54,6 +59,20 @@ export class MemoryWills implements WillStore {
 
   entries (): IterableIterator<[string, StoredPacket]> {
     return this.#wills.entries()
+  }
+
+  due (brokers: BrokerHeartbeats, willDelayUntil: (clientId: string) => number | undefined, now: number): StoredPacket[] {
+    const out: StoredPacket[] = []
+    for (const [clientId, will] of this.#wills) {
+      const brokerId = will.brokerId
+      if (typeof brokerId === 'string' && Object.hasOwn(brokers, brokerId) && Boolean(brokers[brokerId])) continue
+      // a will still inside its Will Delay Interval is published by the
+      // session-expiry helper at its deadline, not by aedes' will sweep
+      const until = willDelayUntil(clientId)
+      if (until !== undefined && until > now) continue
+      out.push(clonePacket(will))
+    }
+    return out
   }
 
   restore (clientId: string, will: StoredPacket): void {

@@ -53,3 +53,17 @@ t.test('without a backend (memory store) writes return undefined', async (t) => 
   t.equal(wills.delete('m'), undefined)
   t.equal(wills.size, 0)
 })
+
+t.test('due: the wills of brokers that are not alive, except those inside their Will Delay Interval', async (t) => {
+  const wills = new MemoryWills(disk(false).io)
+  wills.restore('alive', { ...will(), clientId: 'alive', brokerId: 'up' })
+  wills.restore('orphan', { ...will(), clientId: 'orphan', brokerId: 'down' })
+  wills.restore('delayed', { ...will(), clientId: 'delayed', brokerId: 'down' })
+  wills.restore('delay-over', { ...will(), clientId: 'delay-over', brokerId: 'down' })
+  const delays: Record<string, number> = { delayed: 2000, 'delay-over': 500 }
+  const due = wills.due({ up: Date.now(), down: 0 }, (cid) => delays[cid], 1000)
+  t.strictSame(due.map((w) => w.clientId), ['orphan', 'delay-over'])
+  const first = due[0]
+  if (first !== undefined) first.topic = 'mutated'
+  t.equal(wills.get('orphan')?.topic, 'w/gone', 'copies')
+})
