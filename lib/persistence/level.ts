@@ -1,10 +1,11 @@
 // LevelDB store on `level` (classic-level) in a data directory. At open it
-// checks the format record, then loads every index into memory (see
-// store.ts for the key layout); afterwards LevelDB is written through group
-// commit and read only for message bodies outside the cache budget.
+// checks the format record, then loads every record into its part's index in
+// memory (parts/keys.ts has the key layout); afterwards LevelDB is written
+// through group commit and read only for message bodies outside the cache
+// budget.
 import { mkdir } from 'node:fs/promises'
 import { Level } from 'level'
-import type { StoredMember } from '../shared/store.js'
+import type { StoredMember } from './parts/group-log.js'
 import type { Logger } from 'pino'
 import { decodePacket, decodeRecord, encodeRecord } from './codec.js'
 import { CulexError } from '../errors.js'
@@ -177,7 +178,7 @@ export class LevelPersistence extends BaseStore {
   async #load (db: Db): Promise<void> {
     for await (const [key, value] of this.#range(db, 'r:')) {
       try {
-        this.restoreRetained(key.slice(2), decodePacket(value))
+        this.retained.restore(key.slice(2), decodePacket(value))
       } catch (err) { this.#skip(key, err) }
     }
     for await (const [key, value] of this.#range(db, 's:')) {
@@ -185,7 +186,7 @@ export class LevelPersistence extends BaseStore {
         const [cid, filter] = splitClientKey(key.slice(2))
         const record = decodeRecord(value) as SubRecord
         if (typeof record?.qos !== 'number') throw new Error('subscription without qos')
-        this.restoreSubscription(cid, filter, record)
+        this.subscriptions.restore(cid, filter, record)
       } catch (err) { this.#skip(key, err) }
     }
     // in-flight state first (small records), then the bodies in key order
@@ -204,10 +205,10 @@ export class LevelPersistence extends BaseStore {
         const [cid, seqHex] = splitClientKey(rest)
         const seq = parseInt(seqHex, 16)
         if (!Number.isSafeInteger(seq)) throw new Error('malformed sequence number')
-        this.noteSeq(seq)
+        this.queues.noteSeq(seq)
         const state = states.get(rest)
         states.delete(rest)
-        this.restoreQueued(cid, seq, decodePacket(value), state?.p === undefined ? state : undefined)
+        this.queues.restoreQueued(cid, seq, decodePacket(value), state?.p === undefined ? state : undefined)
       } catch (err) { this.#skip(key, err) }
     }
     for (const [rest, state] of states) {
@@ -216,8 +217,8 @@ export class LevelPersistence extends BaseStore {
         const [cid, seqHex] = splitClientKey(rest)
         const seq = parseInt(seqHex, 16)
         if (!Number.isSafeInteger(seq)) throw new Error('malformed sequence number')
-        this.noteSeq(seq)
-        if (state.p !== undefined && state.p !== null && typeof state.p === 'object') this.restorePubrel(cid, seq, state.p)
+        this.queues.noteSeq(seq)
+        if (state.p !== undefined && state.p !== null && typeof state.p === 'object') this.queues.restorePubrel(cid, seq, state.p)
       } catch (err) { this.#skip('qi:' + rest, err) }
     }
     for await (const [key, value] of this.#range(db, 'i:')) {
@@ -225,12 +226,12 @@ export class LevelPersistence extends BaseStore {
         const [cid, id] = splitClientKey(key.slice(2))
         const messageId = parseInt(id, 10)
         if (!Number.isInteger(messageId)) throw new Error('malformed packet id')
-        this.restoreIncoming(cid, messageId, decodePacket(value))
+        this.incoming.restore(cid, messageId, decodePacket(value))
       } catch (err) { this.#skip(key, err) }
     }
     for await (const [key, value] of this.#range(db, 'w:')) {
       try {
-        this.restoreWill(decodeURIComponent(key.slice(2)), decodePacket(value))
+        this.wills.restore(decodeURIComponent(key.slice(2)), decodePacket(value))
       } catch (err) { this.#skip(key, err) }
     }
     for await (const [key, value] of this.#range(db, 'gm:')) {
@@ -239,7 +240,7 @@ export class LevelPersistence extends BaseStore {
         if (member === null || typeof member !== 'object' || typeof member.group !== 'string' || typeof member.clientId !== 'string') {
           throw new Error('malformed shared member')
         }
-        this.restoreSharedMember(member)
+        this.groupLog.restoreMember(member)
       } catch (err) { this.#skip(key, err) }
     }
     for await (const [key, value] of this.#range(db, 'gq:')) {
@@ -248,7 +249,7 @@ export class LevelPersistence extends BaseStore {
         const at = rest.lastIndexOf(':')
         const seq = parseInt(rest.slice(at + 1), 16)
         if (at < 0 || !Number.isSafeInteger(seq)) throw new Error('malformed shared message key')
-        this.restoreSharedMessage(decodeURIComponent(rest.slice(0, at)), seq, decodePacket(value))
+        this.groupLog.restoreMessage(decodeURIComponent(rest.slice(0, at)), seq, decodePacket(value))
       } catch (err) { this.#skip(key, err) }
     }
     for await (const [key, value] of this.#range(db, 'x:')) {
@@ -258,7 +259,7 @@ export class LevelPersistence extends BaseStore {
           (meta.owner !== undefined && meta.owner !== null && typeof meta.owner !== 'string')) {
           throw new Error('malformed session metadata')
         }
-        this.restoreSession(decodeURIComponent(key.slice(2)), meta)
+        this.sessions.restore(decodeURIComponent(key.slice(2)), meta)
       } catch (err) { this.#skip(key, err) }
     }
   }

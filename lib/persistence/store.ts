@@ -1,235 +1,82 @@
-// The store logic shared by the memory and level stores. Every index the
-// broker's hot path reads lives in memory (subscription trie, per-session
-// queue index, retained topic tree, wills, incoming QoS 2 state, session
-// metadata); the level store adds a durable copy of every mutation (written
-// through GroupCommit, the promise resolving once the write is in LevelDB) and
-// keeps message bodies in memory only within a cache budget, reading the rest
-// from disk by key. The memory store is this class with no backend.
-//
-// Keys of the level store (clientIds are encodeURIComponent-ed so that a ':'
-// in an id cannot split a key; topics and filters are stored verbatim after
-// the last fixed separator):
-//   meta:format                  {"format":1}                 format version
-//   r:<topic>                    packet                       retained message
-//   s:<cid>:<filter>             {qos,rh,rap,nl,sid}          subscription
-//   q:<cid>:<seq, 16 hex>        packet                       queued message body
-//   qi:<cid>:<seq, 16 hex>       {m} | {p}                    its packet id / PUBREL state
-//   i:<cid>:<messageId, 5 dec>   packet                       inbound QoS 2 awaiting PUBREL
-//   w:<cid>                      packet                       will message
-//   x:<cid>                      SessionMeta                  session deadline, will delay, owner; also a 3.1.1 persistent session (no deadline)
-// <seq> is one store-wide counter, so a session's queue keys sort in the
-// order the messages were enqueued.
-import { createRequire } from 'node:module'
+// The store front shared by the memory and level stores: aedes' persistence
+// interface over parts that each own their indexes, one per file under
+// parts/ (RetainedIndex, SubscriptionIndex, SessionQueues, IncomingQoS2,
+// WillStore, SessionRecords, GroupLog; README.md lists them). Every index
+// lives in memory; the level store sets a backend on the WriteThrough the
+// parts share, so that every mutation is written to LevelDB (group commit,
+// the promise resolving once the write is there) and message bodies outside
+// the BodyCache budget are read back by key. The memory store is this class
+// with no backend. A part's interface is the seam another backend implements.
 import { Readable } from 'node:stream'
 import type { Logger } from 'pino'
-import {
-  accountedBytes, clonePacket, copyPacket, encodePacket, encodeRecord, packetFromBody, payloadBytes, queuedBody
-} from './codec.js'
 import { CulexError } from '../errors.js'
-import type { ShareStore, StoredMember, StoredMessage } from '../shared/store.js'
-import type { GroupCommit } from './group-commit.js'
-import { TopicTree } from './topic-tree.js'
-import { repeatedLog } from '../repeated-log.js'
+import { BodyCache } from './parts/body-cache.js'
+import { Drops } from './parts/drops.js'
+import { StoreGroupLog, type GroupLog } from './parts/group-log.js'
+import { MemoryIncoming, type IncomingQoS2 } from './parts/incoming.js'
+import { resolveLimits } from './parts/limits.js'
+import { QueueIndex, hasId } from './parts/queue-index.js'
+import { MemoryRetained, type RetainedIndex } from './parts/retained.js'
+import { MemorySessionQueues, type SessionQueues } from './parts/session-queues.js'
+import { MemorySessions, type SessionRecords } from './parts/sessions.js'
+import { MemorySubscriptions, type SubscriptionIndex } from './parts/subscriptions.js'
+import { MemoryWills, type WillStore } from './parts/wills.js'
+import { WriteThrough, type StoreBackend } from './parts/write-through.js'
 import type {
-  BrokerHeartbeats, BrokerRef, ClientRef, ClientSubscription, CulexPersistence, DropEvent, DropReason,
-  EnqueueTarget, OverflowPolicy, PersistenceLimits, PersistenceStats, QueueSink, QueueSinkFactory, SessionMeta,
-  StoredPacket, SubscriptionInput, TopicSubscription
+  BrokerHeartbeats, BrokerRef, ClientRef, ClientSubscription, CulexPersistence, DropEvent, EnqueueTarget,
+  PersistenceLimits, PersistenceStats, QueueSinkFactory, SessionMeta, StoredPacket,
+  SubscriptionInput, TopicSubscription
 } from './types.js'
 
-// qlobber is CommonJS without type declarations; this is the part we use.
-interface QlobberSubInstance {
-  subscriptionsCount: number
-  add (topic: string, value: TopicSubscription): void
-  remove (topic: string, value: { clientId: string, topic: string }): void
-  match (topic: string): TopicSubscription[]
-}
-type QlobberSubCtor = new (options: Record<string, unknown>) => QlobberSubInstance
-const require = createRequire(import.meta.url)
-const QlobberSub = require('qlobber/aedes/qlobber-sub.js') as QlobberSubCtor
+export { KEY } from './parts/keys.js'
+export type { StoreBackend } from './parts/write-through.js'
+export type { SubRecord } from './parts/subscriptions.js'
 
-// The same matching rules as aedes' mqemitter (match_empty_levels: `+`
-// matches an empty level), so that what persistence enqueues is exactly what
-// live delivery then acknowledges.
-const QLOBBER_OPTIONS = {
-  separator: '/',
-  wildcard_one: '+',
-  wildcard_some: '#',
-  match_empty_levels: true
-}
+export { DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_QUEUED_MESSAGES } from './parts/limits.js'
 
-export const DEFAULT_MAX_QUEUED_MESSAGES = 1000
-export const DEFAULT_MAX_QUEUED_BYTES = 10 * 1024 * 1024
-const STREAM_CHUNK = 64
-/** how long a QoS 1 packet id may stay in memory only (#lazyIds) */
-const ID_WRITE_DELAY_MS = 100
-
-export const KEY = {
-  format: 'meta:format',
-  retained: (topic: string) => 'r:' + topic,
-  sub: (cid: string, filter: string) => 's:' + encodeURIComponent(cid) + ':' + filter,
-  subPrefix: (cid: string) => 's:' + encodeURIComponent(cid) + ':',
-  queued: (cid: string, seq: number) => 'q:' + encodeCid(cid) + ':' + seqHex(seq),
-  inflight: (cid: string, seq: number) => 'qi:' + encodeCid(cid) + ':' + seqHex(seq),
-  incoming: (cid: string, messageId: number) => 'i:' + encodeURIComponent(cid) + ':' + String(messageId).padStart(5, '0'),
-  will: (cid: string) => 'w:' + encodeURIComponent(cid),
-  session: (cid: string) => 'x:' + encodeURIComponent(cid),
-  /** shared subscription group member (lib/shared) */
-  sharedMember: (group: string, cid: string) => 'gm:' + encodeURIComponent(group) + ':' + encodeURIComponent(cid),
-  /** shared subscription group log entry, in seq order */
-  sharedMessage: (group: string, seq: number) => 'gq:' + encodeURIComponent(group) + ':' + seqHex(seq)
-} as const
-
-// a session's queue keys are made in runs for one client (its acknowledgements, its drain)
-let lastCid = ''
-let lastEncoded = ''
-function encodeCid (cid: string): string {
-  if (cid !== lastCid) {
-    lastEncoded = encodeURIComponent(cid)
-    lastCid = cid
-  }
-  return lastEncoded
-}
-
-function seqHex (seq: number): string {
-  return seq.toString(16).padStart(16, '0')
-}
-
-export interface SubRecord {
-  qos: number
-  rh?: number
-  rap?: boolean
-  nl?: boolean
-  subscriptionIdentifier?: number
-}
-
-export interface QueueEntry {
-  seq: number
-  brokerId: string | undefined
-  /** brokerId + NUL + brokerCounter: how aedes names a message when it assigns a packet id */
-  brokerKey: string | undefined
-  qos: number
-  bytes: number
-  expiry: number | undefined
-  messageId: number | undefined
-  /** set once PUBREC arrived: the QoS 2 flow is in its PUBREL phase, the body is gone */
-  pubrel: StoredPacket | undefined
-  /** decoded body, or undefined when it lives only on disk */
-  body: StoredPacket | undefined
-  /** bytes this body holds in the cache budget (0 = not accounted) */
-  cached: number
-  /** a qi: record exists on disk */
-  hasState: boolean
-  removed: boolean
-}
-
-interface ClientQueue {
-  entries: QueueEntry[]
-  /** publish entries (PUBREL state is not a message and does not count) */
-  count: number
-  bytes: number
-  byBroker: Map<string, QueueEntry>
-}
-
-/**
- * A retained message of the level store whose body is outside the cache
- * budget: it is read from disk by key. `body` is held only until the write is
- * in LevelDB. Every other retained message is stored as its body itself (one
- * object per message, for the memory store always), and a cached body counts
- * `accountedBytes(body)` against the budget.
- */
-class UncachedRetained {
-  constructor (readonly topic: string, readonly expiry: number | undefined, public body: StoredPacket | undefined) {}
-}
-
-type RetainedValue = StoredPacket | UncachedRetained
-
-function retainedTopic (value: RetainedValue): string {
-  return value.topic as string
-}
-
-function retainedExpiry (value: RetainedValue): number | undefined {
-  return value instanceof UncachedRetained ? value.expiry : value.messageExpiry
-}
-
-/** Reads message bodies that are not cached (level store only). */
-export interface StoreBackend {
-  writer: GroupCommit
-  readPackets (keys: string[]): Promise<Array<StoredPacket | undefined>>
-}
-
-
-function brokerKeyOf (packet: StoredPacket): string | undefined {
-  if (packet.brokerId === undefined || packet.brokerId === null || packet.brokerCounter === undefined) return undefined
-  return packet.brokerId + '\u0000' + String(packet.brokerCounter)
-}
-
-/** what a retained write that needs no waiting returns */
+/** what a write that needs no waiting returns */
 const DONE: Promise<void> = Promise.resolve()
-
-function isExpired (expiry: number | undefined, now: number): boolean {
-  return expiry !== undefined && expiry <= now
-}
-
-function hasId (v: unknown): v is number {
-  return typeof v === 'number'
-}
 
 export abstract class BaseStore implements CulexPersistence {
   abstract readonly kind: 'memory' | 'level'
 
   protected logger: Logger | undefined
-  protected backend: StoreBackend | null = null
-  protected closed = false
   protected corrupt = 0
 
   #broker: BrokerRef | undefined
-  readonly #maxQueuedMessages: number
-  readonly #maxQueuedBytes: number
-  readonly #overflow: OverflowPolicy
-  readonly #maxRetained: number
-  readonly #maxRetainedPayload: number
-  readonly #cacheLimit: number
-  #cacheUsed = 0
-
-  // Map everywhere a clientId is a key: ids such as `__proto__` or
-  // `constructor` are ordinary ids here.
-  readonly #subs = new Map<string, Map<string, SubRecord>>()
-  readonly #trie = new QlobberSub(QLOBBER_OPTIONS)
-  #subCount = 0
-  readonly #queues = new Map<string, ClientQueue>()
-  readonly #retained = new TopicTree<RetainedValue>()
-  /** bumped when a retained message is replaced or removed: streams that matched before look their topics up again */
-  #retainedVersion = 0
-  readonly #incoming = new Map<string, Map<number, StoredPacket>>()
-  readonly #wills = new Map<string, StoredPacket>()
-  readonly #sessions = new Map<string, SessionMeta>()
-  #seq = 0
-
-  #queued = 0
-  #queuedBytes = 0
-  #inflight = 0
-  #pubrels = 0
-  #incomingCount = 0
-  readonly #dropped = { queueFull: 0, expired: 0, retainedLimit: 0 }
-  readonly #dropListeners = new Set<(event: DropEvent) => void>()
+  readonly #io = new WriteThrough()
+  readonly #cache: BodyCache
+  readonly #drops: Drops
+  protected readonly retained: RetainedIndex
+  protected readonly subscriptions: SubscriptionIndex
+  protected readonly queues: SessionQueues
+  protected readonly incoming: IncomingQoS2
+  protected readonly wills: WillStore
+  protected readonly sessions: SessionRecords
+  protected readonly groupLog: StoreGroupLog
 
   constructor (opts: { limits?: PersistenceLimits, logger?: Logger, cacheBytes?: number }) {
-    const limits = opts.limits ?? {}
-    this.#maxQueuedMessages = positiveOr(limits.maxQueuedMessages, DEFAULT_MAX_QUEUED_MESSAGES)
-    this.#maxQueuedBytes = positiveOr(limits.maxQueuedBytes, DEFAULT_MAX_QUEUED_BYTES)
-    this.#overflow = limits.overflow ?? 'drop-oldest'
-    if (this.#overflow !== 'drop-oldest' && this.#overflow !== 'refuse') {
-      throw new TypeError(`limits.overflow must be 'drop-oldest' or 'refuse', got ${String(this.#overflow)}`)
-    }
-    this.#maxRetained = positiveOr(limits.maxRetained, Infinity)
-    this.#maxRetainedPayload = positiveOr(limits.maxRetainedPayload, Infinity)
-    this.#cacheLimit = opts.cacheBytes ?? Infinity
+    const limits = resolveLimits(opts.limits)
     this.logger = opts.logger
+    const io = this.#io
+    this.#cache = new BodyCache(opts.cacheBytes ?? Infinity, io)
+    this.#drops = new Drops(opts.logger, limits.queues.overflow)
+    this.retained = new MemoryRetained(io, this.#cache, this.#drops, limits.retained)
+    this.subscriptions = new MemorySubscriptions(io)
+    this.queues = new MemorySessionQueues(new QueueIndex(io, this.#cache, this.#drops, limits.queues))
+    this.incoming = new MemoryIncoming(io)
+    this.wills = new MemoryWills(io)
+    this.sessions = new MemorySessions(io)
+    this.groupLog = new StoreGroupLog(io)
   }
 
-  get broker (): BrokerRef | undefined {
-    return this.#broker
-  }
+  /** set by the level store once LevelDB is open */
+  protected get backend (): StoreBackend | null { return this.#io.backend }
+  protected set backend (backend: StoreBackend | null) { this.#io.backend = backend }
+  protected get closed (): boolean { return this.#io.closed }
+  protected set closed (closed: boolean) { this.#io.closed = closed }
+
+  get broker (): BrokerRef | undefined { return this.#broker }
 
   abstract open (): Promise<void>
   protected abstract closeBackend (): Promise<void>
@@ -241,300 +88,62 @@ export abstract class BaseStore implements CulexPersistence {
     // at 0 with the process. With a fixed broker id, new messages would reuse
     // the names of messages still queued from the previous run (and be taken
     // for them); continue the counter after the highest one stored instead.
-    let max = 0
-    for (const q of this.#queues.values()) {
-      for (const e of q.entries) {
-        if (e.brokerId !== broker.id || e.brokerKey === undefined) continue
-        const n = Number(e.brokerKey.slice(e.brokerKey.lastIndexOf('\u0000') + 1))
-        if (n > max) max = n
-      }
-    }
+    const max = this.queues.maxBrokerCounter(broker.id)
     if (max > 0 && typeof broker.counter === 'number' && broker.counter < max) broker.counter = max
   }
 
-  // -------------------------------------------------------------------------
-  // writes
+  // retained messages (parts/retained.ts)
 
-  #put (key: string, value: Uint8Array): Promise<void> | undefined {
-    return this.backend?.writer.put(key, value)
-  }
-
-  #del (key: string): Promise<void> | undefined {
-    return this.backend?.writer.del(key)
-  }
-
-  #checkOpen (): void {
-    if (this.closed) throw new CulexError('CULEX_ERR_PERSISTENCE_CLOSED')
-  }
-
-  // -------------------------------------------------------------------------
-  // retained messages
-
-  /**
-   * Steps for a retained message (aedes calls this for every PUBLISH with
-   * RETAIN before it is delivered or acknowledged):
-   * 1. [MQTT-3.3.1-6] an empty payload removes the retained message;
-   * 2. over `maxRetainedPayload`, or a new topic when `maxRetained` are
-   *    stored: refused (counted, logged, drop event);
-   * 3. [MQTT-3.3.1-5] it replaces the topic's previous message: a copy goes
-   *    into the index (aedes mutates its packet after this call), and for the
-   *    level store into LevelDB, the promise resolving once it is written.
-   */
   storeRetained (packet: StoredPacket): Promise<void> {
     if (this.closed) return Promise.reject(new CulexError('CULEX_ERR_PERSISTENCE_CLOSED'))
-    const topic = packet.topic
-    if (typeof topic !== 'string') return DONE
-    const size = payloadBytes(packet)
-    if (size === 0) return this.#deleteRetained(topic) ?? DONE
-    if (size > this.#maxRetainedPayload) {
-      this.#reportDrop(packet.clientId ?? null, 'retained-limit', 1, { topic, size, maxRetainedPayload: this.#maxRetainedPayload })
-      return DONE
-    }
-    // Only a full store needs to know whether the topic is new: one tree walk
-    // per message otherwise (set returns what it replaced).
-    if (this.#retained.size >= this.#maxRetained && !this.#retained.has(topic)) {
-      this.#reportDrop(packet.clientId ?? null, 'retained-limit', 1, { topic, maxRetained: this.#maxRetained })
-      return DONE
-    }
-    const body = copyPacket(packet)
-    const backend = this.backend
-    if (backend === null) {
-      // the memory store keeps the copy itself: nothing to encode, account or wait for
-      const previous = this.#retained.set(topic, body)
-      if (previous !== undefined) this.#retainedVersion++
-      return DONE
-    }
-    // accountedBytes(body), without measuring the payload again
-    const bytes = size + Buffer.byteLength(topic)
-    let value: RetainedValue = body
-    if (this.#cacheUsed + bytes <= this.#cacheLimit) this.#cacheUsed += bytes
-    else value = new UncachedRetained(topic, body.messageExpiry, body)
-    const previous = this.#retained.set(topic, value)
-    if (previous !== undefined) {
-      this.#retainedVersion++
-      this.#uncacheRetained(previous)
-    }
-    const written = backend.writer.put(KEY.retained(topic), encodePacket(body))
-    if (!(value instanceof UncachedRetained)) return written
-    const uncached = value
-    // once on disk it is read from there
-    return written.then(() => { uncached.body = undefined })
+    return this.retained.store(packet)
   }
 
-  #deleteRetained (topic: string): Promise<void> | undefined {
-    const existing = this.#retained.get(topic)
-    if (existing === undefined) return undefined
-    this.#retainedVersion++
-    this.#uncacheRetained(existing)
-    this.#retained.delete(topic)
-    return this.#del(KEY.retained(topic))
-  }
+  createRetainedStream (pattern: string): Readable { return this.retained.stream([pattern]) }
+  createRetainedStreamCombi (patterns: string[]): Readable { return this.retained.stream(patterns) }
 
-  /** a cached body leaves the cache budget (level store) */
-  #uncacheRetained (value: RetainedValue): void {
-    if (this.backend !== null && !(value instanceof UncachedRetained)) this.#cacheUsed -= accountedBytes(value)
-  }
-
-  createRetainedStream (pattern: string): Readable {
-    return this.createRetainedStreamCombi([pattern])
-  }
-
-  createRetainedStreamCombi (patterns: string[]): Readable {
-    const matches: RetainedValue[] = []
-    if (this.closed) return Readable.from(this.#retainedGenerator(matches, this.#retainedVersion))
-    if (patterns.length === 1) {
-      // one filter yields each topic once
-      this.#retained.match(patterns[0] as string, matches)
-    } else {
-      // One message per topic even when several filters match it (one value per topic).
-      const seen = new Set<RetainedValue>()
-      for (const pattern of patterns) {
-        for (const match of this.#retained.match(pattern)) {
-          if (seen.has(match)) continue
-          seen.add(match)
-          matches.push(match)
-        }
-      }
-    }
-    return Readable.from(this.#retainedGenerator(matches, this.#retainedVersion))
-  }
-
-  async * #retainedGenerator (matches: RetainedValue[], version: number): AsyncGenerator<StoredPacket> {
-    for (let i = 0; i < matches.length; i += STREAM_CHUNK) {
-      const chunk = matches.slice(i, i + STREAM_CHUNK)
-      const now = Date.now()
-      const live: RetainedValue[] = []
-      for (const held of chunk) {
-        // the current message: it may have been replaced or removed meanwhile
-        const value = this.#retainedVersion === version ? held : this.#retained.get(retainedTopic(held))
-        if (value === undefined) continue
-        // [MQTT-3.3.2-5] an expired retained message is not sent, and is removed
-        if (isExpired(retainedExpiry(value), now)) {
-          const topic = retainedTopic(value)
-          if (!this.closed) this.#deleteRetained(topic)?.catch(() => {})
-          this.#reportDrop(null, 'expired', 1, { topic })
-          continue
-        }
-        live.push(value)
-      }
-      const missing: string[] = []
-      for (const value of live) {
-        if (value instanceof UncachedRetained && value.body === undefined) missing.push(KEY.retained(value.topic))
-      }
-      let loaded: Array<StoredPacket | undefined> = []
-      if (missing.length > 0 && this.backend !== null) loaded = await this.backend.readPackets(missing)
-      let m = 0
-      for (const value of live) {
-        const body = value instanceof UncachedRetained ? value.body ?? loaded[m++] : value
-        if (body !== undefined) yield clonePacket(body)
-      }
-    }
-  }
-
-  // -------------------------------------------------------------------------
-  // subscriptions
+  // subscriptions (parts/subscriptions.ts)
 
   async addSubscriptions (client: ClientRef, subs: SubscriptionInput[]): Promise<void> {
-    this.#checkOpen()
-    const cid = client.id
-    let stored = this.#subs.get(cid)
-    if (stored === undefined) {
-      stored = new Map()
-      this.#subs.set(cid, stored)
-    }
-    let write: Promise<void> | undefined
-    for (const sub of subs) {
-      const record: SubRecord = { qos: sub.qos }
-      if (sub.rh !== undefined) record.rh = sub.rh
-      if (sub.rap !== undefined) record.rap = sub.rap
-      if (sub.nl !== undefined) record.nl = sub.nl
-      if (sub.subscriptionIdentifier !== undefined) record.subscriptionIdentifier = sub.subscriptionIdentifier
-      this.#setSub(cid, stored, sub.topic, record)
-      write = this.#put(KEY.sub(cid, sub.topic), encodeRecord(record)) ?? write
-    }
-    if (stored.size === 0) this.#subs.delete(cid)
-    await write
-  }
-
-  /** in-memory part of adding one subscription; also used when loading from disk */
-  protected restoreSubscription (cid: string, filter: string, record: SubRecord): void {
-    let stored = this.#subs.get(cid)
-    if (stored === undefined) {
-      stored = new Map()
-      this.#subs.set(cid, stored)
-    }
-    this.#setSub(cid, stored, filter, record)
-  }
-
-  #setSub (cid: string, stored: Map<string, SubRecord>, filter: string, record: SubRecord): void {
-    const previous = stored.get(filter)
-    if (previous === undefined) this.#subCount++
-    stored.set(filter, record)
-    // Each (clientId, filter) is its own trie value: overlapping filters of one
-    // client (a/#, a/+/x, a/b/x) all stay and all match (aedes #543).
-    if (record.qos > 0) {
-      this.#trie.add(filter, { clientId: cid, topic: filter, qos: record.qos, rh: record.rh, rap: record.rap, nl: record.nl })
-    } else if (previous !== undefined && previous.qos > 0) {
-      this.#trie.remove(filter, { clientId: cid, topic: filter })
-    }
+    this.#io.checkOpen()
+    await this.subscriptions.add(client.id, subs)
   }
 
   async removeSubscriptions (client: ClientRef, topics: string[]): Promise<void> {
-    this.#checkOpen()
-    const cid = client.id
-    const stored = this.#subs.get(cid)
-    if (stored === undefined) return
-    let write: Promise<void> | undefined
-    for (const topic of topics) {
-      const previous = stored.get(topic)
-      if (previous === undefined) continue
-      if (previous.qos > 0) this.#trie.remove(topic, { clientId: cid, topic })
-      stored.delete(topic)
-      this.#subCount--
-      write = this.#del(KEY.sub(cid, topic)) ?? write
-    }
-    if (stored.size === 0) this.#subs.delete(cid)
-    await write
+    this.#io.checkOpen()
+    await this.subscriptions.remove(client.id, topics)
   }
 
-  async subscriptionsByClient (client: ClientRef): Promise<ClientSubscription[]> {
-    const stored = this.#subs.get(client.id)
-    const out: ClientSubscription[] = []
-    if (stored === undefined) return out
-    for (const [topic, record] of stored) out.push({ topic, ...record })
-    return out
+  async cleanSubscriptions (client: ClientRef): Promise<void> {
+    this.#io.checkOpen()
+    await this.subscriptions.clear(client.id)
   }
+
+  async subscriptionsByClient (client: ClientRef): Promise<ClientSubscription[]> { return this.subscriptions.byClient(client.id) }
+  getClientList (topic: string): Readable { return Readable.from(this.subscriptions.clientsWith(topic)) }
 
   async countOffline (): Promise<{ subsCount: number, clientsCount: number }> {
-    return { subsCount: this.#trie.subscriptionsCount, clientsCount: this.#subs.size }
+    return { subsCount: this.subscriptions.matchable, clientsCount: this.subscriptions.clients }
   }
 
   subscriptionsByTopic (topic: string): Promise<TopicSubscription[]> {
     // aedes asks for every QoS 1/2 PUBLISH; with only clean sessions (the
-    // common case) the trie is empty and there is nothing to match, nor an
-    // async function to run
-    if (this.#trie.subscriptionsCount === 0) return Promise.resolve([])
-    return this.#subscriptionsByTopic(topic)
+    // common case) the trie is empty and there is nothing to match
+    if (this.subscriptions.matchable === 0) return Promise.resolve([])
+    return Promise.resolve(this.subscriptions.byTopic(topic))
   }
 
-  async #subscriptionsByTopic (topic: string): Promise<TopicSubscription[]> {
-    const matches = this.#trie.match(topic)
-    // [MQTT-4.7.2-1] filters starting with a wildcard do not match topics
-    // starting with '$'. aedes' live delivery already skips them for every
-    // '$' topic; matching them here would queue messages that are then never
-    // delivered live nor cleared.
-    if (topic.charCodeAt(0) === 36) {
-      return matches.filter((s) => s.topic.charCodeAt(0) !== 43 && s.topic.charCodeAt(0) !== 35)
-    }
-    return matches
-  }
+  /** Does any session store a QoS 1/2 subscription, i.e. could subscriptionsByTopic find anything at all? */
+  holdsSubscriptions (): boolean { return this.subscriptions.matchable > 0 }
 
   /**
    * Does any stored subscription match `topic` (the set subscriptionsByTopic
    * returns)? Synchronous and without building the list: the gateway asks it
    * for every QoS 1/2 PUBLISH to choose the 0x10 reason code.
    */
-  /** Does any session store a QoS 1/2 subscription, i.e. could subscriptionsByTopic find anything at all? */
-  holdsSubscriptions (): boolean {
-    return this.#trie.subscriptionsCount > 0
-  }
+  hasSubscriptionsFor (topic: string): boolean { return this.subscriptions.matches(topic) }
 
-  hasSubscriptionsFor (topic: string): boolean {
-    if (this.#trie.subscriptionsCount === 0) return false
-    const matches = this.#trie.match(topic)
-    if (topic.charCodeAt(0) !== 36) return matches.length > 0
-    // [MQTT-4.7.2-1] as in subscriptionsByTopic
-    return matches.some((s) => s.topic.charCodeAt(0) !== 43 && s.topic.charCodeAt(0) !== 35)
-  }
-
-  async cleanSubscriptions (client: ClientRef): Promise<void> {
-    this.#checkOpen()
-    await this.#cleanSubscriptions(client.id)
-  }
-
-  #cleanSubscriptions (cid: string): Promise<void> | undefined {
-    const stored = this.#subs.get(cid)
-    if (stored === undefined) return undefined
-    let write: Promise<void> | undefined
-    for (const [topic, record] of stored) {
-      if (record.qos > 0) this.#trie.remove(topic, { clientId: cid, topic })
-      this.#subCount--
-      write = this.#del(KEY.sub(cid, topic)) ?? write
-    }
-    this.#subs.delete(cid)
-    return write
-  }
-
-  getClientList (topic: string): Readable {
-    const ids: string[] = []
-    for (const [cid, stored] of this.#subs) {
-      if (stored.has(topic)) ids.push(cid)
-    }
-    return Readable.from(ids)
-  }
-
-  // -------------------------------------------------------------------------
-  // outgoing queue
+  // session queues (parts/session-queues.ts)
 
   async outgoingEnqueue (sub: EnqueueTarget, packet: StoredPacket): Promise<void> {
     await this.outgoingEnqueueCombi([sub], packet)
@@ -544,886 +153,144 @@ export abstract class BaseStore implements CulexPersistence {
     // aedes calls it for every QoS 1/2 PUBLISH, mostly with no stored
     // subscription to queue it for: then no async function runs
     if (subs.length === 0 && !this.closed) return DONE
-    return this.#enqueueCombi(subs, packet)
-  }
-
-  async #enqueueCombi (subs: EnqueueTarget[], packet: StoredPacket): Promise<void> {
-    this.#checkOpen()
-    if (subs.length === 0) return
-    const now = Date.now()
-    const body = queuedBody(packet)
-    const packetQos = body.qos ?? 0
-    // aedes passes one entry per matching subscription, so a client with
-    // overlapping filters appears several times: queue the message once per
-    // client, at the highest QoS granted among its matching subscriptions,
-    // capped by the QoS of the PUBLISH. [MQTT-3.3.4-2] [MQTT-3.8.4-8]
-    const targets = new Map<string, number>()
-    for (const sub of subs) {
-      const granted = typeof sub.qos === 'number' ? sub.qos : 2
-      const prev = targets.get(sub.clientId)
-      if (prev === undefined || granted > prev) targets.set(sub.clientId, granted)
-    }
-    if (isExpired(body.messageExpiry, now)) {
-      // [MQTT-3.3.2-5] already past its Message Expiry Interval: never queued
-      for (const cid of targets.keys()) this.#reportDrop(cid, 'expired', 1)
-      return
-    }
-    const bytes = accountedBytes(body)
-    const brokerKey = brokerKeyOf(body)
-    const variants = new Map<number, { body: StoredPacket, value: Buffer | undefined }>()
-    let write: Promise<void> | undefined
-    const created: QueueEntry[] = []
-    for (const [cid, granted] of targets) {
-      const qos = Math.min(packetQos, granted)
-      let q = this.#queues.get(cid)
-      if (q === undefined) {
-        q = { entries: [], count: 0, bytes: 0, byBroker: new Map() }
-        this.#queues.set(cid, q)
-      }
-      // the same message enqueued twice for one session is one message
-      if (brokerKey !== undefined && q.byBroker.has(brokerKey)) continue
-      if (!this.#makeRoom(cid, q, bytes, now)) {
-        if (q.entries.length === 0) this.#queues.delete(cid)
-        continue
-      }
-      // dropping made the queue empty and unlinked it
-      if (this.#queues.get(cid) !== q) this.#queues.set(cid, q)
-      let variant = variants.get(qos)
-      if (variant === undefined) {
-        variant = { body: qos === packetQos ? body : { ...body, qos }, value: undefined }
-        variants.set(qos, variant)
-      }
-      const entry: QueueEntry = {
-        seq: ++this.#seq,
-        brokerId: body.brokerId,
-        brokerKey,
-        qos,
-        bytes,
-        expiry: body.messageExpiry,
-        messageId: undefined,
-        pubrel: undefined,
-        body: variant.body,
-        cached: 0,
-        hasState: false,
-        removed: false
-      }
-      this.#appendEntry(q, entry)
-      if (this.backend !== null) {
-        variant.value ??= encodePacket(variant.body)
-        write = this.#put(KEY.queued(cid, entry.seq), variant.value)
-        this.#admit(entry, bytes)
-        if (entry.cached === 0) created.push(entry)
-      }
-    }
-    if (write !== undefined) {
-      await write
-      // bodies that did not fit the cache budget are on disk now; let them go
-      for (const entry of created) this.#evictIfUnaccounted(entry)
-    }
-  }
-
-  #appendEntry (q: ClientQueue, entry: QueueEntry): void {
-    q.entries.push(entry)
-    if (entry.pubrel === undefined) {
-      q.count++
-      q.bytes += entry.bytes
-      this.#queued++
-      this.#queuedBytes += entry.bytes
-      if (entry.messageId !== undefined) this.#inflight++
-    } else {
-      this.#pubrels++
-    }
-    if (entry.brokerKey !== undefined && entry.pubrel === undefined) q.byBroker.set(entry.brokerKey, entry)
-  }
-
-  /**
-   * Per-session limits. 'refuse' keeps what is queued and drops the new
-   * message; 'drop-oldest' first drops messages whose expiry passed, then the
-   * oldest QoS 0 message, then the oldest message. Returns whether the new
-   * message may be queued.
-   */
-  #makeRoom (cid: string, q: ClientQueue, bytes: number, now: number): boolean {
-    const fits = (): boolean => q.count + 1 <= this.#maxQueuedMessages && q.bytes + bytes <= this.#maxQueuedBytes
-    if (fits()) return true
-    if (bytes > this.#maxQueuedBytes || this.#overflow === 'refuse') {
-      this.#reportDrop(cid, 'queue-full', 1)
-      return false
-    }
-    let full = 0
-    let expired = 0
-    while (!fits()) {
-      let victim: QueueEntry | undefined
-      let victimExpired = false
-      let firstQos0: QueueEntry | undefined
-      let first: QueueEntry | undefined
-      for (const e of q.entries) {
-        if (e.pubrel !== undefined) continue
-        if (e.messageId === undefined && isExpired(e.expiry, now)) { victim = e; victimExpired = true; break }
-        first ??= e
-        if (firstQos0 === undefined && e.qos === 0) firstQos0 = e
-      }
-      victim ??= firstQos0 ?? first
-      if (victim === undefined) break
-      this.#removeEntry(cid, q, victim, true)
-      if (victimExpired) expired++
-      else full++
-    }
-    if (expired > 0) this.#reportDrop(cid, 'expired', expired)
-    if (full > 0) this.#reportDrop(cid, 'queue-full', full)
-    if (!fits()) {
-      this.#reportDrop(cid, 'queue-full', 1)
-      return false
-    }
-    return true
-  }
-
-  /** removes an entry from the index; deletes its keys unless the caller does it later */
-  #removeEntry (cid: string, q: ClientQueue, entry: QueueEntry, deleteKeys: boolean): Promise<void> | undefined {
-    entry.removed = true
-    if (this.#lazyIds.size > 0) this.#lazyIds.delete(entry)
-    const idx = q.entries.indexOf(entry)
-    if (idx >= 0) q.entries.splice(idx, 1)
-    if (entry.pubrel === undefined) {
-      q.count--
-      q.bytes -= entry.bytes
-      this.#queued--
-      this.#queuedBytes -= entry.bytes
-      if (entry.messageId !== undefined) this.#inflight--
-    } else {
-      this.#pubrels--
-    }
-    if (entry.brokerKey !== undefined && q.byBroker.get(entry.brokerKey) === entry) q.byBroker.delete(entry.brokerKey)
-    this.#uncache(entry)
-    if (q.entries.length === 0) this.#queues.delete(cid)
-    return deleteKeys ? this.#deleteEntryKeys(cid, entry) : undefined
-  }
-
-  #deleteEntryKeys (cid: string, entry: QueueEntry): Promise<void> | undefined {
-    if (this.backend === null) return undefined
-    const write = this.#del(KEY.queued(cid, entry.seq))
-    return entry.hasState ? this.#del(KEY.inflight(cid, entry.seq)) : write
+    if (this.closed) return Promise.reject(new CulexError('CULEX_ERR_PERSISTENCE_CLOSED'))
+    return this.queues.enqueue(subs, packet)
   }
 
   async outgoingUpdate (client: ClientRef, packet: StoredPacket): Promise<void> {
-    this.#checkOpen()
-    const cid = client.id
-    const q = this.#queues.get(cid)
-    const brokerKey = brokerKeyOf(packet)
-    // 1. a message aedes is (re)sending: record the packet id it assigned, so
-    //    a redelivery after a restart reuses it. [MQTT-4.4.0-1]
-    if (q !== undefined && brokerKey !== undefined) {
-      const entry = q.byBroker.get(brokerKey)
-      if (entry !== undefined) {
-        const write = this.#recordPacketId(cid, entry, hasId(packet.messageId) ? packet.messageId : undefined)
-        // QoS 2: on disk before aedes writes the PUBLISH, since a resend
-        // after a crash must reuse the id or the receiver would take it for
-        // a new message (exactly once, spec 4.3.3). QoS 1 is at least once:
-        // a resend under a new id (and, if the crash came before the id was
-        // written, without DUP) is only the duplicate it may be anyway
-        // [MQTT-4.3.2-1], so aedes goes on without waiting for the disk.
-        if (entry.qos === 2) await write
-        return
-      }
-    }
-    // 2. a packet that takes over a packet id: PUBREL after PUBREC (QoS 2), or
-    //    another broker's message reusing the id
-    if (hasId(packet.messageId)) {
-      const entry = q?.entries.find((e) => e.messageId === packet.messageId && (e.pubrel !== undefined || e.brokerId !== packet.brokerId))
-      if (q !== undefined && entry !== undefined) {
-        await this.#replaceEntry(cid, q, entry, packet)
-        return
-      }
-      if (packet.cmd === 'pubrel') {
-        // PUBREC for a message this store no longer holds (dropped by a queue
-        // limit while in flight): still track the PUBREL so the QoS 2 flow
-        // completes after a reconnect.
-        await this.#addPubrel(cid, packet)
-        return
-      }
-    }
-    // 3. a message the store refused or dropped under its queue limits is
-    //    still delivered to a connected client, best effort; nothing to track.
-    if (packet.cmd === 'publish' || packet.cmd === undefined) return
-    throw new CulexError('CULEX_ERR_NO_SUCH_PACKET')
-  }
-
-  /**
-   * The packet id a queued message is (re)sent with, kept so a redelivery
-   * reuses it [MQTT-4.4.0-1]. A QoS 1 id goes to disk only if the message is
-   * still unacknowledged ID_WRITE_DELAY_MS later: most are acknowledged
-   * sooner, and then neither the id nor its delete is written (see #lazyIds).
-   */
-  #recordPacketId (cid: string, entry: QueueEntry, messageId: number | undefined): Promise<void> | undefined {
-    const previous = entry.messageId
-    if (previous === undefined && messageId !== undefined) this.#inflight++
-    if (previous !== undefined && messageId === undefined) this.#inflight--
-    entry.messageId = messageId
-    if (this.backend === null) return undefined
-    if (entry.qos === 1 && messageId !== undefined && entry.pubrel === undefined) {
-      // re-sent with the id it already has on disk: nothing to write
-      if (entry.hasState && previous === messageId && !this.#lazyIds.has(entry)) return undefined
-      this.#lazyIds.set(entry, cid)
-      if (this.#lazyTimer === undefined) {
-        this.#lazyTimer = setTimeout(() => this.#writeLazyIds(), ID_WRITE_DELAY_MS)
-        this.#lazyTimer.unref()
-      }
-      return undefined
-    }
-    this.#lazyIds.delete(entry)
-    entry.hasState = true
-    return this.#put(KEY.inflight(cid, entry.seq), encodeRecord({ m: messageId ?? null }))
-  }
-
-  /**
-   * QoS 1 packet ids recorded in memory and not yet on disk. After a crash
-   * such a message is sent again under a new id, without DUP: a duplicate,
-   * which QoS 1 allows [MQTT-4.3.2-1]. QoS 2 ids never wait here: they are
-   * on disk before the PUBLISH goes out (exactly once, spec 4.3.3).
-   */
-  readonly #lazyIds = new Map<QueueEntry, string>()
-  #lazyTimer: NodeJS.Timeout | undefined
-
-  #writeLazyIds (): void {
-    if (this.#lazyTimer !== undefined) clearTimeout(this.#lazyTimer)
-    this.#lazyTimer = undefined
-    for (const [entry, cid] of this.#lazyIds) {
-      if (entry.removed || entry.messageId === undefined || entry.pubrel !== undefined) continue
-      entry.hasState = true
-      this.#put(KEY.inflight(cid, entry.seq), encodeRecord({ m: entry.messageId }))?.catch(() => {})
-    }
-    this.#lazyIds.clear()
-  }
-
-  async #replaceEntry (cid: string, q: ClientQueue, entry: QueueEntry, packet: StoredPacket): Promise<void> {
-    const wasPubrel = entry.pubrel !== undefined
-    if (packet.cmd === 'pubrel') {
-      if (!wasPubrel) {
-        // the message body is not needed any more: only the PUBREL is resent
-        q.count--
-        q.bytes -= entry.bytes
-        this.#queued--
-        this.#queuedBytes -= entry.bytes
-        if (entry.messageId !== undefined) this.#inflight--
-        this.#pubrels++
-        if (entry.brokerKey !== undefined && q.byBroker.get(entry.brokerKey) === entry) q.byBroker.delete(entry.brokerKey)
-        this.#uncache(entry)
-      }
-      this.#lazyIds.delete(entry)
-      entry.pubrel = copyPacket(packet)
-      entry.body = undefined
-      entry.messageId = packet.messageId
-      if (this.backend !== null) {
-        entry.hasState = true
-        this.#del(KEY.queued(cid, entry.seq))
-        await this.#put(KEY.inflight(cid, entry.seq), encodeRecord({ p: entry.pubrel }))
-      }
-      return
-    }
-    // another publish takes the place (and packet id) of this entry
-    this.#removeEntry(cid, q, entry, false)
-    const body = queuedBody(packet)
-    const replacement: QueueEntry = {
-      seq: entry.seq,
-      brokerId: body.brokerId,
-      brokerKey: brokerKeyOf(body),
-      qos: body.qos ?? 0,
-      bytes: accountedBytes(body),
-      expiry: body.messageExpiry,
-      messageId: hasId(packet.messageId) ? packet.messageId : undefined,
-      pubrel: undefined,
-      body,
-      cached: 0,
-      hasState: entry.hasState,
-      removed: false
-    }
-    let queue = this.#queues.get(cid)
-    if (queue === undefined) {
-      queue = q
-      this.#queues.set(cid, queue)
-    }
-    // keep the position of the replaced entry
-    const at = queue.entries.findIndex((e) => e.seq > replacement.seq)
-    this.#appendEntry(queue, replacement)
-    if (at >= 0) {
-      queue.entries.pop()
-      queue.entries.splice(at, 0, replacement)
-    }
-    if (this.backend !== null) {
-      this.#admit(replacement, replacement.bytes)
-      replacement.hasState = true
-      this.#put(KEY.queued(cid, replacement.seq), encodePacket(body))
-      await this.#put(KEY.inflight(cid, replacement.seq), encodeRecord({ m: replacement.messageId ?? null }))
-      this.#evictIfUnaccounted(replacement)
-    }
-  }
-
-  async #addPubrel (cid: string, packet: StoredPacket): Promise<void> {
-    let q = this.#queues.get(cid)
-    if (q === undefined) {
-      q = { entries: [], count: 0, bytes: 0, byBroker: new Map() }
-      this.#queues.set(cid, q)
-    }
-    const entry: QueueEntry = {
-      seq: ++this.#seq,
-      brokerId: undefined,
-      brokerKey: undefined,
-      qos: 2,
-      bytes: 0,
-      expiry: undefined,
-      messageId: packet.messageId,
-      pubrel: copyPacket(packet),
-      body: undefined,
-      cached: 0,
-      hasState: this.backend !== null,
-      removed: false
-    }
-    this.#appendEntry(q, entry)
-    await this.#put(KEY.inflight(cid, entry.seq), encodeRecord({ p: entry.pubrel }))
+    this.#io.checkOpen()
+    await this.queues.update(client.id, packet)
   }
 
   async outgoingClearMessageId (client: ClientRef, packet: StoredPacket): Promise<StoredPacket | undefined> {
-    this.#checkOpen()
-    if (packet === null || typeof packet !== 'object') return undefined
-    const cid = client.id
-    const q = this.#queues.get(cid)
-    if (q === undefined) return undefined
-    let entry: QueueEntry | undefined
-    if (hasId(packet.messageId)) {
-      entry = q.entries.find((e) => e.messageId === packet.messageId)
-    } else {
-      // aedes clears a message it decided not to forward (No Local, or
-      // authorizeForward said no) with the original packet, which has no
-      // packet id yet: find that very message, not any unsent one.
-      const brokerKey = brokerKeyOf(packet)
-      if (brokerKey !== undefined) entry = q.byBroker.get(brokerKey)
-    }
-    if (entry === undefined) return undefined
-    const messageId = entry.messageId
-    const pubrel = entry.pubrel
-    const cachedBody = entry.body
-    this.#removeEntry(cid, q, entry, false)
-    let out: StoredPacket | undefined
-    if (pubrel !== undefined) {
-      out = clonePacket(pubrel)
-    } else {
-      let body = cachedBody
-      if (body === undefined && this.backend !== null) {
-        // read before the delete is issued
-        body = (await this.backend.readPackets([KEY.queued(cid, entry.seq)]))[0]
-      }
-      if (body !== undefined) out = packetFromBody(body, messageId, entry.qos)
-    }
-    // The message is gone from memory now; its keys go with the next batch.
-    // Nothing waits for that: were they still on disk after a crash, the
-    // session would resend it on reconnect [MQTT-4.4.0-1], a duplicate QoS 1
-    // allows [MQTT-4.3.2-1], or a PUBREL the client answers with PUBCOMP
-    // (0x92 Packet Identifier not found, spec 3.7.2.1).
-    this.#deleteEntryKeys(cid, entry)
-    return out
+    this.#io.checkOpen()
+    return await this.queues.clear(client.id, packet)
   }
 
-  #queueSink: QueueSinkFactory | undefined
-
-  setQueueSink (factory: QueueSinkFactory | undefined): void {
-    this.#queueSink = factory
-  }
-
-  outgoingStream (client: ClientRef): Readable {
-    const cid = client.id
-    const q = this.#queues.get(cid)
-    // asked even for an empty queue: a sink is offered for one stream only
-    const sink = this.#queueSink?.(client)
-    let snapshot = q === undefined || this.closed ? [] : q.entries.slice()
-    if (sink !== undefined && q !== undefined && snapshot.length > 0) snapshot = snapshot.slice(this.#sendToSink(cid, q, snapshot, sink))
-    // aedes streams the queue on every CONNECT; most are empty, or were all taken by the sink
-    if (snapshot.length === 0) return endedStream()
-    return Readable.from(this.#outgoingGenerator(cid, snapshot))
-  }
-
-  /**
-   * Sends the head of a resumed session's queue through `sink`, in order,
-   * with the steps aedes' emptyQueue takes per message: an expired message
-   * without a packet id is dropped [MQTT-3.3.2-5]; the packet id is the one
-   * it was sent with before [MQTT-4.4.0-1] (then DUP, [MQTT-3.3.1-1]) or the
-   * client's next; it is recorded as `outgoingUpdate` does; a message the
-   * sink does not send is cleared as `outgoingClearMessageId` does. Only QoS
-   * 1 messages whose body is in memory, and only while the client's window
-   * has room: a QoS 2 packet id must be on disk before its PUBLISH goes out,
-   * a body on disk must be read first, and beyond the window aedes' stream
-   * gives back-pressure. Stops at the first message it cannot take, so the
-   * rest (returned as an index into `snapshot`) follows in order.
-   */
-  #sendToSink (cid: string, q: ClientQueue, snapshot: QueueEntry[], sink: QueueSink): number {
-    const now = Date.now()
-    let expired = 0
-    let i = 0
-    for (; i < snapshot.length; i++) {
-      const entry = snapshot[i] as QueueEntry
-      if (entry.removed) continue
-      const body = entry.body
-      if (entry.pubrel !== undefined || entry.qos !== 1 || body === undefined || entry.brokerKey === undefined) break
-      if (entry.messageId === undefined && isExpired(entry.expiry, now)) {
-        this.#removeEntry(cid, q, entry, true)?.catch(() => {})
-        expired++
-        continue
-      }
-      if (sink.room() <= 0) break
-      const resent = entry.messageId !== undefined
-      const packet = packetFromBody(body, entry.messageId, entry.qos)
-      packet.messageId = entry.messageId ?? sink.nextPacketId()
-      if (resent) this.#resent.add(cid + '\u0000' + entry.brokerKey)
-      this.#recordPacketId(cid, entry, packet.messageId)?.catch(() => {})
-      let sent: boolean
-      try {
-        sent = sink.send(packet)
-      } catch {
-        // aedes' own path meets the same packet next, and reports the failure
-        if (resent) this.#resent.delete(cid + '\u0000' + entry.brokerKey)
-        break
-      }
-      if (!sent) {
-        if (resent) this.#resent.delete(cid + '\u0000' + entry.brokerKey)
-        this.#removeEntry(cid, q, entry, false)
-        this.#deleteEntryKeys(cid, entry)?.catch(() => {})
-      }
-    }
-    if (expired > 0) this.#reportDrop(cid, 'expired', expired)
-    return i
-  }
-
-  async * #outgoingGenerator (cid: string, snapshot: QueueEntry[]): AsyncGenerator<StoredPacket> {
-    for (let i = 0; i < snapshot.length; i += STREAM_CHUNK) {
-      const chunk = snapshot.slice(i, i + STREAM_CHUNK)
-      const now = Date.now()
-      const live: QueueEntry[] = []
-      let expired = 0
-      for (const entry of chunk) {
-        if (entry.removed) continue // acknowledged or dropped since the stream started
-        // [MQTT-3.3.2-5] a message whose expiry passed before onward delivery
-        // started (no packet id assigned yet) is deleted, not delivered.
-        if (entry.pubrel === undefined && entry.messageId === undefined && isExpired(entry.expiry, now)) {
-          const q = this.#queues.get(cid)
-          if (q !== undefined && !this.closed) this.#removeEntry(cid, q, entry, true)?.catch(() => {})
-          expired++
-          continue
-        }
-        live.push(entry)
-      }
-      if (expired > 0) this.#reportDrop(cid, 'expired', expired)
-      const missing = live.filter((e) => e.pubrel === undefined && e.body === undefined)
-      const loaded = new Map<QueueEntry, StoredPacket | undefined>()
-      if (missing.length > 0 && this.backend !== null) {
-        const bodies = await this.backend.readPackets(missing.map((e) => KEY.queued(cid, e.seq)))
-        missing.forEach((e, j) => loaded.set(e, bodies[j]))
-      }
-      for (const entry of live) {
-        if (entry.removed) continue
-        if (entry.pubrel !== undefined) {
-          yield clonePacket(entry.pubrel)
-          continue
-        }
-        const body = entry.body ?? loaded.get(entry)
-        if (body === undefined) continue
-        const packet = packetFromBody(body, entry.messageId, entry.qos)
-        // it had a packet id, so it may have been sent: the broker marks the re-delivery DUP
-        if (entry.messageId !== undefined && (packet.qos ?? 0) > 0 && entry.brokerKey !== undefined) this.#resent.add(cid + '\u0000' + entry.brokerKey)
-        yield packet
-      }
-    }
-  }
-
-  /** in-memory part of a queued message loaded from disk */
-  protected restoreQueued (cid: string, seq: number, body: StoredPacket, state: { m?: number | null, p?: StoredPacket } | undefined): void {
-    let q = this.#queues.get(cid)
-    if (q === undefined) {
-      q = { entries: [], count: 0, bytes: 0, byBroker: new Map() }
-      this.#queues.set(cid, q)
-    }
-    const entry: QueueEntry = {
-      seq,
-      brokerId: body.brokerId,
-      brokerKey: brokerKeyOf(body),
-      qos: body.qos ?? 0,
-      bytes: accountedBytes(body),
-      expiry: body.messageExpiry,
-      messageId: hasId(state?.m) ? state.m : undefined,
-      pubrel: undefined,
-      body,
-      cached: 0,
-      hasState: state !== undefined,
-      removed: false
-    }
-    if (this.#seq < seq) this.#seq = seq
-    this.#insertRestored(q, entry)
-    this.#admit(entry, entry.bytes)
-    this.#evictIfUnaccounted(entry)
-  }
-
-  protected restorePubrel (cid: string, seq: number, pubrel: StoredPacket): void {
-    let q = this.#queues.get(cid)
-    if (q === undefined) {
-      q = { entries: [], count: 0, bytes: 0, byBroker: new Map() }
-      this.#queues.set(cid, q)
-    }
-    if (this.#seq < seq) this.#seq = seq
-    this.#insertRestored(q, {
-      seq,
-      brokerId: undefined,
-      brokerKey: undefined,
-      qos: 2,
-      bytes: 0,
-      expiry: undefined,
-      messageId: hasId(pubrel.messageId) ? pubrel.messageId : undefined,
-      pubrel,
-      body: undefined,
-      cached: 0,
-      hasState: true,
-      removed: false
-    })
-  }
-
-  protected noteSeq (seq: number): void {
-    if (this.#seq < seq) this.#seq = seq
-  }
-
-  #insertRestored (q: ClientQueue, entry: QueueEntry): void {
-    this.#appendEntry(q, entry)
-    // keys arrive sorted per client; this keeps order if they do not
-    const n = q.entries.length
-    const prev = q.entries[n - 2]
-    if (prev !== undefined && prev.seq > entry.seq) q.entries.sort((a, b) => a.seq - b.seq)
-  }
-
-  // -------------------------------------------------------------------------
-  // incoming QoS 2
-
-  async incomingStorePacket (client: ClientRef, packet: StoredPacket): Promise<void> {
-    this.#checkOpen()
-    if (!hasId(packet.messageId)) return
-    const cid = client.id
-    const stored = packetFromBody(queuedBody(packet), packet.messageId)
-    stored.messageId = packet.messageId
-    this.restoreIncoming(cid, packet.messageId, stored)
-    await this.#put(KEY.incoming(cid, packet.messageId), encodePacket(stored))
-  }
-
-  protected restoreIncoming (cid: string, messageId: number, packet: StoredPacket): void {
-    let store = this.#incoming.get(cid)
-    if (store === undefined) {
-      store = new Map()
-      this.#incoming.set(cid, store)
-    }
-    if (!store.has(messageId)) this.#incomingCount++
-    store.set(messageId, packet)
-  }
-
-  async incomingGetPacket (client: ClientRef, packet: StoredPacket): Promise<StoredPacket> {
-    const found = hasId(packet.messageId) ? this.#incoming.get(client.id)?.get(packet.messageId) : undefined
-    if (found === undefined) throw new CulexError('CULEX_ERR_NO_SUCH_PACKET')
-    return clonePacket(found)
-  }
-
-  async incomingDelPacket (client: ClientRef, packet: StoredPacket): Promise<void> {
-    this.#checkOpen()
-    const cid = client.id
-    const store = this.#incoming.get(cid)
-    if (store === undefined || !hasId(packet.messageId) || !store.has(packet.messageId)) {
-      throw new CulexError('CULEX_ERR_NO_SUCH_PACKET')
-    }
-    store.delete(packet.messageId)
-    this.#incomingCount--
-    if (store.size === 0) this.#incoming.delete(cid)
-    await this.#del(KEY.incoming(cid, packet.messageId))
-  }
-
-  /** drops a session's inbound QoS 2 state (Clean Start, [MQTT-3.1.2-4]); aedes 1.x calls it too */
-  async cleanIncoming (client: ClientRef): Promise<void> {
-    this.#checkOpen()
-    await this.#cleanIncoming(client.id)
-  }
-
-  #cleanIncoming (cid: string): Promise<void> | undefined {
-    const store = this.#incoming.get(cid)
-    if (store === undefined) return undefined
-    let write: Promise<void> | undefined
-    for (const messageId of store.keys()) write = this.#del(KEY.incoming(cid, messageId)) ?? write
-    this.#incomingCount -= store.size
-    this.#incoming.delete(cid)
-    return write
-  }
-
-  // -------------------------------------------------------------------------
-  // wills
-
-  async putWill (client: ClientRef, packet: StoredPacket): Promise<void> {
-    this.#checkOpen()
-    // aedes (and its abstract suite) expect the will to be stamped in place
-    packet.brokerId = this.#broker?.id
-    packet.clientId = client.id
-    const will = copyPacket(packet)
-    this.#wills.set(client.id, will)
-    await this.#put(KEY.will(client.id), encodePacket(will))
-  }
-
-  protected restoreWill (cid: string, will: StoredPacket): void {
-    this.#wills.set(cid, will)
-  }
-
-  async getWill (client: ClientRef): Promise<StoredPacket | undefined> {
-    const will = this.#wills.get(client.id)
-    return will === undefined ? undefined : clonePacket(will)
-  }
-
-  async delWill (client: ClientRef): Promise<StoredPacket | undefined> {
-    this.#checkOpen()
-    const will = this.#wills.get(client.id)
-    if (will === undefined) return undefined
-    this.#wills.delete(client.id)
-    await this.#del(KEY.will(client.id))
-    return clonePacket(will)
-  }
-
-  streamWill (brokers: BrokerHeartbeats = {}): Readable {
-    const now = Date.now()
-    const out: StoredPacket[] = []
-    for (const [cid, will] of this.#wills) {
-      const brokerId = will.brokerId
-      if (typeof brokerId === 'string' && Object.hasOwn(brokers, brokerId) && Boolean(brokers[brokerId])) continue
-      // a will still inside its Will Delay Interval is published by the
-      // session-expiry helper at its deadline, not by aedes' will sweep
-      const until = this.#sessions.get(cid)?.willDelayUntil
-      if (until !== undefined && until > now) continue
-      out.push(clonePacket(will))
-    }
-    return Readable.from(out)
-  }
-
-  // -------------------------------------------------------------------------
-  // sessions
-
-  async putSession (clientId: string, meta: SessionMeta): Promise<void> {
-    this.#checkOpen()
-    const record: SessionMeta = { expiresAt: meta.expiresAt }
-    if (meta.willDelayUntil !== undefined) record.willDelayUntil = meta.willDelayUntil
-    if (meta.expiryInterval !== undefined) record.expiryInterval = meta.expiryInterval
-    if (meta.owner !== undefined) record.owner = meta.owner
-    this.#sessions.set(clientId, record)
-    await this.#put(KEY.session(clientId), encodeRecord(record))
-  }
-
-  protected restoreSession (cid: string, meta: SessionMeta): void {
-    this.#sessions.set(cid, meta)
-  }
-
-  async getSession (clientId: string): Promise<SessionMeta | undefined> {
-    const meta = this.#sessions.get(clientId)
-    return meta === undefined ? undefined : { ...meta }
-  }
-
-  async delSession (clientId: string): Promise<void> {
-    this.#checkOpen()
-    if (!this.#sessions.delete(clientId)) return
-    await this.#del(KEY.session(clientId))
-  }
-
-  async * listSessions (): AsyncIterable<{ clientId: string, meta: SessionMeta }> {
-    for (const [clientId, meta] of [...this.#sessions]) yield { clientId, meta: { ...meta } }
-  }
-
-  async wipeSession (clientId: string): Promise<void> {
-    this.#checkOpen()
-    let write = this.#cleanSubscriptions(clientId)
-    // a session that ended leaves its shared subscription groups too
-    for (const [key, member] of this.#sharedMembers) {
-      if (member.clientId !== clientId) continue
-      this.#sharedMembers.delete(key)
-      write = this.#del(KEY.sharedMember(member.group, clientId)) ?? write
-    }
-    const q = this.#queues.get(clientId)
-    if (q !== undefined) {
-      for (const entry of q.entries.slice()) write = this.#removeEntry(clientId, q, entry, true) ?? write
-    }
-    write = this.#cleanIncoming(clientId) ?? write
-    if (this.#wills.delete(clientId)) write = this.#del(KEY.will(clientId)) ?? write
-    if (this.#sessions.delete(clientId)) write = this.#del(KEY.session(clientId)) ?? write
-    await write
-  }
-
-  // -------------------------------------------------------------------------
-  // shared subscriptions: group members of persistent sessions and group logs
-
-  /** client + brokerKey of queued messages streamed again with their packet id (see wasInFlight) */
-  readonly #resent = new Set<string>()
+  outgoingStream (client: ClientRef): Readable { return this.queues.stream(client) }
+  setQueueSink (factory: QueueSinkFactory | undefined): void { this.queues.setSink(factory) }
 
   /**
    * Was this message streamed from the queue with the packet id it had been
    * sent with (a re-delivery, [MQTT-3.3.1-1] DUP 1)? Answers once.
    */
   wasInFlight (clientId: string, brokerId: string | undefined, brokerCounter: number | undefined): boolean {
-    if (this.#resent.size === 0 || brokerId === undefined || brokerCounter === undefined) return false
-    return this.#resent.delete(clientId + '\u0000' + brokerId + '\u0000' + String(brokerCounter))
+    return this.queues.wasInFlight(clientId, brokerId, brokerCounter)
   }
 
-  readonly #sharedMembers = new Map<string, StoredMember>()
-  readonly #sharedMessages = new Map<string, Map<number, StoredMessage>>()
+  // incoming QoS 2 (parts/incoming.ts)
 
-  /** Where lib/shared keeps what must survive a restart, in this store. */
-  sharedStore (): ShareStore {
-    return {
-      putMember: async (member) => {
-        this.#checkOpen()
-        this.#sharedMembers.set(member.group + '\u0000' + member.clientId, member)
-        if (this.backend) await this.#put(KEY.sharedMember(member.group, member.clientId), encodeRecord(member))
-      },
-      delMember: async (group, clientId) => {
-        this.#checkOpen()
-        if (this.#sharedMembers.delete(group + '\u0000' + clientId)) await this.#del(KEY.sharedMember(group, clientId))
-      },
-      members: () => this.#iterate([...this.#sharedMembers.values()]),
-      // without a backend the log is only this map: nothing to encode or wait for
-      putMessage: (group, seq, message) => {
-        this.#checkOpen()
-        let log = this.#sharedMessages.get(group)
-        if (!log) this.#sharedMessages.set(group, log = new Map())
-        log.set(seq, message)
-        return this.backend ? this.#put(KEY.sharedMessage(group, seq), encodePacket(message as unknown as StoredPacket)) : undefined
-      },
-      delMessage: (group, seq) => {
-        this.#checkOpen()
-        const log = this.#sharedMessages.get(group)
-        if (!log?.delete(seq)) return undefined
-        if (log.size === 0) this.#sharedMessages.delete(group)
-        return this.backend ? this.#del(KEY.sharedMessage(group, seq)) : undefined
-      },
-      messages: () => {
-        const all: Array<{ group: string, seq: number, message: StoredMessage }> = []
-        for (const [group, log] of this.#sharedMessages) for (const [seq, message] of log) all.push({ group, seq, message })
-        return this.#iterate(all)
-      }
-    }
+  async incomingStorePacket (client: ClientRef, packet: StoredPacket): Promise<void> {
+    this.#io.checkOpen()
+    if (hasId(packet.messageId)) await this.incoming.put(client.id, packet.messageId, packet)
   }
 
-  async * #iterate<T> (items: T[]): AsyncIterable<T> {
-    yield * items
+  async incomingGetPacket (client: ClientRef, packet: StoredPacket): Promise<StoredPacket> {
+    const found = hasId(packet.messageId) ? this.incoming.get(client.id, packet.messageId) : undefined
+    if (found === undefined) throw new CulexError('CULEX_ERR_NO_SUCH_PACKET')
+    return found
   }
 
-  protected restoreSharedMember (member: StoredMember): void {
-    this.#sharedMembers.set(member.group + '\u0000' + member.clientId, member)
+  async incomingDelPacket (client: ClientRef, packet: StoredPacket): Promise<void> {
+    this.#io.checkOpen()
+    const deleted = hasId(packet.messageId) ? this.incoming.delete(client.id, packet.messageId) : undefined
+    if (deleted === undefined) throw new CulexError('CULEX_ERR_NO_SUCH_PACKET')
+    await deleted.written
   }
 
-  protected restoreSharedMessage (group: string, seq: number, body: StoredPacket): void {
-    let log = this.#sharedMessages.get(group)
-    if (!log) this.#sharedMessages.set(group, log = new Map())
-    const message: StoredMessage = {
-      topic: String(body.topic),
-      payload: Buffer.isBuffer(body.payload) ? body.payload : Buffer.from(body.payload ?? ''),
-      qos: body.qos === 2 ? 2 : 1,
-      retain: body.retain === true
-    }
-    if (body.properties !== undefined) message.properties = body.properties
-    if (body.messageExpiry !== undefined) message.messageExpiry = body.messageExpiry
-    if (typeof body.publisherId === 'string') message.publisherId = body.publisherId
-    log.set(seq, message)
+  /** drops a session's inbound QoS 2 state (Clean Start, [MQTT-3.1.2-4]); aedes 1.x calls it too */
+  async cleanIncoming (client: ClientRef): Promise<void> {
+    this.#io.checkOpen()
+    await this.incoming.clear(client.id)
   }
 
-  // -------------------------------------------------------------------------
-  // stats, drops
+  // wills (parts/wills.ts)
+
+  async putWill (client: ClientRef, packet: StoredPacket): Promise<void> {
+    this.#io.checkOpen()
+    // aedes (and its abstract suite) expect the will to be stamped in place
+    packet.brokerId = this.#broker?.id
+    packet.clientId = client.id
+    await this.wills.put(client.id, packet)
+  }
+
+  async getWill (client: ClientRef): Promise<StoredPacket | undefined> { return this.wills.get(client.id) }
+
+  async delWill (client: ClientRef): Promise<StoredPacket | undefined> {
+    this.#io.checkOpen()
+    const taken = this.wills.take(client.id)
+    await taken?.written
+    return taken?.will
+  }
+
+  streamWill (brokers: BrokerHeartbeats = {}): Readable {
+    return Readable.from(this.wills.due(brokers, (cid) => this.sessions.willDelayUntil(cid), Date.now()))
+  }
+
+  // sessions (parts/sessions.ts)
+
+  async putSession (clientId: string, meta: SessionMeta): Promise<void> {
+    this.#io.checkOpen()
+    await this.sessions.put(clientId, meta)
+  }
+
+  async getSession (clientId: string): Promise<SessionMeta | undefined> { return this.sessions.get(clientId) }
+
+  async delSession (clientId: string): Promise<void> {
+    this.#io.checkOpen()
+    await this.sessions.delete(clientId)
+  }
+
+  async * listSessions (): AsyncIterable<{ clientId: string, meta: SessionMeta }> {
+    yield * this.sessions.list()
+  }
+
+  /** everything a session holds, in every part */
+  async wipeSession (clientId: string): Promise<void> {
+    this.#io.checkOpen()
+    let write = this.subscriptions.clear(clientId)
+    // a session that ended leaves its shared subscription groups too
+    write = this.groupLog.removeClient(clientId) ?? write
+    write = this.queues.wipe(clientId) ?? write
+    write = this.incoming.clear(clientId) ?? write
+    write = this.wills.delete(clientId) ?? write
+    write = this.sessions.delete(clientId) ?? write
+    await write
+  }
+
+  /** Where lib/shared keeps what must survive a restart, in this store (parts/group-log.ts). */
+  sharedStore (): GroupLog { return this.groupLog }
+
+  // stats (drops: parts/drops.ts)
 
   stats (): PersistenceStats {
     return {
-      retained: this.#retained.size,
-      queued: this.#queued,
-      queuedBytes: this.#queuedBytes,
-      inflight: this.#inflight,
-      pubrels: this.#pubrels,
-      incoming: this.#incomingCount,
-      subscriptions: this.#subCount,
-      clients: this.#subs.size,
-      wills: this.#wills.size,
-      sessions: this.#sessions.size,
-      dropped: { ...this.#dropped },
+      retained: this.retained.size,
+      queued: this.queues.queued,
+      queuedBytes: this.queues.queuedBytes,
+      inflight: this.queues.inflight,
+      pubrels: this.queues.pubrels,
+      incoming: this.incoming.count,
+      subscriptions: this.subscriptions.count,
+      clients: this.subscriptions.clients,
+      wills: this.wills.size,
+      sessions: this.sessions.size,
+      dropped: this.#drops.counts(),
       corrupt: this.corrupt,
-      cachedBytes: this.#cacheUsed
+      cachedBytes: this.#cache.used
     }
   }
 
-  onDrop (listener: (event: DropEvent) => void): () => void {
-    this.#dropListeners.add(listener)
-    return () => { this.#dropListeners.delete(listener) }
-  }
-
-  #reportDrop (clientId: string | null, reason: DropReason, count: number, detail?: Record<string, unknown>): void {
-    if (reason === 'queue-full') this.#dropped.queueFull += count
-    else if (reason === 'expired') this.#dropped.expired += count
-    else this.#dropped.retainedLimit += count
-    for (const listener of this.#dropListeners) {
-      try {
-        listener({ clientId, reason, count })
-      } catch (err) {
-        this.logger?.error({ err }, 'persistence drop listener threw')
-      }
-    }
-    // expiry is the message's own lifetime running out: normal, not logged
-    if (reason === 'expired' || this.logger === undefined) return
-    // a count per session and reason per interval, not a line per message (lib/repeated-log.ts)
-    const msg = reason === 'queue-full'
-      ? `offline queue of ${JSON.stringify(clientId)} is full (${this.#overflow}): messages dropped`
-      : 'retained message refused: retained limit reached'
-    repeatedLog.log(this.logger, 'warn', reason + '\u0000' + (clientId ?? ''), { clientId, reason, ...detail }, msg, count)
-  }
-
-  // -------------------------------------------------------------------------
-  // body cache (level store): bodies stay in memory within the budget
-
-  #admit (entry: { cached: number }, bytes: number): void {
-    if (this.#cacheUsed + bytes <= this.#cacheLimit) {
-      entry.cached = bytes
-      this.#cacheUsed += bytes
-    }
-  }
-
-  #evictIfUnaccounted (entry: { cached: number, body: StoredPacket | undefined }): void {
-    if (entry.cached === 0 && this.backend !== null) entry.body = undefined
-  }
-
-  #uncache (entry: { cached: number }): void {
-    this.#cacheUsed -= entry.cached
-    entry.cached = 0
-  }
-
-  protected restoreRetained (topic: string, body: StoredPacket): void {
-    // the key names the topic
-    body.topic = topic
-    const bytes = accountedBytes(body)
-    let value: RetainedValue = body
-    if (this.#cacheUsed + bytes <= this.#cacheLimit) this.#cacheUsed += bytes
-    else value = new UncachedRetained(topic, body.messageExpiry, undefined)
-    this.#retained.set(topic, value)
-  }
-
-  // -------------------------------------------------------------------------
+  onDrop (listener: (event: DropEvent) => void): () => void { return this.#drops.onDrop(listener) }
 
   async destroy (): Promise<void> {
     if (this.closed) return
     this.closed = true
     // the ids of messages still in flight, for the next run [MQTT-4.4.0-1]
-    if (this.backend !== null) this.#writeLazyIds()
+    this.queues.flush()
     await this.backend?.writer.flush()
     await this.closeBackend()
   }
 
-  async close (): Promise<void> {
-    await this.destroy()
-  }
-}
-
-/** An object-mode stream that ends at once, without an async generator behind it (high-water mark 1, as Readable.from). */
-function endedStream (): Readable {
-  const stream = new Readable({ objectMode: true, highWaterMark: 1, read () {} })
-  stream.push(null)
-  return stream
-}
-
-function positiveOr (value: number | undefined, fallback: number): number {
-  return typeof value === 'number' && value > 0 ? value : fallback
+  async close (): Promise<void> { await this.destroy() }
 }
