@@ -24,7 +24,7 @@ import { MemoryWills, type WillStore } from './parts/wills.js'
 import { WriteThrough, type StoreBackend } from './parts/write-through.js'
 import type {
   BrokerHeartbeats, BrokerRef, ClientRef, ClientSubscription, CulexPersistence, DropEvent, EnqueueTarget,
-  PersistenceLimits, PersistenceStats, QueueSinkFactory, SessionMeta, StoredPacket,
+  PersistenceLimits, PersistenceStats, QueueSinkFactory, SessionMeta, StoredPacket, StoredSession,
   SubscriptionInput, TopicSubscription
 } from './types.js'
 
@@ -243,6 +243,19 @@ export abstract class BaseStore implements CulexPersistence {
 
   async * listSessions (): AsyncIterable<{ clientId: string, meta: SessionMeta }> {
     yield * this.sessions.list()
+  }
+
+  storedSessions (): StoredSession[] {
+    return this.sessions.list().map(({ clientId, meta }) => this.#withCounts(clientId, meta))
+  }
+
+  storedSession (clientId: string): StoredSession | undefined {
+    const meta = this.sessions.get(clientId)
+    return meta === undefined ? undefined : this.#withCounts(clientId, meta)
+  }
+
+  #withCounts (clientId: string, meta: SessionMeta): StoredSession {
+    return { clientId, meta, subscriptions: this.subscriptions.countOf(clientId), queued: this.queues.queuedOf(clientId) }
   }
 
   /** everything a session holds, in every part */

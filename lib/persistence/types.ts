@@ -114,6 +114,17 @@ export interface SessionMeta {
   owner?: string | null
 }
 
+/** A stored session and what it holds, as the admin API lists it (counts only, no message read). */
+export interface StoredSession {
+  clientId: string
+  /** a copy of the session record */
+  meta: SessionMeta
+  /** subscriptions stored for the session (shared ones live in the group log) */
+  subscriptions: number
+  /** messages queued for the session, in flight included */
+  queued: number
+}
+
 export type DropReason = 'queue-full' | 'expired' | 'retained-limit'
 
 export interface DropEvent {
@@ -234,6 +245,10 @@ export interface CulexPersistence extends AedesAsyncPersistence {
   getSession (clientId: string): Promise<SessionMeta | undefined>
   delSession (clientId: string): Promise<void>
   listSessions (): AsyncIterable<{ clientId: string, meta: SessionMeta }>
+  /** every stored session with its subscription and queue counts, read from memory (the admin API) */
+  storedSessions (): StoredSession[]
+  /** one stored session with its counts; undefined when there is no record */
+  storedSession (clientId: string): StoredSession | undefined
   /** drops a session's inbound QoS 2 state (for Clean Start; aedes 1.x calls it as well) */
   cleanIncoming (client: ClientRef): Promise<void>
   /** removes everything a session owns: subscriptions, queue, in-flight, incoming, will, metadata */

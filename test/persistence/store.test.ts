@@ -319,6 +319,13 @@ for (const kind of KINDS) {
     await store.incomingStorePacket({ id }, publish('s/in', 'z', { qos: 2, messageId: 9 }))
     await store.putWill({ id }, { cmd: 'publish', topic: 's/will', payload: Buffer.from('w'), qos: 1, retain: false })
     t.match(store.stats(), { queued: 2, inflight: 1, incoming: 1, subscriptions: 2, clients: 1, wills: 1, sessions: 1 })
+    const stored = { clientId: id, meta: { expiresAt: 1234, willDelayUntil: 1000, expiryInterval: 60 }, subscriptions: 2, queued: 2 }
+    t.strictSame(store.storedSessions(), [stored], 'storedSessions: the record and its counts')
+    t.strictSame(store.storedSession(id), stored)
+    t.equal(store.storedSession('other'), undefined, 'no record, nothing')
+    await store.addSubscriptions({ id: 'no-record' }, [{ topic: 'x', qos: 1 }])
+    t.equal(store.storedSessions().length, 1, 'subscriptions without a record are no stored session')
+    await store.cleanSubscriptions({ id: 'no-record' })
 
     await store.wipeSession(id)
     t.match(store.stats(), { queued: 0, inflight: 0, incoming: 0, subscriptions: 0, clients: 0, wills: 0, sessions: 0, queuedBytes: 0 })

@@ -14,6 +14,8 @@ export interface SessionQueues {
   readonly queuedBytes: number
   readonly inflight: number
   readonly pubrels: number
+  /** messages queued for one session, in flight included (PUBREL state is not a message) */
+  queuedOf (clientId: string): number
   /** queues a message for each target session, once per session; resolves once durable */
   enqueue (targets: EnqueueTarget[], packet: StoredPacket): Promise<void>
   /** records the packet id a message is sent with, or a PUBREL taking over a packet id */
@@ -47,6 +49,7 @@ export class MemorySessionQueues implements SessionQueues {
   get queuedBytes (): number { return this.index.queuedBytes }
   get inflight (): number { return this.index.inflight }
   get pubrels (): number { return this.index.pubrels }
+  queuedOf (clientId: string): number { return this.index.queues.get(clientId)?.count ?? 0 }
 
   async enqueue (subs: EnqueueTarget[], packet: StoredPacket): Promise<void> {
     if (subs.length === 0) return

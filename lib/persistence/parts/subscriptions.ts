@@ -27,6 +27,8 @@ export interface SubscriptionIndex {
   /** removes every subscription of a session */
   clear (clientId: string): Promise<void> | undefined
   byClient (clientId: string): ClientSubscription[]
+  /** how many subscriptions the session stores (byClient's length, without the list) */
+  countOf (clientId: string): number
   /** the QoS 1/2 subscriptions matching a topic name */
   byTopic (topic: string): TopicSubscription[]
   /** does any QoS 1/2 subscription match the topic name (what byTopic would find)? */
@@ -161,6 +163,10 @@ export class MemorySubscriptions implements SubscriptionIndex {
     if (stored === undefined) return out
     for (const [topic, record] of stored) out.push({ topic, ...record })
     return out
+  }
+
+  countOf (clientId: string): number {
+    return this.#subs.get(clientId)?.size ?? 0
   }
 
   byTopic (topic: string): TopicSubscription[] {

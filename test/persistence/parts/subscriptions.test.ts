@@ -56,3 +56,16 @@ t.test('remove, clear and clientsWith; a client id named like an Object member i
   subs.restore('r', 'h', { qos: 2 })
   t.strictSame(subs.byTopic('h'), [{ clientId: 'r', topic: 'h', qos: 2, rh: undefined, rap: undefined, nl: undefined }])
 })
+
+t.test('countOf: the subscriptions a session stores, QoS 0 ones too, without the list', async (t) => {
+  const subs = new MemorySubscriptions(disk().io)
+  t.equal(subs.countOf('c'), 0, 'a session with none')
+  await subs.add('c', [{ topic: 'a', qos: 0 }, { topic: 'b', qos: 1 }])
+  await subs.add('d', [{ topic: 'a', qos: 2 }])
+  t.equal(subs.countOf('c'), 2)
+  t.equal(subs.countOf('d'), 1)
+  await subs.remove('c', ['a'])
+  t.equal(subs.countOf('c'), 1)
+  await subs.clear('c')
+  t.equal(subs.countOf('c'), 0)
+})
