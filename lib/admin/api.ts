@@ -86,7 +86,7 @@ function topicParam (query: URLSearchParams, name: string, maxBytes: number, all
   return topic
 }
 
-const STATES: readonly ClientState[] = ['connected', 'connecting']
+const STATES: readonly ClientState[] = ['connected', 'connecting', 'offline']
 
 function filterClients (clients: ClientSummary[], query: URLSearchParams): ClientSummary[] {
   const id = query.get('clientid')?.toLowerCase()
@@ -148,8 +148,8 @@ export function createApi (opts: ApiOptions): (r: ApiRequest) => Promise<ApiResu
           return { status: 200, body: paged(filterClients(source.clients(), r.query), page) }
         }
         if (second !== undefined && m === 'GET') {
-          const detail = source.client(second)
-          return detail === undefined ? fail(404, 'CLIENTID_NOT_FOUND', 'no client connected with this client id') : { status: 200, body: detail }
+          const detail = await source.client(second)
+          return detail === undefined ? fail(404, 'CLIENTID_NOT_FOUND', 'no client or stored session with this client id') : { status: 200, body: detail }
         }
         if (second !== undefined && m === 'DELETE') {
           requireAdmin(session)

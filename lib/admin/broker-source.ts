@@ -13,10 +13,11 @@ import { clientSubscriptions, clientWill } from '../aedes-internals.js'
 import { TRANSPORTS, type TrafficCounters } from '../metrics/counters.js'
 import { offlineSessions, readSharedGroups, readStoreStats, storeOf, subscriptionCount } from '../metrics/sources.js'
 import type { ReadinessReport } from '../metrics/health.js'
+import type { ClientSubscription, StoredPacket, StoredSession } from '../persistence/index.js'
 import { version } from '../version.js'
 import { previewPayload } from './preview.js'
 import type {
-  AdminSource, ClientDetail, ClientSummary, Overview, ProtocolName, RetainedLevel, RetainedNode, SharedGroupInfo, SubscriptionInfo, Totals
+  AdminSource, ClientDetail, ClientSummary, Overview, ProtocolName, RetainedLevel, RetainedNode, SharedGroupInfo, SubscriptionInfo, Totals, WillInfo
 } from './source.js'
 
 /** retained messages looked at, at most, to list one level of the tree */
@@ -37,6 +38,28 @@ interface RetainedStore {
 }
 
 interface RetainedPacket { topic: string, payload?: Buffer | string, qos?: number }
+
+/** What culex's stores offer about persistent sessions (aedes' in-memory store: none of it). */
+interface SessionStore {
+  storedSessions?: () => StoredSession[]
+  storedSession?: (clientId: string) => StoredSession | undefined
+  subscriptionsByClient?: (client: { id: string }) => Promise<ClientSubscription[]>
+  getWill?: (client: { id: string }) => Promise<StoredPacket | undefined>
+}
+
+/** a live client's will (aedes) or an offline session's stored one */
+function willInfo (will: { topic?: string, qos?: number, retain?: boolean, payload?: Buffer | string, properties?: { willDelayInterval?: number } } | undefined): WillInfo | null {
+  if (will === undefined || typeof will.topic !== 'string') return null
+  return {
+    topic: will.topic,
+    qos: will.qos ?? 0,
+    retain: will.retain ?? false,
+    payload: previewPayload(will.payload),
+    ...(will.properties?.willDelayInterval !== undefined ? { delayInterval: will.properties.willDelayInterval } : {})
+  }
+}
+
+const byFilter = (a: SubscriptionInfo, b: SubscriptionInfo): number => a.filter < b.filter ? -1 : a.filter > b.filter ? 1 : 0
 
 export function createBrokerSource (opts: BrokerSourceOptions): AdminSource {
   const { broker, counters } = opts
@@ -62,7 +85,72 @@ export function createBrokerSource (opts: BrokerSourceOptions): AdminSource {
       cleanStart: !conn.resumesSession,
       subscriptions: count,
       inflight: conn.inflightOutbound,
-      queued: conn.queuedOutbound
+      queued: conn.queuedOutbound,
+      sessionExpiresAt: null,
+      sessionExpiryInterval: sessionStore().storedSession?.(conn.client.id)?.meta.expiryInterval ?? null
+    }
+  }
+
+  function sessionStore (): SessionStore {
+    return (storeOf(broker) ?? {}) as SessionStore
+  }
+
+  /** client ids with a connection, accepted or not: their sessions are not offline */
+  function liveIds (): Set<string> {
+    const ids = new Set<string>()
+    for (const conn of broker.connections) {
+      const id = conn.client.id ?? conn.connectClientId
+      if (id !== undefined) ids.add(id)
+    }
+    return ids
+  }
+
+  function offlineSummary (s: StoredSession): ClientSummary {
+    return {
+      clientId: s.clientId,
+      username: s.meta.owner ?? null,
+      state: 'offline',
+      transport: null,
+      protocol: null,
+      remoteAddress: null,
+      cleanStart: false,
+      subscriptions: s.subscriptions + (broker.sharedGroups?.membershipCount(s.clientId) ?? 0),
+      inflight: 0,
+      queued: s.queued,
+      sessionExpiresAt: s.meta.expiresAt,
+      sessionExpiryInterval: s.meta.expiryInterval ?? null
+    }
+  }
+
+  function sharedSubscriptions (clientId: string): SubscriptionInfo[] {
+    return (broker.sharedGroups?.membershipsOf(clientId) ?? []).map((m) => {
+      const info: SubscriptionInfo = { filter: m.group, qos: m.qos, shared: true, retainAsPublished: m.retainAsPublished }
+      if (m.subscriptionIdentifier !== undefined) info.subscriptionIdentifier = m.subscriptionIdentifier
+      return info
+    })
+  }
+
+  async function offlineDetail (clientId: string): Promise<ClientDetail | undefined> {
+    const store = sessionStore()
+    const stored = store.storedSession?.(clientId)
+    if (stored === undefined) return undefined
+    const subs = await store.subscriptionsByClient?.({ id: clientId }) ?? []
+    const list: SubscriptionInfo[] = subs.map((s) => {
+      const info: SubscriptionInfo = { filter: s.topic, qos: s.qos, shared: false }
+      if (s.nl !== undefined) info.noLocal = Boolean(s.nl)
+      if (s.rap !== undefined) info.retainAsPublished = Boolean(s.rap)
+      if (s.rh !== undefined) info.retainHandling = s.rh
+      if (s.subscriptionIdentifier !== undefined) info.subscriptionIdentifier = s.subscriptionIdentifier
+      return info
+    })
+    list.push(...sharedSubscriptions(clientId))
+    const will = await store.getWill?.({ id: clientId })
+    return {
+      ...offlineSummary(stored),
+      subscriptionList: list.sort(byFilter),
+      will: willInfo(will),
+      willDelayUntil: stored.meta.willDelayUntil ?? null,
+      outboundWindow: 0
     }
   }
 
@@ -76,12 +164,8 @@ export function createBrokerSource (opts: BrokerSourceOptions): AdminSource {
       if (s.si !== undefined) info.subscriptionIdentifier = s.si
       out.push(info)
     }
-    for (const m of broker.sharedGroups?.membershipsOf(conn.client.id) ?? []) {
-      const info: SubscriptionInfo = { filter: m.group, qos: m.qos, shared: true, retainAsPublished: m.retainAsPublished }
-      if (m.subscriptionIdentifier !== undefined) info.subscriptionIdentifier = m.subscriptionIdentifier
-      out.push(info)
-    }
-    return out.sort((a, b) => a.filter < b.filter ? -1 : a.filter > b.filter ? 1 : 0)
+    out.push(...sharedSubscriptions(conn.client.id))
+    return out.sort(byFilter)
   }
 
   function retainedStore (): RetainedStore {
@@ -98,6 +182,16 @@ export function createBrokerSource (opts: BrokerSourceOptions): AdminSource {
     } finally {
       stream.destroy()
     }
+  }
+
+  /** offline sessions: the store's records without a connection (as the client list shows them), else derived as for /metrics */
+  async function offlineCount (): Promise<number | null> {
+    const stored = sessionStore().storedSessions?.()
+    if (stored === undefined) return await offlineSessions(broker, storeOf(broker)) ?? null
+    const live = liveIds()
+    let n = 0
+    for (const s of stored) if (!live.has(s.clientId)) n++
+    return n
   }
 
   return {
@@ -135,7 +229,7 @@ export function createBrokerSource (opts: BrokerSourceOptions): AdminSource {
         ready: report?.status === 'ready',
         readiness: report?.reasons ?? [],
         connections: { total: counters.connectedNow, max: counters.maxConnected, byTransport, byProtocol },
-        sessions: { online: counters.connectedNow, offline: await offlineSessions(broker, store) ?? null },
+        sessions: { online: counters.connectedNow, offline: await offlineCount() },
         subscriptions: subscriptionCount(broker, store) ?? null,
         retained: stats?.retained ?? null,
         queued: stats?.queued ?? null,
@@ -156,25 +250,22 @@ export function createBrokerSource (opts: BrokerSourceOptions): AdminSource {
         if (conn.client.id === undefined && conn.connectClientId === undefined) continue
         out.push(summary(conn))
       }
+      const stored = sessionStore().storedSessions?.()
+      if (stored !== undefined && stored.length > 0) {
+        const live = liveIds()
+        for (const s of stored) if (!live.has(s.clientId)) out.push(offlineSummary(s))
+      }
       return out
     },
 
-    client (clientId) {
+    async client (clientId) {
       const conn = find(clientId)
-      if (conn === undefined) return undefined
-      const will = clientWill(conn.client)
+      if (conn === undefined) return await offlineDetail(clientId)
       const detail: ClientDetail = {
         ...summary(conn),
         subscriptionList: subscriptionList(conn),
-        will: will === undefined
-          ? null
-          : {
-              topic: will.topic,
-              qos: will.qos,
-              retain: will.retain,
-              payload: previewPayload(will.payload),
-              ...(will.properties?.willDelayInterval !== undefined ? { delayInterval: will.properties.willDelayInterval } : {})
-            },
+        will: willInfo(clientWill(conn.client)),
+        willDelayUntil: null,
         outboundWindow: conn.outboundWindow
       }
       return detail

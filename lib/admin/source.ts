@@ -42,19 +42,28 @@ export interface Overview {
   bytes: { received: number, sent: number }
 }
 
-export type ClientState = 'connected' | 'connecting'
+/** `offline`: a persistent session in the store whose client is not connected */
+export type ClientState = 'connected' | 'connecting' | 'offline'
 
 export interface ClientSummary {
   clientId: string
+  /** the connection's user name; for an offline session, the user that made it (when stored) */
   username: string | null
   state: ClientState
-  transport: string
+  /** null for an offline session */
+  transport: string | null
   protocol: ProtocolName | null
   remoteAddress: string | null
   cleanStart: boolean
+  /** subscriptions, `$share` memberships included */
   subscriptions: number
   inflight: number
+  /** messages waiting for the client (an offline session: its stored queue, in flight included) */
   queued: number
+  /** when the offline session expires (ms since the epoch); null when connected or never */
+  sessionExpiresAt: number | null
+  /** the negotiated Session Expiry Interval in seconds, when the store keeps it */
+  sessionExpiryInterval: number | null
 }
 
 export interface SubscriptionInfo {
@@ -79,6 +88,8 @@ export interface WillInfo {
 export interface ClientDetail extends ClientSummary {
   subscriptionList: SubscriptionInfo[]
   will: WillInfo | null
+  /** an offline session's delayed will is published at this time (ms since the epoch) */
+  willDelayUntil: number | null
   /** QoS 1/2 messages sent and not yet acknowledged, and messages held for the client's window */
   outboundWindow: number
 }
@@ -126,8 +137,9 @@ export interface SharedGroupInfo {
 export interface AdminSource {
   totals (): Totals
   overview (): Promise<Overview>
+  /** connected clients and offline persistent sessions */
   clients (): ClientSummary[]
-  client (clientId: string): ClientDetail | undefined
+  client (clientId: string): Promise<ClientDetail | undefined>
   /** DISCONNECT 0x98 Administrative action (3.1.1: the connection is closed); false when not connected */
   disconnect (clientId: string): boolean
   /** the children of `parent` ('' = the root) in the retained tree */

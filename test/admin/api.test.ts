@@ -7,7 +7,7 @@ import { SessionStore } from '../../lib/admin/sessions.js'
 import type { AdminSource, ClientSummary } from '../../lib/admin/source.js'
 
 const client = (clientId: string, username: string | null = null): ClientSummary => ({
-  clientId, username, state: 'connected', transport: 'tcp', protocol: '5', remoteAddress: '127.0.0.1', cleanStart: true, subscriptions: 0, inflight: 0, queued: 0
+  clientId, username, state: 'connected', transport: 'tcp', protocol: '5', remoteAddress: '127.0.0.1', cleanStart: true, subscriptions: 0, inflight: 0, queued: 0, sessionExpiresAt: null, sessionExpiryInterval: null
 })
 
 function setup (): { handle: (r: Partial<ApiRequest>) => ReturnType<ReturnType<typeof createApi>>, sessions: SessionStore, calls: string[] } {
@@ -16,7 +16,7 @@ function setup (): { handle: (r: Partial<ApiRequest>) => ReturnType<ReturnType<t
     totals: () => ({ messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0, dropped: 0, connects: 0, connections: 0 }),
     overview: async () => { throw new Error('not used') },
     clients: () => [client('b', 'bob'), client('a', 'ann'), client('c')],
-    client: (id) => id === 'a' ? { ...client('a'), subscriptionList: [], will: null, outboundWindow: 10 } : undefined,
+    client: async (id) => id === 'a' ? { ...client('a'), subscriptionList: [], will: null, willDelayUntil: null, outboundWindow: 10 } : undefined,
     disconnect: (id) => { calls.push(`disconnect ${id}`); return id === 'a' },
     retainedLevel: async (parent) => { calls.push(`level ${parent}`); return { nodes: [], truncated: false } },
     deleteRetained: async (topic) => { calls.push(`delete ${topic}`); return topic === 'x/y' },
