@@ -1,26 +1,29 @@
-import { h, replace, count, confirmAction } from './dom.js'
+import { h, replace, count, confirmAction, until, showError } from './dom.js'
 import { api, q } from './api.js'
 import { dataTable, pager } from './table.js'
 
 const LIMIT = 25
+const STATE_BADGE = { connected: 'ok', connecting: 'pending', offline: 'offline' }
+const stateBadge = (state) => h('span', { class: 'badge ' + (STATE_BADGE[state] ?? '') }, state)
 
 export function clientsPage () {
   let page = 1
   const search = h('input', { type: 'search', placeholder: 'Filter by client id', 'aria-label': 'client id filter', oninput: () => { page = 1; refresh() } })
   const user = h('input', { type: 'search', placeholder: 'username', 'aria-label': 'username filter', oninput: () => { page = 1; refresh() } })
-  const state = h('select', { 'aria-label': 'state', onchange: () => { page = 1; refresh() } }, h('option', { value: '' }, 'any state'), h('option', { value: 'connected' }, 'connected'), h('option', { value: 'connecting' }, 'connecting'))
+  const state = h('select', { 'aria-label': 'state', onchange: () => { page = 1; refresh() } }, h('option', { value: '' }, 'any state'), h('option', { value: 'connected' }, 'connected'), h('option', { value: 'connecting' }, 'connecting'), h('option', { value: 'offline' }, 'offline (stored session)'))
   const link = (c) => h('a', { href: '#/clients/' + encodeURIComponent(c.clientId), class: 'client-link' }, c.clientId)
   const table = dataTable([
     { label: 'Client id', cell: link, class: 'mono' },
     { label: 'Username', cell: c => c.username ?? '—' },
-    { label: 'State', cell: c => h('span', { class: 'badge ' + (c.state === 'connected' ? 'ok' : 'pending') }, c.state) },
+    { label: 'State', cell: c => stateBadge(c.state) },
     { label: 'Protocol', cell: c => c.protocol ? `MQTT ${c.protocol}` : '—' },
-    { label: 'Transport', cell: c => c.transport },
+    { label: 'Transport', cell: c => c.transport ?? '—' },
     { label: 'Address', cell: c => c.remoteAddress ?? '—', class: 'mono' },
     { label: 'Subs', cell: c => count(c.subscriptions), class: 'num' },
     { label: 'In flight', cell: c => count(c.inflight), class: 'num' },
-    { label: 'Queued', cell: c => count(c.queued), class: 'num' }
-  ], 'No clients connected')
+    { label: 'Queued', cell: c => count(c.queued), class: 'num' },
+    { label: 'Session expires', cell: c => c.state === 'offline' ? until(c.sessionExpiresAt, false) : '—' }
+  ], 'No clients and no stored sessions')
   const pages = pager((d) => { page += d; refresh() })
   const el = h('div', { class: 'page clients' },
     h('div', { class: 'page-head' }, h('h2', {}, 'Clients'), h('div', { class: 'filters' }, search, user, state)),
@@ -56,7 +59,7 @@ export function clientPage (clientId, session) {
       c = await api.get('clients/' + encodeURIComponent(clientId))
     } catch (err) {
       if (err.status !== 404) throw err
-      replace(body, h('section', { class: 'card' }, h('p', { class: 'empty' }, 'This client is not connected.')))
+      replace(body, h('section', { class: 'card' }, h('p', { class: 'empty' }, 'This client is not connected and has no stored session.')))
       return
     }
     const subs = c.subscriptionList.map(s => h('tr', {},
@@ -67,15 +70,18 @@ export function clientPage (clientId, session) {
     replace(body,
       h('div', { class: 'detail-grid' },
         h('section', { class: 'card' }, h('h3', {}, 'Connection'), h('dl', { class: 'fields' },
-          field('State', h('span', { class: 'badge ' + (c.state === 'connected' ? 'ok' : 'pending') }, c.state)),
-          field('Username', c.username ?? '—'),
-          field('Protocol', c.protocol ? `MQTT ${c.protocol}` : '—'),
-          field('Transport', c.transport),
-          field('Address', c.remoteAddress ?? '—'),
-          field('Clean start', c.cleanStart ? 'yes' : 'no (resumed session)'),
-          field('In flight', `${c.inflight} of ${c.outboundWindow}`),
-          field('Queued', String(c.queued))),
-        session.role === 'admin' ? h('div', { class: 'actions' }, h('button', { class: 'danger', id: 'disconnect', onclick: () => { disconnect().catch(showError) } }, 'Disconnect')) : null),
+          field('State', stateBadge(c.state)),
+          field(c.state === 'offline' ? 'Owner' : 'Username', c.username ?? '—'),
+          c.state === 'offline' ? null : field('Protocol', c.protocol ? `MQTT ${c.protocol}` : '—'),
+          c.state === 'offline' ? null : field('Transport', c.transport ?? '—'),
+          c.state === 'offline' ? null : field('Address', c.remoteAddress ?? '—'),
+          c.state === 'offline' ? null : field('Clean start', c.cleanStart ? 'yes' : 'no (resumed session)'),
+          c.state === 'offline' ? null : field('In flight', `${c.inflight} of ${c.outboundWindow}`),
+          field('Queued', String(c.queued)),
+          c.sessionExpiryInterval !== null ? field('Session expiry interval', c.sessionExpiryInterval === 0xFFFFFFFF ? 'never expires' : `${c.sessionExpiryInterval} s`) : null,
+          c.state === 'offline' ? field('Session expires', until(c.sessionExpiresAt)) : null,
+          c.willDelayUntil !== null ? field('Will published', until(c.willDelayUntil)) : null),
+        session.role === 'admin' && c.state !== 'offline' ? h('div', { class: 'actions' }, h('button', { class: 'danger', id: 'disconnect', onclick: () => { disconnect().catch(showError) } }, 'Disconnect')) : null),
         h('section', { class: 'card' }, h('h3', {}, 'Will'), c.will === null
           ? h('p', { class: 'empty' }, 'No will message')
           : h('div', {}, h('dl', { class: 'fields' }, field('Topic', h('span', { class: 'mono' }, c.will.topic)), field('QoS', String(c.will.qos)), field('Retain', c.will.retain ? 'yes' : 'no'),
@@ -87,9 +93,4 @@ export function clientPage (clientId, session) {
           h('tbody', {}, subs.length > 0 ? subs : h('tr', {}, h('td', { colspan: 4, class: 'empty' }, 'No subscriptions')))))))
   }
   return { el, refresh }
-}
-
-export function showError (err) {
-  const bar = document.getElementById('error-bar')
-  if (bar) bar.textContent = err instanceof Error ? err.message : String(err)
 }

@@ -60,6 +60,19 @@ export function duration (s) {
   return `${m}m ${s % 60}s`
 }
 
+/** a deadline (ms since the epoch) as "in 4m 59s" and the local time; null: never */
+export function until (ms, withDate = true) {
+  if (ms === null || ms === undefined) return 'never'
+  const left = Math.max(0, Math.round((ms - Date.now()) / 1000))
+  return withDate ? `in ${duration(left)} (${new Date(ms).toLocaleString()})` : `in ${duration(left)}`
+}
+
+/** an action that failed, in the error bar under the header */
+export function showError (err) {
+  const bar = document.getElementById('error-bar')
+  if (bar) bar.textContent = err instanceof Error ? err.message : String(err)
+}
+
 /** Asks in a modal dialog; resolves true when confirmed. */
 export function confirmAction (title, text, okLabel) {
   const dialog = document.getElementById('confirm')

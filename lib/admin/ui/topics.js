@@ -1,4 +1,4 @@
-import { h, replace, bytes, confirmAction } from './dom.js'
+import { h, replace, bytes, confirmAction, showError } from './dom.js'
 import { api, q } from './api.js'
 import { pager } from './table.js'
 
@@ -36,7 +36,7 @@ export function topicsPage (parent, session) {
         h('div', { class: 'retained-head' },
           h('span', { class: 'badge format' }, n.message.payload.format),
           h('span', {}, `QoS ${n.message.qos} · ${bytes(n.message.payload.bytes)}${n.message.payload.truncated ? ' · preview truncated' : ''}`),
-          session.role === 'admin' ? h('button', { class: 'danger small', dataset: { topic: n.topic }, onclick: () => { remove(n.topic).catch(() => {}) } }, 'Delete') : null),
+          session.role === 'admin' ? h('button', { class: 'danger small', dataset: { topic: n.topic }, onclick: () => { remove(n.topic).catch(showError) } }, 'Delete') : null),
         h('pre', { class: 'payload' }, n.message.payload.preview))
     return h('div', { class: 'node', dataset: { topic: n.topic } }, h('div', { class: 'node-line' }, title, h('span', { class: 'mono topic' }, n.topic), meta), value)
   }
