@@ -59,6 +59,14 @@ function willInfo (will: { topic?: string, qos?: number, retain?: boolean, paylo
   }
 }
 
+/** stored and live subscriptions plus `$share` memberships, which live in the groups: what the client list adds up to */
+function withMemberships (subscriptions: number | undefined, groups: ReadonlyArray<{ membersOnline: number, membersOffline: number }>): number | null {
+  if (subscriptions === undefined) return null
+  let members = 0
+  for (const g of groups) members += g.membersOnline + g.membersOffline
+  return subscriptions + members
+}
+
 const byFilter = (a: SubscriptionInfo, b: SubscriptionInfo): number => a.filter < b.filter ? -1 : a.filter > b.filter ? 1 : 0
 
 export function createBrokerSource (opts: BrokerSourceOptions): AdminSource {
@@ -222,6 +230,7 @@ export function createBrokerSource (opts: BrokerSourceOptions): AdminSource {
         byProtocol['5'] += perVersion[5] ?? 0
       }
       const report = await opts.readiness()
+      const groups = readSharedGroups(broker) ?? []
       return {
         node: hostname(),
         version,
@@ -230,10 +239,10 @@ export function createBrokerSource (opts: BrokerSourceOptions): AdminSource {
         readiness: report?.reasons ?? [],
         connections: { total: counters.connectedNow, max: counters.maxConnected, byTransport, byProtocol },
         sessions: { online: counters.connectedNow, offline: await offlineCount() },
-        subscriptions: subscriptionCount(broker, store) ?? null,
+        subscriptions: withMemberships(subscriptionCount(broker, store), groups),
         retained: stats?.retained ?? null,
         queued: stats?.queued ?? null,
-        sharedGroups: readSharedGroups(broker)?.length ?? 0,
+        sharedGroups: groups.length,
         messages: {
           received: counters.messagesReceived,
           sent: counters.messagesSent,

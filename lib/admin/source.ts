@@ -34,6 +34,7 @@ export interface Overview {
     byProtocol: Record<ProtocolName, number>
   }
   sessions: { online: number, offline: number | null }
+  /** of every session, online and offline, `$share` memberships included */
   subscriptions: number | null
   retained: number | null
   queued: number | null

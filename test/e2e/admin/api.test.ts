@@ -5,8 +5,9 @@
  */
 import t from 'tap'
 import { startAdminTest } from '../../helpers/admin.js'
+import type { IClientOptions, MqttClient } from 'mqtt'
 import { connectClient, collect, waitForPacket } from '../../helpers/mqtt.js'
-import { sleep } from '../../helpers/wait.js'
+import { sleep, waitFor } from '../../helpers/wait.js'
 import { tcpUrl } from '../../helpers/server.js'
 
 t.test('admin API', async (t) => {
@@ -232,6 +233,73 @@ t.test('admin API', async (t) => {
     t.ok(res.body.rates.length >= 1)
     t.match(res.body.rates.at(-1), { t: Number, messagesIn: Number, messagesOut: Number, bytesIn: Number, bytesOut: Number, dropped: Number, connects: Number, connections: Number })
     t.equal((await call('GET', '/api/v1/stats/history?seconds=601', { login: viewer })).status, 400)
+    const pub = await connectClient(t, url, { clientId: 'rate-publisher' })
+    for (let i = 0; i < 5; i++) await new Promise<void>((resolve, reject) => pub.publish('rates/x', '12345', { qos: 1 }, (err) => err ? reject(err) : resolve()))
+    server.admin?.history.sample()
+    const after = await call('GET', '/api/v1/stats/history?seconds=5', { login: viewer })
+    const sum = (k: string): number => after.body.rates.reduce((n: number, s: Record<string, number>) => n + (s[k] ?? 0), 0)
+    t.ok(sum('messagesIn') >= 5, `the five messages are in the rates (${sum('messagesIn')})`)
+    t.ok(sum('bytesIn') >= 25, 'and their bytes')
+    t.ok(sum('connects') >= 1, 'and the connect')
+  })
+
+  t.test('offline sessions: listed as offline, filtered and paged with the live ones; overview and group figures agree', async (t) => {
+    const admin = await login('alice', 'alice-pw')
+    const subscribe = (c: MqttClient, filters: string[]): Promise<void> => new Promise((resolve, reject) => c.subscribe(filters, { qos: 1 }, (err) => err ? reject(err) : resolve()))
+    const parked = (id: string, extra: IClientOptions = {}): Promise<MqttClient> =>
+      connectClient(t, url, { clientId: id, username: 'victor', password: Buffer.from('victor-pw'), clean: false, properties: { sessionExpiryInterval: 600 }, ...extra })
+    const a = await parked('parked-a', { will: { topic: 'wills/parked-a', payload: Buffer.from('gone'), qos: 0, retain: false, properties: { willDelayInterval: 30 } } })
+    await subscribe(a, ['parked/a/#', '$share/parkers/parked/#'])
+    const b = await parked('parked-b')
+    await subscribe(b, ['parked/b/#', '$share/parkers/parked/#'])
+    const live = await connectClient(t, url, { clientId: 'parked-live' })
+    a.end(true) // no DISCONNECT: the will waits out its delay
+    await new Promise<void>((resolve) => b.end(false, {}, () => resolve()))
+    const offline = async (query = ''): Promise<{ status: number, body: any }> => await call('GET', '/api/v1/clients?state=offline' + query, { login: admin })
+    await waitFor(async () => (await offline()).body.meta.count === 2, { timeout: 3000 })
+    await new Promise<void>((resolve, reject) => live.publish('parked/b/x', 'for b', { qos: 1, retain: true }, (err) => err ? reject(err) : resolve()))
+
+    const list = await offline()
+    t.equal(list.status, 200)
+    t.match(list.body.data, [
+      { clientId: 'parked-a', state: 'offline', username: 'victor', transport: null, protocol: null, remoteAddress: null, subscriptions: 2, queued: 0, sessionExpiryInterval: 600 },
+      { clientId: 'parked-b', state: 'offline', username: 'victor', subscriptions: 2, queued: 1, sessionExpiryInterval: 600 }
+    ])
+    for (const c of list.body.data) t.ok(c.sessionExpiresAt > Date.now() + 590_000 && c.sessionExpiresAt <= Date.now() + 600_000, `${c.clientId}: the expiry deadline`)
+    const page2 = await offline('&limit=1&page=2')
+    t.same(page2.body.data.map((c: { clientId: string }) => c.clientId), ['parked-b'])
+    t.same(page2.body.meta, { page: 2, limit: 1, count: 2, hasnext: false })
+    t.equal((await offline('&clientid=PARKED-A')).body.meta.count, 1, 'filters combine')
+    const all = await call('GET', '/api/v1/clients?clientid=parked', { login: admin })
+    t.same(all.body.data.map((c: { clientId: string, state: string }) => [c.clientId, c.state]), [['parked-a', 'offline'], ['parked-b', 'offline'], ['parked-live', 'connected']], 'live and offline in one list')
+    t.equal((await call('GET', '/api/v1/clients?state=connected&clientid=parked', { login: admin })).body.meta.count, 1)
+
+    const detail = await call('GET', '/api/v1/clients/parked-a', { login: admin })
+    t.equal(detail.status, 200)
+    t.same(detail.body.subscriptionList.map((s: { filter: string, shared: boolean }) => [s.filter, s.shared]), [['$share/parkers/parked/#', true], ['parked/a/#', false]])
+    t.match(detail.body.will, { topic: 'wills/parked-a', delayInterval: 30, payload: { preview: 'gone' } })
+    t.ok(detail.body.willDelayUntil > Date.now() + 20_000, 'when the delayed will is published')
+    t.equal((await call('DELETE', '/api/v1/clients/parked-a', { login: admin })).status, 404, 'an offline session is not disconnected')
+
+    const overview = (await call('GET', '/api/v1/overview', { login: admin })).body
+    const everyone = (await call('GET', '/api/v1/clients?limit=1000', { login: admin })).body.data as Array<{ state: string, subscriptions: number }>
+    t.equal(overview.sessions.offline, 2)
+    t.equal(overview.sessions.online, everyone.filter(c => c.state !== 'offline').length)
+    t.equal(overview.subscriptions, everyone.reduce((n, c) => n + c.subscriptions, 0), 'subscriptions: what the client list adds up to, $share memberships included')
+    t.equal(overview.queued, 1, 'queued: the offline queue')
+    t.ok(overview.retained >= 1)
+    t.type(overview.messages.dropped, 'number')
+    t.type(overview.messages.droppedByReason, 'object')
+
+    const groups = await call('GET', '/api/v1/shared-groups?group=parkers', { login: admin })
+    t.match(groups.body.data, [{ group: '$share/parkers/parked/#', membersOnline: 0, membersOffline: 2, queued: 1, inflight: 0, delivered: 0, redelivered: 0, deadLettered: 0, dropped: 0 }])
+    const back = await parked('parked-b')
+    const got = collect(back)
+    await got.next(2)
+    await waitFor(async () => (await call('GET', '/api/v1/shared-groups?group=parkers', { login: admin })).body.data[0]?.delivered === 1, { timeout: 3000 })
+    t.match((await call('GET', '/api/v1/shared-groups?group=parkers', { login: admin })).body.data, [{ membersOnline: 1, membersOffline: 1, queued: 0, delivered: 1 }], 'delivered once a member is back')
+    t.match((await call('GET', '/api/v1/clients/parked-b', { login: admin })).body, { state: 'connected', cleanStart: false })
+    t.equal((await offline()).body.meta.count, 1, 'back online: no longer offline')
   })
 
   t.test('logout: 204, then 401; logout needs the token', async (t) => {
