@@ -9,11 +9,19 @@ import path from 'node:path'
 import { freePort, LOOPBACK, waitForPort } from './lib/net.js'
 import { commandExists, isRunning, OutputTail, spawnTracked, stopChild } from './lib/processes.js'
 
-export const BROKER_NAMES = ['aedes', 'mosquitto', 'culex-memory', 'culex-level', 'culex-nometrics', 'aedes1-level', 'null-relay'] as const
+export const BROKER_NAMES = ['aedes', 'mosquitto', 'culex-memory', 'culex-level', 'culex-nometrics', 'aedes1-level', 'null-relay', 'culex-memory-dashboard'] as const
 export type BrokerName = typeof BROKER_NAMES[number]
 
-/** Run when --brokers is not given: every broker; null-relay is not one and runs only when named. */
-export const DEFAULT_BROKERS: readonly BrokerName[] = BROKER_NAMES.filter((name) => name !== 'null-relay')
+/** Brokers that run only when named in --brokers. */
+const ONLY_WHEN_NAMED: readonly BrokerName[] = [
+  // not a broker: a yardstick
+  'null-relay',
+  // culex-memory with the dashboard's listener on: answers whether the dashboard costs anything when nobody looks
+  'culex-memory-dashboard'
+]
+
+/** Run when --brokers is not given: every broker but those run only when named. */
+export const DEFAULT_BROKERS: readonly BrokerName[] = BROKER_NAMES.filter((name) => !ONLY_WHEN_NAMED.includes(name))
 
 export function isBrokerName (value: string): value is BrokerName {
   return (BROKER_NAMES as readonly string[]).includes(value)
@@ -70,6 +78,8 @@ interface LaunchSpec {
   readonly args: readonly string[]
   readonly port: number
   readonly wsPort: number | null
+  /** further ports that must accept connections before the broker counts as started */
+  readonly morePorts?: readonly number[]
   readonly cleanup: () => Promise<void>
 }
 
@@ -86,6 +96,7 @@ async function launch (spec: LaunchSpec, options: StartOptions): Promise<Running
     // every broker, whatever (if anything) it prints on startup.
     await waitForPort(spec.port, START_TIMEOUT_MS, () => isRunning(child))
     if (spec.wsPort !== null) await waitForPort(spec.wsPort, START_TIMEOUT_MS, () => isRunning(child))
+    for (const more of spec.morePorts ?? []) await waitForPort(more, START_TIMEOUT_MS, () => isRunning(child))
   } catch (err) {
     await stopChild(child, 1000)
     await spec.cleanup()
@@ -193,17 +204,25 @@ function mosquitto (): BrokerRunner {
   }
 }
 
-/** culex; `culex-nometrics` is culex-memory with metrics and $SYS off, to measure their cost. */
-function culex (env: BrokerEnvironment, persistence: 'memory' | 'level', metrics = true): BrokerRunner {
-  const name: BrokerName = !metrics ? 'culex-nometrics' : persistence === 'memory' ? 'culex-memory' : 'culex-level'
+/**
+ * culex; `culex-nometrics` is culex-memory with metrics and $SYS off, to
+ * measure their cost; `culex-memory-dashboard` is culex-memory with the
+ * dashboard and admin API on (its own listener, nobody logged in), to
+ * measure theirs.
+ */
+function culex (env: BrokerEnvironment, persistence: 'memory' | 'level', variant: { metrics?: boolean, dashboard?: boolean } = {}): BrokerRunner {
+  const metrics = variant.metrics ?? true
+  const dashboard = variant.dashboard ?? false
+  const name: BrokerName = !metrics ? 'culex-nometrics' : dashboard ? 'culex-memory-dashboard' : persistence === 'memory' ? 'culex-memory' : 'culex-level'
   return {
     name,
     features: { mqtt5: true, websocket: true },
-    description: `culex ${packageVersion(env, '.')} (${path.relative(env.repoRoot, env.culexBin)}), --persistence ${persistence}${metrics ? '' : ', --metrics false --sys-interval 0'}`,
+    description: `culex ${packageVersion(env, '.')} (${path.relative(env.repoRoot, env.culexBin)}), --persistence ${persistence}${metrics ? '' : ', --metrics false --sys-interval 0'}${dashboard ? ', --dashboard true --admin-port <free port>' : ''}`,
     unavailable: existsSync(env.culexBin) ? null : `${path.relative(env.repoRoot, env.culexBin)} not built yet`,
     start: async (options) => {
       const port = await freePort()
       const wsPort = options.websocket ? await freePort() : null
+      const adminPort = dashboard ? await freePort() : null
       const dir = await tempDir(name)
       const args = [
         env.culexBin,
@@ -215,9 +234,11 @@ function culex (env: BrokerEnvironment, persistence: 'memory' | 'level', metrics
         '--persistence', persistence,
         '--data-dir', dir,
         '--log-level', 'warn',
-        ...(metrics ? [] : ['--metrics', 'false', '--sys-interval', '0'])
+        ...(metrics ? [] : ['--metrics', 'false', '--sys-interval', '0']),
+        ...(adminPort === null ? [] : ['--dashboard', 'true', '--admin-host', LOOPBACK, '--admin-port', String(adminPort)])
       ]
-      return await launch({ name, command: process.execPath, args, port, wsPort, cleanup: removeDir(dir) }, options)
+      const morePorts = adminPort === null ? [] : [adminPort]
+      return await launch({ name, command: process.execPath, args, port, wsPort, morePorts, cleanup: removeDir(dir) }, options)
     }
   }
 }
@@ -229,7 +250,8 @@ export function brokerRunners (env: BrokerEnvironment): BrokerRunner[] {
     mosquitto(),
     culex(env, 'memory'),
     culex(env, 'level'),
-    culex(env, 'memory', false),
+    culex(env, 'memory', { metrics: false }),
+    culex(env, 'memory', { dashboard: true }),
     nodeFixture(env, 'aedes1-level', 'aedes1-level.mjs', { mqtt5: false, websocket: false },
       `aedes ${packageVersion(env, 'node_modules/aedes-v1')} + aedes-persistence-level ${packageVersion(env, 'node_modules/aedes-persistence-level')}`, true),
     // A yardstick for the two scenarios whose targets sit near what Node and

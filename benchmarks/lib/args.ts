@@ -30,6 +30,7 @@ export const DEFAULT_RATIOS: readonly RatioPair[] = [
   { numerator: 'culex-level', denominator: 'culex-memory' },
   { numerator: 'culex-level', denominator: 'aedes1-level' },
   { numerator: 'culex-memory', denominator: 'culex-nometrics' },
+  { numerator: 'culex-memory-dashboard', denominator: 'culex-memory' },
   { numerator: 'culex-memory', denominator: 'null-relay' },
   { numerator: 'null-relay', denominator: 'aedes1-level' }
 ]
@@ -42,12 +43,14 @@ export const USAGE = `Usage: npm run bench -- [options]   (or: node dist/benchma
   --only a,b           scenario ids or prefixes (e.g. fanin,latency-qos1,retained)
   --brokers a,b        subset of: ${BROKER_NAMES.join(', ')}
                        (default: all but null-relay, a stand-in that is not a broker: a naive relay,
-                       a yardstick for latency and session-drain; see benchmarks/README.md)
+                       a yardstick for latency and session-drain, and culex-memory-dashboard, culex-memory
+                       with the dashboard's listener on; see benchmarks/README.md)
   --protocol 4|5       MQTT version for the MQTT 5 scenarios (default 5; drain is always 3.1.1)
   --culex-bin PATH     culex CLI to run (default dist/bin/culex.js)
   --ratios a:b,c:d     ratio columns, numerator:denominator (default culex-memory:aedes,
                        culex-memory:mosquitto, culex-level:culex-memory, culex-level:aedes1-level,
-                       culex-memory:culex-nometrics, culex-memory:null-relay, null-relay:aedes1-level)
+                       culex-memory:culex-nometrics, culex-memory-dashboard:culex-memory,
+                       culex-memory:null-relay, null-relay:aedes1-level)
   --pin                pin the broker to CPU 0 and the load generator to CPU 1 (taskset)
   --latency-samples    keep every latency sample in the JSON output
   --out PATH           JSON results file (default benchmarks/results/latest.json)
