@@ -50,6 +50,18 @@ t.test('the dashboard in chromium', { skip: CHROMIUM === undefined ? 'chromium i
     await page.click('button[type=submit]')
     await page.waitForSelector('header.top')
   }
+  /** opaque pixels of the first chart's canvas in one of `colours` (its lines, not their translucent fill) */
+  const linePixels = (page: Page, colours: number[][]): Promise<number> => page.evaluate((colours) => {
+    const canvas = document.querySelector('.chart canvas') as HTMLCanvasElement | null
+    if (canvas === null) return -1
+    const ctx = canvas.getContext('2d')
+    if (ctx === null) return -1
+    const { data } = ctx.getImageData(0, 0, canvas.width, canvas.height)
+    let n = 0
+    const near = (i: number, [r, g, b]: number[]): boolean => Math.abs((data[i] ?? 0) - (r ?? 0)) < 24 && Math.abs((data[i + 1] ?? 0) - (g ?? 0)) < 24 && Math.abs((data[i + 2] ?? 0) - (b ?? 0)) < 24
+    for (let i = 0; i < data.length; i += 4) if (data[i + 3] === 255 && colours.some(c => near(i, c))) n++
+    return n
+  }, colours)
   const apiStatus = (page: Page, method: string, path: string): Promise<number> =>
     page.evaluate(async ([m, p]) => (await fetch(p as string, { method: m as string })).status, [method, path])
 
@@ -74,6 +86,9 @@ t.test('the dashboard in chromium', { skip: CHROMIUM === undefined ? 'chromium i
     await connectClient(t, url, { clientId: 'sensor-42' })
     await viewer.page.waitForSelector('tr[data-client-id="sensor-42"]', { timeout: 3000 })
     t.ok(Date.now() - connectedAt <= 3000, `shown after ${Date.now() - connectedAt} ms`)
+    t.same(await viewer.page.evaluate(() => [localStorage.length, sessionStorage.length, document.cookie]), [0, 0, ''], 'no token in web storage; the session cookie is HttpOnly')
+    const cookies = await viewer.context.cookies()
+    t.match(cookies, [{ name: 'culex_session', httpOnly: true, sameSite: 'Strict', secure: false }], 'the browser holds one HttpOnly, SameSite=Strict cookie')
   })
 
   await t.test('a client id that looks like HTML is shown literally; no CSP violation', async (t) => {
@@ -147,12 +162,17 @@ t.test('the dashboard in chromium', { skip: CHROMIUM === undefined ? 'chromium i
     const pub = await connectClient(t, url, { clientId: 'plant-publisher' })
     await new Promise<void>((resolve, reject) => pub.publish('plant/line1/temp', '{"celsius":21.5,"ok":true}', { qos: 1, retain: true }, (err) => err ? reject(err) : resolve()))
     await new Promise<void>((resolve, reject) => pub.publish('plant/line1/state', 'running', { qos: 1, retain: true }, (err) => err ? reject(err) : resolve()))
+    await new Promise<void>((resolve, reject) => pub.publish(`plant/line1/${XSS_ID}`, '<script>alert(2)</script>', { qos: 1, retain: true }, (err) => err ? reject(err) : resolve()))
     await admin.page.goto(base + '/ui/#/topics')
     await admin.page.click('a.node-name:text("plant")')
     await admin.page.click('a.node-name:text("line1")')
     const node = admin.page.locator('.node[data-topic="plant/line1/temp"]')
     await node.waitFor({ timeout: 3000 })
     t.match(await node.locator('pre.payload').textContent(), /"celsius": 21.5/, 'the JSON payload, pretty-printed')
+    const html = admin.page.locator(`.node[data-topic="plant/line1/${XSS_ID}"]`)
+    t.equal(await html.locator('span.topic').textContent(), `plant/line1/${XSS_ID}`, 'a topic that looks like HTML, as text')
+    t.equal(await html.locator('pre.payload').textContent(), '<script>alert(2)</script>', 'a payload that looks like HTML, as text')
+    t.equal(await admin.page.locator('.tree img, .tree script').count(), 0, 'no element made from them')
     await shot(admin.page, '5-topics.png')
     await node.locator('button.danger').click()
     await admin.page.click('#confirm-ok')
@@ -160,9 +180,9 @@ t.test('the dashboard in chromium', { skip: CHROMIUM === undefined ? 'chromium i
     const sub = await connectClient(t, url, { clientId: 'new-subscriber' })
     const got = collect(sub)
     await new Promise<void>((resolve, reject) => sub.subscribe('plant/#', { qos: 1 }, (err) => err ? reject(err) : resolve()))
-    await got.next(1)
+    await got.next(2)
     await sleep(300)
-    t.same(got.messages.map(m => m.topic), ['plant/line1/state'], 'the deleted message is not delivered')
+    t.same(got.messages.map(m => m.topic).sort(), [`plant/line1/${XSS_ID}`, 'plant/line1/state'], 'the deleted message is not delivered')
   })
 
   await t.test('charts draw while traffic flows', async (t) => {
@@ -182,17 +202,7 @@ t.test('the dashboard in chromium', { skip: CHROMIUM === undefined ? 'chromium i
     await admin.page.waitForSelector('.tile')
     await sleep(3500)
     // pixels in the colours of the "in" and "out" lines (#38bdf8, #f472b6) on the messages chart
-    const drawn = await admin.page.evaluate(() => {
-      const canvas = document.querySelector('.chart canvas') as HTMLCanvasElement | null
-      if (canvas === null) return -1
-      const ctx = canvas.getContext('2d')
-      if (ctx === null) return -1
-      const { data } = ctx.getImageData(0, 0, canvas.width, canvas.height)
-      let n = 0
-      const near = (i: number, [r, g, b]: number[]): boolean => Math.abs((data[i] ?? 0) - (r ?? 0)) < 24 && Math.abs((data[i + 1] ?? 0) - (g ?? 0)) < 24 && Math.abs((data[i + 2] ?? 0) - (b ?? 0)) < 24
-      for (let i = 0; i < data.length; i += 4) if (data[i + 3] === 255 && (near(i, [56, 189, 248]) || near(i, [244, 114, 182]))) n++
-      return n
-    })
+    const drawn = await linePixels(admin.page, [[56, 189, 248], [244, 114, 182]])
     t.ok(drawn > 50, `the messages/s lines are drawn (${drawn} pixels in their colours)`)
     t.equal(await admin.page.locator('.chart canvas').count(), 4, 'four charts')
     await shot(admin.page, '6-overview.png')
@@ -201,6 +211,7 @@ t.test('the dashboard in chromium', { skip: CHROMIUM === undefined ? 'chromium i
     await admin.page.locator('tr[data-group="$share/batch/jobs/#"]').waitFor({ timeout: 3000 })
     await admin.page.waitForSelector('.chart canvas')
     await sleep(2500)
+    t.ok(await linePixels(admin.page, [[56, 189, 248]]) > 50, 'the queue depth of the first group is drawn')
     await shot(admin.page, '7-shared-groups.png')
     await admin.page.setViewportSize({ width: 420, height: 860 })
     await admin.page.goto(base + '/ui/#/overview')
