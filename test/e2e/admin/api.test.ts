@@ -61,6 +61,9 @@ t.test('admin API', async (t) => {
       t.equal(res.status, 401, path)
       t.equal(res.body.code, 'UNAUTHORIZED', path)
       t.equal(res.headers.get('cache-control'), 'no-store', path)
+      t.equal(res.headers.get('x-content-type-options'), 'nosniff', path)
+      t.equal(res.headers.get('referrer-policy'), 'no-referrer', path)
+      t.match(res.headers.get('content-security-policy'), /^default-src 'none'/, path)
     }
     const forged = await call('GET', '/api/v1/overview', { headers: { cookie: 'culex_session=forged' } })
     t.equal(forged.status, 401, 'an unknown session id')
@@ -222,6 +225,22 @@ t.test('admin API', async (t) => {
     await got.next(1)
     await sleep(200)
     t.same(got.messages.map(m => m.topic), ['site/a/json'], 'the deleted one is gone for a new subscriber')
+  })
+
+  t.test('retained previews are bounded: 2048 characters of text, 512 bytes of hex', async (t) => {
+    const viewer = await login('victor', 'victor-pw')
+    const pub = await connectClient(t, url, { clientId: 'big-retainer' })
+    const publish = (topic: string, payload: Buffer | string): Promise<void> => new Promise((resolve, reject) => pub.publish(topic, payload, { qos: 1, retain: true }, (err) => err ? reject(err) : resolve()))
+    await publish('bounds/text', 'x'.repeat(10000))
+    await publish('bounds/bin', Buffer.alloc(1000, 0xff))
+    const level = await call('GET', '/api/v1/retained?parent=bounds', { login: viewer })
+    const [bin, text] = level.body.data
+    t.match(text.message.payload, { format: 'text', bytes: 10000, truncated: true })
+    t.equal(text.message.payload.preview, 'x'.repeat(2048))
+    t.match(bin.message.payload, { format: 'hex', bytes: 1000, truncated: true })
+    t.equal(bin.message.payload.preview.split(' ').length, 512)
+    await publish('bounds/text', '')
+    await publish('bounds/bin', '')
   })
 
   t.test('history: samples once a second; seconds is checked', async (t) => {
