@@ -184,7 +184,6 @@ export function createApi (opts: ApiOptions): (r: ApiRequest) => Promise<ApiResu
 
   return async function handle (r: ApiRequest): Promise<ApiResult> {
     try {
-      history.touch()
       const changing = isStateChanging(r.method)
       // 2a. a change must come from this origin, logged in or not (login CSRF)
       if (changing && !sameOrigin(r.req, opts.secure)) fail(403, 'FORBIDDEN', 'cross-origin request refused')
@@ -195,6 +194,8 @@ export function createApi (opts: ApiOptions): (r: ApiRequest) => Promise<ApiResu
       // 1. the session
       const session = r.session
       if (session === undefined) return fail(401, 'UNAUTHORIZED', 'log in first')
+      // someone is looking: shared groups' depths are worth sampling (not for a scanner without a session)
+      history.touch()
       // 2b. the session's CSRF token
       if (changing) {
         const given = r.req.headers[CSRF_HEADER]

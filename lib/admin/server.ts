@@ -158,7 +158,7 @@ export async function startAdminServer (opts: AdminServerOptions): Promise<Admin
   const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     onRequest(req, res).catch((err: unknown) => {
       opts.logger.error({ err, path: req.url }, 'admin HTTP handler failed')
-      if (!res.headersSent) res.writeHead(500, SECURITY_HEADERS)
+      if (!res.headersSent) res.writeHead(500, { ...SECURITY_HEADERS, 'cache-control': 'no-store' })
       res.end()
     })
   }

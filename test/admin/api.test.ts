@@ -10,7 +10,7 @@ const client = (clientId: string, username: string | null = null): ClientSummary
   clientId, username, state: 'connected', transport: 'tcp', protocol: '5', remoteAddress: '127.0.0.1', cleanStart: true, subscriptions: 0, inflight: 0, queued: 0, sessionExpiresAt: null, sessionExpiryInterval: null
 })
 
-function setup (): { handle: (r: Partial<ApiRequest>) => ReturnType<ReturnType<typeof createApi>>, sessions: SessionStore, calls: string[] } {
+function setup (): { handle: (r: Partial<ApiRequest>) => ReturnType<ReturnType<typeof createApi>>, sessions: SessionStore, calls: string[], history: RateHistory } {
   const calls: string[] = []
   const source: AdminSource = {
     totals: () => ({ messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0, dropped: 0, connects: 0, connections: 0 }),
@@ -23,9 +23,10 @@ function setup (): { handle: (r: Partial<ApiRequest>) => ReturnType<ReturnType<t
     sharedGroups: () => []
   }
   const sessions = new SessionStore()
+  const history = new RateHistory({ totals: source.totals, groups: source.sharedGroups })
   const api = createApi({
     source,
-    history: new RateHistory({ totals: source.totals, groups: source.sharedGroups }),
+    history,
     sessions,
     authenticate: async (u, p) => p === 'pw' ? (u === 'root' ? 'admin' : 'viewer') : undefined,
     secure: false,
@@ -42,7 +43,7 @@ function setup (): { handle: (r: Partial<ApiRequest>) => ReturnType<ReturnType<t
     body: async () => ({}),
     ...r
   })
-  return { handle, sessions, calls }
+  return { handle, sessions, calls, history }
 }
 
 const withToken = (token: string): IncomingMessage => ({ headers: { host: 'h:1', 'x-csrf-token': token }, socket: {} }) as unknown as IncomingMessage
@@ -85,4 +86,15 @@ t.test('no session 401; token and role for changes; paging and filters', async (
   t.equal((await handle({ segments: ['retained'], session: viewer, query: new URLSearchParams('parent=a/b') })).status, 200)
   t.same(calls, ['disconnect a', 'disconnect z', 'delete x/y', 'delete x/z', 'level a/b'])
   t.equal((await handle({ method: 'PUT', segments: ['overview'], session: admin, req: withToken(admin.csrfToken) })).status, 404)
+})
+
+t.test('only a logged-in request counts as the dashboard being used (group depths sampled)', async (t) => {
+  const { handle, sessions, history } = setup()
+  t.equal((await handle({ segments: ['overview'] })).status, 401)
+  t.equal((await handle({ method: 'POST', segments: ['login'], body: async () => ({ username: 'u', password: 'no' }) })).status, 401)
+  history.sample()
+  t.equal(history.groupDepths().length, 0, 'requests without a session do not turn group sampling on')
+  t.equal((await handle({ segments: ['clients'], session: sessions.create('v', 'viewer') })).status, 200)
+  history.sample()
+  t.equal(history.groupDepths().length, 1, 'a logged-in request does')
 })
