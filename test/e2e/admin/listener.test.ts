@@ -3,7 +3,7 @@ import t from 'tap'
 import https from 'node:https'
 import { makeSelfSignedCert } from '../../helpers/tls.js'
 import { startAdminTest } from '../../helpers/admin.js'
-import { startLoggedServer } from '../../helpers/security.js'
+import { connackCode, startLoggedServer } from '../../helpers/security.js'
 
 t.test('under TLS the admin listener speaks HTTPS and the cookie is Secure', async (t) => {
   const cert = makeSelfSignedCert()
@@ -41,6 +41,17 @@ t.test('failed dashboard logins are answered ever more slowly', async (t) => {
   }
   t.ok((times[2] ?? 0) >= 240, `the third failure waited (${times.join(', ')} ms)`)
   t.ok((times[3] ?? 0) >= 490, 'the fourth longer')
+})
+
+t.test('MQTT and dashboard logins share one slow-down per address', async (t) => {
+  const { server, call } = await startAdminTest(t)
+  const port = server.tcp?.address().port as number
+  for (let i = 0; i < 2; i++) {
+    t.equal(await connackCode(t, port, 5, { clientId: `guess-${i}`, username: 'victor', password: Buffer.from('guess') }), 0x86, 'MQTT: bad user name or password')
+  }
+  const started = Date.now()
+  t.equal((await call('POST', '/api/v1/login', { body: { username: 'victor', password: 'guess' } })).status, 401)
+  t.ok(Date.now() - started >= 240, `the third failure, on the dashboard, waited (${Date.now() - started} ms)`)
 })
 
 t.test('wsHealth false: no /healthz or /readyz on the WebSocket listener; the admin listener keeps them', async (t) => {
