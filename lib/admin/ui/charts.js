@@ -4,6 +4,12 @@ import { h, count } from './dom.js'
 
 export const COLORS = ['#38bdf8', '#f472b6', '#a3e635', '#fbbf24', '#c084fc', '#fb7185', '#2dd4bf', '#f97316']
 
+/** room for the longest y label ("13.2 KiB" must not lose its first digit) */
+function axisWidth (_u, values) {
+  const longest = (values ?? []).reduce((n, v) => Math.max(n, String(v).length), 0)
+  return Math.max(48, longest * 7 + 20)
+}
+
 export class LiveChart {
   /** series: [{ label, color, dash? }]; format: axis value formatter */
   constructor (title, series, format = count) {
@@ -25,7 +31,7 @@ export class LiveChart {
       legend: { show: true, live: false },
       cursor: { drag: { x: false, y: false } },
       scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.15)] } },
-      axes: [{ ...axis }, { ...axis, size: 56, values: (_u, vals) => vals.map(v => this.format(v)) }],
+      axes: [{ ...axis }, { ...axis, size: axisWidth, values: (_u, vals) => vals.map(v => this.format(v)) }],
       series: [{}, ...this.series.map(s => ({ label: s.label, stroke: s.color, width: 2, fill: s.color + '22', dash: s.dash, points: { show: false } }))]
     }, this.data, this.plotBox)
   }
