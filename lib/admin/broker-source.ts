@@ -242,6 +242,7 @@ export function createBrokerSource (opts: BrokerSourceOptions): AdminSource {
         subscriptions: withMemberships(subscriptionCount(broker, store), groups),
         retained: stats?.retained ?? null,
         queued: stats?.queued ?? null,
+        queuedInGroups: groups.reduce((n, g) => n + g.queued, 0),
         sharedGroups: groups.length,
         messages: {
           received: counters.messagesReceived,

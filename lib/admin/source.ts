@@ -37,7 +37,10 @@ export interface Overview {
   /** of every session, online and offline, `$share` memberships included */
   subscriptions: number | null
   retained: number | null
+  /** messages in session queues (offline sessions', and in flight) */
   queued: number | null
+  /** messages waiting in shared groups' queues for a member */
+  queuedInGroups: number
   sharedGroups: number
   messages: { received: number, sent: number, dropped: number, droppedByReason: Record<string, number> }
   bytes: { received: number, sent: number }

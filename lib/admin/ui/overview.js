@@ -28,7 +28,7 @@ export function overviewPage () {
       tile('Sessions', count(o.sessions.online), `online · ${count(o.sessions.offline)} offline`),
       tile('Subscriptions', count(o.subscriptions)),
       tile('Retained', count(o.retained)),
-      tile('Queued', count(o.queued), 'in offline queues'),
+      tile('Queued', count(o.queued), `in session queues · ${count(o.queuedInGroups)} in shared groups`),
       tile('Shared groups', count(o.sharedGroups)),
       tile('Messages', `${count(o.messages.received)} in`, `${count(o.messages.sent)} out · ${count(o.messages.dropped)} dropped`),
       tile('Traffic', bytes(o.bytes.received), `in · ${bytes(o.bytes.sent)} out`))

@@ -306,6 +306,7 @@ t.test('admin API', async (t) => {
     t.equal(overview.sessions.online, everyone.filter(c => c.state !== 'offline').length)
     t.equal(overview.subscriptions, everyone.reduce((n, c) => n + c.subscriptions, 0), 'subscriptions: what the client list adds up to, $share memberships included')
     t.equal(overview.queued, 1, 'queued: the offline queue')
+    t.equal(overview.queuedInGroups, 1, 'and the shared group\'s queue')
     t.ok(overview.retained >= 1)
     t.type(overview.messages.dropped, 'number')
     t.type(overview.messages.droppedByReason, 'object')
