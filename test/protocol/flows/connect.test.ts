@@ -6,8 +6,7 @@
 import t from 'tap'
 import mqtt, { type IConnackPacket, type IConnectPacket, type Packet } from 'mqtt-packet'
 import type { Client } from 'aedes'
-import { ConnectionLogger, silentLogger } from '../../../lib/logging.js'
-import { Authenticators, type AuthStep } from '../../../lib/protocol/auth.js'
+import type { AuthStep } from '../../../lib/protocol/auth.js'
 import { frameOf, type Frame } from '../../../lib/protocol/frame.js'
 import { ConnackGate } from '../../../lib/protocol/inbound/connack-gate.js'
 import { ReasonCode } from '../../../lib/protocol/reason-codes.js'
@@ -15,6 +14,7 @@ import { AuthState } from '../../../lib/protocol/flows/auth.js'
 import {
   brokerWroteConnack, connackWritten, fitConnackToClient, onConnack, onConnect, type ConnectHost, type ConnectSettings
 } from '../../../lib/protocol/flows/connect.js'
+import { connectPacket, silentConnectionLog, testAuthenticators } from '../../helpers/flow-host.js'
 
 interface Stub extends ConnectHost {
   written: Buffer[]
@@ -60,9 +60,9 @@ function stub (o: StubOptions = {}): Stub {
       },
       policy: { admit: (_conn, connect) => o.admit?.(connect) },
       shared: { isMember: () => o.member === true },
-      authenticators: new Authenticators([{ method: 'TEST', begin: () => ({ step: async () => steps.shift() ?? { kind: 'failure', reasonCode: ReasonCode.NotAuthorized } }) }])
+      authenticators: testAuthenticators(steps)
     },
-    log: new ConnectionLogger(silentLogger(), { transport: 'tcp', remoteAddress: undefined }),
+    log: silentConnectionLog(),
     version: undefined,
     connectSeen: false,
     connackSent: false,
@@ -102,15 +102,7 @@ function stub (o: StubOptions = {}): Stub {
 
 type ConnectFields = Partial<Omit<IConnectPacket, 'cmd'>>
 
-const connect = (fields: ConnectFields = {}): Frame => frameOf(mqtt.generate({
-  cmd: 'connect',
-  protocolId: 'MQTT',
-  protocolVersion: 5,
-  clientId: 'c1',
-  clean: true,
-  keepalive: 30,
-  ...fields
-} as IConnectPacket))
+const connect = (fields: ConnectFields = {}): Frame => frameOf(mqtt.generate(connectPacket(fields)))
 
 const connack = (fields: Partial<IConnackPacket> = {}, version: 4 | 5 = 5): Frame =>
   frameOf(mqtt.generate({ cmd: 'connack', sessionPresent: false, ...(version === 5 ? { reasonCode: 0 } : { returnCode: 0 }), ...fields } as IConnackPacket, { protocolVersion: version }))

@@ -6,7 +6,6 @@
 import t from 'tap'
 import mqtt, { type ISubscribePacket, type IUnsubackPacket, type IUnsubscribePacket, type Packet } from 'mqtt-packet'
 import type { Client } from 'aedes'
-import { ConnectionLogger, silentLogger } from '../../../lib/logging.js'
 import { frameOf, type Frame } from '../../../lib/protocol/frame.js'
 import { ReasonCode } from '../../../lib/protocol/reason-codes.js'
 import type { JoinResult } from '../../../lib/shared/dispatcher.js'
@@ -14,6 +13,7 @@ import type { Verdict } from '../../../lib/protocol/flows/verdict.js'
 import {
   SubscribeState, onSubscribe, onSubscribeInOrder, onSuback, onUnsubscribe, onUnsuback, routeDeliveries, subscribesPending, type SubscribeHost
 } from '../../../lib/protocol/flows/subscribe.js'
+import { silentConnectionLog } from '../../helpers/flow-host.js'
 
 interface Stub extends SubscribeHost {
   retainedOrder: SubscribeHost['retainedOrder']
@@ -62,7 +62,7 @@ function stub (o: StubOptions = {}): Stub {
             membershipCount: () => host.joined.length
           }
     },
-    log: new ConnectionLogger(silentLogger(), { transport: 'tcp', remoteAddress: undefined }),
+    log: silentConnectionLog(),
     retainedOrder: undefined,
     subscribeState: undefined,
     usesSubscriptionIds: false,
