@@ -15,6 +15,7 @@ import {
   brokerWroteConnack, connackWritten, fitConnackToClient, onConnack, onConnect, type ConnectHost, type ConnectSettings
 } from '../../../lib/protocol/flows/connect.js'
 import { connectPacket, silentConnectionLog, testAuthenticators } from '../../helpers/flow-host.js'
+import { parsePacket } from '../../helpers/packet-bytes.js'
 
 interface Stub extends ConnectHost {
   written: Buffer[]
@@ -108,11 +109,8 @@ const connack = (fields: Partial<IConnackPacket> = {}, version: 4 | 5 = 5): Fram
   frameOf(mqtt.generate({ cmd: 'connack', sessionPresent: false, ...(version === 5 ? { reasonCode: 0 } : { returnCode: 0 }), ...fields } as IConnackPacket, { protocolVersion: version }))
 
 function decodeConnack (buf: Buffer, version: 4 | 5 = 5): IConnackPacket {
-  const parser = mqtt.parser({ protocolVersion: version })
-  let packet: Packet | undefined
-  parser.on('packet', (p: Packet) => { packet = p })
-  parser.parse(buf)
-  if (packet?.cmd !== 'connack') throw new Error('no CONNACK')
+  const packet = parsePacket(buf, version)
+  if (packet.cmd !== 'connack') throw new Error('no CONNACK')
   return packet
 }
 
