@@ -8,48 +8,48 @@
  *   socket --inbound frames--> [checks] --> BrokerSide --> aedes
  *   socket <--outbound frames-- [checks] <-- BrokerSide <-- aedes
  *
- * Per packet type, the flows follow the spec: CONNECT and its CONNACK
- * (3.1, 3.2: flows/connect.ts), AUTH (3.15, 4.12: flows/auth.ts), PUBLISH
- * both ways (3.3, 4.9 flow control, topic aliases, Maximum Packet Size),
- * the acknowledgements (3.4-3.7), SUBSCRIBE and UNSUBSCRIBE (3.8-3.11:
- * flows/subscribe.ts), DISCONNECT (3.14: flows/disconnect.ts). The
- * connection keeps the state; each flow module sees it through a small
- * host interface of its own.
+ * The frames go through flows/inbound.ts and flows/outbound.ts, one flow
+ * per packet type, each following the spec: CONNECT and its CONNACK (3.1,
+ * 3.2: flows/connect.ts), AUTH (3.15, 4.12: flows/auth.ts), PUBLISH both
+ * ways (3.3, 4.9: flows/publish-in.ts, flows/publish-out.ts), the
+ * acknowledgements (3.4-3.7: flows/acks.ts), SUBSCRIBE and UNSUBSCRIBE
+ * (3.8-3.11: flows/subscribe.ts), DISCONNECT (3.14: flows/disconnect.ts).
+ * The connection keeps the state, the socket listeners and the public
+ * surface; each flow module sees it through a small host interface of its own.
  */
 import type { Duplex } from 'node:stream'
 import type { Aedes, Client } from 'aedes'
 import { ConnectionLogger, type Logger } from '../logging.js'
 import type { Packet } from 'mqtt-packet'
-import { FrameReader, PacketType, ackPacketId, type Frame, type ReadResult } from './frame.js'
+import { FrameReader, type Frame } from './frame.js'
 import { encode, type ProtocolVersion } from './codec.js'
 import type { SubscribePolicy } from './inbound/subscribe.js'
 import type { PublishPolicy } from './inbound/publish.js'
 import { OutboundWindow } from './outbound/flow-control.js'
-import { checkAckFrame } from './inbound/ack.js'
-import { RetainedOrder } from './inbound/retained-order.js'
-import { ConnackGate, MAX_HELD_BEFORE_CONNACK, gateDecision, type ConnackGateState } from './inbound/connack-gate.js'
+import type { RetainedOrder } from './inbound/retained-order.js'
+import { ConnackGate, type ConnackGateState } from './inbound/connack-gate.js'
 import { PacketIdTable } from './packet-id-table.js'
 import { OutboundAliases } from './outbound/topic-alias.js'
-import { ReasonCode, describeReasonCode, v5ToV311ConnackCode } from './reason-codes.js'
+import { ReasonCode, describeReasonCode } from './reason-codes.js'
 import type { Authenticators } from './auth.js'
-import { hardenClient, handleStream, pacePackets, injectPacket, packetsInProgress, refreshKeepAlive, AliasTable, type PacketPacer } from '../aedes-internals.js'
+import { hardenClient, handleStream, pacePackets, injectPacket, AliasTable, type PacketPacer } from '../aedes-internals.js'
 import type { QueueSink } from '../persistence/types.js'
 import { BrokerSide, type BrokerSideOwner } from './broker-side.js'
-import { decodeOther } from './decode.js'
 import type { BrokerObserver } from '../observer.js'
 import type { DirectSend, MemberLink, SharedDelivery, SharedSubscriptions } from '../shared/dispatcher.js'
 import type { Transport } from './transport-kind.js'
 import type { ConnectionPolicy } from '../auth/admission.js'
-import { PASS, type Verdict } from './flows/verdict.js'
-import { brokerWroteConnack, connackWritten, fitConnackToClient, onConnack, onConnect, type ConnectHost } from './flows/connect.js'
-import { onAuth, type AuthState, type EnhancedAuthResult } from './flows/auth.js'
-import { onSubscribeInOrder, onSuback, subscribesPending, onUnsuback, onUnsubscribe, type SubscribeHost, type SubscribeState } from './flows/subscribe.js'
-import { classifyBrokerError, disconnectReasonCode, onDisconnect, type DisconnectHost } from './flows/disconnect.js'
-import { onPublish, onRetainedPublish, type PublishInHost } from './flows/publish-in.js'
-import { onClientPuback, onClientPubrec, onClientPubrel, onOutboundAck, onPublished as publishedAck, type AckFlow, type InboundFlow } from './flows/acks.js'
-import { fitBuf, onOutboundPublish, shedHeld } from './flows/publish-out.js'
+import type { Verdict } from './flows/verdict.js'
+import { brokerWroteConnack } from './flows/connect.js'
+import type { AuthState, EnhancedAuthResult } from './flows/auth.js'
+import { subscribesPending, type SubscribeState } from './flows/subscribe.js'
+import { classifyBrokerError, sendFinal } from './flows/disconnect.js'
+import { onPublished as publishedAck, type AckFlow, type InboundFlow } from './flows/acks.js'
+import { fitBuf, shedHeld } from './flows/publish-out.js'
 import { armQueueSink, disarmQueueSink, isRepeat, publishShared, queueSink, room, sealEncoded, sendEncoded, sendShared, type EncodeOnceState, type FastPathHost, type SinkPhase } from './flows/fast-paths.js'
-import { afterBrokerWrite, endHold, flushAll, progress, resumeBroker, startResumedDrain, write, type OutboundMode, type Pressure } from './flows/client-writer.js'
+import { endHold, flushAll, progress, resumeBroker, startResumedDrain, write, type OutboundMode, type Pressure } from './flows/client-writer.js'
+import { fromBroker, type OutboundHost } from './flows/outbound.js'
+import { checkFrame, dropHeldFrames, fromClient, packetDone, resumeHeldFrames, type FlowsHost, type InboundHost } from './flows/inbound.js'
 
 export type { Transport }
 export type { ConnectionPolicy }
@@ -102,19 +102,16 @@ export interface ConnectionMeta {
   certificateCN?: string | undefined
 }
 
-/** packets aedes may have in progress before the socket is paused */
-const MAX_IN_PROGRESS = 256
-
 /** The gateway of a socket (the socket listeners are shared functions, not closures per connection). */
 const kConnection = Symbol('culex connection')
 interface Tagged { [kConnection]: Connection }
 
-export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, ConnectHost, SubscribeHost, DisconnectHost, PublishInHost, FastPathHost {
+export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, FlowsHost, FastPathHost, InboundHost, OutboundHost {
   readonly client: Client
   readonly log: ConnectionLogger
   readonly side: BrokerSide
-  private readonly inbound: FrameReader
-  private readonly outbound = new FrameReader(0)
+  readonly inbound: FrameReader
+  readonly outbound = new FrameReader(0)
   readonly settings: ProtocolSettings
 
   version: ProtocolVersion | undefined
@@ -124,9 +121,9 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Con
   connectSeen = false
   connackSent = false
   accepted = false
-  private disconnectSent = false
+  disconnectSent = false
   private closed = false
-  private socketPaused = false
+  socketPaused = false
   /** reason code of the DISCONNECT that ended the connection, either side's (flows/disconnect.ts) */
   disconnectReason: number | undefined
   disconnectBy: 'client' | 'server' | undefined
@@ -137,14 +134,14 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Con
   connectSessionExpiry = 0
   clientMaximumPacketSize = 0
 
-  // inbound
-  private readonly pending: Frame[] = []
-  private pendingHead = 0
-  private deferred = false
+  // inbound (flows/inbound.ts)
+  readonly pending: Frame[] = []
+  pendingHead = 0
+  deferred = false
   /** what happens to frames between CONNECT and CONNACK (inbound/connack-gate.ts) */
   gate: ConnackGateState = ConnackGate.Open
   /** the socket is paused while frames wait for the CONNACK */
-  private heldPaused = false
+  heldPaused = false
   /** aedes finished writing the CONNACK ('connackSent') */
   brokerConnacked = false
   /** a retained PUBLISH and a SUBSCRIBE take effect in the client's order (made on the first retained PUBLISH) */
@@ -221,7 +218,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Con
   }
 
   private static onSocketData (this: Tagged, chunk: Buffer): void {
-    this[kConnection].fromClient(chunk)
+    fromClient(this[kConnection], chunk)
   }
 
   private static onSocketEnd (this: Tagged): void {
@@ -240,10 +237,6 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Con
 
   private static onSocketDrain (this: Tagged): void {
     progress(this[kConnection])
-  }
-
-  private static checkHeldInbound (conn: Connection): void {
-    conn.processInbound()
   }
 
   /** The gateway whose stream aedes was given (aedes' `client.conn`), if it is one. */
@@ -270,19 +263,10 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Con
   // MemberLink, for shared subscriptions (lib/shared/dispatcher.ts)
 
   get clientId (): string { return this.client.id }
-
-  room (): number {
-    return room(this)
-  }
-
-  publish (packet: SharedDelivery, done: (err?: Error) => void): void {
-    publishShared(this, packet, done)
-  }
-
+  room (): number { return room(this) }
+  publish (packet: SharedDelivery, done: (err?: Error) => void): void { publishShared(this, packet, done) }
   /** A shared QoS 1 delivery the gateway sends itself (flows/fast-paths.ts); undefined: aedes' path (`publish`). */
-  sendShared (packet: SharedDelivery): DirectSend {
-    return sendShared(this, packet)
-  }
+  sendShared (packet: SharedDelivery): DirectSend { return sendShared(this, packet) }
 
   /** session state is ready (aedes' clientReady, after its queued messages): shared groups may deliver */
   ready (): void {
@@ -294,307 +278,39 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Con
     shared.memberConnected(this, this.cleanStart).catch((err: unknown) => this.log.error({ err }, 'restoring shared subscriptions failed'))
   }
 
-  // ---------------------------------------------------------------- inbound
-
-  private fromClient (chunk: Buffer): void {
-    if (this.closed) return
-    if (!this.connectSeen && this.inbound.buffered === 0 && chunk.length > 0 && chunk[0] !== 0x10) {
-      // [MQTT-3.1.0-1] the first packet must be CONNECT: judged on the first
-      // byte, so bytes that are not MQTT are refused without waiting for more
-      this.fail(ReasonCode.ProtocolError, 'first packet is not CONNECT')
-      return
-    }
-    const results: ReadResult[] = []
-    this.inbound.push(chunk, results)
-    // [MQTT-3.1.2-22] a packet from the client restarts its keep-alive, whichever path answers it
-    if (results.length > 0) refreshKeepAlive(this.client)
-    for (const result of results) {
-      if (result.kind === 'malformed') {
-        this.processInbound()
-        this.fail(ReasonCode.MalformedPacket, result.reason)
-        return
-      }
-      if (result.kind === 'too-large') {
-        this.processInbound()
-        // [MQTT-3.2.2-15] [MQTT-4.13.1-1] DISCONNECT 0x95, then close
-        this.fail(ReasonCode.PacketTooLarge, `packet of ${result.size} bytes exceeds the maximum of ${this.settings.maximumPacketSize}`)
-        return
-      }
-      this.pending.push(result.frame)
-    }
-    this.processInbound()
-    if (!this.heldPaused && this.gate === ConnackGate.Waiting && this.pending.length - this.pendingHead > MAX_HELD_BEFORE_CONNACK) {
-      this.heldPaused = true
-      this.socket.pause()
-    }
-  }
-
-  /**
-   * aedes finished writing the CONNACK (its 'connackSent'): the frames held
-   * behind the CONNECT may go to it (flows/connect.ts).
-   */
-  brokerSentConnack (): void {
-    brokerWroteConnack(this)
-  }
-
-  /** A refused CONNECT: the frames held behind it are never checked (inbound/connack-gate.ts). */
-  dropHeldFrames (): void {
-    this.pending.length = 0
-    this.pendingHead = 0
-  }
-
-  /** The CONNACK is out: the frames held behind the CONNECT are checked from the next tick, in order. */
-  resumeHeldFrames (): void {
-    if (this.heldPaused) {
-      this.heldPaused = false
-      if (!this.socketPaused) this.socket.resume()
-    }
-    if (this.pendingHead < this.pending.length) process.nextTick(Connection.checkHeldInbound, this)
-  }
-
-  /** Runs the inbound checks on the frames received, in order, stopping at a deferred decision. */
-  private processInbound (): void {
-    if (this.deferred) return
-    const forward: Packet[] = []
-    while (this.pendingHead < this.pending.length && !this.closed) {
-      const frame = this.pending[this.pendingHead] as Frame
-      const gate = gateDecision(this.gate, frame.type)
-      if (gate === 'hold') break
-      this.pendingHead++
-      if (gate === 'drop') continue
-      let verdict: Verdict
-      try {
-        verdict = gate === 'protocol-error'
-          // [MQTT-3.1.2-30] during enhanced authentication, only AUTH or DISCONNECT until CONNACK (spec 4.12)
-          ? { kind: 'close', reasonCode: ReasonCode.ProtocolError, reason: 'packet other than AUTH during authentication' }
-          : this.checkInbound(frame)
-      } catch (err) {
-        // whatever a client sends, it ends at most its own connection
-        verdict = { kind: 'close', reasonCode: ReasonCode.MalformedPacket, reason: `undecodable packet: ${(err as Error).message}` }
-      }
-      if (verdict.kind === 'defer') {
-        this.flushToBroker(forward)
-        forward.length = 0
-        this.deferred = true
-        verdict.decision.then((decided) => {
-          this.deferred = false
-          if (this.closed) return
-          if (this.apply(decided, frame, forward)) this.flushToBroker(forward)
-          this.processInbound()
-        }, (err: unknown) => {
-          this.deferred = false
-          // the detail is for the log; the client (a CONNACK's Reason String) is told no more than this
-          this.log.error({ err }, 'deciding on a packet failed')
-          this.fail(ReasonCode.UnspecifiedError, 'internal error')
-        })
-        return
-      }
-      if (!this.apply(verdict, frame, forward)) return
-    }
-    if (this.pendingHead >= this.pending.length) {
-      this.pending.length = 0
-      this.pendingHead = 0
-    }
-    this.flushToBroker(forward)
-  }
-
-  /** Applies a verdict; false when the connection was closed. */
-  private apply (verdict: Verdict, frame: Frame, forward: Packet[]): boolean {
-    switch (verdict.kind) {
-      case 'pass': {
-        const packet = decodeOther(frame, this.version)
-        if (packet instanceof Error) {
-          this.flushToBroker(forward)
-          forward.length = 0
-          this.fail(ReasonCode.MalformedPacket, packet.message)
-          return false
-        }
-        forward.push(packet)
-        return true
-      }
-      case 'replace': for (const p of verdict.packets) forward.push(p); return true
-      case 'drop': return true
-      case 'close':
-        this.flushToBroker(forward)
-        forward.length = 0
-        this.fail(verdict.reasonCode, verdict.reason)
-        return false
-      case 'defer':
-        throw new Error('a deferred decision cannot defer again')
-    }
-  }
-
-  /**
-   * Hands decoded packets to aedes (aedes-internals.ts `packetInjector`).
-   * aedes handles them concurrently; past `MAX_IN_PROGRESS` unfinished ones
-   * the socket is paused until aedes catches up (back-pressure to the client).
-   */
-  private flushToBroker (packets: Packet[]): void {
-    if (packets.length === 0 || this.side.destroyed) return
-    for (const p of packets) injectPacket(this.client, p)
-    if (!this.socketPaused && packetsInProgress(this.client) > MAX_IN_PROGRESS) {
-      this.socketPaused = true
-      this.socket.pause()
-    }
-  }
+  // aedes' side (lib/broker/, aedes-internals.ts)
 
   /** aedes finished a packet (aedes-internals.ts `pacePackets`) */
-  packetDone (): void {
-    if (this.socketPaused && packetsInProgress(this.client) <= MAX_IN_PROGRESS / 2) {
-      this.socketPaused = false
-      if (!this.heldPaused) this.socket.resume()
-    }
-  }
-
-  private checkInbound (frame: Frame): Verdict {
-    if (!this.connectSeen && frame.type !== PacketType.CONNECT) {
-      // [MQTT-3.1.0-1] the first packet must be CONNECT
-      return { kind: 'close', reasonCode: ReasonCode.ProtocolError, reason: 'first packet is not CONNECT' }
-    }
-    if (frame.type >= PacketType.PUBACK && frame.type <= PacketType.PUBCOMP) {
-      // spec 3.4-3.7: a whole, well-formed acknowledgement before it changes any state
-      const bad = checkAckFrame(frame, this.version)
-      if (bad !== undefined) return { kind: 'close', reasonCode: bad.reasonCode, reason: bad.reason }
-    }
-    switch (frame.type) {
-      case PacketType.CONNECT: return onConnect(this, frame)
-      case PacketType.PUBLISH: return (frame.flags & 0x01) === 0 ? onPublish(this, frame) : onRetainedPublish(this, frame)
-      case PacketType.PUBACK: return onClientPuback(this, frame)
-      case PacketType.PUBREC: return onClientPubrec(this, frame)
-      case PacketType.PUBREL: return onClientPubrel(this, frame)
-      case PacketType.PUBCOMP: return onClientPuback(this, frame)
-      case PacketType.SUBSCRIBE: return onSubscribeInOrder(this, frame)
-      case PacketType.UNSUBSCRIBE: return onUnsubscribe(this, frame)
-      case PacketType.DISCONNECT: return onDisconnect(this, frame)
-      case PacketType.AUTH: return onAuth(this, frame)
-      default: return PASS
-    }
-  }
-
-  // PUBLISH (spec 3.3)
-
+  packetDone (): void { packetDone(this) }
+  /** aedes finished writing the CONNACK (its 'connackSent'): the frames held behind the CONNECT may go to it (flows/connect.ts). */
+  brokerSentConnack (): void { brokerWroteConnack(this) }
+  /** Bytes aedes wrote (flows/outbound.ts); true: it may write more at once, else when the client makes progress (flows/client-writer.ts). */
+  fromBroker (chunks: Buffer[], writtenAt: number = Date.now()): boolean { return fromBroker(this, chunks, writtenAt) }
   /** aedes routed a retained QoS 0/1 PUBLISH of the client, or refused it (lib/broker/hooks/publish.ts). */
-  retainedRouted (): void {
-    this.retainedOrder?.routed()
-  }
-
-  // PublishInHost (flows/publish-in.ts)
-
-  awaitingSuback (): boolean {
-    return subscribesPending(this)
-  }
-
-  takePublish (): boolean {
-    return this.ctx.policy.takePublish(this)
-  }
-
-  mayPublish (topic: string): boolean {
-    return this.ctx.policy.mayPublish(this, topic)
-  }
-
-  // acknowledgements from the client (spec 3.4-3.7)
-
-  // --------------------------------------------------------------- outbound
-
-  /**
-   * Bytes aedes wrote. `done` tells aedes it may write more: at once while
-   * the client keeps up; otherwise when it makes progress (back-pressure, so
-   * a slow but live subscriber loses nothing); and after
-   * `slowConsumerTimeout` without progress at once again, with the queue
-   * limits applying, so a stuck client never blocks publishers for longer.
-   */
-  fromBroker (chunks: Buffer[], writtenAt: number = Date.now()): boolean {
-    if (this.closed || this.socket.destroyed) return true
-    const out: Buffer[] = []
-    const results: ReadResult[] = []
-    // aedes writes a packet in several small pieces: join them once, not per piece
-    this.outbound.push(chunks.length === 1 ? chunks[0] as Buffer : Buffer.concat(chunks), results)
-    this.writtenAt = writtenAt
-    for (const result of results) {
-      if (result.kind === 'frame') this.checkOutbound(result.frame, out)
-    }
-    write(this, out)
-    return afterBrokerWrite(this)
-  }
-
-  // WriterHost (flows/client-writer.ts)
-
-  awaitDrain (): void {
-    this.socket.once('drain', Connection.onSocketDrain)
-  }
-
-  brokerMayWrite (): void {
-    this.side.taken()
-  }
-
-  shed (): void {
-    shedHeld(this)
-  }
-
-  mayReceive (topic: string): boolean {
-    return this.ctx.policy.mayReceive(this, topic)
-  }
-
-  /** A resumed session's queue, taken from the store directly (flows/fast-paths.ts); offered once. */
-  queueSink (): QueueSink | undefined {
-    return queueSink(this)
-  }
-
-  private checkOutbound (frame: Frame, out: Buffer[]): void {
-    switch (frame.type) {
-      case PacketType.PUBLISH: onOutboundPublish(this, frame, out); return
-      case PacketType.CONNACK:
-        out.push(fitConnackToClient(this, onConnack(this, frame)))
-        connackWritten(this, this.accepted)
-        return
-      case PacketType.PUBACK:
-      case PacketType.PUBREC:
-        if (frame.type === PacketType.PUBREC) this.retainedOrder?.pubrecSent(ackPacketId(frame))
-        onOutboundAck(this, frame, out)
-        return
-      case PacketType.PUBREL: {
-        const id = ackPacketId(frame)
-        if (this.droppedQoS2?.delete(id) === true) {
-          // culex completes a dropped QoS 2 message with aedes itself
-          this.toBroker({ cmd: 'pubcomp', messageId: id })
-          return
-        }
-        this.window.released(id)
-        break
-      }
-      case PacketType.PUBCOMP:
-        this.inflightIn.delete(ackPacketId(frame))
-        break
-      case PacketType.SUBACK: onSuback(this, frame, out); return
-      case PacketType.UNSUBACK: onUnsuback(this, frame, out); return
-      case PacketType.DISCONNECT:
-        this.disconnectSent = true
-        this.disconnectBy ??= 'server'
-        this.disconnectReason ??= frame.buf.length > frame.headerLength ? frame.buf[frame.headerLength] as number : 0
-        break
-    }
-    out.push(this.fit(frame))
-  }
-
-  /** A QoS 0 message encoded once for all its subscribers (flows/fast-paths.ts); false: aedes delivers it. */
-  sendEncoded (frame: Frame): boolean {
-    return sendEncoded(this, frame)
-  }
-
-  /** [MQTT-3.3.4-2] a copy of the message offered last, for another of the client's subscriptions (flows/fast-paths.ts). */
-  isRepeat (brokerId: string, brokerCounter: number): boolean {
-    return isRepeat(this, brokerId, brokerCounter)
-  }
-
+  retainedRouted (): void { this.retainedOrder?.routed() }
   /** aedes finished publishing the client's message `packetId` (its `published` hook): its PUBACK may go (flows/acks.ts). */
-  onPublished (packetId: number): void {
-    publishedAck(this, packetId)
-  }
-
+  onPublished (packetId: number): void { publishedAck(this, packetId) }
+  /** A resumed session's queue, taken from the store directly (flows/fast-paths.ts); offered once. */
+  queueSink (): QueueSink | undefined { return queueSink(this) }
+  /** A QoS 0 message encoded once for all its subscribers (flows/fast-paths.ts); false: aedes delivers it. */
+  sendEncoded (frame: Frame): boolean { return sendEncoded(this, frame) }
+  /** [MQTT-3.3.4-2] a copy of the message offered last, for another of the client's subscriptions (flows/fast-paths.ts). */
+  isRepeat (brokerId: string, brokerCounter: number): boolean { return isRepeat(this, brokerId, brokerCounter) }
   /** aedes is about to write a message to this client: encoded messages after this one wait for it. */
-  sealEncoded (): void {
-    sealEncoded(this)
-  }
+  sealEncoded (): void { sealEncoded(this) }
+
+  // the flows' host interfaces (flows/*.ts)
+
+  check (frame: Frame): Verdict { return checkFrame(this, frame) }
+  dropHeldFrames (): void { dropHeldFrames(this) }
+  resumeHeldFrames (): void { resumeHeldFrames(this) }
+  awaitingSuback (): boolean { return subscribesPending(this) }
+  takePublish (): boolean { return this.ctx.policy.takePublish(this) }
+  mayPublish (topic: string): boolean { return this.ctx.policy.mayPublish(this, topic) }
+  mayReceive (topic: string): boolean { return this.ctx.policy.mayReceive(this, topic) }
+  awaitDrain (): void { this.socket.once('drain', Connection.onSocketDrain) }
+  brokerMayWrite (): void { this.side.taken() }
+  shed (): void { shedHeld(this) }
 
   /** The client's Receive Maximum and Topic Alias Maximum, from its CONNECT (flows/connect.ts). */
   clientLimits (receiveMaximum: number, topicAliasMaximum: number): void {
@@ -608,25 +324,10 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Con
     armQueueSink(this)
   }
 
-  /**
-   * [MQTT-3.1.2-24] nothing larger than the client's Maximum Packet Size goes
-   * out: Reason String and User Properties are left out first
-   * [MQTT-3.1.2-25]; a packet that still does not fit is not sent.
-   */
-  private fit (frame: Frame): Buffer {
-    return fitBuf(this, frame.buf)
-  }
+  writeToClient (buf: Buffer): void { write(this, [buf]) }
 
-  // ---------------------------------------------------------------- helpers
-
-  writeToClient (buf: Buffer): void {
-    write(this, [buf])
-  }
-
-  /** Sends a packet the gateway built itself. */
-  sendPacket (packet: Packet): void {
-    write(this, [fitBuf(this, encode(packet, this.version))])
-  }
+  /** Sends a packet the gateway built itself, fitted to the client's Maximum Packet Size (flows/publish-out.ts `fitBuf`). */
+  sendPacket (packet: Packet): void { write(this, [fitBuf(this, encode(packet, this.version))]) }
 
   /** Writes a packet to aedes as if the client had sent it. */
   toBroker (packet: Packet): void {
@@ -644,7 +345,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Con
   fail (reasonCode: number, reason: string): void {
     if (this.closed) return
     this.log.warn({ reasonCode: describeReasonCode(reasonCode), reason }, 'closing connection: protocol failure')
-    this.sendFinal(reasonCode, reason)
+    sendFinal(this, reasonCode, reason)
     this.close(reason)
   }
 
@@ -652,39 +353,14 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Con
   disconnect (reasonCode: number, reason: string): void {
     if (this.closed) return
     this.log.info({ reasonCode: describeReasonCode(reasonCode), reason }, 'disconnecting client')
-    this.sendFinal(reasonCode, reason)
+    sendFinal(this, reasonCode, reason)
     this.close(reason)
-  }
-
-  /** `reason`: the gateway's own words, sent as a CONNACK's Reason String (never an error from aedes or the store) */
-  private sendFinal (reasonCode: number, reason?: string): void {
-    if (this.version === 5 && this.accepted && !this.disconnectSent) {
-      // [MQTT-3.14.2-1] only DISCONNECT reason codes: CONNACK-only ones are mapped
-      const code = disconnectReasonCode(reasonCode)
-      this.disconnectSent = true
-      this.disconnectBy = 'server'
-      this.disconnectReason = code
-      this.sendPacket({ cmd: 'disconnect', reasonCode: code })
-    } else if (this.version !== undefined && this.connectSeen && !this.connackSent) {
-      this.connackSent = true
-      this.ctx.observer.connectRefused(reasonCode)
-      if (this.version === 5) {
-        // the reason goes out as Reason String, left out when the CONNACK would not fit (fitBuf) [MQTT-3.2.2-19]
-        this.sendPacket(reason === undefined
-          ? { cmd: 'connack', sessionPresent: false, reasonCode }
-          : { cmd: 'connack', sessionPresent: false, reasonCode, properties: { reasonString: reason } })
-      } else if (reasonCode !== ReasonCode.MalformedPacket && reasonCode !== ReasonCode.ProtocolError && reasonCode !== ReasonCode.TopicNameInvalid) {
-        // 3.1.1 [MQTT-3.1.4-1]: a CONNECT that does not conform is closed without CONNACK; so is a
-        // Will Topic culex refuses, as 3.1.1 closes for a PUBLISH Topic Name it refuses
-        this.sendPacket({ cmd: 'connack', sessionPresent: false, returnCode: v5ToV311ConnackCode(reasonCode) })
-      }
-    }
   }
 
   /** Broker shutdown: DISCONNECT 0x8B to every v5 client [MQTT-3.14.4-1], then close. */
   shutdown (): void {
     if (this.closed) return
-    this.sendFinal(ReasonCode.ServerShuttingDown)
+    sendFinal(this, ReasonCode.ServerShuttingDown)
     this.close('server shutting down')
   }
 
@@ -694,7 +370,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Con
     if (err) {
       const code = classifyBrokerError(err)
       this.log.debug({ err: err.message }, 'broker closed the connection')
-      this.sendFinal(code)
+      sendFinal(this, code)
     }
     this.close(err ? err.message : 'closed by broker')
   }

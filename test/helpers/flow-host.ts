@@ -2,7 +2,10 @@
 // lib/protocol/flows/: it records what would be written to the client,
 // handed to aedes, counted and logged.
 import type { AedesPublishPacket, Client } from 'aedes'
-import type { Packet } from 'mqtt-packet'
+import type { IConnectPacket, Packet } from 'mqtt-packet'
+import { ConnectionLogger, silentLogger } from '../../lib/logging.js'
+import { Authenticators, type AuthContext, type AuthStep } from '../../lib/protocol/auth.js'
+import { ReasonCode } from '../../lib/protocol/reason-codes.js'
 import { decodeBuffer, encode, type ProtocolVersion } from '../../lib/protocol/codec.js'
 import { frameOf, type Frame } from '../../lib/protocol/frame.js'
 import { OutboundWindow } from '../../lib/protocol/outbound/flow-control.js'
@@ -86,10 +89,17 @@ export class StubHost implements PublishInHost, FastPathHost {
   outQueueBytes = 0
   pressure: Pressure = 'flowing'
   stallTimer: ReturnType<typeof setTimeout> | undefined
-  get queuedOutbound (): number { return this.window.queued }
-  awaitDrain (): void {}
-  brokerMayWrite (): void {}
-  shed (): void {}
+  /** a test may state the queue length outright instead of filling the window */
+  private queuedStated: number | undefined
+  get queuedOutbound (): number { return this.queuedStated ?? this.window.queued }
+  set queuedOutbound (queued: number) { this.queuedStated = queued }
+  /** calls of the write path's back-pressure hooks (flows/client-writer.ts) */
+  drainAwaited = 0
+  brokerResumed = 0
+  shedCalls = 0
+  awaitDrain (): void { this.drainAwaited++ }
+  brokerMayWrite (): void { this.brokerResumed++ }
+  shed (): void { this.shedCalls++ }
   toBroker (packet: Packet): void { this.toAedes.push(packet) }
   readonly inboundAliases = new AliasTable()
   retainedOrder: RetainedOrder | undefined
@@ -144,4 +154,34 @@ export function publishFrame (packet: { topic: string, payload?: string, qos: 0 
 
 export function ackFrame (cmd: 'puback' | 'pubrec' | 'pubrel' | 'pubcomp', messageId: number, reasonCode?: number, version: ProtocolVersion = 5): Frame {
   return frameOf(encode({ cmd, messageId, ...(reasonCode === undefined ? {} : { reasonCode }) } as Packet, version))
+}
+
+/** The log of a stub connection: silent. */
+export function silentConnectionLog (): ConnectionLogger {
+  return new ConnectionLogger(silentLogger(), { transport: 'tcp', remoteAddress: undefined })
+}
+
+/** A CONNECT of client c1: MQTT 5, Clean Start, keep-alive 30 s, and `fields`. */
+export function connectPacket (fields: Partial<Omit<IConnectPacket, 'cmd'>> = {}): IConnectPacket {
+  return { cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clientId: 'c1', clean: true, keepalive: 30, ...fields }
+}
+
+/**
+ * The Authentication Method 'TEST', whose exchanges answer with `steps` in
+ * turn, then refuse (0x87); `seen` hears each exchange begin and each piece
+ * of the client's Authentication Data.
+ */
+export function testAuthenticators (steps: AuthStep[], seen: { begin?: (ctx: AuthContext) => void, data?: (data: Buffer | undefined) => void } = {}): Authenticators {
+  return new Authenticators([{
+    method: 'TEST',
+    begin: (ctx) => {
+      seen.begin?.(ctx)
+      return {
+        step: async (data) => {
+          seen.data?.(data)
+          return steps.shift() ?? { kind: 'failure', reasonCode: ReasonCode.NotAuthorized }
+        }
+      }
+    }
+  }])
 }

@@ -1,8 +1,11 @@
 /**
  * Byte builders for the packets client libraries refuse to send: repeated
  * properties, ill-formed UTF-8, fields their flags do not announce. Each
- * field is given as raw bytes, so a test writes exactly what it means.
+ * field is given as raw bytes, so a test writes exactly what it means. And
+ * the reverse: what mqtt-packet's parser, independent of culex's decoders,
+ * reads from bytes culex wrote.
  */
+import mqtt, { type Packet } from 'mqtt-packet'
 
 /** A Variable Byte Integer (spec 1.5.5). */
 export function varint (n: number): Buffer {
@@ -93,4 +96,14 @@ export function connectBytes (c: ConnectBytes): Buffer {
   if (c.password !== undefined) parts.push(str(c.password))
   if (c.trailing) parts.push(c.trailing)
   return packet(0x10, ...parts)
+}
+
+/** The first packet mqtt-packet's parser reads from `buf` at `version`. */
+export function parsePacket (buf: Buffer, version: 3 | 4 | 5 = 5): Packet {
+  const parser = mqtt.parser({ protocolVersion: version })
+  let packet: Packet | undefined
+  parser.on('packet', (p: Packet) => { packet ??= p })
+  parser.parse(buf)
+  if (packet === undefined) throw new Error('no packet')
+  return packet
 }

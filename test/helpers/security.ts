@@ -14,7 +14,8 @@ import { pino } from 'pino'
 import type mqtt from 'mqtt-packet'
 import { RawClient } from './raw.js'
 import { runCulex } from './cli.js'
-import { startServer, type CulexServer } from '../../lib/server.js'
+import type { CulexServer } from '../../lib/server.js'
+import { startTestServer } from './server.js'
 import type { ConfigInput } from '../../lib/config/schema.js'
 
 export type Version = 4 | 5
@@ -73,17 +74,7 @@ export async function startLoggedServer (t: Test, overrides: ConfigInput = {}): 
       cb()
     }
   })
-  const logger = pino({ level: 'info' }, sink)
-  const server = await startServer({
-    host: '127.0.0.1',
-    port: 'auto',
-    wsPort: 'auto',
-    tlsPort: 0,
-    wssPort: 0,
-    persistence: 'memory',
-    ...overrides
-  }, { logger })
-  t.teardown(() => server.close())
+  const server = await startTestServer(t, overrides, { logger: pino({ level: 'info' }, sink) })
   return { server, logs }
 }
 

@@ -1,11 +1,12 @@
 /** Starts culex in-process on ephemeral loopback ports for a test. */
 import type { Test } from 'tap'
 import type { Client } from 'aedes'
-import { startServer, type CulexServer } from '../../lib/server.js'
+import { startServer, type CulexServer, type StartOptions } from '../../lib/server.js'
 import type { ConfigInput } from '../../lib/config/schema.js'
 import { createLogger } from '../../lib/logging.js'
 
-export async function startTestServer (t: Test, overrides: ConfigInput = {}): Promise<CulexServer> {
+/** `options` (a logger, authenticators, a store) replace the silent defaults. */
+export async function startTestServer (t: Test, overrides: ConfigInput = {}, options: StartOptions = {}): Promise<CulexServer> {
   const server = await startServer({
     host: '127.0.0.1',
     port: 'auto',
@@ -15,7 +16,7 @@ export async function startTestServer (t: Test, overrides: ConfigInput = {}): Pr
     persistence: 'memory',
     logLevel: 'silent',
     ...overrides
-  }, { logger: createLogger({ level: process.env.CULEX_TEST_LOG === '1' ? 'debug' : 'silent', pretty: false }) })
+  }, { logger: createLogger({ level: process.env.CULEX_TEST_LOG === '1' ? 'debug' : 'silent', pretty: false }), ...options })
   t.teardown(() => server.close())
   return server
 }

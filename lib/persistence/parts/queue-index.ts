@@ -148,11 +148,7 @@ export class QueueIndex {
   /** a message entry enters its PUBREL phase: it stops counting as a message */
   toPubrel (q: ClientQueue, entry: QueueEntry, pubrel: StoredPacket): void {
     if (entry.pubrel === undefined) {
-      q.count--
-      q.bytes -= entry.bytes
-      this.queued--
-      this.queuedBytes -= entry.bytes
-      if (entry.messageId !== undefined) this.inflight--
+      this.#uncount(q, entry)
       this.pubrels++
       if (entry.brokerKey !== undefined && q.byBroker.get(entry.brokerKey) === entry) q.byBroker.delete(entry.brokerKey)
       this.cache.uncache(entry)
@@ -163,6 +159,15 @@ export class QueueIndex {
     entry.messageId = pubrel.messageId
   }
 
+  /** a message entry stops counting against its queue and the totals */
+  #uncount (q: ClientQueue, entry: QueueEntry): void {
+    q.count--
+    q.bytes -= entry.bytes
+    this.queued--
+    this.queuedBytes -= entry.bytes
+    if (entry.messageId !== undefined) this.inflight--
+  }
+
   /** removes an entry from the index; deletes its keys unless the caller does it later */
   remove (cid: string, q: ClientQueue, entry: QueueEntry, deleteKeys: boolean): Promise<void> | undefined {
     entry.removed = true
@@ -170,11 +175,7 @@ export class QueueIndex {
     const idx = q.entries.indexOf(entry)
     if (idx >= 0) q.entries.splice(idx, 1)
     if (entry.pubrel === undefined) {
-      q.count--
-      q.bytes -= entry.bytes
-      this.queued--
-      this.queuedBytes -= entry.bytes
-      if (entry.messageId !== undefined) this.inflight--
+      this.#uncount(q, entry)
     } else {
       this.pubrels--
     }

@@ -220,3 +220,9 @@ export function sendOrderedAck (host: AcksHost, messageId: number, packet: Packe
   ackFlowOf(host).order.own(messageId, encode(packet, host.version))
   flushAcks(host)
 }
+
+/** aedes wrote the PUBCOMP that ends a QoS 2 message of the client (spec 4.3.3): its id is free again (spec 4.9). */
+export function onOutboundPubcomp (host: AcksHost, frame: Frame, out: Buffer[]): void {
+  host.inflightIn.delete(ackPacketId(frame))
+  out.push(fitBuf(host, frame.buf))
+}

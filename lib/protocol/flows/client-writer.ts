@@ -103,7 +103,7 @@ export function write (host: WriterHost, out: Buffer[]): void {
       // acknowledged a whole queue of 50 without a listener (0 of 50; 50 of
       // 50 in 20 runs with this gate; one setImmediate was enough in that
       // test, where the CONNACK is written in a check phase, but not when it
-      // is written in the poll phase). test/persistence/resume-connect-async.test.ts
+      // is written in the poll phase). test/e2e/persistence/resume-connect-async.test.ts
       flush(host)
       host.outMode = 'gate-holding'
       setImmediate(passTurn, host)

@@ -163,7 +163,7 @@ function learnConnect (host: ConnectHost, packet: IConnectPacket, version: Proto
 }
 
 /**
- * The CONNACK went out (connection.ts `checkOutbound`): the frames the
+ * The CONNACK went out (flows/outbound.ts): the frames the
  * client sent after its CONNECT are checked now, in order, if it was
  * accepted, behind the CONNACK; if it was refused they never are.
  */

@@ -22,7 +22,7 @@ import type { ConnectionLogger } from '../../logging.js'
 import type { DropReason } from '../../observer.js'
 import type { SharedSubscriptions } from '../../shared/dispatcher.js'
 import { decodeBuffer, decodeFrame, encode, type ProtocolVersion } from '../codec.js'
-import { frameOf, readPublishHeader, readPublishId, type Frame, type PublishHeader } from '../frame.js'
+import { ackPacketId, frameOf, readPublishHeader, readPublishId, type Frame, type PublishHeader } from '../frame.js'
 import type { HeldPublish, OutboundWindow } from '../outbound/flow-control.js'
 import type { OutboundAliases } from '../outbound/topic-alias.js'
 import { progress, write, type ClientSocket, type WriterHost } from './client-writer.js'
@@ -184,4 +184,19 @@ export function fitBuf (host: Pick<PublishOutHost, 'clientMaximumPacketSize' | '
   host.ctx.observer.messageDropped('packet-too-large', 1)
   host.log.repeated('warn', 'packet too large', { bytes: buf.length, maximum: max }, 'packet larger than the client accepts: not sent')
   return Buffer.alloc(0)
+}
+
+/**
+ * aedes wrote a PUBREL for a QoS 2 message to the client (spec 4.3.3): the
+ * message is released from the window; one culex dropped is completed with
+ * aedes itself, its PUBREL never sent.
+ */
+export function onOutboundPubrel (host: PublishOutHost, frame: Frame, out: Buffer[]): void {
+  const id = ackPacketId(frame)
+  if (host.droppedQoS2?.delete(id) === true) {
+    host.toBroker({ cmd: 'pubcomp', messageId: id })
+    return
+  }
+  host.window.released(id)
+  out.push(fitBuf(host, frame.buf))
 }

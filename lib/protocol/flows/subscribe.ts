@@ -89,12 +89,8 @@ export function onSubscribeInOrder (host: SubscribeHost, frame: Frame): Verdict 
  * 4. [MQTT-3.8.4-7] the SUBACK merges every answer in the order of the filters.
  */
 export function onSubscribe (host: SubscribeHost, frame: Frame): Verdict {
-  const bad = checkSubscribeFrame(frame, host.version)
-  if (bad !== undefined) return { kind: 'close', reasonCode: bad.reasonCode, reason: bad.reason }
-  const packet = decodeFrame(frame, host.version)
-  if (packet instanceof Error || packet.cmd !== 'subscribe') {
-    return { kind: 'close', reasonCode: ReasonCode.MalformedPacket, reason: 'malformed SUBSCRIBE' }
-  }
+  const packet = readRequest(host, frame, 'subscribe')
+  if ('kind' in packet) return packet
   if (packet.subscriptions.length === 0) {
     return { kind: 'close', reasonCode: ReasonCode.ProtocolError, reason: 'SUBSCRIBE without a topic filter' }
   }
@@ -228,12 +224,8 @@ export function encodeSuback (version: ProtocolVersion | undefined, pending: Pen
  *    one UNSUBSCRIBE, and the UNSUBACKs are merged (`onUnsuback`).
  */
 export function onUnsubscribe (host: SubscribeHost, frame: Frame): Verdict {
-  const bad = checkSubscribeFrame(frame, host.version)
-  if (bad !== undefined) return { kind: 'close', reasonCode: bad.reasonCode, reason: bad.reason }
-  const packet = decodeFrame(frame, host.version)
-  if (packet instanceof Error || packet.cmd !== 'unsubscribe') {
-    return { kind: 'close', reasonCode: ReasonCode.MalformedPacket, reason: 'malformed UNSUBSCRIBE' }
-  }
+  const packet = readRequest(host, frame, 'unsubscribe')
+  if ('kind' in packet) return packet
   const shared = host.ctx.shared
   const sharedIndexes: number[] = []
   const rest: string[] = []
@@ -265,6 +257,19 @@ export function onUnsubscribe (host: SubscribeHost, frame: Frame): Verdict {
     return { kind: 'replace', packets: [part] }
   })
   return { kind: 'defer', decision }
+}
+
+/** Step 1 of both: the raw packet checked (`checkSubscribeFrame`), then decoded; a closing verdict when it is not well-formed. */
+function readRequest (host: SubscribeHost, frame: Frame, cmd: 'subscribe'): ISubscribePacket | Verdict
+function readRequest (host: SubscribeHost, frame: Frame, cmd: 'unsubscribe'): IUnsubscribePacket | Verdict
+function readRequest (host: SubscribeHost, frame: Frame, cmd: 'subscribe' | 'unsubscribe'): ISubscribePacket | IUnsubscribePacket | Verdict {
+  const bad = checkSubscribeFrame(frame, host.version)
+  if (bad !== undefined) return { kind: 'close', reasonCode: bad.reasonCode, reason: bad.reason }
+  const packet = decodeFrame(frame, host.version)
+  if (packet instanceof Error || packet.cmd !== cmd) {
+    return { kind: 'close', reasonCode: ReasonCode.MalformedPacket, reason: `malformed ${cmd.toUpperCase()}` }
+  }
+  return packet
 }
 
 /** aedes answered the rest of a split UNSUBSCRIBE: its codes go in their places among the group's. */

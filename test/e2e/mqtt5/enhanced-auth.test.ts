@@ -10,10 +10,9 @@
  */
 import t, { type Test } from 'tap'
 import type mqtt from 'mqtt-packet'
-import { startServer, type CulexServer } from '../../../lib/server.js'
-import { createLogger } from '../../../lib/logging.js'
+import type { CulexServer } from '../../../lib/server.js'
 import { ReasonCode } from '../../../lib/protocol/reason-codes.js'
-import { tcpPort, tcpUrl } from '../../helpers/server.js'
+import { startTestServer, tcpPort, tcpUrl } from '../../helpers/server.js'
 import { connectClient, collect } from '../../helpers/mqtt.js'
 import { RawClient } from '../../helpers/raw.js'
 import { expectServerClose, rawConnect, rawPublish, rawSubscribe, text, uniqueId } from '../../helpers/raw5.js'
@@ -21,22 +20,10 @@ import { CHALLENGE_METHOD, ChallengeAuthenticator, reversed } from '../../helper
 import { packet, prop, properties } from '../../helpers/packet-bytes.js'
 import { sleep } from '../../helpers/wait.js'
 
-/** The same broker as test/helpers/server.ts, with the test authenticator. */
+/** The broker of test/helpers/server.ts, with the test authenticator. */
 async function startAuthServer (t: Test): Promise<{ server: CulexServer, auth: ChallengeAuthenticator }> {
   const auth = new ChallengeAuthenticator()
-  const server = await startServer({
-    host: '127.0.0.1',
-    port: 'auto',
-    wsPort: 'auto',
-    tlsPort: 0,
-    wssPort: 0,
-    persistence: 'memory',
-    logLevel: 'silent'
-  }, {
-    logger: createLogger({ level: process.env.CULEX_TEST_LOG === '1' ? 'debug' : 'silent', pretty: false }),
-    authenticators: [auth]
-  })
-  t.teardown(() => server.close())
+  const server = await startTestServer(t, {}, { authenticators: [auth] })
   return { server, auth }
 }
 

@@ -6,8 +6,8 @@
  * enforces its own Receive Maximum.
  *
  * Implemented in lib/protocol/outbound/flow-control.ts (OutboundWindow) and
- * lib/protocol/connection.ts (onOutboundPublish, onClientPuback, releaseHeld,
- * onPublish for the inbound window).
+ * lib/protocol/flows/ (publish-out.ts onOutboundPublish, releaseHeld;
+ * acks.ts onClientPuback; publish-in.ts onPublish for the inbound window).
  */
 import t from 'tap'
 import mqtt from 'mqtt-packet'
@@ -174,7 +174,7 @@ t.test('a client that never acknowledges never blocks the publisher; at most max
   t.equal(rest.at(-1), 'f49', 'the newest message is kept: the oldest were dropped')
 })
 
-t.test('a slow subscriber that keeps acknowledging (it never stalls for slowConsumerTimeout) loses nothing, even past maxQueuedOutbound (lib/protocol/connection.ts fromBroker: back-pressure while the client makes progress)', async (t) => {
+t.test('a slow subscriber that keeps acknowledging (it never stalls for slowConsumerTimeout) loses nothing, even past maxQueuedOutbound (lib/protocol/flows/client-writer.ts afterBrokerWrite: back-pressure while the client makes progress)', async (t) => {
   const server = await startTestServer(t, { maxQueuedOutbound: 5 })
   const slow = await rawClient(t, tcpPort(server), 5, { properties: { receiveMaximum: 2 } })
   await rawSubscribe(slow, [{ topic: 'fc/slow', qos: 1 }])

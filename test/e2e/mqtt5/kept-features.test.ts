@@ -6,8 +6,8 @@
  * aedes implements session expiry, will delay, retain handling, Retain As
  * Published, No Local, Assigned Client Identifier and property pass-through;
  * culex configures Server Keep Alive (keepaliveLimit), Response Information
- * and the server redirect in lib/broker.ts (createBroker: aedes options and
- * preConnect) from lib/config/schema.ts.
+ * and the server redirect in lib/broker.ts (createBroker: aedes options) and
+ * lib/broker/hooks/connect.ts (preConnect) from lib/config/schema.ts.
  */
 import t from 'tap'
 import type mqtt from 'mqtt-packet'

@@ -5,7 +5,7 @@
  * session's queue or in the client's flow-control window.
  *
  * Implemented in lib/protocol/delivery.ts (forwardCorrections) and
- * lib/protocol/connection.ts (sendPublish, ageHeld).
+ * lib/protocol/flows/publish-out.ts (sendPublish, ageHeld).
  */
 import t from 'tap'
 import type mqtt from 'mqtt-packet'

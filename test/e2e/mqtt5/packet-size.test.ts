@@ -5,7 +5,7 @@
  * been delivered, so it neither blocks the client's window nor stays queued.
  *
  * Implemented in lib/protocol/flows/connect.ts (learnConnect,
- * fitConnackToClient) and lib/protocol/connection.ts (sendPublish,
+ * fitConnackToClient) and lib/protocol/flows/publish-out.ts (sendPublish,
  * dropPublish, fitBuf).
  */
 import t from 'tap'

@@ -2,12 +2,12 @@
  * MQTT 5 reason codes culex answers with (spec 2.4, 3.4.2.1, 3.5.2.1,
  * 3.6.2.1, 3.7.2.1, 3.9.3, 3.14.2.1), checked on the wire with a raw client.
  *
- * Implemented in lib/protocol/connection.ts (onOutboundAck for 0x10,
- * refusePublish/sendAck, onPublish for 0x91, onClientPubrel/onClientPubrec
- * for 0x92), lib/protocol/flows/ (subscribe.ts onSubscribe,
+ * Implemented in lib/protocol/flows/ (acks.ts onOutboundAck for 0x10,
+ * sendAck, onClientPubrel/onClientPubrec for 0x92; publish-in.ts
+ * refusePublish, onPublish for 0x91; subscribe.ts onSubscribe;
  * disconnect.ts classifyBrokerError for 0x8D and 0x81),
- * lib/protocol/inbound/publish.ts (0x90, 0x99), lib/broker.ts
- * (authorizePublish for $SYS).
+ * lib/protocol/inbound/publish.ts (0x90, 0x99),
+ * lib/broker/hooks/publish.ts (authorizePublish for $SYS).
  */
 import t from 'tap'
 import mqtt from 'mqtt-packet'

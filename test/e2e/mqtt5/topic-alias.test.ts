@@ -3,10 +3,10 @@
  *
  * Inbound: aedes resolves and validates the client's aliases (DISCONNECT
  * 0x94); culex advertises the configured Topic Alias Maximum and follows the
- * mapping in lib/protocol/connection.ts (onPublish).
+ * mapping in lib/protocol/flows/publish-in.ts (onPublish).
  * Outbound: lib/protocol/outbound/topic-alias.ts (OutboundAliases) and
- * lib/protocol/flows/connect.ts (learnConnect) and lib/protocol/connection.ts
- * (sendPublish, alias).
+ * lib/protocol/flows/connect.ts (learnConnect) and
+ * lib/protocol/flows/publish-out.ts (sendPublish, alias).
  */
 import t, { type Test } from 'tap'
 import mqtt from 'mqtt-packet'

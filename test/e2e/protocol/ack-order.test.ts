@@ -5,7 +5,8 @@
  * itself (a refusal: ACL, invalid topic, payload format).
  *
  * Implemented in lib/protocol/outbound/ack-order.ts, used by
- * lib/protocol/connection.ts (onPublish, refusePublish, onOutboundAck).
+ * lib/protocol/flows/publish-in.ts (onPublish, refusePublish) and
+ * lib/protocol/flows/acks.ts (onOutboundAck).
  */
 import t, { type Test } from 'tap'
 import mqtt from 'mqtt-packet'

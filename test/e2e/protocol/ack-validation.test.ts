@@ -8,7 +8,7 @@
  * when it resumes, and a shared message goes to another member.
  *
  * Implemented in lib/protocol/inbound/ack.ts, lib/protocol/outbound/
- * flow-control.ts (`flowOf`) and lib/protocol/connection.ts
+ * flow-control.ts (`flowOf`) and lib/protocol/flows/acks.ts
  * (onClientPuback, onClientPubrec).
  */
 import t from 'tap'

@@ -5,7 +5,7 @@
  * CONNECT nothing the client sent is processed at all.
  *
  * Implemented in lib/protocol/inbound/connack-gate.ts, applied by
- * lib/protocol/connection.ts (processInbound) and lib/protocol/flows/connect.ts
+ * lib/protocol/flows/inbound.ts (processInbound) and lib/protocol/flows/connect.ts
  * (connackWritten, brokerWroteConnack).
  */
 import t, { type Test } from 'tap'

@@ -8,7 +8,7 @@
  *
  * Implemented in lib/protocol/inbound/connect-rules.ts, property-rules.ts,
  * inbound/disconnect-auth.ts, flows/connect.ts (onConnect, fitConnackToClient),
- * flows/disconnect.ts (onDisconnect) and connection.ts (sendFinal).
+ * flows/disconnect.ts (onDisconnect, sendFinal).
  */
 import t, { type Test } from 'tap'
 import type mqtt from 'mqtt-packet'

@@ -1,8 +1,9 @@
 /**
  * A live QoS 0 message is encoded once for all its subscribers and the frame
  * handed to each subscriber's gateway (lib/protocol/outbound/encode-once.ts,
- * lib/broker.ts `authorizeForward`, Connection.sendEncoded / sealEncoded /
- * flushEncoded in lib/protocol/connection.ts); culex falls back to aedes'
+ * lib/broker/hooks/forward.ts `sendEncodedOnce`, `sealEncoded`, and
+ * sendEncoded / sealEncoded / flushEncoded in lib/protocol/flows/fast-paths.ts);
+ * culex falls back to aedes'
  * per-subscriber path while a client is congested, before CONNACK or while
  * closing.
  *

@@ -8,7 +8,7 @@
  * test checks it was none of these, and that another client is served.
  *
  * Implemented in lib/protocol/inbound/publish.ts (checkPublishHeader),
- * lib/protocol/property-rules.ts and lib/protocol/connection.ts
+ * lib/protocol/property-rules.ts and lib/protocol/flows/publish-in.ts
  * (onPublish).
  */
 import t from 'tap'

@@ -5,8 +5,9 @@
  * retained copy), and the same in the other order.
  *
  * Implemented in lib/protocol/inbound/retained-order.ts, applied by
- * lib/protocol/connection.ts (onRetainedPublish, onSubscribeInOrder) and
- * lib/broker.ts (`published`, `authorizePublish`).
+ * lib/protocol/flows/publish-in.ts (onRetainedPublish),
+ * lib/protocol/flows/subscribe.ts (onSubscribeInOrder) and
+ * lib/broker/hooks/publish.ts (`published`, `authorizePublish`).
  */
 import t, { type Test } from 'tap'
 import mqtt from 'mqtt-packet'

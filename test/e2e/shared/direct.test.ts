@@ -1,15 +1,17 @@
 /**
  * Shared QoS 1 deliveries to a member whose session keeps nothing (Clean
  * Start with Session Expiry 0, or 3.1.1 clean session) are sent by the
- * gateway itself instead of through aedes (Connection.sendShared). They
+ * gateway itself instead of through aedes (flows/fast-paths.ts sendShared). They
  * must go through every outbound step a PUBLISH takes: packet ids that are
  * unused [MQTT-2.2.1-4], Message Expiry [MQTT-3.3.2-6], Subscription
  * Identifier [MQTT-3.3.4-3], topic alias [MQTT-3.3.2-8], Maximum Packet
  * Size [MQTT-3.1.2-24], Receive Maximum [MQTT-3.3.4-9]; and their
  * acknowledgements finish them for the group.
  *
- * Implemented in lib/protocol/connection.ts (sendShared, onClientPuback,
- * dropPublish) and lib/shared/dispatcher.ts (deliver).
+ * Implemented in lib/protocol/flows/fast-paths.ts (sendShared),
+ * lib/protocol/flows/acks.ts (onClientPuback),
+ * lib/protocol/flows/publish-out.ts (dropPublish) and
+ * lib/shared/dispatcher.ts (deliver).
  */
 import t from 'tap'
 import type mqtt from 'mqtt-packet'

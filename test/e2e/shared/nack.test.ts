@@ -6,7 +6,7 @@
  * saying who refused it, why, and where it came from.
  *
  * Implemented in lib/shared/dispatcher.ts (onAck, deadLetter) and
- * lib/protocol/connection.ts (onClientPuback, onClientPubrec).
+ * lib/protocol/flows/acks.ts (onClientPuback, onClientPubrec).
  */
 import t, { type Test } from 'tap'
 import type mqtt from 'mqtt-packet'

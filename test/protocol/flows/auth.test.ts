@@ -5,12 +5,12 @@
  */
 import t from 'tap'
 import mqtt, { type IAuthPacket, type IConnectPacket, type Packet } from 'mqtt-packet'
-import { ConnectionLogger, silentLogger } from '../../../lib/logging.js'
-import { Authenticators, type AuthContext, type AuthStep } from '../../../lib/protocol/auth.js'
+import type { AuthContext, AuthStep } from '../../../lib/protocol/auth.js'
 import { frameOf, type Frame } from '../../../lib/protocol/frame.js'
 import { ReasonCode } from '../../../lib/protocol/reason-codes.js'
 import { onAuth, startConnectAuth, takeConnackAuthData, type AuthHost } from '../../../lib/protocol/flows/auth.js'
 import type { Verdict } from '../../../lib/protocol/flows/verdict.js'
+import { connectPacket, silentConnectionLog, testAuthenticators } from '../../helpers/flow-host.js'
 
 interface Stub extends AuthHost {
   accepted: boolean
@@ -28,20 +28,9 @@ function stub (steps: AuthStep[]): Stub {
     username: 'alice',
     meta: { remoteAddress: '10.0.0.1' },
     ctx: {
-      authenticators: new Authenticators([{
-        method: 'TEST',
-        begin: (ctx) => {
-          host.began.push(ctx)
-          return {
-            step: async (data) => {
-              host.received.push(data)
-              return steps.shift() ?? { kind: 'failure', reasonCode: ReasonCode.NotAuthorized }
-            }
-          }
-        }
-      }])
+      authenticators: testAuthenticators(steps, { begin: (ctx) => { host.began.push(ctx) }, data: (data) => { host.received.push(data) } })
     },
-    log: new ConnectionLogger(silentLogger(), { transport: 'tcp', remoteAddress: undefined }),
+    log: silentConnectionLog(),
     authState: undefined,
     enhancedAuth: undefined,
     sendPacket (packet) { host.sent.push(packet) },
@@ -52,16 +41,10 @@ function stub (steps: AuthStep[]): Stub {
   return host
 }
 
-const CONNECT: IConnectPacket = {
-  cmd: 'connect',
-  protocolId: 'MQTT',
-  protocolVersion: 5,
-  clientId: 'c1',
-  clean: true,
-  keepalive: 30,
+const CONNECT = connectPacket({
   username: 'alice',
   properties: { authenticationMethod: 'TEST', authenticationData: Buffer.from('first'), sessionExpiryInterval: 10 }
-}
+})
 
 const auth = (reasonCode: number, method: string | undefined, data?: string): Frame => frameOf(mqtt.generate({
   cmd: 'auth',

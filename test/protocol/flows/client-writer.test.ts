@@ -3,36 +3,20 @@
 // and aedes' back-pressure (waiting, shedding), with no socket.
 import t from 'tap'
 import { setImmediate as turn } from 'node:timers/promises'
-import { afterBrokerWrite, endHold, flushAll, HOLD_LIMIT, progress, startResumedDrain, write, type OutboundMode, type Pressure, type WriterHost } from '../../../lib/protocol/flows/client-writer.js'
+import { afterBrokerWrite, endHold, flushAll, HOLD_LIMIT, progress, startResumedDrain, write } from '../../../lib/protocol/flows/client-writer.js'
+import { StubHost } from '../../helpers/flow-host.js'
 
-class StubHost implements WriterHost {
-  readonly writes: Buffer[] = []
-  readonly socket = {
-    destroyed: false,
-    writable: true,
-    writableNeedDrain: false,
-    write: (buf: Buffer): boolean => { this.writes.push(buf); return true }
-  }
-
-  outMode: OutboundMode = 'idle'
-  outQueue: Buffer[] | undefined
-  outQueueBytes = 0
-  pressure: Pressure = 'flowing'
-  stallTimer: ReturnType<typeof setTimeout> | undefined
-  queuedOutbound = 0
-  settings = { slowConsumerTimeout: 20 }
-  drainAwaited = 0
-  resumed = 0
-  shedCalls = 0
-  awaitDrain (): void { this.drainAwaited++ }
-  brokerMayWrite (): void { this.resumed++ }
-  shed (): void { this.shedCalls++ }
+/** The flows' stub, with a slow-consumer timeout short enough to wait for. */
+function stub (): StubHost {
+  const host = new StubHost()
+  host.settings.slowConsumerTimeout = 20
+  return host
 }
 
 const b = (s: string): Buffer => Buffer.from(s)
 
 t.test('writes in one loop turn go out in one socket write, in order', async (t) => {
-  const host = new StubHost()
+  const host = stub()
   write(host, [b('a')])
   write(host, [b('b'), b('c')])
   t.equal(host.outMode, 'scheduled')
@@ -45,7 +29,7 @@ t.test('writes in one loop turn go out in one socket write, in order', async (t)
 })
 
 t.test('a resumed session: CONNACK alone, then the queue after two loop turns in one write', async (t) => {
-  const host = new StubHost()
+  const host = stub()
   startResumedDrain(host)
   t.equal(host.outMode, 'connack-alone')
   write(host, [b('C')])
@@ -67,7 +51,7 @@ t.test('a resumed session: CONNACK alone, then the queue after two loop turns in
 })
 
 t.test('the hold ends before the gate opens: the queue goes out when it opens', async (t) => {
-  const host = new StubHost()
+  const host = stub()
   startResumedDrain(host)
   write(host, [b('C')])
   write(host, [b('1')])
@@ -82,7 +66,7 @@ t.test('the hold ends before the gate opens: the queue goes out when it opens', 
 })
 
 t.test('HOLD_LIMIT bytes end the hold', async (t) => {
-  const host = new StubHost()
+  const host = stub()
   startResumedDrain(host)
   write(host, [b('C')])
   await turn()
@@ -99,7 +83,7 @@ t.test('HOLD_LIMIT bytes end the hold', async (t) => {
 })
 
 t.test('HOLD_LIMIT bytes behind the gate: written when it opens', async (t) => {
-  const host = new StubHost()
+  const host = stub()
   startResumedDrain(host)
   write(host, [b('C')])
   write(host, [Buffer.alloc(HOLD_LIMIT)])
@@ -111,7 +95,7 @@ t.test('HOLD_LIMIT bytes behind the gate: written when it opens', async (t) => {
 })
 
 t.test('closing writes what waits, whatever the phase; a closed socket gets nothing', async (t) => {
-  const host = new StubHost()
+  const host = stub()
   startResumedDrain(host)
   write(host, [b('C')])
   write(host, [b('1')])
@@ -126,7 +110,7 @@ t.test('closing writes what waits, whatever the phase; a closed socket gets noth
 })
 
 t.test('back-pressure: aedes waits for a client that is behind, and resumes on progress', async (t) => {
-  const host = new StubHost()
+  const host = stub()
   t.equal(afterBrokerWrite(host), true, 'a client that keeps up: aedes goes on')
   host.queuedOutbound = 3
   t.equal(afterBrokerWrite(host), false, 'messages held for the window: aedes waits')
@@ -137,12 +121,12 @@ t.test('back-pressure: aedes waits for a client that is behind, and resumes on p
   host.queuedOutbound = 0
   progress(host)
   t.equal(host.pressure, 'flowing')
-  t.equal(host.resumed, 1)
+  t.equal(host.brokerResumed, 1)
   t.equal(host.stallTimer, undefined)
 })
 
 t.test('back-pressure: a full socket buffer waits for drain; a write ends a resumed session\'s hold', async (t) => {
-  const host = new StubHost()
+  const host = stub()
   startResumedDrain(host)
   write(host, [b('C')])
   await turn()
@@ -158,13 +142,13 @@ t.test('back-pressure: a full socket buffer waits for drain; a write ends a resu
 })
 
 t.test('back-pressure: a client without progress for slowConsumerTimeout is shed', async (t) => {
-  const host = new StubHost()
+  const host = stub()
   host.queuedOutbound = 1
   afterBrokerWrite(host)
   await new Promise(resolve => setTimeout(resolve, 60))
   t.equal(host.pressure, 'shedding')
   t.equal(host.shedCalls, 1, 'the queue limits apply')
-  t.equal(host.resumed, 1, 'aedes writes again')
+  t.equal(host.brokerResumed, 1, 'aedes writes again')
   t.equal(afterBrokerWrite(host), true, 'while shedding, aedes never waits')
   progress(host)
   t.equal(host.pressure, 'shedding', 'still behind')

@@ -6,8 +6,7 @@
 import t from 'tap'
 import mqtt, { type IConnackPacket, type IConnectPacket, type Packet } from 'mqtt-packet'
 import type { Client } from 'aedes'
-import { ConnectionLogger, silentLogger } from '../../../lib/logging.js'
-import { Authenticators, type AuthStep } from '../../../lib/protocol/auth.js'
+import type { AuthStep } from '../../../lib/protocol/auth.js'
 import { frameOf, type Frame } from '../../../lib/protocol/frame.js'
 import { ConnackGate } from '../../../lib/protocol/inbound/connack-gate.js'
 import { ReasonCode } from '../../../lib/protocol/reason-codes.js'
@@ -15,6 +14,8 @@ import { AuthState } from '../../../lib/protocol/flows/auth.js'
 import {
   brokerWroteConnack, connackWritten, fitConnackToClient, onConnack, onConnect, type ConnectHost, type ConnectSettings
 } from '../../../lib/protocol/flows/connect.js'
+import { connectPacket, silentConnectionLog, testAuthenticators } from '../../helpers/flow-host.js'
+import { parsePacket } from '../../helpers/packet-bytes.js'
 
 interface Stub extends ConnectHost {
   written: Buffer[]
@@ -60,9 +61,9 @@ function stub (o: StubOptions = {}): Stub {
       },
       policy: { admit: (_conn, connect) => o.admit?.(connect) },
       shared: { isMember: () => o.member === true },
-      authenticators: new Authenticators([{ method: 'TEST', begin: () => ({ step: async () => steps.shift() ?? { kind: 'failure', reasonCode: ReasonCode.NotAuthorized } }) }])
+      authenticators: testAuthenticators(steps)
     },
-    log: new ConnectionLogger(silentLogger(), { transport: 'tcp', remoteAddress: undefined }),
+    log: silentConnectionLog(),
     version: undefined,
     connectSeen: false,
     connackSent: false,
@@ -102,25 +103,14 @@ function stub (o: StubOptions = {}): Stub {
 
 type ConnectFields = Partial<Omit<IConnectPacket, 'cmd'>>
 
-const connect = (fields: ConnectFields = {}): Frame => frameOf(mqtt.generate({
-  cmd: 'connect',
-  protocolId: 'MQTT',
-  protocolVersion: 5,
-  clientId: 'c1',
-  clean: true,
-  keepalive: 30,
-  ...fields
-} as IConnectPacket))
+const connect = (fields: ConnectFields = {}): Frame => frameOf(mqtt.generate(connectPacket(fields)))
 
 const connack = (fields: Partial<IConnackPacket> = {}, version: 4 | 5 = 5): Frame =>
   frameOf(mqtt.generate({ cmd: 'connack', sessionPresent: false, ...(version === 5 ? { reasonCode: 0 } : { returnCode: 0 }), ...fields } as IConnackPacket, { protocolVersion: version }))
 
 function decodeConnack (buf: Buffer, version: 4 | 5 = 5): IConnackPacket {
-  const parser = mqtt.parser({ protocolVersion: version })
-  let packet: Packet | undefined
-  parser.on('packet', (p: Packet) => { packet = p })
-  parser.parse(buf)
-  if (packet?.cmd !== 'connack') throw new Error('no CONNACK')
+  const packet = parsePacket(buf, version)
+  if (packet.cmd !== 'connack') throw new Error('no CONNACK')
   return packet
 }
 

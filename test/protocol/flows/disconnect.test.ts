@@ -1,13 +1,13 @@
 /**
  * lib/protocol/flows/disconnect.ts against a stub connection: the verdict on
- * a client's DISCONNECT, what it records, and the reason codes of the
- * server's DISCONNECT.
+ * a client's DISCONNECT, what it records, the reason codes of the
+ * server's DISCONNECT and the server's last word (`sendFinal`).
  */
 import t from 'tap'
-import mqtt, { type IDisconnectPacket } from 'mqtt-packet'
+import mqtt, { type IDisconnectPacket, type Packet } from 'mqtt-packet'
 import { frameOf } from '../../../lib/protocol/frame.js'
 import { ReasonCode } from '../../../lib/protocol/reason-codes.js'
-import { classifyBrokerError, disconnectReasonCode, onDisconnect, type DisconnectHost } from '../../../lib/protocol/flows/disconnect.js'
+import { classifyBrokerError, disconnectReasonCode, onDisconnect, sendFinal, type DisconnectHost, type ServerDisconnectHost } from '../../../lib/protocol/flows/disconnect.js'
 
 const host = (version: 4 | 5, connectSessionExpiry = 0): DisconnectHost => ({
   version,
@@ -76,4 +76,60 @@ t.test('[MQTT-3.1.2-22] aedes\' errors are told as their reason codes (spec 3.14
   t.equal(classifyBrokerError(new Error('Invalid header flag bits')), ReasonCode.MalformedPacket)
   t.equal(classifyBrokerError(new Error('Packet too short')), ReasonCode.MalformedPacket)
   t.equal(classifyBrokerError(new Error('store exploded')), ReasonCode.UnspecifiedError)
+})
+
+interface FinalStub extends ServerDisconnectHost { readonly sent: Packet[], readonly refused: number[] }
+
+function finalHost (version: 4 | 5, o: { accepted?: boolean, connackSent?: boolean } = {}): FinalStub {
+  const sent: Packet[] = []
+  const refused: number[] = []
+  return {
+    ...host(version),
+    connectSeen: true,
+    accepted: o.accepted ?? false,
+    connackSent: o.connackSent ?? o.accepted ?? false,
+    disconnectSent: false,
+    ctx: { observer: { connectRefused: (code: number) => { refused.push(code) } } },
+    sendPacket: (packet: Packet) => { sent.push(packet) },
+    sent,
+    refused
+  }
+}
+
+t.test('[MQTT-4.13.1-1] [MQTT-3.14.2-1] an accepted MQTT 5 client gets one DISCONNECT, CONNACK-only codes mapped', async (t) => {
+  const h = finalHost(5, { accepted: true })
+  sendFinal(h, ReasonCode.BadUserNameOrPassword, 'bad')
+  sendFinal(h, ReasonCode.ServerShuttingDown)
+  t.same(h.sent, [{ cmd: 'disconnect', reasonCode: ReasonCode.NotAuthorized }], 'only the first')
+  t.same([h.disconnectBy, h.disconnectReason], ['server', ReasonCode.NotAuthorized])
+})
+
+t.test('spec 4.13.2: an MQTT 5 client waiting for CONNACK gets a CONNACK with the reason, counted as a refusal', async (t) => {
+  const h = finalHost(5)
+  sendFinal(h, ReasonCode.ProtocolError, 'first packet is not CONNECT')
+  t.same(h.sent, [{ cmd: 'connack', sessionPresent: false, reasonCode: ReasonCode.ProtocolError, properties: { reasonString: 'first packet is not CONNECT' } }])
+  t.same(h.refused, [ReasonCode.ProtocolError])
+  t.equal(h.connackSent, true)
+  const plain = finalHost(5)
+  sendFinal(plain, ReasonCode.ServerShuttingDown)
+  t.same(plain.sent, [{ cmd: 'connack', sessionPresent: false, reasonCode: ReasonCode.ServerShuttingDown }], 'no Reason String when there is none')
+})
+
+t.test('[MQTT-3.1.4-1] 3.1.1: a non-conforming CONNECT is closed without CONNACK; other refusals get a return code', async (t) => {
+  const malformed = finalHost(4)
+  sendFinal(malformed, ReasonCode.MalformedPacket)
+  t.same(malformed.sent, [])
+  t.same(malformed.refused, [ReasonCode.MalformedPacket], 'still counted')
+  const denied = finalHost(4)
+  sendFinal(denied, ReasonCode.NotAuthorized)
+  t.same(denied.sent, [{ cmd: 'connack', sessionPresent: false, returnCode: 5 }])
+})
+
+t.test('3.1.1 after CONNACK, or a connection before CONNECT, is closed without a packet', async (t) => {
+  const accepted = finalHost(4, { accepted: true })
+  sendFinal(accepted, ReasonCode.ServerShuttingDown)
+  t.same(accepted.sent, [])
+  const early = { ...finalHost(5), connectSeen: false }
+  sendFinal(early, ReasonCode.ProtocolError)
+  t.same(early.sent, [])
 })

@@ -6,7 +6,6 @@
 import t from 'tap'
 import mqtt, { type ISubscribePacket, type IUnsubackPacket, type IUnsubscribePacket, type Packet } from 'mqtt-packet'
 import type { Client } from 'aedes'
-import { ConnectionLogger, silentLogger } from '../../../lib/logging.js'
 import { frameOf, type Frame } from '../../../lib/protocol/frame.js'
 import { ReasonCode } from '../../../lib/protocol/reason-codes.js'
 import type { JoinResult } from '../../../lib/shared/dispatcher.js'
@@ -14,6 +13,8 @@ import type { Verdict } from '../../../lib/protocol/flows/verdict.js'
 import {
   SubscribeState, onSubscribe, onSubscribeInOrder, onSuback, onUnsubscribe, onUnsuback, routeDeliveries, subscribesPending, type SubscribeHost
 } from '../../../lib/protocol/flows/subscribe.js'
+import { silentConnectionLog } from '../../helpers/flow-host.js'
+import { parsePacket } from '../../helpers/packet-bytes.js'
 
 interface Stub extends SubscribeHost {
   retainedOrder: SubscribeHost['retainedOrder']
@@ -62,7 +63,7 @@ function stub (o: StubOptions = {}): Stub {
             membershipCount: () => host.joined.length
           }
     },
-    log: new ConnectionLogger(silentLogger(), { transport: 'tcp', remoteAddress: undefined }),
+    log: silentConnectionLog(),
     retainedOrder: undefined,
     subscribeState: undefined,
     usesSubscriptionIds: false,
@@ -81,14 +82,7 @@ const subscribe = (subscriptions: ISubscribePacket['subscriptions'], version: 4 
 const unsubscribe = (unsubscriptions: string[], version: 4 | 5 = 5): Frame =>
   frameOf(mqtt.generate({ cmd: 'unsubscribe', messageId: 43, unsubscriptions }, { protocolVersion: version }))
 
-function decode (buf: Buffer, version: 4 | 5 = 5): Packet {
-  const parser = mqtt.parser({ protocolVersion: version })
-  let packet: Packet | undefined
-  parser.on('packet', (p: Packet) => { packet = p })
-  parser.parse(buf)
-  if (packet === undefined) throw new Error('no packet')
-  return packet
-}
+const decode = parsePacket
 
 /** aedes' answer to a part: the SUBACK (or UNSUBACK) it would write under the part's internal id */
 const suback = (messageId: number, code: number, version: 4 | 5 = 5): Frame =>

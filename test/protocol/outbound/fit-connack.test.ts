@@ -3,8 +3,9 @@
  * fit the client's Maximum Packet Size [MQTT-3.1.2-24].
  */
 import t from 'tap'
-import mqtt, { type IConnackPacket, type Packet } from 'mqtt-packet'
+import mqtt, { type IConnackPacket } from 'mqtt-packet'
 import { fitConnack } from '../../../lib/protocol/outbound/fit-connack.js'
+import { parsePacket } from '../../helpers/packet-bytes.js'
 
 const full: IConnackPacket = {
   cmd: 'connack',
@@ -25,11 +26,8 @@ const full: IConnackPacket = {
 const encoded = mqtt.generate(full, { protocolVersion: 5 })
 
 function decode (buf: Buffer): IConnackPacket {
-  const parser = mqtt.parser({ protocolVersion: 5 })
-  let packet: Packet | undefined
-  parser.on('packet', (p: Packet) => { packet = p })
-  parser.parse(buf)
-  if (packet?.cmd !== 'connack') throw new Error('no CONNACK')
+  const packet = parsePacket(buf)
+  if (packet.cmd !== 'connack') throw new Error('no CONNACK')
   return packet
 }
 
