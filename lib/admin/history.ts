@@ -7,18 +7,8 @@
  */
 import type { SharedGroupInfo, Totals } from './source.js'
 
-export interface RateSample {
-  /** end of the second, ms since the epoch */
-  t: number
-  messagesIn: number
-  messagesOut: number
-  bytesIn: number
-  bytesOut: number
-  dropped: number
-  connects: number
-  /** clients connected at `t` */
-  connections: number
-}
+/** The totals' change over one second, ending at `t` (ms since the epoch); `connections` is the count at `t`. */
+export type RateSample = Totals & { t: number }
 
 export interface GroupSample {
   t: number

@@ -5,6 +5,8 @@
  * is computed when asked, never kept up to date per message.
  */
 
+import type { GroupStats } from '../shared/stats.js'
+
 export type ProtocolName = '3.1' | '3.1.1' | '5'
 
 /** Monotonic totals the rate history differentiates (lib/metrics counters). */
@@ -124,17 +126,10 @@ export interface RetainedLevel {
   truncated: boolean
 }
 
-export interface SharedGroupInfo {
-  group: string
+/** A shared group as the API lists it: lib/shared's figures, the group's two names, `dropped` null when unknown. */
+export type SharedGroupInfo = Omit<GroupStats, 'dropped'> & {
   shareName: string
   filter: string
-  membersOnline: number
-  membersOffline: number
-  queued: number
-  inflight: number
-  delivered: number
-  redelivered: number
-  deadLettered: number
   dropped: number | null
 }
 
