@@ -1,7 +1,7 @@
 // The body cache budget alone.
 import t from 'tap'
 import { BodyCache } from '../../../lib/persistence/parts/body-cache.js'
-import { disk } from './disk.js'
+import { disk } from '../../helpers/part-disk.js'
 
 t.test('bodies are accounted while they fit the budget; one that does not is let go only with a backend', async (t) => {
   const cache = new BodyCache(10, disk().io)

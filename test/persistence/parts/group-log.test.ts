@@ -2,7 +2,7 @@
 // in-memory fallback lib/shared uses.
 import t from 'tap'
 import { MemoryGroupLog, StoreGroupLog, type GroupLog, type StoredMessage } from '../../../lib/persistence/parts/group-log.js'
-import { disk } from './disk.js'
+import { disk } from '../../helpers/part-disk.js'
 
 async function all<T> (items: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = []

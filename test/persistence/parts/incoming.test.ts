@@ -1,7 +1,7 @@
 // Inbound QoS 2 alone: packets by session and packet id until PUBREL.
 import t from 'tap'
 import { MemoryIncoming } from '../../../lib/persistence/parts/incoming.js'
-import { disk } from './disk.js'
+import { disk } from '../../helpers/part-disk.js'
 
 const publish = (messageId: number) => ({ cmd: 'publish', topic: 'in/q2', payload: Buffer.from('p'), qos: 2, retain: false, messageId })
 

@@ -7,7 +7,7 @@ import { QueueDrain } from '../../../lib/persistence/parts/queue-drain.js'
 import { QueueIndex, entryFor } from '../../../lib/persistence/parts/queue-index.js'
 import type { QueueSink, StoredPacket } from '../../../lib/persistence/types.js'
 import { collect } from '../../helpers/store.js'
-import { disk } from './disk.js'
+import { disk } from '../../helpers/part-disk.js'
 
 let counter = 0
 const body = (topic: string, qos: number, extra: Partial<StoredPacket> = {}): StoredPacket =>

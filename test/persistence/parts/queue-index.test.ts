@@ -4,7 +4,7 @@ import { BodyCache } from '../../../lib/persistence/parts/body-cache.js'
 import { Drops } from '../../../lib/persistence/parts/drops.js'
 import { QueueIndex, brokerKeyOf, entryFor, pubrelEntry } from '../../../lib/persistence/parts/queue-index.js'
 import type { OverflowPolicy, StoredPacket } from '../../../lib/persistence/types.js'
-import { disk } from './disk.js'
+import { disk } from '../../helpers/part-disk.js'
 
 let counter = 0
 const body = (qos: number, extra: Partial<StoredPacket> = {}): StoredPacket =>

@@ -6,7 +6,7 @@ import { Drops } from '../../../lib/persistence/parts/drops.js'
 import { MemoryRetained } from '../../../lib/persistence/parts/retained.js'
 import type { StoredPacket } from '../../../lib/persistence/types.js'
 import { collect } from '../../helpers/store.js'
-import { disk } from './disk.js'
+import { disk } from '../../helpers/part-disk.js'
 
 const retain = (topic: string, payload: string, extra: Partial<StoredPacket> = {}): StoredPacket =>
   ({ cmd: 'publish', topic, payload: Buffer.from(payload), qos: 0, retain: true, ...extra })

@@ -7,7 +7,7 @@ import { QueueIndex } from '../../../lib/persistence/parts/queue-index.js'
 import { MemorySessionQueues } from '../../../lib/persistence/parts/session-queues.js'
 import type { OverflowPolicy, StoredPacket } from '../../../lib/persistence/types.js'
 import { collect } from '../../helpers/store.js'
-import { disk } from './disk.js'
+import { disk } from '../../helpers/part-disk.js'
 
 let counter = 0
 const publish = (topic: string, qos: number, extra: Partial<StoredPacket> = {}): StoredPacket =>

@@ -1,7 +1,7 @@
 // Session records alone: the known fields only, copies out, the x:<cid> key.
 import t from 'tap'
 import { MemorySessions } from '../../../lib/persistence/parts/sessions.js'
-import { disk } from './disk.js'
+import { disk } from '../../helpers/part-disk.js'
 
 t.test('a record keeps only the known fields that are set, and is written as x:<encoded cid>', async (t) => {
   const d = disk()

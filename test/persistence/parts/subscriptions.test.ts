@@ -1,7 +1,7 @@
 // The subscription index alone: records per session, the QoS 1/2 trie, keys.
 import t from 'tap'
 import { MemorySubscriptions } from '../../../lib/persistence/parts/subscriptions.js'
-import { disk } from './disk.js'
+import { disk } from '../../helpers/part-disk.js'
 
 t.test('overlapping filters of one session all match, each with its own options (aedes #543)', async (t) => {
   const d = disk()

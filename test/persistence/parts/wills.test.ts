@@ -2,7 +2,7 @@
 import t from 'tap'
 import { decodePacket } from '../../../lib/persistence/codec.js'
 import { MemoryWills } from '../../../lib/persistence/parts/wills.js'
-import { disk } from './disk.js'
+import { disk } from '../../helpers/part-disk.js'
 
 const will = () => ({ cmd: 'publish', topic: 'w/gone', payload: Buffer.from('bye'), qos: 1, retain: false, clientId: 'a:b' })
 

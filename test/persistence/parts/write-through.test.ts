@@ -2,7 +2,7 @@
 import t from 'tap'
 import { encodeRecord } from '../../../lib/persistence/codec.js'
 import { WriteThrough } from '../../../lib/persistence/parts/write-through.js'
-import { disk } from './disk.js'
+import { disk } from '../../helpers/part-disk.js'
 
 t.test('without a backend writes are nothing and reads find nothing', async (t) => {
   const io = new WriteThrough()

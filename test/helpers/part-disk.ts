@@ -3,9 +3,9 @@
  * GroupCommit over a map standing in for LevelDB, so a part's writes can be
  * read back as keys and decoded values.
  */
-import { decodePacket, decodeRecord } from '../../../lib/persistence/codec.js'
-import { GroupCommit } from '../../../lib/persistence/group-commit.js'
-import { WriteThrough } from '../../../lib/persistence/parts/write-through.js'
+import { decodePacket, decodeRecord } from '../../lib/persistence/codec.js'
+import { GroupCommit } from '../../lib/persistence/group-commit.js'
+import { WriteThrough } from '../../lib/persistence/parts/write-through.js'
 
 export interface Disk {
   io: WriteThrough
