@@ -25,11 +25,18 @@ export type AuthenticateDone = Parameters<NonNullable<AedesOptions['authenticate
 export type ClaimingGateway = Pick<Connection, 'authenticatedAs' | 'resumesSession' | 'sessionExisted' | 'log'>
 
 export interface ClaimContext extends Pick<BrokerContext, 'sessionOwnership' | 'store' | 'clientById'> {
+  readonly cluster?: BrokerContext['cluster']
   /** the gateway of the client holding the id now, for its identity */
   gatewayOf (client: { conn: unknown }): Pick<Connection, 'authenticatedAs'> | undefined
 }
 
 export function claimSession (ctx: ClaimContext, conn: ClaimingGateway, client: Client, callback: AuthenticateDone): void {
+  if (ctx.cluster !== undefined && !ctx.cluster.available()) {
+    // a node that cannot reach Redis cannot know who owns the id: CONNACK 0x88 Server unavailable (3.1.1: 3)
+    conn.log.warn({ problem: ctx.cluster.problem() }, 'connection refused: the cluster\'s Redis cannot be reached')
+    callback(Object.assign(new Error('server unavailable: the cluster cannot be reached'), { returnCode: 3 }) as never, false)
+    return
+  }
   const store = ctx.store()
   const id = client.id
   const stored = isCulexStore(store) ? store.getSession(id) : Promise.resolve(undefined)

@@ -1,0 +1,86 @@
+/**
+ * A culex node's part in a cluster on Redis (README "Cluster (in progress)"):
+ * the Redis connections, the node's lease and the view of the other nodes
+ * (membership.ts). Made before the broker (so an unreachable Redis stops the
+ * start), joined once the listeners are bound (the default node id names the
+ * MQTT port).
+ */
+import { hostname } from 'node:os'
+import type { Logger } from 'pino'
+import { Membership } from './membership.js'
+import { openRedis, redactUrl, type RedisPair } from './redis.js'
+
+export { redactUrl } from './redis.js'
+
+/** What the broker and the edge see of the cluster. */
+export interface ClusterView {
+  /** '' until joined */
+  readonly nodeId: string
+  /** false while Redis cannot be reached (or before the join): new CONNECTs are refused */
+  available (): boolean
+  /** why it is unavailable, for /readyz */
+  problem (): string | undefined
+  /** the live nodes, this one included */
+  nodes (): string[]
+}
+
+export interface JoinOptions {
+  nodeId: string
+  leaseMs?: number
+  renewMs?: number
+}
+
+/**
+ * `{host name}-{port}`: stable across restarts of a node on the same port,
+ * and unique among nodes, which cannot share a host and a port. Characters a
+ * node id may not hold become '-'.
+ */
+export function defaultNodeId (host: string, port: number): string {
+  return `${host.replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 50)}-${port}`
+}
+
+export function localHostName (): string {
+  return hostname()
+}
+
+export class ClusterNode implements ClusterView {
+  private membership: Membership | undefined
+
+  private constructor (private readonly redis: RedisPair, private readonly logger: Logger, readonly url: string) {}
+
+  /** Connects to Redis; rejects with CULEX_ERR_CLUSTER_UNREACHABLE. */
+  static async connect (url: string, logger: Logger): Promise<ClusterNode> {
+    const redis = await openRedis(url)
+    return new ClusterNode(redis, logger.child({ module: 'cluster' }), url)
+  }
+
+  get nodeId (): string {
+    return this.membership?.nodeId ?? ''
+  }
+
+  /** Takes the node's lease; rejects with CULEX_ERR_CLUSTER_NODE_ID_IN_USE. */
+  async join (options: JoinOptions): Promise<void> {
+    const membership = new Membership({ redis: this.redis, logger: this.logger, ...options })
+    await membership.start()
+    this.membership = membership
+    this.logger.info({ nodeId: options.nodeId, redis: redactUrl(this.url), nodes: membership.nodes() }, `joined the cluster as node ${options.nodeId}`)
+  }
+
+  available (): boolean {
+    return this.membership?.available() ?? false
+  }
+
+  problem (): string | undefined {
+    return this.membership === undefined ? 'not joined the cluster yet' : this.membership.problem()
+  }
+
+  nodes (): string[] {
+    return this.membership?.nodes() ?? []
+  }
+
+  /** Gives the lease up (the other nodes see the leave at once) and closes the connections. */
+  async close (): Promise<void> {
+    await this.membership?.stop()
+    await this.redis.close()
+  }
+}
