@@ -3,7 +3,7 @@
  * processes. Redis listens on a free loopback port with a temporary --dir and
  * no RDB snapshots; everything is stopped by its PID in teardown.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { createServer, connect } from 'node:net'
@@ -107,4 +107,25 @@ export async function startNode (t: Test, redis: Pick<RedisProcess, 'url'>, extr
     }
   })
   return node
+}
+
+/** A redis-cli command against `redis`, its output trimmed. */
+export function redisCli (redis: Pick<RedisProcess, 'port'>, ...args: string[]): string {
+  return execFileSync('redis-cli', ['-p', String(redis.port), '--no-raw', ...args], { encoding: 'utf8', timeout: 5000 }).trim()
+}
+
+/** A node's /readyz on its WebSocket listener: the HTTP status and the JSON body. */
+export async function readyz (node: CulexProcess): Promise<{ status: number, body: { status: string, reasons?: string[] } }> {
+  const ws = node.logs.find((l) => l.listener === 'ws')?.url
+  if (typeof ws !== 'string') throw new Error('the node has no WebSocket listener')
+  const url = new URL(ws)
+  const res = await fetch(`http://${url.host}/readyz`, { signal: AbortSignal.timeout(5000) })
+  return { status: res.status, body: await res.json() as { status: string, reasons?: string[] } }
+}
+
+/** Resolves when a log line of `node` satisfies `match`; rejects after `timeout` ms. */
+export async function waitForLog (node: CulexProcess, match: (l: Record<string, unknown>) => boolean, what: string, timeout = 10000): Promise<Record<string, unknown>> {
+  let found: Record<string, unknown> | undefined
+  await waitFor(() => (found = node.logs.find(match)) !== undefined, { timeout, step: 20, what })
+  return found as Record<string, unknown>
 }
