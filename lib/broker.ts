@@ -28,6 +28,7 @@ import { MatchingSubscribers, SUBSCRIPTION_EVENTS } from './broker/subscribers.j
 import { endMemberships, setupShared, type SharedSettings } from './broker/shared.js'
 import { wireGatewayEvents } from './broker/events.js'
 import type { ClusterView } from './cluster/index.js'
+import { wireCluster } from './broker/cluster.js'
 
 export { isReservedTopic } from './broker/hooks/publish.js'
 
@@ -161,6 +162,7 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
   ctx.shared = shared
 
   wireGatewayEvents(aedes, ctx)
+  wireCluster(aedes, ctx)
   // a resumed session's queue goes to its gateway in one go (persistence QueueSink)
   if (isCulexStore(store)) store.setQueueSink((client) => ctx.gatewayOf(client as unknown as { conn: unknown })?.queueSink())
 

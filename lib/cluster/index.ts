@@ -1,7 +1,8 @@
 /**
  * A culex node's part in a cluster on Redis (README "Cluster (in progress)"):
  * the Redis connections, the node's lease and the view of the other nodes
- * (membership.ts). Made before the broker (so an unreachable Redis stops the
+ * (membership.ts), the client-id registry with takeover and fencing
+ * (registry.ts). Made before the broker (so an unreachable Redis stops the
  * start), joined once the listeners are bound (the default node id names the
  * MQTT port).
  */
@@ -9,8 +10,10 @@ import { hostname } from 'node:os'
 import type { Logger } from 'pino'
 import { Membership } from './membership.js'
 import { openRedis, redactUrl, type RedisPair } from './redis.js'
+import { Registry, type LocalClients } from './registry.js'
 
 export { redactUrl } from './redis.js'
+export type { LocalClients } from './registry.js'
 
 /** What the broker and the edge see of the cluster. */
 export interface ClusterView {
@@ -22,6 +25,14 @@ export interface ClusterView {
   problem (): string | undefined
   /** the live nodes, this one included */
   nodes (): string[]
+  /** Claims a client id for this node (the previous owner is told); resolves with the claim's epoch. */
+  claim (clientId: string): Promise<number>
+  /** Once a connection is live: closes it (LocalClients.takenOver) if another node claimed its id meanwhile. */
+  verify (clientId: string): Promise<void>
+  /** The id's last connection here, claimed at `epoch`, ended: a write the registry refuses when the epoch is stale. */
+  release (clientId: string, epoch: number): Promise<boolean>
+  /** how the registry closes this node's connections */
+  attachClients (local: LocalClients): void
 }
 
 export interface JoinOptions {
@@ -45,6 +56,8 @@ export function localHostName (): string {
 
 export class ClusterNode implements ClusterView {
   private membership: Membership | undefined
+  private registry: Registry | undefined
+  private local: LocalClients | undefined
 
   private constructor (private readonly redis: RedisPair, private readonly logger: Logger, readonly url: string) {}
 
@@ -61,7 +74,14 @@ export class ClusterNode implements ClusterView {
   /** Takes the node's lease; rejects with CULEX_ERR_CLUSTER_NODE_ID_IN_USE. */
   async join (options: JoinOptions): Promise<void> {
     const membership = new Membership({ redis: this.redis, logger: this.logger, ...options })
+    const registry = new Registry(this.redis, options.nodeId, this.logger)
+    await registry.start(this.local ?? { takenOver () {} })
     await membership.start()
+    // after a pause or a Redis restart, what this node holds may have been taken meanwhile
+    membership.on('leaseLost', () => {
+      registry.recheckAll().catch((err: unknown) => { this.logger.warn({ err }, 'cluster: re-checking client ids failed; next lease loss retries') })
+    })
+    this.registry = registry
     this.membership = membership
     this.logger.info({ nodeId: options.nodeId, redis: redactUrl(this.url), nodes: membership.nodes() }, `joined the cluster as node ${options.nodeId}`)
   }
@@ -78,8 +98,31 @@ export class ClusterNode implements ClusterView {
     return this.membership?.nodes() ?? []
   }
 
+  async claim (clientId: string): Promise<number> {
+    if (this.registry === undefined) throw new Error('not joined the cluster yet')
+    return await this.registry.claim(clientId)
+  }
+
+  async verify (clientId: string): Promise<void> {
+    await this.registry?.verify(clientId)
+  }
+
+  async release (clientId: string, epoch: number): Promise<boolean> {
+    return await (this.registry?.release(clientId, epoch) ?? Promise.resolve(true))
+  }
+
+  attachClients (local: LocalClients): void {
+    this.local = local
+  }
+
+  /** ids this node holds, for tests */
+  heldClientIds (): number {
+    return this.registry?.held() ?? 0
+  }
+
   /** Gives the lease up (the other nodes see the leave at once) and closes the connections. */
   async close (): Promise<void> {
+    this.registry?.stop()
     await this.membership?.stop()
     await this.redis.close()
   }
