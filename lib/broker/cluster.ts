@@ -2,7 +2,8 @@
  * The broker's side of the cluster's client-id registry (lib/cluster/):
  * which epoch each connection claimed its id at, the check each connection
  * makes once live, the fenced release when an id's last connection here
- * ends, and the DISCONNECT 0x8E when another node takes the id.
+ * ends, and the DISCONNECT 0x8E when another node takes the id; QoS 0
+ * routing between nodes (wireRoutes).
  */
 import type { Aedes, Client } from 'aedes'
 import { ReasonCode } from '../protocol/reason-codes.js'
@@ -39,6 +40,40 @@ export async function claimed (client: Client, epoch: number): Promise<void> {
   if (previous !== undefined) await previous
 }
 
+/** each client's live, non-shared filters, for the node's route table */
+const filtersOf = new WeakMap<Client, Set<string>>()
+
+/**
+ * The node's route table follows its clients' live subscriptions, and a
+ * client's QoS 0 message goes to the other nodes that subscribe to it
+ * (lib/cluster/routes.ts). Shared subscriptions stay per node for now.
+ */
+function wireRoutes (aedes: Aedes, cluster: NonNullable<BrokerContext['cluster']>): void {
+  aedes.on('subscribe', (subscriptions, client) => {
+    let filters = filtersOf.get(client)
+    for (const { topic } of subscriptions) {
+      if (topic.startsWith('$share/')) continue
+      if (filters === undefined) filtersOf.set(client, filters = new Set())
+      if (filters.has(topic)) continue
+      filters.add(topic)
+      cluster.subscribed(topic)
+    }
+  })
+  aedes.on('unsubscribe', (topics, client) => {
+    const filters = filtersOf.get(client)
+    for (const topic of topics) if (filters?.delete(topic) === true) cluster.unsubscribed(topic)
+  })
+  aedes.on('clientDisconnect', (client) => {
+    const filters = filtersOf.get(client)
+    if (filters === undefined) return
+    filtersOf.delete(client)
+    for (const topic of filters) cluster.unsubscribed(topic)
+  })
+  aedes.on('publish', (packet, client) => {
+    if (client !== null && client !== undefined && packet.qos === 0) cluster.route(packet)
+  })
+}
+
 export function wireCluster (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster' | 'clientById' | 'gatewayOf' | 'logger'>): void {
   const cluster = ctx.cluster
   if (cluster === undefined) return
@@ -48,8 +83,14 @@ export function wireCluster (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster' | 
       const conn = client === undefined ? undefined : ctx.gatewayOf(client)
       // one not yet answered is closed by its own check once live (verify)
       if (conn?.isAccepted === true) conn.disconnect(ReasonCode.SessionTakenOver, `session taken over on node ${byNode}`)
+    },
+    deliver (message) {
+      // published with no client: aedes' 'publish' event below does not route it back
+      const packet = { cmd: 'publish' as const, topic: message.topic, payload: message.payload, qos: 0 as const, retain: false, dup: false, ...(message.properties !== undefined ? { properties: message.properties } : {}) }
+      aedes.publish(packet, (err) => { if (err) ctx.logger.debug({ err, topic: message.topic }, 'cluster: a routed message was not published') })
     }
   })
+  wireRoutes(aedes, cluster)
   aedes.on('client', (client) => { registered.get(client)?.() })
   aedes.on('connectionError', (client) => { registered.get(client)?.() })
   aedes.on('clientReady', (client) => {

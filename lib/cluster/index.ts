@@ -2,7 +2,7 @@
  * A culex node's part in a cluster on Redis (README "Cluster (in progress)"):
  * the Redis connections, the node's lease and the view of the other nodes
  * (membership.ts), the client-id registry with takeover and fencing
- * (registry.ts). Made before the broker (so an unreachable Redis stops the
+ * (registry.ts), QoS 0 routing between nodes (routes.ts). Made before the broker (so an unreachable Redis stops the
  * start), joined once the listeners are bound (the default node id names the
  * MQTT port).
  */
@@ -11,9 +11,11 @@ import type { Logger } from 'pino'
 import { Membership } from './membership.js'
 import { openRedis, redactUrl, type RedisPair } from './redis.js'
 import { Registry, type LocalClients } from './registry.js'
+import { Routes, type RoutedMessage } from './routes.js'
 
 export { redactUrl } from './redis.js'
 export type { LocalClients } from './registry.js'
+export type { RoutedMessage } from './routes.js'
 
 /** What the broker and the edge see of the cluster. */
 export interface ClusterView {
@@ -31,8 +33,13 @@ export interface ClusterView {
   verify (clientId: string): Promise<void>
   /** The id's last connection here, claimed at `epoch`, ended: a write the registry refuses when the epoch is stale. */
   release (clientId: string, epoch: number): Promise<boolean>
-  /** how the registry closes this node's connections */
+  /** how the registry closes this node's connections, and where routed messages go */
   attachClients (local: LocalClients): void
+  /** a live subscription to `filter` began / ended on this node (routes.ts) */
+  subscribed (filter: string): void
+  unsubscribed (filter: string): void
+  /** Sends a QoS 0 message to the other nodes with a matching subscription; returns how many. */
+  route (message: RoutedMessage): number
 }
 
 export interface JoinOptions {
@@ -57,6 +64,7 @@ export function localHostName (): string {
 export class ClusterNode implements ClusterView {
   private membership: Membership | undefined
   private registry: Registry | undefined
+  private routes: Routes | undefined
   private local: LocalClients | undefined
 
   private constructor (private readonly redis: RedisPair, private readonly logger: Logger, readonly url: string) {}
@@ -75,13 +83,20 @@ export class ClusterNode implements ClusterView {
   async join (options: JoinOptions): Promise<void> {
     const membership = new Membership({ redis: this.redis, logger: this.logger, ...options })
     const registry = new Registry(this.redis, options.nodeId, this.logger)
-    await registry.start(this.local ?? { takenOver () {} })
+    const local = this.local ?? { takenOver () {}, deliver () {} }
+    await registry.start(local)
     await membership.start()
-    // after a pause or a Redis restart, what this node holds may have been taken meanwhile
+    const routes = new Routes(this.redis, options.nodeId, this.logger, (message) => { local.deliver(message) })
+    await routes.start(() => membership.nodes())
+    membership.on('join', (id) => { routes.nodeJoined(id) })
+    membership.on('leave', (id) => { routes.nodeLeft(id) })
+    // after a pause or a Redis restart, what this node holds may have been taken meanwhile, and its routes lost
     membership.on('leaseLost', () => {
       registry.recheckAll().catch((err: unknown) => { this.logger.warn({ err }, 'cluster: re-checking client ids failed; next lease loss retries') })
+      routes.republish().catch((err: unknown) => { this.logger.warn({ err }, 'cluster: writing the routes again failed; next lease loss retries') })
     })
     this.registry = registry
+    this.routes = routes
     this.membership = membership
     this.logger.info({ nodeId: options.nodeId, redis: redactUrl(this.url), nodes: membership.nodes() }, `joined the cluster as node ${options.nodeId}`)
   }
@@ -115,6 +130,18 @@ export class ClusterNode implements ClusterView {
     this.local = local
   }
 
+  subscribed (filter: string): void {
+    this.routes?.subscribed(filter)
+  }
+
+  unsubscribed (filter: string): void {
+    this.routes?.unsubscribed(filter)
+  }
+
+  route (message: RoutedMessage): number {
+    return this.routes?.route(message) ?? 0
+  }
+
   /** ids this node holds, for tests */
   heldClientIds (): number {
     return this.registry?.held() ?? 0
@@ -123,6 +150,7 @@ export class ClusterNode implements ClusterView {
   /** Gives the lease up (the other nodes see the leave at once) and closes the connections. */
   async close (): Promise<void> {
     this.registry?.stop()
+    this.routes?.stop()
     await this.membership?.stop()
     await this.redis.close()
   }

@@ -18,6 +18,7 @@ import type { Logger } from 'pino'
 import { nodeChannel, ownerKey } from './keys.js'
 import type { RedisPair } from './redis.js'
 import { Script } from './script.js'
+import type { RoutedMessage } from './routes.js'
 
 /**
  * KEYS: owner hash. ARGV: node id, client id, channel prefix.
@@ -61,10 +62,12 @@ return {ARGV[1], epoch}
 
 const CHANNEL_PREFIX = nodeChannel('')
 
-/** What the registry needs of the node's own connections. */
+/** What the cluster needs of the node's own broker. */
 export interface LocalClients {
   /** Closes the live connection holding this id, if any: DISCONNECT 0x8E (3.1.1: close). */
   takenOver (clientId: string, byNode: string): void
+  /** Publishes a QoS 0 message routed from another node to this node's subscribers. */
+  deliver (message: RoutedMessage): void
 }
 
 export class Registry {

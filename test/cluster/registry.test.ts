@@ -13,7 +13,7 @@ import { sleep, waitFor } from '../helpers/wait.js'
 async function node (t: Test, url: string, nodeId: string): Promise<{ cluster: ClusterNode, takenOver: Array<[string, string]> }> {
   const cluster = await ClusterNode.connect(url, silentLogger())
   const takenOver: Array<[string, string]> = []
-  const local: LocalClients = { takenOver (clientId, byNode) { takenOver.push([clientId, byNode]) } }
+  const local: LocalClients = { takenOver (clientId, byNode) { takenOver.push([clientId, byNode]) }, deliver () {} }
   cluster.attachClients(local)
   await cluster.join({ nodeId })
   t.teardown(() => cluster.close())
