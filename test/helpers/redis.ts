@@ -65,8 +65,11 @@ export async function startRedis (t: Test, options: RedisOptions = {}): Promise<
     ...(options.appendfsync !== undefined ? ['--appendonly', 'yes', '--appendfsync', options.appendfsync] : ['--appendonly', 'no'])]
   const child = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'pipe'] })
   let stderr = ''
+  let failed: Error | undefined
   child.stderr?.on('data', (d: Buffer) => { stderr += d.toString() })
-  const exit = once(child, 'exit')
+  // without redis-server installed spawn fails: say so instead of an unhandled 'error'
+  child.on('error', (err) => { failed = err })
+  const exit = once(child, 'exit').catch(() => undefined)
   const stop = async (): Promise<void> => {
     if (child.exitCode === null && child.signalCode === null) {
       // a SIGSTOPped server ignores SIGKILL's exit until continued on some kernels' accounting; SIGCONT first is harmless
@@ -79,7 +82,10 @@ export async function startRedis (t: Test, options: RedisOptions = {}): Promise<
     await stop()
     if (ownDir) rmSync(dir, { recursive: true, force: true })
   })
-  await waitFor(() => pingRedis(port), { timeout: 10000, step: 20, what: () => `redis-server on port ${port} answering PING (${stderr})` })
+  await waitFor(async () => {
+    if (failed !== undefined) throw new Error(`cannot run redis-server (apt-get install redis-server): ${failed.message}`)
+    return await pingRedis(port)
+  }, { timeout: 10000, step: 20, what: () => `redis-server on port ${port} answering PING (${stderr})` })
   const redis: RedisProcess = {
     child,
     port,

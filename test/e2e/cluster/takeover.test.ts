@@ -108,3 +108,40 @@ t.test('a node paused past its lease closes its stale connection when it resumes
   await sleep(500)
   t.equal(fresh.connected, true, 'the connection on b stays')
 })
+
+/** culex_connections summed over a node's transports and versions, from its /metrics. */
+async function connectionsOf (node: { logs: Array<Record<string, unknown>> }): Promise<number> {
+  const ws = new URL(String(node.logs.find((l) => l.listener === 'ws')?.url))
+  const text = await (await fetch(`http://${ws.host}/metrics`, { signal: AbortSignal.timeout(5000) })).text()
+  return text.split('\n').filter((l) => l.startsWith('culex_connections{')).reduce((sum, l) => sum + Number(l.split(' ').at(-1)), 0)
+}
+
+t.test('flapping: 150 takeovers round the 3 nodes leave one connection in all; takeover latency', async (t) => {
+  const redis = await startRedis(t)
+  const nodes = [
+    await startNode(t, redis, ['--node-id', 'f1']),
+    await startNode(t, redis, ['--node-id', 'f2']),
+    await startNode(t, redis, ['--node-id', 'f3'])
+  ]
+  const id = 'flapper'
+  const latencies: number[] = []
+  let previous: { client: MqttClient, closed: Promise<number | undefined> } | undefined
+  for (let i = 0; i < 150; i++) {
+    const started = process.hrtime.bigint()
+    const client = await connectClient(t, (nodes[i % 3] as { url: string }).url, { clientId: id, protocolVersion: i % 2 === 0 ? 5 : 4 })
+    const next = { client, closed: closed(client) }
+    if (previous !== undefined) {
+      await previous.closed
+      latencies.push(Number(process.hrtime.bigint() - started) / 1e6)
+      previous.client.end(true)
+    }
+    previous = next
+  }
+  latencies.sort((x, y) => x - y)
+  const at = (q: number): string => (latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0).toFixed(1)
+  t.comment(`takeover across nodes, from the new CONNECT to the old connection closed: p50 ${at(0.5)} ms, p99 ${at(0.99)} ms, max ${at(1)} ms (${latencies.length} takeovers)`)
+  t.equal(previous?.client.connected, true, 'the last connection stays')
+  await waitFor(async () => (await Promise.all(nodes.map(connectionsOf))).reduce((a, b) => a + b, 0) === 1, { timeout: 5000, what: 'one connection in all, by the nodes\' own count' })
+  t.same(await Promise.all(nodes.map(connectionsOf)), [0, 0, 1], 'the nodes count 0, 0 and 1 connections (the last CONNECT went to f3)')
+  t.equal(owner(redis, id), 'f3 150', 'the registry names f3 at epoch 150')
+})
