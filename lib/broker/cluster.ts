@@ -6,6 +6,7 @@
  * routing between nodes (wireRoutes).
  */
 import type { Aedes, Client } from 'aedes'
+import { clientSubscriptions } from '../aedes-internals.js'
 import { ReasonCode } from '../protocol/reason-codes.js'
 import type { BrokerContext } from './context.js'
 
@@ -49,16 +50,19 @@ const filtersOf = new WeakMap<Client, Set<string>>()
  * (lib/cluster/routes.ts). Shared subscriptions stay per node for now.
  */
 function wireRoutes (aedes: Aedes, cluster: NonNullable<BrokerContext['cluster']>): void {
-  aedes.on('subscribe', (subscriptions, client) => {
+  const track = (client: Client, topics: Iterable<string>): void => {
     let filters = filtersOf.get(client)
-    for (const { topic } of subscriptions) {
+    for (const topic of topics) {
       if (topic.startsWith('$share/')) continue
       if (filters === undefined) filtersOf.set(client, filters = new Set())
       if (filters.has(topic)) continue
       filters.add(topic)
       cluster.subscribed(topic)
     }
-  })
+  }
+  aedes.on('subscribe', (subscriptions, client) => { track(client, subscriptions.map((s) => s.topic)) })
+  // a resumed session's subscriptions are restored without a 'subscribe' event
+  aedes.on('clientReady', (client) => { track(client, Object.keys(clientSubscriptions(client))) })
   aedes.on('unsubscribe', (topics, client) => {
     const filters = filtersOf.get(client)
     for (const topic of topics) if (filters?.delete(topic) === true) cluster.unsubscribed(topic)

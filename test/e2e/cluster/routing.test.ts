@@ -98,3 +98,23 @@ t.test('a topic with no subscriber on another node costs no Redis PUBLISH; an un
   await sleep(200)
   t.equal(publishCount(redis) - afterUnsubscribe, 0, 'after b\'s unsubscribe: no Redis PUBLISH')
 })
+
+t.test('a resumed persistent session\'s subscriptions are routed without a new SUBSCRIBE', async (t) => {
+  const redis = await startRedis(t)
+  const a = await startNode(t, redis, ['--node-id', 'a'])
+  const b = await startNode(t, redis, ['--node-id', 'b'])
+  for (const version of [5, 4] as const) {
+    const clientId = `keeper-${version}`
+    const persistent = version === 5 ? { clean: false, properties: { sessionExpiryInterval: 300 } } : { clean: false }
+    const first = await connectClient(t, b.url, { clientId, protocolVersion: version, ...persistent })
+    await first.subscribeAsync(`kept${version}/#`, { qos: 0 })
+    await first.endAsync()
+    await waitFor(() => redisCli(redis, 'SISMEMBER', 'culex:routes:b', `kept${version}/#`) === '(integer) 0', { what: 'the route goes with the last live subscriber' })
+    const again = await connectClient(t, b.url, { clientId, protocolVersion: version, ...persistent })
+    t.equal(again.connected, true)
+    const got = collect(again)
+    const publisher = await connectClient(t, a.url, { clientId: `pub-${version}` })
+    await routeReady(publisher, `kept${version}/probe`, () => got.messages.length > 0)
+    t.pass(`MQTT ${version === 5 ? '5' : '3.1.1'}: the restored kept${version}/# is routed from a to b again`)
+  }
+})
