@@ -146,12 +146,21 @@ export class Routes {
     this.remote.delete(node)
   }
 
-  /** A node joined: its filters are read. */
+  /**
+   * A node joined: its filters are read, and read again a second later: a
+   * node that takes its lease anew (after a Redis restart) writes them right
+   * after, and that write may still be on its way.
+   */
   nodeJoined (node: string): void {
     if (node === this.nodeId) return
-    this.redis.commands.smembers(routesKey(node)).then((filters) => {
-      for (const f of filters) this.addRemote(node, f)
-    }, () => {})
+    const read = (): void => {
+      if (this.stopped || !this.live().includes(node)) return
+      this.redis.commands.smembers(routesKey(node)).then((filters) => {
+        for (const f of filters) this.addRemote(node, f)
+      }, () => {})
+    }
+    read()
+    setTimeout(read, 1000).unref()
   }
 
   private announce (op: '+' | '-', filter: string): void {

@@ -118,3 +118,22 @@ t.test('a resumed persistent session\'s subscriptions are routed without a new S
     t.pass(`MQTT ${version === 5 ? '5' : '3.1.1'}: the restored kept${version}/# is routed from a to b again`)
   }
 })
+
+t.test('after Redis is killed and restarted (no AOF), routing comes back by itself', async (t) => {
+  const redis = await startRedis(t)
+  const a = await startNode(t, redis, ['--node-id', 'a'])
+  const b = await startNode(t, redis, ['--node-id', 'b'])
+  const sub = await connectClient(t, b.url, { clientId: 'survivor-sub' })
+  const got = collect(sub)
+  await sub.subscribeAsync('back/#')
+  const publisher = await connectClient(t, a.url, { clientId: 'survivor-pub' })
+  await routeReady(publisher, 'back/before', () => got.messages.length > 0)
+  await redis.kill()
+  const again = await redis.restart()
+  const restartedAt = Date.now()
+  await waitFor(() => redisCli(again, 'SISMEMBER', 'culex:routes:b', 'back/#') === '(integer) 1', { timeout: 8000, what: 'b writes its routes again' })
+  got.messages.length = 0
+  await routeReady(publisher, 'back/after', () => got.messages.length > 0)
+  t.pass(`a routes to b again ${Date.now() - restartedAt} ms after Redis restarted`)
+  t.equal(sub.connected && publisher.connected, true, 'connected clients stayed connected')
+})
