@@ -137,3 +137,19 @@ t.test('after Redis is killed and restarted (no AOF), routing comes back by itse
   t.pass(`a routes to b again ${Date.now() - restartedAt} ms after Redis restarted`)
   t.equal(sub.connected && publisher.connected, true, 'connected clients stayed connected')
 })
+
+t.test('a QoS 0 will (no Will Delay) published by its client\'s node reaches a subscriber on another node', async (t) => {
+  const redis = await startRedis(t)
+  const a = await startNode(t, redis, ['--node-id', 'a'])
+  const b = await startNode(t, redis, ['--node-id', 'b'])
+  const watcher = await connectClient(t, b.url, { clientId: 'watcher' })
+  const got = collect(watcher)
+  await watcher.subscribeAsync('wills/#')
+  const probe = await connectClient(t, a.url, { clientId: 'will-probe' })
+  await routeReady(probe, 'wills/probe', () => got.messages.length > 0)
+  got.messages.length = 0
+  const dying = await connectClient(t, a.url, { clientId: 'dying', will: { topic: 'wills/dying', payload: Buffer.from('gone'), qos: 0, retain: false } })
+  dying.stream.destroy()
+  const [will] = await got.next(1, 5000)
+  t.equal(will?.payload.toString(), 'gone', 'the will of a client of a arrives on b')
+})
