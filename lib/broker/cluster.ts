@@ -17,7 +17,7 @@ const registering = new Map<string, Promise<void>>()
 /** ends a client's wait in `registering` */
 const registered = new WeakMap<Client, () => void>()
 /** a claimant whose registration never comes (its connection failed) holds the next one back this long at most */
-const REGISTRATION_WAIT_MS = 2000
+const REGISTRATION_WAIT_MS = 5000
 
 /**
  * Remembers the epoch of a claim and resolves once the previous claimant of
