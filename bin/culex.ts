@@ -2,8 +2,9 @@
 /**
  * The culex command: `culex [options]` runs the broker; `culex passwd` edits
  * a password file; `culex repair` repairs a damaged data directory. Exit
- * status: 0 ok, 1 runtime failure, 2 bad usage, configuration or a damaged
- * store (one line on stderr naming the field or the damage).
+ * status: 0 ok, 1 runtime failure, 2 bad usage, configuration, a damaged
+ * store or a cluster it cannot join (one line on stderr naming the field,
+ * the damage or the cause).
  */
 import { CommanderError } from 'commander'
 import { loadConfig, unknownEnvVariables, unknownVariableMessage } from '../lib/config/load.js'
@@ -39,10 +40,11 @@ async function runBroker (flags: RawSettings, file: string | undefined): Promise
   } catch (err) {
     logger.fatal({ err }, 'culex could not start')
     process.stderr.write(`culex: ${(err as Error).message}\n`)
-    // a damaged store is for the operator to repair, as a bad configuration is to fix
-    process.exit(isCulexError(err, 'CULEX_ERR_STORE_DAMAGED') ? 2 : 1)
+    // a damaged store is for the operator to repair, as a bad configuration is to fix; so is a cluster it cannot join
+    const operatorFix = isCulexError(err, 'CULEX_ERR_STORE_DAMAGED') || isCulexError(err, 'CULEX_ERR_CLUSTER_UNREACHABLE') || isCulexError(err, 'CULEX_ERR_CLUSTER_NODE_ID_IN_USE')
+    process.exit(operatorFix ? 2 : 1)
   }
-  logger.info({ version, persistence: config.persistence, dataDir: config.dataDir }, 'culex started')
+  logger.info({ version, persistence: config.persistence, dataDir: config.dataDir, ...(server.cluster ? { nodeId: server.cluster.nodeId } : {}) }, 'culex started')
 
   let stopping = false
   const stop = (signal: string): void => {

@@ -27,6 +27,8 @@ import { authorizeForward } from './broker/hooks/forward.js'
 import { MatchingSubscribers, SUBSCRIPTION_EVENTS } from './broker/subscribers.js'
 import { endMemberships, setupShared, type SharedSettings } from './broker/shared.js'
 import { wireGatewayEvents } from './broker/events.js'
+import type { ClusterView } from './cluster/index.js'
+import { wireCluster } from './broker/cluster.js'
 
 export { isReservedTopic } from './broker/hooks/publish.js'
 
@@ -58,6 +60,8 @@ export interface BrokerOptions {
   limits?: Partial<Limits>
   /** who may take a session by its Client Identifier (lib/protocol/session-claim.ts); default 'username' */
   sessionOwnership?: SessionOwnership
+  /** the cluster this node is part of (lib/cluster/); unset = a single node */
+  cluster?: ClusterView
 }
 
 export interface CulexBroker {
@@ -68,6 +72,8 @@ export interface CulexBroker {
   readonly authenticators: Authenticators
   /** shared subscription groups, and their figures (`sharedGroups.stats()`) */
   readonly sharedGroups: SharedSubscriptions | undefined
+  /** the cluster this node is part of; undefined for a single node */
+  readonly cluster: ClusterView | undefined
   /** Serves one client connection on `socket` (any byte Duplex). */
   handle (socket: Duplex, meta: ConnectionMeta): Connection
   /** The gateway of a connected aedes client. */
@@ -116,7 +122,8 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
     shared: undefined,
     store: () => persistenceOf(aedes) as StoreExtras | undefined,
     gatewayOf: (client) => Connection.ofStream(client.conn),
-    clientById: (id) => clientById(aedes, id)
+    clientById: (id) => clientById(aedes, id),
+    cluster: options.cluster
   }
 
   const aedesOptions: AedesOptions = {
@@ -155,6 +162,7 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
   ctx.shared = shared
 
   wireGatewayEvents(aedes, ctx)
+  wireCluster(aedes, ctx)
   // a resumed session's queue goes to its gateway in one go (persistence QueueSink)
   if (isCulexStore(store)) store.setQueueSink((client) => ctx.gatewayOf(client as unknown as { conn: unknown })?.queueSink())
 
@@ -182,6 +190,7 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
     connections,
     authenticators,
     sharedGroups: shared,
+    cluster: options.cluster,
     handle (socket, meta) {
       const conn = new Connection(socket, meta, context)
       connections.add(conn)

@@ -16,6 +16,7 @@ import { createObservability } from './metrics/index.js'
 import type { Authenticator } from './protocol/auth.js'
 import { SecurityPolicy } from './auth/policy.js'
 import { startDashboard, type AdminServer } from './admin/index.js'
+import { ClusterNode, defaultNodeId, localHostName } from './cluster/index.js'
 
 export interface CulexServer {
   readonly config: Config
@@ -28,6 +29,8 @@ export interface CulexServer {
   readonly admin?: AdminServer
   readonly listeners: readonly Listener[]
   readonly security: SecurityPolicy
+  /** this node's part in the cluster, with `cluster` set */
+  readonly cluster?: ClusterNode
   /** re-reads the password and ACL files (SIGHUP) without dropping connections */
   reload (): Promise<void>
   /** stop accepting, DISCONNECT 0x8B to clients, close listeners and store */
@@ -63,6 +66,8 @@ export async function startServer (input: ConfigInput | Config = {}, options: St
   const config = ConfigSchema.parse(input)
   const logger = options.logger ?? silentLogger()
   const tlsFiles = await loadTls(config)
+  // before anything else opens: an unreachable Redis stops the start (CULEX_ERR_CLUSTER_UNREACHABLE)
+  const cluster = config.cluster !== undefined ? await ClusterNode.connect(config.cluster, logger) : undefined
   const persistence = options.persistence ?? openStore(config, logger)
   const observability = createObservability(config, logger)
   // mosquitto 2.0: anonymous access only on loopback unless allowed explicitly
@@ -97,6 +102,7 @@ export async function startServer (input: ConfigInput | Config = {}, options: St
       : false,
     authenticators: options.authenticators ?? [],
     sessionOwnership: config.sessionOwnership,
+    ...(cluster !== undefined ? { cluster } : {}),
     persistence,
     topicAliasMaximum: config.topicAliasMaximum,
     connectTimeout: config.connectTimeout * 1000,
@@ -133,9 +139,12 @@ export async function startServer (input: ConfigInput | Config = {}, options: St
     if (tlsFiles && config.wssPort !== 0) {
       listeners.push(result.wss = await listenHttp(broker, { host: config.host, port: config.wssPort, wsPath: config.wsPath, tls: tlsFiles, maxPayload }))
     }
+    // the default node id names the MQTT port, known once bound
+    if (cluster !== undefined) await cluster.join({ nodeId: config.nodeId ?? defaultNodeId(localHostName(), (listeners[0]?.address().port ?? 0)) })
   } catch (err) {
     await Promise.all(listeners.map(l => l.close()))
     await broker.close()
+    await cluster?.close()
     throw err
   }
 
@@ -186,6 +195,7 @@ export async function startServer (input: ConfigInput | Config = {}, options: St
     ...(admin ? { admin } : {}),
     listeners,
     security,
+    ...(cluster !== undefined ? { cluster } : {}),
     async reload () {
       try {
         await security.reload()
@@ -201,6 +211,7 @@ export async function startServer (input: ConfigInput | Config = {}, options: St
         await observability.close()
         await broker.close()
         await stopped
+        await cluster?.close()
         logger.info('broker stopped')
       })()
       return closing

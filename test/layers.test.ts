@@ -25,7 +25,7 @@ export const LAYERS: ReadonlyArray<{ name: string, members: readonly string[] }>
     ]
   },
   { name: 'aedes quarantine', members: ['lib/aedes-internals.ts'] },
-  { name: 'services', members: ['lib/auth/', 'lib/persistence/', 'lib/config/', 'lib/store.ts', 'lib/shared/strategy-names.ts'] },
+  { name: 'services', members: ['lib/auth/', 'lib/persistence/', 'lib/config/', 'lib/cluster/', 'lib/store.ts', 'lib/shared/strategy-names.ts'] },
   { name: 'shared', members: ['lib/shared/'] },
   { name: 'gateway', members: ['lib/protocol/', 'lib/observer.ts'] },
   { name: 'broker', members: ['lib/broker.ts', 'lib/broker/'] },

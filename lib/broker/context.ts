@@ -11,6 +11,7 @@ import type { EncodeOnce } from '../protocol/outbound/encode-once.js'
 import type { SessionOwnership } from '../protocol/session-claim.js'
 import type { SharedSubscriptions } from '../shared/dispatcher.js'
 import type { StoreExtras } from './store.js'
+import type { ClusterView } from '../cluster/index.js'
 
 /** Every MQTT 5 client is sent elsewhere (spec 4.11). */
 export interface Redirect {
@@ -35,4 +36,6 @@ export interface BrokerContext {
   gatewayOf (client: { conn: unknown }): Connection | undefined
   /** the client aedes holds under this id (connecting or connected) */
   clientById (id: string): Client | undefined
+  /** the cluster this node is part of; undefined for a single node */
+  readonly cluster: ClusterView | undefined
 }

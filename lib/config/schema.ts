@@ -22,6 +22,19 @@ const bool = z.preprocess((v) => {
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max)
 
+/** A Redis URL: redis:// or rediss:// (TLS) with a host; a port, password and database number are optional. */
+const redisUrl = z.string().refine((v) => {
+  try {
+    const u = new URL(v)
+    return (u.protocol === 'redis:' || u.protocol === 'rediss:') && u.hostname.length > 0
+  } catch {
+    return false
+  }
+}, { error: 'expected a Redis URL: redis://host:port or rediss://host:port' })
+
+/** A node id: part of Redis key names and of $SYS topics, so no MQTT wildcard, no '/' and no spaces. */
+const nodeId = z.string().regex(/^[A-Za-z0-9._:-]{1,64}$/, { error: 'expected 1-64 letters, digits, ".", "_", ":" or "-"' })
+
 /**
  * A structured setting: a flag or an environment variable gives it as JSON
  * text, a config file as JSON itself. Text that is not JSON is an issue of
@@ -72,6 +85,8 @@ export const ConfigSchema = z.object({
   maxClientIdLength: int(1, 65535).default(256).describe('longest client identifier, in characters (CONNACK 0x85 beyond)'),
   dataDir: z.string().min(1).default('./data').describe('directory of the LevelDB store'),
   persistence: z.enum(['level', 'memory']).default('level').describe('store: level (durable, in dataDir) or memory'),
+  cluster: redisUrl.optional().describe('join the cluster whose state is in this Redis (7.0 or newer), e.g. `redis://127.0.0.1:6379`; unset = a single node'),
+  nodeId: nodeId.optional().describe('this node\'s id in the cluster; unset = {host name}-{MQTT port}, stable across restarts on the same port'),
   fsync: bool.default(false).describe('sync every store write to disk, so acknowledged messages survive power loss and not only a crash'),
   maxQueuedMessages: int(1, 100000000).default(1000).describe('messages queued per offline session'),
   maxQueuedBytes: int(1024, 1099511627776).default(10485760).describe('bytes (payload and topic) queued per offline session'),

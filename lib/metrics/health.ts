@@ -2,7 +2,8 @@
  * Health endpoints, in the Kubernetes sense:
  * - `/healthz` (liveness): 200 `{"status":"ok"}` while the process serves HTTP;
  * - `/readyz` (readiness): 200 `{"status":"ready",...}` when the listeners
- *   are open, the broker is not shutting down and the store accepts writes;
+ *   are open, the broker is not shutting down, the store accepts writes and,
+ *   in a cluster, the node reaches Redis;
  *   otherwise 503 `{"status":"not ready",...,"reasons":[...]}`.
  */
 import type { ServerResponse } from 'node:http'
@@ -71,6 +72,8 @@ export async function readiness (opts: HealthOptions): Promise<ReadinessReport> 
   if (listeners.length === 0) reasons.push('no listener is open')
   const store = await checkStore(storeOf(opts.broker), opts.storeTimeoutMs ?? 2000)
   if (store !== 'ok') reasons.push(`store: ${store}`)
+  const cluster = opts.broker.cluster?.problem()
+  if (cluster !== undefined) reasons.push(`cluster: ${cluster}`)
   const report: ReadinessReport = { status: reasons.length === 0 ? 'ready' : 'not ready', listeners, store }
   if (reasons.length > 0) report.reasons = reasons
   return report

@@ -11,6 +11,10 @@
  * `$SYS/broker/messages/{received,sent}` and their loads count PUBLISH
  * packets, the same as `publish/messages/*`; there is no `bytes/*` beside
  * `publish/bytes/*`.
+ *
+ * A cluster node (lib/cluster/) publishes every value under
+ * `$SYS/brokers/{node id}/` as well, and `cluster/nodes`: the live nodes it
+ * sees. They are retained on that node only (no routing between nodes yet).
  */
 import type { Logger } from 'pino'
 import type { CulexBroker } from '../broker.js'
@@ -31,6 +35,8 @@ export interface SysTopics {
 }
 
 export const SYS_PREFIX = '$SYS/broker/'
+/** In a cluster, each value also goes out under `$SYS/brokers/{node id}/`. */
+export const nodeSysPrefix = (nodeId: string): string => `$SYS/brokers/${nodeId}/`
 const SHARED_LEAVES = ['members', 'members/online', 'queued', 'inflight', 'delivered'] as const
 
 /** The exponentially damped moving averages mosquitto publishes under `load/`, over 1, 5 and 15 minutes. */
@@ -77,11 +83,17 @@ export function startSysTopics (opts: SysTopicsOptions): SysTopics {
   let running = false
   let stopped = false
 
-  const publish = (topic: string, value: string): void => {
-    published.set(topic, value)
+  const send = (topic: string, value: string): void => {
     aedes.publish({ cmd: 'publish', topic, payload: Buffer.from(value), qos: 0, retain: true, dup: false }, (err) => {
       if (err) logger.debug({ err, topic }, '$SYS publication failed')
     })
+  }
+  const publish = (topic: string, value: string): void => {
+    published.set(topic, value)
+    send(topic, value)
+    // a cluster node publishes each value under its own name as well, so a fleet's figures stay apart
+    const nodeId = broker.cluster?.nodeId
+    if (nodeId) send(nodeSysPrefix(nodeId) + topic.slice(SYS_PREFIX.length), value)
   }
   const publishIfChanged = (topic: string, value: string): void => {
     if (published.get(topic) !== value) publish(topic, value)
@@ -130,6 +142,8 @@ export function startSysTopics (opts: SysTopicsOptions): SysTopics {
           if (previous === undefined || Math.abs(Number(previous) - value) >= 0.01) values.set(topic, value.toFixed(2))
         })
       }
+
+      if (broker.cluster !== undefined) set('cluster/nodes', broker.cluster.nodes().length)
 
       const stats = readStoreStats(store)
       if (stats?.retained !== undefined) set('retained messages/count', stats.retained)

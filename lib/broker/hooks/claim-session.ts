@@ -9,7 +9,8 @@
  *    queue is sent) until it ends at disconnect (keepResumedSession);
  * 4. [MQTT-3.1.2-4] Clean Start discards the previous session, including its
  *    inbound QoS 2 state (aedes 2.0.0-beta.1 keeps it: GHSA-p8r9-qf8w-p73r);
- *    only now, so that a refused client discards nothing.
+ *    only now, so that a refused client discards nothing;
+ * 5. in a cluster, the id is claimed cluster-wide (claimInCluster).
  */
 import type { AedesOptions, Client } from 'aedes'
 import { keepResumedSession } from '../../aedes-internals.js'
@@ -17,6 +18,7 @@ import type { Connection } from '../../protocol/connection.js'
 import { judgeSessionClaim } from '../../protocol/session-claim.js'
 import type { BrokerContext } from '../context.js'
 import { isCulexStore } from '../store.js'
+import { claimed } from '../cluster.js'
 
 /** aedes' authenticate callback */
 export type AuthenticateDone = Parameters<NonNullable<AedesOptions['authenticate']>>[3]
@@ -25,11 +27,34 @@ export type AuthenticateDone = Parameters<NonNullable<AedesOptions['authenticate
 export type ClaimingGateway = Pick<Connection, 'authenticatedAs' | 'resumesSession' | 'sessionExisted' | 'log'>
 
 export interface ClaimContext extends Pick<BrokerContext, 'sessionOwnership' | 'store' | 'clientById'> {
+  readonly cluster?: BrokerContext['cluster']
   /** the gateway of the client holding the id now, for its identity */
   gatewayOf (client: { conn: unknown }): Pick<Connection, 'authenticatedAs'> | undefined
 }
 
+/**
+ * 5. in a cluster, the id is claimed cluster-wide last, so that a refused
+ *    client takes nothing: its previous owner on another node is told to
+ *    close its connection (DISCONNECT 0x8E). A claim Redis does not answer
+ *    refuses the CONNECT: 0x88 Server unavailable (3.1.1: 3).
+ */
+async function claimInCluster (cluster: NonNullable<BrokerContext['cluster']>, conn: ClaimingGateway, client: Client): Promise<boolean> {
+  try {
+    await claimed(client, await cluster.claim(client.id))
+    return true
+  } catch (err) {
+    conn.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'connection refused: claiming the client id in the cluster failed')
+    return false
+  }
+}
+
 export function claimSession (ctx: ClaimContext, conn: ClaimingGateway, client: Client, callback: AuthenticateDone): void {
+  if (ctx.cluster !== undefined && !ctx.cluster.available()) {
+    // a node that cannot reach Redis cannot know who owns the id: CONNACK 0x88 Server unavailable (3.1.1: 3)
+    conn.log.warn({ problem: ctx.cluster.problem() }, 'connection refused: the cluster\'s Redis cannot be reached')
+    callback(Object.assign(new Error('server unavailable: the cluster cannot be reached'), { returnCode: 3 }) as never, false)
+    return
+  }
   const store = ctx.store()
   const id = client.id
   const stored = isCulexStore(store) ? store.getSession(id) : Promise.resolve(undefined)
@@ -48,6 +73,10 @@ export function claimSession (ctx: ClaimContext, conn: ClaimingGateway, client: 
     conn.sessionExisted = verdict.existed
     if (verdict.existed && conn.resumesSession && client.clean && client.version === 5) keepResumedSession(client)
     if (!conn.resumesSession && id && typeof store?.cleanIncoming === 'function') await store.cleanIncoming({ id })
+    if (ctx.cluster !== undefined && !await claimInCluster(ctx.cluster, conn, client)) {
+      callback(Object.assign(new Error('server unavailable: the cluster cannot be reached'), { returnCode: 3 }) as never, false)
+      return
+    }
     callback(null, true)
   }).catch((err: unknown) => {
     conn.log.error({ err }, 'looking up the session failed')

@@ -1,0 +1,115 @@
+/**
+ * The broker's side of the cluster's client-id registry (lib/cluster/):
+ * which epoch each connection claimed its id at, the check each connection
+ * makes once live, the fenced release when an id's last connection here
+ * ends, and the DISCONNECT 0x8E when another node takes the id; QoS 0
+ * routing between nodes (wireRoutes).
+ */
+import type { Aedes, Client } from 'aedes'
+import { clientSubscriptions } from '../aedes-internals.js'
+import { ReasonCode } from '../protocol/reason-codes.js'
+import type { BrokerContext } from './context.js'
+
+/** the epoch at which each client claimed its id */
+const epochs = new WeakMap<Client, number>()
+/** per client id, the registration in aedes of its latest claimant on this node */
+const registering = new Map<string, Promise<void>>()
+/** ends a client's wait in `registering` */
+const registered = new WeakMap<Client, () => void>()
+/** a claimant whose registration never comes (its connection failed) holds the next one back this long at most */
+const REGISTRATION_WAIT_MS = 5000
+
+/**
+ * Remembers the epoch of a claim and resolves once the previous claimant of
+ * the same id on this node is registered in aedes (or failed). aedes 2.0.0
+ * takes over an id in two steps (close the old client, then register the new
+ * one), and a third connection registering in between is left out of its
+ * client table; claims answered by Redis in one burst would do just that, so
+ * they enter aedes one at a time, in epoch order.
+ */
+export async function claimed (client: Client, epoch: number): Promise<void> {
+  epochs.set(client, epoch)
+  const id = client.id
+  const previous = registering.get(id)
+  let done!: () => void
+  const mine = new Promise<void>((resolve) => { done = resolve })
+  registering.set(id, mine)
+  const timer = setTimeout(done, REGISTRATION_WAIT_MS)
+  timer.unref()
+  registered.set(client, () => { clearTimeout(timer); done() })
+  void mine.then(() => { if (registering.get(id) === mine) registering.delete(id) })
+  if (previous !== undefined) await previous
+}
+
+/** each client's live, non-shared filters, for the node's route table */
+const filtersOf = new WeakMap<Client, Set<string>>()
+
+/**
+ * The node's route table follows its clients' live subscriptions, and a
+ * client's QoS 0 message goes to the other nodes that subscribe to it
+ * (lib/cluster/routes.ts). Shared subscriptions stay per node for now.
+ */
+function wireRoutes (aedes: Aedes, cluster: NonNullable<BrokerContext['cluster']>): void {
+  const track = (client: Client, topics: Iterable<string>): void => {
+    let filters = filtersOf.get(client)
+    for (const topic of topics) {
+      if (topic.startsWith('$share/')) continue
+      if (filters === undefined) filtersOf.set(client, filters = new Set())
+      if (filters.has(topic)) continue
+      filters.add(topic)
+      cluster.subscribed(topic)
+    }
+  }
+  aedes.on('subscribe', (subscriptions, client) => { track(client, subscriptions.map((s) => s.topic)) })
+  // a resumed session's subscriptions are restored without a 'subscribe' event
+  aedes.on('clientReady', (client) => { track(client, Object.keys(clientSubscriptions(client))) })
+  aedes.on('unsubscribe', (topics, client) => {
+    const filters = filtersOf.get(client)
+    for (const topic of topics) if (filters?.delete(topic) === true) cluster.unsubscribed(topic)
+  })
+  aedes.on('clientDisconnect', (client) => {
+    const filters = filtersOf.get(client)
+    if (filters === undefined) return
+    filtersOf.delete(client)
+    for (const topic of filters) cluster.unsubscribed(topic)
+  })
+  aedes.on('publish', (packet, client) => {
+    if (client !== null && client !== undefined && packet.qos === 0) cluster.route(packet)
+  })
+}
+
+export function wireCluster (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster' | 'clientById' | 'gatewayOf' | 'logger'>): void {
+  const cluster = ctx.cluster
+  if (cluster === undefined) return
+  cluster.attachClients({
+    takenOver (clientId, byNode) {
+      const client = ctx.clientById(clientId)
+      const conn = client === undefined ? undefined : ctx.gatewayOf(client)
+      // one not yet answered is closed by its own check once live (verify)
+      if (conn?.isAccepted === true) conn.disconnect(ReasonCode.SessionTakenOver, `session taken over on node ${byNode}`)
+    },
+    deliver (message) {
+      // published with no client: aedes' 'publish' event below does not route it back
+      const packet = { cmd: 'publish' as const, topic: message.topic, payload: message.payload, qos: 0 as const, retain: false, dup: false, ...(message.properties !== undefined ? { properties: message.properties } : {}) }
+      aedes.publish(packet, (err) => { if (err) ctx.logger.debug({ err, topic: message.topic }, 'cluster: a routed message was not published') })
+    }
+  })
+  wireRoutes(aedes, cluster)
+  aedes.on('client', (client) => { registered.get(client)?.() })
+  aedes.on('connectionError', (client) => { registered.get(client)?.() })
+  aedes.on('clientReady', (client) => {
+    if (!epochs.has(client)) return
+    cluster.verify(client.id).catch((err: unknown) => {
+      ctx.logger.warn({ clientId: client.id, err }, 'cluster: checking the owner of a client id failed')
+    })
+  })
+  aedes.on('clientDisconnect', (client) => {
+    const epoch = epochs.get(client)
+    if (epoch === undefined) return
+    const current = ctx.clientById(client.id)
+    if (current !== undefined && current !== client) return
+    cluster.release(client.id, epoch).catch((err: unknown) => {
+      ctx.logger.debug({ clientId: client.id, err }, 'cluster: releasing a client id failed (a later claim overrides it)')
+    })
+  })
+}

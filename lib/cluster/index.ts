@@ -1,0 +1,157 @@
+/**
+ * A culex node's part in a cluster on Redis (README "Cluster (in progress)"):
+ * the Redis connections, the node's lease and the view of the other nodes
+ * (membership.ts), the client-id registry with takeover and fencing
+ * (registry.ts), QoS 0 routing between nodes (routes.ts). Made before the broker (so an unreachable Redis stops the
+ * start), joined once the listeners are bound (the default node id names the
+ * MQTT port).
+ */
+import { hostname } from 'node:os'
+import type { Logger } from 'pino'
+import { Membership } from './membership.js'
+import { openRedis, redactUrl, type RedisPair } from './redis.js'
+import { Registry, type LocalClients } from './registry.js'
+import { Routes, type RoutedMessage } from './routes.js'
+
+export { redactUrl } from './redis.js'
+export type { LocalClients } from './registry.js'
+export type { RoutedMessage } from './routes.js'
+
+/** What the broker and the edge see of the cluster. */
+export interface ClusterView {
+  /** '' until joined */
+  readonly nodeId: string
+  /** false while Redis cannot be reached (or before the join): new CONNECTs are refused */
+  available (): boolean
+  /** why it is unavailable, for /readyz */
+  problem (): string | undefined
+  /** the live nodes, this one included */
+  nodes (): string[]
+  /** Claims a client id for this node (the previous owner is told); resolves with the claim's epoch. */
+  claim (clientId: string): Promise<number>
+  /** Once a connection is live: closes it (LocalClients.takenOver) if another node claimed its id meanwhile. */
+  verify (clientId: string): Promise<void>
+  /** The id's last connection here, claimed at `epoch`, ended: a write the registry refuses when the epoch is stale. */
+  release (clientId: string, epoch: number): Promise<boolean>
+  /** how the registry closes this node's connections, and where routed messages go */
+  attachClients (local: LocalClients): void
+  /** a live subscription to `filter` began / ended on this node (routes.ts) */
+  subscribed (filter: string): void
+  unsubscribed (filter: string): void
+  /** Sends a QoS 0 message to the other nodes with a matching subscription; returns how many. */
+  route (message: RoutedMessage): number
+}
+
+export interface JoinOptions {
+  nodeId: string
+  leaseMs?: number
+  renewMs?: number
+}
+
+/**
+ * `{host name}-{port}`: stable across restarts of a node on the same port,
+ * and unique among nodes, which cannot share a host and a port. Characters a
+ * node id may not hold become '-'.
+ */
+export function defaultNodeId (host: string, port: number): string {
+  return `${host.replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 50)}-${port}`
+}
+
+export function localHostName (): string {
+  return hostname()
+}
+
+export class ClusterNode implements ClusterView {
+  private membership: Membership | undefined
+  private registry: Registry | undefined
+  private routes: Routes | undefined
+  private local: LocalClients | undefined
+
+  private constructor (private readonly redis: RedisPair, private readonly logger: Logger, readonly url: string) {}
+
+  /** Connects to Redis; rejects with CULEX_ERR_CLUSTER_UNREACHABLE. */
+  static async connect (url: string, logger: Logger): Promise<ClusterNode> {
+    const redis = await openRedis(url)
+    return new ClusterNode(redis, logger.child({ module: 'cluster' }), url)
+  }
+
+  get nodeId (): string {
+    return this.membership?.nodeId ?? ''
+  }
+
+  /** Takes the node's lease; rejects with CULEX_ERR_CLUSTER_NODE_ID_IN_USE. */
+  async join (options: JoinOptions): Promise<void> {
+    const membership = new Membership({ redis: this.redis, logger: this.logger, ...options })
+    const registry = new Registry(this.redis, options.nodeId, this.logger)
+    const local = this.local ?? { takenOver () {}, deliver () {} }
+    await registry.start(local)
+    await membership.start()
+    const routes = new Routes(this.redis, options.nodeId, this.logger, (message) => { local.deliver(message) })
+    await routes.start(() => membership.nodes())
+    membership.on('join', (id) => { routes.nodeJoined(id) })
+    membership.on('leave', (id) => { routes.nodeLeft(id) })
+    // after a pause or a Redis restart, what this node holds may have been taken meanwhile, and its routes lost
+    membership.on('leaseLost', () => {
+      registry.recheckAll().catch((err: unknown) => { this.logger.warn({ err }, 'cluster: re-checking client ids failed; next lease loss retries') })
+      routes.republish().catch((err: unknown) => { this.logger.warn({ err }, 'cluster: writing the routes again failed; next lease loss retries') })
+    })
+    this.registry = registry
+    this.routes = routes
+    this.membership = membership
+    this.logger.info({ nodeId: options.nodeId, redis: redactUrl(this.url), nodes: membership.nodes() }, `joined the cluster as node ${options.nodeId}`)
+  }
+
+  available (): boolean {
+    return this.membership?.available() ?? false
+  }
+
+  problem (): string | undefined {
+    return this.membership === undefined ? 'not joined the cluster yet' : this.membership.problem()
+  }
+
+  nodes (): string[] {
+    return this.membership?.nodes() ?? []
+  }
+
+  async claim (clientId: string): Promise<number> {
+    if (this.registry === undefined) throw new Error('not joined the cluster yet')
+    return await this.registry.claim(clientId)
+  }
+
+  async verify (clientId: string): Promise<void> {
+    await this.registry?.verify(clientId)
+  }
+
+  async release (clientId: string, epoch: number): Promise<boolean> {
+    return await (this.registry?.release(clientId, epoch) ?? Promise.resolve(true))
+  }
+
+  attachClients (local: LocalClients): void {
+    this.local = local
+  }
+
+  subscribed (filter: string): void {
+    this.routes?.subscribed(filter)
+  }
+
+  unsubscribed (filter: string): void {
+    this.routes?.unsubscribed(filter)
+  }
+
+  route (message: RoutedMessage): number {
+    return this.routes?.route(message) ?? 0
+  }
+
+  /** ids this node holds, for tests */
+  heldClientIds (): number {
+    return this.registry?.held() ?? 0
+  }
+
+  /** Gives the lease up (the other nodes see the leave at once) and closes the connections. */
+  async close (): Promise<void> {
+    this.registry?.stop()
+    this.routes?.stop()
+    await this.membership?.stop()
+    await this.redis.close()
+  }
+}
