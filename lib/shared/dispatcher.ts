@@ -38,7 +38,7 @@
 import type { Aedes, Client } from 'aedes'
 import type { Logger } from 'pino'
 import { isFailure } from '../protocol/reason-codes.js'
-import { LocalSelector, strategyResolver, type MemberSelector, type Strategy, type StrategyRule } from './strategies.js'
+import { LocalSelector, groupName, strategyResolver, type MemberSelector, type Strategy } from './strategies.js'
 import type { ShareStore, StoredMember } from './store.js'
 import { allocatePacketId } from '../aedes-internals.js'
 import { repeatedLog } from '../repeated-log.js'
@@ -47,7 +47,11 @@ import { Groups } from './groups.js'
 import type { MemberLink } from './member-link.js'
 import { chooseMember } from './selection.js'
 import { fateOnDisconnect, fateOnSessionEnd } from './departure.js'
-import { deadLetter, sharedDelivery, storedMessage } from './delivery.js'
+import { sharedDelivery, storedMessage } from './delivery.js'
+import { DeadLetters } from './dead-letters.js'
+import { policyOf, type GroupRule } from './policy.js'
+import { Retries, clearTimer } from './retries.js'
+import { settleOf, type UserProperties } from './settle.js'
 import { groupStats, type GroupStats } from './stats.js'
 import { FilterSubscriptions, type MqPacket } from './filters.js'
 import { Deliveries } from './deliveries.js'
@@ -55,12 +59,19 @@ import { Deliveries } from './deliveries.js'
 export { SHARED_BROKER_ID, type MemberLink, type DirectSend, type SharedDelivery } from './member-link.js'
 export type { GroupStats } from './stats.js'
 
+/** What an acknowledgement from an MQTT 5 member carries besides its Reason Code. */
+export interface AckProperties {
+  userProperties?: UserProperties | undefined
+  reasonString?: string | undefined
+}
+
 export interface SharedOptions {
   strategy: Strategy
-  rules: readonly StrategyRule[]
+  /** per group name pattern: strategy and queue policy (policy.ts), first match wins */
+  rules: readonly GroupRule[]
   /** QoS 1 in flight to a member whose connection drops: to another member at once, or when its session ends */
   redelivery: 'immediate' | 'session-end'
-  /** e.g. `$dlq/{group}/{topic}`; nacked messages are published there when set */
+  /** e.g. `$dlq/{group}/{topic}`, for groups whose rule sets none; given-up messages are published there when set */
   deadLetterTopic: string | undefined
   /** per group, like an offline session queue */
   maxQueued: number
@@ -76,6 +87,8 @@ export class SharedSubscriptions {
   private readonly deliveries = new Deliveries()
   private readonly membershipListeners: Array<() => void> = []
   private readonly selector: MemberSelector
+  private readonly deadLetters: DeadLetters
+  private readonly retries: Retries
 
   constructor (
     private readonly aedes: Aedes,
@@ -85,7 +98,16 @@ export class SharedSubscriptions {
   ) {
     this.selector = opts.selector ?? new LocalSelector(strategyResolver(opts.strategy, opts.rules))
     this.filters = new FilterSubscriptions(aedes, (groups, packet) => this.route(groups, packet), log)
-    this.groups = new Groups(group => this.filters.add(group))
+    this.deadLetters = new DeadLetters(aedes, log)
+    this.retries = new Retries(store, {
+      drain: (group) => { this.drain(group) },
+      unassign: (group, member, entry, redelivery, requeue) => { this.unassign(group, member, entry, redelivery, requeue) },
+      untrack: (client, packetId) => { this.deliveries.acknowledged(client, packetId) }
+    }, log)
+    this.groups = new Groups(group => {
+      group.policy = policyOf(opts.rules, groupName(group.key), opts.deadLetterTopic)
+      this.filters.add(group)
+    })
   }
 
   /** Loads memberships and group logs from the store (members start offline). */
@@ -101,7 +123,7 @@ export class SharedSubscriptions {
         await this.store.delMessage(key, seq)
         continue
       }
-      group.requeue(group.add(seq, message))
+      this.retries.offerLater(group, group.add(seq, message))
       if (seq >= group.nextSeq) group.nextSeq = seq + 1
       restored++
     }
@@ -215,7 +237,7 @@ export class SharedSubscriptions {
   private async dropGroup (group: Group): Promise<void> {
     this.groups.delete(group)
     const discarded = group.list()
-    for (const entry of discarded) group.remove(entry)
+    for (const entry of discarded) { clearTimer(entry); group.remove(entry) }
     group.pending.length = 0
     for (const entry of discarded) await this.store.delMessage(group.key, entry.seq)
     if (discarded.length > 0) this.log.info({ group: group.key, discarded: discarded.length }, 'shared group gone with its last member')
@@ -295,7 +317,14 @@ export class SharedSubscriptions {
         void this.complete(group, entry)
         continue
       }
-      const member = chooseMember(this.selector, group, entry.message.topic, entry.message.publisherId, true)
+      if ((entry.message.deliveryCount ?? 0) >= group.policy.maxDeliveries) {
+        // a poison message: delivering it again would take down yet another member
+        group.pending.shift()
+        this.deadLetters.giveUp(group, entry, { reason: 'max-deliveries', clientId: entry.message.lastMember, deliveryCount: entry.message.deliveryCount ?? 0 })
+        void this.complete(group, entry)
+        continue
+      }
+      const member = chooseMember(this.selector, group, entry.message.topic, entry.message.publisherId, true, entry.avoid)
       if (!member) return
       group.pending.shift()
       this.deliver(group, entry, member)
@@ -311,7 +340,10 @@ export class SharedSubscriptions {
     member.assigned++
     const m = entry.message
     const qos = Math.min(m.qos, member.qos) as 0 | 1 | 2
+    this.retries.count(group, entry, member)
     const out = sharedDelivery(m, member, qos, group.brokerId, delivery)
+    // QoS 1 only: a QoS 2 message once sent is never sent to another member [spec 4.8.2]
+    if (qos === 1) this.retries.armAckTimeout(group, entry, delivery)
     if (qos === 1 && member.link?.sendShared !== undefined) {
       const sent = member.link.sendShared(out)
       if (typeof sent === 'number') {
@@ -341,17 +373,18 @@ export class SharedSubscriptions {
     if (entry.forwardedTo === undefined && entry.live && entry.delivery === delivery) this.deliveries.await(delivery, entry)
   }
 
-  private unassign (group: Group, member: Member, entry: Entry, redelivery: boolean): void {
+  private unassign (group: Group, member: Member | undefined, entry: Entry, redelivery: boolean, requeue = true): void {
     if (entry.assignedTo === undefined) return
+    clearTimer(entry)
     if (entry.delivery !== undefined) this.deliveries.end(entry.delivery)
     entry.assignedTo = undefined
     entry.link = undefined
     entry.forwardedTo = undefined
     entry.delivery = undefined
     entry.messageId = undefined
-    member.assigned = Math.max(0, member.assigned - 1)
+    if (member) member.assigned = Math.max(0, member.assigned - 1)
     if (redelivery) group.redelivered++
-    group.requeue(entry)
+    if (requeue) group.requeue(entry)
   }
 
   /**
@@ -361,6 +394,7 @@ export class SharedSubscriptions {
    */
   private complete (group: Group, entry: Entry): Promise<void> | undefined {
     if (!group.remove(entry)) return undefined
+    clearTimer(entry)
     if (entry.delivery !== undefined) this.deliveries.end(entry.delivery)
     if (entry.assignedTo !== undefined) {
       const member = group.members.get(entry.assignedTo)
@@ -430,7 +464,7 @@ export class SharedSubscriptions {
    * the group). The gateway has already freed the place in the member's
    * window, so the next waiting message can go out at once.
    */
-  onAck (client: { id: string }, packetId: number, reasonCode: number): void {
+  onAck (client: { id: string }, packetId: number, reasonCode: number, props?: AckProperties): void {
     const clientId = client.id
     const entry = this.deliveries.acknowledged(client, packetId)
     if (!entry) return
@@ -438,26 +472,22 @@ export class SharedSubscriptions {
     if (!entry.live || entry.assignedTo !== clientId) return
     if (isFailure(reasonCode)) {
       // [spec 4.8.2] MUST discard it and not send it to another member
-      this.deadLetter(group, entry, clientId, reasonCode)
+      this.deadLetters.giveUp(group, entry, { reason: 'rejected', clientId, deliveryCount: entry.message.deliveryCount ?? 1, reasonCode, reasonString: props?.reasonString })
     } else {
+      const settle = settleOf(props?.userProperties)
+      if (settle.invalid !== undefined) {
+        group.invalidSettles++
+        repeatedLog.log(this.log, 'info', 'settle ' + group.key + '\u0000' + clientId, { group: group.key, clientId, why: settle.invalid }, 'acknowledgement with a culex-settle property that makes no sense: ignored')
+      }
+      if (settle.kind === 'abandon') {
+        this.retries.abandon(group, entry, settle.delay)
+        this.drain(group)
+        return
+      }
       group.delivered++
     }
     void this.complete(group, entry)
     this.drain(group)
-  }
-
-  private deadLetter (group: Group, entry: Entry, clientId: string, reasonCode: number): void {
-    const template = this.opts.deadLetterTopic
-    if (!template) {
-      group.dropped++
-      repeatedLog.log(this.log, 'info', 'refused ' + group.key + '\u0000' + clientId, { group: group.key, clientId, reasonCode }, 'shared message refused by its member: discarded')
-      return
-    }
-    group.deadLettered++
-    const packet = deadLetter(template, group.key, entry.message, clientId, reasonCode)
-    this.aedes.publish(packet as never, (err?: Error) => {
-      if (err) repeatedLog.log(this.log, 'error', 'dead-letter failed ' + group.key, { err, topic: packet.topic }, 'dead-letter publish failed')
-    })
   }
 
   /** Is there a group whose filter matches `topic`? (its listener is also a live aedes subscription) */
