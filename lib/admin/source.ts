@@ -121,6 +121,13 @@ export interface SharedGroupInfo {
   redelivered: number
   deadLettered: number
   dropped: number | null
+  /** work-queue figures (README "Work queues"), when the provider has them */
+  abandoned?: number
+  timedOut?: number
+  poison?: number
+  invalidSettles?: number
+  delayed?: number
+  deadLetteredBy?: { rejected: number, 'max-deliveries': number }
 }
 
 export interface AdminSource {
@@ -135,4 +142,6 @@ export interface AdminSource {
   /** false when no message is retained on `topic` */
   deleteRetained (topic: string): Promise<boolean>
   sharedGroups (): SharedGroupInfo[]
+  /** moves the dead letters waiting in group `from` back into their groups; undefined when there is no such group */
+  replayDeadLetters (from: string, limit: number | undefined): Promise<{ replayed: number, skipped: number } | undefined>
 }

@@ -3,13 +3,16 @@
  * (PUBACK/PUBREC 0x80 or more, spec 4.8.2: never to another member) and a
  * poison message (delivered maxDeliveries times) are published to the
  * group's dead-letter topic with their cause, or dropped and counted when
- * the group has none.
+ * the group has none. A dead letter held by another group (e.g. a durable
+ * `$share/dlq/$dlq/#`) can be replayed into the group it came from
+ * (`replayable`, the dispatcher's `replayDeadLetters`).
  */
 import type { Aedes } from 'aedes'
 import type { Logger } from 'pino'
 import { repeatedLog } from '../repeated-log.js'
 import type { Entry, Group } from './group.js'
 import { deadLetter, type DeadLetterCause } from './delivery.js'
+import type { StoredMessage } from './store.js'
 
 export class DeadLetters {
   constructor (private readonly aedes: Pick<Aedes, 'publish'>, private readonly log: Logger) {}
@@ -31,4 +34,35 @@ export class DeadLetters {
       if (err) repeatedLog.log(this.log, 'error', 'dead-letter failed ' + group.key, { err, topic: packet.topic }, 'dead-letter publish failed')
     })
   }
+}
+
+/** A dead letter read back: the group it came from and the message as it was first published. */
+export interface Replayable {
+  /** the group's share name (`culex-group`) */
+  group: string
+  message: StoredMessage
+}
+
+/**
+ * The original message of a dead letter (one that `DeadLetters` published):
+ * its topic from `culex-original-topic`, its payload and properties without
+ * the `culex-*` user properties culex added; undefined for a message that is
+ * no dead letter of culex's.
+ */
+export function replayable (dead: StoredMessage): Replayable | undefined {
+  const props = dead.properties
+  const user = props?.userProperties as Record<string, string | string[]> | undefined
+  const group = user?.['culex-group']
+  const topic = user?.['culex-original-topic']
+  if (typeof group !== 'string' || typeof topic !== 'string') return undefined
+  const kept: Record<string, string | string[]> = {}
+  for (const [k, v] of Object.entries(user ?? {})) if (!k.startsWith('culex-')) kept[k] = v
+  const properties: Record<string, unknown> = { ...props }
+  delete properties.userProperties
+  delete properties.subscriptionIdentifier
+  if (Object.keys(kept).length > 0) properties.userProperties = kept
+  const message: StoredMessage = { topic, payload: dead.payload, qos: 1, retain: false }
+  if (Object.keys(properties).length > 0) message.properties = properties
+  if (dead.messageExpiry !== undefined) message.messageExpiry = dead.messageExpiry
+  return { group, message }
 }

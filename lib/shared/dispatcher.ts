@@ -27,13 +27,10 @@
  * assigns the packet id and drops stale copies (a retransmission of a
  * message that meanwhile went to another member).
  *
- * This module decides what happens to each message; its parts are
- * `group.ts` and `groups.ts` (members, unfinished messages, counters),
- * `filters.ts` (one aedes subscription per filter), `selection.ts` (the
- * MemberSelector's candidates), `deliveries.ts` (delivery counters and
- * packet ids), `departure.ts` (a departed member's messages),
- * `delivery.ts` (the packets sent), `stats.ts` and `member-link.ts` (what
- * the gateway offers a group).
+ * This module decides what happens to each message; its parts (README
+ * "Architecture") keep the state, and a group's queue policy (policy.ts:
+ * counts, poison, abandon, ack timeout) is carried out by retries.ts,
+ * dead-letters.ts and replay.ts.
  */
 import type { Aedes, Client } from 'aedes'
 import type { Logger } from 'pino'
@@ -49,21 +46,17 @@ import { chooseMember } from './selection.js'
 import { fateOnDisconnect, fateOnSessionEnd } from './departure.js'
 import { sharedDelivery, storedMessage } from './delivery.js'
 import { DeadLetters } from './dead-letters.js'
+import { replayDeadLetters, type ReplayResult } from './replay.js'
 import { policyOf, type GroupRule } from './policy.js'
 import { Retries, clearTimer } from './retries.js'
-import { settleOf, type UserProperties } from './settle.js'
+import { settleOf, type AckProperties } from './settle.js'
 import { groupStats, type GroupStats } from './stats.js'
 import { FilterSubscriptions, type MqPacket } from './filters.js'
 import { Deliveries } from './deliveries.js'
 
 export { SHARED_BROKER_ID, type MemberLink, type DirectSend, type SharedDelivery } from './member-link.js'
 export type { GroupStats } from './stats.js'
-
-/** What an acknowledgement from an MQTT 5 member carries besides its Reason Code. */
-export interface AckProperties {
-  userProperties?: UserProperties | undefined
-  reasonString?: string | undefined
-}
+export type { AckProperties } from './settle.js'
 
 export interface SharedOptions {
   strategy: Strategy
@@ -488,6 +481,21 @@ export class SharedSubscriptions {
     }
     void this.complete(group, entry)
     this.drain(group)
+  }
+
+  /** Replays the dead letters waiting in group `from` into the groups they came from (replay.ts). */
+  async replayDeadLetters (from: string, limit?: number): Promise<ReplayResult | undefined> {
+    return await replayDeadLetters({
+      group: (key) => this.groups.get(key),
+      groups: () => this.groups.values(),
+      enqueue: async (group, message) => {
+        const seq = group.nextSeq++
+        group.pending.push(group.add(seq, message))
+        await this.store.putMessage(group.key, seq, message)
+        this.drain(group)
+      },
+      complete: async (group, entry) => { await this.complete(group, entry) }
+    }, from, limit, this.log)
   }
 
   /** Is there a group whose filter matches `topic`? (its listener is also a live aedes subscription) */

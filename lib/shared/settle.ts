@@ -12,6 +12,12 @@ export const SETTLE_DELAY = 'culex-settle-delay'
 
 export type UserProperties = Record<string, string | string[]>
 
+/** What an acknowledgement from an MQTT 5 member carries besides its Reason Code. */
+export interface AckProperties {
+  userProperties?: UserProperties | undefined
+  reasonString?: string | undefined
+}
+
 export type Settle =
   | { kind: 'complete', invalid: string | undefined }
   | { kind: 'abandon', delay: number | undefined, invalid: string | undefined }

@@ -15,6 +15,7 @@ import { startTestServer, tcpPort, tcpUrl } from '../../helpers/server.js'
 import { collect, connectClient } from '../../helpers/mqtt.js'
 import { nextPublishes, publishMany, rawMember, rawSubscribe, shareId, takePublishes, text, waitForGroup, waitForMembers } from '../../helpers/share.js'
 import { runCulex } from '../../helpers/cli.js'
+import { scrape } from '../../helpers/metrics.js'
 import { sleep, waitFor } from '../../helpers/wait.js'
 
 const KEY = '$share/jobs/jobs/#'
@@ -204,4 +205,52 @@ t.test('a policy with maxDeliveries 0: culex exits 2 with one line naming the fi
   t.equal(run.code, 2)
   t.equal(run.stderr.trim().split('\n').length, 1, 'one line')
   t.match(run.stderr, /sharedGroups\[0\]\.maxDeliveries \(--shared-groups\)/)
+})
+
+t.test('dead letters you can act on: a refusal\'s Reason String kept; replayed from a durable dead-letter group back into the group; figures in Prometheus, $SYS and stats()', async (t) => {
+  const server = await startTestServer(t, { sysInterval: 1, sharedGroups: [{ pattern: 'jobs', deadLetterTopic: '$dlq/{group}/{topic}' }] })
+  // the dead letters wait in a durable group whose only member is offline
+  const keeper = await rawMember(t, tcpPort(server), { clientId: shareId('dlq-keeper'), clean: false, sessionExpiryInterval: 300 })
+  await rawSubscribe(keeper, [{ topic: '$share/dlq/$dlq/#', qos: 1 }])
+  keeper.destroy()
+  const watcher = await connectClient(t, tcpUrl(server), { clientId: shareId('dlq-watch'), protocolVersion: 5 })
+  const dead = collect(watcher)
+  await watcher.subscribeAsync('$dlq/#', { qos: 1 })
+  const sysClient = await connectClient(t, tcpUrl(server), { clientId: shareId('sys'), protocolVersion: 5 })
+  const sys = collect(sysClient)
+  await sysClient.subscribeAsync('$SYS/broker/shared/jobs/#', { qos: 0 })
+
+  const worker = await rawMember(t, tcpPort(server), { clientId: shareId('w') })
+  await rawSubscribe(worker, [{ topic: KEY, qos: 1 }])
+  const pub = await connectClient(t, tcpUrl(server), { clientId: shareId('pub'), protocolVersion: 5 })
+  await pub.publishAsync('jobs/7', 'bad', { qos: 1, properties: { contentType: 'application/json', correlationData: Buffer.from('k7'), userProperties: { tenant: 'a' } } })
+  const [p] = await nextPublishes(worker, 1)
+  worker.send({ cmd: 'puback', messageId: p?.messageId as number, reasonCode: 0x80, properties: { reasonString: 'schema mismatch' } })
+  const [d] = await dead.next(1)
+  const up = d ? userProps(d) : {}
+  t.equal(d?.topic, '$dlq/jobs/jobs/7')
+  t.equal(up['culex-reason'], 'rejected')
+  t.equal(up['culex-reason-code'], '0x80')
+  t.equal(up['culex-reason-string'], 'schema mismatch', 'the refusing PUBACK\'s Reason String')
+  t.equal(up.tenant, 'a', 'the publisher\'s user properties kept')
+  t.equal(d?.properties?.contentType, 'application/json')
+  await waitForGroup(server, '$share/dlq/$dlq/#', s => s?.queued === 1, 'the dead letter waits in the durable dead-letter group')
+
+  const m = await scrape(server)
+  t.equal(m.get('culex_shared_group_dead_letters_total', { group: KEY, reason: 'rejected' }), 1, 'Prometheus: dead letters by reason')
+  t.equal(m.get('culex_shared_group_poison_total', { group: KEY }), 0)
+  await waitFor(() => sys.messages.some(x => x.topic === '$SYS/broker/shared/jobs/jobs%2F%23/deadlettered' && text(x) === '1'), { timeout: 4000, what: '$SYS deadlettered 1' })
+
+  const groups = server.broker.sharedGroups
+  t.same(await groups?.replayDeadLetters('$share/dlq/$dlq/#'), { replayed: 1, skipped: 0 }, 'replayed')
+  const [again] = await nextPublishes(worker, 1)
+  t.equal(again?.topic, 'jobs/7', 'back on its original topic, in its group')
+  t.equal(again && text(again), 'bad')
+  t.same(again && userProps(again), { tenant: 'a' }, 'without the culex-* properties, count reset')
+  t.same(again?.properties?.correlationData, Buffer.from('k7'))
+  worker.send({ cmd: 'puback', messageId: again?.messageId as number, reasonCode: 0 })
+  const s = await waitForGroup(server, KEY, s => s?.delivered === 1, 'the replayed job completed')
+  t.same(s?.deadLetteredBy, { rejected: 1, 'max-deliveries': 0 })
+  t.equal((await waitForGroup(server, '$share/dlq/$dlq/#', s => s?.queued === 0, 'the dead-letter group is empty'))?.queued, 0)
+  t.equal(await groups?.replayDeadLetters('$share/none/x'), undefined, 'no such group')
 })
