@@ -81,6 +81,28 @@ t.test('abandon with culex-settle-delay: the delay asked for, not the backoff; t
   t.equal(s?.abandoned, 1)
 })
 
+t.test('QoS 2: abandon on PUBREC; the flow completes (PUBREL, PUBCOMP) and the job comes back as a new delivery', async (t) => {
+  const server = await startTestServer(t, { sharedGroups: [{ pattern: 'jobs', retryBackoff: { initial: 50, factor: 1, max: 50 } }] })
+  const raw = await rawMember(t, tcpPort(server), { clientId: shareId('w') })
+  await rawSubscribe(raw, [{ topic: KEY, qos: 2 }])
+  const pub = await connectClient(t, tcpUrl(server), { clientId: shareId('pub'), protocolVersion: 5 })
+  await pub.publishAsync('jobs/1', 'q2', { qos: 2 })
+  const [p] = await nextPublishes(raw, 1)
+  t.equal(p?.qos, 2)
+  raw.send({ cmd: 'pubrec', messageId: p?.messageId as number, reasonCode: 0, properties: { userProperties: { 'culex-settle': 'abandon' } } })
+  const rel = await raw.next('pubrel')
+  raw.send({ cmd: 'pubcomp', messageId: (rel as { messageId: number }).messageId, reasonCode: 0 })
+  const [again] = await nextPublishes(raw, 1)
+  t.equal(again && text(again), 'q2')
+  t.equal(again?.qos, 2)
+  t.equal(again && userProps(again)['culex-delivery-count'], '2')
+  raw.send({ cmd: 'pubrec', messageId: again?.messageId as number, reasonCode: 0 })
+  const rel2 = await raw.next('pubrel')
+  raw.send({ cmd: 'pubcomp', messageId: (rel2 as { messageId: number }).messageId, reasonCode: 0 })
+  const s = await waitForGroup(server, KEY, s => s?.delivered === 1 && s.inflight === 0, 'completed')
+  t.equal(s?.abandoned, 1)
+})
+
 t.test('bad settle input is ignored and counted: an unknown value completes, a negative delay falls back to the backoff', async (t) => {
   const server = await startTestServer(t, { sharedGroups: [{ pattern: 'jobs', retryBackoff: { initial: 100, factor: 1, max: 100 } }] })
   const raw = await rawMember(t, tcpPort(server), { clientId: shareId('w') })
