@@ -1,6 +1,6 @@
 /**
  * Where a group's given-up messages go: a message a member refused
- * (PUBACK/PUBREC 0x80 or more, spec 4.8.2: never to another member) and a
+ * (PUBACK/PUBREC 0x80 or more, [MQTT-4.8.2-6]: never to another member) and a
  * poison message (delivered maxDeliveries times) are published to the
  * group's dead-letter topic with their cause, or dropped and counted when
  * the group has none. A dead letter held by another group (e.g. a durable

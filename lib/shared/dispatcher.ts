@@ -335,7 +335,7 @@ export class SharedSubscriptions {
     const qos = Math.min(m.qos, member.qos) as 0 | 1 | 2
     this.retries.count(group, entry, member)
     const out = sharedDelivery(m, member, qos, group.brokerId, delivery)
-    // QoS 1 only: a QoS 2 message once sent is never sent to another member [spec 4.8.2]
+    // QoS 1 only: a QoS 2 message once sent is never sent to another member [MQTT-4.8.2-4] [MQTT-4.8.2-5]
     if (qos === 1) this.retries.armAckTimeout(group, entry, delivery)
     if (qos === 1 && member.link?.sendShared !== undefined) {
       const sent = member.link.sendShared(out)
@@ -464,7 +464,7 @@ export class SharedSubscriptions {
     const group = entry.group
     if (!entry.live || entry.assignedTo !== clientId) return
     if (isFailure(reasonCode)) {
-      // [spec 4.8.2] MUST discard it and not send it to another member
+      // [MQTT-4.8.2-6] MUST discard it and not send it to another member
       this.deadLetters.giveUp(group, entry, { reason: 'rejected', clientId, deliveryCount: entry.message.deliveryCount ?? 1, reasonCode, reasonString: props?.reasonString })
     } else {
       const settle = settleOf(props?.userProperties)

@@ -4,7 +4,8 @@
  * (`culex-settle: abandon`), delivery counts (`culex-delivery-count`),
  * poison messages (maxDeliveries), the ack timeout, and dead letters that
  * say why. MQTT 5 stays the law: a refused message is never sent to another
- * member, a QoS 2 message once sent is never moved [spec 4.8.2].
+ * member [MQTT-4.8.2-6], a QoS 2 message once sent is never moved
+ * [MQTT-4.8.2-4] [MQTT-4.8.2-5].
  *
  * Implemented in lib/shared/ (policy.ts, retries.ts, settle.ts,
  * dead-letters.ts, dispatcher.ts) and lib/protocol/flows/acks.ts.
@@ -155,7 +156,7 @@ t.test('ack timeout: a connected member that never acknowledges holds its jobs n
   t.equal(done.messages.length, 10, 'no job twice')
 })
 
-t.test('ack timeout never moves a QoS 2 message once sent [spec 4.8.2]', async (t) => {
+t.test('[MQTT-4.8.2-4] [MQTT-4.8.2-5] ack timeout never moves a QoS 2 message once sent', async (t) => {
   const server = await startTestServer(t, { sharedGroups: [{ pattern: 'jobs', ackTimeout: 150 }] })
   const stuck = await rawMember(t, tcpPort(server), { clientId: shareId('a-stuck') })
   await rawSubscribe(stuck, [{ topic: KEY, qos: 2 }])
@@ -229,7 +230,7 @@ t.test('a policy with maxDeliveries 0: culex exits 2 with one line naming the fi
   t.match(run.stderr, /sharedGroups\[0\]\.maxDeliveries \(--shared-groups\)/)
 })
 
-t.test('dead letters you can act on: a refusal\'s Reason String kept; replayed from a durable dead-letter group back into the group; figures in Prometheus, $SYS and stats()', async (t) => {
+t.test('[MQTT-4.8.2-6] dead letters you can act on: a refused message is not sent to another member, its Reason String kept; replayed from a durable dead-letter group back into the group; figures in Prometheus, $SYS and stats()', async (t) => {
   const server = await startTestServer(t, { sysInterval: 1, sharedGroups: [{ pattern: 'jobs', deadLetterTopic: '$dlq/{group}/{topic}' }] })
   // the dead letters wait in a durable group whose only member is offline
   const keeper = await rawMember(t, tcpPort(server), { clientId: shareId('dlq-keeper'), clean: false, sessionExpiryInterval: 300 })
