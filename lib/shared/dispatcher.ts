@@ -40,7 +40,7 @@ import type { ShareStore, StoredMember } from './store.js'
 import { allocatePacketId } from '../aedes-internals.js'
 import { repeatedLog } from '../repeated-log.js'
 import { newMember, type Entry, type Group, type Member } from './group.js'
-import { Groups } from './groups.js'
+import { Groups, type Membership } from './groups.js'
 import type { MemberLink } from './member-link.js'
 import { chooseMember } from './selection.js'
 import { fateOnDisconnect, fateOnSessionEnd } from './departure.js'
@@ -49,6 +49,7 @@ import { DeadLetters } from './dead-letters.js'
 import { replayDeadLetters, type ReplayResult } from './replay.js'
 import { policyOf, type GroupRule } from './policy.js'
 import { Retries, clearTimer } from './retries.js'
+import { restoreGroups } from './restore.js'
 import { settleOf, type AckProperties } from './settle.js'
 import { groupStats, type GroupStats } from './stats.js'
 import { FilterSubscriptions, type MqPacket } from './filters.js'
@@ -103,24 +104,9 @@ export class SharedSubscriptions {
     })
   }
 
-  /** Loads memberships and group logs from the store (members start offline). */
+  /** Loads memberships and group logs from the store (restore.ts). */
   async setup (): Promise<void> {
-    for await (const m of this.store.members()) {
-      const group = this.groups.ensure(m.group)
-      group.members.set(m.clientId, newMember(m.clientId, m.qos, m.subscriptionIdentifier, m.retainAsPublished === true, true, undefined, 0))
-    }
-    let restored = 0
-    for await (const { group: key, seq, message } of this.store.messages()) {
-      const group = this.groups.get(key)
-      if (!group || group.members.size === 0) {
-        await this.store.delMessage(key, seq)
-        continue
-      }
-      this.retries.offerLater(group, group.add(seq, message))
-      if (seq >= group.nextSeq) group.nextSeq = seq + 1
-      restored++
-    }
-    if (this.groups.size > 0) this.log.info({ groups: this.groups.size, queued: restored }, 'shared subscriptions restored')
+    await restoreGroups(this.store, this.groups, this.retries, this.log)
   }
 
   // ------------------------------------------------------------ membership
@@ -514,11 +500,8 @@ export class SharedSubscriptions {
   }
 
   /** The groups `clientId` belongs to, with what it subscribed with (for the admin API). */
-  membershipsOf (clientId: string): Array<{ group: string, qos: 0 | 1 | 2, subscriptionIdentifier: number | undefined, retainAsPublished: boolean, assigned: number }> {
-    return this.groups.of(clientId).map((g) => {
-      const m = g.members.get(clientId) as Member
-      return { group: g.key, qos: m.qos, subscriptionIdentifier: m.si, retainAsPublished: m.rap, assigned: m.assigned }
-    })
+  membershipsOf (clientId: string): Membership[] {
+    return this.groups.memberships(clientId)
   }
 
   /** `listener` runs whenever a group gains or loses a member. */
@@ -527,9 +510,7 @@ export class SharedSubscriptions {
   }
 
   stats (): GroupStats[] {
-    const out: GroupStats[] = []
-    for (const g of this.groups.values()) out.push(groupStats(g))
-    return out
+    return Array.from(this.groups.values(), groupStats)
   }
 
   close (): void {
