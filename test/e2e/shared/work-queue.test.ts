@@ -143,7 +143,7 @@ t.test('ack timeout: a connected member that never acknowledges holds its jobs n
   const held = await nextPublishes(stuck, 5, 2000)
   await done.next(10, 3000)
   const took = Date.now() - start
-  t.ok(took < 300 + 1000, `all ten completed at the good member within ackTimeout + margin (${took} ms)`)
+  t.ok(took < 300 + 1500, `all ten completed at the good member within ackTimeout + margin (${took} ms)`)
   t.same(done.messages.map(text).sort(), Array.from({ length: 10 }, (_, i) => `job-${i}`).sort(), 'every job, once')
   const moved = done.messages.filter(p => userProps(p)['culex-delivery-count'] === '2')
   t.equal(moved.length, held.length, 'the moved jobs carry count 2')
