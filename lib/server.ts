@@ -93,7 +93,7 @@ export async function startServer (input: ConfigInput | Config = {}, options: St
     shared: config.sharedSubscriptions
       ? {
           strategy: config.sharedStrategy,
-          rules: config.sharedStrategies,
+          rules: [...config.sharedGroups, ...config.sharedStrategies],
           redelivery: config.sharedRedelivery,
           deadLetterTopic: config.sharedDeadLetterTopic,
           maxQueued: config.sharedMaxQueued,

@@ -177,6 +177,15 @@ export function createApi (opts: ApiOptions): (r: ApiRequest) => Promise<ApiResu
           const groups = source.sharedGroups().filter(g => q === undefined || g.group.toLowerCase().includes(q))
           return { status: 200, body: paged(groups, pageOf(r.query)) }
         }
+        // README "Work queues": the dead letters a group holds, back into the groups they came from
+        if (second === 'replay' && more.length === 0 && m === 'POST') {
+          requireAdmin(session)
+          const from = r.query.get('from')
+          if (from === null || from.length === 0) fail(400, 'BAD_REQUEST', 'from: the group holding the dead letters, e.g. $share/dlq/$dlq/#')
+          const limit = r.query.has('limit') ? intParam(r.query, 'limit', 0, 1, 1000000) : undefined
+          const result = await source.replayDeadLetters(from as string, limit)
+          return result === undefined ? fail(404, 'NOT_FOUND', 'no shared group with this key') : { status: 200, body: result }
+        }
         break
     }
     return fail(404, 'NOT_FOUND', `no such endpoint: ${m} ${API_PREFIX}${r.segments.join('/')}`)

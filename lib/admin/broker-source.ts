@@ -333,6 +333,10 @@ export function createBrokerSource (opts: BrokerSourceOptions): AdminSource {
           dropped: g.dropped ?? null
         }
       }).sort((a, b) => a.group < b.group ? -1 : a.group > b.group ? 1 : 0)
+    },
+
+    async replayDeadLetters (from, limit) {
+      return await broker.sharedGroups?.replayDeadLetters(from, limit)
     }
   }
 }

@@ -5,7 +5,7 @@
  * is computed when asked, never kept up to date per message.
  */
 
-import type { GroupStats } from '../shared/stats.js'
+import type { SharedGroupStats } from '../metrics/sources.js'
 
 export type ProtocolName = '3.1' | '3.1.1' | '5'
 
@@ -126,11 +126,22 @@ export interface RetainedLevel {
   truncated: boolean
 }
 
-/** A shared group as the API lists it: lib/shared's figures, the group's two names, `dropped` null when unknown. */
-export type SharedGroupInfo = Omit<GroupStats, 'dropped'> & {
+/**
+ * A shared group as the API lists it: lib/shared's figures (the work-queue
+ * ones when the provider has them, README "Work queues"), the group's two
+ * names, `dropped` null when unknown.
+ */
+export type SharedGroupInfo = Omit<SharedGroupStats, 'dropped'> & {
   shareName: string
   filter: string
   dropped: number | null
+  /** work-queue figures (README "Work queues"), when the provider has them */
+  abandoned?: number
+  timedOut?: number
+  poison?: number
+  invalidSettles?: number
+  delayed?: number
+  deadLetteredBy?: { rejected: number, 'max-deliveries': number }
 }
 
 export interface AdminSource {
@@ -146,4 +157,6 @@ export interface AdminSource {
   /** false when no message is retained on `topic` */
   deleteRetained (topic: string): Promise<boolean>
   sharedGroups (): SharedGroupInfo[]
+  /** moves the dead letters waiting in group `from` back into their groups; undefined when there is no such group */
+  replayDeadLetters (from: string, limit: number | undefined): Promise<{ replayed: number, skipped: number } | undefined>
 }

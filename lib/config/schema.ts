@@ -55,6 +55,27 @@ function jsonFromString<T extends z.ZodType> (schema: T): z.ZodPreprocess<T> {
 /** A list of names: a JSON array in a file, comma-separated text from a flag or the environment. */
 const nameList = z.preprocess((v) => typeof v === 'string' ? v.split(',').map(s => s.trim()).filter(s => s.length > 0) : v, z.array(z.string().min(1)))
 
+/**
+ * One entry of `sharedGroups`: what a shared group whose name matches
+ * `pattern` (`*` = any characters) does with its messages. A field left out
+ * takes the default (lib/shared/policy.ts `DEFAULT_POLICY`).
+ */
+const GroupRule = z.object({
+  pattern: z.string().min(1),
+  strategy: z.enum(STRATEGIES).optional(),
+  /** deliveries of one message at most; the next would be dead-lettered as poison */
+  maxDeliveries: int(1, 1000000).optional(),
+  /** delay before an abandoned message is offered again: initial * factor^(deliveries - 1), at most max (ms) */
+  retryBackoff: z.object({
+    initial: int(0, 86400000).default(1000),
+    factor: z.number().min(1).max(1000).default(2),
+    max: int(0, 86400000).default(60000)
+  }).strict().refine((b) => b.max >= b.initial, { message: 'max must be at least initial' }).optional(),
+  /** ms a connected member may hold a QoS 1 delivery without acknowledging it; unset = no limit */
+  ackTimeout: int(1, 86400000).optional(),
+  deadLetterTopic: z.string().min(1).optional()
+}).strict()
+
 export const LogLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
 
 /**
@@ -116,7 +137,8 @@ export const ConfigSchema = z.object({
   connectTimeout: int(1, 3600).default(10).describe('seconds a new connection has to send CONNECT'),
   sharedSubscriptions: bool.default(true).describe('allow shared subscriptions, $share/{group}/{filter}'),
   sharedStrategy: z.enum(STRATEGIES).default('round-robin').describe('how a group picks the member for a message: round-robin, random, sticky, hash-clientid, hash-topic or least-inflight'),
-  sharedStrategies: jsonFromString(z.array(z.object({ pattern: z.string().min(1), strategy: z.enum(STRATEGIES) }).strict())).default([]).describe('per-group strategies as JSON, first match wins: [{"pattern":"jobs-*","strategy":"least-inflight"}]'),
+  sharedGroups: jsonFromString(z.array(GroupRule)).default([]).describe('per-group strategy and queue policy as JSON, first matching pattern wins: [{"pattern":"jobs-*","strategy":"least-inflight","maxDeliveries":5,"retryBackoff":{"initial":1000,"factor":2,"max":60000},"ackTimeout":30000,"deadLetterTopic":"$dlq/{group}/{topic}"}]'),
+  sharedStrategies: jsonFromString(z.array(z.object({ pattern: z.string().min(1), strategy: z.enum(STRATEGIES) }).strict())).default([]).describe('deprecated, use sharedGroups: per-group strategies as JSON, after those of sharedGroups: [{"pattern":"jobs-*","strategy":"least-inflight"}]'),
   sharedRedelivery: z.enum(['immediate', 'session-end']).default('immediate').describe('unacknowledged QoS 1 messages of a member that drops: to another member immediate or at session-end'),
   sharedDeadLetterTopic: z.string().min(1).optional().describe('publish messages a member refused (PUBACK/PUBREC 0x80 or above) to this topic, e.g. $dlq/{group}/{topic}; unset = off'),
   sharedMaxQueued: int(1, 100000000).default(100000).describe('messages a group queues while no member can take them'),

@@ -284,6 +284,39 @@ function registerSharedGroupFamilies (registry: Registry, broker: CulexBroker): 
   counter('culex_shared_group_delivered_total', 'Messages a shared group delivered to a member', g => g.delivered)
   counter('culex_shared_group_redelivered_total', 'Messages a shared group sent again after a member left without acknowledging', g => g.redelivered)
   counter('culex_shared_group_dead_lettered_total', 'Messages a shared group gave up on', g => g.deadLettered)
+  /** a count a provider may leave out (the work-queue figures): no sample for its groups then */
+  const optional = (name: string, help: string, pick: (g: SharedGroupStats) => number | undefined): void => {
+    new Counter({
+      name,
+      help,
+      labelNames: ['group'],
+      registers,
+      collect () {
+        this.reset()
+        for (const g of readSharedGroups(broker) ?? []) {
+          const v = pick(g)
+          if (v !== undefined) this.inc({ group: g.group }, v)
+        }
+      }
+    })
+  }
+  optional('culex_shared_group_abandoned_total', 'Messages a member of a shared group handed back for a later retry (culex-settle: abandon)', g => g.abandoned)
+  optional('culex_shared_group_timed_out_total', 'Deliveries a shared group took back after its ackTimeout', g => g.timedOut)
+  optional('culex_shared_group_poison_total', 'Messages a shared group gave up on after maxDeliveries deliveries', g => g.poison)
+  optional('culex_shared_group_invalid_settles_total', 'Acknowledgements whose culex-settle user properties made no sense (ignored)', g => g.invalidSettles)
+  gauge('culex_shared_group_delayed', 'Abandoned messages of a shared group waiting for their backoff', g => g.delayed ?? 0)
+  new Counter({
+    name: 'culex_shared_group_dead_letters_total',
+    help: 'Messages a shared group published to its dead-letter topic, by reason (rejected, max-deliveries)',
+    labelNames: ['group', 'reason'],
+    registers,
+    collect () {
+      this.reset()
+      for (const g of readSharedGroups(broker) ?? []) {
+        for (const [reason, n] of Object.entries(g.deadLetteredBy ?? {})) this.inc({ group: g.group, reason }, n)
+      }
+    }
+  })
   new Counter({
     name: 'culex_shared_group_dropped_total',
     help: 'Messages a shared group discarded (queue full, expired)',

@@ -48,7 +48,9 @@ export interface ObservableStore {
  * One shared subscription group as lib/shared reports it (`GroupStats`);
  * `dropped` is optional, so other providers may leave it out.
  */
-export type SharedGroupStats = Omit<GroupStats, 'dropped'> & { dropped?: number }
+/** The work-queue figures (lib/shared/policy.ts) a provider may leave out. */
+type QueueFigures = 'dropped' | 'abandoned' | 'timedOut' | 'poison' | 'invalidSettles' | 'delayed' | 'deadLetteredBy'
+export type SharedGroupStats = Omit<GroupStats, QueueFigures> & Partial<Pick<GroupStats, QueueFigures>>
 
 /** Offered by the shared-subscription module as `broker.sharedGroups`. */
 export interface SharedGroupStatsProvider {
@@ -150,7 +152,14 @@ export function readSharedGroups (broker: CulexBroker): SharedGroupStats[] | und
     const stats = {} as SharedGroupStats
     stats.group = g.group
     for (const f of fields) stats[f] = g[f] as number
-    if (isCount(g.dropped)) stats.dropped = g.dropped
+    for (const f of ['dropped', 'abandoned', 'timedOut', 'poison', 'invalidSettles', 'delayed'] as const) {
+      const v = g[f]
+      if (isCount(v)) stats[f] = v
+    }
+    const by = g.deadLetteredBy as Record<string, unknown> | undefined
+    if (typeof by === 'object' && by !== null && isCount(by.rejected) && isCount(by['max-deliveries'])) {
+      stats.deadLetteredBy = { rejected: by.rejected, 'max-deliveries': by['max-deliveries'] }
+    }
     out.push(stats)
   }
   return out

@@ -37,7 +37,7 @@ export interface SysTopics {
 export const SYS_PREFIX = '$SYS/broker/'
 /** In a cluster, each value also goes out under `$SYS/brokers/{node id}/`. */
 export const nodeSysPrefix = (nodeId: string): string => `$SYS/brokers/${nodeId}/`
-const SHARED_LEAVES = ['members', 'members/online', 'queued', 'inflight', 'delivered'] as const
+const SHARED_LEAVES = ['members', 'members/online', 'queued', 'inflight', 'delivered', 'redelivered', 'abandoned', 'timedout', 'poison', 'deadlettered'] as const
 
 /** The exponentially damped moving averages mosquitto publishes under `load/`, over 1, 5 and 15 minutes. */
 const LOAD_WINDOWS = [['1min', 60], ['5min', 300], ['15min', 900]] as const
@@ -160,6 +160,11 @@ export function startSysTopics (opts: SysTopicsOptions): SysTopics {
         set(`shared/${level}/queued`, g.queued)
         set(`shared/${level}/inflight`, g.inflight)
         set(`shared/${level}/delivered`, g.delivered)
+        set(`shared/${level}/redelivered`, g.redelivered)
+        set(`shared/${level}/deadlettered`, g.deadLettered)
+        if (g.abandoned !== undefined) set(`shared/${level}/abandoned`, g.abandoned)
+        if (g.timedOut !== undefined) set(`shared/${level}/timedout`, g.timedOut)
+        if (g.poison !== undefined) set(`shared/${level}/poison`, g.poison)
       }
       if (stopped || aedes.closed) return
       for (const level of groups) {

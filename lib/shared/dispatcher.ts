@@ -27,40 +27,45 @@
  * assigns the packet id and drops stale copies (a retransmission of a
  * message that meanwhile went to another member).
  *
- * This module decides what happens to each message; its parts are
- * `group.ts` and `groups.ts` (members, unfinished messages, counters),
- * `filters.ts` (one aedes subscription per filter), `selection.ts` (the
- * MemberSelector's candidates), `deliveries.ts` (delivery counters and
- * packet ids), `departure.ts` (a departed member's messages),
- * `delivery.ts` (the packets sent), `stats.ts` and `member-link.ts` (what
- * the gateway offers a group).
+ * This module decides what happens to each message; its parts (README
+ * "Architecture") keep the state, and a group's queue policy (policy.ts:
+ * counts, poison, abandon, ack timeout) is carried out by retries.ts,
+ * dead-letters.ts and replay.ts.
  */
 import type { Aedes, Client } from 'aedes'
 import type { Logger } from 'pino'
 import { isFailure } from '../protocol/reason-codes.js'
-import { LocalSelector, strategyResolver, type MemberSelector, type Strategy, type StrategyRule } from './strategies.js'
+import { LocalSelector, groupName, strategyResolver, type MemberSelector, type Strategy } from './strategies.js'
 import type { ShareStore, StoredMember } from './store.js'
 import { allocatePacketId } from '../aedes-internals.js'
 import { repeatedLog } from '../repeated-log.js'
 import { newMember, type Entry, type Group, type Member } from './group.js'
-import { Groups } from './groups.js'
+import { Groups, type Membership } from './groups.js'
 import type { MemberLink } from './member-link.js'
 import { chooseMember } from './selection.js'
 import { fateOnDisconnect, fateOnSessionEnd } from './departure.js'
-import { deadLetter, sharedDelivery, storedMessage } from './delivery.js'
+import { sharedDelivery, storedMessage } from './delivery.js'
+import { DeadLetters } from './dead-letters.js'
+import { replayDeadLetters, type ReplayResult } from './replay.js'
+import { policyOf, type GroupRule } from './policy.js'
+import { Retries, clearTimer } from './retries.js'
+import { restoreGroups } from './restore.js'
+import { settleOf, type AckProperties } from './settle.js'
 import { groupStats, type GroupStats } from './stats.js'
 import { FilterSubscriptions, type MqPacket } from './filters.js'
 import { Deliveries } from './deliveries.js'
 
 export { SHARED_BROKER_ID, type MemberLink, type DirectSend, type SharedDelivery } from './member-link.js'
 export type { GroupStats } from './stats.js'
+export type { AckProperties } from './settle.js'
 
 export interface SharedOptions {
   strategy: Strategy
-  rules: readonly StrategyRule[]
+  /** per group name pattern: strategy and queue policy (policy.ts), first match wins */
+  rules: readonly GroupRule[]
   /** QoS 1 in flight to a member whose connection drops: to another member at once, or when its session ends */
   redelivery: 'immediate' | 'session-end'
-  /** e.g. `$dlq/{group}/{topic}`; nacked messages are published there when set */
+  /** e.g. `$dlq/{group}/{topic}`, for groups whose rule sets none; given-up messages are published there when set */
   deadLetterTopic: string | undefined
   /** per group, like an offline session queue */
   maxQueued: number
@@ -76,6 +81,8 @@ export class SharedSubscriptions {
   private readonly deliveries = new Deliveries()
   private readonly membershipListeners: Array<() => void> = []
   private readonly selector: MemberSelector
+  private readonly deadLetters: DeadLetters
+  private readonly retries: Retries
 
   constructor (
     private readonly aedes: Aedes,
@@ -85,27 +92,21 @@ export class SharedSubscriptions {
   ) {
     this.selector = opts.selector ?? new LocalSelector(strategyResolver(opts.strategy, opts.rules))
     this.filters = new FilterSubscriptions(aedes, (groups, packet) => this.route(groups, packet), log)
-    this.groups = new Groups(group => this.filters.add(group))
+    this.deadLetters = new DeadLetters(aedes, log)
+    this.retries = new Retries(store, {
+      drain: (group) => { this.drain(group) },
+      unassign: (group, member, entry, redelivery, requeue) => { this.unassign(group, member, entry, redelivery, requeue) },
+      untrack: (client, packetId) => { this.deliveries.acknowledged(client, packetId) }
+    }, log)
+    this.groups = new Groups(group => {
+      group.policy = policyOf(opts.rules, groupName(group.key), opts.deadLetterTopic)
+      this.filters.add(group)
+    })
   }
 
-  /** Loads memberships and group logs from the store (members start offline). */
+  /** Loads memberships and group logs from the store (restore.ts). */
   async setup (): Promise<void> {
-    for await (const m of this.store.members()) {
-      const group = this.groups.ensure(m.group)
-      group.members.set(m.clientId, newMember(m.clientId, m.qos, m.subscriptionIdentifier, m.retainAsPublished === true, true, undefined, 0))
-    }
-    let restored = 0
-    for await (const { group: key, seq, message } of this.store.messages()) {
-      const group = this.groups.get(key)
-      if (!group || group.members.size === 0) {
-        await this.store.delMessage(key, seq)
-        continue
-      }
-      group.requeue(group.add(seq, message))
-      if (seq >= group.nextSeq) group.nextSeq = seq + 1
-      restored++
-    }
-    if (this.groups.size > 0) this.log.info({ groups: this.groups.size, queued: restored }, 'shared subscriptions restored')
+    await restoreGroups(this.store, this.groups, this.retries, this.log)
   }
 
   // ------------------------------------------------------------ membership
@@ -215,7 +216,7 @@ export class SharedSubscriptions {
   private async dropGroup (group: Group): Promise<void> {
     this.groups.delete(group)
     const discarded = group.list()
-    for (const entry of discarded) group.remove(entry)
+    for (const entry of discarded) { clearTimer(entry); group.remove(entry) }
     group.pending.length = 0
     for (const entry of discarded) await this.store.delMessage(group.key, entry.seq)
     if (discarded.length > 0) this.log.info({ group: group.key, discarded: discarded.length }, 'shared group gone with its last member')
@@ -295,7 +296,14 @@ export class SharedSubscriptions {
         void this.complete(group, entry)
         continue
       }
-      const member = chooseMember(this.selector, group, entry.message.topic, entry.message.publisherId, true)
+      if ((entry.message.deliveryCount ?? 0) >= group.policy.maxDeliveries) {
+        // a poison message: delivering it again would take down yet another member
+        group.pending.shift()
+        this.deadLetters.giveUp(group, entry, { reason: 'max-deliveries', clientId: entry.message.lastMember, deliveryCount: entry.message.deliveryCount ?? 0 })
+        void this.complete(group, entry)
+        continue
+      }
+      const member = chooseMember(this.selector, group, entry.message.topic, entry.message.publisherId, true, entry.avoid)
       if (!member) return
       group.pending.shift()
       this.deliver(group, entry, member)
@@ -311,7 +319,10 @@ export class SharedSubscriptions {
     member.assigned++
     const m = entry.message
     const qos = Math.min(m.qos, member.qos) as 0 | 1 | 2
+    this.retries.count(group, entry, member)
     const out = sharedDelivery(m, member, qos, group.brokerId, delivery)
+    // QoS 1 only: a QoS 2 message once sent is never sent to another member [MQTT-4.8.2-4] [MQTT-4.8.2-5]
+    if (qos === 1) this.retries.armAckTimeout(group, entry, delivery)
     if (qos === 1 && member.link?.sendShared !== undefined) {
       const sent = member.link.sendShared(out)
       if (typeof sent === 'number') {
@@ -341,17 +352,18 @@ export class SharedSubscriptions {
     if (entry.forwardedTo === undefined && entry.live && entry.delivery === delivery) this.deliveries.await(delivery, entry)
   }
 
-  private unassign (group: Group, member: Member, entry: Entry, redelivery: boolean): void {
+  private unassign (group: Group, member: Member | undefined, entry: Entry, redelivery: boolean, requeue = true): void {
     if (entry.assignedTo === undefined) return
+    clearTimer(entry)
     if (entry.delivery !== undefined) this.deliveries.end(entry.delivery)
     entry.assignedTo = undefined
     entry.link = undefined
     entry.forwardedTo = undefined
     entry.delivery = undefined
     entry.messageId = undefined
-    member.assigned = Math.max(0, member.assigned - 1)
+    if (member) member.assigned = Math.max(0, member.assigned - 1)
     if (redelivery) group.redelivered++
-    group.requeue(entry)
+    if (requeue) group.requeue(entry)
   }
 
   /**
@@ -361,6 +373,7 @@ export class SharedSubscriptions {
    */
   private complete (group: Group, entry: Entry): Promise<void> | undefined {
     if (!group.remove(entry)) return undefined
+    clearTimer(entry)
     if (entry.delivery !== undefined) this.deliveries.end(entry.delivery)
     if (entry.assignedTo !== undefined) {
       const member = group.members.get(entry.assignedTo)
@@ -430,34 +443,45 @@ export class SharedSubscriptions {
    * the group). The gateway has already freed the place in the member's
    * window, so the next waiting message can go out at once.
    */
-  onAck (client: { id: string }, packetId: number, reasonCode: number): void {
+  onAck (client: { id: string }, packetId: number, reasonCode: number, props?: AckProperties): void {
     const clientId = client.id
     const entry = this.deliveries.acknowledged(client, packetId)
     if (!entry) return
     const group = entry.group
     if (!entry.live || entry.assignedTo !== clientId) return
     if (isFailure(reasonCode)) {
-      // [spec 4.8.2] MUST discard it and not send it to another member
-      this.deadLetter(group, entry, clientId, reasonCode)
+      // [MQTT-4.8.2-6] MUST discard it and not send it to another member
+      this.deadLetters.giveUp(group, entry, { reason: 'rejected', clientId, deliveryCount: entry.message.deliveryCount ?? 1, reasonCode, reasonString: props?.reasonString })
     } else {
+      const settle = settleOf(props?.userProperties)
+      if (settle.invalid !== undefined) {
+        group.invalidSettles++
+        repeatedLog.log(this.log, 'info', 'settle ' + group.key + '\u0000' + clientId, { group: group.key, clientId, why: settle.invalid }, 'acknowledgement with a culex-settle property that makes no sense: ignored')
+      }
+      if (settle.kind === 'abandon') {
+        this.retries.abandon(group, entry, settle.delay)
+        this.drain(group)
+        return
+      }
       group.delivered++
     }
     void this.complete(group, entry)
     this.drain(group)
   }
 
-  private deadLetter (group: Group, entry: Entry, clientId: string, reasonCode: number): void {
-    const template = this.opts.deadLetterTopic
-    if (!template) {
-      group.dropped++
-      repeatedLog.log(this.log, 'info', 'refused ' + group.key + '\u0000' + clientId, { group: group.key, clientId, reasonCode }, 'shared message refused by its member: discarded')
-      return
-    }
-    group.deadLettered++
-    const packet = deadLetter(template, group.key, entry.message, clientId, reasonCode)
-    this.aedes.publish(packet as never, (err?: Error) => {
-      if (err) repeatedLog.log(this.log, 'error', 'dead-letter failed ' + group.key, { err, topic: packet.topic }, 'dead-letter publish failed')
-    })
+  /** Replays the dead letters waiting in group `from` into the groups they came from (replay.ts). */
+  async replayDeadLetters (from: string, limit?: number): Promise<ReplayResult | undefined> {
+    return await replayDeadLetters({
+      group: (key) => this.groups.get(key),
+      groups: () => this.groups.values(),
+      enqueue: async (group, message) => {
+        const seq = group.nextSeq++
+        group.pending.push(group.add(seq, message))
+        await this.store.putMessage(group.key, seq, message)
+        this.drain(group)
+      },
+      complete: async (group, entry) => { await this.complete(group, entry) }
+    }, from, limit, this.log)
   }
 
   /** Is there a group whose filter matches `topic`? (its listener is also a live aedes subscription) */
@@ -476,11 +500,8 @@ export class SharedSubscriptions {
   }
 
   /** The groups `clientId` belongs to, with what it subscribed with (for the admin API). */
-  membershipsOf (clientId: string): Array<{ group: string, qos: 0 | 1 | 2, subscriptionIdentifier: number | undefined, retainAsPublished: boolean, assigned: number }> {
-    return this.groups.of(clientId).map((g) => {
-      const m = g.members.get(clientId) as Member
-      return { group: g.key, qos: m.qos, subscriptionIdentifier: m.si, retainAsPublished: m.rap, assigned: m.assigned }
-    })
+  membershipsOf (clientId: string): Membership[] {
+    return this.groups.memberships(clientId)
   }
 
   /** `listener` runs whenever a group gains or loses a member. */
@@ -489,9 +510,7 @@ export class SharedSubscriptions {
   }
 
   stats (): GroupStats[] {
-    const out: GroupStats[] = []
-    for (const g of this.groups.values()) out.push(groupStats(g))
-    return out
+    return Array.from(this.groups.values(), groupStats)
   }
 
   close (): void {

@@ -6,6 +6,9 @@
 import type { Candidate } from './strategies.js'
 import type { StoredMessage } from './store.js'
 import { SHARED_BROKER_ID, type MemberLink } from './member-link.js'
+import { DEFAULT_POLICY, type GroupPolicy } from './policy.js'
+
+export type DeadLetterReason = 'rejected' | 'max-deliveries'
 
 export interface Member {
   clientId: string
@@ -39,6 +42,10 @@ export interface Entry {
   forwardedTo?: object
   delivery: number | undefined
   messageId: number | undefined
+  /** its ack timeout while delivered, its backoff while abandoned (never both) */
+  timer: NodeJS.Timeout | undefined
+  /** a member that held it until its ack timeout: another one gets it, when there is one */
+  avoid: string | undefined
 }
 
 export class Group {
@@ -63,6 +70,19 @@ export class Group {
   redelivered = 0
   deadLettered = 0
   dropped = 0
+  /** messages a member handed back for a later retry */
+  abandoned = 0
+  /** deliveries taken back after the ack timeout */
+  timedOut = 0
+  /** messages given up after maxDeliveries deliveries (dead-lettered or dropped) */
+  poison = 0
+  /** dead-lettered, by reason: `rejected` (PUBACK/PUBREC 0x80 or more), `max-deliveries` */
+  readonly deadLetteredBy: Record<DeadLetterReason, number> = { rejected: 0, 'max-deliveries': 0 }
+  /** acknowledgements whose culex-settle user properties made no sense (ignored) */
+  invalidSettles = 0
+  /** abandoned messages waiting for their backoff */
+  delayed = 0
+  policy: GroupPolicy = DEFAULT_POLICY
 
   constructor (readonly key: string, readonly filter: string) {
     this.brokerId = SHARED_BROKER_ID + key
@@ -70,7 +90,7 @@ export class Group {
   }
 
   add (seq: number, message: StoredMessage): Entry {
-    const entry: Entry = { group: this, seq, message, live: true, prev: this.tail, next: undefined, assignedTo: undefined, link: undefined, delivery: undefined, messageId: undefined }
+    const entry: Entry = { group: this, seq, message, live: true, prev: this.tail, next: undefined, assignedTo: undefined, link: undefined, delivery: undefined, messageId: undefined, timer: undefined, avoid: undefined }
     if (this.tail) this.tail.next = entry
     else this.head = entry
     this.tail = entry

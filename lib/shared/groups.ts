@@ -1,5 +1,8 @@
 /** The shared groups by key, and which of them a client is a member of. */
-import { Group } from './group.js'
+import { Group, type Member } from './group.js'
+
+/** A client's membership of one group, as it subscribed. */
+export interface Membership { group: string, qos: 0 | 1 | 2, subscriptionIdentifier: number | undefined, retainAsPublished: boolean, assigned: number }
 
 export class Groups {
   private readonly byKey = new Map<string, Group>()
@@ -37,6 +40,14 @@ export class Groups {
     const out: Group[] = []
     for (const g of this.byKey.values()) if (g.members.has(clientId)) out.push(g)
     return out
+  }
+
+  /** The groups the client belongs to, with what it subscribed with (for the admin API). */
+  memberships (clientId: string): Membership[] {
+    return this.of(clientId).map((g) => {
+      const m = g.members.get(clientId) as Member
+      return { group: g.key, qos: m.qos, subscriptionIdentifier: m.si, retainAsPublished: m.rap, assigned: m.assigned }
+    })
   }
 
   /** How many groups the client is a member of. */

@@ -8,9 +8,10 @@ import type { Candidate, MemberSelector } from './strategies.js'
 import type { Group, Member } from './group.js'
 
 /** The online members (with room, when `needRoom`), refilled into the group's candidate list. */
-export function candidatesOf (group: Group, needRoom: boolean): Candidate[] {
+export function candidatesOf (group: Group, needRoom: boolean, avoid?: string): Candidate[] {
   const out = group.candidates
   out.length = 0
+  let avoided: Candidate | undefined
   for (const m of group.members.values()) {
     if (!m.link) continue
     const room = m.link.room()
@@ -18,14 +19,17 @@ export function candidatesOf (group: Group, needRoom: boolean): Candidate[] {
     const c = m.candidate
     c.room = room
     c.inflight = m.assigned
-    out.push(c)
+    if (m.clientId === avoid) avoided = c
+    else out.push(c)
   }
+  // the member to avoid only when it is the only one
+  if (out.length === 0 && avoided !== undefined) out.push(avoided)
   return out
 }
 
 /** The member the selector picks, or undefined when none is online (with room) or it keeps the message queued. */
-export function chooseMember (selector: MemberSelector, group: Group, topic: string, publisherId: string | undefined, needRoom: boolean): Member | undefined {
-  const candidates = candidatesOf(group, needRoom)
+export function chooseMember (selector: MemberSelector, group: Group, topic: string, publisherId: string | undefined, needRoom: boolean, avoid?: string): Member | undefined {
+  const candidates = candidatesOf(group, needRoom, avoid)
   if (candidates.length === 0) return undefined
   const input = group.selectInput
   input.topic = topic

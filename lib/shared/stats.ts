@@ -17,8 +17,20 @@ export interface GroupStats {
   redelivered: number
   /** cumulative: messages a member refused, published to the dead-letter topic */
   deadLettered: number
-  /** cumulative: messages discarded (queue full, expired, refused without a dead-letter topic, not readable) */
+  /** cumulative: messages discarded (queue full, expired, refused or poison without a dead-letter topic, not readable) */
   dropped: number
+  /** cumulative: messages a member handed back (`culex-settle: abandon`) for a later retry */
+  abandoned: number
+  /** cumulative: deliveries taken back after the group's ackTimeout */
+  timedOut: number
+  /** cumulative: messages given up after maxDeliveries deliveries (dead-lettered or dropped) */
+  poison: number
+  /** cumulative: dead-lettered, by reason */
+  deadLetteredBy: { rejected: number, 'max-deliveries': number }
+  /** cumulative: acknowledgements whose culex-settle properties made no sense (ignored) */
+  invalidSettles: number
+  /** abandoned messages waiting for their backoff */
+  delayed: number
 }
 
 export function groupStats (g: Group): GroupStats {
@@ -35,6 +47,12 @@ export function groupStats (g: Group): GroupStats {
     delivered: g.delivered,
     redelivered: g.redelivered,
     deadLettered: g.deadLettered,
-    dropped: g.dropped
+    dropped: g.dropped,
+    abandoned: g.abandoned,
+    timedOut: g.timedOut,
+    poison: g.poison,
+    deadLetteredBy: { ...g.deadLetteredBy },
+    invalidSettles: g.invalidSettles,
+    delayed: g.delayed
   }
 }

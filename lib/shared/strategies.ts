@@ -6,6 +6,7 @@
  */
 import { createHash, randomInt } from 'node:crypto'
 import { STRATEGIES, type Strategy } from './strategy-names.js'
+import { patternRegExp } from './policy.js'
 
 export { STRATEGIES, type Strategy }
 
@@ -112,15 +113,13 @@ export class LocalSelector implements MemberSelector {
 export interface StrategyRule {
   /** group name pattern: `*` matches any characters */
   pattern: string
-  strategy: Strategy
+  /** unset: the default strategy (the rule sets only a queue policy, policy.ts) */
+  strategy?: Strategy | undefined
 }
 
-/** The strategy of a group: the first rule whose pattern matches its name, else the default. */
+/** The strategy of a group: that of the first rule whose pattern matches its name, else the default. */
 export function strategyResolver (defaultStrategy: Strategy, rules: readonly StrategyRule[]): (group: string) => Strategy {
-  const compiled = rules.map(r => ({
-    re: new RegExp('^' + r.pattern.split('*').map(s => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*') + '$'),
-    strategy: r.strategy
-  }))
+  const compiled = rules.map(r => ({ re: patternRegExp(r.pattern), strategy: r.strategy }))
   const cache = new Map<string, Strategy>()
   return (groupKey: string) => {
     let s = cache.get(groupKey)

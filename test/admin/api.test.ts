@@ -20,7 +20,8 @@ function setup (): { handle: (r: Partial<ApiRequest>) => ReturnType<ReturnType<t
     disconnect: (id) => { calls.push(`disconnect ${id}`); return id === 'a' },
     retainedLevel: async (parent) => { calls.push(`level ${parent}`); return { nodes: [], truncated: false } },
     deleteRetained: async (topic) => { calls.push(`delete ${topic}`); return topic === 'x/y' },
-    sharedGroups: () => []
+    sharedGroups: () => [],
+    replayDeadLetters: async (from, limit) => { calls.push(`replay ${from} ${String(limit)}`); return from === '$share/dlq/$dlq/#' ? { replayed: 2, skipped: 1 } : undefined }
   }
   const sessions = new SessionStore()
   const history = new RateHistory({ totals: source.totals, groups: source.sharedGroups })
@@ -97,4 +98,18 @@ t.test('only a logged-in request counts as the dashboard being used (group depth
   t.equal((await handle({ segments: ['clients'], session: sessions.create('v', 'viewer') })).status, 200)
   history.sample()
   t.equal(history.groupDepths().length, 1, 'a logged-in request does')
+})
+
+t.test('dead-letter replay: POST shared-groups/replay?from=...&limit=..., admin only', async (t) => {
+  const { handle, sessions, calls } = setup()
+  const viewer = sessions.create('v', 'viewer')
+  const admin = sessions.create('root', 'admin')
+  const q = (s: string): URLSearchParams => new URLSearchParams(s)
+  t.equal((await handle({ method: 'POST', segments: ['shared-groups', 'replay'], session: viewer, req: withToken(viewer.csrfToken), query: q('from=$share/dlq/$dlq/%23') })).status, 403, 'viewer')
+  t.equal((await handle({ method: 'POST', segments: ['shared-groups', 'replay'], session: admin, req: withToken(admin.csrfToken) })).status, 400, 'from is required')
+  t.equal((await handle({ method: 'POST', segments: ['shared-groups', 'replay'], session: admin, req: withToken(admin.csrfToken), query: q('from=x&limit=-1') })).status, 400, 'a bad limit')
+  const ok = await handle({ method: 'POST', segments: ['shared-groups', 'replay'], session: admin, req: withToken(admin.csrfToken), query: q('from=$share/dlq/$dlq/%23&limit=5') })
+  t.same(ok, { status: 200, body: { replayed: 2, skipped: 1 } })
+  t.equal((await handle({ method: 'POST', segments: ['shared-groups', 'replay'], session: admin, req: withToken(admin.csrfToken), query: q('from=nope') })).status, 404)
+  t.same(calls, ['replay $share/dlq/$dlq/# 5', 'replay nope undefined'])
 })

@@ -106,3 +106,24 @@ t.test('the version constant matches package.json', async (t) => {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
   t.equal(version, pkg.version)
 })
+
+t.test('sharedGroups: one list of strategy and queue policy per group pattern, validated field by field', async (t) => {
+  const ok = await loadConfig({ env: { CULEX_SHARED_GROUPS: '[{"pattern":"jobs","strategy":"least-inflight","maxDeliveries":3,"retryBackoff":{"initial":100},"ackTimeout":500,"deadLetterTopic":"$dlq/{group}"}]' } })
+  t.same(ok.sharedGroups, [{ pattern: 'jobs', strategy: 'least-inflight', maxDeliveries: 3, retryBackoff: { initial: 100, factor: 2, max: 60000 }, ackTimeout: 500, deadLetterTopic: '$dlq/{group}' }], 'backoff fields default')
+  t.same((await loadConfig({})).sharedGroups, [], 'none by default')
+  const file = join(dir, 'groups.json')
+  const bad: Array<[unknown, RegExp]> = [
+    [{ pattern: 'jobs', maxDeliveries: 0 }, /^invalid configuration: sharedGroups\[0\]\.maxDeliveries \(in .*groups\.json\): .*>=1/],
+    [{ pattern: 'jobs', ackTimeout: -1 }, /sharedGroups\[0\]\.ackTimeout/],
+    [{ pattern: 'jobs', retryBackoff: { initial: 10, max: 5 } }, /sharedGroups\[0\]\.retryBackoff.*max must be at least initial/],
+    [{ pattern: 'jobs', retryBackoff: { factor: 0.5 } }, /sharedGroups\[0\]\.retryBackoff\.factor/],
+    [{ pattern: 'jobs', maxDelivery: 3 }, /sharedGroups\[0\]/]
+  ]
+  for (const [rule, error] of bad) {
+    writeFileSync(file, JSON.stringify({ sharedGroups: [rule] }))
+    const err = await loadConfig({ file }).catch((e: unknown) => e)
+    t.ok(isCulexError(err, 'CULEX_ERR_CONFIG_INVALID'), JSON.stringify(rule))
+    t.match((err as Error).message, error)
+    t.notMatch((err as Error).message, /\n/, 'one line')
+  }
+})

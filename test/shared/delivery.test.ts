@@ -35,7 +35,7 @@ t.test('storedMessage keeps what the group log needs, and nothing absent', async
 t.test('deadLetter: the template filled in, QoS 1, not retained, with who refused it and how', async (t) => {
   const payload = Buffer.from('x')
   const m: StoredMessage = { topic: 'jobs/1', payload, qos: 2, retain: true, properties: { contentType: 'a', userProperties: { k: 'v' } } }
-  t.same(deadLetter('$dlq/{group}/{topic}', '$share/workers/jobs/#', m, 'c1', 0x87), {
+  t.same(deadLetter('$dlq/{group}/{topic}', '$share/workers/jobs/#', m, { reason: 'rejected', clientId: 'c1', deliveryCount: 1, reasonCode: 0x87, reasonString: 'bad job' }), {
     cmd: 'publish',
     topic: '$dlq/workers/jobs/1',
     payload,
@@ -44,9 +44,24 @@ t.test('deadLetter: the template filled in, QoS 1, not retained, with who refuse
     dup: false,
     properties: {
       contentType: 'a',
-      userProperties: { k: 'v', 'culex-reason-code': '0x87', 'culex-client-id': 'c1', 'culex-group': 'workers', 'culex-original-topic': 'jobs/1' }
+      userProperties: { k: 'v', 'culex-reason': 'rejected', 'culex-delivery-count': '1', 'culex-reason-code': '0x87', 'culex-reason-string': 'bad job', 'culex-client-id': 'c1', 'culex-group': 'workers', 'culex-original-topic': 'jobs/1' }
     }
   })
-  const bare = deadLetter('dead', '$share/w/a', { topic: 'a', payload, qos: 1, retain: false }, 'c', 0x80)
-  t.same(bare.properties, { userProperties: { 'culex-reason-code': '0x80', 'culex-client-id': 'c', 'culex-group': 'w', 'culex-original-topic': 'a' } })
+  const bare = deadLetter('dead', '$share/w/a', { topic: 'a', payload, qos: 1, retain: false }, { reason: 'rejected', clientId: 'c', deliveryCount: 2, reasonCode: 0x80 })
+  t.same(bare.properties, { userProperties: { 'culex-reason': 'rejected', 'culex-delivery-count': '2', 'culex-reason-code': '0x80', 'culex-client-id': 'c', 'culex-group': 'w', 'culex-original-topic': 'a' } })
+})
+
+t.test('deadLetter of a poison message: reason max-deliveries, its count and last member, no reason code', async (t) => {
+  const payload = Buffer.from('x')
+  const d = deadLetter('$dlq/{group}', '$share/w/a', { topic: 'a', payload, qos: 1, retain: false, properties: { contentType: 'text/plain' } }, { reason: 'max-deliveries', clientId: 'w2', deliveryCount: 3 })
+  t.equal(d.topic, '$dlq/w')
+  t.same(d.properties, { contentType: 'text/plain', userProperties: { 'culex-reason': 'max-deliveries', 'culex-delivery-count': '3', 'culex-client-id': 'w2', 'culex-group': 'w', 'culex-original-topic': 'a' } })
+})
+
+t.test('sharedDelivery: a delivery after the first carries culex-delivery-count, the first none', async (t) => {
+  const payload = Buffer.from('x')
+  const first = sharedDelivery({ topic: 't', payload, deliveryCount: 1 }, { rap: false, si: undefined }, 1, 'b', 1)
+  t.equal(first.properties, undefined, 'first delivery: no property added')
+  const third = sharedDelivery({ topic: 't', payload, deliveryCount: 3, properties: { userProperties: { k: 'v' } } }, { rap: false, si: 4 }, 1, 'b', 2)
+  t.same(third.properties, { userProperties: { k: 'v', 'culex-delivery-count': '3' }, subscriptionIdentifier: 4 })
 })

@@ -13,6 +13,9 @@ export function groupsPage () {
     { label: 'In flight', cell: g => count(g.inflight), class: 'num' },
     { label: 'Delivered', cell: g => count(g.delivered), class: 'num' },
     { label: 'Redelivered', cell: g => count(g.redelivered), class: 'num' },
+    { label: 'Abandoned', cell: g => count(g.abandoned ?? 0), class: 'num' },
+    { label: 'Timed out', cell: g => count(g.timedOut ?? 0), class: 'num' },
+    { label: 'Poison', cell: g => count(g.poison ?? 0), class: 'num' },
     { label: 'Dead-lettered', cell: g => count(g.deadLettered), class: 'num' },
     { label: 'Dropped', cell: g => count(g.dropped), class: 'num' }
   ], 'No shared subscription groups')

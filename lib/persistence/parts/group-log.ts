@@ -25,6 +25,15 @@ export interface StoredMessage {
   /** absolute Message Expiry deadline, ms */
   messageExpiry?: number
   publisherId?: string
+  /**
+   * how often it was delivered (lib/shared/policy.ts): written with every
+   * delivery after the first, so a restart does not reset it
+   */
+  deliveryCount?: number
+  /** the member it was delivered to last (for a dead letter's reason) */
+  lastMember?: string
+  /** absolute ms before which it is not offered again (an abandoned message's backoff) */
+  notBefore?: number
 }
 
 export interface GroupLog {
@@ -155,6 +164,9 @@ export class StoreGroupLog implements GroupLog {
     if (body.properties !== undefined) message.properties = body.properties
     if (body.messageExpiry !== undefined) message.messageExpiry = body.messageExpiry
     if (typeof body.publisherId === 'string') message.publisherId = body.publisherId
+    if (typeof body.deliveryCount === 'number') message.deliveryCount = body.deliveryCount
+    if (typeof body.lastMember === 'string') message.lastMember = body.lastMember
+    if (typeof body.notBefore === 'number') message.notBefore = body.notBefore
     log.set(seq, message)
   }
 }

@@ -17,8 +17,8 @@
  *    (spec 3.4.2.1).
  */
 import type { Packet } from 'mqtt-packet'
-import type { SharedSubscriptions } from '../../shared/dispatcher.js'
-import { encode } from '../codec.js'
+import type { AckProperties, SharedSubscriptions } from '../../shared/dispatcher.js'
+import { decodeFrame, encode } from '../codec.js'
 import { PacketType, ackPacketId, ackReasonCode, type Frame } from '../frame.js'
 import { wrongAckKind } from '../inbound/ack.js'
 import { AckOrder, type PendingAck } from '../outbound/ack-order.js'
@@ -70,7 +70,7 @@ export function onClientPuback (host: AcksHost, frame: Frame): Verdict {
   if (host.window.complete(id)) releaseHeld(host)
   // after the window made room: a shared group gives this client its next message at once
   if (frame.type !== PacketType.PUBACK) return PASS
-  host.ctx.shared?.onAck(host.client, id, host.version === 5 ? ackReasonCode(frame) : 0)
+  host.ctx.shared?.onAck(host.client, id, host.version === 5 ? ackReasonCode(frame) : 0, ackProperties(host, frame))
   // a shared delivery culex sent itself: aedes has no flow to complete
   return host.direct?.delete(id) === true ? DROP : PASS
 }
@@ -93,8 +93,22 @@ export function onClientPubrec (host: AcksHost, frame: Frame): Verdict {
     host.window.complete(id)
     releaseHeld(host)
   }
-  host.ctx.shared?.onAck(host.client, id, code)
+  host.ctx.shared?.onAck(host.client, id, code, ackProperties(host, frame))
   return PASS
+}
+
+/**
+ * The User Properties and Reason String of an MQTT 5 PUBACK / PUBREC
+ * (spec 3.4.2.2, 3.5.2.2), decoded only when it has any: a shared group
+ * reads how the member settles the delivery and why it refused it.
+ */
+function ackProperties (host: Pick<AcksHost, 'version'>, frame: Frame): AckProperties | undefined {
+  // Reason Code and Property Length after the packet id: more means properties
+  if (host.version !== 5 || frame.buf.length <= frame.headerLength + 4) return undefined
+  const packet = decodeFrame(frame, 5)
+  if (packet instanceof Error) return undefined
+  const props = (packet as { properties?: AckProperties }).properties
+  return props === undefined ? undefined : { userProperties: props.userProperties, reasonString: props.reasonString }
 }
 
 /**
