@@ -83,6 +83,8 @@ function wireRoutes (aedes: Aedes, cluster: NonNullable<BrokerContext['cluster']
 /** the store's retained entry point, as aedes calls it */
 interface RetainedStore {
   storeRetained: (packet: StoredPacket) => Promise<void> | void
+  /** culex's stores report a retained message their limits refused, synchronously within storeRetained */
+  onDrop?: (listener: (event: { reason: string }) => void) => unknown
 }
 
 function hasRetained (store: unknown): store is RetainedStore {
@@ -99,10 +101,14 @@ function hasRetained (store: unknown): store is RetainedStore {
 function wireRetained (store: unknown, cluster: NonNullable<BrokerContext['cluster']>): void {
   if (!hasRetained(store)) return
   const local = store.storeRetained.bind(store)
+  let refused = false
+  store.onDrop?.((event) => { if (event.reason === 'retained-limit') refused = true })
   cluster.attachRetained(async (packet) => { await local(packet) })
   store.storeRetained = (packet: StoredPacket): Promise<void> => {
+    refused = false
     const here = local(packet)
-    if (typeof packet.topic !== 'string' || packet.topic.startsWith('$')) return Promise.resolve(here)
+    // over this node's retained limits: refused here, so not written for the cluster either
+    if (refused || typeof packet.topic !== 'string' || packet.topic.startsWith('$')) return Promise.resolve(here)
     const there = cluster.storeRetained(packet)
     return Promise.all([here, there]).then(() => {})
   }

@@ -97,3 +97,15 @@ t.test('$SYS retained messages stay on their node', async (t) => {
   t.same(await retainedAt(t, b.url, ['$SYS/brokers/a/#']), [], 'b has none of a\'s $SYS')
   t.equal(redisCli(redis, '--raw', 'KEYS', 'culex:retained:*'), '', 'nothing of $SYS in Redis')
 })
+
+t.test('a retained message the writer\'s limits refuse is not written for the cluster', async (t) => {
+  const redis = await startRedis(t)
+  const a = await startNode(t, redis, ['--node-id', 'a', '--max-retained-payload', '4'])
+  const b = await startNode(t, redis, ['--node-id', 'b'])
+  const onA = await connectClient(t, a.url, { clientId: 'limited', protocolVersion: 5 })
+  await onA.publishAsync('lim/big', 'too long', { qos: 1, retain: true })
+  await onA.publishAsync('lim/ok', 'fits', { qos: 1, retain: true })
+  await seen(t, b.url, ['lim/#'], ['lim/ok=fits'])
+  await seen(t, a.url, ['lim/#'], ['lim/ok=fits'])
+  t.equal(redisCli(redis, 'EXISTS', 'culex:retained:{lim/big}'), '(integer) 0', 'over maxRetainedPayload on a: not in Redis')
+})
