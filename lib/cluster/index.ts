@@ -9,6 +9,7 @@
  */
 import { hostname } from 'node:os'
 import type { Logger } from 'pino'
+import { Figures, type NodeFigures } from './figures.js'
 import { Membership } from './membership.js'
 import { openRedis, redactUrl, type RedisPair } from './redis.js'
 import { Registry, type LocalClients } from './registry.js'
@@ -20,6 +21,7 @@ export { redactUrl } from './redis.js'
 export type { LocalClients } from './registry.js'
 export type { RoutedMessage } from './routes.js'
 export type { ApplyRetained } from './retained.js'
+export type { NodeFigures } from './figures.js'
 
 /** What the broker and the edge see of the cluster. */
 export interface ClusterView {
@@ -51,6 +53,10 @@ export interface ClusterView {
   attachRetained (apply: ApplyRetained): void
   /** Writes a retained change ($ topics excepted) to Redis, announced to every node; resolves once Redis has it. */
   storeRetained (packet: StoredPacket): Promise<void>
+  /** What this node counts, written to Redis with every renewal of its lease (set before the join). */
+  reportFigures (read: () => NodeFigures): void
+  /** Every figure summed over the live nodes (figures.ts). */
+  totals (): Promise<NodeFigures>
 }
 
 export interface JoinOptions {
@@ -79,6 +85,8 @@ export class ClusterNode implements ClusterView {
   private local: LocalClients | undefined
   private retained: ClusterRetained | undefined
   private applyRetained: ApplyRetained | undefined
+  private figures: Figures | undefined
+  private readFigures: (() => NodeFigures) | undefined
 
   private constructor (private readonly redis: RedisPair, private readonly logger: Logger, readonly url: string) {}
 
@@ -114,6 +122,9 @@ export class ClusterNode implements ClusterView {
     this.registry = registry
     this.routes = routes
     this.retained = retained
+    const figures = new Figures(this.redis, options.nodeId, this.logger, membership.leaseMs, membership.renewMs)
+    if (this.readFigures !== undefined) figures.start(this.readFigures)
+    this.figures = figures
     this.membership = membership
     this.logger.info({ nodeId: options.nodeId, redis: redactUrl(this.url), nodes: membership.nodes() }, `joined the cluster as node ${options.nodeId}`)
   }
@@ -168,6 +179,16 @@ export class ClusterNode implements ClusterView {
     await this.retained.store(packet)
   }
 
+  reportFigures (read: () => NodeFigures): void {
+    this.readFigures = read
+    this.figures?.start(read)
+  }
+
+  async totals (): Promise<NodeFigures> {
+    if (this.figures === undefined) return {}
+    return await this.figures.totals(this.nodes())
+  }
+
   /** ids this node holds, for tests */
   heldClientIds (): number {
     return this.registry?.held() ?? 0
@@ -178,6 +199,7 @@ export class ClusterNode implements ClusterView {
     this.registry?.stop()
     this.routes?.stop()
     this.retained?.stop()
+    await this.figures?.stop()
     await this.membership?.stop()
     await this.redis.close()
   }
