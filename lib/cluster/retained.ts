@@ -99,6 +99,9 @@ export class ClusterRetained {
     const topic = packet.topic
     if (typeof topic !== 'string' || topic.startsWith('$')) return
     const remove = isEmpty(packet)
+    // this node's store has the change already (the broker stores it here first): a reload must know the topic
+    if (remove) this.known.delete(topic)
+    else this.known.add(topic)
     const body: StoredPacket = remove ? { cmd: 'publish', topic, payload: Buffer.alloc(0), retain: true, qos: 0 } : copyPacket(packet)
     const deadline = remove ? undefined : expiryOf(packet)
     if (deadline !== undefined) body.messageExpiry = deadline

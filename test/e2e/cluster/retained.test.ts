@@ -109,3 +109,37 @@ t.test('a retained message the writer\'s limits refuse is not written for the cl
   await seen(t, a.url, ['lim/#'], ['lim/ok=fits'])
   t.equal(redisCli(redis, 'EXISTS', 'culex:retained:{lim/big}'), '(integer) 0', 'over maxRetainedPayload on a: not in Redis')
 })
+
+t.test('a retained write Redis cannot take is an error to its publisher, not a hang; the node\'s cache then follows Redis again', async (t) => {
+  const redis = await startRedis(t)
+  const a = await startNode(t, redis, ['--node-id', 'a'])
+  const before = await connectClient(t, a.url, { clientId: 'before', protocolVersion: 5 })
+  await before.publishAsync('w/kept', 'kept', { qos: 1, retain: true })
+  const v5 = await connectClient(t, a.url, { clientId: 'writer-5', protocolVersion: 5 })
+  const v4 = await connectClient(t, a.url, { clientId: 'writer-4', protocolVersion: 4 })
+  let reason: number | undefined
+  v5.on('disconnect', (packet) => { reason = packet.reasonCode })
+  const closed = (client: typeof v5): Promise<void> => new Promise((resolve) => { client.once('close', () => resolve()) })
+  const gone = [closed(v5), closed(v4)]
+  await redis.kill()
+  const sentAt = Date.now()
+  v5.publish('w/lost', 'x', { qos: 1, retain: true })
+  v4.publish('w/lost4', 'x', { qos: 1, retain: true })
+  await Promise.all(gone)
+  t.ok(Date.now() - sentAt < 2500, `both publishers learn it within ${Date.now() - sentAt} ms`)
+  t.equal(reason, 0x80, 'MQTT 5: DISCONNECT 0x80 Unspecified error (3.1.1: the connection is closed); no PUBACK')
+  const again = await redis.restart()
+  // Redis came back empty (no AOF): after the lost lease the node reads it again and drops what Redis does not hold
+  let last = 'nothing read yet'
+  await waitFor(async () => {
+    try {
+      last = summary(await retainedAt(t, a.url, ['w/#'])).join(', ')
+      return last === ''
+    } catch (err) {
+      last = String(err)
+      return false
+    }
+  }, { timeout: 10000, step: 200, what: () => `a's cache emptied like Redis (${last})` })
+  t.equal(redisCli(again, '--raw', 'KEYS', 'culex:retained:*'), '', 'Redis holds none')
+  t.pass('the node\'s cache holds neither the refused writes nor what the restarted Redis lost')
+})
