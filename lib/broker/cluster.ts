@@ -3,10 +3,12 @@
  * which epoch each connection claimed its id at, the check each connection
  * makes once live, the fenced release when an id's last connection here
  * ends, and the DISCONNECT 0x8E when another node takes the id; QoS 0
- * routing between nodes (wireRoutes).
+ * routing between nodes (wireRoutes); retained messages cluster-wide
+ * (wireRetained).
  */
 import type { Aedes, Client } from 'aedes'
 import { clientSubscriptions } from '../aedes-internals.js'
+import type { StoredPacket } from '../persistence/types.js'
 import { ReasonCode } from '../protocol/reason-codes.js'
 import type { BrokerContext } from './context.js'
 
@@ -78,9 +80,44 @@ function wireRoutes (aedes: Aedes, cluster: NonNullable<BrokerContext['cluster']
   })
 }
 
-export function wireCluster (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster' | 'clientById' | 'gatewayOf' | 'logger'>): void {
+/** the store's retained entry point, as aedes calls it */
+interface RetainedStore {
+  storeRetained: (packet: StoredPacket) => Promise<void> | void
+  /** culex's stores report a retained message their limits refused, synchronously within storeRetained */
+  onDrop?: (listener: (event: { reason: string }) => void) => unknown
+}
+
+function hasRetained (store: unknown): store is RetainedStore {
+  return typeof (store as Partial<RetainedStore> | undefined)?.storeRetained === 'function'
+}
+
+/**
+ * The node's own store becomes a read cache of the cluster's retained
+ * messages (lib/cluster/retained.ts): a retained PUBLISH here is stored here
+ * first (so this node's notice, applied later, comes after it), then in
+ * Redis, and aedes acknowledges it once both have it; a change made on any
+ * node reaches this store by notice. '$' topics ($SYS) stay on their node.
+ */
+function wireRetained (store: unknown, cluster: NonNullable<BrokerContext['cluster']>): void {
+  if (!hasRetained(store)) return
+  const local = store.storeRetained.bind(store)
+  let refused = false
+  store.onDrop?.((event) => { if (event.reason === 'retained-limit') refused = true })
+  cluster.attachRetained(async (packet) => { await local(packet) })
+  store.storeRetained = (packet: StoredPacket): Promise<void> => {
+    refused = false
+    const here = local(packet)
+    // over this node's retained limits: refused here, so not written for the cluster either
+    if (refused || typeof packet.topic !== 'string' || packet.topic.startsWith('$')) return Promise.resolve(here)
+    const there = cluster.storeRetained(packet)
+    return Promise.all([here, there]).then(() => {})
+  }
+}
+
+export function wireCluster (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster' | 'clientById' | 'gatewayOf' | 'logger' | 'store'>): void {
   const cluster = ctx.cluster
   if (cluster === undefined) return
+  wireRetained(ctx.store(), cluster)
   cluster.attachClients({
     takenOver (clientId, byNode) {
       const client = ctx.clientById(clientId)

@@ -2,20 +2,26 @@
  * A culex node's part in a cluster on Redis (README "Cluster (in progress)"):
  * the Redis connections, the node's lease and the view of the other nodes
  * (membership.ts), the client-id registry with takeover and fencing
- * (registry.ts), QoS 0 routing between nodes (routes.ts). Made before the broker (so an unreachable Redis stops the
+ * (registry.ts), QoS 0 routing between nodes (routes.ts), retained
+ * messages cluster-wide (retained.ts). Made before the broker (so an unreachable Redis stops the
  * start), joined once the listeners are bound (the default node id names the
  * MQTT port).
  */
 import { hostname } from 'node:os'
 import type { Logger } from 'pino'
+import { Figures, type NodeFigures } from './figures.js'
 import { Membership } from './membership.js'
 import { openRedis, redactUrl, type RedisPair } from './redis.js'
 import { Registry, type LocalClients } from './registry.js'
+import { ClusterRetained, type ApplyRetained } from './retained.js'
+import type { StoredPacket } from '../persistence/types.js'
 import { Routes, type RoutedMessage } from './routes.js'
 
 export { redactUrl } from './redis.js'
 export type { LocalClients } from './registry.js'
 export type { RoutedMessage } from './routes.js'
+export type { ApplyRetained } from './retained.js'
+export type { NodeFigures } from './figures.js'
 
 /** What the broker and the edge see of the cluster. */
 export interface ClusterView {
@@ -40,6 +46,17 @@ export interface ClusterView {
   unsubscribed (filter: string): void
   /** Sends a QoS 0 message to the other nodes with a matching subscription; returns how many. */
   route (message: RoutedMessage): number
+  /**
+   * How a cluster-wide retained change reaches this node's own store (set
+   * before the join, which fills that store from Redis).
+   */
+  attachRetained (apply: ApplyRetained): void
+  /** Writes a retained change ($ topics excepted) to Redis, announced to every node; resolves once Redis has it. */
+  storeRetained (packet: StoredPacket): Promise<void>
+  /** What this node counts, written to Redis with every renewal of its lease (set before the join). */
+  reportFigures (read: () => NodeFigures): void
+  /** Every figure summed over the live nodes (figures.ts). */
+  totals (): Promise<NodeFigures>
 }
 
 export interface JoinOptions {
@@ -66,6 +83,10 @@ export class ClusterNode implements ClusterView {
   private registry: Registry | undefined
   private routes: Routes | undefined
   private local: LocalClients | undefined
+  private retained: ClusterRetained | undefined
+  private applyRetained: ApplyRetained | undefined
+  private figures: Figures | undefined
+  private readFigures: (() => NodeFigures) | undefined
 
   private constructor (private readonly redis: RedisPair, private readonly logger: Logger, readonly url: string) {}
 
@@ -88,15 +109,22 @@ export class ClusterNode implements ClusterView {
     await membership.start()
     const routes = new Routes(this.redis, options.nodeId, this.logger, (message) => { local.deliver(message) })
     await routes.start(() => membership.nodes())
+    const retained = new ClusterRetained(this.redis, this.logger)
+    await retained.start(this.applyRetained ?? (async () => {}))
     membership.on('join', (id) => { routes.nodeJoined(id) })
     membership.on('leave', (id) => { routes.nodeLeft(id) })
     // after a pause or a Redis restart, what this node holds may have been taken meanwhile, and its routes lost
     membership.on('leaseLost', () => {
       registry.recheckAll().catch((err: unknown) => { this.logger.warn({ err }, 'cluster: re-checking client ids failed; next lease loss retries') })
       routes.republish().catch((err: unknown) => { this.logger.warn({ err }, 'cluster: writing the routes again failed; next lease loss retries') })
+      retained.reload().catch((err: unknown) => { this.logger.warn({ err }, 'cluster: reading the retained messages again failed; next lease loss retries') })
     })
     this.registry = registry
     this.routes = routes
+    this.retained = retained
+    const figures = new Figures(this.redis, options.nodeId, this.logger, membership.leaseMs, membership.renewMs)
+    if (this.readFigures !== undefined) figures.start(this.readFigures)
+    this.figures = figures
     this.membership = membership
     this.logger.info({ nodeId: options.nodeId, redis: redactUrl(this.url), nodes: membership.nodes() }, `joined the cluster as node ${options.nodeId}`)
   }
@@ -142,6 +170,25 @@ export class ClusterNode implements ClusterView {
     return this.routes?.route(message) ?? 0
   }
 
+  attachRetained (apply: ApplyRetained): void {
+    this.applyRetained = apply
+  }
+
+  async storeRetained (packet: StoredPacket): Promise<void> {
+    if (this.retained === undefined) throw new Error('not joined the cluster yet')
+    await this.retained.store(packet)
+  }
+
+  reportFigures (read: () => NodeFigures): void {
+    this.readFigures = read
+    this.figures?.start(read)
+  }
+
+  async totals (): Promise<NodeFigures> {
+    if (this.figures === undefined) return {}
+    return await this.figures.totals(this.nodes())
+  }
+
   /** ids this node holds, for tests */
   heldClientIds (): number {
     return this.registry?.held() ?? 0
@@ -151,6 +198,8 @@ export class ClusterNode implements ClusterView {
   async close (): Promise<void> {
     this.registry?.stop()
     this.routes?.stop()
+    this.retained?.stop()
+    await this.figures?.stop()
     await this.membership?.stop()
     await this.redis.close()
   }

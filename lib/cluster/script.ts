@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto'
 import type { Redis } from 'ioredis'
 
-export type ScriptArg = string | number
+export type ScriptArg = string | number | Buffer
 
 export class Script {
   private readonly sha: string

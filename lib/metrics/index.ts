@@ -68,6 +68,12 @@ export function createObservability (config: Config, logger: Logger): Observabil
       health = { broker, listeners: listeners ?? http, closing: () => closing }
       detachDrops = countStoreDrops(broker, counters)
       prometheus?.attach(broker)
+      // a cluster node's share of the cluster totals ($SYS/cluster/...): written to Redis with its lease
+      broker.cluster?.reportFigures(() => ({
+        connections: broker.aedes.connectedClients,
+        received: counters.messagesReceived,
+        sent: counters.messagesSent
+      }))
 
       const routes = healthRoutes(health)
       for (const server of http) {

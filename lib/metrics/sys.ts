@@ -15,6 +15,8 @@
  * A cluster node (lib/cluster/) publishes every value under
  * `$SYS/brokers/{node id}/` as well, and `cluster/nodes`: the live nodes it
  * sees. They are retained on that node only (no routing between nodes yet).
+ * It also publishes the cluster totals under `$SYS/cluster/`: the figures
+ * every live node writes to Redis with its lease, summed.
  */
 import type { Logger } from 'pino'
 import type { CulexBroker } from '../broker.js'
@@ -37,6 +39,10 @@ export interface SysTopics {
 export const SYS_PREFIX = '$SYS/broker/'
 /** In a cluster, each value also goes out under `$SYS/brokers/{node id}/`. */
 export const nodeSysPrefix = (nodeId: string): string => `$SYS/brokers/${nodeId}/`
+/** The cluster's totals, the same on every node. */
+export const CLUSTER_SYS_PREFIX = '$SYS/cluster/'
+/** which summed node figure (lib/cluster/figures.ts) each total publishes */
+const CLUSTER_TOTALS = [['clients/connected', 'connections'], ['messages/received', 'received'], ['messages/sent', 'sent']] as const
 const SHARED_LEAVES = ['members', 'members/online', 'queued', 'inflight', 'delivered', 'redelivered', 'abandoned', 'timedout', 'poison', 'deadlettered'] as const
 
 /** The exponentially damped moving averages mosquitto publishes under `load/`, over 1, 5 and 15 minutes. */
@@ -93,7 +99,7 @@ export function startSysTopics (opts: SysTopicsOptions): SysTopics {
     send(topic, value)
     // a cluster node publishes each value under its own name as well, so a fleet's figures stay apart
     const nodeId = broker.cluster?.nodeId
-    if (nodeId) send(nodeSysPrefix(nodeId) + topic.slice(SYS_PREFIX.length), value)
+    if (nodeId && topic.startsWith(SYS_PREFIX)) send(nodeSysPrefix(nodeId) + topic.slice(SYS_PREFIX.length), value)
   }
   const publishIfChanged = (topic: string, value: string): void => {
     if (published.get(topic) !== value) publish(topic, value)
@@ -143,7 +149,18 @@ export function startSysTopics (opts: SysTopicsOptions): SysTopics {
         })
       }
 
-      if (broker.cluster !== undefined) set('cluster/nodes', broker.cluster.nodes().length)
+      if (broker.cluster !== undefined) {
+        const nodes = broker.cluster.nodes().length
+        set('cluster/nodes', nodes)
+        values.set(`${CLUSTER_SYS_PREFIX}nodes`, String(nodes))
+        try {
+          const totals = await broker.cluster.totals()
+          for (const [name, figure] of CLUSTER_TOTALS) values.set(CLUSTER_SYS_PREFIX + name, String(totals[figure] ?? 0))
+        } catch (err) {
+          // Redis unreachable: the totals wait for the next interval, the node's own values go out
+          logger.debug({ err }, '$SYS: reading the cluster totals failed')
+        }
+      }
 
       const stats = readStoreStats(store)
       if (stats?.retained !== undefined) set('retained messages/count', stats.retained)
