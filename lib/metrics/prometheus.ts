@@ -254,7 +254,8 @@ function registerSharedGroupFamilies (registry: Registry, broker: CulexBroker): 
       }
     })
   }
-  const counter = (name: string, help: string, pick: (g: SharedGroupStats) => number): void => {
+  /** a count per group; a provider may leave one out (the work-queue figures, dropped): no sample for its groups then */
+  const counter = (name: string, help: string, pick: (g: SharedGroupStats) => number | undefined): void => {
     new Counter({
       name,
       help,
@@ -262,7 +263,10 @@ function registerSharedGroupFamilies (registry: Registry, broker: CulexBroker): 
       registers,
       collect () {
         this.reset()
-        for (const g of readSharedGroups(broker) ?? []) this.inc({ group: g.group }, pick(g))
+        for (const g of readSharedGroups(broker) ?? []) {
+          const v = pick(g)
+          if (v !== undefined) this.inc({ group: g.group }, v)
+        }
       }
     })
   }
@@ -284,26 +288,10 @@ function registerSharedGroupFamilies (registry: Registry, broker: CulexBroker): 
   counter('culex_shared_group_delivered_total', 'Messages a shared group delivered to a member', g => g.delivered)
   counter('culex_shared_group_redelivered_total', 'Messages a shared group sent again after a member left without acknowledging', g => g.redelivered)
   counter('culex_shared_group_dead_lettered_total', 'Messages a shared group gave up on', g => g.deadLettered)
-  /** a count a provider may leave out (the work-queue figures): no sample for its groups then */
-  const optional = (name: string, help: string, pick: (g: SharedGroupStats) => number | undefined): void => {
-    new Counter({
-      name,
-      help,
-      labelNames: ['group'],
-      registers,
-      collect () {
-        this.reset()
-        for (const g of readSharedGroups(broker) ?? []) {
-          const v = pick(g)
-          if (v !== undefined) this.inc({ group: g.group }, v)
-        }
-      }
-    })
-  }
-  optional('culex_shared_group_abandoned_total', 'Messages a member of a shared group handed back for a later retry (culex-settle: abandon)', g => g.abandoned)
-  optional('culex_shared_group_timed_out_total', 'Deliveries a shared group took back after its ackTimeout', g => g.timedOut)
-  optional('culex_shared_group_poison_total', 'Messages a shared group gave up on after maxDeliveries deliveries', g => g.poison)
-  optional('culex_shared_group_invalid_settles_total', 'Acknowledgements whose culex-settle user properties made no sense (ignored)', g => g.invalidSettles)
+  counter('culex_shared_group_abandoned_total', 'Messages a member of a shared group handed back for a later retry (culex-settle: abandon)', g => g.abandoned)
+  counter('culex_shared_group_timed_out_total', 'Deliveries a shared group took back after its ackTimeout', g => g.timedOut)
+  counter('culex_shared_group_poison_total', 'Messages a shared group gave up on after maxDeliveries deliveries', g => g.poison)
+  counter('culex_shared_group_invalid_settles_total', 'Acknowledgements whose culex-settle user properties made no sense (ignored)', g => g.invalidSettles)
   gauge('culex_shared_group_delayed', 'Abandoned messages of a shared group waiting for their backoff', g => g.delayed ?? 0)
   new Counter({
     name: 'culex_shared_group_dead_letters_total',
@@ -317,14 +305,5 @@ function registerSharedGroupFamilies (registry: Registry, broker: CulexBroker): 
       }
     }
   })
-  new Counter({
-    name: 'culex_shared_group_dropped_total',
-    help: 'Messages a shared group discarded (queue full, expired)',
-    labelNames: ['group'],
-    registers,
-    collect () {
-      this.reset()
-      for (const g of readSharedGroups(broker) ?? []) if (g.dropped !== undefined) this.inc({ group: g.group }, g.dropped)
-    }
-  })
+  counter('culex_shared_group_dropped_total', 'Messages a shared group discarded (queue full, expired)', g => g.dropped)
 }
