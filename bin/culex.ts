@@ -41,7 +41,8 @@ async function runBroker (flags: RawSettings, file: string | undefined): Promise
     logger.fatal({ err }, 'culex could not start')
     process.stderr.write(`culex: ${(err as Error).message}\n`)
     // a damaged store is for the operator to repair, as a bad configuration is to fix; so is a cluster it cannot join
-    const operatorFix = isCulexError(err, 'CULEX_ERR_STORE_DAMAGED') || isCulexError(err, 'CULEX_ERR_CLUSTER_UNREACHABLE') || isCulexError(err, 'CULEX_ERR_CLUSTER_NODE_ID_IN_USE')
+    const operatorFix = isCulexError(err, 'CULEX_ERR_STORE_DAMAGED') || isCulexError(err, 'CULEX_ERR_CLUSTER_UNREACHABLE') || isCulexError(err, 'CULEX_ERR_CLUSTER_NODE_ID_IN_USE') ||
+      isCulexError(err, 'CULEX_ERR_CLUSTER_NOT_DURABLE')
     process.exit(operatorFix ? 2 : 1)
   }
   logger.info({ version, persistence: config.persistence, dataDir: config.dataDir, ...(server.cluster ? { nodeId: server.cluster.nodeId } : {}) }, 'culex started')

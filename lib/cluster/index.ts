@@ -9,6 +9,7 @@
  */
 import { hostname } from 'node:os'
 import type { Logger } from 'pino'
+import { describeDurability, losesNothing, readDurability, requireFsync } from './durability.js'
 import { Figures, type NodeFigures } from './figures.js'
 import { Membership } from './membership.js'
 import { openRedis, redactUrl, type RedisPair } from './redis.js'
@@ -90,10 +91,26 @@ export class ClusterNode implements ClusterView {
 
   private constructor (private readonly redis: RedisPair, private readonly logger: Logger, readonly url: string) {}
 
-  /** Connects to Redis; rejects with CULEX_ERR_CLUSTER_UNREACHABLE. */
-  static async connect (url: string, logger: Logger): Promise<ClusterNode> {
+  /**
+   * Connects to Redis and logs what a Redis crash or power loss can lose
+   * with its persistence settings (durability.ts); rejects with
+   * CULEX_ERR_CLUSTER_UNREACHABLE, and with `fsync` CULEX_ERR_CLUSTER_NOT_DURABLE
+   * unless Redis has appendonly yes and appendfsync always.
+   */
+  static async connect (url: string, logger: Logger, options: { fsync?: boolean } = {}): Promise<ClusterNode> {
     const redis = await openRedis(url)
-    return new ClusterNode(redis, logger.child({ module: 'cluster' }), url)
+    const log = logger.child({ module: 'cluster' })
+    const durability = await readDurability(redis.commands)
+    log[losesNothing(durability) ? 'info' : 'warn']({ redis: redactUrl(url), durability }, describeDurability(durability))
+    if (options.fsync === true) {
+      try {
+        requireFsync(durability, redactUrl(url))
+      } catch (err) {
+        await redis.close()
+        throw err
+      }
+    }
+    return new ClusterNode(redis, log, url)
   }
 
   get nodeId (): string {

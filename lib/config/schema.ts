@@ -108,7 +108,7 @@ export const ConfigSchema = z.object({
   persistence: z.enum(['level', 'memory']).default('level').describe('store: level (durable, in dataDir) or memory'),
   cluster: redisUrl.optional().describe('join the cluster whose state is in this Redis (7.0 or newer), e.g. `redis://127.0.0.1:6379`; unset = a single node'),
   nodeId: nodeId.optional().describe('this node\'s id in the cluster; unset = {host name}-{MQTT port}, stable across restarts on the same port'),
-  fsync: bool.default(false).describe('sync every store write to disk, so acknowledged messages survive power loss and not only a crash'),
+  fsync: bool.default(false).describe('sync every store write to disk, so acknowledged messages survive power loss and not only a crash; in a cluster, refuse to start unless Redis has appendonly yes and appendfsync always'),
   maxQueuedMessages: int(1, 100000000).default(1000).describe('messages queued per offline session'),
   maxQueuedBytes: int(1024, 1099511627776).default(10485760).describe('bytes (payload and topic) queued per offline session'),
   queueOverflow: z.enum(['drop-oldest', 'refuse']).default('drop-oldest').describe('when an offline queue is full: drop-oldest (QoS 0 first) or refuse the new message'),

@@ -20,6 +20,8 @@ export interface RedisOptions {
   port?: number
   /** reuse this --dir (a restart that reads its AOF back); default: a new temporary one */
   dir?: string
+  /** more redis-server arguments, e.g. ['--maxmemory', '2mb'] */
+  args?: string[]
 }
 
 export interface RedisProcess {
@@ -62,7 +64,7 @@ export async function startRedis (t: Test, options: RedisOptions = {}): Promise<
   const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'culex-redis-'))
   const port = options.port ?? await freePort()
   const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--dir', dir, '--daemonize', 'no', '--loglevel', 'warning',
-    ...(options.appendfsync !== undefined ? ['--appendonly', 'yes', '--appendfsync', options.appendfsync] : ['--appendonly', 'no'])]
+    ...(options.appendfsync !== undefined ? ['--appendonly', 'yes', '--appendfsync', options.appendfsync] : ['--appendonly', 'no']), ...(options.args ?? [])]
   const child = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'pipe'] })
   let stderr = ''
   let failed: Error | undefined
