@@ -464,3 +464,29 @@ export function clientWill (client: Client): AedesWill | undefined {
   if (typeof will !== 'object' || will === null || typeof (will as { topic?: unknown }).topic !== 'string') return undefined
   return will as AedesWill
 }
+
+/** Answers the error a client's message was not published with; true when it did (the connection goes on). */
+export type PublishErrorHandler = (err: Error, packet: { messageId?: number, qos: number, retain: boolean }, client: Client) => boolean
+
+/**
+ * aedes' PUBLISH handler (`handlers/publish.js`) publishes a client's message
+ * with `client.broker.publish(packet, client, done)`, `done` being the
+ * client's read loop, which closes the connection on any error. `onError`
+ * sees such an error first, with the client's own packet (its packet id);
+ * when it answered it (an MQTT 5 PUBACK 0x80 for a refused store write),
+ * `done` gets no error and aedes reads the client's next packet.
+ */
+export function interceptPublishErrors (broker: Aedes, onError: PublishErrorHandler): void {
+  const publish = broker.publish.bind(broker) as unknown as (packet: never, client: Client | null, done: (err?: Error | null) => void) => void
+  const intercepted = function (this: Aedes, packet: never, client: Client | ((err?: Error | null) => void) | null, done?: (err?: Error | null) => void): void {
+    if (typeof client === 'function' || client === null || client === undefined || done === undefined) {
+      publish(packet, null, (typeof client === 'function' ? client : done) ?? (() => {}))
+      return
+    }
+    publish(packet, client, (err) => {
+      if (err instanceof Error && onError(err, packet as { messageId?: number, qos: number, retain: boolean }, client)) done(null)
+      else done(err)
+    })
+  }
+  ;(broker as unknown as { publish: typeof intercepted }).publish = intercepted
+}

@@ -247,3 +247,31 @@ t.test('clientWill reads the will aedes keeps on the Client after CONNECT', asyn
   t.equal(will?.qos, 1)
   t.equal(will?.retain, true)
 })
+
+t.test('aedes publishes a client\'s PUBLISH through broker.publish(packet, client, done) and closes on its error (interceptPublishErrors)', async (t) => {
+  const { interceptPublishErrors } = await import('../lib/aedes-internals.js')
+  const handlerSource = readFileSync(require.resolve('aedes').replace(/aedes\.js$/, 'lib/handlers/publish.js'), 'utf8')
+  t.match(handlerSource, 'client.broker.publish(packet, client, done)', 'QoS 1: published through the instance\'s publish with the client, done being the read loop')
+  const aedesSource = readFileSync(require.resolve('aedes'), 'utf8')
+  t.match(aedesSource, 'publish (packet, client, done) {', 'broker.publish(packet, client, done)')
+  t.match(aedesSource, 'const publishFuncsQoS = [\n  storeRetained,', 'a retained message is stored first: a refused write stops the publish before any delivery')
+  const refused = new Error('refused')
+  const broker = await Aedes.createBroker()
+  t.teardown(() => new Promise<void>((resolve) => broker.close(() => resolve())))
+  ;(broker as unknown as { persistence: { storeRetained: () => Promise<void> } }).persistence.storeRetained = async () => { throw refused }
+  const seen: Array<[Error, number | undefined, unknown]> = []
+  let answer = true
+  interceptPublishErrors(broker, (err, packet, client) => { seen.push([err, packet.messageId, client]); return answer })
+  const client = { id: 'c' } as never
+  const publish = (c: unknown): Promise<Error | null | undefined> => new Promise((resolve) => {
+    (broker.publish as unknown as (p: object, c: unknown, d: (e?: Error | null) => void) => void)({ cmd: 'publish', topic: 'r', payload: Buffer.from('x'), qos: 1, retain: true, messageId: 9 }, c, resolve)
+  })
+  t.equal(await publish(client), null, 'answered: no error for the read loop')
+  t.same(seen, [[refused, 9, client]], 'the handler saw the error, the client\'s packet id and the client')
+  answer = false
+  t.equal(await publish(client), refused, 'not answered: the error goes on')
+  t.equal(await publish(null), refused, 'no client: not intercepted')
+  t.equal(seen.length, 2)
+  await new Promise<void>((resolve) => { broker.publish({ cmd: 'publish', topic: 'q', payload: Buffer.from('y'), qos: 0, retain: false, dup: false }, () => resolve()) })
+  t.pass('the two-argument form still works')
+})

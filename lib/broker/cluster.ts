@@ -11,6 +11,7 @@ import { clientSubscriptions } from '../aedes-internals.js'
 import type { StoredPacket } from '../persistence/types.js'
 import { ReasonCode } from '../protocol/reason-codes.js'
 import type { BrokerContext } from './context.js'
+import { wirePublishRefusals } from './publish-refusal.js'
 
 /** the epoch at which each client claimed its id */
 const epochs = new WeakMap<Client, number>()
@@ -118,6 +119,7 @@ export function wireCluster (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster' | 
   const cluster = ctx.cluster
   if (cluster === undefined) return
   wireRetained(ctx.store(), cluster)
+  wirePublishRefusals(aedes, ctx)
   cluster.attachClients({
     takenOver (clientId, byNode) {
       const client = ctx.clientById(clientId)

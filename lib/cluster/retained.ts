@@ -15,6 +15,7 @@ import type { Logger } from 'pino'
 import { copyPacket, decodePacket, encodePacket } from '../persistence/codec.js'
 import type { StoredPacket } from '../persistence/types.js'
 import type { RedisPair } from './redis.js'
+import { clusterWriteRefused } from './refusal.js'
 import { Script } from './script.js'
 
 const PREFIX = 'culex:retained:'
@@ -92,7 +93,8 @@ export class ClusterRetained {
 
   /**
    * Sets, replaces or (empty payload) deletes `packet.topic`'s retained
-   * message in Redis; resolves once Redis has it. The message is encoded
+   * message in Redis; resolves once Redis has it, rejects with
+   * ClusterWriteRefused (refusal.ts) when Redis refuses or does not answer. The message is encoded
    * before the first await (aedes changes its packet after the call).
    */
   async store (packet: StoredPacket): Promise<void> {
@@ -111,7 +113,7 @@ export class ClusterRetained {
     } catch (err) {
       // this node's cache already has the change Redis refused: read Redis again once it answers
       this.scheduleReload()
-      throw err
+      throw clusterWriteRefused(err, `retained message of ${topic}`)
     }
   }
 

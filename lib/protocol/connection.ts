@@ -44,7 +44,7 @@ import { brokerWroteConnack } from './flows/connect.js'
 import type { AuthState, EnhancedAuthResult } from './flows/auth.js'
 import { subscribesPending, type SubscribeState } from './flows/subscribe.js'
 import { classifyBrokerError, sendFinal } from './flows/disconnect.js'
-import { onPublished as publishedAck, type AckFlow, type InboundFlow } from './flows/acks.js'
+import { onPublished as publishedAck, onPublishFailed, type AckFlow, type InboundFlow } from './flows/acks.js'
 import { fitBuf, shedHeld } from './flows/publish-out.js'
 import { armQueueSink, disarmQueueSink, isRepeat, publishShared, queueSink, room, sealEncoded, sendEncoded, sendShared, type EncodeOnceState, type FastPathHost, type SinkPhase } from './flows/fast-paths.js'
 import { endHold, flushAll, progress, resumeBroker, startResumedDrain, write, type OutboundMode, type Pressure } from './flows/client-writer.js'
@@ -290,6 +290,8 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Flo
   retainedRouted (): void { this.retainedOrder?.routed() }
   /** aedes finished publishing the client's message `packetId` (its `published` hook): its PUBACK may go (flows/acks.ts). */
   onPublished (packetId: number): void { publishedAck(this, packetId) }
+  /** aedes could not publish the client's QoS 1 message `packetId` (a refused store write): MQTT 5 gets its PUBACK with `reasonCode`; false: not answered (flows/acks.ts). */
+  publishFailed (packetId: number, reasonCode: number, reason: string): boolean { return onPublishFailed(this, packetId, reasonCode, reason) }
   /** A resumed session's queue, taken from the store directly (flows/fast-paths.ts); offered once. */
   queueSink (): QueueSink | undefined { return queueSink(this) }
   /** A QoS 0 message encoded once for all its subscribers (flows/fast-paths.ts); false: aedes delivers it. */

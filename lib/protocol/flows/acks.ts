@@ -14,7 +14,10 @@
  *    is in the store for every persistent session (culex's durability
  *    contract; aedes writes the PUBACK first);
  * 2. MQTT 5: 0x10 (No matching subscribers) when no subscription matches
- *    (spec 3.4.2.1).
+ *    (spec 3.4.2.1);
+ * 3. MQTT 5: a failure code (0x80) when aedes could not publish the message
+ *    because a store write was refused (spec 3.4.2.1: the message was not
+ *    accepted), and the connection goes on.
  */
 import type { Packet } from 'mqtt-packet'
 import type { AckProperties, SharedSubscriptions } from '../../shared/dispatcher.js'
@@ -167,6 +170,26 @@ export function onPublished (host: AcksHost, packetId: number): void {
   entry.waiting = false
   ackReady(host, entry)
   flushAcks(host)
+}
+
+/**
+ * Step 3: aedes could not publish the client's QoS 1 message `packetId` (a
+ * store write was refused): its waiting PUBACK goes, in order, with
+ * `reasonCode` and, if the client allows problem information, the reason
+ * [MQTT-3.1.2-29]. False when no PUBACK of it waits (3.1.1 has no way to
+ * say it; QoS 2 answers no PUBREC yet): the caller closes the connection.
+ */
+export function onPublishFailed (host: AcksHost, packetId: number, reasonCode: number, reason: string): boolean {
+  if (host.version !== 5) return false
+  const entry = host.ackFlow?.order.waitingFor(packetId)
+  if (entry?.frame === undefined) return false
+  entry.waiting = false
+  entry.topic = undefined
+  entry.buf = host.requestProblemInformation ? encode(ackPacket(host, 'puback', packetId, reasonCode, reason), 5) : withReasonCode(entry.frame, reasonCode)
+  entry.ready = true
+  host.log.repeated('warn', 'publish refused: store write failed', { packetId, reason }, 'PUBLISH not accepted: its store write was refused; answered with a failed PUBACK')
+  flushAcks(host)
+  return true
 }
 
 /** Step 2: the acknowledgement may go, with 0x10 when no subscription matches (MQTT 5 success, spec 3.4.2.1). */

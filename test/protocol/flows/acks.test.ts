@@ -2,7 +2,7 @@
 // client (window, unknown ids) and to it (order, durability, 0x10).
 import t from 'tap'
 import type { IPubackPacket, Packet } from 'mqtt-packet'
-import { expectAck, onClientPuback, onClientPubrec, onClientPubrel, onOutboundAck, onPublished, sendOrderedAck, withReasonCode } from '../../../lib/protocol/flows/acks.js'
+import { expectAck, onClientPuback, onClientPubrec, onClientPubrel, onOutboundAck, onPublishFailed, onPublished, sendOrderedAck, withReasonCode } from '../../../lib/protocol/flows/acks.js'
 import { OutboundFlow } from '../../../lib/protocol/outbound/flow-control.js'
 import { ReasonCode } from '../../../lib/protocol/reason-codes.js'
 import { StubHost, ackFrame, publishFrame } from '../../helpers/flow-host.js'
@@ -85,6 +85,27 @@ t.test('a QoS 1 PUBACK waits until aedes published the message (durability)', as
   t.equal(host.inflightIn.get(1), undefined, 'the inbound flow is complete')
   onPublished(host, 1)
   t.same(codes(await host.received()), [['puback', 1, 0]])
+})
+
+t.test('spec 3.4.2.1: MQTT 5: a message aedes could not publish (a refused store write) gets its PUBACK 0x80, in order', async (t) => {
+  const host = new StubHost()
+  for (const id of [1, 2]) {
+    host.inflightIn.set(id, { qos: 1, topic: 't' })
+    expectAck(host, id)
+    onOutboundAck(host, ackFrame('puback', id, 0), [])
+  }
+  t.equal(onPublishFailed(host, 2, ReasonCode.UnspecifiedError, 'out of memory'), true, 'answered')
+  t.same(await host.received(), [], 'behind the PUBACK of message 1, still waiting')
+  onPublished(host, 1)
+  const got = await host.received()
+  t.same(codes(got), [['puback', 1, 0], ['puback', 2, ReasonCode.UnspecifiedError]])
+  t.equal(onPublishFailed(host, 2, ReasonCode.UnspecifiedError, 'again'), false, 'nothing waits for it any more')
+  const v4 = new StubHost()
+  v4.version = 4
+  v4.inflightIn.set(1, { qos: 1, topic: 't' })
+  expectAck(v4, 1)
+  onOutboundAck(v4, ackFrame('puback', 1, undefined, 4), [])
+  t.equal(onPublishFailed(v4, 1, ReasonCode.UnspecifiedError, 'x'), false, '3.1.1 cannot say it: the caller closes')
 })
 
 t.test('published before aedes wrote the PUBACK: it goes at once', async (t) => {
