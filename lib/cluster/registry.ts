@@ -12,7 +12,8 @@
  * A node's writes to the registry name the epoch it holds and are refused by
  * the script when a later claim exists (FENCED_RELEASE), so a node paused past
  * its lease cannot undo a newer owner; when it notices (its lease had
- * expired) it re-checks every id it holds and closes the stale connections.
+ * expired) it re-checks every id it holds and closes the stale connections,
+ * as it does when its notice connection comes back (a notice may be lost).
  */
 import type { Logger } from 'pino'
 import { nodeChannel, ownerKey } from './keys.js'
@@ -81,12 +82,14 @@ export class Registry {
   async start (local: LocalClients): Promise<void> {
     this.local = local
     this.redis.notices.on('message', this.onNotice)
+    this.redis.notices.on('ready', this.onReconnect)
     await this.redis.notices.subscribe(nodeChannel(this.nodeId))
     this.started = true
   }
 
   stop (): void {
     this.redis.notices.off('message', this.onNotice)
+    this.redis.notices.off('ready', this.onReconnect)
     this.started = false
   }
 
@@ -150,6 +153,23 @@ export class Registry {
     }
     if (ids.length > 0) this.logger.info({ checked: ids.length, closed }, 'client ids re-checked after the lease was lost')
     return closed
+  }
+
+  /**
+   * The notice connection came back (a Redis restart, a network cut): a
+   * takeover notice published meanwhile was lost, and this node's lease may
+   * have survived (Redis' AOF), so no lease loss re-checks the ids. Once
+   * its channel is subscribed again (ioredis subscribes again right after
+   * 'ready'; the PING's answer comes after that SUBSCRIBE's), every id held
+   * is re-checked.
+   */
+  private readonly onReconnect = (): void => {
+    if (!this.started) return
+    setImmediate(() => {
+      this.redis.notices.ping()
+        .then(async () => await this.recheckAll())
+        .catch((err: unknown) => { this.logger.warn({ err }, 'cluster: re-checking client ids after a reconnect failed; the next lease loss or reconnect retries') })
+    })
   }
 
   private readonly onNotice = (channel: string, message: string): void => {

@@ -60,3 +60,17 @@ t.test('verify: a connection that went live after another node\'s claim is close
   await b.cluster.verify('z')
   t.same(b.takenOver, [], 'the owner keeps its own')
 })
+
+t.test('a takeover notice lost while the notice connection was away (its lease intact): the ids are re-checked once it is back', async (t) => {
+  const redis = await startRedis(t)
+  const a = await node(t, redis.url, 'a')
+  const b = await node(t, redis.url, 'b')
+  await b.cluster.claim('lost')
+  // every Pub/Sub connection dropped; each reconnects by itself within about 50 ms
+  redisCli(redis, 'CLIENT', 'KILL', 'TYPE', 'pubsub')
+  await a.cluster.claim('lost')
+  t.equal(redisCli(redis, '--raw', 'HGET', 'culex:client:lost', 'node'), 'a', 'a owns the id; its notice to b went nowhere')
+  await waitFor(() => b.takenOver.length > 0, { timeout: 3000, what: 'b closes its connection of the id once its notice connection is back' })
+  t.same(b.takenOver, [['lost', 'a']])
+  t.same(a.takenOver, [], 'the owner keeps its own')
+})
