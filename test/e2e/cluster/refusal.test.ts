@@ -20,6 +20,7 @@ t.test('Redis out of memory: a retained QoS 1 PUBLISH gets PUBACK 0x80 (3.1.1: c
   const b = await startNode(t, redis, ['--node-id', 'b'])
   const v5 = await connectClient(t, a.url, { clientId: 'writer-5', protocolVersion: 5 })
   const v4 = await connectClient(t, a.url, { clientId: 'writer-4', protocolVersion: 4 })
+  const qos2 = await connectClient(t, a.url, { clientId: 'writer-5-q2', protocolVersion: 5 })
   const watcher = await connectClient(t, a.url, { clientId: 'watcher', protocolVersion: 5 })
   const watched = collect(watcher)
   await watcher.subscribeAsync(['w/#', 'o/#'], { qos: 1 })
@@ -45,6 +46,18 @@ t.test('Redis out of memory: a retained QoS 1 PUBLISH gets PUBACK 0x80 (3.1.1: c
   await v5.publishAsync('o/v5', 'still here', { qos: 1 })
 
   const gone = closed(v4)
+  await waitFor(async () => (await readyz(a)).status === 503, { timeout: 3000, what: '/readyz 503: leases cannot be renewed either' })
+  const v5q2 = await connectClient(t, a.url, { clientId: 'writer-5-qos2', protocolVersion: 5 }).catch(() => undefined)
+  t.equal(v5q2, undefined, 'a new CONNECT is refused while Redis refuses writes')
+  let q2reason: number | undefined
+  const q2gone = new Promise<void>((resolve) => {
+    qos2.on('disconnect', (packet) => { q2reason = packet.reasonCode })
+    qos2.once('close', () => resolve())
+  })
+  qos2.publish('w/oom2', 'refused', { qos: 2, retain: true })
+  await q2gone
+  t.equal(q2reason, 0x80, 'MQTT 5, QoS 2: DISCONNECT 0x80 (no PUBREC)')
+
   let acked = false
   v4.publish('w/oom4', 'refused', { qos: 1, retain: true }, (err) => { if (err === undefined || err === null) acked = true })
   await gone
