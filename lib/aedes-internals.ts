@@ -479,8 +479,12 @@ export type PublishErrorHandler = (err: Error, packet: { messageId?: number, qos
 export function interceptPublishErrors (broker: Aedes, onError: PublishErrorHandler): void {
   const publish = broker.publish.bind(broker) as unknown as (packet: never, client: Client | null, done: (err?: Error | null) => void) => void
   const intercepted = function (this: Aedes, packet: never, client: Client | ((err?: Error | null) => void) | null, done?: (err?: Error | null) => void): void {
-    if (typeof client === 'function' || client === null || client === undefined || done === undefined) {
-      publish(packet, null, (typeof client === 'function' ? client : done) ?? (() => {}))
+    if (typeof client === 'function') {
+      publish(packet, null, client)
+      return
+    }
+    if (client === null || client === undefined || done === undefined) {
+      publish(packet, client ?? null, done ?? (() => {}))
       return
     }
     publish(packet, client, (err) => {
