@@ -7,6 +7,19 @@ export type QoS = 0 | 1 | 2
 export type ProtocolVersion = 4 | 5
 export type Transport = 'tcp' | 'ws'
 
+/** One node of a cluster under test. */
+export interface ClusterNodeTarget {
+  readonly port: number
+  readonly pid: number
+}
+
+/** A cluster under test: its nodes (node 0 is also the Target's port and pid) and its redis-server. */
+export interface ClusterTarget {
+  readonly nodes: readonly ClusterNodeTarget[]
+  readonly redisPid: number
+  readonly redisPort: number
+}
+
 export interface Target {
   /** Always a loopback address; the load generator refuses anything else. */
   readonly host: string
@@ -16,6 +29,8 @@ export interface Target {
   /** Broker pid, so the load generator can read /proc at window edges. */
   readonly brokerPid: number
   readonly protocolVersion: ProtocolVersion
+  /** Set for a cluster: windows then measure every node plus redis-server. */
+  readonly cluster?: ClusterTarget
 }
 
 /** Publishers → subscribers throughput/latency run (fan-in, fan-out, shared, ws). */
@@ -48,6 +63,15 @@ export interface FlowJob {
   readonly timeoutMs: number
   /** End the window early when nothing arrives for this long after publishing finished. */
   readonly stallMs: number
+  /**
+   * Cluster only: publisher i connects to node publisherNodes[i % length],
+   * subscriber j to node subscriberNodes[j % length] (indices into
+   * target.cluster.nodes). Absent: everything connects to target.port.
+   */
+  readonly publisherNodes?: readonly number[]
+  readonly subscriberNodes?: readonly number[]
+  /** Wait this long after the last SUBACK, so other nodes learn the subscriptions first. */
+  readonly afterSubscribeMs?: number
 }
 
 /** Many idle connections: broker memory per connection and connect cost. */
@@ -99,7 +123,11 @@ export type Job = FlowJob | IdleJob | DrainJob | RetainedJob
 /** A measured window: wall time and the broker's CPU/RSS across it. */
 export interface WindowMeasure {
   readonly wallMs: number
+  /** Sum over the measured processes (a cluster: every node and redis-server). */
   readonly brokerCpuS: number
+  /** A cluster's CPU per process, in the order of its nodes then redis-server. */
+  readonly cpuByProcessS?: readonly number[]
+  /** Summed over the measured processes. */
   readonly rssStartKiB: number
   readonly rssEndKiB: number
 }
@@ -152,6 +180,8 @@ export interface FlowResult extends Ending {
   readonly integrity: Integrity
   readonly window: WindowMeasure
   readonly latency: LatencySummary | null
+  /** Cluster only: Redis commands called during the window (INFO commandstats), command → calls. */
+  readonly redisCommands: Readonly<Record<string, number>> | null
 }
 
 export interface IdleResult extends Ending {

@@ -1,4 +1,5 @@
 // The scenario registry, in run order.
+import { clusterFanIn, clusterFanOut, clusterLocal } from './cluster-flow.js'
 import { drain } from './drain.js'
 import { fanIn } from './fan-in.js'
 import { fanOut } from './fan-out.js'
@@ -22,6 +23,17 @@ export function scenarios (full: boolean): Scenario[] {
     retained(100_000, 20_000),
     // 1M retained messages takes minutes per broker: only on request.
     ...(full ? [retained(1_000_000, 1_000_000)] : []),
-    websocket
+    websocket,
+    // Issue 16: three nodes on one Redis (culex-cluster, aedes-redis-cluster).
+    clusterFanIn(0),
+    clusterFanIn(1),
+    clusterFanOut,
+    clusterLocal(0),
+    clusterLocal(1)
   ]
+}
+
+/** The cluster runners take part in these only. */
+export function isClusterScenario (scenario: Scenario): boolean {
+  return scenario.id.startsWith('cluster-')
 }
