@@ -118,7 +118,41 @@ export interface RetainedJob {
   readonly stallMs: number
 }
 
-export type Job = FlowJob | IdleJob | DrainJob | RetainedJob
+/**
+ * Cluster: one client id moved back and forth between nodes 0 and 1, each
+ * CONNECT on the node that does not hold the connection now.
+ */
+export interface TakeoverJob {
+  readonly kind: 'takeover'
+  readonly target: Target
+  /** Measured takeovers. */
+  readonly rounds: number
+  /** Takeovers before them, unmeasured (JIT, connection pools). */
+  readonly warmupRounds: number
+  /** How long a takeover may take before it counts as not completed. */
+  readonly roundTimeoutMs: number
+  readonly timeoutMs: number
+}
+
+/**
+ * Cluster: clients with wills on one node, a subscriber to the wills on
+ * another; the load generator SIGKILLs the clients' node and times the wills.
+ */
+export interface WillJob {
+  readonly kind: 'will'
+  readonly target: Target
+  readonly clients: number
+  /** Index of the node the will clients connect to, and the one killed. */
+  readonly clientNode: number
+  readonly subscriberNode: number
+  readonly willQos: QoS
+  /** Wait this long after the last client's CONNACK before the kill. */
+  readonly beforeKillMs: number
+  /** How long after the kill wills are awaited. */
+  readonly timeoutMs: number
+}
+
+export type Job = FlowJob | IdleJob | DrainJob | RetainedJob | TakeoverJob | WillJob
 
 /** A measured window: wall time and the broker's CPU/RSS across it. */
 export interface WindowMeasure {
@@ -230,13 +264,45 @@ export interface RetainedResult {
   readonly lookups: readonly LookupResult[]
 }
 
-export type JobResult = FlowResult | IdleResult | DrainResult | RetainedResult
+export interface TakeoverResult extends Ending {
+  readonly kind: 'takeover'
+  /** Measured takeovers attempted. */
+  readonly rounds: number
+  /** New CONNACK received and the old connection closed within the round's bound. */
+  readonly completed: number
+  /** The new CONNECT failed (refused, or no CONNACK). */
+  readonly failed: number
+  /** New CONNACK received, but the old connection still open at the round's bound. */
+  readonly notClosed: number
+  /** From the new CONNECT (TCP connect included) until both its CONNACK and the old connection's close. */
+  readonly takeover: LatencySummary
+  /** From the new CONNECT to its CONNACK only. */
+  readonly connack: LatencySummary
+  /** How old connections ended: `0x8e` (DISCONNECT reason code) or `closed` (no DISCONNECT). */
+  readonly endings: Readonly<Record<string, number>>
+}
+
+export interface WillResult extends Ending {
+  readonly kind: 'will'
+  readonly clients: number
+  /** Will clients that got their CONNACK before the kill. */
+  readonly connected: number
+  /** Distinct wills received. */
+  readonly delivered: number
+  readonly duplicated: number
+  /** From the SIGKILL to the first will, and to the last one when every will came; null otherwise. */
+  readonly firstMs: number | null
+  readonly allMs: number | null
+  readonly killedPid: number
+}
+
+export type JobResult = FlowResult | IdleResult | DrainResult | RetainedResult | TakeoverResult | WillResult
 
 export type LoadgenOutput =
   | { readonly ok: true, readonly result: JobResult }
   | { readonly ok: false, readonly error: string }
 
-const JOB_KINDS: ReadonlySet<string> = new Set(['flow', 'idle', 'drain', 'retained'])
+const JOB_KINDS: ReadonlySet<string> = new Set(['flow', 'idle', 'drain', 'retained', 'takeover', 'will'])
 
 /**
  * Shallow structural check of a decoded job. Both ends are our own code, so

@@ -1,4 +1,5 @@
 // The scenario registry, in run order.
+import { clusterTakeover, clusterWill } from './cluster-faults.js'
 import { clusterFanIn, clusterFanOut, clusterLocal } from './cluster-flow.js'
 import { drain } from './drain.js'
 import { fanIn } from './fan-in.js'
@@ -29,7 +30,9 @@ export function scenarios (full: boolean): Scenario[] {
     clusterFanIn(1),
     clusterFanOut,
     clusterLocal(0),
-    clusterLocal(1)
+    clusterLocal(1),
+    clusterTakeover,
+    clusterWill
   ]
 }
 
