@@ -18,6 +18,7 @@ import { MeasuredWindow, measuredPids, settle } from './window.js'
 const CONNECT_CONCURRENCY = 50
 const SUBSCRIBE_TIMEOUT_MS = 10_000
 const CHECK_INTERVAL_MS = 50
+const PERSISTENT_SESSION_EXPIRY_S = 3600
 
 function payloadBuffer (packet: IPublishPacket): Buffer {
   return typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload
@@ -69,7 +70,12 @@ export async function runFlow (job: FlowJob): Promise<FlowResult> {
 
   // 2. Subscribers, each counting what it receives.
   const subscribers = await mapPoolStrict(job.subscribers, CONNECT_CONCURRENCY, async (index) => {
-    const { conn } = await MqttConn.open(connectOptions(nodeTarget(job.target, job.subscriberNodes, index), `bench-sub-${runId}-${index}`, job.subscriberTransport), {
+    const target = nodeTarget(job.target, job.subscriberNodes, index)
+    const options = connectOptions(target, `bench-sub-${runId}-${index}`, job.subscriberTransport)
+    const persistent = job.persistentSubscribers === true
+      ? { clean: false, sessionExpiryS: target.protocolVersion === 5 ? PERSISTENT_SESSION_EXPIRY_S : null }
+      : {}
+    const { conn } = await MqttConn.open({ ...options, ...persistent }, {
       publish: (packet) => {
         const header = readPayloadHeader(payloadBuffer(packet))
         if (header === null) { tracker.recordForeign(); return }

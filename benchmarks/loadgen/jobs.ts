@@ -72,6 +72,12 @@ export interface FlowJob {
   readonly subscriberNodes?: readonly number[]
   /** Wait this long after the last SUBACK, so other nodes learn the subscriptions first. */
   readonly afterSubscribeMs?: number
+  /**
+   * Subscribers keep a session (3.1.1 Clean Session 0; MQTT 5 Clean Start 0
+   * and a Session Expiry Interval of an hour), so the broker owes them the
+   * QoS 1/2 messages it acknowledged even across a disconnect. Default: clean.
+   */
+  readonly persistentSubscribers?: boolean
 }
 
 /** Many idle connections: broker memory per connection and connect cost. */

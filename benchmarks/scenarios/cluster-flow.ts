@@ -39,7 +39,7 @@ export function redisNote (result: FlowResult): string[] {
 }
 
 /** The shape every cluster flow shares; each scenario sets who connects where. */
-function clusterFlow (context: ScenarioContext, job: Pick<FlowJob, 'publishers' | 'messagesPerPublisher' | 'publishQos' | 'subscribers' | 'subscribeFilter' | 'topicPrefix' | 'publisherNodes' | 'subscriberNodes'>): Promise<FlowResult> {
+function clusterFlow (context: ScenarioContext, job: Pick<FlowJob, 'publishers' | 'messagesPerPublisher' | 'publishQos' | 'subscribers' | 'subscribeFilter' | 'topicPrefix' | 'publisherNodes' | 'subscriberNodes' | 'persistentSubscribers'>): Promise<FlowResult> {
   return runFlowJob({
     kind: 'flow',
     target: clusterTargetFor(context),
@@ -63,33 +63,44 @@ const ALL_CPU: MetricDef = { key: 'perCpu', label: 'msgs per CPU-s (all nodes + 
 const WALL: MetricDef = { key: 'perWall', label: 'msgs per wall s', unit: 'msg/s', better: 'higher' }
 const REDIS_PER_MSG: MetricDef = { key: 'redisPerMsg', label: 'Redis commands per delivered msg', unit: 'cmd/msg', better: 'lower' }
 
-const FANIN_MESSAGES: Record<0 | 1, { normal: number, quick: number, aof: RedisAof }> = {
-  0: { normal: 15_000, quick: 2_000, aof: 'no' },
+interface FanInVariant {
+  readonly qos: 0 | 1
+  /** The subscriber keeps a session: a PUBACK then promises it the message even across a disconnect. */
+  readonly persistent: boolean
+  readonly normal: number
+  readonly quick: number
+  readonly aof: RedisAof
+}
+
+const FANIN: Record<'qos0' | 'qos1' | 'qos1-persistent', FanInVariant> = {
+  qos0: { qos: 0, persistent: false, normal: 5_000, quick: 2_000, aof: 'no' },
   // Redis' AOF as a deployment that counts on it would run: a PUBACK then
   // means the message reached Redis' log, fsynced within a second.
-  1: { normal: 2_000, quick: 500, aof: 'everysec' }
+  qos1: { qos: 1, persistent: false, normal: 2_000, quick: 500, aof: 'everysec' },
+  'qos1-persistent': { qos: 1, persistent: true, normal: 2_000, quick: 500, aof: 'everysec' }
 }
 
 /** 10 publishers on nodes A and B (alternately) → 1 subscriber on node C. */
-export function clusterFanIn (qos: 0 | 1): Scenario {
-  const counts = FANIN_MESSAGES[qos]
+export function clusterFanIn (variant: keyof typeof FANIN): Scenario {
+  const { qos, persistent, normal, quick, aof } = FANIN[variant]
   return {
-    id: `cluster-fanin-qos${qos}`,
-    title: `cluster fan-in QoS ${qos}: ${PUBLISHERS} publishers on nodes A and B → 1 subscriber on node C`,
+    id: `cluster-fanin-${variant}`,
+    title: `cluster fan-in QoS ${qos}: ${PUBLISHERS} publishers on nodes A and B → 1 ${persistent ? 'persistent-session ' : ''}subscriber on node C`,
     metrics: [ALL_CPU, WALL, REDIS_PER_MSG],
     needsWebsocket: false,
-    redisAof: counts.aof,
+    redisAof: aof,
     applicable: clusterOnly,
     run: async (context) => {
       const result = await clusterFlow(context, {
         publishers: PUBLISHERS,
-        messagesPerPublisher: sized(context.settings, counts.normal, counts.quick),
+        messagesPerPublisher: sized(context.settings, normal, quick),
         publishQos: qos,
         subscribers: 1,
         subscribeFilter: 'cbench/#',
         topicPrefix: 'cbench',
         publisherNodes: [0, 1],
-        subscriberNodes: [2]
+        subscriberNodes: [2],
+        persistentSubscribers: persistent
       })
       return {
         values: { perCpu: perCpuSecond(result.integrity.unique, result.window), perWall: perWallSecond(result.integrity.unique, result.window), redisPerMsg: redisPerMessage(result) },
@@ -133,8 +144,8 @@ export const clusterFanOut: Scenario = {
 }
 
 const LOCAL_MESSAGES: Record<0 | 1, { normal: number, quick: number }> = {
-  0: { normal: 15_000, quick: 2_000 },
-  1: { normal: 5_000, quick: 500 }
+  0: { normal: 5_000, quick: 2_000 },
+  1: { normal: 2_000, quick: 500 }
 }
 
 /**

@@ -26,8 +26,9 @@ export function scenarios (full: boolean): Scenario[] {
     ...(full ? [retained(1_000_000, 1_000_000)] : []),
     websocket,
     // Issue 16: three nodes on one Redis (culex-cluster, aedes-redis-cluster).
-    clusterFanIn(0),
-    clusterFanIn(1),
+    clusterFanIn('qos0'),
+    clusterFanIn('qos1'),
+    clusterFanIn('qos1-persistent'),
     clusterFanOut,
     clusterLocal(0),
     clusterLocal(1),
