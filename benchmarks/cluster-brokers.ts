@@ -9,7 +9,7 @@ import type { BrokerEnvironment, BrokerName, BrokerRunner, RunningBroker, StartO
 import { launch, packageVersion, removeDir, tempDir, type Launched } from './lib/launch.js'
 import { freePort, LOOPBACK } from './lib/net.js'
 import { commandExists } from './lib/processes.js'
-import { startRedisServer } from './lib/redis.js'
+import { redisServerVersion, startRedisServer } from './lib/redis.js'
 
 export const CLUSTER_NODES = 3
 
@@ -69,12 +69,12 @@ function clusterBroker (name: BrokerName, nodes: readonly Launched[], redis: Lau
   }
 }
 
-function culexCluster (env: BrokerEnvironment, redisInstalled: boolean): BrokerRunner {
+function culexCluster (env: BrokerEnvironment, redisInstalled: boolean, redis: string): BrokerRunner {
   const bin = path.relative(env.repoRoot, env.culexBin)
   return {
     name: 'culex-cluster',
     features: { mqtt5: true, websocket: false, cluster: true },
-    description: `${CLUSTER_NODES} × culex ${packageVersion(env.repoRoot, '.')} (${bin}) --persistence memory --cluster redis://127.0.0.1:<port> on one redis-server`,
+    description: `${CLUSTER_NODES} × culex ${packageVersion(env.repoRoot, '.')} (${bin}) --persistence memory --cluster redis://127.0.0.1:<port> on one ${redis}`,
     unavailable: !redisInstalled ? 'redis-server not on PATH (apt-get install redis-server)' : existsSync(env.culexBin) ? null : `${bin} not built yet`,
     start: async (options) => await startCluster('culex-cluster', (index, port, redisPort, dir) => ({
       command: process.execPath,
@@ -96,13 +96,13 @@ function culexCluster (env: BrokerEnvironment, redisInstalled: boolean): BrokerR
   }
 }
 
-function aedesRedisCluster (env: BrokerEnvironment, redisInstalled: boolean): BrokerRunner {
+function aedesRedisCluster (env: BrokerEnvironment, redisInstalled: boolean, redis: string): BrokerRunner {
   const script = path.join(env.repoRoot, 'benchmarks', 'fixtures', 'aedes-redis.mjs')
   const version = (dir: string): string => packageVersion(env.repoRoot, `node_modules/${dir}`)
   return {
     name: 'aedes-redis-cluster',
     features: { mqtt5: true, websocket: false, cluster: true },
-    description: `${CLUSTER_NODES} × aedes ${version('aedes')} + mqemitter-redis ${version('mqemitter-redis')} + aedes-persistence-redis ${version('aedes-persistence-redis')} (benchmarks/fixtures/aedes-redis.mjs) on one redis-server`,
+    description: `${CLUSTER_NODES} × aedes ${version('aedes')} + mqemitter-redis ${version('mqemitter-redis')} + aedes-persistence-redis ${version('aedes-persistence-redis')} (benchmarks/fixtures/aedes-redis.mjs) on one ${redis}`,
     unavailable: !redisInstalled ? 'redis-server not on PATH (apt-get install redis-server)' : existsSync(script) ? null : `${script} missing`,
     start: async (options) => await startCluster('aedes-redis-cluster', (index, port, redisPort) => ({
       command: process.execPath,
@@ -113,5 +113,6 @@ function aedesRedisCluster (env: BrokerEnvironment, redisInstalled: boolean): Br
 
 export function clusterRunners (env: BrokerEnvironment): BrokerRunner[] {
   const redisInstalled = commandExists('redis-server')
-  return [culexCluster(env, redisInstalled), aedesRedisCluster(env, redisInstalled)]
+  const redis = redisInstalled ? `redis-server ${redisServerVersion()}` : 'redis-server'
+  return [culexCluster(env, redisInstalled, redis), aedesRedisCluster(env, redisInstalled, redis)]
 }

@@ -3,6 +3,7 @@
 // states, stopped by PID), and its command counts from INFO commandstats,
 // read over a raw socket so neither the harness nor the load generator needs
 // a Redis client.
+import { execFileSync } from 'node:child_process'
 import net from 'node:net'
 import { launch, removeDir, tempDir, type Launched, type LaunchOptions } from './launch.js'
 import { assertLoopback, freePort, LOOPBACK } from './net.js'
@@ -20,6 +21,15 @@ export function redisServerArgs (port: number, dir: string, aof: RedisAof): stri
     '--loglevel', 'warning',
     ...(aof === 'no' ? ['--appendonly', 'no'] : ['--appendonly', 'yes', '--appendfsync', aof])
   ]
+}
+
+/** "7.0.15" from `redis-server --version`, or "?" */
+export function redisServerVersion (): string {
+  try {
+    return /v=(\S+)/.exec(execFileSync('redis-server', ['--version'], { encoding: 'utf8', timeout: 5000 }))?.[1] ?? '?'
+  } catch {
+    return '?'
+  }
 }
 
 export async function startRedisServer (aof: RedisAof, options: LaunchOptions): Promise<Launched> {

@@ -2,12 +2,12 @@
  * The benchmark harness's Redis helpers: command counts from INFO
  * commandstats and their difference over a window, the RESP bulk reply, the
  * redis-server command line, and INFO over a raw socket (against a fake
- * server that answers in pieces).
+ * server that answers in pieces), and a real private redis-server.
  */
 import { once } from 'node:events'
 import net from 'node:net'
 import t from 'tap'
-import { commandDelta, describeCommands, parseBulkReply, parseCommandstats, redisInfo, redisServerArgs, totalCalls } from '../../../benchmarks/lib/redis.js'
+import { commandCounts, commandDelta, describeCommands, parseBulkReply, parseCommandstats, redisInfo, redisServerArgs, startRedisServer, totalCalls } from '../../../benchmarks/lib/redis.js'
 
 const INFO = [
   '# Commandstats',
@@ -84,4 +84,23 @@ t.test('redisInfo gives up after its timeout when nothing answers', async (t) =>
   t.teardown(() => { server.close() })
   const address = server.address() as net.AddressInfo
   await t.rejects(redisInfo(address.port, 'commandstats', 100), /no answer within 100 ms/)
+})
+
+t.test('startRedisServer runs a private redis-server whose command counts move with what it is asked', async (t) => {
+  const redis = await startRedisServer('everysec', { fdLimit: 1024, cpus: null })
+  t.teardown(async () => { await redis.stop() })
+  t.ok(redis.alive(), 'running')
+  const before = await commandCounts(redis.port)
+  const socket = net.connect({ host: '127.0.0.1', port: redis.port })
+  socket.write('*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n')
+  let replies = ''
+  for await (const chunk of socket) {
+    replies += String(chunk)
+    if (replies.includes('$1\r\nv\r\n')) break
+  }
+  socket.destroy()
+  t.same(commandDelta(before, await commandCounts(redis.port)), { set: 1, get: 1 }, 'one SET and one GET, the INFO readings left out')
+  t.equal((await redisInfo(redis.port, 'persistence')).match(/aof_enabled:(\d)/)?.[1], '1', 'AOF on as asked')
+  await redis.stop()
+  t.notOk(redis.alive(), 'stopped by its PID')
 })
