@@ -29,7 +29,7 @@ export function redisPerMessage (result: FlowResult): number | null {
 /** QoS 1/2: acknowledged messages that never arrived are the figure the issue asks to be 0. */
 export function ackedLossNote (result: FlowResult, qos: QoS): string[] {
   if (qos === 0 || result.integrity.lost <= 0) return []
-  return [`${result.integrity.lost} deliveries of ${result.acked} acknowledged (PUBACK) messages never arrived`]
+  return [`${result.integrity.lost} of ${result.integrity.expected} deliveries never arrived, with ${result.acked} messages acknowledged (PUBACK) to their publishers`]
 }
 
 export function redisNote (result: FlowResult): string[] {
