@@ -72,12 +72,12 @@ interface FanInVariant {
   readonly aof: RedisAof
 }
 
-const FANIN: Record<'qos0' | 'qos1' | 'qos1-persistent', FanInVariant> = {
+const FANIN: Record<'qos0' | 'qos1' | 'persistent-qos1', FanInVariant> = {
   qos0: { qos: 0, persistent: false, normal: 5_000, quick: 2_000, aof: 'no' },
   // Redis' AOF as a deployment that counts on it would run: a PUBACK then
   // means the message reached Redis' log, fsynced within a second.
   qos1: { qos: 1, persistent: false, normal: 2_000, quick: 500, aof: 'everysec' },
-  'qos1-persistent': { qos: 1, persistent: true, normal: 2_000, quick: 500, aof: 'everysec' }
+  'persistent-qos1': { qos: 1, persistent: true, normal: 2_000, quick: 500, aof: 'everysec' }
 }
 
 /** 10 publishers on nodes A and B (alternately) → 1 subscriber on node C. */

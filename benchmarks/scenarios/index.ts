@@ -28,7 +28,7 @@ export function scenarios (full: boolean): Scenario[] {
     // Issue 16: three nodes on one Redis (culex-cluster, aedes-redis-cluster).
     clusterFanIn('qos0'),
     clusterFanIn('qos1'),
-    clusterFanIn('qos1-persistent'),
+    clusterFanIn('persistent-qos1'),
     clusterFanOut,
     clusterLocal(0),
     clusterLocal(1),
