@@ -56,6 +56,12 @@ export interface RunningCluster {
   readonly redisPort: number
   /** Tells the cluster that this node will be killed on purpose, so its exit is no failure. */
   expectExit: (nodeIndex: number) => void
+  /**
+   * Starts one more node joining the cluster and resolves once its MQTT port
+   * accepts connections (polled every 50 ms); `spawnedAt` is
+   * `performance.now()` at its spawn. It is stopped with the cluster.
+   */
+  join: () => Promise<{ readonly pid: number, readonly port: number, readonly spawnedAt: number }>
 }
 
 export interface RunningBroker {

@@ -18,16 +18,21 @@ type NodeCommand = (index: number, port: number, redisPort: number, dir: string)
 
 const nodeId = (index: number): string => `bench-${String.fromCharCode(97 + index)}`
 
+/** Starts node `index` of the cluster on the redis-server at `redisPort`. */
+async function startNode (name: BrokerName, node: NodeCommand, index: number, redisPort: number, options: StartOptions): Promise<Launched> {
+  const port = await freePort()
+  const dir = await tempDir(`${name}-${index}`)
+  const { command, args } = node(index, port, redisPort, dir)
+  return await launch({ name: `${name} node ${nodeId(index)}`, command, args, port, wsPort: null, cleanup: removeDir(dir) }, options)
+}
+
 /** redis-server, then the nodes (all at once); on any failure everything started is stopped. */
 async function startCluster (name: BrokerName, node: NodeCommand, options: StartOptions): Promise<RunningBroker> {
   const redis = await startRedisServer(options.redisAof ?? 'no', options)
   const started: Launched[] = []
   try {
     const launches = Array.from({ length: CLUSTER_NODES }, async (_, index) => {
-      const port = await freePort()
-      const dir = await tempDir(`${name}-${index}`)
-      const { command, args } = node(index, port, redis.port, dir)
-      const launched = await launch({ name: `${name} node ${nodeId(index)}`, command, args, port, wsPort: null, cleanup: removeDir(dir) }, options)
+      const launched = await startNode(name, node, index, redis.port, options)
       started.push(launched)
       return launched
     })
@@ -35,7 +40,7 @@ async function startCluster (name: BrokerName, node: NodeCommand, options: Start
     const failure = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected')
     if (failure !== undefined) throw failure.reason instanceof Error ? failure.reason : new Error(String(failure.reason))
     const nodes = settled.map((r) => (r as PromiseFulfilledResult<Launched>).value)
-    return clusterBroker(name, nodes, redis)
+    return clusterBroker(name, nodes, redis, async (index) => await startNode(name, node, index, redis.port, options))
   } catch (err) {
     await Promise.all(started.map(async (n) => await n.stop()))
     await redis.stop()
@@ -43,8 +48,9 @@ async function startCluster (name: BrokerName, node: NodeCommand, options: Start
   }
 }
 
-function clusterBroker (name: BrokerName, nodes: readonly Launched[], redis: Launched): RunningBroker {
+function clusterBroker (name: BrokerName, initial: readonly Launched[], redis: Launched, startMore: (index: number) => Promise<Launched>): RunningBroker {
   const expectedExits = new Set<number>()
+  const nodes: Launched[] = [...initial]
   const first = nodes[0]!
   return {
     name,
@@ -61,10 +67,16 @@ function clusterBroker (name: BrokerName, nodes: readonly Launched[], redis: Lau
       `[redis-server${redis.alive() ? '' : ', exited'}] ${redis.output()}`
     ].join('\n'),
     cluster: {
-      nodes: nodes.map((n) => ({ port: n.port, pid: n.pid })),
+      nodes: initial.map((n) => ({ port: n.port, pid: n.pid })),
       redisPid: redis.pid,
       redisPort: redis.port,
-      expectExit: (index) => { expectedExits.add(index) }
+      expectExit: (index) => { expectedExits.add(index) },
+      join: async () => {
+        const spawnedAt = performance.now()
+        const joined = await startMore(nodes.length)
+        nodes.push(joined)
+        return { pid: joined.pid, port: joined.port, spawnedAt }
+      }
     }
   }
 }

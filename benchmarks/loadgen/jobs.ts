@@ -158,7 +158,20 @@ export interface WillJob {
   readonly timeoutMs: number
 }
 
-export type Job = FlowJob | IdleJob | DrainJob | RetainedJob | TakeoverJob | WillJob
+/**
+ * Cluster: persistent sessions left behind on the nodes, each subscribed to
+ * its own topic at QoS 1, then disconnected (the session stays).
+ */
+export interface SeedJob {
+  readonly kind: 'seed'
+  readonly target: Target
+  /** Sessions, spread round-robin over the cluster's nodes. */
+  readonly sessions: number
+  readonly concurrency: number
+  readonly timeoutMs: number
+}
+
+export type Job = FlowJob | IdleJob | DrainJob | RetainedJob | TakeoverJob | WillJob | SeedJob
 
 /** A measured window: wall time and the broker's CPU/RSS across it. */
 export interface WindowMeasure {
@@ -302,13 +315,21 @@ export interface WillResult extends Ending {
   readonly killedPid: number
 }
 
-export type JobResult = FlowResult | IdleResult | DrainResult | RetainedResult | TakeoverResult | WillResult
+export interface SeedResult extends Ending {
+  readonly kind: 'seed'
+  /** Sessions that subscribed and disconnected cleanly. */
+  readonly seeded: number
+  readonly failed: number
+  readonly wallMs: number
+}
+
+export type JobResult = FlowResult | IdleResult | DrainResult | RetainedResult | TakeoverResult | WillResult | SeedResult
 
 export type LoadgenOutput =
   | { readonly ok: true, readonly result: JobResult }
   | { readonly ok: false, readonly error: string }
 
-const JOB_KINDS: ReadonlySet<string> = new Set(['flow', 'idle', 'drain', 'retained', 'takeover', 'will'])
+const JOB_KINDS: ReadonlySet<string> = new Set(['flow', 'idle', 'drain', 'retained', 'takeover', 'will', 'seed'])
 
 /**
  * Shallow structural check of a decoded job. Both ends are our own code, so

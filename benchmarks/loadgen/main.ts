@@ -10,6 +10,7 @@ import { runIdle } from './idle.js'
 import { isJob, type Job, type JobResult, type LoadgenOutput } from './jobs.js'
 import { errorMessage } from './pool.js'
 import { runRetained } from './retained.js'
+import { runSeed } from './seed.js'
 import { runTakeover } from './takeover.js'
 import { runWill } from './will.js'
 
@@ -22,6 +23,7 @@ async function run (job: Job): Promise<JobResult> {
     case 'retained': return await runRetained(job)
     case 'takeover': return await runTakeover(job)
     case 'will': return await runWill(job)
+    case 'seed': return await runSeed(job)
   }
 }
 

@@ -1,6 +1,7 @@
 // The scenario registry, in run order.
 import { clusterTakeover, clusterWill } from './cluster-faults.js'
 import { clusterFanIn, clusterFanOut, clusterLocal } from './cluster-flow.js'
+import { clusterJoin } from './cluster-join.js'
 import { drain } from './drain.js'
 import { fanIn } from './fan-in.js'
 import { fanOut } from './fan-out.js'
@@ -33,7 +34,8 @@ export function scenarios (full: boolean): Scenario[] {
     clusterLocal(0),
     clusterLocal(1),
     clusterTakeover,
-    clusterWill
+    clusterWill,
+    clusterJoin
   ]
 }
 
