@@ -1,8 +1,8 @@
 /**
  * The benchmark's cluster runners: three nodes and their own redis-server
  * come up on loopback ports, route a message between nodes, tolerate the
- * node a scenario kills on purpose (and only that one), and leave no process
- * behind when stopped.
+ * node a scenario kills on purpose (and only that one), take a node that
+ * joins later, and leave no process behind when stopped.
  */
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
@@ -52,9 +52,23 @@ for (const runner of runners) {
     cluster.expectExit(1)
     t.ok(broker.alive(), 'but not when the scenario said it would kill it')
 
-    const pids = [...cluster.nodes.map((n) => n.pid), cluster.redisPid]
+    const joined = await cluster.join()
+    t.notOk(cluster.nodes.some((n) => n.port === joined.port), 'a joining node gets a port of its own')
+    t.ok(processAlive(joined.pid) && joined.spawnedAt <= performance.now(), 'and runs')
+    // culex listens before it has joined and refuses CONNECTs (0x88) until then.
+    let attempt = 0
+    await t.resolves(waitFor(async () => {
+      try {
+        (await connectClient(t, `mqtt://127.0.0.1:${joined.port}`, { clientId: `bench-runner-late-${attempt++}` })).end(true)
+        return true
+      } catch {
+        return false
+      }
+    }, { timeout: 15000, step: 50, what: 'a CONNACK from the joined node' }), 'it takes clients once it has joined')
+
+    const pids = [...cluster.nodes.map((n) => n.pid), joined.pid, cluster.redisPid]
     await broker.stop()
     broker = null
-    t.same(pids.filter(processAlive), [], 'every node and redis-server are gone')
+    t.same(pids.filter(processAlive), [], 'every node (the joined one too) and redis-server are gone')
   })
 }
