@@ -2,14 +2,16 @@
 // fresh loopback port, so its CPU time and RSS can be read from /proc/<pid>
 // without the harness or the load generator mixed in.
 import { execFileSync } from 'node:child_process'
-import { existsSync, readFileSync, rmSync } from 'node:fs'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import os from 'node:os'
+import { existsSync } from 'node:fs'
+import { writeFile } from 'node:fs/promises'
 import path from 'node:path'
-import { freePort, LOOPBACK, waitForPort } from './lib/net.js'
-import { commandExists, isRunning, OutputTail, spawnTracked, stopChild } from './lib/processes.js'
+import { clusterRunners } from './cluster-brokers.js'
+import { launch as launchProcess, packageVersion as versionIn, removeDir, tempDir, type LaunchSpec as ProcessSpec } from './lib/launch.js'
+import { freePort, LOOPBACK } from './lib/net.js'
+import { commandExists } from './lib/processes.js'
+import type { RedisAof } from './lib/redis.js'
 
-export const BROKER_NAMES = ['aedes', 'mosquitto', 'culex-memory', 'culex-level', 'culex-nometrics', 'aedes1-level', 'null-relay', 'culex-memory-dashboard'] as const
+export const BROKER_NAMES = ['aedes', 'mosquitto', 'culex-memory', 'culex-level', 'culex-nometrics', 'aedes1-level', 'null-relay', 'culex-memory-dashboard', 'culex-cluster', 'aedes-redis-cluster'] as const
 export type BrokerName = typeof BROKER_NAMES[number]
 
 /** Brokers that run only when named in --brokers. */
@@ -34,12 +36,32 @@ export interface BrokerFeatures {
   readonly websocket: boolean
   /** Set for a stand-in that serves only these scenario ids (null-relay). */
   readonly scenarios?: readonly string[]
+  /** Several nodes on one Redis: runs the cluster-* scenarios only. */
+  readonly cluster?: boolean
 }
 
 export interface StartOptions {
   readonly websocket: boolean
   readonly fdLimit: number
   readonly cpus: string | null
+  /** A cluster's redis-server AOF setting, as the scenario states; default no AOF. */
+  readonly redisAof?: RedisAof
+}
+
+/** The processes of a running cluster, for the cluster scenarios. */
+export interface RunningCluster {
+  /** In start order; node 0 is also the RunningBroker's port and pid. */
+  readonly nodes: ReadonlyArray<{ readonly port: number, readonly pid: number }>
+  readonly redisPid: number
+  readonly redisPort: number
+  /** Tells the cluster that this node will be killed on purpose, so its exit is no failure. */
+  expectExit: (nodeIndex: number) => void
+  /**
+   * Starts one more node joining the cluster and resolves once its MQTT port
+   * accepts connections (polled every 50 ms); `spawnedAt` is
+   * `performance.now()` at its spawn. It is stopped with the cluster.
+   */
+  join: () => Promise<{ readonly pid: number, readonly port: number, readonly spawnedAt: number }>
 }
 
 export interface RunningBroker {
@@ -52,6 +74,8 @@ export interface RunningBroker {
   alive: () => boolean
   /** Tail of the broker's stdout/stderr, for error reports. */
   output: () => string
+  /** Set when the broker is a cluster. */
+  readonly cluster?: RunningCluster
 }
 
 export interface BrokerRunner {
@@ -69,75 +93,16 @@ export interface BrokerEnvironment {
   readonly culexBin: string
 }
 
-const START_TIMEOUT_MS = 15_000
-const STOP_GRACE_MS = 5_000
-
-interface LaunchSpec {
+interface LaunchSpec extends ProcessSpec {
   readonly name: BrokerName
-  readonly command: string
-  readonly args: readonly string[]
-  readonly port: number
-  readonly wsPort: number | null
-  /** further ports that must accept connections before the broker counts as started */
-  readonly morePorts?: readonly number[]
-  readonly cleanup: () => Promise<void>
 }
 
-/** Spawns, waits until the ports accept connections, and wires stop/cleanup. */
 async function launch (spec: LaunchSpec, options: StartOptions): Promise<RunningBroker> {
-  const child = spawnTracked(spec.command, spec.args, { fdLimit: options.fdLimit, cpus: options.cpus })
-  const tail = new OutputTail()
-  child.stdout?.on('data', (chunk: Buffer) => tail.push(chunk))
-  child.stderr?.on('data', (chunk: Buffer) => tail.push(chunk))
-  const pid = child.pid
-  try {
-    if (pid === undefined) throw new Error('spawn failed')
-    // Readiness is "the TCP port accepts connections": it works the same for
-    // every broker, whatever (if anything) it prints on startup.
-    await waitForPort(spec.port, START_TIMEOUT_MS, () => isRunning(child))
-    if (spec.wsPort !== null) await waitForPort(spec.wsPort, START_TIMEOUT_MS, () => isRunning(child))
-    for (const more of spec.morePorts ?? []) await waitForPort(more, START_TIMEOUT_MS, () => isRunning(child))
-  } catch (err) {
-    await stopChild(child, 1000)
-    await spec.cleanup()
-    const reason = err instanceof Error ? err.message : String(err)
-    throw new Error(`${spec.name} failed to start: ${reason}\n${tail.toString()}`)
-  }
-  return {
-    name: spec.name,
-    pid,
-    port: spec.port,
-    wsPort: spec.wsPort,
-    stop: async () => {
-      await stopChild(child, STOP_GRACE_MS)
-      await spec.cleanup()
-    },
-    alive: () => isRunning(child),
-    output: () => tail.toString()
-  }
-}
-
-// Temp dirs still in use; removed synchronously if the harness exits early
-// (Ctrl-C, crash), after the exit hook in lib/processes.ts killed the brokers.
-const liveDirs = new Set<string>()
-process.on('exit', () => {
-  for (const dir of liveDirs) rmSync(dir, { recursive: true, force: true })
-})
-
-async function tempDir (name: string): Promise<string> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), `culex-bench-${name}-`))
-  liveDirs.add(dir)
-  return dir
+  return { name: spec.name, ...await launchProcess(spec, options) }
 }
 
 function packageVersion (env: BrokerEnvironment, packageDir: string): string {
-  try {
-    const manifest: unknown = JSON.parse(readFileSync(path.join(env.repoRoot, packageDir, 'package.json'), 'utf8'))
-    const version = typeof manifest === 'object' && manifest !== null ? (manifest as Record<string, unknown>)['version'] : undefined
-    return typeof version === 'string' ? version : '?'
-  } catch {
-    return '?'
-  }
+  return versionIn(env.repoRoot, packageDir)
 }
 
 function mosquittoVersion (): string {
@@ -149,11 +114,6 @@ function mosquittoVersion (): string {
     return /version (\S+)/.exec(out)?.[1] ?? '?'
   }
   return '?'
-}
-
-const removeDir = (dir: string) => async (): Promise<void> => {
-  await rm(dir, { recursive: true, force: true })
-  liveDirs.delete(dir)
 }
 
 function nodeFixture (env: BrokerEnvironment, name: BrokerName, fixture: string, features: BrokerFeatures, description: string, level: boolean): BrokerRunner {
@@ -260,6 +220,7 @@ export function brokerRunners (env: BrokerEnvironment): BrokerRunner[] {
     // throughput scenarios.
     nodeFixture(env, 'null-relay', 'null-relay.mjs',
       { mqtt5: true, websocket: false, scenarios: ['latency-qos1', 'session-drain'] },
-      'null-relay (benchmarks/fixtures/null-relay.mjs): not a broker, a naive relay on Node sockets and mqtt-packet', false)
+      'null-relay (benchmarks/fixtures/null-relay.mjs): not a broker, a naive relay on Node sockets and mqtt-packet', false),
+    ...clusterRunners(env)
   ]
 }

@@ -12,7 +12,7 @@ import { commandExists, fdLimits } from './lib/processes.js'
 import { clockTicksPerSecond } from './lib/procfs.js'
 import { markdownReport } from './lib/report.js'
 import { integrityRows, summarize, type CellRecord, type SkipRecord } from './lib/summary.js'
-import { scenarios as allScenarios } from './scenarios/index.js'
+import { isClusterScenario, scenarios as allScenarios } from './scenarios/index.js'
 import type { Scenario, ScenarioSettings } from './scenarios/types.js'
 
 /** dist/benchmarks/run.js → repository root. */
@@ -51,7 +51,7 @@ async function runCell (scenario: Scenario, runner: BrokerRunner, repeat: number
   const started = Date.now()
   let broker: RunningBroker | null = null
   try {
-    broker = await runner.start({ websocket: scenario.needsWebsocket, fdLimit: settings.loadgen.fdLimit, cpus })
+    broker = await runner.start({ websocket: scenario.needsWebsocket, fdLimit: settings.loadgen.fdLimit, cpus, ...(scenario.redisAof === undefined ? {} : { redisAof: scenario.redisAof }) })
     const outcome = await scenario.run({ broker, runner, settings })
     if (!broker.alive()) throw new Error(`broker exited during the run\n${broker.output()}`)
     return { scenario: scenario.id, broker: runner.name, repeat, elapsedMs: Date.now() - started, outcome, error: null }
@@ -98,7 +98,9 @@ async function main (): Promise<void> {
         const only = runner.features.scenarios
         const reason = only !== undefined && !only.includes(scenario.id)
           ? 'not served by this stand-in'
-          : scenario.applicable(runner, settings)
+          : runner.features.cluster === true && !isClusterScenario(scenario)
+            ? 'a cluster runs the cluster-* scenarios only'
+            : scenario.applicable(runner, settings)
         if (reason !== null) {
           if (repeat === 0) skips.push({ scenario: scenario.id, broker: runner.name, reason })
           continue

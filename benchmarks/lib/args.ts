@@ -32,7 +32,9 @@ export const DEFAULT_RATIOS: readonly RatioPair[] = [
   { numerator: 'culex-memory', denominator: 'culex-nometrics' },
   { numerator: 'culex-memory-dashboard', denominator: 'culex-memory' },
   { numerator: 'culex-memory', denominator: 'null-relay' },
-  { numerator: 'null-relay', denominator: 'aedes1-level' }
+  { numerator: 'null-relay', denominator: 'aedes1-level' },
+  { numerator: 'culex-cluster', denominator: 'aedes-redis-cluster' },
+  { numerator: 'culex-cluster', denominator: 'culex-memory' }
 ]
 
 export const USAGE = `Usage: npm run bench -- [options]   (or: node dist/benchmarks/run.js [options])
@@ -44,13 +46,15 @@ export const USAGE = `Usage: npm run bench -- [options]   (or: node dist/benchma
   --brokers a,b        subset of: ${BROKER_NAMES.join(', ')}
                        (default: all but null-relay, a stand-in that is not a broker: a naive relay,
                        a yardstick for latency and session-drain, and culex-memory-dashboard, culex-memory
-                       with the dashboard's listener on; see benchmarks/README.md)
+                       with the dashboard's listener on; see benchmarks/README.md). culex-cluster and
+                       aedes-redis-cluster (3 nodes on a private redis-server) run the cluster-* scenarios only
   --protocol 4|5       MQTT version for the MQTT 5 scenarios (default 5; drain is always 3.1.1)
   --culex-bin PATH     culex CLI to run (default dist/bin/culex.js)
   --ratios a:b,c:d     ratio columns, numerator:denominator (default culex-memory:aedes,
                        culex-memory:mosquitto, culex-level:culex-memory, culex-level:aedes1-level,
                        culex-memory:culex-nometrics, culex-memory-dashboard:culex-memory,
-                       culex-memory:null-relay, null-relay:aedes1-level)
+                       culex-memory:null-relay, null-relay:aedes1-level, culex-cluster:aedes-redis-cluster,
+                       culex-cluster:culex-memory)
   --pin                pin the broker to CPU 0 and the load generator to CPU 1 (taskset)
   --latency-samples    keep every latency sample in the JSON output
   --out PATH           JSON results file (default benchmarks/results/latest.json)

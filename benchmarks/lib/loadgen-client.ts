@@ -2,7 +2,7 @@
 // result, and kill it if it overruns the job's own time bound.
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { isLoadgenOutput, type DrainJob, type DrainResult, type FlowJob, type FlowResult, type IdleJob, type IdleResult, type Job, type JobResult, type RetainedJob, type RetainedResult } from '../loadgen/jobs.js'
+import { isLoadgenOutput, type DrainJob, type DrainResult, type FlowJob, type FlowResult, type IdleJob, type IdleResult, type Job, type JobResult, type RetainedJob, type RetainedResult, type SeedJob, type SeedResult, type TakeoverJob, type TakeoverResult, type WillJob, type WillResult } from '../loadgen/jobs.js'
 import { OutputTail, spawnTracked } from './processes.js'
 
 const LOADGEN_MAIN = fileURLToPath(new URL('../loadgen/main.js', import.meta.url))
@@ -63,5 +63,23 @@ export async function runDrainJob (job: DrainJob, settings: LoadgenSettings): Pr
 export async function runRetainedJob (job: RetainedJob, settings: LoadgenSettings): Promise<RetainedResult> {
   const result = await runLoadgen(job, settings)
   if (result.kind !== 'retained') throw new Error('unreachable: kind checked above')
+  return result
+}
+
+export async function runTakeoverJob (job: TakeoverJob, settings: LoadgenSettings): Promise<TakeoverResult> {
+  const result = await runLoadgen(job, settings)
+  if (result.kind !== 'takeover') throw new Error('unreachable: kind checked above')
+  return result
+}
+
+export async function runWillJob (job: WillJob, settings: LoadgenSettings): Promise<WillResult> {
+  const result = await runLoadgen(job, settings)
+  if (result.kind !== 'will') throw new Error('unreachable: kind checked above')
+  return result
+}
+
+export async function runSeedJob (job: SeedJob, settings: LoadgenSettings): Promise<SeedResult> {
+  const result = await runLoadgen(job, settings)
+  if (result.kind !== 'seed') throw new Error('unreachable: kind checked above')
   return result
 }

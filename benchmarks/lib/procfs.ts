@@ -21,18 +21,28 @@ export function clockTicksPerSecond (): number {
   return clockTicks
 }
 
-/** Total CPU time (user + system) consumed so far by `pid`, in seconds. */
-export function cpuSeconds (pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-  // Field 2 (comm) is parenthesised and may itself contain spaces or ')',
-  // so split only what follows the last ')'. That remainder starts at field 3.
+/**
+ * utime + stime, in clock ticks, from the text of /proc/<pid>/stat. Field 2
+ * (comm) is parenthesised and may itself contain spaces or ')', so only what
+ * follows the last ')' is split; that remainder starts at field 3.
+ */
+export function statCpuTicks (stat: string): number {
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
   const utime = Number(fields[14 - 3])
   const stime = Number(fields[15 - 3])
-  if (!Number.isFinite(utime) || !Number.isFinite(stime)) {
-    throw new Error(`cannot parse /proc/${pid}/stat`)
+  if (!Number.isFinite(utime) || !Number.isFinite(stime) || fields.length < 13) {
+    throw new Error('cannot parse a /proc/<pid>/stat line')
   }
-  return (utime + stime) / clockTicksPerSecond()
+  return utime + stime
+}
+
+/** Total CPU time (user + system) consumed so far by `pid`, in seconds. */
+export function cpuSeconds (pid: number): number {
+  try {
+    return statCpuTicks(readFileSync(`/proc/${pid}/stat`, 'utf8')) / clockTicksPerSecond()
+  } catch (err) {
+    throw new Error(`cpu time of ${pid}: ${err instanceof Error ? err.message : String(err)}`)
+  }
 }
 
 /** Resident set size of `pid` in KiB (VmRSS). */
@@ -51,4 +61,13 @@ export interface ProcSnapshot {
 
 export function snapshot (pid: number): ProcSnapshot {
   return { atNs: process.hrtime.bigint(), cpuS: cpuSeconds(pid), rssKiB: rssKiB(pid) }
+}
+
+/**
+ * CPU seconds each process used between two readings of the same pids, in
+ * order. A cluster's figure is their sum: every node plus redis-server.
+ */
+export function cpuDeltas (before: readonly number[], after: readonly number[]): number[] {
+  if (before.length !== after.length) throw new Error(`cpuDeltas: ${before.length} readings before, ${after.length} after`)
+  return after.map((end, i) => end - before[i]!)
 }

@@ -1,4 +1,5 @@
 // Small order statistics used for repeat medians and latency percentiles.
+import type { LatencySummary } from '../loadgen/jobs.js'
 
 export function median (values: readonly number[]): number | null {
   if (values.length === 0) return null
@@ -24,4 +25,16 @@ export function spread (values: readonly number[]): number | null {
 /** value per second of `seconds`; null when the denominator is too small to mean anything. */
 export function perSecond (count: number, seconds: number, minSeconds: number): number | null {
   return seconds >= minSeconds ? count / seconds : null
+}
+
+/** p50 / p99 / max of latency samples in ms (NaN when there are none). */
+export function latencySummary (samplesMs: readonly number[], keep: boolean): LatencySummary {
+  const sorted = Float64Array.from(samplesMs).sort()
+  return {
+    count: sorted.length,
+    p50Ms: percentileSorted(sorted, 50),
+    p99Ms: percentileSorted(sorted, 99),
+    maxMs: sorted.length > 0 ? sorted[sorted.length - 1]! : Number.NaN,
+    samplesMs: keep ? [...samplesMs] : null
+  }
 }

@@ -23,6 +23,8 @@ export interface ConnectOptions {
   /** MQTT 5 Session Expiry Interval; null = absent (session ends with the connection). */
   readonly sessionExpiryS: number | null
   readonly connectTimeoutMs: number
+  /** A Will Message for this connection (no Will Delay). */
+  readonly will?: { readonly topic: string, readonly payload: Buffer, readonly qos: QoS }
 }
 
 export interface ConnHandlers {
@@ -30,6 +32,8 @@ export interface ConnHandlers {
   publish?: (packet: IPublishPacket) => void
   /** One of our QoS 1/2 PUBLISHes finished its flow (PUBACK, or PUBCOMP / failed PUBREC). */
   published?: (messageId: number, reasonCode: number) => void
+  /** The broker sent DISCONNECT (MQTT 5), with this reason code; `closed` follows. */
+  disconnected?: (reasonCode: number) => void
   /** The connection closed; `error` is null for a close we asked for. */
   closed?: (error: Error | null) => void
 }
@@ -159,6 +163,7 @@ export class MqttConn {
         clientId: options.clientId,
         clean: options.clean,
         keepalive: options.keepaliveS,
+        ...(options.will !== undefined ? { will: { topic: options.will.topic, payload: options.will.payload, qos: options.will.qos, retain: false } } : {}),
         ...(properties !== undefined ? { properties } : {})
       }, { protocolVersion: options.protocolVersion }))
     })
@@ -207,6 +212,7 @@ export class MqttConn {
         this.connackWaiter = null
         break
       case 'disconnect':
+        this.handlers.disconnected?.(packet.reasonCode ?? 0)
         this.fail(new Error(`broker sent DISCONNECT 0x${(packet.reasonCode ?? 0).toString(16)}`))
         break
       default:

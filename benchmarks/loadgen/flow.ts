@@ -3,19 +3,22 @@
 // subscriptions are set up first; the measured window covers only the
 // publishing and delivery.
 import { randomBytes } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { IPublishPacket } from 'mqtt-packet'
+import { commandCounts, commandDelta } from '../lib/redis.js'
 import { percentileSorted } from '../lib/stats.js'
 import { connectOptions, MqttConn } from './conn.js'
 import { encodePublishes, readPayloadHeader, WARMUP_PUBLISHER, type EncodedPublishes } from './encode.js'
-import type { FlowJob, FlowResult, LatencySummary } from './jobs.js'
+import type { FlowJob, FlowResult, LatencySummary, Target } from './jobs.js'
 import { ErrorLog, errorMessage, mapPoolStrict } from './pool.js'
 import { Publisher } from './publisher.js'
 import { DeliveryTracker } from './tracker.js'
-import { MeasuredWindow, settle } from './window.js'
+import { MeasuredWindow, measuredPids, settle } from './window.js'
 
 const CONNECT_CONCURRENCY = 50
 const SUBSCRIBE_TIMEOUT_MS = 10_000
 const CHECK_INTERVAL_MS = 50
+const PERSISTENT_SESSION_EXPIRY_S = 3600
 
 function payloadBuffer (packet: IPublishPacket): Buffer {
   return typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload
@@ -30,6 +33,14 @@ function summarizeLatency (samples: Float64Array, count: number, keep: boolean):
     maxMs: count > 0 ? sorted[count - 1]! : Number.NaN,
     samplesMs: keep ? Array.from(samples.subarray(0, count)) : null
   }
+}
+
+/** The target with its port set to the node `nodes[index % length]`, or unchanged without a cluster or a node list. */
+export function nodeTarget (target: Target, nodes: readonly number[] | undefined, index: number): Target {
+  if (target.cluster === undefined || nodes === undefined || nodes.length === 0) return target
+  const node = target.cluster.nodes[nodes[index % nodes.length]!]
+  if (node === undefined) throw new Error(`no cluster node ${nodes[index % nodes.length]!} (${target.cluster.nodes.length} nodes)`)
+  return { ...target, port: node.port }
 }
 
 export async function runFlow (job: FlowJob): Promise<FlowResult> {
@@ -59,7 +70,12 @@ export async function runFlow (job: FlowJob): Promise<FlowResult> {
 
   // 2. Subscribers, each counting what it receives.
   const subscribers = await mapPoolStrict(job.subscribers, CONNECT_CONCURRENCY, async (index) => {
-    const { conn } = await MqttConn.open(connectOptions(job.target, `bench-sub-${runId}-${index}`, job.subscriberTransport), {
+    const target = nodeTarget(job.target, job.subscriberNodes, index)
+    const options = connectOptions(target, `bench-sub-${runId}-${index}`, job.subscriberTransport)
+    const persistent = job.persistentSubscribers === true
+      ? { clean: false, sessionExpiryS: target.protocolVersion === 5 ? PERSISTENT_SESSION_EXPIRY_S : null }
+      : {}
+    const { conn } = await MqttConn.open({ ...options, ...persistent }, {
       publish: (packet) => {
         const header = readPayloadHeader(payloadBuffer(packet))
         if (header === null) { tracker.recordForeign(); return }
@@ -85,10 +101,11 @@ export async function runFlow (job: FlowJob): Promise<FlowResult> {
     closeAll(subscribers)
     return emptyResult(tracker, rejection, errors.list())
   }
+  if (job.afterSubscribeMs !== undefined) await sleep(job.afterSubscribeMs)
 
   // 3. Publishers.
   const publisherConns = await mapPoolStrict(job.publishers, CONNECT_CONCURRENCY, async (index) => {
-    const { conn } = await MqttConn.open(connectOptions(job.target, `bench-pub-${runId}-${index}`, 'tcp'), {
+    const { conn } = await MqttConn.open(connectOptions(nodeTarget(job.target, job.publisherNodes, index), `bench-pub-${runId}-${index}`, 'tcp'), {
       closed: (error) => { if (error !== null) errors.add(`publisher: ${error.message}`) }
     })
     return conn
@@ -110,8 +127,11 @@ export async function runFlow (job: FlowJob): Promise<FlowResult> {
   }))
 
   // 4. Measure from a quiet broker.
-  await settle(job.target.brokerPid)
-  const window = new MeasuredWindow(job.target.brokerPid)
+  const pids = measuredPids(job.target)
+  await settle(pids)
+  const redisPort = job.target.cluster?.redisPort
+  const redisBefore = redisPort === undefined ? null : await commandCounts(redisPort)
+  const window = new MeasuredWindow(pids)
   const startMs = Date.now()
   const ending = await new Promise<{ timedOut: boolean, stalled: boolean, endNs: bigint | null }>((resolve) => {
     let finished = false
@@ -145,6 +165,7 @@ export async function runFlow (job: FlowJob): Promise<FlowResult> {
     check()
   })
   const measure = window.close(ending.endNs)
+  const redisCommands = redisPort === undefined || redisBefore === null ? null : commandDelta(redisBefore, await commandCounts(redisPort))
 
   for (const publisher of publishers) publisher.stop()
   closeAll(publisherConns)
@@ -161,6 +182,7 @@ export async function runFlow (job: FlowJob): Promise<FlowResult> {
     integrity: tracker.integrity(),
     window: measure,
     latency: job.measureLatency ? summarizeLatency(latencies, latencyCount, job.keepLatencySamples) : null,
+    redisCommands,
     timedOut: ending.timedOut,
     stalled: ending.stalled,
     errors: errors.list()
@@ -194,6 +216,7 @@ function emptyResult (tracker: DeliveryTracker, rejected: FlowResult['rejected']
     integrity: { ...tracker.integrity(), lost: 0 },
     window: { wallMs: 0, brokerCpuS: 0, rssStartKiB: 0, rssEndKiB: 0 },
     latency: null,
+    redisCommands: null,
     timedOut: false,
     stalled: false,
     errors

@@ -7,6 +7,19 @@ export type QoS = 0 | 1 | 2
 export type ProtocolVersion = 4 | 5
 export type Transport = 'tcp' | 'ws'
 
+/** One node of a cluster under test. */
+export interface ClusterNodeTarget {
+  readonly port: number
+  readonly pid: number
+}
+
+/** A cluster under test: its nodes (node 0 is also the Target's port and pid) and its redis-server. */
+export interface ClusterTarget {
+  readonly nodes: readonly ClusterNodeTarget[]
+  readonly redisPid: number
+  readonly redisPort: number
+}
+
 export interface Target {
   /** Always a loopback address; the load generator refuses anything else. */
   readonly host: string
@@ -16,6 +29,8 @@ export interface Target {
   /** Broker pid, so the load generator can read /proc at window edges. */
   readonly brokerPid: number
   readonly protocolVersion: ProtocolVersion
+  /** Set for a cluster: windows then measure every node plus redis-server. */
+  readonly cluster?: ClusterTarget
 }
 
 /** Publishers → subscribers throughput/latency run (fan-in, fan-out, shared, ws). */
@@ -48,6 +63,21 @@ export interface FlowJob {
   readonly timeoutMs: number
   /** End the window early when nothing arrives for this long after publishing finished. */
   readonly stallMs: number
+  /**
+   * Cluster only: publisher i connects to node publisherNodes[i % length],
+   * subscriber j to node subscriberNodes[j % length] (indices into
+   * target.cluster.nodes). Absent: everything connects to target.port.
+   */
+  readonly publisherNodes?: readonly number[]
+  readonly subscriberNodes?: readonly number[]
+  /** Wait this long after the last SUBACK, so other nodes learn the subscriptions first. */
+  readonly afterSubscribeMs?: number
+  /**
+   * Subscribers keep a session (3.1.1 Clean Session 0; MQTT 5 Clean Start 0
+   * and a Session Expiry Interval of an hour), so the broker owes them the
+   * QoS 1/2 messages it acknowledged even across a disconnect. Default: clean.
+   */
+  readonly persistentSubscribers?: boolean
 }
 
 /** Many idle connections: broker memory per connection and connect cost. */
@@ -94,12 +124,63 @@ export interface RetainedJob {
   readonly stallMs: number
 }
 
-export type Job = FlowJob | IdleJob | DrainJob | RetainedJob
+/**
+ * Cluster: one client id moved back and forth between nodes 0 and 1, each
+ * CONNECT on the node that does not hold the connection now.
+ */
+export interface TakeoverJob {
+  readonly kind: 'takeover'
+  readonly target: Target
+  /** Measured takeovers. */
+  readonly rounds: number
+  /** Takeovers before them, unmeasured (JIT, connection pools). */
+  readonly warmupRounds: number
+  /** How long a takeover may take before it counts as not completed. */
+  readonly roundTimeoutMs: number
+  readonly timeoutMs: number
+}
+
+/**
+ * Cluster: clients with wills on one node, a subscriber to the wills on
+ * another; the load generator SIGKILLs the clients' node and times the wills.
+ */
+export interface WillJob {
+  readonly kind: 'will'
+  readonly target: Target
+  readonly clients: number
+  /** Index of the node the will clients connect to, and the one killed. */
+  readonly clientNode: number
+  readonly subscriberNode: number
+  readonly willQos: QoS
+  /** Wait this long after the last client's CONNACK before the kill. */
+  readonly beforeKillMs: number
+  /** How long after the kill wills are awaited. */
+  readonly timeoutMs: number
+}
+
+/**
+ * Cluster: persistent sessions left behind on the nodes, each subscribed to
+ * its own topic at QoS 1, then disconnected (the session stays).
+ */
+export interface SeedJob {
+  readonly kind: 'seed'
+  readonly target: Target
+  /** Sessions, spread round-robin over the cluster's nodes. */
+  readonly sessions: number
+  readonly concurrency: number
+  readonly timeoutMs: number
+}
+
+export type Job = FlowJob | IdleJob | DrainJob | RetainedJob | TakeoverJob | WillJob | SeedJob
 
 /** A measured window: wall time and the broker's CPU/RSS across it. */
 export interface WindowMeasure {
   readonly wallMs: number
+  /** Sum over the measured processes (a cluster: every node and redis-server). */
   readonly brokerCpuS: number
+  /** A cluster's CPU per process, in the order of its nodes then redis-server. */
+  readonly cpuByProcessS?: readonly number[]
+  /** Summed over the measured processes. */
   readonly rssStartKiB: number
   readonly rssEndKiB: number
 }
@@ -152,6 +233,8 @@ export interface FlowResult extends Ending {
   readonly integrity: Integrity
   readonly window: WindowMeasure
   readonly latency: LatencySummary | null
+  /** Cluster only: Redis commands called during the window (INFO commandstats), command → calls. */
+  readonly redisCommands: Readonly<Record<string, number>> | null
 }
 
 export interface IdleResult extends Ending {
@@ -200,13 +283,53 @@ export interface RetainedResult {
   readonly lookups: readonly LookupResult[]
 }
 
-export type JobResult = FlowResult | IdleResult | DrainResult | RetainedResult
+export interface TakeoverResult extends Ending {
+  readonly kind: 'takeover'
+  /** Measured takeovers attempted. */
+  readonly rounds: number
+  /** New CONNACK received and the old connection closed within the round's bound. */
+  readonly completed: number
+  /** The new CONNECT failed (refused, or no CONNACK). */
+  readonly failed: number
+  /** New CONNACK received, but the old connection still open at the round's bound. */
+  readonly notClosed: number
+  /** From the new CONNECT (TCP connect included) until both its CONNACK and the old connection's close. */
+  readonly takeover: LatencySummary
+  /** From the new CONNECT to its CONNACK only. */
+  readonly connack: LatencySummary
+  /** How old connections ended: `0x8e` (DISCONNECT reason code) or `closed` (no DISCONNECT). */
+  readonly endings: Readonly<Record<string, number>>
+}
+
+export interface WillResult extends Ending {
+  readonly kind: 'will'
+  readonly clients: number
+  /** Will clients that got their CONNACK before the kill. */
+  readonly connected: number
+  /** Distinct wills received. */
+  readonly delivered: number
+  readonly duplicated: number
+  /** From the SIGKILL to the first will, and to the last one when every will came; null otherwise. */
+  readonly firstMs: number | null
+  readonly allMs: number | null
+  readonly killedPid: number
+}
+
+export interface SeedResult extends Ending {
+  readonly kind: 'seed'
+  /** Sessions that subscribed and disconnected cleanly. */
+  readonly seeded: number
+  readonly failed: number
+  readonly wallMs: number
+}
+
+export type JobResult = FlowResult | IdleResult | DrainResult | RetainedResult | TakeoverResult | WillResult | SeedResult
 
 export type LoadgenOutput =
   | { readonly ok: true, readonly result: JobResult }
   | { readonly ok: false, readonly error: string }
 
-const JOB_KINDS: ReadonlySet<string> = new Set(['flow', 'idle', 'drain', 'retained'])
+const JOB_KINDS: ReadonlySet<string> = new Set(['flow', 'idle', 'drain', 'retained', 'takeover', 'will', 'seed'])
 
 /**
  * Shallow structural check of a decoded job. Both ends are our own code, so

@@ -10,6 +10,9 @@ import { runIdle } from './idle.js'
 import { isJob, type Job, type JobResult, type LoadgenOutput } from './jobs.js'
 import { errorMessage } from './pool.js'
 import { runRetained } from './retained.js'
+import { runSeed } from './seed.js'
+import { runTakeover } from './takeover.js'
+import { runWill } from './will.js'
 
 async function run (job: Job): Promise<JobResult> {
   assertLoopback(job.target.host)
@@ -18,6 +21,9 @@ async function run (job: Job): Promise<JobResult> {
     case 'idle': return await runIdle(job)
     case 'drain': return await runDrain(job)
     case 'retained': return await runRetained(job)
+    case 'takeover': return await runTakeover(job)
+    case 'will': return await runWill(job)
+    case 'seed': return await runSeed(job)
   }
 }
 

@@ -1,4 +1,7 @@
 // The scenario registry, in run order.
+import { clusterTakeover, clusterWill } from './cluster-faults.js'
+import { clusterFanIn, clusterFanOut, clusterLocal } from './cluster-flow.js'
+import { clusterJoin } from './cluster-join.js'
 import { drain } from './drain.js'
 import { fanIn } from './fan-in.js'
 import { fanOut } from './fan-out.js'
@@ -22,6 +25,21 @@ export function scenarios (full: boolean): Scenario[] {
     retained(100_000, 20_000),
     // 1M retained messages takes minutes per broker: only on request.
     ...(full ? [retained(1_000_000, 1_000_000)] : []),
-    websocket
+    websocket,
+    // Issue 16: three nodes on one Redis (culex-cluster, aedes-redis-cluster).
+    clusterFanIn('qos0'),
+    clusterFanIn('qos1'),
+    clusterFanIn('persistent-qos1'),
+    clusterFanOut,
+    clusterLocal(0),
+    clusterLocal(1),
+    clusterTakeover,
+    clusterWill,
+    clusterJoin
   ]
+}
+
+/** The cluster runners take part in these only. */
+export function isClusterScenario (scenario: Scenario): boolean {
+  return scenario.id.startsWith('cluster-')
 }

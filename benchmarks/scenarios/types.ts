@@ -4,6 +4,7 @@ import type { BrokerRunner, RunningBroker } from '../brokers.js'
 import type { LoadgenSettings } from '../lib/loadgen-client.js'
 import type { JobResult, ProtocolVersion, Target } from '../loadgen/jobs.js'
 import { LOOPBACK } from '../lib/net.js'
+import type { RedisAof } from '../lib/redis.js'
 
 export interface ScenarioSettings {
   readonly quick: boolean
@@ -51,6 +52,8 @@ export interface Scenario {
   readonly title: string
   readonly metrics: readonly MetricDef[]
   readonly needsWebsocket: boolean
+  /** Cluster scenarios: the redis-server's AOF setting for this scenario (default no AOF). */
+  readonly redisAof?: RedisAof
   /** null when this broker takes part; otherwise the reason it is skipped. */
   applicable: (runner: BrokerRunner, settings: ScenarioSettings) => string | null
   run: (context: ScenarioContext) => Promise<Outcome>
@@ -64,5 +67,15 @@ export function targetFor (context: ScenarioContext, protocolVersion: ProtocolVe
     wsPath: '/mqtt',
     brokerPid: context.broker.pid,
     protocolVersion
+  }
+}
+
+/** The target of a cluster run: node 0's port and pid, plus every node and redis-server. */
+export function clusterTargetFor (context: ScenarioContext): Target {
+  const cluster = context.broker.cluster
+  if (cluster === undefined) return targetFor(context)
+  return {
+    ...targetFor(context),
+    cluster: { nodes: cluster.nodes, redisPid: cluster.redisPid, redisPort: cluster.redisPort }
   }
 }
