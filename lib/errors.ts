@@ -28,6 +28,8 @@ const MESSAGES = {
   CULEX_ERR_NO_SUCH_PACKET: () => 'no such packet',
   CULEX_ERR_CLUSTER_UNREACHABLE: (url: string, why: string) => `cannot reach the cluster's Redis at ${url}: ${why}`,
   CULEX_ERR_CLUSTER_NODE_ID_IN_USE: (id: string) => `node id ${id} is held by another live node of the cluster; give this node another --node-id`,
+  CULEX_ERR_SESSION_FENCED: (clientIds: string) =>
+    `session write refused: a later claim of client id ${clientIds} on another node owns the session (stale epoch)`,
 
   CULEX_ERR_PASSWORD_FILE_SYNTAX: (detail: string) => detail,
   CULEX_ERR_INVALID_USERNAME: (detail: string) => detail,
