@@ -96,6 +96,11 @@ export class ClusterNode implements ClusterView {
     return new ClusterNode(redis, logger.child({ module: 'cluster' }), url)
   }
 
+  /** the connection for commands and scripts, which the node's Redis store shares (lib/persistence/redis.ts) */
+  get commands (): RedisPair['commands'] {
+    return this.redis.commands
+  }
+
   get nodeId (): string {
     return this.membership?.nodeId ?? ''
   }

@@ -120,11 +120,11 @@ export class RedisPersistence extends BaseStore {
   #refused (refused: Array<[string, string | null]>): void {
     for (const [clientId, epoch] of refused) {
       const held = this.#epochs.get(clientId)
-      if (epoch !== null && String(held) !== epoch) continue
-      if (held === DROPPING) continue
+      // claimed again (or being loaded) since that write: the copy is the new one
+      if (epoch === null ? held !== undefined : String(held) !== epoch) continue
       this.#epochs.delete(clientId)
       this.forgetSession(clientId)
-      this.logger?.info({ clientId, epoch }, 'session write refused: a later claim on another node owns the session; dropped the copy held here')
+      if (epoch !== null) this.logger?.info({ clientId, epoch }, 'session write refused: a later claim on another node owns the session; dropped the copy held here')
     }
   }
 
