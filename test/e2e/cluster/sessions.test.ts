@@ -3,6 +3,7 @@
  * 1 messages that disconnects from node A resumes on node C with its
  * subscriptions and queue intact (MQTT 5 with its properties, and 3.1.1);
  * the session's hash names the epoch of the claim that loaded it; a node
+ * paused past a takeover writes nothing over the session (fencing); a node
  * joining a cluster that holds many sessions reads none of them.
  */
 import t, { type Test } from 'tap'
@@ -10,8 +11,8 @@ import { Redis } from 'ioredis'
 import mqtt, { type IPublishPacket, type MqttClient } from 'mqtt'
 import { encodeRecord } from '../../../lib/persistence/codec.js'
 import { collect, connectClient } from '../../helpers/mqtt.js'
-import { redisCli, startNode, startRedis } from '../../helpers/redis.js'
-import { waitFor } from '../../helpers/wait.js'
+import { redisCli, startNode, startRedis, waitForLog } from '../../helpers/redis.js'
+import { sleep, waitFor } from '../../helpers/wait.js'
 
 /** connects with the message handler attached before the CONNACK (README "Receiving a resumed queue") */
 async function resume (t: Test, url: string, opts: mqtt.IClientOptions): Promise<{ client: MqttClient, sessionPresent: boolean, messages: IPublishPacket[] }> {
@@ -76,6 +77,39 @@ for (const version of [5, 4] as const) {
       'the session is held at the epoch of node C\'s claim')
   })
 }
+
+t.test('[fencing] a node paused past a takeover writes nothing over the session its new node loaded', async (t) => {
+  const redis = await startRedis(t)
+  const a = await startNode(t, redis, ['--node-id', 'a'])
+  const b = await startNode(t, redis, ['--node-id', 'b'])
+  const id = 'fenced-session'
+  const session = { clientId: id, clean: false, protocolVersion: 5 as const, keepalive: 0, properties: { sessionExpiryInterval: 300 } }
+  const old = await connectClient(t, a.url, session)
+  old.on('error', () => {})
+  await old.subscribeAsync('s/#', { qos: 1 })
+  const publisher = await connectClient(t, a.url, { clientId: 'fenced-pub', keepalive: 0 })
+  publisher.on('error', () => {})
+
+  a.child.kill('SIGSTOP')
+  await waitForLog(b, (l) => l.msg === 'cluster: node a left', 'b sees a leave once its lease runs out', 8000)
+  const fresh = await resume(t, b.url, session)
+  t.equal(fresh.sessionPresent, true, 'b loaded the session while a is paused')
+  // what the paused node will do when it resumes: a SUBSCRIBE of its stale connection, a message queued for the session
+  old.subscribe('stale/#', { qos: 1 })
+  publisher.publish('s/stale', 'stale message', { qos: 1 })
+
+  a.child.kill('SIGCONT')
+  await waitForLog(a, (l) => typeof l.msg === 'string' && l.msg.startsWith('this node\'s lease had expired'), 'a notices its lease had expired')
+  await waitFor(() => !old.connected, { timeout: 5000, what: 'a closes its stale connection' })
+  await sleep(500)
+  const fields = redisCli(redis, '--raw', 'HGETALL', `culex:session:{${id}}`)
+  t.notOk(fields.includes('stale'), 'no stale subscription or message in the session in Redis')
+  t.ok(sessionFields(redis, id).some((f) => f.endsWith(':s/#')), 'the session keeps its subscription')
+  t.equal(redisCli(redis, '--raw', 'HGET', `culex:session:{${id}}`, 'epoch'), '2', 'held at b\'s epoch')
+  const refused = a.logs.some((l) => typeof l.msg === 'string' && l.msg.startsWith('session write refused'))
+  t.comment(refused ? 'a\'s stale write reached Redis and was refused' : 'a dropped its copy (the takeover notice) before writing')
+  t.equal(fresh.client.connected, true, 'the session\'s connection on b stays')
+})
 
 t.test('a node joining a cluster that holds 20,000 sessions reads none of them', async (t) => {
   const redis = await startRedis(t)
