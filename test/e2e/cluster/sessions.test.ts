@@ -2,8 +2,8 @@
  * Sessions in Redis: a persistent session with subscriptions and queued QoS
  * 1 messages that disconnects from node A resumes on node C with its
  * subscriptions and queue intact (MQTT 5 with its properties, and 3.1.1);
- * the session's hash names the epoch of the claim that loaded it; a node
- * paused past a takeover writes nothing over the session (fencing); a node
+ * the session's hash names the epoch of the claim that loaded it; so does
+ * the session of a client whose node was killed; a node paused past a takeover writes nothing over the session (fencing); a node
  * joining a cluster that holds many sessions reads none of them.
  */
 import t, { type Test } from 'tap'
@@ -77,6 +77,26 @@ for (const version of [5, 4] as const) {
       'the session is held at the epoch of node C\'s claim')
   })
 }
+
+t.test('the session of a client whose node was killed (SIGKILL) resumes on another node with its queue', async (t) => {
+  const redis = await startRedis(t)
+  const a = await startNode(t, redis, ['--node-id', 'a'])
+  const c = await startNode(t, redis, ['--node-id', 'c'])
+  const id = 'orphan'
+  const session = { clientId: id, clean: false, protocolVersion: 5 as const, properties: { sessionExpiryInterval: 300 } }
+  const first = await connectClient(t, a.url, session)
+  await first.subscribeAsync('k/#', { qos: 1 })
+  await first.endAsync()
+  const publisher = await connectClient(t, a.url, { clientId: 'orphan-pub' })
+  publisher.on('error', () => {})
+  for (let i = 1; i <= 3; i++) await publisher.publishAsync(`k/${i}`, `n${i}`, { qos: 1 })
+  a.child.kill('SIGKILL')
+  await a.exit
+  const resumed = await resume(t, c.url, session)
+  t.equal(resumed.sessionPresent, true, 'Session Present 1 on node C')
+  await waitFor(() => resumed.messages.length >= 3, { timeout: 5000, what: () => `3 queued messages on node C (${resumed.messages.length})` })
+  t.strictSame(resumed.messages.map((m) => m.payload.toString()), ['n1', 'n2', 'n3'], 'every acknowledged message, in order')
+})
 
 t.test('[fencing] a node paused past a takeover writes nothing over the session its new node loaded', async (t) => {
   const redis = await startRedis(t)
