@@ -3,8 +3,9 @@
  * 1 messages that disconnects from node A resumes on node C with its
  * subscriptions and queue intact (MQTT 5 with its properties, and 3.1.1);
  * the session's hash names the epoch of the claim that loaded it; so does
- * the session of a client whose node was killed; a node paused past a takeover writes nothing over the session (fencing); a node
- * joining a cluster that holds many sessions reads none of them.
+ * the session of a client whose node was killed; a node paused past a
+ * takeover writes nothing over the session (fencing); a node joining a
+ * cluster that holds many sessions reads none of them.
  */
 import t, { type Test } from 'tap'
 import { Redis } from 'ioredis'
