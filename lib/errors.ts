@@ -30,6 +30,8 @@ const MESSAGES = {
   CULEX_ERR_CLUSTER_NODE_ID_IN_USE: (id: string) => `node id ${id} is held by another live node of the cluster; give this node another --node-id`,
   CULEX_ERR_CLUSTER_NOT_DURABLE: (url: string, found: string) =>
     `--fsync needs the cluster's Redis at ${url} to have appendonly yes and appendfsync always, and ${found}; set them (CONFIG SET appendonly yes, CONFIG SET appendfsync always, and in redis.conf), or run without --fsync`,
+  CULEX_ERR_SESSION_FENCED: (clientIds: string) =>
+    `session write refused: a later claim of client id ${clientIds} on another node owns the session (stale epoch)`,
 
   CULEX_ERR_PASSWORD_FILE_SYNTAX: (detail: string) => detail,
   CULEX_ERR_INVALID_USERNAME: (detail: string) => detail,

@@ -68,7 +68,7 @@ export async function startServer (input: ConfigInput | Config = {}, options: St
   const tlsFiles = await loadTls(config)
   // before anything else opens: an unreachable Redis stops the start (CULEX_ERR_CLUSTER_UNREACHABLE)
   const cluster = config.cluster !== undefined ? await ClusterNode.connect(config.cluster, logger, { fsync: config.fsync }) : undefined
-  const persistence = options.persistence ?? openStore(config, logger)
+  const persistence = options.persistence ?? openStore(config, logger, cluster)
   const observability = createObservability(config, logger)
   // mosquitto 2.0: anonymous access only on loopback unless allowed explicitly
   const allowAnonymous = config.allowAnonymous ?? isLoopback(config.host)

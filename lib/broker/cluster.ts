@@ -4,7 +4,8 @@
  * makes once live, the fenced release when an id's last connection here
  * ends, and the DISCONNECT 0x8E when another node takes the id; QoS 0
  * routing between nodes (wireRoutes); retained messages cluster-wide
- * (wireRetained).
+ * (wireRetained); a session another node took over leaves this node's store
+ * (the Redis store's handOver).
  */
 import type { Aedes, Client } from 'aedes'
 import { clientSubscriptions } from '../aedes-internals.js'
@@ -12,6 +13,7 @@ import type { StoredPacket } from '../persistence/types.js'
 import { ReasonCode } from '../protocol/reason-codes.js'
 import type { BrokerContext } from './context.js'
 import { wirePublishRefusals } from './publish-refusal.js'
+import { clusterSessionsOf } from './store.js'
 
 /** the epoch at which each client claimed its id */
 const epochs = new WeakMap<Client, number>()
@@ -126,6 +128,8 @@ export function wireCluster (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster' | 
       const conn = client === undefined ? undefined : ctx.gatewayOf(client)
       // one not yet answered is closed by its own check once live (verify)
       if (conn?.isAccepted === true) conn.disconnect(ReasonCode.SessionTakenOver, `session taken over on node ${byNode}`)
+      // the session is the other node's now: this node's copy goes (its later writes would be refused)
+      clusterSessionsOf(ctx.store())?.handOver(clientId)
     },
     deliver (message) {
       // published with no client: aedes' 'publish' event below does not route it back

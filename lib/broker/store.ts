@@ -3,7 +3,7 @@
  * culex's own stores (lib/persistence) offer beyond it, each optional so that
  * aedes' in-memory store works too.
  */
-import type { CulexPersistence } from '../persistence/index.js'
+import type { ClusterSessions, CulexPersistence } from '../persistence/index.js'
 import type { ShareStore } from '../shared/store.js'
 
 /** The parts of the store culex calls beyond what aedes does. */
@@ -24,6 +24,12 @@ export interface StoreExtras {
 
 export function isCulexStore (store: unknown): store is CulexPersistence {
   return typeof (store as { putSession?: unknown } | undefined)?.putSession === 'function'
+}
+
+/** A store whose sessions are the cluster's (the Redis store), loaded at each claim. */
+export function clusterSessionsOf (store: unknown): ClusterSessions | undefined {
+  const s = store as Partial<ClusterSessions> | undefined
+  return typeof s?.hydrate === 'function' && typeof s.sessionRecord === 'function' && typeof s.handOver === 'function' ? s as ClusterSessions : undefined
 }
 
 export function sharedStoreOf (store: StoreExtras | undefined): ShareStore | undefined {

@@ -113,6 +113,11 @@ export class ClusterNode implements ClusterView {
     return new ClusterNode(redis, log, url)
   }
 
+  /** the connection for commands and scripts, which the node's Redis store shares (lib/persistence/redis.ts) */
+  get commands (): RedisPair['commands'] {
+    return this.redis.commands
+  }
+
   get nodeId (): string {
     return this.membership?.nodeId ?? ''
   }

@@ -23,10 +23,12 @@ import type { RoutedMessage } from './routes.js'
 
 /**
  * KEYS: owner hash. ARGV: node id, client id, channel prefix.
- * Returns the new epoch; tells the previous owner (another node) "{epoch} {node} {client id}".
+ * Returns the new epoch; tells the previous owner (another node), or the
+ * last one when the id was released (it still holds the offline session),
+ * "{epoch} {node} {client id}".
  */
 const CLAIM = new Script(`
-local previous = redis.call('HGET', KEYS[1], 'node')
+local previous = redis.call('HGET', KEYS[1], 'node') or redis.call('HGET', KEYS[1], 'last')
 local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
 redis.call('HSET', KEYS[1], 'node', ARGV[1])
 if previous and previous ~= ARGV[1] then
@@ -37,7 +39,8 @@ return epoch
 
 /**
  * A node gives the id up at disconnect, only if it still owns it at the
- * epoch its connection claimed. KEYS: owner hash. ARGV: node id, epoch.
+ * epoch its connection claimed; `last` names it for the next claim's notice.
+ * KEYS: owner hash. ARGV: node id, epoch.
  * Returns {1}, or {0, owner node} when refused (a later claim owns it: the
  * caller is stale).
  */
@@ -45,6 +48,7 @@ const FENCED_RELEASE = new Script(`
 local owner = redis.call('HMGET', KEYS[1], 'node', 'epoch')
 if owner[1] ~= ARGV[1] or owner[2] ~= ARGV[2] then return {0, owner[1] or ''} end
 redis.call('HDEL', KEYS[1], 'node')
+redis.call('HSET', KEYS[1], 'last', ARGV[1])
 return {1}
 `)
 

@@ -105,7 +105,7 @@ export const ConfigSchema = z.object({
   sessionOwnership: z.enum(['username', 'any']).default('username').describe("who may take a session by its client id: 'username' = only the user (or anonymous client) that made it, others get CONNACK 0x87 (3.1.1: 5); 'any' = any client that may connect, as mosquitto"),
   maxClientIdLength: int(1, 65535).default(256).describe('longest client identifier, in characters (CONNACK 0x85 beyond)'),
   dataDir: z.string().min(1).default('./data').describe('directory of the LevelDB store'),
-  persistence: z.enum(['level', 'memory']).default('level').describe('store: level (durable, in dataDir) or memory'),
+  persistence: z.enum(['level', 'memory']).default('level').describe('store: level (durable, in dataDir) or memory; a cluster node uses its Redis instead'),
   cluster: redisUrl.optional().describe('join the cluster whose state is in this Redis (7.0 or newer), e.g. `redis://127.0.0.1:6379`; unset = a single node'),
   nodeId: nodeId.optional().describe('this node\'s id in the cluster; unset = {host name}-{MQTT port}, stable across restarts on the same port'),
   fsync: bool.default(false).describe('sync every store write to disk, so acknowledged messages survive power loss and not only a crash; in a cluster, refuse to start unless Redis has appendonly yes and appendfsync always'),

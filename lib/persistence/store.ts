@@ -38,7 +38,7 @@ export { DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_QUEUED_MESSAGES } from './parts/l
 const DONE: Promise<void> = Promise.resolve()
 
 export abstract class BaseStore implements CulexPersistence {
-  abstract readonly kind: 'memory' | 'level'
+  abstract readonly kind: 'memory' | 'level' | 'redis'
 
   protected logger: Logger | undefined
   protected corrupt = 0
@@ -68,6 +68,21 @@ export abstract class BaseStore implements CulexPersistence {
     this.wills = new MemoryWills(io)
     this.sessions = new MemorySessions(io)
     this.groupLog = new StoreGroupLog(io)
+  }
+
+  /**
+   * Drops a session from every part in memory without writing anything: its
+   * durable copy is elsewhere's now (the Redis store, when another node took
+   * the session over or before it loads the session again).
+   */
+  protected forgetSession (clientId: string): void {
+    this.#io.silently(() => {
+      void this.subscriptions.clear(clientId)
+      void this.queues.wipe(clientId)
+      void this.incoming.clear(clientId)
+      void this.wills.delete(clientId)
+      void this.sessions.delete(clientId)
+    })
   }
 
   /** set by the level store once LevelDB is open */

@@ -3,6 +3,7 @@
 // called by aedes 2.0.0-beta.1), typed structurally so that the store does not
 // depend on aedes' own (partly `any`) declarations, plus culex extras:
 // session metadata, statistics, drop events and an explicit open().
+import type { Redis } from 'ioredis'
 import type { Readable } from 'node:stream'
 import type { Logger } from 'pino'
 
@@ -177,7 +178,7 @@ export interface PersistenceLimits {
 }
 
 export interface PersistenceOptions {
-  kind: 'memory' | 'level'
+  kind: 'memory' | 'level' | 'redis'
   /** required for level */
   dataDir?: string
   /** level: sync writes (survive power loss, not just a process crash) */
@@ -186,6 +187,8 @@ export interface PersistenceOptions {
   logger?: Logger
   /** level: bytes of message bodies kept in memory (default 64 MiB); bodies beyond it are read from disk */
   cacheBytes?: number
+  /** required for redis: its connection (a cluster node's) or URL, key prefix, fencing (redis.ts) */
+  redis?: { client?: Redis, url?: string, prefix?: string, fenced?: boolean }
 }
 
 /** The aedes async persistence interface, as aedes 2.0.0-beta.1 calls it. */
@@ -234,9 +237,23 @@ export interface QueueSink {
 /** The sink for a client's queue, asked each time aedes streams it; undefined = aedes' path. */
 export type QueueSinkFactory = (client: ClientRef) => QueueSink | undefined
 
+/**
+ * A store whose sessions live in a cluster's Redis (redis.ts): a node loads
+ * a session when it claims its client id, and drops its copy when another
+ * node claims it.
+ */
+export interface ClusterSessions {
+  /** the session record of a client id about to be claimed, wherever the session is */
+  sessionRecord (clientId: string): Promise<SessionMeta | undefined>
+  /** after a claim at `epoch` on this node: the session adopted at that epoch and loaded (Clean Start: wiped) */
+  hydrate (clientId: string, epoch: number, opts: { clean: boolean }): Promise<void>
+  /** another node claimed the session */
+  handOver (clientId: string): void
+}
+
 /** culex's store: the aedes interface plus session metadata, stats and drop events. */
 export interface CulexPersistence extends AedesAsyncPersistence {
-  readonly kind: 'memory' | 'level'
+  readonly kind: 'memory' | 'level' | 'redis'
   /** the broker passed to setup() (aedes' abstract test suite reads it) */
   readonly broker: BrokerRef | undefined
   /** opens the store (level: the data directory); setup() calls it; idempotent */

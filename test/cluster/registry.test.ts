@@ -46,8 +46,11 @@ t.test('a release is a fenced write: refused with a stale epoch, done with the c
   t.equal(await b.cluster.release('y', current), true, 'b\'s release at its epoch is done')
   t.equal(redisCli(redis, '--raw', 'HGET', 'culex:client:y', 'node'), '', 'no owner now')
   t.equal(await a.cluster.claim('y'), current + 1, 'the epoch keeps counting after a release')
+  await waitFor(() => b.takenOver.length === 1, { what: 'b is told' })
+  t.same(b.takenOver, [['y', 'a']], 'a claim with no owner tells the node that released it last (it holds the offline session)')
+  await a.cluster.claim('y')
   await sleep(200)
-  t.same(b.takenOver, [], 'a claim with no owner tells nobody')
+  t.same(a.takenOver, [['y', 'b']], 'a node is not told about its own claims (only about b\'s, at the start)')
 })
 
 t.test('verify: a connection that went live after another node\'s claim is closed', async (t) => {

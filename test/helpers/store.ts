@@ -3,12 +3,26 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable, type Readable } from 'node:stream'
-import type { Test } from 'tap'
+import tap, { type Test } from 'tap'
 import pino, { type Logger } from 'pino'
 import { createPersistence, type CulexPersistence, type PersistenceOptions, type StoredPacket } from '../../lib/persistence/index.js'
+import { startRedis, type RedisProcess } from './redis.js'
 
-export const KINDS = ['memory', 'level'] as const
+export const KINDS = ['memory', 'level', 'redis'] as const
 export type Kind = typeof KINDS[number]
+
+let sharedRedis: Promise<RedisProcess> | undefined
+/** One redis-server for the whole test file (stopped when it ends); each store gets its own key prefix. */
+export async function testRedis (): Promise<RedisProcess> {
+  sharedRedis ??= startRedis(tap)
+  return await sharedRedis
+}
+
+let prefixes = 0
+/** A key prefix no other store of this process uses. */
+export function redisPrefix (): string {
+  return `culex-test-${process.pid}-${++prefixes}:`
+}
 
 export function tempDir (t: Test, prefix = 'culex-store-'): string {
   const dir = mkdtempSync(join(tmpdir(), prefix))
@@ -18,7 +32,8 @@ export function tempDir (t: Test, prefix = 'culex-store-'): string {
 
 /** A store of the given kind, set up with a fake broker and closed at teardown. */
 export async function openStore (t: Test, kind: Kind, opts: Partial<PersistenceOptions> = {}, dataDir?: string): Promise<CulexPersistence> {
-  const store = createPersistence({ ...opts, kind, dataDir: kind === 'level' ? dataDir ?? tempDir(t) : undefined })
+  const redis = kind === 'redis' ? { url: (await testRedis()).url, prefix: redisPrefix() } : undefined
+  const store = createPersistence({ ...opts, kind, dataDir: kind === 'level' ? dataDir ?? tempDir(t) : undefined, ...(redis !== undefined ? { redis } : {}) })
   await store.setup({ id: 'broker-1' })
   t.teardown(() => store.close())
   return store

@@ -10,14 +10,17 @@
  * 4. [MQTT-3.1.2-4] Clean Start discards the previous session, including its
  *    inbound QoS 2 state (aedes 2.0.0-beta.1 keeps it: GHSA-p8r9-qf8w-p73r);
  *    only now, so that a refused client discards nothing;
- * 5. in a cluster, the id is claimed cluster-wide (claimInCluster).
+ * 5. in a cluster, the id is claimed cluster-wide (claimInCluster), and
+ *    the session, whichever node had it, is loaded from Redis at the claim's
+ *    epoch (the Redis store's hydrate; Clean Start wipes it there); steps 1
+ *    and 2 read its record from Redis.
  */
 import type { AedesOptions, Client } from 'aedes'
 import { keepResumedSession } from '../../aedes-internals.js'
 import type { Connection } from '../../protocol/connection.js'
 import { judgeSessionClaim } from '../../protocol/session-claim.js'
 import type { BrokerContext } from '../context.js'
-import { isCulexStore } from '../store.js'
+import { clusterSessionsOf, isCulexStore } from '../store.js'
 import { claimed } from '../cluster.js'
 
 /** aedes' authenticate callback */
@@ -38,9 +41,11 @@ export interface ClaimContext extends Pick<BrokerContext, 'sessionOwnership' | '
  *    close its connection (DISCONNECT 0x8E). A claim Redis does not answer
  *    refuses the CONNECT: 0x88 Server unavailable (3.1.1: 3).
  */
-async function claimInCluster (cluster: NonNullable<BrokerContext['cluster']>, conn: ClaimingGateway, client: Client): Promise<boolean> {
+async function claimInCluster (cluster: NonNullable<BrokerContext['cluster']>, conn: ClaimingGateway, client: Client, store: unknown): Promise<boolean> {
   try {
-    await claimed(client, await cluster.claim(client.id))
+    const epoch = await cluster.claim(client.id)
+    await clusterSessionsOf(store)?.hydrate(client.id, epoch, { clean: !conn.resumesSession })
+    await claimed(client, epoch)
     return true
   } catch (err) {
     conn.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'connection refused: claiming the client id in the cluster failed')
@@ -57,7 +62,8 @@ export function claimSession (ctx: ClaimContext, conn: ClaimingGateway, client: 
   }
   const store = ctx.store()
   const id = client.id
-  const stored = isCulexStore(store) ? store.getSession(id) : Promise.resolve(undefined)
+  const sessions = ctx.cluster !== undefined ? clusterSessionsOf(store) : undefined
+  const stored = sessions !== undefined ? sessions.sessionRecord(id) : isCulexStore(store) ? store.getSession(id) : Promise.resolve(undefined)
   stored.then(async (meta) => {
     const other = ctx.clientById(id)
     const otherConn = other === undefined ? undefined : ctx.gatewayOf(other)
@@ -72,11 +78,12 @@ export function claimSession (ctx: ClaimContext, conn: ClaimingGateway, client: 
     }
     conn.sessionExisted = verdict.existed
     if (verdict.existed && conn.resumesSession && client.clean && client.version === 5) keepResumedSession(client)
-    if (!conn.resumesSession && id && typeof store?.cleanIncoming === 'function') await store.cleanIncoming({ id })
-    if (ctx.cluster !== undefined && !await claimInCluster(ctx.cluster, conn, client)) {
+    // in a cluster the session is loaded at the claim, so it is cleaned after it
+    if (ctx.cluster !== undefined && !await claimInCluster(ctx.cluster, conn, client, store)) {
       callback(Object.assign(new Error('server unavailable: the cluster cannot be reached'), { returnCode: 3 }) as never, false)
       return
     }
+    if (!conn.resumesSession && id && typeof store?.cleanIncoming === 'function') await store.cleanIncoming({ id })
     callback(null, true)
   }).catch((err: unknown) => {
     conn.log.error({ err }, 'looking up the session failed')

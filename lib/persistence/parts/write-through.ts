@@ -2,7 +2,9 @@
 // backend once LevelDB is open (writes go through group commit, the promise
 // resolving once the write is in LevelDB); the memory store never does, and
 // then a write is nothing and returns undefined, so that the callers await
-// nothing on the hot path.
+// nothing on the hot path. A store that drops its copy of a session that
+// now lives elsewhere (the Redis store) clears the parts `silently`: memory
+// only, nothing written.
 import type { GroupCommit } from '../group-commit.js'
 import { CulexError } from '../../errors.js'
 import type { StoredPacket } from '../types.js'
@@ -16,6 +18,7 @@ export interface StoreBackend {
 export class WriteThrough {
   backend: StoreBackend | null = null
   closed = false
+  #silent = false
 
   /** is there a durable copy (level store)? */
   get durable (): boolean {
@@ -23,11 +26,21 @@ export class WriteThrough {
   }
 
   put (key: string, value: Uint8Array): Promise<void> | undefined {
-    return this.backend?.writer.put(key, value)
+    return this.#silent ? undefined : this.backend?.writer.put(key, value)
   }
 
   del (key: string): Promise<void> | undefined {
-    return this.backend?.writer.del(key)
+    return this.#silent ? undefined : this.backend?.writer.del(key)
+  }
+
+  /** runs `change` (synchronous) on the in-memory indexes only: nothing it does is written */
+  silently (change: () => void): void {
+    this.#silent = true
+    try {
+      change()
+    } finally {
+      this.#silent = false
+    }
   }
 
   /** bodies by key; all undefined without a backend */

@@ -98,3 +98,55 @@ t.test('a store that fails the lookup refuses the client with 3 (server unavaila
   const { ctx } = setup({ storeFails: true })
   t.match(await claim(ctx, claimer('alice', true), connecting()), [{ message: 'store down', returnCode: 3 }, false])
 })
+
+/** a cluster whose claims answer epoch 7, and a store whose sessions are the cluster's (the Redis store's interface) */
+function clusterSetup (o: { stored?: SessionMeta, hydrateFails?: boolean }) {
+  const calls: string[] = []
+  const store = {
+    putSession: async () => {},
+    getSession: async () => { throw new Error('a cluster node reads the record from Redis') },
+    sessionRecord: async (id: string) => { calls.push(`sessionRecord ${id}`); return o.stored },
+    hydrate: async (id: string, epoch: number, opts: { clean: boolean }) => {
+      calls.push(`hydrate ${id} ${epoch} clean=${String(opts.clean)}`)
+      if (o.hydrateFails === true) throw new Error('redis down')
+    },
+    handOver: () => {},
+    cleanIncoming: async ({ id }: { id: string }) => { calls.push(`cleanIncoming ${id}`) }
+  }
+  const cluster = {
+    available: () => true,
+    problem: () => undefined,
+    claim: async (id: string) => { calls.push(`claim ${id}`); return 7 }
+  } as unknown as NonNullable<ClaimContext['cluster']>
+  const ctx: ClaimContext = {
+    sessionOwnership: 'username',
+    store: () => store,
+    cluster,
+    clientById: () => undefined,
+    gatewayOf: () => undefined
+  }
+  return { ctx, calls }
+}
+
+t.test('in a cluster the record comes from Redis; the session is loaded at the claim\'s epoch, then Clean Start cleans it', async (t) => {
+  const refused = clusterSetup({ stored: { expiresAt: null, owner: 'alice' } })
+  t.match(await claim(refused.ctx, claimer('mallory', true), connecting()), [{ returnCode: 5 }, false], 'the owner stored in Redis is enforced')
+  t.same(refused.calls, ['sessionRecord c1'], 'a refused client claims and loads nothing')
+
+  const resumed = clusterSetup({ stored: { expiresAt: null, owner: 'alice' } })
+  const conn = claimer('alice', true)
+  // each claim of an id waits for the previous claimant's registration in aedes: one id per claim here
+  t.same(await claim(resumed.ctx, conn, connecting({ id: 'c2', clean: false })), [null, true])
+  t.equal(conn.sessionExisted, true, '[MQTT-3.2.2-3] Session Present from the record in Redis')
+  t.same(resumed.calls, ['sessionRecord c2', 'claim c2', 'hydrate c2 7 clean=false'])
+
+  const clean = clusterSetup({ stored: { expiresAt: null, owner: 'alice' } })
+  t.same(await claim(clean.ctx, claimer('alice', false), connecting({ id: 'c3' })), [null, true])
+  t.same(clean.calls, ['sessionRecord c3', 'claim c3', 'hydrate c3 7 clean=true', 'cleanIncoming c3'], '[MQTT-3.1.2-4] Clean Start wipes the session at the claim, then its inbound QoS 2 state')
+})
+
+t.test('in a cluster a session that cannot be loaded refuses the client with 3 (server unavailable)', async (t) => {
+  const { ctx, calls } = clusterSetup({ hydrateFails: true })
+  t.match(await claim(ctx, claimer(undefined, true), connecting({ id: 'c4' })), [{ returnCode: 3 }, false])
+  t.same(calls, ['sessionRecord c4', 'claim c4', 'hydrate c4 7 clean=false'])
+})

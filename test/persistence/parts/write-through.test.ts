@@ -30,3 +30,12 @@ t.test('checkOpen throws once closed', async (t) => {
   io.closed = true
   t.throws(() => io.checkOpen(), { code: 'CULEX_ERR_PERSISTENCE_CLOSED' })
 })
+
+t.test('silently: changes made inside are not written', async (t) => {
+  const d = disk()
+  let inside: Promise<void> | undefined
+  d.io.silently(() => { inside = d.io.put('k', encodeRecord({ a: 1 })) })
+  t.equal(inside, undefined, 'no write issued')
+  await d.io.put('other', encodeRecord({ b: 2 }))
+  t.strictSame(d.keys(), ['other'], 'and writes after it go through')
+})

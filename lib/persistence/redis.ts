@@ -1,0 +1,261 @@
+// Redis store, a cluster node's store (lib/cluster/): the memory parts with
+// Redis as their write-through backend (redis-sessions.ts: a hash per
+// session, written by one Lua script per session and batch, fenced by the
+// epoch of the claim that loaded it). Nothing is read at open: a node holds
+// the sessions claimed on it only. `hydrate` runs after each claim of a
+// client id on this node (lib/broker/hooks/claim-session.ts): it adopts the
+// session in Redis at the claim's epoch and loads it into the parts, unless
+// this node held the epoch just before (then its memory is the session).
+// `handOver` drops the copy of a session another node claimed. Retained
+// messages and shared subscription groups are memory parts here (in a
+// cluster, lib/cluster/retained.ts keeps the retained messages in Redis).
+import { Redis } from 'ioredis'
+import type { Logger } from 'pino'
+import { CulexError } from '../errors.js'
+import { decodePacket, decodeRecord } from './codec.js'
+import { GroupCommit } from './group-commit.js'
+import { adoptSession, defineSessionScripts, EPOCH_FIELD, readSessionPackets, sessionKey, SessionWriter, type AdoptMode } from './redis-sessions.js'
+import { repeatedLog } from '../repeated-log.js'
+import { BaseStore, type SubRecord } from './store.js'
+import type { PersistenceLimits, SessionMeta, StoredPacket } from './types.js'
+
+export interface RedisPersistenceOptions {
+  /** a connection to use (a cluster node's); the store does not close it */
+  redis?: Redis
+  /** or a Redis URL to connect to, closed with the store */
+  url?: string
+  /** prefix of every key; default `culex:` */
+  prefix?: string
+  /**
+   * every session write names the epoch of the claim that loaded the session
+   * (`hydrate`) and is refused when a later claim adopted it; off, sessions
+   * are written without a claim (a store used alone, as in its tests)
+   */
+  fenced?: boolean
+  limits?: PersistenceLimits
+  logger?: Logger
+}
+
+interface InflightState { m?: number | null, p?: StoredPacket }
+
+/** while a stale copy's last writes are dropped */
+const DROPPING = -1
+
+/** `<encoded cid>:<rest>` after a key's kind */
+function afterClient (field: string, kindLength: number): [string, string] {
+  const at = field.indexOf(':', kindLength)
+  if (at < 0) throw new Error('malformed key')
+  return [decodeURIComponent(field.slice(kindLength, at)), field.slice(at + 1)]
+}
+
+function seqOf (hex: string): number {
+  const seq = parseInt(hex, 16)
+  if (!Number.isSafeInteger(seq)) throw new Error('malformed sequence number')
+  return seq
+}
+
+export class RedisPersistence extends BaseStore {
+  readonly kind = 'redis' as const
+  readonly prefix: string
+  readonly #fenced: boolean
+  readonly #url: string | undefined
+  #redis: Redis | undefined
+  #own = false
+  #opening: Promise<void> | undefined
+  /** per session held here, the epoch its writes name */
+  readonly #epochs = new Map<string, number>()
+
+  constructor (opts: RedisPersistenceOptions) {
+    super({ limits: opts.limits, logger: opts.logger })
+    if (opts.redis === undefined && opts.url === undefined) throw new TypeError('the redis store needs a connection or a URL')
+    this.#redis = opts.redis
+    this.#url = opts.url
+    this.prefix = opts.prefix ?? 'culex:'
+    this.#fenced = opts.fenced ?? false
+  }
+
+  /** group-commit counters: batches written and operations in them */
+  get writeCounters (): { batches: number, ops: number } {
+    return this.backend?.writer.counters ?? { batches: 0, ops: 0 }
+  }
+
+  open (): Promise<void> {
+    if (this.closed) return Promise.reject(new CulexError('CULEX_ERR_PERSISTENCE_CLOSED'))
+    this.#opening ??= this.#open()
+    return this.#opening
+  }
+
+  async #open (): Promise<void> {
+    let redis = this.#redis
+    if (redis === undefined) {
+      redis = new Redis(this.#url as string, { lazyConnect: true, maxRetriesPerRequest: 1 })
+      redis.on('error', () => {})
+      this.#own = true
+      await redis.connect()
+      this.#redis = redis
+    }
+    defineSessionScripts(redis)
+    this.backend = {
+      writer: new GroupCommit(new SessionWriter({
+        redis,
+        prefix: this.prefix,
+        epochFor: (cid) => this.#epochFor(cid),
+        onRefused: (refused) => { this.#refused(refused) }
+      }), false, (err) => {
+        if (this.logger !== undefined && !(err instanceof CulexError && err.code === 'CULEX_ERR_SESSION_FENCED')) {
+          repeatedLog.log(this.logger, 'error', 'redis write failed\u0000' + this.prefix, { err }, 'persistence write to Redis failed')
+        }
+      }),
+      readPackets: async (keys) => (await readSessionPackets(redis, this.prefix, keys)).map((value) => value === null ? undefined : decodePacket(value))
+    }
+  }
+
+  #epochFor (clientId: string): string | null {
+    if (!this.#fenced) return ''
+    const epoch = this.#epochs.get(clientId)
+    return epoch === undefined || epoch === DROPPING ? null : String(epoch)
+  }
+
+  /** A copy whose write was refused is stale (another node adopted the session): dropped, unless claimed again meanwhile. */
+  #refused (refused: Array<[string, string | null]>): void {
+    for (const [clientId, epoch] of refused) {
+      const held = this.#epochs.get(clientId)
+      // claimed again (or being loaded) since that write: the copy is the new one
+      if (epoch === null ? held !== undefined : String(held) !== epoch) continue
+      this.#epochs.delete(clientId)
+      this.forgetSession(clientId)
+      if (epoch !== null) this.logger?.info({ clientId, epoch }, 'session write refused: a later claim on another node owns the session; dropped the copy held here')
+    }
+  }
+
+  /** the epoch this node holds for a session; undefined when it holds none */
+  epochOf (clientId: string): number | undefined {
+    const epoch = this.#epochs.get(clientId)
+    return epoch === DROPPING ? undefined : epoch
+  }
+
+  /**
+   * The session record of a client id about to be claimed (its owner, and
+   * whether a session exists): from memory when this node holds the
+   * session, from Redis otherwise.
+   */
+  async sessionRecord (clientId: string): Promise<SessionMeta | undefined> {
+    if (!this.#fenced || this.epochOf(clientId) !== undefined) return this.sessions.get(clientId)
+    const raw = await this.#connection().hgetBuffer(sessionKey(this.prefix, clientId), 'x:' + encodeURIComponent(clientId))
+    return raw === null ? undefined : decodeRecord(raw) as SessionMeta
+  }
+
+  /**
+   * After this node claimed `clientId` at `epoch`: the session in Redis is
+   * adopted at that epoch (older writers are fenced from then on) and loaded
+   * into memory, or wiped for a Clean Start. Rejects with
+   * CULEX_ERR_SESSION_FENCED when a later claim adopted it already.
+   */
+  async hydrate (clientId: string, epoch: number, opts: { clean: boolean }): Promise<void> {
+    if (this.closed) throw new CulexError('CULEX_ERR_PERSISTENCE_CLOSED')
+    const redis = this.#connection()
+    const held = this.#epochs.get(clientId)
+    if (held !== undefined && held > epoch) throw new CulexError('CULEX_ERR_SESSION_FENCED', [JSON.stringify(clientId)])
+    // no claim came between this node's previous one and this: its memory is the session
+    const current = held !== undefined && held === epoch - 1
+    if (!current) {
+      // a stale copy's writes still pending are dropped, then the copy
+      this.#epochs.set(clientId, DROPPING)
+      await this.backend?.writer.flush()
+      this.forgetSession(clientId)
+    }
+    this.#epochs.set(clientId, epoch)
+    const mode: AdoptMode = current ? 'keep' : opts.clean ? 'wipe' : 'load'
+    const fields = await adoptSession(redis, sessionKey(this.prefix, clientId), epoch, mode)
+    if (fields === null) {
+      if (this.#epochs.get(clientId) === epoch) this.#epochs.delete(clientId)
+      throw new CulexError('CULEX_ERR_SESSION_FENCED', [JSON.stringify(clientId)])
+    }
+    // a later local claim hydrating meanwhile loads it itself
+    if (mode === 'load' && this.#epochs.get(clientId) === epoch) this.#restore(clientId, fields)
+  }
+
+  /** Another node claimed the session: this node's copy is dropped (its writes would be refused). */
+  handOver (clientId: string): void {
+    if (!this.#fenced || !this.#epochs.has(clientId)) return
+    this.#epochs.delete(clientId)
+    this.forgetSession(clientId)
+  }
+
+  #connection (): Redis {
+    if (this.#redis === undefined || this.backend === null) throw new CulexError('CULEX_ERR_PERSISTENCE_CLOSED')
+    return this.#redis
+  }
+
+  #skip (clientId: string, field: string, err: unknown): void {
+    this.corrupt++
+    if (this.logger === undefined) return
+    repeatedLog.log(this.logger, 'warn', 'undecodable\u0000' + this.prefix + '\u0000' + field.slice(0, field.indexOf(':') + 1),
+      { clientId, field, err: err instanceof Error ? err.message : String(err) }, 'skipping a stored value that cannot be decoded')
+  }
+
+  /** a session's fields into the parts, in the level store's load order */
+  #restore (clientId: string, fields: Array<[string, Buffer]>): void {
+    fields.sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)
+    const states = new Map<string, InflightState>()
+    const rest: Array<[string, Buffer]> = []
+    for (const [field, value] of fields) {
+      try {
+        if (field.startsWith('qi:')) {
+          const state = decodeRecord(value) as InflightState
+          if (state === null || typeof state !== 'object') throw new Error('in-flight state is not an object')
+          states.set(afterClient(field, 3)[1], state)
+        } else if (field.startsWith('s:')) {
+          const record = decodeRecord(value) as SubRecord
+          if (typeof record?.qos !== 'number') throw new Error('subscription without qos')
+          this.subscriptions.restore(clientId, afterClient(field, 2)[1], record)
+        } else {
+          rest.push([field, value])
+        }
+      } catch (err) { this.#skip(clientId, field, err) }
+    }
+    for (const [field, value] of rest) {
+      try {
+        if (field.startsWith('q:')) {
+          const hex = afterClient(field, 2)[1]
+          const seq = seqOf(hex)
+          this.queues.noteSeq(seq)
+          const state = states.get(hex)
+          states.delete(hex)
+          this.queues.restoreQueued(clientId, seq, decodePacket(value), state?.p === undefined ? state : undefined)
+        } else if (field.startsWith('i:')) {
+          const messageId = parseInt(afterClient(field, 2)[1], 10)
+          if (!Number.isInteger(messageId)) throw new Error('malformed packet id')
+          this.incoming.restore(clientId, messageId, decodePacket(value))
+        } else if (field.startsWith('w:')) {
+          this.wills.restore(clientId, decodePacket(value))
+        } else if (field.startsWith('x:')) {
+          const meta = decodeRecord(value) as SessionMeta
+          if (meta === null || typeof meta !== 'object') throw new Error('malformed session metadata')
+          this.sessions.restore(clientId, meta)
+        } else if (field !== EPOCH_FIELD) {
+          throw new Error('unknown field')
+        }
+      } catch (err) { this.#skip(clientId, field, err) }
+    }
+    // PUBREL state has no body; any other leftover lost its body
+    for (const [hex, state] of states) {
+      try {
+        const seq = seqOf(hex)
+        this.queues.noteSeq(seq)
+        if (state.p !== undefined && state.p !== null && typeof state.p === 'object') this.queues.restorePubrel(clientId, seq, state.p)
+      } catch (err) { this.#skip(clientId, 'qi:' + hex, err) }
+    }
+  }
+
+  protected async closeBackend (): Promise<void> {
+    const opening = this.#opening
+    if (opening !== undefined) await opening.catch(() => {})
+    const redis = this.#redis
+    this.backend = null
+    if (this.#own && redis !== undefined) {
+      this.#redis = undefined
+      await redis.quit().catch(() => { redis.disconnect() })
+    }
+  }
+}
