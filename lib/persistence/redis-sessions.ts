@@ -13,6 +13,7 @@
 import type { Redis } from 'ioredis'
 import { CulexError } from '../errors.js'
 import type { BatchTarget, ChainedBatchLike } from './group-commit.js'
+import { clusterWriteRefused } from '../cluster/refusal.js'
 
 export const EPOCH_FIELD = 'epoch'
 
@@ -147,7 +148,8 @@ export class SessionWriter implements BatchTarget {
     const results = await Promise.allSettled(writes)
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
     if (refused.length > 0) this.opts.onRefused(refused)
-    if (failed !== undefined) throw failed.reason
+    // named as a refused cluster write, so the publisher waiting on it gets 0x80 (lib/cluster/refusal.ts), not a guess from Redis' wording
+    if (failed !== undefined) throw clusterWriteRefused(failed.reason, 'session state')
     // a write for a session this node gave up (handed over) is a leftover of its old connection, owed to nobody;
     // one Redis refused was made by a node that believed it held the session: its callers must not be acknowledged
     const fenced = refused.filter(([, epoch]) => epoch !== null)
