@@ -47,7 +47,7 @@ import { classifyBrokerError, sendFinal } from './flows/disconnect.js'
 import { onPublished as publishedAck, type AckFlow, type InboundFlow } from './flows/acks.js'
 import { fitBuf, shedHeld } from './flows/publish-out.js'
 import { armQueueSink, disarmQueueSink, isRepeat, publishShared, queueSink, room, sealEncoded, sendEncoded, sendShared, type EncodeOnceState, type FastPathHost, type SinkPhase } from './flows/fast-paths.js'
-import { endHold, flushAll, progress, resumeBroker, startResumedDrain, write, type OutboundMode, type Pressure } from './flows/client-writer.js'
+import { endHold, flushAll, progress, resumeBroker, startGathering, startResumedDrain, write, type OutboundMode, type Pressure } from './flows/client-writer.js'
 import { fromBroker, type OutboundHost } from './flows/outbound.js'
 import { checkFrame, dropHeldFrames, fromClient, packetDone, resumeHeldFrames, type FlowsHost, type InboundHost } from './flows/inbound.js'
 
@@ -325,6 +325,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Flo
   }
 
   writeToClient (buf: Buffer): void { write(this, [buf]) }
+  expectRetained (): void { startGathering(this) }
 
   /** Sends a packet the gateway built itself, fitted to the client's Maximum Packet Size (flows/publish-out.ts `fitBuf`). */
   sendPacket (packet: Packet): void { write(this, [fitBuf(this, encode(packet, this.version))]) }
