@@ -224,9 +224,12 @@ function walk<T> (node: TopicNode<T>, levels: string[], i: number, out: T[]): vo
       if (i !== 0 || !isDollar(node.name)) walkSlot(kids as Slot<T>, levels, i + 1, out)
       return
     }
-    for (const [name, child] of kids as Map<string, Slot<T>>) {
-      if (i === 0 && isDollar(name)) continue
-      walkSlot(child, levels, i + 1, out)
+    const map = kids as Map<string, Slot<T>>
+    if (i === 0) {
+      for (const [name, child] of map) if (!isDollar(name)) walkSlot(child, levels, 1, out)
+    } else {
+      // below the first level no name is looked at: values only, no [name, child] pair per child
+      for (const child of map.values()) walkSlot(child, levels, i + 1, out)
     }
     return
   }
@@ -251,8 +254,16 @@ function collect<T> (node: TopicNode<T>, atRoot: boolean, out: T[]): void {
     else out.push(kids as T)
     return
   }
-  for (const [name, child] of kids as Map<string, Slot<T>>) {
-    if (atRoot && isDollar(name)) continue
+  const map = kids as Map<string, Slot<T>>
+  if (atRoot) {
+    for (const [name, child] of map) {
+      if (isDollar(name)) continue
+      if (child instanceof TopicNode) collect(child, false, out)
+      else out.push(child)
+    }
+    return
+  }
+  for (const child of map.values()) {
     if (child instanceof TopicNode) collect(child, false, out)
     else out.push(child)
   }
