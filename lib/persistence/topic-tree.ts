@@ -227,6 +227,14 @@ function walk<T> (node: TopicNode<T>, levels: string[], i: number, out: T[]): vo
     const map = kids as Map<string, Slot<T>>
     if (i === 0) {
       for (const [name, child] of map) if (!isDollar(name)) walkSlot(child, levels, 1, out)
+    } else if (i + 2 === levels.length && !isWildcard(levels[i + 1] as string)) {
+      // `a/+/b`, the common wide lookup: one level to look up under every child, without a call per level
+      const last = levels[i + 1] as string
+      for (const child of map.values()) {
+        if (!(child instanceof TopicNode)) continue
+        const value = valueOf(childOf(child, last))
+        if (value !== undefined) out.push(value)
+      }
     } else {
       // below the first level no name is looked at: values only, no [name, child] pair per child
       for (const child of map.values()) walkSlot(child, levels, i + 1, out)
@@ -235,6 +243,10 @@ function walk<T> (node: TopicNode<T>, levels: string[], i: number, out: T[]): vo
   }
   const child = childOf(node, level)
   if (child !== undefined) walkSlot(child, levels, i + 1, out)
+}
+
+function isWildcard (level: string): boolean {
+  return level === '+' || level === '#'
 }
 
 function walkSlot<T> (slot: Slot<T>, levels: string[], i: number, out: T[]): void {
