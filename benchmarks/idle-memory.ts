@@ -22,7 +22,7 @@ import { freePort } from './lib/net.js'
 import { rssKiB } from './lib/procfs.js'
 
 type Transport = 'tcp' | 'tls' | 'ws'
-interface Memory { rss: number, heapUsed: number, external: number, arrayBuffers: number }
+interface Memory { rss: number, heapTotal: number, heapUsed: number, external: number, arrayBuffers: number }
 interface Options { connections: number, transports: Transport[], bin: string | undefined, timeoutMs: number }
 
 const MAX_CONNECTIONS = 20_000
@@ -114,7 +114,7 @@ async function measureOne (transport: Transport, options: Options, cert: { key: 
     const after = await measure()
     const rssAfter = rssKiB(child.pid as number)
     const per = (a: number, b: number): string => ((b - a) / options.connections / 1024).toFixed(2)
-    console.log(`| ${transport} | ${options.connections} | ${((rssAfter - rssBefore) / options.connections).toFixed(2)} | ${per(before.heapUsed, after.heapUsed)} | ${per(before.external, after.external)} | ${per(before.arrayBuffers, after.arrayBuffers)} |`)
+    console.log(`| ${transport} | ${options.connections} | ${((rssAfter - rssBefore) / options.connections).toFixed(2)} | ${per(before.heapTotal, after.heapTotal)} | ${per(before.heapUsed, after.heapUsed)} | ${per(before.external, after.external)} | ${per(before.arrayBuffers, after.arrayBuffers)} |`)
   } finally {
     for (const s of sockets) s.destroy()
     child.kill('SIGTERM')
@@ -127,8 +127,8 @@ const options = parse(process.argv.slice(2))
 const certDir = mkdtempSync(path.join(tmpdir(), 'culex-idle-cert-'))
 try {
   const cert = selfSignedCert(certDir)
-  console.log('| transport | connections | RSS KiB/conn | JS heap KiB/conn (after GC) | external KiB/conn | of which ArrayBuffers KiB/conn |')
-  console.log('|:--|--:|--:|--:|--:|--:|')
+  console.log('| transport | connections | RSS KiB/conn | JS heap reserved KiB/conn | JS heap used KiB/conn (after GC) | external KiB/conn | of which ArrayBuffers KiB/conn |')
+  console.log('|:--|--:|--:|--:|--:|--:|--:|')
   for (const transport of options.transports) await measureOne(transport, options, cert)
 } finally {
   rmSync(certDir, { recursive: true, force: true })
