@@ -3,7 +3,7 @@
  * API. Each function names the internal it relies on; test/aedes-internals.test.ts
  * fails loudly when an aedes upgrade changes any of them.
  */
-import type { Duplex } from 'node:stream'
+import { Readable, type Duplex } from 'node:stream'
 import type { Aedes, Client } from 'aedes'
 import mqtt from 'mqtt-packet'
 
@@ -493,4 +493,64 @@ export function interceptPublishErrors (broker: Aedes, onError: PublishErrorHand
     })
   }
   ;(broker as unknown as { publish: typeof intercepted }).publish = intercepted
+}
+
+/** A subscription as aedes emits it with its 'subscribe' event (after granting it). */
+export interface GrantedSubscription {
+  readonly topic: string
+  readonly qos: number
+  /** the SUBSCRIBE's Subscription Identifier, which aedes copies onto each of its subscriptions */
+  readonly subscriptionIdentifier?: number | undefined
+}
+
+/** The retained messages of one SUBSCRIBE, for whoever sends them. */
+export interface RetainedLookup {
+  /** the store's stream of the stored retained messages matching the filters aedes chose (Retain Handling applied) */
+  readonly messages: Readable
+  /** [MQTT-3.3.2-5] removes an expired retained message, as aedes does (an empty retained PUBLISH to the store) */
+  removeExpired (topic: string): Promise<void>
+}
+
+/**
+ * `claim` is offered the retained messages aedes is about to send after a
+ * SUBSCRIBE; when it takes them (true), aedes gets an empty stream and sends
+ * none. Relies on aedes' completeSubscribe (handlers/subscribe.js) emitting
+ * 'subscribe' with the client and then, in the same synchronous run, calling
+ * `broker.persistence.createRetainedStreamCombi(topics)` with the filters
+ * whose retained messages are due; nothing else calls it between the two.
+ */
+export function claimRetainedAtSubscribe (broker: Aedes, claim: (client: Client, subscriptions: readonly GrantedSubscription[], lookup: () => RetainedLookup) => boolean): void {
+  const store = persistenceOf(broker) as { createRetainedStreamCombi?: unknown, storeRetained?: unknown } | undefined
+  const original = store?.createRetainedStreamCombi
+  if (store === undefined || typeof original !== 'function' || typeof store.storeRetained !== 'function') {
+    throw new Error('aedes internals changed: broker.persistence has no createRetainedStreamCombi/storeRetained; review lib/aedes-internals.ts')
+  }
+  const lookupOf = (topics: string[]): RetainedLookup => ({
+    messages: Reflect.apply(original, store, [topics]) as Readable,
+    removeExpired: async (topic) => { await (store.storeRetained as (packet: object) => Promise<void>).call(store, { topic, payload: Buffer.alloc(0) }) }
+  })
+  let pending: { client: Client, subscriptions: readonly GrantedSubscription[] } | undefined
+  const forget = (): void => { pending = undefined }
+  ;(broker as unknown as NodeJS.EventEmitter).on('subscribe', (subscriptions: GrantedSubscription[], client: Client) => {
+    pending = { client, subscriptions }
+    // only the call in the same synchronous run belongs to this SUBSCRIBE
+    queueMicrotask(forget)
+  })
+  store.createRetainedStreamCombi = function createRetainedStreamCombiClaimed (topics: string[]): Readable {
+    const offer = pending
+    pending = undefined
+    if (offer !== undefined && claim(offer.client, offer.subscriptions, () => lookupOf(topics))) return Readable.from([])
+    return Reflect.apply(original, store, [topics]) as Readable
+  }
+}
+
+/**
+ * aedes' own delivery of a retained message at subscribe (`client.deliverQoS`,
+ * as its handlers/subscribe.js sendRetained calls it): the packet id, the
+ * QoS flow and its persistence stay aedes'.
+ */
+export function deliverRetainedByBroker (client: Client, packet: object, done: () => void): void {
+  const deliverQoS = (client as unknown as { deliverQoS?: Deliver }).deliverQoS
+  if (typeof deliverQoS !== 'function') throw new Error('aedes Client no longer has deliverQoS: review lib/aedes-internals.ts')
+  deliverQoS(packet as Parameters<Deliver>[0], done)
 }

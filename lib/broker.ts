@@ -7,7 +7,7 @@
 import type { Duplex } from 'node:stream'
 import { Aedes, type AedesOptions } from 'aedes'
 import type { Logger } from 'pino'
-import { clientById, hardenBroker, liveSubscriptions, persistenceOf } from './aedes-internals.js'
+import { claimRetainedAtSubscribe, clientById, hardenBroker, liveSubscriptions, persistenceOf } from './aedes-internals.js'
 import { Connection, type ConnectionContext, type ConnectionMeta, type ProtocolSettings } from './protocol/connection.js'
 import { Authenticators, type Authenticator } from './protocol/auth.js'
 import type { SessionOwnership } from './protocol/session-claim.js'
@@ -165,6 +165,8 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
   wireCluster(aedes, ctx)
   // a resumed session's queue goes to its gateway in one go (persistence QueueSink)
   if (isCulexStore(store)) store.setQueueSink((client) => ctx.gatewayOf(client as unknown as { conn: unknown })?.queueSink())
+  // a SUBSCRIBE's retained messages go out through the client's gateway (lib/protocol/flows/retained-out.ts)
+  claimRetainedAtSubscribe(aedes, (client, subscriptions, lookup) => ctx.gatewayOf(client)?.claimRetained(subscriptions, lookup) ?? false)
 
   const policy = createConnectionPolicy(limits, security, () => aedes.connectedClients)
   const subscribers = new MatchingSubscribers(liveSubscriptions(aedes), ctx)

@@ -275,3 +275,51 @@ t.test('aedes publishes a client\'s PUBLISH through broker.publish(packet, clien
   await new Promise<void>((resolve) => { broker.publish({ cmd: 'publish', topic: 'q', payload: Buffer.from('y'), qos: 0, retain: false, dup: false }, () => resolve()) })
   t.pass('the two-argument form still works')
 })
+
+t.test('aedes emits \'subscribe\' then asks broker.persistence.createRetainedStreamCombi for the due filters, in one run (claimRetainedAtSubscribe, deliverRetainedByBroker)', async (t) => {
+  const { handleStream, injectPacket, pacePackets, AliasTable, claimRetainedAtSubscribe } = await import('../lib/aedes-internals.js')
+  const subscribeSource = readFileSync(require.resolve('aedes').replace(/aedes\.js$/, 'lib/handlers/subscribe.js'), 'utf8')
+  t.match(subscribeSource, /broker\.emit\('subscribe', subs, client\)[\s\S]*persistence\.createRetainedStreamCombi\(topics\)/, 'completeSubscribe: the event, then the lookup')
+  t.match(subscribeSource, 'client.deliverQoS(newPacket, cb)', 'aedes sends each retained message through client.deliverQoS')
+  const broker = await Aedes.createBroker()
+  t.teardown(() => new Promise<void>((resolve) => broker.close(() => resolve())))
+  await new Promise<void>((resolve) => broker.publish({ cmd: 'publish', topic: 'r/1', payload: Buffer.from('kept'), qos: 0, retain: true, dup: false }, () => resolve()))
+  const offers: Array<{ client: unknown, filters: string[], si: number | undefined, topics: string[] }> = []
+  let take = true
+  claimRetainedAtSubscribe(broker, (client, subscriptions, lookup) => {
+    if (!take) return false
+    const { messages } = lookup()
+    const topics: string[] = []
+    messages.on('data', (p: { topic: string }) => topics.push(p.topic))
+    offers.push({ client, filters: subscriptions.map(s => s.topic), si: subscriptions[0]?.subscriptionIdentifier, topics })
+    return true
+  })
+  const written: Buffer[] = []
+  const stream = new Duplex({ read () {}, write (chunk: Buffer, _enc, cb) { written.push(chunk); cb() } })
+  const client = handleStream(broker, stream, new AliasTable())
+  pacePackets(client, { packetDone: () => {} })
+  const ready = new Promise<void>((resolve) => broker.once('clientReady', () => resolve()))
+  injectPacket(client, { cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clean: true, clientId: 'retained-internals', keepalive: 0, length: 0 })
+  await ready
+  const subscribed = (): Promise<void> => new Promise<void>((resolve) => broker.once('subscribe', () => setTimeout(resolve, 50)))
+  let done = subscribed()
+  injectPacket(client, { cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'r/#', qos: 0 }], properties: { subscriptionIdentifier: 7 } })
+  await done
+  t.equal(offers.length, 1, 'offered once')
+  t.equal(offers[0]?.client, client, 'with the subscribing client')
+  t.same(offers[0]?.filters, ['r/#'])
+  t.equal(offers[0]?.si, 7, 'the SUBSCRIBE\'s Subscription Identifier on each subscription')
+  t.same(offers[0]?.topics, ['r/1'], 'the lookup reads the store')
+  const wroteRetained = (): boolean => Buffer.concat(written).includes(Buffer.from('kept'))
+  t.notOk(wroteRetained(), 'taken: aedes sends nothing')
+  done = subscribed()
+  injectPacket(client, { cmd: 'subscribe', messageId: 2, subscriptions: [{ topic: 'r/+', qos: 0, rh: 2 }] })
+  await done
+  t.equal(offers.length, 1, 'Retain Handling 2: aedes asks for no retained messages, so nothing is offered')
+  take = false
+  done = subscribed()
+  injectPacket(client, { cmd: 'subscribe', messageId: 3, subscriptions: [{ topic: 'r/1', qos: 0 }] })
+  await done
+  t.ok(wroteRetained(), 'declined: aedes sends it')
+  stream.destroy()
+})

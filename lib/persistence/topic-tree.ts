@@ -224,14 +224,29 @@ function walk<T> (node: TopicNode<T>, levels: string[], i: number, out: T[]): vo
       if (i !== 0 || !isDollar(node.name)) walkSlot(kids as Slot<T>, levels, i + 1, out)
       return
     }
-    for (const [name, child] of kids as Map<string, Slot<T>>) {
-      if (i === 0 && isDollar(name)) continue
-      walkSlot(child, levels, i + 1, out)
+    const map = kids as Map<string, Slot<T>>
+    if (i === 0) {
+      for (const [name, child] of map) if (!isDollar(name)) walkSlot(child, levels, 1, out)
+    } else if (i + 2 === levels.length && !isWildcard(levels[i + 1] as string)) {
+      // `a/+/b`, the common wide lookup: one level to look up under every child, without a call per level
+      const last = levels[i + 1] as string
+      for (const child of map.values()) {
+        if (!(child instanceof TopicNode)) continue
+        const value = valueOf(childOf(child, last))
+        if (value !== undefined) out.push(value)
+      }
+    } else {
+      // below the first level no name is looked at: values only, no [name, child] pair per child
+      for (const child of map.values()) walkSlot(child, levels, i + 1, out)
     }
     return
   }
   const child = childOf(node, level)
   if (child !== undefined) walkSlot(child, levels, i + 1, out)
+}
+
+function isWildcard (level: string): boolean {
+  return level === '+' || level === '#'
 }
 
 function walkSlot<T> (slot: Slot<T>, levels: string[], i: number, out: T[]): void {
@@ -251,8 +266,16 @@ function collect<T> (node: TopicNode<T>, atRoot: boolean, out: T[]): void {
     else out.push(kids as T)
     return
   }
-  for (const [name, child] of kids as Map<string, Slot<T>>) {
-    if (atRoot && isDollar(name)) continue
+  const map = kids as Map<string, Slot<T>>
+  if (atRoot) {
+    for (const [name, child] of map) {
+      if (isDollar(name)) continue
+      if (child instanceof TopicNode) collect(child, false, out)
+      else out.push(child)
+    }
+    return
+  }
+  for (const child of map.values()) {
     if (child instanceof TopicNode) collect(child, false, out)
     else out.push(child)
   }

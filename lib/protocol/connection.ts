@@ -47,8 +47,10 @@ import { classifyBrokerError, sendFinal } from './flows/disconnect.js'
 import { onPublished as publishedAck, onPublishFailed, type AckFlow, type InboundFlow } from './flows/acks.js'
 import { fitBuf, shedHeld } from './flows/publish-out.js'
 import { armQueueSink, disarmQueueSink, isRepeat, publishShared, queueSink, room, sealEncoded, sendEncoded, sendShared, type EncodeOnceState, type FastPathHost, type SinkPhase } from './flows/fast-paths.js'
-import { endHold, flushAll, progress, resumeBroker, startResumedDrain, write, type OutboundMode, type Pressure } from './flows/client-writer.js'
+import { endHold, flushAll, progress, resumeBroker, startGathering, startResumedDrain, write, type OutboundMode, type Pressure } from './flows/client-writer.js'
 import { fromBroker, type OutboundHost } from './flows/outbound.js'
+import { claimRetained, type RetainedOutHost } from './flows/retained-out.js'
+import type { GrantedSubscription, RetainedLookup } from '../aedes-internals.js'
 import { checkFrame, dropHeldFrames, fromClient, packetDone, resumeHeldFrames, type FlowsHost, type InboundHost } from './flows/inbound.js'
 
 export type { Transport }
@@ -106,7 +108,7 @@ export interface ConnectionMeta {
 const kConnection = Symbol('culex connection')
 interface Tagged { [kConnection]: Connection }
 
-export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, FlowsHost, FastPathHost, InboundHost, OutboundHost {
+export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, FlowsHost, FastPathHost, InboundHost, OutboundHost, RetainedOutHost {
   readonly client: Client
   readonly log: ConnectionLogger
   readonly side: BrokerSide
@@ -300,6 +302,22 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Flo
   isRepeat (brokerId: string, brokerCounter: number): boolean { return isRepeat(this, brokerId, brokerCounter) }
   /** aedes is about to write a message to this client: encoded messages after this one wait for it. */
   sealEncoded (): void { sealEncoded(this) }
+  /** A SUBSCRIBE's retained messages, sent by the gateway (flows/retained-out.ts); false: aedes sends them. */
+  claimRetained (subscriptions: readonly GrantedSubscription[], lookup: () => RetainedLookup): boolean { return claimRetained(this, subscriptions, lookup) }
+  writableAgain (ms: number): Promise<void> {
+    const socket = this.socket
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer)
+        socket.off('drain', done)
+        socket.off('close', done)
+        resolve()
+      }
+      const timer = setTimeout(done, ms)
+      socket.once('drain', done)
+      socket.once('close', done)
+    })
+  }
 
   // the flows' host interfaces (flows/*.ts)
 
@@ -327,6 +345,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Flo
   }
 
   writeToClient (buf: Buffer): void { write(this, [buf]) }
+  expectRetained (): void { startGathering(this) }
 
   /** Sends a packet the gateway built itself, fitted to the client's Maximum Packet Size (flows/publish-out.ts `fitBuf`). */
   sendPacket (packet: Packet): void { write(this, [fitBuf(this, encode(packet, this.version))]) }

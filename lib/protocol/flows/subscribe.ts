@@ -63,6 +63,8 @@ export interface SubscribeHost extends MemberLink, PolicySubject {
   usesSubscriptionIds: boolean
   deliveriesRouted: boolean
   writeToClient (buf: Buffer): void
+  /** aedes granted a subscription: its retained messages may follow (flows/client-writer.ts `startGathering`) */
+  expectRetained (): void
 }
 
 /** SUBSCRIBE parts are with aedes, not yet answered (a retained PUBLISH waits for them). */
@@ -208,6 +210,7 @@ export function onSuback (host: SubscribeHost, frame: Frame, out: Buffer[]): voi
   if (state.subParts.size === 0) host.retainedOrder?.subscriptionsAnswered()
   const packet = decodeFrame(frame, host.version) as ISubackPacket | Error
   const code = packet instanceof Error ? ReasonCode.UnspecifiedError : (packet.granted[0] as number | undefined) ?? ReasonCode.UnspecifiedError
+  if (code < 0x80) host.expectRetained()
   if (part.pending.settle(part.index, code)) out.push(encodeSuback(host.version, part.pending))
 }
 

@@ -3,7 +3,7 @@
 // and aedes' back-pressure (waiting, shedding), with no socket.
 import t from 'tap'
 import { setImmediate as turn } from 'node:timers/promises'
-import { afterBrokerWrite, endHold, flushAll, HOLD_LIMIT, progress, startResumedDrain, write } from '../../../lib/protocol/flows/client-writer.js'
+import { afterBrokerWrite, endHold, flushAll, HOLD_LIMIT, progress, startGathering, startResumedDrain, write } from '../../../lib/protocol/flows/client-writer.js'
 import { StubHost } from '../../helpers/flow-host.js'
 
 /** The flows' stub, with a slow-consumer timeout short enough to wait for. */
@@ -92,6 +92,79 @@ t.test('HOLD_LIMIT bytes behind the gate: written when it opens', async (t) => {
   await turn()
   t.equal(host.writes.length, 2)
   t.equal(host.outMode, 'idle')
+})
+
+/** n turns of the event loop */
+async function turns (n: number): Promise<void> {
+  for (let i = 0; i < n; i++) await turn()
+}
+
+t.test('a SUBSCRIBE\'s retained messages: the SUBACK and what follows gather while aedes writes, then go out in one write', async (t) => {
+  const host = stub()
+  write(host, [b('S')])
+  startGathering(host)
+  t.equal(host.outMode, 'gathering', 'a write already scheduled joins the gathering')
+  // aedes writes a retained message every second loop turn
+  for (const m of ['1', '2', '3']) {
+    await turns(2)
+    write(host, [b(m)])
+  }
+  t.equal(host.writes.length, 0, 'gathering: no write per message')
+  await turns(4)
+  t.same(host.writes.map(String), ['S123'], 'two quiet looks later, one write')
+  t.equal(host.outMode, 'idle')
+  write(host, [b('4')])
+  await turn()
+  t.same(host.writes.map(String), ['S123', '4'], 'then writes go out at the next turn again')
+})
+
+t.test('gathering: a granted subscription with nothing retained delays nothing but a few loop turns; a second start joins the first', async (t) => {
+  const host = stub()
+  startGathering(host)
+  write(host, [b('S')])
+  startGathering(host)
+  await turns(5)
+  t.same(host.writes.map(String), ['S'])
+  t.equal(host.outMode, 'idle')
+})
+
+t.test('gathering: HOLD_LIMIT bytes go out at once, and the gathering goes on', async (t) => {
+  const host = stub()
+  startGathering(host)
+  write(host, [Buffer.alloc(HOLD_LIMIT - 1)])
+  t.equal(host.writes.length, 0)
+  write(host, [Buffer.alloc(1)])
+  t.equal(host.writes.length, 1)
+  t.equal(host.writes[0]?.length, HOLD_LIMIT)
+  t.equal(host.outQueueBytes, 0)
+  t.equal(host.outMode, 'gathering')
+  write(host, [b('x')])
+  await turns(6)
+  t.same(host.writes.map(String).slice(1), ['x'])
+})
+
+t.test('gathering: a client that falls behind gets what was gathered at once (back-pressure ends it)', async (t) => {
+  const host = stub()
+  startGathering(host)
+  write(host, [b('S'), b('1')])
+  host.queuedOutbound = 1
+  t.equal(afterBrokerWrite(host), false, 'aedes waits')
+  t.same(host.writes.map(String), ['S1'], 'what aedes was sent reaches the client')
+  t.equal(host.outMode, 'idle')
+})
+
+t.test('gathering: a resumed session\'s hold is left as it is; closing writes what was gathered', async (t) => {
+  const resumed = stub()
+  startResumedDrain(resumed)
+  startGathering(resumed)
+  t.equal(resumed.outMode, 'connack-alone')
+  const host = stub()
+  startGathering(host)
+  write(host, [b('S')])
+  flushAll(host)
+  t.same(host.writes.map(String), ['S'])
+  await turns(5)
+  t.equal(host.writes.length, 1, 'the gathering\'s look after close writes nothing more')
 })
 
 t.test('closing writes what waits, whatever the phase; a closed socket gets nothing', async (t) => {

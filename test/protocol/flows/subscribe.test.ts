@@ -19,6 +19,8 @@ import { parsePacket } from '../../helpers/packet-bytes.js'
 interface Stub extends SubscribeHost {
   retainedOrder: SubscribeHost['retainedOrder']
   written: Buffer[]
+  /** calls of expectRetained */
+  retainedExpected: number
   joined: Array<{ key: string, filter: string, qos: number }>
   left: string[]
 }
@@ -69,7 +71,9 @@ function stub (o: StubOptions = {}): Stub {
     usesSubscriptionIds: false,
     deliveriesRouted: false,
     writeToClient (buf) { host.written.push(buf) },
+    expectRetained () { host.retainedExpected++ },
     written: [],
+    retainedExpected: 0,
     joined: [],
     left: []
   }
@@ -105,6 +109,17 @@ t.test('[MQTT-3.8.4-7] filters go to aedes one per SUBSCRIBE and the SUBACK is m
   t.equal(out.length, 1)
   t.match(decode(out[0] as Buffer), { cmd: 'suback', messageId: 42, granted: [1, 2] })
   t.notOk(subscribesPending(h))
+})
+
+t.test('a granted part tells the writer retained messages may follow; a refused one does not', async (t) => {
+  const h = stub()
+  const sent = parts(onSubscribe(h, subscribe([{ topic: 'a', qos: 1 }, { topic: 'b', qos: 1 }]))) as ISubscribePacket[]
+  const out: Buffer[] = []
+  onSuback(h, suback(sent[0]?.messageId as number, ReasonCode.NotAuthorized), out)
+  t.equal(h.retainedExpected, 0, 'refused by aedes: no retained messages follow')
+  onSuback(h, suback(sent[1]?.messageId as number, 1), out)
+  t.equal(h.retainedExpected, 1)
+  t.match(decode(out[0] as Buffer), { granted: [ReasonCode.NotAuthorized, 1] })
 })
 
 t.test('[MQTT-3.8.3-1] [MQTT-4.7.1-2] a bad filter gets 0x8F in its place; the others still subscribe', async (t) => {
