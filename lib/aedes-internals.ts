@@ -438,6 +438,30 @@ export function holdsDelayedWill (broker: Aedes, id: string): boolean {
   return wills.has(id)
 }
 
+/** aedes' timer of a delayed will (`broker.delayedWills` entry, from its armLongTimer) */
+export interface DelayedWillTimer { clear (): void }
+
+/** The timer of the delayed will aedes holds for `id`, if any (lib/broker/cluster-wills.ts). */
+export function delayedWillTimer (broker: Aedes, id: string): DelayedWillTimer | undefined {
+  const wills = (broker as unknown as { delayedWills?: unknown }).delayedWills
+  if (!(wills instanceof Map)) throw new Error('aedes internals changed: broker.delayedWills is gone; review lib/aedes-internals.ts')
+  const timer: unknown = wills.get(id)
+  return typeof (timer as Partial<DelayedWillTimer> | undefined)?.clear === 'function' ? timer as DelayedWillTimer : undefined
+}
+
+/**
+ * Stops aedes from publishing the delayed will of `id` if `timer` is still
+ * the one it holds (a reconnect since has cleared it, and a later disconnect
+ * armed another); true when cancelled. The cluster times it instead.
+ */
+export function cancelDelayedWill (broker: Aedes, id: string, timer: DelayedWillTimer): boolean {
+  const wills = (broker as unknown as { delayedWills?: unknown }).delayedWills
+  if (!(wills instanceof Map) || wills.get(id) !== timer) return false
+  timer.clear()
+  wills.delete(id)
+  return true
+}
+
 /**
  * Session expiry (lib/persistence/session-expiry.ts) relies on `clientById`
  * and `holdsDelayedWill`: this fails at start, not at the first disconnect,
@@ -553,4 +577,16 @@ export function deliverRetainedByBroker (client: Client, packet: object, done: (
   const deliverQoS = (client as unknown as { deliverQoS?: Deliver }).deliverQoS
   if (typeof deliverQoS !== 'function') throw new Error('aedes Client no longer has deliverQoS: review lib/aedes-internals.ts')
   deliverQoS(packet as Parameters<Deliver>[0], done)
+}
+
+/**
+ * Makes aedes forget a connected client's will (`client.will`, and `_will`
+ * kept during CONNECT), so that it is not published when the connection
+ * ends: another node of the cluster published it already.
+ */
+export function discardWill (client: Client): void {
+  const c = client as unknown as { will?: unknown, _will?: unknown }
+  if (!('will' in c)) throw new Error('aedes internals changed: client.will is gone; review lib/aedes-internals.ts')
+  c.will = null
+  c._will = null
 }

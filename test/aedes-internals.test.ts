@@ -323,3 +323,66 @@ t.test('aedes emits \'subscribe\' then asks broker.persistence.createRetainedStr
   t.ok(wroteRetained(), 'declined: aedes sends it')
   stream.destroy()
 })
+
+t.test('aedes arms a delayed will before it emits clientDisconnect, and cancelDelayedWill stops it (delayedWillTimer, cancelDelayedWill)', async (t) => {
+  const { handleStream, injectPacket, pacePackets, AliasTable, delayedWillTimer, cancelDelayedWill, holdsDelayedWill } = await import('../lib/aedes-internals.js')
+  const clientSource = readFileSync(require.resolve('aedes').replace(/aedes\.js$/, 'lib/client.js'), 'utf8')
+  t.match(clientSource, /that\.broker\.scheduleWill\(that, will, delay\)[\s\S]*that\.broker\.unregisterClient\(that\)/, 'the will is scheduled before the client is unregistered (clientDisconnect)')
+  t.throws(() => delayedWillTimer({} as Aedes, 'x'), /aedes internals changed/, 'delayedWillTimer fails loudly without broker.delayedWills')
+  t.equal(cancelDelayedWill({} as Aedes, 'x', { clear () {} }), false)
+  const broker = await Aedes.createBroker()
+  t.teardown(() => new Promise<void>((resolve) => broker.close(() => resolve())))
+  hardenBroker(broker)
+  const id = 'internals-cancel'
+  const stream = new Duplex({ read () {}, write (_chunk, _enc, cb) { cb() } })
+  const client = handleStream(broker, stream, new AliasTable())
+  pacePackets(client, { packetDone: () => {} })
+  const ready = new Promise<void>((resolve) => broker.once('clientReady', () => resolve()))
+  injectPacket(client, {
+    cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clean: true, clientId: id, keepalive: 0, length: 0,
+    properties: { sessionExpiryInterval: 60 },
+    will: { topic: 'internals/cancelled', payload: Buffer.from('gone'), qos: 0, retain: false, properties: { willDelayInterval: 1 } }
+  })
+  await ready
+  t.equal(delayedWillTimer(broker, id), undefined, 'no timer while connected')
+  const published: string[] = []
+  broker.on('publish', (packet) => { published.push(packet.topic) })
+  const timer = await new Promise<ReturnType<typeof delayedWillTimer>>((resolve) => {
+    broker.once('clientDisconnect', () => resolve(delayedWillTimer(broker, id)))
+    stream.destroy()
+  })
+  t.ok(timer !== undefined, 'the timer is there when clientDisconnect is emitted')
+  if (timer === undefined) return
+  t.equal(cancelDelayedWill(broker, id, { clear () {} }), false, 'another timer is not cancelled')
+  t.equal(cancelDelayedWill(broker, id, timer), true, 'the same timer is')
+  t.equal(holdsDelayedWill(broker, id), false, 'aedes no longer holds the will')
+  await new Promise((resolve) => setTimeout(resolve, 1300))
+  t.notOk(published.includes('internals/cancelled'), 'and does not publish it when its delay would have run out')
+})
+
+t.test('discardWill: aedes publishes client.will at close, and not once it is discarded', async (t) => {
+  const { handleStream, injectPacket, pacePackets, AliasTable, discardWill } = await import('../lib/aedes-internals.js')
+  const clientSource = readFileSync(require.resolve('aedes').replace(/aedes\.js$/, 'lib/client.js'), 'utf8')
+  t.match(clientSource, 'const will = that.will', 'the will sent at close is client.will')
+  t.throws(() => discardWill({} as Parameters<typeof discardWill>[0]), /aedes internals changed/)
+  const broker = await Aedes.createBroker()
+  t.teardown(() => new Promise<void>((resolve) => broker.close(() => resolve())))
+  hardenBroker(broker)
+  const published: string[] = []
+  broker.on('publish', (packet) => { published.push(packet.topic) })
+  for (const discard of [false, true]) {
+    const stream = new Duplex({ read () {}, write (_chunk, _enc, cb) { cb() } })
+    const client = handleStream(broker, stream, new AliasTable())
+    pacePackets(client, { packetDone: () => {} })
+    const ready = new Promise<void>((resolve) => broker.once('clientReady', () => resolve()))
+    const topic = `internals/discard-${String(discard)}`
+    injectPacket(client, { cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: topic, keepalive: 0, length: 0, will: { topic, payload: Buffer.from('x'), qos: 0, retain: false } })
+    await ready
+    if (discard) discardWill(client)
+    const gone = new Promise<void>((resolve) => broker.once('clientDisconnect', () => resolve()))
+    stream.destroy()
+    await gone
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    t.equal(published.includes(topic), !discard, discard ? 'a discarded will is not published' : 'a will is published at close')
+  }
+})

@@ -5,7 +5,7 @@
  * ends, and the DISCONNECT 0x8E when another node takes the id; QoS 0
  * routing between nodes (wireRoutes); retained messages cluster-wide
  * (wireRetained); a session another node took over leaves this node's store
- * (the Redis store's handOver).
+ * (the Redis store's handOver); wills cluster-wide (cluster-wills.ts).
  */
 import type { Aedes, Client } from 'aedes'
 import { clientSubscriptions } from '../aedes-internals.js'
@@ -14,6 +14,7 @@ import { ReasonCode } from '../protocol/reason-codes.js'
 import type { BrokerContext } from './context.js'
 import { wirePublishRefusals } from './publish-refusal.js'
 import { clusterSessionsOf } from './store.js'
+import { wireClusterWills } from './cluster-wills.js'
 
 /** the epoch at which each client claimed its id */
 const epochs = new WeakMap<Client, number>()
@@ -117,7 +118,7 @@ function wireRetained (store: unknown, cluster: NonNullable<BrokerContext['clust
   }
 }
 
-export function wireCluster (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster' | 'clientById' | 'gatewayOf' | 'logger' | 'store'>): void {
+export function wireCluster (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster' | 'clientById' | 'gatewayOf' | 'logger' | 'store' | 'security'>): void {
   const cluster = ctx.cluster
   if (cluster === undefined) return
   wireRetained(ctx.store(), cluster)
@@ -155,4 +156,5 @@ export function wireCluster (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster' | 
       ctx.logger.debug({ clientId: client.id, err }, 'cluster: releasing a client id failed (a later claim overrides it)')
     })
   })
+  wireClusterWills(aedes, ctx, (client) => epochs.get(client))
 }

@@ -3,7 +3,8 @@
  * the Redis connections, the node's lease and the view of the other nodes
  * (membership.ts), the client-id registry with takeover and fencing
  * (registry.ts), QoS 0 routing between nodes (routes.ts), retained
- * messages cluster-wide (retained.ts). Made before the broker (so an unreachable Redis stops the
+ * messages cluster-wide (retained.ts), the wills of dead nodes and Will Delay
+ * on one node (wills.ts). Made before the broker (so an unreachable Redis stops the
  * start), joined once the listeners are bound (the default node id names the
  * MQTT port).
  */
@@ -17,12 +18,14 @@ import { Registry, type LocalClients } from './registry.js'
 import { ClusterRetained, type ApplyRetained } from './retained.js'
 import type { StoredPacket } from '../persistence/types.js'
 import { Routes, type RoutedMessage } from './routes.js'
+import { ClusterWills, type ClusterWill, type WillsHost } from './wills.js'
 
 export { redactUrl } from './redis.js'
 export type { LocalClients } from './registry.js'
 export type { RoutedMessage } from './routes.js'
 export type { ApplyRetained } from './retained.js'
 export type { NodeFigures } from './figures.js'
+export type { ClusterWill, PublishWill, WillsHost } from './wills.js'
 
 /** What the broker and the edge see of the cluster. */
 export interface ClusterView {
@@ -58,6 +61,14 @@ export interface ClusterView {
   reportFigures (read: () => NodeFigures): void
   /** Every figure summed over the live nodes (figures.ts). */
   totals (): Promise<NodeFigures>
+  /** How this node publishes the wills whose time came (dead nodes' and delayed ones), set before the join (wills.ts). */
+  attachWills (host: WillsHost): void
+  /** A connection with a will, its id claimed at `epoch`, became live: the will is kept in Redis for the survivors. */
+  holdWill (clientId: string, epoch: number, will: ClusterWill, delayMs: number): void
+  /** That connection ended with its will published here at once, or discarded. */
+  dropWill (clientId: string, epoch: number): void
+  /** That connection ended and its will is due in `delayMs`: true once the cluster times it (this node must not). */
+  deferWill (clientId: string, epoch: number, delayMs: number): Promise<boolean>
 }
 
 export interface JoinOptions {
@@ -88,6 +99,8 @@ export class ClusterNode implements ClusterView {
   private applyRetained: ApplyRetained | undefined
   private figures: Figures | undefined
   private readFigures: (() => NodeFigures) | undefined
+  private wills: ClusterWills | undefined
+  private willsHost: WillsHost | undefined
 
   private constructor (private readonly redis: RedisPair, private readonly logger: Logger, readonly url: string) {}
 
@@ -133,10 +146,15 @@ export class ClusterNode implements ClusterView {
     await routes.start(() => membership.nodes())
     const retained = new ClusterRetained(this.redis, this.logger)
     await retained.start(this.applyRetained ?? (async () => {}))
+    const wills = new ClusterWills(this.redis, options.nodeId, this.logger, membership.leaseMs, membership.renewMs)
+    if (this.willsHost !== undefined) wills.attach(this.willsHost)
+    await wills.start(() => membership.nodes())
     membership.on('join', (id) => { routes.nodeJoined(id) })
-    membership.on('leave', (id) => { routes.nodeLeft(id) })
+    membership.on('leave', (id) => { routes.nodeLeft(id); wills.nodeLeft(id) })
     // after a pause or a Redis restart, what this node holds may have been taken meanwhile, and its routes lost
     membership.on('leaseLost', () => {
+      // first: the registry's re-check below may claim back ids Redis lost, with new epochs
+      wills.restore().catch((err: unknown) => { this.logger.warn({ err }, 'cluster: writing the wills again failed; next lease loss retries') })
       registry.recheckAll().catch((err: unknown) => { this.logger.warn({ err }, 'cluster: re-checking client ids failed; next lease loss retries') })
       routes.republish().catch((err: unknown) => { this.logger.warn({ err }, 'cluster: writing the routes again failed; next lease loss retries') })
       retained.reload().catch((err: unknown) => { this.logger.warn({ err }, 'cluster: reading the retained messages again failed; next lease loss retries') })
@@ -144,6 +162,7 @@ export class ClusterNode implements ClusterView {
     this.registry = registry
     this.routes = routes
     this.retained = retained
+    this.wills = wills
     const figures = new Figures(this.redis, options.nodeId, this.logger, membership.leaseMs, membership.renewMs)
     if (this.readFigures !== undefined) figures.start(this.readFigures)
     this.figures = figures
@@ -211,6 +230,23 @@ export class ClusterNode implements ClusterView {
     return await this.figures.totals(this.nodes())
   }
 
+  attachWills (host: WillsHost): void {
+    this.willsHost = host
+    this.wills?.attach(host)
+  }
+
+  holdWill (clientId: string, epoch: number, will: ClusterWill, delayMs: number): void {
+    this.wills?.hold(clientId, epoch, will, delayMs)
+  }
+
+  dropWill (clientId: string, epoch: number): void {
+    this.wills?.drop(clientId, epoch)
+  }
+
+  async deferWill (clientId: string, epoch: number, delayMs: number): Promise<boolean> {
+    return await (this.wills?.defer(clientId, epoch, delayMs) ?? Promise.resolve(false))
+  }
+
   /** ids this node holds, for tests */
   heldClientIds (): number {
     return this.registry?.held() ?? 0
@@ -221,6 +257,7 @@ export class ClusterNode implements ClusterView {
     this.registry?.stop()
     this.routes?.stop()
     this.retained?.stop()
+    await this.wills?.stop()
     await this.figures?.stop()
     await this.membership?.stop()
     await this.redis.close()
