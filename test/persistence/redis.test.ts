@@ -90,8 +90,9 @@ t.test('[fencing] a write naming a stale epoch is refused and the stale copy is 
   t.equal(a.epochOf('x'), 1, 'A still names epoch 1')
   await t.rejects(a.outgoingEnqueueCombi([{ clientId: 'x', qos: 1 }], publish('f/2', 'stale')), { code: 'CULEX_ERR_SESSION_FENCED' },
     'the stale write is refused: its publisher is not acknowledged')
-  await t.rejects(a.addSubscriptions({ id: 'x' }, [{ topic: 'stale/#', qos: 1 }]), { code: 'CULEX_ERR_SESSION_FENCED' })
   t.equal(a.epochOf('x'), undefined, 'A dropped its stale copy')
+  // once dropped, a write for x names no epoch: a leftover of the stale connection (closed by the takeover), kept nowhere
+  await a.addSubscriptions({ id: 'x' }, [{ topic: 'stale/#', qos: 1 }])
   t.equal(a.stats().queued, 0)
   t.equal(a.holdsSubscriptions(), false)
   await a.putWill({ id: 'x' }, { cmd: 'publish', topic: 'w', payload: Buffer.from('w'), qos: 0, retain: false })
