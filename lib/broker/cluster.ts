@@ -5,7 +5,8 @@
  * ends, and the DISCONNECT 0x8E when another node takes the id; QoS 0
  * routing between nodes (wireRoutes); retained messages cluster-wide
  * (wireRetained); a session another node took over leaves this node's store
- * (the Redis store's handOver); wills cluster-wide (cluster-wills.ts).
+ * (the Redis store's handOver); wills cluster-wide (cluster-wills.ts); the
+ * session clocks of Session Expiry cluster-wide (lib/cluster/session-expiry.ts).
  */
 import type { Aedes, Client } from 'aedes'
 import { clientSubscriptions } from '../aedes-internals.js'
@@ -15,6 +16,7 @@ import type { BrokerContext } from './context.js'
 import { wirePublishRefusals } from './publish-refusal.js'
 import { clusterSessionsOf } from './store.js'
 import { wireClusterWills } from './cluster-wills.js'
+import { sessionLifetimeMs } from '../cluster/session-expiry.js'
 
 /** the epoch at which each client claimed its id */
 const epochs = new WeakMap<Client, number>()
@@ -132,6 +134,9 @@ export function wireCluster (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster' | 
       // the session is the other node's now: this node's copy goes (its later writes would be refused)
       clusterSessionsOf(ctx.store())?.handOver(clientId)
     },
+    sessionEnded (clientId, epoch) {
+      clusterSessionsOf(ctx.store())?.handOver(clientId, epoch)
+    },
     deliver (message) {
       // published with no client: aedes' 'publish' event below does not route it back
       const packet = { cmd: 'publish' as const, topic: message.topic, payload: message.payload, qos: 0 as const, retain: false, dup: false, ...(message.properties !== undefined ? { properties: message.properties } : {}) }
@@ -142,7 +147,10 @@ export function wireCluster (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster' | 
   aedes.on('client', (client) => { registered.get(client)?.() })
   aedes.on('connectionError', (client) => { registered.get(client)?.() })
   aedes.on('clientReady', (client) => {
-    if (!epochs.has(client)) return
+    const epoch = epochs.get(client)
+    if (epoch === undefined) return
+    // should this node die, the session's clock starts then (lib/cluster/session-expiry.ts)
+    cluster.sessionLive(client.id, epoch, sessionLifetimeMs(client))
     cluster.verify(client.id).catch((err: unknown) => {
       ctx.logger.warn({ clientId: client.id, err }, 'cluster: checking the owner of a client id failed')
     })
@@ -152,7 +160,8 @@ export function wireCluster (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster' | 
     if (epoch === undefined) return
     const current = ctx.clientById(client.id)
     if (current !== undefined && current !== client) return
-    cluster.release(client.id, epoch).catch((err: unknown) => {
+    // the interval as the DISCONNECT left it (spec 3.14.2.2.2)
+    cluster.release(client.id, epoch, sessionLifetimeMs(client)).catch((err: unknown) => {
       ctx.logger.debug({ clientId: client.id, err }, 'cluster: releasing a client id failed (a later claim overrides it)')
     })
   })

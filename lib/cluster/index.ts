@@ -4,7 +4,7 @@
  * (membership.ts), the client-id registry with takeover and fencing
  * (registry.ts), QoS 0 routing between nodes (routes.ts), retained
  * messages cluster-wide (retained.ts), the wills of dead nodes and Will Delay
- * on one node (wills.ts). Made before the broker (so an unreachable Redis stops the
+ * on one node (wills.ts), Session Expiry on one node (session-expiry.ts). Made before the broker (so an unreachable Redis stops the
  * start), joined once the listeners are bound (the default node id names the
  * MQTT port).
  */
@@ -19,6 +19,7 @@ import { ClusterRetained, type ApplyRetained } from './retained.js'
 import type { StoredPacket } from '../persistence/types.js'
 import { Routes, type RoutedMessage } from './routes.js'
 import { ClusterWills, type ClusterWill, type WillsHost } from './wills.js'
+import { ClusterSessionExpiry } from './session-expiry.js'
 
 export { redactUrl } from './redis.js'
 export type { LocalClients } from './registry.js'
@@ -41,8 +42,14 @@ export interface ClusterView {
   claim (clientId: string): Promise<number>
   /** Once a connection is live: closes it (LocalClients.takenOver) if another node claimed its id meanwhile. */
   verify (clientId: string): Promise<void>
-  /** The id's last connection here, claimed at `epoch`, ended: a write the registry refuses when the epoch is stale. */
-  release (clientId: string, epoch: number): Promise<boolean>
+  /**
+   * The id's last connection here, claimed at `epoch`, ended: a write the
+   * registry refuses when the epoch is stale. Taken, it starts the session's
+   * clock (`lifetimeMs` as session-expiry.ts' `sessionLifetimeMs`).
+   */
+  release (clientId: string, epoch: number, lifetimeMs?: number): Promise<boolean>
+  /** A connection that claimed its id at `epoch` is live here: its session's clock starts if this node dies. */
+  sessionLive (clientId: string, epoch: number, lifetimeMs: number): void
   /** how the registry closes this node's connections, and where routed messages go */
   attachClients (local: LocalClients): void
   /** a live subscription to `filter` began / ended on this node (routes.ts) */
@@ -100,6 +107,7 @@ export class ClusterNode implements ClusterView {
   private figures: Figures | undefined
   private readFigures: (() => NodeFigures) | undefined
   private wills: ClusterWills | undefined
+  private expiry: ClusterSessionExpiry | undefined
   private willsHost: WillsHost | undefined
 
   private constructor (private readonly redis: RedisPair, private readonly logger: Logger, readonly url: string) {}
@@ -149,8 +157,11 @@ export class ClusterNode implements ClusterView {
     const wills = new ClusterWills(this.redis, options.nodeId, this.logger, membership.leaseMs, membership.renewMs)
     if (this.willsHost !== undefined) wills.attach(this.willsHost)
     await wills.start(() => membership.nodes())
+    const expiry = new ClusterSessionExpiry(this.redis, options.nodeId, this.logger, membership.leaseMs, membership.renewMs)
+    // the node that held an expired session drops its copy (others are told as by a takeover)
+    await expiry.start(() => membership.nodes(), { expiredHere: (clientId, epoch) => { this.local?.sessionEnded?.(clientId, epoch) } })
     membership.on('join', (id) => { routes.nodeJoined(id) })
-    membership.on('leave', (id) => { routes.nodeLeft(id); wills.nodeLeft(id) })
+    membership.on('leave', (id) => { routes.nodeLeft(id); wills.nodeLeft(id); expiry.nodeLeft(id) })
     // after a pause or a Redis restart, what this node holds may have been taken meanwhile, and its routes lost
     membership.on('leaseLost', () => {
       // first: the registry's re-check below may claim back ids Redis lost, with new epochs
@@ -163,6 +174,7 @@ export class ClusterNode implements ClusterView {
     this.routes = routes
     this.retained = retained
     this.wills = wills
+    this.expiry = expiry
     const figures = new Figures(this.redis, options.nodeId, this.logger, membership.leaseMs, membership.renewMs)
     if (this.readFigures !== undefined) figures.start(this.readFigures)
     this.figures = figures
@@ -191,8 +203,15 @@ export class ClusterNode implements ClusterView {
     await this.registry?.verify(clientId)
   }
 
-  async release (clientId: string, epoch: number): Promise<boolean> {
-    return await (this.registry?.release(clientId, epoch) ?? Promise.resolve(true))
+  async release (clientId: string, epoch: number, lifetimeMs = -1): Promise<boolean> {
+    const done = await (this.registry?.release(clientId, epoch) ?? Promise.resolve(true))
+    // refused: the session is a later claim's, whose own end starts its clock; this node's record of it goes
+    if (lifetimeMs >= 0) await this.expiry?.ended(clientId, epoch, done ? lifetimeMs : -1)
+    return done
+  }
+
+  sessionLive (clientId: string, epoch: number, lifetimeMs: number): void {
+    if (lifetimeMs >= 0) this.expiry?.connected(clientId, epoch, lifetimeMs)
   }
 
   attachClients (local: LocalClients): void {
@@ -258,6 +277,7 @@ export class ClusterNode implements ClusterView {
     this.routes?.stop()
     this.retained?.stop()
     await this.wills?.stop()
+    await this.expiry?.stop()
     await this.figures?.stop()
     await this.membership?.stop()
     await this.redis.close()

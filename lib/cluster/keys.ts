@@ -14,3 +14,9 @@ export const NODES_CHANNEL = `${PREFIX}nodes`
 export const ownerKey = (clientId: string): string => `${PREFIX}client:${clientId}`
 /** Pub/Sub channel of one node: takeover notices for the client ids it owned */
 export const nodeChannel = (nodeId: string): string => `${PREFIX}to:${nodeId}`
+/**
+ * The hash of a session, as the Redis store writes it
+ * (`lib/persistence/redis-sessions.ts`, a layer above: named here too for
+ * the scripts that end a session, `session-expiry.ts`).
+ */
+export const sessionHashKey = (clientId: string): string => `${PREFIX}session:{${clientId}}`

@@ -73,6 +73,8 @@ export interface LocalClients {
   takenOver (clientId: string, byNode: string): void
   /** Publishes a QoS 0 message routed from another node to this node's subscribers. */
   deliver (message: RoutedMessage): void
+  /** The session this node held at `epoch` (or before) expired cluster-wide (session-expiry.ts): its copy goes. */
+  sessionEnded? (clientId: string, epoch: number): void
 }
 
 export class Registry {

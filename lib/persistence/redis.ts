@@ -175,9 +175,12 @@ export class RedisPersistence extends BaseStore {
     if (mode === 'load' && this.#epochs.get(clientId) === epoch) this.#restore(clientId, fields)
   }
 
-  /** Another node claimed the session: this node's copy is dropped (its writes would be refused). */
-  handOver (clientId: string): void {
-    if (!this.#fenced || !this.#epochs.has(clientId)) return
+  /** Another node claimed the session, or it expired while held at epoch `upTo` or before: this node's copy is dropped (its writes would be refused). */
+  handOver (clientId: string, upTo?: number): void {
+    const held = this.#epochs.get(clientId)
+    if (!this.#fenced || held === undefined) return
+    // a claim here since (a later epoch, or one being loaded) holds the session anew
+    if (upTo !== undefined && (held === DROPPING || held > upTo)) return
     this.#epochs.delete(clientId)
     this.forgetSession(clientId)
   }

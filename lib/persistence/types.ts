@@ -247,8 +247,8 @@ export interface ClusterSessions {
   sessionRecord (clientId: string): Promise<SessionMeta | undefined>
   /** after a claim at `epoch` on this node: the session adopted at that epoch and loaded (Clean Start: wiped) */
   hydrate (clientId: string, epoch: number, opts: { clean: boolean }): Promise<void>
-  /** another node claimed the session */
-  handOver (clientId: string): void
+  /** another node claimed the session, or it expired cluster-wide while held here at epoch `upTo` or before */
+  handOver (clientId: string, upTo?: number): void
 }
 
 /** culex's store: the aedes interface plus session metadata, stats and drop events. */

@@ -144,3 +144,15 @@ t.test('opening the store reads nothing from Redis, however many sessions it hol
   t.ok(after - before <= 4, `commands at open: ${after - before}`)
   t.equal(store.stats().sessions, 0)
 })
+
+t.test('a session that expired cluster-wide at an epoch drops the copy held at it, not one claimed here since', async (t) => {
+  const prefix = redisPrefix()
+  const a = await open(t, prefix, true, 'node-a')
+  await a.hydrate('x', 3, { clean: false })
+  await a.addSubscriptions({ id: 'x' }, [{ topic: 'e/#', qos: 1 }])
+  a.handOver('x', 2)
+  t.equal(a.epochOf('x'), 3, 'held at a later epoch than the one that expired: kept')
+  a.handOver('x', 3)
+  t.equal(a.epochOf('x'), undefined, 'held at the epoch that expired: dropped')
+  t.equal(a.holdsSubscriptions(), false)
+})
