@@ -331,6 +331,13 @@ export interface StormResult extends Ending {
   readonly hwmKiB: number
   /** The load generator's own CPU over the window, as a fraction of one core. */
   readonly loadgenCpuShare: number
+  /**
+   * The storm's start and the moment the broker was found quiet after it, in
+   * µs of the monotonic clock V8 stamps profile samples with, so a broker's
+   * .cpuprofile can be cut to the storm (benchmarks/profile-window.ts).
+   */
+  readonly monotonicStartUs: number
+  readonly monotonicQuietUs: number
   readonly integrity: Integrity
 }
 

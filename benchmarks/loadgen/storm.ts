@@ -103,6 +103,7 @@ export async function runStorm (job: StormJob): Promise<StormResult> {
   // delivery is still counted, and acknowledgement handling is billed to the storm.
   await settle(pid, QUIET_MAX_MS)
   const cpuUntilQuietS = cpuSeconds(pid) - cpuAtStart
+  const quietNs = process.hrtime.bigint()
   const peakRssKiB = sampler.stop()
   const hwm = hwmKiB(pid)
 
@@ -125,6 +126,8 @@ export async function runStorm (job: StormJob): Promise<StormResult> {
     peakRssKiB,
     hwmKiB: hwm,
     loadgenCpuShare: (loadgenCpu.user + loadgenCpu.system) / 1000 / Math.max(1, measure.wallMs),
+    monotonicStartUs: Number(startNs / 1000n),
+    monotonicQuietUs: Number(quietNs / 1000n),
     integrity: tracker.integrity(),
     ...ending,
     errors: errors.list()

@@ -24,6 +24,8 @@ function stormResult (overrides: Partial<StormResult> = {}): StormResult {
     peakRssKiB: 204_800,
     hwmKiB: 300_000,
     loadgenCpuShare: 0.4,
+    monotonicStartUs: 1_000_000,
+    monotonicQuietUs: 3_000_000,
     integrity: { expected: 5000, unique: 5000, lost: 0, duplicated: 0, reordered: 0, unexpected: 0, refused: 0 },
     timedOut: false,
     stalled: false,
