@@ -114,3 +114,25 @@ export class PeakSampler {
     return this.peakValue
   }
 }
+
+/** A `TcpExt:` counter from the text of /proc/net/netstat (header line, then values line). */
+export function netstatCounter (text: string, name: string): number | null {
+  const lines = text.split('\n').filter((line) => line.startsWith('TcpExt:'))
+  const names = lines[0]?.split(/\s+/) ?? []
+  const values = lines[1]?.split(/\s+/) ?? []
+  const at = names.indexOf(name)
+  const value = at > 0 ? Number(values[at]) : Number.NaN
+  return Number.isFinite(value) ? value : null
+}
+
+/**
+ * Connections the kernel dropped because a listen queue was full, machine
+ * wide: a storm that overflowed a broker's backlog measured SYN retries.
+ */
+export function listenOverflows (): number | null {
+  try {
+    return netstatCounter(readFileSync('/proc/net/netstat', 'utf8'), 'ListenOverflows')
+  } catch {
+    return null
+  }
+}

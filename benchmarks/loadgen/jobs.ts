@@ -331,6 +331,10 @@ export interface StormResult extends Ending {
   readonly hwmKiB: number
   /** The load generator's own CPU over the window, as a fraction of one core. */
   readonly loadgenCpuShare: number
+  /** The load generator's event-loop delay over the window (ms): high when it was starved of CPU. */
+  readonly loadgenLoopDelayP99Ms: number
+  /** Listen-queue overflows on this machine over the window (any listener); null when unreadable. */
+  readonly listenOverflows: number | null
   /**
    * The storm's start and the moment the broker was found quiet after it, in
    * µs of the monotonic clock V8 stamps profile samples with, so a broker's

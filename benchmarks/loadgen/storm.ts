@@ -4,7 +4,8 @@
 // delivered and acknowledged, the broker's peak RSS and its CPU, and the
 // load generator's own CPU, to show it was not the bottleneck.
 import { randomBytes } from 'node:crypto'
-import { cpuSeconds, hwmKiB, PeakSampler, rssKiB } from '../lib/procfs.js'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
+import { cpuSeconds, hwmKiB, listenOverflows, PeakSampler, rssKiB } from '../lib/procfs.js'
 import { MqttConn } from './conn.js'
 import { fillQueues, sessionOptions } from './drain.js'
 import { readPayloadHeader } from './encode.js'
@@ -54,6 +55,9 @@ export async function runStorm (job: StormJob): Promise<StormResult> {
   let check: () => void = () => {}
   const sampler = new PeakSampler(() => rssKiB(pid), job.rssIntervalMs)
   sampler.start()
+  const loopDelay = monitorEventLoopDelay({ resolution: 10 })
+  loopDelay.enable()
+  const overflowsAtStart = listenOverflows()
   const cpuAtStart = cpuSeconds(pid)
   const loadgenCpuAtStart = process.cpuUsage()
   const window = new MeasuredWindow(pid)
@@ -99,6 +103,8 @@ export async function runStorm (job: StormJob): Promise<StormResult> {
   })
   const measure = window.close(ending.timedOut || lastDeliveryNs === 0n ? null : lastDeliveryNs)
   const loadgenCpu = process.cpuUsage(loadgenCpuAtStart)
+  loopDelay.disable()
+  const overflowsAtEnd = listenOverflows()
   // Connections stay open while the broker finishes: a late duplicate
   // delivery is still counted, and acknowledgement handling is billed to the storm.
   await settle(pid, QUIET_MAX_MS)
@@ -126,6 +132,8 @@ export async function runStorm (job: StormJob): Promise<StormResult> {
     peakRssKiB,
     hwmKiB: hwm,
     loadgenCpuShare: (loadgenCpu.user + loadgenCpu.system) / 1000 / Math.max(1, measure.wallMs),
+    loadgenLoopDelayP99Ms: loopDelay.percentile(99) / 1e6,
+    listenOverflows: overflowsAtStart === null || overflowsAtEnd === null ? null : overflowsAtEnd - overflowsAtStart,
     monotonicStartUs: Number(startNs / 1000n),
     monotonicQuietUs: Number(quietNs / 1000n),
     integrity: tracker.integrity(),

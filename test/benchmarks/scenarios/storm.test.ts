@@ -24,6 +24,8 @@ function stormResult (overrides: Partial<StormResult> = {}): StormResult {
     peakRssKiB: 204_800,
     hwmKiB: 300_000,
     loadgenCpuShare: 0.4,
+    loadgenLoopDelayP99Ms: 12,
+    listenOverflows: 0,
     monotonicStartUs: 1_000_000,
     monotonicQuietUs: 3_000_000,
     integrity: { expected: 5000, unique: 5000, lost: 0, duplicated: 0, reordered: 0, unexpected: 0, refused: 0 },
@@ -38,7 +40,7 @@ t.test('a complete storm: every figure, CPU counted until the broker was quiet',
   const outcome = stormOutcome(stormResult())
   t.same(outcome.values, { deliveredMs: 1500, lastConnackMs: 1200, peakRssMiB: 200, cpuS: 2, perCpu: 2500 })
   t.same(outcome.integrity, { lost: 0, duplicated: 0, reordered: 0, refused: 0 })
-  t.same(outcome.notes, ['connects started over 1001 ms (0 waits for a free connect slot); load generator at 40% of a core'])
+  t.same(outcome.notes, ['connects started over 1001 ms (0 waited for a free slot); load generator at 40% of a core, event-loop delay p99 12 ms; listen-queue overflows 0'])
 })
 
 t.test('a storm that lost messages has no delivery time, and says why', async (t) => {
@@ -47,12 +49,16 @@ t.test('a storm that lost messages has no delivery time, and says why', async (t
     reconnected: 998,
     sessionsPresent: 990,
     stalled: true,
-    loadgenCpuShare: 0.95
+    loadgenCpuShare: 0.95,
+    loadgenLoopDelayP99Ms: 80,
+    listenOverflows: null
   }))
   t.equal(outcome.values['deliveredMs'], null)
   t.equal(outcome.values['lastConnackMs'], null, 'not every session came back')
   t.same(outcome.integrity, { lost: 10, duplicated: 2, reordered: 1, refused: 0 })
   t.match(outcome.notes.join('\n'), /near one full core/)
+  t.match(outcome.notes.join('\n'), /event-loop delay p99 80 ms; listen-queue overflows unknown/)
+  t.match(outcome.notes.join('\n'), /waited for CPU/)
   t.match(outcome.notes.join('\n'), /2 of 1000 reconnects failed/)
   t.match(outcome.notes.join('\n'), /8 reconnects had no session/)
   t.match(outcome.notes.join('\n'), /deliveries stalled/)
