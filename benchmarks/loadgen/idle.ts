@@ -60,8 +60,10 @@ export async function runIdle (job: IdleJob): Promise<IdleResult> {
 
   const measured = job.connections - warmupCount
   const window = new MeasuredWindow(job.target.brokerPid)
+  const startNs = process.hrtime.bigint()
   const conns = await open(measured, warmupCount)
   const measure = window.close(lastConnackNs > 0n ? lastConnackNs : null)
+  const endNs = process.hrtime.bigint()
 
   // Let the broker finish per-connection work and a GC cycle before reading
   // RSS, so the figure is the steady cost of holding the connections.
@@ -79,6 +81,8 @@ export async function runIdle (job: IdleJob): Promise<IdleResult> {
     window: measure,
     rssIdleKiB: rssIdle,
     ...(job.tls === undefined ? {} : { negotiated: distinctNegotiated(negotiated) }),
+    monotonicStartUs: Number(startNs / 1000n),
+    monotonicEndUs: Number(endNs / 1000n),
     timedOut,
     stalled: false,
     errors: errors.list()

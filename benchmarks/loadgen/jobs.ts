@@ -297,6 +297,9 @@ export interface IdleResult extends Ending {
   readonly rssIdleKiB: number
   /** TLS runs: what the handshakes negotiated, each distinct outcome once. */
   readonly negotiated?: readonly NegotiatedTls[]
+  /** The measured window's edges on the monotonic clock V8 stamps profile samples with (µs). */
+  readonly monotonicStartUs?: number
+  readonly monotonicEndUs?: number
 }
 
 export interface DrainResult extends Ending {
