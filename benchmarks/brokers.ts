@@ -10,6 +10,7 @@ import { launch as launchProcess, packageVersion as versionIn, removeDir, tempDi
 import { freePort, LOOPBACK } from './lib/net.js'
 import { commandExists } from './lib/processes.js'
 import type { RedisAof } from './lib/redis.js'
+import { mosquittoTlsListener, type BrokerTls } from './lib/tls-setup.js'
 
 export const BROKER_NAMES = ['aedes', 'mosquitto', 'culex-memory', 'culex-level', 'culex-nometrics', 'aedes1-level', 'null-relay', 'culex-memory-dashboard', 'culex-cluster', 'aedes-redis-cluster'] as const
 export type BrokerName = typeof BROKER_NAMES[number]
@@ -34,6 +35,8 @@ export interface BrokerFeatures {
   readonly mqtt5: boolean
   /** Can expose MQTT over WebSocket on ws://host:port/mqtt. */
   readonly websocket: boolean
+  /** Can listen for MQTT over TLS with a given key and certificate. */
+  readonly tls?: boolean
   /** Set for a stand-in that serves only these scenario ids (null-relay). */
   readonly scenarios?: readonly string[]
   /** Several nodes on one Redis: runs the cluster-* scenarios only. */
@@ -46,6 +49,8 @@ export interface StartOptions {
   readonly cpus: string | null
   /** A cluster's redis-server AOF setting, as the scenario states; default no AOF. */
   readonly redisAof?: RedisAof
+  /** Also listen for MQTT over TLS with these files (connects-tls). */
+  readonly tls?: BrokerTls
 }
 
 /** The processes of a running cluster, for the cluster scenarios. */
@@ -69,6 +74,8 @@ export interface RunningBroker {
   readonly pid: number
   readonly port: number
   readonly wsPort: number | null
+  /** Set when started with `tls`. */
+  readonly tlsPort?: number | null
   stop: () => Promise<void>
   /** False once the broker process has exited (crashed, if we did not stop it). */
   alive: () => boolean
@@ -97,8 +104,9 @@ interface LaunchSpec extends ProcessSpec {
   readonly name: BrokerName
 }
 
-async function launch (spec: LaunchSpec, options: StartOptions): Promise<RunningBroker> {
-  return { name: spec.name, ...await launchProcess(spec, options) }
+async function launch (spec: LaunchSpec, options: StartOptions, tlsPort: number | null = null): Promise<RunningBroker> {
+  const morePorts = [...(spec.morePorts ?? []), ...(tlsPort === null ? [] : [tlsPort])]
+  return { name: spec.name, tlsPort, ...await launchProcess({ ...spec, morePorts }, options) }
 }
 
 function packageVersion (env: BrokerEnvironment, packageDir: string): string {
@@ -127,9 +135,11 @@ function nodeFixture (env: BrokerEnvironment, name: BrokerName, fixture: string,
       const port = await freePort()
       const wsPort = options.websocket && features.websocket ? await freePort() : null
       const dir = await tempDir(name)
+      const tlsPort = options.tls !== undefined && features.tls === true ? await freePort() : null
       const args = [script, '--host', LOOPBACK, '--port', String(port), '--ws-port', String(wsPort ?? 0)]
       if (level) args.push('--data-dir', dir)
-      return await launch({ name, command: process.execPath, args, port, wsPort, cleanup: removeDir(dir) }, options)
+      if (tlsPort !== null && options.tls !== undefined) args.push('--tls-port', String(tlsPort), '--tls-key', options.tls.keyFile, '--tls-cert', options.tls.certFile)
+      return await launch({ name, command: process.execPath, args, port, wsPort, cleanup: removeDir(dir) }, options, tlsPort)
     }
   }
 }
@@ -138,16 +148,18 @@ function mosquitto (): BrokerRunner {
   const installed = commandExists('mosquitto')
   return {
     name: 'mosquitto',
-    features: { mqtt5: true, websocket: true },
-    description: installed ? `mosquitto ${mosquittoVersion()}, max_queued_messages 1000, no persistence` : 'mosquitto',
+    features: { mqtt5: true, websocket: true, tls: true },
+    description: installed ? `mosquitto ${mosquittoVersion()}, max_queued_messages 1000, persistence false` : 'mosquitto',
     unavailable: installed ? null : 'mosquitto not on PATH',
     start: async (options) => {
       const port = await freePort()
       const wsPort = options.websocket ? await freePort() : null
+      const tlsPort = options.tls === undefined ? null : await freePort()
       const dir = await tempDir('mosquitto')
       const config = [
         `listener ${port} ${LOOPBACK}`,
         'allow_anonymous true',
+        'persistence false',
         'max_queued_messages 1000',
         // Log at warning level like culex's --log-level warn: per-connection
         // notices would otherwise cost mosquitto CPU in the idle scenario.
@@ -157,9 +169,10 @@ function mosquitto (): BrokerRunner {
         'connection_messages false'
       ]
       if (wsPort !== null) config.push(`listener ${wsPort} ${LOOPBACK}`, 'protocol websockets')
+      if (tlsPort !== null && options.tls !== undefined) config.push(...mosquittoTlsListener(tlsPort, LOOPBACK, options.tls))
       const file = path.join(dir, 'mosquitto.conf')
       await writeFile(file, config.join('\n') + '\n')
-      return await launch({ name: 'mosquitto', command: 'mosquitto', args: ['-c', file], port, wsPort, cleanup: removeDir(dir) }, options)
+      return await launch({ name: 'mosquitto', command: 'mosquitto', args: ['-c', file], port, wsPort, cleanup: removeDir(dir) }, options, tlsPort)
     }
   }
 }
@@ -176,20 +189,22 @@ function culex (env: BrokerEnvironment, persistence: 'memory' | 'level', variant
   const name: BrokerName = !metrics ? 'culex-nometrics' : dashboard ? 'culex-memory-dashboard' : persistence === 'memory' ? 'culex-memory' : 'culex-level'
   return {
     name,
-    features: { mqtt5: true, websocket: true },
+    features: { mqtt5: true, websocket: true, tls: true },
     description: `culex ${packageVersion(env, '.')} (${path.relative(env.repoRoot, env.culexBin)}), --persistence ${persistence}${metrics ? '' : ', --metrics false --sys-interval 0'}${dashboard ? ', --dashboard true --admin-port <free port>' : ''}`,
     unavailable: existsSync(env.culexBin) ? null : `${path.relative(env.repoRoot, env.culexBin)} not built yet`,
     start: async (options) => {
       const port = await freePort()
       const wsPort = options.websocket ? await freePort() : null
       const adminPort = dashboard ? await freePort() : null
+      const tlsPort = options.tls === undefined ? null : await freePort()
       const dir = await tempDir(name)
       const args = [
         env.culexBin,
         '--host', LOOPBACK,
         '--port', String(port),
         '--ws-port', String(wsPort ?? 0),
-        '--tls-port', '0',
+        '--tls-port', String(tlsPort ?? 0),
+        ...(options.tls === undefined ? [] : ['--tls-key', options.tls.keyFile, '--tls-cert', options.tls.certFile]),
         '--wss-port', '0',
         '--persistence', persistence,
         '--data-dir', dir,
@@ -198,7 +213,7 @@ function culex (env: BrokerEnvironment, persistence: 'memory' | 'level', variant
         ...(adminPort === null ? [] : ['--dashboard', 'true', '--admin-host', LOOPBACK, '--admin-port', String(adminPort)])
       ]
       const morePorts = adminPort === null ? [] : [adminPort]
-      return await launch({ name, command: process.execPath, args, port, wsPort, morePorts, cleanup: removeDir(dir) }, options)
+      return await launch({ name, command: process.execPath, args, port, wsPort, morePorts, cleanup: removeDir(dir) }, options, tlsPort)
     }
   }
 }
@@ -214,12 +229,12 @@ export function brokerRunners (env: BrokerEnvironment): BrokerRunner[] {
     culex(env, 'memory', { dashboard: true }),
     nodeFixture(env, 'aedes1-level', 'aedes1-level.mjs', { mqtt5: false, websocket: false },
       `aedes ${packageVersion(env, 'node_modules/aedes-v1')} + aedes-persistence-level ${packageVersion(env, 'node_modules/aedes-persistence-level')}`, true),
-    // A yardstick for the two scenarios whose targets sit near what Node and
-    // this machine allow; it has no topic matching, QoS 2, retained messages
-    // or shared groups, and its naive encoding makes it no yardstick for the
-    // throughput scenarios.
+    // A yardstick for the scenarios whose targets sit near what Node and
+    // this machine allow (latency, persistent sessions, connects); it has no
+    // topic matching, QoS 2, retained messages or shared groups, and its
+    // naive encoding makes it no yardstick for the throughput scenarios.
     nodeFixture(env, 'null-relay', 'null-relay.mjs',
-      { mqtt5: true, websocket: false, scenarios: ['latency-qos1', 'session-drain'] },
+      { mqtt5: true, websocket: false, tls: true, scenarios: ['latency-qos1', 'session-drain', 'idle-connections', 'connects-tls', 'reconnect-storm'] },
       'null-relay (benchmarks/fixtures/null-relay.mjs): not a broker, a naive relay on Node sockets and mqtt-packet', false),
     ...clusterRunners(env)
   ]

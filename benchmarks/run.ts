@@ -11,6 +11,7 @@ import { parseOptions, USAGE, type BenchOptions } from './lib/args.js'
 import { commandExists, fdLimits } from './lib/processes.js'
 import { clockTicksPerSecond } from './lib/procfs.js'
 import { markdownReport } from './lib/report.js'
+import { makeBrokerTls } from './lib/tls-setup.js'
 import { integrityRows, summarize, type CellRecord, type SkipRecord } from './lib/summary.js'
 import { isClusterScenario, scenarios as allScenarios } from './scenarios/index.js'
 import type { Scenario, ScenarioSettings } from './scenarios/types.js'
@@ -51,7 +52,13 @@ async function runCell (scenario: Scenario, runner: BrokerRunner, repeat: number
   const started = Date.now()
   let broker: RunningBroker | null = null
   try {
-    broker = await runner.start({ websocket: scenario.needsWebsocket, fdLimit: settings.loadgen.fdLimit, cpus, ...(scenario.redisAof === undefined ? {} : { redisAof: scenario.redisAof }) })
+    broker = await runner.start({
+      websocket: scenario.needsWebsocket,
+      fdLimit: settings.loadgen.fdLimit,
+      cpus,
+      ...(scenario.redisAof === undefined ? {} : { redisAof: scenario.redisAof }),
+      ...(scenario.needsTls === true && settings.tls !== undefined ? { tls: settings.tls } : {})
+    })
     const outcome = await scenario.run({ broker, runner, settings })
     if (!broker.alive()) throw new Error(`broker exited during the run\n${broker.output()}`)
     return { scenario: scenario.id, broker: runner.name, repeat, elapsedMs: Date.now() - started, outcome, error: null }
@@ -86,7 +93,9 @@ async function main (): Promise<void> {
     full: options.full,
     protocolVersion: options.protocolVersion,
     keepLatencySamples: options.latencySamples,
-    loadgen: { fdLimit: Math.min(limits.hard, WANTED_FDS), cpus: pinned ? '1' : null }
+    loadgen: { fdLimit: Math.min(limits.hard, WANTED_FDS), cpus: pinned ? '1' : null },
+    // One certificate for every broker of the run, removed when the harness exits.
+    ...(scenarios.some((s) => s.needsTls === true) ? { tls: await makeBrokerTls() } : {})
   }
 
   const cells: CellRecord[] = []

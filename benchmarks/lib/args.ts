@@ -44,8 +44,9 @@ export const USAGE = `Usage: npm run bench -- [options]   (or: node dist/benchma
   --repeats N          repeats per broker and scenario (default 3; --quick: 1)
   --only a,b           scenario ids or prefixes (e.g. fanin,latency-qos1,retained)
   --brokers a,b        subset of: ${BROKER_NAMES.join(', ')}
-                       (default: all but null-relay, a stand-in that is not a broker: a naive relay,
-                       a yardstick for latency and session-drain, and culex-memory-dashboard, culex-memory
+                       (default: all but null-relay, a stand-in that is not a broker: a naive relay, a
+                       yardstick for latency, session-drain, idle-connections, connects-tls and reconnect-storm,
+                       and culex-memory-dashboard, culex-memory
                        with the dashboard's listener on; see benchmarks/README.md). culex-cluster and
                        aedes-redis-cluster (3 nodes on a private redis-server) run the cluster-* scenarios only
   --protocol 4|5       MQTT version for the MQTT 5 scenarios (default 5; drain is always 3.1.1)

@@ -2,7 +2,7 @@
 // result, and kill it if it overruns the job's own time bound.
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { isLoadgenOutput, type DrainJob, type DrainResult, type FlowJob, type FlowResult, type IdleJob, type IdleResult, type Job, type JobResult, type RetainedJob, type RetainedResult, type SeedJob, type SeedResult, type TakeoverJob, type TakeoverResult, type WillJob, type WillResult } from '../loadgen/jobs.js'
+import { isLoadgenOutput, type DrainJob, type DrainResult, type FlowJob, type FlowResult, type IdleJob, type IdleResult, type Job, type JobResult, type RetainedJob, type RetainedResult, type SeedJob, type SeedResult, type StormJob, type StormResult, type TakeoverJob, type TakeoverResult, type WillJob, type WillResult } from '../loadgen/jobs.js'
 import { OutputTail, spawnTracked } from './processes.js'
 
 const LOADGEN_MAIN = fileURLToPath(new URL('../loadgen/main.js', import.meta.url))
@@ -81,5 +81,11 @@ export async function runWillJob (job: WillJob, settings: LoadgenSettings): Prom
 export async function runSeedJob (job: SeedJob, settings: LoadgenSettings): Promise<SeedResult> {
   const result = await runLoadgen(job, settings)
   if (result.kind !== 'seed') throw new Error('unreachable: kind checked above')
+  return result
+}
+
+export async function runStormJob (job: StormJob, settings: LoadgenSettings): Promise<StormResult> {
+  const result = await runLoadgen(job, settings)
+  if (result.kind !== 'storm') throw new Error('unreachable: kind checked above')
   return result
 }

@@ -71,3 +71,68 @@ export function cpuDeltas (before: readonly number[], after: readonly number[]):
   if (before.length !== after.length) throw new Error(`cpuDeltas: ${before.length} readings before, ${after.length} after`)
   return after.map((end, i) => end - before[i]!)
 }
+
+/** Peak resident set size of `pid` since it started, in KiB (VmHWM). */
+export function hwmKiB (pid: number): number {
+  const match = /^VmHWM:\s+(\d+)\s+kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+  if (match?.[1] === undefined) throw new Error(`no VmHWM in /proc/${pid}/status`)
+  return Number(match[1])
+}
+
+/**
+ * The highest of a reading taken every `intervalMs` (a broker's RSS during a
+ * storm); `read` is injectable so the bookkeeping can be tested without a process.
+ */
+export class PeakSampler {
+  private peakValue = 0
+  private timer: NodeJS.Timeout | null = null
+
+  constructor (private readonly read: () => number, private readonly intervalMs: number) {}
+
+  start (): void {
+    this.sample()
+    this.timer = setInterval(() => this.sample(), this.intervalMs)
+  }
+
+  sample (): void {
+    try {
+      this.peakValue = Math.max(this.peakValue, this.read())
+    } catch {
+      // The process may have exited; the run reports that elsewhere.
+    }
+  }
+
+  /** Stops sampling after one last reading and returns the peak. */
+  stop (): number {
+    if (this.timer !== null) clearInterval(this.timer)
+    this.timer = null
+    this.sample()
+    return this.peakValue
+  }
+
+  get peak (): number {
+    return this.peakValue
+  }
+}
+
+/** A `TcpExt:` counter from the text of /proc/net/netstat (header line, then values line). */
+export function netstatCounter (text: string, name: string): number | null {
+  const lines = text.split('\n').filter((line) => line.startsWith('TcpExt:'))
+  const names = lines[0]?.split(/\s+/) ?? []
+  const values = lines[1]?.split(/\s+/) ?? []
+  const at = names.indexOf(name)
+  const value = at > 0 ? Number(values[at]) : Number.NaN
+  return Number.isFinite(value) ? value : null
+}
+
+/**
+ * Connections the kernel dropped because a listen queue was full, machine
+ * wide: a storm that overflowed a broker's backlog measured SYN retries.
+ */
+export function listenOverflows (): number | null {
+  try {
+    return netstatCounter(readFileSync('/proc/net/netstat', 'utf8'), 'ListenOverflows')
+  } catch {
+    return null
+  }
+}

@@ -4,11 +4,12 @@
 // sends in response to one chunk of input into one write.
 import net from 'node:net'
 import type { Duplex } from 'node:stream'
+import tls from 'node:tls'
 import { generate, parser as createParser, type IConnackPacket, type ISubackPacket, type IPublishPacket, type Packet } from 'mqtt-packet'
 import WebSocket, { createWebSocketStream } from 'ws'
 import { assertLoopback } from '../lib/net.js'
 import { encodePuback, encodePubcomp, encodePubrec, encodePubrel } from './encode.js'
-import type { ProtocolVersion, QoS, Target, Transport } from './jobs.js'
+import type { NegotiatedTls, ProtocolVersion, QoS, Target, TlsClientSettings, Transport } from './jobs.js'
 
 export interface ConnectOptions {
   readonly host: string
@@ -25,6 +26,8 @@ export interface ConnectOptions {
   readonly connectTimeoutMs: number
   /** A Will Message for this connection (no Will Delay). */
   readonly will?: { readonly topic: string, readonly payload: Buffer, readonly qos: QoS }
+  /** MQTT over TLS to this port instead of `transport`. */
+  readonly tls?: { readonly port: number, readonly settings: TlsClientSettings }
 }
 
 export interface ConnHandlers {
@@ -79,6 +82,35 @@ async function connectTcp (host: string, port: number, timeoutMs: number): Promi
   })
 }
 
+async function connectTls (host: string, port: number, settings: TlsClientSettings, timeoutMs: number): Promise<tls.TLSSocket> {
+  return await new Promise((resolve, reject) => {
+    // A fresh handshake every time: no session is passed in, so nothing is resumed.
+    const socket = tls.connect({
+      host,
+      port,
+      ca: settings.caPem,
+      ciphers: settings.ciphers,
+      minVersion: settings.minVersion,
+      maxVersion: settings.maxVersion,
+      ecdhCurve: settings.ecdhCurve
+    })
+    const timer = setTimeout(() => { socket.destroy(); reject(new Error('TLS connect timeout')) }, timeoutMs)
+    socket.once('secureConnect', () => {
+      clearTimeout(timer)
+      socket.setNoDelay(true)
+      resolve(socket)
+    })
+    socket.once('error', (err) => { clearTimeout(timer); reject(err) })
+  })
+}
+
+/** The version, suite and group a finished TLS handshake settled on. */
+export function negotiatedTls (socket: tls.TLSSocket): NegotiatedTls {
+  const key = socket.getEphemeralKeyInfo()
+  const group = typeof key === 'object' && key !== null && 'name' in key && typeof key.name === 'string' ? key.name : null
+  return { protocol: socket.getProtocol() ?? 'unknown', cipher: socket.getCipher().name, group }
+}
+
 async function connectWs (host: string, port: number, path: string, timeoutMs: number): Promise<Duplex> {
   return await new Promise((resolve, reject) => {
     const ws = new WebSocket(`ws://${host}:${port}${path}`, 'mqtt', { perMessageDeflate: false, handshakeTimeout: timeoutMs })
@@ -101,6 +133,9 @@ export class MqttConn {
   private closing = false
   private failure: Error | null = null
   readonly closed: Promise<void>
+
+  /** Set for a TLS connection: what its handshake negotiated. */
+  tls: NegotiatedTls | null = null
 
   private constructor (private readonly stream: Duplex, readonly protocolVersion: ProtocolVersion) {
     const parser = createParser({ protocolVersion })
@@ -127,7 +162,12 @@ export class MqttConn {
   static async open (options: ConnectOptions, handlers: ConnHandlers = {}): Promise<{ conn: MqttConn, connack: IConnackPacket }> {
     assertLoopback(options.host)
     let stream: Duplex
-    if (options.transport === 'ws') {
+    let negotiated: NegotiatedTls | null = null
+    if (options.tls !== undefined) {
+      const socket = await connectTls(options.host, options.tls.port, options.tls.settings, options.connectTimeoutMs)
+      negotiated = negotiatedTls(socket)
+      stream = socket
+    } else if (options.transport === 'ws') {
       if (options.wsPort === null) throw new Error('broker has no WebSocket port')
       stream = await connectWs(options.host, options.wsPort, options.wsPath, options.connectTimeoutMs)
     } else {
@@ -135,6 +175,7 @@ export class MqttConn {
     }
     const conn = new MqttConn(stream, options.protocolVersion)
     conn.handlers = handlers
+    conn.tls = negotiated
     try {
       const connack = await conn.handshake(options)
       return { conn, connack }

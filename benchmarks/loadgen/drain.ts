@@ -13,7 +13,10 @@ import { MeasuredWindow, settle } from './window.js'
 const SESSION_EXPIRY_S = 3600
 const CHECK_INTERVAL_MS = 50
 
-function sessionOptions (job: DrainJob, clientId: string): ConnectOptions {
+/** What the storm job shares with this one. */
+export type SessionLoad = Pick<DrainJob, 'target' | 'messagesPerSession' | 'payloadBytes' | 'timeoutMs'>
+
+export function sessionOptions (job: Pick<DrainJob, 'target'>, clientId: string): ConnectOptions {
   return {
     ...connectOptions(job.target, clientId, 'tcp'),
     clean: false,
@@ -23,7 +26,8 @@ function sessionOptions (job: DrainJob, clientId: string): ConnectOptions {
   }
 }
 
-async function fillQueues (job: DrainJob, topic: string): Promise<WindowMeasure> {
+/** Publishes messagesPerSession QoS 1 messages to `topic`, which every offline session subscribes to. */
+export async function fillQueues (job: SessionLoad, topic: string): Promise<WindowMeasure> {
   const encoded = encodePublishes({
     topic,
     topicFor: null,

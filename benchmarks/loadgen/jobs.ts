@@ -31,6 +31,29 @@ export interface Target {
   readonly protocolVersion: ProtocolVersion
   /** Set for a cluster: windows then measure every node plus redis-server. */
   readonly cluster?: ClusterTarget
+  /** The broker's MQTT-over-TLS port, when it was started with one. */
+  readonly tlsPort?: number | null
+}
+
+/**
+ * How the load generator's TLS client connects: it trusts only the run's
+ * certificate and offers one version, one cipher suite and one key exchange
+ * group, so the broker cannot negotiate anything else.
+ */
+export interface TlsClientSettings {
+  readonly caPem: string
+  readonly ciphers: string
+  readonly minVersion: 'TLSv1.2' | 'TLSv1.3'
+  readonly maxVersion: 'TLSv1.2' | 'TLSv1.3'
+  readonly ecdhCurve: string
+}
+
+/** What a TLS handshake settled on, as the client saw it. */
+export interface NegotiatedTls {
+  readonly protocol: string
+  readonly cipher: string
+  /** Key exchange group (e.g. X25519); null when the handshake had none. */
+  readonly group: string | null
 }
 
 /** Publishers → subscribers throughput/latency run (fan-in, fan-out, shared, ws). */
@@ -87,6 +110,8 @@ export interface IdleJob {
   readonly connections: number
   readonly concurrency: number
   readonly timeoutMs: number
+  /** Connect over TLS to target.tlsPort with these settings; absent: plain TCP. */
+  readonly tls?: TlsClientSettings
 }
 
 /** Offline persistent sessions with queued messages, then a reconnect storm. */
@@ -171,7 +196,28 @@ export interface SeedJob {
   readonly timeoutMs: number
 }
 
-export type Job = FlowJob | IdleJob | DrainJob | RetainedJob | TakeoverJob | WillJob | SeedJob
+export type Job = FlowJob | IdleJob | DrainJob | RetainedJob | TakeoverJob | WillJob | SeedJob | StormJob
+
+/**
+ * A reconnect storm: persistent MQTT 5 sessions (one QoS 1 subscription
+ * each) go offline, messages are queued for them, then they all reconnect
+ * within `spreadMs`, at most `concurrency` connects outstanding at a time.
+ */
+export interface StormJob {
+  readonly kind: 'storm'
+  readonly target: Target
+  readonly sessions: number
+  readonly messagesPerSession: number
+  readonly payloadBytes: number
+  /** CONNECTs are started evenly over this long from the window's start. */
+  readonly spreadMs: number
+  /** Connects sent but not yet acknowledged, at most (the listen backlog's share). */
+  readonly concurrency: number
+  /** Broker RSS is read this often during the storm. */
+  readonly rssIntervalMs: number
+  readonly timeoutMs: number
+  readonly stallMs: number
+}
 
 /** A measured window: wall time and the broker's CPU/RSS across it. */
 export interface WindowMeasure {
@@ -249,6 +295,11 @@ export interface IdleResult extends Ending {
   readonly window: WindowMeasure
   /** RSS once all connections are up and the broker has gone quiet. */
   readonly rssIdleKiB: number
+  /** TLS runs: what the handshakes negotiated, each distinct outcome once. */
+  readonly negotiated?: readonly NegotiatedTls[]
+  /** The measured window's edges on the monotonic clock V8 stamps profile samples with (µs). */
+  readonly monotonicStartUs?: number
+  readonly monotonicEndUs?: number
 }
 
 export interface DrainResult extends Ending {
@@ -259,6 +310,41 @@ export interface DrainResult extends Ending {
   readonly fill: WindowMeasure
   /** Reconnect-and-drain phase: the measured window. */
   readonly window: WindowMeasure
+  readonly integrity: Integrity
+}
+
+export interface StormResult extends Ending {
+  readonly kind: 'storm'
+  readonly sessions: number
+  readonly sessionsPresent: number
+  readonly reconnected: number
+  /** Queue-filling phase, for context. */
+  readonly fill: WindowMeasure
+  /** From the first reconnect to the last queued message delivered (and its PUBACK written). */
+  readonly window: WindowMeasure
+  /** Broker CPU from the first reconnect until it was quiet again after the last delivery (acknowledgements handled). */
+  readonly cpuUntilQuietS: number
+  /** From the window's start to the last connect started / the last CONNACK received. */
+  readonly lastConnectStartedMs: number
+  readonly lastConnackMs: number
+  /** Times a due connect waited because `concurrency` connects were outstanding. */
+  readonly concurrencyWaits: number
+  /** Highest broker VmRSS seen during the storm (polled), and VmHWM at its end. */
+  readonly peakRssKiB: number
+  readonly hwmKiB: number
+  /** The load generator's own CPU over the window, as a fraction of one core. */
+  readonly loadgenCpuShare: number
+  /** The load generator's event-loop delay over the window (ms): high when it was starved of CPU. */
+  readonly loadgenLoopDelayP99Ms: number
+  /** Listen-queue overflows on this machine over the window (any listener); null when unreadable. */
+  readonly listenOverflows: number | null
+  /**
+   * The storm's start and the moment the broker was found quiet after it, in
+   * µs of the monotonic clock V8 stamps profile samples with, so a broker's
+   * .cpuprofile can be cut to the storm (benchmarks/profile-window.ts).
+   */
+  readonly monotonicStartUs: number
+  readonly monotonicQuietUs: number
   readonly integrity: Integrity
 }
 
@@ -323,13 +409,13 @@ export interface SeedResult extends Ending {
   readonly wallMs: number
 }
 
-export type JobResult = FlowResult | IdleResult | DrainResult | RetainedResult | TakeoverResult | WillResult | SeedResult
+export type JobResult = FlowResult | IdleResult | DrainResult | RetainedResult | TakeoverResult | WillResult | SeedResult | StormResult
 
 export type LoadgenOutput =
   | { readonly ok: true, readonly result: JobResult }
   | { readonly ok: false, readonly error: string }
 
-const JOB_KINDS: ReadonlySet<string> = new Set(['flow', 'idle', 'drain', 'retained', 'takeover', 'will', 'seed'])
+const JOB_KINDS: ReadonlySet<string> = new Set(['flow', 'idle', 'drain', 'retained', 'takeover', 'will', 'seed', 'storm'])
 
 /**
  * Shallow structural check of a decoded job. Both ends are our own code, so

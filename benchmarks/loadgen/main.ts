@@ -11,6 +11,7 @@ import { isJob, type Job, type JobResult, type LoadgenOutput } from './jobs.js'
 import { errorMessage } from './pool.js'
 import { runRetained } from './retained.js'
 import { runSeed } from './seed.js'
+import { runStorm } from './storm.js'
 import { runTakeover } from './takeover.js'
 import { runWill } from './will.js'
 
@@ -24,6 +25,7 @@ async function run (job: Job): Promise<JobResult> {
     case 'takeover': return await runTakeover(job)
     case 'will': return await runWill(job)
     case 'seed': return await runSeed(job)
+    case 'storm': return await runStorm(job)
   }
 }
 

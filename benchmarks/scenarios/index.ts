@@ -2,6 +2,7 @@
 import { clusterTakeover, clusterWill } from './cluster-faults.js'
 import { clusterFanIn, clusterFanOut, clusterLocal } from './cluster-flow.js'
 import { clusterJoin } from './cluster-join.js'
+import { connectsTls } from './connects-tls.js'
 import { drain } from './drain.js'
 import { fanIn } from './fan-in.js'
 import { fanOut } from './fan-out.js'
@@ -9,6 +10,7 @@ import { idle } from './idle.js'
 import { latency } from './latency.js'
 import { retained } from './retained.js'
 import { shared } from './shared.js'
+import { storm } from './storm.js'
 import type { Scenario } from './types.js'
 import { websocket } from './websocket.js'
 
@@ -20,7 +22,9 @@ export function scenarios (full: boolean): Scenario[] {
     fanOut,
     latency,
     idle,
+    connectsTls,
     drain,
+    storm,
     shared,
     retained(100_000, 20_000),
     // 1M retained messages takes minutes per broker: only on request.

@@ -5,6 +5,7 @@ import type { LoadgenSettings } from '../lib/loadgen-client.js'
 import type { JobResult, ProtocolVersion, Target } from '../loadgen/jobs.js'
 import { LOOPBACK } from '../lib/net.js'
 import type { RedisAof } from '../lib/redis.js'
+import type { BrokerTls } from '../lib/tls-setup.js'
 
 export interface ScenarioSettings {
   readonly quick: boolean
@@ -12,6 +13,8 @@ export interface ScenarioSettings {
   readonly protocolVersion: ProtocolVersion
   readonly keepLatencySamples: boolean
   readonly loadgen: LoadgenSettings
+  /** The run's certificate; set when a selected scenario needs TLS. */
+  readonly tls?: BrokerTls
 }
 
 export interface ScenarioContext {
@@ -52,6 +55,8 @@ export interface Scenario {
   readonly title: string
   readonly metrics: readonly MetricDef[]
   readonly needsWebsocket: boolean
+  /** Brokers are started with the run's certificate and a TLS listener. */
+  readonly needsTls?: boolean
   /** Cluster scenarios: the redis-server's AOF setting for this scenario (default no AOF). */
   readonly redisAof?: RedisAof
   /** null when this broker takes part; otherwise the reason it is skipped. */
@@ -66,7 +71,8 @@ export function targetFor (context: ScenarioContext, protocolVersion: ProtocolVe
     wsPort: context.broker.wsPort,
     wsPath: '/mqtt',
     brokerPid: context.broker.pid,
-    protocolVersion
+    protocolVersion,
+    tlsPort: context.broker.tlsPort ?? null
   }
 }
 

@@ -4,7 +4,7 @@
  * per-process deltas, which a cluster's figure sums.
  */
 import t from 'tap'
-import { cpuDeltas, cpuSeconds, statCpuTicks } from '../../../benchmarks/lib/procfs.js'
+import { cpuDeltas, cpuSeconds, netstatCounter, statCpuTicks } from '../../../benchmarks/lib/procfs.js'
 
 // Fields 3.. after the comm: state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime stime ...
 const stat = (comm: string, utime: number, stime: number): string =>
@@ -34,4 +34,12 @@ t.test('cpuDeltas: what each process used between two readings, in order', async
 t.test('cpuSeconds reads this process and names a pid that is gone', async (t) => {
   t.ok(cpuSeconds(process.pid) >= 0)
   t.throws(() => cpuSeconds(2 ** 22 + 12345), /cpu time of/)
+})
+
+t.test('netstatCounter reads one TcpExt counter by name', async (t) => {
+  const text = 'TcpExt: SyncookiesSent ListenOverflows ListenDrops\nTcpExt: 3 17 19\nIpExt: InNoRoutes\nIpExt: 0\n'
+  t.equal(netstatCounter(text, 'ListenOverflows'), 17)
+  t.equal(netstatCounter(text, 'ListenDrops'), 19)
+  t.equal(netstatCounter(text, 'NoSuchCounter'), null)
+  t.equal(netstatCounter('', 'ListenOverflows'), null)
 })
