@@ -15,6 +15,7 @@ import type { BrokerContext } from './context.js'
 import { wirePublishRefusals } from './publish-refusal.js'
 import { clusterSessionsOf } from './store.js'
 import { wireClusterWills } from './cluster-wills.js'
+import { wireClusterQos } from './cluster-qos.js'
 
 /** the epoch at which each client claimed its id */
 const epochs = new WeakMap<Client, number>()
@@ -139,6 +140,7 @@ export function wireCluster (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster' | 
     }
   })
   wireRoutes(aedes, cluster)
+  wireClusterQos(aedes, ctx)
   aedes.on('client', (client) => { registered.get(client)?.() })
   aedes.on('connectionError', (client) => { registered.get(client)?.() })
   aedes.on('clientReady', (client) => {

@@ -17,12 +17,14 @@ import { openRedis, redactUrl, type RedisPair } from './redis.js'
 import { Registry, type LocalClients } from './registry.js'
 import { ClusterRetained, type ApplyRetained } from './retained.js'
 import type { StoredPacket } from '../persistence/types.js'
-import { Routes, type RoutedMessage } from './routes.js'
+import { Routes, routedPacket, type RoutedMessage } from './routes.js'
+import { Inbox, type DeliverQueued } from './inbox.js'
 import { ClusterWills, type ClusterWill, type WillsHost } from './wills.js'
 
 export { redactUrl } from './redis.js'
 export type { LocalClients } from './registry.js'
 export type { RoutedMessage } from './routes.js'
+export type { DeliverQueued } from './inbox.js'
 export type { ApplyRetained } from './retained.js'
 export type { NodeFigures } from './figures.js'
 export type { ClusterWill, PublishWill, WillsHost } from './wills.js'
@@ -50,6 +52,18 @@ export interface ClusterView {
   unsubscribed (filter: string): void
   /** Sends a QoS 0 message to the other nodes with a matching subscription; returns how many. */
   route (message: RoutedMessage): number
+  /** a persistent session here gained (true) or lost a QoS 1/2 subscription to `filter` (the node's durable routes) */
+  durableChanged (filter: string, added: boolean): void
+  /**
+   * Adds a QoS 1/2 message to the inbox of every other node with a matching
+   * live subscriber or persistent session (inbox.ts); resolves once Redis
+   * has them all, rejects with a ClusterWriteRefused otherwise.
+   */
+  routeDurable (message: RoutedMessage & { qos: number }): Promise<void>
+  /** whether any other node has a subscriber or persistent session matching `topic` (0x10) */
+  routesTo (topic: string): boolean
+  /** where this node's inbox goes (set before the join) */
+  attachInbox (deliver: DeliverQueued): void
   /**
    * How a cluster-wide retained change reaches this node's own store (set
    * before the join, which fills that store from Redis).
@@ -101,6 +115,8 @@ export class ClusterNode implements ClusterView {
   private readFigures: (() => NodeFigures) | undefined
   private wills: ClusterWills | undefined
   private willsHost: WillsHost | undefined
+  private inbox: Inbox | undefined
+  private deliverQueued: DeliverQueued | undefined
 
   private constructor (private readonly redis: RedisPair, private readonly logger: Logger, readonly url: string) {}
 
@@ -144,6 +160,9 @@ export class ClusterNode implements ClusterView {
     await membership.start()
     const routes = new Routes(this.redis, options.nodeId, this.logger, (message) => { local.deliver(message) })
     await routes.start(() => membership.nodes())
+    const inbox = new Inbox(this.redis, options.nodeId, this.logger, this.deliverQueued ?? (async () => {}))
+    await inbox.start()
+    this.inbox = inbox
     const retained = new ClusterRetained(this.redis, this.logger)
     await retained.start(this.applyRetained ?? (async () => {}))
     const wills = new ClusterWills(this.redis, options.nodeId, this.logger, membership.leaseMs, membership.renewMs)
@@ -211,6 +230,24 @@ export class ClusterNode implements ClusterView {
     return this.routes?.route(message) ?? 0
   }
 
+  durableChanged (filter: string, added: boolean): void {
+    this.routes?.durableChanged(filter, added)
+  }
+
+  async routeDurable (message: RoutedMessage & { qos: number }): Promise<void> {
+    const nodes = this.routes?.durableNodes(message.topic)
+    if (nodes === undefined || nodes.size === 0 || this.inbox === undefined) return
+    await this.inbox.send(nodes, routedPacket(message, message.qos === 2 ? 2 : 1))
+  }
+
+  routesTo (topic: string): boolean {
+    return (this.routes?.durableNodes(topic).size ?? 0) > 0
+  }
+
+  attachInbox (deliver: DeliverQueued): void {
+    this.deliverQueued = deliver
+  }
+
   attachRetained (apply: ApplyRetained): void {
     this.applyRetained = apply
   }
@@ -256,6 +293,7 @@ export class ClusterNode implements ClusterView {
   async close (): Promise<void> {
     this.registry?.stop()
     this.routes?.stop()
+    await this.inbox?.stop()
     this.retained?.stop()
     await this.wills?.stop()
     await this.figures?.stop()
