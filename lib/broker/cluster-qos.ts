@@ -1,13 +1,22 @@
 /**
  * The broker's side of QoS 1/2 routing between nodes (lib/cluster/inbox.ts):
- * the QoS 1/2 filters of the persistent sessions this node's store holds
- * become the node's durable routes, and a message from this node's inbox is
- * published here only, with no client (so it is not routed again), through
- * the same delivery checks as any message (authorizeForward); the inbox
- * acknowledges it once aedes completed the publish, i.e. once it is queued
- * in Redis for every persistent session here that it matches.
+ * - a client's QoS 1/2 message goes to the other nodes' inboxes before aedes
+ *   publishes it here, so its PUBACK/PUBREC (held until aedes' `published`
+ *   hook) means every node that must get it has it; a refusal fails the
+ *   publish before any delivery (broker/publish-refusal.ts answers 0x80);
+ * - a client's messages stay in its order: one waiting for its inbox writes
+ *   holds the client's next ones back (any QoS), so a message with no
+ *   remote subscriber never overtakes an earlier one;
+ * - the QoS 1/2 filters of the persistent sessions this node's store holds
+ *   become the node's durable routes;
+ * - a message from this node's inbox is published here only, with no client
+ *   (so it is not routed again), through the same delivery checks as any
+ *   (authorizeForward); the inbox acknowledges it once aedes completed the
+ *   publish, i.e. once it is queued in Redis for every persistent session
+ *   here that it matches.
  */
-import type { Aedes, PublishPacket } from 'aedes'
+import type { Aedes, Client, PublishPacket } from 'aedes'
+import { beforeClientPublish } from '../aedes-internals.js'
 import type { BrokerContext } from './context.js'
 
 interface DurableFilters {
@@ -18,9 +27,23 @@ function watchesDurableFilters (store: unknown): store is DurableFilters {
   return typeof (store as Partial<DurableFilters> | undefined)?.watchDurableFilters === 'function'
 }
 
+/** Installed before wirePublishRefusals, whose handler then answers a refused inbox write. */
 export function wireClusterQos (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster' | 'store'>): void {
   const cluster = ctx.cluster
   if (cluster === undefined) return
+  /** per client, its last message still waiting for its inbox writes */
+  const waiting = new WeakMap<Client, Promise<void>>()
+  beforeClientPublish(aedes, (packet, client) => {
+    const previous = waiting.get(client)
+    if (previous === undefined && packet.qos === 0) return undefined
+    const route = (): Promise<void> => packet.qos === 0 ? Promise.resolve() : cluster.routeDurable({ ...packet, payload: Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload) })
+    // an earlier message's refusal is its own publisher's answer, not this one's
+    const step = previous === undefined ? route() : previous.then(route, route)
+    const settled = step.then(() => {}, () => {})
+    waiting.set(client, settled)
+    void settled.then(() => { if (waiting.get(client) === settled) waiting.delete(client) })
+    return step
+  })
   const store = ctx.store()
   if (watchesDurableFilters(store)) store.watchDurableFilters((filter, added) => { cluster.durableChanged(filter, added) })
   cluster.attachInbox(async (packet) => {

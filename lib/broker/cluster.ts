@@ -123,6 +123,7 @@ export function wireCluster (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster' | 
   const cluster = ctx.cluster
   if (cluster === undefined) return
   wireRetained(ctx.store(), cluster)
+  wireClusterQos(aedes, ctx)
   wirePublishRefusals(aedes, ctx)
   cluster.attachClients({
     takenOver (clientId, byNode) {
@@ -140,7 +141,6 @@ export function wireCluster (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster' | 
     }
   })
   wireRoutes(aedes, cluster)
-  wireClusterQos(aedes, ctx)
   aedes.on('client', (client) => { registered.get(client)?.() })
   aedes.on('connectionError', (client) => { registered.get(client)?.() })
   aedes.on('clientReady', (client) => {

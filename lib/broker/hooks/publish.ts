@@ -7,7 +7,6 @@ import type { AedesPublishPacket, Client, PublishPacket } from 'aedes'
 import type { SecurityPolicy } from '../../auth/policy.js'
 import type { Connection } from '../../protocol/connection.js'
 import { stripWillProperties } from '../../protocol/delivery.js'
-import type { ClusterView } from '../../cluster/index.js'
 
 /** Topics only the broker publishes to. */
 export function isReservedTopic (topic: string): boolean {
@@ -50,28 +49,14 @@ export function authorizePublish (ctx: AuthorizePublishContext, client: Client |
 
 export interface PublishedContext {
   gatewayOf (client: { conn: unknown }): Pick<Connection, 'onPublished' | 'retainedRouted'> | undefined
-  /** in a cluster: a client's QoS 1/2 message goes to the other nodes' inboxes first (lib/cluster/inbox.ts) */
-  readonly cluster?: Pick<ClusterView, 'routeDurable'> | undefined
 }
 
 /**
  * The message is in the store for every persistent session: its PUBACK may
  * go, and a SUBSCRIBE of the client may wait for its retained message
- * (protocol/inbound/retained-order.ts). In a cluster, a client's QoS 1/2
- * message must first be in the inbox of every other node that must get it;
- * an error (Redis refused) fails the publish: the publisher's 0x80
- * (broker/publish-refusal.ts). Messages with no client (from the inbox, or
- * the broker's own) are not routed here.
+ * (protocol/inbound/retained-order.ts).
  */
 export function published (ctx: PublishedContext, packet: AedesPublishPacket, client: Client | null, callback: (err: Error | null) => void): void {
-  if (ctx.cluster !== undefined && client && packet.qos > 0) {
-    ctx.cluster.routeDurable(packet).then(() => { acknowledge(ctx, packet, client, callback) }, callback)
-    return
-  }
-  acknowledge(ctx, packet, client, callback)
-}
-
-function acknowledge (ctx: PublishedContext, packet: AedesPublishPacket, client: Client | null, callback: (err: Error | null) => void): void {
   const conn = client ? ctx.gatewayOf(client) : undefined
   if (conn !== undefined) {
     if (packet.qos === 1 && packet.messageId !== undefined) conn.onPublished(packet.messageId)

@@ -121,3 +121,50 @@ t.test('No Local across nodes: the publisher\'s own subscription does not get it
   t.same(gotOther.messages.map((m) => m.payload.toString()), Array.from({ length: 10 }, (_, i) => String(i)), 'the other node\'s No Local subscriber gets all 10')
   t.equal(gotSelf.messages.length, 0, 'the publisher\'s own No Local subscription gets none')
 })
+
+t.test('Redis refuses the inbox write (out of memory): MQTT 5 PUBACK 0x80, 3.1.1 closed, and the message reaches no subscriber on any node', async (t) => {
+  const redis = await startRedis(t, { args: ['--maxmemory', '4mb', '--maxmemory-policy', 'noeviction'] })
+  const a = await startNode(t, redis, ['--node-id', 'a'])
+  const b = await startNode(t, redis, ['--node-id', 'b'])
+  const remote = await connectClient(t, b.url, { clientId: 'remote' })
+  const gotRemote = collect(remote)
+  await remote.subscribeAsync('oom/#', { qos: 1 })
+  const local = await connectClient(t, a.url, { clientId: 'local' })
+  const gotLocal = collect(local)
+  await local.subscribeAsync('oom/#', { qos: 1 })
+  const v5 = await connectClient(t, a.url, { clientId: 'pub-5', protocolVersion: 5 })
+  const v4 = await connectClient(t, a.url, { clientId: 'pub-4', protocolVersion: 4 })
+  await routeReady(v5, 'oom/probe', () => gotRemote.messages.length > 0)
+  t.equal(await ackCode(v5, 'oom/before', 'kept', 1), 0, 'before: PUBACK 0x00')
+  await waitFor(() => gotRemote.messages.some((m) => m.topic === 'oom/before'), { timeout: 5000, what: 'oom/before on b' })
+
+  redisCli(redis, 'SETRANGE', 'filler', String(6 * 1024 * 1024), 'x')
+  t.match(redisCli(redis, 'XADD', 'probe', '*', 'f', 'v'), /^\(error\) OOM command not allowed/, 'Redis refuses XADD')
+  gotRemote.messages.length = 0
+  gotLocal.messages.length = 0
+  const sentAt = Date.now()
+  let code: number | undefined
+  try {
+    await v5.publishAsync('oom/refused', 'no', { qos: 1 })
+  } catch (err) {
+    code = (err as { code?: number }).code
+  }
+  const took = Date.now() - sentAt
+  t.equal(code, 0x80, 'MQTT 5: PUBACK 0x80 Unspecified error [MQTT-3.4.2-1]')
+  t.ok(took < 3000, `answered in ${took} ms, not a hang`)
+  t.equal(v5.connected, true, 'MQTT 5: the connection goes on')
+  const gone = new Promise<void>((resolve) => { v4.once('close', () => resolve()) })
+  let acked = false
+  v4.publish('oom/refused4', 'no', { qos: 1 }, (err) => { if (err === undefined || err === null) acked = true })
+  await gone
+  t.equal(acked, false, '3.1.1: closed, no PUBACK')
+  await sleep(500)
+  t.same(gotRemote.messages.map((m) => m.topic), [], 'nothing reached b')
+  t.same(gotLocal.messages.map((m) => m.topic), [], 'nothing reached the local subscriber on a either: the inbox write comes before any delivery')
+  redisCli(redis, 'DEL', 'filler')
+  await waitFor(async () => {
+    try { return await ackCode(v5, 'oom/after', 'ok', 1) === 0 } catch { return false }
+  }, { timeout: 8000, step: 200, what: 'QoS 1 accepted again once Redis has memory' })
+  await waitFor(() => gotRemote.messages.some((m) => m.topic === 'oom/after'), { timeout: 5000, what: 'oom/after on b' })
+  t.pass('routed again once Redis has memory')
+})
