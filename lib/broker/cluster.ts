@@ -131,8 +131,12 @@ export function wireCluster (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster' | 
       const conn = client === undefined ? undefined : ctx.gatewayOf(client)
       // one not yet answered is closed by its own check once live (verify)
       if (conn?.isAccepted === true) conn.disconnect(ReasonCode.SessionTakenOver, `session taken over on node ${byNode}`)
-      // the session is the other node's now: this node's copy goes (its later writes would be refused)
-      clusterSessionsOf(ctx.store())?.handOver(clientId)
+      // the session is the other node's now: this node's copy goes (its later writes would be refused),
+      // once the messages already in this node's inbox are in it (the claiming node waits for them: cluster/inbox.ts)
+      const sessions = clusterSessionsOf(ctx.store())
+      const epoch = sessions?.epochOf?.(clientId)
+      const handOver = (): void => { sessions?.handOver(clientId, epoch) }
+      cluster.inboxCaughtUp().then(handOver, handOver)
     },
     deliver (message) {
       // published with no client: aedes' 'publish' event below does not route it back

@@ -12,6 +12,7 @@ import { hostname } from 'node:os'
 import type { Logger } from 'pino'
 import { describeDurability, losesNothing, readDurability, requireFsync } from './durability.js'
 import { Figures, type NodeFigures } from './figures.js'
+import { ownerKey } from './keys.js'
 import { Membership } from './membership.js'
 import { openRedis, redactUrl, type RedisPair } from './redis.js'
 import { Registry, type LocalClients } from './registry.js'
@@ -64,6 +65,8 @@ export interface ClusterView {
   routesTo (topic: string): boolean
   /** where this node's inbox goes (set before the join) */
   attachInbox (deliver: DeliverQueued): void
+  /** Resolves once every entry in this node's inbox now was published here (a session taken over is handed over after it). */
+  inboxCaughtUp (): Promise<void>
   /**
    * How a cluster-wide retained change reaches this node's own store (set
    * before the join, which fills that store from Redis).
@@ -203,7 +206,13 @@ export class ClusterNode implements ClusterView {
 
   async claim (clientId: string): Promise<number> {
     if (this.registry === undefined) throw new Error('not joined the cluster yet')
-    return await this.registry.claim(clientId)
+    const owner = await this.redis.commands.hmget(ownerKey(clientId), 'node', 'last')
+    const previous = owner[0] ?? owner[1]
+    const epoch = await this.registry.claim(clientId)
+    // the session gets what its publishers were acknowledged for before the claim first, wherever it was held (inbox.ts)
+    if (previous === this.nodeId) await this.inbox?.caughtUp()
+    else if (previous !== null && previous !== undefined && this.nodes().includes(previous)) await this.inbox?.drainedOf(previous)
+    return epoch
   }
 
   async verify (clientId: string): Promise<void> {
@@ -246,6 +255,10 @@ export class ClusterNode implements ClusterView {
 
   attachInbox (deliver: DeliverQueued): void {
     this.deliverQueued = deliver
+  }
+
+  async inboxCaughtUp (): Promise<void> {
+    await this.inbox?.caughtUp()
   }
 
   attachRetained (apply: ApplyRetained): void {

@@ -175,9 +175,14 @@ export class RedisPersistence extends BaseStore {
     if (mode === 'load' && this.#epochs.get(clientId) === epoch) this.#restore(clientId, fields)
   }
 
-  /** Another node claimed the session: this node's copy is dropped (its writes would be refused). */
-  handOver (clientId: string): void {
+  /**
+   * Another node claimed the session: this node's copy is dropped (its
+   * writes would be refused); with `epoch`, only if it is still the copy
+   * held at that epoch (not one claimed here again since).
+   */
+  handOver (clientId: string, epoch?: number): void {
     if (!this.#fenced || !this.#epochs.has(clientId)) return
+    if (epoch !== undefined && this.#epochs.get(clientId) !== epoch) return
     this.#epochs.delete(clientId)
     this.forgetSession(clientId)
   }
