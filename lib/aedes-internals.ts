@@ -489,6 +489,22 @@ export function clientWill (client: Client): AedesWill | undefined {
   return will as AedesWill
 }
 
+/**
+ * A message as aedes' publish would queue it for an offline session
+ * (aedes-packet's Packet: `brokerId`, the next `brokerCounter` of the
+ * instance, no packet id; aedes.publish's absolute `messageExpiry`), for a
+ * store enqueue that does not go through aedes.publish (a dead node's inbox
+ * queued into the sessions adopted from it: lib/cluster/adoption.ts).
+ */
+export function queuedPacket (broker: Aedes, packet: { topic: string, payload: Buffer, qos: number, properties?: { messageExpiryInterval?: number } }): Record<string, unknown> {
+  const b = broker as unknown as { id: string, counter: number }
+  const out: Record<string, unknown> = { cmd: 'publish', brokerId: b.id, brokerCounter: ++b.counter, topic: packet.topic, payload: packet.payload, qos: packet.qos, retain: false, dup: false, messageId: undefined }
+  if (packet.properties !== undefined) out.properties = packet.properties
+  const expiry = packet.properties?.messageExpiryInterval
+  if (expiry !== undefined && expiry > 0) out.messageExpiry = Date.now() + expiry * 1000
+  return out
+}
+
 /** A step before aedes publishes a client's message: undefined = none, publish at once; a rejection fails the publish with its error. */
 export type BeforePublish = (packet: { topic: string, payload: Buffer | string, qos: number, retain: boolean, messageId?: number, properties?: object }, client: Client) => Promise<void> | undefined
 

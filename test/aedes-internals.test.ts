@@ -276,6 +276,23 @@ t.test('aedes publishes a client\'s PUBLISH through broker.publish(packet, clien
   t.pass('the two-argument form still works')
 })
 
+t.test('a queued message has the fields aedes-packet gives one: brokerId, the next brokerCounter, no packet id; messageExpiry as aedes.publish sets it (queuedPacket)', async (t) => {
+  const { queuedPacket } = await import('../lib/aedes-internals.js')
+  const packetSource = readFileSync(require.resolve('aedes-packet', { paths: [require.resolve('aedes')] }), 'utf8')
+  t.match(packetSource, 'this.brokerCounter = original.brokerCounter || (broker ? (++broker.counter) : 0)', 'aedes-packet counts on broker.counter')
+  const aedesSource = readFileSync(require.resolve('aedes'), 'utf8')
+  t.match(aedesSource, 'p.messageExpiry = Date.now() + (p.properties.messageExpiryInterval * 1000)', 'aedes.publish sets the absolute expiry')
+  const broker = await Aedes.createBroker()
+  t.teardown(() => new Promise<void>((resolve) => broker.close(() => resolve())))
+  const before = (broker as unknown as { counter: number }).counter
+  const q = queuedPacket(broker, { topic: 't', payload: Buffer.from('x'), qos: 1, properties: { messageExpiryInterval: 10 } })
+  t.equal(q.brokerId, broker.id)
+  t.equal(q.brokerCounter, before + 1)
+  t.equal((broker as unknown as { counter: number }).counter, before + 1, 'the instance\'s counter moved on')
+  t.ok(typeof q.messageExpiry === 'number' && Math.abs((q.messageExpiry as number) - Date.now() - 10000) < 1000)
+  t.equal(q.messageId, undefined)
+})
+
 t.test('a step before aedes publishes a client\'s message: awaited ahead of any delivery, its error the publish\'s (beforeClientPublish)', async (t) => {
   const { beforeClientPublish, interceptPublishErrors } = await import('../lib/aedes-internals.js')
   const handlerSource = readFileSync(require.resolve('aedes').replace(/aedes\.js$/, 'lib/handlers/publish.js'), 'utf8')

@@ -9,6 +9,9 @@
  *   remote subscriber never overtakes an earlier one;
  * - the QoS 1/2 filters of the persistent sessions this node's store holds
  *   become the node's durable routes;
+ * - a dead node's sessions adopted here (lib/cluster/adoption.ts) are
+ *   loaded as a claim loads them, and the messages left in its inbox are
+ *   queued for them only (this node's own subscribers got them directly);
  * - a message from this node's inbox is published here only, with no client
  *   (so it is not routed again), through the same delivery checks as any
  *   (authorizeForward); the inbox acknowledges it once aedes completed the
@@ -16,7 +19,8 @@
  *   here that it matches.
  */
 import type { Aedes, Client, PublishPacket } from 'aedes'
-import { beforeClientPublish } from '../aedes-internals.js'
+import { beforeClientPublish, persistenceOf, queuedPacket } from '../aedes-internals.js'
+import { clusterSessionsOf } from './store.js'
 import type { BrokerContext } from './context.js'
 
 interface DurableFilters {
@@ -25,6 +29,12 @@ interface DurableFilters {
 
 function watchesDurableFilters (store: unknown): store is DurableFilters {
   return typeof (store as Partial<DurableFilters> | undefined)?.watchDurableFilters === 'function'
+}
+
+/** the store's side of aedes' queueing for offline sessions */
+interface Enqueue {
+  subscriptionsByTopic (topic: string): Promise<Array<{ clientId: string }>>
+  outgoingEnqueueCombi (subs: Array<{ clientId: string }>, packet: Record<string, unknown>): Promise<void>
 }
 
 /** Installed before wirePublishRefusals, whose handler then answers a refused inbox write. */
@@ -46,6 +56,16 @@ export function wireClusterQos (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster'
   })
   const store = ctx.store()
   if (watchesDurableFilters(store)) store.watchDurableFilters((filter, added) => { cluster.durableChanged(filter, added) })
+  cluster.attachAdoption({
+    async hydrate (clientId, epoch) {
+      await clusterSessionsOf(ctx.store())?.hydrate(clientId, epoch, { clean: false })
+    },
+    async enqueueFor (clientIds, packet) {
+      const persistence = persistenceOf(aedes) as unknown as Enqueue
+      const subs = (await persistence.subscriptionsByTopic(packet.topic)).filter((s) => clientIds.has(s.clientId))
+      if (subs.length > 0) await persistence.outgoingEnqueueCombi(subs, queuedPacket(aedes, { ...packet, payload: Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload) }))
+    }
+  })
   cluster.attachInbox(async (packet) => {
     await new Promise<void>((resolve, reject) => {
       aedes.publish(packet as PublishPacket, (err) => { if (err) reject(err); else resolve() })

@@ -17,11 +17,35 @@ import type { IPublishPacket } from 'mqtt-packet'
 import { decodeBuffer, encode } from '../protocol/codec.js'
 import type { RedisPair } from './redis.js'
 import { clusterWriteRefused } from './refusal.js'
+import { Script } from './script.js'
 
 /** a node's inbox (braces: a Redis Cluster hash tag) */
 export const inboxKey = (nodeId: string): string => `culex:inbox:{${nodeId}}`
 /** the consumer group every inbox is read through; each node is its own inbox's only consumer */
 export const INBOX_GROUP = 'culex'
+
+/**
+ * ARGV: the message, then the nodes that must get it. Each node's inbox,
+ * or, when a survivor adopted that node (adoption.ts), the survivor's
+ * (followed up to 3 times); each inbox once. Not for a Redis Cluster: the
+ * keys are computed here.
+ */
+const ROUTE = new Script(`
+local done = {}
+for i = 2, #ARGV do
+  local to = ARGV[i]
+  for _ = 1, 3 do
+    local by = redis.call('GET', 'culex:adopted:{' .. to .. '}')
+    if not by then break end
+    to = by
+  end
+  if not done[to] then
+    done[to] = true
+    redis.call('XADD', 'culex:inbox:{' .. to .. '}', '*', 'm', ARGV[1])
+  end
+end
+return 1
+`)
 
 /** entries read at once */
 const BATCH = 200
@@ -67,17 +91,11 @@ export class Inbox {
    * with a ClusterWriteRefused unless Redis took every one.
    */
   async send (nodes: Iterable<string>, packet: IPublishPacket): Promise<void> {
-    const bytes = encode(packet, 5)
-    const pipeline = this.redis.commands.pipeline()
-    for (const node of nodes) pipeline.xadd(inboxKey(node), '*', 'm', bytes)
-    let results: Array<[Error | null, unknown]> | null
     try {
-      results = await pipeline.exec()
+      await ROUTE.run(this.redis.commands, [], [encode(packet, 5), ...nodes])
     } catch (err) {
       throw clusterWriteRefused(err, 'routed message')
     }
-    const failed = results?.find(([err]) => err !== null)
-    if (failed !== undefined) throw clusterWriteRefused(failed[0], 'routed message')
   }
 
   /**
@@ -173,7 +191,7 @@ export class Inbox {
     const publishing: Array<Promise<void>> = []
     for (const [id, fields] of entries) {
       ids.push(id)
-      const packet = fields === null ? undefined : this.decode(id, fields)
+      const packet = fields === null ? undefined : decodeEntry(id, fields, this.logger)
       if (packet !== undefined) publishing.push(this.deliver(packet))
     }
     // one failed publish (this node's store refused it) leaves the batch unacknowledged: read again later
@@ -190,24 +208,24 @@ export class Inbox {
       }
     }
   }
+}
 
-  /** The entry's PUBLISH, its Message Expiry Interval lessened by its time in the inbox; undefined when expired or undecodable. */
-  private decode (id: Buffer, fields: Buffer[]): IPublishPacket | undefined {
-    const at = fields.findIndex((f, i) => i % 2 === 0 && f.toString() === 'm')
-    const bytes = at < 0 ? undefined : fields[at + 1]
-    const packet = bytes === undefined ? new Error('no message field') : decodeBuffer(bytes, 5)
-    if (packet instanceof Error || packet.cmd !== 'publish') {
-      this.logger.warn({ id: id.toString(), err: packet instanceof Error ? packet.message : packet.cmd }, 'cluster: an inbox entry could not be decoded; dropped')
-      return undefined
-    }
-    const expiry = packet.properties?.messageExpiryInterval
-    if (expiry !== undefined && packet.properties !== undefined) {
-      // the entry id's first part is Redis' clock (ms) when it was added
-      const addedAt = Number(id.toString().split('-')[0])
-      const left = expiry - Math.floor(Math.max(0, Date.now() - addedAt) / 1000)
-      if (left <= 0) return undefined
-      packet.properties.messageExpiryInterval = left
-    }
-    return packet
+/** The entry's PUBLISH, its Message Expiry Interval lessened by its time in the inbox; undefined when expired or undecodable. */
+export function decodeEntry (id: Buffer, fields: Buffer[], logger: Logger): IPublishPacket | undefined {
+  const at = fields.findIndex((f, i) => i % 2 === 0 && f.toString() === 'm')
+  const bytes = at < 0 ? undefined : fields[at + 1]
+  const packet = bytes === undefined ? new Error('no message field') : decodeBuffer(bytes, 5)
+  if (packet instanceof Error || packet.cmd !== 'publish') {
+    logger.warn({ id: id.toString(), err: packet instanceof Error ? packet.message : packet.cmd }, 'cluster: an inbox entry could not be decoded; dropped')
+    return undefined
   }
+  const expiry = packet.properties?.messageExpiryInterval
+  if (expiry !== undefined && packet.properties !== undefined) {
+    // the entry id's first part is Redis' clock (ms) when it was added
+    const addedAt = Number(id.toString().split('-')[0])
+    const left = expiry - Math.floor(Math.max(0, Date.now() - addedAt) / 1000)
+    if (left <= 0) return undefined
+    packet.properties.messageExpiryInterval = left
+  }
+  return packet
 }

@@ -18,14 +18,16 @@ import { openRedis, redactUrl, type RedisPair } from './redis.js'
 import { Registry, type LocalClients } from './registry.js'
 import { ClusterRetained, type ApplyRetained } from './retained.js'
 import type { StoredPacket } from '../persistence/types.js'
-import { Routes, routedPacket, type RoutedMessage } from './routes.js'
+import { DURABLE_NODES_KEY, RELOAD_MS, Routes, routedPacket, type RoutedMessage } from './routes.js'
 import { Inbox, type DeliverQueued } from './inbox.js'
+import { Adoption, type AdoptionHost } from './adoption.js'
 import { ClusterWills, type ClusterWill, type WillsHost } from './wills.js'
 
 export { redactUrl } from './redis.js'
 export type { LocalClients } from './registry.js'
 export type { RoutedMessage } from './routes.js'
 export type { DeliverQueued } from './inbox.js'
+export type { AdoptionHost } from './adoption.js'
 export type { ApplyRetained } from './retained.js'
 export type { NodeFigures } from './figures.js'
 export type { ClusterWill, PublishWill, WillsHost } from './wills.js'
@@ -67,6 +69,8 @@ export interface ClusterView {
   attachInbox (deliver: DeliverQueued): void
   /** Resolves once every entry in this node's inbox now was published here (a session taken over is handed over after it). */
   inboxCaughtUp (): Promise<void>
+  /** how this node takes a dead node's sessions and inbox over (set before the join: adoption.ts) */
+  attachAdoption (host: AdoptionHost): void
   /**
    * How a cluster-wide retained change reaches this node's own store (set
    * before the join, which fills that store from Redis).
@@ -120,6 +124,8 @@ export class ClusterNode implements ClusterView {
   private willsHost: WillsHost | undefined
   private inbox: Inbox | undefined
   private deliverQueued: DeliverQueued | undefined
+  private adoptionHost: AdoptionHost | undefined
+  private adoptionTimer: NodeJS.Timeout | undefined
 
   private constructor (private readonly redis: RedisPair, private readonly logger: Logger, readonly url: string) {}
 
@@ -162,17 +168,27 @@ export class ClusterNode implements ClusterView {
     await registry.start(local)
     await membership.start()
     const routes = new Routes(this.redis, options.nodeId, this.logger, (message) => { local.deliver(message) })
+    // the adoption of this node's previous run below announces durable routes
+    this.routes = routes
     await routes.start(() => membership.nodes())
+    const adoption = this.adoptionHost === undefined ? undefined : new Adoption(this.redis, options.nodeId, registry, this.adoptionHost, this.logger)
+    // a previous run of this node (killed) left sessions and inbox entries: taken over before the inbox is read
+    await adoption?.adopt(options.nodeId).catch((err: unknown) => { this.logger.warn({ err }, 'cluster: adopting the sessions of this node\'s previous run failed') })
     const inbox = new Inbox(this.redis, options.nodeId, this.logger, this.deliverQueued ?? (async () => {}))
     await inbox.start()
     this.inbox = inbox
+    if (adoption !== undefined) this.sweepDead(adoption, () => membership.nodes())
     const retained = new ClusterRetained(this.redis, this.logger)
     await retained.start(this.applyRetained ?? (async () => {}))
     const wills = new ClusterWills(this.redis, options.nodeId, this.logger, membership.leaseMs, membership.renewMs)
     if (this.willsHost !== undefined) wills.attach(this.willsHost)
     await wills.start(() => membership.nodes())
     membership.on('join', (id) => { routes.nodeJoined(id) })
-    membership.on('leave', (id) => { routes.nodeLeft(id); wills.nodeLeft(id) })
+    membership.on('leave', (id) => {
+      routes.nodeLeft(id)
+      wills.nodeLeft(id)
+      adoption?.adopt(id).catch((err: unknown) => { this.logger.warn({ err, node: id }, 'cluster: adopting a dead node\'s sessions failed; the next sweep retries') })
+    })
     // after a pause or a Redis restart, what this node holds may have been taken meanwhile, and its routes lost
     membership.on('leaseLost', () => {
       // first: the registry's re-check below may claim back ids Redis lost, with new epochs
@@ -257,6 +273,21 @@ export class ClusterNode implements ClusterView {
     this.deliverQueued = deliver
   }
 
+  attachAdoption (host: AdoptionHost): void {
+    this.adoptionHost = host
+  }
+
+  /** Every RELOAD_MS: a node with durable routes and no lease (its leave missed, or an adoption that failed) is adopted. */
+  private sweepDead (adoption: Adoption, live: () => string[]): void {
+    this.adoptionTimer = setInterval(() => {
+      this.redis.commands.smembers(DURABLE_NODES_KEY).then(async (nodes) => {
+        const alive = new Set(live())
+        for (const node of nodes) if (!alive.has(node)) await adoption.adopt(node)
+      }).catch((err: unknown) => { this.logger.debug({ err }, 'cluster: the sweep for dead nodes\' sessions failed') })
+    }, RELOAD_MS)
+    this.adoptionTimer.unref()
+  }
+
   async inboxCaughtUp (): Promise<void> {
     await this.inbox?.caughtUp()
   }
@@ -304,6 +335,7 @@ export class ClusterNode implements ClusterView {
 
   /** Gives the lease up (the other nodes see the leave at once) and closes the connections. */
   async close (): Promise<void> {
+    clearInterval(this.adoptionTimer)
     this.registry?.stop()
     this.routes?.stop()
     await this.inbox?.stop()

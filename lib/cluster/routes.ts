@@ -17,6 +17,8 @@ const PREFIX = 'culex:'
 export const routesKey = (nodeId: string): string => `${PREFIX}routes:${nodeId}`
 /** the QoS 1/2 filters of the persistent sessions a node holds, online or offline */
 export const durableKey = (nodeId: string): string => `${PREFIX}durable:${nodeId}`
+/** the nodes with a durable set: a dead node's stays (and is matched) until a survivor adopted its sessions (adoption.ts) */
+export const DURABLE_NODES_KEY = `${PREFIX}durable:nodes`
 export const ROUTES_CHANNEL = `${PREFIX}routes`
 export const messageChannel = (nodeId: string): string => `${PREFIX}msg:${nodeId}`
 
@@ -50,6 +52,7 @@ export class Routes {
   async start (liveNodes: () => string[]): Promise<void> {
     this.nodes = liveNodes
     await this.redis.commands.del(routesKey(this.nodeId), durableKey(this.nodeId))
+    await this.redis.commands.sadd(DURABLE_NODES_KEY, this.nodeId)
     this.redis.notices.on('message', this.onRouteNotice)
     this.redis.notices.on('messageBuffer', this.onMessage)
     await this.redis.notices.subscribe(ROUTES_CHANNEL, messageChannel(this.nodeId))
@@ -119,20 +122,24 @@ export class Routes {
     await this.reload()
   }
 
-  /** Reads every live node's filters again. */
+  /** Reads every live node's filters again, and the durable ones of every node not adopted yet. */
   async reload (): Promise<void> {
     const nodes = this.nodes().filter((n) => n !== this.nodeId)
-    const read = async (key: (n: string) => string): Promise<Array<readonly [string, string[]]>> =>
-      await Promise.all(nodes.map(async (n) => [n, await this.redis.commands.smembers(key(n))] as const))
-    const [live, durable] = await Promise.all([read(routesKey), read(durableKey)])
+    const held = (await this.redis.commands.smembers(DURABLE_NODES_KEY)).filter((n) => n !== this.nodeId)
+    const read = async (among: string[], key: (n: string) => string): Promise<Array<readonly [string, string[]]>> =>
+      await Promise.all(among.map(async (n) => [n, await this.redis.commands.smembers(key(n))] as const))
+    const [live, durable] = await Promise.all([read(nodes, routesKey), read(held, durableKey)])
     this.live.replace(live)
     this.durable.replace(durable)
   }
 
-  /** A node left: its filters go. */
+  /**
+   * A node left: its live filters go; its durable ones stay until a
+   * survivor adopted its sessions (`d!`): until then a QoS 1/2 message for
+   * them is written to its inbox, which the adopter reads (adoption.ts).
+   */
   nodeLeft (node: string): void {
     this.live.drop(node)
-    this.durable.drop(node)
   }
 
   /**
@@ -178,6 +185,7 @@ export class Routes {
     const sign = op.charAt(op.length - 1)
     if (sign === '+') table.add(node, filter)
     else if (sign === '-') table.remove(node, filter)
+    else if (sign === '!') table.drop(node)
   }
 
   private readonly onMessage = (channel: Buffer, bytes: Buffer): void => {
