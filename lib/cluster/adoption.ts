@@ -7,7 +7,8 @@
  *    write meant for the dead node lands in the survivor's inbox (the ROUTE
  *    script follows it), so the dead inbox gets nothing more;
  * 2. each client id the dead node held (its registry record names it as
- *    `node`, or as `last` once released) with a session in Redis is claimed
+ *    `node`, or as `last` once released) with a persistent session in Redis
+ *    (its record) is claimed
  *    here, its session loaded at the new epoch (the dead node, should it
  *    come back, is fenced) and released again: held here offline, its QoS
  *    1/2 filters become this node's durable routes, and a client that
@@ -28,6 +29,8 @@ import { durableKey, DURABLE_NODES_KEY, ROUTES_CHANNEL } from './routes.js'
 
 export const adoptedKey = (nodeId: string): string => `culex:adopted:{${nodeId}}`
 const lockKey = (nodeId: string): string => `culex:adopting:{${nodeId}}`
+/** milliseconds a node's lease must have been gone before a survivor adopts it: one paused for less comes back with everything */
+export const ADOPT_GRACE_MS = 5000
 /** milliseconds an adoption may take before another node may start it again */
 const LOCK_MS = 30000
 const OWNER_PREFIX = ownerKey('')
@@ -41,7 +44,7 @@ export interface AdoptionHost {
 }
 
 export interface AdoptionRegistry {
-  claim (clientId: string): Promise<number>
+  adoptClaim (clientId: string): Promise<number>
   release (clientId: string, epoch: number): Promise<boolean>
 }
 
@@ -104,8 +107,10 @@ export class Adoption {
     } while (cursor !== '0')
     const adopted = new Set<string>()
     for (const id of ids) {
-      if (await commands.exists(`culex:session:{${id}}`) === 0) continue
-      const epoch = await this.registry.claim(id)
+      // a persistent session has its record (`x:`); a clean one has none to keep
+      if (await commands.hexists(`culex:session:{${id}}`, `x:${encodeURIComponent(id)}`) === 0) continue
+      // no reconnect: the will of the dead node's connection stays due (wills.ts TAKE)
+      const epoch = await this.registry.adoptClaim(id)
       try {
         await this.host.hydrate(id, epoch)
         adopted.add(id)

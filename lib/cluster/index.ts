@@ -20,7 +20,7 @@ import { ClusterRetained, type ApplyRetained } from './retained.js'
 import type { StoredPacket } from '../persistence/types.js'
 import { DURABLE_NODES_KEY, RELOAD_MS, Routes, routedPacket, type RoutedMessage } from './routes.js'
 import { Inbox, type DeliverQueued } from './inbox.js'
-import { Adoption, type AdoptionHost } from './adoption.js'
+import { ADOPT_GRACE_MS, Adoption, type AdoptionHost } from './adoption.js'
 import { ClusterWills, type ClusterWill, type WillsHost } from './wills.js'
 
 export { redactUrl } from './redis.js'
@@ -126,6 +126,8 @@ export class ClusterNode implements ClusterView {
   private deliverQueued: DeliverQueued | undefined
   private adoptionHost: AdoptionHost | undefined
   private adoptionTimer: NodeJS.Timeout | undefined
+  /** nodes seen without a lease, since when (adoption waits ADOPT_GRACE_MS) */
+  private readonly deadSince = new Map<string, number>()
 
   private constructor (private readonly redis: RedisPair, private readonly logger: Logger, readonly url: string) {}
 
@@ -187,7 +189,12 @@ export class ClusterNode implements ClusterView {
     membership.on('leave', (id) => {
       routes.nodeLeft(id)
       wills.nodeLeft(id)
-      adoption?.adopt(id).catch((err: unknown) => { this.logger.warn({ err, node: id }, 'cluster: adopting a dead node\'s sessions failed; the next sweep retries') })
+      if (adoption === undefined) return
+      this.deadSince.set(id, Date.now())
+      setTimeout(() => {
+        if (membership.nodes().includes(id)) return
+        adoption.adopt(id).catch((err: unknown) => { this.logger.warn({ err, node: id }, 'cluster: adopting a dead node\'s sessions failed; the next sweep retries') })
+      }, ADOPT_GRACE_MS).unref()
     })
     // after a pause or a Redis restart, what this node holds may have been taken meanwhile, and its routes lost
     membership.on('leaseLost', () => {
@@ -282,7 +289,13 @@ export class ClusterNode implements ClusterView {
     this.adoptionTimer = setInterval(() => {
       this.redis.commands.smembers(DURABLE_NODES_KEY).then(async (nodes) => {
         const alive = new Set(live())
-        for (const node of nodes) if (!alive.has(node)) await adoption.adopt(node)
+        for (const node of this.deadSince.keys()) if (alive.has(node)) this.deadSince.delete(node)
+        for (const node of nodes) {
+          if (alive.has(node)) continue
+          const since = this.deadSince.get(node)
+          if (since === undefined) this.deadSince.set(node, Date.now())
+          else if (Date.now() - since >= ADOPT_GRACE_MS) await adoption.adopt(node)
+        }
       }).catch((err: unknown) => { this.logger.debug({ err }, 'cluster: the sweep for dead nodes\' sessions failed') })
     }, RELOAD_MS)
     this.adoptionTimer.unref()
