@@ -46,9 +46,10 @@ export function wireClusterQos (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster'
   beforeClientPublish(aedes, (packet, client) => {
     const previous = waiting.get(client)
     if (previous === undefined && packet.qos === 0) return undefined
-    const route = (): Promise<void> => packet.qos === 0 ? Promise.resolve() : cluster.routeDurable({ ...packet, payload: Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload) })
-    // an earlier message's refusal is its own publisher's answer, not this one's
-    const step = previous === undefined ? route() : previous.then(route, route)
+    // sent at once: Redis gets a client's inbox writes in its order (one connection), several in flight
+    const routing = packet.qos === 0 ? undefined : cluster.routeDurable({ ...packet, payload: Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload) })
+    // published after the client's earlier message (whose refusal is its own publisher's answer, not this one's)
+    const step = previous === undefined ? routing as Promise<void> : routing === undefined ? previous : Promise.all([previous, routing]).then(() => {})
     const settled = step.then(() => {}, () => {})
     waiting.set(client, settled)
     void settled.then(() => { if (waiting.get(client) === settled) waiting.delete(client) })

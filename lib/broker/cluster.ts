@@ -3,7 +3,7 @@
  * which epoch each connection claimed its id at, the check each connection
  * makes once live, the fenced release when an id's last connection here
  * ends, and the DISCONNECT 0x8E when another node takes the id; QoS 0
- * routing between nodes (wireRoutes); retained messages cluster-wide
+ * routing between nodes (wireRoutes), QoS 1/2 (cluster-qos.ts); retained messages cluster-wide
  * (wireRetained); a session another node took over leaves this node's store
  * (the Redis store's handOver); wills cluster-wide (cluster-wills.ts).
  */

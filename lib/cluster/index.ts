@@ -2,7 +2,8 @@
  * A culex node's part in a cluster on Redis (README "Cluster (in progress)"):
  * the Redis connections, the node's lease and the view of the other nodes
  * (membership.ts), the client-id registry with takeover and fencing
- * (registry.ts), QoS 0 routing between nodes (routes.ts), retained
+ * (registry.ts), routing between nodes (routes.ts; QoS 1/2 through each
+ * node's inbox, inbox.ts; a dead node's sessions adopted, adoption.ts), retained
  * messages cluster-wide (retained.ts), the wills of dead nodes and Will Delay
  * on one node (wills.ts). Made before the broker (so an unreachable Redis stops the
  * start), joined once the listeners are bound (the default node id names the

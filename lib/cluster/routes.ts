@@ -1,11 +1,15 @@
 /**
- * QoS 0 routing between nodes. Each node keeps the topic filters its live
- * clients subscribe to in a set `culex:routes:{node}`, announces each change
- * on `culex:routes`, and holds every other live node's filters in a local
- * matcher, loaded at join, on a node's join and every RELOAD_MS (so a lost
- * notice heals). A message is matched locally: only the nodes with a
- * matching filter get it, by PUBLISH on their channel `culex:msg:{node}`,
- * and a topic no other node subscribes to costs no Redis command.
+ * Routing between nodes. Each node keeps the topic filters its live
+ * clients subscribe to in a set `culex:routes:{node}`, and the QoS 1/2
+ * filters of the persistent sessions its store holds (online or offline) in
+ * `culex:durable:{node}`, announces each change on `culex:routes`, and holds
+ * the other nodes' filters in local matchers, loaded at join, on a node's
+ * join and every RELOAD_MS (so a lost notice heals). A message is matched
+ * locally: a QoS 0 one goes to the nodes with a matching live filter, by
+ * PUBLISH on their channel `culex:msg:{node}`; a QoS 1/2 one to those with
+ * a matching live or durable filter, through their inboxes (inbox.ts). A
+ * topic no other node subscribes to costs no Redis command. A dead node's
+ * durable filters stay matched until a survivor adopted it (adoption.ts).
  */
 import type { Logger } from 'pino'
 import type { IPublishPacket } from 'mqtt-packet'
