@@ -115,22 +115,24 @@ export class Inbox {
 
   /**
    * Resolves once another node's inbox holds no entry it held now (each was
-   * published there and deleted; at most `CATCH_UP_MS` later): a session
+   * published there, or queued by the node that adopted it, and deleted; at
+   * most `waitMs` later, then false): a session
    * that node held and this node now claims has every message acknowledged
    * to its publishers before the claim in Redis (that node hands the
    * session over only after it caught up, see broker/cluster.ts).
    */
-  async drainedOf (nodeId: string): Promise<void> {
+  async drainedOf (nodeId: string, waitMs = CATCH_UP_MS): Promise<boolean> {
     const key = inboxKey(nodeId)
     const last = await this.redis.commands.xrevrange(key, '+', '-', 'COUNT', 1)
     const target = last[0]?.[0]
-    if (target === undefined) return
-    const deadline = Date.now() + CATCH_UP_MS
+    if (target === undefined) return true
+    const deadline = Date.now() + waitMs
     while (Date.now() < deadline && !this.stopped) {
-      if ((await this.redis.commands.xrange(key, '-', target, 'COUNT', 1)).length === 0) return
+      if ((await this.redis.commands.xrange(key, '-', target, 'COUNT', 1)).length === 0) return true
       await new Promise((resolve) => setTimeout(resolve, 20))
     }
     this.logger.warn({ node: nodeId }, 'cluster: the previous node of a claimed session did not catch up with its inbox in time; messages still there may miss the session')
+    return false
   }
 
   /** Reads the inbox from its first unacknowledged entry on, until stopped. */

@@ -24,6 +24,9 @@ import { Inbox, type DeliverQueued } from './inbox.js'
 import { ADOPT_GRACE_MS, Adoption, type AdoptionHost } from './adoption.js'
 import { ClusterWills, type ClusterWill, type WillsHost } from './wills.js'
 
+/** milliseconds a claim waits at most for a session's holder's inbox before claiming: a dead holder's lease, the grace and its adoption */
+const ADOPTION_WAIT_MS = 15000
+
 export { redactUrl } from './redis.js'
 export type { LocalClients } from './registry.js'
 export type { RoutedMessage } from './routes.js'
@@ -230,12 +233,19 @@ export class ClusterNode implements ClusterView {
 
   async claim (clientId: string): Promise<number> {
     if (this.registry === undefined) throw new Error('not joined the cluster yet')
-    const owner = await this.redis.commands.hmget(ownerKey(clientId), 'node', 'last')
-    const previous = owner[0] ?? owner[1]
+    const holder = async (): Promise<string | undefined> => {
+      const owner = await this.redis.commands.hmget(ownerKey(clientId), 'node', 'last')
+      return owner[0] ?? owner[1] ?? undefined
+    }
+    const before = await holder()
+    // entries already in the holder's inbox first: a holder that died (still seen alive until its lease runs out)
+    // has them queued into the session by its adoption, which must come before this claim (adoption.ts)
+    if (before !== undefined && before !== this.nodeId && this.inbox !== undefined) await this.inbox.drainedOf(before, ADOPTION_WAIT_MS)
+    const previous = before === undefined ? undefined : await holder()
     const epoch = await this.registry.claim(clientId)
-    // the session gets what its publishers were acknowledged for before the claim first, wherever it was held (inbox.ts)
+    // then what reached the holder until the claim: it hands the session over once it caught up (inbox.ts)
     if (previous === this.nodeId) await this.inbox?.caughtUp()
-    else if (previous !== null && previous !== undefined && this.nodes().includes(previous)) await this.inbox?.drainedOf(previous)
+    else if (previous !== undefined && this.nodes().includes(previous)) await this.inbox?.drainedOf(previous)
     return epoch
   }
 

@@ -104,3 +104,33 @@ t.test('the subscriber\'s node is stopped with entries in its inbox, SIGKILLed a
   const numbered = after.messages.map((m) => m.payload.toString()).filter((p) => p !== 'probe')
   t.same([...new Set(numbered)], acked, `all ${N} acknowledged messages arrived, in order (${numbered.length - new Set(numbered).size} duplicates)`)
 })
+
+t.test('the subscriber reconnects on node C right after its node B was SIGKILLed: the claim waits for B\'s adoption, and every acknowledged message arrives', async (t) => {
+  const redis = await startRedis(t)
+  const a = await startNode(t, redis, ['--node-id', 'a'])
+  const b = await startNode(t, redis, ['--node-id', 'b'])
+  const c = await startNode(t, redis, ['--node-id', 'c'])
+  const sub = await connectClient(t, b.url, { clientId: 'kept', ...persistent })
+  const got = collect(sub)
+  await sub.subscribeAsync('k/#', { qos: 1 })
+  const publisher = await connectClient(t, a.url, { clientId: 'pub' })
+  await routeReady(publisher, got)
+  // b stops reading its inbox, then dies with entries in it
+  b.child.kill('SIGSTOP')
+  const acked: string[] = []
+  for (let i = 0; i < 30; i++) {
+    await publisher.publishAsync(`k/${i}`, String(i), { qos: 1 })
+    acked.push(String(i))
+  }
+  b.child.kill('SIGKILL')
+  const killedAt = Date.now()
+  const again = await connectClient(t, c.url, { clientId: 'kept', ...persistent, connectTimeout: 30000 })
+  const waited = Date.now() - killedAt
+  const after = collect(again)
+  const arrived = (): Set<string> => new Set(after.messages.map((m) => m.payload.toString()))
+  await waitFor(() => acked.every((p) => arrived().has(p)), { timeout: 10000, what: () => `every acknowledged message: ${acked.filter((p) => arrived().has(p)).length} of ${acked.length}` })
+  t.pass(`the CONNECT on c was answered ${waited} ms after the kill, once b was adopted`)
+  t.ok(a.logs.some(adopted) || c.logs.some(adopted), 'a survivor adopted b')
+  const numbered = after.messages.map((m) => m.payload.toString()).filter((p) => p !== 'probe')
+  t.same([...new Set(numbered)], acked, `all ${acked.length} acknowledged messages arrived on c, in order`)
+})
