@@ -122,7 +122,7 @@ t.test('No Local across nodes: the publisher\'s own subscription does not get it
   t.equal(gotSelf.messages.length, 0, 'the publisher\'s own No Local subscription gets none')
 })
 
-t.test('Redis refuses the inbox write (out of memory): MQTT 5 PUBACK 0x80, 3.1.1 closed, and the message reaches no subscriber on any node', async (t) => {
+t.test('Redis refuses the inbox write (out of memory): MQTT 5 PUBACK 0x80 (QoS 2: DISCONNECT 0x80), 3.1.1 closed, and the message reaches no subscriber on any node', async (t) => {
   const redis = await startRedis(t, { args: ['--maxmemory', '4mb', '--maxmemory-policy', 'noeviction'] })
   const a = await startNode(t, redis, ['--node-id', 'a'])
   const b = await startNode(t, redis, ['--node-id', 'b'])
@@ -134,6 +134,7 @@ t.test('Redis refuses the inbox write (out of memory): MQTT 5 PUBACK 0x80, 3.1.1
   await local.subscribeAsync('oom/#', { qos: 1 })
   const v5 = await connectClient(t, a.url, { clientId: 'pub-5', protocolVersion: 5 })
   const v4 = await connectClient(t, a.url, { clientId: 'pub-4', protocolVersion: 4 })
+  const q2 = await connectClient(t, a.url, { clientId: 'pub-5-q2', protocolVersion: 5 })
   await routeReady(v5, 'oom/probe', () => gotRemote.messages.length > 0)
   t.equal(await ackCode(v5, 'oom/before', 'kept', 1), 0, 'before: PUBACK 0x00')
   await waitFor(() => gotRemote.messages.some((m) => m.topic === 'oom/before'), { timeout: 5000, what: 'oom/before on b' })
@@ -153,6 +154,14 @@ t.test('Redis refuses the inbox write (out of memory): MQTT 5 PUBACK 0x80, 3.1.1
   t.equal(code, 0x80, 'MQTT 5: PUBACK 0x80 Unspecified error [MQTT-3.4.2-1]')
   t.ok(took < 3000, `answered in ${took} ms, not a hang`)
   t.equal(v5.connected, true, 'MQTT 5: the connection goes on')
+  let q2reason: number | undefined
+  const q2gone = new Promise<void>((resolve) => {
+    q2.on('disconnect', (packet) => { q2reason = packet.reasonCode })
+    q2.once('close', () => resolve())
+  })
+  q2.publish('oom/refused2', 'no', { qos: 2 })
+  await q2gone
+  t.equal(q2reason, 0x80, 'MQTT 5, QoS 2: DISCONNECT 0x80, no PUBREC (as a refused retained QoS 2)')
   const gone = new Promise<void>((resolve) => { v4.once('close', () => resolve()) })
   let acked = false
   v4.publish('oom/refused4', 'no', { qos: 1 }, (err) => { if (err === undefined || err === null) acked = true })
