@@ -489,6 +489,53 @@ export function clientWill (client: Client): AedesWill | undefined {
   return will as AedesWill
 }
 
+/**
+ * A message as aedes' publish would queue it for an offline session
+ * (aedes-packet's Packet: `brokerId`, the next `brokerCounter` of the
+ * instance, no packet id; aedes.publish's absolute `messageExpiry`), for a
+ * store enqueue that does not go through aedes.publish (a dead node's inbox
+ * queued into the sessions adopted from it: lib/cluster/adoption.ts).
+ */
+export function queuedPacket (broker: Aedes, packet: { topic: string, payload: Buffer, qos: number, properties?: { messageExpiryInterval?: number } }): Record<string, unknown> {
+  const b = broker as unknown as { id: string, counter: number }
+  const out: Record<string, unknown> = { cmd: 'publish', brokerId: b.id, brokerCounter: ++b.counter, topic: packet.topic, payload: packet.payload, qos: packet.qos, retain: false, dup: false, messageId: undefined }
+  if (packet.properties !== undefined) out.properties = packet.properties
+  const expiry = packet.properties?.messageExpiryInterval
+  if (expiry !== undefined && expiry > 0) out.messageExpiry = Date.now() + expiry * 1000
+  return out
+}
+
+/** A step before aedes publishes a client's message: undefined = none, publish at once; a rejection fails the publish with its error. */
+export type BeforePublish = (packet: { topic: string, payload: Buffer | string, qos: number, retain: boolean, messageId?: number, properties?: object }, client: Client) => Promise<void> | undefined
+
+/**
+ * aedes publishes a client's message with `client.broker.publish(packet,
+ * client, done)` (`handlers/publish.js`; QoS 2 after storing it, QoS 1 after
+ * writing the PUBACK, which culex's gateway holds until aedes' `published`
+ * hook). `before` runs first, ahead of any delivery: when it returns a
+ * promise, aedes publishes once it resolves, and a rejection is the
+ * publish's error (no subscriber gets the message). Install it before
+ * interceptPublishErrors, so that handler sees that error too. Messages with
+ * no client (wills, the broker's own) are not seen.
+ */
+export function beforeClientPublish (broker: Aedes, before: BeforePublish): void {
+  const publish = broker.publish.bind(broker) as unknown as (packet: never, client: Client | null, done: (err?: Error | null) => void) => void
+  const wrapped = function (this: Aedes, packet: never, client: Client | ((err?: Error | null) => void) | null, done?: (err?: Error | null) => void): void {
+    if (typeof client === 'function') {
+      publish(packet, null, client)
+      return
+    }
+    const callback = done ?? (() => {})
+    const step = client === null || client === undefined ? undefined : before(packet as Parameters<BeforePublish>[0], client)
+    if (step === undefined) {
+      publish(packet, client ?? null, callback)
+      return
+    }
+    step.then(() => { publish(packet, client as Client, callback) }, (err: unknown) => { callback(err instanceof Error ? err : new Error(String(err))) })
+  }
+  ;(broker as unknown as { publish: typeof wrapped }).publish = wrapped
+}
+
 /** Answers the error a client's message was not published with; true when it did (the connection goes on). */
 export type PublishErrorHandler = (err: Error, packet: { messageId?: number, qos: number, retain: boolean }, client: Client) => boolean
 

@@ -180,7 +180,8 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
     authenticators,
     shared,
     policy,
-    hasSubscribers: subscribers.has,
+    // in a cluster, a subscriber or persistent session on another node counts too (not 0x10)
+    hasSubscribers: options.cluster === undefined ? subscribers.has : (topic) => options.cluster?.routesTo(topic) === true || subscribers.has(topic),
     hasIncoming: (clientId, packetId) => holdsIncoming(ctx.store(), clientId, packetId),
     observer: options.observer ?? noopObserver,
     onClose (c) { connections.delete(c) }

@@ -276,6 +276,63 @@ t.test('aedes publishes a client\'s PUBLISH through broker.publish(packet, clien
   t.pass('the two-argument form still works')
 })
 
+t.test('a queued message has the fields aedes-packet gives one: brokerId, the next brokerCounter, no packet id; messageExpiry as aedes.publish sets it (queuedPacket)', async (t) => {
+  const { queuedPacket } = await import('../lib/aedes-internals.js')
+  const packetSource = readFileSync(require.resolve('aedes-packet', { paths: [require.resolve('aedes')] }), 'utf8')
+  t.match(packetSource, 'this.brokerCounter = original.brokerCounter || (broker ? (++broker.counter) : 0)', 'aedes-packet counts on broker.counter')
+  const aedesSource = readFileSync(require.resolve('aedes'), 'utf8')
+  t.match(aedesSource, 'p.messageExpiry = Date.now() + (p.properties.messageExpiryInterval * 1000)', 'aedes.publish sets the absolute expiry')
+  const broker = await Aedes.createBroker()
+  t.teardown(() => new Promise<void>((resolve) => broker.close(() => resolve())))
+  const before = (broker as unknown as { counter: number }).counter
+  const q = queuedPacket(broker, { topic: 't', payload: Buffer.from('x'), qos: 1, properties: { messageExpiryInterval: 10 } })
+  t.equal(q.brokerId, broker.id)
+  t.equal(q.brokerCounter, before + 1)
+  t.equal((broker as unknown as { counter: number }).counter, before + 1, 'the instance\'s counter moved on')
+  t.ok(typeof q.messageExpiry === 'number' && Math.abs((q.messageExpiry as number) - Date.now() - 10000) < 1000)
+  t.equal(q.messageId, undefined)
+})
+
+t.test('a step before aedes publishes a client\'s message: awaited ahead of any delivery, its error the publish\'s (beforeClientPublish)', async (t) => {
+  const { beforeClientPublish, interceptPublishErrors } = await import('../lib/aedes-internals.js')
+  const handlerSource = readFileSync(require.resolve('aedes').replace(/aedes\.js$/, 'lib/handlers/publish.js'), 'utf8')
+  t.match(handlerSource, /incomingStorePacket\(client, packet\)[\s\S]*client\.broker\.publish\(packet, client, \(err\)/, 'QoS 2: published through the instance\'s publish with the client, after storing it')
+  const broker = await Aedes.createBroker()
+  t.teardown(() => new Promise<void>((resolve) => broker.close(() => resolve())))
+  const delivered: string[] = []
+  broker.subscribe('#', (packet: { topic: string }, cb: () => void) => { delivered.push(packet.topic); cb() }, () => {})
+  const refused = new Error('refused')
+  let release: () => void = () => {}
+  const steps: string[] = []
+  beforeClientPublish(broker, (packet) => {
+    steps.push(packet.topic)
+    if (packet.topic === 'now') return undefined
+    if (packet.topic === 'refused') return Promise.reject(refused)
+    return new Promise<void>((resolve) => { release = resolve })
+  })
+  const answered: Error[] = []
+  interceptPublishErrors(broker, (err) => { answered.push(err); return true })
+  const client = { id: 'c' } as never
+  const publish = (topic: string, c: unknown): Promise<Error | null | undefined> => new Promise((resolve) => {
+    (broker.publish as unknown as (p: object, c: unknown, d: (e?: Error | null) => void) => void)({ cmd: 'publish', topic, payload: Buffer.from('x'), qos: 1, retain: false, messageId: 3 }, c, resolve)
+  })
+  t.equal(await publish('now', client), null)
+  t.same(delivered, ['now'], 'no step: published at once')
+  const waiting = publish('later', client)
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  t.same(delivered, ['now'], 'not delivered while the step is pending')
+  release()
+  t.equal(await waiting, null)
+  t.same(delivered, ['now', 'later'], 'delivered once the step resolved')
+  t.equal(await publish('refused', client), null, 'a refused step: interceptPublishErrors answered its error')
+  t.same(answered, [refused])
+  t.same(delivered, ['now', 'later'], 'a refused step: delivered to nobody')
+  t.equal(await publish('nobody', null), null)
+  t.same(steps, ['now', 'later', 'refused'], 'no client: no step')
+  await new Promise<void>((resolve) => { broker.publish({ cmd: 'publish', topic: 'q', payload: Buffer.from('y'), qos: 0, retain: false, dup: false }, () => resolve()) })
+  t.pass('the two-argument form still works')
+})
+
 t.test('aedes emits \'subscribe\' then asks broker.persistence.createRetainedStreamCombi for the due filters, in one run (claimRetainedAtSubscribe, deliverRetainedByBroker)', async (t) => {
   const { handleStream, injectPacket, pacePackets, AliasTable, claimRetainedAtSubscribe } = await import('../lib/aedes-internals.js')
   const subscribeSource = readFileSync(require.resolve('aedes').replace(/aedes\.js$/, 'lib/handlers/subscribe.js'), 'utf8')

@@ -51,10 +51,12 @@ export function wireClusterWills (aedes: Aedes, ctx: Context, epochOf: (client: 
     const sent = await new Promise<boolean>((resolve, reject) => {
       aedes.authorizePublish(null, packet as PublishPacket, (err) => {
         if (err) { ctx.logger.warn({ clientId, err }, 'cluster: a will was not authorized; dropped'); resolve(false); return }
-        aedes.publish(packet as PublishPacket, (perr) => { if (perr) reject(perr); else resolve(true) })
+        // QoS 1/2: in the other nodes' inboxes first, as a client's message (cluster-qos.ts)
+        const routed = packet.qos === 0 ? Promise.resolve() : cluster.routeDurable(packet)
+        routed.then(() => { aedes.publish(packet as PublishPacket, (perr) => { if (perr) reject(perr); else resolve(true) }) }, reject)
       })
     })
-    // published with no client, so aedes' 'publish' event does not route it (broker/cluster.ts)
+    // published with no client, so aedes' 'publish' event does not route a QoS 0 one (broker/cluster.ts)
     if (sent && packet.qos === 0) cluster.route(packet)
   }
   cluster.attachWills({

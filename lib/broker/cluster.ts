@@ -3,7 +3,7 @@
  * which epoch each connection claimed its id at, the check each connection
  * makes once live, the fenced release when an id's last connection here
  * ends, and the DISCONNECT 0x8E when another node takes the id; QoS 0
- * routing between nodes (wireRoutes); retained messages cluster-wide
+ * routing between nodes (wireRoutes), QoS 1/2 (cluster-qos.ts); retained messages cluster-wide
  * (wireRetained); a session another node took over leaves this node's store
  * (the Redis store's handOver); wills cluster-wide (cluster-wills.ts); the
  * session clocks of Session Expiry cluster-wide (lib/cluster/session-expiry.ts).
@@ -17,6 +17,7 @@ import { wirePublishRefusals } from './publish-refusal.js'
 import { clusterSessionsOf } from './store.js'
 import { wireClusterWills } from './cluster-wills.js'
 import { sessionLifetimeMs } from '../cluster/session-expiry.js'
+import { wireClusterQos } from './cluster-qos.js'
 
 /** the epoch at which each client claimed its id */
 const epochs = new WeakMap<Client, number>()
@@ -124,6 +125,7 @@ export function wireCluster (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster' | 
   const cluster = ctx.cluster
   if (cluster === undefined) return
   wireRetained(ctx.store(), cluster)
+  wireClusterQos(aedes, ctx)
   wirePublishRefusals(aedes, ctx)
   cluster.attachClients({
     takenOver (clientId, byNode) {
@@ -131,8 +133,12 @@ export function wireCluster (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster' | 
       const conn = client === undefined ? undefined : ctx.gatewayOf(client)
       // one not yet answered is closed by its own check once live (verify)
       if (conn?.isAccepted === true) conn.disconnect(ReasonCode.SessionTakenOver, `session taken over on node ${byNode}`)
-      // the session is the other node's now: this node's copy goes (its later writes would be refused)
-      clusterSessionsOf(ctx.store())?.handOver(clientId)
+      // the session is the other node's now: this node's copy goes (its later writes would be refused),
+      // once the messages already in this node's inbox are in it (the claiming node waits for them: cluster/inbox.ts)
+      const sessions = clusterSessionsOf(ctx.store())
+      const epoch = sessions?.epochOf?.(clientId)
+      const handOver = (): void => { sessions?.handOver(clientId, epoch) }
+      cluster.inboxCaughtUp().then(handOver, handOver)
     },
     sessionEnded (clientId, epoch) {
       clusterSessionsOf(ctx.store())?.handOver(clientId, epoch)

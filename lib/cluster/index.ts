@@ -2,7 +2,8 @@
  * A culex node's part in a cluster on Redis (README "Cluster (in progress)"):
  * the Redis connections, the node's lease and the view of the other nodes
  * (membership.ts), the client-id registry with takeover and fencing
- * (registry.ts), QoS 0 routing between nodes (routes.ts), retained
+ * (registry.ts), routing between nodes (routes.ts; QoS 1/2 through each
+ * node's inbox, inbox.ts; a dead node's sessions adopted, adoption.ts), retained
  * messages cluster-wide (retained.ts), the wills of dead nodes and Will Delay
  * on one node (wills.ts), Session Expiry on one node (session-expiry.ts). Made before the broker (so an unreachable Redis stops the
  * start), joined once the listeners are bound (the default node id names the
@@ -12,18 +13,26 @@ import { hostname } from 'node:os'
 import type { Logger } from 'pino'
 import { describeDurability, losesNothing, readDurability, requireFsync } from './durability.js'
 import { Figures, type NodeFigures } from './figures.js'
+import { ownerKey } from './keys.js'
 import { Membership } from './membership.js'
 import { openRedis, redactUrl, type RedisPair } from './redis.js'
 import { Registry, type LocalClients } from './registry.js'
 import { ClusterRetained, type ApplyRetained } from './retained.js'
 import type { StoredPacket } from '../persistence/types.js'
-import { Routes, type RoutedMessage } from './routes.js'
+import { DURABLE_NODES_KEY, RELOAD_MS, Routes, routedPacket, type RoutedMessage } from './routes.js'
+import { Inbox, type DeliverQueued } from './inbox.js'
+import { ADOPT_GRACE_MS, Adoption, type AdoptionHost } from './adoption.js'
 import { ClusterWills, type ClusterWill, type WillsHost } from './wills.js'
 import { ClusterSessionExpiry } from './session-expiry.js'
+
+/** milliseconds a claim waits at most for a session's holder's inbox before claiming: a dead holder's lease, the grace and its adoption */
+const ADOPTION_WAIT_MS = 15000
 
 export { redactUrl } from './redis.js'
 export type { LocalClients } from './registry.js'
 export type { RoutedMessage } from './routes.js'
+export type { DeliverQueued } from './inbox.js'
+export type { AdoptionHost } from './adoption.js'
 export type { ApplyRetained } from './retained.js'
 export type { NodeFigures } from './figures.js'
 export type { ClusterWill, PublishWill, WillsHost } from './wills.js'
@@ -57,6 +66,22 @@ export interface ClusterView {
   unsubscribed (filter: string): void
   /** Sends a QoS 0 message to the other nodes with a matching subscription; returns how many. */
   route (message: RoutedMessage): number
+  /** a persistent session here gained (true) or lost a QoS 1/2 subscription to `filter` (the node's durable routes) */
+  durableChanged (filter: string, added: boolean): void
+  /**
+   * Adds a QoS 1/2 message to the inbox of every other node with a matching
+   * live subscriber or persistent session (inbox.ts); resolves once Redis
+   * has them all, rejects with a ClusterWriteRefused otherwise.
+   */
+  routeDurable (message: RoutedMessage & { qos: number }): Promise<void>
+  /** whether any other node has a subscriber or persistent session matching `topic` (0x10) */
+  routesTo (topic: string): boolean
+  /** where this node's inbox goes (set before the join) */
+  attachInbox (deliver: DeliverQueued): void
+  /** Resolves once every entry in this node's inbox now was published here (a session taken over is handed over after it). */
+  inboxCaughtUp (): Promise<void>
+  /** how this node takes a dead node's sessions and inbox over (set before the join: adoption.ts) */
+  attachAdoption (host: AdoptionHost): void
   /**
    * How a cluster-wide retained change reaches this node's own store (set
    * before the join, which fills that store from Redis).
@@ -109,6 +134,12 @@ export class ClusterNode implements ClusterView {
   private wills: ClusterWills | undefined
   private expiry: ClusterSessionExpiry | undefined
   private willsHost: WillsHost | undefined
+  private inbox: Inbox | undefined
+  private deliverQueued: DeliverQueued | undefined
+  private adoptionHost: AdoptionHost | undefined
+  private adoptionTimer: NodeJS.Timeout | undefined
+  /** nodes seen without a lease, since when (adoption waits ADOPT_GRACE_MS) */
+  private readonly deadSince = new Map<string, number>()
 
   private constructor (private readonly redis: RedisPair, private readonly logger: Logger, readonly url: string) {}
 
@@ -151,17 +182,46 @@ export class ClusterNode implements ClusterView {
     await registry.start(local)
     await membership.start()
     const routes = new Routes(this.redis, options.nodeId, this.logger, (message) => { local.deliver(message) })
+    // the adoption of this node's previous run below announces durable routes
+    this.routes = routes
     await routes.start(() => membership.nodes())
+    const expiry = new ClusterSessionExpiry(this.redis, options.nodeId, this.logger, membership.leaseMs, membership.renewMs)
+    // the node that held an expired session drops its copy (others are told as by a takeover)
+    await expiry.start(() => membership.nodes(), { expiredHere: (clientId, epoch) => { this.local?.sessionEnded?.(clientId, epoch) } })
+    const adoptionHost = this.adoptionHost
+    // an adopted session is released offline here at a new epoch: its clock starts again from its record
+    const adoptionRegistry = {
+      adoptClaim: async (clientId: string) => await registry.adoptClaim(clientId),
+      release: async (clientId: string, epoch: number) => {
+        const done = await registry.release(clientId, epoch)
+        if (done) await expiry.ended(clientId, epoch, await adoptionHost?.lifetimeMs?.(clientId) ?? -1)
+        return done
+      }
+    }
+    const adoption = adoptionHost === undefined ? undefined : new Adoption(this.redis, options.nodeId, adoptionRegistry, adoptionHost, this.logger)
+    // a previous run of this node (killed) left sessions and inbox entries: taken over before the inbox is read
+    await adoption?.adopt(options.nodeId).catch((err: unknown) => { this.logger.warn({ err }, 'cluster: adopting the sessions of this node\'s previous run failed') })
+    const inbox = new Inbox(this.redis, options.nodeId, this.logger, this.deliverQueued ?? (async () => {}))
+    await inbox.start()
+    this.inbox = inbox
+    if (adoption !== undefined) this.sweepDead(adoption, () => membership.nodes())
     const retained = new ClusterRetained(this.redis, this.logger)
     await retained.start(this.applyRetained ?? (async () => {}))
     const wills = new ClusterWills(this.redis, options.nodeId, this.logger, membership.leaseMs, membership.renewMs)
     if (this.willsHost !== undefined) wills.attach(this.willsHost)
     await wills.start(() => membership.nodes())
-    const expiry = new ClusterSessionExpiry(this.redis, options.nodeId, this.logger, membership.leaseMs, membership.renewMs)
-    // the node that held an expired session drops its copy (others are told as by a takeover)
-    await expiry.start(() => membership.nodes(), { expiredHere: (clientId, epoch) => { this.local?.sessionEnded?.(clientId, epoch) } })
     membership.on('join', (id) => { routes.nodeJoined(id) })
-    membership.on('leave', (id) => { routes.nodeLeft(id); wills.nodeLeft(id); expiry.nodeLeft(id) })
+    membership.on('leave', (id) => {
+      routes.nodeLeft(id)
+      wills.nodeLeft(id)
+      expiry.nodeLeft(id)
+      if (adoption === undefined) return
+      this.deadSince.set(id, Date.now())
+      setTimeout(() => {
+        if (membership.nodes().includes(id)) return
+        adoption.adopt(id).catch((err: unknown) => { this.logger.warn({ err, node: id }, 'cluster: adopting a dead node\'s sessions failed; the next sweep retries') })
+      }, ADOPT_GRACE_MS).unref()
+    })
     // after a pause or a Redis restart, what this node holds may have been taken meanwhile, and its routes lost
     membership.on('leaseLost', () => {
       // first: the registry's re-check below may claim back ids Redis lost, with new epochs
@@ -196,7 +256,20 @@ export class ClusterNode implements ClusterView {
 
   async claim (clientId: string): Promise<number> {
     if (this.registry === undefined) throw new Error('not joined the cluster yet')
-    return await this.registry.claim(clientId)
+    const holder = async (): Promise<string | undefined> => {
+      const owner = await this.redis.commands.hmget(ownerKey(clientId), 'node', 'last')
+      return owner[0] ?? owner[1] ?? undefined
+    }
+    const before = await holder()
+    // entries already in the holder's inbox first: a holder that died (still seen alive until its lease runs out)
+    // has them queued into the session by its adoption, which must come before this claim (adoption.ts)
+    if (before !== undefined && before !== this.nodeId && this.inbox !== undefined) await this.inbox.drainedOf(before, ADOPTION_WAIT_MS)
+    const previous = before === undefined ? undefined : await holder()
+    const epoch = await this.registry.claim(clientId)
+    // then what reached the holder until the claim: it hands the session over once it caught up (inbox.ts)
+    if (previous === this.nodeId) await this.inbox?.caughtUp()
+    else if (previous !== undefined && this.nodes().includes(previous)) await this.inbox?.drainedOf(previous)
+    return epoch
   }
 
   async verify (clientId: string): Promise<void> {
@@ -228,6 +301,49 @@ export class ClusterNode implements ClusterView {
 
   route (message: RoutedMessage): number {
     return this.routes?.route(message) ?? 0
+  }
+
+  durableChanged (filter: string, added: boolean): void {
+    this.routes?.durableChanged(filter, added)
+  }
+
+  async routeDurable (message: RoutedMessage & { qos: number }): Promise<void> {
+    const nodes = this.routes?.durableNodes(message.topic)
+    if (nodes === undefined || nodes.size === 0 || this.inbox === undefined) return
+    await this.inbox.send(nodes, routedPacket(message, message.qos === 2 ? 2 : 1))
+  }
+
+  routesTo (topic: string): boolean {
+    return (this.routes?.durableNodes(topic).size ?? 0) > 0
+  }
+
+  attachInbox (deliver: DeliverQueued): void {
+    this.deliverQueued = deliver
+  }
+
+  attachAdoption (host: AdoptionHost): void {
+    this.adoptionHost = host
+  }
+
+  /** Every RELOAD_MS: a node with durable routes and no lease (its leave missed, or an adoption that failed) is adopted. */
+  private sweepDead (adoption: Adoption, live: () => string[]): void {
+    this.adoptionTimer = setInterval(() => {
+      this.redis.commands.smembers(DURABLE_NODES_KEY).then(async (nodes) => {
+        const alive = new Set(live())
+        for (const node of this.deadSince.keys()) if (alive.has(node)) this.deadSince.delete(node)
+        for (const node of nodes) {
+          if (alive.has(node)) continue
+          const since = this.deadSince.get(node)
+          if (since === undefined) this.deadSince.set(node, Date.now())
+          else if (Date.now() - since >= ADOPT_GRACE_MS) await adoption.adopt(node)
+        }
+      }).catch((err: unknown) => { this.logger.debug({ err }, 'cluster: the sweep for dead nodes\' sessions failed') })
+    }, RELOAD_MS)
+    this.adoptionTimer.unref()
+  }
+
+  async inboxCaughtUp (): Promise<void> {
+    await this.inbox?.caughtUp()
   }
 
   attachRetained (apply: ApplyRetained): void {
@@ -273,8 +389,10 @@ export class ClusterNode implements ClusterView {
 
   /** Gives the lease up (the other nodes see the leave at once) and closes the connections. */
   async close (): Promise<void> {
+    clearInterval(this.adoptionTimer)
     this.registry?.stop()
     this.routes?.stop()
+    await this.inbox?.stop()
     this.retained?.stop()
     await this.wills?.stop()
     await this.expiry?.stop()

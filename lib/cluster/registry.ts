@@ -27,7 +27,7 @@ import type { RoutedMessage } from './routes.js'
  * last one when the id was released (it still holds the offline session),
  * "{epoch} {node} {client id}".
  */
-const CLAIM = new Script(`
+const CLAIM_BODY = `
 local previous = redis.call('HGET', KEYS[1], 'node') or redis.call('HGET', KEYS[1], 'last')
 local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
 redis.call('HSET', KEYS[1], 'node', ARGV[1])
@@ -35,7 +35,27 @@ if previous and previous ~= ARGV[1] then
   redis.call('PUBLISH', ARGV[3] .. previous, epoch .. ' ' .. ARGV[1] .. ' ' .. ARGV[2])
 end
 return epoch
-`)
+`
+const CLAIM = new Script(CLAIM_BODY)
+
+/**
+ * CLAIM for a survivor adopting a dead node's session (adoption.ts): no
+ * reconnect, so it must not cancel the dead connection's will. `carries`
+ * keeps the epoch of the claim before the first of consecutive adoptions,
+ * `adopted` how many followed; TAKE (wills.ts) publishes a will of epoch
+ * `carries` while the epoch is `carries + adopted`. A client's claim moves
+ * the epoch alone, which ends that.
+ */
+const ADOPT_CLAIM = new Script(`
+local current = tonumber(redis.call('HGET', KEYS[1], 'epoch') or '0')
+local carries = tonumber(redis.call('HGET', KEYS[1], 'carries') or '-1')
+local adopted = tonumber(redis.call('HGET', KEYS[1], 'adopted') or '0')
+if carries < 0 or current ~= carries + adopted then
+  carries = current
+  adopted = 0
+end
+redis.call('HSET', KEYS[1], 'carries', carries, 'adopted', adopted + 1)
+` + CLAIM_BODY)
 
 /**
  * A node gives the id up at disconnect, only if it still owns it at the
@@ -111,6 +131,13 @@ export class Registry {
   /** Claims the id for this node; rejects when Redis does not answer. */
   async claim (clientId: string): Promise<number> {
     const epoch = Number(await CLAIM.run(this.redis.commands, [ownerKey(clientId)], [this.nodeId, clientId, CHANNEL_PREFIX]))
+    if (epoch > (this.epochs.get(clientId) ?? 0)) this.epochs.set(clientId, epoch)
+    return epoch
+  }
+
+  /** A survivor's claim of a dead node's session (ADOPT_CLAIM): its will stays due. */
+  async adoptClaim (clientId: string): Promise<number> {
+    const epoch = Number(await ADOPT_CLAIM.run(this.redis.commands, [ownerKey(clientId)], [this.nodeId, clientId, CHANNEL_PREFIX]))
     if (epoch > (this.epochs.get(clientId) ?? 0)) this.epochs.set(clientId, epoch)
     return epoch
   }

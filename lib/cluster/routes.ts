@@ -1,37 +1,33 @@
 /**
- * QoS 0 routing between nodes. Each node keeps the topic filters its live
- * clients subscribe to in a set `culex:routes:{node}`, announces each change
- * on `culex:routes`, and holds every other live node's filters in a local
- * matcher, loaded at join, on a node's join and every RELOAD_MS (so a lost
- * notice heals). A message is matched locally: only the nodes with a
- * matching filter get it, by PUBLISH on their channel `culex:msg:{node}`,
- * and a topic no other node subscribes to costs no Redis command.
+ * Routing between nodes. Each node keeps the topic filters its live
+ * clients subscribe to in a set `culex:routes:{node}`, and the QoS 1/2
+ * filters of the persistent sessions its store holds (online or offline) in
+ * `culex:durable:{node}`, announces each change on `culex:routes`, and holds
+ * the other nodes' filters in local matchers, loaded at join, on a node's
+ * join and every RELOAD_MS (so a lost notice heals). A message is matched
+ * locally: a QoS 0 one goes to the nodes with a matching live filter, by
+ * PUBLISH on their channel `culex:msg:{node}`; a QoS 1/2 one to those with
+ * a matching live or durable filter, through their inboxes (inbox.ts). A
+ * topic no other node subscribes to costs no Redis command. A dead node's
+ * durable filters stay matched until a survivor adopted it (adoption.ts).
  */
-import { createRequire } from 'node:module'
 import type { Logger } from 'pino'
 import type { IPublishPacket } from 'mqtt-packet'
 import { decodeBuffer, encode } from '../protocol/codec.js'
 import type { RedisPair } from './redis.js'
+import { RouteTable } from './route-table.js'
 
 const PREFIX = 'culex:'
 export const routesKey = (nodeId: string): string => `${PREFIX}routes:${nodeId}`
+/** the QoS 1/2 filters of the persistent sessions a node holds, online or offline */
+export const durableKey = (nodeId: string): string => `${PREFIX}durable:${nodeId}`
+/** the nodes with a durable set: a dead node's stays (and is matched) until a survivor adopted its sessions (adoption.ts) */
+export const DURABLE_NODES_KEY = `${PREFIX}durable:nodes`
 export const ROUTES_CHANNEL = `${PREFIX}routes`
 export const messageChannel = (nodeId: string): string => `${PREFIX}msg:${nodeId}`
 
 /** milliseconds between two full reloads of the other nodes' filters */
 export const RELOAD_MS = 10000
-
-interface QlobberDedupInstance {
-  add (topic: string, value: string): void
-  remove (topic: string, value?: string): void
-  match (topic: string): Set<string>
-  clear (): void
-}
-const require = createRequire(import.meta.url)
-const { QlobberDedup } = require('qlobber') as { QlobberDedup: new (options: Record<string, unknown>) => QlobberDedupInstance }
-
-/** aedes' matching rules (mqemitter): `a/#` matches `a`, `+` matches an empty level */
-const QLOBBER_OPTIONS = { separator: '/', wildcard_one: '+', wildcard_some: '#', match_empty_levels: true }
 
 /** The MQTT 5 properties a message keeps between nodes; topic aliases and subscription identifiers are per connection. */
 const CARRIED = ['payloadFormatIndicator', 'messageExpiryInterval', 'contentType', 'responseTopic', 'correlationData', 'userProperties'] as const
@@ -39,13 +35,12 @@ const CARRIED = ['payloadFormatIndicator', 'messageExpiryInterval', 'contentType
 export type RoutedMessage = Pick<IPublishPacket, 'topic' | 'payload' | 'properties'>
 
 export class Routes {
-  /** this node's filters, by the number of live subscriptions to each */
-  private readonly local = new Map<string, number>()
-  /** every other node's filters */
-  private readonly remote = new Map<string, Set<string>>()
-  private readonly matcher = new QlobberDedup(QLOBBER_OPTIONS)
+  /** live connections' filters: where QoS 0 goes */
+  private readonly live = new RouteTable()
+  /** persistent sessions' QoS 1/2 filters: where QoS 1/2 goes as well, to be queued */
+  private readonly durable = new RouteTable()
   private timer: NodeJS.Timeout | undefined
-  private live: () => string[] = () => []
+  private nodes: () => string[] = () => []
   private stopped = false
   /** messages sent to other nodes, for tests and figures */
   sent = 0
@@ -57,10 +52,11 @@ export class Routes {
     private readonly deliver: (message: RoutedMessage) => void
   ) {}
 
-  /** Starts from an empty set of this node's filters and loads the others'. */
+  /** Starts from empty sets of this node's filters and loads the others'. */
   async start (liveNodes: () => string[]): Promise<void> {
-    this.live = liveNodes
-    await this.redis.commands.del(routesKey(this.nodeId))
+    this.nodes = liveNodes
+    await this.redis.commands.del(routesKey(this.nodeId), durableKey(this.nodeId))
+    await this.redis.commands.sadd(DURABLE_NODES_KEY, this.nodeId)
     this.redis.notices.on('message', this.onRouteNotice)
     this.redis.notices.on('messageBuffer', this.onMessage)
     await this.redis.notices.subscribe(ROUTES_CHANNEL, messageChannel(this.nodeId))
@@ -81,21 +77,17 @@ export class Routes {
 
   /** A live subscription to `filter` began on this node. */
   subscribed (filter: string): void {
-    const n = this.local.get(filter) ?? 0
-    this.local.set(filter, n + 1)
-    if (n === 0) this.announce('+', filter)
+    if (this.live.hold(filter)) this.announce('', filter, true)
   }
 
   /** A live subscription to `filter` ended on this node. */
   unsubscribed (filter: string): void {
-    const n = this.local.get(filter)
-    if (n === undefined) return
-    if (n > 1) {
-      this.local.set(filter, n - 1)
-      return
-    }
-    this.local.delete(filter)
-    this.announce('-', filter)
+    if (this.live.release(filter)) this.announce('', filter, false)
+  }
+
+  /** A persistent session held here gained (`held`) or lost a QoS 1/2 subscription to `filter`. */
+  durableChanged (filter: string, held: boolean): void {
+    if (held ? this.durable.hold(filter) : this.durable.release(filter)) this.announce('d', filter, held)
   }
 
   /**
@@ -105,12 +97,9 @@ export class Routes {
    */
   route (message: RoutedMessage): number {
     if (message.topic.charCodeAt(0) === 36) return 0
-    const nodes = this.matcher.match(message.topic)
+    const nodes = this.live.match(message.topic)
     if (nodes.size === 0) return 0
-    const packet: IPublishPacket = { cmd: 'publish', topic: message.topic, payload: message.payload, qos: 0, retain: false, dup: false }
-    const properties = carried(message.properties)
-    if (properties !== undefined) packet.properties = properties
-    const bytes = encode(packet, 5)
+    const bytes = encode(routedPacket(message, 0), 5)
     for (const node of nodes) {
       this.sent++
       this.redis.commands.publish(messageChannel(node), bytes).catch(() => {})
@@ -118,32 +107,43 @@ export class Routes {
     return nodes.size
   }
 
-  /** After this node's lease was taken anew (Redis may have lost the set): writes its filters again. */
+  /** The other nodes a QoS 1/2 message must reach: a live subscriber, or a persistent session held there, matches it. */
+  durableNodes (topic: string): Set<string> {
+    if (topic.charCodeAt(0) === 36) return new Set()
+    const nodes = this.live.match(topic)
+    const held = this.durable.match(topic)
+    if (held.size === 0) return nodes
+    if (nodes.size === 0) return held
+    return new Set([...nodes, ...held])
+  }
+
+  /** After this node's lease was taken anew (Redis may have lost the sets): writes its filters again. */
   async republish (): Promise<void> {
-    const filters = [...this.local.keys()]
-    if (filters.length > 0) await this.redis.commands.sadd(routesKey(this.nodeId), ...filters)
+    const live = [...this.live.local.keys()]
+    const durable = [...this.durable.local.keys()]
+    if (live.length > 0) await this.redis.commands.sadd(routesKey(this.nodeId), ...live)
+    if (durable.length > 0) await this.redis.commands.sadd(durableKey(this.nodeId), ...durable)
     await this.reload()
   }
 
-  /** Reads every live node's filters again. */
+  /** Reads every live node's filters again, and the durable ones of every node not adopted yet. */
   async reload (): Promise<void> {
-    const nodes = this.live().filter((n) => n !== this.nodeId)
-    const sets = await Promise.all(nodes.map(async (n) => [n, await this.redis.commands.smembers(routesKey(n))] as const))
-    this.matcher.clear()
-    this.remote.clear()
-    for (const [node, filters] of sets) {
-      const set = new Set(filters)
-      this.remote.set(node, set)
-      for (const f of set) this.matcher.add(f, node)
-    }
+    const nodes = this.nodes().filter((n) => n !== this.nodeId)
+    const held = (await this.redis.commands.smembers(DURABLE_NODES_KEY)).filter((n) => n !== this.nodeId)
+    const read = async (among: string[], key: (n: string) => string): Promise<Array<readonly [string, string[]]>> =>
+      await Promise.all(among.map(async (n) => [n, await this.redis.commands.smembers(key(n))] as const))
+    const [live, durable] = await Promise.all([read(nodes, routesKey), read(held, durableKey)])
+    this.live.replace(live)
+    this.durable.replace(durable)
   }
 
-  /** A node left: its filters go. */
+  /**
+   * A node left: its live filters go; its durable ones stay until a
+   * survivor adopted its sessions (`d!`): until then a QoS 1/2 message for
+   * them is written to its inbox, which the adopter reads (adoption.ts).
+   */
   nodeLeft (node: string): void {
-    const set = this.remote.get(node)
-    if (set === undefined) return
-    for (const f of set) this.matcher.remove(f, node)
-    this.remote.delete(node)
+    this.live.drop(node)
   }
 
   /**
@@ -154,48 +154,42 @@ export class Routes {
   nodeJoined (node: string): void {
     if (node === this.nodeId) return
     const read = (): void => {
-      if (this.stopped || !this.live().includes(node)) return
-      this.redis.commands.smembers(routesKey(node)).then((filters) => {
-        for (const f of filters) this.addRemote(node, f)
-      }, () => {})
+      if (this.stopped || !this.nodes().includes(node)) return
+      for (const [table, key] of [[this.live, routesKey], [this.durable, durableKey]] as const) {
+        this.redis.commands.smembers(key(node)).then((filters) => {
+          for (const f of filters) table.add(node, f)
+        }, () => {})
+      }
     }
     read()
     setTimeout(read, 1000).unref()
   }
 
-  private announce (op: '+' | '-', filter: string): void {
-    const key = routesKey(this.nodeId)
-    const write = op === '+' ? this.redis.commands.sadd(key, filter) : this.redis.commands.srem(key, filter)
+  /** `kind` '' = live, 'd' = durable; the notice is `{kind}{+|-} {node} {filter}` */
+  private announce (kind: '' | 'd', filter: string, add: boolean): void {
+    const key = kind === '' ? routesKey(this.nodeId) : durableKey(this.nodeId)
+    const op = `${kind}${add ? '+' : '-'}`
+    const write = add ? this.redis.commands.sadd(key, filter) : this.redis.commands.srem(key, filter)
     write.then(() => this.redis.commands.publish(ROUTES_CHANNEL, `${op} ${this.nodeId} ${filter}`)).catch((err: unknown) => {
       // the next reload of the other nodes, or republish() after a lost lease, brings them up to date
       this.logger.debug({ err, filter, op }, 'cluster: announcing a route failed')
     })
   }
 
-  private addRemote (node: string, filter: string): void {
-    let set = this.remote.get(node)
-    if (set === undefined) this.remote.set(node, set = new Set())
-    if (set.has(filter)) return
-    set.add(filter)
-    this.matcher.add(filter, node)
-  }
-
-  private removeRemote (node: string, filter: string): void {
-    const set = this.remote.get(node)
-    if (set?.delete(filter) !== true) return
-    this.matcher.remove(filter, node)
-  }
-
   private readonly onRouteNotice = (channel: string, message: string): void => {
     if (channel !== ROUTES_CHANNEL) return
-    const op = message.charAt(0)
-    const space = message.indexOf(' ', 2)
-    if (space < 0) return
-    const node = message.slice(2, space)
+    const opEnd = message.indexOf(' ')
+    const space = message.indexOf(' ', opEnd + 1)
+    if (opEnd < 0 || space < 0) return
+    const op = message.slice(0, opEnd)
+    const node = message.slice(opEnd + 1, space)
     const filter = message.slice(space + 1)
     if (node === this.nodeId) return
-    if (op === '+') this.addRemote(node, filter)
-    else if (op === '-') this.removeRemote(node, filter)
+    const table = op.charAt(0) === 'd' ? this.durable : this.live
+    const sign = op.charAt(op.length - 1)
+    if (sign === '+') table.add(node, filter)
+    else if (sign === '-') table.remove(node, filter)
+    else if (sign === '!') table.drop(node)
   }
 
   private readonly onMessage = (channel: Buffer, bytes: Buffer): void => {
@@ -207,6 +201,15 @@ export class Routes {
     }
     this.deliver({ topic: packet.topic, payload: packet.payload, ...(packet.properties !== undefined ? { properties: packet.properties } : {}) })
   }
+}
+
+/** The PUBLISH a message travels between nodes as (MQTT 5, RETAIN 0, only the properties that travel). */
+export function routedPacket (message: RoutedMessage, qos: 0 | 1 | 2): IPublishPacket {
+  const packet: IPublishPacket = { cmd: 'publish', topic: message.topic, payload: message.payload, qos, retain: false, dup: false }
+  if (qos > 0) packet.messageId = 1
+  const properties = carried(message.properties)
+  if (properties !== undefined) packet.properties = properties
+  return packet
 }
 
 function carried (properties: IPublishPacket['properties']): IPublishPacket['properties'] {

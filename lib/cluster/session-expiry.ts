@@ -111,6 +111,19 @@ export function sessionLifetimeMs (client: { version?: number, clean?: boolean, 
   return interval * 1000 >= NEVER_MS ? -1 : interval * 1000
 }
 
+/**
+ * What is left of a session's life from its record (an adopted session: the
+ * adopter starts its clock anew), in ms; -1 when it never expires.
+ */
+export function remainingLifetimeMs (record: { expiresAt: number | null, expiryInterval?: number } | undefined, now: number): number {
+  if (record === undefined) return -1
+  // at least 1 ms, so that a session already due is put in the due set and ended there
+  if (record.expiresAt !== null) return Math.max(1, record.expiresAt - now)
+  const interval = record.expiryInterval
+  if (interval === undefined || interval * 1000 >= NEVER_MS) return -1
+  return Math.max(1, interval * 1000)
+}
+
 export class ClusterSessionExpiry {
   private readonly lock: TimerLock
   private live: () => string[] = () => []

@@ -181,13 +181,16 @@ for _, id in ipairs(ids) do
   redis.call('HDEL', KEYS[1], id)
   if record then
     local epoch = epochOf(record)
-    local owner = redis.call('HMGET', ARGV[3] .. id, 'node', 'epoch')
+    local owner = redis.call('HMGET', ARGV[3] .. id, 'node', 'epoch', 'carries', 'adopted')
     local heldAgain = false
     if owner[1] then
       local held = redis.call('HGET', ARGV[4] .. '{' .. owner[1] .. '}', id)
       heldAgain = held and epochOf(held) == epoch
     end
-    if tonumber(owner[2]) == epoch and not heldAgain then
+    -- a survivor's adoptions of the session (registry.ts ADOPT_CLAIM) are no reconnect: they do not cancel the will
+    local current = tonumber(owner[2])
+    local same = current == epoch or (tonumber(owner[3]) == epoch and current == epoch + (tonumber(owner[4]) or 0))
+    if same and not heldAgain then
       redis.call('SET', ARGV[5] .. id, epoch, 'PX', ARGV[6])
       out[#out + 1] = id
       out[#out + 1] = record

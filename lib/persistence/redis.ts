@@ -175,12 +175,16 @@ export class RedisPersistence extends BaseStore {
     if (mode === 'load' && this.#epochs.get(clientId) === epoch) this.#restore(clientId, fields)
   }
 
-  /** Another node claimed the session, or it expired while held at epoch `upTo` or before: this node's copy is dropped (its writes would be refused). */
-  handOver (clientId: string, upTo?: number): void {
+  /**
+   * Another node claimed the session, or it expired cluster-wide: this
+   * node's copy is dropped (its writes would be refused); with `epoch`, only
+   * if it is the copy held at that epoch or before (not one claimed, or being
+   * loaded, here again since).
+   */
+  handOver (clientId: string, epoch?: number): void {
     const held = this.#epochs.get(clientId)
     if (!this.#fenced || held === undefined) return
-    // a claim here since (a later epoch, or one being loaded) holds the session anew
-    if (upTo !== undefined && (held === DROPPING || held > upTo)) return
+    if (epoch !== undefined && (held === DROPPING || held > epoch)) return
     this.#epochs.delete(clientId)
     this.forgetSession(clientId)
   }

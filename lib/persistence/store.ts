@@ -158,6 +158,13 @@ export abstract class BaseStore implements CulexPersistence {
    */
   hasSubscriptionsFor (topic: string): boolean { return this.subscriptions.matches(topic) }
 
+  /**
+   * `listener` is told each time a session's QoS 1/2 subscription to a
+   * filter enters (true) or leaves (false) the ones subscriptionsByTopic
+   * matches: a cluster node announces them as its durable routes.
+   */
+  watchDurableFilters (listener: (filter: string, added: boolean) => void): void { this.subscriptions.watchMatchable(listener) }
+
   // session queues (parts/session-queues.ts)
 
   async outgoingEnqueue (sub: EnqueueTarget, packet: StoredPacket): Promise<void> {

@@ -247,8 +247,10 @@ export interface ClusterSessions {
   sessionRecord (clientId: string): Promise<SessionMeta | undefined>
   /** after a claim at `epoch` on this node: the session adopted at that epoch and loaded (Clean Start: wiped) */
   hydrate (clientId: string, epoch: number, opts: { clean: boolean }): Promise<void>
-  /** another node claimed the session, or it expired cluster-wide while held here at epoch `upTo` or before */
-  handOver (clientId: string, upTo?: number): void
+  /** another node claimed the session, or it expired cluster-wide; with `epoch`, only if this node holds it at that epoch or before (not claimed here again since) */
+  handOver (clientId: string, epoch?: number): void
+  /** the epoch this node holds the session at; undefined when it holds none */
+  epochOf? (clientId: string): number | undefined
 }
 
 /** culex's store: the aedes interface plus session metadata, stats and drop events. */

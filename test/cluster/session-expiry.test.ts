@@ -6,7 +6,7 @@
  */
 import t from 'tap'
 import { openRedis } from '../../lib/cluster/redis.js'
-import { ClusterSessionExpiry, EXPIRY_DUE_KEY, nodeExpiryKey, sessionLifetimeMs } from '../../lib/cluster/session-expiry.js'
+import { ClusterSessionExpiry, EXPIRY_DUE_KEY, nodeExpiryKey, remainingLifetimeMs, sessionLifetimeMs } from '../../lib/cluster/session-expiry.js'
 import { silentLogger } from '../../lib/logging.js'
 import { redisCli, startRedis } from '../helpers/redis.js'
 import { waitFor } from '../helpers/wait.js'
@@ -17,6 +17,16 @@ t.test('[MQTT-3.1.2-23] how long a session lives after its connection ends', asy
   t.equal(sessionLifetimeMs({ version: 5, sessionExpiryInterval: 0xFFFFFFFF }), -1, 'MQTT 5, 0xFFFFFFFF: never expires')
   t.equal(sessionLifetimeMs({ version: 4, clean: true }), 0, '3.1.1 Clean Session: ends with the connection')
   t.equal(sessionLifetimeMs({ version: 4, clean: false }), -1, '3.1.1 persistent: never expires')
+})
+
+t.test('an adopted session\'s clock starts again from its record', async (t) => {
+  t.equal(remainingLifetimeMs({ expiresAt: 10_500, expiryInterval: 60 }, 10_000), 500, 'offline: what is left until its deadline')
+  t.equal(remainingLifetimeMs({ expiresAt: 9_000 }, 10_000), 1, 'already due: ended at once')
+  t.equal(remainingLifetimeMs({ expiresAt: null, expiryInterval: 60 }, 10_000), 60_000, 'connected when its node died: its whole interval from now')
+  t.equal(remainingLifetimeMs({ expiresAt: null, expiryInterval: 0 }, 10_000), 1, 'MQTT 5, interval 0: ended at once')
+  t.equal(remainingLifetimeMs({ expiresAt: null, expiryInterval: 0xFFFFFFFF }, 10_000), -1, 'never expires')
+  t.equal(remainingLifetimeMs({ expiresAt: null }, 10_000), -1, '3.1.1 persistent: never expires')
+  t.equal(remainingLifetimeMs(undefined, 10_000), -1, 'no record')
 })
 
 t.test('clocks: started at the end of a connection, at the death of its node, ended once and fenced', async (t) => {

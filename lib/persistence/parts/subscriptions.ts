@@ -37,7 +37,11 @@ export interface SubscriptionIndex {
   clientsWith (filter: string): string[]
   /** in-memory part of a subscription loaded from disk */
   restore (clientId: string, filter: string, record: SubRecord): void
+  /** told each time a QoS 1/2 subscription enters (true) or leaves (false) the matched ones; one listener */
+  watchMatchable (listener: MatchableListener): void
 }
+
+export type MatchableListener = (filter: string, added: boolean) => void
 
 // qlobber is CommonJS without type declarations; this is the part we use.
 interface QlobberSubInstance {
@@ -71,8 +75,13 @@ export class MemorySubscriptions implements SubscriptionIndex {
   readonly #subs = new Map<string, Map<string, SubRecord>>()
   readonly #trie = new QlobberSub(QLOBBER_OPTIONS)
   #count = 0
+  #watcher: MatchableListener | undefined
 
   constructor (private readonly io: WriteThrough) {}
+
+  watchMatchable (listener: MatchableListener): void {
+    this.#watcher = listener
+  }
 
   get count (): number {
     return this.#count
@@ -121,10 +130,13 @@ export class MemorySubscriptions implements SubscriptionIndex {
     stored.set(filter, record)
     // Each (clientId, filter) is its own trie value: overlapping filters of one
     // client (a/#, a/+/x, a/b/x) all stay and all match (aedes #543).
+    const was = previous !== undefined && previous.qos > 0
     if (record.qos > 0) {
       this.#trie.add(filter, { clientId, topic: filter, qos: record.qos, rh: record.rh, rap: record.rap, nl: record.nl })
-    } else if (previous !== undefined && previous.qos > 0) {
+      if (!was) this.#watcher?.(filter, true)
+    } else if (was) {
       this.#trie.remove(filter, { clientId, topic: filter })
+      this.#watcher?.(filter, false)
     }
   }
 
@@ -135,7 +147,10 @@ export class MemorySubscriptions implements SubscriptionIndex {
     for (const topic of filters) {
       const previous = stored.get(topic)
       if (previous === undefined) continue
-      if (previous.qos > 0) this.#trie.remove(topic, { clientId, topic })
+      if (previous.qos > 0) {
+        this.#trie.remove(topic, { clientId, topic })
+        this.#watcher?.(topic, false)
+      }
       stored.delete(topic)
       this.#count--
       write = this.io.del(KEY.sub(clientId, topic)) ?? write
@@ -149,7 +164,10 @@ export class MemorySubscriptions implements SubscriptionIndex {
     if (stored === undefined) return undefined
     let write: Promise<void> | undefined
     for (const [topic, record] of stored) {
-      if (record.qos > 0) this.#trie.remove(topic, { clientId, topic })
+      if (record.qos > 0) {
+        this.#trie.remove(topic, { clientId, topic })
+        this.#watcher?.(topic, false)
+      }
       this.#count--
       write = this.io.del(KEY.sub(clientId, topic)) ?? write
     }

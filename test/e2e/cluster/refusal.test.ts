@@ -65,7 +65,8 @@ t.test('Redis out of memory: a retained QoS 1 PUBLISH gets PUBACK 0x80 (3.1.1: c
 
   await watcher.publishAsync('o/local', 'served', { qos: 1 })
   await waitFor(() => watched.messages.some((m) => m.topic === 'o/local') && watched.messages.some((m) => m.topic === 'o/v5'), { timeout: 3000, what: 'local QoS 1 traffic still served' })
-  t.same(watched.messages.filter((m) => m.topic.startsWith('w/')).map((m) => m.topic), [], 'the refused messages reached no subscriber')
+  // w/kept, published on b before, may reach a's watcher by QoS 1 routing
+  t.same(watched.messages.filter((m) => m.topic.startsWith('w/oom')).map((m) => m.topic), [], 'the refused messages reached no subscriber')
   t.equal(redisCli(redis, 'EXISTS', 'culex:retained:{w/oom}'), '(integer) 0', 'not in Redis')
 
   redisCli(redis, 'DEL', 'filler')

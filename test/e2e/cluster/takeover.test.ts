@@ -94,7 +94,9 @@ t.test('a node paused past its lease closes its stale connection when it resumes
   a.child.kill('SIGSTOP')
   await waitForLog(b, (l) => l.msg === 'cluster: node a left', 'b sees a leave once its lease runs out', 8000)
   const fresh = await connectClient(t, b.url, { clientId: id, keepalive: 0 })
-  t.equal(owner(redis, id), 'b 2', 'b owns the id while a is paused')
+  // 2, or 3 when a survivor ended a's clean session first (session-expiry.ts): a node past its lease counts as dead
+  const claimedByB = owner(redis, id)
+  t.match(claimedByB, /^b [23]$/, 'b owns the id while a is paused, at a later epoch')
   t.equal(old.connected, true, 'the paused node cannot act yet: its client still sees a connection')
 
   const resumed = Date.now()
@@ -104,7 +106,7 @@ t.test('a node paused past its lease closes its stale connection when it resumes
   const refused = await waitForLog(a, (l) => l.msg === 'registry write refused: a later claim owns this client id (stale epoch)', 'the stale release is refused')
   t.match(refused, { clientId: id, epoch: 1, owner: 'b' }, 'the write with epoch 1 was refused: b owns the id')
   await waitForLog(a, (l) => typeof l.msg === 'string' && l.msg.startsWith('this node\'s lease had expired'), 'a notices its lease had expired')
-  t.equal(owner(redis, id), 'b 2', 'b still owns the id at epoch 2')
+  t.equal(owner(redis, id), claimedByB, 'b still owns the id at the epoch of its claim')
   await sleep(500)
   t.equal(fresh.connected, true, 'the connection on b stays')
 })

@@ -69,3 +69,19 @@ t.test('countOf: the subscriptions a session stores, QoS 0 ones too, without the
   await subs.clear('c')
   t.equal(subs.countOf('c'), 0)
 })
+
+t.test('the watcher is told each QoS 1/2 subscription entering and leaving the matched ones (a cluster node\'s durable routes)', async (t) => {
+  const subs = new MemorySubscriptions(disk().io)
+  const seen: string[] = []
+  subs.watchMatchable((filter, added) => { seen.push(`${added ? '+' : '-'}${filter}`) })
+  await subs.add('c', [{ topic: 'a/#', qos: 1 }, { topic: 'z', qos: 0 }])
+  await subs.add('c', [{ topic: 'a/#', qos: 2 }])
+  await subs.add('d', [{ topic: 'a/#', qos: 1 }])
+  subs.restore('e', 'r/+', { qos: 1 })
+  await subs.add('c', [{ topic: 'a/#', qos: 0 }])
+  await subs.remove('d', ['a/#', 'none'])
+  await subs.add('c', [{ topic: 'a/#', qos: 1 }])
+  await subs.clear('c')
+  await subs.clear('e')
+  t.strictSame(seen, ['+a/#', '+a/#', '+r/+', '-a/#', '-a/#', '+a/#', '-a/#', '-r/+'], 'one + per (session, filter) entering, one - leaving; QoS 0 and a QoS change between 1 and 2 say nothing')
+})

@@ -1,0 +1,138 @@
+/**
+ * A dead node's persistent sessions and inbox, taken over so that no message
+ * acknowledged to its publisher is lost (README "Cluster", lib/cluster/README.md
+ * "QoS 1/2: why nothing acknowledged is lost"). Once a node's lease is gone,
+ * one survivor (a lock per dead node) adopts it:
+ * 1. `culex:adopted:{dead}` names the survivor: from then on every inbox
+ *    write meant for the dead node lands in the survivor's inbox (the ROUTE
+ *    script follows it), so the dead inbox gets nothing more;
+ * 2. each client id the dead node held (its registry record names it as
+ *    `node`, or as `last` once released) with a persistent session in Redis
+ *    (its record) is claimed
+ *    here, its session loaded at the new epoch (the dead node, should it
+ *    come back, is fenced) and released again: held here offline, its QoS
+ *    1/2 filters become this node's durable routes, and a client that
+ *    reconnects anywhere takes it over as usual;
+ * 3. every entry left in the dead inbox (read or not before the death) is
+ *    queued in the adopted sessions it matches only (this node's own
+ *    subscribers got it directly), then the inbox is deleted;
+ * 4. the dead node's durable routes go (`d! {node}` on `culex:routes`).
+ * A node restarting under the same id does steps 2 and 3 for its previous
+ * run itself, before it reads its inbox, and clears `culex:adopted:{id}`.
+ */
+import type { Logger } from 'pino'
+import type { IPublishPacket } from 'mqtt-packet'
+import { leaseKey, ownerKey } from './keys.js'
+import { decodeEntry, inboxKey } from './inbox.js'
+import type { RedisPair } from './redis.js'
+import { durableKey, DURABLE_NODES_KEY, ROUTES_CHANNEL } from './routes.js'
+
+export const adoptedKey = (nodeId: string): string => `culex:adopted:{${nodeId}}`
+const lockKey = (nodeId: string): string => `culex:adopting:{${nodeId}}`
+/** milliseconds a node's lease must have been gone before a survivor adopts it: one paused for less comes back with everything */
+export const ADOPT_GRACE_MS = 5000
+/** milliseconds an adoption may take before another node may start it again */
+const LOCK_MS = 30000
+const OWNER_PREFIX = ownerKey('')
+
+/** What the broker does for an adoption. */
+export interface AdoptionHost {
+  /** loads the session of `clientId` here at `epoch` (the Redis store's hydrate) */
+  hydrate (clientId: string, epoch: number): Promise<void>
+  /** queues `packet` for those of `clientIds` held here whose subscriptions match it */
+  enqueueFor (clientIds: ReadonlySet<string>, packet: IPublishPacket): Promise<void>
+  /** what is left of an adopted session's life (session-expiry.ts' `remainingLifetimeMs` of its record), -1 for never */
+  lifetimeMs? (clientId: string): Promise<number>
+}
+
+export interface AdoptionRegistry {
+  adoptClaim (clientId: string): Promise<number>
+  release (clientId: string, epoch: number): Promise<boolean>
+}
+
+export class Adoption {
+  constructor (
+    private readonly redis: RedisPair,
+    private readonly nodeId: string,
+    private readonly registry: AdoptionRegistry,
+    private readonly host: AdoptionHost,
+    private readonly logger: Logger
+  ) {}
+
+  /**
+   * Adopts `dead` (this node's own previous run when it is this node's id);
+   * false when another node is at it or the node is alive again.
+   */
+  async adopt (dead: string): Promise<boolean> {
+    const commands = this.redis.commands
+    const self = dead === this.nodeId
+    // a restarting node waits for a survivor that is adopting its previous run to finish
+    const deadline = Date.now() + (self ? LOCK_MS : 0)
+    while (await commands.set(lockKey(dead), this.nodeId, 'PX', LOCK_MS, 'NX') === null) {
+      if (Date.now() >= deadline) return false
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+    try {
+      if (!self && await commands.exists(leaseKey(dead)) === 1) return false
+      if (!self) await commands.set(adoptedKey(dead), this.nodeId)
+      const ids = await this.adoptSessions(dead)
+      const drained = await this.drain(dead, ids)
+      if (self) {
+        await commands.del(adoptedKey(dead))
+      } else {
+        await commands.del(durableKey(dead))
+        await commands.srem(DURABLE_NODES_KEY, dead)
+        await commands.publish(ROUTES_CHANNEL, `d! ${dead} *`)
+      }
+      if (ids.size > 0 || drained > 0) this.logger.info({ node: dead, sessions: ids.size, messages: drained }, `cluster: adopted the sessions and inbox of ${self ? 'this node\'s previous run' : `node ${dead}`}`)
+      return true
+    } finally {
+      await commands.del(lockKey(dead)).catch(() => {})
+    }
+  }
+
+  /** Claims, loads and releases every session `dead` held; returns their ids. */
+  private async adoptSessions (dead: string): Promise<Set<string>> {
+    const commands = this.redis.commands
+    const ids = new Set<string>()
+    let cursor = '0'
+    do {
+      const [next, keys] = await commands.scan(cursor, 'MATCH', `${OWNER_PREFIX}*`, 'COUNT', 1000)
+      cursor = next
+      const pipeline = commands.pipeline()
+      for (const key of keys) pipeline.hmget(key, 'node', 'last')
+      const owners = await pipeline.exec() ?? []
+      keys.forEach((key, i) => {
+        const [node, last] = (owners[i]?.[1] ?? []) as Array<string | null>
+        if (node === dead || (node === null && last === dead)) ids.add(key.slice(OWNER_PREFIX.length))
+      })
+    } while (cursor !== '0')
+    const adopted = new Set<string>()
+    for (const id of ids) {
+      // a persistent session has its record (`x:`); a clean one has none to keep
+      if (await commands.hexists(`culex:session:{${id}}`, `x:${encodeURIComponent(id)}`) === 0) continue
+      // no reconnect: the will of the dead node's connection stays due (wills.ts TAKE)
+      const epoch = await this.registry.adoptClaim(id)
+      try {
+        await this.host.hydrate(id, epoch)
+        adopted.add(id)
+      } finally {
+        await this.registry.release(id, epoch)
+      }
+    }
+    return adopted
+  }
+
+  /** Queues every entry of `dead`'s inbox in the adopted sessions, then deletes the inbox; returns how many entries. */
+  private async drain (dead: string, ids: ReadonlySet<string>): Promise<number> {
+    const key = inboxKey(dead)
+    const entries = await this.redis.commands.xrangeBuffer(key, '-', '+')
+    for (const [id, fields] of entries) {
+      const packet = decodeEntry(Buffer.from(id), fields, this.logger)
+      if (packet !== undefined && ids.size > 0) await this.host.enqueueFor(ids, packet)
+    }
+    if (dead !== this.nodeId) await this.redis.commands.del(key)
+    else if (entries.length > 0) await this.redis.commands.xtrim(key, 'MAXLEN', 0)
+    return entries.length
+  }
+}

@@ -1,0 +1,233 @@
+/**
+ * QoS 1/2 messages between nodes: each node reads its own Redis Stream
+ * `culex:inbox:{<node>}` through a consumer group. The publishing node adds
+ * the message (an MQTT 5 PUBLISH, as QoS 0 travels: routes.ts) to the inbox
+ * of every other node that must get it, all in one pipelined round trip, and
+ * its publisher is acknowledged only once Redis has them all (a refusal is
+ * the publisher's 0x80: refusal.ts). The receiving node publishes each entry
+ * to its own subscribers and sessions only, in the stream's order, and
+ * acknowledges and deletes it (XACK, XDEL) once that publish completed, i.e.
+ * the message is in the Redis session of every persistent session it
+ * matched. Entries read but not acknowledged (the node died, or Redis did
+ * not answer) are read again first: at least once, as QoS 1 allows.
+ */
+import type { Redis } from 'ioredis'
+import type { Logger } from 'pino'
+import type { IPublishPacket } from 'mqtt-packet'
+import { decodeBuffer, encode } from '../protocol/codec.js'
+import type { RedisPair } from './redis.js'
+import { clusterWriteRefused } from './refusal.js'
+import { Script } from './script.js'
+
+/** a node's inbox (braces: a Redis Cluster hash tag) */
+export const inboxKey = (nodeId: string): string => `culex:inbox:{${nodeId}}`
+/** the consumer group every inbox is read through; each node is its own inbox's only consumer */
+export const INBOX_GROUP = 'culex'
+
+/**
+ * ARGV: the message, then the nodes that must get it. Each node's inbox,
+ * or, when a survivor adopted that node (adoption.ts), the survivor's
+ * (followed up to 3 times); each inbox once. Not for a Redis Cluster: the
+ * keys are computed here.
+ */
+const ROUTE = new Script(`
+local done = {}
+for i = 2, #ARGV do
+  local to = ARGV[i]
+  for _ = 1, 3 do
+    local by = redis.call('GET', 'culex:adopted:{' .. to .. '}')
+    if not by then break end
+    to = by
+  end
+  if not done[to] then
+    done[to] = true
+    redis.call('XADD', 'culex:inbox:{' .. to .. '}', '*', 'm', ARGV[1])
+  end
+end
+return 1
+`)
+
+/** entries read at once */
+const BATCH = 200
+/** milliseconds a read waits for new entries */
+const BLOCK_MS = 2000
+/** milliseconds before a read that failed (Redis away) is tried again */
+const RETRY_MS = 250
+/** milliseconds a claim waits at most for the inbox to catch up */
+export const CATCH_UP_MS = 5000
+
+/** Orders two stream entry ids (`{ms}-{seq}`). */
+export function compareIds (x: string, y: string): number {
+  const [xm = 0, xs = 0] = x.split('-').map(Number)
+  const [ym = 0, ys = 0] = y.split('-').map(Number)
+  return xm !== ym ? xm - ym : xs - ys
+}
+
+/** Where an inbox's messages go: published on this node only; resolves once the publish completed. */
+export type DeliverQueued = (packet: IPublishPacket) => Promise<void>
+
+type StreamEntry = [Buffer, Buffer[] | null]
+type StreamReply = Array<[Buffer, StreamEntry[]]> | null
+
+export class Inbox {
+  private reader: Redis | undefined
+  private stopped = false
+  private running: Promise<void> | undefined
+  /** entries delivered, for tests and figures */
+  delivered = 0
+  /** the last entry published here and acknowledged */
+  private processed = '0-0'
+  private readonly waiters: Array<{ target: string, resolve: () => void }> = []
+
+  constructor (
+    private readonly redis: RedisPair,
+    private readonly nodeId: string,
+    private readonly logger: Logger,
+    private readonly deliver: DeliverQueued
+  ) {}
+
+  /**
+   * Adds the message to the inboxes of `nodes` in one round trip; rejects
+   * with a ClusterWriteRefused unless Redis took every one.
+   */
+  async send (nodes: Iterable<string>, packet: IPublishPacket): Promise<void> {
+    try {
+      await ROUTE.run(this.redis.commands, [], [encode(packet, 5), ...nodes])
+    } catch (err) {
+      throw clusterWriteRefused(err, 'routed message')
+    }
+  }
+
+  /**
+   * Resolves once every entry in the inbox now has been published here (at
+   * most `CATCH_UP_MS` later): a session resumed here then has every message
+   * acknowledged to its publishers before the resume, ahead of later ones.
+   */
+  async caughtUp (): Promise<void> {
+    const last = await this.redis.commands.xrevrange(inboxKey(this.nodeId), '+', '-', 'COUNT', 1)
+    const target = last[0]?.[0]
+    if (target === undefined || compareIds(this.processed, target) >= 0) return
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, CATCH_UP_MS)
+      this.waiters.push({ target, resolve: () => { clearTimeout(timer); resolve() } })
+    })
+  }
+
+  /**
+   * Resolves once another node's inbox holds no entry it held now (each was
+   * published there, or queued by the node that adopted it, and deleted; at
+   * most `waitMs` later, then false): a session
+   * that node held and this node now claims has every message acknowledged
+   * to its publishers before the claim in Redis (that node hands the
+   * session over only after it caught up, see broker/cluster.ts).
+   */
+  async drainedOf (nodeId: string, waitMs = CATCH_UP_MS): Promise<boolean> {
+    const key = inboxKey(nodeId)
+    const last = await this.redis.commands.xrevrange(key, '+', '-', 'COUNT', 1)
+    const target = last[0]?.[0]
+    if (target === undefined) return true
+    const deadline = Date.now() + waitMs
+    while (Date.now() < deadline && !this.stopped) {
+      if ((await this.redis.commands.xrange(key, '-', target, 'COUNT', 1)).length === 0) return true
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    this.logger.warn({ node: nodeId }, 'cluster: the previous node of a claimed session did not catch up with its inbox in time; messages still there may miss the session')
+    return false
+  }
+
+  /** Reads the inbox from its first unacknowledged entry on, until stopped. */
+  async start (): Promise<void> {
+    const reader = this.redis.commands.duplicate({ commandTimeout: BLOCK_MS + 3000, lazyConnect: true })
+    reader.on('error', () => {})
+    this.reader = reader
+    await reader.connect()
+    await this.createGroup()
+    this.running = this.loop()
+  }
+
+  async stop (): Promise<void> {
+    this.stopped = true
+    for (const waiter of this.waiters.splice(0)) waiter.resolve()
+    this.reader?.disconnect()
+    await this.running
+  }
+
+  private async createGroup (): Promise<void> {
+    try {
+      await this.redis.commands.xgroup('CREATE', inboxKey(this.nodeId), INBOX_GROUP, '0', 'MKSTREAM')
+    } catch (err) {
+      if (!(err instanceof Error) || !err.message.startsWith('BUSYGROUP')) throw err
+    }
+  }
+
+  private async loop (): Promise<void> {
+    const key = inboxKey(this.nodeId)
+    // '0': this consumer's entries read but never acknowledged (an earlier run, a failed acknowledgement); then '>': new ones
+    let cursor = '0'
+    while (!this.stopped) {
+      try {
+        const reader = this.reader as Redis
+        const reply = (cursor === '0'
+          ? await reader.xreadgroupBuffer('GROUP', INBOX_GROUP, this.nodeId, 'COUNT', BATCH, 'STREAMS', key, '0')
+          : await reader.xreadgroupBuffer('GROUP', INBOX_GROUP, this.nodeId, 'COUNT', BATCH, 'BLOCK', BLOCK_MS, 'STREAMS', key, '>')) as unknown as StreamReply
+        const entries = reply?.[0]?.[1] ?? []
+        if (entries.length === 0) {
+          cursor = '>'
+          continue
+        }
+        await this.handle(key, entries)
+      } catch (err) {
+        if (this.stopped) return
+        // Redis lost the stream and its group (a restart without AOF): made again; what it lost is gone
+        if (err instanceof Error && err.message.startsWith('NOGROUP')) await this.createGroup().catch(() => {})
+        else this.logger.debug({ err }, 'cluster: reading the inbox failed; retrying')
+        cursor = '0'
+        await new Promise((resolve) => setTimeout(resolve, RETRY_MS))
+      }
+    }
+  }
+
+  /** Publishes a batch here in the stream's order, then acknowledges and deletes it. */
+  private async handle (key: string, entries: StreamEntry[]): Promise<void> {
+    const ids: Buffer[] = []
+    const publishing: Array<Promise<void>> = []
+    for (const [id, fields] of entries) {
+      ids.push(id)
+      const packet = fields === null ? undefined : decodeEntry(id, fields, this.logger)
+      if (packet !== undefined) publishing.push(this.deliver(packet))
+    }
+    // one failed publish (this node's store refused it) leaves the batch unacknowledged: read again later
+    await Promise.all(publishing)
+    this.delivered += publishing.length
+    await this.redis.commands.pipeline().xack(key, INBOX_GROUP, ...ids).xdel(key, ...ids).exec()
+    const last = ids[ids.length - 1]?.toString()
+    if (last !== undefined && compareIds(last, this.processed) > 0) this.processed = last
+    for (let i = this.waiters.length - 1; i >= 0; i--) {
+      const waiter = this.waiters[i]
+      if (waiter !== undefined && compareIds(waiter.target, this.processed) <= 0) {
+        this.waiters.splice(i, 1)
+        waiter.resolve()
+      }
+    }
+  }
+}
+
+/** The entry's PUBLISH, its Message Expiry Interval lessened by its time in the inbox; undefined when expired or undecodable. */
+export function decodeEntry (id: Buffer, fields: Buffer[], logger: Logger): IPublishPacket | undefined {
+  const at = fields.findIndex((f, i) => i % 2 === 0 && f.toString() === 'm')
+  const bytes = at < 0 ? undefined : fields[at + 1]
+  const packet = bytes === undefined ? new Error('no message field') : decodeBuffer(bytes, 5)
+  if (packet instanceof Error || packet.cmd !== 'publish') {
+    logger.warn({ id: id.toString(), err: packet instanceof Error ? packet.message : packet.cmd }, 'cluster: an inbox entry could not be decoded; dropped')
+    return undefined
+  }
+  const expiry = packet.properties?.messageExpiryInterval
+  if (expiry !== undefined && packet.properties !== undefined) {
+    // the entry id's first part is Redis' clock (ms) when it was added
+    const addedAt = Number(id.toString().split('-')[0])
+    const left = expiry - Math.floor(Math.max(0, Date.now() - addedAt) / 1000)
+    if (left <= 0) return undefined
+    packet.properties.messageExpiryInterval = left
+  }
+  return packet
+}
