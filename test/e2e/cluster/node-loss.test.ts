@@ -37,11 +37,11 @@ t.test('the subscriber\'s node is SIGKILLed mid-stream of QoS 1 messages: the se
   const publisher = await connectClient(t, a.url, { clientId: 'pub' })
   await routeReady(publisher, got)
 
-  const N = 300
+  const N = 150
   const acked: string[] = []
   let killedAt = -1
   for (let i = 0; i < N; i++) {
-    if (i === 100) {
+    if (i === 50) {
       b.child.kill('SIGKILL')
       killedAt = acked.length
     }
