@@ -27,7 +27,8 @@ function setup (options: { defer?: boolean, acl?: (topic: string) => boolean } =
     holdWill (...args: unknown[]) { calls.push(['hold', ...args]) },
     dropWill (...args: unknown[]) { calls.push(['drop', ...args]) },
     async deferWill (...args: unknown[]) { calls.push(['defer', ...args]); return options.defer ?? true },
-    route (message: unknown) { routed.push(message); return 1 }
+    route (message: unknown) { routed.push(message); return 1 },
+    async routeDurable (message: unknown) { routed.push({ durable: message, publishedBefore: published.length }) }
   } as unknown as ClusterView
   const epochs = new WeakMap<Client, number>()
   const security = options.acl === undefined ? undefined : { hasAcl: true, mayPublish: (_c: unknown, topic: string) => options.acl?.(topic) ?? true }
@@ -98,13 +99,14 @@ t.test('a will the cluster could not take stays timed by aedes', async (t) => {
   t.equal(aedes.delayedWills.has('later'), true)
 })
 
-t.test('a due will is published on this node; a QoS 0 one is routed to the other nodes too', async (t) => {
+t.test('a due will is published on this node and routed to the other nodes: QoS 1/2 into their inboxes first', async (t) => {
   const { host, published, routed } = setup()
   const w0: ClusterWill = { topic: 'w/0', payload: Buffer.from('zero'), qos: 0, retain: false, properties: { contentType: 'text/plain' } }
   const w1: ClusterWill = { topic: 'w/1', payload: Buffer.from('one'), qos: 1, retain: true }
   await host().publish('c0', w0)
   await host().publish('c1', w1)
   t.match(published, [{ topic: 'w/0', qos: 0, properties: { contentType: 'text/plain' } }, { topic: 'w/1', qos: 1, retain: true }])
-  t.match(routed, [{ topic: 'w/0' }], 'QoS 0 only (QoS 1/2 are not routed between nodes yet)')
-  t.equal(routed.length, 1)
+  t.match(routed, [{ topic: 'w/0' }, { durable: { topic: 'w/1', qos: 1, retain: true }, publishedBefore: 1 }],
+    'QoS 0 routed after its publish; QoS 1 in the other nodes\' inboxes before it is published here (cluster-qos.ts)')
+  t.equal(routed.length, 2)
 })
