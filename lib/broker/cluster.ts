@@ -15,6 +15,7 @@ import type { BrokerContext } from './context.js'
 import { wirePublishRefusals } from './publish-refusal.js'
 import { clusterSessionsOf } from './store.js'
 import { wireClusterWills } from './cluster-wills.js'
+import { ROUTED_BROKER_ID } from './cluster-shared.js'
 
 /** the epoch at which each client claimed its id */
 const epochs = new WeakMap<Client, number>()
@@ -134,7 +135,7 @@ export function wireCluster (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster' | 
     },
     deliver (message) {
       // published with no client: aedes' 'publish' event below does not route it back
-      const packet = { cmd: 'publish' as const, topic: message.topic, payload: message.payload, qos: 0 as const, retain: false, dup: false, ...(message.properties !== undefined ? { properties: message.properties } : {}) }
+      const packet = { cmd: 'publish' as const, topic: message.topic, payload: message.payload, qos: 0 as const, retain: false, dup: false, brokerId: ROUTED_BROKER_ID, ...(message.properties !== undefined ? { properties: message.properties } : {}) }
       aedes.publish(packet, (err) => { if (err) ctx.logger.debug({ err, topic: message.topic }, 'cluster: a routed message was not published') })
     }
   })

@@ -19,6 +19,7 @@ import { ClusterRetained, type ApplyRetained } from './retained.js'
 import type { StoredPacket } from '../persistence/types.js'
 import { Routes, type RoutedMessage } from './routes.js'
 import { ClusterWills, type ClusterWill, type WillsHost } from './wills.js'
+import { ClusterShareStreams } from './shared-stream.js'
 
 export { redactUrl } from './redis.js'
 export type { LocalClients } from './registry.js'
@@ -26,6 +27,7 @@ export type { RoutedMessage } from './routes.js'
 export type { ApplyRetained } from './retained.js'
 export type { NodeFigures } from './figures.js'
 export type { ClusterWill, PublishWill, WillsHost } from './wills.js'
+export type { ClusterShareStreams } from './shared-stream.js'
 
 /** What the broker and the edge see of the cluster. */
 export interface ClusterView {
@@ -69,12 +71,16 @@ export interface ClusterView {
   dropWill (clientId: string, epoch: number): void
   /** That connection ended and its will is due in `delayMs`: true once the cluster times it (this node must not). */
   deferWill (clientId: string, epoch: number, delayMs: number): Promise<boolean>
+  /** `use` gets the streams of the cluster's shared subscription groups (shared-stream.ts) once joined (set before the join) */
+  attachShared (use: (streams: ClusterShareStreams) => void): void
 }
 
 export interface JoinOptions {
   nodeId: string
   leaseMs?: number
   renewMs?: number
+  /** entries a shared group's stream keeps at most (oldest trimmed) */
+  sharedMaxQueued?: number
 }
 
 /**
@@ -101,6 +107,8 @@ export class ClusterNode implements ClusterView {
   private readFigures: (() => NodeFigures) | undefined
   private wills: ClusterWills | undefined
   private willsHost: WillsHost | undefined
+  private streams: ClusterShareStreams | undefined
+  private useStreams: ((streams: ClusterShareStreams) => void) | undefined
 
   private constructor (private readonly redis: RedisPair, private readonly logger: Logger, readonly url: string) {}
 
@@ -159,6 +167,10 @@ export class ClusterNode implements ClusterView {
       routes.republish().catch((err: unknown) => { this.logger.warn({ err }, 'cluster: writing the routes again failed; next lease loss retries') })
       retained.reload().catch((err: unknown) => { this.logger.warn({ err }, 'cluster: reading the retained messages again failed; next lease loss retries') })
     })
+    const streams = new ClusterShareStreams(this.redis, options.nodeId, this.logger, options.sharedMaxQueued ?? 10000, membership.leaseMs, membership.renewMs)
+    await streams.start(() => membership.nodes())
+    this.streams = streams
+    this.useStreams?.(streams)
     this.registry = registry
     this.routes = routes
     this.retained = retained
@@ -247,6 +259,11 @@ export class ClusterNode implements ClusterView {
     return await (this.wills?.defer(clientId, epoch, delayMs) ?? Promise.resolve(false))
   }
 
+  attachShared (use: (streams: ClusterShareStreams) => void): void {
+    this.useStreams = use
+    if (this.streams !== undefined) use(this.streams)
+  }
+
   /** ids this node holds, for tests */
   heldClientIds (): number {
     return this.registry?.held() ?? 0
@@ -257,6 +274,7 @@ export class ClusterNode implements ClusterView {
     this.registry?.stop()
     this.routes?.stop()
     this.retained?.stop()
+    this.streams?.stop()
     await this.wills?.stop()
     await this.figures?.stop()
     await this.membership?.stop()
