@@ -9,7 +9,7 @@ import { collect, connectClient } from '../../helpers/mqtt.js'
 import { mosquittoSub } from '../../helpers/mosquitto.js'
 import { redisCli, startNode, startRedis, type RedisProcess } from '../../helpers/redis.js'
 import { waitFor } from '../../helpers/wait.js'
-import { publishMany } from '../../helpers/share.js'
+import { duplicates, nextPublishes, publishMany, rawMember, rawSubscribe, text } from '../../helpers/share.js'
 
 const GROUP = '$share/workers/jobs/#'
 
@@ -67,4 +67,38 @@ t.test('3,000 QoS 1 messages published on node A reach a group with members on A
   t.ok(gotA.messages.every((m) => m.qos === 1) && gotB.messages.every((m) => m.qos === 1), 'delivered at QoS 1')
   await waitFor(() => redisCli(redis, 'XLEN', `culex:share:{${GROUP}}`) === '(integer) 0', { timeout: 5000, what: 'the stream emptied by the acknowledgements' })
   t.pass('every entry acknowledged and deleted in Redis')
+})
+
+t.test('a member killed mid-stream (socket destroyed): the messages it had not acknowledged reach members on other nodes, nothing lost, none twice', async (t) => {
+  const redis = await startRedis(t)
+  const a = await startNode(t, redis, ['--node-id', 'a'])
+  const b = await startNode(t, redis, ['--node-id', 'b'])
+  const c = await startNode(t, redis, ['--node-id', 'c'])
+  const onA = await connectClient(t, a.url, { clientId: 'member-a', protocolVersion: 5 })
+  const onC = await connectClient(t, c.url, { clientId: 'member-c', protocolVersion: 4 })
+  const gotA = collect(onA)
+  const gotC = collect(onC)
+  await onA.subscribeAsync(GROUP, { qos: 1 })
+  await onC.subscribeAsync(GROUP, { qos: 1 })
+  // never acknowledges: whatever it holds when it dies is unacknowledged
+  const doomed = await rawMember(t, b.port, { clientId: 'member-b', receiveMaximum: 10 })
+  t.same(await rawSubscribe(doomed, [{ topic: GROUP, qos: 1 }]), [1])
+  await waitFor(() => consumers(redis).join(',') === 'a,b,c', { timeout: 10000, what: () => `the three nodes reading the group (consumers: ${consumers(redis).join(',')})` })
+  const publisher = await connectClient(t, a.url, { clientId: 'publisher', protocolVersion: 5 })
+
+  const N = 1000
+  const publishing = publishMany(publisher, N, (i) => ({ topic: `jobs/${i}`, payload: String(i) }), 20)
+  const held = await nextPublishes(doomed, 10, 15000)
+  doomed.destroy()
+  await publishing
+  const others = (): string[] => [...gotA.messages, ...gotC.messages].map((m) => m.payload.toString())
+  await waitFor(() => others().length >= N, { timeout: 20000, what: () => `${N} deliveries to the members alive (have ${others().length})` })
+  await new Promise((resolve) => setTimeout(resolve, 500))
+
+  const got = others()
+  t.equal(held.length, 10, 'the killed member held a full window, unacknowledged')
+  t.same(duplicates(got), [], 'no message twice among the members alive')
+  t.equal(new Set(got).size, N, 'every message reached a member alive: nothing lost')
+  t.ok(held.every((p) => got.includes(text(p))), 'the killed member\'s unacknowledged messages among them')
+  await waitFor(() => redisCli(redis, 'XLEN', `culex:share:{${GROUP}}`) === '(integer) 0', { timeout: 5000, what: 'the stream emptied by the acknowledgements' })
 })
