@@ -169,6 +169,7 @@ export class ClusterNode implements ClusterView {
     })
     const streams = new ClusterShareStreams(this.redis, options.nodeId, this.logger, options.sharedMaxQueued ?? 10000, membership.leaseMs, membership.renewMs)
     await streams.start(() => membership.nodes())
+    membership.on('leave', (id) => { streams.nodeLeft(id) })
     this.streams = streams
     this.useStreams?.(streams)
     this.registry = registry

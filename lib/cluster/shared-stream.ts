@@ -166,6 +166,12 @@ export class ClusterShareStreams {
     })
   }
 
+  /** A node's lease ended: what it held goes back now, not at the next sweep (on the lock holder; the sweep covers a missed one). */
+  nodeLeft (nodeId: string): void {
+    if (nodeId === this.nodeId || !this.lock.holds()) return
+    this.sweep().catch((err: unknown) => { this.logger.debug({ err, node: nodeId }, 'cluster: sweeping the shared groups of a dead node failed; next sweep retries') })
+  }
+
   /** the cluster's groups, key → filter */
   groups (): ReadonlyMap<string, string> {
     return this.known

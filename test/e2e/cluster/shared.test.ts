@@ -102,3 +102,39 @@ t.test('a member killed mid-stream (socket destroyed): the messages it had not a
   t.ok(held.every((p) => got.includes(text(p))), 'the killed member\'s unacknowledged messages among them')
   await waitFor(() => redisCli(redis, 'XLEN', `culex:share:{${GROUP}}`) === '(integer) 0', { timeout: 5000, what: 'the stream emptied by the acknowledgements' })
 })
+
+t.test('a node SIGKILLed mid-stream: its members\' unacknowledged entries reach members on other nodes within the lease + 2 s, zero lost', async (t) => {
+  const redis = await startRedis(t)
+  const a = await startNode(t, redis, ['--node-id', 'a'])
+  const b = await startNode(t, redis, ['--node-id', 'b'])
+  const c = await startNode(t, redis, ['--node-id', 'c'])
+  const onA = await connectClient(t, a.url, { clientId: 'member-a', protocolVersion: 5 })
+  const onC = await connectClient(t, c.url, { clientId: 'member-c', protocolVersion: 4 })
+  const gotA = collect(onA)
+  const gotC = collect(onC)
+  await onA.subscribeAsync(GROUP, { qos: 1 })
+  await onC.subscribeAsync(GROUP, { qos: 1 })
+  const onB = await rawMember(t, b.port, { clientId: 'member-b', receiveMaximum: 10 })
+  t.same(await rawSubscribe(onB, [{ topic: GROUP, qos: 1 }]), [1])
+  await waitFor(() => consumers(redis).join(',') === 'a,b,c', { timeout: 10000, what: () => `the three nodes reading the group (consumers: ${consumers(redis).join(',')})` })
+  const publisher = await connectClient(t, a.url, { clientId: 'publisher', protocolVersion: 5 })
+
+  const N = 1000
+  const publishing = publishMany(publisher, N, (i) => ({ topic: `jobs/${i}`, payload: String(i) }), 20)
+  const held = (await nextPublishes(onB, 10, 15000)).map(text)
+  b.child.kill('SIGKILL')
+  const killedAt = Date.now()
+  await b.exit
+  await publishing
+  const others = (): string[] => [...gotA.messages, ...gotC.messages].map((m) => m.payload.toString())
+  await waitFor(() => { const got = new Set(others()); return held.every((p) => got.has(p)) }, { timeout: 15000, step: 20, what: () => `the dead node's entries reaching the members alive (${others().length} deliveries)` })
+  const after = Date.now() - killedAt
+  await waitFor(() => others().length >= N, { timeout: 20000, what: () => `${N} deliveries to the members alive (have ${others().length})` })
+  await new Promise((resolve) => setTimeout(resolve, 500))
+
+  const got = others()
+  t.ok(after <= 3000 + 2000, `the dead node's unacknowledged entries reached others ${after} ms after the kill (lease 3 s + 2 s)`)
+  t.same(duplicates(got), [], 'no message twice among the members alive')
+  t.equal(new Set(got).size, N, 'every message reached a member alive: zero lost')
+  await waitFor(() => !consumers(redis).includes('b'), { timeout: 5000, what: 'the dead node no consumer of the group any more' })
+})
