@@ -162,6 +162,7 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
     ? undefined
     : await setupShared(aedes, clusterShared.settings, ctx.store(), logger)
   clusterShared.attach(shared)
+  ctx.clusterShared = clusterShared.sessions
   ctx.shared = shared
 
   wireGatewayEvents(aedes, ctx)

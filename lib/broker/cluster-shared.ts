@@ -18,8 +18,9 @@ import type { MqPacket } from '../shared/filters.js'
 import { storedMessage } from '../shared/delivery.js'
 import type { ShareStore, StoredMember, StoredMessage } from '../shared/store.js'
 import { topicMatches } from '../protocol/topic.js'
+import { clusterWriteRefused, type ClusterWriteRefused } from '../cluster/refusal.js'
 import { MemoryShareStore } from '../shared/store.js'
-import type { BrokerContext } from './context.js'
+import type { BrokerContext, ClusterSharedSessions } from './context.js'
 import type { SharedSettings } from './shared.js'
 import { sharedStoreOf } from './store.js'
 
@@ -36,13 +37,17 @@ interface Held { id: string, message: StoredMessage }
 /** before the join no client connects, so no group opens: a call here is a bug, said loudly */
 const notJoined = new Proxy({}, { get () { throw new Error('cluster: shared groups used before the join') } }) as ClusterShareStreams
 
-export class ClusterShared implements GroupQueue {
+export class ClusterShared implements GroupQueue, ClusterSharedSessions {
   private shared: SharedSubscriptions | undefined
   /** per group here, the stream entry of each seq the dispatcher holds */
   private readonly held = new Map<string, Map<number, Held>>()
   /** aedes subscriptions, one per filter of the cluster's groups */
   private readonly subscribed = new Map<string, Listener>()
   private timer: NodeJS.Timeout | undefined
+  /** the payloads of messages Redis did not take for their groups, until the publish's `published` hook asks */
+  private readonly failed = new WeakMap<object, ClusterWriteRefused>()
+  /** clients whose session another node took: their memberships in Redis are that node's now */
+  private readonly handingOver = new Set<string>()
   private streams: ClusterShareStreams = notJoined
 
   constructor (private readonly aedes: Aedes, private readonly log: Logger) {}
@@ -62,11 +67,50 @@ export class ClusterShared implements GroupQueue {
     shared.onMembershipChange(() => { for (const key of this.held.keys()) this.streams.poke(key) })
   }
 
-  /** The dispatcher's store: memberships in `base`, messages in the streams. */
+  /**
+   * A client id claimed here: its persistent session's memberships, held by
+   * whichever node it was on, become this node's (before its connection is
+   * ready, so the dispatcher knows it as a member); Clean Start deletes them.
+   */
+  async adopt (clientId: string, clean: boolean): Promise<void> {
+    const shared = this.shared
+    if (shared === undefined || this.streams === notJoined) return
+    for (const record of await this.streams.members(clientId, clean)) {
+      let member: StoredMember
+      try {
+        member = JSON.parse(record) as StoredMember
+      } catch {
+        continue
+      }
+      if (typeof member.group === 'string' && member.clientId === clientId) shared.adopt(member)
+    }
+  }
+
+  /**
+   * Another node took the client's session: it is no member here any more
+   * (its memberships in Redis stay, for that node); what it held here goes
+   * back to the groups as at the end of a session.
+   */
+  handOver (clientId: string): void {
+    const shared = this.shared
+    if (shared === undefined || !shared.isMember(clientId)) return
+    this.handingOver.add(clientId)
+    shared.sessionEnded(clientId).catch((err: unknown) => {
+      this.log.warn({ err, clientId }, 'cluster: leaving the shared groups of a session taken over failed')
+    }).finally(() => { this.handingOver.delete(clientId) })
+  }
+
+  /** The dispatcher's store: memberships in `base` and in Redis (for any node), messages in the streams. */
   store (base: ShareStore): ShareStore {
     return {
-      putMember: async (member: StoredMember) => { await base.putMember(member) },
-      delMember: async (group: string, clientId: string) => { await base.delMember(group, clientId) },
+      putMember: async (member: StoredMember) => {
+        await base.putMember(member)
+        await this.streams.putMember(member.clientId, member.group, JSON.stringify(member))
+      },
+      delMember: async (group: string, clientId: string) => {
+        await base.delMember(group, clientId)
+        if (!this.handingOver.has(clientId)) await this.streams.delMember(clientId, group)
+      },
       members: () => base.members(),
       putMessage: (group: string, seq: number, message: StoredMessage) => {
         const h = this.held.get(group)?.get(seq)
@@ -178,6 +222,14 @@ export class ClusterShared implements GroupQueue {
 
   // ---------------------------------------------------------- publishing
 
+  /** The message of this payload was not stored for its groups: the error its publisher is answered with (once). */
+  refused (payload: unknown): ClusterWriteRefused | undefined {
+    if (typeof payload !== 'object' || payload === null) return undefined
+    const err = this.failed.get(payload)
+    if (err !== undefined) this.failed.delete(payload)
+    return err
+  }
+
   /** One aedes subscription per filter of the cluster's groups. */
   private follow (): void {
     const filters = new Set(this.streams.groups().values())
@@ -208,7 +260,10 @@ export class ClusterShared implements GroupQueue {
       }
       if (adds.length === 0) { cb(); return }
       Promise.all(adds).then(() => { cb() }, (err: unknown) => {
-        this.log.error({ err, topic: packet.topic }, 'cluster: a message for shared groups was not stored in Redis: lost for them')
+        const refused = clusterWriteRefused(err, 'message for shared subscription groups')
+        this.log.warn({ err: refused.message, topic: packet.topic }, 'cluster: a message for shared groups was not stored in Redis: its publisher is told')
+        // aedes hands the listeners a copy of the packet but keeps its payload: the `published` hook finds it by that
+        if (typeof packet.payload === 'object') this.failed.set(packet.payload, refused)
         cb()
       })
     }
@@ -227,7 +282,7 @@ function encodeEntry (packet: MqPacket): Buffer {
  * cluster's streams (a single node's settings are returned as they are);
  * `attach` gives the dispatcher, once made, to the streams' side.
  */
-export function clusterSharedSettings (aedes: Aedes, o: SharedSettings, ctx: Pick<BrokerContext, 'cluster' | 'store'>, logger: Logger): { settings: SharedSettings, attach: (shared: SharedSubscriptions | undefined) => void, close: () => void } {
+export function clusterSharedSettings (aedes: Aedes, o: SharedSettings, ctx: Pick<BrokerContext, 'cluster' | 'store'>, logger: Logger): { settings: SharedSettings, attach: (shared: SharedSubscriptions | undefined) => void, close: () => void, sessions?: ClusterSharedSessions } {
   const cluster = ctx.cluster
   if (cluster === undefined) return { settings: o, attach: () => {}, close: () => {} }
   const queue = new ClusterShared(aedes, logger.child({ module: 'cluster-shared' }))
@@ -236,6 +291,7 @@ export function clusterSharedSettings (aedes: Aedes, o: SharedSettings, ctx: Pic
   return {
     settings: { ...o, store, queue },
     attach: (shared) => { if (shared !== undefined) queue.attach(shared) },
-    close: () => { queue.close() }
+    close: () => { queue.close() },
+    sessions: queue
   }
 }

@@ -119,7 +119,7 @@ function wireRetained (store: unknown, cluster: NonNullable<BrokerContext['clust
   }
 }
 
-export function wireCluster (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster' | 'clientById' | 'gatewayOf' | 'logger' | 'store' | 'security'>): void {
+export function wireCluster (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster' | 'clientById' | 'gatewayOf' | 'logger' | 'store' | 'security' | 'clusterShared'>): void {
   const cluster = ctx.cluster
   if (cluster === undefined) return
   wireRetained(ctx.store(), cluster)
@@ -132,6 +132,7 @@ export function wireCluster (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster' | 
       if (conn?.isAccepted === true) conn.disconnect(ReasonCode.SessionTakenOver, `session taken over on node ${byNode}`)
       // the session is the other node's now: this node's copy goes (its later writes would be refused)
       clusterSessionsOf(ctx.store())?.handOver(clientId)
+      ctx.clusterShared?.handOver(clientId)
     },
     deliver (message) {
       // published with no client: aedes' 'publish' event below does not route it back

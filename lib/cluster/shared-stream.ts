@@ -26,6 +26,8 @@ export const SHARE_GROUPS_KEY = `${PREFIX}share:groups`
 export const SHARE_CHANNEL = `${PREFIX}share`
 /** the group's stream; braces: a Redis Cluster hash tag, so one group's keys are on one master */
 export const shareStreamKey = (groupKey: string): string => `${PREFIX}share:{${groupKey}}`
+/** a persistent session's memberships, group key → JSON of the member: whichever node the session resumes on joins them */
+export const shareMemberKey = (clientId: string): string => `${PREFIX}share:member:{${clientId}}`
 const SWEEP_LOCK_KEY = `${PREFIX}share:timer`
 /** the consumer group every node reads in */
 const CONSUMERS = 'culex'
@@ -180,6 +182,24 @@ export class ClusterShareStreams {
   /** `listener` runs when the set of the cluster's groups changed */
   onGroups (listener: () => void): void {
     this.listeners.push(listener)
+  }
+
+  /** A persistent session's membership, kept for the node it resumes on; resolves once Redis has it. */
+  async putMember (clientId: string, groupKey: string, record: string): Promise<void> {
+    await this.redis.commands.hset(shareMemberKey(clientId), groupKey, record)
+  }
+
+  async delMember (clientId: string, groupKey: string): Promise<void> {
+    await this.redis.commands.hdel(shareMemberKey(clientId), groupKey)
+  }
+
+  /** The session's memberships (JSON records); `clean`: the session starts anew and they are deleted instead. */
+  async members (clientId: string, clean: boolean): Promise<string[]> {
+    if (clean) {
+      await this.redis.commands.del(shareMemberKey(clientId))
+      return []
+    }
+    return Object.values(await this.redis.commands.hgetall(shareMemberKey(clientId)))
   }
 
   /** Adds a message to the group's queue; resolves once Redis has it. */

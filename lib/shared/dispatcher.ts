@@ -235,6 +235,14 @@ export class SharedSubscriptions {
 
   // ------------------------------------------------- a shared queue (intake.ts)
 
+  /** A persistent member whose session another node held (a shared queue's): a member here, offline until its connection is ready. */
+  adopt (stored: StoredMember): void {
+    const group = this.groups.ensure(stored.group)
+    if (group.members.has(stored.clientId)) return
+    group.members.set(stored.clientId, newMember(stored.clientId, stored.qos, stored.subscriptionIdentifier, stored.retainAsPublished === true, true, undefined, 0))
+    for (const l of this.membershipListeners) l()
+  }
+
   /** Free places of the group's online members here, less the messages already waiting for them. */
   roomFor (key: string): number {
     const group = this.groups.get(key)
