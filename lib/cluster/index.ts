@@ -234,8 +234,9 @@ export class ClusterNode implements ClusterView {
   }
 
   reportFigures (read: () => NodeFigures): void {
-    this.readFigures = read
-    this.figures?.start(read)
+    // the shared groups' streams add what waits in them (shared-stream.ts)
+    this.readFigures = () => ({ ...read(), ...this.streams?.figures() })
+    this.figures?.start(this.readFigures)
   }
 
   async totals (): Promise<NodeFigures> {

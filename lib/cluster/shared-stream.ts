@@ -38,6 +38,9 @@ const REFRESH_MS = 2000
 /** entries read at most per XREADGROUP */
 const READ_MAX = 1000
 
+/** a shared group's figure among a node's figures (figures.ts): `share\u0000{group key}\u0000{figure}` */
+export const SHARE_FIGURE_PREFIX = 'share\u0000'
+
 /** One entry read for this node: `m` the encoded message, `n` deliveries made by nodes that died before counting them. */
 export interface StreamEntry { id: string, message: Buffer, uncounted: number }
 
@@ -141,6 +144,8 @@ export class ClusterShareStreams {
   private timer: NodeJS.Timeout | undefined
   private stopped = false
   private acking = false
+  /** per group, the entries no node has read yet, as the last sweep saw them (on the lock holder) */
+  private waiting = new Map<string, number>()
 
   constructor (
     private readonly redis: RedisPair,
@@ -370,11 +375,21 @@ export class ClusterShareStreams {
     if (changed) for (const l of this.listeners) l()
   }
 
+  /** The entries waiting in each group's stream, on the lock holder only (the figures are summed over the nodes). */
+  figures (): Record<string, number> {
+    const out: Record<string, number> = {}
+    if (!this.lock.holds()) return out
+    for (const [key, n] of this.waiting) out[SHARE_FIGURE_PREFIX + key + '\u0000waiting'] = n
+    return out
+  }
+
   /** On the lock holder: the entries of consumers whose node is not alive go back to their streams. */
   private async sweep (): Promise<void> {
     const live = new Set(this.live())
+    const waiting = new Map<string, number>()
     for (const key of this.known.keys()) {
       const stream = shareStreamKey(key)
+      waiting.set(key, await this.redis.commands.xinfo('GROUPS', stream).then(lagOf, () => 0))
       let consumers: unknown
       try {
         consumers = await this.redis.commands.xinfo('CONSUMERS', stream, CONSUMERS)
@@ -387,11 +402,24 @@ export class ClusterShareStreams {
         if (n > 0) this.logger.info({ group: key, node: name, entries: n }, 'cluster: a dead node\'s shared messages went back to their group')
       }
     }
+    this.waiting = waiting
   }
 }
 
 function filterOfKey (key: string): string {
   return key.slice(key.indexOf('/', 7) + 1)
+}
+
+/** XINFO GROUPS: the `lag` of the consumer group (entries not read yet) */
+function lagOf (reply: unknown): number {
+  if (!Array.isArray(reply)) return 0
+  for (const g of reply) {
+    if (!Array.isArray(g)) continue
+    const at = g.indexOf('lag')
+    const lag: unknown = at >= 0 ? g[at + 1] : undefined
+    if (typeof lag === 'number') return lag
+  }
+  return 0
 }
 
 function consumerNames (reply: unknown): string[] {
