@@ -2,6 +2,7 @@
 import { clusterTakeover, clusterWill } from './cluster-faults.js'
 import { clusterFanIn, clusterFanOut, clusterLocal } from './cluster-flow.js'
 import { clusterJoin } from './cluster-join.js'
+import { clusterShared } from './cluster-shared.js'
 import { drain } from './drain.js'
 import { fanIn } from './fan-in.js'
 import { fanOut } from './fan-out.js'
@@ -35,7 +36,9 @@ export function scenarios (full: boolean): Scenario[] {
     clusterLocal(1),
     clusterTakeover,
     clusterWill,
-    clusterJoin
+    clusterJoin,
+    // Issue 17: one shared group's queue across three nodes
+    clusterShared
   ]
 }
 

@@ -27,6 +27,13 @@ import { sharedStoreOf } from './store.js'
 /** Broker id of a message another node routed here: it was added to the groups' streams where it was published. */
 export const ROUTED_BROKER_ID = '$culex-routed'
 
+/**
+ * entries a read takes at most per online member here: the nodes then read
+ * in proportion to their members, not to their windows, so a strategy that
+ * spreads (round-robin, random) spreads across nodes too
+ */
+const READ_PER_MEMBER = 10
+
 /** ms between two looks for messages waiting here beyond the room of the members here */
 const HAND_BACK_MS = 500
 
@@ -136,7 +143,8 @@ export class ClusterShared implements GroupQueue, ClusterSharedSessions {
   opened (key: string, filter: string): void {
     this.held.set(key, new Map())
     this.streams.openGroup(key, filter, {
-      room: () => this.shared?.roomFor(key) ?? 0,
+      room: () => this.shared?.roomFor(key, READ_PER_MEMBER) ?? 0,
+      held: () => this.held.get(key)?.size ?? 0,
       take: (entries) => { this.take(key, entries) }
     })
   }

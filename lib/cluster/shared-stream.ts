@@ -48,6 +48,8 @@ export interface StreamEntry { id: string, message: Buffer, uncounted: number }
 export interface GroupReader {
   /** entries the group's members here have room for */
   room (): number
+  /** entries read here and not finished yet */
+  held (): number
   /** entries read for the group: this node's until acknowledged or handed back */
   take (entries: StreamEntry[]): void
 }
@@ -144,6 +146,8 @@ export class ClusterShareStreams {
   private timer: NodeJS.Timeout | undefined
   private stopped = false
   private acking = false
+  /** the adds and acknowledgements of one event-loop turn go to Redis in one write (auto-pipelining), on a connection of their own */
+  private readonly writes: Redis
   /** per group, the entries no node has read yet, as the last sweep saw them (on the lock holder) */
   private waiting = new Map<string, number>()
 
@@ -156,10 +160,14 @@ export class ClusterShareStreams {
     renewMs = 1000
   ) {
     this.lock = new TimerLock(redis, SWEEP_LOCK_KEY, nodeId, logger, lockMs, renewMs)
+    this.writes = redis.commands.duplicate({ enableAutoPipelining: true })
+    this.writes.on('error', () => {})
   }
 
   async start (liveNodes: () => string[]): Promise<void> {
     this.live = liveNodes
+    // no offline queue, as the commands connection: a write Redis cannot take fails at once, and its publisher is told
+    await this.writes.connect()
     this.redis.notices.on('message', this.onNotice)
     await this.redis.notices.subscribe(SHARE_CHANNEL)
     await this.reload()
@@ -209,7 +217,7 @@ export class ClusterShareStreams {
 
   /** Adds a message to the group's queue; resolves once Redis has it. */
   async add (key: string, message: Buffer): Promise<void> {
-    await this.redis.commands.xadd(shareStreamKey(key), 'MAXLEN', '~', this.maxLen, '*', 'm', message, 'n', 0)
+    await this.writes.xadd(shareStreamKey(key), 'MAXLEN', '~', this.maxLen, '*', 'm', message, 'n', 0)
   }
 
   /** This node has members of the group: it is announced, and read for as they have room. */
@@ -273,6 +281,7 @@ export class ClusterShareStreams {
     this.flushAcks()
     for (const g of this.open.values()) { g.closed = true; g.conn.disconnect(); g.wake?.() }
     this.open.clear()
+    this.writes.disconnect()
   }
 
   private blockingConnection (): Redis {
@@ -344,10 +353,9 @@ export class ClusterShareStreams {
       if (g.acks.length === 0) continue
       const ids = g.acks
       g.acks = []
-      const pipe = this.redis.commands.pipeline()
-      pipe.xack(g.stream, CONSUMERS, ...ids)
-      pipe.xdel(g.stream, ...ids)
-      pipe.exec().catch((err: unknown) => { this.logger.warn({ err, group: g.key }, 'cluster: acknowledging shared messages in Redis failed; they are delivered again') })
+      const failed = (err: unknown): void => { this.logger.warn({ err, group: g.key }, 'cluster: acknowledging shared messages in Redis failed; they are delivered again') }
+      this.writes.xack(g.stream, CONSUMERS, ...ids).catch(failed)
+      this.writes.xdel(g.stream, ...ids).catch(failed)
     }
   }
 

@@ -243,12 +243,12 @@ export class SharedSubscriptions {
     for (const l of this.membershipListeners) l()
   }
 
-  /** Free places of the group's online members here, less the messages already waiting for them. */
-  roomFor (key: string): number {
+  /** Free places of the group's online members here (each counted up to `perMember`), less the messages already waiting for them. */
+  roomFor (key: string, perMember = Infinity): number {
     const group = this.groups.get(key)
     if (group === undefined) return 0
     let room = 0
-    for (const m of group.members.values()) if (m.link !== undefined) room += Math.max(0, m.link.room())
+    for (const m of group.members.values()) if (m.link !== undefined) room += Math.min(perMember, Math.max(0, m.link.room()))
     return room - group.pending.length
   }
 

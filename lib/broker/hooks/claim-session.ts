@@ -12,8 +12,9 @@
  *    only now, so that a refused client discards nothing;
  * 5. in a cluster, the id is claimed cluster-wide (claimInCluster), and
  *    the session, whichever node had it, is loaded from Redis at the claim's
- *    epoch (the Redis store's hydrate; Clean Start wipes it there); steps 1
- *    and 2 read its record from Redis.
+ *    epoch (the Redis store's hydrate; Clean Start wipes it there), and its
+ *    shared memberships with it (cluster-shared.ts); steps 1 and 2 read its
+ *    record from Redis.
  */
 import type { AedesOptions, Client } from 'aedes'
 import { keepResumedSession } from '../../aedes-internals.js'

@@ -60,9 +60,9 @@ t.test('3,000 QoS 1 messages published on node A reach a group with members on A
   t.equal(new Set(all).size, N, 'every message delivered, each exactly once')
   const shares = [gotA.messages.length, gotB.messages.length, subC.lines.length]
   t.equal(shares.reduce((x, y) => x + y, 0), N + probes, 'and nothing else')
-  // the pull spreads by each node's room; three equally fast members share the stream
+  // each node reads at most 10 entries per member at a time: the stream is spread over the nodes by their members
   for (const [i, name] of ['a (MQTT 5)', 'b (3.1.1)', 'c (mosquitto_sub)'].entries()) {
-    t.ok((shares[i] ?? 0) >= N * 0.1, `member on ${name} got a share of the stream: ${shares[i] ?? 0}`)
+    t.ok((shares[i] ?? 0) >= N * 0.15, `member on ${name} got a share of the stream: ${shares[i] ?? 0}`)
   }
   t.ok(gotA.messages.every((m) => m.qos === 1) && gotB.messages.every((m) => m.qos === 1), 'delivered at QoS 1')
   await waitFor(() => redisCli(redis, 'XLEN', `culex:share:{${GROUP}}`) === '(integer) 0', { timeout: 5000, what: 'the stream emptied by the acknowledgements' })
