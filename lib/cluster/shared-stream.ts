@@ -110,14 +110,32 @@ return n
 `)
 
 /**
- * KEYS: stream. ARGV: consumer group, consumer. This node leaves the group
- * (its pending entries were handed back first); returns 1 when no consumer
- * is left, and then the stream is deleted: the group has no member anywhere.
+ * KEYS: stream. ARGV: consumer group, consumer. This node leaves the group:
+ * what is still pending for it (a read Redis answered as the node closed its
+ * connection) goes back to the end of the stream first, never deleted with
+ * the consumer. Returns 1 when no consumer is left, and then the stream is
+ * deleted: the group has no member anywhere.
  */
 const LEAVE = new Script(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return 1 end
-local gone = redis.pcall('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
-if type(gone) == 'table' and gone.err then return 1 end
+local p = redis.pcall('XPENDING', KEYS[1], ARGV[1], '-', '+', 1000, ARGV[2])
+if type(p) == 'table' and p.err then return 1 end
+for i = 1, #p do
+  local id = p[i][1]
+  redis.call('XACK', KEYS[1], ARGV[1], id)
+  local e = redis.call('XRANGE', KEYS[1], id, id)
+  redis.call('XDEL', KEYS[1], id)
+  if #e > 0 then
+    local f = e[1][2]
+    local m, u = nil, 0
+    for j = 1, #f, 2 do
+      if f[j] == 'm' then m = f[j + 1] elseif f[j] == 'n' then u = tonumber(f[j + 1]) end
+    end
+    redis.call('XADD', KEYS[1], '*', 'm', m, 'n', u)
+  end
+end
+if #p == 1000 then return 0 end
+redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
 if #redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1]) == 0 then
   redis.call('DEL', KEYS[1])
   return 1
@@ -369,10 +387,19 @@ export class ClusterShareStreams {
     }
   }
 
-  /** This node's groups written again, then every group read. */
+  /**
+   * This node's groups written again, then every group read; an entry left
+   * pending for this node in a group it does not read (a read answered after
+   * the group closed here) goes back to its stream.
+   */
   private async refresh (): Promise<void> {
     for (const g of this.open.values()) await this.announce(g.key, g.filter)
     await this.reload()
+    for (const key of this.known.keys()) {
+      if (this.open.has(key)) continue
+      const n = Number(await REQUEUE_DEAD.run(this.redis.commands, [shareStreamKey(key)], [CONSUMERS, this.nodeId, 1000]).catch(() => 0))
+      if (n > 0) this.logger.info({ group: key, entries: n }, 'cluster: shared messages read for a group this node no longer reads went back to their group')
+    }
   }
 
   private async reload (): Promise<void> {

@@ -54,7 +54,7 @@ import { settleOf, type AckProperties } from './settle.js'
 import { groupStats, type GroupStats } from './stats.js'
 import { FilterSubscriptions, type MqPacket } from './filters.js'
 import { Deliveries } from './deliveries.js'
-import type { GroupQueue } from './intake.js'
+import { adoptMember, enqueueIn, roomOf, takeExcess, type GroupQueue } from './intake.js'
 
 export { SHARED_BROKER_ID, type MemberLink, type DirectSend, type SharedDelivery } from './member-link.js'
 export type { GroupStats } from './stats.js'
@@ -237,28 +237,18 @@ export class SharedSubscriptions {
 
   /** A persistent member whose session another node held (a shared queue's): a member here, offline until its connection is ready. */
   adopt (stored: StoredMember): void {
-    const group = this.groups.ensure(stored.group)
-    if (group.members.has(stored.clientId)) return
-    group.members.set(stored.clientId, newMember(stored.clientId, stored.qos, stored.subscriptionIdentifier, stored.retainAsPublished === true, true, undefined, 0))
-    for (const l of this.membershipListeners) l()
+    if (adoptMember(this.groups, stored)) for (const l of this.membershipListeners) l()
   }
 
   /** Free places of the group's online members here (each counted up to `perMember`), less the messages already waiting for them. */
   roomFor (key: string, perMember = Infinity): number {
-    const group = this.groups.get(key)
-    if (group === undefined) return 0
-    let room = 0
-    for (const m of group.members.values()) if (m.link !== undefined) room += Math.min(perMember, Math.max(0, m.link.room()))
-    return room - group.pending.length
+    return roomOf(this.groups.get(key), perMember)
   }
 
   /** A QoS 1/2 message the queue read for the group, waiting until `dispatch`: its seq, or undefined when the group is not here. */
   enqueue (key: string, message: StoredMessage): number | undefined {
     const group = this.groups.get(key)
-    if (group === undefined) return undefined
-    const seq = group.nextSeq++
-    group.pending.push(group.add(seq, message))
-    return seq
+    return group === undefined ? undefined : enqueueIn(group, message)
   }
 
   /** Gives the group's waiting messages to its members with room. */
@@ -273,16 +263,9 @@ export class SharedSubscriptions {
     if (group !== undefined) this.deliverQoS0(group, packet)
   }
 
-  /** The messages waiting here beyond the room of the members here (the last ones): out of the group, their seqs for the queue. */
+  /** The messages waiting here beyond the room of the members here: out of the group, their seqs for the queue. */
   handBack (key: string): number[] {
-    const group = this.groups.get(key)
-    const excess = -this.roomFor(key)
-    if (group === undefined || excess <= 0) return []
-    const out: number[] = []
-    for (const entry of group.pending.splice(group.pending.length - excess)) {
-      if (group.remove(entry)) out.push(entry.seq)
-    }
-    return out
+    return takeExcess(this.groups.get(key))
   }
 
   // --------------------------------------------------------------- routing

@@ -62,7 +62,7 @@ t.test('every member offline: the group queues in Redis through a node restart a
   const back = await connectClient(t, a.url, v5)
   const got = collect(back)
   const expected = N + 1
-  await waitFor(() => got.messages.length >= expected, { timeout: 20000, what: () => `the returning member getting the queue (${got.messages.length} of ${expected})` })
+  await waitFor(() => got.messages.length >= expected, { timeout: 20000, what: () => `the returning member getting the queue (${got.messages.length} of ${expected}; stream ${xlen(redis)}, pending ${redisCli(redis, 'XPENDING', STREAM, 'culex')}; logs ${JSON.stringify([a, b, c].map((n) => n.logs.filter((l) => l.module === 'cluster' && Number(l.level) >= 30 && String(l.msg).includes('shar'))))})` })
   await new Promise((resolve) => setTimeout(resolve, 500))
   const payloads = got.messages.map((m) => m.payload.toString())
   t.same(duplicates(payloads), [], 'each once')
