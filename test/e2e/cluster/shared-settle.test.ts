@@ -85,3 +85,33 @@ t.test('QoS 2 sent to a persistent member on node B stays with its session: not 
   t.equal(again && text(again), 'exactly-once', 'the resumed member gets it again')
   t.equal(again?.messageId, p?.messageId, 'with the same packet identifier')
 })
+
+t.test('QoS 0 for a cluster group: each message to one member once, also when the message is routed to the members\' node for a plain subscriber there', async (t) => {
+  const redis = await startRedis(t)
+  const a = await startNode(t, redis, ['--node-id', 'a'])
+  const b = await startNode(t, redis, ['--node-id', 'b'])
+  const c = await startNode(t, redis, ['--node-id', 'c'])
+  const onB = await connectClient(t, b.url, { clientId: 'q0-b', protocolVersion: 5 })
+  const onC = await connectClient(t, c.url, { clientId: 'q0-c', protocolVersion: 4 })
+  const plain = await connectClient(t, b.url, { clientId: 'q0-plain', protocolVersion: 5 })
+  const got = [collect(onB), collect(onC)]
+  const gotPlain = collect(plain)
+  await onB.subscribeAsync('$share/q0/q0/#', { qos: 0 })
+  await onC.subscribeAsync('$share/q0/q0/#', { qos: 0 })
+  await plain.subscribeAsync('q0/#', { qos: 0 })
+  const publisher = await connectClient(t, a.url, { clientId: 'q0-pub', protocolVersion: 5 })
+  await waitFor(async () => {
+    await publisher.publishAsync('q0/probe', 'probe', { qos: 0 })
+    return gotPlain.messages.length > 0 && got.some((g) => g.messages.length > 0)
+  }, { timeout: 5000, step: 100, what: 'the route to node B and the group known on node A' })
+  await sleep(300)
+  for (const g of [...got, gotPlain]) g.messages.length = 0
+  for (let i = 0; i < 50; i++) await publisher.publishAsync(`q0/${i}`, String(i), { qos: 0 })
+  await waitFor(() => gotPlain.messages.length >= 50 && got[0]!.messages.length + got[1]!.messages.length >= 50, { timeout: 10000, what: 'the 50 messages' })
+  await sleep(500)
+  const group = got.flatMap((g) => g.messages.map((m) => m.payload.toString()))
+  t.equal(group.length, 50, 'the group got each once: a message routed to node B for its plain subscriber is not added to the group again')
+  t.equal(new Set(group).size, 50)
+  t.equal(gotPlain.messages.length, 50, 'the plain subscriber on node B got each once')
+  t.ok(got.every((g) => g.messages.every((m) => m.qos === 0)), 'at QoS 0')
+})
