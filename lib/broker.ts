@@ -29,6 +29,7 @@ import { endMemberships, setupShared, type SharedSettings } from './broker/share
 import { wireGatewayEvents } from './broker/events.js'
 import type { ClusterView } from './cluster/index.js'
 import { wireCluster } from './broker/cluster.js'
+import { clusterSharedSettings } from './broker/cluster-shared.js'
 
 export { isReservedTopic } from './broker/hooks/publish.js'
 
@@ -156,9 +157,12 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
       onExpired: (clientId) => { endMemberships(ctx.shared, clientId, logger) }
     })
     : undefined
+  const clusterShared = clusterSharedSettings(aedes, options.shared === false ? {} : options.shared ?? {}, ctx, logger)
   const shared: SharedSubscriptions | undefined = options.shared === false
     ? undefined
-    : await setupShared(aedes, options.shared ?? {}, ctx.store(), logger)
+    : await setupShared(aedes, clusterShared.settings, ctx.store(), logger)
+  clusterShared.attach(shared)
+  ctx.clusterShared = clusterShared.sessions
   ctx.shared = shared
 
   wireGatewayEvents(aedes, ctx)
@@ -205,6 +209,7 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
     async close () {
       for (const conn of [...connections]) conn.shutdown()
       shared?.close()
+      clusterShared.close()
       sessionExpiry?.stop()
       await new Promise<void>((resolve) => aedes.close(() => resolve()))
       const store = persistenceOf(aedes) as { destroy?: () => Promise<void> } | undefined

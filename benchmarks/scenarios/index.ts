@@ -3,6 +3,7 @@ import { clusterTakeover, clusterWill } from './cluster-faults.js'
 import { clusterFanIn, clusterFanOut, clusterLocal } from './cluster-flow.js'
 import { clusterJoin } from './cluster-join.js'
 import { connectsTls } from './connects-tls.js'
+import { clusterShared } from './cluster-shared.js'
 import { drain } from './drain.js'
 import { fanIn } from './fan-in.js'
 import { fanOut } from './fan-out.js'
@@ -39,7 +40,9 @@ export function scenarios (full: boolean): Scenario[] {
     clusterLocal(1),
     clusterTakeover,
     clusterWill,
-    clusterJoin
+    clusterJoin,
+    // Issue 17: one shared group's queue across three nodes
+    clusterShared
   ]
 }
 

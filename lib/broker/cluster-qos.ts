@@ -23,6 +23,7 @@ import { beforeClientPublish, persistenceOf, queuedPacket } from '../aedes-inter
 import { clusterSessionsOf } from './store.js'
 import type { BrokerContext } from './context.js'
 import { remainingLifetimeMs } from '../cluster/session-expiry.js'
+import { routedBrokerId } from './cluster-shared.js'
 
 interface DurableFilters {
   watchDurableFilters: (listener: (filter: string, added: boolean) => void) => void
@@ -71,9 +72,11 @@ export function wireClusterQos (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster'
       return remainingLifetimeMs(await clusterSessionsOf(ctx.store())?.sessionRecord(clientId), Date.now())
     }
   })
+  // marked as routed: the node where it was published added it to the shared groups' streams (cluster-shared.ts)
+  const brokerId = routedBrokerId(aedes)
   cluster.attachInbox(async (packet) => {
     await new Promise<void>((resolve, reject) => {
-      aedes.publish(packet as PublishPacket, (err) => { if (err) reject(err); else resolve() })
+      aedes.publish({ ...packet, brokerId } as PublishPacket, (err) => { if (err) reject(err); else resolve() })
     })
   })
 }

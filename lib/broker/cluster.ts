@@ -18,6 +18,7 @@ import { clusterSessionsOf } from './store.js'
 import { wireClusterWills } from './cluster-wills.js'
 import { sessionLifetimeMs } from '../cluster/session-expiry.js'
 import { wireClusterQos } from './cluster-qos.js'
+import { routedBrokerId } from './cluster-shared.js'
 
 /** the epoch at which each client claimed its id */
 const epochs = new WeakMap<Client, number>()
@@ -121,7 +122,7 @@ function wireRetained (store: unknown, cluster: NonNullable<BrokerContext['clust
   }
 }
 
-export function wireCluster (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster' | 'clientById' | 'gatewayOf' | 'logger' | 'store' | 'security'>): void {
+export function wireCluster (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster' | 'clientById' | 'gatewayOf' | 'logger' | 'store' | 'security' | 'clusterShared'>): void {
   const cluster = ctx.cluster
   if (cluster === undefined) return
   wireRetained(ctx.store(), cluster)
@@ -139,13 +140,15 @@ export function wireCluster (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster' | 
       const epoch = sessions?.epochOf?.(clientId)
       const handOver = (): void => { sessions?.handOver(clientId, epoch) }
       cluster.inboxCaughtUp().then(handOver, handOver)
+      ctx.clusterShared?.handOver(clientId)
     },
     sessionEnded (clientId, epoch) {
       clusterSessionsOf(ctx.store())?.handOver(clientId, epoch)
+      ctx.clusterShared?.handOver(clientId)
     },
     deliver (message) {
       // published with no client: aedes' 'publish' event below does not route it back
-      const packet = { cmd: 'publish' as const, topic: message.topic, payload: message.payload, qos: 0 as const, retain: false, dup: false, ...(message.properties !== undefined ? { properties: message.properties } : {}) }
+      const packet = { cmd: 'publish' as const, topic: message.topic, payload: message.payload, qos: 0 as const, retain: false, dup: false, brokerId: routedBrokerId(aedes), ...(message.properties !== undefined ? { properties: message.properties } : {}) }
       aedes.publish(packet, (err) => { if (err) ctx.logger.debug({ err, topic: message.topic }, 'cluster: a routed message was not published') })
     }
   })

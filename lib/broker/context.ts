@@ -13,6 +13,16 @@ import type { SharedSubscriptions } from '../shared/dispatcher.js'
 import type { StoreExtras } from './store.js'
 import type { ClusterView } from '../cluster/index.js'
 
+/** What a session's claim, its takeover and its publishes ask of the cluster's shared groups (cluster-shared.ts). */
+export interface ClusterSharedSessions {
+  /** the claimed session's memberships become this node's (Clean Start deletes them) */
+  adopt (clientId: string, clean: boolean): Promise<void>
+  /** another node took the session: no member here any more */
+  handOver (clientId: string): void
+  /** the message of this payload was not stored for its groups: the error its publisher is answered with */
+  refused (payload: unknown): Error | undefined
+}
+
 /** Every MQTT 5 client is sent elsewhere (spec 4.11). */
 export interface Redirect {
   serverReference: string
@@ -38,4 +48,6 @@ export interface BrokerContext {
   clientById (id: string): Client | undefined
   /** the cluster this node is part of; undefined for a single node */
   readonly cluster: ClusterView | undefined
+  /** in a cluster, a session's shared memberships follow it to the node that claims it (cluster-shared.ts) */
+  clusterShared?: ClusterSharedSessions
 }

@@ -19,7 +19,8 @@ export async function setupShared (aedes: Aedes, o: SharedSettings, store: Store
     deadLetterTopic: o.deadLetterTopic,
     maxQueued: o.maxQueued ?? 10000,
     overflow: o.overflow ?? 'drop-oldest',
-    ...(o.selector ? { selector: o.selector } : {})
+    ...(o.selector ? { selector: o.selector } : {}),
+    ...(o.queue ? { queue: o.queue } : {})
   }, logger.child({ module: 'shared' }))
   await shared.setup()
   aedes.on('sessionExpired', (client) => { endMemberships(shared, client.id, logger) })

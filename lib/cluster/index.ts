@@ -23,6 +23,7 @@ import { DURABLE_NODES_KEY, RELOAD_MS, Routes, routedPacket, type RoutedMessage 
 import { Inbox, type DeliverQueued } from './inbox.js'
 import { ADOPT_GRACE_MS, Adoption, type AdoptionHost } from './adoption.js'
 import { ClusterWills, type ClusterWill, type WillsHost } from './wills.js'
+import { ClusterShareStreams } from './shared-stream.js'
 import { ClusterSessionExpiry } from './session-expiry.js'
 
 /** milliseconds a claim waits at most for a session's holder's inbox before claiming: a dead holder's lease, the grace and its adoption */
@@ -36,6 +37,7 @@ export type { AdoptionHost } from './adoption.js'
 export type { ApplyRetained } from './retained.js'
 export type { NodeFigures } from './figures.js'
 export type { ClusterWill, PublishWill, WillsHost } from './wills.js'
+export type { ClusterShareStreams } from './shared-stream.js'
 
 /** What the broker and the edge see of the cluster. */
 export interface ClusterView {
@@ -101,12 +103,16 @@ export interface ClusterView {
   dropWill (clientId: string, epoch: number): void
   /** That connection ended and its will is due in `delayMs`: true once the cluster times it (this node must not). */
   deferWill (clientId: string, epoch: number, delayMs: number): Promise<boolean>
+  /** `use` gets the streams of the cluster's shared subscription groups (shared-stream.ts) once joined (set before the join) */
+  attachShared (use: (streams: ClusterShareStreams) => void): void
 }
 
 export interface JoinOptions {
   nodeId: string
   leaseMs?: number
   renewMs?: number
+  /** entries a shared group's stream keeps at most (oldest trimmed) */
+  sharedMaxQueued?: number
 }
 
 /**
@@ -140,6 +146,8 @@ export class ClusterNode implements ClusterView {
   private adoptionTimer: NodeJS.Timeout | undefined
   /** nodes seen without a lease, since when (adoption waits ADOPT_GRACE_MS) */
   private readonly deadSince = new Map<string, number>()
+  private streams: ClusterShareStreams | undefined
+  private useStreams: ((streams: ClusterShareStreams) => void) | undefined
 
   private constructor (private readonly redis: RedisPair, private readonly logger: Logger, readonly url: string) {}
 
@@ -230,6 +238,11 @@ export class ClusterNode implements ClusterView {
       routes.republish().catch((err: unknown) => { this.logger.warn({ err }, 'cluster: writing the routes again failed; next lease loss retries') })
       retained.reload().catch((err: unknown) => { this.logger.warn({ err }, 'cluster: reading the retained messages again failed; next lease loss retries') })
     })
+    const streams = new ClusterShareStreams(this.redis, options.nodeId, this.logger, options.sharedMaxQueued ?? 10000, membership.leaseMs, membership.renewMs)
+    await streams.start(() => membership.nodes())
+    membership.on('leave', (id) => { streams.nodeLeft(id) })
+    this.streams = streams
+    this.useStreams?.(streams)
     this.registry = registry
     this.routes = routes
     this.retained = retained
@@ -356,8 +369,9 @@ export class ClusterNode implements ClusterView {
   }
 
   reportFigures (read: () => NodeFigures): void {
-    this.readFigures = read
-    this.figures?.start(read)
+    // the shared groups' streams add what waits in them (shared-stream.ts)
+    this.readFigures = () => ({ ...read(), ...this.streams?.figures() })
+    this.figures?.start(this.readFigures)
   }
 
   async totals (): Promise<NodeFigures> {
@@ -382,6 +396,11 @@ export class ClusterNode implements ClusterView {
     return await (this.wills?.defer(clientId, epoch, delayMs) ?? Promise.resolve(false))
   }
 
+  attachShared (use: (streams: ClusterShareStreams) => void): void {
+    this.useStreams = use
+    if (this.streams !== undefined) use(this.streams)
+  }
+
   /** ids this node holds, for tests */
   heldClientIds (): number {
     return this.registry?.held() ?? 0
@@ -394,6 +413,7 @@ export class ClusterNode implements ClusterView {
     this.routes?.stop()
     await this.inbox?.stop()
     this.retained?.stop()
+    this.streams?.stop()
     await this.wills?.stop()
     await this.expiry?.stop()
     await this.figures?.stop()

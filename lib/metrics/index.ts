@@ -8,6 +8,7 @@
  * attaches it once the broker and listeners exist, and closes it when
  * shutdown begins.
  */
+import { localGroupFigures } from './cluster-shared.js'
 import type { Logger } from 'pino'
 import type { Config } from '../config/schema.js'
 import type { CulexBroker } from '../broker.js'
@@ -72,7 +73,8 @@ export function createObservability (config: Config, logger: Logger): Observabil
       broker.cluster?.reportFigures(() => ({
         connections: broker.aedes.connectedClients,
         received: counters.messagesReceived,
-        sent: counters.messagesSent
+        sent: counters.messagesSent,
+        ...localGroupFigures(broker, broker.cluster?.nodeId ?? '')
       }))
 
       const routes = healthRoutes(health)

@@ -13,6 +13,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import type { CulexBroker } from '../broker.js'
 import { version } from '../version.js'
+import { registerClusterGroupFamilies } from './cluster-shared.js'
 import { PROTOCOL_VERSIONS, TRANSPORTS, hexCode, type TrafficCounters } from './counters.js'
 import {
   offlineSessions, readSharedGroups, readStoreStats, storeOf, subscriptionCount,
@@ -147,6 +148,7 @@ export function createPrometheusMetrics (counters: TrafficCounters): PrometheusM
       attachedBroker = broker
       const store = storeOf(broker)
       registerStoreFamilies(registry, broker, store)
+      registerClusterGroupFamilies(registry, broker)
       const off = registerBatchHistograms(registry, store)
       if (off) detach.push(off)
     },

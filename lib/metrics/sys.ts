@@ -18,6 +18,7 @@
  * It also publishes the cluster totals under `$SYS/cluster/`: the figures
  * every live node writes to Redis with its lease, summed.
  */
+import { clusterGroupTopics } from './cluster-shared.js'
 import type { Logger } from 'pino'
 import type { CulexBroker } from '../broker.js'
 import { version } from '../version.js'
@@ -156,6 +157,7 @@ export function startSysTopics (opts: SysTopicsOptions): SysTopics {
         try {
           const totals = await broker.cluster.totals()
           for (const [name, figure] of CLUSTER_TOTALS) values.set(CLUSTER_SYS_PREFIX + name, String(totals[figure] ?? 0))
+          for (const [topic, value] of clusterGroupTopics(totals)) values.set(CLUSTER_SYS_PREFIX + topic, String(value))
         } catch (err) {
           // Redis unreachable: the totals wait for the next interval, the node's own values go out
           logger.debug({ err }, '$SYS: reading the cluster totals failed')

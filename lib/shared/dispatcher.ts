@@ -36,7 +36,7 @@ import type { Aedes, Client } from 'aedes'
 import type { Logger } from 'pino'
 import { isFailure } from '../protocol/reason-codes.js'
 import { LocalSelector, groupName, strategyResolver, type MemberSelector, type Strategy } from './strategies.js'
-import type { ShareStore, StoredMember } from './store.js'
+import type { ShareStore, StoredMember, StoredMessage } from './store.js'
 import { allocatePacketId } from '../aedes-internals.js'
 import { repeatedLog } from '../repeated-log.js'
 import { newMember, type Entry, type Group, type Member } from './group.js'
@@ -54,10 +54,12 @@ import { settleOf, type AckProperties } from './settle.js'
 import { groupStats, type GroupStats } from './stats.js'
 import { FilterSubscriptions, type MqPacket } from './filters.js'
 import { Deliveries } from './deliveries.js'
+import { adoptMember, enqueueIn, roomOf, takeExcess, type GroupQueue } from './intake.js'
 
 export { SHARED_BROKER_ID, type MemberLink, type DirectSend, type SharedDelivery } from './member-link.js'
 export type { GroupStats } from './stats.js'
 export type { AckProperties } from './settle.js'
+export type { GroupQueue } from './intake.js'
 
 export interface SharedOptions {
   strategy: Strategy
@@ -71,6 +73,8 @@ export interface SharedOptions {
   maxQueued: number
   overflow: 'drop-oldest' | 'refuse'
   selector?: MemberSelector
+  /** a queue several brokers share feeds the groups instead of aedes (intake.ts) */
+  queue?: GroupQueue
 }
 
 export type JoinResult = { ok: true, qos: 0 | 1 | 2 } | { ok: false, reasonCode: number }
@@ -100,7 +104,8 @@ export class SharedSubscriptions {
     }, log)
     this.groups = new Groups(group => {
       group.policy = policyOf(opts.rules, groupName(group.key), opts.deadLetterTopic)
-      this.filters.add(group)
+      if (opts.queue !== undefined) opts.queue.opened(group.key, group.filter)
+      else this.filters.add(group)
     })
   }
 
@@ -218,9 +223,49 @@ export class SharedSubscriptions {
     const discarded = group.list()
     for (const entry of discarded) { clearTimer(entry); group.remove(entry) }
     group.pending.length = 0
+    if (this.opts.queue !== undefined) {
+      // the group lives on in the shared queue: what it held here goes back there
+      this.opts.queue.closed(group.key, discarded.map((e) => e.seq))
+      return
+    }
     for (const entry of discarded) await this.store.delMessage(group.key, entry.seq)
     if (discarded.length > 0) this.log.info({ group: group.key, discarded: discarded.length }, 'shared group gone with its last member')
     this.filters.remove(group)
+  }
+
+  // ------------------------------------------------- a shared queue (intake.ts)
+
+  /** A persistent member whose session another node held (a shared queue's): a member here, offline until its connection is ready. */
+  adopt (stored: StoredMember): void {
+    if (adoptMember(this.groups, stored)) for (const l of this.membershipListeners) l()
+  }
+
+  /** Free places of the group's online members here (each counted up to `perMember`), less the messages already waiting for them. */
+  roomFor (key: string, perMember = Infinity): number {
+    return roomOf(this.groups.get(key), perMember)
+  }
+
+  /** A QoS 1/2 message the queue read for the group, waiting until `dispatch`: its seq, or undefined when the group is not here. */
+  enqueue (key: string, message: StoredMessage): number | undefined {
+    const group = this.groups.get(key)
+    return group === undefined ? undefined : enqueueIn(group, message)
+  }
+
+  /** Gives the group's waiting messages to its members with room. */
+  dispatch (key: string): void {
+    const group = this.groups.get(key)
+    if (group !== undefined) this.drain(group)
+  }
+
+  /** A QoS 0 message the queue read for the group: to one online member, or to none. */
+  offer (key: string, packet: MqPacket): void {
+    const group = this.groups.get(key)
+    if (group !== undefined) this.deliverQoS0(group, packet)
+  }
+
+  /** The messages waiting here beyond the room of the members here: out of the group, their seqs for the queue. */
+  handBack (key: string): number[] {
+    return takeExcess(this.groups.get(key))
   }
 
   // --------------------------------------------------------------- routing
@@ -486,7 +531,7 @@ export class SharedSubscriptions {
 
   /** Is there a group whose filter matches `topic`? (its listener is also a live aedes subscription) */
   hasGroupFor (topic: string): boolean {
-    return this.filters.matches(topic)
+    return this.opts.queue?.matches(topic) ?? this.filters.matches(topic)
   }
 
   /** How many groups the client is a member of. */

@@ -12,8 +12,9 @@
  *    only now, so that a refused client discards nothing;
  * 5. in a cluster, the id is claimed cluster-wide (claimInCluster), and
  *    the session, whichever node had it, is loaded from Redis at the claim's
- *    epoch (the Redis store's hydrate; Clean Start wipes it there); steps 1
- *    and 2 read its record from Redis.
+ *    epoch (the Redis store's hydrate; Clean Start wipes it there), and its
+ *    shared memberships with it (cluster-shared.ts); steps 1 and 2 read its
+ *    record from Redis.
  */
 import type { AedesOptions, Client } from 'aedes'
 import { keepResumedSession } from '../../aedes-internals.js'
@@ -29,7 +30,7 @@ export type AuthenticateDone = Parameters<NonNullable<AedesOptions['authenticate
 /** The gateway of the client that claims the session. */
 export type ClaimingGateway = Pick<Connection, 'authenticatedAs' | 'resumesSession' | 'sessionExisted' | 'log'>
 
-export interface ClaimContext extends Pick<BrokerContext, 'sessionOwnership' | 'store' | 'clientById'> {
+export interface ClaimContext extends Pick<BrokerContext, 'sessionOwnership' | 'store' | 'clientById' | 'clusterShared'> {
   readonly cluster?: BrokerContext['cluster']
   /** the gateway of the client holding the id now, for its identity */
   gatewayOf (client: { conn: unknown }): Pick<Connection, 'authenticatedAs'> | undefined
@@ -41,10 +42,11 @@ export interface ClaimContext extends Pick<BrokerContext, 'sessionOwnership' | '
  *    close its connection (DISCONNECT 0x8E). A claim Redis does not answer
  *    refuses the CONNECT: 0x88 Server unavailable (3.1.1: 3).
  */
-async function claimInCluster (cluster: NonNullable<BrokerContext['cluster']>, conn: ClaimingGateway, client: Client, store: unknown): Promise<boolean> {
+async function claimInCluster (cluster: NonNullable<BrokerContext['cluster']>, conn: ClaimingGateway, client: Client, store: unknown, shared: BrokerContext['clusterShared']): Promise<boolean> {
   try {
     const epoch = await cluster.claim(client.id)
     await clusterSessionsOf(store)?.hydrate(client.id, epoch, { clean: !conn.resumesSession })
+    await shared?.adopt(client.id, !conn.resumesSession)
     await claimed(client, epoch)
     return true
   } catch (err) {
@@ -79,7 +81,7 @@ export function claimSession (ctx: ClaimContext, conn: ClaimingGateway, client: 
     conn.sessionExisted = verdict.existed
     if (verdict.existed && conn.resumesSession && client.clean && client.version === 5) keepResumedSession(client)
     // in a cluster the session is loaded at the claim, so it is cleaned after it
-    if (ctx.cluster !== undefined && !await claimInCluster(ctx.cluster, conn, client, store)) {
+    if (ctx.cluster !== undefined && !await claimInCluster(ctx.cluster, conn, client, store, ctx.clusterShared)) {
       callback(Object.assign(new Error('server unavailable: the cluster cannot be reached'), { returnCode: 3 }) as never, false)
       return
     }

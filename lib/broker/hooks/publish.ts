@@ -49,6 +49,8 @@ export function authorizePublish (ctx: AuthorizePublishContext, client: Client |
 
 export interface PublishedContext {
   gatewayOf (client: { conn: unknown }): Pick<Connection, 'onPublished' | 'retainedRouted'> | undefined
+  /** in a cluster: Redis did not take the message for its shared groups (lib/broker/cluster-shared.ts) */
+  readonly clusterShared?: { refused (payload: unknown): Error | undefined }
 }
 
 /**
@@ -57,6 +59,12 @@ export interface PublishedContext {
  * (protocol/inbound/retained-order.ts).
  */
 export function published (ctx: PublishedContext, packet: AedesPublishPacket, client: Client | null, callback: (err: Error | null) => void): void {
+  const refused = client !== null && packet.qos > 0 ? ctx.clusterShared?.refused(packet.payload) : undefined
+  if (refused !== undefined) {
+    // the publisher's answer says it (broker/publish-refusal.ts): MQTT 5 PUBACK 0x80, 3.1.1 closed
+    callback(refused)
+    return
+  }
   const conn = client ? ctx.gatewayOf(client) : undefined
   if (conn !== undefined) {
     if (packet.qos === 1 && packet.messageId !== undefined) conn.onPublished(packet.messageId)

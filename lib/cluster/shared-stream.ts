@@ -1,0 +1,493 @@
+/**
+ * Shared subscription groups cluster-wide: one Redis stream per group
+ * (`culex:share:{<group key>}`) with one consumer group, in which each node
+ * with members of the group is a consumer. A publishing node adds a message
+ * once (XADD); a node reads only as many entries as its members have room
+ * for (XREADGROUP COUNT), so the dispatch stays window-aware and the nodes
+ * with free members take more; an entry stays pending for its node until
+ * its member acknowledges it (XACK + XDEL). What a node gives up (its group
+ * left, a member's room gone) and what a dead node held (its lease ended:
+ * the timer-lock holder's sweep) goes back to the end of the stream as a new
+ * entry (REQUEUE: acknowledged, deleted and added again in one step, so it is
+ * never both pending and waiting, nor neither). The group keys and their
+ * filters are in a hash every node caches, so a node without members
+ * knows which groups a message goes to.
+ */
+import type { Redis } from 'ioredis'
+import type { Logger } from 'pino'
+import type { RedisPair } from './redis.js'
+import { Script } from './script.js'
+import { TimerLock } from './timer-lock.js'
+
+const PREFIX = 'culex:'
+/** group key → filter, for every group with a member on some node (or a queue kept for its offline members) */
+export const SHARE_GROUPS_KEY = `${PREFIX}share:groups`
+/** `+ {key}` / `- {key}`: a group came or went */
+export const SHARE_CHANNEL = `${PREFIX}share`
+/** the group's stream; braces: a Redis Cluster hash tag, so one group's keys are on one master */
+export const shareStreamKey = (groupKey: string): string => `${PREFIX}share:{${groupKey}}`
+/** a persistent session's memberships, group key → JSON of the member: whichever node the session resumes on joins them */
+export const shareMemberKey = (clientId: string): string => `${PREFIX}share:member:{${clientId}}`
+const SWEEP_LOCK_KEY = `${PREFIX}share:timer`
+/** the consumer group every node reads in */
+const CONSUMERS = 'culex'
+/** ms a read waits for new entries (on the group's own connection) */
+const BLOCK_MS = 1000
+/** ms between two rewrites of this node's groups in the hash (heals a lost write or a racing removal) */
+const REFRESH_MS = 2000
+/** entries read at most per XREADGROUP */
+const READ_MAX = 1000
+
+/** a shared group's figure among a node's figures (figures.ts): `share\u0000{group key}\u0000{figure}` */
+export const SHARE_FIGURE_PREFIX = 'share\u0000'
+
+/** One entry read for this node: `m` the encoded message, `n` deliveries made by nodes that died before counting them. */
+export interface StreamEntry { id: string, message: Buffer, uncounted: number }
+
+/** What a node's group offers its reader. */
+export interface GroupReader {
+  /** entries the group's members here have room for */
+  room (): number
+  /** entries read here and not finished yet */
+  held (): number
+  /** entries read for the group: this node's until acknowledged or handed back */
+  take (entries: StreamEntry[]): void
+}
+
+/**
+ * KEYS: stream. ARGV: consumer group, then pairs (id, encoded message or '').
+ * An entry still pending goes back to the end of the stream with its
+ * message (the given one, which counts the deliveries made, or its own).
+ */
+const REQUEUE = new Script(`
+local n = 0
+for i = 2, #ARGV, 2 do
+  local id = ARGV[i]
+  if redis.call('XACK', KEYS[1], ARGV[1], id) == 1 then
+    local e = redis.call('XRANGE', KEYS[1], id, id)
+    redis.call('XDEL', KEYS[1], id)
+    if #e > 0 then
+      local f = e[1][2]
+      local m, u = nil, 0
+      for j = 1, #f, 2 do
+        if f[j] == 'm' then m = f[j + 1] elseif f[j] == 'n' then u = tonumber(f[j + 1]) end
+      end
+      if ARGV[i + 1] ~= '' then m = ARGV[i + 1] else u = u + 1 end
+      redis.call('XADD', KEYS[1], '*', 'm', m, 'n', u)
+      n = n + 1
+    end
+  end
+end
+return n
+`)
+
+/**
+ * KEYS: stream. ARGV: consumer group, consumer (a dead node), count. Its
+ * pending entries go back to the end of the stream (each counted as one
+ * delivery more); the consumer is deleted once it holds none. Returns how
+ * many went back.
+ */
+const REQUEUE_DEAD = new Script(`
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', tonumber(ARGV[3]), ARGV[2])
+local n = 0
+for i = 1, #p do
+  local id = p[i][1]
+  redis.call('XACK', KEYS[1], ARGV[1], id)
+  local e = redis.call('XRANGE', KEYS[1], id, id)
+  redis.call('XDEL', KEYS[1], id)
+  if #e > 0 then
+    local f = e[1][2]
+    local m, u = nil, 0
+    for j = 1, #f, 2 do
+      if f[j] == 'm' then m = f[j + 1] elseif f[j] == 'n' then u = tonumber(f[j + 1]) end
+    end
+    redis.call('XADD', KEYS[1], '*', 'm', m, 'n', u + 1)
+    n = n + 1
+  end
+end
+if #p < tonumber(ARGV[3]) then redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2]) end
+return n
+`)
+
+/**
+ * KEYS: stream. ARGV: consumer group, consumer. This node leaves the group:
+ * what is still pending for it (a read Redis answered as the node closed its
+ * connection) goes back to the end of the stream first, never deleted with
+ * the consumer. Returns 1 when no consumer is left, and then the stream is
+ * deleted: the group has no member anywhere.
+ */
+const LEAVE = new Script(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 1 end
+local p = redis.pcall('XPENDING', KEYS[1], ARGV[1], '-', '+', 1000, ARGV[2])
+if type(p) == 'table' and p.err then return 1 end
+for i = 1, #p do
+  local id = p[i][1]
+  redis.call('XACK', KEYS[1], ARGV[1], id)
+  local e = redis.call('XRANGE', KEYS[1], id, id)
+  redis.call('XDEL', KEYS[1], id)
+  if #e > 0 then
+    local f = e[1][2]
+    local m, u = nil, 0
+    for j = 1, #f, 2 do
+      if f[j] == 'm' then m = f[j + 1] elseif f[j] == 'n' then u = tonumber(f[j + 1]) end
+    end
+    redis.call('XADD', KEYS[1], '*', 'm', m, 'n', u)
+  end
+end
+if #p == 1000 then return 0 end
+redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+if #redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1]) == 0 then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+`)
+
+interface OpenGroup {
+  readonly key: string
+  readonly stream: string
+  readonly filter: string
+  readonly reader: GroupReader
+  conn: Redis
+  closed: boolean
+  wake: (() => void) | undefined
+  acks: string[]
+}
+
+export class ClusterShareStreams {
+  /** every group of the cluster: key → filter */
+  private readonly known = new Map<string, string>()
+  private readonly open = new Map<string, OpenGroup>()
+  private readonly listeners: Array<() => void> = []
+  private readonly lock: TimerLock
+  private live: () => string[] = () => []
+  private timer: NodeJS.Timeout | undefined
+  private stopped = false
+  private acking = false
+  /** the adds and acknowledgements of one event-loop turn go to Redis in one write (auto-pipelining), on a connection of their own */
+  private readonly writes: Redis
+  /** per group, the entries no node has read yet, as the last sweep saw them (on the lock holder) */
+  private waiting = new Map<string, number>()
+
+  constructor (
+    private readonly redis: RedisPair,
+    private readonly nodeId: string,
+    private readonly logger: Logger,
+    private readonly maxLen: number,
+    lockMs = 3000,
+    renewMs = 1000
+  ) {
+    this.lock = new TimerLock(redis, SWEEP_LOCK_KEY, nodeId, logger, lockMs, renewMs)
+    this.writes = redis.commands.duplicate({ enableAutoPipelining: true })
+    this.writes.on('error', () => {})
+  }
+
+  async start (liveNodes: () => string[]): Promise<void> {
+    this.live = liveNodes
+    // no offline queue, as the commands connection: a write Redis cannot take fails at once, and its publisher is told
+    await this.writes.connect()
+    this.redis.notices.on('message', this.onNotice)
+    await this.redis.notices.subscribe(SHARE_CHANNEL)
+    await this.reload()
+    const tick = (): void => {
+      if (this.stopped) return
+      this.timer = setTimeout(() => { this.refresh().catch(() => {}).finally(tick) }, REFRESH_MS)
+    }
+    tick()
+    this.lock.start((held) => {
+      if (held) this.sweep().catch((err: unknown) => { this.logger.debug({ err }, 'cluster: sweeping the shared groups of dead nodes failed; next sweep retries') })
+    })
+  }
+
+  /** A node's lease ended: what it held goes back now, not at the next sweep (on the lock holder; the sweep covers a missed one). */
+  nodeLeft (nodeId: string): void {
+    if (nodeId === this.nodeId || !this.lock.holds()) return
+    this.sweep().catch((err: unknown) => { this.logger.debug({ err, node: nodeId }, 'cluster: sweeping the shared groups of a dead node failed; next sweep retries') })
+  }
+
+  /** the cluster's groups, key → filter */
+  groups (): ReadonlyMap<string, string> {
+    return this.known
+  }
+
+  /** `listener` runs when the set of the cluster's groups changed */
+  onGroups (listener: () => void): void {
+    this.listeners.push(listener)
+  }
+
+  /** A persistent session's membership, kept for the node it resumes on; resolves once Redis has it. */
+  async putMember (clientId: string, groupKey: string, record: string): Promise<void> {
+    await this.redis.commands.hset(shareMemberKey(clientId), groupKey, record)
+  }
+
+  async delMember (clientId: string, groupKey: string): Promise<void> {
+    await this.redis.commands.hdel(shareMemberKey(clientId), groupKey)
+  }
+
+  /** The session's memberships (JSON records); `clean`: the session starts anew and they are deleted instead. */
+  async members (clientId: string, clean: boolean): Promise<string[]> {
+    if (clean) {
+      await this.redis.commands.del(shareMemberKey(clientId))
+      return []
+    }
+    return Object.values(await this.redis.commands.hgetall(shareMemberKey(clientId)))
+  }
+
+  /** Adds a message to the group's queue; resolves once Redis has it. */
+  async add (key: string, message: Buffer): Promise<void> {
+    await this.writes.xadd(shareStreamKey(key), 'MAXLEN', '~', this.maxLen, '*', 'm', message, 'n', 0)
+  }
+
+  /** This node has members of the group: it is announced, and read for as they have room. */
+  openGroup (key: string, filter: string, reader: GroupReader): void {
+    if (this.open.has(key)) return
+    const g: OpenGroup = { key, stream: shareStreamKey(key), filter, reader, conn: this.blockingConnection(), closed: false, wake: undefined, acks: [] }
+    this.open.set(key, g)
+    this.learn(key, filter)
+    this.read(g).catch((err: unknown) => { this.logger.warn({ err, group: key }, 'cluster: reading a shared group stopped') })
+  }
+
+  /** Room may have appeared in the group here: a reader waiting for it reads. */
+  poke (key: string): void {
+    const g = this.open.get(key)
+    if (g?.wake === undefined) return
+    const wake = g.wake
+    g.wake = undefined
+    wake()
+  }
+
+  /** The member acknowledged the entry (batched per tick). */
+  ack (key: string, id: string): void {
+    const g = this.open.get(key)
+    if (g === undefined) return
+    g.acks.push(id)
+    if (!this.acking) {
+      this.acking = true
+      setImmediate(() => { this.flushAcks() })
+    }
+  }
+
+  /** Entries this node read and gives up: back to the end of the stream, with their messages as they are now. */
+  async handBack (key: string, entries: ReadonlyArray<{ id: string, message: Buffer | undefined }>): Promise<void> {
+    if (entries.length === 0) return
+    const args: Array<string | Buffer> = [CONSUMERS]
+    for (const e of entries) args.push(e.id, e.message ?? '')
+    await REQUEUE.run(this.redis.commands, [shareStreamKey(key)], args)
+  }
+
+  /** The group's last member here left: what it held goes back, and the group is gone when no node reads it. */
+  async closeGroup (key: string, unfinished: ReadonlyArray<{ id: string, message: Buffer | undefined }>): Promise<void> {
+    const g = this.open.get(key)
+    if (g === undefined) return
+    this.open.delete(key)
+    g.closed = true
+    g.conn.disconnect()
+    this.flushAcks()
+    await this.handBack(key, unfinished)
+    const gone = Number(await LEAVE.run(this.redis.commands, [g.stream], [CONSUMERS, this.nodeId])) === 1
+    if (gone && !this.open.has(key)) {
+      await this.redis.commands.hdel(SHARE_GROUPS_KEY, key)
+      await this.redis.commands.publish(SHARE_CHANNEL, '- ' + key)
+    }
+  }
+
+  stop (): void {
+    this.stopped = true
+    clearTimeout(this.timer)
+    this.redis.notices.off('message', this.onNotice)
+    void this.lock.stop()
+    this.flushAcks()
+    for (const g of this.open.values()) { g.closed = true; g.conn.disconnect(); g.wake?.() }
+    this.open.clear()
+    this.writes.disconnect()
+  }
+
+  private blockingConnection (): Redis {
+    // a read blocks its connection: each group has its own, with room for the block in its timeout
+    const conn = this.redis.commands.duplicate({ commandTimeout: BLOCK_MS + 2000, enableOfflineQueue: true })
+    conn.on('error', () => {})
+    return conn
+  }
+
+  private learn (key: string, filter: string): void {
+    const before = this.known.get(key)
+    this.known.set(key, filter)
+    if (before === undefined) for (const l of this.listeners) l()
+    this.announce(key, filter).catch((err: unknown) => { this.logger.debug({ err, group: key }, 'cluster: announcing a shared group failed; the next refresh retries') })
+  }
+
+  private async announce (key: string, filter: string): Promise<void> {
+    await this.ensureStream(key)
+    if (await this.redis.commands.hset(SHARE_GROUPS_KEY, key, filter) === 1) await this.redis.commands.publish(SHARE_CHANNEL, '+ ' + key)
+  }
+
+  private async ensureStream (key: string): Promise<void> {
+    // from the stream's first entry: what was added while no node read waits for the first member
+    await this.redis.commands.xgroup('CREATE', shareStreamKey(key), CONSUMERS, '0', 'MKSTREAM').catch((err: unknown) => {
+      if (!(err instanceof Error) || !err.message.startsWith('BUSYGROUP')) throw err
+    })
+  }
+
+  private async read (g: OpenGroup): Promise<void> {
+    await this.ensureStream(g.key).catch(() => {})
+    // what this node's previous instance read and did not finish: the dispatcher here knows nothing of it
+    await this.requeueOwn(g).catch((err: unknown) => { this.logger.debug({ err, group: g.key }, 'cluster: handing back a previous instance\'s entries failed') })
+    // a consumer from now on, not only once a blocked read is served: the sweep and the last one out see it
+    await this.redis.commands.xgroup('CREATECONSUMER', g.stream, CONSUMERS, this.nodeId).catch(() => {})
+    while (!g.closed) {
+      const room = g.reader.room()
+      if (room <= 0) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(() => { g.wake = undefined; resolve() }, 250)
+          g.wake = () => { clearTimeout(timer); resolve() }
+        })
+        continue
+      }
+      let reply: unknown
+      try {
+        reply = await g.conn.xreadgroupBuffer('GROUP', CONSUMERS, this.nodeId, 'COUNT', Math.min(room, READ_MAX), 'BLOCK', BLOCK_MS, 'STREAMS', g.stream, '>')
+      } catch (err) {
+        if (g.closed) return
+        if (err instanceof Error && err.message.startsWith('NOGROUP')) await this.announce(g.key, g.filter).catch(() => {})
+        else await new Promise((resolve) => setTimeout(resolve, 200))
+        continue
+      }
+      if (g.closed) return
+      const entries = parseRead(reply)
+      if (entries.length > 0) g.reader.take(entries)
+    }
+  }
+
+  private async requeueOwn (g: OpenGroup): Promise<void> {
+    let n: number
+    do {
+      n = Number(await REQUEUE_DEAD.run(this.redis.commands, [g.stream], [CONSUMERS, this.nodeId, 1000]))
+    } while (n >= 1000)
+  }
+
+  private flushAcks (): void {
+    this.acking = false
+    for (const g of this.open.values()) {
+      if (g.acks.length === 0) continue
+      const ids = g.acks
+      g.acks = []
+      const failed = (err: unknown): void => { this.logger.warn({ err, group: g.key }, 'cluster: acknowledging shared messages in Redis failed; they are delivered again') }
+      this.writes.xack(g.stream, CONSUMERS, ...ids).catch(failed)
+      this.writes.xdel(g.stream, ...ids).catch(failed)
+    }
+  }
+
+  private readonly onNotice = (channel: string, message: string): void => {
+    if (channel !== SHARE_CHANNEL) return
+    const key = message.slice(2)
+    if (message.startsWith('+ ')) {
+      if (!this.known.has(key)) { this.known.set(key, filterOfKey(key)); for (const l of this.listeners) l() }
+    } else if (message.startsWith('- ') && !this.open.has(key)) {
+      if (this.known.delete(key)) for (const l of this.listeners) l()
+    }
+  }
+
+  /**
+   * This node's groups written again, then every group read; an entry left
+   * pending for this node in a group it does not read (a read answered after
+   * the group closed here) goes back to its stream.
+   */
+  private async refresh (): Promise<void> {
+    for (const g of this.open.values()) await this.announce(g.key, g.filter)
+    await this.reload()
+    for (const key of this.known.keys()) {
+      if (this.open.has(key)) continue
+      const n = Number(await REQUEUE_DEAD.run(this.redis.commands, [shareStreamKey(key)], [CONSUMERS, this.nodeId, 1000]).catch(() => 0))
+      if (n > 0) this.logger.info({ group: key, entries: n }, 'cluster: shared messages read for a group this node no longer reads went back to their group')
+    }
+  }
+
+  private async reload (): Promise<void> {
+    const all = await this.redis.commands.hgetall(SHARE_GROUPS_KEY)
+    let changed = false
+    for (const [key, filter] of Object.entries(all)) if (!this.known.has(key)) { this.known.set(key, filter); changed = true }
+    for (const key of this.known.keys()) if (!(key in all) && !this.open.has(key)) { this.known.delete(key); changed = true }
+    if (changed) for (const l of this.listeners) l()
+  }
+
+  /** The entries waiting in each group's stream, on the lock holder only (the figures are summed over the nodes). */
+  figures (): Record<string, number> {
+    const out: Record<string, number> = {}
+    if (!this.lock.holds()) return out
+    for (const [key, n] of this.waiting) out[SHARE_FIGURE_PREFIX + key + '\u0000waiting'] = n
+    return out
+  }
+
+  /** On the lock holder: the entries of consumers whose node is not alive go back to their streams. */
+  private async sweep (): Promise<void> {
+    const live = new Set(this.live())
+    const waiting = new Map<string, number>()
+    for (const key of this.known.keys()) {
+      const stream = shareStreamKey(key)
+      waiting.set(key, await this.redis.commands.xinfo('GROUPS', stream).then(lagOf, () => 0))
+      let consumers: unknown
+      try {
+        consumers = await this.redis.commands.xinfo('CONSUMERS', stream, CONSUMERS)
+      } catch {
+        continue
+      }
+      for (const name of consumerNames(consumers)) {
+        if (live.has(name)) continue
+        const n = Number(await REQUEUE_DEAD.run(this.redis.commands, [stream], [CONSUMERS, name, 1000]))
+        if (n > 0) this.logger.info({ group: key, node: name, entries: n }, 'cluster: a dead node\'s shared messages went back to their group')
+      }
+    }
+    this.waiting = waiting
+  }
+}
+
+function filterOfKey (key: string): string {
+  return key.slice(key.indexOf('/', 7) + 1)
+}
+
+/** XINFO GROUPS: the `lag` of the consumer group (entries not read yet) */
+function lagOf (reply: unknown): number {
+  if (!Array.isArray(reply)) return 0
+  for (const g of reply) {
+    if (!Array.isArray(g)) continue
+    const at = g.indexOf('lag')
+    const lag: unknown = at >= 0 ? g[at + 1] : undefined
+    if (typeof lag === 'number') return lag
+  }
+  return 0
+}
+
+function consumerNames (reply: unknown): string[] {
+  if (!Array.isArray(reply)) return []
+  const out: string[] = []
+  for (const c of reply) {
+    if (!Array.isArray(c)) continue
+    const at = c.indexOf('name')
+    const name: unknown = at >= 0 ? c[at + 1] : undefined
+    if (typeof name === 'string') out.push(name)
+  }
+  return out
+}
+
+/** XREADGROUP's reply (buffers): [[stream, [[id, [field, value, ...]], ...]]] */
+function parseRead (reply: unknown): StreamEntry[] {
+  const out: StreamEntry[] = []
+  if (!Array.isArray(reply)) return out
+  for (const stream of reply) {
+    const entries: unknown = Array.isArray(stream) ? stream[1] : undefined
+    if (!Array.isArray(entries)) continue
+    for (const e of entries) {
+      if (!Array.isArray(e) || !Buffer.isBuffer(e[0]) || !Array.isArray(e[1])) continue
+      const fields = e[1] as Buffer[]
+      let message: Buffer | undefined
+      let uncounted = 0
+      for (let i = 0; i + 1 < fields.length; i += 2) {
+        const f = fields[i]?.toString()
+        if (f === 'm') message = fields[i + 1]
+        else if (f === 'n') uncounted = Number(fields[i + 1]?.toString() ?? 0)
+      }
+      if (message !== undefined) out.push({ id: e[0].toString(), message, uncounted })
+    }
+  }
+  return out
+}
