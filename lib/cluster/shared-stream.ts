@@ -55,27 +55,35 @@ export interface GroupReader {
 }
 
 /**
+ * Lua: an entry of stream `key` goes to its end, with `message` (or its own)
+ * and its uncounted deliveries plus `more`; 1 when it was there, 0 when not.
+ */
+const TO_END = `
+local function toEnd (key, id, message, more)
+  local e = redis.call('XRANGE', key, id, id)
+  redis.call('XDEL', key, id)
+  if #e == 0 then return 0 end
+  local f = e[1][2]
+  local m, u = nil, 0
+  for j = 1, #f, 2 do
+    if f[j] == 'm' then m = f[j + 1] elseif f[j] == 'n' then u = tonumber(f[j + 1]) end
+  end
+  redis.call('XADD', key, '*', 'm', message or m, 'n', u + more)
+  return 1
+end
+`
+
+/**
  * KEYS: stream. ARGV: consumer group, then pairs (id, encoded message or '').
  * An entry still pending goes back to the end of the stream with its
  * message (the given one, which counts the deliveries made, or its own).
  */
-const REQUEUE = new Script(`
+const REQUEUE = new Script(`${TO_END}
 local n = 0
 for i = 2, #ARGV, 2 do
   local id = ARGV[i]
   if redis.call('XACK', KEYS[1], ARGV[1], id) == 1 then
-    local e = redis.call('XRANGE', KEYS[1], id, id)
-    redis.call('XDEL', KEYS[1], id)
-    if #e > 0 then
-      local f = e[1][2]
-      local m, u = nil, 0
-      for j = 1, #f, 2 do
-        if f[j] == 'm' then m = f[j + 1] elseif f[j] == 'n' then u = tonumber(f[j + 1]) end
-      end
-      if ARGV[i + 1] ~= '' then m = ARGV[i + 1] else u = u + 1 end
-      redis.call('XADD', KEYS[1], '*', 'm', m, 'n', u)
-      n = n + 1
-    end
+    if ARGV[i + 1] ~= '' then n = n + toEnd(KEYS[1], id, ARGV[i + 1], 0) else n = n + toEnd(KEYS[1], id, nil, 1) end
   end
 end
 return n
@@ -87,23 +95,13 @@ return n
  * delivery more); the consumer is deleted once it holds none. Returns how
  * many went back.
  */
-const REQUEUE_DEAD = new Script(`
+const REQUEUE_DEAD = new Script(`${TO_END}
 local p = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', tonumber(ARGV[3]), ARGV[2])
 local n = 0
 for i = 1, #p do
   local id = p[i][1]
   redis.call('XACK', KEYS[1], ARGV[1], id)
-  local e = redis.call('XRANGE', KEYS[1], id, id)
-  redis.call('XDEL', KEYS[1], id)
-  if #e > 0 then
-    local f = e[1][2]
-    local m, u = nil, 0
-    for j = 1, #f, 2 do
-      if f[j] == 'm' then m = f[j + 1] elseif f[j] == 'n' then u = tonumber(f[j + 1]) end
-    end
-    redis.call('XADD', KEYS[1], '*', 'm', m, 'n', u + 1)
-    n = n + 1
-  end
+  n = n + toEnd(KEYS[1], id, nil, 1)
 end
 if #p < tonumber(ARGV[3]) then redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2]) end
 return n
@@ -116,23 +114,14 @@ return n
  * the consumer. Returns 1 when no consumer is left, and then the stream is
  * deleted: the group has no member anywhere.
  */
-const LEAVE = new Script(`
+const LEAVE = new Script(`${TO_END}
 if redis.call('EXISTS', KEYS[1]) == 0 then return 1 end
 local p = redis.pcall('XPENDING', KEYS[1], ARGV[1], '-', '+', 1000, ARGV[2])
 if type(p) == 'table' and p.err then return 1 end
 for i = 1, #p do
   local id = p[i][1]
   redis.call('XACK', KEYS[1], ARGV[1], id)
-  local e = redis.call('XRANGE', KEYS[1], id, id)
-  redis.call('XDEL', KEYS[1], id)
-  if #e > 0 then
-    local f = e[1][2]
-    local m, u = nil, 0
-    for j = 1, #f, 2 do
-      if f[j] == 'm' then m = f[j + 1] elseif f[j] == 'n' then u = tonumber(f[j + 1]) end
-    end
-    redis.call('XADD', KEYS[1], '*', 'm', m, 'n', u)
-  end
+  toEnd(KEYS[1], id, nil, 0)
 end
 if #p == 1000 then return 0 end
 redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
