@@ -2,6 +2,7 @@
 // messages, then all clients come back at once (a fleet reconnecting after
 // an outage). Only the reconnect-and-drain phase is the figure of merit.
 import { randomBytes } from 'node:crypto'
+import type { IPublishPacket } from 'mqtt-packet'
 import { connectOptions, MqttConn, type ConnectOptions } from './conn.js'
 import { encodePublishes, readPayloadHeader } from './encode.js'
 import type { DrainJob, DrainResult, WindowMeasure } from './jobs.js'
@@ -14,6 +15,16 @@ const SESSION_EXPIRY_S = 3600
 const CHECK_INTERVAL_MS = 50
 
 /** What the storm job shares with this one. */
+/** A resumed session's PUBLISH handler: each numbered payload recorded for subscriber `index`, then `delivered()`. */
+export function recordDeliveries (tracker: DeliveryTracker, index: number, delivered: () => void): (packet: IPublishPacket) => void {
+  return (packet) => {
+    const header = readPayloadHeader(typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload)
+    if (header === null) { tracker.recordForeign(); return }
+    tracker.record(index, header.publisher, header.seq)
+    delivered()
+  }
+}
+
 export type SessionLoad = Pick<DrainJob, 'target' | 'messagesPerSession' | 'payloadBytes' | 'timeoutMs'>
 
 export function sessionOptions (job: Pick<DrainJob, 'target'>, clientId: string): ConnectOptions {
@@ -87,13 +98,10 @@ export async function runDrain (job: DrainJob): Promise<DrainResult> {
   const window = new MeasuredWindow(job.target.brokerPid)
   const reconnecting = mapPool(job.sessions, job.concurrency, async (index) => {
     const { conn, connack } = await MqttConn.open(sessionOptions(job, clientId(index)), {
-      publish: (packet) => {
-        const header = readPayloadHeader(typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload)
-        if (header === null) { tracker.recordForeign(); return }
+      publish: recordDeliveries(tracker, index, () => {
         lastDeliveryNs = process.hrtime.bigint()
-        tracker.record(index, header.publisher, header.seq)
         if (tracker.complete) check()
-      },
+      }),
       closed: (error) => { if (error !== null) errors.add(error.message) }
     })
     if (connack.sessionPresent) sessionsPresent++

@@ -7,8 +7,7 @@ import { randomBytes } from 'node:crypto'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { cpuSeconds, hwmKiB, listenOverflows, PeakSampler, rssKiB } from '../lib/procfs.js'
 import { MqttConn } from './conn.js'
-import { fillQueues, sessionOptions } from './drain.js'
-import { readPayloadHeader } from './encode.js'
+import { fillQueues, recordDeliveries, sessionOptions } from './drain.js'
 import type { Ending, StormJob, StormResult } from './jobs.js'
 import { ErrorLog, errorMessage, mapPoolStrict } from './pool.js'
 import { pacedPool } from './paced.js'
@@ -68,13 +67,10 @@ export async function runStorm (job: StormJob): Promise<StormResult> {
     deadline: Date.now() + job.timeoutMs
   }, async (index) => {
     const { conn, connack } = await MqttConn.open(sessionOptions(job, clientId(index)), {
-      publish: (packet) => {
-        const header = readPayloadHeader(typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload)
-        if (header === null) { tracker.recordForeign(); return }
+      publish: recordDeliveries(tracker, index, () => {
         lastDeliveryNs = process.hrtime.bigint()
-        tracker.record(index, header.publisher, header.seq)
         if (tracker.complete) check()
-      },
+      }),
       closed: (error) => { if (error !== null) errors.add(error.message) }
     })
     lastConnackNs = process.hrtime.bigint()
