@@ -74,9 +74,7 @@ export function wireClusterQos (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster'
   })
   // marked as routed: the node where it was published added it to the shared groups' streams (cluster-shared.ts)
   const brokerId = routedBrokerId(aedes)
-  cluster.attachInbox(async (packet) => {
-    await new Promise<void>((resolve, reject) => {
-      aedes.publish({ ...packet, brokerId } as PublishPacket, (err) => { if (err) reject(err); else resolve() })
-    })
+  cluster.attachInbox((packet, done) => {
+    aedes.publish({ ...packet, brokerId } as PublishPacket, done)
   })
 }
