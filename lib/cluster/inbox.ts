@@ -16,10 +16,10 @@
 import type { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import type { IPublishPacket } from 'mqtt-packet'
-import { decodeBuffer, encode } from '../protocol/codec.js'
 import type { RedisPair } from './redis.js'
 import { clusterWriteRefused } from './refusal.js'
 import { RouteBatcher, routeCall } from './route-batch.js'
+import { decodeRouted, encodeRouted } from './wire.js'
 
 /** a node's inbox (braces: a Redis Cluster hash tag) */
 export const inboxKey = (nodeId: string): string => `culex:inbox:{${nodeId}}`
@@ -75,7 +75,7 @@ export class Inbox {
    */
   async send (nodes: Iterable<string>, packet: IPublishPacket): Promise<void> {
     try {
-      await this.batcher.send(nodes, encode(packet, 5))
+      await this.batcher.send(nodes, encodeRouted(packet))
     } catch (err) {
       throw clusterWriteRefused(err, 'routed message')
     }
@@ -230,9 +230,9 @@ export function decodeEntry (id: Buffer, fields: Buffer[], logger: Logger): IPub
   for (let i = 0; i + 1 < fields.length; i += 2) {
     const bytes = fields[i + 1]
     if (!isMessageField(fields[i]) || bytes === undefined) continue
-    const packet = decodeBuffer(bytes, 5)
-    if (packet instanceof Error || packet.cmd !== 'publish') {
-      logger.warn({ id: id.toString(), err: packet instanceof Error ? packet.message : packet.cmd }, 'cluster: a message of an inbox entry could not be decoded; dropped')
+    const packet = decodeRouted(bytes)
+    if (packet instanceof Error) {
+      logger.warn({ id: id.toString(), err: packet.message }, 'cluster: a message of an inbox entry could not be decoded; dropped')
       continue
     }
     const expiry = packet.properties?.messageExpiryInterval

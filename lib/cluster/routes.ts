@@ -13,9 +13,9 @@
  */
 import type { Logger } from 'pino'
 import type { IPublishPacket } from 'mqtt-packet'
-import { decodeBuffer, encode } from '../protocol/codec.js'
 import type { RedisPair } from './redis.js'
 import { RouteTable } from './route-table.js'
+import { decodeRouted, encodeRouted } from './wire.js'
 
 const PREFIX = 'culex:'
 export const routesKey = (nodeId: string): string => `${PREFIX}routes:${nodeId}`
@@ -99,7 +99,7 @@ export class Routes {
     if (message.topic.charCodeAt(0) === 36) return 0
     const nodes = this.live.match(message.topic)
     if (nodes.size === 0) return 0
-    const bytes = encode(routedPacket(message, 0), 5)
+    const bytes = encodeRouted(routedPacket(message, 0))
     for (const node of nodes) {
       this.sent++
       this.redis.commands.publish(messageChannel(node), bytes).catch(() => {})
@@ -194,9 +194,9 @@ export class Routes {
 
   private readonly onMessage = (channel: Buffer, bytes: Buffer): void => {
     if (channel.toString() !== messageChannel(this.nodeId)) return
-    const packet = decodeBuffer(bytes, 5)
-    if (packet instanceof Error || packet.cmd !== 'publish') {
-      this.logger.warn({ err: packet instanceof Error ? packet.message : packet.cmd }, 'cluster: a routed message could not be decoded; dropped')
+    const packet = decodeRouted(bytes)
+    if (packet instanceof Error) {
+      this.logger.warn({ err: packet.message }, 'cluster: a routed message could not be decoded; dropped')
       return
     }
     this.deliver({ topic: packet.topic, payload: packet.payload, ...(packet.properties !== undefined ? { properties: packet.properties } : {}) })
