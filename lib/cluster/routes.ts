@@ -26,6 +26,10 @@ export const DURABLE_NODES_KEY = `${PREFIX}durable:nodes`
 export const ROUTES_CHANNEL = `${PREFIX}routes`
 export const messageChannel = (nodeId: string): string => `${PREFIX}msg:${nodeId}`
 
+/** topics whose QoS 1/2 targets are remembered at most (all forgotten past it) */
+const TARGETS_CACHED = 10000
+const NO_NODE: ReadonlySet<string> = new Set()
+
 /** milliseconds between two full reloads of the other nodes' filters */
 export const RELOAD_MS = 10000
 
@@ -39,6 +43,14 @@ export class Routes {
   private readonly live = new RouteTable()
   /** persistent sessions' QoS 1/2 filters: where QoS 1/2 goes as well, to be queued */
   private readonly durable = new RouteTable()
+  /**
+   * per topic, the other nodes a QoS 1/2 message goes to, as of the two
+   * tables' versions below: matching both tables was a twentieth of a
+   * publishing node's time in cluster-fanin-qos1, and a topic is usually
+   * published again and again while the filters stay
+   */
+  private readonly targets = new Map<string, ReadonlySet<string>>()
+  private targetsOf = { live: -1, durable: -1 }
   private timer: NodeJS.Timeout | undefined
   private nodes: () => string[] = () => []
   private stopped = false
@@ -107,14 +119,21 @@ export class Routes {
     return nodes.size
   }
 
-  /** The other nodes a QoS 1/2 message must reach: a live subscriber, or a persistent session held there, matches it. */
-  durableNodes (topic: string): Set<string> {
-    if (topic.charCodeAt(0) === 36) return new Set()
-    const nodes = this.live.match(topic)
-    const held = this.durable.match(topic)
-    if (held.size === 0) return nodes
-    if (nodes.size === 0) return held
-    return new Set([...nodes, ...held])
+  /** The other nodes a QoS 1/2 message must reach: a live subscriber, or a persistent session held there, matches it. Not to be changed. */
+  durableNodes (topic: string): ReadonlySet<string> {
+    if (topic.charCodeAt(0) === 36) return NO_NODE
+    if (this.targetsOf.live !== this.live.version || this.targetsOf.durable !== this.durable.version || this.targets.size >= TARGETS_CACHED) {
+      this.targets.clear()
+      this.targetsOf = { live: this.live.version, durable: this.durable.version }
+    }
+    let nodes = this.targets.get(topic)
+    if (nodes === undefined) {
+      const live = this.live.match(topic)
+      const held = this.durable.match(topic)
+      nodes = held.size === 0 ? live : live.size === 0 ? held : new Set([...live, ...held])
+      this.targets.set(topic, nodes)
+    }
+    return nodes
   }
 
   /** After this node's lease was taken anew (Redis may have lost the sets): writes its filters again. */

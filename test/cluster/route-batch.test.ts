@@ -13,6 +13,7 @@ import { Inbox, inboxKey } from '../../lib/cluster/inbox.js'
 import { openRedis, type RedisPair } from '../../lib/cluster/redis.js'
 import { ClusterWriteRefused } from '../../lib/cluster/refusal.js'
 import { MAX_MESSAGES, RouteBatcher } from '../../lib/cluster/route-batch.js'
+import type { ScriptArg } from '../../lib/cluster/script.js'
 import { routedPacket } from '../../lib/cluster/routes.js'
 import { adoptedKey } from '../../lib/cluster/adoption.js'
 import { silentLogger } from '../../lib/logging.js'
@@ -98,13 +99,15 @@ t.test('a call Redis refuses (out of memory) fails every message in it with 0x80
 
 t.test('a turn split into calls: each message settles with its own call', async (t) => {
   const answers: Array<'ok' | 'refused'> = ['ok', 'refused', 'ok']
-  const calls: number[] = []
+  const calls: ScriptArg[][] = []
   const batcher = new RouteBatcher(async (args) => {
-    calls.push(args.length)
+    calls.push(args)
     if (answers.shift() === 'refused') throw new Error('OOM command not allowed')
   })
   const settled = await Promise.allSettled(range(2 * MAX_MESSAGES + 1).map(async () => { await batcher.send(['b'], Buffer.from('m')) }))
-  t.same(calls, [MAX_MESSAGES * 3, MAX_MESSAGES * 3, 3], 'per message: its node count, its node, its bytes')
+  // one group per call (every message to b): its node count, its node, its messages each after its length
+  t.same(calls.map((args) => [args[0], args[1], (args[2] as Buffer).length]), [[1, 'b', MAX_MESSAGES * 5], [1, 'b', MAX_MESSAGES * 5], [1, 'b', 5]], 'calls of at most MAX_MESSAGES, in order')
+  t.same(calls[2]?.[2], Buffer.from([0, 0, 0, 1, 0x6d]), 'a message: 4 bytes of length, then its bytes')
   const status = settled.map((s) => s.status)
   t.ok(status.slice(0, MAX_MESSAGES).every((s) => s === 'fulfilled'), 'the first call\'s messages are acknowledged')
   t.ok(status.slice(MAX_MESSAGES, 2 * MAX_MESSAGES).every((s) => s === 'rejected'), 'every message of the refused call fails')
