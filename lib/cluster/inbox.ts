@@ -65,7 +65,14 @@ export class Inbox {
     private readonly logger: Logger,
     private readonly deliver: DeliverQueued
   ) {
-    this.batcher = new RouteBatcher(routeCall(redis.commands))
+    const call = routeCall(redis.commands)
+    this.batcher = new RouteBatcher(async (args) => {
+      try {
+        return await call(args)
+      } catch (err) {
+        throw clusterWriteRefused(err, 'routed message')
+      }
+    })
   }
 
   /**
@@ -74,11 +81,7 @@ export class Inbox {
    * the whole call.
    */
   async send (nodes: Iterable<string>, packet: IPublishPacket): Promise<void> {
-    try {
-      await this.batcher.send(nodes, encodeRouted(packet))
-    } catch (err) {
-      throw clusterWriteRefused(err, 'routed message')
-    }
+    return await this.batcher.send(nodes, encodeRouted(packet))
   }
 
   /** ROUTE calls made, for tests */

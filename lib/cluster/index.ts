@@ -323,7 +323,7 @@ export class ClusterNode implements ClusterView {
   async routeDurable (message: RoutedMessage & { qos: number }): Promise<void> {
     const nodes = this.routes?.durableNodes(message.topic)
     if (nodes === undefined || nodes.size === 0 || this.inbox === undefined) return
-    await this.inbox.send(nodes, routedPacket(message, message.qos === 2 ? 2 : 1))
+    return await this.inbox.send(nodes, routedPacket(message, message.qos === 2 ? 2 : 1))
   }
 
   routesTo (topic: string): boolean {
