@@ -24,6 +24,7 @@ import { clusterSessionsOf } from './store.js'
 import type { BrokerContext } from './context.js'
 import { remainingLifetimeMs } from '../cluster/session-expiry.js'
 import { routedBrokerId } from './cluster-shared.js'
+import { windowedPublish } from './routed-publish.js'
 
 interface DurableFilters {
   watchDurableFilters: (listener: (filter: string, added: boolean) => void) => void
@@ -75,9 +76,10 @@ export function wireClusterQos (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster'
   })
   // marked as routed: the node where it was published added it to the shared groups' streams (cluster-shared.ts)
   const brokerId = routedBrokerId(aedes)
+  const publish = windowedPublish(aedes)
   cluster.attachInbox((packet, done) => {
     // the inbox's own decoded packet: marked in place (a copy per message was a twentieth of the receiving node's time)
     ;(packet as PublishPacket & { brokerId?: string }).brokerId = brokerId
-    aedes.publish(packet as PublishPacket, done)
+    publish(packet as PublishPacket, done)
   })
 }
