@@ -53,7 +53,7 @@ export function wireClusterQos (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster'
     const routing = packet.qos === 0 ? undefined : cluster.routeDurable(packet)
     // published after the client's earlier message (whose refusal is its own publisher's answer, not this one's;
     // `previous` never rejects)
-    const step = previous === undefined ? routing as Promise<void> : routing === undefined ? previous : previous.then(async () => await routing)
+    const step = previous === undefined ? routing as Promise<void> : routing === undefined ? previous : previous.then(() => routing)
     const release = (): void => { if (waiting.get(client) === settled) waiting.delete(client) }
     const settled: Promise<void> = step.then(release, release)
     waiting.set(client, settled)

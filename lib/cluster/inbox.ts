@@ -80,8 +80,8 @@ export class Inbox {
    * (route-batch.ts); rejects with a ClusterWriteRefused unless Redis took
    * the whole call.
    */
-  async send (nodes: Iterable<string>, packet: IPublishPacket): Promise<void> {
-    return await this.batcher.send(nodes, encodeRouted(packet))
+  send (nodes: Iterable<string>, packet: IPublishPacket): Promise<void> {
+    return this.batcher.send(nodes, encodeRouted(packet))
   }
 
   /** ROUTE calls made, for tests */
