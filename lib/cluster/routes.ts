@@ -51,6 +51,9 @@ export class Routes {
    */
   private readonly targets = new Map<string, ReadonlySet<string>>()
   private targetsOf = { live: -1, durable: -1 }
+  /** the same for QoS 0 (live filters only), as of the live table's version */
+  private readonly liveTargets = new Map<string, ReadonlySet<string>>()
+  private liveTargetsOf = -1
   private timer: NodeJS.Timeout | undefined
   private nodes: () => string[] = () => []
   private stopped = false
@@ -109,7 +112,15 @@ export class Routes {
    */
   route (message: RoutedMessage): number {
     if (message.topic.charCodeAt(0) === 36) return 0
-    const nodes = this.live.match(message.topic)
+    if (this.liveTargetsOf !== this.live.version || this.liveTargets.size >= TARGETS_CACHED) {
+      this.liveTargets.clear()
+      this.liveTargetsOf = this.live.version
+    }
+    let nodes = this.liveTargets.get(message.topic)
+    if (nodes === undefined) {
+      nodes = this.live.match(message.topic)
+      this.liveTargets.set(message.topic, nodes)
+    }
     if (nodes.size === 0) return 0
     const bytes = encodeRouted(routedPacket(message, 0))
     for (const node of nodes) {
