@@ -6,7 +6,8 @@
  * the other nodes' filters in local matchers, loaded at join, on a node's
  * join and every RELOAD_MS (so a lost notice heals). A message is matched
  * locally: a QoS 0 one goes to the nodes with a matching live filter, by
- * PUBLISH on their channel `culex:msg:{node}`; a QoS 1/2 one to those with
+ * PUBLISH on their channel `culex:msg:{node}` (those of one turn to a node in
+ * one PUBLISH: channel-batch.ts); a QoS 1/2 one to those with
  * a matching live or durable filter, through their inboxes (inbox.ts). A
  * topic no other node subscribes to costs no Redis command. A dead node's
  * durable filters stay matched until a survivor adopted it (adoption.ts).
@@ -16,6 +17,7 @@ import type { IPublishPacket } from 'mqtt-packet'
 import type { RedisPair } from './redis.js'
 import { RouteTable } from './route-table.js'
 import { decodeRouted, encodeRouted } from './wire.js'
+import { ChannelBatcher, splitPackets } from './channel-batch.js'
 
 const PREFIX = 'culex:'
 export const routesKey = (nodeId: string): string => `${PREFIX}routes:${nodeId}`
@@ -59,13 +61,19 @@ export class Routes {
   private stopped = false
   /** messages sent to other nodes, for tests and figures */
   sent = 0
+  /** QoS 0 messages to each node, one PUBLISH per node and turn */
+  readonly channel: ChannelBatcher
 
   constructor (
     private readonly redis: RedisPair,
     private readonly nodeId: string,
     private readonly logger: Logger,
     private readonly deliver: (message: RoutedMessage) => void
-  ) {}
+  ) {
+    this.channel = new ChannelBatcher((node, bytes) => {
+      this.redis.commands.publish(messageChannel(node), bytes).catch(() => {})
+    })
+  }
 
   /** Starts from empty sets of this node's filters and loads the others'. */
   async start (liveNodes: () => string[]): Promise<void> {
@@ -125,7 +133,7 @@ export class Routes {
     const bytes = encodeRouted(routedPacket(message, 0))
     for (const node of nodes) {
       this.sent++
-      this.redis.commands.publish(messageChannel(node), bytes).catch(() => {})
+      this.channel.add(node, bytes)
     }
     return nodes.size
   }
@@ -224,12 +232,19 @@ export class Routes {
 
   private readonly onMessage = (channel: Buffer, bytes: Buffer): void => {
     if (channel.toString() !== messageChannel(this.nodeId)) return
-    const packet = decodeRouted(bytes)
-    if (packet instanceof Error) {
-      this.logger.warn({ err: packet.message }, 'cluster: a routed message could not be decoded; dropped')
+    const packets = splitPackets(bytes)
+    if (packets instanceof Error) {
+      this.logger.warn({ err: packets.message }, 'cluster: routed messages could not be decoded; dropped')
       return
     }
-    this.deliver({ topic: packet.topic, payload: packet.payload, ...(packet.properties !== undefined ? { properties: packet.properties } : {}) })
+    for (const one of packets) {
+      const packet = decodeRouted(one)
+      if (packet instanceof Error) {
+        this.logger.warn({ err: packet.message }, 'cluster: a routed message could not be decoded; dropped')
+        continue
+      }
+      this.deliver({ topic: packet.topic, payload: packet.payload, ...(packet.properties !== undefined ? { properties: packet.properties } : {}) })
+    }
   }
 }
 
