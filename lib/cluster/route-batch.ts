@@ -9,7 +9,7 @@
  * script without a write flag stops at its first refused write, before any
  * write: below). Per node, with 10 publishers and 100 messages in flight
  * each, this turned ~3 Redis commands and one ioredis command per message
- * into ~3 per call of a few dozen messages (lib/cluster/README.md, "QoS 1/2:
+ * into ~3 per call of about 200 messages (lib/cluster/README.md, "QoS 1/2:
  * what a message costs").
  */
 import type { Redis } from 'ioredis'
