@@ -24,6 +24,7 @@ import { clusterSessionsOf } from './store.js'
 import type { BrokerContext } from './context.js'
 import { remainingLifetimeMs } from '../cluster/session-expiry.js'
 import { routedBrokerId } from './cluster-shared.js'
+import { windowedPublish } from './routed-publish.js'
 
 interface DurableFilters {
   watchDurableFilters: (listener: (filter: string, added: boolean) => void) => void
@@ -49,12 +50,13 @@ export function wireClusterQos (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster'
     const previous = waiting.get(client)
     if (previous === undefined && packet.qos === 0) return undefined
     // sent at once: Redis gets a client's inbox writes in its order (one connection), several in flight
-    const routing = packet.qos === 0 ? undefined : cluster.routeDurable({ ...packet, payload: Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload) })
-    // published after the client's earlier message (whose refusal is its own publisher's answer, not this one's)
-    const step = previous === undefined ? routing as Promise<void> : routing === undefined ? previous : Promise.all([previous, routing]).then(() => {})
-    const settled = step.then(() => {}, () => {})
+    const routing = packet.qos === 0 ? undefined : cluster.routeDurable(packet)
+    // published after the client's earlier message (whose refusal is its own publisher's answer, not this one's;
+    // `previous` never rejects)
+    const step = previous === undefined ? routing as Promise<void> : routing === undefined ? previous : previous.then(() => routing)
+    const release = (): void => { if (waiting.get(client) === settled) waiting.delete(client) }
+    const settled: Promise<void> = step.then(release, release)
     waiting.set(client, settled)
-    void settled.then(() => { if (waiting.get(client) === settled) waiting.delete(client) })
     return step
   })
   const store = ctx.store()
@@ -74,9 +76,10 @@ export function wireClusterQos (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster'
   })
   // marked as routed: the node where it was published added it to the shared groups' streams (cluster-shared.ts)
   const brokerId = routedBrokerId(aedes)
-  cluster.attachInbox(async (packet) => {
-    await new Promise<void>((resolve, reject) => {
-      aedes.publish({ ...packet, brokerId } as PublishPacket, (err) => { if (err) reject(err); else resolve() })
-    })
+  const publish = windowedPublish(aedes)
+  cluster.attachInbox((packet, done) => {
+    // the inbox's own decoded packet: marked in place (a copy per message was a twentieth of the receiving node's time)
+    ;(packet as PublishPacket & { brokerId?: string }).brokerId = brokerId
+    publish(packet as PublishPacket, done)
   })
 }

@@ -19,6 +19,7 @@ import { wireClusterWills } from './cluster-wills.js'
 import { sessionLifetimeMs } from '../cluster/session-expiry.js'
 import { wireClusterQos } from './cluster-qos.js'
 import { routedBrokerId } from './cluster-shared.js'
+import { windowedPublish } from './routed-publish.js'
 
 /** the epoch at which each client claimed its id */
 const epochs = new WeakMap<Client, number>()
@@ -128,6 +129,7 @@ export function wireCluster (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster' | 
   wireRetained(ctx.store(), cluster)
   wireClusterQos(aedes, ctx)
   wirePublishRefusals(aedes, ctx)
+  const publishRouted = windowedPublish(aedes)
   cluster.attachClients({
     takenOver (clientId, byNode) {
       const client = ctx.clientById(clientId)
@@ -149,7 +151,7 @@ export function wireCluster (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster' | 
     deliver (message) {
       // published with no client: aedes' 'publish' event below does not route it back
       const packet = { cmd: 'publish' as const, topic: message.topic, payload: message.payload, qos: 0 as const, retain: false, dup: false, brokerId: routedBrokerId(aedes), ...(message.properties !== undefined ? { properties: message.properties } : {}) }
-      aedes.publish(packet, (err) => { if (err) ctx.logger.debug({ err, topic: message.topic }, 'cluster: a routed message was not published') })
+      publishRouted(packet, (err) => { if (err) ctx.logger.debug({ err, topic: message.topic }, 'cluster: a routed message was not published') })
     }
   })
   wireRoutes(aedes, cluster)

@@ -128,8 +128,8 @@ export class Adoption {
     const key = inboxKey(dead)
     const entries = await this.redis.commands.xrangeBuffer(key, '-', '+')
     for (const [id, fields] of entries) {
-      const packet = decodeEntry(Buffer.from(id), fields, this.logger)
-      if (packet !== undefined && ids.size > 0) await this.host.enqueueFor(ids, packet)
+      if (ids.size === 0) continue
+      for (const packet of decodeEntry(Buffer.from(id), fields, this.logger)) await this.host.enqueueFor(ids, packet)
     }
     if (dead !== this.nodeId) await this.redis.commands.del(key)
     else if (entries.length > 0) await this.redis.commands.xtrim(key, 'MAXLEN', 0)

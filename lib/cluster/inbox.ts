@@ -2,53 +2,32 @@
  * QoS 1/2 messages between nodes: each node reads its own Redis Stream
  * `culex:inbox:{<node>}` through a consumer group. The publishing node adds
  * the message (an MQTT 5 PUBLISH, as QoS 0 travels: routes.ts) to the inbox
- * of every other node that must get it, all in one pipelined round trip, and
- * its publisher is acknowledged only once Redis has them all (a refusal is
- * the publisher's 0x80: refusal.ts). The receiving node publishes each entry
- * to its own subscribers and sessions only, in the stream's order, and
- * acknowledges and deletes it (XACK, XDEL) once that publish completed, i.e.
- * the message is in the Redis session of every persistent session it
- * matched. Entries read but not acknowledged (the node died, or Redis did
- * not answer) are read again first: at least once, as QoS 1 allows.
+ * of every other node that must get it, with the other messages routed in
+ * the same turn in one script call (route-batch.ts: an entry per inbox and
+ * call, a field `m` per message), and its publisher is acknowledged only
+ * once Redis has them all (a refusal is the publisher's 0x80: refusal.ts).
+ * The receiving node publishes each entry's messages to its own subscribers
+ * and sessions only, in the stream's order, and acknowledges and deletes the
+ * entries (XACK, XDEL) once those publishes completed, i.e. each message is
+ * in the Redis session of every persistent session it matched. Entries read
+ * but not acknowledged (the node died, or Redis did not answer) are read
+ * again first: at least once, as QoS 1 allows.
  */
 import type { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import type { IPublishPacket } from 'mqtt-packet'
-import { decodeBuffer, encode } from '../protocol/codec.js'
 import type { RedisPair } from './redis.js'
 import { clusterWriteRefused } from './refusal.js'
-import { Script } from './script.js'
+import { RouteBatcher, routeCall } from './route-batch.js'
+import { decodeRouted, encodeRouted } from './wire.js'
 
 /** a node's inbox (braces: a Redis Cluster hash tag) */
 export const inboxKey = (nodeId: string): string => `culex:inbox:{${nodeId}}`
 /** the consumer group every inbox is read through; each node is its own inbox's only consumer */
 export const INBOX_GROUP = 'culex'
 
-/**
- * ARGV: the message, then the nodes that must get it. Each node's inbox,
- * or, when a survivor adopted that node (adoption.ts), the survivor's
- * (followed up to 3 times); each inbox once. Not for a Redis Cluster: the
- * keys are computed here.
- */
-const ROUTE = new Script(`
-local done = {}
-for i = 2, #ARGV do
-  local to = ARGV[i]
-  for _ = 1, 3 do
-    local by = redis.call('GET', 'culex:adopted:{' .. to .. '}')
-    if not by then break end
-    to = by
-  end
-  if not done[to] then
-    done[to] = true
-    redis.call('XADD', 'culex:inbox:{' .. to .. '}', '*', 'm', ARGV[1])
-  end
-end
-return 1
-`)
-
-/** entries read at once */
-const BATCH = 200
+/** entries read at once (each holds the messages of one ROUTE call: up to route-batch.ts' MAX_MESSAGES) */
+const BATCH = 50
 /** milliseconds a read waits for new entries */
 const BLOCK_MS = 2000
 /** milliseconds before a read that failed (Redis away) is tried again */
@@ -63,8 +42,8 @@ export function compareIds (x: string, y: string): number {
   return xm !== ym ? xm - ym : xs - ys
 }
 
-/** Where an inbox's messages go: published on this node only; resolves once the publish completed. */
-export type DeliverQueued = (packet: IPublishPacket) => Promise<void>
+/** Where an inbox's messages go: published on this node only; `done` once the publish completed (an error: it failed). */
+export type DeliverQueued = (packet: IPublishPacket, done: (err?: Error | null) => void) => void
 
 type StreamEntry = [Buffer, Buffer[] | null]
 type StreamReply = Array<[Buffer, StreamEntry[]]> | null
@@ -78,24 +57,36 @@ export class Inbox {
   /** the last entry published here and acknowledged */
   private processed = '0-0'
   private readonly waiters: Array<{ target: string, resolve: () => void }> = []
+  private readonly batcher: RouteBatcher
 
   constructor (
     private readonly redis: RedisPair,
     private readonly nodeId: string,
     private readonly logger: Logger,
     private readonly deliver: DeliverQueued
-  ) {}
+  ) {
+    const call = routeCall(redis.commands)
+    this.batcher = new RouteBatcher(async (args) => {
+      try {
+        return await call(args)
+      } catch (err) {
+        throw clusterWriteRefused(err, 'routed message')
+      }
+    })
+  }
 
   /**
-   * Adds the message to the inboxes of `nodes` in one round trip; rejects
-   * with a ClusterWriteRefused unless Redis took every one.
+   * Adds the message to the inboxes of `nodes`, in the call of this turn
+   * (route-batch.ts); rejects with a ClusterWriteRefused unless Redis took
+   * the whole call.
    */
-  async send (nodes: Iterable<string>, packet: IPublishPacket): Promise<void> {
-    try {
-      await ROUTE.run(this.redis.commands, [], [encode(packet, 5), ...nodes])
-    } catch (err) {
-      throw clusterWriteRefused(err, 'routed message')
-    }
+  send (nodes: Iterable<string>, packet: IPublishPacket): Promise<void> {
+    return this.batcher.send(nodes, encodeRouted(packet))
+  }
+
+  /** ROUTE calls made, for tests */
+  get routeCalls (): number {
+    return this.batcher.calls
   }
 
   /**
@@ -190,15 +181,14 @@ export class Inbox {
   /** Publishes a batch here in the stream's order, then acknowledges and deletes it. */
   private async handle (key: string, entries: StreamEntry[]): Promise<void> {
     const ids: Buffer[] = []
-    const publishing: Array<Promise<void>> = []
+    const packets: IPublishPacket[] = []
     for (const [id, fields] of entries) {
       ids.push(id)
-      const packet = fields === null ? undefined : decodeEntry(id, fields, this.logger)
-      if (packet !== undefined) publishing.push(this.deliver(packet))
+      if (fields !== null) for (const packet of decodeEntry(id, fields, this.logger)) packets.push(packet)
     }
     // one failed publish (this node's store refused it) leaves the batch unacknowledged: read again later
-    await Promise.all(publishing)
-    this.delivered += publishing.length
+    await this.publishAll(packets)
+    this.delivered += packets.length
     await this.redis.commands.pipeline().xack(key, INBOX_GROUP, ...ids).xdel(key, ...ids).exec()
     const last = ids[ids.length - 1]?.toString()
     if (last !== undefined && compareIds(last, this.processed) > 0) this.processed = last
@@ -210,24 +200,55 @@ export class Inbox {
       }
     }
   }
+
+  /** Publishes every packet here at once (aedes keeps their order per subscriber); rejects with the first failure once all are done. */
+  private async publishAll (packets: readonly IPublishPacket[]): Promise<void> {
+    if (packets.length === 0) return
+    await new Promise<void>((resolve, reject) => {
+      let left = packets.length
+      let failed: Error | undefined
+      const done = (err?: Error | null): void => {
+        if (err) failed ??= err
+        if (--left > 0) return
+        if (failed === undefined) resolve()
+        else reject(failed)
+      }
+      for (const packet of packets) this.deliver(packet, done)
+    })
+  }
 }
 
-/** The entry's PUBLISH, its Message Expiry Interval lessened by its time in the inbox; undefined when expired or undecodable. */
-export function decodeEntry (id: Buffer, fields: Buffer[], logger: Logger): IPublishPacket | undefined {
-  const at = fields.findIndex((f, i) => i % 2 === 0 && f.toString() === 'm')
-  const bytes = at < 0 ? undefined : fields[at + 1]
-  const packet = bytes === undefined ? new Error('no message field') : decodeBuffer(bytes, 5)
-  if (packet instanceof Error || packet.cmd !== 'publish') {
-    logger.warn({ id: id.toString(), err: packet instanceof Error ? packet.message : packet.cmd }, 'cluster: an inbox entry could not be decoded; dropped')
-    return undefined
+/** a field name `m` */
+const isMessageField = (name: Buffer | undefined): boolean => name !== undefined && name.length === 1 && name[0] === 0x6d
+
+/**
+ * The entry's PUBLISH packets (a field `m` each, in the order they were
+ * routed), their Message Expiry Interval lessened by their time in the
+ * inbox; those expired or undecodable are left out.
+ */
+export function decodeEntry (id: Buffer, fields: Buffer[], logger: Logger): IPublishPacket[] {
+  const packets: IPublishPacket[] = []
+  // the entry id's first part is Redis' clock (ms) when it was added
+  let inboxSeconds: number | undefined
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const bytes = fields[i + 1]
+    if (!isMessageField(fields[i]) || bytes === undefined) continue
+    const packet = decodeRouted(bytes)
+    if (packet instanceof Error) {
+      logger.warn({ id: id.toString(), err: packet.message }, 'cluster: a message of an inbox entry could not be decoded; dropped')
+      continue
+    }
+    const expiry = packet.properties?.messageExpiryInterval
+    if (expiry !== undefined && packet.properties !== undefined) {
+      inboxSeconds ??= Math.floor(Math.max(0, Date.now() - Number(id.toString().split('-')[0])) / 1000)
+      const left = expiry - inboxSeconds
+      if (left <= 0) continue
+      packet.properties.messageExpiryInterval = left
+    }
+    packets.push(packet)
   }
-  const expiry = packet.properties?.messageExpiryInterval
-  if (expiry !== undefined && packet.properties !== undefined) {
-    // the entry id's first part is Redis' clock (ms) when it was added
-    const addedAt = Number(id.toString().split('-')[0])
-    const left = expiry - Math.floor(Math.max(0, Date.now() - addedAt) / 1000)
-    if (left <= 0) return undefined
-    packet.properties.messageExpiryInterval = left
+  if (packets.length === 0 && !fields.some((f, i) => i % 2 === 0 && isMessageField(f))) {
+    logger.warn({ id: id.toString(), err: 'no message field' }, 'cluster: an inbox entry could not be decoded; dropped')
   }
-  return packet
+  return packets
 }

@@ -209,7 +209,7 @@ export class ClusterNode implements ClusterView {
     const adoption = adoptionHost === undefined ? undefined : new Adoption(this.redis, options.nodeId, adoptionRegistry, adoptionHost, this.logger)
     // a previous run of this node (killed) left sessions and inbox entries: taken over before the inbox is read
     await adoption?.adopt(options.nodeId).catch((err: unknown) => { this.logger.warn({ err }, 'cluster: adopting the sessions of this node\'s previous run failed') })
-    const inbox = new Inbox(this.redis, options.nodeId, this.logger, this.deliverQueued ?? (async () => {}))
+    const inbox = new Inbox(this.redis, options.nodeId, this.logger, this.deliverQueued ?? ((_packet, done) => { done() }))
     await inbox.start()
     this.inbox = inbox
     if (adoption !== undefined) this.sweepDead(adoption, () => membership.nodes())
@@ -320,10 +320,11 @@ export class ClusterNode implements ClusterView {
     this.routes?.durableChanged(filter, added)
   }
 
-  async routeDurable (message: RoutedMessage & { qos: number }): Promise<void> {
+  // not async: the call's own promise, without one more per message on the publishing path
+  routeDurable (message: RoutedMessage & { qos: number }): Promise<void> {
     const nodes = this.routes?.durableNodes(message.topic)
-    if (nodes === undefined || nodes.size === 0 || this.inbox === undefined) return
-    await this.inbox.send(nodes, routedPacket(message, message.qos === 2 ? 2 : 1))
+    if (nodes === undefined || nodes.size === 0 || this.inbox === undefined) return Promise.resolve()
+    return this.inbox.send(nodes, routedPacket(message, message.qos === 2 ? 2 : 1))
   }
 
   routesTo (topic: string): boolean {

@@ -26,6 +26,8 @@ export class RouteTable {
   /** every other node's filters */
   private readonly remote = new Map<string, Set<string>>()
   private readonly matcher = new QlobberDedup(QLOBBER_OPTIONS)
+  /** raised by every change of the other nodes' filters: what was matched before may be stale */
+  version = 0
 
   /** Counts one more holder of `filter` here; true when it is new (to be announced). */
   hold (filter: string): boolean {
@@ -53,6 +55,7 @@ export class RouteTable {
 
   /** Replaces every other node's filters. */
   replace (sets: ReadonlyArray<readonly [string, readonly string[]]>): void {
+    this.version++
     this.matcher.clear()
     this.remote.clear()
     for (const [node, filters] of sets) for (const f of filters) this.add(node, f)
@@ -63,12 +66,14 @@ export class RouteTable {
     if (set === undefined) this.remote.set(node, set = new Set())
     if (set.has(filter)) return
     set.add(filter)
+    this.version++
     this.matcher.add(filter, node)
   }
 
   remove (node: string, filter: string): void {
     const set = this.remote.get(node)
     if (set?.delete(filter) !== true) return
+    this.version++
     this.matcher.remove(filter, node)
   }
 
@@ -76,6 +81,7 @@ export class RouteTable {
   drop (node: string): void {
     const set = this.remote.get(node)
     if (set === undefined) return
+    this.version++
     for (const f of set) this.matcher.remove(f, node)
     this.remote.delete(node)
   }

@@ -6,16 +6,18 @@
  * the other nodes' filters in local matchers, loaded at join, on a node's
  * join and every RELOAD_MS (so a lost notice heals). A message is matched
  * locally: a QoS 0 one goes to the nodes with a matching live filter, by
- * PUBLISH on their channel `culex:msg:{node}`; a QoS 1/2 one to those with
+ * PUBLISH on their channel `culex:msg:{node}` (those of one turn to a node in
+ * one PUBLISH: channel-batch.ts); a QoS 1/2 one to those with
  * a matching live or durable filter, through their inboxes (inbox.ts). A
  * topic no other node subscribes to costs no Redis command. A dead node's
  * durable filters stay matched until a survivor adopted it (adoption.ts).
  */
 import type { Logger } from 'pino'
 import type { IPublishPacket } from 'mqtt-packet'
-import { decodeBuffer, encode } from '../protocol/codec.js'
 import type { RedisPair } from './redis.js'
 import { RouteTable } from './route-table.js'
+import { decodeRouted, encodeRouted } from './wire.js'
+import { ChannelBatcher, splitPackets } from './channel-batch.js'
 
 const PREFIX = 'culex:'
 export const routesKey = (nodeId: string): string => `${PREFIX}routes:${nodeId}`
@@ -25,6 +27,10 @@ export const durableKey = (nodeId: string): string => `${PREFIX}durable:${nodeId
 export const DURABLE_NODES_KEY = `${PREFIX}durable:nodes`
 export const ROUTES_CHANNEL = `${PREFIX}routes`
 export const messageChannel = (nodeId: string): string => `${PREFIX}msg:${nodeId}`
+
+/** topics whose QoS 1/2 targets are remembered at most (all forgotten past it) */
+const TARGETS_CACHED = 10000
+const NO_NODE: ReadonlySet<string> = new Set()
 
 /** milliseconds between two full reloads of the other nodes' filters */
 export const RELOAD_MS = 10000
@@ -39,18 +45,35 @@ export class Routes {
   private readonly live = new RouteTable()
   /** persistent sessions' QoS 1/2 filters: where QoS 1/2 goes as well, to be queued */
   private readonly durable = new RouteTable()
+  /**
+   * per topic, the other nodes a QoS 1/2 message goes to, as of the two
+   * tables' versions below: matching both tables was a twentieth of a
+   * publishing node's time in cluster-fanin-qos1, and a topic is usually
+   * published again and again while the filters stay
+   */
+  private readonly targets = new Map<string, ReadonlySet<string>>()
+  private targetsOf = { live: -1, durable: -1 }
+  /** the same for QoS 0 (live filters only), as of the live table's version */
+  private readonly liveTargets = new Map<string, ReadonlySet<string>>()
+  private liveTargetsOf = -1
   private timer: NodeJS.Timeout | undefined
   private nodes: () => string[] = () => []
   private stopped = false
   /** messages sent to other nodes, for tests and figures */
   sent = 0
+  /** QoS 0 messages to each node, one PUBLISH per node and turn */
+  readonly channel: ChannelBatcher
 
   constructor (
     private readonly redis: RedisPair,
     private readonly nodeId: string,
     private readonly logger: Logger,
     private readonly deliver: (message: RoutedMessage) => void
-  ) {}
+  ) {
+    this.channel = new ChannelBatcher((node, bytes) => {
+      this.redis.commands.publish(messageChannel(node), bytes).catch(() => {})
+    })
+  }
 
   /** Starts from empty sets of this node's filters and loads the others'. */
   async start (liveNodes: () => string[]): Promise<void> {
@@ -97,24 +120,39 @@ export class Routes {
    */
   route (message: RoutedMessage): number {
     if (message.topic.charCodeAt(0) === 36) return 0
-    const nodes = this.live.match(message.topic)
+    if (this.liveTargetsOf !== this.live.version || this.liveTargets.size >= TARGETS_CACHED) {
+      this.liveTargets.clear()
+      this.liveTargetsOf = this.live.version
+    }
+    let nodes = this.liveTargets.get(message.topic)
+    if (nodes === undefined) {
+      nodes = this.live.match(message.topic)
+      this.liveTargets.set(message.topic, nodes)
+    }
     if (nodes.size === 0) return 0
-    const bytes = encode(routedPacket(message, 0), 5)
+    const bytes = encodeRouted(routedPacket(message, 0))
     for (const node of nodes) {
       this.sent++
-      this.redis.commands.publish(messageChannel(node), bytes).catch(() => {})
+      this.channel.add(node, bytes)
     }
     return nodes.size
   }
 
-  /** The other nodes a QoS 1/2 message must reach: a live subscriber, or a persistent session held there, matches it. */
-  durableNodes (topic: string): Set<string> {
-    if (topic.charCodeAt(0) === 36) return new Set()
-    const nodes = this.live.match(topic)
-    const held = this.durable.match(topic)
-    if (held.size === 0) return nodes
-    if (nodes.size === 0) return held
-    return new Set([...nodes, ...held])
+  /** The other nodes a QoS 1/2 message must reach: a live subscriber, or a persistent session held there, matches it. Not to be changed. */
+  durableNodes (topic: string): ReadonlySet<string> {
+    if (topic.charCodeAt(0) === 36) return NO_NODE
+    if (this.targetsOf.live !== this.live.version || this.targetsOf.durable !== this.durable.version || this.targets.size >= TARGETS_CACHED) {
+      this.targets.clear()
+      this.targetsOf = { live: this.live.version, durable: this.durable.version }
+    }
+    let nodes = this.targets.get(topic)
+    if (nodes === undefined) {
+      const live = this.live.match(topic)
+      const held = this.durable.match(topic)
+      nodes = held.size === 0 ? live : live.size === 0 ? held : new Set([...live, ...held])
+      this.targets.set(topic, nodes)
+    }
+    return nodes
   }
 
   /** After this node's lease was taken anew (Redis may have lost the sets): writes its filters again. */
@@ -194,12 +232,19 @@ export class Routes {
 
   private readonly onMessage = (channel: Buffer, bytes: Buffer): void => {
     if (channel.toString() !== messageChannel(this.nodeId)) return
-    const packet = decodeBuffer(bytes, 5)
-    if (packet instanceof Error || packet.cmd !== 'publish') {
-      this.logger.warn({ err: packet instanceof Error ? packet.message : packet.cmd }, 'cluster: a routed message could not be decoded; dropped')
+    const packets = splitPackets(bytes)
+    if (packets instanceof Error) {
+      this.logger.warn({ err: packets.message }, 'cluster: routed messages could not be decoded; dropped')
       return
     }
-    this.deliver({ topic: packet.topic, payload: packet.payload, ...(packet.properties !== undefined ? { properties: packet.properties } : {}) })
+    for (const one of packets) {
+      const packet = decodeRouted(one)
+      if (packet instanceof Error) {
+        this.logger.warn({ err: packet.message }, 'cluster: a routed message could not be decoded; dropped')
+        continue
+      }
+      this.deliver({ topic: packet.topic, payload: packet.payload, ...(packet.properties !== undefined ? { properties: packet.properties } : {}) })
+    }
   }
 }
 

@@ -1,0 +1,184 @@
+/**
+ * The inbox writes of QoS 1/2 messages (inbox.ts), coalesced: every message
+ * routed in one turn of the event loop goes to Redis in ONE call of the
+ * ROUTE script, which adds ONE stream entry per target inbox holding all of
+ * that inbox's messages of the call, in the order they were routed (a field
+ * `m` per message). Each message's promise settles when that call answers:
+ * resolved once Redis holds the whole call, rejected (the publisher's 0x80)
+ * when Redis refused it, and then none of its messages reached any inbox (a
+ * script without a write flag stops at its first refused write, before any
+ * write: below). Per node, with 10 publishers and 100 messages in flight
+ * each, this turned ~3 Redis commands and one ioredis command per message
+ * into ~3 per call of about 200 messages (lib/cluster/README.md, "QoS 1/2:
+ * what a message costs").
+ */
+import type { Redis } from 'ioredis'
+import { Script, type ScriptArg } from './script.js'
+
+/** messages in one XADD at most (Lua's unpack is bounded by its C stack, about 8000 values) */
+const CHUNK = 500
+
+/**
+ * ARGV, per group of consecutive messages to the same nodes: how many nodes
+ * (k), the k nodes, then the group's messages as one string, each message
+ * preceded by its length (4 bytes, big-endian): a few arguments per call
+ * instead of one per message (ioredis' cost per argument was a tenth of a
+ * publishing node's time). Each node's inbox, or, when a survivor adopted
+ * that node (adoption.ts), the survivor's (followed up to 3 times), looked
+ * up once per node and call; each inbox once per message. One XADD per
+ * inbox and at most CHUNK messages (Lua's unpack has a bound); returns the
+ * entries added. Redis checks "out of memory" at a script's first write
+ * and lets a script that has written go on, so a refusal comes before any
+ * XADD: all or none. Not for a Redis Cluster: the keys are computed here.
+ */
+export const ROUTE = new Script(`
+local inboxOf = {}
+local order = {}
+local fields = {}
+local i = 1
+while i <= #ARGV do
+  local k = tonumber(ARGV[i])
+  local targets = {}
+  local seen = {}
+  for j = 1, k do
+    local to = ARGV[i + j]
+    local inbox = inboxOf[to]
+    if not inbox then
+      inbox = to
+      for _ = 1, 3 do
+        local by = redis.call('GET', 'culex:adopted:{' .. inbox .. '}')
+        if not by then break end
+        inbox = by
+      end
+      inboxOf[to] = inbox
+    end
+    if not seen[inbox] then
+      seen[inbox] = true
+      local f = fields[inbox]
+      if not f then
+        f = {}
+        fields[inbox] = f
+        order[#order + 1] = inbox
+      end
+      targets[#targets + 1] = f
+    end
+  end
+  local blob = ARGV[i + k + 1]
+  local at = 1
+  while at <= #blob do
+    local length = struct.unpack('>I4', blob, at)
+    local message = string.sub(blob, at + 4, at + 3 + length)
+    at = at + 4 + length
+    for _, f in ipairs(targets) do
+      f[#f + 1] = 'm'
+      f[#f + 1] = message
+    end
+  end
+  i = i + k + 2
+end
+local added = 0
+for _, inbox in ipairs(order) do
+  local f = fields[inbox]
+  for from = 1, #f, ${2 * CHUNK} do
+    redis.call('XADD', 'culex:inbox:{' .. inbox .. '}', '*', unpack(f, from, math.min(from + ${2 * CHUNK} - 1, #f)))
+    added = added + 1
+  end
+end
+return added
+`)
+
+/** messages in one call at most: a larger turn becomes several calls, in order */
+export const MAX_MESSAGES = 500
+/** bytes of messages in one call at most (a single larger message goes alone) */
+export const MAX_BYTES = 1 << 20
+
+/** Sends the ROUTE calls: the command connection (a test may stand in). */
+export type RouteCall = (args: ScriptArg[]) => Promise<unknown>
+
+export const routeCall = (redis: Redis): RouteCall => async (args) => await ROUTE.run(redis, [], args)
+
+interface Waiter {
+  resolve: () => void
+  reject: (err: unknown) => void
+}
+
+/** consecutive messages of a call to the same nodes */
+interface Group {
+  readonly key: string
+  readonly nodes: readonly string[]
+  readonly messages: Buffer[]
+  bytes: number
+}
+
+/** The ROUTE arguments of a call's groups (see ROUTE). */
+export function routeArgs (groups: readonly Group[]): ScriptArg[] {
+  const args: ScriptArg[] = []
+  for (const group of groups) {
+    const blob = Buffer.allocUnsafe(group.bytes + 4 * group.messages.length)
+    let at = 0
+    for (const message of group.messages) {
+      blob.writeUInt32BE(message.length, at)
+      message.copy(blob, at + 4)
+      at += 4 + message.length
+    }
+    args.push(group.nodes.length, ...group.nodes, blob)
+  }
+  return args
+}
+
+export class RouteBatcher {
+  private groups: Group[] = []
+  private waiters: Waiter[] = []
+  private bytes = 0
+  private scheduled = false
+  /** calls made, for tests and figures */
+  calls = 0
+
+  constructor (private readonly call: RouteCall) {}
+
+  /**
+   * Queues `message` for the inboxes of `nodes`; resolves once the call
+   * carrying it was answered by Redis, rejects with Redis' error otherwise.
+   * Calls leave in the order of their messages, on one connection: Redis
+   * runs them in that order, so a publisher's messages keep theirs.
+   */
+  send (nodes: Iterable<string>, message: Buffer): Promise<void> {
+    const targets = [...nodes]
+    if (targets.length === 0) return Promise.resolve()
+    if (this.waiters.length >= MAX_MESSAGES || (this.waiters.length > 0 && this.bytes + message.length > MAX_BYTES)) this.flush()
+    return new Promise<void>((resolve, reject) => {
+      const key = targets.length === 1 ? targets[0] as string : targets.join('\n')
+      let group = this.groups[this.groups.length - 1]
+      if (group?.key !== key) this.groups.push(group = { key, nodes: targets, messages: [], bytes: 0 })
+      group.messages.push(message)
+      group.bytes += message.length
+      this.waiters.push({ resolve, reject })
+      this.bytes += message.length
+      if (!this.scheduled) {
+        this.scheduled = true
+        // after the I/O of this turn: every socket read in it (each publisher's burst) joins the call
+        setImmediate(this.flushScheduled)
+      }
+    })
+  }
+
+  private readonly flushScheduled = (): void => {
+    this.scheduled = false
+    this.flush()
+  }
+
+  private flush (): void {
+    const waiters = this.waiters
+    if (waiters.length === 0) return
+    const args = routeArgs(this.groups)
+    this.groups = []
+    this.waiters = []
+    this.bytes = 0
+    this.calls++
+    this.call(args).then(() => {
+      for (const w of waiters) w.resolve()
+    }, (err: unknown) => {
+      for (const w of waiters) w.reject(err)
+    })
+  }
+}
