@@ -198,7 +198,8 @@ export class ClusterShareStreams {
     this.open.delete(key)
     g.closed = true
     g.conn.disconnect()
-    this.flushAcks()
+    // its finished entries acknowledged before LEAVE hands back what is still pending: none goes to another member
+    await Promise.all(this.flushAcks(g))
     await this.handBack(key, unfinished)
     const gone = Number(await LEAVE.run(this.redis.commands, [g.stream], [CONSUMERS, this.nodeId])) === 1
     if (gone && !this.open.has(key)) {
@@ -282,18 +283,21 @@ export class ClusterShareStreams {
     } while (n >= 1000)
   }
 
-  private flushAcks (): void {
-    this.acking = false
-    for (const g of this.open.values()) {
+  /** The acknowledgements waiting (of `only`, or of every group) go to Redis now, one ACK call per group; settled when Redis answered. */
+  private flushAcks (only?: OpenGroup): Array<Promise<unknown>> {
+    if (only === undefined) this.acking = false
+    const calls: Array<Promise<unknown>> = []
+    for (const g of only === undefined ? this.open.values() : [only]) {
       if (g.acks.length === 0) continue
       const ids = g.acks
       g.acks = []
       for (let at = 0; at < ids.length; at += ACK_MAX) {
-        ACK.run(this.writes, [g.stream], [CONSUMERS, ...ids.slice(at, at + ACK_MAX)]).catch((err: unknown) => {
+        calls.push(ACK.run(this.writes, [g.stream], [CONSUMERS, ...ids.slice(at, at + ACK_MAX)]).catch((err: unknown) => {
           this.logger.warn({ err, group: g.key }, 'cluster: acknowledging shared messages in Redis failed; they are delivered again')
-        })
+        }))
       }
     }
+    return calls
   }
 
   private readonly onNotice = (channel: string, message: string): void => {

@@ -50,10 +50,10 @@ t.test('a refused batch is refused for each of its items; the next batch is not'
   await t.rejects(Promise.all([throwing.add('g', 'x'), throwing.add('g', 'y')]), /Connection is closed/, 'a write that throws rejects its batch too')
 })
 
-async function openStreams (t: Test, url: string): Promise<{ streams: ClusterShareStreams, read: StreamEntry[] }> {
+async function openStreams (t: Test, url: string, node = 'n1'): Promise<{ streams: ClusterShareStreams, read: StreamEntry[] }> {
   const redis = await openRedis(url)
-  const streams = new ClusterShareStreams(redis, 'n1', silentLogger(), 100000)
-  await streams.start(() => ['n1'])
+  const streams = new ClusterShareStreams(redis, node, silentLogger(), 100000)
+  await streams.start(() => ['n1', 'n2'])
   const read: StreamEntry[] = []
   t.teardown(async () => { streams.stop(); await redis.close() })
   return { streams, read }
@@ -98,4 +98,22 @@ t.test('Redis out of memory: every message of the refused batch is refused, none
   t.same(outcomes.map((o) => o.status), ['rejected', 'rejected', 'rejected', 'rejected'], 'each publisher told')
   for (const o of outcomes) if (o.status === 'rejected') t.equal(clusterWriteRefused(o.reason, 'message').kind, 'out-of-memory')
   t.equal(redisCli(redis, 'XLEN', shareStreamKey(GROUP)), '(integer) 1', 'none of them stored')
+})
+
+t.test('Redis: a group closed in the turn its last entries were acknowledged: those are settled, not handed back to the stream for another member', async (t) => {
+  const redis = await startRedis(t)
+  const { streams, read } = await openStreams(t, redis.url)
+  // another node with a member of the group, that has no room: the stream outlives this node's leaving
+  const other = await openStreams(t, redis.url, 'n2')
+  other.streams.openGroup(GROUP, 'b/#', { room: () => 0, held: () => 0, take: () => {} })
+  streams.openGroup(GROUP, 'b/#', { room: () => 100 - read.length, held: () => read.length, take: (entries) => { read.push(...entries) } })
+  await waitFor(() => /n1[\s\S]*n2|n2[\s\S]*n1/.test(redisCli(redis, 'XINFO', 'CONSUMERS', shareStreamKey(GROUP), 'culex')), { timeout: 5000, what: 'both nodes consumers of the group' })
+  await Promise.all(['one', 'two', 'three'].map((m) => streams.add(GROUP, Buffer.from(m))))
+  await waitFor(() => read.length === 3, { timeout: 5000, what: 'the 3 entries read' })
+  streams.ack(GROUP, (read[0] as StreamEntry).id)
+  streams.ack(GROUP, (read[1] as StreamEntry).id)
+  await streams.closeGroup(GROUP, [{ id: (read[2] as StreamEntry).id, message: undefined }])
+  const left = redisCli(redis, 'XRANGE', shareStreamKey(GROUP), '-', '+')
+  t.ok(left.includes('three'), 'the unfinished entry went back to the stream')
+  t.notOk(left.includes('one') || left.includes('two'), `the acknowledged ones did not (${left.replace(/\n/g, ' ')})`)
 })
