@@ -85,13 +85,14 @@ return 0
 
 /**
  * KEYS: stream. ARGV: MAXLEN, then the encoded messages. Each message is
- * one entry, added in ARGV's order (a publisher's order); the stream is
+ * one entry (field `m` only: `n` absent is 0, and every field costs Redis
+ * and each reader), added in ARGV's order (a publisher's order); the stream is
  * trimmed to about MAXLEN (drop-oldest). One call per group and event-loop
  * turn: Redis' cost and the node's are mostly per command, not per entry.
  */
 export const ADD = new Script(`
 for i = 2, #ARGV do
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'm', ARGV[i], 'n', '0')
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'm', ARGV[i])
 end
 return #ARGV - 1
 `)
