@@ -281,7 +281,8 @@ export class ClusterShared implements GroupQueue, ClusterSharedSessions {
         adds.push(this.streams.add(key, encoded))
       }
       if (adds.length === 0) { cb(); return }
-      Promise.all(adds).then(() => { cb() }, (err: unknown) => {
+      const stored = adds.length === 1 ? adds[0] as Promise<void> : Promise.all(adds)
+      stored.then(() => { cb() }, (err: unknown) => {
         const refused = clusterWriteRefused(err, 'message for shared subscription groups')
         this.log.warn({ err: refused.message, topic: packet.topic }, 'cluster: a message for shared groups was not stored in Redis: its publisher is told')
         // aedes hands the listeners a copy of the packet but keeps its payload: the `published` hook finds it by that
