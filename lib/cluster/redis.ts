@@ -5,7 +5,7 @@
  * not answer (a paused server), so nothing waits on Redis unbounded; both
  * connections reconnect by themselves.
  */
-import { Redis, type RedisOptions } from 'ioredis'
+import { Redis, type RedisOptions } from './ioredis.js'
 import { CulexError } from '../errors.js'
 
 /** milliseconds a command may wait for Redis' answer */

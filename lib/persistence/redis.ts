@@ -9,7 +9,7 @@
 // `handOver` drops the copy of a session another node claimed. Retained
 // messages and shared subscription groups are memory parts here (in a
 // cluster, lib/cluster/retained.ts keeps the retained messages in Redis).
-import { Redis } from 'ioredis'
+import { Redis } from '../cluster/ioredis.js'
 import type { Logger } from 'pino'
 import { CulexError } from '../errors.js'
 import { decodePacket, decodeRecord } from './codec.js'
