@@ -1,0 +1,140 @@
+// Instructions a culex build executes for a fixed load, counted by valgrind's
+// callgrind: a figure that, unlike CPU time, hardly moves with what else the
+// machine is doing, so two builds can be compared on a loaded machine (the
+// speed check of issue 14). The broker runs under callgrind with counting
+// off; a first job warms it up (the JIT settles), counting is switched on
+// (`callgrind_control -i on`) for a second, identical job only, and the
+// counts are split into V8's compiler, its garbage collector and the rest
+// ("steady": the work a message costs once the code is optimized). `$SYS`
+// is off, so that no timer's work depends on how long the run takes.
+//
+//   node dist/benchmarks/instructions.js --bin dist/bin/culex.js [--bin OTHER/dist/bin/culex.js]
+//     [--workload fanin|drain] [--rounds 3] [--warm 1000] [--count 1000]
+//
+// fanin: 10 publishers × count QoS 1 messages → 1 subscriber (bench/#), as
+// `fanin-qos1`; drain: count offline 3.1.1 sessions × 10 queued QoS 1
+// messages, then reconnect, as `session-drain` (10 connecting at a time:
+// under callgrind the broker is some 50 times slower). Builds alternate
+// within each round. Needs `valgrind` (Debian's package); loopback only.
+import { execFileSync, spawn } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { parseArgs } from 'node:util'
+import { runDrainJob, runFlowJob } from './lib/loadgen-client.js'
+import { freePort, LOOPBACK, waitForPort } from './lib/net.js'
+import type { Target } from './loadgen/jobs.js'
+
+type Workload = 'fanin' | 'drain'
+
+interface Counts { readonly total: number, readonly compiler: number, readonly gc: number, readonly steady: number }
+
+const SETTINGS = { fdLimit: 4096, cpus: null }
+const START_TIMEOUT_MS = 600_000
+const JOB_TIMEOUT_MS = 900_000
+
+async function runJob (workload: Workload, target: Target, count: number): Promise<number> {
+  if (workload === 'fanin') {
+    const result = await runFlowJob({
+      kind: 'flow', target, publishers: 10, messagesPerPublisher: count, warmupPerPublisher: 100, payloadBytes: 64,
+      publishQos: 1, inflight: 100, topicPrefix: 'bench', ratePerSecond: null, subscribers: 1, subscribeFilter: 'bench/#',
+      subscribeQos: 1, subscriberTransport: 'tcp', delivery: 'every', measureLatency: false, keepLatencySamples: false,
+      timeoutMs: JOB_TIMEOUT_MS, stallMs: 120_000
+    }, SETTINGS)
+    if (result.integrity.lost > 0) throw new Error(`${result.integrity.lost} messages lost`)
+    return result.integrity.unique
+  }
+  const result = await runDrainJob({
+    kind: 'drain', target: { ...target, protocolVersion: 4 }, sessions: count, messagesPerSession: 10, payloadBytes: 64,
+    concurrency: 10, timeoutMs: JOB_TIMEOUT_MS, stallMs: 120_000
+  }, SETTINGS)
+  if (result.integrity.lost > 0) throw new Error(`${result.integrity.lost} messages lost`)
+  return result.integrity.unique
+}
+
+/** Splits callgrind's per-function counts into V8's compiler, its GC and the rest. */
+function classify (outFile: string): Counts {
+  const text = execFileSync('callgrind_annotate', ['--inclusive=no', '--threshold=100', outFile], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 })
+  let total = 0
+  let compiler = 0
+  let gc = 0
+  for (const line of text.split('\n')) {
+    const m = /^\s*([\d,]+) \(\s*[\d.]+%\)\s+(.*)$/.exec(line)
+    if (m?.[1] === undefined || m[2] === undefined || m[2].includes('PROGRAM TOTALS')) continue
+    const n = Number(m[1].replaceAll(',', ''))
+    total += n
+    if (/compiler::|maglev|turboshaft/i.test(m[2])) compiler += n
+    else if (/Scaveng|Heap::|MarkCompact|Marking|Sweeper|GCTracer|Evacuat|heap::/.test(m[2])) gc += n
+  }
+  return { total, compiler, gc, steady: total - compiler - gc }
+}
+
+async function measure (bin: string, workload: Workload, warm: number, count: number): Promise<Counts & { messages: number }> {
+  const port = await freePort()
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'culex-instr-'))
+  const outFile = path.join(dir, 'callgrind.out')
+  const child = spawn('valgrind', [
+    '--tool=callgrind', '--instr-atstart=no', `--callgrind-out-file=${outFile}`, '--log-file=/dev/null',
+    process.execPath, bin, '--host', LOOPBACK, '--port', String(port), '--ws-port', '0', '--tls-port', '0', '--wss-port', '0',
+    '--persistence', 'memory', '--data-dir', dir, '--log-level', 'warn', '--sys-interval', '0'
+  ], { stdio: ['ignore', 'ignore', 'inherit'] })
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  try {
+    const pid = child.pid
+    if (pid === undefined) throw new Error('valgrind did not start')
+    await waitForPort(port, START_TIMEOUT_MS, () => child.exitCode === null)
+    const target: Target = { host: LOOPBACK, port, wsPort: null, wsPath: '/mqtt', brokerPid: pid, protocolVersion: 5, tlsPort: null }
+    await runJob(workload, target, warm)
+    execFileSync('callgrind_control', ['-i', 'on', String(pid)], { stdio: 'ignore' })
+    const messages = await runJob(workload, target, count)
+    execFileSync('callgrind_control', ['-i', 'off', String(pid)], { stdio: 'ignore' })
+    child.kill('SIGTERM')
+    await exited
+    if (!/^totals: \d+/m.test(readFileSync(outFile, 'utf8'))) throw new Error('callgrind wrote no totals')
+    return { ...classify(outFile), messages }
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL')
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+const median = (xs: readonly number[]): number => {
+  const s = [...xs].sort((a, b) => a - b)
+  const mid = Math.floor(s.length / 2)
+  return s.length % 2 === 1 ? s[mid] ?? 0 : ((s[mid - 1] ?? 0) + (s[mid] ?? 0)) / 2
+}
+
+async function main (): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      bin: { type: 'string', multiple: true },
+      workload: { type: 'string', default: 'fanin' },
+      rounds: { type: 'string', default: '3' },
+      warm: { type: 'string' },
+      count: { type: 'string' }
+    }
+  })
+  const bins = values.bin ?? ['dist/bin/culex.js']
+  const workload = values.workload === 'drain' ? 'drain' : 'fanin'
+  const warm = Number(values.warm ?? (workload === 'fanin' ? 1000 : 200))
+  const count = Number(values.count ?? (workload === 'fanin' ? 1000 : 500))
+  const rounds = Number(values.rounds)
+  const results = new Map<string, Array<Counts & { messages: number }>>(bins.map((b) => [b, []]))
+  for (let round = 1; round <= rounds; round++) {
+    for (const bin of bins) {
+      const counts = await measure(path.resolve(bin), workload, warm, count)
+      results.get(bin)?.push(counts)
+      console.log(`round ${round} ${bin}: ${(counts.total / 1e6).toFixed(0)}M instructions (compiler ${(counts.compiler / 1e6).toFixed(0)}M, gc ${(counts.gc / 1e6).toFixed(0)}M, steady ${(counts.steady / 1e6).toFixed(0)}M) for ${counts.messages} messages`)
+    }
+  }
+  console.log(`\n${workload}, medians of ${rounds} rounds, instructions per message:`)
+  for (const [bin, runs] of results) {
+    const per = (k: keyof Counts): number => median(runs.map((r) => r[k] / r.messages))
+    console.log(`${bin}\tsteady ${per('steady').toFixed(0)}\ttotal ${per('total').toFixed(0)}\tcompiler ${per('compiler').toFixed(0)}\tgc ${per('gc').toFixed(0)}`)
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err instanceof Error ? err.message : err)
+  process.exit(1)
+})
