@@ -28,9 +28,27 @@ import type { RedisPair } from './redis.js'
 import { durableKey, DURABLE_NODES_KEY, ROUTES_CHANNEL } from './routes.js'
 
 export const adoptedKey = (nodeId: string): string => `culex:adopted:{${nodeId}}`
-const lockKey = (nodeId: string): string => `culex:adopting:{${nodeId}}`
-/** milliseconds a node's lease must have been gone before a survivor adopts it: one paused for less comes back with everything */
+/** the adoption lock of a node; a claim of one of its sessions takes it too (orphans.ts) */
+export const adoptionLockKey = (nodeId: string): string => `culex:adopting:{${nodeId}}`
+const lockKey = adoptionLockKey
+/**
+ * milliseconds a node's lease must have been gone before a survivor that
+ * itself lost Redis meanwhile adopts it: after an outage of Redis every
+ * lease may have run out, and the nodes take theirs again within a renewal
+ * or two of their reconnect; adopting one of them would take its live
+ * connections and inbox (adoptionDelay)
+ */
 export const ADOPT_GRACE_MS = 5000
+
+/**
+ * How long after seeing a node's lease gone a survivor waits before it
+ * adopts it: none when the survivor held its own lease throughout the dead
+ * node's last lease (Redis served it: the other node stopped renewing);
+ * ADOPT_GRACE_MS when it was itself cut from Redis during that time.
+ */
+export function adoptionDelay (availableForMs: number, leaseMs: number, renewMs: number): number {
+  return availableForMs >= leaseMs + renewMs ? 0 : ADOPT_GRACE_MS
+}
 /** milliseconds an adoption may take before another node may start it again */
 const LOCK_MS = 30000
 const OWNER_PREFIX = ownerKey('')
@@ -46,7 +64,8 @@ export interface AdoptionHost {
 }
 
 export interface AdoptionRegistry {
-  adoptClaim (clientId: string): Promise<number>
+  /** 0 when the id's record no longer names `dead` (a client claimed it meanwhile) */
+  adoptClaim (clientId: string, dead: string): Promise<number>
   release (clientId: string, epoch: number): Promise<boolean>
 }
 
@@ -112,10 +131,15 @@ export class Adoption {
       // a persistent session has its record (`x:`); a clean one has none to keep
       if (await commands.hexists(`culex:session:{${id}}`, `x:${encodeURIComponent(id)}`) === 0) continue
       // no reconnect: the will of the dead node's connection stays due (wills.ts TAKE)
-      const epoch = await this.registry.adoptClaim(id)
+      const epoch = await this.registry.adoptClaim(id, dead)
+      // a client took the session meanwhile, with its entries (orphans.ts)
+      if (epoch === 0) continue
       try {
         await this.host.hydrate(id, epoch)
         adopted.add(id)
+      } catch (err) {
+        // a later claim adopted it in Redis first: its node loads it, and this adoption goes on with the others
+        this.logger.info({ clientId: id, err: err instanceof Error ? err.message : String(err) }, 'cluster: a dead node\'s session was claimed by a client during its adoption')
       } finally {
         await this.registry.release(id, epoch)
       }
