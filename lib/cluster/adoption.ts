@@ -24,6 +24,7 @@ import type { Logger } from 'pino'
 import type { IPublishPacket } from 'mqtt-packet'
 import { leaseKey, ownerKey } from './keys.js'
 import { decodeEntry, inboxKey } from './inbox.js'
+import { entryTarget } from './forward.js'
 import type { RedisPair } from './redis.js'
 import { durableKey, DURABLE_NODES_KEY, ROUTES_CHANNEL } from './routes.js'
 
@@ -32,23 +33,16 @@ export const adoptedKey = (nodeId: string): string => `culex:adopted:{${nodeId}}
 export const adoptionLockKey = (nodeId: string): string => `culex:adopting:{${nodeId}}`
 const lockKey = adoptionLockKey
 /**
- * milliseconds a node's lease must have been gone before a survivor that
- * itself lost Redis meanwhile adopts it: after an outage of Redis every
- * lease may have run out, and the nodes take theirs again within a renewal
- * or two of their reconnect; adopting one of them would take its live
- * connections and inbox (adoptionDelay)
+ * milliseconds a node's lease must have been gone before a survivor adopts
+ * it: a node paused, or cut from Redis, for less comes back with its live
+ * connections and their wills (an adoption claims every session the node
+ * held, live ones included), and after an outage of Redis, when every lease
+ * may have run out, the nodes take theirs again before any adopts another.
+ * Nothing a client waits for depends on the adoption: a reconnecting client
+ * takes its session's entries itself (orphans.ts), and messages for the
+ * others wait in the dead inbox, durable.
  */
 export const ADOPT_GRACE_MS = 5000
-
-/**
- * How long after seeing a node's lease gone a survivor waits before it
- * adopts it: none when the survivor held its own lease throughout the dead
- * node's last lease (Redis served it: the other node stopped renewing);
- * ADOPT_GRACE_MS when it was itself cut from Redis during that time.
- */
-export function adoptionDelay (availableForMs: number, leaseMs: number, renewMs: number): number {
-  return availableForMs >= leaseMs + renewMs ? 0 : ADOPT_GRACE_MS
-}
 /** milliseconds an adoption may take before another node may start it again */
 const LOCK_MS = 30000
 const OWNER_PREFIX = ownerKey('')
@@ -153,7 +147,10 @@ export class Adoption {
     const entries = await this.redis.commands.xrangeBuffer(key, '-', '+')
     for (const [id, fields] of entries) {
       const packet = decodeEntry(Buffer.from(id), fields, this.logger)
-      if (packet !== undefined && ids.size > 0) await this.host.enqueueFor(ids, packet)
+      // an entry forwarded for one session goes to it alone
+      const target = entryTarget(fields)
+      const into = target === undefined ? ids : ids.has(target) ? new Set([target]) : new Set<string>()
+      if (packet !== undefined && into.size > 0) await this.host.enqueueFor(into, packet)
     }
     if (dead !== this.nodeId) await this.redis.commands.del(key)
     else if (entries.length > 0) await this.redis.commands.xtrim(key, 'MAXLEN', 0)

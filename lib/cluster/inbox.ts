@@ -14,38 +14,15 @@
 import type { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import type { IPublishPacket } from 'mqtt-packet'
-import { decodeBuffer, encode } from '../protocol/codec.js'
+import { decodeBuffer } from '../protocol/codec.js'
 import type { RedisPair } from './redis.js'
 import { clusterWriteRefused } from './refusal.js'
-import { Script } from './script.js'
+import { entryMeta, routeToInboxes, type EntryMeta } from './forward.js'
 
 /** a node's inbox (braces: a Redis Cluster hash tag) */
 export const inboxKey = (nodeId: string): string => `culex:inbox:{${nodeId}}`
 /** the consumer group every inbox is read through; each node is its own inbox's only consumer */
 export const INBOX_GROUP = 'culex'
-
-/**
- * ARGV: the message, then the nodes that must get it. Each node's inbox,
- * or, when a survivor adopted that node (adoption.ts), the survivor's
- * (followed up to 3 times); each inbox once. Not for a Redis Cluster: the
- * keys are computed here.
- */
-const ROUTE = new Script(`
-local done = {}
-for i = 2, #ARGV do
-  local to = ARGV[i]
-  for _ = 1, 3 do
-    local by = redis.call('GET', 'culex:adopted:{' .. to .. '}')
-    if not by then break end
-    to = by
-  end
-  if not done[to] then
-    done[to] = true
-    redis.call('XADD', 'culex:inbox:{' .. to .. '}', '*', 'm', ARGV[1])
-  end
-end
-return 1
-`)
 
 /** entries read at once */
 const BATCH = 200
@@ -63,8 +40,11 @@ export function compareIds (x: string, y: string): number {
   return xm !== ym ? xm - ym : xs - ys
 }
 
-/** Where an inbox's messages go: published on this node only; resolves once the publish completed. */
-export type DeliverQueued = (packet: IPublishPacket) => Promise<void>
+/**
+ * Where an inbox's messages go: published on this node only, or, forwarded
+ * for one session (forward.ts), to `meta.forClient` only; resolves once done.
+ */
+export type DeliverQueued = (packet: IPublishPacket, meta: EntryMeta) => Promise<void>
 
 type StreamEntry = [Buffer, Buffer[] | null]
 type StreamReply = Array<[Buffer, StreamEntry[]]> | null
@@ -92,7 +72,7 @@ export class Inbox {
    */
   async send (nodes: Iterable<string>, packet: IPublishPacket): Promise<void> {
     try {
-      await ROUTE.run(this.redis.commands, [], [encode(packet, 5), ...nodes])
+      await routeToInboxes(this.redis, nodes, packet)
     } catch (err) {
       throw clusterWriteRefused(err, 'routed message')
     }
@@ -194,7 +174,7 @@ export class Inbox {
     for (const [id, fields] of entries) {
       ids.push(id)
       const packet = fields === null ? undefined : decodeEntry(id, fields, this.logger)
-      if (packet !== undefined) publishing.push(this.deliver(packet))
+      if (packet !== undefined) publishing.push(this.deliver(packet, entryMeta(fields as Buffer[])))
     }
     // one failed publish (this node's store refused it) leaves the batch unacknowledged: read again later
     await Promise.all(publishing)

@@ -11,6 +11,7 @@
  */
 import { hostname } from 'node:os'
 import type { Logger } from 'pino'
+import type { IPublishPacket } from 'mqtt-packet'
 import { describeDurability, losesNothing, readDurability, requireFsync } from './durability.js'
 import { Figures, type NodeFigures } from './figures.js'
 import { ownerKey } from './keys.js'
@@ -21,8 +22,9 @@ import { ClusterRetained, type ApplyRetained } from './retained.js'
 import type { StoredPacket } from '../persistence/types.js'
 import { DURABLE_NODES_KEY, RELOAD_MS, Routes, routedPacket, type RoutedMessage } from './routes.js'
 import { Inbox, type DeliverQueued } from './inbox.js'
-import { ADOPT_GRACE_MS, Adoption, adoptionDelay, type AdoptionHost } from './adoption.js'
+import { ADOPT_GRACE_MS, Adoption, type AdoptionHost } from './adoption.js'
 import { OrphanClaims } from './orphans.js'
+import { forwardToHolder } from './forward.js'
 import { ClusterWills, type ClusterWill, type WillsHost } from './wills.js'
 import { ClusterShareStreams } from './shared-stream.js'
 import { ClusterSessionExpiry } from './session-expiry.js'
@@ -81,6 +83,10 @@ export interface ClusterView {
   routesTo (topic: string): boolean
   /** where this node's inbox goes (set before the join) */
   attachInbox (deliver: DeliverQueued): void
+  /** Adds a routed QoS 1/2 message for one session to the inbox of the node holding it (forward.ts); resolves with that node. */
+  forwardTo (clientId: string, packet: IPublishPacket, id: string): Promise<string | undefined>
+  /** whether this node claimed `clientId` last (its session may still be loading here) */
+  claimedHere (clientId: string): boolean
   /** Resolves once every entry in this node's inbox now was published here (a session taken over is handed over after it). */
   inboxCaughtUp (): Promise<void>
   /** how this node takes a dead node's sessions and inbox over (set before the join: adoption.ts) */
@@ -222,21 +228,20 @@ export class ClusterNode implements ClusterView {
     if (this.willsHost !== undefined) wills.attach(this.willsHost)
     await wills.start(() => membership.nodes())
     membership.on('join', (id) => { routes.nodeJoined(id) })
-    let availableSince = Date.now()
-    membership.on('available', (up) => { if (up) availableSince = Date.now() })
     membership.on('leave', (id) => {
       routes.nodeLeft(id)
       wills.nodeLeft(id)
       expiry.nodeLeft(id)
       if (adoption === undefined) return
       this.deadSince.set(id, Date.now())
+      let tries = 0
       const adopt = (): void => {
         if (membership.nodes().includes(id)) return
-        adoption.adopt(id).catch((err: unknown) => { this.logger.warn({ err, node: id }, 'cluster: adopting a dead node\'s sessions failed; the next sweep retries') })
+        // a claim taking one of its sessions (orphans.ts) holds the lock a moment: tried again soon, not at the next sweep
+        adoption.adopt(id).then((done) => { if (!done && ++tries < 5) setTimeout(adopt, 1000).unref() })
+          .catch((err: unknown) => { this.logger.warn({ err, node: id }, 'cluster: adopting a dead node\'s sessions failed; the next sweep retries') })
       }
-      const delay = adoptionDelay(Date.now() - availableSince, membership.leaseMs, membership.renewMs)
-      if (delay === 0) adopt()
-      else setTimeout(adopt, delay).unref()
+      setTimeout(adopt, ADOPT_GRACE_MS).unref()
     })
     // after a pause or a Redis restart, what this node holds may have been taken meanwhile, and its routes lost
     membership.on('leaseLost', () => {
@@ -368,6 +373,14 @@ export class ClusterNode implements ClusterView {
       }).catch((err: unknown) => { this.logger.debug({ err }, 'cluster: the sweep for dead nodes\' sessions failed') })
     }, RELOAD_MS)
     this.adoptionTimer.unref()
+  }
+
+  async forwardTo (clientId: string, packet: IPublishPacket, id: string): Promise<string | undefined> {
+    return await forwardToHolder(this.redis, clientId, packet, id)
+  }
+
+  claimedHere (clientId: string): boolean {
+    return this.registry?.epochOf(clientId) !== undefined
   }
 
   async inboxCaughtUp (): Promise<void> {

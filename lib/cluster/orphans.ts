@@ -14,6 +14,7 @@ import type { Logger } from 'pino'
 import { leaseKey, ownerKey } from './keys.js'
 import { adoptedKey, adoptionLockKey, type AdoptionHost } from './adoption.js'
 import { decodeEntry, inboxKey } from './inbox.js'
+import { entryTarget } from './forward.js'
 import type { RedisPair } from './redis.js'
 import { Script } from './script.js'
 import { DUE_KEY, nodeWillsKey } from './wills.js'
@@ -124,7 +125,8 @@ export class OrphanClaims {
       let taken = 0
       for (const [id, fields] of await commands.xrangeBuffer(inboxKey(dead), '-', '+')) {
         const packet = decodeEntry(Buffer.from(id), fields, this.logger)
-        if (packet === undefined) continue
+        const target = entryTarget(fields)
+        if (packet === undefined || (target !== undefined && target !== clientId)) continue
         await host.enqueueFor(ids, packet)
         taken++
       }

@@ -1,0 +1,109 @@
+/**
+ * A routed QoS 1/2 message for one session, forwarded to the node that
+ * holds the session now: an inbox entry with the client id in a field `c`
+ * besides the message (`m`), which that node delivers to that session only
+ * (lib/broker/cluster-moves.ts). A node forwards what reaches its inbox, in
+ * the moments after a session left it, for that session: the publisher's
+ * node had not seen the session's new node's route yet.
+ */
+import { randomBytes } from 'node:crypto'
+import type { IPublishPacket } from 'mqtt-packet'
+import { encode } from '../protocol/codec.js'
+import { ownerKey } from './keys.js'
+import type { RedisPair } from './redis.js'
+import { clusterWriteRefused } from './refusal.js'
+import { Script } from './script.js'
+
+/** the field of an inbox entry naming the one session it is for */
+export const TARGET_FIELD = 'c'
+/** the field of an entry with the message's id, the same in every inbox it went to and when forwarded */
+export const ID_FIELD = 'u'
+
+/**
+ * ROUTE (inbox.ts): ARGV: the message, its id, then the nodes that must get
+ * it. Each node's inbox, or, when a survivor adopted that node
+ * (adoption.ts), the survivor's (followed up to 3 times); each inbox once,
+ * each entry with the message's id (`u`), so that a node that gets it
+ * again, forwarded for a session that moved, knows whether that session
+ * had it already. Not for a Redis Cluster: the keys are computed here.
+ */
+const ROUTE = new Script(`
+local done = {}
+for i = 3, #ARGV do
+  local to = ARGV[i]
+  for _ = 1, 3 do
+    local by = redis.call('GET', 'culex:adopted:{' .. to .. '}')
+    if not by then break end
+    to = by
+  end
+  if not done[to] then
+    done[to] = true
+    redis.call('XADD', 'culex:inbox:{' .. to .. '}', '*', 'm', ARGV[1], '${ID_FIELD}', ARGV[2])
+  end
+end
+return 1
+`)
+
+/** a prefix unique to this process, and a counter: the ids of the messages it routes */
+const ID_PREFIX = randomBytes(9).toString('base64url')
+let counter = 0
+
+/** Adds `packet` to the inboxes of `nodes` in one step, under a new id (rejects when Redis did not take it). */
+export async function routeToInboxes (redis: RedisPair, nodes: Iterable<string>, packet: IPublishPacket): Promise<void> {
+  await ROUTE.run(redis.commands, [], [encode(packet, 5), `${ID_PREFIX}${(counter++).toString(36)}`, ...nodes])
+}
+
+/**
+ * KEYS: the client id's registry record. ARGV: the message, the client id,
+ * the message's id. The session's holder (`node`, or `last` once
+ * released), followed through `culex:adopted:{node}` as ROUTE does; its
+ * inbox gets the entry. Returns that node, or false when no node holds the
+ * session.
+ */
+const FORWARD = new Script(`
+local to = redis.call('HGET', KEYS[1], 'node') or redis.call('HGET', KEYS[1], 'last')
+if not to then return false end
+for _ = 1, 3 do
+  local by = redis.call('GET', 'culex:adopted:{' .. to .. '}')
+  if not by then break end
+  to = by
+end
+redis.call('XADD', 'culex:inbox:{' .. to .. '}', '*', 'm', ARGV[1], '${TARGET_FIELD}', ARGV[2], '${ID_FIELD}', ARGV[3])
+return to
+`)
+
+/**
+ * Adds `packet` (its id `id`) for `clientId` to the inbox of the node
+ * holding its session; resolves with that node (undefined: none holds it),
+ * rejects with a ClusterWriteRefused when Redis did not take it.
+ */
+export async function forwardToHolder (redis: RedisPair, clientId: string, packet: IPublishPacket, id: string): Promise<string | undefined> {
+  try {
+    const to = await FORWARD.run(redis.commands, [ownerKey(clientId)], [encode(packet, 5), clientId, id])
+    return typeof to === 'string' ? to : undefined
+  } catch (err) {
+    throw clusterWriteRefused(err, 'forwarded message')
+  }
+}
+
+/** What an inbox entry says besides its message: the one session it was forwarded for, the message's id. */
+export interface EntryMeta {
+  forClient?: string
+  /** '' for an entry written before ids (an older node) */
+  id: string
+}
+
+export function entryMeta (fields: readonly Buffer[]): EntryMeta {
+  const meta: EntryMeta = { id: '' }
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const name = fields[i]?.toString()
+    if (name === TARGET_FIELD) meta.forClient = fields[i + 1]?.toString()
+    else if (name === ID_FIELD) meta.id = fields[i + 1]?.toString() ?? ''
+  }
+  return meta
+}
+
+/** The client id an inbox entry is for, when it was forwarded for one session. */
+export function entryTarget (fields: readonly Buffer[]): string | undefined {
+  return entryMeta(fields).forClient
+}
