@@ -23,8 +23,8 @@
 import type { Logger } from 'pino'
 import type { IPublishPacket } from 'mqtt-packet'
 import { leaseKey, ownerKey } from './keys.js'
-import { decodeEntry, inboxKey } from './inbox.js'
-import { entryTarget } from './forward.js'
+import { compareIds, decodeEntry, inboxKey } from './inbox.js'
+import { entryMeta, forwardToHolder, movedFrom, movedKey } from './forward.js'
 import type { RedisPair } from './redis.js'
 import { durableKey, DURABLE_NODES_KEY, ROUTES_CHANNEL } from './routes.js'
 
@@ -141,17 +141,33 @@ export class Adoption {
     return adopted
   }
 
-  /** Queues every entry of `dead`'s inbox in the adopted sessions, then deletes the inbox; returns how many entries. */
+  /**
+   * Queues every entry of `dead`'s inbox in the adopted sessions, and
+   * forwards those after what their claims took to the sessions claimed
+   * away from it lately (lib/broker/cluster-moves.ts delivers each to its
+   * session if it matches, unless it had it), then deletes the inbox;
+   * returns how many entries.
+   */
   private async drain (dead: string, ids: ReadonlySet<string>): Promise<number> {
     const key = inboxKey(dead)
     const entries = await this.redis.commands.xrangeBuffer(key, '-', '+')
+    const moved = [...await movedFrom(this.redis, dead)].filter(([clientId]) => !ids.has(clientId))
+    // sent in the inbox's order on one connection, answers awaited together
+    const forwards: Array<Promise<unknown>> = []
     for (const [id, fields] of entries) {
       const packet = decodeEntry(Buffer.from(id), fields, this.logger)
+      if (packet === undefined) continue
       // an entry forwarded for one session goes to it alone
-      const target = entryTarget(fields)
+      const meta = entryMeta(fields)
+      const target = meta.forClient
       const into = target === undefined ? ids : ids.has(target) ? new Set([target]) : new Set<string>()
-      if (packet !== undefined && into.size > 0) await this.host.enqueueFor(into, packet)
+      if (into.size > 0) await this.host.enqueueFor(into, packet)
+      for (const [clientId, taken] of moved) {
+        if ((target === undefined || target === clientId) && compareIds(id.toString(), taken) > 0) forwards.push(forwardToHolder(this.redis, clientId, packet, meta.id))
+      }
     }
+    await Promise.all(forwards)
+    await this.redis.commands.del(movedKey(dead))
     if (dead !== this.nodeId) await this.redis.commands.del(key)
     else if (entries.length > 0) await this.redis.commands.xtrim(key, 'MAXLEN', 0)
     return entries.length

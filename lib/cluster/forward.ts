@@ -14,6 +14,26 @@ import type { RedisPair } from './redis.js'
 import { clusterWriteRefused } from './refusal.js'
 import { Script } from './script.js'
 
+/**
+ * the sessions claimed away from a node within MOVED_TTL_MS: client id →
+ * the last entry of that node's inbox the claim took itself ('0-0': none).
+ * Should the node die before it forwarded what still came for them, its
+ * adoption forwards its inbox's later entries to them (adoption.ts).
+ */
+export const movedKey = (nodeId: string): string => `culex:moved:{${nodeId}}`
+/** milliseconds a node's record of the sessions claimed away from it lasts after the last one: beyond its lease and the adoption's grace */
+const MOVED_TTL_MS = 60000
+
+/** The session `clientId` was claimed away from `from` (now by `to`, which no longer is a node it moved away from). */
+export async function recordMove (redis: RedisPair, from: string, to: string, clientId: string, taken = '0-0'): Promise<void> {
+  await redis.commands.multi().hset(movedKey(from), clientId, taken).pexpire(movedKey(from), MOVED_TTL_MS).hdel(movedKey(to), clientId).exec()
+}
+
+/** The sessions claimed away from `nodeId` lately, each with the last entry its claim took. */
+export async function movedFrom (redis: RedisPair, nodeId: string): Promise<Map<string, string>> {
+  return new Map(Object.entries(await redis.commands.hgetall(movedKey(nodeId))))
+}
+
 /** the field of an inbox entry naming the one session it is for */
 export const TARGET_FIELD = 'c'
 /** the field of an entry with the message's id, the same in every inbox it went to and when forwarded */

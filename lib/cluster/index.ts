@@ -24,7 +24,7 @@ import { DURABLE_NODES_KEY, RELOAD_MS, Routes, routedPacket, type RoutedMessage 
 import { Inbox, type DeliverQueued } from './inbox.js'
 import { ADOPT_GRACE_MS, Adoption, type AdoptionHost } from './adoption.js'
 import { OrphanClaims } from './orphans.js'
-import { forwardToHolder } from './forward.js'
+import { forwardToHolder, recordMove } from './forward.js'
 import { ClusterWills, type ClusterWill, type WillsHost } from './wills.js'
 import { ClusterShareStreams } from './shared-stream.js'
 import { ClusterSessionExpiry } from './session-expiry.js'
@@ -299,6 +299,8 @@ export class ClusterNode implements ClusterView {
     }
     const previous = before === undefined ? undefined : await holder()
     const epoch = await this.registry.claim(clientId)
+    // should the holder die before it forwarded what still comes for the session, its adoption does (adoption.ts)
+    if (previous !== undefined && previous !== this.nodeId) await recordMove(this.redis, previous, this.nodeId, clientId)
     // then what reached the holder until the claim: it hands the session over once it caught up (inbox.ts)
     if (previous === this.nodeId) await this.inbox?.caughtUp()
     else if (previous !== undefined && this.nodes().includes(previous)) await this.inbox?.drainedOf(previous)

@@ -14,7 +14,7 @@ import type { Logger } from 'pino'
 import { leaseKey, ownerKey } from './keys.js'
 import { adoptedKey, adoptionLockKey, type AdoptionHost } from './adoption.js'
 import { decodeEntry, inboxKey } from './inbox.js'
-import { entryTarget } from './forward.js'
+import { entryTarget, recordMove } from './forward.js'
 import type { RedisPair } from './redis.js'
 import { Script } from './script.js'
 import { DUE_KEY, nodeWillsKey } from './wills.js'
@@ -123,13 +123,17 @@ export class OrphanClaims {
       await host.hydrate(clientId, epoch)
       const ids = new Set([clientId])
       let taken = 0
+      let last = '0-0'
       for (const [id, fields] of await commands.xrangeBuffer(inboxKey(dead), '-', '+')) {
+        last = id.toString()
         const packet = decodeEntry(Buffer.from(id), fields, this.logger)
         const target = entryTarget(fields)
         if (packet === undefined || (target !== undefined && target !== clientId)) continue
         await host.enqueueFor(ids, packet)
         taken++
       }
+      // what reaches the dead inbox after this, the adoption forwards to the session (adoption.ts)
+      await recordMove(this.redis, dead, this.nodeId, clientId, last)
       this.logger.info({ clientId, node: dead, entries: taken }, 'cluster: a session of a dead node claimed at once, with the entries of its inbox')
       return epoch
     } finally {

@@ -4,7 +4,9 @@
  * node's lease ended is answered without waiting for the whole-node
  * adoption, with every acknowledged message in order and none twice (the
  * adoption that follows skips the session); one that comes before the lease
- * ended waits for it (the node may be alive), and no longer.
+ * ended waits for it (the node may be alive), and no longer. What keeps
+ * coming to the dead node's inbox after a claim took the session away from
+ * it, the dead node's adoption forwards to the session.
  */
 import t, { type Test } from 'tap'
 import type { MqttClient } from 'mqtt'
@@ -101,4 +103,43 @@ t.test('MQTT 3.1.1, mosquitto_sub -c: a reconnect on node C after node B\'s leas
   t.equal(redisCli(redis, 'EXISTS', 'culex:inbox:{b}'), '(integer) 0', 'b\'s inbox deleted by its adoption')
   await sleep(500)
   assertOnceInOrder(t, mosq.lines, acked)
+})
+
+t.test('MQTT 5: node A publishes continuously while the subscriber\'s node B is SIGKILLed and the client reconnects on node C: every acknowledged message arrives', async (t) => {
+  const redis = await startRedis(t)
+  const a = await startNode(t, redis, ['--node-id', 'a'])
+  const b = await startNode(t, redis, ['--node-id', 'b'])
+  const c = await startNode(t, redis, ['--node-id', 'c'])
+  const persistent = { clientId: 'kept', clean: false, properties: { sessionExpiryInterval: 600 } }
+  const sub = await connectClient(t, b.url, { ...persistent, keepalive: 0 })
+  const first = collect(sub)
+  await sub.subscribeAsync('k/#', { qos: 1 })
+  const publisher = await connectClient(t, a.url, { clientId: 'pub' })
+  await routeReady(publisher, first)
+  const acked: string[] = []
+  let publishing = true
+  const publishes = (async () => {
+    for (let i = 0; publishing; i++) {
+      try {
+        await publisher.publishAsync(`k/${i}`, String(i), { qos: 1 })
+        acked.push(String(i))
+      } catch {}
+      await sleep(4)
+    }
+  })()
+  await sleep(300)
+  b.child.kill('SIGKILL')
+  const again = await connectClient(t, c.url, { ...persistent, connectTimeout: 30000 })
+  const after = collect(again)
+  await waitFor(() => a.logs.some(adopted) || c.logs.some(adopted), { timeout: 15000, what: 'a survivor adopted b' })
+  await sleep(500)
+  publishing = false
+  await publishes
+  const arrived = (): Set<string> => new Set([...first.messages, ...after.messages].map((m) => m.payload.toString()))
+  // a wait whose timeout is the assertion below, which names what is missing
+  await waitFor(() => acked.every((p) => arrived().has(p)), { timeout: 10000 }).catch(() => {})
+  const missing = acked.filter((p) => !arrived().has(p))
+  t.ok(acked.length > 300, `${acked.length} messages acknowledged across the kill, the claim on c and b's adoption`)
+  const all = [...first.messages, ...after.messages].map((m) => m.payload.toString()).filter((p) => p !== 'probe')
+  t.same(missing, [], `every acknowledged message arrived (${all.length - new Set(all).size} duplicates: at least once)`)
 })
