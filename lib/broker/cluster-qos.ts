@@ -12,6 +12,8 @@
  * - a dead node's sessions adopted here (lib/cluster/adoption.ts) are
  *   loaded as a claim loads them, and the messages left in its inbox are
  *   queued for them only (this node's own subscribers got them directly);
+ * - a session that moved to another node gets what still reaches this
+ *   node for it, forwarded (cluster-moves.ts);
  * - a message from this node's inbox is published here only, with no client
  *   (so it is not routed again), through the same delivery checks as any
  *   (authorizeForward); the inbox acknowledges it once aedes completed the
@@ -19,12 +21,13 @@
  *   here that it matches.
  */
 import type { Aedes, Client, PublishPacket } from 'aedes'
-import { beforeClientPublish, persistenceOf, queuedPacket } from '../aedes-internals.js'
+import { beforeClientPublish } from '../aedes-internals.js'
 import { clusterSessionsOf } from './store.js'
 import type { BrokerContext } from './context.js'
 import { remainingLifetimeMs } from '../cluster/session-expiry.js'
 import { routedBrokerId } from './cluster-shared.js'
 import { windowedPublish } from './routed-publish.js'
+import { enqueueFor, sessionMoves } from './cluster-moves.js'
 
 interface DurableFilters {
   watchDurableFilters: (listener: (filter: string, added: boolean) => void) => void
@@ -34,14 +37,8 @@ function watchesDurableFilters (store: unknown): store is DurableFilters {
   return typeof (store as Partial<DurableFilters> | undefined)?.watchDurableFilters === 'function'
 }
 
-/** the store's side of aedes' queueing for offline sessions */
-interface Enqueue {
-  subscriptionsByTopic (topic: string): Promise<Array<{ clientId: string }>>
-  outgoingEnqueueCombi (subs: Array<{ clientId: string }>, packet: Record<string, unknown>): Promise<void>
-}
-
 /** Installed before wirePublishRefusals, whose handler then answers a refused inbox write. */
-export function wireClusterQos (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster' | 'store'>): void {
+export function wireClusterQos (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster' | 'store' | 'clientById' | 'logger'>): void {
   const cluster = ctx.cluster
   if (cluster === undefined) return
   /** per client, its last message still waiting for its inbox writes */
@@ -60,15 +57,14 @@ export function wireClusterQos (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster'
     return step
   })
   const store = ctx.store()
-  if (watchesDurableFilters(store)) store.watchDurableFilters((filter, added) => { cluster.durableChanged(filter, added) })
+  // a filter of a session that moved to another node stays a route here a moment longer (cluster-moves.ts)
+  if (watchesDurableFilters(store)) store.watchDurableFilters((filter, added) => { sessionMoves(aedes, { ...ctx, cluster }).durableChanged(filter, added) })
   cluster.attachAdoption({
     async hydrate (clientId, epoch) {
       await clusterSessionsOf(ctx.store())?.hydrate(clientId, epoch, { clean: false })
     },
     async enqueueFor (clientIds, packet) {
-      const persistence = persistenceOf(aedes) as unknown as Enqueue
-      const subs = (await persistence.subscriptionsByTopic(packet.topic)).filter((s) => clientIds.has(s.clientId))
-      if (subs.length > 0) await persistence.outgoingEnqueueCombi(subs, queuedPacket(aedes, { ...packet, payload: Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload) }))
+      await enqueueFor(aedes, clientIds, packet as PublishPacket)
     },
     async lifetimeMs (clientId) {
       return remainingLifetimeMs(await clusterSessionsOf(ctx.store())?.sessionRecord(clientId), Date.now())
@@ -77,9 +73,26 @@ export function wireClusterQos (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster'
   // marked as routed: the node where it was published added it to the shared groups' streams (cluster-shared.ts)
   const brokerId = routedBrokerId(aedes)
   const publish = windowedPublish(aedes)
-  cluster.attachInbox((packet, done) => {
+  // a message forwarded for one session goes to it alone; one for a session that just left goes on to it (cluster-moves.ts)
+  const moves = sessionMoves(aedes, { ...ctx, cluster })
+  cluster.attachInbox((packet, meta, done) => {
+    if (meta.forClient !== undefined) {
+      moves.deliverTo(meta.forClient, packet as PublishPacket, meta.id).then(() => { done() }, done)
+      return
+    }
+    const absent = moves.absentFor(packet.topic)
+    // before the publish: a forwarded copy in the same batch is delivered alongside
+    moves.published(meta.id)
     // the inbox's own decoded packet: marked in place (a copy per message was a twentieth of the receiving node's time)
     ;(packet as PublishPacket & { brokerId?: string }).brokerId = brokerId
-    publish(packet as PublishPacket, done)
+    // no session left lately (nearly always): no promise for this message
+    if (absent.length === 0) {
+      publish(packet as PublishPacket, done)
+      return
+    }
+    publish(packet as PublishPacket, (err) => {
+      if (err) done(err)
+      else moves.forward(absent, packet as PublishPacket, meta.id).then(() => { done() }, done)
+    })
   })
 }

@@ -20,6 +20,7 @@ import { sessionLifetimeMs } from '../cluster/session-expiry.js'
 import { wireClusterQos } from './cluster-qos.js'
 import { routedBrokerId } from './cluster-shared.js'
 import { windowedPublish } from './routed-publish.js'
+import { sessionMoves } from './cluster-moves.js'
 
 /** the epoch at which each client claimed its id */
 const epochs = new WeakMap<Client, number>()
@@ -141,7 +142,8 @@ export function wireCluster (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster' | 
       const sessions = clusterSessionsOf(ctx.store())
       const epoch = sessions?.epochOf?.(clientId)
       const handOver = (): void => { sessions?.handOver(clientId, epoch) }
-      cluster.inboxCaughtUp().then(handOver, handOver)
+      // what still reaches this node for it goes on to its new node (cluster-moves.ts)
+      sessionMoves(aedes, ctx).leaving(clientId).catch(() => {}).then(async () => { await cluster.inboxCaughtUp() }).then(handOver, handOver)
       ctx.clusterShared?.handOver(clientId)
     },
     sessionEnded (clientId, epoch) {

@@ -23,13 +23,25 @@
 import type { Logger } from 'pino'
 import type { IPublishPacket } from 'mqtt-packet'
 import { leaseKey, ownerKey } from './keys.js'
-import { decodeEntry, inboxKey } from './inbox.js'
+import { compareIds, decodeEntry, inboxKey } from './inbox.js'
+import { forwardToHolder, movedFrom, movedKey } from './forward.js'
 import type { RedisPair } from './redis.js'
 import { durableKey, DURABLE_NODES_KEY, ROUTES_CHANNEL } from './routes.js'
 
 export const adoptedKey = (nodeId: string): string => `culex:adopted:{${nodeId}}`
-const lockKey = (nodeId: string): string => `culex:adopting:{${nodeId}}`
-/** milliseconds a node's lease must have been gone before a survivor adopts it: one paused for less comes back with everything */
+/** the adoption lock of a node; a claim of one of its sessions takes it too (orphans.ts) */
+export const adoptionLockKey = (nodeId: string): string => `culex:adopting:{${nodeId}}`
+const lockKey = adoptionLockKey
+/**
+ * milliseconds a node's lease must have been gone before a survivor adopts
+ * it: a node paused, or cut from Redis, for less comes back with its live
+ * connections and their wills (an adoption claims every session the node
+ * held, live ones included), and after an outage of Redis, when every lease
+ * may have run out, the nodes take theirs again before any adopts another.
+ * Nothing a client waits for depends on the adoption: a reconnecting client
+ * takes its session's entries itself (orphans.ts), and messages for the
+ * others wait in the dead inbox, durable.
+ */
 export const ADOPT_GRACE_MS = 5000
 /** milliseconds an adoption may take before another node may start it again */
 const LOCK_MS = 30000
@@ -46,7 +58,8 @@ export interface AdoptionHost {
 }
 
 export interface AdoptionRegistry {
-  adoptClaim (clientId: string): Promise<number>
+  /** 0 when the id's record no longer names `dead` (a client claimed it meanwhile) */
+  adoptClaim (clientId: string, dead: string): Promise<number>
   release (clientId: string, epoch: number): Promise<boolean>
 }
 
@@ -112,10 +125,15 @@ export class Adoption {
       // a persistent session has its record (`x:`); a clean one has none to keep
       if (await commands.hexists(`culex:session:{${id}}`, `x:${encodeURIComponent(id)}`) === 0) continue
       // no reconnect: the will of the dead node's connection stays due (wills.ts TAKE)
-      const epoch = await this.registry.adoptClaim(id)
+      const epoch = await this.registry.adoptClaim(id, dead)
+      // a client took the session meanwhile, with its entries (orphans.ts)
+      if (epoch === 0) continue
       try {
         await this.host.hydrate(id, epoch)
         adopted.add(id)
+      } catch (err) {
+        // a later claim adopted it in Redis first: its node loads it, and this adoption goes on with the others
+        this.logger.info({ clientId: id, err: err instanceof Error ? err.message : String(err) }, 'cluster: a dead node\'s session was claimed by a client during its adoption')
       } finally {
         await this.registry.release(id, epoch)
       }
@@ -123,14 +141,31 @@ export class Adoption {
     return adopted
   }
 
-  /** Queues every entry of `dead`'s inbox in the adopted sessions, then deletes the inbox; returns how many entries. */
+  /**
+   * Queues every entry of `dead`'s inbox in the adopted sessions, and
+   * forwards those after what their claims took to the sessions claimed
+   * away from it lately (lib/broker/cluster-moves.ts delivers each to its
+   * session if it matches, unless it had it), then deletes the inbox;
+   * returns how many entries.
+   */
   private async drain (dead: string, ids: ReadonlySet<string>): Promise<number> {
     const key = inboxKey(dead)
     const entries = await this.redis.commands.xrangeBuffer(key, '-', '+')
+    const moved = [...await movedFrom(this.redis, dead)].filter(([clientId]) => !ids.has(clientId))
+    // sent in the inbox's order on one connection, answers awaited together
+    const forwards: Array<Promise<unknown>> = []
     for (const [id, fields] of entries) {
-      if (ids.size === 0) continue
-      for (const packet of decodeEntry(Buffer.from(id), fields, this.logger)) await this.host.enqueueFor(ids, packet)
+      for (const { packet, forClient, id: messageId } of decodeEntry(Buffer.from(id), fields, this.logger)) {
+        // a message forwarded for one session goes to it alone
+        const into = forClient === undefined ? ids : ids.has(forClient) ? new Set([forClient]) : new Set<string>()
+        if (into.size > 0) await this.host.enqueueFor(into, packet)
+        for (const [clientId, taken] of moved) {
+          if ((forClient === undefined || forClient === clientId) && compareIds(id.toString(), taken) > 0) forwards.push(forwardToHolder(this.redis, clientId, packet, messageId))
+        }
+      }
     }
+    await Promise.all(forwards)
+    await this.redis.commands.del(movedKey(dead))
     if (dead !== this.nodeId) await this.redis.commands.del(key)
     else if (entries.length > 0) await this.redis.commands.xtrim(key, 'MAXLEN', 0)
     return entries.length

@@ -4,8 +4,9 @@
  * the message (an MQTT 5 PUBLISH, as QoS 0 travels: routes.ts) to the inbox
  * of every other node that must get it, with the other messages routed in
  * the same turn in one script call (route-batch.ts: an entry per inbox and
- * call, a field `m` per message), and its publisher is acknowledged only
- * once Redis has them all (a refusal is the publisher's 0x80: refusal.ts).
+ * call, a field `m` per message followed by the message's id `u`), and its
+ * publisher is acknowledged only once Redis has them all (a refusal is the
+ * publisher's 0x80: refusal.ts).
  * The receiving node publishes each entry's messages to its own subscribers
  * and sessions only, in the stream's order, and acknowledges and deletes the
  * entries (XACK, XDEL) once those publishes completed, i.e. each message is
@@ -20,6 +21,7 @@ import type { RedisPair } from './redis.js'
 import { clusterWriteRefused } from './refusal.js'
 import { RouteBatcher, routeCall } from './route-batch.js'
 import { decodeRouted, encodeRouted } from './wire.js'
+import { ID_FIELD, TARGET_FIELD, type EntryMeta } from './forward.js'
 
 /** a node's inbox (braces: a Redis Cluster hash tag) */
 export const inboxKey = (nodeId: string): string => `culex:inbox:{${nodeId}}`
@@ -42,8 +44,17 @@ export function compareIds (x: string, y: string): number {
   return xm !== ym ? xm - ym : xs - ys
 }
 
-/** Where an inbox's messages go: published on this node only; `done` once the publish completed (an error: it failed). */
-export type DeliverQueued = (packet: IPublishPacket, done: (err?: Error | null) => void) => void
+/**
+ * Where an inbox's messages go: published on this node only, or, forwarded
+ * for one session (forward.ts), to `meta.forClient` only; `done` once that
+ * completed (an error: it failed).
+ */
+export type DeliverQueued = (packet: IPublishPacket, meta: EntryMeta, done: (err?: Error | null) => void) => void
+
+/** A message of an inbox entry, with what the entry says of it (its id, the one session it was forwarded for). */
+export interface EntryMessage extends EntryMeta {
+  packet: IPublishPacket
+}
 
 type StreamEntry = [Buffer, Buffer[] | null]
 type StreamReply = Array<[Buffer, StreamEntry[]]> | null
@@ -181,14 +192,14 @@ export class Inbox {
   /** Publishes a batch here in the stream's order, then acknowledges and deletes it. */
   private async handle (key: string, entries: StreamEntry[]): Promise<void> {
     const ids: Buffer[] = []
-    const packets: IPublishPacket[] = []
+    const messages: EntryMessage[] = []
     for (const [id, fields] of entries) {
       ids.push(id)
-      if (fields !== null) for (const packet of decodeEntry(id, fields, this.logger)) packets.push(packet)
+      if (fields !== null) for (const message of decodeEntry(id, fields, this.logger)) messages.push(message)
     }
     // one failed publish (this node's store refused it) leaves the batch unacknowledged: read again later
-    await this.publishAll(packets)
-    this.delivered += packets.length
+    await this.publishAll(messages)
+    this.delivered += messages.length
     await this.redis.commands.pipeline().xack(key, INBOX_GROUP, ...ids).xdel(key, ...ids).exec()
     const last = ids[ids.length - 1]?.toString()
     if (last !== undefined && compareIds(last, this.processed) > 0) this.processed = last
@@ -201,11 +212,11 @@ export class Inbox {
     }
   }
 
-  /** Publishes every packet here at once (aedes keeps their order per subscriber); rejects with the first failure once all are done. */
-  private async publishAll (packets: readonly IPublishPacket[]): Promise<void> {
-    if (packets.length === 0) return
+  /** Publishes every message here at once (aedes keeps their order per subscriber); rejects with the first failure once all are done. */
+  private async publishAll (messages: readonly EntryMessage[]): Promise<void> {
+    if (messages.length === 0) return
     await new Promise<void>((resolve, reject) => {
-      let left = packets.length
+      let left = messages.length
       let failed: Error | undefined
       const done = (err?: Error | null): void => {
         if (err) failed ??= err
@@ -213,26 +224,45 @@ export class Inbox {
         if (failed === undefined) resolve()
         else reject(failed)
       }
-      for (const packet of packets) this.deliver(packet, done)
+      for (const message of messages) this.deliver(message.packet, message, done)
     })
   }
 }
 
-/** a field name `m` */
-const isMessageField = (name: Buffer | undefined): boolean => name !== undefined && name.length === 1 && name[0] === 0x6d
+/** a field name of one byte, `code` */
+const isField = (name: Buffer | undefined, code: number): boolean => name !== undefined && name.length === 1 && name[0] === code
+const M = 0x6d
+const ID = ID_FIELD.charCodeAt(0)
+const TARGET = TARGET_FIELD.charCodeAt(0)
 
 /**
  * The entry's PUBLISH packets (a field `m` each, in the order they were
  * routed), their Message Expiry Interval lessened by their time in the
- * inbox; those expired or undecodable are left out.
+ * inbox; those expired or undecodable are left out. A field `u` (the
+ * message's id) or `c` (the one session it was forwarded for: forward.ts)
+ * belongs to the `m` before it; an entry without (an older node's) gives
+ * its messages the id ''.
  */
-export function decodeEntry (id: Buffer, fields: Buffer[], logger: Logger): IPublishPacket[] {
-  const packets: IPublishPacket[] = []
+export function decodeEntry (id: Buffer, fields: Buffer[], logger: Logger): EntryMessage[] {
+  const messages: EntryMessage[] = []
   // the entry id's first part is Redis' clock (ms) when it was added
   let inboxSeconds: number | undefined
+  // the message the fields after its `m` describe; undefined after one left out
+  let current: EntryMessage | undefined
   for (let i = 0; i + 1 < fields.length; i += 2) {
+    const name = fields[i]
     const bytes = fields[i + 1]
-    if (!isMessageField(fields[i]) || bytes === undefined) continue
+    if (bytes === undefined) continue
+    if (isField(name, ID)) {
+      if (current !== undefined) current.id = bytes.toString()
+      continue
+    }
+    if (isField(name, TARGET)) {
+      if (current !== undefined) current.forClient = bytes.toString()
+      continue
+    }
+    if (!isField(name, M)) continue
+    current = undefined
     const packet = decodeRouted(bytes)
     if (packet instanceof Error) {
       logger.warn({ id: id.toString(), err: packet.message }, 'cluster: a message of an inbox entry could not be decoded; dropped')
@@ -245,10 +275,10 @@ export function decodeEntry (id: Buffer, fields: Buffer[], logger: Logger): IPub
       if (left <= 0) continue
       packet.properties.messageExpiryInterval = left
     }
-    packets.push(packet)
+    messages.push(current = { packet, id: '' })
   }
-  if (packets.length === 0 && !fields.some((f, i) => i % 2 === 0 && isMessageField(f))) {
+  if (messages.length === 0 && !fields.some((f, i) => i % 2 === 0 && isField(f, M))) {
     logger.warn({ id: id.toString(), err: 'no message field' }, 'cluster: an inbox entry could not be decoded; dropped')
   }
-  return packets
+  return messages
 }

@@ -11,6 +11,7 @@
  */
 import { hostname } from 'node:os'
 import type { Logger } from 'pino'
+import type { IPublishPacket } from 'mqtt-packet'
 import { describeDurability, losesNothing, readDurability, requireFsync } from './durability.js'
 import { Figures, type NodeFigures } from './figures.js'
 import { ownerKey } from './keys.js'
@@ -22,11 +23,13 @@ import type { StoredPacket } from '../persistence/types.js'
 import { DURABLE_NODES_KEY, RELOAD_MS, Routes, routedPacket, type RoutedMessage } from './routes.js'
 import { Inbox, type DeliverQueued } from './inbox.js'
 import { ADOPT_GRACE_MS, Adoption, type AdoptionHost } from './adoption.js'
+import { OrphanClaims } from './orphans.js'
+import { forwardToHolder, recordMove } from './forward.js'
 import { ClusterWills, type ClusterWill, type WillsHost } from './wills.js'
 import { ClusterShareStreams } from './shared-stream.js'
 import { ClusterSessionExpiry } from './session-expiry.js'
 
-/** milliseconds a claim waits at most for a session's holder's inbox before claiming: a dead holder's lease, the grace and its adoption */
+/** milliseconds a claim waits at most for a session's holder's inbox (or its lease to end) before claiming */
 const ADOPTION_WAIT_MS = 15000
 
 export { redactUrl } from './redis.js'
@@ -80,6 +83,10 @@ export interface ClusterView {
   routesTo (topic: string): boolean
   /** where this node's inbox goes (set before the join) */
   attachInbox (deliver: DeliverQueued): void
+  /** Adds a routed QoS 1/2 message for one session to the inbox of the node holding it (forward.ts); resolves with that node. */
+  forwardTo (clientId: string, packet: IPublishPacket, id: string): Promise<string | undefined>
+  /** whether this node claimed `clientId` last (its session may still be loading here) */
+  claimedHere (clientId: string): boolean
   /** Resolves once every entry in this node's inbox now was published here (a session taken over is handed over after it). */
   inboxCaughtUp (): Promise<void>
   /** how this node takes a dead node's sessions and inbox over (set before the join: adoption.ts) */
@@ -147,6 +154,7 @@ export class ClusterNode implements ClusterView {
   /** nodes seen without a lease, since when (adoption waits ADOPT_GRACE_MS) */
   private readonly deadSince = new Map<string, number>()
   private streams: ClusterShareStreams | undefined
+  private orphans: OrphanClaims | undefined
   private useStreams: ((streams: ClusterShareStreams) => void) | undefined
 
   private constructor (private readonly redis: RedisPair, private readonly logger: Logger, readonly url: string) {}
@@ -199,7 +207,7 @@ export class ClusterNode implements ClusterView {
     const adoptionHost = this.adoptionHost
     // an adopted session is released offline here at a new epoch: its clock starts again from its record
     const adoptionRegistry = {
-      adoptClaim: async (clientId: string) => await registry.adoptClaim(clientId),
+      adoptClaim: async (clientId: string, dead: string) => await registry.adoptClaim(clientId, dead),
       release: async (clientId: string, epoch: number) => {
         const done = await registry.release(clientId, epoch)
         if (done) await expiry.ended(clientId, epoch, await adoptionHost?.lifetimeMs?.(clientId) ?? -1)
@@ -209,7 +217,8 @@ export class ClusterNode implements ClusterView {
     const adoption = adoptionHost === undefined ? undefined : new Adoption(this.redis, options.nodeId, adoptionRegistry, adoptionHost, this.logger)
     // a previous run of this node (killed) left sessions and inbox entries: taken over before the inbox is read
     await adoption?.adopt(options.nodeId).catch((err: unknown) => { this.logger.warn({ err }, 'cluster: adopting the sessions of this node\'s previous run failed') })
-    const inbox = new Inbox(this.redis, options.nodeId, this.logger, this.deliverQueued ?? ((_packet, done) => { done() }))
+    this.orphans = new OrphanClaims(this.redis, options.nodeId, this.logger)
+    const inbox = new Inbox(this.redis, options.nodeId, this.logger, this.deliverQueued ?? ((_packet, _meta, done) => { done() }))
     await inbox.start()
     this.inbox = inbox
     if (adoption !== undefined) this.sweepDead(adoption, () => membership.nodes())
@@ -225,10 +234,14 @@ export class ClusterNode implements ClusterView {
       expiry.nodeLeft(id)
       if (adoption === undefined) return
       this.deadSince.set(id, Date.now())
-      setTimeout(() => {
+      let tries = 0
+      const adopt = (): void => {
         if (membership.nodes().includes(id)) return
-        adoption.adopt(id).catch((err: unknown) => { this.logger.warn({ err, node: id }, 'cluster: adopting a dead node\'s sessions failed; the next sweep retries') })
-      }, ADOPT_GRACE_MS).unref()
+        // a claim taking one of its sessions (orphans.ts) holds the lock a moment: tried again soon, not at the next sweep
+        adoption.adopt(id).then((done) => { if (!done && ++tries < 5) setTimeout(adopt, 1000).unref() })
+          .catch((err: unknown) => { this.logger.warn({ err, node: id }, 'cluster: adopting a dead node\'s sessions failed; the next sweep retries') })
+      }
+      setTimeout(adopt, ADOPT_GRACE_MS).unref()
     })
     // after a pause or a Redis restart, what this node holds may have been taken meanwhile, and its routes lost
     membership.on('leaseLost', () => {
@@ -274,11 +287,20 @@ export class ClusterNode implements ClusterView {
       return owner[0] ?? owner[1] ?? undefined
     }
     const before = await holder()
-    // entries already in the holder's inbox first: a holder that died (still seen alive until its lease runs out)
-    // has them queued into the session by its adoption, which must come before this claim (adoption.ts)
-    if (before !== undefined && before !== this.nodeId && this.inbox !== undefined) await this.inbox.drainedOf(before, ADOPTION_WAIT_MS)
+    // entries already in the holder's inbox first; a holder whose lease ended is dead: this claim takes them itself (orphans.ts)
+    if (before !== undefined && before !== this.nodeId && this.inbox !== undefined && this.orphans !== undefined) {
+      const registry = this.registry
+      const state = await this.orphans.waitForHolder(before, ADOPTION_WAIT_MS)
+      if (state === 'timeout') this.logger.warn({ clientId, node: before }, 'cluster: the previous node of a claimed session did not catch up with its inbox in time; messages still there may miss the session')
+      if (state === 'dead' && this.adoptionHost !== undefined) {
+        const epoch = await this.orphans.claimFromDead(clientId, before, async () => await registry.claim(clientId), this.adoptionHost)
+        if (epoch !== undefined) return epoch
+      }
+    }
     const previous = before === undefined ? undefined : await holder()
     const epoch = await this.registry.claim(clientId)
+    // should the holder die before it forwarded what still comes for the session, its adoption does (adoption.ts)
+    if (previous !== undefined && previous !== this.nodeId) await recordMove(this.redis, previous, this.nodeId, clientId)
     // then what reached the holder until the claim: it hands the session over once it caught up (inbox.ts)
     if (previous === this.nodeId) await this.inbox?.caughtUp()
     else if (previous !== undefined && this.nodes().includes(previous)) await this.inbox?.drainedOf(previous)
@@ -356,6 +378,14 @@ export class ClusterNode implements ClusterView {
     this.adoptionTimer.unref()
   }
 
+  async forwardTo (clientId: string, packet: IPublishPacket, id: string): Promise<string | undefined> {
+    return await forwardToHolder(this.redis, clientId, packet, id)
+  }
+
+  claimedHere (clientId: string): boolean {
+    return this.registry?.epochOf(clientId) !== undefined
+  }
+
   async inboxCaughtUp (): Promise<void> {
     await this.inbox?.caughtUp()
   }
@@ -410,6 +440,7 @@ export class ClusterNode implements ClusterView {
   /** Gives the lease up (the other nodes see the leave at once) and closes the connections. */
   async close (): Promise<void> {
     clearInterval(this.adoptionTimer)
+    this.orphans?.stop()
     this.registry?.stop()
     this.routes?.stop()
     await this.inbox?.stop()

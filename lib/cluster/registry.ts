@@ -40,13 +40,16 @@ const CLAIM = new Script(CLAIM_BODY)
 
 /**
  * CLAIM for a survivor adopting a dead node's session (adoption.ts): no
- * reconnect, so it must not cancel the dead connection's will. `carries`
+ * reconnect, so it must not cancel the dead connection's will; only while
+ * the record still names the dead node (ARGV[4]), else 0: a client claimed
+ * it meanwhile (orphans.ts), and its node has it. `carries`
  * keeps the epoch of the claim before the first of consecutive adoptions,
  * `adopted` how many followed; TAKE (wills.ts) publishes a will of epoch
  * `carries` while the epoch is `carries + adopted`. A client's claim moves
  * the epoch alone, which ends that.
  */
 const ADOPT_CLAIM = new Script(`
+if (redis.call('HGET', KEYS[1], 'node') or redis.call('HGET', KEYS[1], 'last')) ~= ARGV[4] then return 0 end
 local current = tonumber(redis.call('HGET', KEYS[1], 'epoch') or '0')
 local carries = tonumber(redis.call('HGET', KEYS[1], 'carries') or '-1')
 local adopted = tonumber(redis.call('HGET', KEYS[1], 'adopted') or '0')
@@ -135,9 +138,9 @@ export class Registry {
     return epoch
   }
 
-  /** A survivor's claim of a dead node's session (ADOPT_CLAIM): its will stays due. */
-  async adoptClaim (clientId: string): Promise<number> {
-    const epoch = Number(await ADOPT_CLAIM.run(this.redis.commands, [ownerKey(clientId)], [this.nodeId, clientId, CHANNEL_PREFIX]))
+  /** A survivor's claim of a session of the dead node `dead` (ADOPT_CLAIM): its will stays due; 0 when the record no longer names `dead`. */
+  async adoptClaim (clientId: string, dead: string): Promise<number> {
+    const epoch = Number(await ADOPT_CLAIM.run(this.redis.commands, [ownerKey(clientId)], [this.nodeId, clientId, CHANNEL_PREFIX, dead]))
     if (epoch > (this.epochs.get(clientId) ?? 0)) this.epochs.set(clientId, epoch)
     return epoch
   }

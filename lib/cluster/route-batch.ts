@@ -3,17 +3,21 @@
  * routed in one turn of the event loop goes to Redis in ONE call of the
  * ROUTE script, which adds ONE stream entry per target inbox holding all of
  * that inbox's messages of the call, in the order they were routed (a field
- * `m` per message). Each message's promise settles when that call answers:
- * resolved once Redis holds the whole call, rejected (the publisher's 0x80)
- * when Redis refused it, and then none of its messages reached any inbox (a
- * script without a write flag stops at its first refused write, before any
- * write: below). Per node, with 10 publishers and 100 messages in flight
+ * `m` per message, then a field `u` with its id: the same in every inbox it
+ * went to, so that a node that gets it again, forwarded for a session that
+ * moved, knows whether that session had it: forward.ts). Each message's
+ * promise settles when that call answers: resolved once Redis holds the
+ * whole call, rejected (the publisher's 0x80) when Redis refused it, and
+ * then none of its messages reached any inbox (a script without a write
+ * flag stops at its first refused write, before any write: below). Per node, with 10 publishers and 100 messages in flight
  * each, this turned ~3 Redis commands and one ioredis command per message
  * into ~3 per call of about 200 messages (lib/cluster/README.md, "QoS 1/2:
  * what a message costs").
  */
+import { randomBytes } from 'node:crypto'
 import type { Redis } from 'ioredis'
 import { Script, type ScriptArg } from './script.js'
+import { ID_FIELD } from './forward.js'
 
 /** messages in one XADD at most (Lua's unpack is bounded by its C stack, about 8000 values) */
 const CHUNK = 500
@@ -23,9 +27,10 @@ const CHUNK = 500
  * (k), the k nodes, then the group's messages as one string, each message
  * preceded by its length (4 bytes, big-endian): a few arguments per call
  * instead of one per message (ioredis' cost per argument was a tenth of a
- * publishing node's time). Each node's inbox, or, when a survivor adopted
- * that node (adoption.ts), the survivor's (followed up to 3 times), looked
- * up once per node and call; each inbox once per message. One XADD per
+ * publishing node's time); last, the call's id, which the n-th message of
+ * the call gets as its own followed by `.n`. Each node's inbox, or, when a
+ * survivor adopted that node (adoption.ts), the survivor's (followed up to
+ * 3 times), looked up once per node and call; each inbox once per message. One XADD per
  * inbox and at most CHUNK messages (Lua's unpack has a bound); returns the
  * entries added. Redis checks "out of memory" at a script's first write
  * and lets a script that has written go on, so a refusal comes before any
@@ -35,8 +40,10 @@ export const ROUTE = new Script(`
 local inboxOf = {}
 local order = {}
 local fields = {}
+local callId = ARGV[#ARGV]
+local n = 0
 local i = 1
-while i <= #ARGV do
+while i < #ARGV do
   local k = tonumber(ARGV[i])
   local targets = {}
   local seen = {}
@@ -69,9 +76,13 @@ while i <= #ARGV do
     local length = struct.unpack('>I4', blob, at)
     local message = string.sub(blob, at + 4, at + 3 + length)
     at = at + 4 + length
+    n = n + 1
+    local id = callId .. '.' .. n
     for _, f in ipairs(targets) do
       f[#f + 1] = 'm'
       f[#f + 1] = message
+      f[#f + 1] = '${ID_FIELD}'
+      f[#f + 1] = id
     end
   end
   i = i + k + 2
@@ -79,8 +90,8 @@ end
 local added = 0
 for _, inbox in ipairs(order) do
   local f = fields[inbox]
-  for from = 1, #f, ${2 * CHUNK} do
-    redis.call('XADD', 'culex:inbox:{' .. inbox .. '}', '*', unpack(f, from, math.min(from + ${2 * CHUNK} - 1, #f)))
+  for from = 1, #f, ${4 * CHUNK} do
+    redis.call('XADD', 'culex:inbox:{' .. inbox .. '}', '*', unpack(f, from, math.min(from + ${4 * CHUNK} - 1, #f)))
     added = added + 1
   end
 end
@@ -110,8 +121,12 @@ interface Group {
   bytes: number
 }
 
-/** The ROUTE arguments of a call's groups (see ROUTE). */
-export function routeArgs (groups: readonly Group[]): ScriptArg[] {
+/** a prefix unique to this process, and a counter over its batchers (nodes in one process): the ids of its calls (ROUTE) */
+const ID_PREFIX = randomBytes(9).toString('base64url')
+let callCounter = 0
+
+/** The ROUTE arguments of a call's groups and its id (see ROUTE). */
+export function routeArgs (groups: readonly Group[], callId: string): ScriptArg[] {
   const args: ScriptArg[] = []
   for (const group of groups) {
     const blob = Buffer.allocUnsafe(group.bytes + 4 * group.messages.length)
@@ -123,6 +138,7 @@ export function routeArgs (groups: readonly Group[]): ScriptArg[] {
     }
     args.push(group.nodes.length, ...group.nodes, blob)
   }
+  args.push(callId)
   return args
 }
 
@@ -170,11 +186,11 @@ export class RouteBatcher {
   private flush (): void {
     const waiters = this.waiters
     if (waiters.length === 0) return
-    const args = routeArgs(this.groups)
+    const args = routeArgs(this.groups, `${ID_PREFIX}${(callCounter++).toString(36)}`)
+    this.calls++
     this.groups = []
     this.waiters = []
     this.bytes = 0
-    this.calls++
     this.call(args).then(() => {
       for (const w of waiters) w.resolve()
     }, (err: unknown) => {

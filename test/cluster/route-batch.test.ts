@@ -5,11 +5,16 @@
  * receiving node's Inbox; order holds across calls; a call Redis refuses
  * fails every message in it and writes none of them, while the calls before
  * and after it are unaffected; a call to a node being adopted lands in the
- * adopter's inbox, each message once.
+ * adopter's inbox, each message once; each message of an entry carries its
+ * id, and entries forwarded for one session or written before batching or
+ * ids still decode.
  */
 import t, { type Test } from 'tap'
 import type { IPublishPacket } from 'mqtt-packet'
-import { Inbox, inboxKey } from '../../lib/cluster/inbox.js'
+import { decodeEntry, Inbox, inboxKey } from '../../lib/cluster/inbox.js'
+import { forwardToHolder } from '../../lib/cluster/forward.js'
+import { ownerKey } from '../../lib/cluster/keys.js'
+import { encodeRouted } from '../../lib/cluster/wire.js'
 import { openRedis, type RedisPair } from '../../lib/cluster/redis.js'
 import { ClusterWriteRefused } from '../../lib/cluster/refusal.js'
 import { MAX_MESSAGES, RouteBatcher } from '../../lib/cluster/route-batch.js'
@@ -31,7 +36,7 @@ async function pair (t: Test, redis: RedisProcess): Promise<RedisPair> {
 /** An Inbox of `nodeId` that records what it publishes (payloads), started or not. */
 async function inbox (t: Test, redis: RedisProcess, nodeId: string, start = true): Promise<{ inbox: Inbox, got: string[] }> {
   const got: string[] = []
-  const box = new Inbox(await pair(t, redis), nodeId, silentLogger(), (p, done) => { got.push(p.payload.toString()); done() })
+  const box = new Inbox(await pair(t, redis), nodeId, silentLogger(), (p, _meta, done) => { got.push(p.payload.toString()); done() })
   if (start) await box.start()
   t.teardown(async () => { await box.stop() })
   return { inbox: box, got }
@@ -129,4 +134,31 @@ t.test('a call to a node that was adopted lands in the adopter\'s inbox (followe
   t.equal(xlen(redis, 'c'), 0, 'nor did c\'s')
   await waitFor(() => d.got.length === 4, { what: 'd publishes the messages meant for b and c' })
   t.same(d.got, ['3', '4', '5', '6'], 'each once, in order')
+})
+
+t.test('every message of a batched entry carries its id (the same in every inbox, its own per message); forwarded and older entries still decode', async (t) => {
+  const redis = await startRedis(t)
+  const a = await inbox(t, redis, 'a', false)
+  await Promise.all(range(4).map(async (n) => await a.inbox.send(['b', 'c'], packet(n))))
+  const p = await pair(t, redis)
+  const read = async (node: string): Promise<Array<{ payload: string, id: string, forClient?: string }>> =>
+    (await p.commands.xrangeBuffer(inboxKey(node), '-', '+')).flatMap(([id, fields]) => decodeEntry(Buffer.from(id), fields, silentLogger()))
+      .map((m) => ({ payload: m.packet.payload.toString(), id: m.id, ...(m.forClient !== undefined ? { forClient: m.forClient } : {}) }))
+  const b = await read('b')
+  const c = await read('c')
+  t.same(b.map((m) => m.payload), ['0', '1', '2', '3'], 'b: one entry, its messages in order')
+  t.same(c, b, 'c: the same messages under the same ids')
+  t.equal(new Set(b.map((m) => m.id)).size, 4, 'an id of its own per message')
+  t.ok(b.every((m) => m.id !== '' && m.forClient === undefined), 'each with an id, for no one session')
+  t.equal(await forwardToHolder(p, 'x', packet(9), 'unused'), undefined, 'no node holds x: nothing forwarded')
+  redisCli(redis, 'HSET', ownerKey('x'), 'node', 'd')
+  t.equal(await forwardToHolder(p, 'x', packet(9), b[0]?.id ?? ''), 'd', 'forwarded to the holder of x')
+  const message = encodeRouted(packet(7))
+  await p.commands.xadd(inboxKey('d'), '*', 'm', message)
+  await p.commands.xadd(inboxKey('d'), '*', 'm', message, 'u', 'old')
+  t.same(await read('d'), [
+    { payload: '9', id: b[0]?.id, forClient: 'x' },
+    { payload: '7', id: '' },
+    { payload: '7', id: 'old' }
+  ], 'a forwarded entry (m, c, u), one from before ids (m), one from before batching (m, u)')
 })

@@ -105,7 +105,7 @@ t.test('the subscriber\'s node is stopped with entries in its inbox, SIGKILLed a
   t.same([...new Set(numbered)], acked, `all ${N} acknowledged messages arrived, in order (${numbered.length - new Set(numbered).size} duplicates)`)
 })
 
-t.test('the subscriber reconnects on node C right after its node B was SIGKILLed: the claim waits for B\'s adoption, and every acknowledged message arrives', async (t) => {
+t.test('the subscriber reconnects on node C right after its node B was SIGKILLed: the claim waits for B\'s lease to end, and every acknowledged message arrives', async (t) => {
   const redis = await startRedis(t)
   const a = await startNode(t, redis, ['--node-id', 'a'])
   const b = await startNode(t, redis, ['--node-id', 'b'])
@@ -129,8 +129,8 @@ t.test('the subscriber reconnects on node C right after its node B was SIGKILLed
   const after = collect(again)
   const arrived = (): Set<string> => new Set(after.messages.map((m) => m.payload.toString()))
   await waitFor(() => acked.every((p) => arrived().has(p)), { timeout: 10000, what: () => `every acknowledged message: ${acked.filter((p) => arrived().has(p)).length} of ${acked.length}` })
-  t.pass(`the CONNECT on c was answered ${waited} ms after the kill, once b was adopted`)
-  t.ok(a.logs.some(adopted) || c.logs.some(adopted), 'a survivor adopted b')
+  t.pass(`the CONNECT on c was answered ${waited} ms after the kill (b's lease ended meanwhile; dead-holder.test.ts bounds it)`)
+  await waitFor(() => a.logs.some(adopted) || c.logs.some(adopted), { timeout: 15000, what: 'a survivor adopted b' })
   const numbered = after.messages.map((m) => m.payload.toString()).filter((p) => p !== 'probe')
   t.same([...new Set(numbered)], acked, `all ${acked.length} acknowledged messages arrived on c, in order`)
 })
