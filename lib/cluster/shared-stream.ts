@@ -65,7 +65,6 @@ interface OpenGroup {
   conn: Redis
   closed: boolean
   wake: (() => void) | undefined
-  acks: string[]
 }
 
 export class ClusterShareStreams {
@@ -77,16 +76,19 @@ export class ClusterShareStreams {
   private live: () => string[] = () => []
   private timer: NodeJS.Timeout | undefined
   private stopped = false
-  private acking = false
   /**
    * the adds and acknowledgements, on a connection of their own; already one
-   * call per group and turn (TurnBatch, flushAcks), so without ioredis'
+   * call per group and turn (TurnBatch), so without ioredis'
    * auto-pipelining, whose pipeline per turn cost more than it saved here
    * (one group: about 8% of the cluster's CPU per delivery)
    */
   private readonly writes: Redis
   /** the messages of one turn for a group: one ADD call (an XADD each) */
   private readonly adds = new TurnBatch<Buffer>((key, messages) => ADD.run(this.writes, [shareStreamKey(key)], [this.maxLen, ...messages]))
+  /** the acknowledgements of one turn for a group: one ACK call (XACK + XDEL); a failed one is logged, and its entries are delivered again */
+  private readonly acks = new TurnBatch<string>((key, ids) => ACK.run(this.writes, [shareStreamKey(key)], [CONSUMERS, ...ids]).catch((err: unknown) => {
+    this.logger.warn({ err, group: key }, 'cluster: acknowledging shared messages in Redis failed; they are delivered again')
+  }), ACK_MAX)
   /** per group, the entries no node has read yet, as the last sweep saw them (on the lock holder) */
   private waiting = new Map<string, number>()
 
@@ -162,7 +164,7 @@ export class ClusterShareStreams {
   /** This node has members of the group: it is announced, and read for as they have room. */
   openGroup (key: string, filter: string, reader: GroupReader): void {
     if (this.open.has(key)) return
-    const g: OpenGroup = { key, stream: shareStreamKey(key), filter, reader, conn: this.blockingConnection(), closed: false, wake: undefined, acks: [] }
+    const g: OpenGroup = { key, stream: shareStreamKey(key), filter, reader, conn: this.blockingConnection(), closed: false, wake: undefined }
     this.open.set(key, g)
     this.learn(key, filter)
     this.read(g).catch((err: unknown) => { this.logger.warn({ err, group: key }, 'cluster: reading a shared group stopped') })
@@ -179,13 +181,7 @@ export class ClusterShareStreams {
 
   /** The member acknowledged the entry (batched per tick). */
   ack (key: string, id: string): void {
-    const g = this.open.get(key)
-    if (g === undefined) return
-    g.acks.push(id)
-    if (!this.acking) {
-      this.acking = true
-      setImmediate(() => { this.flushAcks() })
-    }
+    if (this.open.has(key)) void this.acks.add(key, id)
   }
 
   /** Entries this node read and gives up: back to the end of the stream, with their messages as they are now. */
@@ -204,7 +200,7 @@ export class ClusterShareStreams {
     g.closed = true
     g.conn.disconnect()
     // its finished entries acknowledged before LEAVE hands back what is still pending: none goes to another member
-    await Promise.all(this.flushAcks(g))
+    await this.acks.flushKey(key)
     await this.handBack(key, unfinished)
     const gone = Number(await LEAVE.run(this.redis.commands, [g.stream], [CONSUMERS, this.nodeId])) === 1
     if (gone && !this.open.has(key)) {
@@ -219,7 +215,7 @@ export class ClusterShareStreams {
     this.redis.notices.off('message', this.onNotice)
     void this.lock.stop()
     this.adds.flush()
-    this.flushAcks()
+    this.acks.flush()
     for (const g of this.open.values()) { g.closed = true; g.conn.disconnect(); g.wake?.() }
     this.open.clear()
     this.writes.disconnect()
@@ -286,23 +282,6 @@ export class ClusterShareStreams {
     do {
       n = Number(await REQUEUE_DEAD.run(this.redis.commands, [g.stream], [CONSUMERS, this.nodeId, 1000]))
     } while (n >= 1000)
-  }
-
-  /** The acknowledgements waiting (of `only`, or of every group) go to Redis now, one ACK call per group; settled when Redis answered. */
-  private flushAcks (only?: OpenGroup): Array<Promise<unknown>> {
-    if (only === undefined) this.acking = false
-    const calls: Array<Promise<unknown>> = []
-    for (const g of only === undefined ? this.open.values() : [only]) {
-      if (g.acks.length === 0) continue
-      const ids = g.acks
-      g.acks = []
-      for (let at = 0; at < ids.length; at += ACK_MAX) {
-        calls.push(ACK.run(this.writes, [g.stream], [CONSUMERS, ...ids.slice(at, at + ACK_MAX)]).catch((err: unknown) => {
-          this.logger.warn({ err, group: g.key }, 'cluster: acknowledging shared messages in Redis failed; they are delivered again')
-        }))
-      }
-    }
-    return calls
   }
 
   private readonly onNotice = (channel: string, message: string): void => {

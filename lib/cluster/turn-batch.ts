@@ -53,6 +53,15 @@ export class TurnBatch<T> {
     for (const [key, batch] of batches) this.send(key, batch)
   }
 
+  /** `key`'s open batch written now; settles with it (at once when none is open). */
+  flushKey (key: string): Promise<void> {
+    const batch = this.open.get(key)
+    if (batch === undefined) return Promise.resolve()
+    this.open.delete(key)
+    this.send(key, batch)
+    return batch.done
+  }
+
   private send (key: string, batch: Open<T>): void {
     let written: Promise<unknown>
     try {
