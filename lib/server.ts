@@ -140,7 +140,7 @@ export async function startServer (input: ConfigInput | Config = {}, options: St
       listeners.push(result.wss = await listenHttp(broker, { host: config.host, port: config.wssPort, wsPath: config.wsPath, tls: tlsFiles, maxPayload }))
     }
     // the default node id names the MQTT port, known once bound
-    if (cluster !== undefined) await cluster.join({ nodeId: config.nodeId ?? defaultNodeId(localHostName(), (listeners[0]?.address().port ?? 0)), sharedMaxQueued: config.sharedMaxQueued })
+    if (cluster !== undefined) await cluster.join({ nodeId: config.nodeId ?? defaultNodeId(localHostName(), (listeners[0]?.address().port ?? 0)), sharedMaxQueued: config.sharedMaxQueued, sharedOverflow: config.sharedOverflow })
   } catch (err) {
     await Promise.all(listeners.map(l => l.close()))
     await broker.close()

@@ -118,8 +118,10 @@ export interface JoinOptions {
   nodeId: string
   leaseMs?: number
   renewMs?: number
-  /** entries a shared group's stream keeps at most (oldest trimmed) */
+  /** entries a shared group's stream keeps waiting at most */
   sharedMaxQueued?: number
+  /** what a full group queue does with a new message */
+  sharedOverflow?: 'drop-oldest' | 'refuse'
 }
 
 /**
@@ -251,7 +253,7 @@ export class ClusterNode implements ClusterView {
       routes.republish().catch((err: unknown) => { this.logger.warn({ err }, 'cluster: writing the routes again failed; next lease loss retries') })
       retained.reload().catch((err: unknown) => { this.logger.warn({ err }, 'cluster: reading the retained messages again failed; next lease loss retries') })
     })
-    const streams = new ClusterShareStreams(this.redis, options.nodeId, this.logger, options.sharedMaxQueued ?? 10000, membership.leaseMs, membership.renewMs)
+    const streams = new ClusterShareStreams(this.redis, options.nodeId, this.logger, { max: options.sharedMaxQueued ?? 100000, overflow: options.sharedOverflow ?? 'drop-oldest' }, membership.leaseMs, membership.renewMs)
     await streams.start(() => membership.nodes())
     membership.on('leave', (id) => { streams.nodeLeft(id) })
     this.streams = streams

@@ -84,17 +84,55 @@ return 0
 `)
 
 /**
- * KEYS: stream. ARGV: MAXLEN, then the encoded messages. Each message is
- * one entry (field `m` only: `n` absent is 0, and every field costs Redis
- * and each reader), added in ARGV's order (a publisher's order); the stream is
- * trimmed to about MAXLEN (drop-oldest). One call per group and event-loop
+ * KEYS: stream. ARGV: consumer group, the group queue's limit, its overflow
+ * policy (`refuse` or `drop-oldest`), then the encoded messages. Each
+ * message is one entry (field `m` only: `n` absent is 0, and every field
+ * costs Redis and each reader), added in ARGV's order (a publisher's order).
+ * The limit counts the entries waiting for a node to read them, as a
+ * single node counts its group's queue: the stream's length less the
+ * entries read and not yet acknowledged (in flight to members). While that
+ * is at the limit, `refuse` does not add the message, and `drop-oldest`
+ * deletes the oldest waiting entry (the first after the consumer group's
+ * last read) first. The length alone is read per message (O(1)); the rest
+ * only when the stream is that long. One call per group and event-loop
  * turn: Redis' cost and the node's are mostly per command, not per entry.
+ * Returns {added, dropped}.
  */
 export const ADD = new Script(`
-for i = 2, #ARGV do
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'm', ARGV[i])
+local max = tonumber(ARGV[2])
+local refuse = ARGV[3] == 'refuse'
+local added, dropped = 0, 0
+local function waitingAndLast ()
+  local len = redis.call('XLEN', KEYS[1])
+  local groups = redis.pcall('XINFO', 'GROUPS', KEYS[1])
+  if type(groups) ~= 'table' or groups.err then return len, '0-0' end
+  for _, g in ipairs(groups) do
+    local f = {}
+    for j = 1, #g, 2 do f[g[j]] = g[j + 1] end
+    if f['name'] == ARGV[1] then return len - f['pending'], f['last-delivered-id'] end
+  end
+  return len, '0-0'
 end
-return #ARGV - 1
+for i = 4, #ARGV do
+  local take = true
+  if redis.call('XLEN', KEYS[1]) >= max then
+    local waiting, last = waitingAndLast()
+    if waiting >= max then
+      dropped = dropped + 1
+      if refuse then
+        take = false
+      else
+        local oldest = redis.call('XRANGE', KEYS[1], '(' .. last, '+', 'COUNT', 1)
+        if #oldest > 0 then redis.call('XDEL', KEYS[1], oldest[1][1]) end
+      end
+    end
+  end
+  if take then
+    redis.call('XADD', KEYS[1], '*', 'm', ARGV[i])
+    added = added + 1
+  end
+end
+return {added, dropped}
 `)
 
 /**

@@ -19,6 +19,7 @@ import type { RedisPair } from './redis.js'
 import { ACK, ADD, LEAVE, REQUEUE, REQUEUE_DEAD } from './shared-scripts.js'
 import { TurnBatch } from './turn-batch.js'
 import { TimerLock } from './timer-lock.js'
+import { repeatedLog } from '../repeated-log.js'
 
 const PREFIX = 'culex:'
 /** group key → filter, for every group with a member on some node (or a queue kept for its offline members) */
@@ -43,6 +44,12 @@ const READ_MAX = 1000
 
 /** a shared group's figure among a node's figures (figures.ts): `share\u0000{group key}\u0000{figure}` */
 export const SHARE_FIGURE_PREFIX = 'share\u0000'
+
+/** A group queue's limit, as on a single node (`sharedMaxQueued`, `sharedOverflow`), applied to its stream's waiting entries by ADD. */
+export interface GroupQueueLimit {
+  max: number
+  overflow: 'drop-oldest' | 'refuse'
+}
 
 /** One entry read for this node: `m` the encoded message, `n` deliveries made by nodes that died before counting them. */
 export interface StreamEntry { id: string, message: Buffer, uncounted: number }
@@ -83,8 +90,12 @@ export class ClusterShareStreams {
    * (one group: about 8% of the cluster's CPU per delivery)
    */
   private readonly writes: Redis
-  /** the messages of one turn for a group: one ADD call (an XADD each) */
-  private readonly adds = new TurnBatch<Buffer>((key, messages) => ADD.run(this.writes, [shareStreamKey(key)], [this.maxLen, ...messages]))
+  /** the messages of one turn for a group: one ADD call (an XADD each, the group queue's limit applied) */
+  private readonly adds = new TurnBatch<Buffer>(async (key, messages) => {
+    this.overflowed(key, await ADD.run(this.writes, [shareStreamKey(key)], [CONSUMERS, this.queue.max, this.queue.overflow, ...messages]))
+  })
+  /** per group, the messages the group queue's limit cost on this node (ADD's drops): summed over the nodes as the group's `dropped` */
+  private readonly drops = new Map<string, number>()
   /** the acknowledgements of one turn for a group: one ACK call (XACK + XDEL); a failed one is logged, and its entries are delivered again */
   private readonly acks = new TurnBatch<string>((key, ids) => ACK.run(this.writes, [shareStreamKey(key)], [CONSUMERS, ...ids]).catch((err: unknown) => {
     this.logger.warn({ err, group: key }, 'cluster: acknowledging shared messages in Redis failed; they are delivered again')
@@ -96,7 +107,7 @@ export class ClusterShareStreams {
     private readonly redis: RedisPair,
     private readonly nodeId: string,
     private readonly logger: Logger,
-    private readonly maxLen: number,
+    private readonly queue: GroupQueueLimit,
     lockMs = 3000,
     renewMs = 1000
   ) {
@@ -317,12 +328,32 @@ export class ClusterShareStreams {
     if (changed) for (const l of this.listeners) l()
   }
 
-  /** The entries waiting in each group's stream, on the lock holder only (the figures are summed over the nodes). */
+  /**
+   * The messages the groups' limits cost on this node (`overflow`), and, on
+   * the lock holder only, the entries waiting in each group's stream (the
+   * figures are summed over the nodes).
+   */
   figures (): Record<string, number> {
     const out: Record<string, number> = {}
+    for (const [key, n] of this.drops) out[SHARE_FIGURE_PREFIX + key + '\u0000overflow'] = n
     if (!this.lock.holds()) return out
     for (const [key, n] of this.waiting) out[SHARE_FIGURE_PREFIX + key + '\u0000waiting'] = n
     return out
+  }
+
+  /** The entries of `stream` no node read yet: its length less those in flight (as ADD counts them against the limit). */
+  private async waitingIn (stream: string): Promise<number> {
+    const [len, groups] = await Promise.all([this.redis.commands.xlen(stream), this.redis.commands.xinfo('GROUPS', stream)])
+    return Math.max(0, len - pendingOf(groups))
+  }
+
+  /** ADD's answer for `key`: what its limit dropped or refused is counted and logged (a count per interval). */
+  private overflowed (key: string, reply: unknown): void {
+    const dropped = Array.isArray(reply) ? Number(reply[1]) : 0
+    if (!(dropped > 0)) return
+    this.drops.set(key, (this.drops.get(key) ?? 0) + dropped)
+    const refused = this.queue.overflow === 'refuse'
+    repeatedLog.log(this.logger, 'warn', 'cluster full ' + key, { group: key, limit: this.queue.max }, refused ? 'cluster: shared group queue full: messages refused' : 'cluster: shared group queue full: oldest messages dropped', dropped)
   }
 
   /** On the lock holder: the entries of consumers whose node is not alive go back to their streams. */
@@ -331,7 +362,7 @@ export class ClusterShareStreams {
     const waiting = new Map<string, number>()
     for (const key of this.known.keys()) {
       const stream = shareStreamKey(key)
-      waiting.set(key, await this.redis.commands.xinfo('GROUPS', stream).then(lagOf, () => 0))
+      waiting.set(key, await this.waitingIn(stream).catch(() => 0))
       let consumers: unknown
       try {
         consumers = await this.redis.commands.xinfo('CONSUMERS', stream, CONSUMERS)
@@ -352,14 +383,17 @@ function filterOfKey (key: string): string {
   return key.slice(key.indexOf('/', 7) + 1)
 }
 
-/** XINFO GROUPS: the `lag` of the consumer group (entries not read yet) */
-function lagOf (reply: unknown): number {
+/**
+ * XINFO GROUPS: the pending count (`pending`) of the consumer group. Its
+ * `lag` cannot serve: Redis answers nil once entries were deleted (XDEL),
+ * which acknowledged entries always are.
+ */
+function pendingOf (reply: unknown): number {
   if (!Array.isArray(reply)) return 0
   for (const g of reply) {
-    if (!Array.isArray(g)) continue
-    const at = g.indexOf('lag')
-    const lag: unknown = at >= 0 ? g[at + 1] : undefined
-    if (typeof lag === 'number') return lag
+    if (!Array.isArray(g) || g[g.indexOf('name') + 1] !== CONSUMERS) continue
+    const pending: unknown = g[g.indexOf('pending') + 1]
+    if (typeof pending === 'number') return pending
   }
   return 0
 }

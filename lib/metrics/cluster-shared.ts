@@ -3,7 +3,8 @@
  * groups' figures to what it writes to Redis with its lease (the cluster
  * totals, lib/cluster/figures.ts), one field per group and figure; the
  * holder of the shared groups' sweep lock adds the entries waiting in each
- * group's stream (lib/cluster/shared-stream.ts). The totals sum them over the
+ * group's stream, and every node what the groups' queue limit dropped or
+ * refused of the messages it added (lib/cluster/shared-stream.ts). The totals sum them over the
  * live nodes, so a dead node's share goes with its lease. Published as
  * `$SYS/cluster/shared/{group}/{figure}` and as Prometheus families
  * `culex_cluster_shared_group_*`.
@@ -52,6 +53,7 @@ export function clusterGroups (totals: Record<string, number>): Map<string, Clus
     if (g === undefined) groups.set(group, g = { figures: { queued: 0, inflight: 0, delivered: 0, redelivered: 0, deadlettered: 0, dropped: 0 }, members: new Map() })
     if (figure === 'members' && node !== undefined) g.members.set(node, value)
     else if (figure === 'waiting') g.figures.queued += value
+    else if (figure === 'overflow') g.figures.dropped += value
     else if ((SUMMED as readonly string[]).includes(figure)) g.figures[figure as Figure] += value
   }
   return groups

@@ -9,7 +9,7 @@
 import t, { type Test } from 'tap'
 import { openRedis } from '../../lib/cluster/redis.js'
 import { clusterWriteRefused } from '../../lib/cluster/refusal.js'
-import { ClusterShareStreams, shareStreamKey, type StreamEntry } from '../../lib/cluster/shared-stream.js'
+import { ClusterShareStreams, shareStreamKey, type GroupQueueLimit, type StreamEntry } from '../../lib/cluster/shared-stream.js'
 import { TurnBatch } from '../../lib/cluster/turn-batch.js'
 import { silentLogger } from '../../lib/logging.js'
 import { redisCli, startRedis } from '../helpers/redis.js'
@@ -50,9 +50,9 @@ t.test('a refused batch is refused for each of its items; the next batch is not'
   await t.rejects(Promise.all([throwing.add('g', 'x'), throwing.add('g', 'y')]), /Connection is closed/, 'a write that throws rejects its batch too')
 })
 
-async function openStreams (t: Test, url: string, node = 'n1'): Promise<{ streams: ClusterShareStreams, read: StreamEntry[] }> {
+async function openStreams (t: Test, url: string, node = 'n1', queue: GroupQueueLimit = { max: 100000, overflow: 'drop-oldest' }): Promise<{ streams: ClusterShareStreams, read: StreamEntry[] }> {
   const redis = await openRedis(url)
-  const streams = new ClusterShareStreams(redis, node, silentLogger(), 100000)
+  const streams = new ClusterShareStreams(redis, node, silentLogger(), queue)
   await streams.start(() => ['n1', 'n2'])
   const read: StreamEntry[] = []
   t.teardown(async () => { streams.stop(); await redis.close() })
@@ -117,3 +117,22 @@ t.test('Redis: a group closed in the turn its last entries were acknowledged: th
   t.ok(left.includes('three'), 'the unfinished entry went back to the stream')
   t.notOk(left.includes('one') || left.includes('two'), `the acknowledged ones did not (${left.replace(/\n/g, ' ')})`)
 })
+
+for (const overflow of ['drop-oldest', 'refuse'] as const) {
+  t.test(`Redis, ${overflow}: the group queue's limit counts the entries waiting, not those in flight; a full queue ${overflow === 'refuse' ? 'refuses the new message' : 'drops its oldest waiting entry'} and the node counts it`, async (t) => {
+    const redis = await startRedis(t)
+    const { streams, read } = await openStreams(t, redis.url, 'n1', { max: 3, overflow })
+    let room = 2
+    streams.openGroup(GROUP, 'b/#', { room: () => room - read.length, held: () => read.length, take: (entries) => { read.push(...entries) } })
+    for (const m of ['a', 'b']) await streams.add(GROUP, Buffer.from(m))
+    await waitFor(() => read.length === 2, { timeout: 5000, what: 'two entries read: in flight to members' })
+    room = 0
+    // three more wait: the limit, with two in flight beside them
+    for (const m of ['c', 'd', 'e']) await streams.add(GROUP, Buffer.from(m))
+    t.equal(redisCli(redis, 'XLEN', shareStreamKey(GROUP)), '(integer) 5', 'in flight and waiting: 5 entries, 3 of them waiting')
+    await Promise.all(['f', 'g'].map((m) => streams.add(GROUP, Buffer.from(m))))
+    const left = redisCli(redis, 'XRANGE', shareStreamKey(GROUP), '-', '+').split('\n').filter((l) => /"[a-g]"$/.test(l)).map((l) => l.slice(-2, -1))
+    t.same(left, overflow === 'refuse' ? ['a', 'b', 'c', 'd', 'e'] : ['a', 'b', 'e', 'f', 'g'], 'the entries in flight stay; the waiting ones are the limit\'s')
+    t.same(streams.figures()['share\u0000' + GROUP + '\u0000overflow'], 2, 'two messages counted against the limit on this node')
+  })
+}
