@@ -14,6 +14,7 @@ import { decodePacket, encodePacket } from '../persistence/codec.js'
 import type { StoredPacket } from '../persistence/types.js'
 import type { SharedSubscriptions } from '../shared/dispatcher.js'
 import type { GroupQueue } from '../shared/intake.js'
+import { parseSessionBrokerId, sessionBrokerId, type SessionQoS2 } from '../shared/session-held.js'
 import type { MqPacket } from '../shared/filters.js'
 import { storedMessage } from '../shared/delivery.js'
 import type { ShareStore, StoredMember, StoredMessage } from '../shared/store.js'
@@ -58,7 +59,7 @@ interface Held { id: string, message: StoredMessage }
 /** before the join no client connects, so no group opens: a call here is a bug, said loudly */
 const notJoined = new Proxy({}, { get () { throw new Error('cluster: shared groups used before the join') } }) as ClusterShareStreams
 
-export class ClusterShared implements GroupQueue, ClusterSharedSessions {
+export class ClusterShared implements GroupQueue, ClusterSharedSessions, SessionQoS2 {
   private shared: SharedSubscriptions | undefined
   /** per group here, the stream entry of each seq the dispatcher holds */
   private readonly held = new Map<string, Map<number, Held>>()
@@ -116,7 +117,7 @@ export class ClusterShared implements GroupQueue, ClusterSharedSessions {
     const shared = this.shared
     if (shared === undefined || !shared.isMember(clientId)) return
     this.handingOver.add(clientId)
-    shared.sessionEnded(clientId).catch((err: unknown) => {
+    shared.sessionMoved(clientId).catch((err: unknown) => {
       this.log.warn({ err, clientId }, 'cluster: leaving the shared groups of a session taken over failed')
     }).finally(() => { this.handingOver.delete(clientId) })
   }
@@ -150,6 +151,26 @@ export class ClusterShared implements GroupQueue, ClusterSharedSessions {
       },
       messages: async function * () {}
     }
+  }
+
+  // ------------------------------------------------- QoS 2 held by sessions
+
+  brokerIdFor (key: string, seq: number): string {
+    return sessionBrokerId(key, this.held.get(key)?.get(seq)?.id ?? '')
+  }
+
+  sent (key: string, seq: number, clientId: string): void {
+    const h = this.held.get(key)?.get(seq)
+    if (h !== undefined) this.streams.holdForSession(key, h.id, clientId)
+  }
+
+  release (key: string, seq: number): void {
+    this.held.get(key)?.delete(seq)
+  }
+
+  settle (brokerId: string): void {
+    const named = parseSessionBrokerId(brokerId)
+    if (named !== undefined) this.streams.settle(named.key, named.name)
   }
 
   // ---------------------------------------------------------- GroupQueue
@@ -312,7 +333,7 @@ export function clusterSharedSettings (aedes: Aedes, o: SharedSettings, ctx: Pic
   cluster.attachShared((streams) => { queue.use(streams) })
   const store = queue.store(o.store ?? sharedStoreOf(ctx.store()) ?? new MemoryShareStore())
   return {
-    settings: { ...o, store, queue },
+    settings: { ...o, store, queue, sessionQoS2: queue },
     attach: (shared) => { if (shared !== undefined) queue.attach(shared) },
     close: () => { queue.close() },
     sessions: queue

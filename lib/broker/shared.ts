@@ -20,7 +20,8 @@ export async function setupShared (aedes: Aedes, o: SharedSettings, store: Store
     maxQueued: o.maxQueued ?? 10000,
     overflow: o.overflow ?? 'drop-oldest',
     ...(o.selector ? { selector: o.selector } : {}),
-    ...(o.queue ? { queue: o.queue } : {})
+    ...(o.queue ? { queue: o.queue } : {}),
+    ...(o.sessionQoS2 ? { sessionQoS2: o.sessionQoS2 } : {})
   }, logger.child({ module: 'shared' }))
   await shared.setup()
   aedes.on('sessionExpired', (client) => { endMemberships(shared, client.id, logger) })

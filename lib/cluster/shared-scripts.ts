@@ -144,3 +144,24 @@ export const ACK = new Script(`
 redis.call('XACK', KEYS[1], unpack(ARGV))
 return redis.call('XDEL', KEYS[1], unpack(ARGV, 2))
 `)
+
+/**
+ * KEYS: stream. ARGV: consumer group, consumer. The consumer is deleted if
+ * it holds nothing (a member's session whose QoS 2 messages were settled):
+ * checked in the same step, so an entry it takes meanwhile is never dropped
+ * with it. Returns 1 when deleted.
+ */
+export const DROP_IDLE = new Script(`
+local consumers = redis.pcall('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])
+if type(consumers) ~= 'table' or consumers.err then return 0 end
+for _, c in ipairs(consumers) do
+  local f = {}
+  for j = 1, #c, 2 do f[c[j]] = c[j + 1] end
+  if f['name'] == ARGV[2] then
+    if f['pending'] ~= 0 then return 0 end
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+    return 1
+  end
+end
+return 0
+`)

@@ -16,7 +16,7 @@
 import type { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import type { RedisPair } from './redis.js'
-import { ACK, ADD, LEAVE, REQUEUE, REQUEUE_DEAD } from './shared-scripts.js'
+import { ACK, ADD, DROP_IDLE, LEAVE, REQUEUE, REQUEUE_DEAD } from './shared-scripts.js'
 import { TurnBatch } from './turn-batch.js'
 import { TimerLock } from './timer-lock.js'
 import { repeatedLog } from '../repeated-log.js'
@@ -31,6 +31,8 @@ export const shareStreamKey = (groupKey: string): string => `${PREFIX}share:{${g
 /** a persistent session's memberships, group key → JSON of the member: whichever node the session resumes on joins them */
 export const shareMemberKey = (clientId: string): string => `${PREFIX}share:member:{${clientId}}`
 const SWEEP_LOCK_KEY = `${PREFIX}share:timer`
+/** the consumer of the entries a member's session holds: a QoS 2 message sent to it ('$' and '/' are not in node ids) */
+export const SESSION_CONSUMER = '$session/'
 /** the consumer group every node reads in */
 const CONSUMERS = 'culex'
 /** ms a read waits for new entries (on the group's own connection) */
@@ -193,6 +195,25 @@ export class ClusterShareStreams {
   /** The member acknowledged the entry (batched per tick). */
   ack (key: string, id: string): void {
     if (this.open.has(key)) void this.acks.add(key, id)
+  }
+
+  /**
+   * A QoS 2 entry went out to a persistent member: it is pending for the
+   * member's session from now on (a consumer of its own, `SESSION_CONSUMER`),
+   * not for this node, so neither this node's leaving nor its death hands it
+   * to another member [MQTT-4.8.2-4]; whichever node the session resumes on
+   * settles it at the member's PUBREC. Written before any acknowledgement of
+   * it (the same connection).
+   */
+  holdForSession (key: string, id: string, clientId: string): void {
+    this.writes.xclaim(shareStreamKey(key), CONSUMERS, SESSION_CONSUMER + clientId, 0, id, 'JUSTID').catch((err: unknown) => {
+      this.logger.warn({ err, group: key, clientId }, 'cluster: a QoS 2 shared message sent to a session stays this node\'s in Redis; if this node dies it goes back to the group')
+    })
+  }
+
+  /** An entry finished on this node that another node read (a QoS 2 message a session brought here). */
+  settle (key: string, id: string): void {
+    void this.acks.add(key, id)
   }
 
   /** Entries this node read and gives up: back to the end of the stream, with their messages as they are now. */
@@ -369,7 +390,12 @@ export class ClusterShareStreams {
       } catch {
         continue
       }
-      for (const name of consumerNames(consumers)) {
+      for (const [name, pending] of consumerPending(consumers)) {
+        if (name.startsWith(SESSION_CONSUMER)) {
+          // a session's consumer holds nothing once its QoS 2 messages were settled
+          if (pending === 0) await DROP_IDLE.run(this.redis.commands, [stream], [CONSUMERS, name]).catch(() => 0)
+          continue
+        }
         if (live.has(name)) continue
         const n = Number(await REQUEUE_DEAD.run(this.redis.commands, [stream], [CONSUMERS, name, 1000]))
         if (n > 0) this.logger.info({ group: key, node: name, entries: n }, 'cluster: a dead node\'s shared messages went back to their group')
@@ -398,14 +424,15 @@ function pendingOf (reply: unknown): number {
   return 0
 }
 
-function consumerNames (reply: unknown): string[] {
+/** XINFO CONSUMERS: each consumer's name and pending count */
+function consumerPending (reply: unknown): Array<[string, number]> {
   if (!Array.isArray(reply)) return []
-  const out: string[] = []
+  const out: Array<[string, number]> = []
   for (const c of reply) {
     if (!Array.isArray(c)) continue
-    const at = c.indexOf('name')
-    const name: unknown = at >= 0 ? c[at + 1] : undefined
-    if (typeof name === 'string') out.push(name)
+    const name: unknown = c[c.indexOf('name') + 1]
+    const pending: unknown = c[c.indexOf('pending') + 1]
+    if (typeof name === 'string') out.push([name, typeof pending === 'number' ? pending : 0])
   }
   return out
 }

@@ -55,6 +55,7 @@ import { groupStats, type GroupStats } from './stats.js'
 import { FilterSubscriptions, type MqPacket } from './filters.js'
 import { Deliveries } from './deliveries.js'
 import { adoptMember, enqueueIn, roomOf, takeExcess, type GroupQueue } from './intake.js'
+import { ForeignDeliveries, type SessionQoS2 } from './session-held.js'
 
 export { SHARED_BROKER_ID, type MemberLink, type DirectSend, type SharedDelivery } from './member-link.js'
 export type { GroupStats } from './stats.js'
@@ -75,6 +76,8 @@ export interface SharedOptions {
   selector?: MemberSelector
   /** a queue several brokers share feeds the groups instead of aedes (intake.ts) */
   queue?: GroupQueue
+  /** with such a queue: QoS 2 messages a member's session holds, wherever it resumes (session-held.ts) */
+  sessionQoS2?: SessionQoS2
 }
 
 export type JoinResult = { ok: true, qos: 0 | 1 | 2 } | { ok: false, reasonCode: number }
@@ -87,6 +90,7 @@ export class SharedSubscriptions {
   private readonly selector: MemberSelector
   private readonly deadLetters: DeadLetters
   private readonly retries: Retries
+  private readonly foreign: ForeignDeliveries | undefined
 
   constructor (
     private readonly aedes: Aedes,
@@ -97,6 +101,7 @@ export class SharedSubscriptions {
     this.selector = opts.selector ?? new LocalSelector(strategyResolver(opts.strategy, opts.rules))
     this.filters = new FilterSubscriptions(aedes, (groups, packet) => this.route(groups, packet), log)
     this.deadLetters = new DeadLetters(aedes, log)
+    this.foreign = opts.sessionQoS2 === undefined ? undefined : new ForeignDeliveries(opts.sessionQoS2)
     this.retries = new Retries(store, {
       drain: (group) => { this.drain(group) },
       unassign: (group, member, entry, redelivery, requeue) => { this.unassign(group, member, entry, redelivery, requeue) },
@@ -165,6 +170,7 @@ export class SharedSubscriptions {
   async memberDisconnected (link: MemberLink, sent: ReadonlySet<number>, sessionEnded: boolean): Promise<void> {
     const clientId = link.clientId
     const sentSeqs = this.deliveries.closed(link.client, sent)
+    this.foreign?.closed(link.client)
     for (const group of this.groups.of(clientId)) {
       const member = group.members.get(clientId) as Member
       // a newer connection of the same client (session takeover) keeps its place
@@ -202,6 +208,30 @@ export class SharedSubscriptions {
       }
       await this.removeMember(group, member, 'session-ended')
     }
+  }
+
+  /**
+   * The client's persistent session moved to another node (a shared queue's):
+   * as at its end, but a QoS 2 message it was sent stays with the session
+   * [MQTT-4.8.2-4], which the other node finishes (session-held.ts); this
+   * node forgets it without finishing it.
+   */
+  async sessionMoved (clientId: string): Promise<void> {
+    const held = this.opts.sessionQoS2
+    if (held !== undefined) {
+      for (const group of this.groups.of(clientId)) {
+        for (const entry of group.list()) {
+          if (!entry.live || entry.assignedTo !== clientId || entry.message.qos !== 2 || entry.forwardedTo === undefined) continue
+          if (entry.delivery !== undefined) this.deliveries.end(entry.delivery)
+          const member = group.members.get(clientId)
+          if (member) member.assigned = Math.max(0, member.assigned - 1)
+          clearTimer(entry)
+          group.remove(entry)
+          held.release(group.key, entry.seq)
+        }
+      }
+    }
+    await this.sessionEnded(clientId)
   }
 
   private async removeMember (group: Group, member: Member, why: string): Promise<void> {
@@ -365,7 +395,7 @@ export class SharedSubscriptions {
     const m = entry.message
     const qos = Math.min(m.qos, member.qos) as 0 | 1 | 2
     this.retries.count(group, entry, member)
-    const out = sharedDelivery(m, member, qos, group.brokerId, delivery)
+    const out = sharedDelivery(m, member, qos, qos === 2 && this.opts.sessionQoS2 !== undefined ? this.opts.sessionQoS2.brokerIdFor(group.key, entry.seq) : group.brokerId, delivery)
     // QoS 1 only: a QoS 2 message once sent is never sent to another member [MQTT-4.8.2-4] [MQTT-4.8.2-5]
     if (qos === 1) this.retries.armAckTimeout(group, entry, delivery)
     if (qos === 1 && member.link?.sendShared !== undefined) {
@@ -454,12 +484,18 @@ export class SharedSubscriptions {
    * Returns null for a stale copy (aedes retransmitting, from a member's
    * session, a message that went to another member or was finished).
    */
-  onForward (client: Client, packet: { qos: number, messageId?: number, brokerCounter: number }): boolean {
+  onForward (client: Client, packet: { qos: number, messageId?: number, brokerId?: string, brokerCounter: number }): boolean {
     if (packet.qos === 0) return true
     const entry = this.deliveries.byCounter(packet.brokerCounter)
-    if (!entry || !entry.live || entry.assignedTo !== client.id || entry.delivery !== packet.brokerCounter) return false
+    const held = this.opts.sessionQoS2
+    if (!entry || !entry.live || entry.assignedTo !== client.id || entry.delivery !== packet.brokerCounter ||
+      (held !== undefined && packet.qos === 2 && packet.brokerId !== held.brokerIdFor(entry.group.key, entry.seq))) {
+      // a QoS 2 message another node sent to this session, re-sent by it here [MQTT-4.8.2-4]
+      return this.foreign?.accept(client, packet) === true
+    }
     // one delivery goes out once per connection (aedes may re-read a queue it just filled)
     if (entry.forwardedTo === client) return false
+    if (held !== undefined && packet.qos === 2 && entry.forwardedTo === undefined && entry.group.members.get(client.id)?.persistent === true) held.sent(entry.group.key, entry.seq, client.id)
     entry.forwardedTo = client
     // aedes would pick the id later; culex picks it now to match the acknowledgement
     if (packet.messageId === undefined) packet.messageId = allocatePacketId(client)
@@ -491,7 +527,15 @@ export class SharedSubscriptions {
   onAck (client: { id: string }, packetId: number, reasonCode: number, props?: AckProperties): void {
     const clientId = client.id
     const entry = this.deliveries.acknowledged(client, packetId)
-    if (!entry) return
+    if (!entry) {
+      const key = this.foreign?.acknowledged(client, packetId)
+      const group = key === undefined ? undefined : this.groups.get(key)
+      if (group !== undefined) {
+        if (isFailure(reasonCode)) group.dropped++
+        else group.delivered++
+      }
+      return
+    }
     const group = entry.group
     if (!entry.live || entry.assignedTo !== clientId) return
     if (isFailure(reasonCode)) {

@@ -1,0 +1,84 @@
+/**
+ * A QoS 2 message a cluster-wide shared group sent to a member stays with the
+ * member's session wherever that session resumes [MQTT-4.8.2-4]
+ * (lib/shared/session-held.ts, lib/broker/cluster-shared.ts): the node that
+ * sent it hands its stream entry to the session (a consumer of its own), so
+ * neither the session's move nor the node's death gives it to another
+ * member; the node the session resumes on lets the session's retransmission
+ * out and settles the entry at the member's PUBREC.
+ */
+import t, { type Test } from 'tap'
+import type mqtt from 'mqtt-packet'
+import { collect, connectClient } from '../../helpers/mqtt.js'
+import { RawClient } from '../../helpers/raw.js'
+import { redisCli, startNode, startRedis, type RedisProcess } from '../../helpers/redis.js'
+import { sleep, waitFor } from '../../helpers/wait.js'
+import { nextPublishes, rawMember, rawSubscribe, takePublishes, text } from '../../helpers/share.js'
+import type { CulexProcess } from '../../helpers/cli.js'
+
+const KEY = '$share/q2/exact/#'
+const STREAM = `culex:share:{${KEY}}`
+const SESSION = { clientId: 'q2-member', clean: false, properties: { sessionExpiryInterval: 300 } }
+
+interface Setup { redis: RedisProcess, a: CulexProcess, b: CulexProcess, c: CulexProcess, sent: mqtt.IPublishPacket, other: ReturnType<typeof collect> }
+
+/** A persistent member on node B got 'exactly-once' at QoS 2 and dropped its connection before PUBREC; a second member is on node A. */
+async function sentToMemberOnB (t: Test): Promise<Setup> {
+  const redis = await startRedis(t)
+  const a = await startNode(t, redis, ['--node-id', 'a'])
+  const b = await startNode(t, redis, ['--node-id', 'b'])
+  const c = await startNode(t, redis, ['--node-id', 'c'])
+  const raw = await rawMember(t, b.port, { clientId: SESSION.clientId, clean: false, sessionExpiryInterval: 300 })
+  t.same(await rawSubscribe(raw, [{ topic: KEY, qos: 2 }]), [2])
+  const publisher = await connectClient(t, a.url, { clientId: 'publisher', protocolVersion: 5 })
+  await waitFor(async () => {
+    await publisher.publishAsync('exact/probe', 'probe', { qos: 1 })
+    return raw.packets.some((p) => p.cmd === 'publish')
+  }, { timeout: 5000, step: 100, what: 'the group known on node A' })
+  await sleep(300)
+  for (const probe of takePublishes(raw)) raw.send({ cmd: 'puback', messageId: probe.messageId ?? 0 })
+  await publisher.publishAsync('exact/q', 'exactly-once', { qos: 2 })
+  const [sent] = await nextPublishes(raw, 1)
+  t.equal(sent?.qos, 2, 'sent at QoS 2 to the member on B')
+  // a second member, on node A, once the message is the first member's
+  const onA = await connectClient(t, a.url, { clientId: 'q2-other', protocolVersion: 5 })
+  const other = collect(onA)
+  await onA.subscribeAsync(KEY, { qos: 2 })
+  raw.socket.destroy()
+  return { redis, a, b, c, sent: sent as mqtt.IPublishPacket, other }
+}
+
+/** The member resumes on node C: the message again, same packet id; its PUBREC settles it for the group. */
+async function resumeOnC (t: Test, s: Setup): Promise<void> {
+  t.match(redisCli(s.redis, 'XINFO', 'CONSUMERS', STREAM, 'culex'), /"\$session\/q2-member"\s+3\) "pending"\s+4\) \(integer\) 1/, 'in Redis the entry is pending for the member\'s session, not for a node')
+  const back = await RawClient.connect(s.c.port, 5, SESSION)
+  t.teardown(() => back.destroy())
+  const [again] = await nextPublishes(back, 1, 8000)
+  t.equal(again && text(again), 'exactly-once', 'the member, resumed on node C, gets the message its session held [MQTT-4.8.2-4]')
+  t.equal(again?.messageId, s.sent.messageId, 'with the packet identifier it was sent with')
+  t.equal(again?.dup, true, 'marked DUP [MQTT-3.3.1-1]')
+  back.send({ cmd: 'pubrec', messageId: again?.messageId ?? 0 })
+  const pubrel = await back.next('pubrel', 5000) as mqtt.IPubrelPacket
+  t.equal(pubrel.messageId, again?.messageId, 'PUBREL for it')
+  back.send({ cmd: 'pubcomp', messageId: pubrel.messageId ?? 0 })
+  await waitFor(() => redisCli(s.redis, 'XLEN', STREAM) === '(integer) 0', { timeout: 5000, what: () => `the entry settled at the PUBREC (${redisCli(s.redis, 'XRANGE', STREAM, '-', '+')})` })
+  await waitFor(() => !redisCli(s.redis, 'XINFO', 'CONSUMERS', STREAM, 'culex').includes('$session/'), { timeout: 8000, what: 'the session\'s consumer, holding nothing, removed by the sweep' })
+  t.same(s.other.messages.map((m) => m.payload.toString()), [], 'never sent to the member on node A [MQTT-4.8.2-4]')
+  t.same(takePublishes(back), [], 'and not twice to the member')
+}
+
+t.test('QoS 2 sent to a persistent member on node B, which drops before PUBREC and resumes on node C: C sends it again and settles it at the PUBREC; the member on node A never gets it [MQTT-4.8.2-4]', async (t) => {
+  const s = await sentToMemberOnB(t)
+  await sleep(1000)
+  await resumeOnC(t, s)
+})
+
+t.test('QoS 2 sent to a persistent member on node B, then node B SIGKILLed: its lease ends and its entries go back, but not this one; the member resumes on node C and gets it [MQTT-4.8.2-4]', async (t) => {
+  const s = await sentToMemberOnB(t)
+  s.b.child.kill('SIGKILL')
+  await s.b.exit
+  // past the lease (3 s) and the sweep that hands a dead node's entries back
+  await sleep(5000)
+  t.same(s.other.messages.map((m) => m.payload.toString()), [], 'the dead node\'s QoS 2 entry was not handed to the member on node A')
+  await resumeOnC(t, s)
+})
