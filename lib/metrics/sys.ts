@@ -83,6 +83,8 @@ export function startSysTopics (opts: SysTopicsOptions): SysTopics {
   const published = new Map<string, string>()
   /** shared groups published last time, to clear the topics of groups that are gone */
   let groups = new Set<string>()
+  /** the cluster-wide group topics published last time (`$SYS/cluster/shared/...`), likewise */
+  let clusterGroups = new Set<string>()
   const receivedLoad = new DampedLoad(counters.messagesReceived)
   const sentLoad = new DampedLoad(counters.messagesSent)
   let lastTick = startedAt
@@ -157,7 +159,18 @@ export function startSysTopics (opts: SysTopicsOptions): SysTopics {
         try {
           const totals = await broker.cluster.totals()
           for (const [name, figure] of CLUSTER_TOTALS) values.set(CLUSTER_SYS_PREFIX + name, String(totals[figure] ?? 0))
-          for (const [topic, value] of clusterGroupTopics(totals)) values.set(CLUSTER_SYS_PREFIX + topic, String(value))
+          const seenCluster = new Set<string>()
+          for (const [topic, value] of clusterGroupTopics(totals)) {
+            seenCluster.add(CLUSTER_SYS_PREFIX + topic)
+            values.set(CLUSTER_SYS_PREFIX + topic, String(value))
+          }
+          // [MQTT-3.3.1-6] an empty retained message removes the values of a group gone from every node
+          for (const topic of clusterGroups) {
+            if (seenCluster.has(topic)) continue
+            publish(topic, '')
+            published.delete(topic)
+          }
+          clusterGroups = seenCluster
         } catch (err) {
           // Redis unreachable: the totals wait for the next interval, the node's own values go out
           logger.debug({ err }, '$SYS: reading the cluster totals failed')
