@@ -27,10 +27,11 @@
  * assigns the packet id and drops stale copies (a retransmission of a
  * message that meanwhile went to another member).
  *
- * This module decides what happens to each message; its parts (README
- * "Architecture") keep the state, and a group's queue policy (policy.ts:
- * counts, poison, abandon, ack timeout) is carried out by retries.ts,
- * dead-letters.ts and replay.ts.
+ * This module decides what happens to each message on joins, departures
+ * and acknowledgements; a message's way through its group (queue, log,
+ * delivery, completion) is flow.ts; the other parts (README) keep the
+ * state, and a group's queue policy (policy.ts: counts, poison, abandon,
+ * ack timeout) is carried out by retries.ts, dead-letters.ts and replay.ts.
  */
 import type { Aedes, Client } from 'aedes'
 import type { Logger } from 'pino'
@@ -39,21 +40,18 @@ import { LocalSelector, groupName, strategyResolver, type MemberSelector, type S
 import type { ShareStore, StoredMember, StoredMessage } from './store.js'
 import { allocatePacketId } from '../aedes-internals.js'
 import { repeatedLog } from '../repeated-log.js'
-import { newMember, type Entry, type Group, type Member } from './group.js'
+import { newMember, type Group, type Member } from './group.js'
 import { Groups, type Membership } from './groups.js'
 import type { MemberLink } from './member-link.js'
-import { chooseMember } from './selection.js'
 import { fateOnDisconnect, fateOnSessionEnd } from './departure.js'
-import { sharedDelivery, storedMessage } from './delivery.js'
-import { DeadLetters } from './dead-letters.js'
 import { replayDeadLetters, type ReplayResult } from './replay.js'
 import { policyOf, type GroupRule } from './policy.js'
-import { Retries, clearTimer } from './retries.js'
+import { clearTimer } from './retries.js'
 import { restoreGroups } from './restore.js'
 import { settleOf, type AckProperties } from './settle.js'
 import { groupStats, type GroupStats } from './stats.js'
 import { FilterSubscriptions, type MqPacket } from './filters.js'
-import { Deliveries } from './deliveries.js'
+import { Flow } from './flow.js'
 import { adoptMember, enqueueIn, roomOf, takeExcess, type GroupQueue } from './intake.js'
 import { ForeignDeliveries, type SessionQoS2 } from './session-held.js'
 
@@ -85,11 +83,9 @@ export type JoinResult = { ok: true, qos: 0 | 1 | 2 } | { ok: false, reasonCode:
 export class SharedSubscriptions {
   private readonly groups: Groups
   private readonly filters: FilterSubscriptions
-  private readonly deliveries = new Deliveries()
   private readonly membershipListeners: Array<() => void> = []
   private readonly selector: MemberSelector
-  private readonly deadLetters: DeadLetters
-  private readonly retries: Retries
+  private readonly flow: Flow
   private readonly foreign: ForeignDeliveries | undefined
 
   constructor (
@@ -99,14 +95,9 @@ export class SharedSubscriptions {
     private readonly log: Logger
   ) {
     this.selector = opts.selector ?? new LocalSelector(strategyResolver(opts.strategy, opts.rules))
-    this.filters = new FilterSubscriptions(aedes, (groups, packet) => this.route(groups, packet), log)
-    this.deadLetters = new DeadLetters(aedes, log)
+    this.flow = new Flow(aedes, store, opts, this.selector, log)
+    this.filters = new FilterSubscriptions(aedes, (groups, packet) => this.flow.route(groups, packet), log)
     this.foreign = opts.sessionQoS2 === undefined ? undefined : new ForeignDeliveries(opts.sessionQoS2)
-    this.retries = new Retries(store, {
-      drain: (group) => { this.drain(group) },
-      unassign: (group, member, entry, redelivery, requeue) => { this.unassign(group, member, entry, redelivery, requeue) },
-      untrack: (client, packetId) => { this.deliveries.acknowledged(client, packetId) }
-    }, log)
     this.groups = new Groups(group => {
       group.policy = policyOf(opts.rules, groupName(group.key), opts.deadLetterTopic)
       if (opts.queue !== undefined) opts.queue.opened(group.key, group.filter)
@@ -116,7 +107,7 @@ export class SharedSubscriptions {
 
   /** Loads memberships and group logs from the store (restore.ts). */
   async setup (): Promise<void> {
-    await restoreGroups(this.store, this.groups, this.retries, this.log)
+    await restoreGroups(this.store, this.groups, this.flow.retries, this.log)
   }
 
   // ------------------------------------------------------------ membership
@@ -136,7 +127,7 @@ export class SharedSubscriptions {
       if (sub.si !== undefined) stored.subscriptionIdentifier = sub.si
       await this.store.putMember(stored)
     }
-    this.drain(group)
+    this.flow.drain(group)
     return { ok: true, qos: sub.qos }
   }
 
@@ -158,7 +149,7 @@ export class SharedSubscriptions {
         continue
       }
       member.link = link
-      this.drain(group)
+      this.flow.drain(group)
     }
   }
 
@@ -169,7 +160,7 @@ export class SharedSubscriptions {
    */
   async memberDisconnected (link: MemberLink, sent: ReadonlySet<number>, sessionEnded: boolean): Promise<void> {
     const clientId = link.clientId
-    const sentSeqs = this.deliveries.closed(link.client, sent)
+    const sentSeqs = this.flow.deliveries.closed(link.client, sent)
     this.foreign?.closed(link.client)
     for (const group of this.groups.of(clientId)) {
       const member = group.members.get(clientId) as Member
@@ -182,18 +173,18 @@ export class SharedSubscriptions {
         const wasSent = sentSeqs.has(group.key + '\u0000' + entry.seq)
         const fate = fateOnDisconnect(entry.message.qos, wasSent, this.opts.redelivery, sessionEnded)
         if (fate === 'requeue' || fate === 'redeliver') {
-          this.unassign(group, member, entry, fate === 'redeliver')
+          this.flow.unassign(group, member, entry, fate === 'redeliver')
         } else if (fate === 'lose') {
           repeatedLog.log(this.log, 'warn', 'qos2 lost ' + group.key, { group: group.key, clientId }, 'QoS 2 message lost with its member\'s session (spec 4.8.2)')
           group.dropped++
-          await this.complete(group, entry)
+          await this.flow.complete(group, entry)
         } else if (entry.delivery !== undefined) {
           // kept for the member: aedes re-sends it from the session when it returns
-          this.deliveries.await(entry.delivery, entry)
+          this.flow.deliveries.await(entry.delivery, entry)
         }
       }
       if ((sessionEnded || !member.persistent) && !superseded) await this.removeMember(group, member, 'session-ended')
-      else this.drain(group)
+      else this.flow.drain(group)
     }
   }
 
@@ -203,8 +194,8 @@ export class SharedSubscriptions {
       const member = group.members.get(clientId) as Member
       for (const entry of group.list()) {
         if (!entry.live || entry.assignedTo !== clientId) continue
-        if (fateOnSessionEnd(entry.message.qos) === 'redeliver') this.unassign(group, member, entry, true)
-        else { group.dropped++; await this.complete(group, entry) }
+        if (fateOnSessionEnd(entry.message.qos) === 'redeliver') this.flow.unassign(group, member, entry, true)
+        else { group.dropped++; await this.flow.complete(group, entry) }
       }
       await this.removeMember(group, member, 'session-ended')
     }
@@ -222,7 +213,7 @@ export class SharedSubscriptions {
       for (const group of this.groups.of(clientId)) {
         for (const entry of group.list()) {
           if (!entry.live || entry.assignedTo !== clientId || entry.message.qos !== 2 || entry.forwardedTo === undefined) continue
-          if (entry.delivery !== undefined) this.deliveries.end(entry.delivery)
+          if (entry.delivery !== undefined) this.flow.deliveries.end(entry.delivery)
           const member = group.members.get(clientId)
           if (member) member.assigned = Math.max(0, member.assigned - 1)
           clearTimer(entry)
@@ -239,12 +230,12 @@ export class SharedSubscriptions {
     for (const l of this.membershipListeners) l()
     this.selector.forget(group.key, member.clientId)
     for (let entry = group.first; entry; entry = entry.next) {
-      if (entry.assignedTo === member.clientId) this.unassign(group, member, entry, true)
+      if (entry.assignedTo === member.clientId) this.flow.unassign(group, member, entry, true)
     }
     if (member.persistent) await this.store.delMember(group.key, member.clientId)
     this.log.debug({ group: group.key, clientId: member.clientId, why }, 'shared subscription member left')
     if (group.members.size === 0) await this.dropGroup(group)
-    else this.drain(group)
+    else this.flow.drain(group)
   }
 
   /** The group and its queue are gone with its last member. */
@@ -284,197 +275,18 @@ export class SharedSubscriptions {
   /** Gives the group's waiting messages to its members with room. */
   dispatch (key: string): void {
     const group = this.groups.get(key)
-    if (group !== undefined) this.drain(group)
+    if (group !== undefined) this.flow.drain(group)
   }
 
   /** A QoS 0 message the queue read for the group: to one online member, or to none. */
   offer (key: string, packet: MqPacket): void {
     const group = this.groups.get(key)
-    if (group !== undefined) this.deliverQoS0(group, packet)
+    if (group !== undefined) this.flow.deliverQoS0(group, packet)
   }
 
   /** The messages waiting here beyond the room of the members here: out of the group, their seqs for the queue. */
   handBack (key: string): number[] {
     return takeExcess(this.groups.get(key))
-  }
-
-  // --------------------------------------------------------------- routing
-
-  /**
-   * One message, for every group on its filter. Returns a promise that
-   * resolves once it is durable in each group's log (aedes then lets the
-   * publisher's PUBACK go), or undefined when it already is: a store that
-   * keeps the log in memory answers at once, so the usual case allocates
-   * no promise.
-   */
-  private route (groups: ReadonlySet<Group>, packet: MqPacket): Promise<void> | undefined {
-    let writes: Array<Promise<void>> | undefined
-    let touched: Group[] | undefined
-    for (const group of groups) {
-      if (group.members.size === 0) continue
-      if (packet.qos === 0) {
-        this.deliverQoS0(group, packet)
-        continue
-      }
-      const message = storedMessage(packet, packet.qos)
-      if (group.pending.length >= this.opts.maxQueued && !this.makeRoom(group)) continue
-      const seq = group.nextSeq++
-      group.pending.push(group.add(seq, message))
-      const written = this.store.putMessage(group.key, seq, message)
-      if (written === undefined) {
-        this.drain(group)
-        continue
-      }
-      (writes ??= []).push(written)
-      ;(touched ??= []).push(group)
-    }
-    if (writes === undefined || touched === undefined) return undefined
-    const stored = touched
-    const all = writes.length === 1 ? writes[0] as Promise<void> : Promise.all(writes)
-    return all.then(() => {
-      for (const group of stored) this.drain(group)
-    })
-  }
-
-  /** Applies the overflow policy to a full group queue; false when the new message is refused. */
-  private makeRoom (group: Group): boolean {
-    group.dropped++
-    if (this.opts.overflow === 'refuse') {
-      repeatedLog.log(this.log, 'warn', 'full ' + group.key, { group: group.key, limit: this.opts.maxQueued }, 'shared group queue full: message refused')
-      return false
-    }
-    const oldest = group.pending.shift()
-    if (oldest !== undefined) {
-      group.remove(oldest)
-      void this.forget(group, oldest.seq)
-    }
-    repeatedLog.log(this.log, 'warn', 'full ' + group.key, { group: group.key, limit: this.opts.maxQueued }, 'shared group queue full: oldest message dropped')
-    return true
-  }
-
-  private deliverQoS0 (group: Group, packet: MqPacket): void {
-    const member = chooseMember(this.selector, group, packet.topic, packet.clientId, false)
-    if (!member) return
-    member.link?.publish(sharedDelivery(packet, member, 0, group.brokerId, this.deliveries.next()), noop)
-    group.delivered++
-  }
-
-  /** Gives waiting messages to members with room, in order. */
-  private drain (group: Group): void {
-    while (group.pending.length > 0) {
-      const entry = group.pending[0] as Entry
-      if (!entry.live) { group.pending.shift(); continue }
-      if (entry.message.messageExpiry !== undefined && entry.message.messageExpiry <= Date.now()) {
-        // [MQTT-3.3.2-5] expired while queued: never delivered
-        group.pending.shift()
-        group.dropped++
-        void this.complete(group, entry)
-        continue
-      }
-      if ((entry.message.deliveryCount ?? 0) >= group.policy.maxDeliveries) {
-        // a poison message: delivering it again would take down yet another member
-        group.pending.shift()
-        this.deadLetters.giveUp(group, entry, { reason: 'max-deliveries', clientId: entry.message.lastMember, deliveryCount: entry.message.deliveryCount ?? 0 })
-        void this.complete(group, entry)
-        continue
-      }
-      const member = chooseMember(this.selector, group, entry.message.topic, entry.message.publisherId, true, entry.avoid)
-      if (!member) return
-      group.pending.shift()
-      this.deliver(group, entry, member)
-    }
-  }
-
-  private deliver (group: Group, entry: Entry, member: Member): void {
-    const delivery = this.deliveries.next()
-    entry.assignedTo = member.clientId
-    entry.link = member.link
-    entry.delivery = delivery
-    entry.messageId = undefined
-    member.assigned++
-    const m = entry.message
-    const qos = Math.min(m.qos, member.qos) as 0 | 1 | 2
-    this.retries.count(group, entry, member)
-    const out = sharedDelivery(m, member, qos, qos === 2 && this.opts.sessionQoS2 !== undefined ? this.opts.sessionQoS2.brokerIdFor(group.key, entry.seq) : group.brokerId, delivery)
-    // QoS 1 only: a QoS 2 message once sent is never sent to another member [MQTT-4.8.2-4] [MQTT-4.8.2-5]
-    if (qos === 1) this.retries.armAckTimeout(group, entry, delivery)
-    if (qos === 1 && member.link?.sendShared !== undefined) {
-      const sent = member.link.sendShared(out)
-      if (typeof sent === 'number') {
-        entry.forwardedTo = member.link.client
-        this.deliveries.track(member.link.client, sent, entry)
-        return
-      }
-      if (sent !== undefined) {
-        this.discard(group, entry, sent === 'refused' ? 'shared message not readable by its member: discarded' : 'shared message expired before it was sent: discarded')
-        return
-      }
-    }
-    this.deliveries.delivering = entry
-    try {
-      // QoS 1/2: the member's acknowledgement finishes it (onAck), not the write
-      member.link?.publish(out, qos > 0 ? noop : () => {
-        // a member granted QoS 0 gets it once and has nothing to acknowledge
-        if (entry.assignedTo === member.clientId && entry.delivery === delivery) {
-          group.delivered++
-          void this.complete(group, entry)
-        }
-      })
-    } finally {
-      this.deliveries.delivering = undefined
-    }
-    // aedes has not forwarded it yet (a session queue first): it will ask by delivery counter
-    if (entry.forwardedTo === undefined && entry.live && entry.delivery === delivery) this.deliveries.await(delivery, entry)
-  }
-
-  private unassign (group: Group, member: Member | undefined, entry: Entry, redelivery: boolean, requeue = true): void {
-    if (entry.assignedTo === undefined) return
-    clearTimer(entry)
-    if (entry.delivery !== undefined) this.deliveries.end(entry.delivery)
-    entry.assignedTo = undefined
-    entry.link = undefined
-    entry.forwardedTo = undefined
-    entry.delivery = undefined
-    entry.messageId = undefined
-    if (member) member.assigned = Math.max(0, member.assigned - 1)
-    if (redelivery) group.redelivered++
-    if (requeue) group.requeue(entry)
-  }
-
-  /**
-   * The message is finished for the group: gone from memory at once, so the
-   * member's room can be used again; the returned promise, if any, settles
-   * when the store has deleted it too (its failure is logged).
-   */
-  private complete (group: Group, entry: Entry): Promise<void> | undefined {
-    if (!group.remove(entry)) return undefined
-    clearTimer(entry)
-    if (entry.delivery !== undefined) this.deliveries.end(entry.delivery)
-    if (entry.assignedTo !== undefined) {
-      const member = group.members.get(entry.assignedTo)
-      if (member) member.assigned = Math.max(0, member.assigned - 1)
-    } else {
-      // only a message not given to a member waits in `pending`
-      const i = group.pending.indexOf(entry)
-      if (i >= 0) group.pending.splice(i, 1)
-    }
-    return this.forget(group, entry.seq)
-  }
-
-  /** Deletes a message from the group's log in the store. */
-  private forget (group: Group, seq: number): Promise<void> | undefined {
-    let deleted: Promise<void> | undefined
-    try {
-      deleted = this.store.delMessage(group.key, seq)
-    } catch (err) {
-      this.forgetFailed(err, group)
-      return undefined
-    }
-    return deleted?.catch((err: unknown) => this.forgetFailed(err, group))
-  }
-
-  private forgetFailed (err: unknown, group: Group): void {
-    this.log.error({ err, group: group.key }, 'deleting a shared message from the store failed')
   }
 
   // ------------------------------------------------------- aedes and gateway
@@ -486,7 +298,7 @@ export class SharedSubscriptions {
    */
   onForward (client: Client, packet: { qos: number, messageId?: number, brokerId?: string, brokerCounter: number }): boolean {
     if (packet.qos === 0) return true
-    const entry = this.deliveries.byCounter(packet.brokerCounter)
+    const entry = this.flow.deliveries.byCounter(packet.brokerCounter)
     const held = this.opts.sessionQoS2
     if (!entry || !entry.live || entry.assignedTo !== client.id || entry.delivery !== packet.brokerCounter ||
       (held !== undefined && packet.qos === 2 && packet.brokerId !== held.brokerIdFor(entry.group.key, entry.seq))) {
@@ -499,24 +311,18 @@ export class SharedSubscriptions {
     entry.forwardedTo = client
     // aedes would pick the id later; culex picks it now to match the acknowledgement
     if (packet.messageId === undefined) packet.messageId = allocatePacketId(client)
-    this.deliveries.track(client, packet.messageId, entry)
+    this.flow.deliveries.track(client, packet.messageId, entry)
     return true
   }
 
   /** A delivery its member may not read (ACL): discarded for the group, counted as dropped. */
   refuse (delivery: number): void {
-    const entry = this.deliveries.byCounter(delivery)
+    const entry = this.flow.deliveries.byCounter(delivery)
     if (!entry || !entry.live) return
     const group = entry.group
-    this.discard(group, entry, 'shared message not readable by its member: discarded')
+    this.flow.discard(group, entry, 'shared message not readable by its member: discarded')
     // called from inside aedes' delivery to the member: the next one goes out after it
-    queueMicrotask(() => this.drain(group))
-  }
-
-  private discard (group: Group, entry: Entry, why: string): void {
-    group.dropped++
-    repeatedLog.log(this.log, 'info', why + '\u0000' + group.key + '\u0000' + (entry.assignedTo ?? ''), { group: group.key, clientId: entry.assignedTo, topic: entry.message.topic }, why)
-    void this.complete(group, entry)
+    queueMicrotask(() => this.flow.drain(group))
   }
 
   /**
@@ -526,7 +332,7 @@ export class SharedSubscriptions {
    */
   onAck (client: { id: string }, packetId: number, reasonCode: number, props?: AckProperties): void {
     const clientId = client.id
-    const entry = this.deliveries.acknowledged(client, packetId)
+    const entry = this.flow.deliveries.acknowledged(client, packetId)
     if (!entry) {
       const key = this.foreign?.acknowledged(client, packetId)
       const group = key === undefined ? undefined : this.groups.get(key)
@@ -540,7 +346,7 @@ export class SharedSubscriptions {
     if (!entry.live || entry.assignedTo !== clientId) return
     if (isFailure(reasonCode)) {
       // [MQTT-4.8.2-6] MUST discard it and not send it to another member
-      this.deadLetters.giveUp(group, entry, { reason: 'rejected', clientId, deliveryCount: entry.message.deliveryCount ?? 1, reasonCode, reasonString: props?.reasonString })
+      this.flow.deadLetters.giveUp(group, entry, { reason: 'rejected', clientId, deliveryCount: entry.message.deliveryCount ?? 1, reasonCode, reasonString: props?.reasonString })
     } else {
       const settle = settleOf(props?.userProperties)
       if (settle.invalid !== undefined) {
@@ -548,14 +354,14 @@ export class SharedSubscriptions {
         repeatedLog.log(this.log, 'info', 'settle ' + group.key + '\u0000' + clientId, { group: group.key, clientId, why: settle.invalid }, 'acknowledgement with a culex-settle property that makes no sense: ignored')
       }
       if (settle.kind === 'abandon') {
-        this.retries.abandon(group, entry, settle.delay)
-        this.drain(group)
+        this.flow.retries.abandon(group, entry, settle.delay)
+        this.flow.drain(group)
         return
       }
       group.delivered++
     }
-    void this.complete(group, entry)
-    this.drain(group)
+    void this.flow.complete(group, entry)
+    this.flow.drain(group)
   }
 
   /** Replays the dead letters waiting in group `from` into the groups they came from (replay.ts). */
@@ -567,9 +373,9 @@ export class SharedSubscriptions {
         const seq = group.nextSeq++
         group.pending.push(group.add(seq, message))
         await this.store.putMessage(group.key, seq, message)
-        this.drain(group)
+        this.flow.drain(group)
       },
-      complete: async (group, entry) => { await this.complete(group, entry) }
+      complete: async (group, entry) => { await this.flow.complete(group, entry) }
     }, from, limit, this.log)
   }
 
@@ -606,6 +412,4 @@ export class SharedSubscriptions {
     this.filters.close()
   }
 }
-
-function noop (): void {}
 
