@@ -22,6 +22,7 @@
 import type { Aedes, Client, PublishPacket } from 'aedes'
 import { clientSubscriptions, persistenceOf, queuedPacket } from '../aedes-internals.js'
 import { topicMatches } from '../protocol/topic.js'
+import { RELOAD_MS } from '../cluster/routes.js'
 import type { BrokerContext } from './context.js'
 import { clusterSessionsOf } from './store.js'
 
@@ -32,9 +33,12 @@ export const MOVE_WINDOW_MS = 35000
  * durable route: the new node announces its own once it loaded the
  * session (milliseconds after this node handed it over); until the
  * publishers have seen that, this node's route brings the messages here,
- * to be forwarded, rather than nowhere (PUBACK 0x10)
+ * to be forwarded, rather than nowhere (PUBACK 0x10). A publisher that
+ * missed the announcement (a lost notice) sees the new route at its next
+ * full reload of the routes, at most RELOAD_MS later: the route stays that
+ * long, and a margin for a reload on a loaded node
  */
-export const LINGER_MS = 3000
+export const LINGER_MS = RELOAD_MS + 5000
 /** milliseconds the ids of the routed messages published here are remembered (a forwarded copy comes within the moment it takes the old node to read its inbox) */
 export const SEEN_MS = 10000
 /** milliseconds a forwarded message waits for a claim here to load its session, or for its connection to be accepted */
