@@ -9,9 +9,11 @@
  * this node's inbox publishes is also forwarded, for that session only, to
  * the node holding it now, when the session's QoS 1/2 filters match and
  * the session was not held here when it was published. The node holding
- * the session delivers it to that session alone: to its live connection
- * (with the subscription's QoS and identifiers), or into its queue in
- * Redis, unless the session had it already: every routed message has an id
+ * the session delivers it to that session alone, once its claim there has
+ * loaded the session (until then the session's subscriptions are not in
+ * memory, and a message queued for it would match none of them): to its
+ * live connection (with the subscription's QoS and identifiers), or into
+ * its queue in Redis, unless the session had it already: every routed message has an id
  * (lib/cluster/forward.ts), and the node remembers for SEEN_MS the ids it
  * published since a session's connection arrived here. At least once: a
  * message published here between the session's load and its connection's
@@ -20,6 +22,7 @@
 import type { Aedes, Client, PublishPacket } from 'aedes'
 import { clientSubscriptions, persistenceOf, queuedPacket } from '../aedes-internals.js'
 import { topicMatches } from '../protocol/topic.js'
+import { RELOAD_MS } from '../cluster/routes.js'
 import type { BrokerContext } from './context.js'
 import { clusterSessionsOf } from './store.js'
 
@@ -30,9 +33,12 @@ export const MOVE_WINDOW_MS = 35000
  * durable route: the new node announces its own once it loaded the
  * session (milliseconds after this node handed it over); until the
  * publishers have seen that, this node's route brings the messages here,
- * to be forwarded, rather than nowhere (PUBACK 0x10)
+ * to be forwarded, rather than nowhere (PUBACK 0x10). A publisher that
+ * missed the announcement (a lost notice) sees the new route at its next
+ * full reload of the routes, at most RELOAD_MS later: the route stays that
+ * long, and a margin for a reload on a loaded node
  */
-export const LINGER_MS = 3000
+export const LINGER_MS = RELOAD_MS + 5000
 /** milliseconds the ids of the routed messages published here are remembered (a forwarded copy comes within the moment it takes the old node to read its inbox) */
 export const SEEN_MS = 10000
 /** milliseconds a forwarded message waits for a claim here to load its session, or for its connection to be accepted */
@@ -128,14 +134,13 @@ export class SessionMoves {
   absentFor (topic: string): string[] {
     if (this.left.size === 0) return []
     const now = Date.now()
-    const held = clusterSessionsOf(this.ctx.store())
     const out: string[] = []
     for (const [clientId, left] of this.left) {
       if (left.until < now) {
         this.left.delete(clientId)
         continue
       }
-      if (held?.epochOf?.(clientId) !== undefined) continue
+      if (this.holds(clientId)) continue
       if (left.filters.some((f) => topicMatches(f, topic))) out.push(clientId)
     }
     return out
@@ -150,12 +155,11 @@ export class SessionMoves {
 
   /** A message forwarded for `clientId`: to that session alone, live or queued; on again when it left here too. */
   async deliverTo (clientId: string, packet: PublishPacket, id: string): Promise<void> {
-    const sessions = clusterSessionsOf(this.ctx.store())
     const cluster = this.ctx.cluster
     const deadline = Date.now() + HOLD_WAIT_MS
-    // a claim here may still be loading the session
-    while (sessions?.epochOf?.(clientId) === undefined && cluster?.claimedHere(clientId) === true && Date.now() < deadline) await sleep(STEP_MS)
-    if (sessions?.epochOf?.(clientId) === undefined) {
+    // a claim here may still be loading the session: queued before its subscriptions are in memory, it would match none of them
+    while (!this.holds(clientId) && cluster?.claimedHere(clientId) === true && Date.now() < deadline) await sleep(STEP_MS)
+    if (!this.holds(clientId)) {
       // it moved on meanwhile: on to its holder
       const to = cluster === undefined || cluster.claimedHere(clientId) ? undefined : await cluster.forwardTo(clientId, packet, id)
       if (to === undefined || to === cluster?.nodeId) this.ctx.logger.warn({ clientId, topic: packet.topic }, 'cluster: a message forwarded for a session found no node holding it; dropped')
@@ -172,6 +176,12 @@ export class SessionMoves {
     }
     if (client !== undefined && client.connected && !client.closed) await this.toLive(client, packet)
     else await enqueueFor(this.aedes, new Set([clientId]), packet)
+  }
+
+  /** Whether the session is in this node's memory: held here, and not still being loaded by a claim here. */
+  private holds (clientId: string): boolean {
+    const sessions = clusterSessionsOf(this.ctx.store())
+    return sessions?.loaded?.(clientId) ?? sessions?.epochOf?.(clientId) !== undefined
   }
 
   /** To a live connection, as its subscriptions that match grant it: their highest QoS, their identifiers. */

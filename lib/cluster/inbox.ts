@@ -68,6 +68,8 @@ export class Inbox {
   /** the last entry published here and acknowledged */
   private processed = '0-0'
   private readonly waiters: Array<{ target: string, resolve: () => void }> = []
+  /** the batch being published here now, if any */
+  private handling: Promise<void> | undefined
   private readonly batcher: RouteBatcher
 
   constructor (
@@ -104,15 +106,25 @@ export class Inbox {
    * Resolves once every entry in the inbox now has been published here (at
    * most `CATCH_UP_MS` later): a session resumed here then has every message
    * acknowledged to its publishers before the resume, ahead of later ones.
+   * The batch being published when the inbox was looked at is waited for
+   * too, though its entries may have come after the last one seen (its read
+   * raced the look): each of its messages was sent to the sessions this
+   * node held as it began, and a session handed over meanwhile would miss
+   * it (queued in a copy no longer written, or matching no subscription).
    */
   async caughtUp (): Promise<void> {
     const last = await this.redis.commands.xrevrange(inboxKey(this.nodeId), '+', '-', 'COUNT', 1)
+    const handling = this.handling?.catch(() => {})
     const target = last[0]?.[0]
-    if (target === undefined || compareIds(this.processed, target) >= 0) return
+    if (target === undefined || compareIds(this.processed, target) >= 0) {
+      await handling
+      return
+    }
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, CATCH_UP_MS)
       this.waiters.push({ target, resolve: () => { clearTimeout(timer); resolve() } })
     })
+    await handling
   }
 
   /**
@@ -177,7 +189,13 @@ export class Inbox {
           cursor = '>'
           continue
         }
-        await this.handle(key, entries)
+        const handling = this.handle(key, entries)
+        this.handling = handling
+        try {
+          await handling
+        } finally {
+          this.handling = undefined
+        }
       } catch (err) {
         if (this.stopped) return
         // Redis lost the stream and its group (a restart without AOF): made again; what it lost is gone

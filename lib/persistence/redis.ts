@@ -64,6 +64,8 @@ export class RedisPersistence extends BaseStore {
   #opening: Promise<void> | undefined
   /** per session held here, the epoch its writes name */
   readonly #epochs = new Map<string, number>()
+  /** per session a claim here is loading from Redis, the claim's epoch: not in memory until its load completes */
+  readonly #loading = new Map<string, number>()
 
   constructor (opts: RedisPersistenceOptions) {
     super({ limits: opts.limits, logger: opts.logger })
@@ -135,6 +137,17 @@ export class RedisPersistence extends BaseStore {
   }
 
   /**
+   * Whether this node holds the session in memory: it holds an epoch of it
+   * and no claim here is still loading it (or dropping a stale copy first).
+   * Until then its subscriptions are not in memory, and a message queued
+   * for it would match none of them.
+   */
+  loaded (clientId: string): boolean {
+    const epoch = this.#epochs.get(clientId)
+    return epoch !== undefined && epoch !== DROPPING && this.#loading.get(clientId) !== epoch
+  }
+
+  /**
    * The session record of a client id about to be claimed (its owner, and
    * whether a session exists): from memory when this node holds the
    * session, from Redis otherwise.
@@ -166,13 +179,18 @@ export class RedisPersistence extends BaseStore {
     }
     this.#epochs.set(clientId, epoch)
     const mode: AdoptMode = current ? 'keep' : opts.clean ? 'wipe' : 'load'
-    const fields = await adoptSession(redis, sessionKey(this.prefix, clientId), epoch, mode)
-    if (fields === null) {
-      if (this.#epochs.get(clientId) === epoch) this.#epochs.delete(clientId)
-      throw new CulexError('CULEX_ERR_SESSION_FENCED', [JSON.stringify(clientId)])
+    if (mode === 'load') this.#loading.set(clientId, epoch)
+    try {
+      const fields = await adoptSession(redis, sessionKey(this.prefix, clientId), epoch, mode)
+      if (fields === null) {
+        if (this.#epochs.get(clientId) === epoch) this.#epochs.delete(clientId)
+        throw new CulexError('CULEX_ERR_SESSION_FENCED', [JSON.stringify(clientId)])
+      }
+      // a later local claim hydrating meanwhile loads it itself
+      if (mode === 'load' && this.#epochs.get(clientId) === epoch) this.#restore(clientId, fields)
+    } finally {
+      if (this.#loading.get(clientId) === epoch) this.#loading.delete(clientId)
     }
-    // a later local claim hydrating meanwhile loads it itself
-    if (mode === 'load' && this.#epochs.get(clientId) === epoch) this.#restore(clientId, fields)
   }
 
   /**

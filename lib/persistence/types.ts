@@ -251,6 +251,8 @@ export interface ClusterSessions {
   handOver (clientId: string, epoch?: number): void
   /** the epoch this node holds the session at; undefined when it holds none */
   epochOf? (clientId: string): number | undefined
+  /** whether this node holds the session and has it in memory (not while a claim here is still loading it) */
+  loaded? (clientId: string): boolean
 }
 
 /** culex's store: the aedes interface plus session metadata, stats and drop events. */
