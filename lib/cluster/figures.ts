@@ -5,9 +5,10 @@
  * sums over the live nodes' hashes. Read only when asked ($SYS).
  */
 import type { Logger } from 'pino'
+import { CLUSTER_PREFIX } from './keys.js'
 import type { RedisPair } from './redis.js'
 
-export const figuresKey = (nodeId: string): string => `culex:figures:{${nodeId}}`
+export const figuresKey = (nodeId: string): string => `${CLUSTER_PREFIX}figures:{${nodeId}}`
 
 /** What a node reports, each a whole number. */
 export type NodeFigures = Record<string, number>

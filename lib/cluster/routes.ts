@@ -15,11 +15,12 @@
 import type { Logger } from 'pino'
 import type { IPublishPacket } from 'mqtt-packet'
 import type { RedisPair } from './redis.js'
+import { CLUSTER_PREFIX } from './keys.js'
 import { RouteTable } from './route-table.js'
 import { decodeRouted, encodeRouted } from './wire.js'
 import { ChannelBatcher, splitPackets } from './channel-batch.js'
 
-const PREFIX = 'culex:'
+const PREFIX = CLUSTER_PREFIX
 export const routesKey = (nodeId: string): string => `${PREFIX}routes:${nodeId}`
 /** the QoS 1/2 filters of the persistent sessions a node holds, online or offline */
 export const durableKey = (nodeId: string): string => `${PREFIX}durable:${nodeId}`

@@ -16,19 +16,20 @@
 import type { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import type { RedisPair } from './redis.js'
+import { CLUSTER_PREFIX, ENTITY_PREFIX } from './keys.js'
 import { ACK, ADD, LEAVE, REQUEUE, REQUEUE_DEAD } from './shared-scripts.js'
 import { TurnBatch } from './turn-batch.js'
 import { TimerLock } from './timer-lock.js'
 
-const PREFIX = 'culex:'
+const PREFIX = CLUSTER_PREFIX
 /** group key → filter, for every group with a member on some node (or a queue kept for its offline members) */
 export const SHARE_GROUPS_KEY = `${PREFIX}share:groups`
 /** `+ {key}` / `- {key}`: a group came or went */
 export const SHARE_CHANNEL = `${PREFIX}share`
 /** the group's stream; braces: a Redis Cluster hash tag, so one group's keys are on one master */
-export const shareStreamKey = (groupKey: string): string => `${PREFIX}share:{${groupKey}}`
+export const shareStreamKey = (groupKey: string): string => `${ENTITY_PREFIX}share:{${groupKey}}`
 /** a persistent session's memberships, group key → JSON of the member: whichever node the session resumes on joins them */
-export const shareMemberKey = (clientId: string): string => `${PREFIX}share:member:{${clientId}}`
+export const shareMemberKey = (clientId: string): string => `${ENTITY_PREFIX}share:member:{${clientId}}`
 const SWEEP_LOCK_KEY = `${PREFIX}share:timer`
 /** the consumer group every node reads in */
 const CONSUMERS = 'culex'
@@ -101,7 +102,7 @@ export class ClusterShareStreams {
     renewMs = 1000
   ) {
     this.lock = new TimerLock(redis, SWEEP_LOCK_KEY, nodeId, logger, lockMs, renewMs)
-    this.writes = redis.commands.duplicate({ enableAutoPipelining: false })
+    this.writes = redis.duplicate({ enableAutoPipelining: false })
     this.writes.on('error', () => {})
   }
 
@@ -223,7 +224,7 @@ export class ClusterShareStreams {
 
   private blockingConnection (): Redis {
     // a read blocks its connection: each group has its own, with room for the block in its timeout
-    const conn = this.redis.commands.duplicate({ commandTimeout: BLOCK_MS + 2000, enableOfflineQueue: true })
+    const conn = this.redis.duplicate({ commandTimeout: BLOCK_MS + 2000, enableOfflineQueue: true })
     conn.on('error', () => {})
     return conn
   }

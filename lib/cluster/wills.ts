@@ -24,10 +24,11 @@ import type { Logger } from 'pino'
 import type { IPublishPacket } from 'mqtt-packet'
 import { decodeBuffer, encode } from '../protocol/codec.js'
 import type { RedisPair } from './redis.js'
+import { CLUSTER_PREFIX } from './keys.js'
 import { Script } from './script.js'
 import { TimerLock } from './timer-lock.js'
 
-const PREFIX = 'culex:'
+const PREFIX = CLUSTER_PREFIX
 export const WILLS_PREFIX = `${PREFIX}wills:`
 /** the wills of one node's live connections */
 export const nodeWillsKey = (nodeId: string): string => `${WILLS_PREFIX}{${nodeId}}`

@@ -56,12 +56,17 @@ return 0
  * A claim at ARGV[1] adopts the session: the hash's epoch becomes it, unless
  * a later claim adopted it already (nil). ARGV[2]: 'load' returns every
  * field, 'wipe' deletes them (Clean Start), 'keep' returns none (this node
- * held the epoch just before). KEYS: the session hash.
+ * held the epoch just before). ARGV[3]: the epoch at which the session last
+ * expired ('' or 0: never); a hash adopted before it is what that expiry
+ * deletes (lib/cluster/session-expiry.ts ends a session in two steps, the
+ * registry's slot then the session's: a claim between them must not load
+ * it). KEYS: the session hash.
  */
 const ADOPT = `
 local epoch = tonumber(ARGV[1])
-if epoch < tonumber(redis.call('HGET', KEYS[1], 'epoch') or '0') then return false end
-if ARGV[2] == 'wipe' then redis.call('DEL', KEYS[1]) end
+local held = tonumber(redis.call('HGET', KEYS[1], 'epoch') or '0')
+if epoch < held then return false end
+if ARGV[2] == 'wipe' or held < (tonumber(ARGV[3]) or 0) then redis.call('DEL', KEYS[1]) end
 redis.call('HSET', KEYS[1], 'epoch', ARGV[1])
 if ARGV[2] == 'load' then return redis.call('HGETALL', KEYS[1]) end
 return {}
@@ -69,10 +74,20 @@ return {}
 
 export type AdoptMode = 'load' | 'wipe' | 'keep'
 
+/**
+ * The second step of a session's expiry (lib/cluster/session-expiry.ts): the
+ * hash goes unless a claim at or after the expiry's epoch (ARGV[1]) adopted
+ * it since. KEYS: the session hash. Returns 1 when deleted.
+ */
+export const EXPIRED_WIPE = `
+if tonumber(redis.call('HGET', KEYS[1], 'epoch') or '0') >= tonumber(ARGV[1]) then return 0 end
+return redis.call('DEL', KEYS[1])
+`
+
 /** the scripts as ioredis' defineCommand makes them (EVALSHA, EVAL on NOSCRIPT) */
 interface SessionCommands {
   culexSessionWrite (key: string, ...args: Array<string | Buffer>): Promise<number>
-  culexSessionAdoptBuffer (key: string, epoch: string, mode: AdoptMode): Promise<Buffer[] | null>
+  culexSessionAdoptBuffer (key: string, epoch: string, mode: AdoptMode, ended: string): Promise<Buffer[] | null>
 }
 
 function commands (redis: Redis): SessionCommands {
@@ -85,9 +100,13 @@ export function defineSessionScripts (redis: Redis): void {
   redis.defineCommand('culexSessionAdopt', { numberOfKeys: 1, lua: ADOPT })
 }
 
-/** Adopts a session for a claim at `epoch`; resolves with its fields ('load'), or null when a later claim adopted it. */
-export async function adoptSession (redis: Redis, key: string, epoch: number, mode: AdoptMode): Promise<Array<[string, Buffer]> | null> {
-  const flat = await commands(redis).culexSessionAdoptBuffer(key, String(epoch), mode)
+/**
+ * Adopts a session for a claim at `epoch`; resolves with its fields ('load'),
+ * or null when a later claim adopted it. `ended`: the epoch at which the
+ * session last expired, if any (a hash older than it is deleted first).
+ */
+export async function adoptSession (redis: Redis, key: string, epoch: number, mode: AdoptMode, ended = 0): Promise<Array<[string, Buffer]> | null> {
+  const flat = await commands(redis).culexSessionAdoptBuffer(key, String(epoch), mode, String(ended))
   if (flat === null) return null
   const fields: Array<[string, Buffer]> = []
   for (let i = 0; i + 1 < flat.length; i += 2) {

@@ -10,6 +10,7 @@
 // messages and shared subscription groups are memory parts here (in a
 // cluster, lib/cluster/retained.ts keeps the retained messages in Redis).
 import { Redis } from '../cluster/ioredis.js'
+import { ENDED_FIELD, ownerKey } from '../cluster/keys.js'
 import type { Logger } from 'pino'
 import { CulexError } from '../errors.js'
 import { decodePacket, decodeRecord } from './codec.js'
@@ -166,7 +167,9 @@ export class RedisPersistence extends BaseStore {
     }
     this.#epochs.set(clientId, epoch)
     const mode: AdoptMode = current ? 'keep' : opts.clean ? 'wipe' : 'load'
-    const fields = await adoptSession(redis, sessionKey(this.prefix, clientId), epoch, mode)
+    // a session that expired before this claim is not loaded, even when the expiry's second step has not deleted it yet
+    const ended = mode === 'load' && this.#fenced ? Number(await redis.hget(ownerKey(clientId), ENDED_FIELD) ?? 0) : 0
+    const fields = await adoptSession(redis, sessionKey(this.prefix, clientId), epoch, mode, ended)
     if (fields === null) {
       if (this.#epochs.get(clientId) === epoch) this.#epochs.delete(clientId)
       throw new CulexError('CULEX_ERR_SESSION_FENCED', [JSON.stringify(clientId)])
