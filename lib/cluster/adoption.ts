@@ -95,7 +95,7 @@ export class Adoption {
       } else {
         await commands.del(durableKey(dead))
         await commands.srem(DURABLE_NODES_KEY, dead)
-        await commands.publish(ROUTES_CHANNEL, `d! ${dead} *`)
+        await this.redis.publish(ROUTES_CHANNEL, `d! ${dead} *`)
       }
       if (ids.size > 0 || drained > 0) this.logger.info({ node: dead, sessions: ids.size, messages: drained }, `cluster: adopted the sessions and inbox of ${self ? 'this node\'s previous run' : `node ${dead}`}`)
       return true

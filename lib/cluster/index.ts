@@ -265,7 +265,7 @@ export class ClusterNode implements ClusterView {
     if (this.readFigures !== undefined) figures.start(this.readFigures)
     this.figures = figures
     this.membership = membership
-    this.logger.info({ nodeId: options.nodeId, redis: redactUrl(this.url), nodes: membership.nodes() }, `joined the cluster as node ${options.nodeId}`)
+    this.logger.info({ nodeId: options.nodeId, redis: redactUrl(this.url), redisCluster: this.redis.cluster, nodes: membership.nodes() }, `joined the cluster as node ${options.nodeId}${this.redis.cluster ? ' (on a Redis Cluster)' : ''}`)
   }
 
   available (): boolean {

@@ -16,6 +16,8 @@
  */
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from './ioredis.js'
 import { CulexError } from '../errors.js'
+import { NODES_KEY } from './keys.js'
+import { Script } from './script.js'
 
 /** milliseconds a command may wait for Redis' answer */
 export const COMMAND_TIMEOUT_MS = 1000
@@ -32,6 +34,9 @@ export function redactUrl (url: string): string {
     return '(not a URL)'
   }
 }
+
+/** PUBLISH from the master of KEYS[1]'s slot */
+const PUBLISH = new Script("return redis.call('PUBLISH', ARGV[1], ARGV[2])")
 
 const retryStrategy = (times: number): number => Math.min(50 * times, 500)
 
@@ -66,6 +71,13 @@ export interface RedisPair {
   duplicate (overrides: ConnectionOverrides): Redis
   /** a connection to each master: where a SCAN must go to see every key */
   masters (): Redis[]
+  /**
+   * A Pub/Sub notice or message, always from the same server, after the
+   * notices the scripts publish: on a Redis Cluster, from the master of the
+   * `{culex}` slot (a PUBLISH names no key, so ioredis would send each to any
+   * node, and two PUBLISHes from two nodes may arrive in either order).
+   */
+  publish (channel: string, message: string | Buffer): Promise<unknown>
   close (): Promise<void>
 }
 
@@ -140,6 +152,7 @@ export async function openRedis (url: string): Promise<RedisPair> {
       cluster: false,
       duplicate: (overrides) => probe.duplicate(overrides),
       masters: () => [probe],
+      publish: async (channel, message) => await probe.publish(channel, message),
       close: async () => { probe.disconnect(); notices.disconnect() }
     }
   }
@@ -161,6 +174,7 @@ export async function openRedis (url: string): Promise<RedisPair> {
     cluster: true,
     duplicate: (overrides) => asRedis(clusterClient(url, overrides)),
     masters: () => commands.nodes('master'),
+    publish: async (channel, message) => await PUBLISH.run(asRedis(commands), [NODES_KEY], [channel, message]),
     close: async () => { commands.disconnect(); notices.disconnect() }
   }
 }

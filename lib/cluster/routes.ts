@@ -72,7 +72,7 @@ export class Routes {
     private readonly deliver: (message: RoutedMessage) => void
   ) {
     this.channel = new ChannelBatcher((node, bytes) => {
-      this.redis.commands.publish(messageChannel(node), bytes).catch(() => {})
+      this.redis.publish(messageChannel(node), bytes).catch(() => {})
     })
   }
 
@@ -209,7 +209,7 @@ export class Routes {
     const key = kind === '' ? routesKey(this.nodeId) : durableKey(this.nodeId)
     const op = `${kind}${add ? '+' : '-'}`
     const write = add ? this.redis.commands.sadd(key, filter) : this.redis.commands.srem(key, filter)
-    write.then(() => this.redis.commands.publish(ROUTES_CHANNEL, `${op} ${this.nodeId} ${filter}`)).catch((err: unknown) => {
+    write.then(() => this.redis.publish(ROUTES_CHANNEL, `${op} ${this.nodeId} ${filter}`)).catch((err: unknown) => {
       // the next reload of the other nodes, or republish() after a lost lease, brings them up to date
       this.logger.debug({ err, filter, op }, 'cluster: announcing a route failed')
     })

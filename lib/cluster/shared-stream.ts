@@ -206,7 +206,7 @@ export class ClusterShareStreams {
     const gone = Number(await LEAVE.run(this.redis.commands, [g.stream], [CONSUMERS, this.nodeId])) === 1
     if (gone && !this.open.has(key)) {
       await this.redis.commands.hdel(SHARE_GROUPS_KEY, key)
-      await this.redis.commands.publish(SHARE_CHANNEL, '- ' + key)
+      await this.redis.publish(SHARE_CHANNEL, '- ' + key)
     }
   }
 
@@ -238,7 +238,7 @@ export class ClusterShareStreams {
 
   private async announce (key: string, filter: string): Promise<void> {
     await this.ensureStream(key)
-    if (await this.redis.commands.hset(SHARE_GROUPS_KEY, key, filter) === 1) await this.redis.commands.publish(SHARE_CHANNEL, '+ ' + key)
+    if (await this.redis.commands.hset(SHARE_GROUPS_KEY, key, filter) === 1) await this.redis.publish(SHARE_CHANNEL, '+ ' + key)
   }
 
   private async ensureStream (key: string): Promise<void> {
