@@ -42,8 +42,8 @@ for (const resumeOn of ['b', 'c'] as const) {
       }, { timeout: 8000, step: 100, what: 'the route to b' })
       await sleep(200)
       await first.endAsync()
-      await waitFor(() => redisCli(redis, 'SISMEMBER', 'culex:routes:b', 'off/#') === '(integer) 0', { what: 'the live route goes with the connection' })
-      t.equal(redisCli(redis, 'SISMEMBER', 'culex:durable:b', 'off/#'), '(integer) 1', 'the durable route stays while b holds the offline session')
+      await waitFor(() => redisCli(redis, 'SISMEMBER', '{culex}:routes:b', 'off/#') === '(integer) 0', { what: 'the live route goes with the connection' })
+      t.equal(redisCli(redis, 'SISMEMBER', '{culex}:durable:b', 'off/#'), '(integer) 1', 'the durable route stays while b holds the offline session')
 
       const N = 40
       const codes = await ackCodes(publisher, async () => {
@@ -64,7 +64,7 @@ for (const resumeOn of ['b', 'c'] as const) {
         t.same(numbered.filter((m) => m.qos === qos).map((m) => m.payload.toString()), expected.filter((_, i) => i % 2 === qos - 1), `the QoS ${qos} ones at QoS ${qos}, in the publisher's order`)
       }
       if (resumeOn === 'c') {
-        await waitFor(() => redisCli(redis, 'SISMEMBER', 'culex:durable:b', 'off/#') === '(integer) 0', { what: 'b dropped its durable route when c took the session' })
+        await waitFor(() => redisCli(redis, 'SISMEMBER', '{culex}:durable:b', 'off/#') === '(integer) 0', { what: 'b dropped its durable route when c took the session' })
         t.pass('b dropped its durable route when c took the session over')
       }
     })
