@@ -3,7 +3,7 @@
  * acknowledged to its publisher is lost (README "Cluster", lib/cluster/README.md
  * "QoS 1/2: why nothing acknowledged is lost"). Once a node's lease is gone,
  * one survivor (a lock per dead node) adopts it:
- * 1. `culex:adopted:{dead}` names the survivor: from then on every inbox
+ * 1. `{culex}:adopted:{dead}` names the survivor: from then on every inbox
  *    write meant for the dead node lands in the survivor's inbox (the ROUTE
  *    script follows it), so the dead inbox gets nothing more;
  * 2. each client id the dead node held (its registry record names it as
@@ -16,9 +16,9 @@
  * 3. every entry left in the dead inbox (read or not before the death) is
  *    queued in the adopted sessions it matches only (this node's own
  *    subscribers got it directly), then the inbox is deleted;
- * 4. the dead node's durable routes go (`d! {node}` on `culex:routes`).
+ * 4. the dead node's durable routes go (`d! {node}` on `{culex}:routes`).
  * A node restarting under the same id does steps 2 and 3 for its previous
- * run itself, before it reads its inbox, and clears `culex:adopted:{id}`.
+ * run itself, before it reads its inbox, and clears `{culex}:adopted:{id}`.
  */
 import type { Logger } from 'pino'
 import type { IPublishPacket } from 'mqtt-packet'

@@ -42,7 +42,7 @@ export const ID_FIELD = 'u'
 /**
  * KEYS: the client id's registry record. ARGV: the message, the client id,
  * the message's id. The session's holder (`node`, or `last` once
- * released), followed through `culex:adopted:{node}` as ROUTE does; its
+ * released), followed through `{culex}:adopted:{node}` as ROUTE does; its
  * inbox gets the entry. Returns that node, or false when no node holds the
  * session.
  */

@@ -1,6 +1,6 @@
 /**
  * QoS 1/2 messages between nodes: each node reads its own Redis Stream
- * `culex:inbox:{<node>}` through a consumer group. The publishing node adds
+ * `{culex}:inbox:{<node>}` through a consumer group. The publishing node adds
  * the message (an MQTT 5 PUBLISH, as QoS 0 travels: routes.ts) to the inbox
  * of every other node that must get it, with the other messages routed in
  * the same turn in one script call (route-batch.ts: an entry per inbox and

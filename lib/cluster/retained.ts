@@ -3,7 +3,7 @@
  * (`culex:retained:{topic}`, the encoded message, expiring with the message
  * at its absolute deadline), and each node keeps its own retained store as a
  * read cache of it. A change is written by a script that sets or deletes the
- * key and announces the new value on `culex:retained` in the same step, so
+ * key and announces the new value on `{culex}:retained` in the same step, so
  * every node sees the changes of a topic in Redis' order and its cache ends
  * where Redis does. The cache is filled at join and reconciled with Redis
  * after anything that may have lost a notice (a lost lease, a reconnect of

@@ -1,12 +1,12 @@
 /**
  * Routing between nodes. Each node keeps the topic filters its live
- * clients subscribe to in a set `culex:routes:{node}`, and the QoS 1/2
+ * clients subscribe to in a set `{culex}:routes:{node}`, and the QoS 1/2
  * filters of the persistent sessions its store holds (online or offline) in
- * `culex:durable:{node}`, announces each change on `culex:routes`, and holds
+ * `{culex}:durable:{node}`, announces each change on `{culex}:routes`, and holds
  * the other nodes' filters in local matchers, loaded at join, on a node's
  * join and every RELOAD_MS (so a lost notice heals). A message is matched
  * locally: a QoS 0 one goes to the nodes with a matching live filter, by
- * PUBLISH on their channel `culex:msg:{node}` (those of one turn to a node in
+ * PUBLISH on their channel `{culex}:msg:{node}` (those of one turn to a node in
  * one PUBLISH: channel-batch.ts); a QoS 1/2 one to those with
  * a matching live or durable filter, through their inboxes (inbox.ts). A
  * topic no other node subscribes to costs no Redis command. A dead node's

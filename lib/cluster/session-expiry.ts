@@ -1,12 +1,12 @@
 /**
  * Session Expiry cluster-wide [MQTT-3.1.2-23]: a session ends once its
  * Session Expiry Interval has passed since its connection ended, on exactly
- * one node (the holder of the lock `culex:expiry:timer`), whichever node held
+ * one node (the holder of the lock `{culex}:expiry:timer`), whichever node held
  * it and whether or not that node is still alive.
  *
  * - A live connection whose session must end (MQTT 5 with an interval below
  *   "never", 3.1.1 with Clean Session) is recorded in its node's hash
- *   `culex:expiry:{node}` (LIVE), so that the session's clock starts when
+ *   `{culex}:expiry:{node}` (LIVE), so that the session's clock starts when
  *   the node dies (REAP, by a survivor once the node's lease is gone).
  * - A connection that ended with an interval > 0 puts the session in the due
  *   set, scored by Redis' clock plus the interval (ENDED).
