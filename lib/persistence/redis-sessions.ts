@@ -55,21 +55,18 @@ return 0
 /**
  * A claim at ARGV[1] adopts the session: the hash's epoch becomes it, unless
  * a later claim adopted it already (nil). ARGV[2]: 'load' returns every
- * field, 'wipe' deletes them (Clean Start), 'keep' returns none (this node
- * held the epoch just before). ARGV[3]: the epoch at which the session last
- * expired ('' or 0: never); a hash adopted before it is what that expiry
- * deletes (lib/cluster/session-expiry.ts ends a session in two steps, the
- * registry's slot then the session's: a claim between them must not load
- * it). KEYS: the session hash.
+ * field as it was (`epoch`: the claim that adopted it before), 'wipe'
+ * deletes them (Clean Start), 'keep' returns none (this node held the epoch
+ * just before). KEYS: the session hash.
  */
 const ADOPT = `
 local epoch = tonumber(ARGV[1])
-local held = tonumber(redis.call('HGET', KEYS[1], 'epoch') or '0')
-if epoch < held then return false end
-if ARGV[2] == 'wipe' or held < (tonumber(ARGV[3]) or 0) then redis.call('DEL', KEYS[1]) end
+if epoch < tonumber(redis.call('HGET', KEYS[1], 'epoch') or '0') then return false end
+if ARGV[2] == 'wipe' then redis.call('DEL', KEYS[1]) end
+local fields = {}
+if ARGV[2] == 'load' then fields = redis.call('HGETALL', KEYS[1]) end
 redis.call('HSET', KEYS[1], 'epoch', ARGV[1])
-if ARGV[2] == 'load' then return redis.call('HGETALL', KEYS[1]) end
-return {}
+return fields
 `
 
 export type AdoptMode = 'load' | 'wipe' | 'keep'
@@ -87,7 +84,7 @@ return redis.call('DEL', KEYS[1])
 /** the scripts as ioredis' defineCommand makes them (EVALSHA, EVAL on NOSCRIPT) */
 interface SessionCommands {
   culexSessionWrite (key: string, ...args: Array<string | Buffer>): Promise<number>
-  culexSessionAdoptBuffer (key: string, epoch: string, mode: AdoptMode, ended: string): Promise<Buffer[] | null>
+  culexSessionAdoptBuffer (key: string, epoch: string, mode: AdoptMode): Promise<Buffer[] | null>
 }
 
 function commands (redis: Redis): SessionCommands {
@@ -100,20 +97,25 @@ export function defineSessionScripts (redis: Redis): void {
   redis.defineCommand('culexSessionAdopt', { numberOfKeys: 1, lua: ADOPT })
 }
 
-/**
- * Adopts a session for a claim at `epoch`; resolves with its fields ('load'),
- * or null when a later claim adopted it. `ended`: the epoch at which the
- * session last expired, if any (a hash older than it is deleted first).
- */
-export async function adoptSession (redis: Redis, key: string, epoch: number, mode: AdoptMode, ended = 0): Promise<Array<[string, Buffer]> | null> {
-  const flat = await commands(redis).culexSessionAdoptBuffer(key, String(epoch), mode, String(ended))
+export interface AdoptedSession {
+  /** the session's fields ('load'; none otherwise) */
+  fields: Array<[string, Buffer]>
+  /** the epoch of the claim that had adopted the hash before ('load'; 0: none) */
+  before: number
+}
+
+/** Adopts a session for a claim at `epoch`; resolves with its fields ('load'), or null when a later claim adopted it. */
+export async function adoptSession (redis: Redis, key: string, epoch: number, mode: AdoptMode): Promise<AdoptedSession | null> {
+  const flat = await commands(redis).culexSessionAdoptBuffer(key, String(epoch), mode)
   if (flat === null) return null
   const fields: Array<[string, Buffer]> = []
+  let before = 0
   for (let i = 0; i + 1 < flat.length; i += 2) {
     const field = (flat[i] as Buffer).toString()
-    if (field !== EPOCH_FIELD) fields.push([field, flat[i + 1] as Buffer])
+    if (field === EPOCH_FIELD) before = Number((flat[i + 1] as Buffer).toString())
+    else fields.push([field, flat[i + 1] as Buffer])
   }
-  return fields
+  return { fields, before }
 }
 
 export interface SessionWriterOptions {
