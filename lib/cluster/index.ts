@@ -168,7 +168,9 @@ export class ClusterNode implements ClusterView {
   static async connect (url: string, logger: Logger, options: { fsync?: boolean } = {}): Promise<ClusterNode> {
     const redis = await openRedis(url)
     const log = logger.child({ module: 'cluster' })
-    const durability = await readDurability(redis.commands)
+    // on a Redis Cluster each master keeps its own settings: the weakest one says what can be lost
+    const each = await Promise.all(redis.masters().map(async (master) => await readDurability(master)))
+    const durability = each.find((d) => !losesNothing(d)) ?? each[0] ?? await readDurability(redis.commands)
     log[losesNothing(durability) ? 'info' : 'warn']({ redis: redactUrl(url), durability }, describeDurability(durability))
     if (options.fsync === true) {
       try {
