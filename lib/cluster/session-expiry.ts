@@ -77,11 +77,12 @@ return #records / 2
 `)
 
 /**
- * KEYS: owner hash, pending wills, due set (one slot). ARGV: epoch, client
- * id, member, this node, channel prefix. Returns {1, the node that held it,
- * the new epoch} (ended: the record's \`ended\` names the new epoch, and
- * WIPE deletes the session's hash next), {0} (a later claim: dropped from the
- * due set), {-1} (its will is still waiting: tried again).
+ * KEYS: owner hash, pending wills, due set (one slot), and on one Redis the
+ * session hash. ARGV: epoch, client id, member, this node, channel prefix.
+ * Returns {1, the node that held it, the new epoch} (ended: the record's
+ * \`ended\` names the new epoch; the session's hash is deleted here, or on a
+ * Redis Cluster by WIPE next, in its own slot), {0} (a later claim: dropped
+ * from the due set), {-1} (its will is still waiting: tried again).
  */
 const EXPIRE = new Script(`
 if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then
@@ -95,6 +96,7 @@ local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
 redis.call('HDEL', KEYS[1], 'node')
 redis.call('HSET', KEYS[1], 'last', ARGV[4], '${ENDED_FIELD}', epoch)
 redis.call('ZREM', KEYS[3], ARGV[3])
+if KEYS[4] then redis.call('DEL', KEYS[4]) end
 if holder and holder ~= ARGV[4] then
   redis.call('PUBLISH', ARGV[5] .. holder, epoch .. ' ' .. ARGV[4] .. ' ' .. ARGV[2])
 end
@@ -225,13 +227,15 @@ export class ClusterSessionExpiry {
       const epoch = member.slice(0, space)
       const clientId = member.slice(space + 1)
       const [ended, holder, endedAt] = await EXPIRE.run(this.redis.commands,
-        [ownerKey(clientId), PENDING_WILLS_KEY, EXPIRY_DUE_KEY],
+        [ownerKey(clientId), PENDING_WILLS_KEY, EXPIRY_DUE_KEY, ...(this.redis.cluster ? [] : [sessionHashKey(clientId)])],
         [epoch, clientId, member, this.nodeId, nodeChannel('')]) as [number, string?, number?]
       if (ended !== 1) continue
-      // a failure here leaves the hash to the next claim's adoption, which deletes it (the record's `ended`)
-      await WIPE.run(this.redis.commands, [sessionHashKey(clientId)], [String(endedAt)]).catch((err: unknown) => {
-        this.logger.debug({ err, clientId }, 'cluster: deleting an expired session\'s hash failed; its next claim deletes it')
-      })
+      if (this.redis.cluster) {
+        // a failure here leaves the hash to the next claim's adoption, which deletes it (the record's `ended`)
+        await WIPE.run(this.redis.commands, [sessionHashKey(clientId)], [String(endedAt)]).catch((err: unknown) => {
+          this.logger.debug({ err, clientId }, 'cluster: deleting an expired session\'s hash failed; its next claim deletes it')
+        })
+      }
       this.expired++
       if (holder === this.nodeId) this.host?.expiredHere(clientId, Number(epoch))
       this.logger.info({ clientId }, `cluster: the session of ${clientId} expired [MQTT-3.1.2-23]`)

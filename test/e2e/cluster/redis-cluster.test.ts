@@ -92,20 +92,27 @@ t.test('three culex nodes on a three-master Redis Cluster', async (t) => {
       'the five queued messages, once each, in order, on node C')
   })
 
-  await t.test('retained messages set on node A are read by a subscriber on node C, and a delete on B reaches it too', async (t) => {
+  await t.test('retained messages set on node A are read by a subscriber on node C, and a delete on B reaches it too; a node started after them loads them from every master', async (t) => {
     const setter = await connectClient(t, a.url, { clientId: 'ret-a', protocolVersion: 5 })
     for (let i = 0; i < 6; i++) await setter.publishAsync(`ret/${i}`, `v${i}`, { qos: 1, retain: true })
     const deleter = await connectClient(t, b.url, { clientId: 'ret-b', protocolVersion: 5 })
     await deleter.publishAsync('ret/5', '', { qos: 1, retain: true })
-    await waitFor(async () => {
-      const reader = await connectClient(t, c.url, { clientId: `ret-c-${Date.now()}`, protocolVersion: 5 })
+    const readOn = async (url: string): Promise<boolean> => {
+      const reader = await connectClient(t, url, { clientId: `ret-reader-${Date.now()}`, protocolVersion: 5 })
       const got = collect(reader)
       await reader.subscribeAsync('ret/+', { qos: 1 })
       await sleep(300)
       await reader.endAsync()
       return got.messages.map((m) => `${m.topic}=${m.payload.toString()}`).sort().join(',') === 'ret/0=v0,ret/1=v1,ret/2=v2,ret/3=v3,ret/4=v4'
-    }, { timeout: 5000, step: 100, what: 'the retained messages of A, less the one B deleted, on node C' })
+    }
+    await waitFor(async () => await readOn(c.url), { timeout: 5000, step: 100, what: 'the retained messages of A, less the one B deleted, on node C' })
     t.pass('node C holds what A set and B deleted')
+    const masters = new Set([0, 1, 2, 3, 4].map((i) => masterOf(cluster, `culex:retained:{ret/${i}}`)))
+    t.ok(masters.size >= 2, `the five topics are on ${masters.size} masters`)
+    const d = await startNode(t, cluster, ['--node-id', 'd'])
+    t.ok(await readOn(d.url), 'node D, started after them, read all five at its join (a SCAN of each master)')
+    d.child.kill('SIGTERM')
+    await d.exit
   })
 
   await t.test('one shared group with members on A, B and C: 600 QoS 1 messages from A, each delivered exactly once [MQTT-4.8.2-2]; the keys spread over the masters', async (t) => {
