@@ -92,6 +92,26 @@ t.test('three culex nodes on a three-master Redis Cluster', async (t) => {
       'the five queued messages, once each, in order, on node C')
   })
 
+  await t.test('a session ends on the cluster at its expiry [MQTT-3.1.2-23]: the registry in the {culex} slot, then the hash on its own master; the client finds no session', async (t) => {
+    const session = { clientId: 'brief', clean: false, protocolVersion: 5 as const, properties: { sessionExpiryInterval: 1 } }
+    const first = await connectClient(t, b.url, session)
+    await first.subscribeAsync('brief/#', { qos: 1 })
+    const hash = 'culex:session:{brief}'
+    t.equal(clusterCli(masterOf(cluster, hash), 'EXISTS', hash), '1', 'the session\'s hash is in Redis')
+    await first.endAsync()
+    await waitFor(() => clusterCli(masterOf(cluster, hash), 'EXISTS', hash) === '0', { timeout: 6000, what: 'the hash deleted once the interval passed' })
+    const record = masterOf(cluster, '{culex}:client:brief')
+    t.not(record, masterOf(cluster, hash), 'the registry record and the hash are on different masters')
+    t.equal(clusterCli(record, 'HGET', '{culex}:client:brief', 'ended'), clusterCli(record, 'HGET', '{culex}:client:brief', 'epoch'), 'the record names the epoch the session ended at')
+    const again = mqtt.connect(a.url, { reconnectPeriod: 0, connectTimeout: 5000, ...session })
+    t.teardown(() => { again.end(true) })
+    const present = await new Promise<boolean>((resolve, reject) => {
+      again.once('connect', (connack) => resolve(connack.sessionPresent))
+      again.once('error', reject)
+    })
+    t.equal(present, false, 'Session Present 0 on node A')
+  })
+
   await t.test('retained messages set on node A are read by a subscriber on node C, and a delete on B reaches it too; a node started after them loads them from every master', async (t) => {
     const setter = await connectClient(t, a.url, { clientId: 'ret-a', protocolVersion: 5 })
     for (let i = 0; i < 6; i++) await setter.publishAsync(`ret/${i}`, `v${i}`, { qos: 1, retain: true })
