@@ -32,6 +32,8 @@ t.test('three culex nodes on a three-master Redis Cluster', async (t) => {
   const b = await startNode(t, cluster, ['--node-id', 'b'])
   const c = await startNode(t, cluster, ['--node-id', 'c'])
   t.ok(a.logs.some((l) => l.redisCluster === true), 'node A says it runs on a Redis Cluster')
+  const durability = a.logs.find((l) => typeof l.durability === 'object')?.durability as { known?: boolean, appendonly?: string } | undefined
+  t.strictSame([durability?.known, durability?.appendonly], [true, 'no'], 'and read the masters\' persistence settings (CONFIG GET on each)')
 
   await t.test('QoS 0, 1 and 2 published on node A reach subscribers on B and C with wildcards, each once, in order, at the granted QoS [MQTT-3.8.4-6]', async (t) => {
     const onB = await connectClient(t, b.url, { clientId: 'sub-b', protocolVersion: 5 })
