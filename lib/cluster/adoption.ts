@@ -3,7 +3,7 @@
  * acknowledged to its publisher is lost (README "Cluster", lib/cluster/README.md
  * "QoS 1/2: why nothing acknowledged is lost"). Once a node's lease is gone,
  * one survivor (a lock per dead node) adopts it:
- * 1. `culex:adopted:{dead}` names the survivor: from then on every inbox
+ * 1. `{culex}:adopted:{dead}` names the survivor: from then on every inbox
  *    write meant for the dead node lands in the survivor's inbox (the ROUTE
  *    script follows it), so the dead inbox gets nothing more;
  * 2. each client id the dead node held (its registry record names it as
@@ -16,21 +16,21 @@
  * 3. every entry left in the dead inbox (read or not before the death) is
  *    queued in the adopted sessions it matches only (this node's own
  *    subscribers got it directly), then the inbox is deleted;
- * 4. the dead node's durable routes go (`d! {node}` on `culex:routes`).
+ * 4. the dead node's durable routes go (`d! {node}` on `{culex}:routes`).
  * A node restarting under the same id does steps 2 and 3 for its previous
- * run itself, before it reads its inbox, and clears `culex:adopted:{id}`.
+ * run itself, before it reads its inbox, and clears `{culex}:adopted:{id}`.
  */
 import type { Logger } from 'pino'
 import type { IPublishPacket } from 'mqtt-packet'
-import { leaseKey, ownerKey } from './keys.js'
+import { CLUSTER_PREFIX, leaseKey, ownerKey, sessionHashKey } from './keys.js'
 import { compareIds, decodeEntry, inboxKey } from './inbox.js'
 import { forwardToHolder, movedFrom, movedKey } from './forward.js'
 import type { RedisPair } from './redis.js'
 import { durableKey, DURABLE_NODES_KEY, ROUTES_CHANNEL } from './routes.js'
 
-export const adoptedKey = (nodeId: string): string => `culex:adopted:{${nodeId}}`
+export const adoptedKey = (nodeId: string): string => `${CLUSTER_PREFIX}adopted:{${nodeId}}`
 /** the adoption lock of a node; a claim of one of its sessions takes it too (orphans.ts) */
-export const adoptionLockKey = (nodeId: string): string => `culex:adopting:{${nodeId}}`
+export const adoptionLockKey = (nodeId: string): string => `${CLUSTER_PREFIX}adopting:{${nodeId}}`
 const lockKey = adoptionLockKey
 /**
  * milliseconds a node's lease must have been gone before a survivor adopts
@@ -95,7 +95,7 @@ export class Adoption {
       } else {
         await commands.del(durableKey(dead))
         await commands.srem(DURABLE_NODES_KEY, dead)
-        await commands.publish(ROUTES_CHANNEL, `d! ${dead} *`)
+        await this.redis.publish(ROUTES_CHANNEL, `d! ${dead} *`)
       }
       if (ids.size > 0 || drained > 0) this.logger.info({ node: dead, sessions: ids.size, messages: drained }, `cluster: adopted the sessions and inbox of ${self ? 'this node\'s previous run' : `node ${dead}`}`)
       return true
@@ -108,22 +108,25 @@ export class Adoption {
   private async adoptSessions (dead: string): Promise<Set<string>> {
     const commands = this.redis.commands
     const ids = new Set<string>()
-    let cursor = '0'
-    do {
-      const [next, keys] = await commands.scan(cursor, 'MATCH', `${OWNER_PREFIX}*`, 'COUNT', 1000)
-      cursor = next
-      const pipeline = commands.pipeline()
-      for (const key of keys) pipeline.hmget(key, 'node', 'last')
-      const owners = await pipeline.exec() ?? []
-      keys.forEach((key, i) => {
-        const [node, last] = (owners[i]?.[1] ?? []) as Array<string | null>
-        if (node === dead || (node === null && last === dead)) ids.add(key.slice(OWNER_PREFIX.length))
-      })
-    } while (cursor !== '0')
+    // the records share one slot, so one master holds them; a SCAN answers for its own server only, so each is asked
+    for (const master of this.redis.masters()) {
+      let cursor = '0'
+      do {
+        const [next, keys] = await master.scan(cursor, 'MATCH', `${OWNER_PREFIX}*`, 'COUNT', 1000)
+        cursor = next
+        const pipeline = master.pipeline()
+        for (const key of keys) pipeline.hmget(key, 'node', 'last')
+        const owners = await pipeline.exec() ?? []
+        keys.forEach((key, i) => {
+          const [node, last] = (owners[i]?.[1] ?? []) as Array<string | null>
+          if (node === dead || (node === null && last === dead)) ids.add(key.slice(OWNER_PREFIX.length))
+        })
+      } while (cursor !== '0')
+    }
     const adopted = new Set<string>()
     for (const id of ids) {
       // a persistent session has its record (`x:`); a clean one has none to keep
-      if (await commands.hexists(`culex:session:{${id}}`, `x:${encodeURIComponent(id)}`) === 0) continue
+      if (await commands.hexists(sessionHashKey(id), `x:${encodeURIComponent(id)}`) === 0) continue
       // no reconnect: the will of the dead node's connection stays due (wills.ts TAKE)
       const epoch = await this.registry.adoptClaim(id, dead)
       // a client took the session meanwhile, with its entries (orphans.ts)

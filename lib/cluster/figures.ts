@@ -1,13 +1,14 @@
 /**
  * Cluster totals: each node writes its own figures (connections, messages)
- * to a hash `culex:figures:{node}` every renewal, expiring with its lease, so
+ * to a hash `{culex}:figures:{node}` every renewal, expiring with its lease, so
  * a node that died stops counting when its lease does; the totals are the
  * sums over the live nodes' hashes. Read only when asked ($SYS).
  */
 import type { Logger } from 'pino'
+import { CLUSTER_PREFIX } from './keys.js'
 import type { RedisPair } from './redis.js'
 
-export const figuresKey = (nodeId: string): string => `culex:figures:{${nodeId}}`
+export const figuresKey = (nodeId: string): string => `${CLUSTER_PREFIX}figures:{${nodeId}}`
 
 /** What a node reports, each a whole number. */
 export type NodeFigures = Record<string, number>

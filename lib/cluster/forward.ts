@@ -8,7 +8,7 @@
  * node had not seen the session's new node's route yet.
  */
 import type { IPublishPacket } from 'mqtt-packet'
-import { ownerKey } from './keys.js'
+import { CLUSTER_PREFIX, ownerKey } from './keys.js'
 import type { RedisPair } from './redis.js'
 import { clusterWriteRefused } from './refusal.js'
 import { Script } from './script.js'
@@ -20,7 +20,7 @@ import { encodeRouted } from './wire.js'
  * Should the node die before it forwarded what still came for them, its
  * adoption forwards its inbox's later entries to them (adoption.ts).
  */
-export const movedKey = (nodeId: string): string => `culex:moved:{${nodeId}}`
+export const movedKey = (nodeId: string): string => `${CLUSTER_PREFIX}moved:{${nodeId}}`
 /** milliseconds a node's record of the sessions claimed away from it lasts after the last one: beyond its lease and the adoption's grace */
 const MOVED_TTL_MS = 60000
 
@@ -42,7 +42,7 @@ export const ID_FIELD = 'u'
 /**
  * KEYS: the client id's registry record. ARGV: the message, the client id,
  * the message's id. The session's holder (`node`, or `last` once
- * released), followed through `culex:adopted:{node}` as ROUTE does; its
+ * released), followed through `{culex}:adopted:{node}` as ROUTE does; its
  * inbox gets the entry. Returns that node, or false when no node holds the
  * session.
  */
@@ -50,11 +50,11 @@ const FORWARD = new Script(`
 local to = redis.call('HGET', KEYS[1], 'node') or redis.call('HGET', KEYS[1], 'last')
 if not to then return false end
 for _ = 1, 3 do
-  local by = redis.call('GET', 'culex:adopted:{' .. to .. '}')
+  local by = redis.call('GET', '${CLUSTER_PREFIX}adopted:{' .. to .. '}')
   if not by then break end
   to = by
 end
-redis.call('XADD', 'culex:inbox:{' .. to .. '}', '*', 'm', ARGV[1], '${TARGET_FIELD}', ARGV[2], '${ID_FIELD}', ARGV[3])
+redis.call('XADD', '${CLUSTER_PREFIX}inbox:{' .. to .. '}', '*', 'm', ARGV[1], '${TARGET_FIELD}', ARGV[2], '${ID_FIELD}', ARGV[3])
 return to
 `)
 

@@ -1,6 +1,6 @@
 /**
  * QoS 1/2 messages between nodes: each node reads its own Redis Stream
- * `culex:inbox:{<node>}` through a consumer group. The publishing node adds
+ * `{culex}:inbox:{<node>}` through a consumer group. The publishing node adds
  * the message (an MQTT 5 PUBLISH, as QoS 0 travels: routes.ts) to the inbox
  * of every other node that must get it, with the other messages routed in
  * the same turn in one script call (route-batch.ts: an entry per inbox and
@@ -17,14 +17,15 @@
 import type { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import type { IPublishPacket } from 'mqtt-packet'
+import { CLUSTER_PREFIX } from './keys.js'
 import type { RedisPair } from './redis.js'
 import { clusterWriteRefused } from './refusal.js'
 import { RouteBatcher, routeCall } from './route-batch.js'
 import { decodeRouted, encodeRouted } from './wire.js'
 import { ID_FIELD, TARGET_FIELD, type EntryMeta } from './forward.js'
 
-/** a node's inbox (braces: a Redis Cluster hash tag) */
-export const inboxKey = (nodeId: string): string => `culex:inbox:{${nodeId}}`
+/** a node's inbox (in the `{culex}` slot with the adoption markers: ROUTE writes several inboxes at once) */
+export const inboxKey = (nodeId: string): string => `${CLUSTER_PREFIX}inbox:{${nodeId}}`
 /** the consumer group every inbox is read through; each node is its own inbox's only consumer */
 export const INBOX_GROUP = 'culex'
 
@@ -151,7 +152,7 @@ export class Inbox {
 
   /** Reads the inbox from its first unacknowledged entry on, until stopped. */
   async start (): Promise<void> {
-    const reader = this.redis.commands.duplicate({ commandTimeout: BLOCK_MS + 3000, lazyConnect: true })
+    const reader = this.redis.duplicate({ commandTimeout: BLOCK_MS + 3000, lazyConnect: true })
     reader.on('error', () => {})
     this.reader = reader
     await reader.connect()

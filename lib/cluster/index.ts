@@ -170,7 +170,9 @@ export class ClusterNode implements ClusterView {
   static async connect (url: string, logger: Logger, options: { fsync?: boolean } = {}): Promise<ClusterNode> {
     const redis = await openRedis(url)
     const log = logger.child({ module: 'cluster' })
-    const durability = await readDurability(redis.commands)
+    // on a Redis Cluster each master keeps its own settings: the weakest one says what can be lost
+    const each = await Promise.all(redis.masters().map(async (master) => await readDurability(master)))
+    const durability = each.find((d) => !losesNothing(d)) ?? each[0] ?? await readDurability(redis.commands)
     log[losesNothing(durability) ? 'info' : 'warn']({ redis: redactUrl(url), durability }, describeDurability(durability))
     if (options.fsync === true) {
       try {
@@ -267,7 +269,7 @@ export class ClusterNode implements ClusterView {
     if (this.readFigures !== undefined) figures.start(this.readFigures)
     this.figures = figures
     this.membership = membership
-    this.logger.info({ nodeId: options.nodeId, redis: redactUrl(this.url), nodes: membership.nodes() }, `joined the cluster as node ${options.nodeId}`)
+    this.logger.info({ nodeId: options.nodeId, redis: redactUrl(this.url), redisCluster: this.redis.cluster, nodes: membership.nodes() }, `joined the cluster as node ${options.nodeId}${this.redis.cluster ? ' (on a Redis Cluster)' : ''}`)
   }
 
   available (): boolean {

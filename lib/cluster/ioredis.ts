@@ -1,6 +1,6 @@
 /**
  * The one module that loads ioredis' code (lib/cluster/redis.ts and
- * lib/persistence/redis.ts take `Redis` from here).
+ * lib/persistence/redis.ts take `Redis`, and redis.ts `Cluster`, from here).
  *
  * ioredis 6 declares `class VerbatimString extends String` for its RESP3
  * decoder. In V8 11 (Node 20) declaring that subclass leaves
@@ -15,6 +15,6 @@
  */
 import { VerbatimString } from 'ioredis/built/resp/verbatim-string.js'
 
-export { Redis, type RedisOptions } from 'ioredis'
+export { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis'
 
 new VerbatimString('txt', '').indexOf('')

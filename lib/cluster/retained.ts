@@ -3,7 +3,7 @@
  * (`culex:retained:{topic}`, the encoded message, expiring with the message
  * at its absolute deadline), and each node keeps its own retained store as a
  * read cache of it. A change is written by a script that sets or deletes the
- * key and announces the new value on `culex:retained` in the same step, so
+ * key and announces the new value on `{culex}:retained` in the same step, so
  * every node sees the changes of a topic in Redis' order and its cache ends
  * where Redis does. The cache is filled at join and reconciled with Redis
  * after anything that may have lost a notice (a lost lease, a reconnect of
@@ -15,17 +15,18 @@ import type { Logger } from 'pino'
 import { copyPacket, decodePacket, encodePacket } from '../persistence/codec.js'
 import type { StoredPacket } from '../persistence/types.js'
 import type { RedisPair } from './redis.js'
+import { CLUSTER_PREFIX, ENTITY_PREFIX } from './keys.js'
 import { clusterWriteRefused } from './refusal.js'
 import { Script } from './script.js'
 
-const PREFIX = 'culex:retained:'
+const PREFIX = `${ENTITY_PREFIX}retained:`
 /**
  * The key of a topic's retained message. The hash tag is the whole topic:
  * each script touches this one key, so in a Redis Cluster the messages
  * spread over every master instead of one hash on one (aedes-persistence-redis #85).
  */
 export const retainedKey = (topic: string): string => `${PREFIX}{${topic}}`
-export const RETAINED_CHANNEL = 'culex:retained'
+export const RETAINED_CHANNEL = `${CLUSTER_PREFIX}retained`
 
 /** topics SCAN returns per call at a (re)load */
 const SCAN_COUNT = 1000
@@ -147,22 +148,25 @@ export class ClusterRetained {
     this.held = []
     try {
       const found = new Set<string>()
-      let cursor = '0'
-      do {
-        const [next, keys] = await this.redis.commands.scan(cursor, 'MATCH', `${PREFIX}*`, 'COUNT', SCAN_COUNT)
-        cursor = next
-        if (keys.length === 0) continue
-        const pipeline = this.redis.commands.pipeline()
-        for (const key of keys) pipeline.getBuffer(key)
-        const values = await pipeline.exec() ?? []
-        for (const [err, value] of values) {
-          if (err !== null || !(value instanceof Buffer)) continue
-          const packet = this.decode(value)
-          if (packet === undefined || typeof packet.topic !== 'string') continue
-          found.add(packet.topic)
-          await this.applyOne(packet)
-        }
-      } while (cursor !== '0')
+      // the topics' keys spread over a Redis Cluster's masters: each is scanned, and read there
+      for (const master of this.redis.masters()) {
+        let cursor = '0'
+        do {
+          const [next, keys] = await master.scan(cursor, 'MATCH', `${PREFIX}*`, 'COUNT', SCAN_COUNT)
+          cursor = next
+          if (keys.length === 0) continue
+          const pipeline = master.pipeline()
+          for (const key of keys) pipeline.getBuffer(key)
+          const values = await pipeline.exec() ?? []
+          for (const [err, value] of values) {
+            if (err !== null || !(value instanceof Buffer)) continue
+            const packet = this.decode(value)
+            if (packet === undefined || typeof packet.topic !== 'string') continue
+            found.add(packet.topic)
+            await this.applyOne(packet)
+          }
+        } while (cursor !== '0')
+      }
       for (const topic of [...this.known]) {
         if (!found.has(topic)) await this.applyOne({ cmd: 'publish', topic, payload: Buffer.alloc(0), retain: true, qos: 0 })
       }

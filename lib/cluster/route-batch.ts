@@ -18,6 +18,7 @@ import { randomBytes } from 'node:crypto'
 import type { Redis } from 'ioredis'
 import { Script, type ScriptArg } from './script.js'
 import { ID_FIELD } from './forward.js'
+import { CLUSTER_PREFIX, NODES_KEY } from './keys.js'
 
 /** messages in one XADD at most (Lua's unpack is bounded by its C stack, about 8000 values) */
 const CHUNK = 500
@@ -34,7 +35,10 @@ const CHUNK = 500
  * inbox and at most CHUNK messages (Lua's unpack has a bound); returns the
  * entries added. Redis checks "out of memory" at a script's first write
  * and lets a script that has written go on, so a refusal comes before any
- * XADD: all or none. Not for a Redis Cluster: the keys are computed here.
+ * XADD: all or none. The keys are computed here: every inbox and adoption
+ * marker shares the `{culex}` hash tag with the key the call names
+ * (KEYS[1], the live set, unused: it routes the call to that slot's master
+ * on a Redis Cluster, which lets a script touch undeclared keys of its slot).
  */
 export const ROUTE = new Script(`
 local inboxOf = {}
@@ -53,7 +57,7 @@ while i < #ARGV do
     if not inbox then
       inbox = to
       for _ = 1, 3 do
-        local by = redis.call('GET', 'culex:adopted:{' .. inbox .. '}')
+        local by = redis.call('GET', '${CLUSTER_PREFIX}adopted:{' .. inbox .. '}')
         if not by then break end
         inbox = by
       end
@@ -91,7 +95,7 @@ local added = 0
 for _, inbox in ipairs(order) do
   local f = fields[inbox]
   for from = 1, #f, ${4 * CHUNK} do
-    redis.call('XADD', 'culex:inbox:{' .. inbox .. '}', '*', unpack(f, from, math.min(from + ${4 * CHUNK} - 1, #f)))
+    redis.call('XADD', '${CLUSTER_PREFIX}inbox:{' .. inbox .. '}', '*', unpack(f, from, math.min(from + ${4 * CHUNK} - 1, #f)))
     added = added + 1
   end
 end
@@ -106,7 +110,7 @@ export const MAX_BYTES = 1 << 20
 /** Sends the ROUTE calls: the command connection (a test may stand in). */
 export type RouteCall = (args: ScriptArg[]) => Promise<unknown>
 
-export const routeCall = (redis: Redis): RouteCall => async (args) => await ROUTE.run(redis, [], args)
+export const routeCall = (redis: Redis): RouteCall => async (args) => await ROUTE.run(redis, [NODES_KEY], args)
 
 interface Waiter {
   resolve: () => void

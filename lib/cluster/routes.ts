@@ -1,12 +1,12 @@
 /**
  * Routing between nodes. Each node keeps the topic filters its live
- * clients subscribe to in a set `culex:routes:{node}`, and the QoS 1/2
+ * clients subscribe to in a set `{culex}:routes:{node}`, and the QoS 1/2
  * filters of the persistent sessions its store holds (online or offline) in
- * `culex:durable:{node}`, announces each change on `culex:routes`, and holds
+ * `{culex}:durable:{node}`, announces each change on `{culex}:routes`, and holds
  * the other nodes' filters in local matchers, loaded at join, on a node's
  * join and every RELOAD_MS (so a lost notice heals). A message is matched
  * locally: a QoS 0 one goes to the nodes with a matching live filter, by
- * PUBLISH on their channel `culex:msg:{node}` (those of one turn to a node in
+ * PUBLISH on their channel `{culex}:msg:{node}` (those of one turn to a node in
  * one PUBLISH: channel-batch.ts); a QoS 1/2 one to those with
  * a matching live or durable filter, through their inboxes (inbox.ts). A
  * topic no other node subscribes to costs no Redis command. A dead node's
@@ -15,11 +15,12 @@
 import type { Logger } from 'pino'
 import type { IPublishPacket } from 'mqtt-packet'
 import type { RedisPair } from './redis.js'
+import { CLUSTER_PREFIX } from './keys.js'
 import { RouteTable } from './route-table.js'
 import { decodeRouted, encodeRouted } from './wire.js'
 import { ChannelBatcher, splitPackets } from './channel-batch.js'
 
-const PREFIX = 'culex:'
+const PREFIX = CLUSTER_PREFIX
 export const routesKey = (nodeId: string): string => `${PREFIX}routes:${nodeId}`
 /** the QoS 1/2 filters of the persistent sessions a node holds, online or offline */
 export const durableKey = (nodeId: string): string => `${PREFIX}durable:${nodeId}`
@@ -71,7 +72,7 @@ export class Routes {
     private readonly deliver: (message: RoutedMessage) => void
   ) {
     this.channel = new ChannelBatcher((node, bytes) => {
-      this.redis.commands.publish(messageChannel(node), bytes).catch(() => {})
+      this.redis.publish(messageChannel(node), bytes).catch(() => {})
     })
   }
 
@@ -208,7 +209,7 @@ export class Routes {
     const key = kind === '' ? routesKey(this.nodeId) : durableKey(this.nodeId)
     const op = `${kind}${add ? '+' : '-'}`
     const write = add ? this.redis.commands.sadd(key, filter) : this.redis.commands.srem(key, filter)
-    write.then(() => this.redis.commands.publish(ROUTES_CHANNEL, `${op} ${this.nodeId} ${filter}`)).catch((err: unknown) => {
+    write.then(() => this.redis.publish(ROUTES_CHANNEL, `${op} ${this.nodeId} ${filter}`)).catch((err: unknown) => {
       // the next reload of the other nodes, or republish() after a lost lease, brings them up to date
       this.logger.debug({ err, filter, op }, 'cluster: announcing a route failed')
     })

@@ -1,30 +1,35 @@
 /**
  * Session Expiry cluster-wide [MQTT-3.1.2-23]: a session ends once its
  * Session Expiry Interval has passed since its connection ended, on exactly
- * one node (the holder of the lock `culex:expiry:timer`), whichever node held
+ * one node (the holder of the lock `{culex}:expiry:timer`), whichever node held
  * it and whether or not that node is still alive.
  *
  * - A live connection whose session must end (MQTT 5 with an interval below
  *   "never", 3.1.1 with Clean Session) is recorded in its node's hash
- *   `culex:expiry:{node}` (LIVE), so that the session's clock starts when
+ *   `{culex}:expiry:{node}` (LIVE), so that the session's clock starts when
  *   the node dies (REAP, by a survivor once the node's lease is gone).
  * - A connection that ended with an interval > 0 puts the session in the due
  *   set, scored by Redis' clock plus the interval (ENDED).
  * - The lock holder takes the due sessions (EXPIRE): unless a later claim
  *   took the id (its epoch moved on: the session lives again) or its will is
  *   still waiting (a will is published before its session ends,
- *   [MQTT-3.1.3-9]), the session's hash is deleted and the id's epoch raised,
- *   so that the node holding a copy loads it afresh at its next claim and its
- *   stale writes are refused; that node is told as by a takeover and drops it.
+ *   [MQTT-3.1.3-9]), the id's epoch is raised (and recorded as `ended`), so
+ *   that the node holding a copy loads it afresh at its next claim and its
+ *   stale writes are refused; that node is told as by a takeover and drops
+ *   it. Then the session's hash is deleted (WIPE), a second step because on a
+ *   Redis Cluster the hash is in the session's slot, not the registry's; a
+ *   claim that comes between the two steps deletes it itself (the Redis
+ *   store's ADOPT, given `ended`), so it never loads an expired session.
  */
 import type { Logger } from 'pino'
-import { leaseKey, nodeChannel, ownerKey, sessionHashKey } from './keys.js'
+import { CLUSTER_PREFIX, ENDED_FIELD, leaseKey, nodeChannel, ownerKey, sessionHashKey } from './keys.js'
+import { EXPIRED_WIPE } from '../persistence/redis-sessions.js'
 import type { RedisPair } from './redis.js'
 import { Script } from './script.js'
 import { TimerLock } from './timer-lock.js'
 import { PENDING_KEY as PENDING_WILLS_KEY } from './wills.js'
 
-const PREFIX = 'culex:expiry:'
+const PREFIX = `${CLUSTER_PREFIX}expiry:`
 /** live connections of a node whose sessions end: client id → "{epoch} {interval ms}" */
 export const nodeExpiryKey = (nodeId: string): string => `${PREFIX}{${nodeId}}`
 /** the nodes with such a hash, for the sweep of nodes no survivor reaped */
@@ -72,29 +77,34 @@ return #records / 2
 `)
 
 /**
- * KEYS: owner hash, session hash, pending wills, due set. ARGV: epoch, client
- * id, member, this node, channel prefix. Returns {1, the node that held it}
- * (ended), {0} (a later claim: dropped from the due set), {-1} (its will is
- * still waiting: tried again).
+ * KEYS: owner hash, pending wills, due set (one slot), and on one Redis the
+ * session hash. ARGV: epoch, client id, member, this node, channel prefix.
+ * Returns {1, the node that held it, the new epoch} (ended: the record's
+ * \`ended\` names the new epoch; the session's hash is deleted here, or on a
+ * Redis Cluster by WIPE next, in its own slot), {0} (a later claim: dropped
+ * from the due set), {-1} (its will is still waiting: tried again).
  */
 const EXPIRE = new Script(`
 if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then
-  redis.call('ZREM', KEYS[4], ARGV[3])
+  redis.call('ZREM', KEYS[3], ARGV[3])
   return {0}
 end
-local will = redis.call('HGET', KEYS[3], ARGV[2])
+local will = redis.call('HGET', KEYS[2], ARGV[2])
 if will and string.match(will, '^(%d+)') == ARGV[1] then return {-1} end
 local holder = redis.call('HGET', KEYS[1], 'node') or redis.call('HGET', KEYS[1], 'last')
 local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
 redis.call('HDEL', KEYS[1], 'node')
-redis.call('HSET', KEYS[1], 'last', ARGV[4])
-redis.call('DEL', KEYS[2])
-redis.call('ZREM', KEYS[4], ARGV[3])
+redis.call('HSET', KEYS[1], 'last', ARGV[4], '${ENDED_FIELD}', epoch)
+redis.call('ZREM', KEYS[3], ARGV[3])
+if KEYS[4] then redis.call('DEL', KEYS[4]) end
 if holder and holder ~= ARGV[4] then
   redis.call('PUBLISH', ARGV[5] .. holder, epoch .. ' ' .. ARGV[4] .. ' ' .. ARGV[2])
 end
-return {1, holder or ''}
+return {1, holder or '', epoch}
 `)
+
+/** EXPIRE's second step, in the session's slot (persistence/redis-sessions.ts). */
+const WIPE = new Script(EXPIRED_WIPE)
 
 export interface ExpiryHost {
   /** this node held the session that ended at `epoch`: its copy goes (another holder is told by a notice) */
@@ -216,10 +226,16 @@ export class ClusterSessionExpiry {
       const space = member.indexOf(' ')
       const epoch = member.slice(0, space)
       const clientId = member.slice(space + 1)
-      const [ended, holder] = await EXPIRE.run(this.redis.commands,
-        [ownerKey(clientId), sessionHashKey(clientId), PENDING_WILLS_KEY, EXPIRY_DUE_KEY],
-        [epoch, clientId, member, this.nodeId, nodeChannel('')]) as [number, string?]
+      const [ended, holder, endedAt] = await EXPIRE.run(this.redis.commands,
+        [ownerKey(clientId), PENDING_WILLS_KEY, EXPIRY_DUE_KEY, ...(this.redis.cluster ? [] : [sessionHashKey(clientId)])],
+        [epoch, clientId, member, this.nodeId, nodeChannel('')]) as [number, string?, number?]
       if (ended !== 1) continue
+      if (this.redis.cluster) {
+        // a failure here leaves the hash to the next claim's adoption, which deletes it (the record's `ended`)
+        await WIPE.run(this.redis.commands, [sessionHashKey(clientId)], [String(endedAt)]).catch((err: unknown) => {
+          this.logger.debug({ err, clientId }, 'cluster: deleting an expired session\'s hash failed; its next claim deletes it')
+        })
+      }
       this.expired++
       if (holder === this.nodeId) this.host?.expiredHere(clientId, Number(epoch))
       this.logger.info({ clientId }, `cluster: the session of ${clientId} expired [MQTT-3.1.2-23]`)

@@ -16,20 +16,21 @@
 import type { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import type { RedisPair } from './redis.js'
+import { CLUSTER_PREFIX, ENTITY_PREFIX } from './keys.js'
 import { ACK, ADD, DROP_IDLE, LEAVE, REQUEUE, REQUEUE_DEAD } from './shared-scripts.js'
 import { TurnBatch } from './turn-batch.js'
 import { TimerLock } from './timer-lock.js'
 import { repeatedLog } from '../repeated-log.js'
 
-const PREFIX = 'culex:'
+const PREFIX = CLUSTER_PREFIX
 /** group key → filter, for every group with a member on some node (or a queue kept for its offline members) */
 export const SHARE_GROUPS_KEY = `${PREFIX}share:groups`
 /** `+ {key}` / `- {key}`: a group came or went */
 export const SHARE_CHANNEL = `${PREFIX}share`
 /** the group's stream; braces: a Redis Cluster hash tag, so one group's keys are on one master */
-export const shareStreamKey = (groupKey: string): string => `${PREFIX}share:{${groupKey}}`
+export const shareStreamKey = (groupKey: string): string => `${ENTITY_PREFIX}share:{${groupKey}}`
 /** a persistent session's memberships, group key → JSON of the member: whichever node the session resumes on joins them */
-export const shareMemberKey = (clientId: string): string => `${PREFIX}share:member:{${clientId}}`
+export const shareMemberKey = (clientId: string): string => `${ENTITY_PREFIX}share:member:{${clientId}}`
 const SWEEP_LOCK_KEY = `${PREFIX}share:timer`
 /** the consumer of the entries a member's session holds: a QoS 2 message sent to it ('$' and '/' are not in node ids) */
 export const SESSION_CONSUMER = '$session/'
@@ -114,7 +115,7 @@ export class ClusterShareStreams {
     renewMs = 1000
   ) {
     this.lock = new TimerLock(redis, SWEEP_LOCK_KEY, nodeId, logger, lockMs, renewMs)
-    this.writes = redis.commands.duplicate({ enableAutoPipelining: false })
+    this.writes = redis.duplicate({ enableAutoPipelining: false })
     this.writes.on('error', () => {})
   }
 
@@ -237,7 +238,7 @@ export class ClusterShareStreams {
     const gone = Number(await LEAVE.run(this.redis.commands, [g.stream], [CONSUMERS, this.nodeId])) === 1
     if (gone && !this.open.has(key)) {
       await this.redis.commands.hdel(SHARE_GROUPS_KEY, key)
-      await this.redis.commands.publish(SHARE_CHANNEL, '- ' + key)
+      await this.redis.publish(SHARE_CHANNEL, '- ' + key)
     }
   }
 
@@ -255,7 +256,7 @@ export class ClusterShareStreams {
 
   private blockingConnection (): Redis {
     // a read blocks its connection: each group has its own, with room for the block in its timeout
-    const conn = this.redis.commands.duplicate({ commandTimeout: BLOCK_MS + 2000, enableOfflineQueue: true })
+    const conn = this.redis.duplicate({ commandTimeout: BLOCK_MS + 2000, enableOfflineQueue: true })
     conn.on('error', () => {})
     return conn
   }
@@ -269,7 +270,7 @@ export class ClusterShareStreams {
 
   private async announce (key: string, filter: string): Promise<void> {
     await this.ensureStream(key)
-    if (await this.redis.commands.hset(SHARE_GROUPS_KEY, key, filter) === 1) await this.redis.commands.publish(SHARE_CHANNEL, '+ ' + key)
+    if (await this.redis.commands.hset(SHARE_GROUPS_KEY, key, filter) === 1) await this.redis.publish(SHARE_CHANNEL, '+ ' + key)
   }
 
   private async ensureStream (key: string): Promise<void> {

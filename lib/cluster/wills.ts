@@ -3,7 +3,7 @@
  * survivors, and every Will Delay Interval runs on one node of the cluster.
  *
  * - Each node mirrors the wills of its live connections in a hash
- *   `culex:wills:{<node>}` (client id → record: the claim's epoch, the delay
+ *   `{culex}:wills:{<node>}` (client id → record: the claim's epoch, the delay
  *   and the will as an MQTT 5 PUBLISH), written when a connection with a
  *   will becomes live and removed when it ends without one to send later
  *   (published at once, or discarded by DISCONNECT 0x00 [MQTT-3.14.4-3]).
@@ -13,7 +13,7 @@
  *   moves the dead node's wills to the due set, due after their delay
  *   [MQTT-3.1.3-9], so the first survivor to run it moves them and the
  *   others find nothing: no duplicates and no lock needed.
- * - The node holding the lock `culex:wills:timer` (timer-lock.ts) takes due
+ * - The node holding the lock `{culex}:wills:timer` (timer-lock.ts) takes due
  *   wills (TAKE, atomically, so each once) and publishes them through its
  *   own broker. TAKE drops a will whose client id was claimed again after
  *   the will's epoch (the client reconnected on any node before the delay
@@ -24,10 +24,11 @@ import type { Logger } from 'pino'
 import type { IPublishPacket } from 'mqtt-packet'
 import { decodeBuffer, encode } from '../protocol/codec.js'
 import type { RedisPair } from './redis.js'
+import { CLUSTER_PREFIX } from './keys.js'
 import { Script } from './script.js'
 import { TimerLock } from './timer-lock.js'
 
-const PREFIX = 'culex:'
+const PREFIX = CLUSTER_PREFIX
 export const WILLS_PREFIX = `${PREFIX}wills:`
 /** the wills of one node's live connections */
 export const nodeWillsKey = (nodeId: string): string => `${WILLS_PREFIX}{${nodeId}}`

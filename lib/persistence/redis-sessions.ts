@@ -55,19 +55,31 @@ return 0
 /**
  * A claim at ARGV[1] adopts the session: the hash's epoch becomes it, unless
  * a later claim adopted it already (nil). ARGV[2]: 'load' returns every
- * field, 'wipe' deletes them (Clean Start), 'keep' returns none (this node
- * held the epoch just before). KEYS: the session hash.
+ * field as it was (`epoch`: the claim that adopted it before), 'wipe'
+ * deletes them (Clean Start), 'keep' returns none (this node held the epoch
+ * just before). KEYS: the session hash.
  */
 const ADOPT = `
 local epoch = tonumber(ARGV[1])
 if epoch < tonumber(redis.call('HGET', KEYS[1], 'epoch') or '0') then return false end
 if ARGV[2] == 'wipe' then redis.call('DEL', KEYS[1]) end
+local fields = {}
+if ARGV[2] == 'load' then fields = redis.call('HGETALL', KEYS[1]) end
 redis.call('HSET', KEYS[1], 'epoch', ARGV[1])
-if ARGV[2] == 'load' then return redis.call('HGETALL', KEYS[1]) end
-return {}
+return fields
 `
 
 export type AdoptMode = 'load' | 'wipe' | 'keep'
+
+/**
+ * The second step of a session's expiry (lib/cluster/session-expiry.ts): the
+ * hash goes unless a claim at or after the expiry's epoch (ARGV[1]) adopted
+ * it since. KEYS: the session hash. Returns 1 when deleted.
+ */
+export const EXPIRED_WIPE = `
+if tonumber(redis.call('HGET', KEYS[1], 'epoch') or '0') >= tonumber(ARGV[1]) then return 0 end
+return redis.call('DEL', KEYS[1])
+`
 
 /** the scripts as ioredis' defineCommand makes them (EVALSHA, EVAL on NOSCRIPT) */
 interface SessionCommands {
@@ -85,16 +97,25 @@ export function defineSessionScripts (redis: Redis): void {
   redis.defineCommand('culexSessionAdopt', { numberOfKeys: 1, lua: ADOPT })
 }
 
+export interface AdoptedSession {
+  /** the session's fields ('load'; none otherwise) */
+  fields: Array<[string, Buffer]>
+  /** the epoch of the claim that had adopted the hash before ('load'; 0: none) */
+  before: number
+}
+
 /** Adopts a session for a claim at `epoch`; resolves with its fields ('load'), or null when a later claim adopted it. */
-export async function adoptSession (redis: Redis, key: string, epoch: number, mode: AdoptMode): Promise<Array<[string, Buffer]> | null> {
+export async function adoptSession (redis: Redis, key: string, epoch: number, mode: AdoptMode): Promise<AdoptedSession | null> {
   const flat = await commands(redis).culexSessionAdoptBuffer(key, String(epoch), mode)
   if (flat === null) return null
   const fields: Array<[string, Buffer]> = []
+  let before = 0
   for (let i = 0; i + 1 < flat.length; i += 2) {
     const field = (flat[i] as Buffer).toString()
-    if (field !== EPOCH_FIELD) fields.push([field, flat[i + 1] as Buffer])
+    if (field === EPOCH_FIELD) before = Number((flat[i + 1] as Buffer).toString())
+    else fields.push([field, flat[i + 1] as Buffer])
   }
-  return fields
+  return { fields, before }
 }
 
 export interface SessionWriterOptions {

@@ -9,7 +9,8 @@
 // `handOver` drops the copy of a session another node claimed. Retained
 // messages and shared subscription groups are memory parts here (in a
 // cluster, lib/cluster/retained.ts keeps the retained messages in Redis).
-import { Redis } from '../cluster/ioredis.js'
+import { Cluster, Redis } from '../cluster/ioredis.js'
+import { ENDED_FIELD, ownerKey } from '../cluster/keys.js'
 import type { Logger } from 'pino'
 import { CulexError } from '../errors.js'
 import { decodePacket, decodeRecord } from './codec.js'
@@ -32,6 +33,13 @@ export interface RedisPersistenceOptions {
    * are written without a claim (a store used alone, as in its tests)
    */
   fenced?: boolean
+  /**
+   * a session's expiry deletes its hash in a step of its own, after the
+   * registry's (lib/cluster/session-expiry.ts): so a claim reads the
+   * registry's `ended` with its adoption; default: when `redis` is a Redis
+   * Cluster client
+   */
+  expiryInTwoSteps?: boolean
   limits?: PersistenceLimits
   logger?: Logger
 }
@@ -61,6 +69,9 @@ export class RedisPersistence extends BaseStore {
   readonly #url: string | undefined
   #redis: Redis | undefined
   #own = false
+  /** a Redis Cluster client: a session's expiry takes two steps there (lib/cluster/session-expiry.ts) */
+  #onCluster = false
+  readonly #expiryInTwoSteps: boolean | undefined
   #opening: Promise<void> | undefined
   /** per session held here, the epoch its writes name */
   readonly #epochs = new Map<string, number>()
@@ -74,6 +85,7 @@ export class RedisPersistence extends BaseStore {
     this.#url = opts.url
     this.prefix = opts.prefix ?? 'culex:'
     this.#fenced = opts.fenced ?? false
+    this.#expiryInTwoSteps = opts.expiryInTwoSteps
   }
 
   /** group-commit counters: batches written and operations in them */
@@ -97,6 +109,7 @@ export class RedisPersistence extends BaseStore {
       this.#redis = redis
     }
     defineSessionScripts(redis)
+    this.#onCluster = this.#expiryInTwoSteps ?? (redis as unknown) instanceof Cluster
     this.backend = {
       writer: new GroupCommit(new SessionWriter({
         redis,
@@ -171,6 +184,12 @@ export class RedisPersistence extends BaseStore {
     if (held !== undefined && held > epoch) throw new CulexError('CULEX_ERR_SESSION_FENCED', [JSON.stringify(clientId)])
     // no claim came between this node's previous one and this: its memory is the session
     const current = held !== undefined && held === epoch - 1
+    const mode: AdoptMode = current ? 'keep' : opts.clean ? 'wipe' : 'load'
+    // On a Redis Cluster (on one Redis the expiry deletes the hash in the same step): the epoch at which the id's session last expired, read after this claim (so it names any expiry before it) and sent
+    // first, so its answer is in before the adoption's: no wait more between the adoption and the restore below (one there
+    // let messages for the session go by before its subscriptions were back, in the moving tests)
+    const endedRead = mode === 'load' && this.#fenced && this.#onCluster ? redis.hget(ownerKey(clientId), ENDED_FIELD) : undefined
+    endedRead?.catch(() => {})
     if (!current) {
       // a stale copy's writes still pending are dropped, then the copy
       this.#epochs.set(clientId, DROPPING)
@@ -178,11 +197,18 @@ export class RedisPersistence extends BaseStore {
       this.forgetSession(clientId)
     }
     this.#epochs.set(clientId, epoch)
-    const mode: AdoptMode = current ? 'keep' : opts.clean ? 'wipe' : 'load'
     if (mode === 'load') this.#loading.set(clientId, epoch)
     try {
-      const fields = await adoptSession(redis, sessionKey(this.prefix, clientId), epoch, mode)
-      if (fields === null) {
+      const key = sessionKey(this.prefix, clientId)
+      const adopted = await adoptSession(redis, key, epoch, mode)
+      let fields = adopted?.fields
+      // a hash adopted before the session expired is what the expiry's second step deletes (lib/cluster/session-expiry.ts),
+      // which may not have run yet: not loaded, deleted here. An `ended` at or after this claim is a later session's.
+      if (adopted !== null && endedRead !== undefined) {
+        const ended = Number(await endedRead ?? 0)
+        if (adopted.before < ended && ended < epoch) fields = (await adoptSession(redis, key, epoch, 'wipe'))?.fields
+      }
+      if (fields === undefined) {
         if (this.#epochs.get(clientId) === epoch) this.#epochs.delete(clientId)
         throw new CulexError('CULEX_ERR_SESSION_FENCED', [JSON.stringify(clientId)])
       }

@@ -25,7 +25,7 @@ t.test('a lease per node, the live set, a join and a leave seen by the other', a
   await a.start()
   t.equal(a.available(), true)
   t.same(a.nodes(), ['a'])
-  t.match(redisCli(redis, 'PTTL', 'culex:node:a'), /^\(integer\) [1-6]\d\d$/, 'the lease expires within leaseMs unless renewed')
+  t.match(redisCli(redis, 'PTTL', '{culex}:node:a'), /^\(integer\) [1-6]\d\d$/, 'the lease expires within leaseMs unless renewed')
   const b = await member(t, redis.url, 'b')
   const joined = once(a, 'join')
   await b.start()
@@ -52,10 +52,10 @@ t.test('a lease that vanished is taken anew with leaseLost; a Redis that stops a
   const a = await member(t, redis.url, 'a')
   await a.start()
   const lost = once(a, 'leaseLost')
-  redisCli(redis, 'DEL', 'culex:node:a')
+  redisCli(redis, 'DEL', '{culex}:node:a')
   await lost
   t.pass('leaseLost after the lease key vanished')
-  t.equal(redisCli(redis, '--raw', 'EXISTS', 'culex:node:a'), '1', 'the lease is held again')
+  t.equal(redisCli(redis, '--raw', 'EXISTS', '{culex}:node:a'), '1', 'the lease is held again')
 
   const down = once(a, 'available')
   redis.child.kill('SIGSTOP')

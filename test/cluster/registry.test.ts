@@ -31,7 +31,7 @@ t.test('claims: the epoch goes up by one each time; the previous owner on anothe
   await waitFor(() => a.takenOver.length === 1, { what: 'a is told' })
   t.same(a.takenOver, [['x', 'b']], 'a is told that b took x')
   t.same(b.takenOver, [])
-  t.equal(redisCli(redis, '--raw', 'HMGET', 'culex:client:x', 'node', 'epoch'), 'b\n3')
+  t.equal(redisCli(redis, '--raw', 'HMGET', '{culex}:client:x', 'node', 'epoch'), 'b\n3')
 })
 
 t.test('a release is a fenced write: refused with a stale epoch, done with the current one', async (t) => {
@@ -42,9 +42,9 @@ t.test('a release is a fenced write: refused with a stale epoch, done with the c
   const current = await b.cluster.claim('y')
   t.equal(await a.cluster.release('y', stale), false, 'a\'s release with epoch 1 is refused')
   t.equal(await b.cluster.release('y', stale), false, 'so is b\'s with an epoch that is not its own')
-  t.equal(redisCli(redis, '--raw', 'HGET', 'culex:client:y', 'node'), 'b', 'b still owns y')
+  t.equal(redisCli(redis, '--raw', 'HGET', '{culex}:client:y', 'node'), 'b', 'b still owns y')
   t.equal(await b.cluster.release('y', current), true, 'b\'s release at its epoch is done')
-  t.equal(redisCli(redis, '--raw', 'HGET', 'culex:client:y', 'node'), '', 'no owner now')
+  t.equal(redisCli(redis, '--raw', 'HGET', '{culex}:client:y', 'node'), '', 'no owner now')
   t.equal(await a.cluster.claim('y'), current + 1, 'the epoch keeps counting after a release')
   await waitFor(() => b.takenOver.length === 1, { what: 'b is told' })
   t.same(b.takenOver, [['y', 'a']], 'a claim with no owner tells the node that released it last (it holds the offline session)')
@@ -72,7 +72,7 @@ t.test('a takeover notice lost while the notice connection was away (its lease i
   // every Pub/Sub connection dropped; each reconnects by itself within about 50 ms
   redisCli(redis, 'CLIENT', 'KILL', 'TYPE', 'pubsub')
   await a.cluster.claim('lost')
-  t.equal(redisCli(redis, '--raw', 'HGET', 'culex:client:lost', 'node'), 'a', 'a owns the id; its notice to b went nowhere')
+  t.equal(redisCli(redis, '--raw', 'HGET', '{culex}:client:lost', 'node'), 'a', 'a owns the id; its notice to b went nowhere')
   await waitFor(() => b.takenOver.length > 0, { timeout: 3000, what: 'b closes its connection of the id once its notice connection is back' })
   t.same(b.takenOver, [['lost', 'a']])
   t.same(a.takenOver, [], 'the owner keeps its own')

@@ -85,7 +85,7 @@ t.test('a QoS 1/2 message\'s target nodes, remembered per topic, follow every ch
   live = ['a', 'b']
   await a.routes.reload()
   t.same(targets('q/1'), ['c'], 'and after a reload')
-  redisCli(redis, 'SREM', 'culex:durable:nodes', 'c')
+  redisCli(redis, 'SREM', '{culex}:durable:nodes', 'c')
   await a.routes.reload()
   t.same(targets('q/1'), [], 'gone with its durable set')
 })

@@ -7,6 +7,7 @@ import t, { type Test } from 'tap'
 import { Redis } from 'ioredis'
 import { RedisPersistence } from '../../lib/persistence/index.js'
 import { sessionKey } from '../../lib/persistence/redis-sessions.js'
+import { ENDED_FIELD, ownerKey } from '../../lib/cluster/keys.js'
 import { collect, expectedProperties, publish, redisPrefix, testRedis, v5Properties } from '../helpers/store.js'
 
 async function open (t: Test, prefix: string, fenced = false, brokerId = 'broker-1'): Promise<RedisPersistence> {
@@ -155,4 +156,35 @@ t.test('a session that expired cluster-wide at an epoch drops the copy held at i
   a.handOver('x', 3)
   t.equal(a.epochOf('x'), undefined, 'held at the epoch that expired: dropped')
   t.equal(a.holdsSubscriptions(), false)
+})
+
+t.test('on a Redis Cluster, a claim that comes between the two steps of a session\'s expiry (the registry\'s `ended` raised, the hash not yet deleted) loads nothing of it; a session adopted after that expiry loads whole', async (t) => {
+  const prefix = redisPrefix()
+  const redis = await client(t)
+  const id = `expiring-${process.pid}-${Date.now()}`
+  t.teardown(async () => { await redis.del(ownerKey(id)) })
+  // as on a Redis Cluster, where the expiry deletes the hash in a step of its own
+  const open2 = async (brokerId: string): Promise<RedisPersistence> => {
+    const store = new RedisPersistence({ url: (await testRedis()).url, prefix, fenced: true, expiryInTwoSteps: true })
+    await store.setup({ id: brokerId })
+    t.teardown(() => store.close())
+    return store
+  }
+  const a = await open2('node-a')
+  await a.hydrate(id, 3, { clean: false })
+  await a.addSubscriptions({ id }, [{ topic: 'e/#', qos: 1 }])
+  await a.outgoingEnqueueCombi([{ clientId: id, qos: 1 }], publish('e/1', 'expired'))
+  // EXPIRE's first step (lib/cluster/session-expiry.ts) raised the epoch to 4 and recorded it; WIPE has not run
+  await redis.hset(ownerKey(id), 'epoch', '4', ENDED_FIELD, '4')
+
+  const b = await open2('node-b')
+  await b.hydrate(id, 5, { clean: false })
+  t.strictSame(await b.subscriptionsByClient({ id }), [], 'no subscription of the expired session [MQTT-3.1.2-23]')
+  t.equal(b.stats().queued, 0, 'no message of it')
+  t.strictSame(await redis.hkeys(sessionKey(prefix, id)), ['epoch'], 'its hash deleted by the claim')
+
+  await b.addSubscriptions({ id }, [{ topic: 'new/#', qos: 1 }])
+  const c = await open2('node-c')
+  await c.hydrate(id, 6, { clean: false })
+  t.strictSame((await c.subscriptionsByClient({ id })).map((s) => s.topic), ['new/#'], 'the session made after the expiry is loaded by the next claim')
 })

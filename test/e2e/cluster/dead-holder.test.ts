@@ -29,7 +29,7 @@ async function routeReady (publisher: MqttClient, got: { messages: unknown[] }):
 
 const claimedAtOnce = (l: Record<string, unknown>): boolean => l.msg === 'cluster: a session of a dead node claimed at once, with the entries of its inbox'
 const adopted = (l: Record<string, unknown>): boolean => typeof l.msg === 'string' && l.msg.startsWith('cluster: adopted the sessions and inbox')
-const leaseGone = (redis: { port: number }, node: string): boolean => redisCli(redis, 'EXISTS', `culex:node:${node}`) === '(integer) 0'
+const leaseGone = (redis: { port: number }, node: string): boolean => redisCli(redis, 'EXISTS', `{culex}:node:${node}`) === '(integer) 0'
 
 /**
  * `got` ("{qos} {payload}" each) holds every acknowledged message once, each
@@ -66,7 +66,7 @@ async function stoppedWithEntries (t: Test, version: 4 | 5, n: number): Promise<
     await publisher.publishAsync(`k/${i}`, String(i), { qos: i % 2 === 0 ? 1 : 2 })
     acked.push(String(i))
   }
-  const pending = Number(/\d+/.exec(redisCli(redis, 'XLEN', 'culex:inbox:{b}'))?.[0] ?? 0)
+  const pending = Number(/\d+/.exec(redisCli(redis, 'XLEN', '{culex}:inbox:{b}'))?.[0] ?? 0)
   t.ok(pending >= n, `${pending} entries wait in b's inbox`)
   b.child.kill('SIGKILL')
   await b.exit
@@ -85,7 +85,7 @@ t.test('MQTT 5: a reconnect on node C right after its node B was SIGKILLed waits
   await waitFor(() => acked.every((p) => after.messages.some((m) => m.payload.toString() === p)), { timeout: 10000, what: () => `every acknowledged message: ${after.messages.length} of ${acked.length}` })
   // the whole-node adoption of b comes after, and must skip the session
   await waitFor(() => a.logs.some(adopted) || c.logs.some(adopted), { timeout: 15000, what: 'a survivor adopted b' })
-  await waitFor(() => leaseGone(redis, 'b') && redisCli(redis, 'EXISTS', 'culex:inbox:{b}') === '(integer) 0', { timeout: 5000, what: 'b\'s inbox deleted by its adoption' })
+  await waitFor(() => leaseGone(redis, 'b') && redisCli(redis, 'EXISTS', '{culex}:inbox:{b}') === '(integer) 0', { timeout: 5000, what: 'b\'s inbox deleted by its adoption' })
   await sleep(500)
   const numbered = after.messages.filter((m) => m.payload.toString() !== 'probe').map((m) => `${m.qos} ${m.payload.toString()}`)
   assertOnceInOrder(t, numbered, acked)
@@ -100,7 +100,7 @@ t.test('MQTT 3.1.1, mosquitto_sub -c: a reconnect on node C after node B\'s leas
   const took = Date.now() - started
   t.ok(took < 3000, `the ${acked.length} messages arrived ${took} ms after mosquitto_sub started (${c.logs.some(claimedAtOnce) ? 'c took the session from b\'s inbox itself' : 'the adoption came first and took the session'})`)
   await t.resolves(waitFor(() => a.logs.some(adopted) || c.logs.some(adopted), { timeout: 15000, what: 'a survivor adopted b' }), 'a survivor adopted b')
-  t.equal(redisCli(redis, 'EXISTS', 'culex:inbox:{b}'), '(integer) 0', 'b\'s inbox deleted by its adoption')
+  t.equal(redisCli(redis, 'EXISTS', '{culex}:inbox:{b}'), '(integer) 0', 'b\'s inbox deleted by its adoption')
   await sleep(500)
   assertOnceInOrder(t, mosq.lines, acked)
 })

@@ -19,7 +19,7 @@ import { sleep, waitFor } from '../../helpers/wait.js'
 
 /** The owner record of a client id in Redis: "node epoch". */
 function owner (redis: Pick<RedisProcess, 'port'>, clientId: string): string {
-  return redisCli(redis, '--raw', 'HMGET', `culex:client:${clientId}`, 'node', 'epoch').split('\n').join(' ')
+  return redisCli(redis, '--raw', 'HMGET', `{culex}:client:${clientId}`, 'node', 'epoch').split('\n').join(' ')
 }
 
 function disconnected (client: MqttClient): Promise<number | undefined> {
@@ -133,10 +133,10 @@ t.test('flapping: 1,000 takeovers of one id round 3 nodes leave one connection, 
   await waitFor(async () => JSON.stringify(await Promise.all(nodes.map(connectionsOf))) === JSON.stringify(expected), { timeout: 5000, what: 'the nodes\' own counts settle' })
   t.same(await Promise.all(nodes.map(connectionsOf)), expected, `culex_connections per node: ${expected.join(', ')} (no leaked connection)`)
 
-  const record = redisCli(redis, '--raw', 'HGETALL', `culex:client:${id}`).split('\n')
+  const record = redisCli(redis, '--raw', 'HGETALL', `{culex}:client:${id}`).split('\n')
   t.same(Object.fromEntries([[record[0], record[1]], [record[2], record[3]]]), { epoch: String(TAKEOVERS), node: `f${survivor.node + 1}` }, 'one claim per CONNECT, and Redis names the survivor\'s node')
   t.equal(record.length, 4, 'the record holds node and epoch only')
-  t.equal(redisCli(redis, '--raw', 'KEYS', 'culex:client:*'), `culex:client:${id}`, 'one registry record')
+  t.equal(redisCli(redis, '--raw', 'KEYS', '{culex}:client:*'), `{culex}:client:${id}`, 'one registry record')
 
   const last = await RawClient.open((nodes[(survivor.node + 1) % 3] as CulexProcess).port, 5)
   clients.push({ node: (survivor.node + 1) % 3, client: last, accepted: false })

@@ -22,7 +22,7 @@ t.test('three nodes see each other join; a stopped node leaves at once, a killed
   for (const [node, others] of [[a, ['b', 'c']], [b, ['a', 'c']], [c, ['a', 'b']]] as const) {
     for (const id of others) await waitForLog(node, joined(id), `node ${id} joined, as seen by another`, 5000)
   }
-  t.equal(redisCli(redis, 'ZCARD', 'culex:nodes'), '(integer) 3', 'three leases in Redis')
+  t.equal(redisCli(redis, 'ZCARD', '{culex}:nodes'), '(integer) 3', 'three leases in Redis')
 
   const sys = await connectClient(t, a.url)
   const got = collect(sys)
@@ -40,7 +40,7 @@ t.test('three nodes see each other join; a stopped node leaves at once, a killed
   await waitForLog(a, left('b'), 'b left, seen by a', 8000)
   const after = Date.now() - killedAt
   t.ok(after >= 1000, `a killed node is seen leaving when its lease runs out (${after} ms; lease 3000 ms)`)
-  t.equal(redisCli(redis, 'ZRANGE', 'culex:nodes', '0', '-1'), '1) "a"', 'only a is left in Redis')
+  t.equal(redisCli(redis, 'ZRANGE', '{culex}:nodes', '0', '-1'), '1) "a"', 'only a is left in Redis')
   await t.resolves(waitFor(() => got.messages.at(-1)?.payload.toString() === '1', { timeout: 5000, what: '$SYS/brokers/a/cluster/nodes = 1' }), '$SYS/brokers/a/cluster/nodes falls to 1')
   t.ok(got.messages.every((m) => m.topic === '$SYS/brokers/a/cluster/nodes'))
 })
@@ -79,7 +79,7 @@ t.test('Redis paused (SIGSTOP): /readyz 503 and CONNECT refused; SIGCONT: the no
   await waitFor(async () => (await readyz(node)).status === 200, { timeout: 6000, what: '/readyz 200 after SIGCONT' })
   t.pass(`/readyz is 200 again ${Date.now() - resumedAt} ms after SIGCONT`)
   await acceptedAgain(t, node.port)
-  t.equal(redisCli(redis, 'ZRANGE', 'culex:nodes', '0', '-1'), '1) "p"', 'the lease is held again')
+  t.equal(redisCli(redis, 'ZRANGE', '{culex}:nodes', '0', '-1'), '1) "p"', 'the lease is held again')
 })
 
 t.test('Redis killed and restarted on the same port: the node recovers without a restart of its own', async (t) => {
@@ -93,6 +93,6 @@ t.test('Redis killed and restarted on the same port: the node recovers without a
   const again = await redis.restart()
   await waitFor(async () => (await readyz(node)).status === 200, { timeout: 8000, what: '/readyz 200 after the restart' })
   await acceptedAgain(t, node.port)
-  t.equal(redisCli(again, 'ZRANGE', 'culex:nodes', '0', '-1'), '1) "r"', 'the lease is taken anew in the new Redis')
+  t.equal(redisCli(again, 'ZRANGE', '{culex}:nodes', '0', '-1'), '1) "r"', 'the lease is taken anew in the new Redis')
   await waitForLog(node, (l) => l.msg === 'cluster: Redis reachable; accepting new connections', 'the log says Redis is back')
 })

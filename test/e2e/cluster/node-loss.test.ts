@@ -56,7 +56,7 @@ t.test('the subscriber\'s node is SIGKILLed mid-stream of QoS 1 messages: the se
 
   await waitFor(() => a.logs.some(adopted) || c.logs.some(adopted), { timeout: 15000, what: 'a survivor adopted b' })
   t.equal([a, c].filter((n) => n.logs.some(adopted)).length, 1, 'one survivor adopted b\'s sessions and inbox')
-  t.equal(redisCli(redis, 'EXISTS', 'culex:inbox:{b}'), '(integer) 0', 'b\'s inbox was drained and deleted')
+  t.equal(redisCli(redis, 'EXISTS', '{culex}:inbox:{b}'), '(integer) 0', 'b\'s inbox was drained and deleted')
 
   const again = await connectClient(t, c.url, { clientId: 'kept', ...persistent })
   const after = collect(again)
@@ -87,7 +87,7 @@ t.test('the subscriber\'s node is stopped with entries in its inbox, SIGKILLed a
     await publisher.publishAsync(`k/${i}`, String(i), { qos: 1 })
     acked.push(String(i))
   }
-  const pending = Number(/\d+/.exec(redisCli(redis, 'XLEN', 'culex:inbox:{b}'))?.[0] ?? 0)
+  const pending = Number(/\d+/.exec(redisCli(redis, 'XLEN', '{culex}:inbox:{b}'))?.[0] ?? 0)
   t.ok(pending >= N, `${pending} entries wait in b's inbox`)
   b.child.kill('SIGKILL')
   await b.exit

@@ -43,8 +43,8 @@ for (const resumeOn of ['b', 'c'] as const) {
       }, { timeout: 8000, step: 100, what: 'the route to b' })
       await sleep(200)
       await first.endAsync()
-      await waitFor(() => redisCli(redis, 'SISMEMBER', 'culex:routes:b', 'off/#') === '(integer) 0', { what: 'the live route goes with the connection' })
-      t.equal(redisCli(redis, 'SISMEMBER', 'culex:durable:b', 'off/#'), '(integer) 1', 'the durable route stays while b holds the offline session')
+      await waitFor(() => redisCli(redis, 'SISMEMBER', '{culex}:routes:b', 'off/#') === '(integer) 0', { what: 'the live route goes with the connection' })
+      t.equal(redisCli(redis, 'SISMEMBER', '{culex}:durable:b', 'off/#'), '(integer) 1', 'the durable route stays while b holds the offline session')
 
       const N = 40
       const codes = await ackCodes(publisher, async () => {
@@ -66,7 +66,7 @@ for (const resumeOn of ['b', 'c'] as const) {
       }
       if (resumeOn === 'c') {
         // kept LINGER_MS longer for publishers whose route tables are stale (cluster-moves.ts)
-        await waitFor(() => redisCli(redis, 'SISMEMBER', 'culex:durable:b', 'off/#') === '(integer) 0', { timeout: LINGER_MS + 5000, step: 200, what: 'b dropped its durable route when c took the session' })
+        await waitFor(() => redisCli(redis, 'SISMEMBER', '{culex}:durable:b', 'off/#') === '(integer) 0', { timeout: LINGER_MS + 5000, step: 200, what: 'b dropped its durable route when c took the session' })
         t.pass('b dropped its durable route when c took the session over')
       }
     })

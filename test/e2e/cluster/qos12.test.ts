@@ -100,7 +100,7 @@ t.test('QoS 1 and 2 messages published on node A reach subscribers on B and C on
   t.equal(gotB.messages.length, 62, 'nothing else reached b')
   t.equal(gotC.messages.length, 61, 'nothing else reached c')
   t.ok([...gotB.messages, ...gotC.messages].every((m) => !m.retain), 'RETAIN 0, as routed QoS 0')
-  t.equal(redisCli(redis, 'XLEN', 'culex:inbox:{b}'), '(integer) 0', 'b\'s inbox is empty: every entry acknowledged and deleted')
+  t.equal(redisCli(redis, 'XLEN', '{culex}:inbox:{b}'), '(integer) 0', 'b\'s inbox is empty: every entry acknowledged and deleted')
 })
 
 t.test('No Local across nodes: the publisher\'s own subscription does not get its message, another node\'s does [MQTT-3.8.3-3]', async (t) => {

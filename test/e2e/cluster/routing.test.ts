@@ -94,7 +94,7 @@ t.test('a topic with no subscriber on another node costs no Redis PUBLISH; an un
   t.same(gotRemote.messages.map((m) => m.payload.toString()), Array.from({ length: 100 }, (_, i) => String(i)), 'each once, in order')
 
   await remote.unsubscribeAsync('remote/#')
-  await waitFor(() => redisCli(redis, 'SMEMBERS', 'culex:routes:b') === '(empty array)', { timeout: 3000, what: 'b\'s route removed in Redis' })
+  await waitFor(() => redisCli(redis, 'SMEMBERS', '{culex}:routes:b') === '(empty array)', { timeout: 3000, what: 'b\'s route removed in Redis' })
   await sleep(200)
   const afterUnsubscribe = publishCount(redis)
   for (let i = 0; i < 20; i++) await publisher.publishAsync(`remote/${i}`, String(i), { qos: 0 })
@@ -112,7 +112,7 @@ t.test('a resumed persistent session\'s subscriptions are routed without a new S
     const first = await connectClient(t, b.url, { clientId, protocolVersion: version, ...persistent })
     await first.subscribeAsync(`kept${version}/#`, { qos: 0 })
     await first.endAsync()
-    await waitFor(() => redisCli(redis, 'SISMEMBER', 'culex:routes:b', `kept${version}/#`) === '(integer) 0', { what: 'the route goes with the last live subscriber' })
+    await waitFor(() => redisCli(redis, 'SISMEMBER', '{culex}:routes:b', `kept${version}/#`) === '(integer) 0', { what: 'the route goes with the last live subscriber' })
     const again = await connectClient(t, b.url, { clientId, protocolVersion: version, ...persistent })
     t.equal(again.connected, true)
     const got = collect(again)
@@ -134,7 +134,7 @@ t.test('after Redis is killed and restarted (no AOF), routing comes back by itse
   await redis.kill()
   const again = await redis.restart()
   const restartedAt = Date.now()
-  await waitFor(() => redisCli(again, 'SISMEMBER', 'culex:routes:b', 'back/#') === '(integer) 1', { timeout: 8000, what: 'b writes its routes again' })
+  await waitFor(() => redisCli(again, 'SISMEMBER', '{culex}:routes:b', 'back/#') === '(integer) 1', { timeout: 8000, what: 'b writes its routes again' })
   got.messages.length = 0
   await routeReady(publisher, 'back/after', () => got.messages.length > 0)
   t.pass(`a routes to b again ${Date.now() - restartedAt} ms after Redis restarted`)

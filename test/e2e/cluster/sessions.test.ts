@@ -74,7 +74,7 @@ for (const version of [5, 4] as const) {
     t.equal(after?.topic, 'other/x', 'a subscription made on node A delivers on node C')
 
     await waitFor(() => !sessionFields(redis, id).some((f) => f.startsWith('q:')), { timeout: 5000, what: () => `acknowledged messages deleted in Redis (${sessionFields(redis, id).join(' ')})` })
-    t.equal(redisCli(redis, '--raw', 'HGET', `culex:session:{${id}}`, 'epoch'), redisCli(redis, '--raw', 'HGET', `culex:client:${id}`, 'epoch'),
+    t.equal(redisCli(redis, '--raw', 'HGET', `culex:session:{${id}}`, 'epoch'), redisCli(redis, '--raw', 'HGET', `{culex}:client:${id}`, 'epoch'),
       'the session is held at the epoch of node C\'s claim')
   })
 }
@@ -127,8 +127,8 @@ t.test('[fencing] a node paused past a takeover writes nothing over the session 
   t.notOk(fields.includes('stale'), 'no stale subscription or message in the session in Redis')
   t.ok(sessionFields(redis, id).some((f) => f.endsWith(':s/#')), 'the session keeps its subscription')
   // b adopted a's sessions when a left (lib/cluster/adoption.ts), then the client's claim on b: the session is at that claim's epoch
-  t.equal(redisCli(redis, '--raw', 'HGET', `culex:client:${id}`, 'node'), 'b', 'b owns the id')
-  t.equal(redisCli(redis, '--raw', 'HGET', `culex:session:{${id}}`, 'epoch'), redisCli(redis, '--raw', 'HGET', `culex:client:${id}`, 'epoch'), 'held at the epoch of b\'s claim')
+  t.equal(redisCli(redis, '--raw', 'HGET', `{culex}:client:${id}`, 'node'), 'b', 'b owns the id')
+  t.equal(redisCli(redis, '--raw', 'HGET', `culex:session:{${id}}`, 'epoch'), redisCli(redis, '--raw', 'HGET', `{culex}:client:${id}`, 'epoch'), 'held at the epoch of b\'s claim')
   const refused = a.logs.some((l) => typeof l.msg === 'string' && l.msg.startsWith('session write refused'))
   t.comment(refused ? 'a\'s stale write reached Redis and was refused' : 'a dropped its copy (the takeover notice) before writing')
   t.equal(fresh.client.connected, true, 'the session\'s connection on b stays')

@@ -28,7 +28,7 @@ t.test('every member offline: the group queues in Redis through a node restart a
   const second = await connectClient(t, c.url, v4)
   await first.subscribeAsync(GROUP, { qos: 1 })
   await second.subscribeAsync(GROUP, { qos: 1 })
-  await waitFor(() => redisCli(redis, 'HEXISTS', 'culex:share:groups', GROUP) === '(integer) 1', { timeout: 5000, what: 'the group known to the cluster' })
+  await waitFor(() => redisCli(redis, 'HEXISTS', '{culex}:share:groups', GROUP) === '(integer) 1', { timeout: 5000, what: 'the group known to the cluster' })
   await first.endAsync()
   await second.endAsync()
 

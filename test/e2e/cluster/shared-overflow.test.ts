@@ -30,7 +30,7 @@ for (const overflow of ['drop-oldest', 'refuse'] as const) {
     await watch.subscribeAsync(['$SYS/cluster/shared/#', '$SYS/brokers/b/clients/connected'])
     const member = await connectClient(t, b.url, opts)
     await member.subscribeAsync(GROUP, { qos: 1 })
-    await waitFor(() => redisCli(redis, 'HEXISTS', 'culex:share:groups', GROUP) === '(integer) 1', { timeout: 5000, what: 'the group known to the cluster' })
+    await waitFor(() => redisCli(redis, 'HEXISTS', '{culex}:share:groups', GROUP) === '(integer) 1', { timeout: 5000, what: 'the group known to the cluster' })
     await waitFor(() => latest.get('$SYS/brokers/b/clients/connected') === '2', { timeout: 8000, what: 'the member connected on node B, in $SYS' })
     await member.endAsync()
     // node B has seen the member go (until then it may read an entry for it)

@@ -36,7 +36,7 @@ t.test('3,000 QoS 1 messages published on node A reach a group with members on A
   const subC = mosquittoSub(t, ['-h', '127.0.0.1', '-p', String(c.port), '-V', '5', '-i', 'member-c', '-q', '1', '-t', GROUP, '-v'])
   await waitFor(() => consumers(redis).join(',') === 'a,b,c', { timeout: 10000, what: () => `the three nodes reading the group (consumers: ${consumers(redis).join(',')})` })
   // node A learns of the group by notice
-  await waitFor(() => redisCli(redis, 'HEXISTS', 'culex:share:groups', GROUP) === '(integer) 1', { timeout: 5000, what: 'the group known to the cluster' })
+  await waitFor(() => redisCli(redis, 'HEXISTS', '{culex}:share:groups', GROUP) === '(integer) 1', { timeout: 5000, what: 'the group known to the cluster' })
   const publisher = await connectClient(t, a.url, { clientId: 'publisher', protocolVersion: 5 })
   await waitFor(async () => {
     await publisher.publishAsync('jobs/probe', 'probe', { qos: 1 })

@@ -56,12 +56,12 @@ t.test('[MQTT-4.5.0-1] a session moving while the publishing node missed the new
   await sleep(300)
   await resume(t, c.url, opts, got)
   first.end(true)
-  await waitFor(() => redisCli(redis, 'SISMEMBER', 'culex:durable:c', 's/#') === '(integer) 1', { what: 'c announced the session\'s filter' })
+  await waitFor(() => redisCli(redis, 'SISMEMBER', '{culex}:durable:c', 's/#') === '(integer) 1', { what: 'c announced the session\'s filter' })
   // A forgets C's routes (live and durable) again and again, as if it had missed their notices, beyond the 3 s B used to keep its own
   const staleUntil = Date.now() + 3500
   while (Date.now() < staleUntil) {
-    redisCli(redis, 'PUBLISH', 'culex:routes', '- c s/#')
-    redisCli(redis, 'PUBLISH', 'culex:routes', 'd- c s/#')
+    redisCli(redis, 'PUBLISH', '{culex}:routes', '- c s/#')
+    redisCli(redis, 'PUBLISH', '{culex}:routes', 'd- c s/#')
     await sleep(50)
   }
   // A's next reload brings C's route back

@@ -13,7 +13,7 @@ import { sleep, waitFor } from '../../helpers/wait.js'
 
 /** The owner record of a client id in Redis: "node epoch". */
 function owner (redis: { port: number }, clientId: string): string {
-  return redisCli(redis, '--raw', 'HMGET', `culex:client:${clientId}`, 'node', 'epoch').split('\n').join(' ')
+  return redisCli(redis, '--raw', 'HMGET', `{culex}:client:${clientId}`, 'node', 'epoch').split('\n').join(' ')
 }
 
 function closed (client: MqttClient): Promise<number | undefined> {

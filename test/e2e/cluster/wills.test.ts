@@ -45,7 +45,7 @@ async function willClient (t: Parameters<typeof connectClient>[0], node: CulexPr
   })
 }
 
-const willsIn = (redis: { port: number }, node: string): number => Number(redisCli(redis, '--raw', 'HLEN', `culex:wills:{${node}}`))
+const willsIn = (redis: { port: number }, node: string): number => Number(redisCli(redis, '--raw', 'HLEN', `{culex}:wills:{${node}}`))
 
 t.test('[MQTT-3.1.2-8] [MQTT-3.1.3-9] [MQTT-3.14.4-3] a killed node\'s wills are published by the survivors once each, after their Will Delay, within the lease + 2 s', async (t) => {
   const redis = await startRedis(t)
@@ -106,7 +106,7 @@ t.test('[MQTT-3.1.2-8] [MQTT-3.1.3-9] [MQTT-3.14.4-3] a killed node\'s wills are
   const published = [b, c].flatMap((n) => n.logs.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('cluster: published the will of w-')))
   t.equal(published.length, 4, 'four wills published in all, by the survivors together: none twice')
   t.equal(willsIn(redis, 'a'), 0, 'a\'s wills are gone from Redis')
-  t.equal(redisCli(redis, '--raw', 'ZCARD', 'culex:wills:due'), '0', 'nothing left in the due set')
+  t.equal(redisCli(redis, '--raw', 'ZCARD', '{culex}:wills:due'), '0', 'nothing left in the due set')
 })
 
 t.test('[MQTT-3.1.3-9] a client that reconnects on another node before its Will Delay ran out has no will published', async (t) => {
@@ -128,7 +128,7 @@ t.test('[MQTT-3.1.3-9] a client that reconnects on another node before its Will 
   const droppedGone = await willClient(t, b, 'w-live-gone', 'wills/live-gone', { delay: 3 })
   dropped.stream.destroy()
   droppedGone.stream.destroy()
-  await waitFor(() => redisCli(redis, '--raw', 'ZCARD', 'culex:wills:due') === '2', { timeout: 3000, what: 'both delayed wills in the cluster\'s due set' })
+  await waitFor(() => redisCli(redis, '--raw', 'ZCARD', '{culex}:wills:due') === '2', { timeout: 3000, what: 'both delayed wills in the cluster\'s due set' })
   await willClient(t, c, 'w-live-back', 'wills/other')
 
   // a dead node: its client comes back on b within its delay
@@ -157,14 +157,14 @@ t.test('a will delay still running when the survivor timing it is killed too is 
   await willClient(t, a, 'w-late', 'wills/late', { delay: 5 })
   await waitFor(() => willsIn(redis, 'a') === 1, { timeout: 3000, what: 'a\'s will in Redis' })
   a.child.kill('SIGKILL')
-  await waitFor(() => redisCli(redis, '--raw', 'ZCARD', 'culex:wills:due') === '1', { timeout: LEASE_MS + 3000, what: 'the will in the due set' })
+  await waitFor(() => redisCli(redis, '--raw', 'ZCARD', '{culex}:wills:due') === '1', { timeout: LEASE_MS + 3000, what: 'the will in the due set' })
   let holder = ''
-  await waitFor(() => ['b', 'c'].includes(holder = redisCli(redis, '--raw', 'GET', 'culex:wills:timer')), { timeout: LEASE_MS + 3000, what: 'a survivor holds the timers' })
+  await waitFor(() => ['b', 'c'].includes(holder = redisCli(redis, '--raw', 'GET', '{culex}:wills:timer')), { timeout: LEASE_MS + 3000, what: 'a survivor holds the timers' })
   const [victim, last] = holder === 'b' ? [b, c] : [c, b]
   const watcher = await connectClient(t, last.url, { clientId: 'watch-last' })
   const got = arrivals(watcher)
   await watcher.subscribeAsync('wills/#', { qos: 0 })
-  t.equal(redisCli(redis, '--raw', 'ZCARD', 'culex:wills:due'), '1', `the will's delay is still running when ${holder}, which times it, is killed`)
+  t.equal(redisCli(redis, '--raw', 'ZCARD', '{culex}:wills:due'), '1', `the will's delay is still running when ${holder}, which times it, is killed`)
   const killedAt = Date.now()
   victim.child.kill('SIGKILL')
   await waitFor(() => count(got, 'wills/late') > 0, { timeout: 5000 + LEASE_MS + 3000, what: 'the will published by the last survivor' })
@@ -173,7 +173,7 @@ t.test('a will delay still running when the survivor timing it is killed too is 
   t.equal(count(got, 'wills/late'), 1, `the last survivor published the will once (${after} ms after the timer holder was killed)`)
   t.ok(last.logs.some((l) => l.msg === 'cluster: published the will of w-late'), 'by the last survivor')
   t.ok(after <= 5000 + LEASE_MS + 2000, 'within its delay + the lock\'s lease + 2 s')
-  t.equal(redisCli(redis, '--raw', 'GET', 'culex:wills:timer'), last === b ? 'b' : 'c', 'the last survivor holds the timers')
+  t.equal(redisCli(redis, '--raw', 'GET', '{culex}:wills:timer'), last === b ? 'b' : 'c', 'the last survivor holds the timers')
 })
 
 t.test('a node paused past its lease (SIGSTOP) counts as gone, but a delayed will of a connection still live when it resumes is not published, and no will twice', async (t) => {
