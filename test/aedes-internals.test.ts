@@ -489,3 +489,40 @@ t.test('aedes drains a session\'s queue at CONNECT through the pipeline it impor
   await sent
   t.pass('an ordinary pipeline still runs')
 })
+
+t.test('aedes publishes $SYS/{id}/new/clients and /disconnect/clients per client; skipUnheardClientEvents publishes them only to someone listening', async (t) => {
+  const { handleStream, injectPacket, pacePackets, AliasTable, skipUnheardClientEvents } = await import('../lib/aedes-internals.js')
+  const aedesSource = readFileSync(require.resolve('aedes'), 'utf8')
+  t.match(aedesSource, "topic: $SYS_PREFIX + this.id + '/new/clients'", 'registerClient publishes new/clients')
+  t.match(aedesSource, "topic: $SYS_PREFIX + this.id + '/disconnect/clients'", 'unregisterClient publishes disconnect/clients')
+  const broker = await Aedes.createBroker()
+  t.teardown(() => new Promise<void>((resolve) => broker.close(() => resolve())))
+  hardenBroker(broker)
+  skipUnheardClientEvents(broker)
+  const published: string[] = []
+  broker.on('publish', (packet) => { if (packet.topic.startsWith('$SYS/')) published.push(packet.topic.slice(packet.topic.lastIndexOf('/', packet.topic.length - 9) + 1)) })
+  const connectAndLeave = async (clientId: string): Promise<void> => {
+    const conn = new Duplex({ read () {}, write (_chunk, _enc, cb) { cb() } })
+    const client = handleStream(broker, conn, new AliasTable())
+    pacePackets(client, { packetDone: () => {} })
+    const ready = new Promise<void>((resolve) => broker.once('clientReady', () => resolve()))
+    injectPacket(client, { cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId, keepalive: 0, length: 0 })
+    await ready
+    const gone = new Promise<void>((resolve) => broker.once('clientDisconnect', () => resolve()))
+    conn.destroy()
+    await gone
+    await new Promise((resolve) => setImmediate(resolve))
+  }
+  await connectAndLeave('internals/unheard')
+  t.same(published, [], 'nobody listens: neither is published')
+  const heard: string[] = []
+  const listener = (packet: { payload: Buffer | string }, cb: () => void): void => { heard.push(String(packet.payload)); cb() }
+  await new Promise<void>((resolve) => broker.subscribe('$SYS/+/+/clients', listener as never, () => resolve()))
+  await connectAndLeave('internals/heard')
+  t.same(published, ['new/clients', 'disconnect/clients'], 'with a listener both are published')
+  t.same(heard, ['internals/heard', 'internals/heard'], 'and reach it')
+  await new Promise<void>((resolve) => broker.unsubscribe('$SYS/+/+/clients', listener as never, () => resolve()))
+  published.length = 0
+  await connectAndLeave('internals/unheard-again')
+  t.same(published, [], 'once it left, neither is published again')
+})
