@@ -9,7 +9,7 @@
 // `handOver` drops the copy of a session another node claimed. Retained
 // messages and shared subscription groups are memory parts here (in a
 // cluster, lib/cluster/retained.ts keeps the retained messages in Redis).
-import { Redis } from '../cluster/ioredis.js'
+import type { Redis } from '../cluster/ioredis.js'
 import type { Logger } from 'pino'
 import { CulexError } from '../errors.js'
 import { decodePacket, decodeRecord } from './codec.js'
@@ -88,6 +88,8 @@ export class RedisPersistence extends BaseStore {
   async #open (): Promise<void> {
     let redis = this.#redis
     if (redis === undefined) {
+      // ioredis loads only when a store connects by URL (a cluster node passes its connection)
+      const { Redis } = await import('../cluster/ioredis.js')
       redis = new Redis(this.#url as string, { lazyConnect: true, maxRetriesPerRequest: 1 })
       redis.on('error', () => {})
       this.#own = true
