@@ -50,7 +50,7 @@ async function runJob (workload: Workload, target: Target, count: number): Promi
     return result.integrity.unique
   }
   if (workload === 'connect') {
-    const result = await runIdleJob({ kind: 'idle', target, connections: count, concurrency: 10, timeoutMs: JOB_TIMEOUT_MS }, SETTINGS)
+    const result = await runIdleJob({ kind: 'idle', target, connections: count, concurrency: 10, timeoutMs: JOB_TIMEOUT_MS, connectTimeoutMs: 120_000 }, SETTINGS)
     if (result.failed > 0 || result.errors.length > 0) throw new Error(`${result.failed} connects failed: ${result.errors.join('; ')}`)
     // the broker closes the dropped connections after the job returns
     await settle(target.brokerPid, 120_000)
