@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { Duplex, PassThrough, Readable, Writable } from 'node:stream'
 import { Aedes } from 'aedes'
+import mqttPacket from 'mqtt-packet'
 import { hardenBroker, hardenClient, clientSubscriptions } from '../lib/aedes-internals.js'
 
 const require = createRequire(import.meta.url)
@@ -469,7 +470,9 @@ t.test('aedes drains a session\'s queue at CONNECT through the pipeline it impor
     empty = nothing
     const skipped = skippedPipelines()
     const clientId = `internals/queue-${String(nothing)}`
-    const conn = new Duplex({ read () {}, write (chunk: Buffer, _enc, cb) { if ((chunk[0] as number) >> 4 === 3) delivered.push(clientId); cb() } })
+    const parser = mqttPacket.parser({ protocolVersion: 4 })
+    parser.on('packet', (packet) => { if (packet.cmd === 'publish') delivered.push(clientId) })
+    const conn = new Duplex({ read () {}, write (chunk: Buffer, _enc, cb) { parser.parse(chunk); cb() } })
     const client = handleStream(broker, conn, new AliasTable())
     pacePackets(client, { packetDone: () => {} })
     const ready = new Promise<void>((resolve) => broker.once('clientReady', () => resolve()))
