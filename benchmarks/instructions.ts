@@ -9,23 +9,28 @@
 // is off, so that no timer's work depends on how long the run takes.
 //
 //   node dist/benchmarks/instructions.js --bin dist/bin/culex.js [--bin OTHER/dist/bin/culex.js]
-//     [--workload fanin|drain] [--rounds 3] [--warm 1000] [--count 1000]
+//     [--workload fanin|drain|connect] [--rounds 3] [--warm 1000] [--count 1000]
 //
 // fanin: 10 publishers × count QoS 1 messages → 1 subscriber (bench/#), as
 // `fanin-qos1`; drain: count offline 3.1.1 sessions × 10 queued QoS 1
 // messages, then reconnect, as `session-drain` (10 connecting at a time:
-// under callgrind the broker is some 50 times slower). Builds alternate
+// under callgrind the broker is some 50 times slower); connect: count MQTT 5
+// clients connect (CONNECT → CONNACK, 10 at a time, as `idle-connections`
+// with a warm-up tenth of its own), are held, then dropped, counted until
+// the broker is quiet again, so a figure is one connection's whole life
+// (accept, CONNECT, CONNACK, close). Builds alternate
 // within each round. Needs `valgrind` (Debian's package); loopback only.
 import { execFileSync, spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
-import { runDrainJob, runFlowJob } from './lib/loadgen-client.js'
+import { runDrainJob, runFlowJob, runIdleJob } from './lib/loadgen-client.js'
 import { freePort, LOOPBACK, waitForPort } from './lib/net.js'
 import type { Target } from './loadgen/jobs.js'
+import { settle } from './loadgen/window.js'
 
-type Workload = 'fanin' | 'drain'
+type Workload = 'fanin' | 'drain' | 'connect'
 
 interface Counts { readonly total: number, readonly compiler: number, readonly gc: number, readonly steady: number }
 
@@ -43,6 +48,13 @@ async function runJob (workload: Workload, target: Target, count: number): Promi
     }, SETTINGS)
     if (result.integrity.lost > 0) throw new Error(`${result.integrity.lost} messages lost`)
     return result.integrity.unique
+  }
+  if (workload === 'connect') {
+    const result = await runIdleJob({ kind: 'idle', target, connections: count, concurrency: 10, timeoutMs: JOB_TIMEOUT_MS, connectTimeoutMs: 120_000 }, SETTINGS)
+    if (result.failed > 0 || result.errors.length > 0) throw new Error(`${result.failed} connects failed: ${result.errors.join('; ')}`)
+    // the broker closes the dropped connections after the job returns
+    await settle(target.brokerPid, 120_000)
+    return result.opened + result.warmup
   }
   const result = await runDrainJob({
     kind: 'drain', target: { ...target, protocolVersion: 4 }, sessions: count, messagesPerSession: 10, payloadBytes: 64,
@@ -115,8 +127,8 @@ async function main (): Promise<void> {
     }
   })
   const bins = values.bin ?? ['dist/bin/culex.js']
-  const workload = values.workload === 'drain' ? 'drain' : 'fanin'
-  const warm = Number(values.warm ?? (workload === 'fanin' ? 1000 : 200))
+  const workload: Workload = values.workload === 'drain' || values.workload === 'connect' ? values.workload : 'fanin'
+  const warm = Number(values.warm ?? (workload === 'fanin' ? 1000 : workload === 'connect' ? 300 : 200))
   const count = Number(values.count ?? (workload === 'fanin' ? 1000 : 500))
   const rounds = Number(values.rounds)
   const results = new Map<string, Array<Counts & { messages: number }>>(bins.map((b) => [b, []]))
@@ -127,7 +139,7 @@ async function main (): Promise<void> {
       console.log(`round ${round} ${bin}: ${(counts.total / 1e6).toFixed(0)}M instructions (compiler ${(counts.compiler / 1e6).toFixed(0)}M, gc ${(counts.gc / 1e6).toFixed(0)}M, steady ${(counts.steady / 1e6).toFixed(0)}M) for ${counts.messages} messages`)
     }
   }
-  console.log(`\n${workload}, medians of ${rounds} rounds, instructions per message:`)
+  console.log(`\n${workload}, medians of ${rounds} rounds, instructions per ${workload === 'connect' ? 'connection' : 'message'}:`)
   for (const [bin, runs] of results) {
     const per = (k: keyof Counts): number => median(runs.map((r) => r[k] / r.messages))
     console.log(`${bin}\tsteady ${per('steady').toFixed(0)}\ttotal ${per('total').toFixed(0)}\tcompiler ${per('compiler').toFixed(0)}\tgc ${per('gc').toFixed(0)}`)

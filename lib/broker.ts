@@ -7,7 +7,7 @@
 import type { Duplex } from 'node:stream'
 import { Aedes, type AedesOptions } from 'aedes'
 import type { Logger } from 'pino'
-import { claimRetainedAtSubscribe, clientById, hardenBroker, liveSubscriptions, persistenceOf } from './aedes-internals.js'
+import { claimRetainedAtSubscribe, clientById, hardenBroker, liveSubscriptions, persistenceOf, skipEmptyQueuePipelines, skipUnheardClientEvents } from './aedes-internals.js'
 import { Connection, type ConnectionContext, type ConnectionMeta, type ProtocolSettings } from './protocol/connection.js'
 import { Authenticators, type Authenticator } from './protocol/auth.js'
 import type { SessionOwnership } from './protocol/session-claim.js'
@@ -148,6 +148,10 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
 
   aedes = await Aedes.createBroker(aedesOptions)
   hardenBroker(aedes)
+  // an empty queue's drain at CONNECT costs no stream pipeline (culex's stores return NothingQueued)
+  skipEmptyQueuePipelines()
+  // aedes' $SYS client events are published only when someone subscribed to them
+  skipUnheardClientEvents(aedes)
   // stored session deadlines and delayed wills, enforced across restarts (culex's stores)
   const store = ctx.store()
   const sessionExpiry = isCulexStore(store)

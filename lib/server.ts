@@ -16,7 +16,7 @@ import { createObservability } from './metrics/index.js'
 import type { Authenticator } from './protocol/auth.js'
 import { SecurityPolicy } from './auth/policy.js'
 import { startDashboard, type AdminServer } from './admin/index.js'
-import { ClusterNode, defaultNodeId, localHostName } from './cluster/index.js'
+import type { ClusterNode } from './cluster/index.js'
 
 export interface CulexServer {
   readonly config: Config
@@ -66,8 +66,10 @@ export async function startServer (input: ConfigInput | Config = {}, options: St
   const config = ConfigSchema.parse(input)
   const logger = options.logger ?? silentLogger()
   const tlsFiles = await loadTls(config)
+  // the cluster's modules (and ioredis) load only for a cluster node
+  const clusterModule = config.cluster !== undefined ? await import('./cluster/index.js') : undefined
   // before anything else opens: an unreachable Redis stops the start (CULEX_ERR_CLUSTER_UNREACHABLE)
-  const cluster = config.cluster !== undefined ? await ClusterNode.connect(config.cluster, logger, { fsync: config.fsync }) : undefined
+  const cluster = config.cluster !== undefined && clusterModule !== undefined ? await clusterModule.ClusterNode.connect(config.cluster, logger, { fsync: config.fsync }) : undefined
   const persistence = options.persistence ?? openStore(config, logger, cluster)
   const observability = createObservability(config, logger)
   // mosquitto 2.0: anonymous access only on loopback unless allowed explicitly
@@ -140,7 +142,10 @@ export async function startServer (input: ConfigInput | Config = {}, options: St
       listeners.push(result.wss = await listenHttp(broker, { host: config.host, port: config.wssPort, wsPath: config.wsPath, tls: tlsFiles, maxPayload }))
     }
     // the default node id names the MQTT port, known once bound
-    if (cluster !== undefined) await cluster.join({ nodeId: config.nodeId ?? defaultNodeId(localHostName(), (listeners[0]?.address().port ?? 0)), sharedMaxQueued: config.sharedMaxQueued, sharedOverflow: config.sharedOverflow })
+    if (cluster !== undefined && clusterModule !== undefined) {
+      const { defaultNodeId, localHostName } = clusterModule
+      await cluster.join({ nodeId: config.nodeId ?? defaultNodeId(localHostName(), (listeners[0]?.address().port ?? 0)), sharedMaxQueued: config.sharedMaxQueued, sharedOverflow: config.sharedOverflow })
+    }
   } catch (err) {
     await Promise.all(listeners.map(l => l.close()))
     await broker.close()

@@ -6,8 +6,9 @@
 import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
-import { Duplex, PassThrough } from 'node:stream'
+import { Duplex, PassThrough, Readable, Writable } from 'node:stream'
 import { Aedes } from 'aedes'
+import mqttPacket from 'mqtt-packet'
 import { hardenBroker, hardenClient, clientSubscriptions } from '../lib/aedes-internals.js'
 
 const require = createRequire(import.meta.url)
@@ -442,4 +443,89 @@ t.test('discardWill: aedes publishes client.will at close, and not once it is di
     await new Promise((resolve) => setTimeout(resolve, 100))
     t.equal(published.includes(topic), !discard, discard ? 'a discarded will is not published' : 'a will is published at close')
   }
+})
+
+t.test('aedes drains a session\'s queue at CONNECT through the pipeline it imports from \'stream\'; with nothing queued skipEmptyQueuePipelines answers it alone', async (t) => {
+  const { handleStream, injectPacket, pacePackets, AliasTable, NothingQueued, skipEmptyQueuePipelines, skippedPipelines, persistenceOf } = await import('../lib/aedes-internals.js')
+  const connectSource = readFileSync(require.resolve('aedes').replace(/aedes\.js$/, 'lib/handlers/connect.js'), 'utf8')
+  t.match(connectSource, "import { pipeline } from 'stream'", 'emptyQueue\'s pipeline is the one of the stream module')
+  t.match(connectSource, /const outgoing = persistence\.outgoingStream\(client\)[\s\S]{0,80}pipeline\(\s*outgoing,/, 'the store\'s outgoing stream is the pipeline\'s first')
+  const { promisify } = await import('node:util')
+  const stream = await import('node:stream')
+  const before = stream.pipeline
+  skipEmptyQueuePipelines()
+  skipEmptyQueuePipelines()
+  t.not(stream.pipeline, before, 'stream.pipeline is the bypass')
+  t.equal(promisify(stream.pipeline), promisify(before), 'util.promisify still gives the promise version')
+
+  const broker = await Aedes.createBroker()
+  t.teardown(() => new Promise<void>((resolve) => broker.close(() => resolve())))
+  hardenBroker(broker)
+  const store = persistenceOf(broker) as { outgoingStream: (client: unknown) => unknown, outgoingEnqueueCombi: (subs: object[], packet: object) => Promise<void> }
+  const queued = store.outgoingStream.bind(store)
+  let empty = true
+  store.outgoingStream = (client) => empty ? new NothingQueued() : queued(client)
+  const delivered: string[] = []
+  for (const nothing of [true, false]) {
+    empty = nothing
+    const skipped = skippedPipelines()
+    const clientId = `internals/queue-${String(nothing)}`
+    const parser = mqttPacket.parser({ protocolVersion: 4 })
+    parser.on('packet', (packet) => { if (packet.cmd === 'publish') delivered.push(clientId) })
+    const conn = new Duplex({ read () {}, write (chunk: Buffer, _enc, cb) { parser.parse(chunk); cb() } })
+    const client = handleStream(broker, conn, new AliasTable())
+    pacePackets(client, { packetDone: () => {} })
+    const ready = new Promise<void>((resolve) => broker.once('clientReady', () => resolve()))
+    if (!nothing) {
+      await store.outgoingEnqueueCombi([{ clientId, topic: 'q', qos: 1 }], { cmd: 'publish', topic: 'q', payload: Buffer.from('x'), qos: 1, retain: false, dup: false, brokerId: broker.id, brokerCounter: 1 })
+    }
+    injectPacket(client, { cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: nothing, clientId, keepalive: 0, length: 0 })
+    await ready
+    t.equal(skippedPipelines() - skipped, nothing ? 1 : 0, nothing ? 'an empty queue costs no pipeline' : 'a queue goes through Node\'s pipeline')
+    if (!nothing) {
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      t.same(delivered, [clientId], 'and its queued message is sent')
+    }
+    conn.destroy()
+  }
+  const sent = new Promise<unknown>((resolve, reject) => { stream.pipeline(Readable.from(['a', 'b']), new Writable({ objectMode: true, write (_c, _e, cb) { cb() } }), (err) => { if (err) reject(err); else resolve(undefined) }) })
+  await sent
+  t.pass('an ordinary pipeline still runs')
+})
+
+t.test('aedes publishes $SYS/{id}/new/clients and /disconnect/clients per client; skipUnheardClientEvents publishes them only to someone listening', async (t) => {
+  const { handleStream, injectPacket, pacePackets, AliasTable, skipUnheardClientEvents } = await import('../lib/aedes-internals.js')
+  const aedesSource = readFileSync(require.resolve('aedes'), 'utf8')
+  t.match(aedesSource, "topic: $SYS_PREFIX + this.id + '/new/clients'", 'registerClient publishes new/clients')
+  t.match(aedesSource, "topic: $SYS_PREFIX + this.id + '/disconnect/clients'", 'unregisterClient publishes disconnect/clients')
+  const broker = await Aedes.createBroker()
+  t.teardown(() => new Promise<void>((resolve) => broker.close(() => resolve())))
+  hardenBroker(broker)
+  skipUnheardClientEvents(broker)
+  const published: string[] = []
+  broker.on('publish', (packet) => { if (packet.topic.startsWith('$SYS/')) published.push(packet.topic.slice(packet.topic.lastIndexOf('/', packet.topic.length - 9) + 1)) })
+  const connectAndLeave = async (clientId: string): Promise<void> => {
+    const conn = new Duplex({ read () {}, write (_chunk, _enc, cb) { cb() } })
+    const client = handleStream(broker, conn, new AliasTable())
+    pacePackets(client, { packetDone: () => {} })
+    const ready = new Promise<void>((resolve) => broker.once('clientReady', () => resolve()))
+    injectPacket(client, { cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId, keepalive: 0, length: 0 })
+    await ready
+    const gone = new Promise<void>((resolve) => broker.once('clientDisconnect', () => resolve()))
+    conn.destroy()
+    await gone
+    await new Promise((resolve) => setImmediate(resolve))
+  }
+  await connectAndLeave('internals/unheard')
+  t.same(published, [], 'nobody listens: neither is published')
+  const heard: string[] = []
+  const listener = (packet: { payload: Buffer | string }, cb: () => void): void => { heard.push(String(packet.payload)); cb() }
+  await new Promise<void>((resolve) => broker.subscribe('$SYS/+/+/clients', listener as never, () => resolve()))
+  await connectAndLeave('internals/heard')
+  t.same(published, ['new/clients', 'disconnect/clients'], 'with a listener both are published')
+  t.same(heard, ['internals/heard', 'internals/heard'], 'and reach it')
+  await new Promise<void>((resolve) => broker.unsubscribe('$SYS/+/+/clients', listener as never, () => resolve()))
+  published.length = 0
+  await connectAndLeave('internals/unheard-again')
+  t.same(published, [], 'once it left, neither is published again')
 })

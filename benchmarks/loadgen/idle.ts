@@ -10,7 +10,8 @@ import { ErrorLog, errorMessage, mapPool } from './pool.js'
 import { MeasuredWindow, settle } from './window.js'
 
 function optionsFor (job: IdleJob, clientId: string): ConnectOptions {
-  const options = connectOptions(job.target, clientId, 'tcp')
+  const base = connectOptions(job.target, clientId, 'tcp')
+  const options = job.connectTimeoutMs === undefined ? base : { ...base, connectTimeoutMs: job.connectTimeoutMs }
   if (job.tls === undefined) return options
   const port = job.target.tlsPort
   if (port === undefined || port === null) throw new Error('the broker has no TLS port')

@@ -112,6 +112,8 @@ export interface IdleJob {
   readonly timeoutMs: number
   /** Connect over TLS to target.tlsPort with these settings; absent: plain TCP. */
   readonly tls?: TlsClientSettings
+  /** How long one CONNECT may wait for its CONNACK; absent: the load generator's default (a broker under callgrind needs more) */
+  readonly connectTimeoutMs?: number
 }
 
 /** Offline persistent sessions with queued messages, then a reconnect storm. */

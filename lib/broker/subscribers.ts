@@ -23,13 +23,13 @@ export interface SubscribersContext {
 }
 
 export class MatchingSubscribers {
-  readonly #live: LiveSubscriptions
+  readonly #live: Pick<LiveSubscriptions, 'count' | 'known'>
   readonly #ctx: SubscribersContext
   readonly #cache = new Map<string, boolean>()
   /** bumped by every change, so that an answer found across one is not cached */
   #epoch = 0
 
-  constructor (live: LiveSubscriptions, ctx: SubscribersContext) {
+  constructor (live: Pick<LiveSubscriptions, 'count' | 'known'>, ctx: SubscribersContext) {
     this.#live = live
     this.#ctx = ctx
   }

@@ -9,7 +9,7 @@
 // `handOver` drops the copy of a session another node claimed. Retained
 // messages and shared subscription groups are memory parts here (in a
 // cluster, lib/cluster/retained.ts keeps the retained messages in Redis).
-import { Cluster, Redis } from '../cluster/ioredis.js'
+import type { Redis } from '../cluster/ioredis.js'
 import { ENDED_FIELD, ownerKey } from '../cluster/keys.js'
 import type { Logger } from 'pino'
 import { CulexError } from '../errors.js'
@@ -102,6 +102,8 @@ export class RedisPersistence extends BaseStore {
   async #open (): Promise<void> {
     let redis = this.#redis
     if (redis === undefined) {
+      // ioredis loads only when a store connects by URL (a cluster node passes its connection)
+      const { Redis } = await import('../cluster/ioredis.js')
       redis = new Redis(this.#url as string, { lazyConnect: true, maxRetriesPerRequest: 1 })
       redis.on('error', () => {})
       this.#own = true
@@ -109,7 +111,8 @@ export class RedisPersistence extends BaseStore {
       this.#redis = redis
     }
     defineSessionScripts(redis)
-    this.#onCluster = this.#expiryInTwoSteps ?? (redis as unknown) instanceof Cluster
+    // ioredis' Cluster client says so itself (an instanceof would load ioredis in a single node)
+    this.#onCluster = this.#expiryInTwoSteps ?? (redis as { isCluster?: boolean }).isCluster === true
     this.backend = {
       writer: new GroupCommit(new SessionWriter({
         redis,

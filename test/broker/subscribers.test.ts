@@ -18,7 +18,7 @@ interface Options {
 
 function setup (o: Options) {
   const asked: string[] = []
-  const live: LiveSubscriptions = {
+  const live: Pick<LiveSubscriptions, 'count' | 'known'> = {
     known: () => o.known,
     count: () => { asked.push('live'); return o.live ?? 0 }
   }

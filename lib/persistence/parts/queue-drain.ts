@@ -2,6 +2,7 @@
 // (one message per event-loop turn); with a sink (setQueueSink, wired to the
 // protocol gateway) the QoS 1 head goes out in one go first.
 import { Readable } from 'node:stream'
+import { NothingQueued } from '../../aedes-internals.js'
 import { clonePacket, packetFromBody } from '../codec.js'
 import type { ClientRef, QueueSink, QueueSinkFactory, StoredPacket } from '../types.js'
 import { KEY } from './keys.js'
@@ -9,12 +10,6 @@ import { isExpired, type ClientQueue, type QueueEntry, type QueueIndex } from '.
 
 const STREAM_CHUNK = 64
 
-/** An object-mode stream that ends at once, without an async generator behind it (high-water mark 1, as Readable.from). */
-function endedStream (): Readable {
-  const stream = new Readable({ objectMode: true, highWaterMark: 1, read () {} })
-  stream.push(null)
-  return stream
-}
 
 export class QueueDrain {
   sink: QueueSinkFactory | undefined
@@ -39,8 +34,9 @@ export class QueueDrain {
     const sink = this.sink?.(client)
     let snapshot = q === undefined || this.index.io.closed ? [] : q.entries.slice()
     if (sink !== undefined && q !== undefined && snapshot.length > 0) snapshot = snapshot.slice(this.#sendToSink(cid, q, snapshot, sink))
-    // aedes streams the queue on every CONNECT; most are empty, or were all taken by the sink
-    if (snapshot.length === 0) return endedStream()
+    // aedes streams the queue on every CONNECT; most are empty, or were all taken by the sink:
+    // an ended stream, whose pipeline in aedes is skipped (skipEmptyQueuePipelines)
+    if (snapshot.length === 0) return new NothingQueued()
     return Readable.from(this.#generate(cid, snapshot))
   }
 

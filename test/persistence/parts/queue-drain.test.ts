@@ -1,5 +1,6 @@
 // The drain of a resumed session's queue alone: the sink, then the stream.
 import t from 'tap'
+import { NothingQueued } from '../../../lib/aedes-internals.js'
 import { encodePacket } from '../../../lib/persistence/codec.js'
 import { BodyCache } from '../../../lib/persistence/parts/body-cache.js'
 import { Drops } from '../../../lib/persistence/parts/drops.js'
@@ -34,6 +35,14 @@ t.test('an empty queue ends at once, and the sink is still asked for (one per st
   drain.sink = () => { asked++; return undefined }
   t.strictSame(await collect(drain.stream({ id: 'c' })), [])
   t.equal(asked, 1)
+})
+
+t.test('an empty queue, or one the sink took whole, is a NothingQueued stream, whose pipeline in aedes is skipped', async (t) => {
+  t.ok(drainOf([]).drain.stream({ id: 'c' }) instanceof NothingQueued, 'empty')
+  const { drain } = drainOf([[body('a', 1), undefined]])
+  drain.sink = () => sink(10)
+  t.ok(drain.stream({ id: 'c' }) instanceof NothingQueued, 'all taken by the sink')
+  t.notOk(drainOf([[body('b', 2), undefined]]).drain.stream({ id: 'c' }) instanceof NothingQueued, 'a QoS 2 message is streamed')
 })
 
 t.test('[MQTT-3.3.2-5] the sink drops an expired head message; [MQTT-3.3.1-1] a message with a packet id is a re-delivery', async (t) => {
