@@ -83,6 +83,8 @@ export function wireClusterQos (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster'
   const brokerId = routedBrokerId(aedes)
   const publish = windowedPublish(aedes)
   clusterSessionsOf(store)?.redirectQueued?.(async (clientId, packets) => { await moves.redirect(clientId, packets) })
+  // the session left, even when the store learns it (a refused write) before the takeover's notice comes
+  clusterSessionsOf(store)?.watchRefusedCopies?.((clientId) => { moves.leaving(clientId).catch(() => {}) })
   cluster.attachInbox((packet, meta, done) => {
     if (meta.forClient !== undefined) {
       moves.deliverTo(meta.forClient, packet as PublishPacket, meta.id).then(() => { done() }, done)

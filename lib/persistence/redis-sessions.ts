@@ -193,7 +193,7 @@ export class SessionWriter implements BatchTarget {
       redirected.set(cid, queued.length)
       moving.push(moved)
     }
-    const unmoved = (await Promise.allSettled(moving)).find((r): r is PromiseRejectedResult => r.status === 'rejected')
+    const unmoved = moving.length === 0 ? undefined : (await Promise.allSettled(moving)).find((r): r is PromiseRejectedResult => r.status === 'rejected')
     if (unmoved !== undefined) throw clusterWriteRefused(unmoved.reason, 'message for a session handed over')
     // anything else for a session this node gave up (handed over) is a leftover of its old connection, owed to nobody;
     // one Redis refused was made by a node that believed it held the session: its callers must not be acknowledged

@@ -68,6 +68,8 @@ export class RedisPersistence extends BaseStore {
   readonly #loading = new Map<string, number>()
   /** where messages queued for a session not held here go (the broker forwards them to its node) */
   #redirect: ((clientId: string, packets: StoredPacket[]) => Promise<void>) | undefined
+  /** told of a copy dropped because Redis refused its write, before it goes */
+  #onRefusedCopy: ((clientId: string) => void) | undefined
 
   constructor (opts: RedisPersistenceOptions) {
     super({ limits: opts.limits, logger: opts.logger })
@@ -128,6 +130,8 @@ export class RedisPersistence extends BaseStore {
       // claimed again (or being loaded) since that write: the copy is the new one
       if (epoch === null ? held !== undefined : String(held) !== epoch) continue
       this.#epochs.delete(clientId)
+      // the takeover's notice may come only after this: what the copy subscribed to is read now, while it is here
+      if (epoch !== null) this.#onRefusedCopy?.(clientId)
       this.forgetSession(clientId)
       if (epoch !== null) this.logger?.info({ clientId, epoch }, 'session write refused: a later claim on another node owns the session; dropped the copy held here')
     }
@@ -140,6 +144,11 @@ export class RedisPersistence extends BaseStore {
    */
   redirectQueued (redirect: (clientId: string, packets: StoredPacket[]) => Promise<void>): void {
     this.#redirect = redirect
+  }
+
+  /** `listener` is told of a copy dropped because Redis refused its write (another node adopted the session), before it goes. */
+  watchRefusedCopies (listener: (clientId: string) => void): void {
+    this.#onRefusedCopy = listener
   }
 
   /** the epoch this node holds for a session; undefined when it holds none */

@@ -88,3 +88,18 @@ t.test('without a redirect (a store alone) a write for a session given up is dro
   await enqueued
   t.equal(a.stats().queued, 0)
 })
+
+t.test('a copy dropped because Redis refused its write is told before it goes, its subscriptions still readable (the session\'s filters, for the forwarding)', async (t) => {
+  const prefix = redisPrefix()
+  const { a } = await holder(t, prefix)
+  const told: Array<[string, string[]]> = []
+  a.watchRefusedCopies((clientId) => {
+    // read as SessionMoves.leaving reads them: synchronously at the call
+    void a.subscriptionsByClient({ id: clientId }).then((subs) => { told.push([clientId, subs.map((s) => s.topic)]) })
+  })
+  const b = await open(t, prefix, 'node-b')
+  await b.hydrate('x', 2, { clean: false })
+  await a.outgoingEnqueueCombi([{ clientId: 'x', qos: 1 }], publish('f/6', 'moving'))
+  t.strictSame(told, [['x', ['f/#']]])
+  t.equal(a.holdsSubscriptions(), false, 'then the copy went')
+})
