@@ -59,7 +59,7 @@ export function wireClusterQos (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster'
     const routing = absent.length === 0 ? routed : routed?.then(async (id) => { await moves.forward(absent, routedPacket(packet, packet.qos === 2 ? 2 : 1) as PublishPacket, id) })
     // published after the client's earlier message (whose refusal is its own publisher's answer, not this one's;
     // `previous` never rejects)
-    const step: Promise<unknown> = previous === undefined ? routing as Promise<unknown> : routing === undefined ? previous : previous.then(async () => await routing)
+    const step: Promise<unknown> = previous === undefined ? routing as Promise<unknown> : routing === undefined ? previous : previous.then<unknown>(() => routing)
     const release = (): void => { if (waiting.get(client) === settled) waiting.delete(client) }
     const settled: Promise<void> = step.then(release, release)
     waiting.set(client, settled)
