@@ -132,9 +132,20 @@ function newlyQueued (ops: SessionOps): Buffer[] {
   return out
 }
 
-/** whether a batch does more for a session than queue messages anew */
-function beyondQueueing (ops: SessionOps, queued: number): boolean {
-  return ops.dels.length > 0 || ops.puts.length / 2 > queued
+/**
+ * Whether a refused batch wrote what a client is told was kept and the node
+ * holding the session now lacks: anything but the queue's delivery state
+ * (in-flight and PUBREL state, removals: that node has the messages as they
+ * were queued and sends them again at worst), and the messages it queued
+ * unless they were redirected.
+ */
+function keepsState (ops: SessionOps, redirected: boolean): boolean {
+  for (let i = 0; i < ops.puts.length; i += 2) {
+    const key = ops.puts[i] as string
+    if (key.startsWith('qi:') || (redirected && key.startsWith('q:'))) continue
+    return true
+  }
+  return false
 }
 
 interface SessionOps {
@@ -184,20 +195,21 @@ export class SessionWriter implements BatchTarget {
     // a message queued in a copy of a session being handed over (or just taken by another node) is the session's all the same:
     // its publisher is acknowledged once it is with the node holding the session [MQTT-4.3.2-2] [MQTT-4.3.3-2]
     const redirect = this.opts.redirect
-    const redirected = new Map<string, number>()
+    const redirected = new Set<string>()
     const moving: Array<Promise<void>> = []
     for (const [cid] of redirect === undefined ? [] : refused) {
       const queued = newlyQueued(bySession.get(cid) as SessionOps)
+      // none queued anew: its `q:` writes are rewrites of messages the session has
       const moved = queued.length === 0 ? undefined : redirect?.(cid, queued)
-      if (moved === undefined) continue
-      redirected.set(cid, queued.length)
-      moving.push(moved)
+      if (moved !== undefined) moving.push(moved)
+      if (moved !== undefined || queued.length === 0) redirected.add(cid)
     }
     const unmoved = moving.length === 0 ? undefined : (await Promise.allSettled(moving)).find((r): r is PromiseRejectedResult => r.status === 'rejected')
     if (unmoved !== undefined) throw clusterWriteRefused(unmoved.reason, 'message for a session handed over')
     // anything else for a session this node gave up (handed over) is a leftover of its old connection, owed to nobody;
-    // one Redis refused was made by a node that believed it held the session: its callers must not be acknowledged
-    const fenced = refused.filter(([cid, epoch]) => epoch !== null && beyondQueueing(bySession.get(cid) as SessionOps, redirected.get(cid) ?? 0))
+    // one Redis refused was made by a node that believed it held the session: its callers must not be acknowledged,
+    // unless all it kept was the delivery state of the old connection (taken over: the batch's publishers are not failed for it)
+    const fenced = refused.filter(([cid, epoch]) => epoch !== null && keepsState(bySession.get(cid) as SessionOps, redirected.has(cid)))
     if (fenced.length > 0) throw new CulexError('CULEX_ERR_SESSION_FENCED', [fenced.map(([cid]) => JSON.stringify(cid)).join(', ')])
   }
 }

@@ -10,7 +10,7 @@ import { Redis } from 'ioredis'
 import { RedisPersistence } from '../../lib/persistence/index.js'
 import { sessionKey } from '../../lib/persistence/redis-sessions.js'
 import type { StoredPacket } from '../../lib/persistence/types.js'
-import { publish, redisPrefix, testRedis } from '../helpers/store.js'
+import { collect, publish, redisPrefix, testRedis } from '../helpers/store.js'
 import { sleep } from '../helpers/wait.js'
 
 async function open (t: Test, prefix: string, brokerId: string): Promise<RedisPersistence> {
@@ -77,6 +77,21 @@ t.test('anything else a fenced copy writes is still refused to its callers, besi
   await t.rejects(subscribed, { code: 'CULEX_ERR_SESSION_FENCED' })
   await t.rejects(queued, { code: 'CULEX_ERR_SESSION_FENCED' }, 'one batch, one outcome')
   t.strictSame(done, [['x', 'f/4']], 'the message went on to the session all the same')
+})
+
+t.test('a refused batch that also carried the old connection\'s delivery state (a packet id in flight) does not fail the publishers in it', async (t) => {
+  const prefix = redisPrefix()
+  const { a, done } = await holder(t, prefix)
+  // QoS 2: its packet id is written at once, not later (queue-index.ts)
+  await a.outgoingEnqueueCombi([{ clientId: 'x', qos: 2 }], publish('f/7', 'sent', { qos: 2 }))
+  const [sent] = await collect(a.outgoingStream({ id: 'x' }))
+  const b = await open(t, prefix, 'node-b')
+  await b.hydrate('x', 2, { clean: false })
+  // in one batch: the old connection sends the message (its packet id recorded), and a publisher's message is queued
+  const updating = a.outgoingUpdate({ id: 'x' }, { ...sent, messageId: 11 })
+  await a.outgoingEnqueueCombi([{ clientId: 'x', qos: 1 }], publish('f/9', 'moving'))
+  await updating
+  t.strictSame(done, [['x', 'f/9']], 'the publisher\'s message went on to the session, and its publisher is acknowledged')
 })
 
 t.test('without a redirect (a store alone) a write for a session given up is dropped, as before', async (t) => {
