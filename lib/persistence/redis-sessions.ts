@@ -136,13 +136,14 @@ function newlyQueued (ops: SessionOps): Buffer[] {
  * Whether a refused batch wrote what a client is told was kept and the node
  * holding the session now lacks: anything but the queue's delivery state
  * (in-flight and PUBREL state, removals: that node has the messages as they
- * were queued and sends them again at worst), and the messages it queued
- * unless they were redirected.
+ * were queued and sends them again at worst) and the session record (its
+ * taken-over connection's end writes it, and no client is answered for
+ * it), and the messages it queued unless they were redirected.
  */
 function keepsState (ops: SessionOps, redirected: boolean): boolean {
   for (let i = 0; i < ops.puts.length; i += 2) {
     const key = ops.puts[i] as string
-    if (key.startsWith('qi:') || (redirected && key.startsWith('q:'))) continue
+    if (key.startsWith('qi:') || key.startsWith('x:') || (redirected && key.startsWith('q:'))) continue
     return true
   }
   return false

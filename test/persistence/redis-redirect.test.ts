@@ -79,7 +79,7 @@ t.test('anything else a fenced copy writes is still refused to its callers, besi
   t.strictSame(done, [['x', 'f/4']], 'the message went on to the session all the same')
 })
 
-t.test('a refused batch that also carried the old connection\'s delivery state (a packet id in flight) does not fail the publishers in it', async (t) => {
+t.test('a refused batch that also carried the old connection\'s delivery state (a packet id in flight, its session record) does not fail the publishers in it', async (t) => {
   const prefix = redisPrefix()
   const { a, done } = await holder(t, prefix)
   // QoS 2: its packet id is written at once, not later (queue-index.ts)
@@ -89,8 +89,10 @@ t.test('a refused batch that also carried the old connection\'s delivery state (
   await b.hydrate('x', 2, { clean: false })
   // in one batch: the old connection sends the message (its packet id recorded), and a publisher's message is queued
   const updating = a.outgoingUpdate({ id: 'x' }, { ...sent, messageId: 11 })
+  // and its end writes the session record (Session Expiry)
+  const ending = a.putSession('x', { expiresAt: Date.now() + 600000, expiryInterval: 600 })
   await a.outgoingEnqueueCombi([{ clientId: 'x', qos: 1 }], publish('f/9', 'moving'))
-  await updating
+  await Promise.all([updating, ending])
   t.strictSame(done, [['x', 'f/9']], 'the publisher\'s message went on to the session, and its publisher is acknowledged')
 })
 
