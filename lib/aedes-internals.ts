@@ -518,8 +518,8 @@ export function queuedPacket (broker: Aedes, packet: { topic: string, payload: B
   return out
 }
 
-/** A step before aedes publishes a client's message: undefined = none, publish at once; a rejection fails the publish with its error. */
-export type BeforePublish = (packet: { topic: string, payload: Buffer | string, qos: number, retain: boolean, messageId?: number, properties?: object }, client: Client) => Promise<void> | undefined
+/** A step before aedes publishes a client's message: undefined = none, publish at once; a rejection fails the publish with its error (a value it resolves with is ignored). */
+export type BeforePublish = (packet: { topic: string, payload: Buffer | string, qos: number, retain: boolean, messageId?: number, properties?: object }, client: Client) => Promise<unknown> | undefined
 
 /**
  * aedes publishes a client's message with `client.broker.publish(packet,

@@ -22,7 +22,8 @@
 import type { Aedes, Client, PublishPacket } from 'aedes'
 import { clientSubscriptions, persistenceOf, queuedPacket } from '../aedes-internals.js'
 import { topicMatches } from '../protocol/topic.js'
-import { RELOAD_MS } from '../cluster/routes.js'
+import { RELOAD_MS, routedPacket } from '../cluster/routes.js'
+import type { StoredPacket } from '../persistence/types.js'
 import type { BrokerContext } from './context.js'
 import { clusterSessionsOf } from './store.js'
 
@@ -44,6 +45,7 @@ export const SEEN_MS = 10000
 /** milliseconds a forwarded message waits for a claim here to load its session, or for its connection to be accepted */
 const HOLD_WAIT_MS = 5000
 const STEP_MS = 20
+const NONE: readonly string[] = []
 
 interface Left {
   /** the session's QoS 1/2 filters when it left */
@@ -76,6 +78,20 @@ export async function enqueueFor (aedes: Aedes, clientIds: ReadonlySet<string>, 
   const persistence = persistenceOf(aedes) as unknown as SessionStore
   const subs = (await persistence.subscriptionsByTopic(packet.topic)).filter((s) => clientIds.has(s.clientId))
   if (subs.length > 0) await persistence.outgoingEnqueueCombi(subs, queuedPacket(aedes, { ...packet, payload: Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload) }))
+}
+
+/** A queued message as it travels between nodes; undefined once expired [MQTT-3.3.2-5]. */
+function asRouted (stored: StoredPacket, now: number): PublishPacket | undefined {
+  if (typeof stored.topic !== 'string') return undefined
+  const payload = Buffer.isBuffer(stored.payload) ? stored.payload : Buffer.from(stored.payload ?? '')
+  let properties = stored.properties as PublishPacket['properties']
+  if (typeof stored.messageExpiry === 'number') {
+    const left = Math.ceil((stored.messageExpiry - now) / 1000)
+    if (left <= 0) return undefined
+    // the interval left, as a message passed on is sent [MQTT-3.3.2-6]
+    properties = { ...properties, messageExpiryInterval: left }
+  }
+  return routedPacket({ topic: stored.topic, payload, properties }, stored.qos === 2 ? 2 : 1) as PublishPacket
 }
 
 export class SessionMoves {
@@ -131,8 +147,9 @@ export class SessionMoves {
   }
 
   /** The sessions that left recently, are not held here and match `topic`: those to forward a message to, decided before it is published here. */
-  absentFor (topic: string): string[] {
-    if (this.left.size === 0) return []
+  absentFor (topic: string): readonly string[] {
+    // nearly always: no allocation per message
+    if (this.left.size === 0) return NONE
     const now = Date.now()
     const out: string[] = []
     for (const [clientId, left] of this.left) {
@@ -151,6 +168,24 @@ export class SessionMoves {
     const cluster = this.ctx.cluster
     if (cluster === undefined || clientIds.length === 0) return
     await Promise.all(clientIds.map(async (clientId) => { await cluster.forwardTo(clientId, packet, id) }))
+  }
+
+  /**
+   * Messages queued here for `clientId` whose write the store could not make
+   * (another node took the session while they were on their way: its copy
+   * here refused or dropped): to the node holding it, for it alone. Their
+   * publishers' PUBACK/PUBREC wait for this [MQTT-4.3.2-2] [MQTT-4.3.3-2].
+   */
+  async redirect (clientId: string, packets: StoredPacket[]): Promise<void> {
+    const cluster = this.ctx.cluster
+    if (cluster === undefined) return
+    const now = Date.now()
+    await Promise.all(packets.map(async (stored) => {
+      const packet = asRouted(stored, now)
+      if (packet === undefined) return
+      const to = await cluster.forwardTo(clientId, packet, '')
+      if (to === undefined) this.ctx.logger.debug({ clientId, topic: packet.topic }, 'cluster: a message queued for a session no node holds (it ended); dropped')
+    }))
   }
 
   /** A message forwarded for `clientId`: to that session alone, live or queued; on again when it left here too. */

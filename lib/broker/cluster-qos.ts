@@ -28,6 +28,9 @@ import { remainingLifetimeMs } from '../cluster/session-expiry.js'
 import { routedBrokerId } from './cluster-shared.js'
 import { windowedPublish } from './routed-publish.js'
 import { enqueueFor, sessionMoves } from './cluster-moves.js'
+import { routedPacket } from '../cluster/routes.js'
+
+const NONE: readonly string[] = []
 
 interface DurableFilters {
   watchDurableFilters: (listener: (filter: string, added: boolean) => void) => void
@@ -41,16 +44,22 @@ function watchesDurableFilters (store: unknown): store is DurableFilters {
 export function wireClusterQos (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster' | 'store' | 'clientById' | 'logger'>): void {
   const cluster = ctx.cluster
   if (cluster === undefined) return
+  // a message forwarded for one session goes to it alone; one for a session that just left goes on to it (cluster-moves.ts)
+  const moves = sessionMoves(aedes, { ...ctx, cluster })
   /** per client, its last message still waiting for its inbox writes */
   const waiting = new WeakMap<Client, Promise<void>>()
   beforeClientPublish(aedes, (packet, client) => {
     const previous = waiting.get(client)
     if (previous === undefined && packet.qos === 0) return undefined
     // sent at once: Redis gets a client's inbox writes in its order (one connection), several in flight
-    const routing = packet.qos === 0 ? undefined : cluster.routeDurable(packet)
+    const routed = packet.qos === 0 ? undefined : cluster.routeDurable(packet)
+    // a session that just left this node no longer matches here, and its new node's route may not be known here yet:
+    // forwarded to it, with the id of its routed copy (that node skips one it had) [MQTT-4.3.2-2] [MQTT-4.3.3-2]
+    const absent = routed === undefined ? NONE : moves.absentFor(packet.topic)
+    const routing = absent.length === 0 ? routed : routed?.then(async (id) => { await moves.forward(absent, routedPacket(packet, packet.qos === 2 ? 2 : 1) as PublishPacket, id) })
     // published after the client's earlier message (whose refusal is its own publisher's answer, not this one's;
     // `previous` never rejects)
-    const step = previous === undefined ? routing as Promise<void> : routing === undefined ? previous : previous.then(() => routing)
+    const step: Promise<unknown> = previous === undefined ? routing as Promise<unknown> : routing === undefined ? previous : previous.then<unknown>(() => routing)
     const release = (): void => { if (waiting.get(client) === settled) waiting.delete(client) }
     const settled: Promise<void> = step.then(release, release)
     waiting.set(client, settled)
@@ -73,8 +82,9 @@ export function wireClusterQos (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster'
   // marked as routed: the node where it was published added it to the shared groups' streams (cluster-shared.ts)
   const brokerId = routedBrokerId(aedes)
   const publish = windowedPublish(aedes)
-  // a message forwarded for one session goes to it alone; one for a session that just left goes on to it (cluster-moves.ts)
-  const moves = sessionMoves(aedes, { ...ctx, cluster })
+  clusterSessionsOf(store)?.redirectQueued?.(async (clientId, packets) => { await moves.redirect(clientId, packets) })
+  // the session left, even when the store learns it (a refused write) before the takeover's notice comes
+  clusterSessionsOf(store)?.watchRefusedCopies?.((clientId) => { moves.leaving(clientId).catch(() => {}) })
   cluster.attachInbox((packet, meta, done) => {
     if (meta.forClient !== undefined) {
       moves.deliverTo(meta.forClient, packet as PublishPacket, meta.id).then(() => { done() }, done)

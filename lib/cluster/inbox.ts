@@ -91,10 +91,11 @@ export class Inbox {
 
   /**
    * Adds the message to the inboxes of `nodes`, in the call of this turn
-   * (route-batch.ts); rejects with a ClusterWriteRefused unless Redis took
-   * the whole call.
+   * (route-batch.ts); resolves with the message's id ('' when sent
+   * nowhere), rejects with a ClusterWriteRefused unless Redis took the
+   * whole call.
    */
-  send (nodes: Iterable<string>, packet: IPublishPacket): Promise<void> {
+  send (nodes: Iterable<string>, packet: IPublishPacket): Promise<string> {
     return this.batcher.send(nodes, encodeRouted(packet))
   }
 

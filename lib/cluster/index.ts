@@ -75,10 +75,11 @@ export interface ClusterView {
   durableChanged (filter: string, added: boolean): void
   /**
    * Adds a QoS 1/2 message to the inbox of every other node with a matching
-   * live subscriber or persistent session (inbox.ts); resolves once Redis
-   * has them all, rejects with a ClusterWriteRefused otherwise.
+   * live subscriber or persistent session (inbox.ts); resolves with its id
+   * ('' when it went to no node) once Redis has them all, rejects with a
+   * ClusterWriteRefused otherwise.
    */
-  routeDurable (message: RoutedMessage & { qos: number }): Promise<void>
+  routeDurable (message: RoutedMessage & { qos: number }): Promise<string>
   /** whether any other node has a subscriber or persistent session matching `topic` (0x10) */
   routesTo (topic: string): boolean
   /** where this node's inbox goes (set before the join) */
@@ -347,9 +348,9 @@ export class ClusterNode implements ClusterView {
   }
 
   // not async: the call's own promise, without one more per message on the publishing path
-  routeDurable (message: RoutedMessage & { qos: number }): Promise<void> {
+  routeDurable (message: RoutedMessage & { qos: number }): Promise<string> {
     const nodes = this.routes?.durableNodes(message.topic)
-    if (nodes === undefined || nodes.size === 0 || this.inbox === undefined) return Promise.resolve()
+    if (nodes === undefined || nodes.size === 0 || this.inbox === undefined) return Promise.resolve('')
     return this.inbox.send(nodes, routedPacket(message, message.qos === 2 ? 2 : 1))
   }
 

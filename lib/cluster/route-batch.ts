@@ -113,7 +113,7 @@ export type RouteCall = (args: ScriptArg[]) => Promise<unknown>
 export const routeCall = (redis: Redis): RouteCall => async (args) => await ROUTE.run(redis, [NODES_KEY], args)
 
 interface Waiter {
-  resolve: () => void
+  resolve: (id: string) => void
   reject: (err: unknown) => void
 }
 
@@ -157,16 +157,17 @@ export class RouteBatcher {
   constructor (private readonly call: RouteCall) {}
 
   /**
-   * Queues `message` for the inboxes of `nodes`; resolves once the call
-   * carrying it was answered by Redis, rejects with Redis' error otherwise.
+   * Queues `message` for the inboxes of `nodes`; resolves with its id (as
+   * ROUTE gave it; '' when sent nowhere) once the call carrying it was
+   * answered by Redis, rejects with Redis' error otherwise.
    * Calls leave in the order of their messages, on one connection: Redis
    * runs them in that order, so a publisher's messages keep theirs.
    */
-  send (nodes: Iterable<string>, message: Buffer): Promise<void> {
+  send (nodes: Iterable<string>, message: Buffer): Promise<string> {
     const targets = [...nodes]
-    if (targets.length === 0) return Promise.resolve()
+    if (targets.length === 0) return Promise.resolve('')
     if (this.waiters.length >= MAX_MESSAGES || (this.waiters.length > 0 && this.bytes + message.length > MAX_BYTES)) this.flush()
-    return new Promise<void>((resolve, reject) => {
+    return new Promise<string>((resolve, reject) => {
       const key = targets.length === 1 ? targets[0] as string : targets.join('\n')
       let group = this.groups[this.groups.length - 1]
       if (group?.key !== key) this.groups.push(group = { key, nodes: targets, messages: [], bytes: 0 })
@@ -190,13 +191,15 @@ export class RouteBatcher {
   private flush (): void {
     const waiters = this.waiters
     if (waiters.length === 0) return
-    const args = routeArgs(this.groups, `${ID_PREFIX}${(callCounter++).toString(36)}`)
+    const callId = `${ID_PREFIX}${(callCounter++).toString(36)}`
+    const args = routeArgs(this.groups, callId)
     this.calls++
     this.groups = []
     this.waiters = []
     this.bytes = 0
     this.call(args).then(() => {
-      for (const w of waiters) w.resolve()
+      // the n-th message of the call, in the order of the waiters (ROUTE)
+      for (let n = 0; n < waiters.length; n++) (waiters[n] as Waiter).resolve(`${callId}.${n + 1}`)
     }, (err: unknown) => {
       for (const w of waiters) w.reject(err)
     })

@@ -125,6 +125,49 @@ export interface SessionWriterOptions {
   epochFor (clientId: string): string | null
   /** sessions whose writes were refused, each with the epoch the write named */
   onRefused (refused: Array<[string, string | null]>): void
+  /**
+   * the messages newly queued for a session whose write was not made (not
+   * held here, or refused: another node holds it), as encoded bodies: the
+   * batch's callers wait for it, and a rejection is theirs; undefined when
+   * nothing takes them (they are dropped, as what else the copy wrote)
+   */
+  redirect?: (clientId: string, queued: Buffer[]) => Promise<void> | undefined
+}
+
+/**
+ * The messages a batch queues anew for a session: its `q:` bodies, except
+ * those written with in-flight state (`qi:` of the same sequence number),
+ * which rewrite a message the session had already.
+ */
+function newlyQueued (ops: SessionOps): Buffer[] {
+  const states = new Set<string>()
+  for (let i = 0; i < ops.puts.length; i += 2) {
+    const key = ops.puts[i] as string
+    if (key.startsWith('qi:')) states.add('q' + key.slice(2))
+  }
+  const out: Buffer[] = []
+  for (let i = 0; i < ops.puts.length; i += 2) {
+    const key = ops.puts[i] as string
+    if (key.startsWith('q:') && !states.has(key)) out.push(ops.puts[i + 1] as Buffer)
+  }
+  return out
+}
+
+/**
+ * Whether a refused batch wrote what a client is told was kept and the node
+ * holding the session now lacks: anything but the queue's delivery state
+ * (in-flight and PUBREL state, removals: that node has the messages as they
+ * were queued and sends them again at worst) and the session record (its
+ * taken-over connection's end writes it, and no client is answered for
+ * it), and the messages it queued unless they were redirected.
+ */
+function keepsState (ops: SessionOps, redirected: boolean): boolean {
+  for (let i = 0; i < ops.puts.length; i += 2) {
+    const key = ops.puts[i] as string
+    if (key.startsWith('qi:') || key.startsWith('x:') || (redirected && key.startsWith('q:'))) continue
+    return true
+  }
+  return false
 }
 
 interface SessionOps {
@@ -171,9 +214,24 @@ export class SessionWriter implements BatchTarget {
     if (refused.length > 0) this.opts.onRefused(refused)
     // named as a refused cluster write, so the publisher waiting on it gets 0x80 (lib/cluster/refusal.ts), not a guess from Redis' wording
     if (failed !== undefined) throw clusterWriteRefused(failed.reason, 'session state')
-    // a write for a session this node gave up (handed over) is a leftover of its old connection, owed to nobody;
-    // one Redis refused was made by a node that believed it held the session: its callers must not be acknowledged
-    const fenced = refused.filter(([, epoch]) => epoch !== null)
+    // a message queued in a copy of a session being handed over (or just taken by another node) is the session's all the same:
+    // its publisher is acknowledged once it is with the node holding the session [MQTT-4.3.2-2] [MQTT-4.3.3-2]
+    const redirect = this.opts.redirect
+    const redirected = new Set<string>()
+    const moving: Array<Promise<void>> = []
+    for (const [cid] of redirect === undefined ? [] : refused) {
+      const queued = newlyQueued(bySession.get(cid) as SessionOps)
+      // none queued anew: its `q:` writes are rewrites of messages the session has
+      const moved = queued.length === 0 ? undefined : redirect?.(cid, queued)
+      if (moved !== undefined) moving.push(moved)
+      if (moved !== undefined || queued.length === 0) redirected.add(cid)
+    }
+    const unmoved = moving.length === 0 ? undefined : (await Promise.allSettled(moving)).find((r): r is PromiseRejectedResult => r.status === 'rejected')
+    if (unmoved !== undefined) throw clusterWriteRefused(unmoved.reason, 'message for a session handed over')
+    // anything else for a session this node gave up (handed over) is a leftover of its old connection, owed to nobody;
+    // one Redis refused was made by a node that believed it held the session: its callers must not be acknowledged,
+    // unless all it kept was the delivery state of the old connection (taken over: the batch's publishers are not failed for it)
+    const fenced = refused.filter(([cid, epoch]) => epoch !== null && keepsState(bySession.get(cid) as SessionOps, redirected.has(cid)))
     if (fenced.length > 0) throw new CulexError('CULEX_ERR_SESSION_FENCED', [fenced.map(([cid]) => JSON.stringify(cid)).join(', ')])
   }
 }

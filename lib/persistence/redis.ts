@@ -77,6 +77,10 @@ export class RedisPersistence extends BaseStore {
   readonly #epochs = new Map<string, number>()
   /** per session a claim here is loading from Redis, the claim's epoch: not in memory until its load completes */
   readonly #loading = new Map<string, number>()
+  /** where messages queued for a session not held here go (the broker forwards them to its node) */
+  #redirect: ((clientId: string, packets: StoredPacket[]) => Promise<void>) | undefined
+  /** told of a copy dropped because Redis refused its write, before it goes */
+  #onRefusedCopy: ((clientId: string) => void) | undefined
 
   constructor (opts: RedisPersistenceOptions) {
     super({ limits: opts.limits, logger: opts.logger })
@@ -118,7 +122,8 @@ export class RedisPersistence extends BaseStore {
         redis,
         prefix: this.prefix,
         epochFor: (cid) => this.#epochFor(cid),
-        onRefused: (refused) => { this.#refused(refused) }
+        onRefused: (refused) => { this.#refused(refused) },
+        redirect: (cid, queued) => this.#redirect?.(cid, queued.map((value) => decodePacket(value)))
       }), false, (err) => {
         if (this.logger !== undefined && !(err instanceof CulexError && err.code === 'CULEX_ERR_SESSION_FENCED')) {
           repeatedLog.log(this.logger, 'error', 'redis write failed\u0000' + this.prefix, { err }, 'persistence write to Redis failed')
@@ -141,9 +146,25 @@ export class RedisPersistence extends BaseStore {
       // claimed again (or being loaded) since that write: the copy is the new one
       if (epoch === null ? held !== undefined : String(held) !== epoch) continue
       this.#epochs.delete(clientId)
+      // the takeover's notice may come only after this: what the copy subscribed to is read now, while it is here
+      if (epoch !== null) this.#onRefusedCopy?.(clientId)
       this.forgetSession(clientId)
       if (epoch !== null) this.logger?.info({ clientId, epoch }, 'session write refused: a later claim on another node owns the session; dropped the copy held here')
     }
+  }
+
+  /**
+   * Messages queued for a session whose write cannot be made here (another
+   * node took it while they were on their way: refused, or its copy here
+   * already dropped) go to `redirect`, and their publishers wait for it.
+   */
+  redirectQueued (redirect: (clientId: string, packets: StoredPacket[]) => Promise<void>): void {
+    this.#redirect = redirect
+  }
+
+  /** `listener` is told of a copy dropped because Redis refused its write (another node adopted the session), before it goes. */
+  watchRefusedCopies (listener: (clientId: string) => void): void {
+    this.#onRefusedCopy = listener
   }
 
   /** the epoch this node holds for a session; undefined when it holds none */

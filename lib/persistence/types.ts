@@ -253,6 +253,10 @@ export interface ClusterSessions {
   epochOf? (clientId: string): number | undefined
   /** whether this node holds the session and has it in memory (not while a claim here is still loading it) */
   loaded? (clientId: string): boolean
+  /** where messages queued for a session whose write cannot be made here go (another node took it meanwhile); their publishers wait for it */
+  redirectQueued? (redirect: (clientId: string, packets: StoredPacket[]) => Promise<void>): void
+  /** told of a copy dropped because Redis refused its write (another node adopted the session), before it goes */
+  watchRefusedCopies? (listener: (clientId: string) => void): void
 }
 
 /** culex's store: the aedes interface plus session metadata, stats and drop events. */

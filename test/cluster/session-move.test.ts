@@ -111,3 +111,20 @@ t.test('[MQTT-4.5.0-1] the inbox is caught up only once the batch it is publishi
   await catching
   t.equal(caughtUp, true, 'caught up once it is done')
 })
+
+t.test('[MQTT-4.3.2-2] a message queued for a session whose copy here was handed over goes to the node holding it, its expiry counted down [MQTT-3.3.2-6]', async (t) => {
+  const forwarded: Array<{ clientId: string, packet: PublishPacket, id: string }> = []
+  const cluster = { nodeId: 'node-a', forwardTo: async (clientId: string, packet: PublishPacket, id: string) => { forwarded.push({ clientId, packet, id }); return 'node-b' } } as unknown as ClusterView
+  const aedes = Object.assign(new EventEmitter(), { id: 'node-a', counter: 0 })
+  const moves = new SessionMoves(aedes as unknown as Aedes, { cluster, store: () => undefined, clientById: () => undefined, logger: silentLogger() })
+  const now = Date.now()
+  await moves.redirect('m', [
+    { cmd: 'publish', topic: 'f/1', payload: Buffer.from('one'), qos: 1, retain: false, dup: false, brokerId: 'node-a', brokerCounter: 7 },
+    { cmd: 'publish', topic: 'f/2', payload: Buffer.from('two'), qos: 2, retain: false, dup: false, properties: { messageExpiryInterval: 60, contentType: 'text/plain' }, messageExpiry: now + 30000 },
+    { cmd: 'publish', topic: 'f/3', payload: Buffer.from('gone'), qos: 1, retain: false, dup: false, properties: { messageExpiryInterval: 1 }, messageExpiry: now - 1 }
+  ])
+  t.strictSame(forwarded.map((f) => [f.clientId, f.packet.topic, String(f.packet.payload), f.packet.qos]), [['m', 'f/1', 'one', 1], ['m', 'f/2', 'two', 2]], 'each for that session alone; an expired one not at all [MQTT-3.3.2-5]')
+  const expiry = forwarded[1]?.packet.properties?.messageExpiryInterval ?? 0
+  t.ok(expiry > 28 && expiry <= 30, `the interval left (${expiry} s), not the one published`)
+  t.equal(forwarded[1]?.packet.properties?.contentType, 'text/plain', 'its properties travel')
+})
