@@ -48,3 +48,19 @@ export function waitForPacket (client: MqttClient, cmd: Packet['cmd'], ms = 5000
     client.on('packetreceive', on)
   })
 }
+
+/**
+ * Connects with a handler pushing each payload to `got` in place before the
+ * CONNACK (a resumed queue comes right after it); resolves at the CONNACK.
+ */
+export async function resumeInto (t: Test, url: string, opts: IClientOptions, got: string[]): Promise<MqttClient> {
+  const client = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 20000, ...opts })
+  t.teardown(() => { client.end(true) })
+  client.on('message', (_topic, payload) => { got.push(payload.toString()) })
+  client.on('error', () => {})
+  await new Promise<void>((resolve, reject) => {
+    client.once('connect', () => resolve())
+    client.once('close', () => reject(new Error('closed before CONNACK')))
+  })
+  return client
+}

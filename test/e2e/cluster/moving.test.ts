@@ -10,24 +10,11 @@
  * acknowledged message arrives (duplicates are counted: at least once).
  */
 import t, { type Test } from 'tap'
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
-import { connectClient } from '../../helpers/mqtt.js'
+import mqtt, { type IClientOptions } from 'mqtt'
+import { connectClient, resumeInto } from '../../helpers/mqtt.js'
 import { startNode, startRedis } from '../../helpers/redis.js'
 import type { CulexProcess } from '../../helpers/cli.js'
 import { sleep, waitFor } from '../../helpers/wait.js'
-
-/** Connects with the message handler in place before the CONNACK (a resumed queue comes right after it). */
-async function resume (t: Test, url: string, opts: IClientOptions, got: string[]): Promise<MqttClient> {
-  const client = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 20000, ...opts })
-  t.teardown(() => { client.end(true) })
-  client.on('message', (_topic, payload) => { got.push(payload.toString()) })
-  client.on('error', () => {})
-  await new Promise<void>((resolve, reject) => {
-    client.once('connect', () => resolve())
-    client.once('close', () => reject(new Error('closed before CONNACK')))
-  })
-  return client
-}
 
 /** A QoS 2 store that outlives each connection of the client (MQTT.js closes its stores at end()). */
 class KeptStore extends mqtt.Store {
@@ -44,7 +31,7 @@ async function flapping (t: Test, version: 4 | 5, qos: 1 | 2, publishOn: 'a' | '
   const incomingStore = new KeptStore()
   const opts: IClientOptions = { clientId: 'mover', protocolVersion: version, clean: false, keepalive: 0, incomingStore, ...(version === 5 ? { properties: { sessionExpiryInterval: 600 } } : {}) }
   const got: string[] = []
-  const first = await resume(t, b.url, opts, got)
+  const first = await resumeInto(t, b.url, opts, got)
   await first.subscribeAsync('f/#', { qos })
   const publisher = await connectClient(t, (publishOn === 'a' ? a : b).url, { clientId: 'pub', protocolVersion: 5 })
   await waitFor(async () => {
@@ -71,7 +58,7 @@ async function flapping (t: Test, version: 4 | 5, qos: 1 | 2, publishOn: 'a' | '
   for (let i = 0; i < FLAPS; i++) {
     await sleep(150 + (i % 3) * 70)
     const previous = current
-    current = await resume(t, (nodes[i % 2] as CulexProcess).url, opts, got)
+    current = await resumeInto(t, (nodes[i % 2] as CulexProcess).url, opts, got)
     previous.end(true)
   }
   await sleep(300)

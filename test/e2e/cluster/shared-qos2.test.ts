@@ -48,13 +48,13 @@ async function sentToMemberOnB (t: Test): Promise<Setup> {
   return { redis, a, b, c, sent: sent as mqtt.IPublishPacket, other }
 }
 
-/** The member resumes on node C: the message again, same packet id; its PUBREC settles it for the group. */
-async function resumeOnC (t: Test, s: Setup): Promise<void> {
+/** The member resumes on `node`: the message again, same packet id; its PUBREC settles it for the group. */
+async function resumeOn (t: Test, s: Setup, node: 'b' | 'c'): Promise<void> {
   t.match(redisCli(s.redis, 'XINFO', 'CONSUMERS', STREAM, 'culex'), /"\$session\/q2-member"\s+3\) "pending"\s+4\) \(integer\) 1/, 'in Redis the entry is pending for the member\'s session, not for a node')
-  const back = await RawClient.connect(s.c.port, 5, SESSION)
+  const back = await RawClient.connect(s[node].port, 5, SESSION)
   t.teardown(() => back.destroy())
   const [again] = await nextPublishes(back, 1, 8000)
-  t.equal(again && text(again), 'exactly-once', 'the member, resumed on node C, gets the message its session held [MQTT-4.8.2-4]')
+  t.equal(again && text(again), 'exactly-once', `the member, resumed on node ${node.toUpperCase()}, gets the message its session held [MQTT-4.8.2-4]`)
   t.equal(again?.messageId, s.sent.messageId, 'with the packet identifier it was sent with')
   t.equal(again?.dup, true, 'marked DUP [MQTT-3.3.1-1]')
   back.send({ cmd: 'pubrec', messageId: again?.messageId ?? 0 })
@@ -67,10 +67,16 @@ async function resumeOnC (t: Test, s: Setup): Promise<void> {
   t.same(takePublishes(back), [], 'and not twice to the member')
 }
 
+t.test('QoS 2 sent to a persistent member on node B, which drops before PUBREC and resumes on node B: sent again, settled at the PUBREC; the member on node A never gets it [MQTT-4.8.2-4]', async (t) => {
+  const s = await sentToMemberOnB(t)
+  await sleep(1000)
+  await resumeOn(t, s, 'b')
+})
+
 t.test('QoS 2 sent to a persistent member on node B, which drops before PUBREC and resumes on node C: C sends it again and settles it at the PUBREC; the member on node A never gets it [MQTT-4.8.2-4]', async (t) => {
   const s = await sentToMemberOnB(t)
   await sleep(1000)
-  await resumeOnC(t, s)
+  await resumeOn(t, s, 'c')
 })
 
 t.test('QoS 2 sent to a persistent member on node B, then node B SIGKILLed: its lease ends and its entries go back, but not this one; the member resumes on node C and gets it [MQTT-4.8.2-4]', async (t) => {
@@ -80,5 +86,5 @@ t.test('QoS 2 sent to a persistent member on node B, then node B SIGKILLed: its 
   // past the lease (3 s) and the sweep that hands a dead node's entries back
   await sleep(5000)
   t.same(s.other.messages.map((m) => m.payload.toString()), [], 'the dead node\'s QoS 2 entry was not handed to the member on node A')
-  await resumeOnC(t, s)
+  await resumeOn(t, s, 'c')
 })

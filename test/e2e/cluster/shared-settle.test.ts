@@ -2,12 +2,11 @@
  * A cluster-wide shared group's refusals and QoS 2 (lib/cluster/shared-stream.ts
  * with lib/shared's rules): a PUBACK of 0x80 or more on one node discards
  * the message for the group [MQTT-4.8.2-6] and dead-letters it to a group
- * whose member is on another node; a QoS 2 message once sent stays with its
- * member's session [MQTT-4.8.2-4].
+ * whose member is on another node. QoS 2 held by a member's session:
+ * shared-qos2.test.ts.
  */
 import t from 'tap'
 import { collect, connectClient } from '../../helpers/mqtt.js'
-import { RawClient } from '../../helpers/raw.js'
 import { redisCli, startNode, startRedis } from '../../helpers/redis.js'
 import { sleep, waitFor } from '../../helpers/wait.js'
 import { nextPublishes, rawMember, rawSubscribe, takePublishes, text } from '../../helpers/share.js'
@@ -52,38 +51,6 @@ t.test('a PUBACK 0x80 from a member on node B: not sent to the member on node C 
   await publisher.publishAsync('tasks/3', 'next', { qos: 1 })
   await waitFor(() => gotOther.messages.some((m) => m.payload.toString() === 'next') || refuser.packets.some((p) => p.cmd === 'publish'), { timeout: 5000, what: 'the next message reaching a member' })
   t.pass('the group goes on')
-})
-
-t.test('QoS 2 sent to a persistent member on node B stays with its session: not sent to the member on node C, sent again when it resumes [MQTT-4.8.2-4]', async (t) => {
-  const redis = await startRedis(t)
-  const a = await startNode(t, redis, ['--node-id', 'a'])
-  const b = await startNode(t, redis, ['--node-id', 'b'])
-  const c = await startNode(t, redis, ['--node-id', 'c'])
-  const key = '$share/q2/exact/#'
-  const raw = await rawMember(t, b.port, { clientId: 'q2-member', clean: false, sessionExpiryInterval: 300 })
-  t.same(await rawSubscribe(raw, [{ topic: key, qos: 2 }]), [2])
-  const publisher = await connectClient(t, a.url, { clientId: 'publisher', protocolVersion: 5 })
-  await waitFor(async () => {
-    await publisher.publishAsync('exact/probe', 'probe', { qos: 1 })
-    return raw.packets.some((p) => p.cmd === 'publish')
-  }, { timeout: 5000, step: 100, what: 'the group known on node A' })
-  await sleep(300)
-  for (const probe of takePublishes(raw)) raw.send({ cmd: 'puback', messageId: probe.messageId ?? 0 })
-  const other = await connectClient(t, c.url, { clientId: 'q2-other', protocolVersion: 5 })
-  const gotOther = collect(other)
-  // the member on C joins once the QoS 2 message is B's: it is the only member when it is published
-  await publisher.publishAsync('exact/q', 'exactly-once', { qos: 2 })
-  const [p] = await nextPublishes(raw, 1)
-  t.equal(p?.qos, 2, 'sent at QoS 2 to the member on B')
-  await other.subscribeAsync(key, { qos: 2 })
-  raw.socket.destroy()
-  await sleep(1500)
-  t.same(gotOther.messages.map((m) => m.payload.toString()), [], 'not sent to the member on node C [MQTT-4.8.2-4]')
-  const back = await RawClient.connect(b.port, 5, { clientId: 'q2-member', clean: false, properties: { sessionExpiryInterval: 300 } })
-  t.teardown(() => back.destroy())
-  const [again] = await nextPublishes(back, 1, 5000)
-  t.equal(again && text(again), 'exactly-once', 'the resumed member gets it again')
-  t.equal(again?.messageId, p?.messageId, 'with the same packet identifier')
 })
 
 t.test('QoS 0 for a cluster group: each message to one member once, also when the message is routed to the members\' node for a plain subscriber there', async (t) => {

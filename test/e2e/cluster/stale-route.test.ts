@@ -7,25 +7,12 @@
  * its route LINGER_MS after the move, longer than that reload takes, so
  * no message A acknowledges finds neither node (PUBACK 0x10, lost).
  */
-import t, { type Test } from 'tap'
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
-import { connectClient } from '../../helpers/mqtt.js'
+import t from 'tap'
+import type { IClientOptions } from 'mqtt'
+import { connectClient, resumeInto } from '../../helpers/mqtt.js'
 import { redisCli, startNode, startRedis } from '../../helpers/redis.js'
 import { sleep, waitFor } from '../../helpers/wait.js'
 import { RELOAD_MS } from '../../../lib/cluster/routes.js'
-
-/** Connects with the message handler in place before the CONNACK (a resumed queue comes right after it). */
-async function resume (t: Test, url: string, opts: IClientOptions, got: string[]): Promise<MqttClient> {
-  const client = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 20000, ...opts })
-  t.teardown(() => { client.end(true) })
-  client.on('message', (_topic, payload) => { got.push(payload.toString()) })
-  client.on('error', () => {})
-  await new Promise<void>((resolve, reject) => {
-    client.once('connect', () => resolve())
-    client.once('close', () => reject(new Error('closed before CONNACK')))
-  })
-  return client
-}
 
 t.test('[MQTT-4.5.0-1] a session moving while the publishing node missed the new node\'s route gets every acknowledged message', async (t) => {
   const redis = await startRedis(t)
@@ -34,7 +21,7 @@ t.test('[MQTT-4.5.0-1] a session moving while the publishing node missed the new
   const c = await startNode(t, redis, ['--node-id', 'c'])
   const opts: IClientOptions = { clientId: 'mover', protocolVersion: 5, clean: false, keepalive: 0, properties: { sessionExpiryInterval: 600 } }
   const got: string[] = []
-  const first = await resume(t, b.url, opts, got)
+  const first = await resumeInto(t, b.url, opts, got)
   await first.subscribeAsync('s/#', { qos: 1 })
   const publisher = await connectClient(t, a.url, { clientId: 'pub', protocolVersion: 5 })
   await waitFor(async () => {
@@ -54,7 +41,7 @@ t.test('[MQTT-4.5.0-1] a session moving while the publishing node missed the new
     }
   })()
   await sleep(300)
-  await resume(t, c.url, opts, got)
+  await resumeInto(t, c.url, opts, got)
   first.end(true)
   await waitFor(() => redisCli(redis, 'SISMEMBER', '{culex}:durable:c', 's/#') === '(integer) 1', { what: 'c announced the session\'s filter' })
   // A forgets C's routes (live and durable) again and again, as if it had missed their notices, beyond the 3 s B used to keep its own
