@@ -213,12 +213,7 @@ export class SharedSubscriptions {
       for (const group of this.groups.of(clientId)) {
         for (const entry of group.list()) {
           if (!entry.live || entry.assignedTo !== clientId || entry.message.qos !== 2 || entry.forwardedTo === undefined) continue
-          if (entry.delivery !== undefined) this.flow.deliveries.end(entry.delivery)
-          const member = group.members.get(clientId)
-          if (member) member.assigned = Math.max(0, member.assigned - 1)
-          clearTimer(entry)
-          group.remove(entry)
-          held.release(group.key, entry.seq)
+          if (this.flow.detach(group, entry)) held.release(group.key, entry.seq)
         }
       }
     }

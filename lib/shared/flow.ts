@@ -196,7 +196,17 @@ export class Flow {
    * when the store has deleted it too (its failure is logged).
    */
   complete (group: Group, entry: Entry): Promise<void> | undefined {
-    if (!group.remove(entry)) return undefined
+    return this.detach(group, entry) ? this.forget(group, entry.seq) : undefined
+  }
+
+  /**
+   * The message leaves the group's memory (its member's room freed, its
+   * timer and delivery ended), not the store; false when it had left
+   * already. `complete` then deletes it from the log; a message whose
+   * member's session took it to another node stays there (session-held.ts).
+   */
+  detach (group: Group, entry: Entry): boolean {
+    if (!group.remove(entry)) return false
     clearTimer(entry)
     if (entry.delivery !== undefined) this.deliveries.end(entry.delivery)
     if (entry.assignedTo !== undefined) {
@@ -207,7 +217,7 @@ export class Flow {
       const i = group.pending.indexOf(entry)
       if (i >= 0) group.pending.splice(i, 1)
     }
-    return this.forget(group, entry.seq)
+    return true
   }
 
   /** Deletes a message from the group's log in the store. */
