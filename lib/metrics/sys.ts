@@ -107,6 +107,11 @@ export function startSysTopics (opts: SysTopicsOptions): SysTopics {
   const publishIfChanged = (topic: string, value: string): void => {
     if (published.get(topic) !== value) publish(topic, value)
   }
+  // [MQTT-3.3.1-6] an empty retained message removes the stale value of a group that is gone
+  const clear = (topic: string): void => {
+    publish(topic, '')
+    published.delete(topic)
+  }
 
   const tick = async (): Promise<void> => {
     if (running || stopped || aedes.closed) return
@@ -164,12 +169,8 @@ export function startSysTopics (opts: SysTopicsOptions): SysTopics {
             seenCluster.add(CLUSTER_SYS_PREFIX + topic)
             values.set(CLUSTER_SYS_PREFIX + topic, String(value))
           }
-          // [MQTT-3.3.1-6] an empty retained message removes the values of a group gone from every node
-          for (const topic of clusterGroups) {
-            if (seenCluster.has(topic)) continue
-            publish(topic, '')
-            published.delete(topic)
-          }
+          // the values of a group gone from every node
+          for (const topic of clusterGroups) if (!seenCluster.has(topic)) clear(topic)
           clusterGroups = seenCluster
         } catch (err) {
           // Redis unreachable: the totals wait for the next interval, the node's own values go out
@@ -201,12 +202,7 @@ export function startSysTopics (opts: SysTopicsOptions): SysTopics {
       if (stopped || aedes.closed) return
       for (const level of groups) {
         if (seen.has(level)) continue
-        // [MQTT-3.3.1-6] an empty retained message removes the stale values of a group that is gone
-        for (const leaf of SHARED_LEAVES) {
-          const topic = `${SYS_PREFIX}shared/${level}/${leaf}`
-          publish(topic, '')
-          published.delete(topic)
-        }
+        for (const leaf of SHARED_LEAVES) clear(`${SYS_PREFIX}shared/${level}/${leaf}`)
       }
       groups = seen
       for (const [topic, value] of values) publishIfChanged(topic, value)
