@@ -21,6 +21,7 @@
  */
 import type { Aedes, Client, PublishPacket } from 'aedes'
 import { clientSubscriptions, persistenceOf, queuedPacket } from '../aedes-internals.js'
+import { expiryIntervalLeft } from '../protocol/delivery.js'
 import { topicMatches } from '../protocol/topic.js'
 import { RELOAD_MS, routedPacket } from '../cluster/routes.js'
 import type { StoredPacket } from '../persistence/types.js'
@@ -86,7 +87,7 @@ function asRouted (stored: StoredPacket, now: number): PublishPacket | undefined
   const payload = Buffer.isBuffer(stored.payload) ? stored.payload : Buffer.from(stored.payload ?? '')
   let properties = stored.properties as PublishPacket['properties']
   if (typeof stored.messageExpiry === 'number') {
-    const left = Math.ceil((stored.messageExpiry - now) / 1000)
+    const left = expiryIntervalLeft(stored.messageExpiry, now)
     if (left <= 0) return undefined
     // the interval left, as a message passed on is sent [MQTT-3.3.2-6]
     properties = { ...properties, messageExpiryInterval: left }

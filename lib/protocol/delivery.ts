@@ -60,6 +60,15 @@ export interface ForwardOptions {
 }
 
 /**
+ * The Message Expiry Interval a message still has at `now`, in whole seconds
+ * rounded up: what a server passes on instead of the one it received
+ * [MQTT-3.3.2-6]. Zero or less: expired [MQTT-3.3.2-5].
+ */
+export function expiryIntervalLeft (messageExpiry: number, now: number): number {
+  return Math.ceil((messageExpiry - now) / 1000)
+}
+
+/**
  * Steps, per message and client:
  * 1. [MQTT-3.3.2-5] a message whose Message Expiry Interval has passed is
  *    not delivered; otherwise the interval sent is what remains
@@ -80,9 +89,8 @@ export function forwardCorrections (client: Client, packet: AedesPublishPacket, 
   let newProps: Properties | undefined
 
   if (packet.messageExpiry !== undefined) {
-    const remaining = packet.messageExpiry - opts.now
-    if (remaining <= 0) return null
-    newProps = { ...props, messageExpiryInterval: Math.ceil(remaining / 1000) }
+    if (packet.messageExpiry <= opts.now) return null
+    newProps = { ...props, messageExpiryInterval: expiryIntervalLeft(packet.messageExpiry, opts.now) }
   }
 
   const retainedAtSubscribe = packet.brokerId === null

@@ -16,7 +16,7 @@ import type { IPublishPacket } from 'mqtt-packet'
 import { allocatePacketId } from '../../aedes-internals.js'
 import type { QueueSink } from '../../persistence/types.js'
 import type { DirectSend, SharedDelivery } from '../../shared/dispatcher.js'
-import { forwardCorrections } from '../delivery.js'
+import { expiryIntervalLeft, forwardCorrections } from '../delivery.js'
 import { frameOf, type Frame } from '../frame.js'
 import { encodePublish } from '../outbound/encode-publish.js'
 import { congested } from './client-writer.js'
@@ -141,7 +141,7 @@ export function queueSink (host: FastPathHost): QueueSink | undefined {
 export function sendQueued (host: FastPathHost, packet: AedesPublishPacket): boolean {
   const now = Date.now()
   if (packet.messageExpiry !== undefined && packet.messageExpiry > now) {
-    packet.properties = { ...packet.properties, messageExpiryInterval: Math.ceil((packet.messageExpiry - now) / 1000) }
+    packet.properties = { ...packet.properties, messageExpiryInterval: expiryIntervalLeft(packet.messageExpiry, now) }
   }
   const phase = host.sinkPhase
   host.sinkPhase = 'sending'

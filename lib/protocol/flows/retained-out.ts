@@ -31,6 +31,7 @@
 import type { AedesPublishPacket, Client } from 'aedes'
 import type { GrantedSubscription, RetainedLookup } from '../../aedes-internals.js'
 import { clientSubscriptions, deliverRetainedByBroker } from '../../aedes-internals.js'
+import { expiryIntervalLeft } from '../delivery.js'
 import { frameOf, type Frame } from '../frame.js'
 import { encodePublish } from '../outbound/encode-publish.js'
 import { afterBrokerWrite, congested } from './client-writer.js'
@@ -133,7 +134,7 @@ function retainedPacket (stored: StoredRetained, identifier: number | undefined,
   const packet = { cmd: 'publish', brokerId: null, brokerCounter: 0, topic: stored.topic, payload: stored.payload, qos: stored.qos, retain: true, dup: false } as unknown as AedesPublishPacket & { properties?: Record<string, unknown> }
   if (stored.properties !== undefined || stored.messageExpiry !== undefined || identifier !== undefined) {
     const properties: Record<string, unknown> = { ...stored.properties }
-    if (stored.messageExpiry !== undefined) properties.messageExpiryInterval = Math.ceil((stored.messageExpiry - now) / 1000)
+    if (stored.messageExpiry !== undefined) properties.messageExpiryInterval = expiryIntervalLeft(stored.messageExpiry, now)
     if (identifier !== undefined) properties.subscriptionIdentifier = identifier
     packet.properties = properties
   }
