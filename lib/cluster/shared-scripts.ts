@@ -102,8 +102,7 @@ export const ADD = new Script(`
 local max = tonumber(ARGV[2])
 local refuse = ARGV[3] == 'refuse'
 local added, dropped = 0, 0
-local function waitingAndLast ()
-  local len = redis.call('XLEN', KEYS[1])
+local function waitingAndLast (len)
   local groups = redis.pcall('XINFO', 'GROUPS', KEYS[1])
   if type(groups) ~= 'table' or groups.err then return len, '0-0' end
   for _, g in ipairs(groups) do
@@ -115,8 +114,9 @@ local function waitingAndLast ()
 end
 for i = 4, #ARGV do
   local take = true
-  if redis.call('XLEN', KEYS[1]) >= max then
-    local waiting, last = waitingAndLast()
+  local len = redis.call('XLEN', KEYS[1])
+  if len >= max then
+    local waiting, last = waitingAndLast(len)
     if waiting >= max then
       dropped = dropped + 1
       if refuse then
