@@ -2,7 +2,6 @@
 // retained messages the gateway takes, the steps each message takes, the
 // hand-over to aedes' path, and back-pressure.
 import t from 'tap'
-import { Readable } from 'node:stream'
 import type { AedesPublishPacket } from 'aedes'
 import type { IPublishPacket } from 'mqtt-packet'
 import type { GrantedSubscription, RetainedLookup } from '../../../lib/aedes-internals.js'
@@ -37,9 +36,14 @@ class RetainedStub extends StubHost implements RetainedOutHost {
   }
 }
 
+/** the store's batches: two messages each, so that a lookup spans batches */
+async function * inBatches (stored: Stored[]): AsyncGenerator<readonly object[]> {
+  for (let i = 0; i < stored.length; i += 2) yield stored.slice(i, i + 2).map(s => ({ ...s, payload: Buffer.from(s.payload) }))
+}
+
 function lookupOf (stored: Stored[], removed: string[] = []): () => RetainedLookup {
   return () => ({
-    messages: Readable.from(stored.map(s => ({ ...s, payload: Buffer.from(s.payload) }))),
+    messages: inBatches(stored),
     removeExpired: async (topic) => { removed.push(topic) }
   })
 }
