@@ -66,7 +66,7 @@ export function claimRetained (host: RetainedOutHost, subscriptions: readonly Gr
   // after the SUBACK aedes just wrote, which reaches the writer on the next tick
   setImmediate(() => {
     // a throw ends the store's iteration (for await calls its return)
-    sendRetained(host, retained, identifier).catch((err: unknown) => {
+    sendRetained(host, retained, subscriptions, identifier).catch((err: unknown) => {
       host.log.error({ err }, 'sending retained messages failed')
     })
   })
@@ -79,35 +79,58 @@ function onlyQoS0 (client: Client): boolean {
   return true
 }
 
-async function sendRetained (host: RetainedOutHost, lookup: RetainedLookup, identifier: number | undefined): Promise<void> {
+/**
+ * [MQTT-3.8.4-8] a retained message goes out at the lower of its QoS and the
+ * highest granted among the client's subscriptions that match its topic
+ * (protocol/delivery.ts, matched per message). Known to be 0 for every
+ * message of the lookup, without matching, while every filter the client
+ * holds is QoS 0 and this SUBSCRIBE's filters, which the store matched each
+ * message against, are still held.
+ */
+function knownQoS0 (client: Client, granted: readonly GrantedSubscription[]): boolean {
+  const subs = clientSubscriptions(client)
+  for (const filter in subs) if ((subs[filter]?.qos ?? 0) > 0) return false
+  for (const g of granted) if (subs[g.topic] === undefined) return false
+  return true
+}
+
+async function sendRetained (host: RetainedOutHost, lookup: RetainedLookup, granted: readonly GrantedSubscription[], identifier: number | undefined): Promise<void> {
   let byBroker = host.side.writableLength > 0
   let frames: Frame[] = []
   for await (const batch of lookup.messages as AsyncIterable<readonly StoredRetained[]>) {
+    // one clock reading and one look at the subscriptions per batch and after each wait: nothing else runs in between
+    let now = Date.now()
+    let atQoS0 = knownQoS0(host.client, granted)
     for (const stored of batch) {
       if (host.isClosed || host.socket.destroyed) return
-      const now = Date.now()
       // step 1
       if (stored.messageExpiry !== undefined && stored.messageExpiry <= now) {
         await lookup.removeExpired(stored.topic).catch(() => {})
+        now = Date.now()
+        atQoS0 = knownQoS0(host.client, granted)
         continue
       }
       if (byBroker) {
         await deliverByBroker(host.client, retainedPacket(stored, identifier, now))
+        now = Date.now()
         continue
       }
       // step 3
-      const packet = host.ctx.broker.authorizeForward(host.client, retainedPacket(stored, identifier, now))
+      const packet = host.ctx.broker.authorizeForward(host.client, retainedPacket(stored, identifier, now, atQoS0 ? 0 : stored.qos))
       if (packet === null || packet === undefined) continue
       if (packet.qos > 0) {
         frames = sendBatch(host, frames, now)
         byBroker = true
         await deliverByBroker(host.client, retainedPacket(stored, identifier, now))
+        now = Date.now()
         continue
       }
       frames.push(frameOf(encodePublish({ topic: packet.topic, payload: packet.payload, qos: 0, retain: packet.retain, dup: false, properties: packet.properties }, host.version ?? 4)))
       if (frames.length >= BATCH) {
         frames = sendBatch(host, frames, now)
         await room(host)
+        now = Date.now()
+        atQoS0 = knownQoS0(host.client, granted)
       }
     }
   }
@@ -132,9 +155,9 @@ async function room (host: RetainedOutHost): Promise<void> {
   }
 }
 
-/** Steps 1-2: the packet aedes' sendRetained makes of a stored retained message. */
-function retainedPacket (stored: StoredRetained, identifier: number | undefined, now: number): AedesPublishPacket {
-  const packet = { cmd: 'publish', brokerId: null, brokerCounter: 0, topic: stored.topic, payload: stored.payload, qos: stored.qos, retain: true, dup: false } as unknown as AedesPublishPacket & { properties?: Record<string, unknown> }
+/** Steps 1-2: the packet aedes' sendRetained makes of a stored retained message (`qos`: its own, or the one known for it). */
+function retainedPacket (stored: StoredRetained, identifier: number | undefined, now: number, qos: 0 | 1 | 2 = stored.qos): AedesPublishPacket {
+  const packet = { cmd: 'publish', brokerId: null, brokerCounter: 0, topic: stored.topic, payload: stored.payload, qos, retain: true, dup: false } as unknown as AedesPublishPacket & { properties?: Record<string, unknown> }
   if (stored.properties !== undefined || stored.messageExpiry !== undefined || identifier !== undefined) {
     const properties: Record<string, unknown> = { ...stored.properties }
     if (stored.messageExpiry !== undefined) properties.messageExpiryInterval = expiryIntervalLeft(stored.messageExpiry, now)
