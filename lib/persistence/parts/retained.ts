@@ -164,10 +164,14 @@ export class MemoryRetained implements RetainedIndex {
 
   async * #generate (matches: RetainedValue[], version: number): AsyncGenerator<StoredPacket[]> {
     for (let i = 0; i < matches.length; i += STREAM_CHUNK) {
-      const chunk = matches.slice(i, i + STREAM_CHUNK)
+      const end = Math.min(matches.length, i + STREAM_CHUNK)
       const now = Date.now()
       const live: RetainedValue[] = []
-      for (const held of chunk) {
+      // one pass over the chunk; the memory store's values are their bodies (no UncachedRetained)
+      let uncached = false
+      const missing: string[] = []
+      for (let j = i; j < end; j++) {
+        const held = matches[j] as RetainedValue
         // the current message: it may have been replaced or removed meanwhile
         const value = this.#version === version ? held : this.#retained.get(retainedTopic(held))
         if (value === undefined) continue
@@ -179,11 +183,15 @@ export class MemoryRetained implements RetainedIndex {
           this.drops.report(null, 'expired', 1, { topic })
           continue
         }
+        if (value instanceof UncachedRetained) {
+          uncached = true
+          if (value.body === undefined) missing.push(KEY.retained(value.topic))
+        }
         live.push(value)
       }
-      const missing: string[] = []
-      for (const value of live) {
-        if (value instanceof UncachedRetained && value.body === undefined) missing.push(KEY.retained(value.topic))
+      if (!uncached) {
+        if (live.length > 0) yield live as StoredPacket[]
+        continue
       }
       let loaded: Array<StoredPacket | undefined> = []
       if (missing.length > 0 && this.io.durable) loaded = await this.io.read(missing)
