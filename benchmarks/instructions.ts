@@ -9,7 +9,7 @@
 // is off, so that no timer's work depends on how long the run takes.
 //
 //   node dist/benchmarks/instructions.js --bin dist/bin/culex.js [--bin OTHER/dist/bin/culex.js]
-//     [--workload fanin|drain|connect] [--rounds 3] [--warm 1000] [--count 1000]
+//     [--workload fanin|drain|connect|retained] [--rounds 3] [--warm 1000] [--count 1000]
 //
 // fanin: 10 publishers × count QoS 1 messages → 1 subscriber (bench/#), as
 // `fanin-qos1`; drain: count offline 3.1.1 sessions × 10 queued QoS 1
@@ -18,19 +18,26 @@
 // clients connect (CONNECT → CONNACK, 10 at a time, as `idle-connections`
 // with a warm-up tenth of its own), are held, then dropped, counted until
 // the broker is quiet again, so a figure is one connection's whole life
-// (accept, CONNECT, CONNACK, close). Builds alternate
+// (accept, CONNECT, CONNACK, close); retained: the warm-up job stores count
+// retained messages (`retained-100k`'s topics and payloads) and looks them
+// all up with `ret/#` LOOKUP_ROUNDS times, the counted job only looks them
+// up, so a figure is one retained message delivered on a wildcard SUBSCRIBE
+// (`--warm` is ignored). Builds alternate
 // within each round. Needs `valgrind` (Debian's package); loopback only.
 import { execFileSync, spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
-import { runDrainJob, runFlowJob, runIdleJob } from './lib/loadgen-client.js'
+import { runDrainJob, runFlowJob, runIdleJob, runRetainedJob } from './lib/loadgen-client.js'
 import { freePort, LOOPBACK, waitForPort } from './lib/net.js'
 import type { Target } from './loadgen/jobs.js'
 import { settle } from './loadgen/window.js'
 
-type Workload = 'fanin' | 'drain' | 'connect'
+type Workload = 'fanin' | 'drain' | 'connect' | 'retained'
+const WORKLOADS: readonly Workload[] = ['fanin', 'drain', 'connect', 'retained']
+/** `ret/#` lookups per job of the retained workload */
+const LOOKUP_ROUNDS = 3
 
 interface Counts { readonly total: number, readonly compiler: number, readonly gc: number, readonly steady: number }
 
@@ -38,7 +45,16 @@ const SETTINGS = { fdLimit: 4096, cpus: null }
 const START_TIMEOUT_MS = 600_000
 const JOB_TIMEOUT_MS = 900_000
 
-async function runJob (workload: Workload, target: Target, count: number): Promise<number> {
+async function runJob (workload: Workload, target: Target, count: number, first: boolean): Promise<number> {
+  if (workload === 'retained') {
+    const result = await runRetainedJob({
+      kind: 'retained', target, count, payloadBytes: 32, alreadyStored: !first,
+      lookups: [{ filter: 'ret/#', expected: count, rounds: LOOKUP_ROUNDS }], timeoutMs: JOB_TIMEOUT_MS, stallMs: 120_000
+    }, SETTINGS)
+    const lookup = result.lookups[0]
+    if (lookup === undefined || lookup.completedRounds !== LOOKUP_ROUNDS) throw new Error(`${lookup?.received ?? 0} of ${count * LOOKUP_ROUNDS} retained messages`)
+    return lookup.received
+  }
   if (workload === 'fanin') {
     const result = await runFlowJob({
       kind: 'flow', target, publishers: 10, messagesPerPublisher: count, warmupPerPublisher: 100, payloadBytes: 64,
@@ -96,9 +112,9 @@ async function measure (bin: string, workload: Workload, warm: number, count: nu
     if (pid === undefined) throw new Error('valgrind did not start')
     await waitForPort(port, START_TIMEOUT_MS, () => child.exitCode === null)
     const target: Target = { host: LOOPBACK, port, wsPort: null, wsPath: '/mqtt', brokerPid: pid, protocolVersion: 5, tlsPort: null }
-    await runJob(workload, target, warm)
+    await runJob(workload, target, workload === 'retained' ? count : warm, true)
     execFileSync('callgrind_control', ['-i', 'on', String(pid)], { stdio: 'ignore' })
-    const messages = await runJob(workload, target, count)
+    const messages = await runJob(workload, target, count, false)
     execFileSync('callgrind_control', ['-i', 'off', String(pid)], { stdio: 'ignore' })
     child.kill('SIGTERM')
     await exited
@@ -127,9 +143,9 @@ async function main (): Promise<void> {
     }
   })
   const bins = values.bin ?? ['dist/bin/culex.js']
-  const workload: Workload = values.workload === 'drain' || values.workload === 'connect' ? values.workload : 'fanin'
+  const workload = WORKLOADS.find((w) => w === values.workload) ?? 'fanin'
   const warm = Number(values.warm ?? (workload === 'fanin' ? 1000 : workload === 'connect' ? 300 : 200))
-  const count = Number(values.count ?? (workload === 'fanin' ? 1000 : 500))
+  const count = Number(values.count ?? (workload === 'fanin' ? 1000 : workload === 'retained' ? 20_000 : 500))
   const rounds = Number(values.rounds)
   const results = new Map<string, Array<Counts & { messages: number }>>(bins.map((b) => [b, []]))
   for (let round = 1; round <= rounds; round++) {

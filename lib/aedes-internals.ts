@@ -589,8 +589,12 @@ export interface GrantedSubscription {
 
 /** The retained messages of one SUBSCRIBE, for whoever sends them. */
 export interface RetainedLookup {
-  /** the store's stream of the stored retained messages matching the filters aedes chose (Retain Handling applied) */
-  readonly messages: Readable
+  /**
+   * The stored retained messages matching the filters aedes chose (Retain
+   * Handling applied), in batches: culex's store gives them as stored
+   * (`retainedBatches`, read-only), another store's stream one per batch.
+   */
+  readonly messages: AsyncIterable<readonly object[]>
   /** [MQTT-3.3.2-5] removes an expired retained message, as aedes does (an empty retained PUBLISH to the store) */
   removeExpired (topic: string): Promise<void>
 }
@@ -609,8 +613,11 @@ export function claimRetainedAtSubscribe (broker: Aedes, claim: (client: Client,
   if (store === undefined || typeof original !== 'function' || typeof store.storeRetained !== 'function') {
     throw new Error('aedes internals changed: broker.persistence has no createRetainedStreamCombi/storeRetained; review lib/aedes-internals.ts')
   }
+  const batches = (store as { retainedBatches?: unknown }).retainedBatches
   const lookupOf = (topics: string[]): RetainedLookup => ({
-    messages: Reflect.apply(original, store, [topics]) as Readable,
+    messages: typeof batches === 'function'
+      ? Reflect.apply(batches, store, [topics]) as AsyncIterable<readonly object[]>
+      : oneEach(Reflect.apply(original, store, [topics]) as Readable),
     removeExpired: async (topic) => { await (store.storeRetained as (packet: object) => Promise<void>).call(store, { topic, payload: Buffer.alloc(0) }) }
   })
   let pending: { client: Client, subscriptions: readonly GrantedSubscription[] } | undefined
@@ -626,6 +633,10 @@ export function claimRetainedAtSubscribe (broker: Aedes, claim: (client: Client,
     if (offer !== undefined && claim(offer.client, offer.subscriptions, () => lookupOf(topics))) return Readable.from([])
     return Reflect.apply(original, store, [topics]) as Readable
   }
+}
+
+async function * oneEach (stream: Readable): AsyncGenerator<readonly object[]> {
+  for await (const message of stream) yield [message as object]
 }
 
 /**

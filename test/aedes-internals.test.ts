@@ -348,7 +348,8 @@ t.test('aedes emits \'subscribe\' then asks broker.persistence.createRetainedStr
     if (!take) return false
     const { messages } = lookup()
     const topics: string[] = []
-    messages.on('data', (p: { topic: string }) => topics.push(p.topic))
+    // a store without retainedBatches (aedes' own): its stream, one message per batch
+    void (async () => { for await (const batch of messages) for (const p of batch) topics.push((p as { topic: string }).topic) })()
     offers.push({ client, filters: subscriptions.map(s => s.topic), si: subscriptions[0]?.subscriptionIdentifier, topics })
     return true
   })
@@ -379,6 +380,34 @@ t.test('aedes emits \'subscribe\' then asks broker.persistence.createRetainedStr
   injectPacket(client, { cmd: 'subscribe', messageId: 3, subscriptions: [{ topic: 'r/1', qos: 0 }] })
   await done
   t.ok(wroteRetained(), 'declined: aedes sends it')
+  stream.destroy()
+})
+
+t.test('claimRetainedAtSubscribe reads a culex store through retainedBatches, not its stream', async (t) => {
+  const { handleStream, injectPacket, pacePackets, AliasTable, claimRetainedAtSubscribe, persistenceOf } = await import('../lib/aedes-internals.js')
+  const broker = await Aedes.createBroker()
+  t.teardown(() => new Promise<void>((resolve) => broker.close(() => resolve())))
+  const store = persistenceOf(broker) as unknown as { retainedBatches?: (filters: string[]) => AsyncIterable<readonly object[]> }
+  const asked: string[][] = []
+  const stored = [{ topic: 'b/1' }, { topic: 'b/2' }]
+  store.retainedBatches = (filters) => { asked.push(filters); return (async function * () { yield stored })() }
+  const got: object[][] = []
+  claimRetainedAtSubscribe(broker, (_client, _subscriptions, lookup) => {
+    void (async () => { for await (const batch of lookup().messages) got.push([...batch]) })()
+    return true
+  })
+  const stream = new Duplex({ read () {}, write (_chunk: Buffer, _enc, cb) { cb() } })
+  const client = handleStream(broker, stream, new AliasTable())
+  pacePackets(client, { packetDone: () => {} })
+  const ready = new Promise<void>((resolve) => broker.once('clientReady', () => resolve()))
+  injectPacket(client, { cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clean: true, clientId: 'retained-batches', keepalive: 0, length: 0 })
+  await ready
+  const done = new Promise<void>((resolve) => broker.once('subscribe', () => setTimeout(resolve, 50)))
+  injectPacket(client, { cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'b/#', qos: 0 }] })
+  await done
+  t.same(asked, [['b/#']], 'asked with the due filters')
+  t.equal(got.length, 1, 'one batch')
+  t.equal(got[0]?.[0], stored[0], 'the stored objects themselves, uncopied')
   stream.destroy()
 })
 

@@ -147,6 +147,11 @@ export interface RetainedJob {
   readonly count: number
   readonly payloadBytes: number
   readonly lookups: readonly RetainedLookup[]
+  /**
+   * The retained messages are already stored (an earlier job's): the job
+   * only looks them up (`instructions --workload retained` counts that part).
+   */
+  readonly alreadyStored?: boolean
   readonly timeoutMs: number
   readonly stallMs: number
 }

@@ -117,6 +117,9 @@ export abstract class BaseStore implements CulexPersistence {
   createRetainedStream (pattern: string): Readable { return this.retained.stream([pattern]) }
   createRetainedStreamCombi (patterns: string[]): Readable { return this.retained.stream(patterns) }
 
+  /** createRetainedStreamCombi's messages in batches, uncopied and read-only (RetainedIndex.batches) */
+  retainedBatches (patterns: string[]): AsyncIterable<readonly StoredPacket[]> { return this.retained.batches(patterns) }
+
   // subscriptions (parts/subscriptions.ts)
 
   async addSubscriptions (client: ClientRef, subs: SubscriptionInput[]): Promise<void> {

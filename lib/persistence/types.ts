@@ -279,6 +279,8 @@ export interface CulexPersistence extends AedesAsyncPersistence {
   /** removes everything a session owns: subscriptions, queue, in-flight, incoming, will, metadata */
   wipeSession (clientId: string): Promise<void>
   stats (): PersistenceStats
+  /** createRetainedStreamCombi's messages in batches, as stored: read-only, not copied (the gateway's retained delivery) */
+  retainedBatches (patterns: string[]): AsyncIterable<readonly StoredPacket[]>
   /** does any stored subscription match `topic`? (synchronous subscriptionsByTopic(topic).length > 0) */
   hasSubscriptionsFor (topic: string): boolean
   /** registers a listener for dropped messages; returns a function that removes it */

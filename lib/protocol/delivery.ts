@@ -54,7 +54,8 @@ export function matchingSubscriptions (client: Client, topic: string, wantIdenti
 export interface ForwardOptions {
   /** the client has (or may have) subscriptions with identifiers */
   subscriptionIdentifiers: boolean
-  now: number
+  /** the time; read from the clock when left out, only for a message with an expiry (the one step that uses it) */
+  now?: number
   /** a shared delivery: QoS and identifier were chosen for the group member (lib/shared) */
   shared?: boolean
 }
@@ -89,8 +90,9 @@ export function forwardCorrections (client: Client, packet: AedesPublishPacket, 
   let newProps: Properties | undefined
 
   if (packet.messageExpiry !== undefined) {
-    if (packet.messageExpiry <= opts.now) return null
-    newProps = { ...props, messageExpiryInterval: expiryIntervalLeft(packet.messageExpiry, opts.now) }
+    const now = opts.now ?? Date.now()
+    if (packet.messageExpiry <= now) return null
+    newProps = { ...props, messageExpiryInterval: expiryIntervalLeft(packet.messageExpiry, now) }
   }
 
   const retainedAtSubscribe = packet.brokerId === null

@@ -68,12 +68,13 @@ export const confirmSharedDelivery: ForwardStep = (packet, client, _conn, shared
 /**
  * 5. The corrections of protocol/delivery.ts: expiry, QoS downgrade,
  *    Subscription Identifiers (of the member's subscription for a shared
- *    delivery, which carries its own), no will properties.
+ *    delivery, which carries its own), no will properties. The clock is read
+ *    only for a message with an expiry: this runs for every delivery.
  */
 export const applyCorrections: ForwardStep = (packet, client, conn, shared) =>
   shared
-    ? forwardCorrections(client, packet, { subscriptionIdentifiers: false, now: Date.now(), shared: true })
-    : forwardCorrections(client, packet, { subscriptionIdentifiers: conn?.usesSubscriptionIds === true, now: Date.now() })
+    ? forwardCorrections(client, packet, { subscriptionIdentifiers: false, shared: true })
+    : forwardCorrections(client, packet, { subscriptionIdentifiers: conn?.usesSubscriptionIds === true })
 
 /**
  * 6. A live QoS 0 delivery, corrected: encoded once for all its subscribers

@@ -18,6 +18,12 @@ export interface RetainedIndex {
   store (packet: StoredPacket): Promise<void>
   /** the retained messages matching any of the filters, each topic once, as copies */
   stream (filters: string[]): Readable
+  /**
+   * The same messages in batches, as stored: no copy and no stream step per
+   * message (the gateway's retained delivery, flows/retained-out.ts). The
+   * bodies are the index's own: a reader must not change them.
+   */
+  batches (filters: string[]): AsyncIterable<readonly StoredPacket[]>
   /** in-memory part of a retained message loaded from disk */
   restore (topic: string, body: StoredPacket): void
 }
@@ -129,8 +135,16 @@ export class MemoryRetained implements RetainedIndex {
   }
 
   stream (filters: string[]): Readable {
+    return Readable.from(copies(this.batches(filters)))
+  }
+
+  batches (filters: string[]): AsyncIterable<readonly StoredPacket[]> {
+    return this.#generate(this.#match(filters), this.#version)
+  }
+
+  #match (filters: string[]): RetainedValue[] {
     const matches: RetainedValue[] = []
-    if (this.io.closed) return Readable.from(this.#generate(matches, this.#version))
+    if (this.io.closed) return matches
     if (filters.length === 1) {
       // one filter yields each topic once
       this.#retained.match(filters[0] as string, matches)
@@ -145,15 +159,19 @@ export class MemoryRetained implements RetainedIndex {
         }
       }
     }
-    return Readable.from(this.#generate(matches, this.#version))
+    return matches
   }
 
-  async * #generate (matches: RetainedValue[], version: number): AsyncGenerator<StoredPacket> {
+  async * #generate (matches: RetainedValue[], version: number): AsyncGenerator<StoredPacket[]> {
     for (let i = 0; i < matches.length; i += STREAM_CHUNK) {
-      const chunk = matches.slice(i, i + STREAM_CHUNK)
+      const end = Math.min(matches.length, i + STREAM_CHUNK)
       const now = Date.now()
       const live: RetainedValue[] = []
-      for (const held of chunk) {
+      // one pass over the chunk; the memory store's values are their bodies (no UncachedRetained)
+      let uncached = false
+      const missing: string[] = []
+      for (let j = i; j < end; j++) {
+        const held = matches[j] as RetainedValue
         // the current message: it may have been replaced or removed meanwhile
         const value = this.#version === version ? held : this.#retained.get(retainedTopic(held))
         if (value === undefined) continue
@@ -165,19 +183,25 @@ export class MemoryRetained implements RetainedIndex {
           this.drops.report(null, 'expired', 1, { topic })
           continue
         }
+        if (value instanceof UncachedRetained) {
+          uncached = true
+          if (value.body === undefined) missing.push(KEY.retained(value.topic))
+        }
         live.push(value)
       }
-      const missing: string[] = []
-      for (const value of live) {
-        if (value instanceof UncachedRetained && value.body === undefined) missing.push(KEY.retained(value.topic))
+      if (!uncached) {
+        if (live.length > 0) yield live as StoredPacket[]
+        continue
       }
       let loaded: Array<StoredPacket | undefined> = []
       if (missing.length > 0 && this.io.durable) loaded = await this.io.read(missing)
       let m = 0
+      const bodies: StoredPacket[] = []
       for (const value of live) {
         const body = value instanceof UncachedRetained ? value.body ?? loaded[m++] : value
-        if (body !== undefined) yield clonePacket(body)
+        if (body !== undefined) bodies.push(body)
       }
+      if (bodies.length > 0) yield bodies
     }
   }
 
@@ -187,4 +211,9 @@ export class MemoryRetained implements RetainedIndex {
     const value: RetainedValue = this.cache.take(accountedBytes(body)) ? body : new UncachedRetained(topic, body.messageExpiry, undefined)
     this.#retained.set(topic, value)
   }
+}
+
+/** aedes' stream: one copy per message, which aedes may change */
+async function * copies (batches: AsyncIterable<readonly StoredPacket[]>): AsyncGenerator<StoredPacket> {
+  for await (const batch of batches) for (const body of batch) yield clonePacket(body)
 }

@@ -51,23 +51,23 @@ export interface PublishOutHost extends WriterHost {
   toBroker (packet: Packet): void
 }
 
-/** A PUBLISH frame for the client: step 1 (the window), then `sendPublish`. */
-export function onOutboundPublish (host: PublishOutHost, frame: Frame, out: Buffer[]): void {
+/** A PUBLISH frame for the client: step 1 (the window), then `sendPublish`; `fresh`: written just now (sendOwnPublishes). */
+export function onOutboundPublish (host: PublishOutHost, frame: Frame, out: Buffer[], fresh = false): void {
   const ids = readPublishId(frame)
   if (ids === null) return
   // the time aedes wrote it: a message may have waited for the client before it got here
   const held: HeldPublish = { frame, qos: ids.qos, packetId: ids.packetId, heldAt: host.writtenAt }
   if (host.window.admit(held)) {
-    sendPublish(host, held, out)
+    sendPublish(host, held, out, fresh)
     return
   }
   // a client that keeps up only waits here; one that stalled has its oldest dropped
   for (const dropped of host.window.hold(held, host.pressure === 'shedding')) dropPublish(host, dropped, 'queue-full')
 }
 
-/** Steps 2-4 for a message the window admitted. */
-export function sendPublish (host: PublishOutHost, p: HeldPublish, out: Buffer[]): void {
-  if (p.heldAt !== undefined && host.version === 5 && !ageHeld(p)) {
+/** Steps 2-4 for a message the window admitted; `fresh`: it has not waited (step 2 has nothing to do). */
+export function sendPublish (host: PublishOutHost, p: HeldPublish, out: Buffer[], fresh = false): void {
+  if (!fresh && p.heldAt !== undefined && host.version === 5 && !ageHeld(p)) {
     dropPublish(host, p, 'expired')
     return
   }
@@ -95,11 +95,15 @@ export function sendPublish (host: PublishOutHost, p: HeldPublish, out: Buffer[]
   out.push(buf)
 }
 
-/** PUBLISH frames culex encoded itself (flows/fast-paths.ts), through the steps of every PUBLISH. */
+/**
+ * PUBLISH frames culex encoded itself (flows/fast-paths.ts), through the
+ * steps of every PUBLISH. `writtenAt` is now: one the window admits at once
+ * has not waited, and only one it holds is aged when released (step 2).
+ */
 export function sendOwnPublishes (host: PublishOutHost, frames: Frame[], writtenAt: number): void {
   const out: Buffer[] = []
   host.writtenAt = writtenAt
-  for (const frame of frames) onOutboundPublish(host, frame, out)
+  for (const frame of frames) onOutboundPublish(host, frame, out, true)
   write(host, out)
 }
 

@@ -84,3 +84,23 @@ t.test('a message replaced while a stream is under way is streamed as it is now'
   await retained.store(retain('s', 'after'))
   t.strictSame((await collect(stream)).map((p) => String(p.payload)), ['after'])
 })
+
+t.test('batches: the stream\'s messages, uncopied, in store order', async (t) => {
+  const { retained } = setup({ durable: false })
+  const topics = Array.from({ length: 70 }, (_, i) => `b/${String(i).padStart(2, '0')}`)
+  for (const topic of topics) await retained.store(retain(topic, topic))
+  await retained.store(retain('b/00', 'gone', { messageExpiry: Date.now() - 1 }))
+  const batches: StoredPacket[][] = []
+  for await (const batch of retained.batches(['b/#'])) batches.push([...batch])
+  t.ok(batches.length > 1, 'more than one batch')
+  t.strictSame(batches.flat().map((p) => p.topic), topics.slice(1), '[MQTT-3.3.2-5] the expired one left out')
+  const streamed = await collect(retained.stream(['b/#']))
+  t.strictSame(streamed.map((p) => p.topic), topics.slice(1), 'the stream yields the same')
+  t.not(streamed[0], batches[0]?.[0], 'the stream copies (aedes may change its packet)')
+  t.equal(batches[0]?.[0], (await first(retained.batches(['b/01']))), 'batches give the stored body itself')
+})
+
+async function first (batches: AsyncIterable<readonly StoredPacket[]>): Promise<StoredPacket | undefined> {
+  for await (const batch of batches) return batch[0]
+  return undefined
+}

@@ -2,7 +2,6 @@
 // retained messages the gateway takes, the steps each message takes, the
 // hand-over to aedes' path, and back-pressure.
 import t from 'tap'
-import { Readable } from 'node:stream'
 import type { AedesPublishPacket } from 'aedes'
 import type { IPublishPacket } from 'mqtt-packet'
 import type { GrantedSubscription, RetainedLookup } from '../../../lib/aedes-internals.js'
@@ -37,9 +36,14 @@ class RetainedStub extends StubHost implements RetainedOutHost {
   }
 }
 
+/** the store's batches: two messages each, so that a lookup spans batches */
+async function * inBatches (stored: Stored[]): AsyncGenerator<readonly object[]> {
+  for (let i = 0; i < stored.length; i += 2) yield stored.slice(i, i + 2).map(s => ({ ...s, payload: Buffer.from(s.payload) }))
+}
+
 function lookupOf (stored: Stored[], removed: string[] = []): () => RetainedLookup {
   return () => ({
-    messages: Readable.from(stored.map(s => ({ ...s, payload: Buffer.from(s.payload) }))),
+    messages: inBatches(stored),
     removeExpired: async (topic) => { removed.push(topic) }
   })
 }
@@ -120,6 +124,25 @@ t.test('from the first message going out at QoS 1, the rest go through aedes, in
   await settle()
   t.same(((await host.received()) as IPublishPacket[]).map(p => p.topic), ['r/1'])
   t.same(host.byAedes.map(p => [p.topic, p.qos, p.retain, p.brokerId]), [['r/2', 1, true, null], ['r/3', 1, true, null]], 'as aedes\' sendRetained makes them')
+})
+
+t.test('[MQTT-3.8.4-8] a QoS 1 retained message reaches authorizeForward at QoS 0 while the client holds QoS 0 filters only, this SUBSCRIBE\'s among them; otherwise at its own QoS', async (t) => {
+  const seen: number[] = []
+  const recordQoS = (packet: AedesPublishPacket): AedesPublishPacket => { seen.push(packet.qos); return packet }
+  const held = new RetainedStub({ 'r/#': { qos: 0 }, other: { qos: 0 } })
+  held.forward = recordQoS
+  claimRetained(held, granted(), lookupOf([{ topic: 'r/1', payload: 'a', qos: 1 }, { topic: 'r/2', payload: 'b', qos: 2 }]))
+  await settle()
+  t.same(seen, [0, 0], 'known without matching each topic')
+  t.same(((await held.received()) as IPublishPacket[]).map(p => [p.topic, p.qos]), [['r/1', 0], ['r/2', 0]])
+  seen.length = 0
+  // the SUBSCRIBE's filter is gone again (an UNSUBSCRIBE meanwhile): authorizeForward matches, as for any message
+  const gone = new RetainedStub({ other: { qos: 0 } })
+  gone.forward = recordQoS
+  claimRetained(gone, granted(), lookupOf([{ topic: 'r/1', payload: 'a', qos: 1 }]))
+  await settle()
+  t.same(seen, [1], 'at its own QoS')
+  t.same(gone.byAedes.map(p => [p.topic, p.qos]), [['r/1', 1]], 'which aedes then sends')
 })
 
 t.test('aedes\' writes still held for the client: aedes sends them all, behind those', async (t) => {
