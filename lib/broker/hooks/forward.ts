@@ -19,7 +19,7 @@ export interface ForwardContext {
   readonly security: Pick<SecurityPolicy, 'hasAcl' | 'mayReceive'> | undefined
   readonly shared: Pick<SharedSubscriptions, 'refuse' | 'onForward'> | undefined
   readonly encodeOnce: Pick<EncodeOnce, 'frame'>
-  store (): Pick<StoreExtras, 'wasInFlight'> | undefined
+  store (): Pick<StoreExtras, 'wasInFlight' | 'routedDuplicate'> | undefined
   gatewayOf (client: { conn: unknown }): ForwardGateway | undefined
 }
 
@@ -41,6 +41,14 @@ export const dropRepeatedCopy: ForwardStep = (packet, _client, conn, shared) =>
   conn.isRepeat(packet.brokerId, packet.brokerCounter)
     ? null
     : packet
+
+/**
+ * 1b. [MQTT-4.3.3-2] A routed QoS 2 message that a persistent session had
+ *     already (a copy published again: lib/cluster/routed-id.ts): the store
+ *     did not queue it again, and it is not delivered again either.
+ */
+export const dropRoutedRepeat: ForwardStep = (packet, client, _conn, shared, ctx) =>
+  packet.qos === 2 && !shared && ctx.store()?.routedDuplicate?.(client.id, packet) === true ? null : packet
 
 /**
  * 2. With an ACL, delivery is checked too: a client whose read right went
@@ -95,6 +103,7 @@ export const sealEncoded: ForwardStep = (packet, _client, conn) => {
 /** The steps, in the order they run. */
 export const FORWARD_STEPS: readonly ForwardStep[] = [
   dropRepeatedCopy,
+  dropRoutedRepeat,
   checkReadRight,
   markResentAsDuplicate,
   confirmSharedDelivery,
