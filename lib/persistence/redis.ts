@@ -48,6 +48,9 @@ export interface RedisPersistenceOptions {
 
 interface InflightState { m?: number | null, p?: StoredPacket }
 
+/** a routed copy offered to a connection: when, whether offered again (dropped), the packet id it is sent with */
+interface Offer { at: number, dropped: boolean, messageId: number | undefined }
+
 /** milliseconds a copy of a routed message that a session had is remembered: its publish follows its enqueue at once */
 const REPEAT_MS = 10000
 
@@ -95,6 +98,8 @@ export class RedisPersistence extends BaseStore {
    * the broker id). Kept REPEAT_MS, for the publish that follows the enqueue.
    */
   readonly #repeats = new Map<string, { at: number, clientIds: Set<string> }>()
+  /** per connection (aedes' client), the routed copies offered to it lately, and whether one was offered again (dropped) */
+  readonly #offered = new WeakMap<object, Map<string, Offer>>()
 
   constructor (opts: RedisPersistenceOptions) {
     super({ limits: opts.limits, logger: opts.logger })
@@ -195,9 +200,52 @@ export class RedisPersistence extends BaseStore {
     return this.#repeats.get(packet.brokerId)?.clientIds.has(clientId) === true
   }
 
-  /** aedes clears a message it did not deliver: a repeat was never queued, and the message it repeats stays. */
+  /**
+   * Whether this copy of a routed message (its broker id) was offered to
+   * this connection (aedes' client object) before: a message enqueued as a
+   * session's connection resumes is in the queue aedes sends it and reaches
+   * the connection live too, and would go out twice under two packet ids.
+   */
+  routedOffered (client: object, packet: { brokerId?: string }): boolean {
+    const brokerId = packet.brokerId
+    if (typeof brokerId !== 'string' || routedIdOf(brokerId) === undefined) return false
+    let offered = this.#offered.get(client)
+    if (offered === undefined) this.#offered.set(client, offered = new Map())
+    const now = Date.now()
+    const before = offered.get(brokerId)
+    if (before !== undefined) {
+      before.dropped = true
+      return true
+    }
+    for (const [key, { at }] of offered) {
+      if (now - at <= REPEAT_MS) break
+      offered.delete(key)
+    }
+    offered.set(brokerId, { at: now, dropped: false, messageId: undefined })
+    return false
+  }
+
+  /**
+   * A routed message offered to a connection twice (routedOffered) gets
+   * the packet id of its first update on it: aedes' queue drain gives its
+   * copy a packet id of its own before it asks authorizeForward, and the
+   * message must stay in flight under the id the connection was sent.
+   */
+  override async outgoingUpdate (client: ClientRef, packet: StoredPacket): Promise<void> {
+    if (packet.cmd === 'publish' && packet.qos === 2 && typeof packet.brokerId === 'string' && typeof packet.messageId === 'number') {
+      const offer = this.#offered.get(client)?.get(packet.brokerId)
+      if (offer !== undefined) {
+        if (offer.messageId === undefined) offer.messageId = packet.messageId
+        else packet.messageId = offer.messageId
+      }
+    }
+    await super.outgoingUpdate(client, packet)
+  }
+
+  /** aedes clears a message it did not deliver: a repeat was never queued, and the message it repeats stays; so does the message whose second offer was dropped. */
   override async outgoingClearMessageId (client: ClientRef, packet: StoredPacket): Promise<StoredPacket | undefined> {
-    if (packet !== null && typeof packet === 'object' && this.routedDuplicate(client.id, packet)) return undefined
+    if (packet !== null && typeof packet === 'object' && ((packet.messageId === undefined && this.routedDuplicate(client.id, packet)) ||
+      (typeof packet.brokerId === 'string' && this.#offered.get(client)?.get(packet.brokerId)?.dropped === true))) return undefined
     return await super.outgoingClearMessageId(client, packet)
   }
 

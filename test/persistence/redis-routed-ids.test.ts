@@ -86,6 +86,29 @@ t.test('[MQTT-4.3.3-2] the ids move with the session: the node that claims it ne
   t.notOk((await hashFields(prefix, 'x')).some((f) => f.startsWith('u:')), 'the ids go with the session')
 })
 
+t.test('[MQTT-4.3.3-2] a routed message offered to one connection twice (live, and from the queue as the connection resumes) goes out once, in flight under the first packet id', async (t) => {
+  const a = await open(t, redisPrefix(), 'node-a')
+  await a.hydrate('x', 1, { clean: false })
+  await a.addSubscriptions({ id: 'x' }, [{ topic: 'f/#', qos: 2 }])
+  const message = routed('f/1', 'one', 'c.1')
+  await a.outgoingEnqueueCombi([{ clientId: 'x', qos: 2 }], message)
+  const conn = { id: 'x' }
+  // live: authorizeForward, then aedes' update with the packet id it gave
+  const live = { ...message, messageId: undefined }
+  t.notOk(a.routedOffered(conn, live), 'the first offer goes')
+  await a.outgoingUpdate(conn, { ...live, messageId: 10 })
+  // aedes' queue drain: a packet id of its own, its update, then authorizeForward
+  const drained = { ...message, messageId: 11 }
+  await a.outgoingUpdate(conn, drained)
+  t.equal(drained.messageId, 10, 'the drained copy takes the packet id the connection was sent')
+  t.ok(a.routedOffered(conn, drained), 'the second offer is dropped')
+  t.equal(await a.outgoingClearMessageId(conn, drained), undefined, 'aedes\' clear of the dropped copy clears nothing')
+  const [queued] = await collect(a.outgoingStream({ id: 'x' }))
+  t.equal(queued?.messageId, 10, 'the message stays in flight under the first packet id')
+  const resend: StoredPacket = { ...message, messageId: 10 }
+  t.notOk(a.routedOffered({ id: 'x' }, resend), 'on the next connection its resend goes')
+})
+
 t.test('routed ids: bounded by age and count, oldest first', async (t) => {
   const writes: string[] = []
   const io = { put: (k: string) => { writes.push('+' + k) }, del: (k: string) => { writes.push('-' + k) } }

@@ -19,7 +19,7 @@ export interface ForwardContext {
   readonly security: Pick<SecurityPolicy, 'hasAcl' | 'mayReceive'> | undefined
   readonly shared: Pick<SharedSubscriptions, 'refuse' | 'onForward'> | undefined
   readonly encodeOnce: Pick<EncodeOnce, 'frame'>
-  store (): Pick<StoreExtras, 'wasInFlight' | 'routedDuplicate'> | undefined
+  store (): Pick<StoreExtras, 'wasInFlight' | 'routedDuplicate' | 'routedOffered'> | undefined
   gatewayOf (client: { conn: unknown }): ForwardGateway | undefined
 }
 
@@ -43,12 +43,18 @@ export const dropRepeatedCopy: ForwardStep = (packet, _client, conn, shared) =>
     : packet
 
 /**
- * 1b. [MQTT-4.3.3-2] A routed QoS 2 message that a persistent session had
- *     already (a copy published again: lib/cluster/routed-id.ts): the store
- *     did not queue it again, and it is not delivered again either.
+ * 1b. [MQTT-4.3.3-2] A routed QoS 2 message (lib/cluster/routed-id.ts) goes
+ *     out once: not a copy the session had already (published again: the
+ *     store did not queue it again), nor the same message offered twice to
+ *     one connection (from the session's queue as the connection resumes,
+ *     with the packet id aedes gave it there, and live).
  */
-export const dropRoutedRepeat: ForwardStep = (packet, client, _conn, shared, ctx) =>
-  packet.qos === 2 && !shared && ctx.store()?.routedDuplicate?.(client.id, packet) === true ? null : packet
+export const dropRoutedRepeat: ForwardStep = (packet, client, _conn, shared, ctx) => {
+  if (packet.qos !== 2 || shared) return packet
+  const store = ctx.store()
+  if (packet.messageId === undefined && store?.routedDuplicate?.(client.id, packet) === true) return null
+  return store?.routedOffered?.(client, packet) === true ? null : packet
+}
 
 /**
  * 2. With an ACL, delivery is checked too: a client whose read right went
