@@ -162,7 +162,8 @@ export class RedisPersistence extends BaseStore {
    * WRITE call of the session, so Redis has both or neither.
    */
   override outgoingEnqueueCombi (subs: EnqueueTarget[], packet: StoredPacket): Promise<void> {
-    const id = subs.length === 0 ? undefined : routedIdOf(packet.brokerId)
+    // QoS 0/1 (and QoS 2 with no subscriber here) without a look at the broker id
+    const id = subs.length === 0 || packet.qos !== 2 ? undefined : routedIdOf(packet.brokerId)
     if (id === undefined) return super.outgoingEnqueueCombi(subs, packet)
     let repeats: Set<string> | undefined
     const fresh: EnqueueTarget[] = []
