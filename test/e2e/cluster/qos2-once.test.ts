@@ -9,11 +9,13 @@
  * SIGKILLed and the subscriber reconnects on node C, whose claim queues the
  * dead inbox's entries into the session again (lib/cluster/orphans.ts), and
  * a survivor adopts B (adoption.ts). Each message arrives once
- * [MQTT-4.3.3-2]; before the ids, each arrived a second time on C.
+ * [MQTT-4.3.3-2] (MQTT.js 5 and 3.1.1, mosquitto_sub); before the ids, each
+ * arrived a second time on C.
  */
 import t, { type Test } from 'tap'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import { connectClient, collect } from '../../helpers/mqtt.js'
+import { mosquittoSub, stopChild } from '../../helpers/mosquitto.js'
 import { redisCli, startNode, startRedis } from '../../helpers/redis.js'
 import { sleep, waitFor } from '../../helpers/wait.js'
 
@@ -71,4 +73,38 @@ t.test('[MQTT-4.3.3-2] MQTT 5: QoS 2 messages node B published into a session bu
 
 t.test('[MQTT-4.3.3-2] MQTT 3.1.1: QoS 2 messages node B published into a session but could not acknowledge arrive once when B dies and the session resumes on node C', async (t) => {
   await deadInboxAgain(t, 4)
+})
+
+t.test('[MQTT-4.3.3-2] mosquitto_sub -V mqttv311 -c: QoS 2 messages node B published into a session but could not acknowledge arrive once when B dies and the session resumes on node C', async (t) => {
+  const redis = await startRedis(t)
+  const a = await startNode(t, redis, ['--node-id', 'a'])
+  const b = await startNode(t, redis, ['--node-id', 'b'])
+  const c = await startNode(t, redis, ['--node-id', 'c'])
+  const args = (port: number): string[] => ['-h', '127.0.0.1', '-p', String(port), '-V', 'mqttv311', '-c', '-i', 'kept', '-q', '2', '-t', 'k/#', '-F', '%p']
+  const first = mosquittoSub(t, args(b.port))
+  const publisher: MqttClient = await connectClient(t, a.url, { clientId: 'pub' })
+  await waitFor(async () => {
+    await publisher.publishAsync('k/probe', 'probe', { qos: 1 })
+    return first.lines.length > 0
+  }, { timeout: 8000, step: 200, what: 'the route to b' })
+  await sleep(300)
+  redisCli(redis, 'ACL', 'SETUSER', 'default', '-xack', '-xdel')
+  for (let i = 0; i < N; i++) await publisher.publishAsync(`k/${i}`, String(i), { qos: 2 })
+  const numbered = (lines: string[]): string[] => lines.filter((p) => p !== 'probe')
+  await waitFor(() => numbered(first.lines).length >= N, { timeout: 10000, what: () => `all ${N} on b: ${numbered(first.lines).length}` })
+  await sleep(500)
+  const left = Number(/\d+/.exec(redisCli(redis, 'XLEN', '{culex}:inbox:{b}'))?.[0] ?? 0)
+  t.ok(left > 0, `the entries b published are still in its inbox (${left})`)
+  b.child.kill('SIGKILL')
+  await b.exit
+  redisCli(redis, 'ACL', 'SETUSER', 'default', '+xack', '+xdel')
+  await stopChild(first.child)
+  const again = mosquittoSub(t, args(c.port))
+  const adopted = (l: Record<string, unknown>): boolean => typeof l.msg === 'string' && l.msg.startsWith('cluster: adopted the sessions and inbox')
+  await waitFor(() => a.logs.some(adopted) || c.logs.some(adopted), { timeout: 15000, what: 'a survivor adopted b' })
+  await sleep(1000)
+  const all = [...numbered(first.lines), ...numbered(again.lines)]
+  t.same([...new Set(all)].sort(), Array.from({ length: N }, (_, i) => String(i)).sort(), 'every acknowledged message arrived')
+  t.same(numbered(again.lines), [], 'none again on c')
+  t.equal(all.length, N, `[MQTT-4.3.3-2] each once (${all.length} deliveries of ${N})`)
 })
