@@ -14,10 +14,13 @@
  * memory, and a message queued for it would match none of them): to its
  * live connection (with the subscription's QoS and identifiers), or into
  * its queue in Redis, unless the session had it already: every routed message has an id
- * (lib/cluster/forward.ts), and the node remembers for SEEN_MS the ids it
- * published since a session's connection arrived here. At least once: a
- * message published here between the session's load and its connection's
- * arrival, and forwarded too, arrives twice.
+ * (lib/cluster/forward.ts). A QoS 2 message carries it into the session
+ * (lib/cluster/routed-id.ts), whose store queues and delivers it once
+ * (persistence/routed-ids.ts) [MQTT-4.3.3-2]. For QoS 1 the node remembers
+ * for SEEN_MS the ids it published since a session's connection arrived
+ * here; at least once: a QoS 1 message published here between the
+ * session's load and its connection's arrival, and forwarded too, arrives
+ * twice.
  */
 import type { Aedes, Client, PublishPacket } from 'aedes'
 import { clientSubscriptions, persistenceOf, queuedPacket } from '../aedes-internals.js'
@@ -25,6 +28,7 @@ import { expiryIntervalLeft } from '../protocol/delivery.js'
 import { topicMatches } from '../protocol/topic.js'
 import { RELOAD_MS, routedPacket } from '../cluster/routes.js'
 import type { StoredPacket } from '../persistence/types.js'
+import { nameByRoutedId, routedIdOf } from '../cluster/routed-id.js'
 import type { BrokerContext } from './context.js'
 import { clusterSessionsOf } from './store.js'
 
@@ -75,10 +79,14 @@ export function sessionMoves (aedes: Aedes, ctx: MovesContext): SessionMoves {
 }
 
 /** Queues `packet` in those of `clientIds` held here whose QoS 1/2 subscriptions match it (as aedes queues for an offline session). */
-export async function enqueueFor (aedes: Aedes, clientIds: ReadonlySet<string>, packet: PublishPacket): Promise<void> {
+export async function enqueueFor (aedes: Aedes, clientIds: ReadonlySet<string>, packet: PublishPacket, id = ''): Promise<void> {
   const persistence = persistenceOf(aedes) as unknown as SessionStore
   const subs = (await persistence.subscriptionsByTopic(packet.topic)).filter((s) => clientIds.has(s.clientId))
-  if (subs.length > 0) await persistence.outgoingEnqueueCombi(subs, queuedPacket(aedes, { ...packet, payload: Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload) }))
+  if (subs.length === 0) return
+  const queued = queuedPacket(aedes, { ...packet, payload: Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload) })
+  // a QoS 2 message by its routed id: not queued again for a session that had it [MQTT-4.3.3-2]
+  nameByRoutedId(queued as { qos: number }, aedes.id, id)
+  await persistence.outgoingEnqueueCombi(subs, queued)
 }
 
 /** A queued message as it travels between nodes; undefined once expired [MQTT-3.3.2-5]. */
@@ -184,7 +192,7 @@ export class SessionMoves {
     await Promise.all(packets.map(async (stored) => {
       const packet = asRouted(stored, now)
       if (packet === undefined) return
-      const to = await cluster.forwardTo(clientId, packet, '')
+      const to = await cluster.forwardTo(clientId, packet, routedIdOf(stored.brokerId) ?? '')
       if (to === undefined) this.ctx.logger.debug({ clientId, topic: packet.topic }, 'cluster: a message queued for a session no node holds (it ended); dropped')
     }))
   }
@@ -201,8 +209,9 @@ export class SessionMoves {
       if (to === undefined || to === cluster?.nodeId) this.ctx.logger.warn({ clientId, topic: packet.topic }, 'cluster: a message forwarded for a session found no node holding it; dropped')
       return
     }
-    // published here after the session's connection arrived: the session had it
-    const seenAt = this.seen.get(id)
+    // QoS 1: published here after the session's connection arrived, so the session had it (a guess: a QoS 2 message is
+    // skipped by the store only if the session has its id)
+    const seenAt = packet.qos === 2 ? undefined : this.seen.get(id)
     const arrivedAt = this.arrivals.get(clientId)
     if (seenAt !== undefined && arrivedAt !== undefined && seenAt >= arrivedAt) return
     let client = this.ctx.clientById(clientId)
@@ -210,8 +219,8 @@ export class SessionMoves {
       await sleep(STEP_MS)
       client = this.ctx.clientById(clientId)
     }
-    if (client !== undefined && client.connected && !client.closed) await this.toLive(client, packet)
-    else await enqueueFor(this.aedes, new Set([clientId]), packet)
+    if (client !== undefined && client.connected && !client.closed) await this.toLive(client, packet, id)
+    else await enqueueFor(this.aedes, new Set([clientId]), packet, id)
   }
 
   /** Whether the session is in this node's memory: held here, and not still being loaded by a claim here. */
@@ -221,13 +230,15 @@ export class SessionMoves {
   }
 
   /** To a live connection, as its subscriptions that match grant it: their highest QoS, their identifiers. */
-  private async toLive (client: Client, packet: PublishPacket): Promise<void> {
+  private async toLive (client: Client, packet: PublishPacket, id: string): Promise<void> {
     const matching = Object.entries(clientSubscriptions(client)).filter(([filter]) => !filter.startsWith('$share/') && topicMatches(filter, packet.topic))
     if (matching.length === 0) return
     const qos = Math.min(packet.qos, Math.max(...matching.map(([, s]) => s.qos))) as 0 | 1 | 2
     const ids = matching.flatMap(([, s]) => s.si === undefined ? [] : [s.si])
     const properties = { ...packet.properties, ...(ids.length > 0 ? { subscriptionIdentifier: ids.length === 1 ? ids[0] : ids } : {}) }
     const message = { cmd: 'publish' as const, topic: packet.topic, payload: packet.payload, qos, retain: false, dup: false, ...(Object.keys(properties).length > 0 ? { properties } : {}) }
+    // queued by its routed id first (aedes' client.publish for a persistent session): not sent when the session had it
+    nameByRoutedId(message, this.aedes.id, id)
     await new Promise<void>((resolve, reject) => {
       client.publish(message as PublishPacket, (err?: Error) => { if (err !== undefined && err !== null) reject(err); else resolve() })
     })

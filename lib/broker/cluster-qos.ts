@@ -29,6 +29,7 @@ import { routedBrokerId } from './cluster-shared.js'
 import { windowedPublish } from './routed-publish.js'
 import { enqueueFor, sessionMoves } from './cluster-moves.js'
 import { routedPacket } from '../cluster/routes.js'
+import { nameByRoutedId } from '../cluster/routed-id.js'
 
 const NONE: readonly string[] = []
 
@@ -52,7 +53,10 @@ export function wireClusterQos (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster'
     const previous = waiting.get(client)
     if (previous === undefined && packet.qos === 0) return undefined
     // sent at once: Redis gets a client's inbox writes in its order (one connection), several in flight
-    const routed = packet.qos === 0 ? undefined : cluster.routeDurable(packet)
+    const sent = packet.qos === 0 ? undefined : cluster.routeDurable(packet)
+    // a QoS 2 message published here carries its routed id into the sessions here too: a node a session moves to skips
+    // the copy it gets again (cluster/routed-id.ts) [MQTT-4.3.3-2]
+    const routed = packet.qos !== 2 || sent === undefined ? sent : sent.then((id) => { nameByRoutedId(packet as { qos: number, brokerId?: string }, aedes.id, id); return id })
     // a session that just left this node no longer matches here, and its new node's route may not be known here yet:
     // forwarded to it, with the id of its routed copy (that node skips one it had) [MQTT-4.3.2-2] [MQTT-4.3.3-2]
     const absent = routed === undefined ? NONE : moves.absentFor(packet.topic)
@@ -72,8 +76,8 @@ export function wireClusterQos (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster'
     async hydrate (clientId, epoch) {
       await clusterSessionsOf(ctx.store())?.hydrate(clientId, epoch, { clean: false })
     },
-    async enqueueFor (clientIds, packet) {
-      await enqueueFor(aedes, clientIds, packet as PublishPacket)
+    async enqueueFor (clientIds, packet, id) {
+      await enqueueFor(aedes, clientIds, packet as PublishPacket, id)
     },
     async lifetimeMs (clientId) {
       return remainingLifetimeMs(await clusterSessionsOf(ctx.store())?.sessionRecord(clientId), Date.now())
@@ -95,6 +99,8 @@ export function wireClusterQos (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster'
     moves.published(meta.id)
     // the inbox's own decoded packet: marked in place (a copy per message was a twentieth of the receiving node's time)
     ;(packet as PublishPacket & { brokerId?: string }).brokerId = brokerId
+    // a QoS 2 message by its id: a session that had it (this read again, or a copy forwarded) skips it [MQTT-4.3.3-2]
+    if (packet.qos === 2) nameByRoutedId(packet as PublishPacket, brokerId, meta.id)
     // no session left lately (nearly always): no promise for this message
     if (absent.length === 0) {
       publish(packet as PublishPacket, done)

@@ -20,6 +20,10 @@ export interface StoreExtras {
   holdsSubscriptions?: () => boolean
   /** was this message re-sent from a session queue with the packet id it had? (DUP) */
   wasInFlight?: (clientId: string, brokerId: string | undefined, brokerCounter: number | undefined) => boolean
+  /** is this a routed QoS 2 message the session already had, which its enqueue skipped? (the Redis store) */
+  routedDuplicate?: (clientId: string, packet: { brokerId?: string }) => boolean
+  /** was this routed QoS 2 message offered to this connection before? (the Redis store; true: not to be sent again) */
+  routedOffered?: (client: object, packet: { brokerId?: string }) => boolean
 }
 
 export function isCulexStore (store: unknown): store is CulexPersistence {

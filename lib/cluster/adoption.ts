@@ -52,7 +52,7 @@ export interface AdoptionHost {
   /** loads the session of `clientId` here at `epoch` (the Redis store's hydrate) */
   hydrate (clientId: string, epoch: number): Promise<void>
   /** queues `packet` for those of `clientIds` held here whose subscriptions match it */
-  enqueueFor (clientIds: ReadonlySet<string>, packet: IPublishPacket): Promise<void>
+  enqueueFor (clientIds: ReadonlySet<string>, packet: IPublishPacket, id: string): Promise<void>
   /** what is left of an adopted session's life (session-expiry.ts' `remainingLifetimeMs` of its record), -1 for never */
   lifetimeMs? (clientId: string): Promise<number>
 }
@@ -161,7 +161,8 @@ export class Adoption {
       for (const { packet, forClient, id: messageId } of decodeEntry(Buffer.from(id), fields, this.logger)) {
         // a message forwarded for one session goes to it alone
         const into = forClient === undefined ? ids : ids.has(forClient) ? new Set([forClient]) : new Set<string>()
-        if (into.size > 0) await this.host.enqueueFor(into, packet)
+        // with its id: a session that had it (the dead node published it there) skips it
+        if (into.size > 0) await this.host.enqueueFor(into, packet, messageId)
         for (const [clientId, taken] of moved) {
           if ((forClient === undefined || forClient === clientId) && compareIds(id.toString(), taken) > 0) forwards.push(forwardToHolder(this.redis, clientId, packet, messageId))
         }

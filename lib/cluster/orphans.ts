@@ -126,9 +126,10 @@ export class OrphanClaims {
       let last = '0-0'
       for (const [id, fields] of await commands.xrangeBuffer(inboxKey(dead), '-', '+')) {
         last = id.toString()
-        for (const { packet, forClient } of decodeEntry(Buffer.from(id), fields, this.logger)) {
+        for (const { packet, forClient, id: messageId } of decodeEntry(Buffer.from(id), fields, this.logger)) {
           if (forClient !== undefined && forClient !== clientId) continue
-          await host.enqueueFor(ids, packet)
+          // with its id: skipped when the dead node had published it into the session already
+          await host.enqueueFor(ids, packet, messageId)
           taken++
         }
       }

@@ -1,7 +1,8 @@
 // Where the Redis store writes: one hash per session, `culex:session:{<client
 // id>}` (the braces a Redis Cluster hash tag, so every write of a session is
 // on one shard), whose fields are the level store's keys of that session
-// (parts/keys.ts: s:, q:, qi:, i:, w:, x:) and `epoch`. The group commit's
+// (parts/keys.ts: s:, q:, qi:, i:, w:, x:), the ids of the routed QoS 2
+// messages it got (routed-ids.ts: u:) and `epoch`. The group commit's
 // batch becomes one Lua script per session, applied atomically; with fencing
 // on, the script refuses the write unless the hash's epoch is the one the
 // writer holds: the epoch of the claim (lib/cluster/registry.ts) that loaded
@@ -22,7 +23,7 @@ export function sessionKey (prefix: string, clientId: string): string {
   return `${prefix}session:{${clientId}}`
 }
 
-const CID_THEN_REST = new Set(['s:', 'q:', 'qi:', 'i:'])
+const CID_THEN_REST = new Set(['s:', 'q:', 'qi:', 'i:', 'u:'])
 const CID_ONLY = new Set(['w:', 'x:'])
 
 /** The client id a store key belongs to when it is part of a session; undefined otherwise. */
@@ -159,12 +160,14 @@ function newlyQueued (ops: SessionOps): Buffer[] {
  * (in-flight and PUBREL state, removals: that node has the messages as they
  * were queued and sends them again at worst) and the session record (its
  * taken-over connection's end writes it, and no client is answered for
- * it), and the messages it queued unless they were redirected.
+ * it), the ids of the routed messages it got (routed-ids.ts: the node
+ * holding the session skips no message it lacks), and the messages it
+ * queued unless they were redirected.
  */
 function keepsState (ops: SessionOps, redirected: boolean): boolean {
   for (let i = 0; i < ops.puts.length; i += 2) {
     const key = ops.puts[i] as string
-    if (key.startsWith('qi:') || key.startsWith('x:') || (redirected && key.startsWith('q:'))) continue
+    if (key.startsWith('qi:') || key.startsWith('x:') || key.startsWith('u:') || (redirected && key.startsWith('q:'))) continue
     return true
   }
   return false

@@ -17,8 +17,10 @@ import { decodePacket, decodeRecord } from './codec.js'
 import { GroupCommit } from './group-commit.js'
 import { adoptSession, defineSessionScripts, EPOCH_FIELD, readSessionPackets, sessionKey, SessionWriter, type AdoptMode } from './redis-sessions.js'
 import { repeatedLog } from '../repeated-log.js'
+import { routedIdOf } from '../cluster/routed-id.js'
+import { RoutedIds, routedIdKey, ROUTED_ID_KIND } from './routed-ids.js'
 import { BaseStore, type SubRecord } from './store.js'
-import type { PersistenceLimits, SessionMeta, StoredPacket } from './types.js'
+import type { ClientRef, EnqueueTarget, PersistenceLimits, SessionMeta, StoredPacket } from './types.js'
 
 export interface RedisPersistenceOptions {
   /** a connection to use (a cluster node's); the store does not close it */
@@ -45,6 +47,12 @@ export interface RedisPersistenceOptions {
 }
 
 interface InflightState { m?: number | null, p?: StoredPacket }
+
+/** a routed copy offered to a connection: when, whether offered again (dropped), the packet id it is sent with */
+interface Offer { at: number, dropped: boolean, messageId: number | undefined }
+
+/** milliseconds a copy of a routed message that a session had is remembered: its publish follows its enqueue at once */
+const REPEAT_MS = 10000
 
 /** while a stale copy's last writes are dropped */
 const DROPPING = -1
@@ -81,6 +89,17 @@ export class RedisPersistence extends BaseStore {
   #redirect: ((clientId: string, packets: StoredPacket[]) => Promise<void>) | undefined
   /** told of a copy dropped because Redis refused its write, before it goes */
   #onRefusedCopy: ((clientId: string) => void) | undefined
+  /** the routed QoS 2 message ids each session held here got (routed-ids.ts) */
+  readonly #routed = new RoutedIds()
+  /**
+   * per copy of a routed message (its broker id: one per copy), the sessions
+   * it was not queued for because they had it, and when: aedes must not
+   * deliver it to them either (it delivers copies of the packet, which keep
+   * the broker id). Kept REPEAT_MS, for the publish that follows the enqueue.
+   */
+  readonly #repeats = new Map<string, { at: number, clientIds: Set<string> }>()
+  /** per connection (aedes' client), the routed copies offered to it lately, and whether one was offered again (dropped) */
+  readonly #offered = new WeakMap<object, Map<string, Offer>>()
 
   constructor (opts: RedisPersistenceOptions) {
     super({ limits: opts.limits, logger: opts.logger })
@@ -131,6 +150,120 @@ export class RedisPersistence extends BaseStore {
       }),
       readPackets: async (keys) => (await readSessionPackets(redis, this.prefix, keys)).map((value) => value === null ? undefined : decodePacket(value))
     }
+  }
+
+  /**
+   * A routed QoS 2 message (its id in its broker id: lib/cluster/routed-id.ts)
+   * is queued only for the sessions that did not get it already (queued, in
+   * flight, or acknowledged within routed-ids.ts' bounds) [MQTT-4.3.3-2];
+   * for the others it is marked, so that aedes' delivery of it to their live
+   * connections is dropped too (`routedDuplicate`). Its id is recorded in
+   * each session it is queued for in the same write as the message: one
+   * WRITE call of the session, so Redis has both or neither.
+   */
+  override outgoingEnqueueCombi (subs: EnqueueTarget[], packet: StoredPacket): Promise<void> {
+    // QoS 0/1 (and QoS 2 with no subscriber here) without a look at the broker id
+    const id = subs.length === 0 || packet.qos !== 2 ? undefined : routedIdOf(packet.brokerId)
+    if (id === undefined) return super.outgoingEnqueueCombi(subs, packet)
+    let repeats: Set<string> | undefined
+    const fresh: EnqueueTarget[] = []
+    for (const sub of subs) {
+      if (this.#routed.has(sub.clientId, id)) (repeats ??= new Set()).add(sub.clientId)
+      else fresh.push(sub)
+    }
+    if (repeats !== undefined) this.#markRepeats(packet.brokerId as string, repeats)
+    const queued = super.outgoingEnqueueCombi(fresh, packet)
+    // the enqueue's writes are issued by now (its synchronous part): the ids join them in the session's batch
+    const writer = this.backend?.writer
+    if (writer !== undefined && !this.closed) {
+      const now = Date.now()
+      for (const sub of fresh) {
+        if (!this.#routed.has(sub.clientId, id) && this.#epochFor(sub.clientId) !== null) this.#routed.add(sub.clientId, id, now, writer)
+      }
+    }
+    return queued
+  }
+
+  #markRepeats (brokerId: string, clientIds: Set<string>): void {
+    const now = Date.now()
+    for (const [key, { at }] of this.#repeats) {
+      if (now - at <= REPEAT_MS) break
+      this.#repeats.delete(key)
+    }
+    const marked = this.#repeats.get(brokerId)
+    if (marked === undefined) this.#repeats.set(brokerId, { at: now, clientIds })
+    else for (const cid of clientIds) marked.clientIds.add(cid)
+  }
+
+  /** Whether `packet` is a copy of a routed message the session of `clientId` had already (outgoingEnqueueCombi): not to be delivered. */
+  routedDuplicate (clientId: string, packet: { brokerId?: string }): boolean {
+    if (this.#repeats.size === 0 || typeof packet.brokerId !== 'string') return false
+    return this.#repeats.get(packet.brokerId)?.clientIds.has(clientId) === true
+  }
+
+  /**
+   * Whether this copy of a routed message (its broker id) was offered to
+   * this connection (aedes' client object) before: a message enqueued as a
+   * session's connection resumes is in the queue aedes sends it and reaches
+   * the connection live too, and would go out twice under two packet ids.
+   */
+  routedOffered (client: object, packet: { brokerId?: string }): boolean {
+    const brokerId = packet.brokerId
+    if (typeof brokerId !== 'string' || routedIdOf(brokerId) === undefined) return false
+    let offered = this.#offered.get(client)
+    if (offered === undefined) this.#offered.set(client, offered = new Map())
+    const now = Date.now()
+    const before = offered.get(brokerId)
+    if (before !== undefined) {
+      before.dropped = true
+      return true
+    }
+    for (const [key, { at }] of offered) {
+      if (now - at <= REPEAT_MS) break
+      offered.delete(key)
+    }
+    offered.set(brokerId, { at: now, dropped: false, messageId: undefined })
+    return false
+  }
+
+  /**
+   * A routed message offered to a connection twice (routedOffered) gets
+   * the packet id of its first update on it: aedes' queue drain gives its
+   * copy a packet id of its own before it asks authorizeForward, and the
+   * message must stay in flight under the id the connection was sent.
+   */
+  override async outgoingUpdate (client: ClientRef, packet: StoredPacket): Promise<void> {
+    if (packet.cmd === 'publish' && packet.qos === 2 && typeof packet.brokerId === 'string' && typeof packet.messageId === 'number') {
+      const offer = this.#offered.get(client)?.get(packet.brokerId)
+      if (offer !== undefined) {
+        if (offer.messageId === undefined) offer.messageId = packet.messageId
+        else packet.messageId = offer.messageId
+      }
+    }
+    await super.outgoingUpdate(client, packet)
+  }
+
+  /** aedes clears a message it did not deliver: a repeat was never queued, and the message it repeats stays; so does the message whose second offer was dropped. */
+  override async outgoingClearMessageId (client: ClientRef, packet: StoredPacket): Promise<StoredPacket | undefined> {
+    if (packet !== null && typeof packet === 'object' && ((packet.messageId === undefined && this.routedDuplicate(client.id, packet)) ||
+      (typeof packet.brokerId === 'string' && this.#offered.get(client)?.get(packet.brokerId)?.dropped === true))) return undefined
+    return await super.outgoingClearMessageId(client, packet)
+  }
+
+  /** the ids of routed messages remembered for a session, for tests */
+  routedIdCount (clientId: string): number {
+    return this.#routed.count(clientId)
+  }
+
+  override async wipeSession (clientId: string): Promise<void> {
+    const writer = this.backend?.writer
+    for (const key of this.#routed.forget(clientId)) writer?.del(key)
+    await super.wipeSession(clientId)
+  }
+
+  protected override forgetSession (clientId: string): void {
+    this.#routed.forget(clientId)
+    super.forgetSession(clientId)
   }
 
   #epochFor (clientId: string): string | null {
@@ -274,9 +407,14 @@ export class RedisPersistence extends BaseStore {
     fields.sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)
     const states = new Map<string, InflightState>()
     const rest: Array<[string, Buffer]> = []
+    const now = Date.now()
+    const stale: string[] = []
     for (const [field, value] of fields) {
       try {
-        if (field.startsWith('qi:')) {
+        if (field.startsWith(ROUTED_ID_KIND)) {
+          const id = afterClient(field, ROUTED_ID_KIND.length)[1]
+          if (!this.#routed.restore(clientId, id, Number(value.toString()), now)) stale.push(id)
+        } else if (field.startsWith('qi:')) {
           const state = decodeRecord(value) as InflightState
           if (state === null || typeof state !== 'object') throw new Error('in-flight state is not an object')
           states.set(afterClient(field, 3)[1], state)
@@ -313,6 +451,9 @@ export class RedisPersistence extends BaseStore {
         }
       } catch (err) { this.#skip(clientId, field, err) }
     }
+    // the ids past their bounds go with the session's next write
+    const writer = this.backend?.writer
+    for (const id of [...stale, ...this.#routed.settle(clientId, now)]) writer?.del(routedIdKey(clientId, id))
     // PUBREL state has no body; any other leftover lost its body
     for (const [hex, state] of states) {
       try {

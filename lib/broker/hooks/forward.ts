@@ -19,7 +19,7 @@ export interface ForwardContext {
   readonly security: Pick<SecurityPolicy, 'hasAcl' | 'mayReceive'> | undefined
   readonly shared: Pick<SharedSubscriptions, 'refuse' | 'onForward'> | undefined
   readonly encodeOnce: Pick<EncodeOnce, 'frame'>
-  store (): Pick<StoreExtras, 'wasInFlight'> | undefined
+  store (): Pick<StoreExtras, 'wasInFlight' | 'routedDuplicate' | 'routedOffered'> | undefined
   gatewayOf (client: { conn: unknown }): ForwardGateway | undefined
 }
 
@@ -41,6 +41,20 @@ export const dropRepeatedCopy: ForwardStep = (packet, _client, conn, shared) =>
   conn.isRepeat(packet.brokerId, packet.brokerCounter)
     ? null
     : packet
+
+/**
+ * 1b. [MQTT-4.3.3-2] A routed QoS 2 message (lib/cluster/routed-id.ts) goes
+ *     out once: not a copy the session had already (published again: the
+ *     store did not queue it again), nor the same message offered twice to
+ *     one connection (from the session's queue as the connection resumes,
+ *     with the packet id aedes gave it there, and live).
+ */
+export const dropRoutedRepeat: ForwardStep = (packet, client, _conn, shared, ctx) => {
+  if (packet.qos !== 2 || shared) return packet
+  const store = ctx.store()
+  if (packet.messageId === undefined && store?.routedDuplicate?.(client.id, packet) === true) return null
+  return store?.routedOffered?.(client, packet) === true ? null : packet
+}
 
 /**
  * 2. With an ACL, delivery is checked too: a client whose read right went
@@ -96,6 +110,7 @@ export const sealEncoded: ForwardStep = (packet, _client, conn) => {
 /** The steps, in the order they run. */
 export const FORWARD_STEPS: readonly ForwardStep[] = [
   dropRepeatedCopy,
+  dropRoutedRepeat,
   checkReadRight,
   markResentAsDuplicate,
   confirmSharedDelivery,

@@ -5,7 +5,7 @@
 import t from 'tap'
 import type { AedesPublishPacket, Client } from 'aedes'
 import {
-  FORWARD_STEPS, authorizeForward, dropRepeatedCopy, checkReadRight, markResentAsDuplicate,
+  FORWARD_STEPS, authorizeForward, dropRepeatedCopy, dropRoutedRepeat, checkReadRight, markResentAsDuplicate,
   confirmSharedDelivery, applyCorrections, sendEncodedOnce, sealEncoded,
   type ForwardContext, type ForwardGateway
 } from '../../../lib/broker/hooks/forward.js'
@@ -77,6 +77,7 @@ function stubs (o: StubOptions = {}): Stubs {
 t.test('the steps run in this order', async (t) => {
   t.same(FORWARD_STEPS.map(step => step.name), [
     'dropRepeatedCopy',
+    'dropRoutedRepeat',
     'checkReadRight',
     'markResentAsDuplicate',
     'confirmSharedDelivery',
@@ -84,6 +85,20 @@ t.test('the steps run in this order', async (t) => {
     'sendEncodedOnce',
     'sealEncoded'
   ])
+})
+
+t.test('1b. dropRoutedRepeat [MQTT-4.3.3-2]: a routed QoS 2 message the session had already is not delivered again', async (t) => {
+  const { ctx, conn } = stubs()
+  const repeat = packet({ qos: 2 })
+  const asked: string[] = []
+  const store = (p: object): boolean => p === repeat
+  const withStore = { ...ctx, store: () => ({ routedDuplicate: (cid: string, p: object) => { asked.push(cid); return store(p) } }) }
+  t.equal(dropRoutedRepeat(repeat, client(), conn, false, withStore), null, 'the repeat the store marked is dropped')
+  t.ok(dropRoutedRepeat(packet({ qos: 2 }), client(), conn, false, withStore), 'another message goes')
+  t.ok(dropRoutedRepeat(packet({ qos: 1 }), client(), conn, false, withStore), 'a QoS 1 message is not looked up')
+  t.ok(dropRoutedRepeat(repeat, client(), conn, true, withStore), 'nor a shared delivery')
+  t.same(asked, ['c1', 'c1'], 'the store was asked for the QoS 2 deliveries only')
+  t.ok(dropRoutedRepeat(repeat, client(), conn, false, ctx), 'a store that cannot tell delivers it')
 })
 
 t.test('1. dropRepeatedCopy [MQTT-3.3.4-2]: one copy per client of a live message that matches several subscriptions', async (t) => {
