@@ -16,7 +16,7 @@
  * its queue in Redis, unless the session had it already: every routed message has an id
  * (lib/cluster/forward.ts). A QoS 2 message carries it into the session
  * (lib/cluster/routed-id.ts), whose store queues and delivers it once
- * (persistence/routed-ids.ts) [MQTT-4.3.3-2]. For QoS 1 the node remembers
+ * (persistence/routed-ids.ts) [MQTT-4.3.3-10]. For QoS 1 the node remembers
  * for SEEN_MS the ids it published since a session's connection arrived
  * here; at least once: a QoS 1 message published here between the
  * session's load and its connection's arrival, and forwarded too, arrives
@@ -84,7 +84,7 @@ export async function enqueueFor (aedes: Aedes, clientIds: ReadonlySet<string>, 
   const subs = (await persistence.subscriptionsByTopic(packet.topic)).filter((s) => clientIds.has(s.clientId))
   if (subs.length === 0) return
   const queued = queuedPacket(aedes, { ...packet, payload: Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload) })
-  // a QoS 2 message by its routed id: not queued again for a session that had it [MQTT-4.3.3-2]
+  // a QoS 2 message by its routed id: not queued again for a session that had it [MQTT-4.3.3-10]
   nameByRoutedId(queued as { qos: number }, aedes.id, id)
   await persistence.outgoingEnqueueCombi(subs, queued)
 }
@@ -183,7 +183,7 @@ export class SessionMoves {
    * Messages queued here for `clientId` whose write the store could not make
    * (another node took the session while they were on their way: its copy
    * here refused or dropped): to the node holding it, for it alone. Their
-   * publishers' PUBACK/PUBREC wait for this [MQTT-4.3.2-2] [MQTT-4.3.3-2].
+   * publishers' PUBACK/PUBREC wait for this [MQTT-4.3.2-4] [MQTT-4.3.3-8].
    */
   async redirect (clientId: string, packets: StoredPacket[]): Promise<void> {
     const cluster = this.ctx.cluster

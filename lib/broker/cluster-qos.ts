@@ -55,10 +55,10 @@ export function wireClusterQos (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster'
     // sent at once: Redis gets a client's inbox writes in its order (one connection), several in flight
     const sent = packet.qos === 0 ? undefined : cluster.routeDurable(packet)
     // a QoS 2 message published here carries its routed id into the sessions here too: a node a session moves to skips
-    // the copy it gets again (cluster/routed-id.ts) [MQTT-4.3.3-2]
+    // the copy it gets again (cluster/routed-id.ts) [MQTT-4.3.3-10]
     const routed = packet.qos !== 2 || sent === undefined ? sent : sent.then((id) => { nameByRoutedId(packet as { qos: number, brokerId?: string }, aedes.id, id); return id })
     // a session that just left this node no longer matches here, and its new node's route may not be known here yet:
-    // forwarded to it, with the id of its routed copy (that node skips one it had) [MQTT-4.3.2-2] [MQTT-4.3.3-2]
+    // forwarded to it, with the id of its routed copy (that node skips one it had) [MQTT-4.3.2-4] [MQTT-4.3.3-8]
     const absent = routed === undefined ? NONE : moves.absentFor(packet.topic)
     const routing = absent.length === 0 ? routed : routed?.then(async (id) => { await moves.forward(absent, routedPacket(packet, packet.qos === 2 ? 2 : 1) as PublishPacket, id) })
     // published after the client's earlier message (whose refusal is its own publisher's answer, not this one's;
@@ -99,7 +99,7 @@ export function wireClusterQos (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster'
     moves.published(meta.id)
     // the inbox's own decoded packet: marked in place (a copy per message was a twentieth of the receiving node's time)
     ;(packet as PublishPacket & { brokerId?: string }).brokerId = brokerId
-    // a QoS 2 message by its id: a session that had it (this read again, or a copy forwarded) skips it [MQTT-4.3.3-2]
+    // a QoS 2 message by its id: a session that had it (this read again, or a copy forwarded) skips it [MQTT-4.3.3-10]
     if (packet.qos === 2) nameByRoutedId(packet as PublishPacket, brokerId, meta.id)
     // no session left lately (nearly always): no promise for this message
     if (absent.length === 0) {

@@ -4,7 +4,7 @@
  * into a session as part of its broker id, which the stores keep with a
  * queued message (`persistence/codec.ts`). The Redis store remembers the ids
  * a session got (`persistence/routed-ids.ts`) and queues or delivers a
- * second copy of one to that session no more [MQTT-4.3.3-2]. The broker id
+ * second copy of one to that session no more [MQTT-4.3.3-10]. The broker id
  * keeps its base (a node's aedes id, or the routed prefix that tells the
  * shared groups a message was added to their streams where it was published,
  * `broker/cluster-shared.ts`), so nothing else that reads it changes.

@@ -218,7 +218,7 @@ export class SessionWriter implements BatchTarget {
     // named as a refused cluster write, so the publisher waiting on it gets 0x80 (lib/cluster/refusal.ts), not a guess from Redis' wording
     if (failed !== undefined) throw clusterWriteRefused(failed.reason, 'session state')
     // a message queued in a copy of a session being handed over (or just taken by another node) is the session's all the same:
-    // its publisher is acknowledged once it is with the node holding the session [MQTT-4.3.2-2] [MQTT-4.3.3-2]
+    // its publisher is acknowledged once it is with the node holding the session [MQTT-4.3.2-4] [MQTT-4.3.3-8]
     const redirect = this.opts.redirect
     const redirected = new Set<string>()
     const moving: Array<Promise<void>> = []

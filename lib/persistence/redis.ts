@@ -155,7 +155,7 @@ export class RedisPersistence extends BaseStore {
   /**
    * A routed QoS 2 message (its id in its broker id: lib/cluster/routed-id.ts)
    * is queued only for the sessions that did not get it already (queued, in
-   * flight, or acknowledged within routed-ids.ts' bounds) [MQTT-4.3.3-2];
+   * flight, or acknowledged within routed-ids.ts' bounds) [MQTT-4.3.3-10];
    * for the others it is marked, so that aedes' delivery of it to their live
    * connections is dropped too (`routedDuplicate`). Its id is recorded in
    * each session it is queued for in the same write as the message: one

@@ -1,6 +1,6 @@
 // The ids of the routed QoS 2 messages each session held here got
 // (lib/cluster/routed-id.ts), so that a second copy of one is not queued or
-// delivered to it again [MQTT-4.3.3-2]: a copy a node publishes again (an
+// delivered to it again [MQTT-4.3.3-10]: a copy a node publishes again (an
 // inbox batch read again after a Redis reconnect, a dead node's inbox
 // re-published by its adopter or by a claim of one of its sessions, a
 // FORWARD of a message during a move, or the message sent on by the node a

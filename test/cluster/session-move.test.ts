@@ -112,7 +112,7 @@ t.test('[MQTT-4.5.0-1] the inbox is caught up only once the batch it is publishi
   t.equal(caughtUp, true, 'caught up once it is done')
 })
 
-t.test('[MQTT-4.3.2-2] a message queued for a session whose copy here was handed over goes to the node holding it, its expiry counted down [MQTT-3.3.2-6]', async (t) => {
+t.test('[MQTT-4.3.2-4] a message queued for a session whose copy here was handed over goes to the node holding it, its expiry counted down [MQTT-3.3.2-6]', async (t) => {
   const forwarded: Array<{ clientId: string, packet: PublishPacket, id: string }> = []
   const cluster = { nodeId: 'node-a', forwardTo: async (clientId: string, packet: PublishPacket, id: string) => { forwarded.push({ clientId, packet, id }); return 'node-b' } } as unknown as ClusterView
   const aedes = Object.assign(new EventEmitter(), { id: 'node-a', counter: 0 })

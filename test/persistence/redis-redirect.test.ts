@@ -37,7 +37,7 @@ async function holder (t: Test, prefix: string, opts: { delayMs?: number, fail?:
   return { a, redirected, done }
 }
 
-t.test('[MQTT-4.3.2-2] a message queued in a copy whose write Redis refuses (another node adopted the session) is redirected; its enqueue waits for that', async (t) => {
+t.test('[MQTT-4.3.2-4] a message queued in a copy whose write Redis refuses (another node adopted the session) is redirected; its enqueue waits for that', async (t) => {
   const prefix = redisPrefix()
   const { a, redirected, done } = await holder(t, prefix, { delayMs: 100 })
   const b = await open(t, prefix, 'node-b')
@@ -51,7 +51,7 @@ t.test('[MQTT-4.3.2-2] a message queued in a copy whose write Redis refuses (ano
   t.equal(redirected.length, 1)
 })
 
-t.test('[MQTT-4.3.2-2] a message queued as the copy is handed over (dropped before its write went out) is redirected, not dropped', async (t) => {
+t.test('[MQTT-4.3.2-4] a message queued as the copy is handed over (dropped before its write went out) is redirected, not dropped', async (t) => {
   const { a, done } = await holder(t, redisPrefix(), { delayMs: 50 })
   // matched and queued while held; the batch goes out after the hand-over (as when the publish and the takeover notice share a turn)
   const enqueued = a.outgoingEnqueueCombi([{ clientId: 'x', qos: 1 }], publish('f/2', 'handed over'))

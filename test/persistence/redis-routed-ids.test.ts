@@ -38,7 +38,7 @@ async function hashFields (prefix: string, clientId: string): Promise<string[]> 
 const payloads = async (store: RedisPersistence, clientId: string): Promise<string[]> =>
   (await collect(store.outgoingStream({ id: clientId }))).map((p) => String(p.payload))
 
-t.test('[MQTT-4.3.3-2] a second copy of a routed QoS 2 message (the same id) is not queued again for a session; another id is', async (t) => {
+t.test('[MQTT-4.3.3-10] a second copy of a routed QoS 2 message (the same id) is not queued again for a session; another id is', async (t) => {
   const prefix = redisPrefix()
   const a = await open(t, prefix, 'node-a')
   await a.hydrate('x', 1, { clean: false })
@@ -62,7 +62,7 @@ t.test('[MQTT-4.3.3-2] a second copy of a routed QoS 2 message (the same id) is 
   t.equal(a.routedIdCount('x'), 2, 'a message without a routed id records nothing')
 })
 
-t.test('[MQTT-4.3.3-2] the ids move with the session: the node that claims it next skips a copy the session got on the node before, also once acknowledged', async (t) => {
+t.test('[MQTT-4.3.3-10] the ids move with the session: the node that claims it next skips a copy the session got on the node before, also once acknowledged', async (t) => {
   const prefix = redisPrefix()
   const a = await open(t, prefix, 'node-a')
   await a.hydrate('x', 1, { clean: false })
@@ -86,7 +86,7 @@ t.test('[MQTT-4.3.3-2] the ids move with the session: the node that claims it ne
   t.notOk((await hashFields(prefix, 'x')).some((f) => f.startsWith('u:')), 'the ids go with the session')
 })
 
-t.test('[MQTT-4.3.3-2] a routed message offered to one connection twice (live, and from the queue as the connection resumes) goes out once, in flight under the first packet id', async (t) => {
+t.test('[MQTT-4.3.3-10] a routed message offered to one connection twice (live, and from the queue as the connection resumes) goes out once, in flight under the first packet id', async (t) => {
   const a = await open(t, redisPrefix(), 'node-a')
   await a.hydrate('x', 1, { clean: false })
   await a.addSubscriptions({ id: 'x' }, [{ topic: 'f/#', qos: 2 }])

@@ -43,7 +43,7 @@ export const dropRepeatedCopy: ForwardStep = (packet, _client, conn, shared) =>
     : packet
 
 /**
- * 1b. [MQTT-4.3.3-2] A routed QoS 2 message (lib/cluster/routed-id.ts) goes
+ * 1b. [MQTT-4.3.3-10] A routed QoS 2 message (lib/cluster/routed-id.ts) goes
  *     out once: not a copy the session had already (published again: the
  *     store did not queue it again), nor the same message offered twice to
  *     one connection (from the session's queue as the connection resumes,

@@ -87,7 +87,7 @@ t.test('the steps run in this order', async (t) => {
   ])
 })
 
-t.test('1b. dropRoutedRepeat [MQTT-4.3.3-2]: a routed QoS 2 message the session had already is not delivered again', async (t) => {
+t.test('1b. dropRoutedRepeat [MQTT-4.3.3-10]: a routed QoS 2 message the session had already is not delivered again', async (t) => {
   const { ctx, conn } = stubs()
   const repeat = packet({ qos: 2 })
   const asked: string[] = []

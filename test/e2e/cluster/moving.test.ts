@@ -78,7 +78,7 @@ async function flapping (t: Test, version: 4 | 5, qos: 1 | 2, publishOn: 'a' | '
   t.same(missing, [], `every acknowledged message arrived (${numbered.length} deliveries, ${duplicates} duplicates${qos === 1 ? ': at least once' : ''})`)
   if (qos === 2) {
     const twice = [...new Set(numbered.filter((p, i) => numbered.indexOf(p) !== i))]
-    t.same(twice, [], `[MQTT-4.3.3-2] none arrived twice (${duplicates} duplicates among ${numbered.length} deliveries)`)
+    t.same(twice, [], `[MQTT-4.3.3-10] none arrived twice (${duplicates} duplicates among ${numbered.length} deliveries)`)
   }
 }
 
@@ -87,14 +87,14 @@ t.test('MQTT 5, QoS 1: a session flapping between nodes B and C while node A pub
 })
 
 // the publisher's own node hands the session over: a message it queued into its copy as the copy went is sent on to the session's new node
-t.test('[MQTT-4.3.2-2] MQTT 5, QoS 1: a session flapping between nodes B and C while a publisher on node B publishes without pause gets every acknowledged message', async (t) => {
+t.test('[MQTT-4.3.2-4] MQTT 5, QoS 1: a session flapping between nodes B and C while a publisher on node B publishes without pause gets every acknowledged message', async (t) => {
   await flapping(t, 5, 1, 'b')
 })
 
-t.test('[MQTT-4.3.3-2] MQTT 3.1.1, QoS 2: a session flapping between nodes B and C while node A publishes without pause gets every acknowledged message exactly once', async (t) => {
+t.test('[MQTT-4.3.3-10] MQTT 3.1.1, QoS 2: a session flapping between nodes B and C while node A publishes without pause gets every acknowledged message exactly once', async (t) => {
   await flapping(t, 4, 2)
 })
 
-t.test('[MQTT-4.3.3-2] MQTT 5, QoS 2: a session flapping between nodes B and C while a publisher on node B publishes without pause gets every acknowledged message exactly once', async (t) => {
+t.test('[MQTT-4.3.3-10] MQTT 5, QoS 2: a session flapping between nodes B and C while a publisher on node B publishes without pause gets every acknowledged message exactly once', async (t) => {
   await flapping(t, 5, 2, 'b')
 })

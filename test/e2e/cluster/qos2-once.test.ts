@@ -9,7 +9,7 @@
  * SIGKILLed and the subscriber reconnects on node C, whose claim queues the
  * dead inbox's entries into the session again (lib/cluster/orphans.ts), and
  * a survivor adopts B (adoption.ts). Each message arrives once
- * [MQTT-4.3.3-2] (MQTT.js 5 and 3.1.1, mosquitto_sub); before the ids, each
+ * [MQTT-4.3.3-10] (MQTT.js 5 and 3.1.1, mosquitto_sub); before the ids, each
  * arrived a second time on C.
  */
 import t, { type Test } from 'tap'
@@ -64,18 +64,18 @@ async function deadInboxAgain (t: Test, version: 4 | 5): Promise<void> {
   const expected = Array.from({ length: N }, (_, i) => String(i))
   t.same([...new Set(all)].sort(), [...expected].sort(), 'every acknowledged message arrived')
   t.same(numbered(after.messages), [], 'none again on c, where the dead inbox\'s entries were queued into the session again')
-  t.equal(all.length, N, `[MQTT-4.3.3-2] each once (${all.length} deliveries of ${N})`)
+  t.equal(all.length, N, `[MQTT-4.3.3-10] each once (${all.length} deliveries of ${N})`)
 }
 
-t.test('[MQTT-4.3.3-2] MQTT 5: QoS 2 messages node B published into a session but could not acknowledge arrive once when B dies and the session resumes on node C', async (t) => {
+t.test('[MQTT-4.3.3-10] MQTT 5: QoS 2 messages node B published into a session but could not acknowledge arrive once when B dies and the session resumes on node C', async (t) => {
   await deadInboxAgain(t, 5)
 })
 
-t.test('[MQTT-4.3.3-2] MQTT 3.1.1: QoS 2 messages node B published into a session but could not acknowledge arrive once when B dies and the session resumes on node C', async (t) => {
+t.test('[MQTT-4.3.3-10] MQTT 3.1.1: QoS 2 messages node B published into a session but could not acknowledge arrive once when B dies and the session resumes on node C', async (t) => {
   await deadInboxAgain(t, 4)
 })
 
-t.test('[MQTT-4.3.3-2] mosquitto_sub -V mqttv311 -c: QoS 2 messages node B published into a session but could not acknowledge arrive once when B dies and the session resumes on node C', async (t) => {
+t.test('[MQTT-4.3.3-10] mosquitto_sub -V mqttv311 -c: QoS 2 messages node B published into a session but could not acknowledge arrive once when B dies and the session resumes on node C', async (t) => {
   const redis = await startRedis(t)
   const a = await startNode(t, redis, ['--node-id', 'a'])
   const b = await startNode(t, redis, ['--node-id', 'b'])
@@ -106,5 +106,5 @@ t.test('[MQTT-4.3.3-2] mosquitto_sub -V mqttv311 -c: QoS 2 messages node B publi
   const all = [...numbered(first.lines), ...numbered(again.lines)]
   t.same([...new Set(all)].sort(), Array.from({ length: N }, (_, i) => String(i)).sort(), 'every acknowledged message arrived')
   t.same(numbered(again.lines), [], 'none again on c')
-  t.equal(all.length, N, `[MQTT-4.3.3-2] each once (${all.length} deliveries of ${N})`)
+  t.equal(all.length, N, `[MQTT-4.3.3-10] each once (${all.length} deliveries of ${N})`)
 })
