@@ -151,21 +151,71 @@ export function liveSubscriptionCount (broker: Aedes, topic: string): number {
 
 type Deliver = (packet: { topic: string, qos: number }, cb: () => void) => void
 
+/** A message aedes hands a subscription's delivery function (a copy per subscription: aedes-packet's Packet). */
+export interface LiveDelivery {
+  topic: string
+  qos: number
+  /** the publishing client (aedes' emitPacket) */
+  clientId?: string
+  /** the subscription's No Local flag (aedes' handlePacketSubscription) */
+  nl?: boolean | number
+}
+
 /**
  * aedes binds each subscription to `client.deliver0` (QoS 0) or
  * `client.deliverQoS` when it is made; routing the QoS 0 path lets culex send
  * a message at the highest QoS of overlapping subscriptions.
+ *
+ * `takeLive`, when given, is offered each message on the QoS 0 path first:
+ * true means the gateway delivered it (or its forward steps dropped it), and
+ * aedes' deliverQoS0 is skipped. That function only asks `authorizeForward`
+ * (the gateway runs the same steps), drops the client's own message under
+ * No Local [MQTT-3.8.3-3] (checked here first, as aedes does), checks
+ * `client.duplicates` (a no-op once hardenClient ran; `takeLive` is used
+ * only then), and calls back after a setImmediate: the callbacks of taken messages are
+ * called together at the next check phase, one setImmediate for all of them
+ * instead of one each.
  */
-export function routeQoS0Delivery (client: Client, useQoSPath: (packet: { topic: string, qos: number }) => boolean): void {
-  const c = client as unknown as { deliver0?: Deliver, deliverQoS?: Deliver }
+export function routeQoS0Delivery (client: Client, useQoSPath: (packet: { topic: string, qos: number }) => boolean, takeLive?: (packet: LiveDelivery) => boolean): void {
+  const c = client as unknown as { deliver0?: Deliver, deliverQoS?: Deliver, duplicates?: unknown, id?: unknown }
   const deliver0 = c.deliver0
   const deliverQoS = c.deliverQoS
   if (typeof deliver0 !== 'function' || typeof deliverQoS !== 'function') {
     throw new Error('aedes Client no longer has deliver0/deliverQoS: review lib/aedes-internals.ts')
   }
-  c.deliver0 = function deliver0Routed (packet, cb) {
+  // skipping deliverQoS0 skips its duplicates check too: only once hardenClient made it a no-op
+  if (takeLive === undefined || c.duplicates !== NO_COUNTER_DEDUPE) {
+    c.deliver0 = function deliver0Routed (packet, cb) {
+      if (packet.qos > 0 && useQoSPath(packet)) deliverQoS(packet, cb)
+      else deliver0(packet, cb)
+    }
+    return
+  }
+  c.deliver0 = function deliver0Taken (packet: LiveDelivery, cb) {
     if (packet.qos > 0 && useQoSPath(packet)) deliverQoS(packet, cb)
+    else if (!(Boolean(packet.nl) && packet.clientId === c.id) && takeLive(packet)) callBackNextTurn(cb)
     else deliver0(packet, cb)
+  }
+}
+
+let dueCallbacks: Array<() => void> | undefined
+
+function callBackNextTurn (cb: () => void): void {
+  if (dueCallbacks === undefined) {
+    dueCallbacks = [cb]
+    setImmediate(runDueCallbacks)
+  } else dueCallbacks.push(cb)
+}
+
+function runDueCallbacks (): void {
+  const due = dueCallbacks ?? []
+  dueCallbacks = undefined
+  let i = 0
+  try {
+    for (; i < due.length; i++) (due[i] as () => void)()
+  } finally {
+    // one that threw does not hold back the others
+    for (i++; i < due.length; i++) callBackNextTurn(due[i] as () => void)
   }
 }
 

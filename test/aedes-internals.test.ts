@@ -149,6 +149,46 @@ t.test('aedes matches every published topic through mq._matcher, and listeners c
   t.equal(live.count('a/c'), 0)
 })
 
+t.test('a live QoS 0 message taken by the gateway skips aedes\' deliverQoS0, which only asks authorizeForward, drops No Local copies and calls back after a setImmediate (routeQoS0Delivery takeLive)', async (t) => {
+  const { handleStream, routeQoS0Delivery, AliasTable } = await import('../lib/aedes-internals.js')
+  const clientSource = readFileSync(require.resolve('aedes').replace(/aedes\.js$/, 'lib/client.js'), 'utf8')
+  t.match(clientSource, 'if (_packet.clientId === that.id && _packet.nl) return', 'aedes drops the client\'s own message under No Local before anything else')
+  t.match(clientSource, /const toForward = dedupe\(that, _packet\) &&\s+that\.broker\.authorizeForward\(that, _packet\)/, 'then asks only dedupe and authorizeForward')
+  t.match(clientSource, /} else {\s+setImmediate\(cb\)\s+}/, 'and calls back after a setImmediate when it writes nothing')
+  let asked = 0
+  const broker = await Aedes.createBroker({ authorizeForward: () => { asked++; return null } })
+  t.teardown(() => new Promise<void>((resolve) => broker.close(() => resolve())))
+  const make = (harden: boolean): { deliver0: (packet: object, cb: () => void) => void, offered: object[] } => {
+    const stream = new Duplex({ read () {}, write (_chunk, _enc, cb) { cb() } })
+    t.teardown(() => { stream.destroy() })
+    const client = handleStream(broker, stream, new AliasTable())
+    if (harden) hardenClient(client)
+    const c = client as unknown as { id: string, deliver0: (packet: object, cb: () => void) => void }
+    c.id = 'me'
+    const offered: object[] = []
+    routeQoS0Delivery(client, () => false, (packet) => { offered.push(packet); return (packet as { topic: string }).topic === 'take' })
+    return { deliver0: (packet, cb) => { c.deliver0(packet, cb) }, offered }
+  }
+  const hardened = make(true)
+  const calledBack: string[] = []
+  hardened.deliver0({ topic: 'take', qos: 0, clientId: 'other' }, () => calledBack.push('first'))
+  hardened.deliver0({ topic: 'take', qos: 0, clientId: 'other' }, () => calledBack.push('second'))
+  t.same(calledBack, [], 'no callback before the setImmediate')
+  t.equal(asked, 0, 'aedes did not ask authorizeForward about taken messages')
+  await new Promise((resolve) => setImmediate(resolve))
+  t.same(calledBack, ['first', 'second'], 'both called back, in order, at the next check phase')
+  await new Promise<void>((resolve) => { hardened.deliver0({ topic: 'leave', qos: 0, clientId: 'other' }, resolve) })
+  t.equal(asked, 1, 'a message not taken goes through aedes\' deliverQoS0')
+  const before = hardened.offered.length
+  await new Promise<void>((resolve) => { hardened.deliver0({ topic: 'take', qos: 0, clientId: 'me', nl: true }, resolve) })
+  t.equal(hardened.offered.length, before, '[MQTT-3.8.3-3] the client\'s own message under No Local is not offered')
+  t.equal(asked, 1, 'aedes dropped it before authorizeForward, as before')
+  const plain = make(false)
+  await new Promise<void>((resolve) => { plain.deliver0({ topic: 'take', qos: 0, clientId: 'other' }, resolve) })
+  t.same(plain.offered, [], 'without hardenClient (aedes\' duplicates check live) nothing is offered')
+  t.equal(asked, 2)
+})
+
 t.test('[MQTT-3.1.2-22] aedes keeps the keep-alive in client._keepaliveTimer / _keepaliveInterval, which refreshKeepAlive restarts', async (t) => {
   const { handleStream, injectPacket, pacePackets, refreshKeepAlive, AliasTable } = await import('../lib/aedes-internals.js')
   const connectSource = readFileSync(require.resolve('aedes').replace(/aedes\.js$/, 'lib/handlers/connect.js'), 'utf8')
