@@ -95,6 +95,11 @@ export interface LiveSubscriptions {
 
 const liveByMatcher = new WeakMap<object, LiveSubscriptions>()
 
+/** topics whose matching listeners the matcher remembers (all forgotten when full) */
+const REMEMBERED_MATCHES = 1024
+/** longer topics are matched each time: what is remembered stays under about 256 KiB of topic names */
+const REMEMBERED_TOPIC_LENGTH = 256
+
 /**
  * aedes has no public way to ask which live subscriptions match a topic; its
  * mqemitter keeps them in a qlobber, `mq._matcher`, and matches every
@@ -103,6 +108,14 @@ const liveByMatcher = new WeakMap<object, LiveSubscriptions>()
  * the matcher's `match` is wrapped to remember its last answer, and
  * `add`/`remove`/`clear` to forget it: that second question is then a string
  * comparison instead of a second match.
+ *
+ * The wrapper also remembers the listeners matching each of the last
+ * topics (up to REMEMBERED_MATCHES, forgotten together when a listener comes
+ * or goes): a device publishes to the same few topics again and again, and
+ * splitting and walking the topic tree took about a tenth of a QoS 0
+ * fan-in's broker CPU (benchmarks/README.md). qlobber returns a new array
+ * per match, and mqemitter only reads it, so one array may serve several
+ * messages.
  */
 export function liveSubscriptions (broker: Aedes): LiveSubscriptions {
   const mq = (broker as unknown as { mq: { _matcher?: Partial<Matcher> } }).mq
@@ -117,16 +130,31 @@ export function liveSubscriptions (broker: Aedes): LiveSubscriptions {
   let lastTopic: string | undefined
   let lastCount = 0
   const stable = new Map<string, number>()
+  const known = new Map<string, unknown[]>()
   m.match = function matchRemembered (topic, ctx) {
-    const matches = match.call(this, topic, ctx)
+    let matches: unknown[] | undefined
     // qlobber's match(topic, ctx): one with a context may filter, and is not remembered
-    lastTopic = ctx === undefined ? topic : undefined
+    if (ctx === undefined) {
+      matches = known.get(topic)
+      if (matches === undefined) {
+        matches = match.call(this, topic)
+        if (topic.length <= REMEMBERED_TOPIC_LENGTH) {
+          if (known.size >= REMEMBERED_MATCHES) known.clear()
+          known.set(topic, matches)
+        }
+      }
+      lastTopic = topic
+    } else {
+      matches = match.call(this, topic, ctx)
+      lastTopic = undefined
+    }
     lastCount = matches.length
     return matches
   }
   const forget = (): void => {
     lastTopic = undefined
     if (stable.size > 0) stable.clear()
+    if (known.size > 0) known.clear()
   }
   m.add = function addForgetting (...args) { forget(); return add.apply(this, args) }
   m.remove = function removeForgetting (...args) { forget(); return remove.apply(this, args) }

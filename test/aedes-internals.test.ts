@@ -149,6 +149,43 @@ t.test('aedes matches every published topic through mq._matcher, and listeners c
   t.equal(live.count('a/c'), 0)
 })
 
+t.test('the listeners matching a topic are remembered until a listener comes or goes (liveSubscriptions)', async (t) => {
+  const { liveSubscriptions } = await import('../lib/aedes-internals.js')
+  const mqemitterPath = createRequire(require.resolve('aedes')).resolve('mqemitter')
+  const qlobberSource = readFileSync(createRequire(mqemitterPath).resolve('qlobber/lib/qlobber.js'), 'utf8')
+  t.match(qlobberSource, /Qlobber\.prototype\.match = function \(topic, ctx\)\s*\{\s*return this\._match2\(\[\], topic, ctx\);/, 'mqemitter\'s qlobber returns a new array per match (one may be kept)')
+  t.match(readFileSync(mqemitterPath, 'utf8'), 'const matches = this._matcher.match(message.topic)', 'mqemitter matches each message once and only passes the array on')
+  const broker = await Aedes.createBroker()
+  t.teardown(() => new Promise<void>((resolve) => broker.close(() => resolve())))
+  const live = liveSubscriptions(broker)
+  const seen: string[] = []
+  const publish = (topic: string): Promise<void> => new Promise<void>((resolve) => {
+    broker.publish({ cmd: 'publish', topic, payload: Buffer.from('x'), qos: 0, retain: false, dup: false }, () => resolve())
+  })
+  const listener = (name: string) => (p: { topic: string }, cb: () => void): void => { seen.push(`${name} ${p.topic}`); cb() }
+  const one = listener('one')
+  const two = listener('two')
+  await new Promise<void>((resolve) => broker.subscribe('a/+', one, () => resolve()))
+  await publish('a/b')
+  await publish('a/b')
+  t.same(seen, ['one a/b', 'one a/b'], 'a remembered topic reaches its listeners every time')
+  await new Promise<void>((resolve) => broker.subscribe('#', two, () => resolve()))
+  await publish('a/b')
+  t.same(seen.slice(2).sort(), ['one a/b', 'two a/b'], 'a new listener gets the next message of a remembered topic')
+  await new Promise<void>((resolve) => broker.unsubscribe('a/+', one, () => resolve()))
+  await publish('a/b')
+  t.same(seen.slice(4), ['two a/b'], 'a listener gone gets no more')
+  t.equal(live.count('a/b'), 1)
+  const long = `a/${'x'.repeat(300)}`
+  await publish(long)
+  await publish(long)
+  t.same(seen.slice(5), [`two ${long}`, `two ${long}`], 'a long topic is matched each time, not remembered')
+  for (let i = 0; i < 1100; i++) await publish(`many/${i}`)
+  t.equal(seen.length, 7 + 1100, 'more topics than are remembered: each still reaches its listener')
+  await publish('a/b')
+  t.equal(seen.at(-1), 'two a/b')
+})
+
 t.test('a live QoS 0 message taken by the gateway skips aedes\' deliverQoS0, which only asks authorizeForward, drops No Local copies and calls back after a setImmediate (routeQoS0Delivery takeLive)', async (t) => {
   const { handleStream, routeQoS0Delivery, AliasTable } = await import('../lib/aedes-internals.js')
   const clientSource = readFileSync(require.resolve('aedes').replace(/aedes\.js$/, 'lib/client.js'), 'utf8')
