@@ -444,6 +444,79 @@ export function injectPacket (client: Client, packet: object): void {
   ((client as unknown as ClientInternals)._parser as InjectedPackets).emit('packet', packet)
 }
 
+/** What `publishQoS0` reads of a decoded packet. */
+export interface InboundPacket {
+  cmd: string
+  qos?: number
+  retain?: boolean
+  topic?: string
+  properties?: object
+}
+
+interface PublishingClient {
+  connected?: unknown
+  connackSent?: unknown
+  closed?: unknown
+  version?: unknown
+  _parser?: unknown
+  _parsingBatch?: number
+  _nextBatch?: (err?: Error | null) => void
+  broker: {
+    maxTopicLevels: number
+    authorizePublish: (client: Client, packet: object, callback: (err?: Error | null) => void) => void
+    publish: (packet: object, client: Client, done: (err?: Error | null) => void) => void
+    emit: (event: string, ...args: unknown[]) => boolean
+  }
+}
+
+/**
+ * A QoS 0 PUBLISH of a connected client, published the way aedes' `enqueue`
+ * → `handle` → `handlePublish` → `authorizePublish` → `enqueuePublish` would
+ * (lib/handlers/index.js and publish.js), in one call instead of that series:
+ *
+ * 1. counted in `client._parsingBatch`, `client._nextBatch` called when done
+ *    (the gateway's pacing sees it as any packet: pacePackets);
+ * 2. the `authorizePublish` hook; refused, an MQTT 5 client gets a
+ *    'clientError' and the message is dropped, a 3.1.1 client's read loop
+ *    gets the error (it is closed), as aedes does;
+ * 3. `broker.publish(packet, client, done)`, with every wrapper culex and the
+ *    cluster installed on it.
+ *
+ * Only for what needs none of the steps skipped: no properties (no topic
+ * alias, no Response Topic), not retained, a topic aedes' handlePublish
+ * would pass (not empty, no wildcard, at most `maxTopicLevels` levels), a
+ * client past CONNACK with no packets queued before it, and aedes still
+ * listening. false: not taken, `injectPacket` it. aedes' handle also restarts
+ * the keep-alive timer per packet; the gateway restarts it for every chunk
+ * with packets (`refreshKeepAlive`), before they are handed over.
+ */
+export function publishQoS0 (client: Client, packet: InboundPacket): boolean {
+  if (packet.cmd !== 'publish' || packet.qos !== 0 || packet.retain === true || packet.properties !== undefined) return false
+  const c = client as unknown as PublishingClient
+  const parser = c._parser
+  if (c.connackSent !== true || c.connected !== true || c.closed === true || !(parser instanceof InjectedPackets) || parser._queue !== null || parser.listenerCount('packet') !== 1) return false
+  const topic = packet.topic
+  const broker = c.broker
+  if (typeof topic !== 'string' || topic.length === 0 || topic.includes('#') || topic.includes('+') || levelsOf(topic) > broker.maxTopicLevels) return false
+  const done = c._nextBatch
+  if (typeof done !== 'function' || typeof c._parsingBatch !== 'number') return false
+  c._parsingBatch++
+  broker.authorizePublish(client, packet, (err) => {
+    if (!err) broker.publish(packet, client, done)
+    else if (c.version === 5) {
+      broker.emit('clientError', client, err)
+      done()
+    } else done(err)
+  })
+  return true
+}
+
+function levelsOf (topic: string): number {
+  let levels = 1
+  for (let i = 0; i < topic.length; i++) if (topic.charCodeAt(i) === 47) levels++
+  return levels
+}
+
 /**
  * [MQTT-3.1.2-22] Every Control Packet from the client restarts its keep-alive
  * period, including the ones the gateway answers itself and never hands to
