@@ -9,10 +9,10 @@
 // is off, so that no timer's work depends on how long the run takes.
 //
 //   node dist/benchmarks/instructions.js --bin dist/bin/culex.js [--bin OTHER/dist/bin/culex.js]
-//     [--workload fanin|drain|connect|retained] [--rounds 3] [--warm 1000] [--count 1000]
+//     [--workload fanin|fanin0|drain|connect|retained] [--rounds 3] [--warm 1000] [--count 1000]
 //
 // fanin: 10 publishers × count QoS 1 messages → 1 subscriber (bench/#), as
-// `fanin-qos1`; drain: count offline 3.1.1 sessions × 10 queued QoS 1
+// `fanin-qos1`; fanin0: the same at QoS 0, as `fanin-qos0`; drain: count offline 3.1.1 sessions × 10 queued QoS 1
 // messages, then reconnect, as `session-drain` (10 connecting at a time:
 // under callgrind the broker is some 50 times slower); connect: count MQTT 5
 // clients connect (CONNECT → CONNACK, 10 at a time, as `idle-connections`
@@ -34,8 +34,8 @@ import { freePort, LOOPBACK, waitForPort } from './lib/net.js'
 import type { Target } from './loadgen/jobs.js'
 import { settle } from './loadgen/window.js'
 
-type Workload = 'fanin' | 'drain' | 'connect' | 'retained'
-const WORKLOADS: readonly Workload[] = ['fanin', 'drain', 'connect', 'retained']
+type Workload = 'fanin' | 'fanin0' | 'drain' | 'connect' | 'retained'
+const WORKLOADS: readonly Workload[] = ['fanin', 'fanin0', 'drain', 'connect', 'retained']
 /** `ret/#` lookups per job of the retained workload */
 const LOOKUP_ROUNDS = 3
 
@@ -55,11 +55,12 @@ async function runJob (workload: Workload, target: Target, count: number, first:
     if (lookup === undefined || lookup.completedRounds !== LOOKUP_ROUNDS) throw new Error(`${lookup?.received ?? 0} of ${count * LOOKUP_ROUNDS} retained messages`)
     return lookup.received
   }
-  if (workload === 'fanin') {
+  if (workload === 'fanin' || workload === 'fanin0') {
+    const qos = workload === 'fanin' ? 1 : 0
     const result = await runFlowJob({
       kind: 'flow', target, publishers: 10, messagesPerPublisher: count, warmupPerPublisher: 100, payloadBytes: 64,
-      publishQos: 1, inflight: 100, topicPrefix: 'bench', ratePerSecond: null, subscribers: 1, subscribeFilter: 'bench/#',
-      subscribeQos: 1, subscriberTransport: 'tcp', delivery: 'every', measureLatency: false, keepLatencySamples: false,
+      publishQos: qos, inflight: 100, topicPrefix: 'bench', ratePerSecond: null, subscribers: 1, subscribeFilter: 'bench/#',
+      subscribeQos: qos, subscriberTransport: 'tcp', delivery: 'every', measureLatency: false, keepLatencySamples: false,
       timeoutMs: JOB_TIMEOUT_MS, stallMs: 120_000
     }, SETTINGS)
     if (result.integrity.lost > 0) throw new Error(`${result.integrity.lost} messages lost`)
@@ -144,8 +145,9 @@ async function main (): Promise<void> {
   })
   const bins = values.bin ?? ['dist/bin/culex.js']
   const workload = WORKLOADS.find((w) => w === values.workload) ?? 'fanin'
-  const warm = Number(values.warm ?? (workload === 'fanin' ? 1000 : workload === 'connect' ? 300 : 200))
-  const count = Number(values.count ?? (workload === 'fanin' ? 1000 : workload === 'retained' ? 20_000 : 500))
+  const flow = workload === 'fanin' || workload === 'fanin0'
+  const warm = Number(values.warm ?? (flow ? 1000 : workload === 'connect' ? 300 : 200))
+  const count = Number(values.count ?? (flow ? 1000 : workload === 'retained' ? 20_000 : 500))
   const rounds = Number(values.rounds)
   const results = new Map<string, Array<Counts & { messages: number }>>(bins.map((b) => [b, []]))
   for (let round = 1; round <= rounds; round++) {

@@ -95,6 +95,11 @@ export interface LiveSubscriptions {
 
 const liveByMatcher = new WeakMap<object, LiveSubscriptions>()
 
+/** topics whose matching listeners the matcher remembers (all forgotten when full) */
+const REMEMBERED_MATCHES = 1024
+/** longer topics are matched each time: what is remembered stays under about 256 KiB of topic names */
+const REMEMBERED_TOPIC_LENGTH = 256
+
 /**
  * aedes has no public way to ask which live subscriptions match a topic; its
  * mqemitter keeps them in a qlobber, `mq._matcher`, and matches every
@@ -103,6 +108,14 @@ const liveByMatcher = new WeakMap<object, LiveSubscriptions>()
  * the matcher's `match` is wrapped to remember its last answer, and
  * `add`/`remove`/`clear` to forget it: that second question is then a string
  * comparison instead of a second match.
+ *
+ * The wrapper also remembers the listeners matching each of the last
+ * topics (up to REMEMBERED_MATCHES, forgotten together when a listener comes
+ * or goes): a device publishes to the same few topics again and again, and
+ * splitting and walking the topic tree took about a tenth of a QoS 0
+ * fan-in's broker CPU (benchmarks/README.md). qlobber returns a new array
+ * per match, and mqemitter only reads it, so one array may serve several
+ * messages.
  */
 export function liveSubscriptions (broker: Aedes): LiveSubscriptions {
   const mq = (broker as unknown as { mq: { _matcher?: Partial<Matcher> } }).mq
@@ -117,16 +130,31 @@ export function liveSubscriptions (broker: Aedes): LiveSubscriptions {
   let lastTopic: string | undefined
   let lastCount = 0
   const stable = new Map<string, number>()
+  const known = new Map<string, unknown[]>()
   m.match = function matchRemembered (topic, ctx) {
-    const matches = match.call(this, topic, ctx)
+    let matches: unknown[] | undefined
     // qlobber's match(topic, ctx): one with a context may filter, and is not remembered
-    lastTopic = ctx === undefined ? topic : undefined
+    if (ctx === undefined) {
+      matches = known.get(topic)
+      if (matches === undefined) {
+        matches = match.call(this, topic)
+        if (topic.length <= REMEMBERED_TOPIC_LENGTH) {
+          if (known.size >= REMEMBERED_MATCHES) known.clear()
+          known.set(topic, matches)
+        }
+      }
+      lastTopic = topic
+    } else {
+      matches = match.call(this, topic, ctx)
+      lastTopic = undefined
+    }
     lastCount = matches.length
     return matches
   }
   const forget = (): void => {
     lastTopic = undefined
     if (stable.size > 0) stable.clear()
+    if (known.size > 0) known.clear()
   }
   m.add = function addForgetting (...args) { forget(); return add.apply(this, args) }
   m.remove = function removeForgetting (...args) { forget(); return remove.apply(this, args) }
@@ -151,21 +179,71 @@ export function liveSubscriptionCount (broker: Aedes, topic: string): number {
 
 type Deliver = (packet: { topic: string, qos: number }, cb: () => void) => void
 
+/** A message aedes hands a subscription's delivery function (a copy per subscription: aedes-packet's Packet). */
+export interface LiveDelivery {
+  topic: string
+  qos: number
+  /** the publishing client (aedes' emitPacket) */
+  clientId?: string
+  /** the subscription's No Local flag (aedes' handlePacketSubscription) */
+  nl?: boolean | number
+}
+
 /**
  * aedes binds each subscription to `client.deliver0` (QoS 0) or
  * `client.deliverQoS` when it is made; routing the QoS 0 path lets culex send
  * a message at the highest QoS of overlapping subscriptions.
+ *
+ * `takeLive`, when given, is offered each message on the QoS 0 path first:
+ * true means the gateway delivered it (or its forward steps dropped it), and
+ * aedes' deliverQoS0 is skipped. That function only asks `authorizeForward`
+ * (the gateway runs the same steps), drops the client's own message under
+ * No Local [MQTT-3.8.3-3] (checked here first, as aedes does), checks
+ * `client.duplicates` (a no-op once hardenClient ran; `takeLive` is used
+ * only then), and calls back after a setImmediate: the callbacks of taken messages are
+ * called together at the next check phase, one setImmediate for all of them
+ * instead of one each.
  */
-export function routeQoS0Delivery (client: Client, useQoSPath: (packet: { topic: string, qos: number }) => boolean): void {
-  const c = client as unknown as { deliver0?: Deliver, deliverQoS?: Deliver }
+export function routeQoS0Delivery (client: Client, useQoSPath: (packet: { topic: string, qos: number }) => boolean, takeLive?: (packet: LiveDelivery) => boolean): void {
+  const c = client as unknown as { deliver0?: Deliver, deliverQoS?: Deliver, duplicates?: unknown, id?: unknown }
   const deliver0 = c.deliver0
   const deliverQoS = c.deliverQoS
   if (typeof deliver0 !== 'function' || typeof deliverQoS !== 'function') {
     throw new Error('aedes Client no longer has deliver0/deliverQoS: review lib/aedes-internals.ts')
   }
-  c.deliver0 = function deliver0Routed (packet, cb) {
+  // skipping deliverQoS0 skips its duplicates check too: only once hardenClient made it a no-op
+  if (takeLive === undefined || c.duplicates !== NO_COUNTER_DEDUPE) {
+    c.deliver0 = function deliver0Routed (packet, cb) {
+      if (packet.qos > 0 && useQoSPath(packet)) deliverQoS(packet, cb)
+      else deliver0(packet, cb)
+    }
+    return
+  }
+  c.deliver0 = function deliver0Taken (packet: LiveDelivery, cb) {
     if (packet.qos > 0 && useQoSPath(packet)) deliverQoS(packet, cb)
+    else if (!(Boolean(packet.nl) && packet.clientId === c.id) && takeLive(packet)) callBackNextTurn(cb)
     else deliver0(packet, cb)
+  }
+}
+
+let dueCallbacks: Array<() => void> | undefined
+
+function callBackNextTurn (cb: () => void): void {
+  if (dueCallbacks === undefined) {
+    dueCallbacks = [cb]
+    setImmediate(runDueCallbacks)
+  } else dueCallbacks.push(cb)
+}
+
+function runDueCallbacks (): void {
+  const due = dueCallbacks ?? []
+  dueCallbacks = undefined
+  let i = 0
+  try {
+    for (; i < due.length; i++) (due[i] as () => void)()
+  } finally {
+    // one that threw does not hold back the others
+    for (i++; i < due.length; i++) callBackNextTurn(due[i] as () => void)
   }
 }
 
@@ -364,6 +442,79 @@ export function pacePackets (client: Client, pacer: PacketPacer): void {
  */
 export function injectPacket (client: Client, packet: object): void {
   ((client as unknown as ClientInternals)._parser as InjectedPackets).emit('packet', packet)
+}
+
+/** What `publishQoS0` reads of a decoded packet. */
+export interface InboundPacket {
+  cmd: string
+  qos?: number
+  retain?: boolean
+  topic?: string
+  properties?: object
+}
+
+interface PublishingClient {
+  connected?: unknown
+  connackSent?: unknown
+  closed?: unknown
+  version?: unknown
+  _parser?: unknown
+  _parsingBatch?: number
+  _nextBatch?: (err?: Error | null) => void
+  broker: {
+    maxTopicLevels: number
+    authorizePublish: (client: Client, packet: object, callback: (err?: Error | null) => void) => void
+    publish: (packet: object, client: Client, done: (err?: Error | null) => void) => void
+    emit: (event: string, ...args: unknown[]) => boolean
+  }
+}
+
+/**
+ * A QoS 0 PUBLISH of a connected client, published the way aedes' `enqueue`
+ * → `handle` → `handlePublish` → `authorizePublish` → `enqueuePublish` would
+ * (lib/handlers/index.js and publish.js), in one call instead of that series:
+ *
+ * 1. counted in `client._parsingBatch`, `client._nextBatch` called when done
+ *    (the gateway's pacing sees it as any packet: pacePackets);
+ * 2. the `authorizePublish` hook; refused, an MQTT 5 client gets a
+ *    'clientError' and the message is dropped, a 3.1.1 client's read loop
+ *    gets the error (it is closed), as aedes does;
+ * 3. `broker.publish(packet, client, done)`, with every wrapper culex and the
+ *    cluster installed on it.
+ *
+ * Only for what needs none of the steps skipped: no properties (no topic
+ * alias, no Response Topic), not retained, a topic aedes' handlePublish
+ * would pass (not empty, no wildcard, at most `maxTopicLevels` levels), a
+ * client past CONNACK with no packets queued before it, and aedes still
+ * listening. false: not taken, `injectPacket` it. aedes' handle also restarts
+ * the keep-alive timer per packet; the gateway restarts it for every chunk
+ * with packets (`refreshKeepAlive`), before they are handed over.
+ */
+export function publishQoS0 (client: Client, packet: InboundPacket): boolean {
+  if (packet.cmd !== 'publish' || packet.qos !== 0 || packet.retain === true || packet.properties !== undefined) return false
+  const c = client as unknown as PublishingClient
+  const parser = c._parser
+  if (c.connackSent !== true || c.connected !== true || c.closed === true || !(parser instanceof InjectedPackets) || parser._queue !== null || parser.listenerCount('packet') !== 1) return false
+  const topic = packet.topic
+  const broker = c.broker
+  if (typeof topic !== 'string' || topic.length === 0 || topic.includes('#') || topic.includes('+') || levelsOf(topic) > broker.maxTopicLevels) return false
+  const done = c._nextBatch
+  if (typeof done !== 'function' || typeof c._parsingBatch !== 'number') return false
+  c._parsingBatch++
+  broker.authorizePublish(client, packet, (err) => {
+    if (!err) broker.publish(packet, client, done)
+    else if (c.version === 5) {
+      broker.emit('clientError', client, err)
+      done()
+    } else done(err)
+  })
+  return true
+}
+
+function levelsOf (topic: string): number {
+  let levels = 1
+  for (let i = 0; i < topic.length; i++) if (topic.charCodeAt(i) === 47) levels++
+  return levels
 }
 
 /**

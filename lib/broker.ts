@@ -23,7 +23,7 @@ import type { BrokerContext, Redirect } from './broker/context.js'
 import { holdsIncoming, isCulexStore, type StoreExtras } from './broker/store.js'
 import { authenticate, preConnect } from './broker/hooks/connect.js'
 import { authorizePublish, published } from './broker/hooks/publish.js'
-import { authorizeForward } from './broker/hooks/forward.js'
+import { authorizeForward, forwardLiveQoS0 } from './broker/hooks/forward.js'
 import { MatchingSubscribers, SUBSCRIPTION_EVENTS } from './broker/subscribers.js'
 import { endMemberships, setupShared, type SharedSettings } from './broker/shared.js'
 import { wireGatewayEvents } from './broker/events.js'
@@ -192,6 +192,7 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
     hasSubscribers: options.cluster === undefined ? subscribers.has : (topic) => options.cluster?.routesTo(topic) === true || subscribers.has(topic),
     hasIncoming: (clientId, packetId) => holdsIncoming(ctx.store(), clientId, packetId),
     observer: options.observer ?? noopObserver,
+    forwardLive: (client, conn, version, packet) => forwardLiveQoS0(ctx, client, conn, version, packet),
     onClose (c) { connections.delete(c) }
   }
   const broker: CulexBroker = {

@@ -149,6 +149,145 @@ t.test('aedes matches every published topic through mq._matcher, and listeners c
   t.equal(live.count('a/c'), 0)
 })
 
+t.test('the listeners matching a topic are remembered until a listener comes or goes (liveSubscriptions)', async (t) => {
+  const { liveSubscriptions } = await import('../lib/aedes-internals.js')
+  const mqemitterPath = createRequire(require.resolve('aedes')).resolve('mqemitter')
+  const qlobberSource = readFileSync(createRequire(mqemitterPath).resolve('qlobber/lib/qlobber.js'), 'utf8')
+  t.match(qlobberSource, /Qlobber\.prototype\.match = function \(topic, ctx\)\s*\{\s*return this\._match2\(\[\], topic, ctx\);/, 'mqemitter\'s qlobber returns a new array per match (one may be kept)')
+  t.match(readFileSync(mqemitterPath, 'utf8'), 'const matches = this._matcher.match(message.topic)', 'mqemitter matches each message once and only passes the array on')
+  const broker = await Aedes.createBroker()
+  t.teardown(() => new Promise<void>((resolve) => broker.close(() => resolve())))
+  const live = liveSubscriptions(broker)
+  const seen: string[] = []
+  const publish = (topic: string): Promise<void> => new Promise<void>((resolve) => {
+    broker.publish({ cmd: 'publish', topic, payload: Buffer.from('x'), qos: 0, retain: false, dup: false }, () => resolve())
+  })
+  const listener = (name: string) => (p: { topic: string }, cb: () => void): void => { seen.push(`${name} ${p.topic}`); cb() }
+  const one = listener('one')
+  const two = listener('two')
+  await new Promise<void>((resolve) => broker.subscribe('a/+', one, () => resolve()))
+  await publish('a/b')
+  await publish('a/b')
+  t.same(seen, ['one a/b', 'one a/b'], 'a remembered topic reaches its listeners every time')
+  await new Promise<void>((resolve) => broker.subscribe('#', two, () => resolve()))
+  await publish('a/b')
+  t.same(seen.slice(2).sort(), ['one a/b', 'two a/b'], 'a new listener gets the next message of a remembered topic')
+  await new Promise<void>((resolve) => broker.unsubscribe('a/+', one, () => resolve()))
+  await publish('a/b')
+  t.same(seen.slice(4), ['two a/b'], 'a listener gone gets no more')
+  t.equal(live.count('a/b'), 1)
+  const long = `a/${'x'.repeat(300)}`
+  await publish(long)
+  await publish(long)
+  t.same(seen.slice(5), [`two ${long}`, `two ${long}`], 'a long topic is matched each time, not remembered')
+  for (let i = 0; i < 1100; i++) await publish(`many/${i}`)
+  t.equal(seen.length, 7 + 1100, 'more topics than are remembered: each still reaches its listener')
+  await publish('a/b')
+  t.equal(seen.at(-1), 'two a/b')
+})
+
+t.test('a live QoS 0 message taken by the gateway skips aedes\' deliverQoS0, which only asks authorizeForward, drops No Local copies and calls back after a setImmediate (routeQoS0Delivery takeLive)', async (t) => {
+  const { handleStream, routeQoS0Delivery, AliasTable } = await import('../lib/aedes-internals.js')
+  const clientSource = readFileSync(require.resolve('aedes').replace(/aedes\.js$/, 'lib/client.js'), 'utf8')
+  t.match(clientSource, 'if (_packet.clientId === that.id && _packet.nl) return', 'aedes drops the client\'s own message under No Local before anything else')
+  t.match(clientSource, /const toForward = dedupe\(that, _packet\) &&\s+that\.broker\.authorizeForward\(that, _packet\)/, 'then asks only dedupe and authorizeForward')
+  t.match(clientSource, /} else {\s+setImmediate\(cb\)\s+}/, 'and calls back after a setImmediate when it writes nothing')
+  let asked = 0
+  const broker = await Aedes.createBroker({ authorizeForward: () => { asked++; return null } })
+  t.teardown(() => new Promise<void>((resolve) => broker.close(() => resolve())))
+  const make = (harden: boolean): { deliver0: (packet: object, cb: () => void) => void, offered: object[] } => {
+    const stream = new Duplex({ read () {}, write (_chunk, _enc, cb) { cb() } })
+    t.teardown(() => { stream.destroy() })
+    const client = handleStream(broker, stream, new AliasTable())
+    if (harden) hardenClient(client)
+    const c = client as unknown as { id: string, deliver0: (packet: object, cb: () => void) => void }
+    c.id = 'me'
+    const offered: object[] = []
+    routeQoS0Delivery(client, () => false, (packet) => { offered.push(packet); return (packet as { topic: string }).topic === 'take' })
+    return { deliver0: (packet, cb) => { c.deliver0(packet, cb) }, offered }
+  }
+  const hardened = make(true)
+  const calledBack: string[] = []
+  hardened.deliver0({ topic: 'take', qos: 0, clientId: 'other' }, () => calledBack.push('first'))
+  hardened.deliver0({ topic: 'take', qos: 0, clientId: 'other' }, () => calledBack.push('second'))
+  t.same(calledBack, [], 'no callback before the setImmediate')
+  t.equal(asked, 0, 'aedes did not ask authorizeForward about taken messages')
+  await new Promise((resolve) => setImmediate(resolve))
+  t.same(calledBack, ['first', 'second'], 'both called back, in order, at the next check phase')
+  await new Promise<void>((resolve) => { hardened.deliver0({ topic: 'leave', qos: 0, clientId: 'other' }, resolve) })
+  t.equal(asked, 1, 'a message not taken goes through aedes\' deliverQoS0')
+  const before = hardened.offered.length
+  await new Promise<void>((resolve) => { hardened.deliver0({ topic: 'take', qos: 0, clientId: 'me', nl: true }, resolve) })
+  t.equal(hardened.offered.length, before, '[MQTT-3.8.3-3] the client\'s own message under No Local is not offered')
+  t.equal(asked, 1, 'aedes dropped it before authorizeForward, as before')
+  const plain = make(false)
+  await new Promise<void>((resolve) => { plain.deliver0({ topic: 'take', qos: 0, clientId: 'other' }, resolve) })
+  t.same(plain.offered, [], 'without hardenClient (aedes\' duplicates check live) nothing is offered')
+  t.equal(asked, 2)
+})
+
+t.test('a plain QoS 0 PUBLISH of a connected client is published as aedes\' handle, handlePublish, authorizePublish and enqueuePublish would (publishQoS0)', async (t) => {
+  const { handleStream, injectPacket, pacePackets, publishQoS0, AliasTable } = await import('../lib/aedes-internals.js')
+  const dir = require.resolve('aedes').replace(/aedes\.js$/, 'lib/')
+  const clientSource = readFileSync(dir + 'client.js', 'utf8')
+  const handlersSource = readFileSync(dir + 'handlers/index.js', 'utf8')
+  const publishSource = readFileSync(dir + 'handlers/publish.js', 'utf8')
+  t.match(clientSource, 'if (client.connackSent || client._parsingBatch === 1) {\n    handle(client, packet, client._nextBatch)', 'enqueue counts the packet and hands it over with _nextBatch once CONNACK is out')
+  t.match(handlersSource, "case 'publish':\n      handlePublish(client, packet, done)", 'handle passes a PUBLISH to handlePublish')
+  t.match(handlersSource, /if \(!client\.connecting && !client\.connected\) \{/, 'only for a connecting or connected client')
+  t.match(handlersSource, /if \(client\._keepaliveInterval > 0\) \{\s+client\._keepaliveTimer\.refresh\(\)/, 'and restarts the keep-alive (the gateway does, per chunk)')
+  t.match(publishSource, "if (client.version === 5 && packet.properties?.topicAlias !== undefined) {", 'a topic alias needs properties (not taken)')
+  t.match(publishSource, 'const publishActions = [\n  authorizePublish,\n  enqueuePublish\n]', 'then authorizePublish and enqueuePublish')
+  t.match(publishSource, 'case 0:\n      client.broker.publish(packet, client, done)', 'QoS 0: broker.publish with the client and done')
+  t.match(publishSource, /packet\._notAuthorized = true\s+client\.broker\.emit\('clientError', client, err\)/, 'MQTT 5: a refusal is a clientError and the message is dropped')
+  t.match(publishSource, 'return client.broker.authorizePublish(client, packet, done)', '3.1.1: the refusal goes to the read loop')
+
+  let refuse = false
+  const broker = await Aedes.createBroker({ authorizePublish: (_c, _p, cb) => { cb(refuse ? new Error('no') : null) } })
+  t.teardown(() => new Promise<void>((resolve) => broker.close(() => resolve())))
+  const connect = async (version: 4 | 5, clientId: string): Promise<{ client: Client, done: () => number }> => {
+    const stream = new Duplex({ read () {}, write (_chunk, _enc, cb) { cb() } })
+    t.teardown(() => { stream.destroy() })
+    const client = handleStream(broker, stream, new AliasTable())
+    let finished = 0
+    pacePackets(client, { packetDone: () => { finished++ } })
+    const plain = { cmd: 'publish', topic: 'd/1', qos: 0, retain: false, dup: false, payload: Buffer.from('x') }
+    t.equal(publishQoS0(client, plain), false, 'not before CONNECT')
+    const ready = new Promise<void>((resolve) => { broker.once('clientReady', () => resolve()) })
+    injectPacket(client, { cmd: 'connect', protocolId: 'MQTT', protocolVersion: version, clean: true, clientId, keepalive: 0, length: 0 })
+    await ready
+    return { client, done: () => finished }
+  }
+  type Client = Parameters<typeof publishQoS0>[0]
+  const seen: string[] = []
+  await new Promise<void>((resolve) => broker.subscribe('d/#', (p: { topic: string, clientId?: string }, cb: () => void) => { seen.push(`${p.topic} ${String(p.clientId)}`); cb() }, () => resolve()))
+  const v5 = await connect(5, 'direct-5')
+  const before = v5.done()
+  const publish = (over: object): boolean => publishQoS0(v5.client, { cmd: 'publish', topic: 'd/1', qos: 0, retain: false, payload: Buffer.from('x'), ...over } as never)
+  t.equal(publish({}), true, 'taken')
+  await new Promise((resolve) => setImmediate(resolve))
+  t.same(seen, ['d/1 direct-5'], 'published, with the client as aedes\' emitPacket marks it')
+  t.equal(v5.done(), before + 1, 'and finished like any packet (_nextBatch, then the pacer)')
+  for (const [what, over] of [['QoS 1', { qos: 1, messageId: 1 }], ['retained', { retain: true }], ['with properties', { properties: { topicAlias: 1 } }], ['an empty topic', { topic: '' }], ['a wildcard', { topic: 'd/+' }], ['too many levels', { topic: 'd' + '/x'.repeat(300) }], ['not a PUBLISH', { cmd: 'pingreq' }]] as const) {
+    t.equal(publish(over), false, `not taken: ${what}`)
+  }
+  refuse = true
+  const errors: string[] = []
+  broker.on('clientError', (c: { id: string }, err: Error) => { errors.push(`${c.id} ${err.message}`) })
+  t.equal(publish({ topic: 'd/2' }), true)
+  await new Promise((resolve) => setImmediate(resolve))
+  t.same(seen, ['d/1 direct-5'], 'MQTT 5, refused: not published')
+  t.same(errors, ['direct-5 no'], 'a clientError, as aedes\' authorizePublish emits it')
+  t.equal((v5.client as unknown as { closed: boolean }).closed, false, 'and the connection goes on')
+  refuse = false
+  const v4 = await connect(4, 'direct-4')
+  refuse = true
+  t.equal(publishQoS0(v4.client, { cmd: 'publish', topic: 'd/3', qos: 0, retain: false } as never), true)
+  await new Promise((resolve) => setImmediate(resolve))
+  t.equal((v4.client as unknown as { closed: boolean }).closed, true, '3.1.1, refused: the read loop got the error and closed the client')
+  t.same(seen, ['d/1 direct-5'])
+})
+
 t.test('[MQTT-3.1.2-22] aedes keeps the keep-alive in client._keepaliveTimer / _keepaliveInterval, which refreshKeepAlive restarts', async (t) => {
   const { handleStream, injectPacket, pacePackets, refreshKeepAlive, AliasTable } = await import('../lib/aedes-internals.js')
   const connectSource = readFileSync(require.resolve('aedes').replace(/aedes\.js$/, 'lib/handlers/connect.js'), 'utf8')

@@ -18,7 +18,7 @@
  * surface; each flow module sees it through a small host interface of its own.
  */
 import type { Duplex } from 'node:stream'
-import type { Aedes, Client } from 'aedes'
+import type { Aedes, AedesPublishPacket, Client } from 'aedes'
 import { ConnectionLogger, type Logger } from '../logging.js'
 import type { Packet } from 'mqtt-packet'
 import { FrameReader, type Frame } from './frame.js'
@@ -46,7 +46,7 @@ import { subscribesPending, type SubscribeState } from './flows/subscribe.js'
 import { classifyBrokerError, sendFinal } from './flows/disconnect.js'
 import { onPublished as publishedAck, onPublishFailed, type AckFlow, type InboundFlow } from './flows/acks.js'
 import { fitBuf, shedHeld } from './flows/publish-out.js'
-import { armQueueSink, disarmQueueSink, isRepeat, publishShared, queueSink, room, sealEncoded, sendEncoded, sendShared, type EncodeOnceState, type FastPathHost, type SinkPhase } from './flows/fast-paths.js'
+import { armQueueSink, disarmQueueSink, isRepeat, mayTakeEncoded, publishShared, queueSink, room, sealEncoded, sendEncoded, sendShared, takeEncoded, type EncodeOnceState, type FastPathHost, type SinkPhase } from './flows/fast-paths.js'
 import { endHold, flushAll, progress, resumeBroker, startGathering, startResumedDrain, write, type OutboundMode, type Pressure } from './flows/client-writer.js'
 import { fromBroker, type OutboundHost } from './flows/outbound.js'
 import { claimRetained, type RetainedOutHost } from './flows/retained-out.js'
@@ -93,9 +93,14 @@ export interface ConnectionContext {
   /** shared subscriptions ($share), when enabled */
   readonly shared: SharedSubscriptions | undefined
   readonly policy: ConnectionPolicy
+  /** the forward steps of a live QoS 0 delivery the gateway takes whole (lib/broker/hooks/forward.ts `forwardLiveQoS0`); unset: aedes delivers every message */
+  readonly forwardLive?: LiveForward
   /** called once the connection is closed on both sides */
   onClose (conn: Connection): void
 }
+
+/** The forward steps of a live QoS 0 delivery, then its frame; null: dropped; undefined: not for the gateway (aedes delivers it). */
+export type LiveForward = (client: Client, conn: Connection, version: ProtocolVersion, packet: AedesPublishPacket) => Frame | null | undefined
 
 export interface ConnectionMeta {
   transport: Transport
@@ -298,6 +303,21 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Flo
   queueSink (): QueueSink | undefined { return queueSink(this) }
   /** A QoS 0 message encoded once for all its subscribers (flows/fast-paths.ts); false: aedes delivers it. */
   sendEncoded (frame: Frame): boolean { return sendEncoded(this, frame) }
+  /**
+   * A live QoS 0 message on aedes' QoS 0 path, taken whole (flows/subscribe.ts
+   * `routeDeliveries`): when the gateway can send an encoded message now, the
+   * forward steps run and the frame joins the batch, as `sendEncoded` would
+   * have had it; false: aedes delivers it (and asks authorizeForward).
+   */
+  takeLiveQoS0 (packet: AedesPublishPacket): boolean {
+    const forward = this.ctx.forwardLive
+    const version = this.version
+    if (forward === undefined || version === undefined || packet.qos !== 0 || typeof packet.brokerId !== 'string' || !mayTakeEncoded(this)) return false
+    const frame = forward(this.client, this, version, packet)
+    if (frame === undefined) return false
+    if (frame !== null) takeEncoded(this, frame)
+    return true
+  }
   /** [MQTT-3.3.4-2] a copy of the message offered last, for another of the client's subscriptions (flows/fast-paths.ts). */
   isRepeat (brokerId: string, brokerCounter: number): boolean { return isRepeat(this, brokerId, brokerCounter) }
   /** aedes is about to write a message to this client: encoded messages after this one wait for it. */

@@ -8,6 +8,8 @@ import type { AedesPublishPacket, Client } from 'aedes'
 import type { SecurityPolicy } from '../../auth/policy.js'
 import type { Connection } from '../../protocol/connection.js'
 import { forwardCorrections } from '../../protocol/delivery.js'
+import type { ProtocolVersion } from '../../protocol/codec.js'
+import type { Frame } from '../../protocol/frame.js'
 import type { EncodeOnce } from '../../protocol/outbound/encode-once.js'
 import { SHARED_BROKER_ID, type SharedSubscriptions } from '../../shared/dispatcher.js'
 import type { StoreExtras } from '../store.js'
@@ -129,4 +131,27 @@ export function authorizeForward (ctx: ForwardContext, client: Client, packet: A
     forwarded = next
   }
   return forwarded
+}
+
+/** Steps 1-5: what a live QoS 0 delivery the gateway takes whole goes through (`forwardLiveQoS0`). */
+const LIVE_STEPS: readonly ForwardStep[] = [dropRepeatedCopy, checkReadRight, markResentAsDuplicate, confirmSharedDelivery, applyCorrections]
+
+/**
+ * A live QoS 0 delivery the gateway takes whole, instead of aedes asking
+ * `authorizeForward` (lib/aedes-internals.ts `routeQoS0Delivery`, the gateway's
+ * flows/fast-paths.ts `takeLiveQoS0`, which has checked that it can send an
+ * encoded message now): steps 1-5, then the frame encoded once for all the
+ * message's subscribers (step 6's encoding). The gateway then sends it as
+ * step 6 would have. undefined: not for this path (a shared delivery, whose
+ * member the dispatcher chose), aedes delivers it; null: a step dropped it.
+ */
+export function forwardLiveQoS0 (ctx: ForwardContext, client: Client, conn: ForwardGateway, version: ProtocolVersion, packet: AedesPublishPacket): Frame | null | undefined {
+  if (ctx.shared !== undefined && packet.brokerId.startsWith(SHARED_BROKER_ID)) return undefined
+  let forwarded = packet
+  for (const step of LIVE_STEPS) {
+    const next = step(forwarded, client, conn, false, ctx)
+    if (next === null) return null
+    forwarded = next
+  }
+  return ctx.encodeOnce.frame(forwarded, version)
 }

@@ -7,7 +7,7 @@
  * Maximum Packet Size.
  */
 import { isUtf8 } from 'node:buffer'
-import type { Client } from 'aedes'
+import type { AedesPublishPacket, Client } from 'aedes'
 import type { IConnackPacket, IConnectPacket } from 'mqtt-packet'
 import type { ConnectionPolicy, PolicySubject } from '../../auth/admission.js'
 import type { BrokerObserver } from '../../observer.js'
@@ -57,6 +57,8 @@ export interface ConnectHost extends AuthHost, PolicySubject {
   readonly sessionExisted: boolean
   usesSubscriptionIds: boolean
   deliveriesRouted: boolean
+  /** a live QoS 0 message the gateway sends itself; false: aedes delivers it (flows/subscribe.ts `routeDeliveries`) */
+  takeLiveQoS0 (packet: AedesPublishPacket): boolean
   /** what happens to frames between CONNECT and CONNACK (inbound/connack-gate.ts) */
   gate: ConnackGateState
   /** aedes finished writing the CONNACK ('connackSent') */

@@ -170,7 +170,18 @@ export function sendQueued (host: FastPathHost, packet: AedesPublishPacket): boo
  * where aedes' own path gives back-pressure); aedes delivers it instead.
  */
 export function sendEncoded (host: FastPathHost, frame: Frame): boolean {
-  if (host.sinkPhase === 'sending' || !host.isAccepted || host.isClosed || host.pressure === 'shedding' || congested(host) || host.side.writableLength > 0) return false
+  if (!mayTakeEncoded(host)) return false
+  takeEncoded(host, frame)
+  return true
+}
+
+/** The gateway can take an encoded QoS 0 message now (`sendEncoded`'s conditions). */
+export function mayTakeEncoded (host: FastPathHost): boolean {
+  return host.sinkPhase !== 'sending' && host.isAccepted && !host.isClosed && host.pressure !== 'shedding' && !congested(host) && host.side.writableLength === 0
+}
+
+/** An encoded QoS 0 message joins the batch going out at the next setImmediate (`mayTakeEncoded` was true). */
+export function takeEncoded (host: FastPathHost, frame: Frame): void {
   const state = host.encodeOnce ??= new EncodeOnceState()
   let batch = state.batch
   if (batch === undefined) {
@@ -178,7 +189,6 @@ export function sendEncoded (host: FastPathHost, frame: Frame): boolean {
     setImmediate(flushEncoded, host, batch)
   }
   batch.push(frame)
-  return true
 }
 
 /** aedes is about to write a message to this client: encoded messages after this one wait for it. */

@@ -17,7 +17,7 @@
  */
 import type { Client } from 'aedes'
 import type { Packet } from 'mqtt-packet'
-import { injectPacket, packetsInProgress, refreshKeepAlive } from '../../aedes-internals.js'
+import { injectPacket, packetsInProgress, publishQoS0, refreshKeepAlive } from '../../aedes-internals.js'
 import type { ProtocolVersion } from '../codec.js'
 import { decodeOther } from '../decode.js'
 import { PacketType, type Frame, type FrameReader, type ReadResult } from '../frame.js'
@@ -166,7 +166,8 @@ function closeWith (host: InboundHost, forward: Packet[], reasonCode: number, re
 /** Step 6 (aedes-internals.ts `injectPacket`). */
 function flushToBroker (host: InboundHost, packets: Packet[]): void {
   if (packets.length === 0 || host.side.destroyed) return
-  for (const p of packets) injectPacket(host.client, p)
+  // a plain QoS 0 PUBLISH skips aedes' per-packet handling (aedes-internals.ts `publishQoS0`)
+  for (const p of packets) if (!publishQoS0(host.client, p)) injectPacket(host.client, p)
   if (!host.socketPaused && packetsInProgress(host.client) > MAX_IN_PROGRESS) {
     host.socketPaused = true
     host.socket.pause()

@@ -6,7 +6,7 @@
  * [MQTT-3.8.4-7]. An UNSUBSCRIBE's `$share/` filters leave their group here
  * and the UNSUBACKs are merged the same way.
  */
-import type { Client } from 'aedes'
+import type { AedesPublishPacket, Client } from 'aedes'
 import type { ISubackPacket, ISubscribePacket, ISubscription, IUnsubackPacket, IUnsubscribePacket, Packet } from 'mqtt-packet'
 import type { ConnectionLogger } from '../../logging.js'
 import type { ConnectionPolicy, PolicySubject } from '../../auth/admission.js'
@@ -62,6 +62,8 @@ export interface SubscribeHost extends MemberLink, PolicySubject {
   subscribeState: SubscribeState | undefined
   usesSubscriptionIds: boolean
   deliveriesRouted: boolean
+  /** a live QoS 0 message the gateway sends itself; false: aedes delivers it (flows/subscribe.ts `routeDeliveries`) */
+  takeLiveQoS0 (packet: AedesPublishPacket): boolean
   writeToClient (buf: Buffer): void
   /** aedes granted a subscription: its retained messages may follow (flows/client-writer.ts `startGathering`) */
   expectRetained (): void
@@ -301,9 +303,10 @@ export function encodeUnsuback (version: ProtocolVersion | undefined, messageId:
  * first subscription (a SUBSCRIBE, or a CONNECT resuming a session): until
  * then `deliver0` only carries QoS 0 messages, which it sends as they are.
  */
-export function routeDeliveries (host: { readonly client: Client, deliveriesRouted: boolean }): void {
+export function routeDeliveries (host: { readonly client: Client, deliveriesRouted: boolean, takeLiveQoS0 (packet: AedesPublishPacket): boolean }): void {
   if (host.deliveriesRouted) return
   host.deliveriesRouted = true
   const client = host.client
-  routeQoS0Delivery(client, (packet) => shouldDeliverWithQoS(client, packet))
+  // live QoS 0 messages the gateway can send now skip aedes' deliverQoS0 (Connection.takeLiveQoS0)
+  routeQoS0Delivery(client, (packet) => shouldDeliverWithQoS(client, packet), (packet) => host.takeLiveQoS0(packet as AedesPublishPacket))
 }

@@ -6,7 +6,7 @@ import t from 'tap'
 import type { AedesPublishPacket, Client } from 'aedes'
 import {
   FORWARD_STEPS, authorizeForward, dropRepeatedCopy, dropRoutedRepeat, checkReadRight, markResentAsDuplicate,
-  confirmSharedDelivery, applyCorrections, sendEncodedOnce, sealEncoded,
+  confirmSharedDelivery, applyCorrections, sendEncodedOnce, sealEncoded, forwardLiveQoS0,
   type ForwardContext, type ForwardGateway
 } from '../../../lib/broker/hooks/forward.js'
 import { SHARED_BROKER_ID } from '../../../lib/shared/dispatcher.js'
@@ -233,4 +233,21 @@ t.test('the order matters', async (t) => {
     t.equal(authorizeForward(s.ctx, client(), packet({ brokerId: `${SHARED_BROKER_ID}x` })), null, 'encoded once like any live QoS 0 message')
     t.same(s.calls, ['isRepeat', 'frame', 'sendEncoded'])
   })
+})
+
+t.test('forwardLiveQoS0: a live QoS 0 delivery the gateway takes whole runs steps 1-5 and gets the frame encoded once, without asking the gateway to send it', async (t) => {
+  const { ctx, conn, calls, frames } = stubs({ acl: true, usesSubscriptionIds: true })
+  const c = client({ 'a/+': { qos: 0, si: 7 } })
+  const frame = forwardLiveQoS0(ctx, c, conn, 5, packet())
+  t.ok(frame, 'a frame for the gateway')
+  t.same(calls, ['isRepeat', 'mayReceive c1 alice a/b', 'frame'], 'repeat check, read right, then the encoding; no sendEncoded or sealEncoded')
+  t.equal(frames[0]?.properties?.subscriptionIdentifier, 7, '[MQTT-3.3.4-3] corrected before it is encoded')
+  t.equal(forwardLiveQoS0(ctx, c, conn, 5, packet()), null, '[MQTT-3.3.4-2] a repeated copy is dropped (null)')
+  const refused = stubs({ acl: true, mayReceive: false })
+  t.equal(forwardLiveQoS0(refused.ctx, c, refused.conn, 5, packet()), null, 'no read right: dropped')
+  const expired = stubs()
+  t.equal(forwardLiveQoS0(expired.ctx, c, expired.conn, 5, packet({ messageExpiry: Date.now() - 1 })), null, '[MQTT-3.3.2-5] expired: dropped')
+  const shared = stubs({ shared: true })
+  t.equal(forwardLiveQoS0(shared.ctx, c, shared.conn, 5, packet({ brokerId: `${SHARED_BROKER_ID}x` })), undefined, 'a shared delivery is not for this path (undefined)')
+  t.same(shared.calls, [], 'and nothing was asked')
 })

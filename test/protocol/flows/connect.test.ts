@@ -78,6 +78,7 @@ function stub (o: StubOptions = {}): Stub {
     sessionExisted: false,
     usesSubscriptionIds: false,
     deliveriesRouted: false,
+    takeLiveQoS0: () => false,
     gate: ConnackGate.Open,
     brokerConnacked: false,
     authState: undefined,

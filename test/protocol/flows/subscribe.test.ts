@@ -70,6 +70,7 @@ function stub (o: StubOptions = {}): Stub {
     subscribeState: undefined,
     usesSubscriptionIds: false,
     deliveriesRouted: false,
+    takeLiveQoS0: () => false,
     writeToClient (buf) { host.written.push(buf) },
     expectRetained () { host.retainedExpected++ },
     written: [],
