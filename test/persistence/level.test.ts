@@ -320,6 +320,26 @@ t.test('QoS 1 packet ids reach the disk only while unacknowledged; QoS 2 ids bef
   t.same(queued.map((p) => [p.topic, p.messageId]), [['ids/slow', 1], ['ids/exact', 3], ['ids/flush', undefined]], '[MQTT-4.4.0-1] the unacknowledged keep their ids across a restart')
 })
 
+t.test('a QoS 1 packet id recorded just before the delay runs out for others is not written with them', async (t) => {
+  const store = await open(tempDir(t))
+  t.teardown(() => store.close())
+  const client = { id: 'late-ids' }
+  const sub = [{ clientId: client.id, qos: 1 }]
+  const early = publish('ids/early', '1')
+  const late = publish('ids/late', '2')
+  await store.outgoingEnqueueCombi(sub, early)
+  await store.outgoingEnqueueCombi(sub, late)
+  const start = store.writeCounters.ops
+  await store.outgoingUpdate(client, { ...early, messageId: 1 })
+  await sleep(80)
+  await store.outgoingUpdate(client, { ...late, messageId: 2 })
+  // past the early id's first 100 ms, within the late one's
+  await sleep(70)
+  await store.outgoingClearMessageId(client, { cmd: 'puback', messageId: 2 })
+  await sleep(200)
+  t.equal(store.writeCounters.ops - start, 2, 'the early id and the late message\'s delete; no id (nor its delete) for the late one')
+})
+
 t.test('QoS 1 packet ids still in memory are written at close', async (t) => {
   const dir = tempDir(t)
   const store = await open(dir)
