@@ -340,6 +340,34 @@ t.test('a QoS 1 packet id recorded just before the delay runs out for others is 
   t.equal(store.writeCounters.ops - start, 2, 'the early id and the late message\'s delete; no id (nor its delete) for the late one')
 })
 
+t.test('an acknowledged message\'s delete joins the next batch, or its own within 100 ms', async (t) => {
+  const dir = tempDir(t)
+  const store = await open(dir)
+  const client = { id: 'acked' }
+  const sub = [{ clientId: client.id, qos: 1 }]
+  const messages = [1, 2, 3, 4].map((i) => publish(`a/${i}`, String(i)))
+  for (const m of messages) await store.outgoingEnqueueCombi(sub, m)
+  // the fourth is sent later: its packet id would be written 100 ms on (not acknowledged by then)
+  for (const [i, m] of messages.slice(0, 3).entries()) await store.outgoingUpdate(client, { ...m, messageId: i + 1 })
+  const start = store.writeCounters
+  await store.outgoingClearMessageId(client, { cmd: 'puback', messageId: 1 })
+  await store.outgoingClearMessageId(client, { cmd: 'puback', messageId: 2 })
+  await new Promise((resolve) => setImmediate(resolve))
+  await sleep(10)
+  t.equal(store.writeCounters.batches, start.batches, 'no batch of their own at once')
+  await store.outgoingEnqueueCombi(sub, publish('a/5', '5'))
+  t.strictSame(store.writeCounters, { batches: start.batches + 1, ops: start.ops + 3 }, 'they joined the next batch a waited-for write started')
+  await store.outgoingClearMessageId(client, { cmd: 'puback', messageId: 3 })
+  await sleep(250)
+  t.strictSame(store.writeCounters, { batches: start.batches + 2, ops: start.ops + 4 }, 'alone, written within 100 ms')
+  await store.outgoingUpdate(client, { ...messages[3], messageId: 4 })
+  await store.outgoingClearMessageId(client, { cmd: 'puback', messageId: 4 })
+  await store.close()
+  const again = await open(dir)
+  t.teardown(() => again.close())
+  t.same((await collect(again.outgoingStream(client))).map((p) => p.topic), ['a/5'], 'the last delete was written at close')
+})
+
 t.test('QoS 1 packet ids still in memory are written at close', async (t) => {
   const dir = tempDir(t)
   const store = await open(dir)

@@ -199,6 +199,13 @@ export class QueueIndex {
     return entry.hasState ? this.io.del(KEY.inflight(cid, entry.seq)) : write
   }
 
+  /** an acknowledged message's keys: nobody waits for their delete, which joins a later batch */
+  deleteKeysLater (cid: string, entry: QueueEntry): void {
+    if (!this.io.durable) return
+    this.io.delLater(KEY.queued(cid, entry.seq))?.catch(() => {})
+    if (entry.hasState) this.io.delLater(KEY.inflight(cid, entry.seq))?.catch(() => {})
+  }
+
   /**
    * Per-session limits. 'refuse' keeps what is queued and drops the new
    * message; 'drop-oldest' first drops messages whose expiry passed, then the
