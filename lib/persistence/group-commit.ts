@@ -26,6 +26,12 @@ export interface BatchTarget {
 
 interface Pending {
   ops: Map<string, Uint8Array | null>
+  /**
+   * `delLater` keys, written after `ops`: an acknowledged message's keys are
+   * never put again, and a put of one still pending is in `ops`, so a list
+   * (no hashing of each key) keeps last write wins
+   */
+  later: string[]
   /** holds a write someone waits for (not only deletes for later) */
   eager: boolean
   promise: Promise<void>
@@ -40,7 +46,7 @@ function newPending (): Pending {
   // a failed batch is reported to every caller; this guard only keeps a batch
   // that nobody awaited from becoming an unhandled rejection
   promise.catch(() => {})
-  return { ops: new Map(), eager: false, promise, resolve, reject }
+  return { ops: new Map(), later: [], eager: false, promise, resolve, reject }
 }
 
 export class GroupCommit {
@@ -84,8 +90,7 @@ export class GroupCommit {
       pending = newPending()
       this.#pending = pending
     }
-    pending.ops.delete(key)
-    pending.ops.set(key, null)
+    pending.later.push(key)
     if (!pending.eager && this.#inFlight === null) this.#armLater()
     return pending.promise
   }
@@ -145,12 +150,13 @@ export class GroupCommit {
         if (value === null) batch.del(key)
         else batch.put(key, value)
       }
+      for (const key of pending.later) batch.del(key)
       write = batch.write({ sync: this.#sync })
     } catch (err) {
       write = Promise.reject(err)
     }
     this.#batches++
-    this.#ops += pending.ops.size
+    this.#ops += pending.ops.size + pending.later.length
     this.#inFlight = write.then(() => {
       pending.resolve()
     }, (err: unknown) => {
