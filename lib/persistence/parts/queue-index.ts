@@ -199,11 +199,15 @@ export class QueueIndex {
     return entry.hasState ? this.io.del(KEY.inflight(cid, entry.seq)) : write
   }
 
-  /** an acknowledged message's keys: nobody waits for their delete, which joins a later batch */
+  /**
+   * An acknowledged message's keys: nobody waits for their delete, which
+   * joins a later batch (a failed batch is logged by the store, and its
+   * promise never becomes an unhandled rejection: group-commit.ts)
+   */
   deleteKeysLater (cid: string, entry: QueueEntry): void {
     if (!this.io.durable) return
-    this.io.delLater(KEY.queued(cid, entry.seq))?.catch(() => {})
-    if (entry.hasState) this.io.delLater(KEY.inflight(cid, entry.seq))?.catch(() => {})
+    this.io.delLater(KEY.queued(cid, entry.seq))
+    if (entry.hasState) this.io.delLater(KEY.inflight(cid, entry.seq))
   }
 
   /**
