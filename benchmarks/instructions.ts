@@ -10,6 +10,8 @@
 //
 //   node dist/benchmarks/instructions.js --bin dist/bin/culex.js [--bin OTHER/dist/bin/culex.js]
 //     [--workload fanin|fanin0|drain|connect|retained] [--rounds 3] [--warm 1000] [--count 1000]
+//     [--persistence memory|level, repeatable: each build runs with each store]
+//     [--keep DIR: callgrind's files kept there, for callgrind_annotate]
 //
 // fanin: 10 publishers × count QoS 1 messages → 1 subscriber (bench/#), as
 // `fanin-qos1`; fanin0: the same at QoS 0, as `fanin-qos0`; drain: count offline 3.1.1 sessions × 10 queued QoS 1
@@ -23,9 +25,11 @@
 // all up with `ret/#` LOOKUP_ROUNDS times, the counted job only looks them
 // up, so a figure is one retained message delivered on a wildcard SUBSCRIBE
 // (`--warm` is ignored). Builds alternate
-// within each round. Needs `valgrind` (Debian's package); loopback only.
+// within each round. For drain the counts are also given per phase:
+// `queue` (sessions made, messages published to them) and `drain` (the
+// reconnect until the broker is quiet again), both per message. Needs `valgrind` (Debian's package); loopback only.
 import { execFileSync, spawn } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
@@ -38,6 +42,7 @@ type Workload = 'fanin' | 'fanin0' | 'drain' | 'connect' | 'retained'
 const WORKLOADS: readonly Workload[] = ['fanin', 'fanin0', 'drain', 'connect', 'retained']
 /** `ret/#` lookups per job of the retained workload */
 const LOOKUP_ROUNDS = 3
+type Persistence = 'memory' | 'level'
 
 interface Counts { readonly total: number, readonly compiler: number, readonly gc: number, readonly steady: number }
 
@@ -45,10 +50,10 @@ const SETTINGS = { fdLimit: 4096, cpus: null }
 const START_TIMEOUT_MS = 600_000
 const JOB_TIMEOUT_MS = 900_000
 
-async function runJob (workload: Workload, target: Target, count: number, first: boolean): Promise<number> {
+async function runJob (workload: Workload, target: Target, count: number, counted: boolean): Promise<number> {
   if (workload === 'retained') {
     const result = await runRetainedJob({
-      kind: 'retained', target, count, payloadBytes: 32, alreadyStored: !first,
+      kind: 'retained', target, count, payloadBytes: 32, alreadyStored: counted,
       lookups: [{ filter: 'ret/#', expected: count, rounds: LOOKUP_ROUNDS }], timeoutMs: JOB_TIMEOUT_MS, stallMs: 120_000
     }, SETTINGS)
     const lookup = result.lookups[0]
@@ -75,9 +80,11 @@ async function runJob (workload: Workload, target: Target, count: number, first:
   }
   const result = await runDrainJob({
     kind: 'drain', target: { ...target, protocolVersion: 4 }, sessions: count, messagesPerSession: 10, payloadBytes: 64,
-    concurrency: 10, timeoutMs: JOB_TIMEOUT_MS, stallMs: 120_000
+    concurrency: 10, timeoutMs: JOB_TIMEOUT_MS, stallMs: 120_000, ...(counted ? { markPhases: 'callgrind' as const } : {})
   }, SETTINGS)
   if (result.integrity.lost > 0) throw new Error(`${result.integrity.lost} messages lost`)
+  // the acknowledged messages' deletes (and the disconnects) belong to the drain
+  await settle(target.brokerPid, 120_000)
   return result.integrity.unique
 }
 
@@ -98,14 +105,25 @@ function classify (outFile: string): Counts {
   return { total, compiler, gc, steady: total - compiler - gc }
 }
 
-async function measure (bin: string, workload: Workload, warm: number, count: number): Promise<Counts & { messages: number }> {
+interface Measured extends Counts {
+  readonly messages: number
+  /** drain: the queueing phase's counts (the rest is the drain's) */
+  readonly queue?: Counts
+}
+
+const minus = (a: Counts, b: Counts): Counts =>
+  ({ total: a.total - b.total, compiler: a.compiler - b.compiler, gc: a.gc - b.gc, steady: a.steady - b.steady })
+const plus = (a: Counts, b: Counts): Counts =>
+  ({ total: a.total + b.total, compiler: a.compiler + b.compiler, gc: a.gc + b.gc, steady: a.steady + b.steady })
+
+async function measure (bin: string, persistence: Persistence, workload: Workload, warm: number, count: number, keep: string | undefined): Promise<Measured> {
   const port = await freePort()
   const dir = mkdtempSync(path.join(os.tmpdir(), 'culex-instr-'))
   const outFile = path.join(dir, 'callgrind.out')
   const child = spawn('valgrind', [
     '--tool=callgrind', '--instr-atstart=no', `--callgrind-out-file=${outFile}`, '--log-file=/dev/null',
     process.execPath, bin, '--host', LOOPBACK, '--port', String(port), '--ws-port', '0', '--tls-port', '0', '--wss-port', '0',
-    '--persistence', 'memory', '--data-dir', dir, '--log-level', 'warn', '--sys-interval', '0'
+    '--persistence', persistence, '--data-dir', dir, '--log-level', 'warn', '--sys-interval', '0'
   ], { stdio: ['ignore', 'ignore', 'inherit'] })
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
   try {
@@ -113,14 +131,24 @@ async function measure (bin: string, workload: Workload, warm: number, count: nu
     if (pid === undefined) throw new Error('valgrind did not start')
     await waitForPort(port, START_TIMEOUT_MS, () => child.exitCode === null)
     const target: Target = { host: LOOPBACK, port, wsPort: null, wsPath: '/mqtt', brokerPid: pid, protocolVersion: 5, tlsPort: null }
-    await runJob(workload, target, workload === 'retained' ? count : warm, true)
+    await runJob(workload, target, workload === 'retained' ? count : warm, false)
     execFileSync('callgrind_control', ['-i', 'on', String(pid)], { stdio: 'ignore' })
-    const messages = await runJob(workload, target, count, false)
+    const messages = await runJob(workload, target, count, true)
     execFileSync('callgrind_control', ['-i', 'off', String(pid)], { stdio: 'ignore' })
     child.kill('SIGTERM')
     await exited
     if (!/^totals: \d+/m.test(readFileSync(outFile, 'utf8'))) throw new Error('callgrind wrote no totals')
-    return { ...classify(outFile), messages }
+    if (keep !== undefined) {
+      mkdirSync(keep, { recursive: true })
+      for (const file of readdirSync(dir).filter((f) => f.startsWith('callgrind.out'))) {
+        cpSync(path.join(dir, file), path.join(keep, `${path.basename(path.dirname(path.dirname(path.dirname(bin))))}-${persistence}-${child.pid ?? 0}-${file}`))
+      }
+    }
+    const last = classify(outFile)
+    if (workload !== 'drain') return { ...last, messages }
+    // the dump at the reconnect's start is part 1; the final dump the drain
+    const queue = classify(`${outFile}.1`)
+    return { ...plus(queue, last), messages, queue }
   } finally {
     if (child.exitCode === null) child.kill('SIGKILL')
     rmSync(dir, { recursive: true, force: true })
@@ -140,27 +168,40 @@ async function main (): Promise<void> {
       workload: { type: 'string', default: 'fanin' },
       rounds: { type: 'string', default: '3' },
       warm: { type: 'string' },
-      count: { type: 'string' }
+      count: { type: 'string' },
+      persistence: { type: 'string', multiple: true },
+      keep: { type: 'string' }
     }
   })
-  const bins = values.bin ?? ['dist/bin/culex.js']
+  const stores = (values.persistence ?? ['memory']).map((p): Persistence => {
+    if (p !== 'memory' && p !== 'level') throw new Error(`--persistence ${p}: memory or level`)
+    return p
+  })
+  const bins = (values.bin ?? ['dist/bin/culex.js']).flatMap((bin) => stores.map((store) => ({ bin, store, name: stores.length > 1 || store !== 'memory' ? `${bin} (${store})` : bin })))
   const workload = WORKLOADS.find((w) => w === values.workload) ?? 'fanin'
   const flow = workload === 'fanin' || workload === 'fanin0'
   const warm = Number(values.warm ?? (flow ? 1000 : workload === 'connect' ? 300 : 200))
   const count = Number(values.count ?? (flow ? 1000 : workload === 'retained' ? 20_000 : 500))
   const rounds = Number(values.rounds)
-  const results = new Map<string, Array<Counts & { messages: number }>>(bins.map((b) => [b, []]))
+  const results = new Map<string, Measured[]>(bins.map((b) => [b.name, []]))
   for (let round = 1; round <= rounds; round++) {
-    for (const bin of bins) {
-      const counts = await measure(path.resolve(bin), workload, warm, count)
-      results.get(bin)?.push(counts)
-      console.log(`round ${round} ${bin}: ${(counts.total / 1e6).toFixed(0)}M instructions (compiler ${(counts.compiler / 1e6).toFixed(0)}M, gc ${(counts.gc / 1e6).toFixed(0)}M, steady ${(counts.steady / 1e6).toFixed(0)}M) for ${counts.messages} messages`)
+    for (const { bin, store, name } of bins) {
+      const counts = await measure(path.resolve(bin), store, workload, warm, count, values.keep)
+      results.get(name)?.push(counts)
+      console.log(`round ${round} ${name}: ${(counts.total / 1e6).toFixed(0)}M instructions (compiler ${(counts.compiler / 1e6).toFixed(0)}M, gc ${(counts.gc / 1e6).toFixed(0)}M, steady ${(counts.steady / 1e6).toFixed(0)}M) for ${counts.messages} messages`)
     }
   }
   console.log(`\n${workload}, medians of ${rounds} rounds, instructions per ${workload === 'connect' ? 'connection' : 'message'}:`)
-  for (const [bin, runs] of results) {
-    const per = (k: keyof Counts): number => median(runs.map((r) => r[k] / r.messages))
-    console.log(`${bin}\tsteady ${per('steady').toFixed(0)}\ttotal ${per('total').toFixed(0)}\tcompiler ${per('compiler').toFixed(0)}\tgc ${per('gc').toFixed(0)}`)
+  for (const [name, runs] of results) {
+    const line = (pick: (r: Measured) => Counts | undefined): string => {
+      const per = (k: keyof Counts): string => median(runs.map((r) => (pick(r)?.[k] ?? 0) / r.messages)).toFixed(0)
+      return `steady ${per('steady')}\ttotal ${per('total')}\tcompiler ${per('compiler')}\tgc ${per('gc')}`
+    }
+    console.log(`${name}\t${line((r) => r)}`)
+    if (workload === 'drain') {
+      console.log(`  queue\t${line((r) => r.queue)}`)
+      console.log(`  drain\t${line((r) => r.queue === undefined ? undefined : minus(r, r.queue))}`)
+    }
   }
 }
 

@@ -1,6 +1,7 @@
 // Persistent-session drain: many offline sessions, each with queued QoS 1
 // messages, then all clients come back at once (a fleet reconnecting after
 // an outage). Only the reconnect-and-drain phase is the figure of merit.
+import { execFileSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import type { IPublishPacket } from 'mqtt-packet'
 import { connectOptions, MqttConn, type ConnectOptions } from './conn.js'
@@ -89,12 +90,14 @@ export async function runDrain (job: DrainJob): Promise<DrainResult> {
   await settle(job.target.brokerPid, 30_000)
 
   // 3. Reconnect everyone and measure until every queued message has arrived.
+  if (job.markPhases === 'callgrind') execFileSync('callgrind_control', ['--dump=queued', String(job.target.brokerPid)], { stdio: 'ignore' })
   const tracker = new DeliveryTracker(job.sessions, 1, job.messagesPerSession, 'every')
   let lastDeliveryNs = 0n
   let sessionsPresent = 0
   let reconnectsDoneNs = 0n
   let check: () => void = () => {}
   const startMs = Date.now()
+  const startNs = process.hrtime.bigint()
   const window = new MeasuredWindow(job.target.brokerPid)
   const reconnecting = mapPool(job.sessions, job.concurrency, async (index) => {
     const { conn, connack } = await MqttConn.open(sessionOptions(job, clientId(index)), {
@@ -139,6 +142,8 @@ export async function runDrain (job: DrainJob): Promise<DrainResult> {
     fill,
     window: measure,
     integrity: tracker.integrity(),
+    monotonicStartUs: Number(startNs / 1000n),
+    monotonicEndUs: Number((lastDeliveryNs > 0n ? lastDeliveryNs : process.hrtime.bigint()) / 1000n),
     timedOut: ending.timedOut,
     stalled: ending.stalled,
     errors: errors.list()

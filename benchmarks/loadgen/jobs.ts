@@ -126,6 +126,12 @@ export interface DrainJob {
   readonly concurrency: number
   readonly timeoutMs: number
   readonly stallMs: number
+  /**
+   * `callgrind`: the broker runs under callgrind (benchmarks/instructions.ts);
+   * its counts so far are dumped as the reconnect phase starts, so that what
+   * queueing and what the drain cost are counted apart.
+   */
+  readonly markPhases?: 'callgrind'
 }
 
 export interface RetainedLookup {
@@ -318,6 +324,9 @@ export interface DrainResult extends Ending {
   /** Reconnect-and-drain phase: the measured window. */
   readonly window: WindowMeasure
   readonly integrity: Integrity
+  /** The measured window's edges on the monotonic clock V8 stamps profile samples with (µs). */
+  readonly monotonicStartUs?: number
+  readonly monotonicEndUs?: number
 }
 
 export interface StormResult extends Ending {

@@ -18,6 +18,8 @@ import type { PersistenceLimits, SessionMeta, StoredPacket } from './types.js'
 /** The on-disk format this code writes; a directory with a higher one is refused. */
 export const STORE_FORMAT = 1
 const DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
+/** how long an acknowledged message's delete may wait for a batch to join (GroupCommit.delLater) */
+const DELETE_LATER_MS = 100
 
 export interface LevelPersistenceOptions {
   dataDir: string
@@ -120,7 +122,7 @@ export class LevelPersistence extends BaseStore {
       writer: new GroupCommit(db, this.#fsync, (err) => {
         // a full or failing disk fails every batch: a line per interval with the count, not one per batch
         if (this.logger !== undefined) repeatedLog.log(this.logger, 'error', 'write failed\u0000' + dir, { err, dataDir: dir }, 'persistence write failed')
-      }),
+      }, DELETE_LATER_MS),
       readPackets: (keys) => this.#readPackets(keys)
     }
     if (this.corrupt > 0) {

@@ -320,6 +320,54 @@ t.test('QoS 1 packet ids reach the disk only while unacknowledged; QoS 2 ids bef
   t.same(queued.map((p) => [p.topic, p.messageId]), [['ids/slow', 1], ['ids/exact', 3], ['ids/flush', undefined]], '[MQTT-4.4.0-1] the unacknowledged keep their ids across a restart')
 })
 
+t.test('a QoS 1 packet id recorded just before the delay runs out for others is not written with them', async (t) => {
+  const store = await open(tempDir(t))
+  t.teardown(() => store.close())
+  const client = { id: 'late-ids' }
+  const sub = [{ clientId: client.id, qos: 1 }]
+  const early = publish('ids/early', '1')
+  const late = publish('ids/late', '2')
+  await store.outgoingEnqueueCombi(sub, early)
+  await store.outgoingEnqueueCombi(sub, late)
+  const start = store.writeCounters.ops
+  await store.outgoingUpdate(client, { ...early, messageId: 1 })
+  await sleep(80)
+  await store.outgoingUpdate(client, { ...late, messageId: 2 })
+  // past the early id's first 100 ms, within the late one's
+  await sleep(70)
+  await store.outgoingClearMessageId(client, { cmd: 'puback', messageId: 2 })
+  await sleep(200)
+  t.equal(store.writeCounters.ops - start, 2, 'the early id and the late message\'s delete; no id (nor its delete) for the late one')
+})
+
+t.test('an acknowledged message\'s delete joins the next batch, or its own within 100 ms', async (t) => {
+  const dir = tempDir(t)
+  const store = await open(dir)
+  const client = { id: 'acked' }
+  const sub = [{ clientId: client.id, qos: 1 }]
+  const messages = [1, 2, 3, 4].map((i) => publish(`a/${i}`, String(i)))
+  for (const m of messages) await store.outgoingEnqueueCombi(sub, m)
+  // the fourth is sent later: its packet id would be written 100 ms on (not acknowledged by then)
+  for (const [i, m] of messages.slice(0, 3).entries()) await store.outgoingUpdate(client, { ...m, messageId: i + 1 })
+  const start = store.writeCounters
+  await store.outgoingClearMessageId(client, { cmd: 'puback', messageId: 1 })
+  await store.outgoingClearMessageId(client, { cmd: 'puback', messageId: 2 })
+  await new Promise((resolve) => setImmediate(resolve))
+  await sleep(10)
+  t.equal(store.writeCounters.batches, start.batches, 'no batch of their own at once')
+  await store.outgoingEnqueueCombi(sub, publish('a/5', '5'))
+  t.strictSame(store.writeCounters, { batches: start.batches + 1, ops: start.ops + 3 }, 'they joined the next batch a waited-for write started')
+  await store.outgoingClearMessageId(client, { cmd: 'puback', messageId: 3 })
+  await sleep(250)
+  t.strictSame(store.writeCounters, { batches: start.batches + 2, ops: start.ops + 4 }, 'alone, written within 100 ms')
+  await store.outgoingUpdate(client, { ...messages[3], messageId: 4 })
+  await store.outgoingClearMessageId(client, { cmd: 'puback', messageId: 4 })
+  await store.close()
+  const again = await open(dir)
+  t.teardown(() => again.close())
+  t.same((await collect(again.outgoingStream(client))).map((p) => p.topic), ['a/5'], 'the last delete was written at close')
+})
+
 t.test('QoS 1 packet ids still in memory are written at close', async (t) => {
   const dir = tempDir(t)
   const store = await open(dir)

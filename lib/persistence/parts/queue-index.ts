@@ -44,7 +44,7 @@ export interface QueueLimits {
   overflow: OverflowPolicy
 }
 
-/** how long a QoS 1 packet id may stay in memory only (lazyIds) */
+/** how long a QoS 1 packet id stays in memory only, at least (#youngIds) */
 const ID_WRITE_DELAY_MS = 100
 
 export function brokerKeyOf (packet: StoredPacket): string | undefined {
@@ -106,12 +106,20 @@ export class QueueIndex {
   pubrels = 0
 
   /**
-   * QoS 1 packet ids recorded in memory and not yet on disk. After a crash
-   * such a message is sent again under a new id, without DUP: a duplicate,
-   * which QoS 1 allows [MQTT-4.3.2-1]. QoS 2 ids never wait here: they are
-   * on disk before the PUBLISH goes out (exactly once, spec 4.3.3).
+   * QoS 1 packet ids recorded in memory and not yet on disk, in two
+   * generations: `#youngIds` were recorded since the timer last ran,
+   * `#oldIds` before that, so at least ID_WRITE_DELAY_MS ago; each run of the
+   * timer writes the old ones still unacknowledged and ages the young. An id
+   * is written 100 to 200 ms after it was recorded, never sooner: under load
+   * (a reconnect burst draining thousands of queues) acknowledgements take
+   * tens of ms, and a single deadline for all of them wrote the ids recorded
+   * just before it fired, then their deletes. After a crash such a message
+   * is sent again under a new id, without DUP: a duplicate, which QoS 1
+   * allows [MQTT-4.3.2-1]. QoS 2 ids never wait here: they are on disk
+   * before the PUBLISH goes out (exactly once, spec 4.3.3).
    */
-  readonly #lazyIds = new Map<QueueEntry, string>()
+  #youngIds = new Map<QueueEntry, string>()
+  #oldIds = new Map<QueueEntry, string>()
   #lazyTimer: NodeJS.Timeout | undefined
 
   constructor (
@@ -153,7 +161,7 @@ export class QueueIndex {
       if (entry.brokerKey !== undefined && q.byBroker.get(entry.brokerKey) === entry) q.byBroker.delete(entry.brokerKey)
       this.cache.uncache(entry)
     }
-    this.#lazyIds.delete(entry)
+    this.#forgetLazyId(entry)
     entry.pubrel = pubrel
     entry.body = undefined
     entry.messageId = pubrel.messageId
@@ -171,7 +179,7 @@ export class QueueIndex {
   /** removes an entry from the index; deletes its keys unless the caller does it later */
   remove (cid: string, q: ClientQueue, entry: QueueEntry, deleteKeys: boolean): Promise<void> | undefined {
     entry.removed = true
-    if (this.#lazyIds.size > 0) this.#lazyIds.delete(entry)
+    this.#forgetLazyId(entry)
     const idx = q.entries.indexOf(entry)
     if (idx >= 0) q.entries.splice(idx, 1)
     if (entry.pubrel === undefined) {
@@ -189,6 +197,17 @@ export class QueueIndex {
     if (!this.io.durable) return undefined
     const write = this.io.del(KEY.queued(cid, entry.seq))
     return entry.hasState ? this.io.del(KEY.inflight(cid, entry.seq)) : write
+  }
+
+  /**
+   * An acknowledged message's keys: nobody waits for their delete, which
+   * joins a later batch (a failed batch is logged by the store, and its
+   * promise never becomes an unhandled rejection: group-commit.ts)
+   */
+  deleteKeysLater (cid: string, entry: QueueEntry): void {
+    if (!this.io.durable) return
+    this.io.delLater(KEY.queued(cid, entry.seq))
+    if (entry.hasState) this.io.delLater(KEY.inflight(cid, entry.seq))
   }
 
   /**
@@ -237,7 +256,7 @@ export class QueueIndex {
    * The packet id a queued message is (re)sent with, kept so a redelivery
    * reuses it [MQTT-4.4.0-1]. A QoS 1 id goes to disk only if the message is
    * still unacknowledged ID_WRITE_DELAY_MS later: most are acknowledged
-   * sooner, and then neither the id nor its delete is written (see #lazyIds).
+   * sooner, and then neither the id nor its delete is written (see #youngIds).
    */
   recordPacketId (cid: string, entry: QueueEntry, messageId: number | undefined): Promise<void> | undefined {
     const previous = entry.messageId
@@ -247,29 +266,54 @@ export class QueueIndex {
     if (!this.io.durable) return undefined
     if (entry.qos === 1 && messageId !== undefined && entry.pubrel === undefined) {
       // re-sent with the id it already has on disk: nothing to write
-      if (entry.hasState && previous === messageId && !this.#lazyIds.has(entry)) return undefined
-      this.#lazyIds.set(entry, cid)
-      if (this.#lazyTimer === undefined) {
-        this.#lazyTimer = setTimeout(() => this.writeLazyIds(), ID_WRITE_DELAY_MS)
-        this.#lazyTimer.unref()
-      }
+      if (entry.hasState && previous === messageId && !this.#youngIds.has(entry) && !this.#oldIds.has(entry)) return undefined
+      // a new id starts its delay again
+      if (this.#oldIds.size > 0) this.#oldIds.delete(entry)
+      this.#youngIds.set(entry, cid)
+      this.#armLazyTimer()
       return undefined
     }
-    this.#lazyIds.delete(entry)
+    this.#forgetLazyId(entry)
     entry.hasState = true
     return this.io.put(KEY.inflight(cid, entry.seq), encodeRecord({ m: messageId ?? null }))
   }
 
-  /** writes the QoS 1 packet ids still in memory only (timer, close) */
-  writeLazyIds (): void {
-    if (this.#lazyTimer !== undefined) clearTimeout(this.#lazyTimer)
+  #forgetLazyId (entry: QueueEntry): void {
+    if (this.#youngIds.size > 0) this.#youngIds.delete(entry)
+    if (this.#oldIds.size > 0) this.#oldIds.delete(entry)
+  }
+
+  #armLazyTimer (): void {
+    if (this.#lazyTimer !== undefined) return
+    this.#lazyTimer = setTimeout(() => this.#ageLazyIds(), ID_WRITE_DELAY_MS)
+    this.#lazyTimer.unref()
+  }
+
+  /** the timer: writes the old generation, the young one becomes old */
+  #ageLazyIds (): void {
     this.#lazyTimer = undefined
-    for (const [entry, cid] of this.#lazyIds) {
+    this.#writeIds(this.#oldIds)
+    const aged = this.#oldIds
+    this.#oldIds = this.#youngIds
+    this.#youngIds = aged
+    if (this.#oldIds.size > 0) this.#armLazyTimer()
+  }
+
+  #writeIds (ids: Map<QueueEntry, string>): void {
+    for (const [entry, cid] of ids) {
       if (entry.removed || entry.messageId === undefined || entry.pubrel !== undefined) continue
       entry.hasState = true
       this.io.put(KEY.inflight(cid, entry.seq), encodeRecord({ m: entry.messageId }))?.catch(() => {})
     }
-    this.#lazyIds.clear()
+    ids.clear()
+  }
+
+  /** writes every QoS 1 packet id still in memory only (close) */
+  writeLazyIds (): void {
+    if (this.#lazyTimer !== undefined) clearTimeout(this.#lazyTimer)
+    this.#lazyTimer = undefined
+    this.#writeIds(this.#oldIds)
+    this.#writeIds(this.#youngIds)
   }
 
   /** an entry loaded from disk, in seq order */

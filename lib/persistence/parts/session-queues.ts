@@ -231,12 +231,13 @@ export class MemorySessionQueues implements SessionQueues {
       if (body === undefined && index.io.durable) body = (await index.io.read([KEY.queued(cid, entry.seq)]))[0]
       if (body !== undefined) out = packetFromBody(body, messageId, entry.qos)
     }
-    // The message is gone from memory now; its keys go with the next batch.
-    // Nothing waits for that: were they still on disk after a crash, the
-    // session would resend it on reconnect [MQTT-4.4.0-1], a duplicate QoS 1
-    // allows [MQTT-4.3.2-1], or a PUBREL the client answers with PUBCOMP
-    // (0x92 Packet Identifier not found, spec 3.7.2.1).
-    index.deleteKeys(cid, entry)
+    // The message is gone from memory now; its keys go with a later batch
+    // (the next one a write someone waits for starts, within 100 ms on the
+    // level store). Nothing waits for that: were they still on disk after a
+    // crash, the session would resend it on reconnect [MQTT-4.4.0-1], a
+    // duplicate QoS 1 allows [MQTT-4.3.2-1], or a PUBREL the client answers
+    // with PUBCOMP (0x92 Packet Identifier not found, spec 3.7.2.1).
+    index.deleteKeysLater(cid, entry)
     return out
   }
 

@@ -21,8 +21,19 @@ export interface SessionRecords {
   restore (clientId: string, meta: SessionMeta): void
 }
 
+function sameRecord (a: SessionMeta, b: SessionMeta): boolean {
+  return a.expiresAt === b.expiresAt && a.willDelayUntil === b.willDelayUntil &&
+    a.expiryInterval === b.expiryInterval && a.owner === b.owner
+}
+
 export class MemorySessions implements SessionRecords {
   readonly #sessions = new Map<string, SessionMeta>()
+  /**
+   * Sessions whose record in #sessions is known to be on disk (written, or
+   * loaded). A 3.1.1 persistent session puts the same record at every
+   * CONNECT: once it is on disk, the same record again is not written.
+   */
+  readonly #onDisk = new Set<string>()
 
   constructor (private readonly io: WriteThrough) {}
 
@@ -36,8 +47,14 @@ export class MemorySessions implements SessionRecords {
     if (meta.willDelayUntil !== undefined) record.willDelayUntil = meta.willDelayUntil
     if (meta.expiryInterval !== undefined) record.expiryInterval = meta.expiryInterval
     if (meta.owner !== undefined) record.owner = meta.owner
+    const current = this.#sessions.get(clientId)
+    if (current !== undefined && this.#onDisk.has(clientId) && sameRecord(current, record)) return undefined
     this.#sessions.set(clientId, record)
-    return this.io.put(KEY.session(clientId), encodeRecord(record))
+    this.#onDisk.delete(clientId)
+    const written = this.io.put(KEY.session(clientId), encodeRecord(record))
+    // a failed write leaves the record unconfirmed: the next put writes it again
+    written?.then(() => { if (this.#sessions.get(clientId) === record) this.#onDisk.add(clientId) }, () => {})
+    return written
   }
 
   get (clientId: string): SessionMeta | undefined {
@@ -50,6 +67,7 @@ export class MemorySessions implements SessionRecords {
   }
 
   delete (clientId: string): Promise<void> | undefined {
+    this.#onDisk.delete(clientId)
     return this.#sessions.delete(clientId) ? this.io.del(KEY.session(clientId)) : undefined
   }
 
@@ -61,5 +79,6 @@ export class MemorySessions implements SessionRecords {
 
   restore (clientId: string, meta: SessionMeta): void {
     this.#sessions.set(clientId, meta)
+    this.#onDisk.add(clientId)
   }
 }

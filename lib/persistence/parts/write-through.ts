@@ -33,6 +33,11 @@ export class WriteThrough {
     return this.#silent ? undefined : this.backend?.writer.del(key)
   }
 
+  /** a delete nobody waits for: it may wait for the next batch (GroupCommit.delLater) */
+  delLater (key: string): Promise<void> | undefined {
+    return this.#silent ? undefined : this.backend?.writer.delLater(key)
+  }
+
   /** runs `change` (synchronous) on the in-memory indexes only: nothing it does is written */
   silently (change: () => void): void {
     this.#silent = true

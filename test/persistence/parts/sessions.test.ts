@@ -28,3 +28,23 @@ t.test('willDelayUntil, list and delete', async (t) => {
   t.equal(sessions.get('a'), undefined)
   t.strictSame(d.keys(), [], 'the record is gone from disk; the restored one was never written')
 })
+
+t.test('the same record again is not written once it is on disk; a changed one is', async (t) => {
+  const d = disk()
+  const sessions = new MemorySessions(d.io)
+  const ops = (): number => d.io.backend?.writer.counters.ops ?? 0
+  const first = sessions.put('p', { expiresAt: null, owner: 'n1' })
+  t.equal(sessions.put('p', { expiresAt: null, owner: 'n1' }) === undefined, false, 'not yet on disk: written again')
+  await first
+  await sessions.put('p', { expiresAt: null, owner: 'n1' })
+  const before = ops()
+  t.equal(sessions.put('p', { expiresAt: null, owner: 'n1' }), undefined, 'on disk: nothing to write')
+  await sessions.put('p', { expiresAt: null, owner: 'n2' })
+  t.equal(ops() - before, 1, 'the changed owner is written')
+  t.strictSame(d.record('x:p'), { expiresAt: null, owner: 'n2' })
+  sessions.restore('q', { expiresAt: null })
+  t.equal(sessions.put('q', { expiresAt: null }), undefined, 'a loaded record is on disk')
+  await sessions.delete('q')
+  await sessions.put('q', { expiresAt: null })
+  t.strictSame(d.record('x:q'), { expiresAt: null }, 'after a delete the record is written again')
+})
