@@ -135,10 +135,15 @@ export function routeArgs (groups: readonly Group[], callId: string): ScriptArg[
   for (const group of groups) {
     const blob = Buffer.allocUnsafe(group.bytes + 4 * group.messages.length)
     let at = 0
+    // byte stores and TypedArray set: Buffer's writeUInt32BE and copy (argument checks per call) were a few per cent of a publishing node
     for (const message of group.messages) {
-      blob.writeUInt32BE(message.length, at)
-      message.copy(blob, at + 4)
-      at += 4 + message.length
+      const length = message.length
+      blob[at] = length >>> 24
+      blob[at + 1] = (length >>> 16) & 0xff
+      blob[at + 2] = (length >>> 8) & 0xff
+      blob[at + 3] = length & 0xff
+      blob.set(message, at + 4)
+      at += 4 + length
     }
     args.push(group.nodes.length, ...group.nodes, blob)
   }
@@ -146,7 +151,15 @@ export function routeArgs (groups: readonly Group[], callId: string): ScriptArg[
   return args
 }
 
+interface Targets {
+  readonly of: Iterable<string>
+  readonly size: number
+  readonly nodes: readonly string[]
+  readonly key: string
+}
+
 export class RouteBatcher {
+  private lastTargets: Targets | undefined
   private groups: Group[] = []
   private waiters: Waiter[] = []
   private bytes = 0
@@ -164,13 +177,13 @@ export class RouteBatcher {
    * runs them in that order, so a publisher's messages keep theirs.
    */
   send (nodes: Iterable<string>, message: Buffer): Promise<string> {
-    const targets = [...nodes]
-    if (targets.length === 0) return Promise.resolve('')
+    const to = this.targetsOf(nodes)
+    if (to.nodes.length === 0) return Promise.resolve('')
     if (this.waiters.length >= MAX_MESSAGES || (this.waiters.length > 0 && this.bytes + message.length > MAX_BYTES)) this.flush()
     return new Promise<string>((resolve, reject) => {
-      const key = targets.length === 1 ? targets[0] as string : targets.join('\n')
+      const key = to.key
       let group = this.groups[this.groups.length - 1]
-      if (group?.key !== key) this.groups.push(group = { key, nodes: targets, messages: [], bytes: 0 })
+      if (group?.key !== key) this.groups.push(group = { key, nodes: to.nodes, messages: [], bytes: 0 })
       group.messages.push(message)
       group.bytes += message.length
       this.waiters.push({ resolve, reject })
@@ -181,6 +194,21 @@ export class RouteBatcher {
         setImmediate(this.flushScheduled)
       }
     })
+  }
+
+  /**
+   * The nodes as an array and a group key. The route table hands out the
+   * same Set for a topic until a route changes (routes.ts durableNodes):
+   * the last one's array and key are kept instead of made per message. A
+   * Set is read again whenever its size changed (a caller may add to its own).
+   */
+  private targetsOf (nodes: Iterable<string>): Targets {
+    const last = this.lastTargets
+    if (last !== undefined && last.of === nodes && last.size === (nodes as ReadonlySet<string>).size) return last
+    const array = [...nodes]
+    const targets: Targets = { of: nodes, size: nodes instanceof Set ? nodes.size : -1, nodes: array, key: array.length === 1 ? array[0] as string : array.join('\n') }
+    if (nodes instanceof Set) this.lastTargets = targets
+    return targets
   }
 
   private readonly flushScheduled = (): void => {

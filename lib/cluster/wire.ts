@@ -45,6 +45,55 @@ export function encodeRouted (packet: IPublishPacket): Buffer {
 
 /** The PUBLISH in `bytes`, or the reason it is not one. */
 export function decodeRouted (bytes: Buffer): IPublishPacket | Error {
+  return readPlain(bytes) ?? decodeOther(bytes)
+}
+
+/**
+ * A whole PUBLISH without properties, read in one pass: the packet in the
+ * shape protocol/decode.ts gives aedes, without the frame, length and header
+ * objects made on the way there (a receiving node reads every routed message
+ * here). null: anything else (properties, a QoS of 3, bytes that are not one
+ * whole PUBLISH), left to `decodeOther`.
+ */
+function readPlain (bytes: Buffer): IPublishPacket | null {
+  const size = bytes.length
+  if (size < 2) return null
+  const first = bytes[0] as number
+  if (first >> 4 !== PacketType.PUBLISH) return null
+  const qos = (first >> 1) & 0x03
+  if (qos === 3) return null
+  let remaining = 0
+  let multiplier = 1
+  let at = 1
+  for (;;) {
+    if (at >= size || at > 4) return null
+    const byte = bytes[at++] as number
+    remaining += (byte & 0x7f) * multiplier
+    if ((byte & 0x80) === 0) break
+    multiplier *= 128
+  }
+  if (remaining !== size - at || at + 2 > size) return null
+  const topicAt = at + 2
+  at = topicAt + (((bytes[at] as number) << 8) | (bytes[at + 1] as number))
+  const idAt = at
+  if (qos > 0) at += 2
+  // property length 0 (one byte); anything else goes to mqtt-packet
+  if (at >= size || bytes[at] !== 0) return null
+  const packet = {
+    cmd: 'publish',
+    retain: (first & 0x01) === 1,
+    qos,
+    dup: (first & 0x08) !== 0,
+    length: remaining,
+    topic: bytes.toString('utf8', topicAt, idAt),
+    payload: bytes.subarray(at + 1)
+  } as IPublishPacket
+  if (qos > 0) packet.messageId = ((bytes[idAt] as number) << 8) | (bytes[idAt + 1] as number)
+  return packet
+}
+
+/** A PUBLISH with properties, or the reason the bytes are not one. */
+function decodeOther (bytes: Buffer): IPublishPacket | Error {
   if (bytes.length > 0 && (bytes[0] as number) >> 4 === PacketType.PUBLISH) {
     const frame = frameOf(bytes)
     const length = readVarInt(bytes, 1)

@@ -9,6 +9,8 @@ import t from 'tap'
 import type { IPublishPacket } from 'mqtt-packet'
 import { decodeBuffer, encode } from '../../lib/protocol/codec.js'
 import { decodeRouted, encodeRouted } from '../../lib/cluster/wire.js'
+import { frameOf, readPublishHeader } from '../../lib/protocol/frame.js'
+import { publishPacket } from '../../lib/protocol/decode.js'
 
 const cases: Array<[string, IPublishPacket]> = [
   ['QoS 0, short', { cmd: 'publish', topic: 'a/b', payload: Buffer.from('x'), qos: 0, retain: false, dup: false }],
@@ -35,6 +37,12 @@ t.test('the same bytes as mqtt-packet, read back as the same packet', async (t) 
     t.equal(got.messageId, expected.messageId, `${name}: packet id`)
     t.same(Buffer.from(got.payload), Buffer.from(expected.payload), `${name}: payload`)
     t.same(got.properties, expected.properties, `${name}: properties`)
+    if (packet.properties !== undefined) continue
+    // the shape the gateway gives aedes for a client's PUBLISH: aedes' publish path sees one kind of object
+    const frame = frameOf(bytes)
+    const fromGateway = publishPacket(frame, readPublishHeader(frame)!, 5)
+    t.same(Object.keys(got), Object.keys(fromGateway!), `${name}: the gateway's packet shape`)
+    t.same(got, fromGateway, `${name}: the gateway's packet`)
   }
 })
 
@@ -43,4 +51,7 @@ t.test('bytes that are not one whole PUBLISH are refused', async (t) => {
   t.ok(decodeRouted(whole.subarray(0, whole.length - 1)) instanceof Error, 'truncated')
   t.ok(decodeRouted(encode({ cmd: 'pingreq' }, 5)) instanceof Error, 'another packet')
   t.ok(decodeRouted(Buffer.alloc(0)) instanceof Error, 'nothing')
+  const longTopic = Buffer.from(whole)
+  longTopic.writeUInt16BE(200, 2)
+  t.ok(decodeRouted(longTopic) instanceof Error, 'a topic longer than the packet')
 })
