@@ -30,6 +30,7 @@ import { windowedPublish } from './routed-publish.js'
 import { enqueueFor, sessionMoves } from './cluster-moves.js'
 import { routedPacket } from '../cluster/routes.js'
 import { nameByRoutedId } from '../cluster/routed-id.js'
+import { adoptStoredWill } from './cluster-wills.js'
 
 const NONE: readonly string[] = []
 
@@ -75,6 +76,10 @@ export function wireClusterQos (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster'
   cluster.attachAdoption({
     async hydrate (clientId, epoch) {
       await clusterSessionsOf(ctx.store())?.hydrate(clientId, epoch, { clean: false })
+      // the dead connection's will is the cluster's to publish, to every node (cluster-wills.ts)
+      await adoptStoredWill(ctx, clientId, epoch).catch((err: unknown) => {
+        ctx.logger.warn({ clientId, err }, 'cluster: handing an adopted session\'s will to the cluster failed')
+      })
     },
     async enqueueFor (clientIds, packet, id) {
       await enqueueFor(aedes, clientIds, packet as PublishPacket, id)

@@ -33,6 +33,31 @@ function toClusterWill (will: AedesWill): ClusterWill {
   return out
 }
 
+/**
+ * A session adopted from a dead node (lib/cluster/adoption.ts, orphans.ts)
+ * brings the will of its dead connection in the store. The cluster publishes
+ * a dead node's wills (REAP, then TAKE on the timer holder: routed to every
+ * node), so the store's copy goes: aedes' will sweep would publish it again,
+ * on this node only. One the cluster has no record of (its node died after
+ * the store had it, before holding it in Redis) goes to the cluster's due
+ * set, due after its Will Delay [MQTT-3.1.3-9].
+ */
+export async function adoptStoredWill (ctx: Pick<Context, 'cluster' | 'store' | 'logger'>, clientId: string, epoch: number): Promise<void> {
+  const store = ctx.store()
+  const cluster = ctx.cluster
+  if (cluster === undefined || !isCulexStore(store)) return
+  const stored = await store.getWill({ id: clientId })
+  if (stored === undefined || typeof stored.topic !== 'string') return
+  if (!isReservedTopic(stored.topic)) {
+    const payload = stored.payload === undefined ? Buffer.alloc(0) : Buffer.from(stored.payload)
+    const will: ClusterWill = { topic: stored.topic, payload, qos: stored.qos === 2 ? 2 : stored.qos === 1 ? 1 : 0, retain: stored.retain === true }
+    if (stored.properties !== undefined) will.properties = stored.properties as ClusterWill['properties']
+    const delayMs = Math.max(0, Number(stored.properties?.willDelayInterval ?? 0)) * 1000
+    if (await cluster.adoptStoredWill(clientId, epoch, will, delayMs)) ctx.logger.info({ clientId, topic: will.topic }, 'cluster: an adopted session\'s will the cluster did not hold is now timed by it')
+  }
+  await store.delWill({ id: clientId })
+}
+
 export function wireClusterWills (aedes: Aedes, ctx: Context, epochOf: (client: Client) => number | undefined): void {
   const cluster = ctx.cluster
   if (cluster === undefined) return

@@ -18,7 +18,7 @@ import { clusterSessionsOf } from './store.js'
 import { wireClusterWills } from './cluster-wills.js'
 import { sessionLifetimeMs } from '../cluster/session-expiry.js'
 import { wireClusterQos } from './cluster-qos.js'
-import { routedBrokerId } from './cluster-shared.js'
+import { isRouted, routedBrokerId } from './cluster-shared.js'
 import { windowedPublish } from './routed-publish.js'
 import { sessionMoves } from './cluster-moves.js'
 
@@ -115,6 +115,8 @@ function wireRetained (store: unknown, cluster: NonNullable<BrokerContext['clust
   store.onDrop?.((event) => { if (event.reason === 'retained-limit') refused = true })
   cluster.attachRetained(async (packet) => { await local(packet) })
   store.storeRetained = (packet: StoredPacket): Promise<void> => {
+    // a message another node routed here with RETAIN 1: that node wrote it to Redis, whose notice brings it to this store
+    if (isRouted(packet)) return Promise.resolve()
     refused = false
     const here = local(packet)
     // over this node's retained limits: refused here, so not written for the cluster either
@@ -152,7 +154,8 @@ export function wireCluster (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster' | 
     },
     deliver (message) {
       // published with no client: aedes' 'publish' event below does not route it back
-      const packet = { cmd: 'publish' as const, topic: message.topic, payload: message.payload, qos: 0 as const, retain: false, dup: false, brokerId: routedBrokerId(aedes), ...(message.properties !== undefined ? { properties: message.properties } : {}) }
+      // RETAIN as published on its node, for Retain As Published subscriptions here [MQTT-3.3.1-12] [MQTT-3.3.1-13]
+      const packet = { cmd: 'publish' as const, topic: message.topic, payload: message.payload, qos: 0 as const, retain: message.retain === true, dup: false, brokerId: routedBrokerId(aedes), ...(message.properties !== undefined ? { properties: message.properties } : {}) }
       publishRouted(packet, (err) => { if (err) ctx.logger.debug({ err, topic: message.topic }, 'cluster: a routed message was not published') })
     }
   })

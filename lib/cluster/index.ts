@@ -111,6 +111,8 @@ export interface ClusterView {
   dropWill (clientId: string, epoch: number): void
   /** That connection ended and its will is due in `delayMs`: true once the cluster times it (this node must not). */
   deferWill (clientId: string, epoch: number, delayMs: number): Promise<boolean>
+  /** A session adopted here at `epoch` held a will of its dead connection: true when the cluster had no record of it and now times it (wills.ts). */
+  adoptStoredWill (clientId: string, epoch: number, will: ClusterWill, delayMs: number): Promise<boolean>
   /** `use` gets the streams of the cluster's shared subscription groups (shared-stream.ts) once joined (set before the join) */
   attachShared (use: (streams: ClusterShareStreams) => void): void
 }
@@ -209,6 +211,9 @@ export class ClusterNode implements ClusterView {
     const expiry = new ClusterSessionExpiry(this.redis, options.nodeId, this.logger, membership.leaseMs, membership.renewMs)
     // the node that held an expired session drops its copy (others are told as by a takeover)
     await expiry.start(() => membership.nodes(), { expiredHere: (clientId, epoch) => { this.local?.sessionEnded?.(clientId, epoch) } })
+    // before the adoption below: an adopted session's will the cluster did not hold is handed to it (adoptStoredWill)
+    const wills = new ClusterWills(this.redis, options.nodeId, this.logger, membership.leaseMs, membership.renewMs)
+    this.wills = wills
     const adoptionHost = this.adoptionHost
     // an adopted session is released offline here at a new epoch: its clock starts again from its record
     const adoptionRegistry = {
@@ -229,7 +234,6 @@ export class ClusterNode implements ClusterView {
     if (adoption !== undefined) this.sweepDead(adoption, () => membership.nodes())
     const retained = new ClusterRetained(this.redis, this.logger)
     await retained.start(this.applyRetained ?? (async () => {}))
-    const wills = new ClusterWills(this.redis, options.nodeId, this.logger, membership.leaseMs, membership.renewMs)
     if (this.willsHost !== undefined) wills.attach(this.willsHost)
     await wills.start(() => membership.nodes())
     membership.on('join', (id) => { routes.nodeJoined(id) })
@@ -422,6 +426,11 @@ export class ClusterNode implements ClusterView {
 
   holdWill (clientId: string, epoch: number, will: ClusterWill, delayMs: number): void {
     this.wills?.hold(clientId, epoch, will, delayMs)
+  }
+
+  async adoptStoredWill (clientId: string, epoch: number, will: ClusterWill, delayMs: number): Promise<boolean> {
+    if (this.wills === undefined) throw new Error('not joined the cluster yet')
+    return await this.wills.adoptOrphan(clientId, epoch, will, delayMs)
   }
 
   dropWill (clientId: string, epoch: number): void {

@@ -39,7 +39,7 @@ export const RELOAD_MS = 10000
 /** The MQTT 5 properties a message keeps between nodes; topic aliases and subscription identifiers are per connection. */
 const CARRIED = ['payloadFormatIndicator', 'messageExpiryInterval', 'contentType', 'responseTopic', 'correlationData', 'userProperties'] as const
 
-export type RoutedMessage = Pick<IPublishPacket, 'topic' | 'payload' | 'properties'>
+export type RoutedMessage = Pick<IPublishPacket, 'topic' | 'payload' | 'properties'> & { retain?: boolean }
 
 export class Routes {
   /** live connections' filters: where QoS 0 goes */
@@ -244,14 +244,19 @@ export class Routes {
         this.logger.warn({ err: packet.message }, 'cluster: a routed message could not be decoded; dropped')
         continue
       }
-      this.deliver({ topic: packet.topic, payload: packet.payload, ...(packet.properties !== undefined ? { properties: packet.properties } : {}) })
+      this.deliver({ topic: packet.topic, payload: packet.payload, retain: packet.retain, ...(packet.properties !== undefined ? { properties: packet.properties } : {}) })
     }
   }
 }
 
-/** The PUBLISH a message travels between nodes as (MQTT 5, RETAIN 0, only the properties that travel). */
+/**
+ * The PUBLISH a message travels between nodes as (MQTT 5, only the
+ * properties that travel). RETAIN as published: a subscription with Retain
+ * As Published on the receiving node gets it so [MQTT-3.3.1-12]; the
+ * receiving node does not store it as retained again (broker/cluster.ts).
+ */
 export function routedPacket (message: RoutedMessage, qos: 0 | 1 | 2): IPublishPacket {
-  const packet: IPublishPacket = { cmd: 'publish', topic: message.topic, payload: message.payload, qos, retain: false, dup: false }
+  const packet: IPublishPacket = { cmd: 'publish', topic: message.topic, payload: message.payload, qos, retain: message.retain === true, dup: false }
   if (qos > 0) packet.messageId = 1
   const properties = carried(message.properties)
   if (properties !== undefined) packet.properties = properties

@@ -165,6 +165,26 @@ return moved
 `)
 
 /**
+ * A will found in a session adopted from a dead node (or from this node's
+ * previous run) that the cluster has no record of: its node died after the
+ * store had it, before HOLD. KEYS: sent key of the id, pending, due, nodes
+ * set. ARGV: client id, record, channel, wills key prefix. Scheduled as REAP
+ * would have, unless the cluster published it (sent), times it (pending) or
+ * holds it in a node's hash (REAP or the sweep moves it). Returns 1 when
+ * scheduled.
+ */
+const ORPHAN = new Script(`${SCHEDULE}${NOW}
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 0 end
+for _, node in ipairs(redis.call('SMEMBERS', KEYS[4])) do
+  if redis.call('HEXISTS', ARGV[4] .. '{' .. node .. '}', ARGV[1]) == 1 then return 0 end
+end
+local delay = tonumber(string.match(ARGV[2], '^%d+ (%d+) ')) or 0
+local moved = schedule(ARGV[1], ARGV[2], now + delay)
+if moved > 0 then redis.call('PUBLISH', ARGV[3], 'due') end
+return moved
+`)
+
+/**
  * Takes the due wills, if this node holds the timer lock. KEYS: pending,
  * due, lock. ARGV: node id, limit, owner key prefix, wills key prefix,
  * sent key prefix, sent ttl ms.
@@ -336,6 +356,17 @@ export class ClusterWills {
   async defer (clientId: string, epoch: number, delayMs: number): Promise<boolean> {
     if (this.held.get(clientId)?.epoch === epoch) this.held.delete(clientId)
     const moved = await DEFER.run(this.redis.commands, [nodeWillsKey(this.nodeId), PENDING_KEY, DUE_KEY], [clientId, epoch, Math.max(0, Math.round(delayMs)), WILLS_CHANNEL, sentKey('')])
+    return Number(moved) >= 1
+  }
+
+  /**
+   * The store of a session adopted here at `epoch` had a will of its dead
+   * connection: true when the cluster had no record of it and now times it
+   * (due after `delayMs`, published by the timer holder to every node).
+   */
+  async adoptOrphan (clientId: string, epoch: number, will: ClusterWill, delayMs: number): Promise<boolean> {
+    const record = encodeRecord(epoch, delayMs, will)
+    const moved = await ORPHAN.run(this.redis.commands, [sentKey(clientId), PENDING_KEY, DUE_KEY, WILL_NODES_KEY], [clientId, record, WILLS_CHANNEL, WILLS_PREFIX])
     return Number(moved) >= 1
   }
 

@@ -3,7 +3,8 @@
  * MQTT 5 properties; writes of an older epoch never undo a newer one; the
  * wills of a node whose lease is gone are moved once, however many
  * survivors try; the timer holder publishes each due will once, after its
- * delay, and drops one whose client id was claimed again [MQTT-3.1.3-9].
+ * delay, and drops one whose client id was claimed again [MQTT-3.1.3-9]; an
+ * adopted session's will the cluster has no record of is scheduled (ORPHAN).
  */
 import t, { type Test } from 'tap'
 import { ClusterNode, type ClusterWill } from '../../lib/cluster/index.js'
@@ -160,4 +161,27 @@ t.test('defer: a will a survivor moved during a lost lease gets its due time ane
   t.equal(await a.cluster.deferWill('sent', epochs.sent ?? 0, 60000), true, 'published meanwhile: not for this node to time')
   t.equal(await a.cluster.deferWill('unknown', epochs.unknown ?? 0, 60000), false, 'not in the cluster: this node times it')
   t.equal(redisCli(redis, '--raw', 'ZCARD', '{culex}:wills:due'), '2')
+})
+
+t.test('ORPHAN: an adopted session\'s will the cluster has no record of is timed and published once; one it published, times or holds is not', async (t) => {
+  const redis = await startRedis(t)
+  const a = await node(t, redis.url, 'a')
+  await waitFor(() => redisCli(redis, '--raw', 'GET', '{culex}:wills:timer') === 'a', { what: 'a holds the timer lock' })
+  // the adoption's claim (registry.ts) made the epoch the record carries
+  redisCli(redis, 'HSET', '{culex}:client:lost', 'epoch', '5')
+  const start = Date.now()
+  t.equal(await a.cluster.adoptStoredWill('lost', 5, will('lost'), 300), true, 'no record anywhere: scheduled')
+  a.cluster.holdWill('held', 1, will('held'), 0)
+  await waitFor(() => hlen(redis, '{culex}:wills:{a}') === 1, { what: 'held in a\'s hash' })
+  t.equal(await a.cluster.adoptStoredWill('held', 2, will('held'), 0), false, 'held in a node\'s hash: REAP moves it, not this')
+  a.cluster.holdWill('timed', 1, will('timed'), 60000)
+  t.equal(await a.cluster.deferWill('timed', 1, 60000), true)
+  t.equal(await a.cluster.adoptStoredWill('timed', 2, will('timed'), 0), false, 'waiting in the due set: not twice')
+  redisCli(redis, 'SET', '{culex}:wills:sent:sent', '1')
+  t.equal(await a.cluster.adoptStoredWill('sent', 2, will('sent'), 0), false, 'published by the cluster: not again')
+  await waitFor(() => a.published.length > 0, { what: 'the orphan will published' })
+  await sleep(500)
+  t.same(a.published.map((p) => p.will.topic), ['lost'], 'only the will the cluster had no record of, once')
+  t.ok((a.published[0]?.at ?? 0) - start >= 250, 'after its delay')
+  t.equal(await a.cluster.adoptStoredWill('lost', 5, will('lost'), 0), false, 'adopted again: published already')
 })

@@ -1,0 +1,65 @@
+/**
+ * Wills in the sessions a restarted node adopts from its previous run: the
+ * cluster publishes them to every node, once each, and the adopted sessions
+ * keep no copy in the store for aedes' will sweep to publish again on that
+ * node only; a will the store had but the cluster did not (the node died
+ * before holding it in Redis) is handed to the cluster at the adoption.
+ */
+import t from 'tap'
+import type { MqttClient } from 'mqtt'
+import { connectClient } from '../../helpers/mqtt.js'
+import { redisCli, startNode, startRedis, waitForLog } from '../../helpers/redis.js'
+import { sleep, waitFor } from '../../helpers/wait.js'
+
+function arrivals (client: MqttClient): Array<{ topic: string, qos: number }> {
+  const got: Array<{ topic: string, qos: number }> = []
+  client.on('message', (topic, _payload, packet) => { got.push({ topic, qos: packet.qos }) })
+  return got
+}
+
+const count = (got: Array<{ topic: string }>, topic: string): number => got.filter((m) => m.topic === topic).length
+
+async function routeReady (from: MqttClient, seen: () => boolean, topic: string): Promise<void> {
+  await waitFor(async () => {
+    if (seen()) return true
+    await from.publishAsync(topic, 'probe', { qos: 0 })
+    return seen()
+  }, { timeout: 5000, step: 20, what: `the route for ${topic}` })
+}
+
+t.test('[MQTT-3.1.2-8] [MQTT-3.1.3-9] the wills of a restarted node\'s previous run reach every node once each, also one the store had and Redis\' wills did not', async (t) => {
+  const redis = await startRedis(t)
+  const a = await startNode(t, redis, ['--node-id', 'a'])
+  const b = await startNode(t, redis, ['--node-id', 'b'])
+  const c = await startNode(t, redis, ['--node-id', 'c'])
+  const onB = await connectClient(t, b.url, { clientId: 'watch-b', protocolVersion: 5 })
+  const onC = await connectClient(t, c.url, { clientId: 'watch-c', protocolVersion: 4 })
+  const gotB = arrivals(onB)
+  const gotC = arrivals(onC)
+  await onB.subscribeAsync('wills/#', { qos: 1 })
+  await onC.subscribeAsync('wills/#', { qos: 1 })
+  await routeReady(onB, () => count(gotC, 'wills/probe-b') > 0, 'wills/probe-b')
+  await routeReady(onC, () => count(gotB, 'wills/probe-c') > 0, 'wills/probe-c')
+
+  const session = { protocolVersion: 5 as const, clean: false, properties: { sessionExpiryInterval: 60 } }
+  await connectClient(t, a.url, { clientId: 'held', ...session, will: { topic: 'wills/held', payload: Buffer.from('held'), qos: 0, retain: false } })
+  await connectClient(t, a.url, { clientId: 'lost', ...session, will: { topic: 'wills/lost', payload: Buffer.from('lost'), qos: 1, retain: false, properties: { willDelayInterval: 1 } } })
+  await waitFor(() => redisCli(redis, '--raw', 'HLEN', '{culex}:wills:{a}') === '2', { timeout: 3000, what: 'a\'s two wills in Redis' })
+  // as if a had died in the moment between the store's write of the will and Redis' record of it
+  redisCli(redis, 'HDEL', '{culex}:wills:{a}', 'lost')
+  a.child.kill('SIGKILL')
+  await a.exit
+  const again = await startNode(t, redis, ['--node-id', 'a'])
+  await waitForLog(again, (l) => String(l.msg).startsWith('cluster: adopted the sessions and inbox of this node\'s previous run'), 'the adoption of a\'s previous run', 15000)
+
+  await waitFor(() => ['wills/held', 'wills/lost'].every((topic) => count(gotB, topic) > 0 && count(gotC, topic) > 0), { timeout: 8000, what: 'both wills on b and c' })
+  await sleep(1500)
+  for (const topic of ['wills/held', 'wills/lost']) {
+    t.equal(count(gotB, topic), 1, `${topic} reached b once`)
+    t.equal(count(gotC, topic), 1, `${topic} reached c once`)
+  }
+  t.equal(gotB.find((m) => m.topic === 'wills/lost')?.qos, 1, 'the QoS 1 will as QoS 1')
+  for (const id of ['held', 'lost']) {
+    t.notOk(redisCli(redis, '--raw', 'HKEYS', `culex:session:{${id}}`).split('\n').includes(`w:${id}`), `the adopted session ${id} keeps no will in the store for aedes' will sweep`)
+  }
+})
