@@ -137,3 +137,18 @@ export async function waitForLog (node: CulexProcess, match: (l: Record<string, 
   await waitFor(() => (found = node.logs.find(match)) !== undefined, { timeout, step: 20, what })
   return found as Record<string, unknown>
 }
+
+/** Something that publishes (an MQTT.js client). */
+interface Publisher { publishAsync: (topic: string, message: string, opts: { qos: 0 | 1 }) => Promise<unknown> }
+
+/**
+ * Publishes a probe to `topic` until `seen()`: the routes of the
+ * subscriptions made on other nodes have reached the publisher's node.
+ */
+export async function routeReady (publisher: Publisher, topic: string, seen: () => boolean, opts: { qos?: 0 | 1, timeout?: number, step?: number } = {}): Promise<void> {
+  await waitFor(async () => {
+    if (seen()) return true
+    await publisher.publishAsync(topic, 'probe', { qos: opts.qos ?? 0 })
+    return seen()
+  }, { timeout: opts.timeout ?? 5000, step: opts.step ?? 20, what: `the route for ${topic}` })
+}

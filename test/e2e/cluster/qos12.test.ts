@@ -10,17 +10,8 @@ import t from 'tap'
 import type { MqttClient } from 'mqtt'
 import { connectClient, collect } from '../../helpers/mqtt.js'
 import { hasMosquittoClients, mosquittoSub } from '../../helpers/mosquitto.js'
-import { redisCli, startNode, startRedis } from '../../helpers/redis.js'
+import { redisCli, startNode, startRedis, routeReady } from '../../helpers/redis.js'
 import { sleep, waitFor } from '../../helpers/wait.js'
-
-/** Publishes QoS 0 probes on `publisher` until `seen()`: the route of a new subscription reached the publisher's node. */
-async function routeReady (publisher: MqttClient, topic: string, seen: () => boolean): Promise<void> {
-  await waitFor(async () => {
-    if (seen()) return true
-    await publisher.publishAsync(topic, 'probe', { qos: 0 })
-    return seen()
-  }, { timeout: 8000, step: 50, what: `the route for ${topic}` })
-}
 
 /** The reason code of a QoS 1/2 PUBLISH's PUBACK or PUBREC (0 when absent), published and acknowledged one at a time. */
 async function ackCode (client: MqttClient, topic: string, payload: string, qos: 1 | 2, properties?: Record<string, unknown>): Promise<number> {
@@ -56,7 +47,7 @@ t.test('QoS 1 and 2 messages published on node A reach subscribers on B and C on
   await onC.subscribeAsync('q/#', { qos: 1 })
   const mosq = mosquittoSub(t, ['-h', '127.0.0.1', '-p', new URL(c.url).port, '-V', '5', '-q', '2', '-i', 'mosq-c', '-F', '%q %t %p', '-t', 'q/n/#'])
   const publisher = await connectClient(t, a.url, { clientId: 'pub-a', protocolVersion: 5 })
-  await routeReady(publisher, 'q/n/probe', () => gotB.messages.some((m) => m.topic === 'q/n/probe') && gotC.messages.some((m) => m.topic === 'q/n/probe') && mosq.lines.includes('0 q/n/probe probe'))
+  await routeReady(publisher, 'q/n/probe', () => gotB.messages.some((m) => m.topic === 'q/n/probe') && gotC.messages.some((m) => m.topic === 'q/n/probe') && mosq.lines.includes('0 q/n/probe probe'), { timeout: 8000, step: 50 })
   await sleep(200)
   gotB.messages.length = 0
   gotC.messages.length = 0
@@ -113,7 +104,7 @@ t.test('No Local across nodes: the publisher\'s own subscription does not get it
   const other = await connectClient(t, b.url, { clientId: 'other' })
   const gotOther = collect(other)
   await other.subscribeAsync('nl/#', { qos: 1, nl: true })
-  await routeReady(self, 'nl/probe', () => gotOther.messages.length > 0)
+  await routeReady(self, 'nl/probe', () => gotOther.messages.length > 0, { timeout: 8000, step: 50 })
   gotOther.messages.length = 0
   for (let i = 0; i < 10; i++) await self.publishAsync(`nl/${i}`, String(i), { qos: i % 2 === 0 ? 1 : 2 })
   await gotOther.next(10, 5000)
@@ -135,7 +126,7 @@ t.test('Redis refuses the inbox write (out of memory): MQTT 5 PUBACK 0x80 (QoS 2
   const v5 = await connectClient(t, a.url, { clientId: 'pub-5', protocolVersion: 5 })
   const v4 = await connectClient(t, a.url, { clientId: 'pub-4', protocolVersion: 4 })
   const q2 = await connectClient(t, a.url, { clientId: 'pub-5-q2', protocolVersion: 5 })
-  await routeReady(v5, 'oom/probe', () => gotRemote.messages.length > 0)
+  await routeReady(v5, 'oom/probe', () => gotRemote.messages.length > 0, { timeout: 8000, step: 50 })
   t.equal(await ackCode(v5, 'oom/before', 'kept', 1), 0, 'before: PUBACK 0x00')
   await waitFor(() => gotRemote.messages.some((m) => m.topic === 'oom/before'), { timeout: 5000, what: 'oom/before on b' })
 

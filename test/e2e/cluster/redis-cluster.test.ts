@@ -10,21 +10,12 @@
  * every step here that passes ran its scripts there).
  */
 import t from 'tap'
-import mqtt, { type MqttClient } from 'mqtt'
+import mqtt from 'mqtt'
 import { collect, connectClient } from '../../helpers/mqtt.js'
-import { startNode } from '../../helpers/redis.js'
+import { startNode, routeReady } from '../../helpers/redis.js'
 import { clusterCli, keysByMaster, masterOf, startRedisCluster } from '../../helpers/redis-cluster.js'
 import { duplicates, publishMany } from '../../helpers/share.js'
 import { sleep, waitFor } from '../../helpers/wait.js'
-
-/** Publishes a probe on `publisher` until `seen()`: the route of a new subscription has reached the publisher's node. */
-async function routeReady (publisher: MqttClient, topic: string, seen: () => boolean, qos: 0 | 1 = 0): Promise<void> {
-  await waitFor(async () => {
-    if (seen()) return true
-    await publisher.publishAsync(topic, 'probe', { qos })
-    return seen()
-  }, { timeout: 5000, step: 50, what: `the route for ${topic}` })
-}
 
 t.test('three culex nodes on a three-master Redis Cluster', async (t) => {
   const cluster = await startRedisCluster(t)
@@ -43,7 +34,7 @@ t.test('three culex nodes on a three-master Redis Cluster', async (t) => {
     await onB.subscribeAsync('r/#', { qos: 2 })
     await onC.subscribeAsync('r/+/x', { qos: 1 })
     const publisher = await connectClient(t, a.url, { clientId: 'pub-a', protocolVersion: 5 })
-    await routeReady(publisher, 'r/probe/x', () => gotB.messages.some((m) => m.topic === 'r/probe/x') && gotC.messages.some((m) => m.topic === 'r/probe/x'))
+    await routeReady(publisher, 'r/probe/x', () => gotB.messages.some((m) => m.topic === 'r/probe/x') && gotC.messages.some((m) => m.topic === 'r/probe/x'), { step: 50 })
     await sleep(100)
     gotB.messages.length = 0
     gotC.messages.length = 0
@@ -75,7 +66,7 @@ t.test('three culex nodes on a three-master Redis Cluster', async (t) => {
     const live = collect(first)
     await first.subscribeAsync('q/#', { qos: 1 })
     const publisher = await connectClient(t, b.url, { clientId: 'pub-b', protocolVersion: 5 })
-    await routeReady(publisher, 'q/probe', () => live.messages.some((m) => m.topic === 'q/probe'), 1)
+    await routeReady(publisher, 'q/probe', () => live.messages.some((m) => m.topic === 'q/probe'), { qos: 1, step: 50 })
     await first.endAsync()
     for (let i = 1; i <= 5; i++) await publisher.publishAsync(`q/${i}`, `m${i}`, { qos: 1 })
 
@@ -146,7 +137,7 @@ t.test('three culex nodes on a three-master Redis Cluster', async (t) => {
       { timeout: 10000, what: 'the three nodes reading the group\'s stream' })
     const publisher = await connectClient(t, a.url, { clientId: 'pub-share', protocolVersion: 5 })
     const all = (): string[] => got.flatMap((g) => g.messages.map((m) => m.payload.toString()))
-    await routeReady(publisher, 'jobs/probe', () => all().length > 0, 1)
+    await routeReady(publisher, 'jobs/probe', () => all().length > 0, { qos: 1, step: 50 })
     await sleep(300)
     for (const g of got) g.messages.length = 0
 

@@ -7,21 +7,11 @@
  * send it back.
  */
 import t from 'tap'
-import type { MqttClient } from 'mqtt'
 import { Redis } from 'ioredis'
 import { connectClient, collect } from '../../helpers/mqtt.js'
 import { hasMosquittoClients, mosquittoSub } from '../../helpers/mosquitto.js'
-import { startNode, startRedis } from '../../helpers/redis.js'
+import { startNode, startRedis, routeReady } from '../../helpers/redis.js'
 import { sleep, waitFor } from '../../helpers/wait.js'
-
-/** Publishes a probe on `publisher` until `seen()`: the subscriptions' routes have reached the publisher's node. */
-async function routeReady (publisher: MqttClient, topic: string, seen: () => boolean): Promise<void> {
-  await waitFor(async () => {
-    if (seen()) return true
-    await publisher.publishAsync(topic, 'probe', { qos: 0 })
-    return seen()
-  }, { timeout: 5000, step: 20, what: `the route for ${topic}` })
-}
 
 t.test('[MQTT-3.3.1-12] [MQTT-3.3.1-13] a retained message routed to another node keeps RETAIN 1 for Retain As Published subscriptions only, at QoS 0, 1 and 2, stored once and not sent back', async (t) => {
   const mosquitto = await hasMosquittoClients()

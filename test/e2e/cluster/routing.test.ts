@@ -5,9 +5,8 @@
  * subscribes to costs no Redis PUBLISH; an unsubscribe stops the routing.
  */
 import t from 'tap'
-import type { MqttClient } from 'mqtt'
 import { connectClient, collect } from '../../helpers/mqtt.js'
-import { redisCli, startNode, startRedis } from '../../helpers/redis.js'
+import { redisCli, startNode, startRedis, routeReady } from '../../helpers/redis.js'
 import { sleep, waitFor } from '../../helpers/wait.js'
 
 /** Redis' count of PUBLISH commands so far (scripts' included). */
@@ -15,15 +14,6 @@ function publishCount (redis: { port: number }): number {
   const stats = redisCli(redis, '--raw', 'INFO', 'commandstats')
   const line = stats.split('\n').find((l) => l.startsWith('cmdstat_publish:'))
   return line === undefined ? 0 : Number(/calls=(\d+)/.exec(line)?.[1] ?? 0)
-}
-
-/** Publishes a probe on `publisher` until `seen()`: the route of a new subscription has reached the publisher's node. */
-async function routeReady (publisher: MqttClient, topic: string, seen: () => boolean): Promise<void> {
-  await waitFor(async () => {
-    if (seen()) return true
-    await publisher.publishAsync(topic, 'probe', { qos: 0 })
-    return seen()
-  }, { timeout: 5000, step: 20, what: `the route for ${topic}` })
 }
 
 t.test('a QoS 0 message published on node A reaches subscribers on nodes B and C, once each, in order, with its properties', async (t) => {

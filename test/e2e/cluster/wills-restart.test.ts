@@ -8,7 +8,7 @@
 import t from 'tap'
 import type { MqttClient } from 'mqtt'
 import { connectClient } from '../../helpers/mqtt.js'
-import { redisCli, startNode, startRedis, waitForLog } from '../../helpers/redis.js'
+import { redisCli, startNode, startRedis, waitForLog, routeReady } from '../../helpers/redis.js'
 import { sleep, waitFor } from '../../helpers/wait.js'
 
 function arrivals (client: MqttClient): Array<{ topic: string, qos: number }> {
@@ -18,14 +18,6 @@ function arrivals (client: MqttClient): Array<{ topic: string, qos: number }> {
 }
 
 const count = (got: Array<{ topic: string }>, topic: string): number => got.filter((m) => m.topic === topic).length
-
-async function routeReady (from: MqttClient, seen: () => boolean, topic: string): Promise<void> {
-  await waitFor(async () => {
-    if (seen()) return true
-    await from.publishAsync(topic, 'probe', { qos: 0 })
-    return seen()
-  }, { timeout: 5000, step: 20, what: `the route for ${topic}` })
-}
 
 t.test('[MQTT-3.1.2-8] [MQTT-3.1.3-9] the wills of a restarted node\'s previous run reach every node once each, also one the store had and Redis\' wills did not', async (t) => {
   const redis = await startRedis(t)
@@ -38,8 +30,8 @@ t.test('[MQTT-3.1.2-8] [MQTT-3.1.3-9] the wills of a restarted node\'s previous 
   const gotC = arrivals(onC)
   await onB.subscribeAsync('wills/#', { qos: 1 })
   await onC.subscribeAsync('wills/#', { qos: 1 })
-  await routeReady(onB, () => count(gotC, 'wills/probe-b') > 0, 'wills/probe-b')
-  await routeReady(onC, () => count(gotB, 'wills/probe-c') > 0, 'wills/probe-c')
+  await routeReady(onB, 'wills/probe-b', () => count(gotC, 'wills/probe-b') > 0)
+  await routeReady(onC, 'wills/probe-c', () => count(gotB, 'wills/probe-c') > 0)
 
   const session = { protocolVersion: 5 as const, clean: false, properties: { sessionExpiryInterval: 60 } }
   await connectClient(t, a.url, { clientId: 'held', ...session, will: { topic: 'wills/held', payload: Buffer.from('held'), qos: 0, retain: false } })

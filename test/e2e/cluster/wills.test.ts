@@ -10,7 +10,7 @@ import t from 'tap'
 import type { MqttClient } from 'mqtt'
 import { connectClient } from '../../helpers/mqtt.js'
 import type { CulexProcess } from '../../helpers/cli.js'
-import { redisCli, startNode, startRedis, waitForLog } from '../../helpers/redis.js'
+import { redisCli, startNode, startRedis, waitForLog, routeReady } from '../../helpers/redis.js'
 import { sleep, waitFor } from '../../helpers/wait.js'
 
 const LEASE_MS = 3000
@@ -23,15 +23,6 @@ function arrivals (client: MqttClient): Array<{ topic: string, payload: string, 
 }
 
 const count = (got: ReturnType<typeof arrivals>, topic: string): number => got.filter((m) => m.topic === topic).length
-
-/** Publishes probes on `from` until the watcher saw one: the watcher's route has reached `from`'s node. */
-async function routeReady (from: MqttClient, seen: () => boolean, topic: string): Promise<void> {
-  await waitFor(async () => {
-    if (seen()) return true
-    await from.publishAsync(topic, 'probe', { qos: 0 })
-    return seen()
-  }, { timeout: 5000, step: 20, what: `the route for ${topic}` })
-}
 
 /** A client on `node` whose will goes to `topic`. */
 async function willClient (t: Parameters<typeof connectClient>[0], node: CulexProcess, clientId: string, topic: string, opts: { version?: 4 | 5, qos?: 0 | 1, delay?: number, retain?: boolean, properties?: Record<string, unknown> } = {}): Promise<MqttClient> {
@@ -59,8 +50,8 @@ t.test('[MQTT-3.1.2-8] [MQTT-3.1.3-9] [MQTT-3.14.4-3] a killed node\'s wills are
   await onB.subscribeAsync('wills/#', { qos: 1 })
   await onC.subscribeAsync('wills/#', { qos: 1 })
   // whichever survivor publishes a will, its route to the other is in place
-  await routeReady(onB, () => count(gotC, 'wills/probe-b') > 0, 'wills/probe-b')
-  await routeReady(onC, () => count(gotB, 'wills/probe-c') > 0, 'wills/probe-c')
+  await routeReady(onB, 'wills/probe-b', () => count(gotC, 'wills/probe-b') > 0)
+  await routeReady(onC, 'wills/probe-c', () => count(gotB, 'wills/probe-c') > 0)
 
   await willClient(t, a, 'w-now', 'wills/now')
   await willClient(t, a, 'w-delay', 'wills/delay', { delay: 2 })
@@ -120,8 +111,8 @@ t.test('[MQTT-3.1.3-9] a client that reconnects on another node before its Will 
   const gotC = arrivals(onC)
   await onB.subscribeAsync('wills/#', { qos: 0 })
   await onC.subscribeAsync('wills/#', { qos: 0 })
-  await routeReady(onB, () => count(gotC, 'wills/probe-b') > 0, 'wills/probe-b')
-  await routeReady(onC, () => count(gotB, 'wills/probe-c') > 0, 'wills/probe-c')
+  await routeReady(onB, 'wills/probe-b', () => count(gotC, 'wills/probe-b') > 0)
+  await routeReady(onC, 'wills/probe-c', () => count(gotB, 'wills/probe-c') > 0)
 
   // a live node: the client drops from b and comes back on c within its delay
   const dropped = await willClient(t, b, 'w-live-back', 'wills/live-back', { delay: 3 })
