@@ -20,7 +20,7 @@ import { expiryIntervalLeft, forwardCorrections } from '../delivery.js'
 import { frameOf, type Frame } from '../frame.js'
 import { encodePublish } from '../outbound/encode-publish.js'
 import { congested } from './client-writer.js'
-import { sendOwnPublishes, type PublishOutHost } from './publish-out.js'
+import { sendOwnPublishes, sendOwnQoS0, type PublishOutHost } from './publish-out.js'
 
 /**
  * The resumed session's queue sink: offered once, with the CONNACK of a
@@ -200,7 +200,7 @@ function flushEncoded (host: FastPathHost, batch: Frame[]): void {
   const state = host.encodeOnce
   if (state !== undefined && state.batch === batch) state.batch = undefined
   if (host.isClosed || host.socket.destroyed) return
-  sendOwnPublishes(host, batch, Date.now())
+  sendOwnQoS0(host, batch, Date.now())
 }
 
 /**

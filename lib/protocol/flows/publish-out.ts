@@ -107,6 +107,42 @@ export function sendOwnPublishes (host: PublishOutHost, frames: Frame[], written
   write(host, out)
 }
 
+/**
+ * Fresh QoS 0 frames culex encoded itself (flows/fast-paths.ts' batch of a
+ * turn). When no step can change or hold one (no outbound topic aliases,
+ * nothing waiting in the window, not shedding), they go into one buffer for
+ * the socket: no object per frame, and the writer does not concatenate them
+ * again. Steps 1-2 have nothing to do for them; step 3 still drops one
+ * larger than the client's Maximum Packet Size [MQTT-3.1.2-24]. Otherwise
+ * `sendOwnPublishes`.
+ */
+export function sendOwnQoS0 (host: PublishOutHost, frames: Frame[], writtenAt: number): void {
+  if (host.aliases !== undefined || host.window.queued > 0 || host.pressure === 'shedding') {
+    sendOwnPublishes(host, frames, writtenAt)
+    return
+  }
+  host.writtenAt = writtenAt
+  const max = host.clientMaximumPacketSize
+  let bytes = 0
+  for (const frame of frames) {
+    const n = frame.buf.length
+    if (max === 0 || n <= max) bytes += n
+  }
+  const buf = bytes === 0 ? undefined : Buffer.allocUnsafe(bytes)
+  let at = 0
+  for (const frame of frames) {
+    const b = frame.buf
+    if (max > 0 && b.length > max) {
+      dropPublish(host, { frame, qos: 0, packetId: undefined, heldAt: writtenAt }, 'packet-too-large')
+      continue
+    }
+    ;(buf as Buffer).set(b, at)
+    at += b.length
+    host.ctx.observer.publishSent(0, b.length)
+  }
+  if (buf !== undefined) write(host, [buf])
+}
+
 /** [MQTT-3.3.2-8] the topic replaced by an alias, set or reused (outbound/topic-alias.ts). */
 export function alias (frame: Frame, header: PublishHeader, aliases: OutboundAliases): Buffer {
   const use = aliases.use(header.topic)

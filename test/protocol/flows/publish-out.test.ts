@@ -2,7 +2,7 @@
 // PUBLISH to the client (window, expiry, packet size, aliases, drops).
 import t from 'tap'
 import type { IPublishPacket, Packet } from 'mqtt-packet'
-import { ageHeld, dropPublish, fitBuf, onOutboundPublish, releaseHeld, sendOwnPublishes, shedHeld } from '../../../lib/protocol/flows/publish-out.js'
+import { ageHeld, dropPublish, fitBuf, onOutboundPublish, releaseHeld, sendOwnPublishes, sendOwnQoS0, shedHeld } from '../../../lib/protocol/flows/publish-out.js'
 import { OutboundAliases } from '../../../lib/protocol/outbound/topic-alias.js'
 import { decodeBuffer, encode } from '../../../lib/protocol/codec.js'
 import { StubHost, publishFrame } from '../../helpers/flow-host.js'
@@ -67,6 +67,26 @@ t.test('[MQTT-3.1.2-24] a PUBLISH over the client\'s Maximum Packet Size is not 
   t.equal(out.length, 0)
   t.same(host.dropped, ['packet-too-large'])
   t.same(host.toAedes, [{ cmd: 'puback', messageId: 1 }], 'acts as if delivered')
+})
+
+t.test('[MQTT-3.1.2-24] fresh QoS 0 frames of a turn in one buffer, in order; one over the Maximum Packet Size dropped', async (t) => {
+  const host = new StubHost()
+  host.clientMaximumPacketSize = 30
+  sendOwnQoS0(host, [publishFrame({ topic: 'a', qos: 0 }), publishFrame({ topic: 'b', qos: 0, payload: 'x'.repeat(40) }), publishFrame({ topic: 'c', qos: 0 })], 5)
+  const got = (await host.received()) as IPublishPacket[]
+  t.same(got.map(p => p.topic), ['a', 'c'])
+  t.same(host.dropped, ['packet-too-large'])
+  t.same(host.sent.map(s => s.qos), [0, 0], 'each counted as sent')
+  t.equal(host.writtenAt, 5)
+})
+
+t.test('fresh QoS 0 frames behind waiting QoS 1 messages keep their place (the per-frame steps)', async (t) => {
+  const host = new StubHost()
+  const out: Buffer[] = []
+  for (let id = 1; id <= 3; id++) onOutboundPublish(host, publishFrame({ topic: 't', qos: 1, messageId: id }), out)
+  t.equal(host.window.queued, 1)
+  sendOwnQoS0(host, [publishFrame({ topic: 'z', qos: 0 })], 0)
+  t.equal(host.window.queued, 2, 'held in order, not sent ahead')
 })
 
 t.test('[MQTT-3.3.2-5] [MQTT-3.3.2-6] Message Expiry: reduced by the wait, dropped once past it', async (t) => {
