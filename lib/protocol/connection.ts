@@ -46,7 +46,8 @@ import { subscribesPending, type SubscribeState } from './flows/subscribe.js'
 import { classifyBrokerError, sendFinal } from './flows/disconnect.js'
 import { onPublished as publishedAck, onPublishFailed, type AckFlow, type InboundFlow } from './flows/acks.js'
 import { fitBuf, shedHeld } from './flows/publish-out.js'
-import { armQueueSink, disarmQueueSink, isRepeat, mayTakeEncoded, publishShared, queueSink, room, sealEncoded, sendEncoded, sendShared, takeEncoded, type EncodeOnceState, type FastPathHost, type SinkPhase } from './flows/fast-paths.js'
+import { armQueueSink, disarmQueueSink, isRepeat, mayTakeEncoded, publishShared, queueSink, room, sealEncoded, sendEncoded, qos0Batch, sendShared, type EncodeOnceState, type FastPathHost, type SinkPhase } from './flows/fast-paths.js'
+import type { QoS0Batch } from './outbound/qos0-batch.js'
 import { endHold, flushAll, progress, resumeBroker, startGathering, startResumedDrain, write, type OutboundMode, type Pressure } from './flows/client-writer.js'
 import { fromBroker, type OutboundHost } from './flows/outbound.js'
 import { claimRetained, type RetainedOutHost } from './flows/retained-out.js'
@@ -99,8 +100,8 @@ export interface ConnectionContext {
   onClose (conn: Connection): void
 }
 
-/** The forward steps of a live QoS 0 delivery, then its frame; null: dropped; undefined: not for the gateway (aedes delivers it). */
-export type LiveForward = (client: Client, conn: Connection, version: ProtocolVersion, packet: AedesPublishPacket) => Frame | null | undefined
+/** The forward steps of a live QoS 0 delivery, then its encoding into the connection's `qos0Batch`; true: taken; null: dropped; undefined: not for the gateway (aedes delivers it). */
+export type LiveForward = (client: Client, conn: Connection, version: ProtocolVersion, packet: AedesPublishPacket) => true | null | undefined
 
 export interface ConnectionMeta {
   transport: Transport
@@ -306,18 +307,17 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Flo
   /**
    * A live QoS 0 message on aedes' QoS 0 path, taken whole (flows/subscribe.ts
    * `routeDeliveries`): when the gateway can send an encoded message now, the
-   * forward steps run and the frame joins the batch, as `sendEncoded` would
+   * forward steps run and the message is encoded into the batch, as `sendEncoded` would
    * have had it; false: aedes delivers it (and asks authorizeForward).
    */
   takeLiveQoS0 (packet: AedesPublishPacket): boolean {
     const forward = this.ctx.forwardLive
     const version = this.version
     if (forward === undefined || version === undefined || packet.qos !== 0 || typeof packet.brokerId !== 'string' || !mayTakeEncoded(this)) return false
-    const frame = forward(this.client, this, version, packet)
-    if (frame === undefined) return false
-    if (frame !== null) takeEncoded(this, frame)
-    return true
+    return forward(this.client, this, version, packet) !== undefined
   }
+  /** The QoS 0 messages going out at the next setImmediate, written into directly (flows/fast-paths.ts). */
+  qos0Batch (): QoS0Batch { return qos0Batch(this) }
   /** [MQTT-3.3.4-2] a copy of the message offered last, for another of the client's subscriptions (flows/fast-paths.ts). */
   isRepeat (brokerId: string, brokerCounter: number): boolean { return isRepeat(this, brokerId, brokerCounter) }
   /** aedes is about to write a message to this client: encoded messages after this one wait for it. */

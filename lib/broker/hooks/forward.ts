@@ -9,18 +9,17 @@ import type { SecurityPolicy } from '../../auth/policy.js'
 import type { Connection } from '../../protocol/connection.js'
 import { forwardCorrections } from '../../protocol/delivery.js'
 import type { ProtocolVersion } from '../../protocol/codec.js'
-import type { Frame } from '../../protocol/frame.js'
 import type { EncodeOnce } from '../../protocol/outbound/encode-once.js'
 import { SHARED_BROKER_ID, type SharedSubscriptions } from '../../shared/dispatcher.js'
 import type { StoreExtras } from '../store.js'
 
 /** What the steps use of the client's gateway. */
-export type ForwardGateway = Pick<Connection, 'isRepeat' | 'authenticatedAs' | 'usesSubscriptionIds' | 'version' | 'sendEncoded' | 'sealEncoded'>
+export type ForwardGateway = Pick<Connection, 'isRepeat' | 'authenticatedAs' | 'usesSubscriptionIds' | 'version' | 'sendEncoded' | 'sealEncoded' | 'qos0Batch'>
 
 export interface ForwardContext {
   readonly security: Pick<SecurityPolicy, 'hasAcl' | 'mayReceive'> | undefined
   readonly shared: Pick<SharedSubscriptions, 'refuse' | 'onForward'> | undefined
-  readonly encodeOnce: Pick<EncodeOnce, 'frame'>
+  readonly encodeOnce: Pick<EncodeOnce, 'frame' | 'append'>
   store (): Pick<StoreExtras, 'wasInFlight' | 'routedDuplicate' | 'routedOffered'> | undefined
   gatewayOf (client: { conn: unknown }): ForwardGateway | undefined
 }
@@ -140,12 +139,13 @@ const LIVE_STEPS: readonly ForwardStep[] = [dropRepeatedCopy, checkReadRight, ma
  * A live QoS 0 delivery the gateway takes whole, instead of aedes asking
  * `authorizeForward` (lib/aedes-internals.ts `routeQoS0Delivery`, the gateway's
  * flows/fast-paths.ts `takeLiveQoS0`, which has checked that it can send an
- * encoded message now): steps 1-5, then the frame encoded once for all the
- * message's subscribers (step 6's encoding). The gateway then sends it as
- * step 6 would have. undefined: not for this path (a shared delivery, whose
- * member the dispatcher chose), aedes delivers it; null: a step dropped it.
+ * encoded message now): steps 1-5, then the message encoded once for all
+ * its subscribers (step 6's encoding), written into the client's batch of
+ * the turn, which goes out as step 6's would have. true: taken; undefined:
+ * not for this path (a shared delivery, whose member the dispatcher chose),
+ * aedes delivers it; null: a step dropped it.
  */
-export function forwardLiveQoS0 (ctx: ForwardContext, client: Client, conn: ForwardGateway, version: ProtocolVersion, packet: AedesPublishPacket): Frame | null | undefined {
+export function forwardLiveQoS0 (ctx: ForwardContext, client: Client, conn: ForwardGateway, version: ProtocolVersion, packet: AedesPublishPacket): true | null | undefined {
   if (ctx.shared !== undefined && packet.brokerId.startsWith(SHARED_BROKER_ID)) return undefined
   let forwarded = packet
   for (const step of LIVE_STEPS) {
@@ -153,5 +153,6 @@ export function forwardLiveQoS0 (ctx: ForwardContext, client: Client, conn: Forw
     if (next === null) return null
     forwarded = next
   }
-  return ctx.encodeOnce.frame(forwarded, version)
+  ctx.encodeOnce.append(forwarded, version, conn.qos0Batch())
+  return true
 }

@@ -19,8 +19,9 @@ import type { DirectSend, SharedDelivery } from '../../shared/dispatcher.js'
 import { expiryIntervalLeft, forwardCorrections } from '../delivery.js'
 import { frameOf, type Frame } from '../frame.js'
 import { encodePublish } from '../outbound/encode-publish.js'
+import { QoS0Batch } from '../outbound/qos0-batch.js'
 import { congested } from './client-writer.js'
-import { sendOwnPublishes, type PublishOutHost } from './publish-out.js'
+import { sendOwnPublishes, sendOwnQoS0, type PublishOutHost } from './publish-out.js'
 
 /**
  * The resumed session's queue sink: offered once, with the CONNACK of a
@@ -33,7 +34,7 @@ export type SinkPhase = 'none' | 'armed' | 'sending'
 /** Encode-once state of a connection, made on the first live message offered to it. */
 export class EncodeOnceState {
   /** QoS 0 messages encoded once for many subscribers, going out at the next setImmediate */
-  batch: Frame[] | undefined = undefined
+  batch: QoS0Batch | undefined = undefined
   /** the live message aedes offered this client last (`isRepeat`) */
   lastBroker: string | undefined = undefined
   lastCounter = 0
@@ -182,13 +183,18 @@ export function mayTakeEncoded (host: FastPathHost): boolean {
 
 /** An encoded QoS 0 message joins the batch going out at the next setImmediate (`mayTakeEncoded` was true). */
 export function takeEncoded (host: FastPathHost, frame: Frame): void {
+  qos0Batch(host).append(frame.buf)
+}
+
+/** The batch of QoS 0 messages going out at the next setImmediate (`mayTakeEncoded` was true): written into directly. */
+export function qos0Batch (host: FastPathHost): QoS0Batch {
   const state = host.encodeOnce ??= new EncodeOnceState()
   let batch = state.batch
   if (batch === undefined) {
-    batch = state.batch = []
+    batch = state.batch = new QoS0Batch()
     setImmediate(flushEncoded, host, batch)
   }
-  batch.push(frame)
+  return batch
 }
 
 /** aedes is about to write a message to this client: encoded messages after this one wait for it. */
@@ -196,11 +202,11 @@ export function sealEncoded (host: FastPathHost): void {
   if (host.encodeOnce !== undefined) host.encodeOnce.batch = undefined
 }
 
-function flushEncoded (host: FastPathHost, batch: Frame[]): void {
+function flushEncoded (host: FastPathHost, batch: QoS0Batch): void {
   const state = host.encodeOnce
   if (state !== undefined && state.batch === batch) state.batch = undefined
   if (host.isClosed || host.socket.destroyed) return
-  sendOwnPublishes(host, batch, Date.now())
+  sendOwnQoS0(host, batch, Date.now())
 }
 
 /**

@@ -25,6 +25,7 @@ import { decodeBuffer, decodeFrame, encode, type ProtocolVersion } from '../code
 import { ackPacketId, frameOf, readPublishHeader, readPublishId, type Frame, type PublishHeader } from '../frame.js'
 import type { HeldPublish, OutboundWindow } from '../outbound/flow-control.js'
 import type { OutboundAliases } from '../outbound/topic-alias.js'
+import type { QoS0Batch } from '../outbound/qos0-batch.js'
 import { progress, write, type ClientSocket, type WriterHost } from './client-writer.js'
 
 export interface PublishOutHost extends WriterHost {
@@ -105,6 +106,29 @@ export function sendOwnPublishes (host: PublishOutHost, frames: Frame[], written
   host.writtenAt = writtenAt
   for (const frame of frames) onOutboundPublish(host, frame, out, true)
   write(host, out)
+}
+
+/**
+ * Fresh QoS 0 PUBLISHes culex encoded itself, in one buffer
+ * (flows/fast-paths.ts' batch of a turn). When no step can change, hold or
+ * drop one (no outbound topic aliases, nothing waiting in the window, not
+ * shedding, none larger than the client's Maximum Packet Size
+ * [MQTT-3.1.2-24]), the buffer goes to the socket as it is: no object per
+ * message, and no concatenation. Steps 1-2 have nothing to do for them.
+ * Otherwise each goes through the steps (`sendOwnPublishes`).
+ */
+export function sendOwnQoS0 (host: PublishOutHost, batch: QoS0Batch, writtenAt: number): void {
+  if (batch.used === 0) return
+  const max = host.clientMaximumPacketSize
+  let plain = host.aliases === undefined && host.window.queued === 0 && host.pressure !== 'shedding'
+  if (plain && max > 0) for (const n of batch.lengths) if (n > max) plain = false
+  if (!plain) {
+    sendOwnPublishes(host, batch.frames(), writtenAt)
+    return
+  }
+  host.writtenAt = writtenAt
+  for (const n of batch.lengths) host.ctx.observer.publishSent(0, n)
+  write(host, [batch.bytes()])
 }
 
 /** [MQTT-3.3.2-8] the topic replaced by an alias, set or reused (outbound/topic-alias.ts). */

@@ -55,7 +55,8 @@ function stubs (o: StubOptions = {}): Stubs {
       return repeat
     },
     sendEncoded () { calls.push('sendEncoded'); return o.takesEncoded ?? true },
-    sealEncoded () { calls.push('sealEncoded') }
+    sealEncoded () { calls.push('sealEncoded') },
+    qos0Batch () { calls.push('qos0Batch'); return undefined }
   } as unknown as ForwardGateway
   const ctx: ForwardContext = {
     security: o.acl === true
@@ -67,7 +68,10 @@ function stubs (o: StubOptions = {}): Stubs {
           onForward: () => { calls.push('onForward'); return o.onForward ?? true }
         }
       : undefined,
-    encodeOnce: { frame: (p) => { calls.push('frame'); frames.push({ ...p }); return { buf: Buffer.alloc(0) } as never } },
+    encodeOnce: {
+      frame: (p) => { calls.push('frame'); frames.push({ ...p }); return { buf: Buffer.alloc(0) } as never },
+      append: (p) => { calls.push('append'); frames.push({ ...p }) }
+    },
     store: () => ({ wasInFlight: () => { calls.push('wasInFlight'); return o.wasInFlight ?? false } }),
     gatewayOf: () => conn
   }
@@ -235,12 +239,11 @@ t.test('the order matters', async (t) => {
   })
 })
 
-t.test('forwardLiveQoS0: a live QoS 0 delivery the gateway takes whole runs steps 1-5 and gets the frame encoded once, without asking the gateway to send it', async (t) => {
+t.test('forwardLiveQoS0: a live QoS 0 delivery the gateway takes whole runs steps 1-5 and is encoded once, into the client\'s batch', async (t) => {
   const { ctx, conn, calls, frames } = stubs({ acl: true, usesSubscriptionIds: true })
   const c = client({ 'a/+': { qos: 0, si: 7 } })
-  const frame = forwardLiveQoS0(ctx, c, conn, 5, packet())
-  t.ok(frame, 'a frame for the gateway')
-  t.same(calls, ['isRepeat', 'mayReceive c1 alice a/b', 'frame'], 'repeat check, read right, then the encoding; no sendEncoded or sealEncoded')
+  t.equal(forwardLiveQoS0(ctx, c, conn, 5, packet()), true, 'taken')
+  t.same(calls, ['isRepeat', 'mayReceive c1 alice a/b', 'qos0Batch', 'append'], 'repeat check, read right, then the encoding into the batch; no sendEncoded or sealEncoded')
   t.equal(frames[0]?.properties?.subscriptionIdentifier, 7, '[MQTT-3.3.4-3] corrected before it is encoded')
   t.equal(forwardLiveQoS0(ctx, c, conn, 5, packet()), null, '[MQTT-3.3.4-2] a repeated copy is dropped (null)')
   const refused = stubs({ acl: true, mayReceive: false })

@@ -2,8 +2,10 @@
 // PUBLISH to the client (window, expiry, packet size, aliases, drops).
 import t from 'tap'
 import type { IPublishPacket, Packet } from 'mqtt-packet'
-import { ageHeld, dropPublish, fitBuf, onOutboundPublish, releaseHeld, sendOwnPublishes, shedHeld } from '../../../lib/protocol/flows/publish-out.js'
+import { ageHeld, dropPublish, fitBuf, onOutboundPublish, releaseHeld, sendOwnPublishes, sendOwnQoS0, shedHeld } from '../../../lib/protocol/flows/publish-out.js'
 import { OutboundAliases } from '../../../lib/protocol/outbound/topic-alias.js'
+import { QoS0Batch } from '../../../lib/protocol/outbound/qos0-batch.js'
+import type { Frame } from '../../../lib/protocol/frame.js'
 import { decodeBuffer, encode } from '../../../lib/protocol/codec.js'
 import { StubHost, publishFrame } from '../../helpers/flow-host.js'
 
@@ -67,6 +69,45 @@ t.test('[MQTT-3.1.2-24] a PUBLISH over the client\'s Maximum Packet Size is not 
   t.equal(out.length, 0)
   t.same(host.dropped, ['packet-too-large'])
   t.same(host.toAedes, [{ cmd: 'puback', messageId: 1 }], 'acts as if delivered')
+})
+
+function batchOf (frames: Frame[]): QoS0Batch {
+  const batch = new QoS0Batch()
+  for (const frame of frames) batch.append(frame.buf)
+  return batch
+}
+
+t.test('fresh QoS 0 messages of a turn go to the socket as their one buffer, in order, each counted', async (t) => {
+  const host = new StubHost()
+  // past the first buffer's size: the batch grows and keeps what it held
+  const frames = Array.from({ length: 40 }, (_, i) => publishFrame({ topic: `t/${i}`, qos: 0, payload: 'x'.repeat(i * 3) }))
+  const batch = batchOf(frames)
+  sendOwnQoS0(host, batch, 5)
+  const got = (await host.received()) as IPublishPacket[]
+  t.equal(host.writes.length, 1, 'one write')
+  t.ok(host.writes[0]?.buffer === batch.buf.buffer && host.writes[0].byteOffset === batch.buf.byteOffset, 'the batch\'s own buffer, not a copy')
+  t.same(got.map(p => p.topic), frames.map((_, i) => `t/${i}`))
+  t.same(host.sent.map(s => s.bytes), frames.map(f => f.buf.length), 'each counted as sent, with its size')
+  t.equal(host.writtenAt, 5)
+})
+
+t.test('[MQTT-3.1.2-24] a fresh QoS 0 message over the Maximum Packet Size: the batch takes the per-message steps, that one is dropped', async (t) => {
+  const host = new StubHost()
+  host.clientMaximumPacketSize = 30
+  sendOwnQoS0(host, batchOf([publishFrame({ topic: 'a', qos: 0 }), publishFrame({ topic: 'b', qos: 0, payload: 'x'.repeat(40) }), publishFrame({ topic: 'c', qos: 0 })]), 5)
+  const got = (await host.received()) as IPublishPacket[]
+  t.same(got.map(p => p.topic), ['a', 'c'])
+  t.same(host.dropped, ['packet-too-large'])
+  t.same(host.sent.map(s => s.qos), [0, 0])
+})
+
+t.test('fresh QoS 0 messages behind waiting QoS 1 messages keep their place (the per-message steps)', async (t) => {
+  const host = new StubHost()
+  const out: Buffer[] = []
+  for (let id = 1; id <= 3; id++) onOutboundPublish(host, publishFrame({ topic: 't', qos: 1, messageId: id }), out)
+  t.equal(host.window.queued, 1)
+  sendOwnQoS0(host, batchOf([publishFrame({ topic: 'z', qos: 0 })]), 0)
+  t.equal(host.window.queued, 2, 'held in order, not sent ahead')
 })
 
 t.test('[MQTT-3.3.2-5] [MQTT-3.3.2-6] Message Expiry: reduced by the wait, dropped once past it', async (t) => {

@@ -7,6 +7,7 @@ import mqtt from 'mqtt-packet'
 import type { AedesPublishPacket } from 'aedes'
 import { EncodeOnce, encodeQoS0 } from '../../../lib/protocol/outbound/encode-once.js'
 import { readPublishHeader } from '../../../lib/protocol/frame.js'
+import { QoS0Batch } from '../../../lib/protocol/outbound/qos0-batch.js'
 
 function publish (topic: string, payload: Buffer | string, retain: boolean, properties?: AedesPublishPacket['properties'], counter = 1): AedesPublishPacket {
   const packet = { cmd: 'publish', topic, payload, qos: 0, retain, dup: false, brokerId: 'b', brokerCounter: counter } as unknown as AedesPublishPacket
@@ -59,4 +60,27 @@ t.test('EncodeOnce shares one encoding per message and version, not across retai
   const header = readPublishHeader(next)
   t.equal(header?.topic, 'x/y', 'the frame reads back')
   t.equal(next.headerLength, 2)
+})
+
+t.test('EncodeOnce.append: encoded into the first client\'s batch, copied into the next; the same bytes as frame()', async (t) => {
+  fc.assert(fc.property(fc.array(fc.tuple(topic, payload, fc.boolean()), { minLength: 1, maxLength: 30 }), fc.constantFrom(4 as const, 5 as const), (messages, version) => {
+    const once = new EncodeOnce()
+    const first = new QoS0Batch()
+    const second = new QoS0Batch()
+    const expected: Buffer[] = []
+    messages.forEach(([name, body, retain], i) => {
+      const packet = publish(name, Buffer.from(body), retain, version === 5 && i % 3 === 0 ? { contentType: 'text/plain' } : undefined, i + 1)
+      once.append(packet, version, first)
+      once.append({ ...packet }, version, second)
+      expected.push(reference(packet, retain, version))
+    })
+    const all = Buffer.concat(expected)
+    return first.bytes().equals(all) && second.bytes().equals(all) && first.lengths.join() === expected.map(b => b.length).join()
+  }), { numRuns: 100 })
+  const once = new EncodeOnce()
+  const batch = new QoS0Batch()
+  const packet = publish('x/y', Buffer.from('1'), false)
+  once.append(packet, 5, batch)
+  t.same(once.frame({ ...packet }, 5).buf, batch.bytes(), 'frame() of the message appended last: its bytes')
+  t.pass('100 random runs: batches of both clients hold the reference bytes')
 })
