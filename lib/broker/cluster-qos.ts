@@ -74,10 +74,10 @@ export function wireClusterQos (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster'
   // a filter of a session that moved to another node stays a route here a moment longer (cluster-moves.ts)
   if (watchesDurableFilters(store)) store.watchDurableFilters((filter, added) => { sessionMoves(aedes, { ...ctx, cluster }).durableChanged(filter, added) })
   cluster.attachAdoption({
-    async hydrate (clientId, epoch) {
+    async hydrate (clientId, epoch, reconnect) {
       await clusterSessionsOf(ctx.store())?.hydrate(clientId, epoch, { clean: false })
       // the dead connection's will is the cluster's to publish, to every node (cluster-wills.ts)
-      await adoptStoredWill(ctx, clientId, epoch).catch((err: unknown) => {
+      await adoptStoredWill(ctx, clientId, epoch, reconnect === true).catch((err: unknown) => {
         ctx.logger.warn({ clientId, err }, 'cluster: handing an adopted session\'s will to the cluster failed')
       })
     },

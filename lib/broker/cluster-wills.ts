@@ -40,9 +40,14 @@ function toClusterWill (will: AedesWill): ClusterWill {
  * node), so the store's copy goes: aedes' will sweep would publish it again,
  * on this node only. One the cluster has no record of (its node died after
  * the store had it, before holding it in Redis) goes to the cluster's due
- * set, due after its Will Delay [MQTT-3.1.3-9].
+ * set, due after its Will Delay [MQTT-3.1.3-9]. When the session is claimed
+ * by its client's own reconnect (`reconnect`), a will with a Will Delay is
+ * not sent: nobody timed it, and a reconnect within the delay forbids it
+ * [MQTT-3.1.3-9] (one whose delay ran out before the reconnect is then not
+ * sent either: README "Not yet"); one without a delay was due when the dead
+ * node's connection ended, before this reconnect, and is sent [MQTT-3.1.2-8].
  */
-export async function adoptStoredWill (ctx: Pick<Context, 'cluster' | 'store' | 'logger'>, clientId: string, epoch: number): Promise<void> {
+export async function adoptStoredWill (ctx: Pick<Context, 'cluster' | 'store' | 'logger'>, clientId: string, epoch: number, reconnect = false): Promise<void> {
   const store = ctx.store()
   const cluster = ctx.cluster
   if (cluster === undefined || !isCulexStore(store)) return
@@ -53,7 +58,8 @@ export async function adoptStoredWill (ctx: Pick<Context, 'cluster' | 'store' | 
     const will: ClusterWill = { topic: stored.topic, payload, qos: stored.qos === 2 ? 2 : stored.qos === 1 ? 1 : 0, retain: stored.retain === true }
     if (stored.properties !== undefined) will.properties = stored.properties as ClusterWill['properties']
     const delayMs = Math.max(0, Number(stored.properties?.willDelayInterval ?? 0)) * 1000
-    if (await cluster.adoptStoredWill(clientId, epoch, will, delayMs)) ctx.logger.info({ clientId, topic: will.topic }, 'cluster: an adopted session\'s will the cluster did not hold is now timed by it')
+    if (reconnect && delayMs > 0) ctx.logger.info({ clientId, topic: will.topic }, 'cluster: an adopted session\'s delayed will the cluster did not hold is cancelled by its client\'s reconnect')
+    else if (await cluster.adoptStoredWill(clientId, epoch, will, delayMs)) ctx.logger.info({ clientId, topic: will.topic }, 'cluster: an adopted session\'s will the cluster did not hold is now timed by it')
   }
   await store.delWill({ id: clientId })
 }

@@ -49,8 +49,12 @@ const OWNER_PREFIX = ownerKey('')
 
 /** What the broker does for an adoption. */
 export interface AdoptionHost {
-  /** loads the session of `clientId` here at `epoch` (the Redis store's hydrate) */
-  hydrate (clientId: string, epoch: number): Promise<void>
+  /**
+   * loads the session of `clientId` here at `epoch` (the Redis store's
+   * hydrate); `reconnect`: claimed by its client's own CONNECT
+   * (orphans.ts), not adopted for it
+   */
+  hydrate (clientId: string, epoch: number, reconnect?: boolean): Promise<void>
   /** queues `packet` for those of `clientIds` held here whose subscriptions match it */
   enqueueFor (clientIds: ReadonlySet<string>, packet: IPublishPacket, id: string): Promise<void>
   /** what is left of an adopted session's life (session-expiry.ts' `remainingLifetimeMs` of its record), -1 for never */

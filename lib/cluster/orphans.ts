@@ -120,7 +120,7 @@ export class OrphanClaims {
       ])
       if (lease === 1 || adopted === 1 || (owner[0] ?? owner[1]) !== dead) return undefined
       const epoch = await claim()
-      await host.hydrate(clientId, epoch)
+      await host.hydrate(clientId, epoch, true)
       const ids = new Set([clientId])
       let taken = 0
       let last = '0-0'

@@ -55,3 +55,33 @@ t.test('[MQTT-3.1.2-8] [MQTT-3.1.3-9] the wills of a restarted node\'s previous 
     t.notOk(redisCli(redis, '--raw', 'HKEYS', `culex:session:{${id}}`).split('\n').includes(`w:${id}`), `the adopted session ${id} keeps no will in the store for aedes' will sweep`)
   }
 })
+
+t.test('[MQTT-3.1.3-9] a delayed will the store had and Redis\' wills did not is not sent when its client reconnects on another node within the Will Delay', async (t) => {
+  const redis = await startRedis(t)
+  const a = await startNode(t, redis, ['--node-id', 'a'])
+  const b = await startNode(t, redis, ['--node-id', 'b'])
+  const c = await startNode(t, redis, ['--node-id', 'c'])
+  const onC = await connectClient(t, c.url, { clientId: 'watch-c', protocolVersion: 5 })
+  const gotC = arrivals(onC)
+  await onC.subscribeAsync('wills/#', { qos: 1 })
+  const onA = await connectClient(t, a.url, { clientId: 'probe-a', protocolVersion: 5 })
+  await routeReady(onA, 'wills/probe-a', () => count(gotC, 'wills/probe-a') > 0)
+
+  const opts = { clientId: 'back', protocolVersion: 5 as const, clean: false, properties: { sessionExpiryInterval: 60 } }
+  await connectClient(t, a.url, { ...opts, will: { topic: 'wills/back', payload: Buffer.from('back'), qos: 1, retain: false, properties: { willDelayInterval: 8 } } })
+  await waitFor(() => redisCli(redis, '--raw', 'HEXISTS', '{culex}:wills:{a}', 'back') === '1', { timeout: 3000, what: 'the will in Redis' })
+  // as if a had died in the moment between the store's write of the will and Redis' record of it
+  redisCli(redis, 'HDEL', '{culex}:wills:{a}', 'back')
+  const killedAt = Date.now()
+  a.child.kill('SIGKILL')
+  await a.exit
+  // the client comes back once a's lease is gone: its CONNECT claims the dead node's session (orphans.ts)
+  await waitFor(() => redisCli(redis, '--raw', 'EXISTS', '{culex}:node:a') === '0', { timeout: 8000, what: 'a\'s lease gone' })
+  const back = await connectClient(t, b.url, opts)
+  t.ok(Date.now() - killedAt < 7000, `reconnected within the Will Delay (${Date.now() - killedAt} ms after the kill)`)
+  await waitForLog(b, (l) => String(l.msg).startsWith('cluster: a session of a dead node claimed at once'), 'the claim of a\'s session', 8000)
+  await sleep(Math.max(0, killedAt + 8000 + 3000 - Date.now()))
+  t.equal(count(gotC, 'wills/back'), 0, 'the will was not sent: its client came back within the delay')
+  t.notOk(redisCli(redis, '--raw', 'HKEYS', 'culex:session:{back}').split('\n').includes('w:back'), 'the session keeps no will in the store for aedes\' will sweep')
+  back.end(true)
+})
