@@ -6,32 +6,13 @@
  * before holding it in Redis) is handed to the cluster at the adoption.
  */
 import t from 'tap'
-import type { MqttClient } from 'mqtt'
 import { connectClient } from '../../helpers/mqtt.js'
 import { redisCli, startNode, startRedis, waitForLog, routeReady } from '../../helpers/redis.js'
 import { sleep, waitFor } from '../../helpers/wait.js'
-
-function arrivals (client: MqttClient): Array<{ topic: string, qos: number }> {
-  const got: Array<{ topic: string, qos: number }> = []
-  client.on('message', (topic, _payload, packet) => { got.push({ topic, qos: packet.qos }) })
-  return got
-}
-
-const count = (got: Array<{ topic: string }>, topic: string): number => got.filter((m) => m.topic === topic).length
+import { arrivals, count, watchedNodes } from '../../helpers/wills.js'
 
 t.test('[MQTT-3.1.2-8] [MQTT-3.1.3-9] the wills of a restarted node\'s previous run reach every node once each, also one the store had and Redis\' wills did not', async (t) => {
-  const redis = await startRedis(t)
-  const a = await startNode(t, redis, ['--node-id', 'a'])
-  const b = await startNode(t, redis, ['--node-id', 'b'])
-  const c = await startNode(t, redis, ['--node-id', 'c'])
-  const onB = await connectClient(t, b.url, { clientId: 'watch-b', protocolVersion: 5 })
-  const onC = await connectClient(t, c.url, { clientId: 'watch-c', protocolVersion: 4 })
-  const gotB = arrivals(onB)
-  const gotC = arrivals(onC)
-  await onB.subscribeAsync('wills/#', { qos: 1 })
-  await onC.subscribeAsync('wills/#', { qos: 1 })
-  await routeReady(onB, 'wills/probe-b', () => count(gotC, 'wills/probe-b') > 0)
-  await routeReady(onC, 'wills/probe-c', () => count(gotB, 'wills/probe-c') > 0)
+  const { redis, a, gotB, gotC } = await watchedNodes(t, 1)
 
   const session = { protocolVersion: 5 as const, clean: false, properties: { sessionExpiryInterval: 60 } }
   await connectClient(t, a.url, { clientId: 'held', ...session, will: { topic: 'wills/held', payload: Buffer.from('held'), qos: 0, retain: false } })

@@ -12,17 +12,9 @@ import { connectClient } from '../../helpers/mqtt.js'
 import type { CulexProcess } from '../../helpers/cli.js'
 import { redisCli, startNode, startRedis, waitForLog, routeReady } from '../../helpers/redis.js'
 import { sleep, waitFor } from '../../helpers/wait.js'
+import { arrivals, count, watchedNodes } from '../../helpers/wills.js'
 
 const LEASE_MS = 3000
-
-/** Each message's topic, payload, QoS and arrival time. */
-function arrivals (client: MqttClient): Array<{ topic: string, payload: string, qos: number, at: number }> {
-  const got: Array<{ topic: string, payload: string, qos: number, at: number }> = []
-  client.on('message', (topic, payload, packet) => { got.push({ topic, payload: payload.toString(), qos: packet.qos, at: Date.now() }) })
-  return got
-}
-
-const count = (got: ReturnType<typeof arrivals>, topic: string): number => got.filter((m) => m.topic === topic).length
 
 /** A client on `node` whose will goes to `topic`. */
 async function willClient (t: Parameters<typeof connectClient>[0], node: CulexProcess, clientId: string, topic: string, opts: { version?: 4 | 5, qos?: 0 | 1, delay?: number, retain?: boolean, properties?: Record<string, unknown> } = {}): Promise<MqttClient> {
@@ -39,19 +31,7 @@ async function willClient (t: Parameters<typeof connectClient>[0], node: CulexPr
 const willsIn = (redis: { port: number }, node: string): number => Number(redisCli(redis, '--raw', 'HLEN', `{culex}:wills:{${node}}`))
 
 t.test('[MQTT-3.1.2-8] [MQTT-3.1.3-9] [MQTT-3.14.4-3] a killed node\'s wills are published by the survivors once each, after their Will Delay, within the lease + 2 s', async (t) => {
-  const redis = await startRedis(t)
-  const a = await startNode(t, redis, ['--node-id', 'a'])
-  const b = await startNode(t, redis, ['--node-id', 'b'])
-  const c = await startNode(t, redis, ['--node-id', 'c'])
-  const onB = await connectClient(t, b.url, { clientId: 'watch-b', protocolVersion: 5 })
-  const onC = await connectClient(t, c.url, { clientId: 'watch-c', protocolVersion: 4 })
-  const gotB = arrivals(onB)
-  const gotC = arrivals(onC)
-  await onB.subscribeAsync('wills/#', { qos: 1 })
-  await onC.subscribeAsync('wills/#', { qos: 1 })
-  // whichever survivor publishes a will, its route to the other is in place
-  await routeReady(onB, 'wills/probe-b', () => count(gotC, 'wills/probe-b') > 0)
-  await routeReady(onC, 'wills/probe-c', () => count(gotB, 'wills/probe-c') > 0)
+  const { redis, a, b, c, gotB, gotC } = await watchedNodes(t, 1)
 
   await willClient(t, a, 'w-now', 'wills/now')
   await willClient(t, a, 'w-delay', 'wills/delay', { delay: 2 })
