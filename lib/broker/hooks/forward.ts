@@ -123,8 +123,13 @@ export const FORWARD_STEPS: readonly ForwardStep[] = [
 export function authorizeForward (ctx: ForwardContext, client: Client, packet: AedesPublishPacket): AedesPublishPacket | null {
   const conn = ctx.gatewayOf(client)
   const shared = ctx.shared !== undefined && packet.brokerId?.startsWith(SHARED_BROKER_ID) === true
+  return throughSteps(FORWARD_STEPS, ctx, client, conn, shared, packet)
+}
+
+/** `packet` through `steps` in order; null once one drops it. */
+function throughSteps (steps: readonly ForwardStep[], ctx: ForwardContext, client: Client, conn: ForwardGateway | undefined, shared: boolean, packet: AedesPublishPacket): AedesPublishPacket | null {
   let forwarded = packet
-  for (const step of FORWARD_STEPS) {
+  for (const step of steps) {
     const next = step(forwarded, client, conn, shared, ctx)
     if (next === null) return null
     forwarded = next
@@ -132,14 +137,14 @@ export function authorizeForward (ctx: ForwardContext, client: Client, packet: A
   return forwarded
 }
 
-/** Steps 1-5: what a live QoS 0 delivery the gateway takes whole goes through (`forwardLiveQoS0`). */
-const LIVE_STEPS: readonly ForwardStep[] = [dropRepeatedCopy, checkReadRight, markResentAsDuplicate, confirmSharedDelivery, applyCorrections]
+/** The steps before step 6's send: what a live QoS 0 delivery the gateway takes whole goes through (`forwardLiveQoS0`). */
+const LIVE_STEPS: readonly ForwardStep[] = FORWARD_STEPS.slice(0, FORWARD_STEPS.indexOf(sendEncodedOnce))
 
 /**
  * A live QoS 0 delivery the gateway takes whole, instead of aedes asking
  * `authorizeForward` (lib/aedes-internals.ts `routeQoS0Delivery`, the gateway's
  * flows/fast-paths.ts `takeLiveQoS0`, which has checked that it can send an
- * encoded message now): steps 1-5, then the message encoded once for all
+ * encoded message now): the steps before step 6, then the message encoded once for all
  * its subscribers (step 6's encoding), written into the client's batch of
  * the turn, which goes out as step 6's would have. true: taken; undefined:
  * not for this path (a shared delivery, whose member the dispatcher chose),
@@ -147,12 +152,8 @@ const LIVE_STEPS: readonly ForwardStep[] = [dropRepeatedCopy, checkReadRight, ma
  */
 export function forwardLiveQoS0 (ctx: ForwardContext, client: Client, conn: ForwardGateway, version: ProtocolVersion, packet: AedesPublishPacket): true | null | undefined {
   if (ctx.shared !== undefined && packet.brokerId.startsWith(SHARED_BROKER_ID)) return undefined
-  let forwarded = packet
-  for (const step of LIVE_STEPS) {
-    const next = step(forwarded, client, conn, false, ctx)
-    if (next === null) return null
-    forwarded = next
-  }
+  const forwarded = throughSteps(LIVE_STEPS, ctx, client, conn, false, packet)
+  if (forwarded === null) return null
   ctx.encodeOnce.append(forwarded, version, conn.qos0Batch())
   return true
 }
