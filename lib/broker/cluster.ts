@@ -20,6 +20,8 @@ import { sessionLifetimeMs } from '../cluster/session-expiry.js'
 import { wireClusterQos } from './cluster-qos.js'
 import { isRouted, routedBrokerId } from './cluster-shared.js'
 import { windowedPublish } from './routed-publish.js'
+import { mirrorRemoteSys } from './cluster-sys.js'
+import { sysTopicNode } from '../protocol/topic.js'
 import { sessionMoves } from './cluster-moves.js'
 
 /** the epoch at which each client claimed its id */
@@ -106,7 +108,9 @@ function hasRetained (store: unknown): store is RetainedStore {
  * messages (lib/cluster/retained.ts): a retained PUBLISH here is stored here
  * first (so this node's notice, applied later, comes after it), then in
  * Redis, and aedes acknowledges it once both have it; a change made on any
- * node reaches this store by notice. '$' topics ($SYS) stay on their node.
+ * node reaches this store by notice. '$' topics ($SYS) stay out of Redis:
+ * another node's `$SYS/brokers/{node}/` values, routed here, are kept here
+ * only (cluster-sys.ts).
  */
 function wireRetained (store: unknown, cluster: NonNullable<BrokerContext['cluster']>): void {
   if (!hasRetained(store)) return
@@ -116,7 +120,7 @@ function wireRetained (store: unknown, cluster: NonNullable<BrokerContext['clust
   cluster.attachRetained(async (packet) => { await local(packet) })
   store.storeRetained = (packet: StoredPacket): Promise<void> => {
     // a message another node routed here with RETAIN 1: that node wrote it to Redis, whose notice brings it to this store
-    if (isRouted(packet)) return Promise.resolve()
+    if (isRouted(packet)) return Promise.resolve(typeof packet.topic === 'string' && sysTopicNode(packet.topic) !== undefined ? local(packet) : undefined)
     refused = false
     const here = local(packet)
     // over this node's retained limits: refused here, so not written for the cluster either
@@ -133,6 +137,7 @@ export function wireCluster (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster' | 
   wireClusterQos(aedes, ctx)
   wirePublishRefusals(aedes, ctx)
   const publishRouted = windowedPublish(aedes)
+  const remoteSysChanged = mirrorRemoteSys(aedes, cluster, (err, topic) => { ctx.logger.debug({ err, topic }, 'cluster: clearing a node\'s $SYS value failed') })
   cluster.attachClients({
     takenOver (clientId, byNode) {
       const client = ctx.clientById(clientId)
@@ -153,6 +158,7 @@ export function wireCluster (aedes: Aedes, ctx: Pick<BrokerContext, 'cluster' | 
       ctx.clusterShared?.handOver(clientId)
     },
     deliver (message) {
+      if (!remoteSysChanged(message.topic, message.payload)) return
       // published with no client: aedes' 'publish' event below does not route it back
       // RETAIN as published on its node, for Retain As Published subscriptions here [MQTT-3.3.1-12] [MQTT-3.3.1-13]
       const packet = { cmd: 'publish' as const, topic: message.topic, payload: message.payload, qos: 0 as const, retain: message.retain === true, dup: false, brokerId: routedBrokerId(aedes), ...(message.properties !== undefined ? { properties: message.properties } : {}) }

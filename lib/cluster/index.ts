@@ -115,6 +115,8 @@ export interface ClusterView {
   adoptStoredWill (clientId: string, epoch: number, will: ClusterWill, delayMs: number): Promise<boolean>
   /** `use` gets the streams of the cluster's shared subscription groups (shared-stream.ts) once joined (set before the join) */
   attachShared (use: (streams: ClusterShareStreams) => void): void
+  /** `listener` hears of every node that leaves (stopped, or its lease ran out), from the join on */
+  onNodeLeft (listener: (nodeId: string) => void): void
 }
 
 export interface JoinOptions {
@@ -161,6 +163,7 @@ export class ClusterNode implements ClusterView {
   private streams: ClusterShareStreams | undefined
   private orphans: OrphanClaims | undefined
   private useStreams: ((streams: ClusterShareStreams) => void) | undefined
+  private readonly leftListeners: Array<(nodeId: string) => void> = []
 
   private constructor (private readonly redis: RedisPair, private readonly logger: Logger, readonly url: string) {}
 
@@ -239,6 +242,7 @@ export class ClusterNode implements ClusterView {
     membership.on('join', (id) => { routes.nodeJoined(id) })
     membership.on('leave', (id) => {
       routes.nodeLeft(id)
+      for (const listener of this.leftListeners) listener(id)
       wills.nodeLeft(id)
       expiry.nodeLeft(id)
       if (adoption === undefined) return
@@ -444,6 +448,10 @@ export class ClusterNode implements ClusterView {
   attachShared (use: (streams: ClusterShareStreams) => void): void {
     this.useStreams = use
     if (this.streams !== undefined) use(this.streams)
+  }
+
+  onNodeLeft (listener: (nodeId: string) => void): void {
+    this.leftListeners.push(listener)
   }
 
   /** ids this node holds, for tests */

@@ -19,6 +19,7 @@ import { CLUSTER_PREFIX } from './keys.js'
 import { RouteTable } from './route-table.js'
 import { decodeRouted, encodeRouted } from './wire.js'
 import { ChannelBatcher, splitPackets } from './channel-batch.js'
+import { nodeSysPrefix } from '../protocol/topic.js'
 
 const PREFIX = CLUSTER_PREFIX
 export const routesKey = (nodeId: string): string => `${PREFIX}routes:${nodeId}`
@@ -64,6 +65,8 @@ export class Routes {
   sent = 0
   /** QoS 0 messages to each node, one PUBLISH per node and turn */
   readonly channel: ChannelBatcher
+  /** this node's own `$SYS` values, the one '$' subtree routed */
+  private readonly ownSys: string
 
   constructor (
     private readonly redis: RedisPair,
@@ -71,6 +74,7 @@ export class Routes {
     private readonly logger: Logger,
     private readonly deliver: (message: RoutedMessage) => void
   ) {
+    this.ownSys = nodeSysPrefix(nodeId)
     this.channel = new ChannelBatcher((node, bytes) => {
       this.redis.publish(messageChannel(node), bytes).catch(() => {})
     })
@@ -116,11 +120,12 @@ export class Routes {
 
   /**
    * Sends a QoS 0 message to the nodes with a matching filter; returns how
-   * many. No match: nothing goes to Redis. Topics starting with '$' are not
-   * routed.
+   * many. No match: nothing goes to Redis. Of the topics starting with '$'
+   * only this node's own `$SYS/brokers/{node}/` values are routed (clients
+   * may not publish there: broker/hooks/publish.ts).
    */
   route (message: RoutedMessage): number {
-    if (message.topic.charCodeAt(0) === 36) return 0
+    if (message.topic.charCodeAt(0) === 36 && !message.topic.startsWith(this.ownSys)) return 0
     if (this.liveTargetsOf !== this.live.version || this.liveTargets.size >= TARGETS_CACHED) {
       this.liveTargets.clear()
       this.liveTargetsOf = this.live.version

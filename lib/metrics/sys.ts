@@ -14,14 +14,20 @@
  *
  * A cluster node (lib/cluster/) publishes every value under
  * `$SYS/brokers/{node id}/` as well, and `cluster/nodes`: the live nodes it
- * sees. They are retained on that node only (no routing between nodes yet).
- * It also publishes the cluster totals under `$SYS/cluster/`: the figures
- * every live node writes to Redis with its lease, summed.
+ * sees. Every interval it routes that whole tree, changed or not, to the
+ * nodes with a subscriber matching it: a node that joined, or whose first
+ * `$SYS` subscriber came, after a value last changed gets it too, within
+ * one interval. Those nodes keep the values as retained messages of their
+ * own and pass on only the changes (lib/broker/cluster-sys.ts); nothing of
+ * `$SYS` goes to Redis' retained messages. It also publishes the cluster
+ * totals under `$SYS/cluster/`: the figures every live node writes to Redis
+ * with its lease, summed.
  */
 import { clusterGroupTopics } from './cluster-shared.js'
 import type { Logger } from 'pino'
 import type { CulexBroker } from '../broker.js'
 import { version } from '../version.js'
+import { nodeSysPrefix } from '../protocol/topic.js'
 import type { TrafficCounters } from './counters.js'
 import { offlineSessions, readSharedGroups, readStoreStats, sharedGroupLevels, storeOf, subscriptionCount } from './sources.js'
 
@@ -38,8 +44,6 @@ export interface SysTopics {
 }
 
 export const SYS_PREFIX = '$SYS/broker/'
-/** In a cluster, each value also goes out under `$SYS/brokers/{node id}/`. */
-export const nodeSysPrefix = (nodeId: string): string => `$SYS/brokers/${nodeId}/`
 /** The cluster's totals, the same on every node. */
 export const CLUSTER_SYS_PREFIX = '$SYS/cluster/'
 /** which summed node figure (lib/cluster/figures.ts) each total publishes */
@@ -111,6 +115,13 @@ export function startSysTopics (opts: SysTopicsOptions): SysTopics {
   const clear = (topic: string): void => {
     publish(topic, '')
     published.delete(topic)
+    toCluster(topic, '')
+  }
+  /** a `$SYS/broker/` value, under this node's name, to the other nodes with a matching subscriber */
+  const toCluster = (topic: string, value: string): void => {
+    const cluster = broker.cluster
+    if (cluster === undefined || cluster.nodeId === '' || !topic.startsWith(SYS_PREFIX)) return
+    cluster.route({ topic: nodeSysPrefix(cluster.nodeId) + topic.slice(SYS_PREFIX.length), payload: Buffer.from(value), retain: true })
   }
 
   const tick = async (): Promise<void> => {
@@ -206,6 +217,7 @@ export function startSysTopics (opts: SysTopicsOptions): SysTopics {
       }
       groups = seen
       for (const [topic, value] of values) publishIfChanged(topic, value)
+      for (const [topic, value] of published) toCluster(topic, value)
       first = false
     } catch (err) {
       logger.warn({ err }, '$SYS update failed')

@@ -96,3 +96,14 @@ export function parseSharedFilter (topic: string): SharedFilter | null | 'invali
   if (!isValidTopicFilter(filter)) return 'invalid'
   return { group, filter }
 }
+
+/** Where each cluster node publishes its own `$SYS` values; the only `$` topics routed between nodes. */
+export const NODE_SYS_TOPICS = '$SYS/brokers/'
+export const nodeSysPrefix = (nodeId: string): string => `${NODE_SYS_TOPICS}${nodeId}/`
+
+/** The node a `$SYS/brokers/{node}/...` topic belongs to, or undefined for any other topic. */
+export function sysTopicNode (topic: string): string | undefined {
+  if (!topic.startsWith(NODE_SYS_TOPICS)) return undefined
+  const end = topic.indexOf('/', NODE_SYS_TOPICS.length)
+  return end <= NODE_SYS_TOPICS.length ? undefined : topic.slice(NODE_SYS_TOPICS.length, end)
+}
