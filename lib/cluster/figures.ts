@@ -1,5 +1,5 @@
 /**
- * Cluster totals: each node writes its own figures (connections, messages)
+ * Cluster totals: each node writes its own figures (connections, subscriptions, messages)
  * to a hash `{culex}:figures:{node}` every renewal, expiring with its lease, so
  * a node that died stops counting when its lease does; the totals are the
  * sums over the live nodes' hashes. Read only when asked ($SYS).

@@ -20,7 +20,7 @@ import { createPrometheusMetrics, type PrometheusMetrics } from './prometheus.js
 import { startSysTopics, type SysTopics } from './sys.js'
 import { healthRoutes, readiness, type HealthOptions, type ReadinessReport } from './health.js'
 import { attachLifecycleEvents, type LifecycleEvents } from './lifecycle.js'
-import { storeOf } from './sources.js'
+import { storeOf, subscriptionCount } from './sources.js'
 
 export type { SharedGroupStats, SharedGroupStatsProvider, StoreStats, StoreBatchInfo, ObservableStore } from './sources.js'
 export type { ReadinessReport } from './health.js'
@@ -74,6 +74,7 @@ export function createObservability (config: Config, logger: Logger): Observabil
         connections: broker.aedes.connectedClients,
         received: counters.messagesReceived,
         sent: counters.messagesSent,
+        subscriptions: subscriptionCount(broker, storeOf(broker)) ?? 0,
         ...localGroupFigures(broker, broker.cluster?.nodeId ?? '')
       }))
 

@@ -47,7 +47,7 @@ export const SYS_PREFIX = '$SYS/broker/'
 /** The cluster's totals, the same on every node. */
 export const CLUSTER_SYS_PREFIX = '$SYS/cluster/'
 /** which summed node figure (lib/cluster/figures.ts) each total publishes */
-const CLUSTER_TOTALS = [['clients/connected', 'connections'], ['messages/received', 'received'], ['messages/sent', 'sent']] as const
+const CLUSTER_TOTALS = [['clients/connected', 'connections'], ['messages/received', 'received'], ['messages/sent', 'sent'], ['subscriptions/count', 'subscriptions']] as const
 const SHARED_LEAVES = ['members', 'members/online', 'queued', 'inflight', 'delivered', 'redelivered', 'abandoned', 'timedout', 'poison', 'deadlettered'] as const
 
 /** The exponentially damped moving averages mosquitto publishes under `load/`, over 1, 5 and 15 minutes. */

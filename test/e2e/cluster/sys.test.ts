@@ -1,6 +1,6 @@
 /**
- * Cluster totals under `$SYS/cluster/`: the connections of every live node
- * summed, the same on every node, and a killed node's share gone once its
+ * Cluster totals under `$SYS/cluster/`: the connections and subscriptions
+ * of every live node summed, the same on every node, and a killed node's share gone once its
  * lease runs out. A node's own `$SYS/brokers/{node}/` values on every node:
  * routed, retained there, passed on when changed, cleared when it leaves.
  */
@@ -10,11 +10,13 @@ import { hasMosquittoClients, mosquittoSub } from '../../helpers/mosquitto.js'
 import { redisCli, startNode, startRedis } from '../../helpers/redis.js'
 import { sleep, waitFor } from '../../helpers/wait.js'
 
-t.test('$SYS/cluster/clients/connected sums the live nodes\' connections; a killed node stops counting after its lease', async (t) => {
+t.test('$SYS/cluster/clients/connected and subscriptions/count sum the live nodes\' figures; a killed node stops counting after its lease', async (t) => {
   const redis = await startRedis(t)
   const a = await startNode(t, redis, ['--node-id', 'a', '--sys-interval', '1'])
   const b = await startNode(t, redis, ['--node-id', 'b', '--sys-interval', '1'])
   for (let i = 0; i < 3; i++) await connectClient(t, a.url, { clientId: `on-a-${i}` })
+  await (await connectClient(t, a.url, { clientId: 'subs-on-a' })).subscribeAsync(['x/1', 'x/2'])
+  await (await connectClient(t, b.url, { clientId: 'subs-on-b', clean: false })).subscribeAsync('y/#', { qos: 1 })
   const watchers = await Promise.all([a, b].map(async (node) => {
     const client = await connectClient(t, node.url, { clientId: `watch-${node === a ? 'a' : 'b'}` })
     const latest = new Map<string, string>()
@@ -22,18 +24,18 @@ t.test('$SYS/cluster/clients/connected sums the live nodes\' connections; a kill
     await client.subscribeAsync('$SYS/cluster/#')
     return latest
   }))
-  // 3 clients and a watcher on a, a watcher on b
+  // 4 clients and a watcher on a, a client and a watcher on b; subscriptions: 2 + 1 (a watcher's) on a, 1 (persistent) + 1 on b
   for (const [i, latest] of watchers.entries()) {
-    await waitFor(() => latest.get('$SYS/cluster/clients/connected') === '5', { timeout: 6000, what: () => `5 connections on node ${i === 0 ? 'a' : 'b'} (${latest.get('$SYS/cluster/clients/connected')})` })
+    await waitFor(() => latest.get('$SYS/cluster/clients/connected') === '7' && latest.get('$SYS/cluster/subscriptions/count') === '5', { timeout: 6000, what: () => `7 connections and 5 subscriptions on node ${i === 0 ? 'a' : 'b'} (${latest.get('$SYS/cluster/clients/connected')}, ${latest.get('$SYS/cluster/subscriptions/count')})` })
     t.equal(latest.get('$SYS/cluster/nodes'), '2', 'two live nodes')
     t.ok(latest.has('$SYS/cluster/messages/received') && latest.has('$SYS/cluster/messages/sent'), 'message totals published too')
   }
-  t.pass('both nodes publish the same total: 5 connections')
+  t.pass('both nodes publish the same totals: 7 connections, 5 subscriptions')
   a.child.kill('SIGKILL')
   const onB = watchers[1] as Map<string, string>
   const killedAt = Date.now()
-  await waitFor(() => onB.get('$SYS/cluster/clients/connected') === '1' && onB.get('$SYS/cluster/nodes') === '1', { timeout: 8000, what: () => `b's totals without a (${onB.get('$SYS/cluster/clients/connected')})` })
-  t.pass(`${Date.now() - killedAt} ms after a was killed, b counts only its own connection`)
+  await waitFor(() => onB.get('$SYS/cluster/clients/connected') === '2' && onB.get('$SYS/cluster/subscriptions/count') === '2' && onB.get('$SYS/cluster/nodes') === '1', { timeout: 8000, what: () => `b's totals without a (${onB.get('$SYS/cluster/clients/connected')}, ${onB.get('$SYS/cluster/subscriptions/count')})` })
+  t.pass(`${Date.now() - killedAt} ms after a was killed, b counts only its own connections and subscriptions`)
 })
 
 t.test('$SYS/brokers/{node}/ reaches subscribers on another node, retained there, each value once until it changes, cleared when its node dies [MQTT-3.3.1-6] [MQTT-3.3.1-9] [MQTT-4.7.2-1]', async (t) => {
