@@ -213,7 +213,12 @@ export class ClusterNode implements ClusterView {
     await routes.start(() => membership.nodes())
     const expiry = new ClusterSessionExpiry(this.redis, options.nodeId, this.logger, membership.leaseMs, membership.renewMs)
     // the node that held an expired session drops its copy (others are told as by a takeover)
-    await expiry.start(() => membership.nodes(), { expiredHere: (clientId, epoch) => { this.local?.sessionEnded?.(clientId, epoch) } })
+    await expiry.start(() => membership.nodes(), {
+      expiredHere: (clientId, epoch) => { this.local?.sessionEnded?.(clientId, epoch) },
+      ended: (clientId) => {
+        this.streams?.sessionEnded(clientId).catch((err: unknown) => { this.logger.warn({ err, clientId }, 'cluster: settling the shared messages of an expired session failed') })
+      }
+    })
     // before the adoption below: an adopted session's will the cluster did not hold is handed to it (adoptStoredWill)
     const wills = new ClusterWills(this.redis, options.nodeId, this.logger, membership.leaseMs, membership.renewMs)
     this.wills = wills

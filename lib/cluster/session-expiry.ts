@@ -109,6 +109,8 @@ const WIPE = new Script(EXPIRED_WIPE)
 export interface ExpiryHost {
   /** this node held the session that ended at `epoch`: its copy goes (another holder is told by a notice) */
   expiredHere (clientId: string, epoch: number): void
+  /** the session ended, whichever node held it (called on the node that ended it) */
+  ended?: (clientId: string) => void
 }
 
 /**
@@ -238,6 +240,7 @@ export class ClusterSessionExpiry {
       }
       this.expired++
       if (holder === this.nodeId) this.host?.expiredHere(clientId, Number(epoch))
+      this.host?.ended?.(clientId)
       this.logger.info({ clientId }, `cluster: the session of ${clientId} expired [MQTT-3.1.2-23]`)
     }
   }

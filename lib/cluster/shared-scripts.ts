@@ -165,3 +165,20 @@ for _, c in ipairs(consumers) do
 end
 return 0
 `)
+
+/**
+ * KEYS: stream. ARGV: consumer group, the consumer of an ended session
+ * (`$session/{client id}`). The QoS 2 messages that session held are sent to
+ * no other member [MQTT-4.8.2-5]: its pending entries are acknowledged and
+ * deleted, and the consumer goes; the number of entries settled.
+ */
+export const SETTLE_SESSION = new Script(`
+local pending = redis.pcall('XPENDING', KEYS[1], ARGV[1], '-', '+', 10000, ARGV[2])
+if type(pending) ~= 'table' or pending.err then return 0 end
+for _, e in ipairs(pending) do
+  redis.call('XACK', KEYS[1], ARGV[1], e[1])
+  redis.call('XDEL', KEYS[1], e[1])
+end
+redis.pcall('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+return #pending
+`)

@@ -17,7 +17,7 @@ import type { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import type { RedisPair } from './redis.js'
 import { CLUSTER_PREFIX, ENTITY_PREFIX } from './keys.js'
-import { ACK, ADD, DROP_IDLE, LEAVE, REQUEUE, REQUEUE_DEAD } from './shared-scripts.js'
+import { ACK, ADD, DROP_IDLE, LEAVE, REQUEUE, REQUEUE_DEAD, SETTLE_SESSION } from './shared-scripts.js'
 import { TurnBatch } from './turn-batch.js'
 import { TimerLock } from './timer-lock.js'
 import { repeatedLog } from '../repeated-log.js'
@@ -159,6 +159,19 @@ export class ClusterShareStreams {
 
   async delMember (clientId: string, groupKey: string): Promise<void> {
     await this.redis.commands.hdel(shareMemberKey(clientId), groupKey)
+  }
+
+  /**
+   * A session that ended (its Session Expiry, on the node running the
+   * cluster's expiry): its memberships go, and the QoS 2 messages it held in
+   * any group are settled, never sent to another member [MQTT-4.8.2-5].
+   */
+  async sessionEnded (clientId: string): Promise<void> {
+    await this.redis.commands.del(shareMemberKey(clientId))
+    for (const key of this.known.keys()) {
+      const n = Number(await SETTLE_SESSION.run(this.redis.commands, [shareStreamKey(key)], [CONSUMERS, SESSION_CONSUMER + clientId]))
+      if (n > 0) this.logger.info({ group: key, clientId, entries: n }, 'cluster: the QoS 2 messages an expired session held in a shared group were discarded [MQTT-4.8.2-5]')
+    }
   }
 
   /** The session's memberships (JSON records); `clean`: the session starts anew and they are deleted instead. */

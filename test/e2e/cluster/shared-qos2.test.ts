@@ -5,7 +5,9 @@
  * sent it hands its stream entry to the session (a consumer of its own), so
  * neither the session's move nor the node's death gives it to another
  * member; the node the session resumes on lets the session's retransmission
- * out and settles the entry at the member's PUBREC.
+ * out and settles the entry at the member's PUBREC. A session that expires
+ * instead: the message is discarded, sent to no other member, and its
+ * memberships leave Redis [MQTT-4.8.2-5].
  */
 import t, { type Test } from 'tap'
 import type mqtt from 'mqtt-packet'
@@ -23,12 +25,12 @@ const SESSION = { clientId: 'q2-member', clean: false, properties: { sessionExpi
 interface Setup { redis: RedisProcess, a: CulexProcess, b: CulexProcess, c: CulexProcess, sent: mqtt.IPublishPacket, other: ReturnType<typeof collect> }
 
 /** A persistent member on node B got 'exactly-once' at QoS 2 and dropped its connection before PUBREC; a second member is on node A. */
-async function sentToMemberOnB (t: Test): Promise<Setup> {
+async function sentToMemberOnB (t: Test, sessionExpiryInterval = 300): Promise<Setup> {
   const redis = await startRedis(t)
   const a = await startNode(t, redis, ['--node-id', 'a'])
   const b = await startNode(t, redis, ['--node-id', 'b'])
   const c = await startNode(t, redis, ['--node-id', 'c'])
-  const raw = await rawMember(t, b.port, { clientId: SESSION.clientId, clean: false, sessionExpiryInterval: 300 })
+  const raw = await rawMember(t, b.port, { clientId: SESSION.clientId, clean: false, sessionExpiryInterval })
   t.same(await rawSubscribe(raw, [{ topic: KEY, qos: 2 }]), [2])
   const publisher = await connectClient(t, a.url, { clientId: 'publisher', protocolVersion: 5 })
   await waitFor(async () => {
@@ -87,4 +89,26 @@ t.test('QoS 2 sent to a persistent member on node B, then node B SIGKILLed: its 
   await sleep(5000)
   t.same(s.other.messages.map((m) => m.payload.toString()), [], 'the dead node\'s QoS 2 entry was not handed to the member on node A')
   await resumeOn(t, s, 'c')
+})
+
+t.test('QoS 2 sent to a persistent member on node B, node B SIGKILLed, and the session expires on the cluster\'s clock: the message is discarded, never sent to the member on node A, and the session\'s memberships leave Redis [MQTT-4.8.2-5]', async (t) => {
+  const s = await sentToMemberOnB(t, 3)
+  t.equal(redisCli(s.redis, 'EXISTS', `culex:share:member:{${SESSION.clientId}}`), '(integer) 1', 'the persistent session\'s membership is in Redis')
+  s.b.child.kill('SIGKILL')
+  await s.b.exit
+  // the lease (3 s), then the session's 3 s on the cluster's clock
+  await waitFor(() => redisCli(s.redis, 'XLEN', STREAM) === '(integer) 0', { timeout: 15000, what: () => `the entry settled once the session expired (${redisCli(s.redis, 'XRANGE', STREAM, '-', '+')})` })
+  t.notOk(redisCli(s.redis, 'XINFO', 'CONSUMERS', STREAM, 'culex').includes('$session/'), 'the session\'s consumer is gone')
+  t.equal(redisCli(s.redis, 'EXISTS', `culex:share:member:{${SESSION.clientId}}`), '(integer) 0', 'and its memberships')
+  const publisher = await connectClient(t, s.a.url, { clientId: 'publisher-after', protocolVersion: 5 })
+  await publisher.publishAsync('exact/after', 'after', { qos: 2 })
+  await waitFor(() => s.other.messages.length > 0, { timeout: 5000, what: 'the member on node A gets the next message' })
+  t.same(s.other.messages.map((m) => m.payload.toString()), ['after'], 'the expired session\'s message never reached the member on node A')
+  const back = await RawClient.open(s.c.port, 5)
+  t.teardown(() => back.destroy())
+  back.send({ cmd: 'connect', protocolVersion: 5, protocolId: 'MQTT', clientId: SESSION.clientId, clean: false, keepalive: 60, properties: { sessionExpiryInterval: 300 } })
+  const connack = await back.next('connack') as mqtt.IConnackPacket
+  t.equal(connack.sessionPresent, false, 'the client id connecting again starts a new session')
+  await sleep(1000)
+  t.same(takePublishes(back), [], 'and gets nothing of the old one')
 })
