@@ -236,7 +236,10 @@ export function brokerRunners (env: BrokerEnvironment): BrokerRunner[] {
     // a floor to beat rather than a bound for the throughput scenarios.
     nodeFixture(env, 'null-relay', 'null-relay.mjs',
       { mqtt5: true, websocket: false, tls: true, scenarios: ['latency-qos1', 'session-drain', 'idle-connections', 'connects-tls', 'reconnect-storm', 'fanin-qos0', 'fanin-qos1'] },
-      'null-relay (benchmarks/fixtures/null-relay.mjs): not a broker, a naive relay on Node sockets and mqtt-packet', false),
+      // It inherits the harness's environment: CULEX_RELAY=raw there selects the relay with no MQTT library.
+      process.env['CULEX_RELAY'] === 'raw'
+        ? 'null-relay (benchmarks/fixtures/null-relay-raw.mjs, CULEX_RELAY=raw): not a broker, a relay on Node sockets with hand-framed MQTT'
+        : 'null-relay (benchmarks/fixtures/null-relay.mjs): not a broker, a naive relay on Node sockets and mqtt-packet', false),
     ...clusterRunners(env)
   ]
 }
