@@ -202,7 +202,8 @@ export interface LiveDelivery {
  * `client.duplicates` (a no-op once hardenClient ran; `takeLive` is used
  * only then), and calls back after a setImmediate: the callbacks of taken messages are
  * called together at the next check phase, one setImmediate for all of them
- * instead of one each.
+ * instead of one each, and what those callbacks take joins that run
+ * (`runDueCallbacks`).
  */
 export function routeQoS0Delivery (client: Client, useQoSPath: (packet: { topic: string, qos: number }) => boolean, takeLive?: (packet: LiveDelivery) => boolean): void {
   const c = client as unknown as { deliver0?: Deliver, deliverQoS?: Deliver, duplicates?: unknown, id?: unknown }
@@ -227,23 +228,41 @@ export function routeQoS0Delivery (client: Client, useQoSPath: (packet: { topic:
 }
 
 let dueCallbacks: Array<() => void> | undefined
+/** runDueCallbacks is calling back: what is taken meanwhile joins its run */
+let callingBack = false
 
 function callBackNextTurn (cb: () => void): void {
   if (dueCallbacks === undefined) {
     dueCallbacks = [cb]
-    setImmediate(runDueCallbacks)
+    if (!callingBack) setImmediate(runDueCallbacks)
   } else dueCallbacks.push(cb)
 }
 
+/**
+ * A callback releases mqemitter's slot, which delivers the next message
+ * waiting in its queue (concurrency 100) at once; taken, that message's
+ * callback joins this run instead of waiting a turn, so a burst of messages
+ * is delivered in one check phase rather than one hundred per turn, each
+ * held (and copied by the collector) while it waits. Each callback is still
+ * called from this loop, never from inside another's delivery.
+ */
 function runDueCallbacks (): void {
-  const due = dueCallbacks ?? []
-  dueCallbacks = undefined
-  let i = 0
+  callingBack = true
   try {
-    for (; i < due.length; i++) (due[i] as () => void)()
+    while (dueCallbacks !== undefined) {
+      const due = dueCallbacks
+      dueCallbacks = undefined
+      let i = 0
+      try {
+        for (; i < due.length; i++) (due[i] as () => void)()
+      } finally {
+        // one that threw does not hold back the others
+        for (i++; i < due.length; i++) callBackNextTurn(due[i] as () => void)
+      }
+    }
   } finally {
-    // one that threw does not hold back the others
-    for (i++; i < due.length; i++) callBackNextTurn(due[i] as () => void)
+    callingBack = false
+    if (dueCallbacks !== undefined) setImmediate(runDueCallbacks)
   }
 }
 

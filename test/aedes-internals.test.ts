@@ -186,7 +186,7 @@ t.test('the listeners matching a topic are remembered until a listener comes or 
   t.equal(seen.at(-1), 'two a/b')
 })
 
-t.test('a live QoS 0 message taken by the gateway skips aedes\' deliverQoS0, which only asks authorizeForward, drops No Local copies and calls back after a setImmediate (routeQoS0Delivery takeLive)', async (t) => {
+t.test('a live QoS 0 message taken by the gateway skips aedes\' deliverQoS0, which only asks authorizeForward, drops No Local copies and calls back after a setImmediate, what its callbacks take in the same run (routeQoS0Delivery takeLive)', async (t) => {
   const { handleStream, routeQoS0Delivery, AliasTable } = await import('../lib/aedes-internals.js')
   const clientSource = readFileSync(require.resolve('aedes').replace(/aedes\.js$/, 'lib/client.js'), 'utf8')
   t.match(clientSource, 'if (_packet.clientId === that.id && _packet.nl) return', 'aedes drops the client\'s own message under No Local before anything else')
@@ -214,6 +214,13 @@ t.test('a live QoS 0 message taken by the gateway skips aedes\' deliverQoS0, whi
   t.equal(asked, 0, 'aedes did not ask authorizeForward about taken messages')
   await new Promise((resolve) => setImmediate(resolve))
   t.same(calledBack, ['first', 'second'], 'both called back, in order, at the next check phase')
+  // a callback frees mqemitter's slot for a waiting message, taken in turn
+  hardened.deliver0({ topic: 'take', qos: 0, clientId: 'other' }, () => {
+    calledBack.push('third')
+    hardened.deliver0({ topic: 'take', qos: 0, clientId: 'other' }, () => calledBack.push('taken by a callback'))
+  })
+  await new Promise((resolve) => setImmediate(resolve))
+  t.same(calledBack.slice(2), ['third', 'taken by a callback'], 'a message taken while calling back is called back in the same check phase')
   await new Promise<void>((resolve) => { hardened.deliver0({ topic: 'leave', qos: 0, clientId: 'other' }, resolve) })
   t.equal(asked, 1, 'a message not taken goes through aedes\' deliverQoS0')
   const before = hardened.offered.length

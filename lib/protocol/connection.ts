@@ -21,7 +21,7 @@ import type { Duplex } from 'node:stream'
 import type { Aedes, AedesPublishPacket, Client } from 'aedes'
 import { ConnectionLogger, type Logger } from '../logging.js'
 import type { Packet } from 'mqtt-packet'
-import { FrameReader, type Frame } from './frame.js'
+import { FrameReader, type Frame, type TopicMemo } from './frame.js'
 import { encode, type ProtocolVersion } from './codec.js'
 import type { SubscribePolicy } from './inbound/subscribe.js'
 import type { PublishPolicy } from './inbound/publish.js'
@@ -154,6 +154,8 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Flo
   brokerConnacked = false
   /** a retained PUBLISH and a SUBSCRIBE take effect in the client's order (made on the first retained PUBLISH) */
   retainedOrder: RetainedOrder | undefined
+  /** the last Topic Name the client published to (frame.ts), made on the first PUBLISH */
+  topicMemo: TopicMemo | undefined
   // The maps and sets of the connection are made on first use (the getters
   // below): an idle connection carries none of them.
   private _inflightIn: PacketIdTable<InboundFlow> | undefined

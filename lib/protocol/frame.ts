@@ -123,15 +123,59 @@ export interface PublishHeader {
   afterId: number
 }
 
-/** Reads the variable header of a PUBLISH without decoding properties or payload. */
-export function readPublishHeader (frame: Frame): PublishHeader | null {
+/** longest Topic Name a `TopicMemo` keeps, in bytes */
+const MEMO_TOPIC_BYTES = 64
+
+/**
+ * The last short Topic Name of a connection's PUBLISHes, as bytes and as
+ * the string decoded from them. A device publishes to the same few topics
+ * again and again: comparing a few bytes is cheaper than decoding them, and
+ * the same string goes on to the checks, which remember that it passed
+ * (`checkPublishHeader`), and to aedes' matcher, whose Map then finds its
+ * hash already computed.
+ */
+export class TopicMemo {
+  private readonly bytes = Buffer.allocUnsafe(MEMO_TOPIC_BYTES)
+  private length = -1
+  private topic = ''
+  /**
+   * The remembered topic passed the topic checks (inbound/publish.ts) with
+   * this protocol version and these limits; 0: not checked since it was read.
+   */
+  passedVersion = 0
+  passedMaxLength = 0
+  passedMaxLevels = 0
+
+  /** The Topic Name in `buf` from `start` to `end`: the remembered string when the bytes are the same. */
+  read (buf: Buffer, start: number, end: number): string {
+    const length = end - start
+    if (length === this.length) {
+      const bytes = this.bytes
+      let i = 0
+      while (i < length && bytes[i] === buf[start + i]) i++
+      if (i === length) return this.topic
+    }
+    // checks passed by other bytes say nothing about these, even when they decode to the same string
+    this.passedVersion = 0
+    const topic = buf.toString('utf8', start, end)
+    if (length <= MEMO_TOPIC_BYTES) {
+      buf.copy(this.bytes, 0, start, end)
+      this.length = length
+      this.topic = topic
+    } else this.length = -1
+    return topic
+  }
+}
+
+/** Reads the variable header of a PUBLISH without decoding properties or payload; `memo`: the connection's last Topic Name. */
+export function readPublishHeader (frame: Frame, memo?: TopicMemo): PublishHeader | null {
   const { buf, headerLength, flags } = frame
   const qos = (flags >> 1) & 0x03
   if (buf.length < headerLength + 2) return null
   const topicLength = buf.readUInt16BE(headerLength)
   let at = headerLength + 2 + topicLength
   if (at > buf.length) return null
-  const topic = buf.toString('utf8', headerLength + 2, at)
+  const topic = memo === undefined ? buf.toString('utf8', headerLength + 2, at) : memo.read(buf, headerLength + 2, at)
   let packetId: number | undefined
   if (qos > 0) {
     if (at + 2 > buf.length) return null

@@ -28,7 +28,7 @@
 import type { AliasTable } from '../../aedes-internals.js'
 import { decodeFrame } from '../codec.js'
 import { publishPacket } from '../decode.js'
-import { readPublishHeader, type Frame, type PublishHeader } from '../frame.js'
+import { TopicMemo, readPublishHeader, type Frame, type PublishHeader } from '../frame.js'
 import { checkPublishHeader, checkPublishProperties, type PublishPolicy } from '../inbound/publish.js'
 import { RetainedOrder } from '../inbound/retained-order.js'
 import { checkProperties } from '../property-rules.js'
@@ -46,6 +46,8 @@ export interface PublishInHost extends AcksHost {
   readonly inboundAliases: AliasTable
   /** made on the first retained PUBLISH */
   retainedOrder: RetainedOrder | undefined
+  /** the last Topic Name, made on the first PUBLISH */
+  topicMemo?: TopicMemo | undefined
   /** SUBSCRIBEs handed to aedes and not yet answered */
   awaitingSuback (): boolean
   /** per PUBLISH: false when the client exceeds its message rate */
@@ -56,13 +58,14 @@ export interface PublishInHost extends AcksHost {
 
 /** Steps 1-7. */
 export function onPublish (host: PublishInHost, frame: Frame): Verdict {
-  const header = readPublishHeader(frame)
+  const memo = host.topicMemo ??= new TopicMemo()
+  const header = readPublishHeader(frame, memo)
   if (header === null) return { kind: 'close', reasonCode: ReasonCode.MalformedPacket, reason: 'truncated PUBLISH' }
   if (header.qos === 3) return { kind: 'close', reasonCode: ReasonCode.MalformedPacket, reason: 'PUBLISH with QoS 3' }
   host.ctx.observer.publishReceived(header.qos, frame.buf.length)
   const version = host.version ?? 4
   let topic = header.topic
-  const checked = checkPublishHeader(header, frame, version, host.settings)
+  const checked = checkPublishHeader(header, frame, version, host.settings, memo)
   if (checked.kind !== 'ok') return refusePublish(host, header, checked)
   let packet = publishPacket(frame, header, version)
   if (packet === null) {

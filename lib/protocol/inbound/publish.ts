@@ -5,7 +5,7 @@
 import { isUtf8 } from 'node:buffer'
 import type { IPublishPacket } from 'mqtt-packet'
 import { ReasonCode } from '../reason-codes.js'
-import type { Frame, PublishHeader } from '../frame.js'
+import type { Frame, PublishHeader, TopicMemo } from '../frame.js'
 import { isWellFormedString } from '../utf8.js'
 import { topicLevels } from '../topic.js'
 
@@ -43,7 +43,7 @@ const MALFORMED_TOPIC: PublishVerdict = { kind: 'disconnect', reasonCode: Reason
  *    (3.1.1: the connection is closed);
  * 6. a Topic Name over the length or level limits: 0x90.
  */
-export function checkPublishHeader (header: PublishHeader, frame: Frame, version: number, policy: PublishPolicy): PublishVerdict {
+export function checkPublishHeader (header: PublishHeader, frame: Frame, version: number, policy: PublishPolicy, memo?: TopicMemo): PublishVerdict {
   if (header.qos > policy.maximumQoS) {
     return { kind: 'disconnect', reasonCode: ReasonCode.QoSNotSupported, reason: `QoS ${header.qos} above the maximum ${policy.maximumQoS}` }
   }
@@ -57,6 +57,8 @@ export function checkPublishHeader (header: PublishHeader, frame: Frame, version
   if (topic.length === 0 && version < 5) {
     return { kind: 'disconnect', reasonCode: ReasonCode.ProtocolError, reason: 'empty topic name' } // [MQTT-4.7.3-1]
   }
+  // the same bytes as the last topic, which passed steps 4 to 6 (frame.ts TopicMemo)
+  if (memo !== undefined && memo.passedVersion === version && memo.passedMaxLength === policy.maxTopicLength && memo.passedMaxLevels === policy.maxTopicLevels) return OK
   // one pass over the decoded topic for steps 4 to 6 (this runs for every PUBLISH)
   let levels = 1
   let wildcard = false
@@ -84,6 +86,11 @@ export function checkPublishHeader (header: PublishHeader, frame: Frame, version
     return version === 5
       ? { kind: 'refuse', reasonCode: ReasonCode.TopicNameInvalid, reason: 'topic name over the limits' }
       : { kind: 'disconnect', reasonCode: ReasonCode.TopicNameInvalid, reason: 'topic name over the limits' }
+  }
+  if (memo !== undefined) {
+    memo.passedVersion = version
+    memo.passedMaxLength = policy.maxTopicLength
+    memo.passedMaxLevels = policy.maxTopicLevels
   }
   return OK
 }

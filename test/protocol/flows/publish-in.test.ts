@@ -107,3 +107,48 @@ t.test('a retained PUBLISH waits for the SUBSCRIBEs before it to be answered', a
   await new Promise(resolve => setImmediate(resolve))
   t.ok(decided, 'goes once they are answered')
 })
+
+/** A v5 QoS 0 PUBLISH with these Topic Name bytes, no properties. */
+const rawTopicFrame = (topic: Buffer): ReturnType<typeof frameOf> => {
+  const body = Buffer.concat([Buffer.from([topic.length >> 8, topic.length & 0xff]), topic, Buffer.from([0, 0x78])])
+  return frameOf(Buffer.concat([Buffer.from([0x30, body.length]), body]))
+}
+
+t.test('a topic the client published to just before is read from its bytes again: the same string, the same checks', async (t) => {
+  const host = new StubHost()
+  const first = replaced(onPublish(host, publishFrame({ topic: 'dev/1', qos: 0 })))
+  const second = replaced(onPublish(host, publishFrame({ topic: 'dev/1', qos: 0 })))
+  t.equal(second?.topic, 'dev/1')
+  t.equal(first?.topic, second?.topic)
+  host.denied.add('dev/1')
+  t.same(onPublish(host, publishFrame({ topic: 'dev/1', qos: 0 })), { kind: 'drop' }, 'the ACL is asked every time')
+  t.equal(closeCode(onPublish(host, publishFrame({ topic: 'dev/1', qos: 1, messageId: 0 }))), ReasonCode.ProtocolError, '[MQTT-2.2.1-3] the header is checked every time')
+})
+
+t.test('[MQTT-3.3.2-2] [MQTT-1.5.4-2] a topic of the same length after one that passed is checked in full', async (t) => {
+  const host = new StubHost()
+  t.ok(replaced(onPublish(host, publishFrame({ topic: 'dev/1', qos: 0 }))))
+  t.same(onPublish(host, publishFrame({ topic: 'dev/+', qos: 0 })), { kind: 'drop' }, 'a wildcard is refused')
+  t.equal(closeCode(onPublish(host, rawTopicFrame(Buffer.from('dev/\u0000')))), ReasonCode.MalformedPacket, 'U+0000 is malformed')
+  t.ok(replaced(onPublish(host, publishFrame({ topic: 'dev/1', qos: 0 }))), 'and the first topic passes again')
+})
+
+t.test('[MQTT-1.5.4-1] ill-formed UTF-8 that decodes to the string of a topic that passed is still a Malformed Packet', async (t) => {
+  const host = new StubHost()
+  const valid = Buffer.from('a\uFFFD')
+  const illFormed = Buffer.from([0x61, 0xf0, 0x9f, 0x92])
+  t.equal(illFormed.toString(), valid.toString(), 'both decode to the same string')
+  t.ok(replaced(onPublish(host, rawTopicFrame(valid))))
+  t.equal(closeCode(onPublish(host, rawTopicFrame(illFormed))), ReasonCode.MalformedPacket)
+})
+
+t.test('a topic over the limits set after it passed is refused; a long topic is checked each time', async (t) => {
+  const host = new StubHost()
+  t.ok(replaced(onPublish(host, publishFrame({ topic: 'a/b/c', qos: 0 }))))
+  host.settings.maxTopicLevels = 2
+  t.same(onPublish(host, publishFrame({ topic: 'a/b/c', qos: 0 })), { kind: 'drop' }, 'over the levels: 0x90')
+  const long = 'x/'.repeat(40) + 'y'
+  t.ok(replaced(onPublish(host, publishFrame({ topic: long.replace(/\//g, '_'), qos: 0 }))))
+  host.settings.maxTopicLength = 70
+  t.same(onPublish(host, publishFrame({ topic: long.replace(/\//g, '_'), qos: 0 })), { kind: 'drop' }, 'over the length: 0x90')
+})
