@@ -381,7 +381,8 @@ let ownWrites: WriteToStream | undefined
  * offers each packet to such a stream first; any other stream (an MQTT.js
  * client's in the same process) and any packet the stream does not take
  * get mqtt-packet's own. The `cacheNumbers` switch MQTT.js sets on the
- * function reaches mqtt-packet's.
+ * function reaches mqtt-packet's. test/aedes-writes.test.ts fails if aedes
+ * stops writing this way.
  */
 function offerWritesToStreams (): void {
   if (ownWrites !== undefined) return
