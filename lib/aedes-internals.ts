@@ -382,10 +382,46 @@ export function handleStream (broker: Aedes, stream: AedesStream, aliases: Alias
     throw new Error('aedes Client no longer has a _topicAliases Map: review lib/aedes-internals.ts')
   }
   c._topicAliases = aliases
+  if (typeof stream.writePacket === 'function') offerWritesToStreams()
   return client
 }
 
 function noop (): void {}
+
+type WriteToStream = ((packet: object, stream: unknown, opts?: { protocolVersion?: number }) => boolean) & { cacheNumbers?: boolean }
+
+let ownWrites: WriteToStream | undefined
+
+/**
+ * aedes writes every packet with `mqtt.writeToStream(packet, client.conn,
+ * opts)` (lib/write.js), looking the function up on mqtt-packet's exports at
+ * each write. From the first stream that can encode packets itself
+ * (`AedesStream.writePacket`: protocol/broker-side.ts) on, that function
+ * offers each packet to such a stream first; any other stream (an MQTT.js
+ * client's in the same process) and any packet the stream does not take
+ * get mqtt-packet's own. The `cacheNumbers` switch MQTT.js sets on the
+ * function reaches mqtt-packet's. test/aedes-writes.test.ts fails if aedes
+ * stops writing this way.
+ */
+function offerWritesToStreams (): void {
+  if (ownWrites !== undefined) return
+  const exports = mqtt as unknown as { writeToStream: WriteToStream }
+  const original = exports.writeToStream
+  if (typeof original !== 'function') throw new Error('mqtt-packet no longer exports writeToStream: review lib/aedes-internals.ts')
+  const own: WriteToStream = function writeToStreamOrOwn (packet, stream, opts) {
+    const writePacket = (stream as Partial<AedesStream> | null)?.writePacket
+    if (writePacket !== undefined) {
+      const written = writePacket.call(stream, packet, opts?.protocolVersion ?? 4)
+      if (written !== undefined) return written
+    }
+    return original(packet, stream, opts)
+  }
+  Object.defineProperty(own, 'cacheNumbers', {
+    get: () => original.cacheNumbers,
+    set: (value: boolean) => { original.cacheNumbers = value }
+  })
+  exports.writeToStream = ownWrites = own
+}
 
 /**
  * What aedes 2.0.0-beta.1 uses of the stream it is given (client.js, write.js
@@ -408,6 +444,12 @@ export interface AedesStream {
   destroy (err?: Error | null): unknown
   readonly destroyed: boolean
   readonly writable: boolean
+  /**
+   * `packet` written as mqtt-packet's writeToStream would write it (the same
+   * bytes, the same result); undefined: not taken, mqtt-packet writes it
+   * (`offerWritesToStreams`).
+   */
+  writePacket?: (packet: object, version: number) => boolean | undefined
 }
 
 /** aedes sets `stream.client` to the Client it made for the stream. */

@@ -15,6 +15,7 @@
  * one per event aedes uses.
  */
 import type { AedesStream } from '../aedes-internals.js'
+import { encodeBrokerWrite, type BrokerPacket } from './outbound/encode-broker-write.js'
 
 /** bytes written and not yet taken by the gateway before write() asks aedes to wait ('drain'), as Node's Writable default */
 export const HIGH_WATER_MARK = 16384
@@ -41,6 +42,8 @@ export class BrokerSide implements AedesStream {
   /** bytes written and not yet taken by the owner (Writable's writableLength) */
   writableLength = 0
   private corked = 0
+  /** corked by `writePacket` until the next tick */
+  private tickCorked = false
   /** a hand-over the owner has not finished with */
   private handing = false
   private handedBytes = 0
@@ -80,6 +83,34 @@ export class BrokerSide implements AedesStream {
     if (this.corked > 0 || this.handing) (this.queue ??= []).push(buf)
     else this.handOver([buf], buf.length)
     return ok
+  }
+
+  /**
+   * A PUBLISH or an acknowledgement aedes writes, encoded here in one piece
+   * (outbound/encode-broker-write.ts) rather than by mqtt-packet in several
+   * (aedes-internals.ts `offerWritesToStreams`). As mqtt-packet does, what
+   * is written in one tick is handed over together, on the next; and as it
+   * does, an acknowledgement's result is true whatever the stream's
+   * (aedes then never waits for 'drain' after one). undefined: not taken.
+   */
+  writePacket (packet: object, version: number): boolean | undefined {
+    if (version !== 3 && version !== 4 && version !== 5) return undefined
+    const p = packet as BrokerPacket
+    const buf = encodeBrokerWrite(p, version)
+    if (buf === undefined) return undefined
+    if (!this.tickCorked) {
+      this.tickCorked = true
+      this.cork()
+      process.nextTick(uncorkTick, this)
+    }
+    const ok = this.write(buf)
+    return p.cmd === 'publish' ? ok : true
+  }
+
+  /** the cork of `writePacket`'s tick ends */
+  uncorkTick (): void {
+    this.tickCorked = false
+    this.uncork()
   }
 
   cork (): void {
@@ -269,6 +300,10 @@ function add (current: Listeners, listener: Listener): Listener | Listener[] {
   // in place: emit() iterates over a copy
   current.push(listener)
   return current
+}
+
+function uncorkTick (side: BrokerSide): void {
+  side.uncorkTick()
 }
 
 function emitClose (side: BrokerSide): void {

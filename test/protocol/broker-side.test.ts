@@ -143,3 +143,21 @@ t.test("Node's finished() (aedes' watcher) sees a writable stream, and its clean
   await tick()
   t.equal(called, false, 'and it did not fire for a live stream')
 })
+
+t.test('writePacket: a PUBACK or a plain PUBLISH in one piece, handed over on the next tick with what else was written in the tick; anything else left to mqtt-packet', async (t) => {
+  const o = owner()
+  const side = new BrokerSide(o)
+  t.equal(side.writePacket({ cmd: 'puback', messageId: 5 }, 4), true)
+  t.equal(side.writePacket({ cmd: 'publish', topic: 'a', payload: Buffer.from('p'), qos: 1, dup: true, retain: false, messageId: 6 }, 4), true)
+  side.write(Buffer.from([0xd0, 0]))
+  t.same(o.handed, [], 'nothing before the next tick')
+  await tick()
+  t.same(o.handed, [[Buffer.from([0x40, 2, 0, 5]), Buffer.from([0x3a, 6, 0, 1, 0x61, 0, 6, 0x70]), Buffer.from([0xd0, 0])]], 'in order, in one hand-over')
+  t.equal(side.writePacket({ cmd: 'publish', topic: 'a', payload: Buffer.from('p'), qos: 1, dup: false, retain: false, messageId: 6, properties: { subscriptionIdentifier: 1 } }, 5), undefined, 'with properties: mqtt-packet\'s')
+  t.equal(side.writePacket({ cmd: 'pingresp' }, 4), undefined, 'another packet type: mqtt-packet\'s')
+  t.equal(side.writePacket({ cmd: 'puback', messageId: 5 }, 6), undefined, 'a version mqtt-packet would not write')
+  o.hold = true
+  await tick()
+  t.equal(side.writePacket({ cmd: 'publish', topic: 'a', payload: Buffer.alloc(HIGH_WATER_MARK), qos: 1, dup: false, retain: false, messageId: 7 }, 4), false, 'a PUBLISH past the high-water mark: false, as mqtt-packet\'s last write says')
+  t.equal(side.writePacket({ cmd: 'puback', messageId: 8 }, 4), true, 'an acknowledgement: true whatever the stream says, as mqtt-packet returns')
+})
