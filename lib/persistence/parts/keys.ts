@@ -30,17 +30,25 @@ export const KEY = {
   sharedMessage: (group: string, seq: number) => 'gq:' + encodeURIComponent(group) + ':' + seqHex(seq)
 } as const
 
-// a session's queue keys are made in runs for one client (its acknowledgements, its drain)
-let lastCid = ''
-let lastEncoded = ''
+// A reconnect burst acknowledges the queues of many sessions at once, their
+// keys interleaved: the encoded ids of recent sessions are kept, not only the
+// last one's (a Map lookup costs a fraction of encodeURIComponent).
+const ENCODED_IDS = 4096
+let encodedIds = new Map<string, string>()
 function encodeCid (cid: string): string {
-  if (cid !== lastCid) {
-    lastEncoded = encodeURIComponent(cid)
-    lastCid = cid
+  let encoded = encodedIds.get(cid)
+  if (encoded === undefined) {
+    if (encodedIds.size >= ENCODED_IDS) encodedIds = new Map()
+    encoded = encodeURIComponent(cid)
+    encodedIds.set(cid, encoded)
   }
-  return lastEncoded
+  return encoded
 }
 
+const ZEROS = '0000000000000000'
+
+// a slice of a constant and one concatenation: cheaper than padStart, once per queued message and per delete
 function seqHex (seq: number): string {
-  return seq.toString(16).padStart(16, '0')
+  const hex = seq.toString(16)
+  return ZEROS.slice(hex.length) + hex
 }

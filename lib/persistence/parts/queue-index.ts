@@ -27,6 +27,8 @@ export interface QueueEntry {
   cached: number
   /** a qi: record exists on disk */
   hasState: boolean
+  /** the generation of QoS 1 packet ids this entry's id waits in to be written (0: none; see QueueIndex#young) */
+  idGeneration: number
   removed: boolean
 }
 
@@ -44,7 +46,7 @@ export interface QueueLimits {
   overflow: OverflowPolicy
 }
 
-/** how long a QoS 1 packet id stays in memory only, at least (#youngIds) */
+/** how long a QoS 1 packet id stays in memory only, at least (#young) */
 const ID_WRITE_DELAY_MS = 100
 
 export function brokerKeyOf (packet: StoredPacket): string | undefined {
@@ -74,6 +76,7 @@ export function entryFor (seq: number, body: StoredPacket, messageId: number | u
     body,
     cached: 0,
     hasState,
+    idGeneration: 0,
     removed: false
   }
 }
@@ -92,6 +95,7 @@ export function pubrelEntry (seq: number, pubrel: StoredPacket, hasState: boolea
     body: undefined,
     cached: 0,
     hasState,
+    idGeneration: 0,
     removed: false
   }
 }
@@ -107,19 +111,29 @@ export class QueueIndex {
 
   /**
    * QoS 1 packet ids recorded in memory and not yet on disk, in two
-   * generations: `#youngIds` were recorded since the timer last ran,
-   * `#oldIds` before that, so at least ID_WRITE_DELAY_MS ago; each run of the
-   * timer writes the old ones still unacknowledged and ages the young. An id
-   * is written 100 to 200 ms after it was recorded, never sooner: under load
-   * (a reconnect burst draining thousands of queues) acknowledgements take
-   * tens of ms, and a single deadline for all of them wrote the ids recorded
-   * just before it fired, then their deletes. After a crash such a message
-   * is sent again under a new id, without DUP: a duplicate, which QoS 1
-   * allows [MQTT-4.3.2-1]. QoS 2 ids never wait here: they are on disk
-   * before the PUBLISH goes out (exactly once, spec 4.3.3).
+   * generations: `#young` were recorded since the timer last ran, `#old`
+   * before that, so at least ID_WRITE_DELAY_MS ago; each run of the timer
+   * writes the old ones still unacknowledged and ages the young. An id is
+   * written 100 to 200 ms after it was recorded, never sooner: under load (a
+   * reconnect burst draining thousands of queues) acknowledgements take tens
+   * of ms, and a single deadline for all of them wrote the ids recorded just
+   * before it fired, then their deletes. After a crash such a message is sent
+   * again under a new id, without DUP: a duplicate, which QoS 1 allows
+   * [MQTT-4.3.2-1]. QoS 2 ids never wait here: they are on disk before the
+   * PUBLISH goes out (exactly once, spec 4.3.3).
+   *
+   * An entry waits in the generation its `idGeneration` names; the lists may
+   * hold it more than once or after it left (acknowledged, given a new id):
+   * only an entry whose `idGeneration` is still the list's is written. So
+   * recording and forgetting an id, once per drained message, is a field
+   * write and an array push, not a Map insert and two deletes.
    */
-  #youngIds = new Map<QueueEntry, string>()
-  #oldIds = new Map<QueueEntry, string>()
+  #young: QueueEntry[] = []
+  #old: QueueEntry[] = []
+  #youngCids: string[] = []
+  #oldCids: string[] = []
+  /** the generation `#young` holds; `#old` holds the one before (an entry's 0 is none) */
+  #generation = 2
   #lazyTimer: NodeJS.Timeout | undefined
 
   constructor (
@@ -256,7 +270,7 @@ export class QueueIndex {
    * The packet id a queued message is (re)sent with, kept so a redelivery
    * reuses it [MQTT-4.4.0-1]. A QoS 1 id goes to disk only if the message is
    * still unacknowledged ID_WRITE_DELAY_MS later: most are acknowledged
-   * sooner, and then neither the id nor its delete is written (see #youngIds).
+   * sooner, and then neither the id nor its delete is written (see #young).
    */
   recordPacketId (cid: string, entry: QueueEntry, messageId: number | undefined): Promise<void> | undefined {
     const previous = entry.messageId
@@ -266,10 +280,13 @@ export class QueueIndex {
     if (!this.io.durable) return undefined
     if (entry.qos === 1 && messageId !== undefined && entry.pubrel === undefined) {
       // re-sent with the id it already has on disk: nothing to write
-      if (entry.hasState && previous === messageId && !this.#youngIds.has(entry) && !this.#oldIds.has(entry)) return undefined
+      if (entry.hasState && previous === messageId && entry.idGeneration === 0) return undefined
       // a new id starts its delay again
-      if (this.#oldIds.size > 0) this.#oldIds.delete(entry)
-      this.#youngIds.set(entry, cid)
+      if (entry.idGeneration !== this.#generation) {
+        entry.idGeneration = this.#generation
+        this.#young.push(entry)
+        this.#youngCids.push(cid)
+      }
       this.#armLazyTimer()
       return undefined
     }
@@ -279,8 +296,7 @@ export class QueueIndex {
   }
 
   #forgetLazyId (entry: QueueEntry): void {
-    if (this.#youngIds.size > 0) this.#youngIds.delete(entry)
-    if (this.#oldIds.size > 0) this.#oldIds.delete(entry)
+    entry.idGeneration = 0
   }
 
   #armLazyTimer (): void {
@@ -292,28 +308,36 @@ export class QueueIndex {
   /** the timer: writes the old generation, the young one becomes old */
   #ageLazyIds (): void {
     this.#lazyTimer = undefined
-    this.#writeIds(this.#oldIds)
-    const aged = this.#oldIds
-    this.#oldIds = this.#youngIds
-    this.#youngIds = aged
-    if (this.#oldIds.size > 0) this.#armLazyTimer()
+    const written = this.#old
+    const writtenCids = this.#oldCids
+    this.#writeIds(written, writtenCids, this.#generation - 1)
+    this.#old = this.#young
+    this.#oldCids = this.#youngCids
+    this.#young = written
+    this.#youngCids = writtenCids
+    this.#generation++
+    if (this.#old.length > 0) this.#armLazyTimer()
   }
 
-  #writeIds (ids: Map<QueueEntry, string>): void {
-    for (const [entry, cid] of ids) {
+  #writeIds (entries: QueueEntry[], cids: string[], generation: number): void {
+    for (let i = 0; i < entries.length; i++) {
+      const entry = entries[i] as QueueEntry
+      if (entry.idGeneration !== generation) continue
+      entry.idGeneration = 0
       if (entry.removed || entry.messageId === undefined || entry.pubrel !== undefined) continue
       entry.hasState = true
-      this.io.put(KEY.inflight(cid, entry.seq), encodeRecord({ m: entry.messageId }))?.catch(() => {})
+      this.io.put(KEY.inflight(cids[i] as string, entry.seq), encodeRecord({ m: entry.messageId }))?.catch(() => {})
     }
-    ids.clear()
+    entries.length = 0
+    cids.length = 0
   }
 
   /** writes every QoS 1 packet id still in memory only (close) */
   writeLazyIds (): void {
     if (this.#lazyTimer !== undefined) clearTimeout(this.#lazyTimer)
     this.#lazyTimer = undefined
-    this.#writeIds(this.#oldIds)
-    this.#writeIds(this.#youngIds)
+    this.#writeIds(this.#old, this.#oldCids, this.#generation - 1)
+    this.#writeIds(this.#young, this.#youngCids, this.#generation)
   }
 
   /** an entry loaded from disk, in seq order */

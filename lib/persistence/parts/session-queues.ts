@@ -105,6 +105,7 @@ export class MemorySessionQueues implements SessionQueues {
         body: variant.body,
         cached: 0,
         hasState: false,
+        idGeneration: 0,
         removed: false
       }
       index.append(q, entry)

@@ -7,6 +7,7 @@ import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import mqtt, { type IPublishPacket, type MqttClient } from 'mqtt'
+import { DEFAULT_MAX_QUEUED_MESSAGES } from '../../../lib/persistence/parts/limits.js'
 import { connect, inbox, persistentV5 } from '../../helpers/level-broker.js'
 import { tempDir } from '../../helpers/store.js'
 import { sleep, waitFor } from '../../helpers/wait.js'
@@ -170,5 +171,42 @@ t.test('a PUBACKed retained message survives SIGKILL', async (t) => {
   t.equal(msg?.properties?.contentType, 'application/json')
   t.strictSame({ ...msg?.properties?.userProperties }, { unit: 'C' })
   t.strictSame(msg?.properties?.correlationData, Buffer.from('id-1'))
+  await kill(child)
+})
+
+t.test('[MQTT-4.4.0-1] SIGKILL mid-drain: every message not yet acknowledged arrives after the restart, in order; acknowledged ones stay gone once their deletes had their delay', async (t) => {
+  const dir = tempDir(t)
+  // every message fits the queue: at the default limit
+  const total = DEFAULT_MAX_QUEUED_MESSAGES
+  const numberOf = (m: IPublishPacket): number => Number(m.topic.slice('d/'.length))
+  let child = await startChild(t, dir, ['--ack-after-persist'])
+  await offlineSubscriber(t, child.url, 'drain-sub', 'd/#', 1)
+  const pub = await connect(t, child.url, { clientId: 'drain-pub' })
+  for (let n = 1; n <= total; n += 100) {
+    await Promise.all(Array.from({ length: 100 }, async (_, i) => await pub.publishAsync(`d/${n + i}`, `message ${n + i}`, { qos: 1 })))
+  }
+  await pub.endAsync()
+
+  const first = await connect(t, child.url, persistentV5('drain-sub'))
+  const firstBox = inbox(first)
+  await waitFor(() => firstBox.messages.length >= 100, { timeout: 10_000 })
+  await kill(child)
+  first.end(true)
+  const received = new Set(firstBox.messages.map(numberOf))
+  const unacknowledged = new Set(Array.from({ length: total }, (_, i) => i + 1).filter((n) => !received.has(n)))
+
+  child = await startChild(t, dir, ['--ack-after-persist'])
+  const again = (await receiveAll(t, child.url, 'drain-sub', unacknowledged, 'd', [])).map(numberOf)
+  t.strictSame([...unacknowledged].filter((n) => !again.includes(n)), [], `none of the ${unacknowledged.size} messages not received before the kill (${received.size} were) is lost`)
+  t.strictSame(again, [...again].sort((a, b) => a - b), 'they come in the order they were published')
+
+  // every message is acknowledged now; the deletes wait 100 ms at most
+  await sleep(500)
+  await kill(child)
+  child = await startChild(t, dir, ['--ack-after-persist'])
+  const last = await connect(t, child.url, persistentV5('drain-sub'))
+  const lastBox = inbox(last)
+  await sleep(500)
+  t.strictSame(lastBox.messages.map(numberOf), [], 'nothing acknowledged before the quiet kill comes again')
   await kill(child)
 })

@@ -20,3 +20,12 @@ t.test('queue keys sort in sequence order, for a run of keys of one client and a
   t.equal(KEY.inflight('c:1', 16), 'qi:c%3A1:0000000000000010', 'the cached encoding follows the client')
   t.equal(KEY.sharedMessage('g', 255), 'gq:g:00000000000000ff')
 })
+
+t.test('queue keys of many clients interleaved (a reconnect burst) each name their own client', async (t) => {
+  const ids = Array.from({ length: 5000 }, (_, i) => `c:${i}`)
+  for (let round = 0; round < 2; round++) {
+    const wrong = ids.filter((id, i) => KEY.queued(id, i + 1) !== `q:${encodeURIComponent(id)}:${(i + 1).toString(16).padStart(16, '0')}`)
+    t.strictSame(wrong, [], `round ${round + 1}: past the number of encodings kept, too`)
+  }
+  t.equal(KEY.queued('x', 2 ** 53 - 1), 'q:x:001fffffffffffff', 'the largest sequence number keeps its 16 digits')
+})

@@ -5,6 +5,7 @@ import { Drops } from '../../../lib/persistence/parts/drops.js'
 import { QueueIndex, brokerKeyOf, entryFor, pubrelEntry } from '../../../lib/persistence/parts/queue-index.js'
 import type { OverflowPolicy, StoredPacket } from '../../../lib/persistence/types.js'
 import { disk } from '../../helpers/part-disk.js'
+import { sleep } from '../../helpers/wait.js'
 
 let counter = 0
 const body = (qos: number, extra: Partial<StoredPacket> = {}): StoredPacket =>
@@ -99,4 +100,28 @@ t.test('restored entries are kept in seq order; maxBrokerCounter reads the store
   t.strictSame(idx.queues.get('c')?.entries.map((e) => e.seq), [2, 5])
   t.equal(idx.seq, 5)
   t.equal(idx.maxBrokerCounter('b'), 90)
+})
+
+t.test('[MQTT-4.4.0-1] a QoS 1 packet id given again waits its own delay; a removed entry\'s id is never written', async (t) => {
+  const { d, idx } = index()
+  const q = idx.queueOf('c')
+  const again = entryFor(1, body(1), undefined, false)
+  const acked = entryFor(2, body(1), undefined, false)
+  idx.append(q, again)
+  idx.append(q, acked)
+  idx.recordPacketId('c', again, 5)
+  idx.recordPacketId('c', acked, 6)
+  idx.remove('c', q, acked, false)
+  // past the first run of the timer: the first id is in the old generation
+  await sleep(130)
+  idx.recordPacketId('c', again, 7)
+  // past the second run, which would have written the first id
+  await sleep(100)
+  await d.io.backend?.writer.flush()
+  t.strictSame(d.keys(), [], 'nothing written while the new id is younger than the delay')
+  await sleep(150)
+  await d.io.backend?.writer.flush()
+  t.strictSame(d.keys(), ['qi:c:0000000000000001'], 'only the entry still queued')
+  t.strictSame(d.record('qi:c:0000000000000001'), { m: 7 }, 'with the id it was given last')
+  t.equal(d.io.backend?.writer.counters.ops, 1, 'written once')
 })
