@@ -4,9 +4,9 @@
  * the message (an MQTT 5 PUBLISH, as QoS 0 travels: routes.ts) to the inbox
  * of every other node that must get it, with the other messages routed in
  * the same turn in one script call (route-batch.ts: an entry per inbox and
- * call, a field `m` per message followed by the message's id `u`), and its
- * publisher is acknowledged only once Redis has them all (a refusal is the
- * publisher's 0x80: refusal.ts).
+ * call, its messages packed in one field: inbox-entry.ts), and its publisher
+ * is acknowledged only once Redis has them all (a refusal is the publisher's
+ * 0x80: refusal.ts).
  * The receiving node publishes each entry's messages to its own subscribers
  * and sessions only, in the stream's order, and acknowledges and deletes the
  * entries (XACK, XDEL) once those publishes completed, i.e. each message is
@@ -21,8 +21,9 @@ import { CLUSTER_PREFIX } from './keys.js'
 import type { RedisPair } from './redis.js'
 import { clusterWriteRefused } from './refusal.js'
 import { RouteBatcher, routeCall } from './route-batch.js'
-import { decodeRouted, encodeRouted } from './wire.js'
-import { ID_FIELD, TARGET_FIELD, type EntryMeta } from './forward.js'
+import { encodeRouted } from './wire.js'
+import type { EntryMeta } from './forward.js'
+import { decodeEntry, type EntryMessage } from './inbox-entry.js'
 
 /** a node's inbox (in the `{culex}` slot with the adoption markers: ROUTE writes several inboxes at once) */
 export const inboxKey = (nodeId: string): string => `${CLUSTER_PREFIX}inbox:{${nodeId}}`
@@ -51,11 +52,6 @@ export function compareIds (x: string, y: string): number {
  * completed (an error: it failed).
  */
 export type DeliverQueued = (packet: IPublishPacket, meta: EntryMeta, done: (err?: Error | null) => void) => void
-
-/** A message of an inbox entry, with what the entry says of it (its id, the one session it was forwarded for). */
-export interface EntryMessage extends EntryMeta {
-  packet: IPublishPacket
-}
 
 type StreamEntry = [Buffer, Buffer[] | null]
 type StreamReply = Array<[Buffer, StreamEntry[]]> | null
@@ -247,58 +243,4 @@ export class Inbox {
       for (const message of messages) this.deliver(message.packet, message, done)
     })
   }
-}
-
-/** a field name of one byte, `code` */
-const isField = (name: Buffer | undefined, code: number): boolean => name !== undefined && name.length === 1 && name[0] === code
-const M = 0x6d
-const ID = ID_FIELD.charCodeAt(0)
-const TARGET = TARGET_FIELD.charCodeAt(0)
-
-/**
- * The entry's PUBLISH packets (a field `m` each, in the order they were
- * routed), their Message Expiry Interval lessened by their time in the
- * inbox; those expired or undecodable are left out. A field `u` (the
- * message's id) or `c` (the one session it was forwarded for: forward.ts)
- * belongs to the `m` before it; an entry without (an older node's) gives
- * its messages the id ''.
- */
-export function decodeEntry (id: Buffer, fields: Buffer[], logger: Logger): EntryMessage[] {
-  const messages: EntryMessage[] = []
-  // the entry id's first part is Redis' clock (ms) when it was added
-  let inboxSeconds: number | undefined
-  // the message the fields after its `m` describe; undefined after one left out
-  let current: EntryMessage | undefined
-  for (let i = 0; i + 1 < fields.length; i += 2) {
-    const name = fields[i]
-    const bytes = fields[i + 1]
-    if (bytes === undefined) continue
-    if (isField(name, ID)) {
-      if (current !== undefined) current.id = bytes.toString()
-      continue
-    }
-    if (isField(name, TARGET)) {
-      if (current !== undefined) current.forClient = bytes.toString()
-      continue
-    }
-    if (!isField(name, M)) continue
-    current = undefined
-    const packet = decodeRouted(bytes)
-    if (packet instanceof Error) {
-      logger.warn({ id: id.toString(), err: packet.message }, 'cluster: a message of an inbox entry could not be decoded; dropped')
-      continue
-    }
-    const expiry = packet.properties?.messageExpiryInterval
-    if (expiry !== undefined && packet.properties !== undefined) {
-      inboxSeconds ??= Math.floor(Math.max(0, Date.now() - Number(id.toString().split('-')[0])) / 1000)
-      const left = expiry - inboxSeconds
-      if (left <= 0) continue
-      packet.properties.messageExpiryInterval = left
-    }
-    messages.push(current = { packet, id: '' })
-  }
-  if (messages.length === 0 && !fields.some((f, i) => i % 2 === 0 && isField(f, M))) {
-    logger.warn({ id: id.toString(), err: 'no message field' }, 'cluster: an inbox entry could not be decoded; dropped')
-  }
-  return messages
 }

@@ -2,10 +2,11 @@
  * The inbox writes of QoS 1/2 messages (inbox.ts), coalesced: every message
  * routed in one turn of the event loop goes to Redis in ONE call of the
  * ROUTE script, which adds ONE stream entry per target inbox holding all of
- * that inbox's messages of the call, in the order they were routed (a field
- * `m` per message, then a field `u` with its id: the same in every inbox it
- * went to, so that a node that gets it again, forwarded for a session that
- * moved, knows whether that session had it: forward.ts). Each message's
+ * that inbox's messages of the call, in the order they were routed, packed
+ * (inbox-entry.ts: the groups' strings as they came, and the call's id, from
+ * which a reader knows each message's id: the same in every inbox it went
+ * to, so that a node that gets it again, forwarded for a session that moved,
+ * knows whether that session had it: forward.ts). Each message's
  * promise settles when that call answers: resolved once Redis holds the
  * whole call, rejected (the publisher's 0x80) when Redis refused it, and
  * then none of its messages reached any inbox (a script without a write
@@ -17,26 +18,26 @@
 import { randomBytes } from 'node:crypto'
 import type { Redis } from 'ioredis'
 import { Script, type ScriptArg } from './script.js'
-import { ID_FIELD } from './forward.js'
+import { CALL_FIELD, FIRST_FIELD, PACKED_FIELD, packMessages } from './inbox-entry.js'
 import { CLUSTER_PREFIX, NODES_KEY } from './keys.js'
-
-/** messages in one XADD at most (Lua's unpack is bounded by its C stack, about 8000 values) */
-const CHUNK = 500
 
 /**
  * ARGV, per group of consecutive messages to the same nodes: how many nodes
- * (k), the k nodes, then the group's messages as one string, each message
- * preceded by its length (4 bytes, big-endian): a few arguments per call
- * instead of one per message (ioredis' cost per argument was a tenth of a
- * publishing node's time); last, the call's id, which the n-th message of
- * the call gets as its own followed by `.n`. Each node's inbox, or, when a
- * survivor adopted that node (adoption.ts), the survivor's (followed up to
- * 3 times), looked up once per node and call; each inbox once per message. One XADD per
- * inbox and at most CHUNK messages (Lua's unpack has a bound); returns the
- * entries added. Redis checks "out of memory" at a script's first write
- * and lets a script that has written go on, so a refusal comes before any
- * XADD: all or none. The keys are computed here: every inbox and adoption
- * marker shares the `{culex}` hash tag with the key the call names
+ * (k), the k nodes, the number in the call of the group's first message,
+ * then the group's messages as one string, each message preceded by its
+ * length (4 bytes, big-endian): a few arguments per call instead of one per
+ * message (ioredis' cost per argument was a tenth of a publishing node's
+ * time); last, the call's id, which the n-th message of the call gets as its
+ * own followed by `.n`. Each node's inbox, or, when a survivor adopted that
+ * node (adoption.ts), the survivor's (followed up to 3 times), looked up
+ * once per node and call; each inbox once per group. One XADD per inbox:
+ * a packed entry (inbox-entry.ts), `i` the call's id, then `n` and `p` (the
+ * group's number and string as they came) per group it gets; at most
+ * 2 + 4 × MAX_MESSAGES values, within Lua's unpack bound (about 8000).
+ * Returns the entries added. Redis checks "out of memory" at a script's
+ * first write and lets a script that has written go on, so a refusal comes
+ * before any XADD: all or none. The keys are computed here: every inbox and
+ * adoption marker shares the `{culex}` hash tag with the key the call names
  * (KEYS[1], the live set, unused: it routes the call to that slot's master
  * on a Redis Cluster, which lets a script touch undeclared keys of its slot).
  */
@@ -45,11 +46,11 @@ local inboxOf = {}
 local order = {}
 local fields = {}
 local callId = ARGV[#ARGV]
-local n = 0
 local i = 1
 while i < #ARGV do
   local k = tonumber(ARGV[i])
-  local targets = {}
+  local first = ARGV[i + k + 1]
+  local blob = ARGV[i + k + 2]
   local seen = {}
   for j = 1, k do
     local to = ARGV[i + j]
@@ -67,39 +68,22 @@ while i < #ARGV do
       seen[inbox] = true
       local f = fields[inbox]
       if not f then
-        f = {}
+        f = { '${CALL_FIELD}', callId }
         fields[inbox] = f
         order[#order + 1] = inbox
       end
-      targets[#targets + 1] = f
+      f[#f + 1] = '${FIRST_FIELD}'
+      f[#f + 1] = first
+      f[#f + 1] = '${PACKED_FIELD}'
+      f[#f + 1] = blob
     end
   end
-  local blob = ARGV[i + k + 1]
-  local at = 1
-  while at <= #blob do
-    local length = struct.unpack('>I4', blob, at)
-    local message = string.sub(blob, at + 4, at + 3 + length)
-    at = at + 4 + length
-    n = n + 1
-    local id = callId .. '.' .. n
-    for _, f in ipairs(targets) do
-      f[#f + 1] = 'm'
-      f[#f + 1] = message
-      f[#f + 1] = '${ID_FIELD}'
-      f[#f + 1] = id
-    end
-  end
-  i = i + k + 2
+  i = i + k + 3
 end
-local added = 0
 for _, inbox in ipairs(order) do
-  local f = fields[inbox]
-  for from = 1, #f, ${4 * CHUNK} do
-    redis.call('XADD', '${CLUSTER_PREFIX}inbox:{' .. inbox .. '}', '*', unpack(f, from, math.min(from + ${4 * CHUNK} - 1, #f)))
-    added = added + 1
-  end
+  redis.call('XADD', '${CLUSTER_PREFIX}inbox:{' .. inbox .. '}', '*', unpack(fields[inbox]))
 end
-return added
+return #order
 `)
 
 /** messages in one call at most: a larger turn becomes several calls, in order */
@@ -132,20 +116,10 @@ let callCounter = 0
 /** The ROUTE arguments of a call's groups and its id (see ROUTE). */
 export function routeArgs (groups: readonly Group[], callId: string): ScriptArg[] {
   const args: ScriptArg[] = []
+  let first = 1
   for (const group of groups) {
-    const blob = Buffer.allocUnsafe(group.bytes + 4 * group.messages.length)
-    let at = 0
-    // byte stores and TypedArray set: Buffer's writeUInt32BE and copy (argument checks per call) were a few per cent of a publishing node
-    for (const message of group.messages) {
-      const length = message.length
-      blob[at] = length >>> 24
-      blob[at + 1] = (length >>> 16) & 0xff
-      blob[at + 2] = (length >>> 8) & 0xff
-      blob[at + 3] = length & 0xff
-      blob.set(message, at + 4)
-      at += 4 + length
-    }
-    args.push(group.nodes.length, ...group.nodes, blob)
+    args.push(group.nodes.length, ...group.nodes, first, packMessages(group.messages, group.bytes))
+    first += group.messages.length
   }
   args.push(callId)
   return args

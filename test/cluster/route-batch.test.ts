@@ -11,7 +11,8 @@
  */
 import t, { type Test } from 'tap'
 import type { IPublishPacket } from 'mqtt-packet'
-import { decodeEntry, Inbox, inboxKey } from '../../lib/cluster/inbox.js'
+import { Inbox, inboxKey } from '../../lib/cluster/inbox.js'
+import { decodeEntry } from '../../lib/cluster/inbox-entry.js'
 import { forwardToHolder } from '../../lib/cluster/forward.js'
 import { ownerKey } from '../../lib/cluster/keys.js'
 import { encodeRouted } from '../../lib/cluster/wire.js'
@@ -110,9 +111,9 @@ t.test('a turn split into calls: each message settles with its own call', async 
     if (answers.shift() === 'refused') throw new Error('OOM command not allowed')
   })
   const settled = await Promise.allSettled(range(2 * MAX_MESSAGES + 1).map(async () => { await batcher.send(['b'], Buffer.from('m')) }))
-  // one group per call (every message to b): its node count, its node, its messages each after its length
-  t.same(calls.map((args) => [args[0], args[1], (args[2] as Buffer).length]), [[1, 'b', MAX_MESSAGES * 5], [1, 'b', MAX_MESSAGES * 5], [1, 'b', 5]], 'calls of at most MAX_MESSAGES, in order')
-  t.same(calls[2]?.[2], Buffer.from([0, 0, 0, 1, 0x6d]), 'a message: 4 bytes of length, then its bytes')
+  // one group per call (every message to b): its node count, its node, its first message's number, its messages each after its length
+  t.same(calls.map((args) => [args[0], args[1], args[2], (args[3] as Buffer).length]), [[1, 'b', 1, MAX_MESSAGES * 5], [1, 'b', 1, MAX_MESSAGES * 5], [1, 'b', 1, 5]], 'calls of at most MAX_MESSAGES, in order')
+  t.same(calls[2]?.[3], Buffer.from([0, 0, 0, 1, 0x6d]), 'a message: 4 bytes of length, then its bytes')
   const status = settled.map((s) => s.status)
   t.ok(status.slice(0, MAX_MESSAGES).every((s) => s === 'fulfilled'), 'the first call\'s messages are acknowledged')
   t.ok(status.slice(MAX_MESSAGES, 2 * MAX_MESSAGES).every((s) => s === 'rejected'), 'every message of the refused call fails')
@@ -152,6 +153,11 @@ t.test('every message of a batched entry carries its id (the same in every inbox
   t.same(c.map((m) => m.id), ids, 'each sender learns the id its message has in the inboxes (a copy it forwards names it: cluster-moves.ts)')
   t.equal(new Set(b.map((m) => m.id)).size, 4, 'an id of its own per message')
   t.ok(b.every((m) => m.id !== '' && m.forClient === undefined), 'each with an id, for no one session')
+  const raw = await p.commands.xrangeBuffer(inboxKey('c'), '-', '+')
+  const names = raw[0]?.[1].filter((_, i) => i % 2 === 0).map(String)
+  t.same(names, ['i', 'n', 'p', 'n', 'p'], 'packed: the call\'s id, then a number and one string per group (inbox-entry.ts), not fields per message')
+  const values = raw[0]?.[1].filter((_, i) => i % 2 === 1).map(String) ?? []
+  t.same([`${values[0] ?? ''}.1`, values[1], values[3]], [ids[0], '1', '5'], 'the call\'s id, then each group\'s first number in the call: 1 and 5')
   t.equal(await forwardToHolder(p, 'x', packet(9), 'unused'), undefined, 'no node holds x: nothing forwarded')
   redisCli(redis, 'HSET', ownerKey('x'), 'node', 'd')
   t.equal(await forwardToHolder(p, 'x', packet(9), b[0]?.id ?? ''), 'd', 'forwarded to the holder of x')
