@@ -12,21 +12,13 @@ import t from 'tap'
 import { Redis } from 'ioredis'
 import type { IClientOptions, IPublishPacket } from 'mqtt'
 import { connectClient } from '../../helpers/mqtt.js'
-import { redisCli, startNode, startRedis } from '../../helpers/redis.js'
+import { redisCli, retainedNotices, startCluster } from '../../helpers/redis.js'
 import { sleep, waitFor } from '../../helpers/wait.js'
 
 t.test('[MQTT-3.3.1-12] [MQTT-3.3.1-13] a retained message forwarded to a moving session\'s new node keeps RETAIN 1 for Retain As Published only, at QoS 1 and 2, stored once', async (t) => {
-  const redis = await startRedis(t)
-  const a = await startNode(t, redis, ['--node-id', 'a'])
-  const b = await startNode(t, redis, ['--node-id', 'b'])
-  const c = await startNode(t, redis, ['--node-id', 'c'])
-  // the retained changes any node writes, and the FORWARD calls naming each session (lib/cluster/forward.ts)
-  const notices = new Redis(redis.url, { lazyConnect: true })
-  t.teardown(() => { notices.disconnect() })
-  await notices.connect()
-  const changes: string[] = []
-  notices.on('messageBuffer', (_channel: Buffer, bytes: Buffer) => { changes.push(bytes.toString('latin1')) })
-  await notices.subscribe('{culex}:retained')
+  const { redis, nodes: [a, b, c] } = await startCluster(t, ['a', 'b', 'c'])
+  const changes = await retainedNotices(t, redis)
+  // the FORWARD calls naming each session (lib/cluster/forward.ts)
   const watcher = new Redis(redis.url)
   const monitor = await watcher.monitor()
   t.teardown(() => { monitor.disconnect(); watcher.disconnect() })

@@ -14,7 +14,7 @@ import t, { type Test } from 'tap'
 import type mqtt from 'mqtt-packet'
 import { collect, connectClient } from '../../helpers/mqtt.js'
 import { RawClient } from '../../helpers/raw.js'
-import { redisCli, startNode, startRedis, type RedisProcess } from '../../helpers/redis.js'
+import { redisCli, type RedisProcess, startCluster } from '../../helpers/redis.js'
 import { sleep, waitFor } from '../../helpers/wait.js'
 import { nextPublishes, rawMember, rawSubscribe, takePublishes, text } from '../../helpers/share.js'
 import type { CulexProcess } from '../../helpers/cli.js'
@@ -27,10 +27,7 @@ interface Setup { redis: RedisProcess, a: CulexProcess, b: CulexProcess, c: Cule
 
 /** A persistent member on node B got 'exactly-once' at QoS 2 and dropped its connection before PUBREC; a second member is on node A. */
 async function sentToMemberOnB (t: Test, sessionExpiryInterval = 300): Promise<Setup> {
-  const redis = await startRedis(t)
-  const a = await startNode(t, redis, ['--node-id', 'a'])
-  const b = await startNode(t, redis, ['--node-id', 'b'])
-  const c = await startNode(t, redis, ['--node-id', 'c'])
+  const { redis, nodes: [a, b, c] } = await startCluster(t, ['a', 'b', 'c'])
   const raw = await rawMember(t, b.port, { clientId: SESSION.clientId, clean: false, sessionExpiryInterval })
   t.same(await rawSubscribe(raw, [{ topic: KEY, qos: 2 }]), [2])
   const publisher = await connectClient(t, a.url, { clientId: 'publisher', protocolVersion: 5 })
