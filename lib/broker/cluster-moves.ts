@@ -100,7 +100,7 @@ function asRouted (stored: StoredPacket, now: number): PublishPacket | undefined
     // the interval left, as a message passed on is sent [MQTT-3.3.2-6]
     properties = { ...properties, messageExpiryInterval: left }
   }
-  return routedPacket({ topic: stored.topic, payload, properties }, stored.qos === 2 ? 2 : 1) as PublishPacket
+  return routedPacket({ topic: stored.topic, payload, properties, retain: stored.retain === true }, stored.qos === 2 ? 2 : 1) as PublishPacket
 }
 
 export class SessionMoves {
@@ -236,7 +236,10 @@ export class SessionMoves {
     const qos = Math.min(packet.qos, Math.max(...matching.map(([, s]) => s.qos))) as 0 | 1 | 2
     const ids = matching.flatMap(([, s]) => s.si === undefined ? [] : [s.si])
     const properties = { ...packet.properties, ...(ids.length > 0 ? { subscriptionIdentifier: ids.length === 1 ? ids[0] : ids } : {}) }
-    const message = { cmd: 'publish' as const, topic: packet.topic, payload: packet.payload, qos, retain: false, dup: false, ...(Object.keys(properties).length > 0 ? { properties } : {}) }
+    // RETAIN as published, as a routed message keeps it, for a Retain As Published subscription only [MQTT-3.3.1-12] [MQTT-3.3.1-13];
+    // sent to the connection, never to the retained store (the publisher's node wrote it to the cluster's)
+    const retain = packet.retain && matching.some(([, s]) => s.rap === true || s.rap === 1)
+    const message = { cmd: 'publish' as const, topic: packet.topic, payload: packet.payload, qos, retain, dup: false, ...(Object.keys(properties).length > 0 ? { properties } : {}) }
     // queued by its routed id first (aedes' client.publish for a persistent session): not sent when the session had it
     nameByRoutedId(message, this.aedes.id, id)
     await new Promise<void>((resolve, reject) => {

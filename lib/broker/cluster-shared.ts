@@ -92,12 +92,18 @@ export class ClusterShared implements GroupQueue, ClusterSharedSessions, Session
   /**
    * A client id claimed here: its persistent session's memberships, held by
    * whichever node it was on, become this node's (before its connection is
-   * ready, so the dispatcher knows it as a member); Clean Start deletes them.
+   * ready, so the dispatcher knows it as a member); Clean Start ends that
+   * session: its memberships go, and the QoS 2 messages it held, on any
+   * node, are settled and sent to no other member [MQTT-4.8.2-5].
    */
   async adopt (clientId: string, clean: boolean): Promise<void> {
     const shared = this.shared
     if (shared === undefined || this.streams === notJoined) return
-    for (const record of await this.streams.members(clientId, clean)) {
+    if (clean) {
+      await this.streams.sessionRestarted(clientId)
+      return
+    }
+    for (const record of await this.streams.members(clientId)) {
       let member: StoredMember
       try {
         member = JSON.parse(record) as StoredMember

@@ -168,19 +168,30 @@ export class ClusterShareStreams {
    */
   async sessionEnded (clientId: string): Promise<void> {
     await this.redis.commands.del(shareMemberKey(clientId))
-    for (const key of this.known.keys()) {
-      const n = Number(await SETTLE_SESSION.run(this.redis.commands, [shareStreamKey(key)], [CONSUMERS, SESSION_CONSUMER + clientId]))
-      if (n > 0) this.logger.info({ group: key, clientId, entries: n }, 'cluster: the QoS 2 messages an expired session held in a shared group were discarded [MQTT-4.8.2-5]')
-    }
+    await this.settleSession(clientId)
   }
 
-  /** The session's memberships (JSON records); `clean`: the session starts anew and they are deleted instead. */
-  async members (clientId: string, clean: boolean): Promise<string[]> {
-    if (clean) {
-      await this.redis.commands.del(shareMemberKey(clientId))
-      return []
-    }
+  /**
+   * A Clean Start for `clientId` ended its previous session: as sessionEnded,
+   * but the groups' streams are looked at only when Redis held memberships
+   * of it (a persistent member; the rest, nearly every connection, costs
+   * one DEL).
+   */
+  async sessionRestarted (clientId: string): Promise<void> {
+    if (await this.redis.commands.del(shareMemberKey(clientId)) === 0) return
+    await this.settleSession(clientId)
+  }
+
+  /** The session's persistent memberships, as JSON records. */
+  async members (clientId: string): Promise<string[]> {
     return Object.values(await this.redis.commands.hgetall(shareMemberKey(clientId)))
+  }
+
+  private async settleSession (clientId: string): Promise<void> {
+    for (const key of this.known.keys()) {
+      const n = Number(await SETTLE_SESSION.run(this.redis.commands, [shareStreamKey(key)], [CONSUMERS, SESSION_CONSUMER + clientId]))
+      if (n > 0) this.logger.info({ group: key, clientId, entries: n }, 'cluster: the QoS 2 messages an ended session held in a shared group were discarded [MQTT-4.8.2-5]')
+    }
   }
 
   /** Adds a message to the group's queue (with the others of this turn, in order); resolves once Redis has it. */

@@ -145,7 +145,8 @@ export class SharedSubscriptions {
     for (const group of this.groups.of(link.clientId)) {
       const member = group.members.get(link.clientId) as Member
       if (cleanStart) {
-        await this.removeMember(group, member, 'session-ended')
+        // the previous session ended with this connection: what it held is settled as at its expiry [MQTT-4.8.2-5]
+        await this.endSession(group, member)
         continue
       }
       member.link = link
@@ -190,15 +191,17 @@ export class SharedSubscriptions {
 
   /** A persistent session expired or was discarded while offline. */
   async sessionEnded (clientId: string): Promise<void> {
-    for (const group of this.groups.of(clientId)) {
-      const member = group.members.get(clientId) as Member
-      for (const entry of group.list()) {
-        if (!entry.live || entry.assignedTo !== clientId) continue
-        if (fateOnSessionEnd(entry.message.qos) === 'redeliver') this.flow.unassign(group, member, entry, true)
-        else { group.dropped++; await this.flow.complete(group, entry) }
-      }
-      await this.removeMember(group, member, 'session-ended')
+    for (const group of this.groups.of(clientId)) await this.endSession(group, group.members.get(clientId) as Member)
+  }
+
+  /** The member's session ended: a QoS 1 message it held goes to another member, a QoS 2 one to none [MQTT-4.8.2-5]; it leaves the group. */
+  private async endSession (group: Group, member: Member): Promise<void> {
+    for (const entry of group.list()) {
+      if (!entry.live || entry.assignedTo !== member.clientId) continue
+      if (fateOnSessionEnd(entry.message.qos) === 'redeliver') this.flow.unassign(group, member, entry, true)
+      else { group.dropped++; await this.flow.complete(group, entry) }
     }
+    await this.removeMember(group, member, 'session-ended')
   }
 
   /**

@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { createServer, connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { Redis } from 'ioredis'
 import type { Test } from 'tap'
 import { startCulex, type CulexProcess } from './cli.js'
 import { waitFor } from './wait.js'
@@ -115,6 +116,44 @@ export async function startNode (t: Test, redis: Pick<RedisProcess, 'url'>, extr
     }
   })
   return node
+}
+
+export interface ClusterOptions {
+  /** the Redis the nodes join */
+  redis?: RedisOptions
+  /** more arguments for every node, after its --node-id */
+  args?: string[]
+  /** more arguments for one node, by its id, after `args` */
+  nodeArgs?: Record<string, string[]>
+  /** environment for every node */
+  env?: Record<string, string>
+}
+
+/**
+ * A private Redis and one node per id of `ids` joined to it (`--node-id`
+ * the id), started one after the other in that order; everything is
+ * stopped by `t.teardown`.
+ */
+export async function startCluster<const Ids extends readonly string[]> (t: Test, ids: Ids, options: ClusterOptions = {}): Promise<{ redis: RedisProcess, nodes: { [K in keyof Ids]: CulexProcess } }> {
+  const redis = await startRedis(t, options.redis)
+  const nodes: CulexProcess[] = []
+  for (const id of ids) nodes.push(await startNode(t, redis, ['--node-id', id, ...(options.args ?? []), ...(options.nodeArgs?.[id] ?? [])], options.env))
+  return { redis, nodes: nodes as unknown as { [K in keyof Ids]: CulexProcess } }
+}
+
+/**
+ * Every retained change any node writes to Redis, as announced on
+ * `{culex}:retained` (lib/cluster/retained.ts), from now on; the watching
+ * connection closes at teardown.
+ */
+export async function retainedNotices (t: Test, redis: Pick<RedisProcess, 'url'>): Promise<string[]> {
+  const notices = new Redis(redis.url, { lazyConnect: true })
+  t.teardown(() => { notices.disconnect() })
+  await notices.connect()
+  const changes: string[] = []
+  notices.on('messageBuffer', (_channel: Buffer, bytes: Buffer) => { changes.push(bytes.toString('latin1')) })
+  await notices.subscribe('{culex}:retained')
+  return changes
 }
 
 /** A redis-cli command against `redis`, its output trimmed. */

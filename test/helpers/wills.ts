@@ -2,7 +2,7 @@ import type { Test } from 'tap'
 import type { MqttClient } from 'mqtt'
 import type { CulexProcess } from './cli.js'
 import { connectClient } from './mqtt.js'
-import { routeReady, startNode, startRedis, type RedisProcess } from './redis.js'
+import { routeReady, startCluster, type RedisProcess } from './redis.js'
 
 /** A message's topic, payload, QoS and arrival time. */
 export interface Arrival { topic: string, payload: string, qos: number, at: number }
@@ -31,10 +31,7 @@ export interface WatchedNodes {
  * node: whichever survivor publishes a will reaches both.
  */
 export async function watchedNodes (t: Test, qos: 0 | 1): Promise<WatchedNodes> {
-  const redis = await startRedis(t)
-  const a = await startNode(t, redis, ['--node-id', 'a'])
-  const b = await startNode(t, redis, ['--node-id', 'b'])
-  const c = await startNode(t, redis, ['--node-id', 'c'])
+  const { redis, nodes: [a, b, c] } = await startCluster(t, ['a', 'b', 'c'])
   const onB = await connectClient(t, b.url, { clientId: 'watch-b', protocolVersion: 5 })
   const onC = await connectClient(t, c.url, { clientId: 'watch-c', protocolVersion: 4 })
   const gotB = arrivals(onB)

@@ -12,7 +12,7 @@ import t, { type Test } from 'tap'
 import type { MqttClient } from 'mqtt'
 import { connectClient, collect } from '../../helpers/mqtt.js'
 import { mosquittoSub } from '../../helpers/mosquitto.js'
-import { redisCli, startNode, startRedis } from '../../helpers/redis.js'
+import { redisCli, startCluster, startRedis } from '../../helpers/redis.js'
 import type { CulexProcess } from '../../helpers/cli.js'
 import { sleep, waitFor } from '../../helpers/wait.js'
 
@@ -48,10 +48,7 @@ interface Cluster { redis: Awaited<ReturnType<typeof startRedis>>, a: CulexProce
 
 /** Three nodes, a persistent session `kept` on b subscribed to k/# at QoS 2, b stopped (SIGSTOP) and `n` messages published on a acknowledged into b's inbox. */
 async function stoppedWithEntries (t: Test, version: 4 | 5, n: number): Promise<Cluster & { acked: string[], stoppedAt: number }> {
-  const redis = await startRedis(t)
-  const a = await startNode(t, redis, ['--node-id', 'a'])
-  const b = await startNode(t, redis, ['--node-id', 'b'])
-  const c = await startNode(t, redis, ['--node-id', 'c'])
+  const { redis, nodes: [a, b, c] } = await startCluster(t, ['a', 'b', 'c'])
   const persistent = version === 5 ? { clean: false, properties: { sessionExpiryInterval: 600 } } : { clean: false }
   const sub = await connectClient(t, b.url, { clientId: 'kept', protocolVersion: version, keepalive: 0, ...persistent })
   const got = collect(sub)
@@ -106,10 +103,7 @@ t.test('MQTT 3.1.1, mosquitto_sub -c: a reconnect on node C after node B\'s leas
 })
 
 t.test('MQTT 5: node A publishes continuously while the subscriber\'s node B is SIGKILLed and the client reconnects on node C: every acknowledged message arrives', async (t) => {
-  const redis = await startRedis(t)
-  const a = await startNode(t, redis, ['--node-id', 'a'])
-  const b = await startNode(t, redis, ['--node-id', 'b'])
-  const c = await startNode(t, redis, ['--node-id', 'c'])
+  const { nodes: [a, b, c] } = await startCluster(t, ['a', 'b', 'c'])
   const persistent = { clientId: 'kept', clean: false, properties: { sessionExpiryInterval: 600 } }
   const sub = await connectClient(t, b.url, { ...persistent, keepalive: 0 })
   const first = collect(sub)

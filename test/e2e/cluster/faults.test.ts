@@ -13,7 +13,7 @@ import type { MqttClient } from 'mqtt'
 import type mqttPacket from 'mqtt-packet'
 import { connectClient, collect } from '../../helpers/mqtt.js'
 import { RawClient } from '../../helpers/raw.js'
-import { readyz, redisCli, startNode, startRedis, type RedisProcess } from '../../helpers/redis.js'
+import { readyz, redisCli, type RedisProcess, startCluster } from '../../helpers/redis.js'
 import type { CulexProcess } from '../../helpers/cli.js'
 import { sleep, waitFor } from '../../helpers/wait.js'
 
@@ -38,9 +38,7 @@ async function connectionsOf (node: CulexProcess): Promise<number> {
 }
 
 t.test('Redis SIGKILLed with appendfsync always and restarted: the nodes recover by themselves, epochs and retained messages survive, takeover and retained writes work again', async (t) => {
-  const redis = await startRedis(t, { appendfsync: 'always' })
-  const a = await startNode(t, redis, ['--node-id', 'a'])
-  const b = await startNode(t, redis, ['--node-id', 'b'])
+  const { redis, nodes: [a, b] } = await startCluster(t, ['a', 'b'], { redis: { appendfsync: 'always' } })
   const pids = [a.child.pid, b.child.pid]
   const first = await connectClient(t, a.url, { clientId: 'owned' })
   const firstGone = disconnected(first)
@@ -81,12 +79,7 @@ t.test('Redis SIGKILLed with appendfsync always and restarted: the nodes recover
 })
 
 t.test('flapping: 1,000 takeovers of one id round 3 nodes leave one connection, no leaked connection, one consistent registry record', { timeout: 60000 }, async (t) => {
-  const redis = await startRedis(t)
-  const nodes = [
-    await startNode(t, redis, ['--node-id', 'f1']),
-    await startNode(t, redis, ['--node-id', 'f2']),
-    await startNode(t, redis, ['--node-id', 'f3'])
-  ]
+  const { redis, nodes } = await startCluster(t, ['f1', 'f2', 'f3'])
   const id = 'flapper'
   const TAKEOVERS = 1000
   /** CONNECTs in flight at once: the takeovers overlap as well as follow each other */

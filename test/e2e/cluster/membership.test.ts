@@ -8,17 +8,14 @@
 import t, { type Test } from 'tap'
 import { rawConnect } from '../../helpers/raw5.js'
 import { connectClient, collect } from '../../helpers/mqtt.js'
-import { readyz, redisCli, startNode, startRedis, waitForLog } from '../../helpers/redis.js'
+import { readyz, redisCli, startCluster, startNode, startRedis, waitForLog } from '../../helpers/redis.js'
 import { waitFor } from '../../helpers/wait.js'
 
 const joined = (id: string) => (l: Record<string, unknown>) => l.msg === `cluster: node ${id} joined`
 const left = (id: string) => (l: Record<string, unknown>) => l.msg === `cluster: node ${id} left`
 
 t.test('three nodes see each other join; a stopped node leaves at once, a killed one when its lease runs out', async (t) => {
-  const redis = await startRedis(t)
-  const a = await startNode(t, redis, ['--node-id', 'a', '--sys-interval', '1'])
-  const b = await startNode(t, redis, ['--node-id', 'b'])
-  const c = await startNode(t, redis, ['--node-id', 'c'])
+  const { redis, nodes: [a, b, c] } = await startCluster(t, ['a', 'b', 'c'], { nodeArgs: { a: ['--sys-interval', '1'] } })
   for (const [node, others] of [[a, ['b', 'c']], [b, ['a', 'c']], [c, ['a', 'b']]] as const) {
     for (const id of others) await waitForLog(node, joined(id), `node ${id} joined, as seen by another`, 5000)
   }

@@ -14,7 +14,7 @@
 import t, { type Test } from 'tap'
 import mqtt, { type IClientOptions } from 'mqtt'
 import { connectClient, resumeInto } from '../../helpers/mqtt.js'
-import { startNode, startRedis } from '../../helpers/redis.js'
+import { startCluster } from '../../helpers/redis.js'
 import type { CulexProcess } from '../../helpers/cli.js'
 import { sleep, waitFor } from '../../helpers/wait.js'
 
@@ -25,10 +25,7 @@ class KeptStore extends mqtt.Store {
 
 /** `publishOn`: the node the publisher is connected to, 'a' (no part in the moves) or 'b' (the old node of every other move) */
 async function flapping (t: Test, version: 4 | 5, qos: 1 | 2, publishOn: 'a' | 'b' = 'a'): Promise<void> {
-  const redis = await startRedis(t)
-  const a = await startNode(t, redis, ['--node-id', 'a'])
-  const b = await startNode(t, redis, ['--node-id', 'b'])
-  const c = await startNode(t, redis, ['--node-id', 'c'])
+  const { nodes: [a, b, c] } = await startCluster(t, ['a', 'b', 'c'])
   // one client moving: its QoS 2 state (a PUBREL may come on its next connection) is kept across its connections
   const incomingStore = new KeptStore()
   const opts: IClientOptions = { clientId: 'mover', protocolVersion: version, clean: false, keepalive: 0, incomingStore, ...(version === 5 ? { properties: { sessionExpiryInterval: 600 } } : {}) }

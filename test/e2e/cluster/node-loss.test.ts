@@ -11,7 +11,7 @@
 import t from 'tap'
 import type { MqttClient } from 'mqtt'
 import { connectClient, collect } from '../../helpers/mqtt.js'
-import { redisCli, startNode, startRedis } from '../../helpers/redis.js'
+import { redisCli, startCluster, startNode } from '../../helpers/redis.js'
 import { sleep, waitFor } from '../../helpers/wait.js'
 
 const persistent = { clean: false, protocolVersion: 5 as const, properties: { sessionExpiryInterval: 600 } }
@@ -27,10 +27,7 @@ async function routeReady (publisher: MqttClient, got: { messages: unknown[] }):
 const adopted = (l: Record<string, unknown>): boolean => typeof l.msg === 'string' && l.msg.startsWith('cluster: adopted the sessions and inbox')
 
 t.test('the subscriber\'s node is SIGKILLed mid-stream of QoS 1 messages: the session resumes on node C with every acknowledged message', async (t) => {
-  const redis = await startRedis(t)
-  const a = await startNode(t, redis, ['--node-id', 'a'])
-  const b = await startNode(t, redis, ['--node-id', 'b'])
-  const c = await startNode(t, redis, ['--node-id', 'c'])
+  const { redis, nodes: [a, b, c] } = await startCluster(t, ['a', 'b', 'c'])
   const sub = await connectClient(t, b.url, { clientId: 'kept', ...persistent })
   const got = collect(sub)
   await sub.subscribeAsync('k/#', { qos: 1 })
@@ -69,9 +66,7 @@ t.test('the subscriber\'s node is SIGKILLed mid-stream of QoS 1 messages: the se
 })
 
 t.test('the subscriber\'s node is stopped with entries in its inbox, SIGKILLed and restarted: the session resumes on it with every acknowledged message', async (t) => {
-  const redis = await startRedis(t)
-  const a = await startNode(t, redis, ['--node-id', 'a'])
-  const b = await startNode(t, redis, ['--node-id', 'b'])
+  const { redis, nodes: [a, b] } = await startCluster(t, ['a', 'b'])
   const sub = await connectClient(t, b.url, { clientId: 'kept', ...persistent, keepalive: 0 })
   const got = collect(sub)
   await sub.subscribeAsync('k/#', { qos: 1 })
@@ -106,10 +101,7 @@ t.test('the subscriber\'s node is stopped with entries in its inbox, SIGKILLed a
 })
 
 t.test('the subscriber reconnects on node C right after its node B was SIGKILLed: the claim waits for B\'s lease to end, and every acknowledged message arrives', async (t) => {
-  const redis = await startRedis(t)
-  const a = await startNode(t, redis, ['--node-id', 'a'])
-  const b = await startNode(t, redis, ['--node-id', 'b'])
-  const c = await startNode(t, redis, ['--node-id', 'c'])
+  const { nodes: [a, b, c] } = await startCluster(t, ['a', 'b', 'c'])
   const sub = await connectClient(t, b.url, { clientId: 'kept', ...persistent })
   const got = collect(sub)
   await sub.subscribeAsync('k/#', { qos: 1 })

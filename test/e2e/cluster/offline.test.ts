@@ -9,7 +9,7 @@
 import t from 'tap'
 import type { MqttClient } from 'mqtt'
 import { connectClient, collect } from '../../helpers/mqtt.js'
-import { redisCli, startNode, startRedis } from '../../helpers/redis.js'
+import { redisCli, startCluster, startNode } from '../../helpers/redis.js'
 import { sleep, waitFor } from '../../helpers/wait.js'
 import { LINGER_MS } from '../../../lib/broker/cluster-moves.js'
 
@@ -27,9 +27,7 @@ async function ackCodes (client: MqttClient, run: () => Promise<void>): Promise<
 for (const resumeOn of ['b', 'c'] as const) {
   for (const version of [5, 4] as const) {
     t.test(`MQTT ${version === 5 ? '5' : '3.1.1'}: a persistent session offline on node B gets the QoS 1/2 messages published on node A meanwhile, and resumes on node ${resumeOn.toUpperCase()} with them in order [MQTT-3.1.2-4] [MQTT-4.6.0-6]`, async (t) => {
-      const redis = await startRedis(t)
-      const a = await startNode(t, redis, ['--node-id', 'a'])
-      const b = await startNode(t, redis, ['--node-id', 'b'])
+      const { redis, nodes: [a, b] } = await startCluster(t, ['a', 'b'])
       const c = resumeOn === 'c' ? await startNode(t, redis, ['--node-id', 'c']) : b
       const clientId = `keeper-${version}`
       const persistent = version === 5 ? { clean: false, properties: { sessionExpiryInterval: 300 } } : { clean: false }

@@ -10,7 +10,7 @@ import t from 'tap'
 import type { MqttClient } from 'mqtt'
 import { connectClient, collect } from '../../helpers/mqtt.js'
 import { hasMosquittoClients, mosquittoSub } from '../../helpers/mosquitto.js'
-import { redisCli, startNode, startRedis, routeReady } from '../../helpers/redis.js'
+import { redisCli, routeReady, startCluster } from '../../helpers/redis.js'
 import { sleep, waitFor } from '../../helpers/wait.js'
 
 /** The reason code of a QoS 1/2 PUBLISH's PUBACK or PUBREC (0 when absent), published and acknowledged one at a time. */
@@ -34,10 +34,7 @@ t.test('QoS 1 and 2 messages published on node A reach subscribers on B and C on
     t.fail('mosquitto-clients is not installed')
     return
   }
-  const redis = await startRedis(t)
-  const a = await startNode(t, redis, ['--node-id', 'a'])
-  const b = await startNode(t, redis, ['--node-id', 'b'])
-  const c = await startNode(t, redis, ['--node-id', 'c'])
+  const { redis, nodes: [a, b, c] } = await startCluster(t, ['a', 'b', 'c'])
   const onB = await connectClient(t, b.url, { clientId: 'sub-b', protocolVersion: 5 })
   const gotB = collect(onB)
   await onB.subscribeAsync('q/#', { qos: 2, properties: { subscriptionIdentifier: 7 } })
@@ -95,9 +92,7 @@ t.test('QoS 1 and 2 messages published on node A reach subscribers on B and C on
 })
 
 t.test('No Local across nodes: the publisher\'s own subscription does not get its message, another node\'s does [MQTT-3.8.3-3]', async (t) => {
-  const redis = await startRedis(t)
-  const a = await startNode(t, redis, ['--node-id', 'a'])
-  const b = await startNode(t, redis, ['--node-id', 'b'])
+  const { nodes: [a, b] } = await startCluster(t, ['a', 'b'])
   const self = await connectClient(t, a.url, { clientId: 'self' })
   const gotSelf = collect(self)
   await self.subscribeAsync('nl/#', { qos: 1, nl: true })
@@ -114,9 +109,7 @@ t.test('No Local across nodes: the publisher\'s own subscription does not get it
 })
 
 t.test('Redis refuses the inbox write (out of memory): MQTT 5 PUBACK 0x80 (QoS 2: DISCONNECT 0x80), 3.1.1 closed, and the message reaches no subscriber on any node', async (t) => {
-  const redis = await startRedis(t, { args: ['--maxmemory', '4mb', '--maxmemory-policy', 'noeviction'] })
-  const a = await startNode(t, redis, ['--node-id', 'a'])
-  const b = await startNode(t, redis, ['--node-id', 'b'])
+  const { redis, nodes: [a, b] } = await startCluster(t, ['a', 'b'], { redis: { args: ['--maxmemory', '4mb', '--maxmemory-policy', 'noeviction'] } })
   const remote = await connectClient(t, b.url, { clientId: 'remote' })
   const gotRemote = collect(remote)
   await remote.subscribeAsync('oom/#', { qos: 1 })

@@ -16,7 +16,7 @@ import t, { type Test } from 'tap'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import { connectClient, resumeInto } from '../../helpers/mqtt.js'
 import { mosquittoSub, stopChild } from '../../helpers/mosquitto.js'
-import { redisCli, startNode, startRedis } from '../../helpers/redis.js'
+import { redisCli, startCluster } from '../../helpers/redis.js'
 import { sleep, waitFor } from '../../helpers/wait.js'
 
 /** A QoS 2 store that outlives each connection of the client (MQTT.js keeps a message it got until PUBREL, per connection otherwise). */
@@ -64,10 +64,7 @@ function mosquittoSubscriber (t: Test): Subscriber {
 }
 
 async function deadInboxAgain (t: Test, subscriber: Subscriber): Promise<void> {
-  const redis = await startRedis(t)
-  const a = await startNode(t, redis, ['--node-id', 'a'])
-  const b = await startNode(t, redis, ['--node-id', 'b'])
-  const c = await startNode(t, redis, ['--node-id', 'c'])
+  const { redis, nodes: [a, b, c] } = await startCluster(t, ['a', 'b', 'c'])
   const first = await subscriber.start(b)
   const publisher: MqttClient = await connectClient(t, a.url, { clientId: 'pub' })
   await waitFor(async () => {

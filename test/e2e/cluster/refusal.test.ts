@@ -9,15 +9,13 @@
 import t from 'tap'
 import type { ErrorWithReasonCode, IPublishPacket, MqttClient } from 'mqtt'
 import { connectClient, collect } from '../../helpers/mqtt.js'
-import { readyz, redisCli, startNode, startRedis } from '../../helpers/redis.js'
+import { readyz, redisCli, startCluster } from '../../helpers/redis.js'
 import { sleep, waitFor } from '../../helpers/wait.js'
 
 const closed = (client: MqttClient): Promise<void> => new Promise((resolve) => { client.once('close', () => resolve()) })
 
 t.test('Redis out of memory: a retained QoS 1 PUBLISH gets PUBACK 0x80 (3.1.1: closed), others are served, and it works again once memory is freed', async (t) => {
-  const redis = await startRedis(t, { args: ['--maxmemory', '4mb', '--maxmemory-policy', 'noeviction'] })
-  const a = await startNode(t, redis, ['--node-id', 'a'])
-  const b = await startNode(t, redis, ['--node-id', 'b'])
+  const { redis, nodes: [a, b] } = await startCluster(t, ['a', 'b'], { redis: { args: ['--maxmemory', '4mb', '--maxmemory-policy', 'noeviction'] } })
   const v5 = await connectClient(t, a.url, { clientId: 'writer-5', protocolVersion: 5 })
   const v4 = await connectClient(t, a.url, { clientId: 'writer-4', protocolVersion: 4 })
   const qos2 = await connectClient(t, a.url, { clientId: 'writer-5-q2', protocolVersion: 5 })

@@ -7,25 +7,15 @@
  * send it back.
  */
 import t from 'tap'
-import { Redis } from 'ioredis'
 import { connectClient, collect } from '../../helpers/mqtt.js'
 import { hasMosquittoClients, mosquittoSub } from '../../helpers/mosquitto.js'
-import { startNode, startRedis, routeReady } from '../../helpers/redis.js'
+import { retainedNotices, routeReady, startCluster } from '../../helpers/redis.js'
 import { sleep, waitFor } from '../../helpers/wait.js'
 
 t.test('[MQTT-3.3.1-12] [MQTT-3.3.1-13] a retained message routed to another node keeps RETAIN 1 for Retain As Published subscriptions only, at QoS 0, 1 and 2, stored once and not sent back', async (t) => {
   const mosquitto = await hasMosquittoClients()
-  const redis = await startRedis(t)
-  const a = await startNode(t, redis, ['--node-id', 'a'])
-  const b = await startNode(t, redis, ['--node-id', 'b'])
-  const c = await startNode(t, redis, ['--node-id', 'c'])
-  // every retained change any node writes to Redis is announced on this channel (lib/cluster/retained.ts)
-  const notices = new Redis(redis.url, { lazyConnect: true })
-  t.teardown(() => { notices.disconnect() })
-  await notices.connect()
-  const changes: string[] = []
-  notices.on('messageBuffer', (_channel: Buffer, bytes: Buffer) => { changes.push(bytes.toString('latin1')) })
-  await notices.subscribe('{culex}:retained')
+  const { redis, nodes: [a, b, c] } = await startCluster(t, ['a', 'b', 'c'])
+  const changes = await retainedNotices(t, redis)
 
   const rap = await connectClient(t, b.url, { clientId: 'rap-b', protocolVersion: 5 })
   const plain = await connectClient(t, b.url, { clientId: 'plain-b', protocolVersion: 5 })

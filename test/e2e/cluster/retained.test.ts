@@ -8,7 +8,7 @@
 import t, { type Test } from 'tap'
 import type { IPublishPacket } from 'mqtt'
 import { connectClient, collect, type Version } from '../../helpers/mqtt.js'
-import { redisCli, startNode, startRedis } from '../../helpers/redis.js'
+import { redisCli, startCluster, startNode, startRedis } from '../../helpers/redis.js'
 import { sleep, waitFor } from '../../helpers/wait.js'
 
 let n = 0
@@ -42,10 +42,7 @@ async function seen (t: Test, url: string, filters: string[], expected: string[]
 }
 
 t.test('set on A, read on B with + and #, replaced on C, deleted on B; a node started later sees it', async (t) => {
-  const redis = await startRedis(t)
-  const a = await startNode(t, redis, ['--node-id', 'a'])
-  const b = await startNode(t, redis, ['--node-id', 'b'])
-  const c = await startNode(t, redis, ['--node-id', 'c'])
+  const { redis, nodes: [a, b, c] } = await startCluster(t, ['a', 'b', 'c'])
 
   const onA = await connectClient(t, a.url, { clientId: 'setter-a', protocolVersion: 5 })
   await onA.publishAsync('r/x/1', 'one', { qos: 1, retain: true, properties: { contentType: 'text/plain', userProperties: { k: 'v' }, payloadFormatIndicator: true } })
@@ -79,9 +76,7 @@ t.test('set on A, read on B with + and #, replaced on C, deleted on B; a node st
 })
 
 t.test('Message Expiry is honoured on every node: the remaining interval travels, an expired message is sent nowhere', async (t) => {
-  const redis = await startRedis(t)
-  const a = await startNode(t, redis, ['--node-id', 'a'])
-  const b = await startNode(t, redis, ['--node-id', 'b'])
+  const { redis, nodes: [a, b] } = await startCluster(t, ['a', 'b'])
   const onA = await connectClient(t, a.url, { clientId: 'expiring', protocolVersion: 5 })
   await onA.publishAsync('exp/short', 'soon gone', { qos: 1, retain: true, properties: { messageExpiryInterval: 2 } })
   await onA.publishAsync('exp/long', 'stays', { qos: 1, retain: true, properties: { messageExpiryInterval: 300 } })
@@ -98,17 +93,13 @@ t.test('Message Expiry is honoured on every node: the remaining interval travels
 })
 
 t.test('$SYS retained messages are not written to Redis', async (t) => {
-  const redis = await startRedis(t)
-  const a = await startNode(t, redis, ['--node-id', 'a', '--sys-interval', '1'])
-  await startNode(t, redis, ['--node-id', 'b'])
+  const { redis, nodes: [a] } = await startCluster(t, ['a', 'b'], { nodeArgs: { a: ['--sys-interval', '1'] } })
   await waitFor(async () => (await retainedAt(t, a.url, ['$SYS/brokers/a/cluster/nodes'])).length === 1, { timeout: 5000, what: 'a\'s $SYS' })
   t.equal(redisCli(redis, '--raw', 'KEYS', 'culex:retained:*'), '', 'nothing of $SYS in Redis')
 })
 
 t.test('a retained message the writer\'s limits refuse is not written for the cluster', async (t) => {
-  const redis = await startRedis(t)
-  const a = await startNode(t, redis, ['--node-id', 'a', '--max-retained-payload', '4'])
-  const b = await startNode(t, redis, ['--node-id', 'b'])
+  const { redis, nodes: [a, b] } = await startCluster(t, ['a', 'b'], { nodeArgs: { a: ['--max-retained-payload', '4'] } })
   const onA = await connectClient(t, a.url, { clientId: 'limited', protocolVersion: 5 })
   await onA.publishAsync('lim/big', 'too long', { qos: 1, retain: true })
   await onA.publishAsync('lim/ok', 'fits', { qos: 1, retain: true })
@@ -153,9 +144,7 @@ t.test('a retained write Redis cannot take is an error to its publisher, not a h
 })
 
 t.test('with Redis\' AOF (appendfsync always) retained messages survive a Redis SIGKILL and restart, on running and new nodes', async (t) => {
-  const redis = await startRedis(t, { appendfsync: 'always' })
-  const a = await startNode(t, redis, ['--node-id', 'a'])
-  const b = await startNode(t, redis, ['--node-id', 'b'])
+  const { redis, nodes: [a, b] } = await startCluster(t, ['a', 'b'], { redis: { appendfsync: 'always' } })
   const onA = await connectClient(t, a.url, { clientId: 'durable', protocolVersion: 5 })
   await onA.publishAsync('d/1', 'one', { qos: 1, retain: true, properties: { userProperties: { k: 'v' } } })
   await redis.kill()

@@ -6,7 +6,7 @@
  */
 import t from 'tap'
 import { connectClient, collect } from '../../helpers/mqtt.js'
-import { redisCli, startNode, startRedis, routeReady } from '../../helpers/redis.js'
+import { redisCli, routeReady, startCluster } from '../../helpers/redis.js'
 import { sleep, waitFor } from '../../helpers/wait.js'
 
 /** Redis' count of PUBLISH commands so far (scripts' included). */
@@ -17,10 +17,7 @@ function publishCount (redis: { port: number }): number {
 }
 
 t.test('a QoS 0 message published on node A reaches subscribers on nodes B and C, once each, in order, with its properties', async (t) => {
-  const redis = await startRedis(t)
-  const a = await startNode(t, redis, ['--node-id', 'a'])
-  const b = await startNode(t, redis, ['--node-id', 'b'])
-  const c = await startNode(t, redis, ['--node-id', 'c'])
+  const { nodes: [a, b, c] } = await startCluster(t, ['a', 'b', 'c'])
   const onB = await connectClient(t, b.url, { clientId: 'sub-b', protocolVersion: 5 })
   const onC = await connectClient(t, c.url, { clientId: 'sub-c', protocolVersion: 4 })
   const gotB = collect(onB)
@@ -57,9 +54,7 @@ t.test('a QoS 0 message published on node A reaches subscribers on nodes B and C
 })
 
 t.test('a topic with no subscriber on another node costs no Redis PUBLISH; an unsubscribe stops the routing', async (t) => {
-  const redis = await startRedis(t)
-  const a = await startNode(t, redis, ['--node-id', 'a'])
-  const b = await startNode(t, redis, ['--node-id', 'b'])
+  const { redis, nodes: [a, b] } = await startCluster(t, ['a', 'b'])
   const localSub = await connectClient(t, a.url, { clientId: 'local-sub' })
   const gotLocal = collect(localSub)
   await localSub.subscribeAsync('local/#')
@@ -93,9 +88,7 @@ t.test('a topic with no subscriber on another node costs no Redis PUBLISH; an un
 })
 
 t.test('a resumed persistent session\'s subscriptions are routed without a new SUBSCRIBE', async (t) => {
-  const redis = await startRedis(t)
-  const a = await startNode(t, redis, ['--node-id', 'a'])
-  const b = await startNode(t, redis, ['--node-id', 'b'])
+  const { redis, nodes: [a, b] } = await startCluster(t, ['a', 'b'])
   for (const version of [5, 4] as const) {
     const clientId = `keeper-${version}`
     const persistent = version === 5 ? { clean: false, properties: { sessionExpiryInterval: 300 } } : { clean: false }
@@ -113,9 +106,7 @@ t.test('a resumed persistent session\'s subscriptions are routed without a new S
 })
 
 t.test('after Redis is killed and restarted (no AOF), routing comes back by itself', async (t) => {
-  const redis = await startRedis(t)
-  const a = await startNode(t, redis, ['--node-id', 'a'])
-  const b = await startNode(t, redis, ['--node-id', 'b'])
+  const { redis, nodes: [a, b] } = await startCluster(t, ['a', 'b'])
   const sub = await connectClient(t, b.url, { clientId: 'survivor-sub' })
   const got = collect(sub)
   await sub.subscribeAsync('back/#')
@@ -132,9 +123,7 @@ t.test('after Redis is killed and restarted (no AOF), routing comes back by itse
 })
 
 t.test('a QoS 0 will (no Will Delay) published by its client\'s node reaches a subscriber on another node', async (t) => {
-  const redis = await startRedis(t)
-  const a = await startNode(t, redis, ['--node-id', 'a'])
-  const b = await startNode(t, redis, ['--node-id', 'b'])
+  const { nodes: [a, b] } = await startCluster(t, ['a', 'b'])
   const watcher = await connectClient(t, b.url, { clientId: 'watcher' })
   const got = collect(watcher)
   await watcher.subscribeAsync('wills/#')

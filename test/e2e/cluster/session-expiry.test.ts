@@ -7,7 +7,7 @@
 import t from 'tap'
 import mqtt, { type MqttClient } from 'mqtt'
 import { collect, connectClient } from '../../helpers/mqtt.js'
-import { redisCli, startNode, startRedis } from '../../helpers/redis.js'
+import { redisCli, startCluster } from '../../helpers/redis.js'
 import { sleep, waitFor } from '../../helpers/wait.js'
 
 const exists = (redis: { port: number }, clientId: string): boolean => redisCli(redis, '--raw', 'EXISTS', `culex:session:{${clientId}}`) === '1'
@@ -22,10 +22,7 @@ async function sessionPresent (url: string, opts: mqtt.IClientOptions): Promise<
 }
 
 t.test('[MQTT-3.1.2-23] the sessions of a killed node end after their Session Expiry Interval, on one survivor, fenced by epoch', async (t) => {
-  const redis = await startRedis(t)
-  const a = await startNode(t, redis, ['--node-id', 'a'])
-  const b = await startNode(t, redis, ['--node-id', 'b'])
-  const c = await startNode(t, redis, ['--node-id', 'c'])
+  const { redis, nodes: [a, b, c] } = await startCluster(t, ['a', 'b', 'c'])
   const v5 = (clientId: string, expiry: number): mqtt.IClientOptions => ({ clientId, clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: expiry } })
 
   // a watcher on each survivor: the will (QoS 1) reaches both, whichever publishes it

@@ -12,7 +12,7 @@ import { Redis } from 'ioredis'
 import mqtt, { type IPublishPacket, type MqttClient } from 'mqtt'
 import { encodeRecord } from '../../../lib/persistence/codec.js'
 import { collect, connectClient } from '../../helpers/mqtt.js'
-import { redisCli, startNode, startRedis, waitForLog } from '../../helpers/redis.js'
+import { redisCli, startCluster, startNode, startRedis, waitForLog } from '../../helpers/redis.js'
 import { sleep, waitFor } from '../../helpers/wait.js'
 
 /** connects with the message handler attached before the CONNACK (README "Receiving a resumed queue") */
@@ -36,10 +36,7 @@ function sessionFields (redis: { port: number }, clientId: string): string[] {
 for (const version of [5, 4] as const) {
   const v = version === 5 ? 'MQTT 5' : '3.1.1'
   t.test(`${v}: a persistent session leaves node A and resumes on node C with its subscriptions and queue`, async (t) => {
-    const redis = await startRedis(t)
-    const a = await startNode(t, redis, ['--node-id', 'a'])
-    await startNode(t, redis, ['--node-id', 'b'])
-    const c = await startNode(t, redis, ['--node-id', 'c'])
+    const { redis, nodes: [a, , c] } = await startCluster(t, ['a', 'b', 'c'])
     const id = `traveller-${version}`
     const session = { clientId: id, clean: false, protocolVersion: version, ...(version === 5 ? { properties: { sessionExpiryInterval: 300 } } : {}) }
 
@@ -80,9 +77,7 @@ for (const version of [5, 4] as const) {
 }
 
 t.test('the session of a client whose node was killed (SIGKILL) resumes on another node with its queue', async (t) => {
-  const redis = await startRedis(t)
-  const a = await startNode(t, redis, ['--node-id', 'a'])
-  const c = await startNode(t, redis, ['--node-id', 'c'])
+  const { nodes: [a, c] } = await startCluster(t, ['a', 'c'])
   const id = 'orphan'
   const session = { clientId: id, clean: false, protocolVersion: 5 as const, properties: { sessionExpiryInterval: 300 } }
   const first = await connectClient(t, a.url, session)
@@ -100,9 +95,7 @@ t.test('the session of a client whose node was killed (SIGKILL) resumes on anoth
 })
 
 t.test('[fencing] a node paused past a takeover writes nothing over the session its new node loaded', async (t) => {
-  const redis = await startRedis(t)
-  const a = await startNode(t, redis, ['--node-id', 'a'])
-  const b = await startNode(t, redis, ['--node-id', 'b'])
+  const { redis, nodes: [a, b] } = await startCluster(t, ['a', 'b'])
   const id = 'fenced-session'
   const session = { clientId: id, clean: false, protocolVersion: 5 as const, keepalive: 0, properties: { sessionExpiryInterval: 300 } }
   const old = await connectClient(t, a.url, session)

@@ -6,7 +6,7 @@
  */
 import t from 'tap'
 import { collect, connectClient } from '../../helpers/mqtt.js'
-import { readyz, redisCli, startNode, startRedis, type RedisProcess } from '../../helpers/redis.js'
+import { readyz, redisCli, type RedisProcess, startCluster, startNode, startRedis } from '../../helpers/redis.js'
 import { waitFor } from '../../helpers/wait.js'
 import { duplicates, publishMany } from '../../helpers/share.js'
 
@@ -73,9 +73,7 @@ t.test('every member offline: the group queues in Redis through a node restart a
 })
 
 t.test('Redis refusing the write of a message for a cluster group (out of memory): MQTT 5 PUBACK 0x80 with the reason, not a silent loss; accepted again once memory is freed', async (t) => {
-  const redis = await startRedis(t, { args: ['--maxmemory', '4mb', '--maxmemory-policy', 'noeviction'] })
-  const a = await startNode(t, redis, ['--node-id', 'a'])
-  const b = await startNode(t, redis, ['--node-id', 'b'])
+  const { redis, nodes: [a, b] } = await startCluster(t, ['a', 'b'], { redis: { args: ['--maxmemory', '4mb', '--maxmemory-policy', 'noeviction'] } })
   const member = await connectClient(t, b.url, { clientId: 'member', protocolVersion: 5 })
   const got = collect(member)
   await member.subscribeAsync('$share/oom/o/#', { qos: 1 })

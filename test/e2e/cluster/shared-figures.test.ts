@@ -5,7 +5,7 @@
  */
 import t from 'tap'
 import { collect, connectClient } from '../../helpers/mqtt.js'
-import { startNode, startRedis } from '../../helpers/redis.js'
+import { startCluster } from '../../helpers/redis.js'
 import { waitFor } from '../../helpers/wait.js'
 import { publishMany } from '../../helpers/share.js'
 import type { CulexProcess } from '../../helpers/cli.js'
@@ -20,9 +20,7 @@ async function metrics (node: CulexProcess): Promise<string> {
 }
 
 t.test('a group with members on two nodes: delivered, in flight, queued and members per node, summed cluster-wide, in $SYS and Prometheus on each node', async (t) => {
-  const redis = await startRedis(t)
-  const a = await startNode(t, redis, ['--node-id', 'a', '--sys-interval', '1'])
-  const b = await startNode(t, redis, ['--node-id', 'b', '--sys-interval', '1'])
+  const { nodes: [a, b] } = await startCluster(t, ['a', 'b'], { args: ['--sys-interval', '1'] })
   const onA = await connectClient(t, a.url, { clientId: 'fig-a', protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 300 } })
   const onB = await connectClient(t, b.url, { clientId: 'fig-b', protocolVersion: 4, clean: false })
   const got = [collect(onA), collect(onB)]
@@ -58,9 +56,7 @@ t.test('a group with members on two nodes: delivered, in flight, queued and memb
 })
 
 t.test('a group gone from every node: its $SYS/cluster/shared topics are cleared (an empty retained message each) [MQTT-3.3.1-6]', async (t) => {
-  const redis = await startRedis(t)
-  const a = await startNode(t, redis, ['--node-id', 'a', '--sys-interval', '1'])
-  const b = await startNode(t, redis, ['--node-id', 'b', '--sys-interval', '1'])
+  const { nodes: [a, b] } = await startCluster(t, ['a', 'b'], { args: ['--sys-interval', '1'] })
   const member = await connectClient(t, b.url, { clientId: 'gone-member', protocolVersion: 5 })
   await member.subscribeAsync('$share/gone/jobs/#', { qos: 1 })
   const watch = await connectClient(t, a.url, { clientId: 'watch' })

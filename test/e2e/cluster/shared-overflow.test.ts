@@ -9,7 +9,7 @@
 import t from 'tap'
 import mqtt from 'mqtt'
 import { collect, connectClient } from '../../helpers/mqtt.js'
-import { redisCli, startNode, startRedis } from '../../helpers/redis.js'
+import { redisCli, startCluster } from '../../helpers/redis.js'
 import { waitFor } from '../../helpers/wait.js'
 import { text } from '../../helpers/share.js'
 
@@ -19,10 +19,7 @@ const SENT = 8
 
 for (const overflow of ['drop-oldest', 'refuse'] as const) {
   t.test(`${overflow} across nodes: the member offline on node B gets the ${overflow === 'refuse' ? 'first' : 'last'} ${LIMIT} of ${SENT} messages published on node A; ${SENT - LIMIT} counted dropped in $SYS`, async (t) => {
-    const redis = await startRedis(t)
-    const flags = ['--shared-max-queued', String(LIMIT), '--shared-overflow', overflow, '--sys-interval', '1']
-    const a = await startNode(t, redis, ['--node-id', 'a', ...flags])
-    const b = await startNode(t, redis, ['--node-id', 'b', ...flags])
+    const { redis, nodes: [a, b] } = await startCluster(t, ['a', 'b'], { args: ['--shared-max-queued', String(LIMIT), '--shared-overflow', overflow, '--sys-interval', '1'] })
     const opts = { clientId: 'capped', protocolVersion: 5 as const, clean: false, properties: { sessionExpiryInterval: 300 } }
     const watch = await connectClient(t, b.url, { clientId: 'watch' })
     const latest = new Map<string, string>()

@@ -6,14 +6,15 @@
  * neither the session's move nor the node's death gives it to another
  * member; the node the session resumes on lets the session's retransmission
  * out and settles the entry at the member's PUBREC. A session that expires
- * instead: the message is discarded, sent to no other member, and its
- * memberships leave Redis [MQTT-4.8.2-5].
+ * instead, or that a Clean Start connection ends (on its node or another):
+ * the message is discarded, sent to no other member nor to the new session,
+ * its entry settled, and its memberships leave Redis [MQTT-4.8.2-5].
  */
 import t, { type Test } from 'tap'
 import type mqtt from 'mqtt-packet'
 import { collect, connectClient } from '../../helpers/mqtt.js'
 import { RawClient } from '../../helpers/raw.js'
-import { redisCli, startNode, startRedis, type RedisProcess } from '../../helpers/redis.js'
+import { redisCli, type RedisProcess, startCluster } from '../../helpers/redis.js'
 import { sleep, waitFor } from '../../helpers/wait.js'
 import { nextPublishes, rawMember, rawSubscribe, takePublishes, text } from '../../helpers/share.js'
 import type { CulexProcess } from '../../helpers/cli.js'
@@ -26,10 +27,7 @@ interface Setup { redis: RedisProcess, a: CulexProcess, b: CulexProcess, c: Cule
 
 /** A persistent member on node B got 'exactly-once' at QoS 2 and dropped its connection before PUBREC; a second member is on node A. */
 async function sentToMemberOnB (t: Test, sessionExpiryInterval = 300): Promise<Setup> {
-  const redis = await startRedis(t)
-  const a = await startNode(t, redis, ['--node-id', 'a'])
-  const b = await startNode(t, redis, ['--node-id', 'b'])
-  const c = await startNode(t, redis, ['--node-id', 'c'])
+  const { redis, nodes: [a, b, c] } = await startCluster(t, ['a', 'b', 'c'])
   const raw = await rawMember(t, b.port, { clientId: SESSION.clientId, clean: false, sessionExpiryInterval })
   t.same(await rawSubscribe(raw, [{ topic: KEY, qos: 2 }]), [2])
   const publisher = await connectClient(t, a.url, { clientId: 'publisher', protocolVersion: 5 })
@@ -111,4 +109,35 @@ t.test('QoS 2 sent to a persistent member on node B, node B SIGKILLed, and the s
   t.equal(connack.sessionPresent, false, 'the client id connecting again starts a new session')
   await sleep(1000)
   t.same(takePublishes(back), [], 'and gets nothing of the old one')
+})
+
+/** The member's client id connects to `node` with Clean Start 1: its old session ends, and the message it held with it [MQTT-4.8.2-5]. */
+async function cleanStartOn (t: Test, s: Setup, node: 'b' | 'c'): Promise<void> {
+  t.match(redisCli(s.redis, 'XINFO', 'CONSUMERS', STREAM, 'culex'), /"\$session\/q2-member"\s+3\) "pending"\s+4\) \(integer\) 1/, 'in Redis the entry is pending for the member\'s session')
+  const fresh = await RawClient.open(s[node].port, 5)
+  t.teardown(() => fresh.destroy())
+  fresh.send({ cmd: 'connect', protocolVersion: 5, protocolId: 'MQTT', clientId: SESSION.clientId, clean: true, keepalive: 60, properties: { sessionExpiryInterval: 300 } })
+  const connack = await fresh.next('connack') as mqtt.IConnackPacket
+  t.equal(connack.sessionPresent, false, `Clean Start on node ${node.toUpperCase()}: a new session`)
+  await waitFor(() => redisCli(s.redis, 'XLEN', STREAM) === '(integer) 0', { timeout: 10000, what: () => `the entry settled once the session ended (${redisCli(s.redis, 'XRANGE', STREAM, '-', '+')})` })
+  t.match(redisCli(s.redis, 'XPENDING', STREAM, 'culex'), /^1\) \(integer\) 0/, 'nothing pending in the group\'s stream')
+  await waitFor(() => !redisCli(s.redis, 'XINFO', 'CONSUMERS', STREAM, 'culex').includes('$session/'), { timeout: 8000, what: 'the ended session\'s consumer removed' })
+  const publisher = await connectClient(t, s.a.url, { clientId: 'publisher-after', protocolVersion: 5 })
+  await publisher.publishAsync('exact/after', 'after', { qos: 2 })
+  await waitFor(() => s.other.messages.length > 0, { timeout: 5000, what: 'the member on node A gets the next message' })
+  await sleep(500)
+  t.same(s.other.messages.map((m) => m.payload.toString()), ['after'], 'the ended session\'s message never reached the member on node A [MQTT-4.8.2-5]')
+  t.same(takePublishes(fresh), [], 'nor the new session on the same client id')
+}
+
+t.test('QoS 2 sent to a persistent member on node B, which drops before PUBREC and connects again to node B with Clean Start: the message is discarded, settled in the stream, sent to no member [MQTT-4.8.2-5]', async (t) => {
+  const s = await sentToMemberOnB(t)
+  await sleep(1000)
+  await cleanStartOn(t, s, 'b')
+})
+
+t.test('QoS 2 sent to a persistent member on node B, which drops before PUBREC and connects to node C with Clean Start: the message is discarded, settled in the stream, sent to no member [MQTT-4.8.2-5]', async (t) => {
+  const s = await sentToMemberOnB(t)
+  await sleep(1000)
+  await cleanStartOn(t, s, 'c')
 })

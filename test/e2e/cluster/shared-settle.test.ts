@@ -7,16 +7,12 @@
  */
 import t from 'tap'
 import { collect, connectClient } from '../../helpers/mqtt.js'
-import { redisCli, startNode, startRedis } from '../../helpers/redis.js'
+import { redisCli, startCluster } from '../../helpers/redis.js'
 import { sleep, waitFor } from '../../helpers/wait.js'
 import { nextPublishes, rawMember, rawSubscribe, takePublishes, text } from '../../helpers/share.js'
 
 t.test('a PUBACK 0x80 from a member on node B: not sent to the member on node C [MQTT-4.8.2-6], dead-lettered to a member on node A', async (t) => {
-  const redis = await startRedis(t)
-  const dlq = ['--shared-dead-letter-topic', '$dlq/{group}/{topic}']
-  const a = await startNode(t, redis, ['--node-id', 'a', ...dlq])
-  const b = await startNode(t, redis, ['--node-id', 'b', ...dlq])
-  const c = await startNode(t, redis, ['--node-id', 'c', ...dlq])
+  const { redis, nodes: [a, b, c] } = await startCluster(t, ['a', 'b', 'c'], { args: ['--shared-dead-letter-topic', '$dlq/{group}/{topic}'] })
   const letters = await connectClient(t, a.url, { clientId: 'letters', protocolVersion: 5 })
   const gotLetters = collect(letters)
   await letters.subscribeAsync('$share/dlq/$dlq/#', { qos: 1 })
@@ -54,10 +50,7 @@ t.test('a PUBACK 0x80 from a member on node B: not sent to the member on node C 
 })
 
 t.test('QoS 0 for a cluster group: each message to one member once, also when the message is routed to the members\' node for a plain subscriber there', async (t) => {
-  const redis = await startRedis(t)
-  const a = await startNode(t, redis, ['--node-id', 'a'])
-  const b = await startNode(t, redis, ['--node-id', 'b'])
-  const c = await startNode(t, redis, ['--node-id', 'c'])
+  const { nodes: [a, b, c] } = await startCluster(t, ['a', 'b', 'c'])
   const onB = await connectClient(t, b.url, { clientId: 'q0-b', protocolVersion: 5 })
   const onC = await connectClient(t, c.url, { clientId: 'q0-c', protocolVersion: 4 })
   const plain = await connectClient(t, b.url, { clientId: 'q0-plain', protocolVersion: 5 })

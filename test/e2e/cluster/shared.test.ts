@@ -7,7 +7,7 @@
 import t from 'tap'
 import { collect, connectClient } from '../../helpers/mqtt.js'
 import { mosquittoSub } from '../../helpers/mosquitto.js'
-import { redisCli, startNode, startRedis, type RedisProcess } from '../../helpers/redis.js'
+import { redisCli, type RedisProcess, startCluster } from '../../helpers/redis.js'
 import { waitFor } from '../../helpers/wait.js'
 import { duplicates, nextPublishes, publishMany, rawMember, rawSubscribe, text } from '../../helpers/share.js'
 
@@ -23,10 +23,7 @@ function consumers (redis: RedisProcess): string[] {
 }
 
 t.test('3,000 QoS 1 messages published on node A reach a group with members on A, B and C (MQTT 5, 3.1.1, mosquitto_sub -V 5) exactly once each [MQTT-4.8.2-2]', async (t) => {
-  const redis = await startRedis(t)
-  const a = await startNode(t, redis, ['--node-id', 'a'])
-  const b = await startNode(t, redis, ['--node-id', 'b'])
-  const c = await startNode(t, redis, ['--node-id', 'c'])
+  const { redis, nodes: [a, b, c] } = await startCluster(t, ['a', 'b', 'c'])
   const onA = await connectClient(t, a.url, { clientId: 'member-a', protocolVersion: 5 })
   const onB = await connectClient(t, b.url, { clientId: 'member-b', protocolVersion: 4 })
   const gotA = collect(onA)
@@ -70,10 +67,7 @@ t.test('3,000 QoS 1 messages published on node A reach a group with members on A
 })
 
 t.test('a member killed mid-stream (socket destroyed): the messages it had not acknowledged reach members on other nodes, nothing lost, none twice', async (t) => {
-  const redis = await startRedis(t)
-  const a = await startNode(t, redis, ['--node-id', 'a'])
-  const b = await startNode(t, redis, ['--node-id', 'b'])
-  const c = await startNode(t, redis, ['--node-id', 'c'])
+  const { redis, nodes: [a, b, c] } = await startCluster(t, ['a', 'b', 'c'])
   const onA = await connectClient(t, a.url, { clientId: 'member-a', protocolVersion: 5 })
   const onC = await connectClient(t, c.url, { clientId: 'member-c', protocolVersion: 4 })
   const gotA = collect(onA)
@@ -104,10 +98,7 @@ t.test('a member killed mid-stream (socket destroyed): the messages it had not a
 })
 
 t.test('a node SIGKILLed mid-stream: its members\' unacknowledged entries reach members on other nodes within the lease + 2 s, zero lost', async (t) => {
-  const redis = await startRedis(t)
-  const a = await startNode(t, redis, ['--node-id', 'a'])
-  const b = await startNode(t, redis, ['--node-id', 'b'])
-  const c = await startNode(t, redis, ['--node-id', 'c'])
+  const { redis, nodes: [a, b, c] } = await startCluster(t, ['a', 'b', 'c'])
   const onA = await connectClient(t, a.url, { clientId: 'member-a', protocolVersion: 5 })
   const onC = await connectClient(t, c.url, { clientId: 'member-c', protocolVersion: 4 })
   const gotA = collect(onA)

@@ -10,15 +10,12 @@
 import t from 'tap'
 import type { IClientOptions } from 'mqtt'
 import { connectClient, resumeInto } from '../../helpers/mqtt.js'
-import { redisCli, startNode, startRedis } from '../../helpers/redis.js'
+import { redisCli, startCluster } from '../../helpers/redis.js'
 import { sleep, waitFor } from '../../helpers/wait.js'
 import { RELOAD_MS } from '../../../lib/cluster/routes.js'
 
 t.test('[MQTT-4.5.0-1] a session moving while the publishing node missed the new node\'s route gets every acknowledged message', async (t) => {
-  const redis = await startRedis(t)
-  const a = await startNode(t, redis, ['--node-id', 'a'])
-  const b = await startNode(t, redis, ['--node-id', 'b'])
-  const c = await startNode(t, redis, ['--node-id', 'c'])
+  const { redis, nodes: [a, b, c] } = await startCluster(t, ['a', 'b', 'c'])
   const opts: IClientOptions = { clientId: 'mover', protocolVersion: 5, clean: false, keepalive: 0, properties: { sessionExpiryInterval: 600 } }
   const got: string[] = []
   const first = await resumeInto(t, b.url, opts, got)

@@ -7,13 +7,11 @@
 import t from 'tap'
 import { connectClient, collect } from '../../helpers/mqtt.js'
 import { hasMosquittoClients, mosquittoSub } from '../../helpers/mosquitto.js'
-import { redisCli, startNode, startRedis } from '../../helpers/redis.js'
+import { redisCli, startCluster, startNode, startRedis } from '../../helpers/redis.js'
 import { sleep, waitFor } from '../../helpers/wait.js'
 
 t.test('$SYS/cluster/clients/connected and subscriptions/count sum the live nodes\' figures; a killed node stops counting after its lease', async (t) => {
-  const redis = await startRedis(t)
-  const a = await startNode(t, redis, ['--node-id', 'a', '--sys-interval', '1'])
-  const b = await startNode(t, redis, ['--node-id', 'b', '--sys-interval', '1'])
+  const { nodes: [a, b] } = await startCluster(t, ['a', 'b'], { args: ['--sys-interval', '1'] })
   for (let i = 0; i < 3; i++) await connectClient(t, a.url, { clientId: `on-a-${i}` })
   await (await connectClient(t, a.url, { clientId: 'subs-on-a' })).subscribeAsync(['x/1', 'x/2'])
   await (await connectClient(t, b.url, { clientId: 'subs-on-b', clean: false })).subscribeAsync('y/#', { qos: 1 })

@@ -8,7 +8,7 @@
 import t from 'tap'
 import mqtt, { type MqttClient } from 'mqtt'
 import { connectClient } from '../../helpers/mqtt.js'
-import { redisCli, startNode, startRedis, waitForLog } from '../../helpers/redis.js'
+import { redisCli, startCluster, waitForLog } from '../../helpers/redis.js'
 import { sleep, waitFor } from '../../helpers/wait.js'
 
 /** The owner record of a client id in Redis: "node epoch". */
@@ -26,9 +26,7 @@ function closed (client: MqttClient): Promise<number | undefined> {
 
 for (const version of [5, 4] as const) {
   t.test(`MQTT ${version === 5 ? '5' : '3.1.1'}: a CONNECT on node B takes the id over from node A [MQTT-3.1.4-3]`, async (t) => {
-    const redis = await startRedis(t)
-    const a = await startNode(t, redis, ['--node-id', 'a'])
-    const b = await startNode(t, redis, ['--node-id', 'b'])
+    const { redis, nodes: [a, b] } = await startCluster(t, ['a', 'b'])
     const id = `moving-${version}`
     const first = await connectClient(t, a.url, { clientId: id, protocolVersion: version })
     const firstClosed = closed(first)
@@ -50,12 +48,7 @@ for (const version of [5, 4] as const) {
 }
 
 t.test('50 simultaneous CONNECTs with one id over 3 nodes leave exactly one connection', async (t) => {
-  const redis = await startRedis(t)
-  const nodes = [
-    await startNode(t, redis, ['--node-id', 'n1']),
-    await startNode(t, redis, ['--node-id', 'n2']),
-    await startNode(t, redis, ['--node-id', 'n3'])
-  ]
+  const { redis, nodes } = await startCluster(t, ['n1', 'n2', 'n3'])
   const id = 'contested'
   const clients: Array<{ node: string, client: MqttClient, connacked: boolean, closed: boolean }> = []
   for (let i = 0; i < 50; i++) {
@@ -83,9 +76,7 @@ t.test('50 simultaneous CONNECTs with one id over 3 nodes leave exactly one conn
 })
 
 t.test('a node paused past its lease closes its stale connection when it resumes; its stale write is refused', async (t) => {
-  const redis = await startRedis(t)
-  const a = await startNode(t, redis, ['--node-id', 'a'])
-  const b = await startNode(t, redis, ['--node-id', 'b'])
+  const { redis, nodes: [a, b] } = await startCluster(t, ['a', 'b'])
   const id = 'paused-owner'
   const old = await connectClient(t, a.url, { clientId: id, keepalive: 0 })
   const oldClosed = closed(old)
@@ -119,12 +110,7 @@ async function connectionsOf (node: { logs: Array<Record<string, unknown>> }): P
 }
 
 t.test('flapping: 150 takeovers round the 3 nodes leave one connection in all; takeover latency', async (t) => {
-  const redis = await startRedis(t)
-  const nodes = [
-    await startNode(t, redis, ['--node-id', 'f1']),
-    await startNode(t, redis, ['--node-id', 'f2']),
-    await startNode(t, redis, ['--node-id', 'f3'])
-  ]
+  const { redis, nodes } = await startCluster(t, ['f1', 'f2', 'f3'])
   const id = 'flapper'
   const latencies: number[] = []
   let previous: { client: MqttClient, closed: Promise<number | undefined> } | undefined

@@ -7,7 +7,7 @@
  */
 import t from 'tap'
 import { connectClient } from '../../helpers/mqtt.js'
-import { redisCli, startNode, startRedis, waitForLog, routeReady } from '../../helpers/redis.js'
+import { redisCli, routeReady, startCluster, startNode, waitForLog } from '../../helpers/redis.js'
 import { sleep, waitFor } from '../../helpers/wait.js'
 import { arrivals, count, watchedNodes } from '../../helpers/wills.js'
 
@@ -38,10 +38,7 @@ t.test('[MQTT-3.1.2-8] [MQTT-3.1.3-9] the wills of a restarted node\'s previous 
 })
 
 t.test('[MQTT-3.1.3-9] a delayed will the store had and Redis\' wills did not is not sent when its client reconnects on another node within the Will Delay', async (t) => {
-  const redis = await startRedis(t)
-  const a = await startNode(t, redis, ['--node-id', 'a'])
-  const b = await startNode(t, redis, ['--node-id', 'b'])
-  const c = await startNode(t, redis, ['--node-id', 'c'])
+  const { redis, nodes: [a, b, c] } = await startCluster(t, ['a', 'b', 'c'])
   const onC = await connectClient(t, c.url, { clientId: 'watch-c', protocolVersion: 5 })
   const gotC = arrivals(onC)
   await onC.subscribeAsync('wills/#', { qos: 1 })

@@ -10,7 +10,7 @@ import t from 'tap'
 import type { MqttClient } from 'mqtt'
 import { connectClient } from '../../helpers/mqtt.js'
 import type { CulexProcess } from '../../helpers/cli.js'
-import { redisCli, startNode, startRedis, waitForLog, routeReady } from '../../helpers/redis.js'
+import { redisCli, routeReady, startCluster, waitForLog } from '../../helpers/redis.js'
 import { sleep, waitFor } from '../../helpers/wait.js'
 import { arrivals, count, watchedNodes } from '../../helpers/wills.js'
 
@@ -81,10 +81,7 @@ t.test('[MQTT-3.1.2-8] [MQTT-3.1.3-9] [MQTT-3.14.4-3] a killed node\'s wills are
 })
 
 t.test('[MQTT-3.1.3-9] a client that reconnects on another node before its Will Delay ran out has no will published', async (t) => {
-  const redis = await startRedis(t)
-  const a = await startNode(t, redis, ['--node-id', 'a'])
-  const b = await startNode(t, redis, ['--node-id', 'b'])
-  const c = await startNode(t, redis, ['--node-id', 'c'])
+  const { redis, nodes: [a, b, c] } = await startCluster(t, ['a', 'b', 'c'])
   const onB = await connectClient(t, b.url, { clientId: 'watch-b' })
   const onC = await connectClient(t, c.url, { clientId: 'watch-c' })
   const gotB = arrivals(onB)
@@ -121,10 +118,7 @@ t.test('[MQTT-3.1.3-9] a client that reconnects on another node before its Will 
 })
 
 t.test('a will delay still running when the survivor timing it is killed too is published by the last survivor', async (t) => {
-  const redis = await startRedis(t)
-  const a = await startNode(t, redis, ['--node-id', 'a'])
-  const b = await startNode(t, redis, ['--node-id', 'b'])
-  const c = await startNode(t, redis, ['--node-id', 'c'])
+  const { redis, nodes: [a, b, c] } = await startCluster(t, ['a', 'b', 'c'])
   await willClient(t, a, 'w-late', 'wills/late', { delay: 5 })
   await waitFor(() => willsIn(redis, 'a') === 1, { timeout: 3000, what: 'a\'s will in Redis' })
   a.child.kill('SIGKILL')
@@ -148,9 +142,7 @@ t.test('a will delay still running when the survivor timing it is killed too is 
 })
 
 t.test('a node paused past its lease (SIGSTOP) counts as gone, but a delayed will of a connection still live when it resumes is not published, and no will twice', async (t) => {
-  const redis = await startRedis(t)
-  const a = await startNode(t, redis, ['--node-id', 'a'])
-  const b = await startNode(t, redis, ['--node-id', 'b'])
+  const { redis, nodes: [a, b] } = await startCluster(t, ['a', 'b'])
   const watcher = await connectClient(t, b.url, { clientId: 'watch-b' })
   const got = arrivals(watcher)
   await watcher.subscribeAsync('wills/#', { qos: 0 })
@@ -176,9 +168,7 @@ t.test('a node paused past its lease (SIGSTOP) counts as gone, but a delayed wil
 })
 
 t.test('a retained will of a killed node is published with its MQTT 5 properties and retained cluster-wide', async (t) => {
-  const redis = await startRedis(t)
-  const a = await startNode(t, redis, ['--node-id', 'a'])
-  const b = await startNode(t, redis, ['--node-id', 'b'])
+  const { redis, nodes: [a, b] } = await startCluster(t, ['a', 'b'])
   await willClient(t, a, 'w-kept', 'wills/kept', { retain: true, properties: { contentType: 'text/plain', userProperties: { why: 'node died' }, messageExpiryInterval: 600 } })
   await waitFor(() => willsIn(redis, 'a') === 1, { timeout: 3000, what: 'a\'s will in Redis' })
   a.child.kill('SIGKILL')

@@ -9,7 +9,9 @@
  * Implemented in lib/shared/dispatcher.ts (memberDisconnected, unassign,
  * onForward) and lib/protocol/connection.ts (close).
  */
-import t from 'tap'
+import t, { type Test } from 'tap'
+import type { IPublishPacket } from 'mqtt'
+import type { CulexServer } from '../../../lib/server.js'
 import { startTestServer, tcpPort, tcpUrl } from '../../helpers/server.js'
 import { connectClient, collect } from '../../helpers/mqtt.js'
 import { RawClient } from '../../helpers/raw.js'
@@ -234,9 +236,10 @@ t.test('QoS 2 sent to a member whose session ends is not sent to another member 
   t.equal(s?.redelivered, 0)
 })
 
-t.test('immediate, persistent member: an unacknowledged QoS 2 message stays with its session and is sent again when it resumes', async (t) => {
+/** A persistent member (raw: it never acknowledges) was sent a QoS 2 message and its connection dropped; a second member stays online. */
+async function qos2HeldOffline (t: Test, name: string): Promise<{ server: CulexServer, key: string, port: number, rawId: string, otherInbox: ReturnType<typeof collect>, sent: IPublishPacket | undefined }> {
   const server = await startTestServer(t)
-  const key = '$share/q2p/jobs/#'
+  const key = `$share/${name}/jobs/#`
   const port = tcpPort(server)
   const rawId = shareId('a-raw')
   const raw = await rawMember(t, port, { clientId: rawId, clean: false, sessionExpiryInterval: 300 })
@@ -247,14 +250,31 @@ t.test('immediate, persistent member: an unacknowledged QoS 2 message stays with
   await waitForMembers(server, key, 2)
   const pub = await connectClient(t, tcpUrl(server), { clientId: shareId('pub') })
   await pub.publishAsync('jobs/q', 'exactly-once', { qos: 2 })
-  const [p] = await nextPublishes(raw, 1)
+  const [sent] = await nextPublishes(raw, 1)
   raw.socket.destroy()
   await waitForGroup(server, key, s => s?.membersOffline === 1, 'the raw member offline')
+  return { server, key, port, rawId, otherInbox, sent }
+}
+
+t.test('immediate, persistent member: an unacknowledged QoS 2 message stays with its session and is sent again when it resumes', async (t) => {
+  const { port, rawId, otherInbox, sent } = await qos2HeldOffline(t, 'q2p')
   await sleep(500)
   t.same(otherInbox.messages.map(text), [], 'not sent to the other member [spec 4.8.2]')
   const back = await RawClient.connect(port, 5, { clientId: rawId, clean: false, properties: { sessionExpiryInterval: 300 } })
   t.teardown(() => back.destroy())
   const [again] = await nextPublishes(back, 1)
   t.equal(again && text(again), 'exactly-once', 'the resumed member gets it again')
-  t.equal(again?.messageId, p?.messageId, 'with the same packet identifier')
+  t.equal(again?.messageId, sent?.messageId, 'with the same packet identifier')
+})
+
+t.test('[MQTT-4.8.2-5] persistent member: an unacknowledged QoS 2 message is discarded when a Clean Start connection ends its session, sent to no other member nor to the new session', async (t) => {
+  const { server, key, port, rawId, otherInbox } = await qos2HeldOffline(t, 'q2c')
+  const clean = await RawClient.connect(port, 5, { clientId: rawId, clean: true })
+  t.teardown(() => clean.destroy())
+  const s = await waitForGroup(server, key, s => s?.membersOffline === 0 && s.inflight === 0, 'the ended session gone from the group')
+  await sleep(500)
+  t.same(otherInbox.messages.map(text), [], 'the other member did not get it')
+  t.equal(s?.dropped, 1, 'counted as dropped')
+  t.equal(s?.redelivered, 0)
+  t.same(takePublishes(clean), [], 'nor the new session')
 })
