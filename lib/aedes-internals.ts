@@ -355,6 +355,13 @@ interface ClientInternals {
  *    event that watcher acted on.
  * 3. aedes' inbound topic alias map (`client._topicAliases`) becomes `aliases`,
  *    which the gateway keeps anyway and makes its Map on first use.
+ * 4. aedes binds a function per client for its parser's 'error' and, on a
+ *    stream that says it never ends or errs (`AedesStream.quietEnds`: the
+ *    gateway's, whose end and errors are the socket's), for the stream's
+ *    'end' and 'error': three bound functions of 72 bytes each (heap snapshot,
+ *    benchmarks/heap-per-connection.ts) that nothing would ever call, since
+ *    culex hands aedes decoded packets and never emits these events. They
+ *    are dropped once counted.
  */
 export function handleStream (broker: Aedes, stream: AedesStream, aliases: AliasTable): Client {
   const factory = mqtt as unknown as { parser: () => unknown }
@@ -372,11 +379,19 @@ export function handleStream (broker: Aedes, stream: AedesStream, aliases: Alias
     packets.listenerCount('packet') !== 1 || packets.listenerCount('error') !== 1) {
     throw new Error('aedes Client no longer takes its parser from mqtt-packet\'s parser(): review lib/aedes-internals.ts')
   }
+  packets.removeAllListeners('error')
   if (typeof c._eos !== 'function' || c.conn !== stream) {
     throw new Error('aedes Client no longer watches its stream with finished() (client._eos): review lib/aedes-internals.ts')
   }
   c._eos()
   c._eos = noop
+  if (stream.quietEnds === true) {
+    if (stream.listenerCount('end') !== 1 || stream.listenerCount('error') !== 1) {
+      throw new Error('aedes no longer listens once for its stream\'s end and error: review lib/aedes-internals.ts')
+    }
+    stream.removeAllListeners('end')
+    stream.removeAllListeners('error')
+  }
   stream.on('close', closeClientOfStream)
   if (!(c._topicAliases instanceof Map) || c._topicAliases.size !== 0) {
     throw new Error('aedes Client no longer has a _topicAliases Map: review lib/aedes-internals.ts')
@@ -437,6 +452,7 @@ export interface AedesStream {
   removeAllListeners (event?: string | symbol): this
   emit (event: string | symbol, ...args: unknown[]): boolean
   setMaxListeners (n: number): this
+  listenerCount (event: string | symbol): number
   write (chunk: Buffer | Uint8Array | string, encoding?: BufferEncoding): boolean
   cork (): void
   uncork (): void
@@ -450,6 +466,8 @@ export interface AedesStream {
    * (`offerWritesToStreams`).
    */
   writePacket?: (packet: object, version: number) => boolean | undefined
+  /** the stream never emits 'end' or 'error': aedes' listeners for them are dropped (`handleStream`) */
+  readonly quietEnds?: boolean
 }
 
 /** aedes sets `stream.client` to the Client it made for the stream. */

@@ -86,7 +86,8 @@ t.test('the Client internals the gateway drives exist: _parser, _nextBatch, _par
   t.equal(parser.client, client, 'the stand-in carries client, as aedes\' enqueue reads it')
   t.same(parser._queue, [], 'and the pre-connect queue')
   t.equal(parser.listenerCount('packet'), 1, 'and aedes\' packet listener')
-  t.equal(parser.listenerCount('error'), 1, 'and aedes\' error listener')
+  t.equal(parser.listenerCount('error'), 0, 'aedes\' error listener dropped: culex never emits one on it')
+  t.equal(stream.listenerCount('end'), 1, 'a stream that may end keeps aedes\' end listener')
   t.equal(c._topicAliases, aliases, 'aedes reads and writes the gateway\'s alias table')
   for (const event of ['end', 'finish', 'error', 'close']) {
     t.ok(stream.listeners(event).every(l => !/^on(end|finish|error|close)$/.test(l.name)), `no end-of-stream watcher on '${event}'`)
@@ -109,6 +110,26 @@ t.test('the Client internals the gateway drives exist: _parser, _nextBatch, _par
   t.equal((client as unknown as { closed: boolean }).closed, true, 'destroying the stream closes the client, as the watcher did')
   t.equal(parser.listenerCount('packet'), 0, 'and aedes removed its packet listener on close')
   void closed
+})
+
+t.test('a stream that never ends or errs (quietEnds) keeps none of aedes\' end and error listeners', async (t) => {
+  const { handleStream, AliasTable } = await import('../lib/aedes-internals.js')
+  const clientSource = readFileSync(require.resolve('aedes').replace(/aedes\.js$/, 'lib/client.js'), 'utf8')
+  t.match(clientSource, "conn.on('error', this.emit.bind(this, 'error'))", 'aedes binds one error listener per stream (handleStream drops it)')
+  t.match(clientSource, "conn.on('end', this.close.bind(this))", 'aedes binds one end listener per stream (handleStream drops it)')
+  t.match(clientSource, "this._parser.on('error', this.emit.bind(this, 'error'))", 'aedes binds one error listener per parser (handleStream drops it)')
+  const broker = await Aedes.createBroker()
+  t.teardown(() => new Promise<void>((resolve) => broker.close(() => resolve())))
+  const stream = Object.assign(new PassThrough(), { quietEnds: true })
+  handleStream(broker, stream, new AliasTable())
+  t.equal(stream.listenerCount('end'), 0, 'no end listener')
+  t.equal(stream.listenerCount('error'), 0, 'no error listener')
+  t.equal(stream.listenerCount('close'), 1, 'the close listener stays: it closes the client')
+  const twice = Object.assign(new PassThrough(), { quietEnds: true })
+  twice.on('end', () => {})
+  t.throws(() => handleStream(broker, twice, new AliasTable()), /review lib\/aedes-internals.ts/, 'an unexpected listener count is a change in aedes')
+  stream.destroy()
+  twice.destroy()
 })
 
 t.test('InjectedPackets behaves like the EventEmitter aedes expects', async (t) => {
