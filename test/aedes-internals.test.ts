@@ -345,6 +345,57 @@ t.test('[MQTT-3.1.2-22] aedes keeps the keep-alive in client._keepaliveTimer / _
   stream.destroy()
 })
 
+t.test('[MQTT-3.1.2-24] wheelKeepAlive: aedes\' keep-alive Timeout becomes a timer wheel entry that refreshes, expires as aedes\' does, and is dropped at close', async (t) => {
+  const { handleStream, injectPacket, pacePackets, refreshKeepAlive, wheelKeepAlive, AliasTable } = await import('../lib/aedes-internals.js')
+  const connectSource = readFileSync(require.resolve('aedes').replace(/aedes\.js$/, 'lib/handlers/connect.js'), 'utf8')
+  const clientSource = readFileSync(require.resolve('aedes').replace(/aedes\.js$/, 'lib/client.js'), 'utf8')
+  t.match(connectSource, /function keepaliveTimeout \(\) \{\s+client\.broker\.emit\('keepaliveTimeout', client\)\s+client\.emit\('error', new Error\('keep alive timeout'\)\)\s+\}/, 'aedes\' timeout emits keepaliveTimeout, then the client\'s error (the entry does the same)')
+  t.match(clientSource, /if \(this\._keepaliveTimer\) \{\s+clearTimeout\(this\._keepaliveTimer\)\s+this\._keepaliveInterval = -1\s+this\._keepaliveTimer = null/, 'aedes drops the timer at close (the entry is then forgotten)')
+  const broker = await Aedes.createBroker()
+  t.teardown(() => new Promise<void>((resolve) => broker.close(() => resolve())))
+  const connect = async (clientId: string): Promise<{ client: ReturnType<typeof handleStream>, stream: Duplex }> => {
+    const stream = new Duplex({ read () {}, write (_chunk, _enc, cb) { cb() } })
+    const client = handleStream(broker, stream, new AliasTable())
+    pacePackets(client, { packetDone: () => {} })
+    const ready = new Promise<void>((resolve) => broker.once('clientReady', () => resolve()))
+    injectPacket(client, { cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId, keepalive: 1, length: 0 })
+    await ready
+    return { client, stream }
+  }
+  const { client, stream } = await connect('wheel-keepalive')
+  const c = client as unknown as { _keepaliveInterval: number, _keepaliveTimer: { due?: number, armed?: boolean, refresh: () => void } | null }
+  const timeout = c._keepaliveTimer
+  wheelKeepAlive(client)
+  const entry = c._keepaliveTimer
+  t.not(entry, timeout, 'the Timeout is replaced')
+  t.equal(typeof entry?.due, 'number', 'by a wheel entry')
+  wheelKeepAlive(client)
+  t.equal(c._keepaliveTimer, entry, 'once')
+  const before = entry?.due as number
+  await new Promise((resolve) => setTimeout(resolve, 20))
+  refreshKeepAlive(client)
+  t.ok((entry?.due as number) > before, 'refreshKeepAlive moves its deadline')
+  const started = Date.now()
+  const expired = new Promise<[number, unknown]>((resolve) => {
+    broker.once('keepaliveTimeout', (who: unknown) => resolve([Date.now() - started, who]))
+  })
+  const errored = new Promise<string>((resolve) => broker.once('clientError', (_c: unknown, err: Error) => resolve(err.message)))
+  const [after, who] = await expired
+  t.equal(who, client, 'keepaliveTimeout for the silent client')
+  t.ok(after >= 1500 - 25, `not before 1.5 x 1 s after the last refresh (${after} ms)`)
+  t.equal(await errored, 'keep alive timeout', 'and aedes\' error, which the gateway turns into DISCONNECT 0x8D')
+  t.equal(c._keepaliveTimer, null, 'aedes dropped it when the client closed')
+  t.equal(entry?.armed, false, 'so the wheel forgets it')
+  stream.destroy()
+  const second = await connect('wheel-keepalive-closed')
+  wheelKeepAlive(second.client)
+  let timedOut = false
+  broker.once('keepaliveTimeout', () => { timedOut = true })
+  second.stream.destroy()
+  await new Promise((resolve) => setTimeout(resolve, 1800))
+  t.equal(timedOut, false, 'a closed client\'s entry never expires')
+})
+
 t.test('aedes keeps its store on broker.persistence: the one given, or its in-memory default (persistenceOf)', async (t) => {
   const { persistenceOf } = await import('../lib/aedes-internals.js')
   const aedesSource = readFileSync(require.resolve('aedes'), 'utf8')

@@ -32,7 +32,7 @@ import { PacketIdTable } from './packet-id-table.js'
 import { OutboundAliases } from './outbound/topic-alias.js'
 import { ReasonCode, describeReasonCode } from './reason-codes.js'
 import type { Authenticators } from './auth.js'
-import { hardenClient, handleStream, pacePackets, injectPacket, AliasTable, type PacketPacer } from '../aedes-internals.js'
+import { hardenClient, handleStream, pacePackets, injectPacket, wheelKeepAlive, AliasTable, type PacketPacer } from '../aedes-internals.js'
 import type { QueueSink } from '../persistence/types.js'
 import { BrokerSide, type BrokerSideOwner } from './broker-side.js'
 import type { BrokerObserver } from '../observer.js'
@@ -293,7 +293,10 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Flo
   /** aedes finished a packet (aedes-internals.ts `pacePackets`) */
   packetDone (): void { packetDone(this) }
   /** aedes finished writing the CONNACK (its 'connackSent'): the frames held behind the CONNECT may go to it (flows/connect.ts). */
-  brokerSentConnack (): void { brokerWroteConnack(this) }
+  brokerSentConnack (): void {
+    wheelKeepAlive(this.client)
+    brokerWroteConnack(this)
+  }
   /** Bytes aedes wrote (flows/outbound.ts); true: it may write more at once, else when the client makes progress (flows/client-writer.ts). */
   fromBroker (chunks: Buffer[], writtenAt: number = Date.now()): boolean { return fromBroker(this, chunks, writtenAt) }
   /** aedes routed a retained QoS 0/1 PUBLISH of the client, or refused it (lib/broker/hooks/publish.ts). */
