@@ -52,7 +52,7 @@ import { endHold, flushAll, progress, resumeBroker, startGathering, startResumed
 import { fromBroker, type OutboundHost } from './flows/outbound.js'
 import { claimRetained, type RetainedOutHost } from './flows/retained-out.js'
 import type { GrantedSubscription, RetainedLookup } from '../aedes-internals.js'
-import { checkFrame, dropHeldFrames, fromClient, packetDone, resumeHeldFrames, type FlowsHost, type InboundHost } from './flows/inbound.js'
+import { checkFrame, dropHeldFrames, fromClient, NO_FRAMES, packetDone, resumeHeldFrames, type FlowsHost, type InboundHost } from './flows/inbound.js'
 
 export type { Transport }
 export type { ConnectionPolicy }
@@ -143,7 +143,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Flo
   clientMaximumPacketSize = 0
 
   // inbound (flows/inbound.ts)
-  readonly pending: Frame[] = []
+  pending: Frame[] = NO_FRAMES
   pendingHead = 0
   deferred = false
   /** what happens to frames between CONNECT and CONNACK (inbound/connack-gate.ts) */
