@@ -7,7 +7,7 @@
 // (lib/heap-snapshot.ts), once per protocol version asked for.
 //
 //   npx tsc -p benchmarks/tsconfig.json
-//   node dist/benchmarks/heap-per-connection.js --connections 2000 --protocols 5,4 [--keepalive 60] [--bin path/to/culex.js]
+//   node dist/benchmarks/heap-per-connection.js --connections 2000 --protocols 5,4 [--keepalive 60] [--bin path/to/culex.js] [--keep-snapshots]
 import { fork } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -18,14 +18,15 @@ import { labelTotals, perConnection } from './lib/heap-snapshot.js'
 import { openMany, openOne, type Socketish } from './lib/idle-sockets.js'
 import { freePort } from './lib/net.js'
 
-interface Options { connections: number, protocols: Array<4 | 5>, keepalive: number, bin: string | undefined, minBytes: number, timeoutMs: number }
+interface Options { connections: number, protocols: Array<4 | 5>, keepalive: number, bin: string | undefined, minBytes: number, keepSnapshots: boolean, timeoutMs: number }
 
 const MAX_CONNECTIONS = 10_000
 const here = path.dirname(fileURLToPath(import.meta.url))
 
 function parse (argv: string[]): Options {
-  const options: Options = { connections: 2000, protocols: [5, 4], keepalive: 60, bin: undefined, minBytes: 4, timeoutMs: 120_000 }
+  const options: Options = { connections: 2000, protocols: [5, 4], keepalive: 60, bin: undefined, minBytes: 4, keepSnapshots: false, timeoutMs: 120_000 }
   for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--keep-snapshots') { options.keepSnapshots = true; continue }
     const value = argv[i + 1]
     if (value === undefined) throw new Error(`option ${argv[i] ?? ''} needs a value`)
     if (argv[i] === '--connections') options.connections = Math.min(MAX_CONNECTIONS, Math.max(100, Number(value)))
@@ -65,8 +66,9 @@ async function measureOne (protocolVersion: 4 | 5, options: Options): Promise<vo
     await sleep(1000)
     const b = labelTotals(await snapshot('2n.heapsnapshot'))
     const rows = perConnection(a, b, options.connections, options.minBytes)
-    const total = rows.reduce((sum, r) => sum + r.bytes, 0)
-    console.log(`\nMQTT ${protocolVersion === 5 ? '5' : '3.1.1'}, keepalive ${options.keepalive} s, ${options.connections} → ${2 * options.connections} connections: ${total.toFixed(0)} B of JS heap per connection\n`)
+    const native = rows.reduce((sum, r) => sum + (r.label.startsWith('[native]') ? r.bytes : 0), 0)
+    const js = rows.reduce((sum, r) => sum + r.bytes, 0) - native
+    console.log(`\nMQTT ${protocolVersion === 5 ? '5' : '3.1.1'}, keepalive ${options.keepalive} s, ${options.connections} → ${2 * options.connections} connections: ${js.toFixed(0)} B of JS heap and ${native.toFixed(0)} B of Node's C++ objects ([native]) per connection\n`)
     console.log('| label (constructor, or kind ← first holder.edge) | objects per conn | bytes per conn |')
     console.log('|:--|--:|--:|')
     for (const r of rows) console.log(`| ${r.label.replace(/\|/g, '\\|')} | ${r.count.toFixed(2)} | ${r.bytes.toFixed(0)} |`)
@@ -74,7 +76,8 @@ async function measureOne (protocolVersion: 4 | 5, options: Options): Promise<vo
     for (const s of sockets) s.destroy()
     child.kill('SIGTERM')
     await new Promise((resolve) => child.once('exit', resolve))
-    rmSync(dir, { recursive: true, force: true })
+    if (options.keepSnapshots) console.log(`\nsnapshots kept in ${dir}`)
+    else rmSync(dir, { recursive: true, force: true })
   }
 }
 

@@ -682,6 +682,32 @@ export function wheelKeepAlive (client: Client): void {
   keepAlives.add(entry)
 }
 
+/** a listener table of fixed shape: lookups of any other name find nothing, as in Node's null-prototype table */
+const ListenerTable = function ListenerTable (this: object) {} as unknown as new () => Record<string | symbol, unknown>
+ListenerTable.prototype = Object.create(null) as object
+
+/**
+ * Node's EventEmitter keeps a client's listeners in a null-prototype object
+ * (`_events`), which V8 holds as a dictionary: about 190 bytes per aedes
+ * Client for the one 'error' listener it keeps once connected (heap
+ * snapshot, benchmarks/heap-per-connection.ts). Once the client is connected
+ * (aedes' one-time 'connected' listener has run: this is called on the
+ * tick after its clientReady), the same listeners move to an object of
+ * fixed shape, which EventEmitter reads and writes as it did the other.
+ */
+export function compactClientListeners (client: Client): void {
+  const c = client as unknown as { _events?: unknown, _eventsCount?: unknown, closed?: unknown }
+  const events = c._events
+  if (typeof events !== 'object' || events === null || Object.getPrototypeOf(events) !== null || typeof c._eventsCount !== 'number') {
+    if (events instanceof ListenerTable) return
+    throw new Error('Node\'s EventEmitter no longer keeps listeners in a null-prototype _events: review lib/aedes-internals.ts')
+  }
+  if (c.closed === true) return
+  const table = new ListenerTable()
+  for (const key of Reflect.ownKeys(events)) table[key] = (events as Record<string | symbol, unknown>)[key]
+  c._events = table
+}
+
 /**
  * [MQTT-3.1.2-4] An MQTT 5 client that resumes a session (Clean Start 0) with
  * Session Expiry 0 gets the session with its state, which then ends with

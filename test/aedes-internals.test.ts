@@ -396,6 +396,42 @@ t.test('[MQTT-3.1.2-24] wheelKeepAlive: aedes\' keep-alive Timeout becomes a tim
   t.equal(timedOut, false, 'a closed client\'s entry never expires')
 })
 
+t.test('compactClientListeners: a connected client\'s listeners move to a fixed-shape table that EventEmitter keeps using', async (t) => {
+  const { handleStream, injectPacket, pacePackets, compactClientListeners, AliasTable } = await import('../lib/aedes-internals.js')
+  const clientSource = readFileSync(require.resolve('aedes').replace(/aedes\.js$/, 'lib/client.js'), 'utf8')
+  t.match(clientSource, 'util.inherits(Client, EventEmitter)', 'an aedes Client is an EventEmitter')
+  t.match(clientSource, "this.once('connected', dequeue)", 'with a one-time connected listener (gone before the tables are swapped)')
+  const broker = await Aedes.createBroker()
+  t.teardown(() => new Promise<void>((resolve) => broker.close(() => resolve())))
+  const stream = new Duplex({ read () {}, write (_chunk, _enc, cb) { cb() } })
+  const client = handleStream(broker, stream, new AliasTable())
+  pacePackets(client, { packetDone: () => {} })
+  const c = client as unknown as { _events: object, on: (e: string, l: (...a: unknown[]) => void) => void, emit: (e: string, ...a: unknown[]) => boolean, listenerCount: (e: string) => number, removeAllListeners: (e: string) => void }
+  t.equal(Object.getPrototypeOf(c._events), null, 'Node keeps them in a null-prototype object')
+  const ready = new Promise<void>((resolve) => broker.once('clientReady', () => resolve()))
+  injectPacket(client, { cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: 'compact-listeners', keepalive: 0, length: 0 })
+  await ready
+  await new Promise((resolve) => process.nextTick(resolve))
+  const before = c._events
+  const errorListeners = c.listenerCount('error')
+  compactClientListeners(client)
+  t.not(c._events, before, 'a new table')
+  t.not(Object.getPrototypeOf(c._events), null)
+  t.equal(c.listenerCount('error'), errorListeners, 'with the same listeners')
+  t.equal(c.listenerCount('toString'), 0, 'and no inherited names')
+  t.equal(c.emit('constructor'), false, 'nothing to call for a name on Object.prototype')
+  const seen: unknown[] = []
+  c.on('x', (v) => seen.push(v))
+  t.equal(c.emit('x', 1), true)
+  c.removeAllListeners('x')
+  t.equal(c.emit('x', 2), false, 'added and removed as before')
+  t.same(seen, [1])
+  const table = c._events
+  compactClientListeners(client)
+  t.equal(c._events, table, 'once')
+  stream.destroy()
+})
+
 t.test('aedes keeps its store on broker.persistence: the one given, or its in-memory default (persistenceOf)', async (t) => {
   const { persistenceOf } = await import('../lib/aedes-internals.js')
   const aedesSource = readFileSync(require.resolve('aedes'), 'utf8')

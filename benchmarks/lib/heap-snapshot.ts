@@ -39,7 +39,9 @@ export function labelTotals (file: string): Map<string, LabelTotal> {
   const nameOf = (node: number): string => strings[nodes[node * nodeWidth + nName] as number] ?? '?'
   const ownLabel = (node: number): string => {
     const kind = kindOf(node)
-    if (kind === 'object' || kind === 'native') return nameOf(node)
+    if (kind === 'object') return nameOf(node)
+    // Node's C++ objects (the embedder graph): outside the JS heap
+    if (kind === 'native' || kind === 'synthetic') return `[native] ${nameOf(node)}`
     if (kind === 'closure') return `(closure ${nameOf(node) || 'anonymous'})`
     if (kind === 'hidden' || kind === 'array' || kind === 'code') return `(${kind} ${nameOf(node).slice(0, 40)})`
     return `(${kind})`
@@ -58,14 +60,16 @@ export function labelTotals (file: string): Map<string, LabelTotal> {
       if (owner[to] !== -1) continue
       owner[to] = from
       const nameOrIndex = edges[edge + eName] as number
-      ownerEdge[to] = type === 'element' || type === 'hidden' ? `[${nameOrIndex}]` : (strings[nameOrIndex] ?? '?')
+      // element indexes and keys with digits in them (client ids) name one entry, not a kind of entry
+      const name = type === 'element' || type === 'hidden' ? '[]' : (strings[nameOrIndex] ?? '?')
+      ownerEdge[to] = /\d{3}/.test(name) ? '<key>' : name
     }
   }
 
   const totals = new Map<string, LabelTotal>()
   for (let node = 0; node < count; node++) {
     const own = ownLabel(node)
-    const generic = own.startsWith('(') || GENERIC_OBJECTS.has(own)
+    const generic = own.startsWith('(') || GENERIC_OBJECTS.has(own) || own === '[native] system / JSArrayBufferData'
     const by = owner[node] as number
     const label = generic && by !== -1 ? `${own} ← ${ownLabel(by)}.${ownerEdge[node] ?? ''}` : own
     const total = totals.get(label) ?? { count: 0, bytes: 0 }

@@ -32,7 +32,7 @@ import { PacketIdTable } from './packet-id-table.js'
 import { OutboundAliases } from './outbound/topic-alias.js'
 import { ReasonCode, describeReasonCode } from './reason-codes.js'
 import type { Authenticators } from './auth.js'
-import { hardenClient, handleStream, pacePackets, injectPacket, wheelKeepAlive, AliasTable, type PacketPacer } from '../aedes-internals.js'
+import { compactClientListeners, hardenClient, handleStream, pacePackets, injectPacket, wheelKeepAlive, AliasTable, type PacketPacer } from '../aedes-internals.js'
 import type { QueueSink } from '../persistence/types.js'
 import { BrokerSide, type BrokerSideOwner } from './broker-side.js'
 import type { BrokerObserver } from '../observer.js'
@@ -280,6 +280,8 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Flo
 
   /** session state is ready (aedes' clientReady, after its queued messages): shared groups may deliver */
   ready (): void {
+    // after aedes' one-time 'connected' listener, which runs right after this
+    process.nextTick(compactClientListeners, this.client)
     disarmQueueSink(this)
     endHold(this)
     const shared = this.ctx.shared
