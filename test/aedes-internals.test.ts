@@ -7,11 +7,23 @@ import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { Duplex, PassThrough, Readable, Writable } from 'node:stream'
-import { Aedes } from 'aedes'
+import { Aedes, type Client } from 'aedes'
 import mqttPacket from 'mqtt-packet'
 import { hardenBroker, hardenClient, clientSubscriptions } from '../lib/aedes-internals.js'
 
 const require = createRequire(import.meta.url)
+
+/** An aedes client past CONNACK on a stream that, as the gateway's, reads nothing and takes every write. */
+async function connectedClient (broker: Aedes, clientId: string, keepalive: number): Promise<{ client: Client, stream: Duplex }> {
+  const { handleStream, injectPacket, pacePackets, AliasTable } = await import('../lib/aedes-internals.js')
+  const stream = new Duplex({ read () {}, write (_chunk, _enc, cb) { cb() } })
+  const client = handleStream(broker, stream, new AliasTable())
+  pacePackets(client, { packetDone: () => {} })
+  const ready = new Promise<void>((resolve) => broker.once('clientReady', () => resolve()))
+  injectPacket(client, { cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId, keepalive, length: 0 })
+  await ready
+  return { client, stream }
+}
 
 t.test('aedes is pinned at exactly 2.0.0-beta.1', async (t) => {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { dependencies: Record<string, string> }
@@ -346,23 +358,14 @@ t.test('[MQTT-3.1.2-22] aedes keeps the keep-alive in client._keepaliveTimer / _
 })
 
 t.test('[MQTT-3.1.2-24] wheelKeepAlive: aedes\' keep-alive Timeout becomes a timer wheel entry that refreshes, expires as aedes\' does, and is dropped at close', async (t) => {
-  const { handleStream, injectPacket, pacePackets, refreshKeepAlive, wheelKeepAlive, AliasTable } = await import('../lib/aedes-internals.js')
+  const { refreshKeepAlive, wheelKeepAlive } = await import('../lib/aedes-internals.js')
   const connectSource = readFileSync(require.resolve('aedes').replace(/aedes\.js$/, 'lib/handlers/connect.js'), 'utf8')
   const clientSource = readFileSync(require.resolve('aedes').replace(/aedes\.js$/, 'lib/client.js'), 'utf8')
   t.match(connectSource, /function keepaliveTimeout \(\) \{\s+client\.broker\.emit\('keepaliveTimeout', client\)\s+client\.emit\('error', new Error\('keep alive timeout'\)\)\s+\}/, 'aedes\' timeout emits keepaliveTimeout, then the client\'s error (the entry does the same)')
   t.match(clientSource, /if \(this\._keepaliveTimer\) \{\s+clearTimeout\(this\._keepaliveTimer\)\s+this\._keepaliveInterval = -1\s+this\._keepaliveTimer = null/, 'aedes drops the timer at close (the entry is then forgotten)')
   const broker = await Aedes.createBroker()
   t.teardown(() => new Promise<void>((resolve) => broker.close(() => resolve())))
-  const connect = async (clientId: string): Promise<{ client: ReturnType<typeof handleStream>, stream: Duplex }> => {
-    const stream = new Duplex({ read () {}, write (_chunk, _enc, cb) { cb() } })
-    const client = handleStream(broker, stream, new AliasTable())
-    pacePackets(client, { packetDone: () => {} })
-    const ready = new Promise<void>((resolve) => broker.once('clientReady', () => resolve()))
-    injectPacket(client, { cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId, keepalive: 1, length: 0 })
-    await ready
-    return { client, stream }
-  }
-  const { client, stream } = await connect('wheel-keepalive')
+  const { client, stream } = await connectedClient(broker, 'wheel-keepalive', 1)
   const c = client as unknown as { _keepaliveInterval: number, _keepaliveTimer: { due?: number, armed?: boolean, refresh: () => void } | null }
   const timeout = c._keepaliveTimer
   wheelKeepAlive(client)
@@ -387,7 +390,7 @@ t.test('[MQTT-3.1.2-24] wheelKeepAlive: aedes\' keep-alive Timeout becomes a tim
   t.equal(c._keepaliveTimer, null, 'aedes dropped it when the client closed')
   t.equal(entry?.armed, false, 'so the wheel forgets it')
   stream.destroy()
-  const second = await connect('wheel-keepalive-closed')
+  const second = await connectedClient(broker, 'wheel-keepalive-closed', 1)
   wheelKeepAlive(second.client)
   let timedOut = false
   broker.once('keepaliveTimeout', () => { timedOut = true })
@@ -397,22 +400,17 @@ t.test('[MQTT-3.1.2-24] wheelKeepAlive: aedes\' keep-alive Timeout becomes a tim
 })
 
 t.test('compactClientListeners: a connected client\'s listeners move to a fixed-shape table that EventEmitter keeps using', async (t) => {
-  const { handleStream, injectPacket, pacePackets, compactClientListeners, AliasTable } = await import('../lib/aedes-internals.js')
+  const { compactClientListeners } = await import('../lib/aedes-internals.js')
   const clientSource = readFileSync(require.resolve('aedes').replace(/aedes\.js$/, 'lib/client.js'), 'utf8')
   t.match(clientSource, 'util.inherits(Client, EventEmitter)', 'an aedes Client is an EventEmitter')
   t.match(clientSource, "this.once('connected', dequeue)", 'with a one-time connected listener (gone before the tables are swapped)')
   const broker = await Aedes.createBroker()
   t.teardown(() => new Promise<void>((resolve) => broker.close(() => resolve())))
-  const stream = new Duplex({ read () {}, write (_chunk, _enc, cb) { cb() } })
-  const client = handleStream(broker, stream, new AliasTable())
-  pacePackets(client, { packetDone: () => {} })
-  const c = client as unknown as { _events: object, on: (e: string, l: (...a: unknown[]) => void) => void, emit: (e: string, ...a: unknown[]) => boolean, listenerCount: (e: string) => number, removeAllListeners: (e: string) => void }
-  t.equal(Object.getPrototypeOf(c._events), null, 'Node keeps them in a null-prototype object')
-  const ready = new Promise<void>((resolve) => broker.once('clientReady', () => resolve()))
-  injectPacket(client, { cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: 'compact-listeners', keepalive: 0, length: 0 })
-  await ready
+  const { client, stream } = await connectedClient(broker, 'compact-listeners', 0)
   await new Promise((resolve) => process.nextTick(resolve))
+  const c = client as unknown as { _events: object, on: (e: string, l: (...a: unknown[]) => void) => void, emit: (e: string, ...a: unknown[]) => boolean, listenerCount: (e: string) => number, removeAllListeners: (e: string) => void }
   const before = c._events
+  t.equal(Object.getPrototypeOf(before), null, 'Node keeps them in a null-prototype object')
   const errorListeners = c.listenerCount('error')
   compactClientListeners(client)
   t.not(c._events, before, 'a new table')
