@@ -10,18 +10,14 @@
 //   node dist/benchmarks/idle-memory.js --connections 5000 --transports tcp,tls,ws [--bin path/to/culex.js]
 import { fork, execFileSync } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
-import net from 'node:net'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import tls from 'node:tls'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
-import mqtt from 'mqtt-packet'
-import WebSocket, { createWebSocketStream } from 'ws'
+import { openMany, openOne, type Socketish, type Transport } from './lib/idle-sockets.js'
 import { freePort } from './lib/net.js'
 import { rssKiB } from './lib/procfs.js'
 
-type Transport = 'tcp' | 'tls' | 'ws'
 interface Memory { rss: number, heapTotal: number, heapUsed: number, external: number, arrayBuffers: number }
 interface Options { connections: number, transports: Transport[], bin: string | undefined, timeoutMs: number }
 
@@ -35,48 +31,6 @@ function parse (argv: string[]): Options {
     if (argv[i] === '--connections' && value !== undefined) { options.connections = Math.min(MAX_CONNECTIONS, Math.max(100, Number(value))); i++ } else if (argv[i] === '--transports' && value !== undefined) { options.transports = value.split(',') as Transport[]; i++ } else if (argv[i] === '--bin' && value !== undefined) { options.bin = value; i++ } else throw new Error(`unknown option ${argv[i] ?? ''}`)
   }
   return options
-}
-
-interface Socketish { write: (b: Buffer) => unknown, once: (e: string, l: (...a: unknown[]) => void) => unknown, on: (e: string, l: (...a: unknown[]) => void) => unknown, destroy: () => void }
-
-/** One MQTT 5 connection that stays silent once it has its CONNACK. */
-async function openOne (transport: Transport, ports: Record<Transport, number>, id: number): Promise<Socketish> {
-  const socket: Socketish = await new Promise((resolve, reject) => {
-    if (transport === 'ws') {
-      const ws = new WebSocket(`ws://127.0.0.1:${ports.ws}/mqtt`, 'mqtt')
-      ws.once('error', reject)
-      ws.once('open', () => resolve(createWebSocketStream(ws)))
-    } else if (transport === 'tls') {
-      const s = tls.connect({ host: '127.0.0.1', port: ports.tls, rejectUnauthorized: false }, () => resolve(s))
-      s.once('error', reject)
-    } else {
-      const s = net.connect({ host: '127.0.0.1', port: ports.tcp }, () => resolve(s))
-      s.once('error', reject)
-    }
-  })
-  // a distinct client id of the same length for each connection
-  const connect = mqtt.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clean: true, clientId: `m${String(id).padStart(7, '0')}`, keepalive: 0 } as mqtt.IConnectPacket, { protocolVersion: 5 })
-  await new Promise<void>((resolve, reject) => {
-    socket.once('data', (chunk) => { (chunk as Buffer)[0] === 0x20 ? resolve() : reject(new Error('no CONNACK')) })
-    socket.once('error', reject)
-    socket.write(connect)
-  })
-  socket.on('error', () => {})
-  return socket
-}
-
-async function openMany (transport: Transport, ports: Record<Transport, number>, count: number, offset: number, deadline: number): Promise<Socketish[]> {
-  const sockets: Socketish[] = []
-  let next = 0
-  const worker = async (): Promise<void> => {
-    while (next < count && Date.now() < deadline) {
-      const id = offset + next++
-      sockets.push(await openOne(transport, ports, id))
-    }
-  }
-  await Promise.all(Array.from({ length: 50 }, worker))
-  if (sockets.length < count) throw new Error(`time bound: ${sockets.length} of ${count} ${transport} connections opened`)
-  return sockets
 }
 
 function selfSignedCert (dir: string): { key: string, cert: string } {
@@ -101,15 +55,15 @@ async function measureOne (transport: Transport, options: Options, cert: { key: 
   try {
     const deadline = Date.now() + options.timeoutMs
     for (;;) {
-      try { sockets.push(await openOne('tcp', ports, 0)); break } catch { if (Date.now() > deadline) throw new Error('broker did not start'); await sleep(100) }
+      try { sockets.push(await openOne({ transport: 'tcp', protocolVersion: 5, keepalive: 0 }, ports, 0)); break } catch { if (Date.now() > deadline) throw new Error('broker did not start'); await sleep(100) }
     }
     sockets.pop()?.destroy()
     const warmup = Math.max(100, Math.round(options.connections / 10))
-    sockets.push(...await openMany(transport, ports, warmup, 1, deadline))
+    sockets.push(...await openMany({ transport, protocolVersion: 5, keepalive: 0 }, ports, warmup, 1, deadline))
     await sleep(1000)
     const before = await measure()
     const rssBefore = rssKiB(child.pid as number)
-    sockets.push(...await openMany(transport, ports, options.connections, warmup + 1, deadline))
+    sockets.push(...await openMany({ transport, protocolVersion: 5, keepalive: 0 }, ports, options.connections, warmup + 1, deadline))
     await sleep(2000)
     const after = await measure()
     const rssAfter = rssKiB(child.pid as number)

@@ -7,6 +7,7 @@ import { syncBuiltinESMExports } from 'node:module'
 import streamModule, { Readable, type Duplex } from 'node:stream'
 import type { Aedes, Client } from 'aedes'
 import mqtt from 'mqtt-packet'
+import { TimerWheel, wheelNow } from './protocol/timer-wheel.js'
 
 /**
  * aedes keys `broker.clients`, `client.subscriptions` and `client.duplicates`
@@ -355,6 +356,13 @@ interface ClientInternals {
  *    event that watcher acted on.
  * 3. aedes' inbound topic alias map (`client._topicAliases`) becomes `aliases`,
  *    which the gateway keeps anyway and makes its Map on first use.
+ * 4. aedes binds a function per client for its parser's 'error' and, on a
+ *    stream that says it never ends or errs (`AedesStream.quietEnds`: the
+ *    gateway's, whose end and errors are the socket's), for the stream's
+ *    'end' and 'error': three bound functions of 72 bytes each (heap snapshot,
+ *    benchmarks/heap-per-connection.ts) that nothing would ever call, since
+ *    culex hands aedes decoded packets and never emits these events. They
+ *    are dropped once counted.
  */
 export function handleStream (broker: Aedes, stream: AedesStream, aliases: AliasTable): Client {
   const factory = mqtt as unknown as { parser: () => unknown }
@@ -372,11 +380,19 @@ export function handleStream (broker: Aedes, stream: AedesStream, aliases: Alias
     packets.listenerCount('packet') !== 1 || packets.listenerCount('error') !== 1) {
     throw new Error('aedes Client no longer takes its parser from mqtt-packet\'s parser(): review lib/aedes-internals.ts')
   }
+  packets.removeAllListeners('error')
   if (typeof c._eos !== 'function' || c.conn !== stream) {
     throw new Error('aedes Client no longer watches its stream with finished() (client._eos): review lib/aedes-internals.ts')
   }
   c._eos()
   c._eos = noop
+  if (stream.quietEnds === true) {
+    if (stream.listenerCount('end') !== 1 || stream.listenerCount('error') !== 1) {
+      throw new Error('aedes no longer listens once for its stream\'s end and error: review lib/aedes-internals.ts')
+    }
+    stream.removeAllListeners('end')
+    stream.removeAllListeners('error')
+  }
   stream.on('close', closeClientOfStream)
   if (!(c._topicAliases instanceof Map) || c._topicAliases.size !== 0) {
     throw new Error('aedes Client no longer has a _topicAliases Map: review lib/aedes-internals.ts')
@@ -437,6 +453,7 @@ export interface AedesStream {
   removeAllListeners (event?: string | symbol): this
   emit (event: string | symbol, ...args: unknown[]): boolean
   setMaxListeners (n: number): this
+  listenerCount (event: string | symbol): number
   write (chunk: Buffer | Uint8Array | string, encoding?: BufferEncoding): boolean
   cork (): void
   uncork (): void
@@ -450,6 +467,8 @@ export interface AedesStream {
    * (`offerWritesToStreams`).
    */
   writePacket?: (packet: object, version: number) => boolean | undefined
+  /** the stream never emits 'end' or 'error': aedes' listeners for them are dropped (`handleStream`) */
+  readonly quietEnds?: boolean
 }
 
 /** aedes sets `stream.client` to the Client it made for the stream. */
@@ -601,6 +620,92 @@ export function refreshKeepAlive (client: Client): void {
     throw new Error('aedes Client no longer keeps its keep-alive in _keepaliveTimer: review lib/aedes-internals.ts')
   }
   (timer as NodeJS.Timeout).refresh()
+}
+
+interface KeepAliveClient {
+  _keepaliveInterval: number
+  _keepaliveTimer: unknown
+  broker: { emit: (event: string, client: unknown) => unknown }
+  emit: (event: string, err: Error) => unknown
+}
+
+/** ms; a keep-alive expires at most this long after 1.5 x its period */
+const KEEP_ALIVE_TICK_MS = 100
+const keepAlives = new TimerWheel(KEEP_ALIVE_TICK_MS)
+
+/**
+ * A client's keep-alive as aedes' `client._keepaliveTimer`: what aedes does
+ * with its Timeout, `refresh()` for every packet (handlers/index.js, and the
+ * gateway's `refreshKeepAlive`) and `clearTimeout()` then null when the
+ * client closes (a no-op on an object that is not a Timeout), works on it.
+ */
+class WheeledKeepAlive {
+  due: number
+  constructor (private readonly client: KeepAliveClient) {
+    this.due = wheelNow() + client._keepaliveInterval
+  }
+
+  get armed (): boolean { return this.client._keepaliveTimer === this }
+
+  refresh (): this {
+    this.due = wheelNow() + this.client._keepaliveInterval
+    return this
+  }
+
+  /** what aedes' keepaliveTimeout does (handlers/connect.js): the error becomes DISCONNECT 0x8D */
+  expire (): void {
+    const client = this.client
+    client.broker.emit('keepaliveTimeout', client)
+    client.emit('error', new Error('keep alive timeout'))
+  }
+}
+
+/**
+ * [MQTT-3.1.2-24] aedes arms a Timeout per client at CONNECT, with a closure
+ * of its own: about 250 bytes per idle connection (heap snapshot,
+ * benchmarks/heap-per-connection.ts). Once aedes has sent the CONNACK it
+ * is replaced by an entry of one shared timer wheel (protocol/timer-wheel.ts)
+ * that expires 1.5 x the keep-alive after the last packet, as the Timeout
+ * would, and at most KEEP_ALIVE_TICK_MS later. No keep-alive: nothing to do.
+ */
+export function wheelKeepAlive (client: Client): void {
+  const c = client as unknown as KeepAliveClient
+  if (typeof c._keepaliveInterval !== 'number') throw new Error('aedes Client no longer has _keepaliveInterval: review lib/aedes-internals.ts')
+  if (c._keepaliveInterval <= 0 || c._keepaliveTimer instanceof WheeledKeepAlive) return
+  const timer = c._keepaliveTimer as { refresh?: unknown, _onTimeout?: unknown } | null
+  if (timer === null || typeof timer.refresh !== 'function' || typeof timer._onTimeout !== 'function') {
+    throw new Error('aedes Client no longer keeps its keep-alive in a Timeout (_keepaliveTimer): review lib/aedes-internals.ts')
+  }
+  clearTimeout(timer as NodeJS.Timeout)
+  const entry = new WheeledKeepAlive(c)
+  c._keepaliveTimer = entry
+  keepAlives.add(entry)
+}
+
+/** a listener table of fixed shape: lookups of any other name find nothing, as in Node's null-prototype table */
+const ListenerTable = function ListenerTable (this: object) {} as unknown as new () => Record<string | symbol, unknown>
+ListenerTable.prototype = Object.create(null) as object
+
+/**
+ * Node's EventEmitter keeps a client's listeners in a null-prototype object
+ * (`_events`), which V8 holds as a dictionary: about 190 bytes per aedes
+ * Client for the one 'error' listener it keeps once connected (heap
+ * snapshot, benchmarks/heap-per-connection.ts). Once the client is connected
+ * (aedes' one-time 'connected' listener has run: this is called on the
+ * tick after its clientReady), the same listeners move to an object of
+ * fixed shape, which EventEmitter reads and writes as it did the other.
+ */
+export function compactClientListeners (client: Client): void {
+  const c = client as unknown as { _events?: unknown, _eventsCount?: unknown, closed?: unknown }
+  const events = c._events
+  if (typeof events !== 'object' || events === null || Object.getPrototypeOf(events) !== null || typeof c._eventsCount !== 'number') {
+    if (events instanceof ListenerTable) return
+    throw new Error('Node\'s EventEmitter no longer keeps listeners in a null-prototype _events: review lib/aedes-internals.ts')
+  }
+  if (c.closed === true) return
+  const table = new ListenerTable()
+  for (const key of Reflect.ownKeys(events)) table[key] = (events as Record<string | symbol, unknown>)[key]
+  c._events = table
 }
 
 /**

@@ -7,11 +7,23 @@ import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { Duplex, PassThrough, Readable, Writable } from 'node:stream'
-import { Aedes } from 'aedes'
+import { Aedes, type Client } from 'aedes'
 import mqttPacket from 'mqtt-packet'
 import { hardenBroker, hardenClient, clientSubscriptions } from '../lib/aedes-internals.js'
 
 const require = createRequire(import.meta.url)
+
+/** An aedes client past CONNACK on a stream that, as the gateway's, reads nothing and takes every write. */
+async function connectedClient (broker: Aedes, clientId: string, keepalive: number): Promise<{ client: Client, stream: Duplex }> {
+  const { handleStream, injectPacket, pacePackets, AliasTable } = await import('../lib/aedes-internals.js')
+  const stream = new Duplex({ read () {}, write (_chunk, _enc, cb) { cb() } })
+  const client = handleStream(broker, stream, new AliasTable())
+  pacePackets(client, { packetDone: () => {} })
+  const ready = new Promise<void>((resolve) => broker.once('clientReady', () => resolve()))
+  injectPacket(client, { cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId, keepalive, length: 0 })
+  await ready
+  return { client, stream }
+}
 
 t.test('aedes is pinned at exactly 2.0.0-beta.1', async (t) => {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { dependencies: Record<string, string> }
@@ -86,7 +98,8 @@ t.test('the Client internals the gateway drives exist: _parser, _nextBatch, _par
   t.equal(parser.client, client, 'the stand-in carries client, as aedes\' enqueue reads it')
   t.same(parser._queue, [], 'and the pre-connect queue')
   t.equal(parser.listenerCount('packet'), 1, 'and aedes\' packet listener')
-  t.equal(parser.listenerCount('error'), 1, 'and aedes\' error listener')
+  t.equal(parser.listenerCount('error'), 0, 'aedes\' error listener dropped: culex never emits one on it')
+  t.equal(stream.listenerCount('end'), 1, 'a stream that may end keeps aedes\' end listener')
   t.equal(c._topicAliases, aliases, 'aedes reads and writes the gateway\'s alias table')
   for (const event of ['end', 'finish', 'error', 'close']) {
     t.ok(stream.listeners(event).every(l => !/^on(end|finish|error|close)$/.test(l.name)), `no end-of-stream watcher on '${event}'`)
@@ -109,6 +122,26 @@ t.test('the Client internals the gateway drives exist: _parser, _nextBatch, _par
   t.equal((client as unknown as { closed: boolean }).closed, true, 'destroying the stream closes the client, as the watcher did')
   t.equal(parser.listenerCount('packet'), 0, 'and aedes removed its packet listener on close')
   void closed
+})
+
+t.test('a stream that never ends or errs (quietEnds) keeps none of aedes\' end and error listeners', async (t) => {
+  const { handleStream, AliasTable } = await import('../lib/aedes-internals.js')
+  const clientSource = readFileSync(require.resolve('aedes').replace(/aedes\.js$/, 'lib/client.js'), 'utf8')
+  t.match(clientSource, "conn.on('error', this.emit.bind(this, 'error'))", 'aedes binds one error listener per stream (handleStream drops it)')
+  t.match(clientSource, "conn.on('end', this.close.bind(this))", 'aedes binds one end listener per stream (handleStream drops it)')
+  t.match(clientSource, "this._parser.on('error', this.emit.bind(this, 'error'))", 'aedes binds one error listener per parser (handleStream drops it)')
+  const broker = await Aedes.createBroker()
+  t.teardown(() => new Promise<void>((resolve) => broker.close(() => resolve())))
+  const stream = Object.assign(new PassThrough(), { quietEnds: true })
+  handleStream(broker, stream, new AliasTable())
+  t.equal(stream.listenerCount('end'), 0, 'no end listener')
+  t.equal(stream.listenerCount('error'), 0, 'no error listener')
+  t.equal(stream.listenerCount('close'), 1, 'the close listener stays: it closes the client')
+  const twice = Object.assign(new PassThrough(), { quietEnds: true })
+  twice.on('end', () => {})
+  t.throws(() => handleStream(broker, twice, new AliasTable()), /review lib\/aedes-internals.ts/, 'an unexpected listener count is a change in aedes')
+  stream.destroy()
+  twice.destroy()
 })
 
 t.test('InjectedPackets behaves like the EventEmitter aedes expects', async (t) => {
@@ -321,6 +354,79 @@ t.test('[MQTT-3.1.2-22] aedes keeps the keep-alive in client._keepaliveTimer / _
   t.equal(typeof c._keepaliveTimer?.refresh, 'function', 'a Node Timeout')
   t.doesNotThrow(() => refreshKeepAlive(client))
   t.equal(c._keepaliveTimer?.hasRef(), true, 'still armed after the restart')
+  stream.destroy()
+})
+
+t.test('[MQTT-3.1.2-24] wheelKeepAlive: aedes\' keep-alive Timeout becomes a timer wheel entry that refreshes, expires as aedes\' does, and is dropped at close', async (t) => {
+  const { refreshKeepAlive, wheelKeepAlive } = await import('../lib/aedes-internals.js')
+  const connectSource = readFileSync(require.resolve('aedes').replace(/aedes\.js$/, 'lib/handlers/connect.js'), 'utf8')
+  const clientSource = readFileSync(require.resolve('aedes').replace(/aedes\.js$/, 'lib/client.js'), 'utf8')
+  t.match(connectSource, /function keepaliveTimeout \(\) \{\s+client\.broker\.emit\('keepaliveTimeout', client\)\s+client\.emit\('error', new Error\('keep alive timeout'\)\)\s+\}/, 'aedes\' timeout emits keepaliveTimeout, then the client\'s error (the entry does the same)')
+  t.match(clientSource, /if \(this\._keepaliveTimer\) \{\s+clearTimeout\(this\._keepaliveTimer\)\s+this\._keepaliveInterval = -1\s+this\._keepaliveTimer = null/, 'aedes drops the timer at close (the entry is then forgotten)')
+  const broker = await Aedes.createBroker()
+  t.teardown(() => new Promise<void>((resolve) => broker.close(() => resolve())))
+  const { client, stream } = await connectedClient(broker, 'wheel-keepalive', 1)
+  const c = client as unknown as { _keepaliveInterval: number, _keepaliveTimer: { due?: number, armed?: boolean, refresh: () => void } | null }
+  const timeout = c._keepaliveTimer
+  wheelKeepAlive(client)
+  const entry = c._keepaliveTimer
+  t.not(entry, timeout, 'the Timeout is replaced')
+  t.equal(typeof entry?.due, 'number', 'by a wheel entry')
+  wheelKeepAlive(client)
+  t.equal(c._keepaliveTimer, entry, 'once')
+  const before = entry?.due as number
+  await new Promise((resolve) => setTimeout(resolve, 20))
+  refreshKeepAlive(client)
+  t.ok((entry?.due as number) > before, 'refreshKeepAlive moves its deadline')
+  const started = Date.now()
+  const expired = new Promise<[number, unknown]>((resolve) => {
+    broker.once('keepaliveTimeout', (who: unknown) => resolve([Date.now() - started, who]))
+  })
+  const errored = new Promise<string>((resolve) => broker.once('clientError', (_c: unknown, err: Error) => resolve(err.message)))
+  const [after, who] = await expired
+  t.equal(who, client, 'keepaliveTimeout for the silent client')
+  t.ok(after >= 1500 - 25, `not before 1.5 x 1 s after the last refresh (${after} ms)`)
+  t.equal(await errored, 'keep alive timeout', 'and aedes\' error, which the gateway turns into DISCONNECT 0x8D')
+  t.equal(c._keepaliveTimer, null, 'aedes dropped it when the client closed')
+  t.equal(entry?.armed, false, 'so the wheel forgets it')
+  stream.destroy()
+  const second = await connectedClient(broker, 'wheel-keepalive-closed', 1)
+  wheelKeepAlive(second.client)
+  let timedOut = false
+  broker.once('keepaliveTimeout', () => { timedOut = true })
+  second.stream.destroy()
+  await new Promise((resolve) => setTimeout(resolve, 1800))
+  t.equal(timedOut, false, 'a closed client\'s entry never expires')
+})
+
+t.test('compactClientListeners: a connected client\'s listeners move to a fixed-shape table that EventEmitter keeps using', async (t) => {
+  const { compactClientListeners } = await import('../lib/aedes-internals.js')
+  const clientSource = readFileSync(require.resolve('aedes').replace(/aedes\.js$/, 'lib/client.js'), 'utf8')
+  t.match(clientSource, 'util.inherits(Client, EventEmitter)', 'an aedes Client is an EventEmitter')
+  t.match(clientSource, "this.once('connected', dequeue)", 'with a one-time connected listener (gone before the tables are swapped)')
+  const broker = await Aedes.createBroker()
+  t.teardown(() => new Promise<void>((resolve) => broker.close(() => resolve())))
+  const { client, stream } = await connectedClient(broker, 'compact-listeners', 0)
+  await new Promise((resolve) => process.nextTick(resolve))
+  const c = client as unknown as { _events: object, on: (e: string, l: (...a: unknown[]) => void) => void, emit: (e: string, ...a: unknown[]) => boolean, listenerCount: (e: string) => number, removeAllListeners: (e: string) => void }
+  const before = c._events
+  t.equal(Object.getPrototypeOf(before), null, 'Node keeps them in a null-prototype object')
+  const errorListeners = c.listenerCount('error')
+  compactClientListeners(client)
+  t.not(c._events, before, 'a new table')
+  t.not(Object.getPrototypeOf(c._events), null)
+  t.equal(c.listenerCount('error'), errorListeners, 'with the same listeners')
+  t.equal(c.listenerCount('toString'), 0, 'and no inherited names')
+  t.equal(c.emit('constructor'), false, 'nothing to call for a name on Object.prototype')
+  const seen: unknown[] = []
+  c.on('x', (v) => seen.push(v))
+  t.equal(c.emit('x', 1), true)
+  c.removeAllListeners('x')
+  t.equal(c.emit('x', 2), false, 'added and removed as before')
+  t.same(seen, [1])
+  const table = c._events
+  compactClientListeners(client)
+  t.equal(c._events, table, 'once')
   stream.destroy()
 })
 

@@ -39,6 +39,8 @@ export class BrokerSide implements AedesStream {
   destroyed = false
   /** what Node's finished() reads of a writable stream */
   writable = true
+  /** neither 'end' (nothing is ever readable) nor 'error' (the socket's errors are the gateway's) is ever emitted here */
+  get quietEnds (): boolean { return true }
   /** bytes written and not yet taken by the owner (Writable's writableLength) */
   writableLength = 0
   private corked = 0

@@ -32,7 +32,7 @@ import { PacketIdTable } from './packet-id-table.js'
 import { OutboundAliases } from './outbound/topic-alias.js'
 import { ReasonCode, describeReasonCode } from './reason-codes.js'
 import type { Authenticators } from './auth.js'
-import { hardenClient, handleStream, pacePackets, injectPacket, AliasTable, type PacketPacer } from '../aedes-internals.js'
+import { compactClientListeners, hardenClient, handleStream, pacePackets, injectPacket, wheelKeepAlive, AliasTable, type PacketPacer } from '../aedes-internals.js'
 import type { QueueSink } from '../persistence/types.js'
 import { BrokerSide, type BrokerSideOwner } from './broker-side.js'
 import type { BrokerObserver } from '../observer.js'
@@ -52,7 +52,7 @@ import { endHold, flushAll, progress, resumeBroker, startGathering, startResumed
 import { fromBroker, type OutboundHost } from './flows/outbound.js'
 import { claimRetained, type RetainedOutHost } from './flows/retained-out.js'
 import type { GrantedSubscription, RetainedLookup } from '../aedes-internals.js'
-import { checkFrame, dropHeldFrames, fromClient, packetDone, resumeHeldFrames, type FlowsHost, type InboundHost } from './flows/inbound.js'
+import { checkFrame, dropHeldFrames, fromClient, NO_FRAMES, packetDone, resumeHeldFrames, type FlowsHost, type InboundHost } from './flows/inbound.js'
 
 export type { Transport }
 export type { ConnectionPolicy }
@@ -143,7 +143,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Flo
   clientMaximumPacketSize = 0
 
   // inbound (flows/inbound.ts)
-  readonly pending: Frame[] = []
+  pending: Frame[] = NO_FRAMES
   pendingHead = 0
   deferred = false
   /** what happens to frames between CONNECT and CONNACK (inbound/connack-gate.ts) */
@@ -280,6 +280,8 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Flo
 
   /** session state is ready (aedes' clientReady, after its queued messages): shared groups may deliver */
   ready (): void {
+    // after aedes' one-time 'connected' listener, which runs right after this
+    process.nextTick(compactClientListeners, this.client)
     disarmQueueSink(this)
     endHold(this)
     const shared = this.ctx.shared
@@ -293,7 +295,10 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Flo
   /** aedes finished a packet (aedes-internals.ts `pacePackets`) */
   packetDone (): void { packetDone(this) }
   /** aedes finished writing the CONNACK (its 'connackSent'): the frames held behind the CONNECT may go to it (flows/connect.ts). */
-  brokerSentConnack (): void { brokerWroteConnack(this) }
+  brokerSentConnack (): void {
+    wheelKeepAlive(this.client)
+    brokerWroteConnack(this)
+  }
   /** Bytes aedes wrote (flows/outbound.ts); true: it may write more at once, else when the client makes progress (flows/client-writer.ts). */
   fromBroker (chunks: Buffer[], writtenAt: number = Date.now()): boolean { return fromBroker(this, chunks, writtenAt) }
   /** aedes routed a retained QoS 0/1 PUBLISH of the client, or refused it (lib/broker/hooks/publish.ts). */

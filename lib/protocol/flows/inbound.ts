@@ -30,6 +30,9 @@ import { onConnect, type ConnectHost } from './connect.js'
 import { onDisconnect, type DisconnectHost } from './disconnect.js'
 import { onPublish, onRetainedPublish, type PublishInHost } from './publish-in.js'
 import { onSubscribeInOrder, onUnsubscribe, type SubscribeHost } from './subscribe.js'
+
+/** the frames of a connection with none pending, shared: never pushed to (`host.pending` is replaced first) */
+export const NO_FRAMES: Frame[] = Object.freeze([]) as unknown as Frame[]
 import { PASS, type Verdict } from './verdict.js'
 
 /** packets aedes may have in progress before the socket is paused */
@@ -47,8 +50,8 @@ export interface InboundHost {
   readonly isClosed: boolean
   readonly connectSeen: boolean
   readonly gate: ConnackGateState
-  /** frames read and not yet checked, from `pendingHead` on */
-  readonly pending: Frame[]
+  /** frames read and not yet checked, from `pendingHead` on; `NO_FRAMES` when there are none */
+  pending: Frame[]
   pendingHead: number
   /** an asynchronous decision is awaited: the frames behind it wait */
   deferred: boolean
@@ -83,7 +86,8 @@ export function fromClient (host: InboundHost, chunk: Buffer): void {
       host.fail(ReasonCode.PacketTooLarge, `packet of ${result.size} bytes exceeds the maximum of ${host.settings.maximumPacketSize}`)
       return
     }
-    host.pending.push(result.frame)
+    if (host.pending === NO_FRAMES) host.pending = [result.frame]
+    else host.pending.push(result.frame)
   }
   processInbound(host)
   if (!host.heldPaused && host.gate === ConnackGate.Waiting && host.pending.length - host.pendingHead > MAX_HELD_BEFORE_CONNACK) {
@@ -132,7 +136,8 @@ export function processInbound (host: InboundHost): void {
     if (!apply(host, verdict, frame, forward)) return
   }
   if (host.pendingHead >= host.pending.length) {
-    host.pending.length = 0
+    // an idle connection keeps no array: a new one per chunk read costs less than one per connection held
+    host.pending = NO_FRAMES
     host.pendingHead = 0
   }
   flushToBroker(host, forward)
@@ -184,7 +189,7 @@ export function packetDone (host: InboundHost): void {
 
 /** A refused CONNECT: the frames held behind it are never checked (inbound/connack-gate.ts). */
 export function dropHeldFrames (host: InboundHost): void {
-  host.pending.length = 0
+  host.pending = NO_FRAMES
   host.pendingHead = 0
 }
 

@@ -29,6 +29,8 @@ export const OutboundFlow = {
 } as const
 export type OutboundFlow = typeof OutboundFlow[keyof typeof OutboundFlow]
 
+const NONE_HELD: HeldPublish[] = Object.freeze([]) as unknown as HeldPublish[]
+
 export class OutboundWindow {
   /** packet ids of QoS 1/2 PUBLISH sent and not yet completed */
   private _inflight: Set<number> | undefined
@@ -36,7 +38,8 @@ export class OutboundWindow {
   get inflight (): Set<number> { return (this._inflight ??= new Set()) }
   /** the QoS 2 ids in `inflight`, true once PUBREL went out; made on first use (most clients use QoS 1) */
   private _qos2: Map<number, boolean> | undefined
-  private readonly held: HeldPublish[] = []
+  /** messages waiting for room, from `heldHead` on; `NONE_HELD` (shared, never pushed to) until the first */
+  private held: HeldPublish[] = NONE_HELD
   private heldHead = 0
 
   constructor (public limit: number, public maxQueued: number) {}
@@ -58,7 +61,8 @@ export class OutboundWindow {
 
   /** Queues a PUBLISH that may not go out yet; with `evict`, returns what overflowed, to be dropped. */
   hold (p: HeldPublish, evict: boolean): HeldPublish[] {
-    this.held.push(p)
+    if (this.held === NONE_HELD) this.held = [p]
+    else this.held.push(p)
     return evict ? this.trim() : []
   }
 
@@ -127,7 +131,7 @@ export class OutboundWindow {
       this.held.splice(0, this.heldHead)
       this.heldHead = 0
     } else if (this.heldHead === this.held.length) {
-      this.held.length = 0
+      this.held = NONE_HELD
       this.heldHead = 0
     }
   }
