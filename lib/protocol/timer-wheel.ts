@@ -14,10 +14,11 @@
  * lag) after it.
  */
 
-/** ms on a clock of the wheel's own, small enough to stay a small integer for weeks */
-const EPOCH = Date.now()
+import { performance } from 'node:perf_hooks'
+
+/** ms on a monotonic clock, as Node's timers use: a step of the wall clock neither expires nor holds keep-alives */
 export function wheelNow (): number {
-  return Date.now() - EPOCH
+  return performance.now()
 }
 
 export interface WheelEntry {
