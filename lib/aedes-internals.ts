@@ -876,11 +876,17 @@ export function discardWill (client: Client): void {
 
 /**
  * What a store's `outgoingStream` returns for a session with nothing queued:
- * an ended stream, which any reader sees end at once.
+ * a stream that ends when it is first read, so any reader sees it end at
+ * once. Ending it only then, rather than when it is made, spares the tick
+ * and the 'readable' event an ended stream schedules, for the drains at
+ * CONNECT and at close that never read it (`skipEmptyQueuePipelines`).
  */
 export class NothingQueued extends Readable {
   constructor () {
-    super({ objectMode: true, highWaterMark: 1, read: noop })
+    super({ objectMode: true, highWaterMark: 1 })
+  }
+
+  override _read (): void {
     this.push(null)
   }
 }
