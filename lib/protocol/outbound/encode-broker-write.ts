@@ -1,7 +1,7 @@
 /**
  * The packets aedes writes most, encoded by culex in one buffer: a PUBLISH
- * to a subscriber (spec 3.3) and the acknowledgements PUBACK, PUBREC, PUBREL
- * and PUBCOMP (spec 3.4-3.7). aedes writes every packet through mqtt-packet's
+ * to a subscriber (spec 3.3), the acknowledgements PUBACK, PUBREC, PUBREL
+ * and PUBCOMP (spec 3.4-3.7), and the CONNACK (encode-connack.ts). aedes writes every packet through mqtt-packet's
  * writeToStream, which computes lengths, looks up header tables and writes a
  * packet as four to seven small pieces (a topic string among them, copied
  * into a Buffer of its own by the stream); in a fan-in profile that was a
@@ -17,6 +17,7 @@
  */
 import type { ProtocolVersion } from '../codec.js'
 import { PacketType } from '../frame.js'
+import { encodeConnack } from './encode-connack.js'
 import { plainPublishSize, writePlainPublish, type OutboundPublish } from './encode-publish.js'
 
 /** What aedes hands mqtt-packet to write (a PUBLISH or an acknowledgement: the fields read here). */
@@ -30,6 +31,8 @@ export interface BrokerPacket {
   retain?: unknown
   properties?: unknown
   reasonCode?: unknown
+  returnCode?: unknown
+  sessionPresent?: unknown
 }
 
 /** the largest Remaining Length (spec 1.5.5) */
@@ -44,7 +47,11 @@ const ACK_TYPES: Readonly<Record<string, number>> = {
 
 /** `packet` as mqtt-packet's writeToStream writes it to a stream, in one Buffer; undefined: left to mqtt-packet. */
 export function encodeBrokerWrite (packet: BrokerPacket, version: ProtocolVersion): Buffer | undefined {
-  return packet.cmd === 'publish' ? encodePlainPublish(packet, version) : encodeAck(packet, version)
+  switch (packet.cmd) {
+    case 'publish': return encodePlainPublish(packet, version)
+    case 'connack': return encodeConnack(packet, version)
+    default: return encodeAck(packet, version)
+  }
 }
 
 const isPacketId = (id: unknown): id is number => typeof id === 'number' && Number.isInteger(id) && id >= 1 && id <= 0xffff

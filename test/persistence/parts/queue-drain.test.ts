@@ -45,6 +45,23 @@ t.test('an empty queue, or one the sink took whole, is a NothingQueued stream, w
   t.notOk(drainOf([[body('b', 2), undefined]]).drain.stream({ id: 'c' }) instanceof NothingQueued, 'a QoS 2 message is streamed')
 })
 
+t.test('a NothingQueued ends when it is read, for each kind of reader, and schedules nothing while nobody reads it', async (t) => {
+  t.strictSame(await collect(new NothingQueued()), [], 'async iteration: nothing, then the end')
+  const flowing = new NothingQueued()
+  const ended = new Promise<string>((resolve) => flowing.on('end', () => resolve('end')))
+  flowing.on('data', () => t.fail('no data'))
+  t.equal(await ended, 'end', 'a \'data\' listener sees the end')
+  const paused = new NothingQueued()
+  paused.on('readable', () => { t.equal(paused.read(), null, 'read() gives nothing') })
+  await new Promise<void>((resolve) => paused.on('end', () => resolve()))
+  const unread = new NothingQueued()
+  const emitted: Array<string | symbol> = []
+  const emit = unread.emit.bind(unread)
+  unread.emit = (event: string | symbol, ...args: unknown[]): boolean => { emitted.push(event); return emit(event, ...args) }
+  await new Promise((resolve) => setImmediate(resolve))
+  t.strictSame(emitted, [], 'never read: no event (an ended stream emits \'readable\' on the next tick)')
+})
+
 t.test('[MQTT-3.3.2-5] the sink drops an expired head message; [MQTT-3.3.1-1] a message with a packet id is a re-delivery', async (t) => {
   const again = body('again', 1)
   const { drain, drops, index } = drainOf([[body('gone', 1, { messageExpiry: 1 }), undefined], [again, 8], [body('new', 1), undefined]])

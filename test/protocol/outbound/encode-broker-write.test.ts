@@ -13,6 +13,14 @@ function written (packet: BrokerPacket, version: 3 | 4 | 5): { bytes: Buffer, re
   return { bytes: Buffer.concat(chunks), result }
 }
 
+/** culex encodes `packet` itself, with the bytes and the result mqtt-packet's writeToStream gives */
+function encodedAsMqttPacket (packet: BrokerPacket, v: 3 | 4 | 5): boolean {
+  const own = encodeBrokerWrite(packet, v)
+  if (own === undefined) return false
+  const reference = written(packet, v)
+  return reference.result && own.equals(reference.bytes)
+}
+
 const topic = fc.string({ unit: 'grapheme', minLength: 0, maxLength: 300 })
 // sizes across the 1-, 2- and 3-byte Remaining Length boundaries (127, 16383)
 const payload = fc.oneof(fc.uint8Array({ maxLength: 200 }).map((a) => Buffer.from(a)), fc.integer({ min: 100, max: 20000 }).map((n) => Buffer.alloc(n, 7)), fc.string({ maxLength: 50 }))
@@ -28,12 +36,7 @@ t.test('[MQTT-2.2.1-4] [MQTT-3.3.1-2] a PUBLISH without properties: the bytes mq
     retain: fc.boolean(),
     messageId: fc.integer({ min: 1, max: 65535 })
   }).map((p) => p.qos === 0 ? { ...p, dup: false, messageId: undefined } : p)
-  fc.assert(fc.property(packets, version, (packet, v) => {
-    const own = encodeBrokerWrite(packet, v)
-    if (own === undefined) return false
-    const reference = written(packet, v)
-    return reference.result && own.equals(reference.bytes)
-  }), { numRuns: 400 })
+  fc.assert(fc.property(packets, version, encodedAsMqttPacket), { numRuns: 400 })
   t.pass('400 random PUBLISH packets encoded identically')
 })
 
@@ -72,4 +75,57 @@ t.test('left to mqtt-packet: MQTT 5 properties (Subscription Identifiers, User P
   t.equal(encodeBrokerWrite({ cmd: 'puback', messageId: 70000 }, 4), undefined, 'a packet id out of range')
   t.equal(encodeBrokerWrite({ cmd: 'puback', messageId: 3, reasonCode: 'x' }, 5), undefined, 'a Reason Code that is not a byte')
   t.equal(encodeBrokerWrite({ cmd: 'suback', messageId: 3 }, 4), undefined, 'another packet type')
+})
+
+const connackProperties = fc.record({
+  sessionExpiryInterval: fc.integer({ min: 0, max: 0xffffffff }),
+  receiveMaximum: fc.integer({ min: 1, max: 0xffff }),
+  maximumQoS: fc.constantFrom(0, 1),
+  retainAvailable: fc.boolean(),
+  maximumPacketSize: fc.integer({ min: 1, max: 0xffffffff }),
+  // long enough to need a two-byte Remaining Length
+  assignedClientIdentifier: fc.string({ unit: 'grapheme', maxLength: 200 }),
+  topicAliasMaximum: fc.integer({ min: 0, max: 0xffff }),
+  reasonString: fc.string({ maxLength: 40 }),
+  wildcardSubscriptionAvailable: fc.boolean(),
+  subscriptionIdentifiersAvailable: fc.boolean(),
+  sharedSubscriptionAvailable: fc.boolean(),
+  serverKeepAlive: fc.integer({ min: 0, max: 0xffff }),
+  responseInformation: fc.string({ maxLength: 40 }),
+  serverReference: fc.string({ maxLength: 40 }),
+  authenticationMethod: fc.string({ maxLength: 20 })
+}, { requiredKeys: [] })
+
+t.test('[MQTT-3.2.2-1] [MQTT-3.2.2-6] a CONNACK: the bytes mqtt-packet writes, with Session Present, any code and the CONNACK properties in any order', async (t) => {
+  const connacks = fc.record({
+    cmd: fc.constant('connack'),
+    sessionPresent: fc.boolean(),
+    code: fc.integer({ min: 0, max: 0xff }),
+    properties: fc.option(connackProperties.chain((props) => fc.shuffledSubarray(Object.keys(props), { minLength: Object.keys(props).length }).map((keys) => Object.fromEntries(keys.map((k) => [k, (props as Record<string, unknown>)[k]])))), { nil: undefined })
+  })
+  fc.assert(fc.property(connacks, version, ({ code, ...rest }, v) => {
+    return encodedAsMqttPacket(v === 5 ? { ...rest, reasonCode: code } : { ...rest, returnCode: code }, v)
+  }), { numRuns: 400 })
+  t.pass('400 random CONNACK packets encoded identically')
+  const aedes = { cmd: 'connack', sessionPresent: false, reasonCode: 0, properties: { sharedSubscriptionAvailable: false, topicAliasMaximum: 10, maximumPacketSize: 1048576, receiveMaximum: 100 } }
+  t.same(encodeBrokerWrite(aedes, 5), Buffer.from([0x20, 16, 0, 0, 13, 0x2a, 0, 0x22, 0, 10, 0x27, 0, 0x10, 0, 0, 0x21, 0, 100]), 'the CONNACK aedes writes under culex\'s defaults')
+  t.same(written(aedes, 5).bytes, encodeBrokerWrite(aedes, 5), 'as mqtt-packet writes it')
+  t.same(encodeBrokerWrite({ cmd: 'connack', sessionPresent: true, returnCode: 0 }, 4), Buffer.from([0x20, 2, 1, 0]), 'a 3.1.1 CONNACK with Session Present')
+  t.same(encodeBrokerWrite({ cmd: 'connack', sessionPresent: false, reasonCode: 0x87, properties: { undefinedOne: undefined } }, 5), written({ cmd: 'connack', sessionPresent: false, reasonCode: 0x87, properties: { undefinedOne: undefined } }, 5).bytes, 'a property left undefined is skipped, as mqtt-packet skips it')
+})
+
+t.test('a CONNACK left to mqtt-packet: User Properties, Authentication Data, values it refuses or writes oddly', async (t) => {
+  const base = { cmd: 'connack', sessionPresent: false, reasonCode: 0 }
+  t.equal(encodeBrokerWrite({ ...base, properties: { userProperties: { k: 'v' } } }, 5), undefined, 'User Properties')
+  t.equal(encodeBrokerWrite({ ...base, properties: { authenticationData: Buffer.from('x') } }, 5), undefined, 'Authentication Data')
+  t.equal(encodeBrokerWrite({ ...base, properties: { topicAlias: 3 } }, 5), undefined, 'a property a CONNACK does not carry')
+  t.equal(encodeBrokerWrite({ ...base, properties: { receiveMaximum: 70000 } }, 5), undefined, 'a two-byte value out of range')
+  t.equal(encodeBrokerWrite({ ...base, properties: { maximumQoS: 1.5 } }, 5), undefined, 'a byte value that is not an integer')
+  t.equal(encodeBrokerWrite({ ...base, properties: { retainAvailable: 1 } }, 5), undefined, 'a boolean property given as a number')
+  t.equal(encodeBrokerWrite({ ...base, properties: { reasonString: null } }, 5), undefined, 'a null value')
+  t.equal(encodeBrokerWrite({ ...base, properties: { reasonString: 'x'.repeat(70000) } }, 5), undefined, 'a string longer than a two-byte length')
+  t.equal(encodeBrokerWrite({ ...base, properties: [] }, 5), undefined, 'properties that are not a plain object')
+  t.equal(encodeBrokerWrite({ ...base, reasonCode: 256 }, 5), undefined, 'a code that is not a byte')
+  t.equal(encodeBrokerWrite({ ...base, reasonCode: undefined, returnCode: 0 }, 5), undefined, 'an MQTT 5 CONNACK without a Reason Code')
+  t.equal(encodeBrokerWrite({ cmd: 'connack', sessionPresent: 1, returnCode: 0 }, 4), undefined, 'Session Present that is not a boolean')
 })
