@@ -138,13 +138,23 @@ export function queueSink (host: FastPathHost, acknowledge: QueueAck): QueueSink
   host.sinkPhase = 'none'
   if (host.isClosed || !host.client.connecting || host.client.clean || !host.resumesSession) return undefined
   const sent: QueueSent = host.queueSent ??= { ids: new Set(), acknowledge }
+  // encoded as they are checked, then through the outbound steps and into the write path at once (`end`)
+  const frames: Frame[] = []
+  let firstAt = 0
   return {
-    room: () => host.isClosed ? 0 : room(host),
+    room: () => host.isClosed ? 0 : room(host) - frames.length,
     nextPacketId: () => allocatePacketId(host.client),
     send: (packet) => {
-      const ok = sendQueued(host, packet as unknown as AedesPublishPacket)
-      if (ok) sent.ids.add(packet.messageId as number)
-      return ok
+      const now = Date.now()
+      const frame = checkQueued(host, packet as unknown as AedesPublishPacket, now)
+      if (frame === undefined) return false
+      if (frames.length === 0) firstAt = now
+      frames.push(frame)
+      sent.ids.add(packet.messageId as number)
+      return true
+    },
+    end: () => {
+      if (frames.length > 0) sendOwnPublishes(host, frames.splice(0), firstAt)
     }
   }
 }
@@ -168,10 +178,10 @@ export function ackQueued (host: FastPathHost, packetId: number): boolean {
  * One queued message, with the steps of aedes' emptyQueue: the remaining
  * Message Expiry Interval [MQTT-3.3.2-6]; authorizeForward (culex's
  * delivery corrections, ACL, DUP); not sent once expired [MQTT-3.3.2-5];
- * then the outbound steps every PUBLISH takes.
+ * encoded. undefined: not sent. The sink's `end` then takes the frames
+ * through the outbound steps every PUBLISH takes.
  */
-export function sendQueued (host: FastPathHost, packet: AedesPublishPacket): boolean {
-  const now = Date.now()
+export function checkQueued (host: FastPathHost, packet: AedesPublishPacket, now: number): Frame | undefined {
   if (packet.messageExpiry !== undefined && packet.messageExpiry > now) {
     packet.properties = { ...packet.properties, messageExpiryInterval: expiryIntervalLeft(packet.messageExpiry, now) }
   }
@@ -183,11 +193,10 @@ export function sendQueued (host: FastPathHost, packet: AedesPublishPacket): boo
   } finally {
     host.sinkPhase = phase
   }
-  if (authorized === null || authorized === undefined) return false
-  if (packet.messageExpiry !== undefined && packet.messageExpiry <= Date.now()) return false
+  if (authorized === null || authorized === undefined) return undefined
+  if (packet.messageExpiry !== undefined && packet.messageExpiry <= Date.now()) return undefined
   // aedes writes the packet it asked about, corrected in place
-  sendOwnPublishes(host, [frameOf(encodePublish(packet as unknown as IPublishPacket, host.version ?? 4))], now)
-  return true
+  return frameOf(encodePublish(packet as unknown as IPublishPacket, host.version ?? 4))
 }
 
 // QoS 0 encoded once
