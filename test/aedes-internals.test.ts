@@ -186,6 +186,16 @@ t.test('the listeners matching a topic are remembered until a listener comes or 
   t.equal(seen.at(-1), 'two a/b')
 })
 
+t.test('aedes\' PUBACK handler only clears the message from the store and emits \'ack\' (the gateway clears a queue sink\'s message itself: flows/fast-paths.ts ackQueued)', async (t) => {
+  const source = readFileSync(require.resolve('aedes').replace(/aedes\.js$/, 'lib/handlers/puback.js'), 'utf8')
+  const body = source.replace(/\s+/g, ' ')
+  t.match(body, "persistence.outgoingClearMessageId(client, packet) .then((packet) => emitAck(null, packet), emitAck)", 'the store\'s clear')
+  t.match(body, "client.broker.emit('ack', origPacket, client) done(err)", 'then the \'ack\' event, and nothing else')
+  t.equal((source.match(/client\./g) ?? []).length, 2, 'no other use of the client')
+  const clientSource = readFileSync(require.resolve('aedes').replace(/aedes\.js$/, 'lib/client.js'), 'utf8')
+  t.notMatch(clientSource, /puback/i, 'aedes\' client keeps no state of its own for outgoing QoS 1 flows')
+})
+
 t.test('a remembered stable count is forgotten only by a listener whose filter may match its topic (liveSubscriptions stableCount)', async (t) => {
   const { liveSubscriptions } = await import('../lib/aedes-internals.js')
   const mqemitterPath = createRequire(require.resolve('aedes')).resolve('mqemitter')
