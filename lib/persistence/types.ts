@@ -232,8 +232,6 @@ export interface QueueSink {
   nextPacketId (): number
   /** false: not sent, and the store drops it from the queue, as aedes would */
   send (packet: StoredPacket): boolean
-  /** the messages sent since the sink was made go to the client now, together (called once, after the last send) */
-  end (): void
 }
 
 /**

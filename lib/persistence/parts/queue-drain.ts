@@ -101,7 +101,6 @@ export class QueueDrain {
         index.deleteKeys(cid, entry)?.catch(() => {})
       }
     }
-    sink.end()
     if (expired > 0) index.drops.report(cid, 'expired', expired)
     return i
   }

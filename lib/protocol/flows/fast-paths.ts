@@ -138,23 +138,13 @@ export function queueSink (host: FastPathHost, acknowledge: QueueAck): QueueSink
   host.sinkPhase = 'none'
   if (host.isClosed || !host.client.connecting || host.client.clean || !host.resumesSession) return undefined
   const sent: QueueSent = host.queueSent ??= { ids: new Set(), acknowledge }
-  // encoded as they are checked, then through the outbound steps and into the write path at once (`end`)
-  const frames: Frame[] = []
-  let firstAt = 0
   return {
-    room: () => host.isClosed ? 0 : room(host) - frames.length,
+    room: () => host.isClosed ? 0 : room(host),
     nextPacketId: () => allocatePacketId(host.client),
     send: (packet) => {
-      const now = Date.now()
-      const frame = checkQueued(host, packet as unknown as AedesPublishPacket, now)
-      if (frame === undefined) return false
-      if (frames.length === 0) firstAt = now
-      frames.push(frame)
-      sent.ids.add(packet.messageId as number)
-      return true
-    },
-    end: () => {
-      if (frames.length > 0) sendOwnPublishes(host, frames.splice(0), firstAt)
+      const ok = sendQueued(host, packet as unknown as AedesPublishPacket)
+      if (ok) sent.ids.add(packet.messageId as number)
+      return ok
     }
   }
 }
@@ -178,10 +168,10 @@ export function ackQueued (host: FastPathHost, packetId: number): boolean {
  * One queued message, with the steps of aedes' emptyQueue: the remaining
  * Message Expiry Interval [MQTT-3.3.2-6]; authorizeForward (culex's
  * delivery corrections, ACL, DUP); not sent once expired [MQTT-3.3.2-5];
- * encoded. undefined: not sent. The sink's `end` then takes the frames
- * through the outbound steps every PUBLISH takes.
+ * then the outbound steps every PUBLISH takes.
  */
-export function checkQueued (host: FastPathHost, packet: AedesPublishPacket, now: number): Frame | undefined {
+export function sendQueued (host: FastPathHost, packet: AedesPublishPacket): boolean {
+  const now = Date.now()
   if (packet.messageExpiry !== undefined && packet.messageExpiry > now) {
     packet.properties = { ...packet.properties, messageExpiryInterval: expiryIntervalLeft(packet.messageExpiry, now) }
   }
@@ -193,10 +183,11 @@ export function checkQueued (host: FastPathHost, packet: AedesPublishPacket, now
   } finally {
     host.sinkPhase = phase
   }
-  if (authorized === null || authorized === undefined) return undefined
-  if (packet.messageExpiry !== undefined && packet.messageExpiry <= Date.now()) return undefined
+  if (authorized === null || authorized === undefined) return false
+  if (packet.messageExpiry !== undefined && packet.messageExpiry <= Date.now()) return false
   // aedes writes the packet it asked about, corrected in place
-  return frameOf(encodePublish(packet as unknown as IPublishPacket, host.version ?? 4))
+  sendOwnPublishes(host, [frameOf(encodePublish(packet as unknown as IPublishPacket, host.version ?? 4))], now)
+  return true
 }
 
 // QoS 0 encoded once

@@ -5,7 +5,7 @@
  * with properties mqtt-packet encodes it. Used where culex sends a message
  * without aedes: QoS 0 encoded once for all subscribers (encode-once.ts),
  * shared QoS 1 deliveries and a resumed session's queue
- * (lib/protocol/flows/fast-paths.ts `sendShared`, `checkQueued`).
+ * (lib/protocol/flows/fast-paths.ts `sendShared`, `sendQueued`).
  */
 import mqtt from 'mqtt-packet'
 import type { IPublishPacket } from 'mqtt-packet'

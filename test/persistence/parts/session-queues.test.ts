@@ -105,7 +105,7 @@ t.test('the sink takes the QoS 1 head while the window has room; the stream give
   for (const topic of ['s1', 's2', 's3']) await queues.enqueue([{ clientId: 'k', qos: 1 }], publish(topic, 1))
   const sent: StoredPacket[] = []
   let nextId = 100
-  queues.setSink(() => ({ room: () => 2 - sent.length, nextPacketId: () => nextId++, send: (p) => { sent.push(p); return true }, end: () => {} }))
+  queues.setSink(() => ({ room: () => 2 - sent.length, nextPacketId: () => nextId++, send: (p) => { sent.push(p); return true } }))
   const rest = await collect(queues.stream({ id: 'k' }))
   t.strictSame(sent.map((p) => [p.topic, p.messageId]), [['s1', 100], ['s2', 101]])
   t.strictSame(rest.map((p) => p.topic), ['s3'])
