@@ -78,6 +78,38 @@ interface Matcher {
   add: (...args: unknown[]) => unknown
   remove: (...args: unknown[]) => unknown
   clear: (...args: unknown[]) => unknown
+  /** qlobber's options, as mqemitter set them */
+  _separator?: unknown
+  _wildcard_one?: unknown
+  _wildcard_some?: unknown
+}
+
+/**
+ * The remembered counts a listener for `filter` coming or going can change:
+ * a filter whose first level is a word matches only topics whose first
+ * level is that word, so the counts of other topics stay (a resumed
+ * session's subscription to `a/b` keeps the count of a `$SYS/...` topic).
+ * Without qlobber's separator and wildcards, or for a filter starting with a
+ * wildcard, every count is forgotten.
+ */
+function forgetStable (stable: Map<string, number>, m: Matcher, filter: unknown): void {
+  const separator = m._separator
+  if (typeof filter !== 'string' || typeof separator !== 'string' || separator.length === 0 ||
+    typeof m._wildcard_one !== 'string' || typeof m._wildcard_some !== 'string') {
+    stable.clear()
+    return
+  }
+  const first = firstLevel(filter, separator)
+  if (first === m._wildcard_one || first === m._wildcard_some) {
+    stable.clear()
+    return
+  }
+  for (const topic of stable.keys()) if (firstLevel(topic, separator) === first) stable.delete(topic)
+}
+
+function firstLevel (topic: string, separator: string): string {
+  const end = topic.indexOf(separator)
+  return end < 0 ? topic : topic.slice(0, end)
 }
 
 /** The live subscriptions (mqemitter listeners) of a broker, as the gateway asks about them. */
@@ -90,7 +122,7 @@ export interface LiveSubscriptions {
    * being acknowledged was just published); otherwise undefined.
    */
   known (topic: string): number | undefined
-  /** count(topic), remembered for each topic asked until a listener comes or goes (for a few fixed topics) */
+  /** count(topic), remembered for each topic asked until a listener that may match it comes or goes (for a few fixed topics) */
   stableCount (topic: string): number
 }
 
@@ -152,14 +184,15 @@ export function liveSubscriptions (broker: Aedes): LiveSubscriptions {
     lastCount = matches.length
     return matches
   }
-  const forget = (): void => {
+  // mqemitter's add(topic, listener) and remove(topic[, listener]): the filter comes first
+  const forget = (filter: unknown): void => {
     lastTopic = undefined
-    if (stable.size > 0) stable.clear()
+    if (stable.size > 0) forgetStable(stable, m, filter)
     if (known.size > 0) known.clear()
   }
-  m.add = function addForgetting (...args) { forget(); return add.apply(this, args) }
-  m.remove = function removeForgetting (...args) { forget(); return remove.apply(this, args) }
-  m.clear = function clearForgetting (...args) { forget(); return clear.apply(this, args) }
+  m.add = function addForgetting (...args) { forget(args[0]); return add.apply(this, args) }
+  m.remove = function removeForgetting (...args) { forget(args[0]); return remove.apply(this, args) }
+  m.clear = function clearForgetting (...args) { forget(undefined); return clear.apply(this, args) }
   const live: LiveSubscriptions = {
     count: (topic) => lastTopic === topic ? lastCount : m.match(topic).length,
     known: (topic) => lastTopic === topic ? lastCount : undefined,

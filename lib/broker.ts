@@ -172,7 +172,7 @@ export async function createBroker (options: BrokerOptions = {}): Promise<CulexB
   wireGatewayEvents(aedes, ctx)
   wireCluster(aedes, ctx)
   // a resumed session's queue goes to its gateway in one go (persistence QueueSink)
-  if (isCulexStore(store)) store.setQueueSink((client) => ctx.gatewayOf(client as unknown as { conn: unknown })?.queueSink())
+  if (isCulexStore(store)) store.setQueueSink((client, acknowledge) => ctx.gatewayOf(client as unknown as { conn: unknown })?.queueSink(acknowledge))
   // a SUBSCRIBE's retained messages go out through the client's gateway (lib/protocol/flows/retained-out.ts)
   claimRetainedAtSubscribe(aedes, (client, subscriptions, lookup) => ctx.gatewayOf(client)?.claimRetained(subscriptions, lookup) ?? false)
 

@@ -230,6 +230,58 @@ t.test('the listeners matching a topic are remembered until a listener comes or 
   t.equal(seen.at(-1), 'two a/b')
 })
 
+t.test('aedes\' PUBACK handler only clears the message from the store and emits \'ack\' (the gateway clears a queue sink\'s message itself: flows/fast-paths.ts ackQueued)', async (t) => {
+  const source = readFileSync(require.resolve('aedes').replace(/aedes\.js$/, 'lib/handlers/puback.js'), 'utf8')
+  const body = source.replace(/\s+/g, ' ')
+  t.match(body, "persistence.outgoingClearMessageId(client, packet) .then((packet) => emitAck(null, packet), emitAck)", 'the store\'s clear')
+  t.match(body, "client.broker.emit('ack', origPacket, client) done(err)", 'then the \'ack\' event, and nothing else')
+  t.equal((source.match(/client\./g) ?? []).length, 2, 'no other use of the client')
+  const clientSource = readFileSync(require.resolve('aedes').replace(/aedes\.js$/, 'lib/client.js'), 'utf8')
+  t.notMatch(clientSource, /puback/i, 'aedes\' client keeps no state of its own for outgoing QoS 1 flows')
+})
+
+t.test('a remembered stable count is forgotten only by a listener whose filter may match its topic (liveSubscriptions stableCount)', async (t) => {
+  const { liveSubscriptions } = await import('../lib/aedes-internals.js')
+  const mqemitterPath = createRequire(require.resolve('aedes')).resolve('mqemitter')
+  const mqemitterSource = readFileSync(mqemitterPath, 'utf8')
+  t.match(mqemitterSource, 'this._matcher.add(topic, notify)', 'mqemitter adds a listener with its filter first')
+  t.match(mqemitterSource, 'that._matcher.remove(topic, notify)', 'and removes it so')
+  const broker = await Aedes.createBroker()
+  t.teardown(() => new Promise<void>((resolve) => broker.close(() => resolve())))
+  const matcher = (broker as unknown as { mq: { _matcher: Record<string, unknown> } }).mq._matcher
+  t.same([matcher._separator, matcher._wildcard_one, matcher._wildcard_some], ['/', '+', '#'], 'qlobber keeps mqemitter\'s separator and wildcards')
+  const live = liveSubscriptions(broker)
+  let matched = 0
+  const match = matcher.match as (...args: unknown[]) => unknown[]
+  matcher.match = function counted (...args: unknown[]) { matched++; return match.apply(this, args) }
+  const deliver = (_p: unknown, cb: () => void): void => cb()
+  const subscribe = (filter: string): Promise<void> => new Promise<void>((resolve) => broker.subscribe(filter, deliver, () => resolve()))
+  const unsubscribe = (filter: string): Promise<void> => new Promise<void>((resolve) => broker.unsubscribe(filter, deliver, () => resolve()))
+  t.equal(live.stableCount('$SYS/x/other'), 0)
+  t.equal(live.stableCount('a/b'), 0)
+  t.equal(matched, 2)
+  await subscribe('drain/1')
+  t.equal(live.stableCount('$SYS/x/other'), 0, 'another first level: still remembered')
+  t.equal(live.stableCount('a/b'), 0)
+  t.equal(matched, 2, 'neither matched again')
+  await subscribe('a/+')
+  t.equal(live.stableCount('a/b'), 1, 'the same first level: counted again')
+  t.equal(live.stableCount('$SYS/x/other'), 0)
+  t.equal(matched, 3)
+  await subscribe('$SYS/+/other')
+  t.equal(live.stableCount('$SYS/x/other'), 1)
+  await unsubscribe('$SYS/+/other')
+  t.equal(live.stableCount('$SYS/x/other'), 0, 'a listener gone from that level: counted again')
+  t.equal(matched, 5)
+  await subscribe('#')
+  t.equal(live.stableCount('a/b'), 2, 'a filter starting with a wildcard forgets every count')
+  live.stableCount('$SYS/x/other')
+  t.equal(matched, 7, 'both matched again')
+  await unsubscribe('drain/1')
+  t.equal(live.stableCount('a/b'), 2)
+  t.equal(matched, 7)
+})
+
 t.test('a live QoS 0 message taken by the gateway skips aedes\' deliverQoS0, which only asks authorizeForward, drops No Local copies and calls back after a setImmediate, what its callbacks take in the same run (routeQoS0Delivery takeLive)', async (t) => {
   const { handleStream, routeQoS0Delivery, AliasTable } = await import('../lib/aedes-internals.js')
   const clientSource = readFileSync(require.resolve('aedes').replace(/aedes\.js$/, 'lib/client.js'), 'utf8')

@@ -234,8 +234,16 @@ export interface QueueSink {
   send (packet: StoredPacket): boolean
 }
 
+/**
+ * A client's PUBACK for a QoS 1 message a sink sent, taken by the store
+ * itself: the message is cleared as `outgoingClearMessageId` clears it, with
+ * no promise and no packet made for aedes' 'ack' event. false: the store
+ * holds no such message (or is closed); aedes' path then clears it.
+ */
+export type QueueAck = (messageId: number) => boolean
+
 /** The sink for a client's queue, asked each time aedes streams it; undefined = aedes' path. */
-export type QueueSinkFactory = (client: ClientRef) => QueueSink | undefined
+export type QueueSinkFactory = (client: ClientRef, acknowledge: QueueAck) => QueueSink | undefined
 
 /**
  * A store whose sessions live in a cluster's Redis (redis.ts): a node loads

@@ -33,7 +33,7 @@ import { OutboundAliases } from './outbound/topic-alias.js'
 import { ReasonCode, describeReasonCode } from './reason-codes.js'
 import type { Authenticators } from './auth.js'
 import { compactClientListeners, hardenClient, handleStream, pacePackets, injectPacket, wheelKeepAlive, AliasTable, type PacketPacer } from '../aedes-internals.js'
-import type { QueueSink } from '../persistence/types.js'
+import type { QueueAck, QueueSink } from '../persistence/types.js'
 import { BrokerSide, type BrokerSideOwner } from './broker-side.js'
 import type { BrokerObserver } from '../observer.js'
 import type { DirectSend, MemberLink, SharedDelivery, SharedSubscriptions } from '../shared/dispatcher.js'
@@ -46,7 +46,7 @@ import { subscribesPending, type SubscribeState } from './flows/subscribe.js'
 import { classifyBrokerError, sendFinal } from './flows/disconnect.js'
 import { onPublished as publishedAck, onPublishFailed, type AckFlow, type InboundFlow } from './flows/acks.js'
 import { fitBuf, shedHeld } from './flows/publish-out.js'
-import { armQueueSink, disarmQueueSink, isRepeat, mayTakeEncoded, publishShared, queueSink, room, sealEncoded, sendEncoded, qos0Batch, sendShared, type EncodeOnceState, type FastPathHost, type SinkPhase } from './flows/fast-paths.js'
+import { ackQueued, armQueueSink, disarmQueueSink, isRepeat, mayTakeEncoded, publishShared, queueSink, room, sealEncoded, sendEncoded, qos0Batch, sendShared, type EncodeOnceState, type FastPathHost, type QueueSent, type SinkPhase } from './flows/fast-paths.js'
 import type { QoS0Batch } from './outbound/qos0-batch.js'
 import { endHold, flushAll, progress, resumeBroker, startGathering, startResumedDrain, write, type OutboundMode, type Pressure } from './flows/client-writer.js'
 import { fromBroker, type OutboundHost } from './flows/outbound.js'
@@ -184,6 +184,7 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Flo
   stallTimer: NodeJS.Timeout | undefined
   // the fast paths (flows/fast-paths.ts)
   sinkPhase: SinkPhase = 'none'
+  queueSent: QueueSent | undefined
   encodeOnce: EncodeOnceState | undefined
   /** when aedes wrote the chunks being processed */
   writtenAt = 0
@@ -308,7 +309,8 @@ export class Connection implements MemberLink, PacketPacer, BrokerSideOwner, Flo
   /** aedes could not publish the client's QoS 1 message `packetId` (a refused store write): MQTT 5 gets its PUBACK with `reasonCode`; false: not answered (flows/acks.ts). */
   publishFailed (packetId: number, reasonCode: number, reason: string): boolean { return onPublishFailed(this, packetId, reasonCode, reason) }
   /** A resumed session's queue, taken from the store directly (flows/fast-paths.ts); offered once. */
-  queueSink (): QueueSink | undefined { return queueSink(this) }
+  queueSink (acknowledge: QueueAck): QueueSink | undefined { return queueSink(this, acknowledge) }
+  ackQueued (packetId: number): boolean { return ackQueued(this, packetId) }
   /** A QoS 0 message encoded once for all its subscribers (flows/fast-paths.ts); false: aedes delivers it. */
   sendEncoded (frame: Frame): boolean { return sendEncoded(this, frame) }
   /**

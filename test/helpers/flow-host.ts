@@ -13,7 +13,7 @@ import type { OutboundAliases } from '../../lib/protocol/outbound/topic-alias.js
 import { PacketIdTable } from '../../lib/protocol/packet-id-table.js'
 import type { AckFlow, InboundFlow } from '../../lib/protocol/flows/acks.js'
 import type { PublishInHost } from '../../lib/protocol/flows/publish-in.js'
-import type { EncodeOnceState, FastPathHost, SinkPhase } from '../../lib/protocol/flows/fast-paths.js'
+import { ackQueued, type EncodeOnceState, type FastPathHost, type QueueSent, type SinkPhase } from '../../lib/protocol/flows/fast-paths.js'
 import { AliasTable } from '../../lib/aedes-internals.js'
 import type { RetainedOrder } from '../../lib/protocol/inbound/retained-order.js'
 import type { OutboundMode, Pressure } from '../../lib/protocol/flows/client-writer.js'
@@ -68,7 +68,10 @@ export class StubHost implements PublishInHost, FastPathHost {
     },
     shared: undefined as { onAck: (client: { id: string }, id: number, code: number) => void } | undefined,
     hasSubscribers: (topic: string) => this.subscribers(topic),
-    broker: { authorizeForward: (_client: Client, packet: AedesPublishPacket) => this.forward(packet) },
+    broker: {
+      authorizeForward: (_client: Client, packet: AedesPublishPacket) => this.forward(packet),
+      listenerCount: (event: string) => event === 'ack' ? this.ackListeners : 0
+    },
     hasIncoming: async (_clientId: string, id: number) => this.incoming(id)
   }
 
@@ -112,11 +115,15 @@ export class StubHost implements PublishInHost, FastPathHost {
   readonly side = { writableLength: 0 }
   sharedUnseen = 0
   sinkPhase: SinkPhase = 'none'
+  queueSent: QueueSent | undefined
+  /** listeners of aedes' 'ack' event */
+  ackListeners = 0
   encodeOnce: EncodeOnceState | undefined
   readable = new Set<string>()
   /** aedes' authorizeForward: the packet, corrected, or null when refused */
   forward: (packet: AedesPublishPacket) => AedesPublishPacket | null = packet => packet
   mayReceive (topic: string): boolean { return !this.denied.has(topic) }
+  ackQueued (packetId: number): boolean { return ackQueued(this, packetId) }
   awaitingSuback (): boolean { return this.subacksAwaited }
   takePublish (): boolean { return this.rateLeft-- > 0 }
   mayPublish (topic: string): boolean { return !this.denied.has(topic) }

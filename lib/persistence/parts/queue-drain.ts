@@ -27,11 +27,24 @@ export class QueueDrain {
     return this.#resent.delete(clientId + '\u0000' + brokerId + '\u0000' + String(brokerCounter))
   }
 
+  /** A QoS 1 message the sink sent, acknowledged (see QueueAck). */
+  acknowledge (cid: string, messageId: number): boolean {
+    const index = this.index
+    const q = index.queues.get(cid)
+    if (q === undefined || index.io.closed) return false
+    const entry = q.entries.find((e) => e.messageId === messageId)
+    if (entry === undefined || entry.qos !== 1 || entry.pubrel !== undefined) return false
+    index.remove(cid, q, entry, false)
+    // as the store's clear: the keys go with a later batch (session-queues.ts)
+    index.deleteKeysLater(cid, entry)
+    return true
+  }
+
   stream (client: ClientRef): Readable {
     const cid = client.id
     const q = this.index.queues.get(cid)
     // asked even for an empty queue: a sink is offered for one stream only
-    const sink = this.sink?.(client)
+    const sink = this.sink?.(client, (messageId) => this.acknowledge(cid, messageId))
     let snapshot = q === undefined || this.index.io.closed ? [] : q.entries.slice()
     if (sink !== undefined && q !== undefined && snapshot.length > 0) snapshot = snapshot.slice(this.#sendToSink(cid, q, snapshot, sink))
     // aedes streams the queue on every CONNECT; most are empty, or were all taken by the sink:

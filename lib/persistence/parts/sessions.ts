@@ -51,6 +51,8 @@ export class MemorySessions implements SessionRecords {
     if (current !== undefined && this.#onDisk.has(clientId) && sameRecord(current, record)) return undefined
     this.#sessions.set(clientId, record)
     this.#onDisk.delete(clientId)
+    // the memory store keeps no durable copy: a record encoded for it would be thrown away
+    if (!this.io.durable) return undefined
     const written = this.io.put(KEY.session(clientId), encodeRecord(record))
     // a failed write leaves the record unconfirmed: the next put writes it again
     written?.then(() => { if (this.#sessions.get(clientId) === record) this.#onDisk.add(clientId) }, () => {})

@@ -55,6 +55,8 @@ export interface AcksHost extends PublishOutHost {
   /** inbound QoS 1 and 2 packet ids not yet completed (spec 4.9) */
   readonly inflightIn: PacketIdTable<InboundFlow>
   ackFlow: AckFlow | undefined
+  /** a PUBACK for a message of the resumed session's queue, cleared by the gateway (flows/fast-paths.ts `ackQueued`): aedes has nothing left to do */
+  ackQueued (packetId: number): boolean
   /** [MQTT-3.1.2-29] the client allows a Reason String */
   readonly requestProblemInformation: boolean
 }
@@ -75,7 +77,8 @@ export function onClientPuback (host: AcksHost, frame: Frame): Verdict {
   if (frame.type !== PacketType.PUBACK) return PASS
   host.ctx.shared?.onAck(host.client, id, host.version === 5 ? ackReasonCode(frame) : 0, ackProperties(host, frame))
   // a shared delivery culex sent itself: aedes has no flow to complete
-  return host.direct?.delete(id) === true ? DROP : PASS
+  if (host.direct?.delete(id) === true) return DROP
+  return host.ackQueued(id) ? DROP : PASS
 }
 
 /** PUBREC: a failed one completes the flow (spec 4.3.3); an unknown id gets PUBREL 0x92 (spec 3.6.2.1). */

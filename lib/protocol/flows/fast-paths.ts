@@ -14,7 +14,7 @@
 import type { AedesPublishPacket, Client } from 'aedes'
 import type { IPublishPacket } from 'mqtt-packet'
 import { allocatePacketId } from '../../aedes-internals.js'
-import type { QueueSink } from '../../persistence/types.js'
+import type { QueueAck, QueueSink } from '../../persistence/types.js'
 import type { DirectSend, SharedDelivery } from '../../shared/dispatcher.js'
 import { expiryIntervalLeft, forwardCorrections } from '../delivery.js'
 import { frameOf, type Frame } from '../frame.js'
@@ -30,6 +30,12 @@ import { sendOwnPublishes, sendOwnQoS0, type PublishOutHost } from './publish-ou
  * behind the queue.
  */
 export type SinkPhase = 'none' | 'armed' | 'sending'
+
+/** What a resumed session's queue sink sent (`queueSink`), for its PUBACKs (`ackQueued`). */
+export interface QueueSent {
+  readonly ids: Set<number>
+  readonly acknowledge: QueueAck
+}
 
 /** Encode-once state of a connection, made on the first live message offered to it. */
 export class EncodeOnceState {
@@ -48,11 +54,16 @@ export interface FastPathHost extends PublishOutHost {
   /** aedes' side of the stream: bytes it wrote that the gateway has not taken */
   readonly side: { readonly writableLength: number }
   readonly ctx: PublishOutHost['ctx'] & {
-    readonly broker: { authorizeForward: (client: Client, packet: AedesPublishPacket) => AedesPublishPacket | null | undefined | void }
+    readonly broker: {
+      authorizeForward: (client: Client, packet: AedesPublishPacket) => AedesPublishPacket | null | undefined | void
+      listenerCount: (event: string) => number
+    }
   }
   /** shared deliveries handed to aedes and not yet written */
   sharedUnseen: number
   sinkPhase: SinkPhase
+  /** QoS 1 messages the queue sink sent, by packet id, and the store's way to clear them at their PUBACK */
+  queueSent: QueueSent | undefined
   encodeOnce: EncodeOnceState | undefined
   /** the ACL's read right */
   mayReceive (topic: string): boolean
@@ -122,15 +133,35 @@ export function disarmQueueSink (host: FastPathHost): void {
  * CONNACK, and only for a session resumed as it was (aedes drops the queue
  * of a Clean Start or of a session that ends with the connection).
  */
-export function queueSink (host: FastPathHost): QueueSink | undefined {
+export function queueSink (host: FastPathHost, acknowledge: QueueAck): QueueSink | undefined {
   if (host.sinkPhase !== 'armed') return undefined
   host.sinkPhase = 'none'
   if (host.isClosed || !host.client.connecting || host.client.clean || !host.resumesSession) return undefined
+  const sent: QueueSent = host.queueSent ??= { ids: new Set(), acknowledge }
   return {
     room: () => host.isClosed ? 0 : room(host),
     nextPacketId: () => allocatePacketId(host.client),
-    send: (packet) => sendQueued(host, packet as unknown as AedesPublishPacket)
+    send: (packet) => {
+      const ok = sendQueued(host, packet as unknown as AedesPublishPacket)
+      if (ok) sent.ids.add(packet.messageId as number)
+      return ok
+    }
   }
+}
+
+/**
+ * The PUBACK of a message the queue sink sent: aedes' handlePuback would
+ * only clear it from the store (through a promise per message) and emit
+ * 'ack' with it; the store clears it here instead (the gateway takes this
+ * step over: README "What culex takes over from aedes"). With an 'ack'
+ * listener, or a message the store no longer holds, aedes' path runs
+ * (false).
+ */
+export function ackQueued (host: FastPathHost, packetId: number): boolean {
+  const sent = host.queueSent
+  if (sent === undefined || !sent.ids.delete(packetId)) return false
+  if (host.ctx.broker.listenerCount('ack') > 0) return false
+  return sent.acknowledge(packetId)
 }
 
 /**

@@ -3,9 +3,11 @@
 import t from 'tap'
 import type { AedesPublishPacket } from 'aedes'
 import type { IPublishPacket } from 'mqtt-packet'
-import { armQueueSink, disarmQueueSink, isRepeat, publishShared, queueSink, room, sealEncoded, sendEncoded, sendShared } from '../../../lib/protocol/flows/fast-paths.js'
+import { ackQueued, armQueueSink, disarmQueueSink, isRepeat, publishShared, queueSink, room, sealEncoded, sendEncoded, sendShared } from '../../../lib/protocol/flows/fast-paths.js'
 import type { SharedDelivery } from '../../../lib/shared/dispatcher.js'
 import { StubHost, publishFrame } from '../../helpers/flow-host.js'
+
+const noAck = (): boolean => false
 
 const delivery = (over: Partial<SharedDelivery> = {}): SharedDelivery => ({ cmd: 'publish', topic: 'g/t', payload: Buffer.from('m'), qos: 1, retain: false, dup: false, ...over } as SharedDelivery)
 
@@ -48,17 +50,17 @@ t.test('the queue sink is offered once, to a resumed session, until ready', asyn
   const host = new StubHost()
   host.stubClient.clean = false
   host.stubClient.connecting = true
-  t.equal(queueSink(host), undefined, 'not armed')
+  t.equal(queueSink(host, noAck), undefined, 'not armed')
   armQueueSink(host)
-  const sink = queueSink(host)
+  const sink = queueSink(host, noAck)
   t.ok(sink)
-  t.equal(queueSink(host), undefined, 'offered once')
+  t.equal(queueSink(host, noAck), undefined, 'offered once')
   armQueueSink(host)
   disarmQueueSink(host)
-  t.equal(queueSink(host), undefined, 'ready (or closed) ends the offer')
+  t.equal(queueSink(host, noAck), undefined, 'ready (or closed) ends the offer')
   host.resumesSession = false
   armQueueSink(host)
-  t.equal(queueSink(host), undefined, 'a Clean Start has no queue')
+  t.equal(queueSink(host, noAck), undefined, 'a Clean Start has no queue')
 })
 
 t.test('[MQTT-3.3.2-6] a queued message: authorized, its expiry reduced, sent; refused ones are not', async (t) => {
@@ -66,7 +68,7 @@ t.test('[MQTT-3.3.2-6] a queued message: authorized, its expiry reduced, sent; r
   host.stubClient.clean = false
   host.stubClient.connecting = true
   armQueueSink(host)
-  const sink = queueSink(host)
+  const sink = queueSink(host, noAck)
   if (sink === undefined) return t.fail('no sink')
   let encodedDuring: boolean | undefined
   host.forward = (packet) => {
@@ -81,6 +83,31 @@ t.test('[MQTT-3.3.2-6] a queued message: authorized, its expiry reduced, sent; r
   const got = (await host.received()) as IPublishPacket[]
   t.same(got.map(p => [p.topic, p.messageId, p.properties?.messageExpiryInterval]), [['q', 9, 5]])
   t.equal(sink.room(), 1)
+})
+
+t.test('the PUBACK of a message the sink sent is cleared by the store, once; aedes\' path otherwise', async (t) => {
+  const host = new StubHost()
+  host.stubClient.clean = false
+  host.stubClient.connecting = true
+  armQueueSink(host)
+  const cleared: number[] = []
+  const sink = queueSink(host, (id) => { cleared.push(id); return id !== 8 })
+  if (sink === undefined) return t.fail('no sink')
+  const queued = (messageId: number, topic = 'q'): never => ({ cmd: 'publish', topic, payload: Buffer.from('1'), qos: 1, retain: false, dup: false, messageId } as never)
+  host.forward = (packet) => packet.topic === 'no' ? null : packet
+  t.equal(sink.send(queued(7)), true)
+  t.equal(sink.send(queued(8)), true)
+  t.equal(sink.send(queued(9, 'no')), false)
+  t.equal(ackQueued(host, 5), false, 'an id the sink did not send: aedes\' path')
+  t.equal(ackQueued(host, 9), false, 'a message the sink did not send')
+  t.equal(ackQueued(host, 7), true, 'cleared by the store')
+  t.equal(ackQueued(host, 7), false, 'only once: a later PUBACK with that id is aedes\'')
+  t.equal(ackQueued(host, 8), false, 'the store no longer holds it: aedes\' path')
+  t.same(cleared, [7, 8])
+  host.ackListeners = 1
+  t.equal(sink.send(queued(10)), true)
+  t.equal(ackQueued(host, 10), false, 'an \'ack\' listener gets the packet from aedes\' path')
+  t.same(cleared, [7, 8])
 })
 
 t.test('QoS 0 encoded once: batched to the next setImmediate, behind aedes\' writes (sealEncoded)', async (t) => {
