@@ -12,9 +12,11 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { IClientOptions, IPublishPacket } from 'mqtt'
+import type mqtt from 'mqtt-packet'
 import type { ConfigInput } from '../../../lib/config/schema.js'
 import type { CulexServer } from '../../../lib/server.js'
-import { gone, startTestServer, tcpUrl } from '../../helpers/server.js'
+import { gone, startTestServer, tcpPort, tcpUrl } from '../../helpers/server.js'
+import { rawClient, rawSubscribe } from '../../helpers/raw5.js'
 import { collect, connectClient } from '../../helpers/mqtt.js'
 import { connectAck, inbox } from '../../helpers/level-broker.js'
 import { shareId } from '../../helpers/share.js'
@@ -74,6 +76,31 @@ for (const store of ['memory', 'level'] as const) {
     await client.endAsync()
     await left
     t.same(await resume(t, server, opts, topic), ['marker qos1 r0'], 'nothing acknowledged is sent again')
+  })
+
+  t.test(`[MQTT-4.4.0-1] [MQTT-3.3.1-13] ${store}: a retained QoS 1 message delivered live with RETAIN 1 (Retain As Published) and not acknowledged is sent again at resume with RETAIN 1 and DUP 1, then no more`, async (t) => {
+    const server = await startOn(t, store)
+    const id = shareId('rap-unacked')
+    const topic = `rap/${id}`
+    const raw = await rawClient(t, tcpPort(server), 5, { clientId: id, clean: false, properties: { sessionExpiryInterval: 300 } })
+    t.same(await rawSubscribe(raw, [{ topic, qos: 1, rap: true }]), [1])
+    const pub = await connectClient(t, tcpUrl(server))
+    await pub.publishAsync(topic, 'unacked', { qos: 1, retain: true })
+    const live = await raw.next('publish') as mqtt.IPublishPacket
+    t.equal(`${live.payload.toString()} qos${live.qos} r${live.retain ? 1 : 0}`, 'unacked qos1 r1', 'delivered live, RETAIN as published')
+    const left = gone(server, id)
+    raw.destroy()
+    await left
+    const opts: IClientOptions = { protocolVersion: 5, clientId: id, clean: false, properties: { sessionExpiryInterval: 300 } }
+    const { client, sessionPresent } = await connectAck(t, tcpUrl(server), { reconnectPeriod: 0, ...opts })
+    t.equal(sessionPresent, true)
+    const [again] = await inbox(client).wait(1)
+    t.equal(again === undefined ? '' : `${shown(again)} dup${again.dup ? 1 : 0}`, 'unacked qos1 r1 dup1', 'sent again with RETAIN 1 and DUP 1')
+    await sleep(200)
+    const gone2 = gone(server, id)
+    await client.endAsync()
+    await gone2
+    t.same(await resume(t, server, opts, topic), ['marker qos1 r0'], 'acknowledged then: not sent again')
   })
 
   const offline: Array<{ name: string, rule: string, opts: (id: string) => IClientOptions, rap: boolean, retain: 0 | 1 }> = [
