@@ -436,7 +436,11 @@ export function handleStream (broker: Aedes, stream: AedesStream, aliases: Alias
     throw new Error('aedes Client no longer has a _topicAliases Map: review lib/aedes-internals.ts')
   }
   c._topicAliases = aliases
-  if (typeof stream.writePacket === 'function') offerWritesToStreams()
+  if (typeof stream.writePacket === 'function') {
+    offerWritesToStreams()
+    // before any subscription (or routeQoS0Delivery) takes client.deliverQoS
+    keepRetainAsPublished(client)
+  }
   return client
 }
 
@@ -480,6 +484,70 @@ function replaceStreamExport (name: 'pipeline' | 'finished', original: Finished,
   syncBuiltinESMExports()
 }
 
+/** A message aedes hands `client.deliverQoS`. */
+interface QoSDelivery {
+  cmd?: string
+  qos: number
+  retain?: boolean
+  brokerId?: string | null
+  brokerCounter?: number
+}
+
+/** per client, the live messages (broker id and counter) its PUBLISH is to carry RETAIN 1 in */
+const retainOnWrite = new WeakMap<object, Set<string>>()
+/** how many entries retainOnWrite holds over all clients: writes look only while there is any */
+let retainsPending = 0
+
+/**
+ * aedes' deliverQoS records a message's packet id in the session's queue
+ * (`outgoingUpdate`) unless the client is clean or the message has RETAIN 1
+ * (`if (that.clean || packet.retain)`), meaning to skip the retained messages
+ * it sends at SUBSCRIBE (made with `brokerId = null`), which are not queued.
+ * But a live message with RETAIN 1 (a Retain As Published subscription,
+ * [MQTT-3.3.1-12]) to a persistent session was queued first: without its
+ * packet id the PUBACK [MQTT-4.3.2-4] or PUBCOMP [MQTT-4.3.3-10] clears
+ * nothing, and it is sent again at every resume. Such a message goes into
+ * aedes' deliverQoS with RETAIN 0, so that its id is recorded as any queued
+ * message's, and its PUBLISH gets RETAIN 1 back where aedes writes it
+ * (`offerWritesToStreams`), found by its broker id and counter; what was not
+ * written by the time aedes calls back (not forwarded, connection closed)
+ * is forgotten then.
+ */
+function keepRetainAsPublished (client: Client): void {
+  const c = client as unknown as { deliverQoS?: Deliver, clean?: unknown }
+  const deliverQoS = c.deliverQoS
+  if (typeof deliverQoS !== 'function') throw new Error('aedes Client no longer has deliverQoS: review lib/aedes-internals.ts')
+  c.deliverQoS = function deliverQoSKeepingRetain (delivery, cb) {
+    const packet = delivery as QoSDelivery
+    if (packet.retain !== true || packet.qos === 0 || packet.brokerId === null || packet.brokerId === undefined || Boolean(c.clean)) {
+      deliverQoS(delivery, cb)
+      return
+    }
+    const key = `${packet.brokerId}:${packet.brokerCounter ?? 0}`
+    let keys = retainOnWrite.get(client)
+    if (keys === undefined) retainOnWrite.set(client, keys = new Set())
+    if (!keys.has(key)) retainsPending++
+    keys.add(key)
+    packet.retain = false
+    const held = keys
+    deliverQoS(delivery, () => {
+      if (held.delete(key)) retainsPending--
+      cb()
+    })
+  }
+}
+
+/** RETAIN 1 back on a PUBLISH keepRetainAsPublished sent through aedes with RETAIN 0. */
+function restoreRetain (packet: QoSDelivery, stream: unknown): void {
+  if (packet.cmd !== 'publish') return
+  const client = (stream as { client?: object } | null)?.client
+  const keys = client === undefined ? undefined : retainOnWrite.get(client)
+  if (keys?.delete(`${packet.brokerId ?? ''}:${packet.brokerCounter ?? 0}`) === true) {
+    retainsPending--
+    packet.retain = true
+  }
+}
+
 type WriteToStream = ((packet: object, stream: unknown, opts?: { protocolVersion?: number }) => boolean) & { cacheNumbers?: boolean }
 
 let ownWrites: WriteToStream | undefined
@@ -501,6 +569,7 @@ function offerWritesToStreams (): void {
   const original = exports.writeToStream
   if (typeof original !== 'function') throw new Error('mqtt-packet no longer exports writeToStream: review lib/aedes-internals.ts')
   const own: WriteToStream = function writeToStreamOrOwn (packet, stream, opts) {
+    if (retainsPending > 0) restoreRetain(packet as QoSDelivery, stream)
     const writePacket = (stream as Partial<AedesStream> | null)?.writePacket
     if (writePacket !== undefined) {
       const written = writePacket.call(stream, packet, opts?.protocolVersion ?? 4)

@@ -55,3 +55,41 @@ t.test('a stream with writePacket is offered what aedes writes; one without, and
   t.equal(mqtt.writeToStream.cacheNumbers, !cacheNumbers, 'MQTT.js\' cacheNumbers switch reaches mqtt-packet')
   mqtt.writeToStream.cacheNumbers = cacheNumbers
 })
+
+t.test('[MQTT-4.3.2-4] aedes\' deliverQoS records no packet id for a message with RETAIN 1 and sends retained messages at SUBSCRIBE with brokerId null: a live retained message to a persistent session still gets RETAIN 1 and is cleared by its PUBACK (keepRetainAsPublished)', async (t) => {
+  const dir = require.resolve('aedes').replace(/aedes\.js$/, 'lib/')
+  const clientSource = readFileSync(dir + 'client.js', 'utf8')
+  t.match(clientSource, /if \(that\.clean \|\| packet\.retain\) \{\s*doWriteQoS\(\)\s*\} else \{\s*broker\.persistence\.outgoingUpdate\(that, packet\)/, 'deliverQoS skips outgoingUpdate for RETAIN 1')
+  t.match(readFileSync(dir + 'handlers/subscribe.js', 'utf8'), /newPacket\.brokerId = null\s*client\.deliverQoS\(newPacket, cb\)/, 'retained messages at SUBSCRIBE have brokerId null')
+  const broker = await Aedes.createBroker()
+  t.teardown(() => new Promise<void>((resolve) => broker.close(() => resolve())))
+  const written: Array<{ payload: string, retain: boolean, messageId: number }> = []
+  const stream = Object.assign(new Duplex({ read () {}, write (_chunk: Buffer, _enc, cb) { cb() } }), {
+    writePacket (packet: object): boolean | undefined {
+      const p = packet as { cmd: string, payload: Buffer, retain: boolean, messageId: number }
+      if (p.cmd === 'publish') written.push({ payload: p.payload.toString(), retain: p.retain, messageId: p.messageId })
+      return true
+    }
+  })
+  t.teardown(() => { stream.destroy() })
+  const publish = (payload: string): Promise<void> => new Promise<void>((resolve) => broker.publish({ cmd: 'publish', topic: 'r/1', payload: Buffer.from(payload), qos: 1, retain: true, dup: false }, () => resolve()))
+  await publish('before')
+  const client = handleStream(broker, stream, new AliasTable())
+  pacePackets(client, { packetDone: () => {} })
+  const ready = new Promise<void>((resolve) => { broker.once('clientReady', () => resolve()) })
+  injectPacket(client, { cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clean: false, clientId: 'rap', keepalive: 0, length: 0, properties: { sessionExpiryInterval: 300 } })
+  await ready
+  const subscribed = new Promise<void>((resolve) => broker.once('subscribe', () => resolve()))
+  injectPacket(client, { cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'r/#', qos: 1, rap: true }], length: 0 })
+  await subscribed
+  await publish('live')
+  const sent = async (): Promise<void> => { while (written.length < 2) await new Promise((resolve) => setTimeout(resolve, 10)) }
+  await sent()
+  t.same(written.map((w) => `${w.payload} r${w.retain ? 1 : 0}`), ['before r1', 'live r1'], 'the retained message at SUBSCRIBE and the live one, both with RETAIN 1 [MQTT-3.3.1-8] [MQTT-3.3.1-12]')
+  const persistence = (broker as unknown as { persistence: { outgoingStream: (c: unknown) => AsyncIterable<unknown> } }).persistence
+  const queued = async (): Promise<number> => { let n = 0; for await (const _ of persistence.outgoingStream(client)) n++; return n }
+  t.equal(await queued(), 1, 'the live one is queued for the session (the one at SUBSCRIBE never is)')
+  for (const w of written) injectPacket(client, { cmd: 'puback', messageId: w.messageId, length: 0 })
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  t.equal(await queued(), 0, 'its PUBACK cleared it')
+})

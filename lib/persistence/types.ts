@@ -89,8 +89,11 @@ export interface TopicSubscription {
 /** A target handed to outgoingEnqueue / outgoingEnqueueCombi. */
 export interface EnqueueTarget {
   clientId: string
+  /** the matching subscription's filter; absent: a message for the client itself, queued as it comes */
   topic?: string
   qos?: number
+  /** the subscription's Retain As Published */
+  rap?: boolean
 }
 
 /** Known broker ids with their last heartbeat (aedes' `broker.brokers`). */

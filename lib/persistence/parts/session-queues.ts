@@ -9,6 +9,10 @@ import { KEY } from './keys.js'
 import { QueueDrain } from './queue-drain.js'
 import { brokerKeyOf, entryFor, hasId, isExpired, pubrelEntry, type ClientQueue, type QueueEntry, type QueueIndex } from './queue-index.js'
 
+/** enqueue's targets: the granted QoS, and whether the client's copy keeps RETAIN 1 */
+const QOS_BITS = 3
+const KEEP_RETAIN = 4
+
 export interface SessionQueues {
   readonly queued: number
   readonly queuedBytes: number
@@ -61,11 +65,18 @@ export class MemorySessionQueues implements SessionQueues {
     // overlapping filters appears several times: queue the message once per
     // client, at the highest QoS granted among its matching subscriptions,
     // capped by the QoS of the PUBLISH. [MQTT-3.3.4-2] [MQTT-3.8.4-8]
+    // [MQTT-3.3.1-9] [MQTT-3.3.1-12] [MQTT-3.3.1-13] and RETAIN 1 only if one
+    // of them has Retain As Published, as live delivery does; a target that
+    // is no subscription (aedes' client.publish) is queued as it comes.
+    // Per client: the QoS in the low bits, KEEP_RETAIN above.
+    const retained = body.retain === true
     const targets = new Map<string, number>()
     for (const sub of subs) {
       const granted = typeof sub.qos === 'number' ? sub.qos : 2
+      const keep = retained && (sub.topic === undefined || sub.rap === true) ? KEEP_RETAIN : 0
       const prev = targets.get(sub.clientId)
-      if (prev === undefined || granted > prev) targets.set(sub.clientId, granted)
+      if (prev === undefined) targets.set(sub.clientId, granted | keep)
+      else targets.set(sub.clientId, Math.max(prev & QOS_BITS, granted) | (prev & KEEP_RETAIN) | keep)
     }
     if (isExpired(body.messageExpiry, now)) {
       // [MQTT-3.3.2-5] already past its Message Expiry Interval: never queued
@@ -77,8 +88,9 @@ export class MemorySessionQueues implements SessionQueues {
     const variants = new Map<number, { body: StoredPacket, value: Buffer | undefined }>()
     let write: Promise<void> | undefined
     const created: QueueEntry[] = []
-    for (const [cid, granted] of targets) {
-      const qos = Math.min(packetQos, granted)
+    for (const [cid, target] of targets) {
+      const qos = Math.min(packetQos, target & QOS_BITS)
+      const retain = (target & KEEP_RETAIN) !== 0
       const q = index.queueOf(cid)
       // the same message enqueued twice for one session is one message
       if (brokerKey !== undefined && q.byBroker.has(brokerKey)) continue
@@ -88,10 +100,10 @@ export class MemorySessionQueues implements SessionQueues {
       }
       // dropping made the queue empty and unlinked it
       if (index.queues.get(cid) !== q) index.queues.set(cid, q)
-      let variant = variants.get(qos)
+      let variant = variants.get(qos | (retain ? KEEP_RETAIN : 0))
       if (variant === undefined) {
-        variant = { body: qos === packetQos ? body : { ...body, qos }, value: undefined }
-        variants.set(qos, variant)
+        variant = { body: qos === packetQos && retain === retained ? body : { ...body, qos, retain }, value: undefined }
+        variants.set(qos | (retain ? KEEP_RETAIN : 0), variant)
       }
       const entry: QueueEntry = {
         seq: ++index.seq,

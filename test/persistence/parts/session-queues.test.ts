@@ -35,6 +35,31 @@ t.test('[MQTT-3.3.4-2] [MQTT-3.8.4-8] one entry per session, at the highest gran
   t.equal(d.keys().filter((k) => k.startsWith('q:')).length, 2)
 })
 
+t.test('[MQTT-3.3.1-9] [MQTT-3.3.1-12] [MQTT-3.3.1-13] a retained message keeps RETAIN 1 for a session only if one of its matching subscriptions has Retain As Published', async (t) => {
+  const { d, queues } = setup()
+  await queues.enqueue([
+    { clientId: 'plain', topic: 'r/#', qos: 1 },
+    { clientId: 'rap0', topic: 'r/#', qos: 1, rap: false },
+    { clientId: 'both', topic: 'r/+', qos: 2, rap: false },
+    { clientId: 'both', topic: 'r/#', qos: 1, rap: true },
+    { clientId: 'rap1', topic: 'r/#', qos: 1, rap: true },
+    { clientId: 'itself', qos: 1 }
+  ], publish('r/x', 2, { retain: true }))
+  const queued = async (id: string): Promise<string> => {
+    const [p] = await collect(queues.stream({ id }))
+    return `qos${p?.qos ?? '-'} r${p?.retain === true ? 1 : 0}`
+  }
+  t.equal(await queued('plain'), 'qos1 r0', 'no Retain As Published (MQTT 3.1.1)')
+  t.equal(await queued('rap0'), 'qos1 r0', 'Retain As Published 0')
+  t.equal(await queued('both'), 'qos2 r1', 'overlapping: the highest QoS, and RETAIN 1 from the one with Retain As Published')
+  t.equal(await queued('rap1'), 'qos1 r1', 'Retain As Published 1')
+  t.equal(await queued('itself'), 'qos1 r1', 'a message for the client itself, as it comes')
+  t.equal(d.keys().filter((k) => k.startsWith('q:')).length, 5, 'each on disk')
+  await queues.enqueue([{ clientId: 'plain', topic: 'n/#', qos: 1, rap: true }], publish('n/x', 1))
+  const [kept] = (await collect(queues.stream({ id: 'plain' }))).slice(1)
+  t.equal(kept?.retain, false, 'a message published without RETAIN stays so')
+})
+
 t.test('[MQTT-3.3.2-5] an expired message is never queued', async (t) => {
   const { queues, drops } = setup()
   await queues.enqueue([{ clientId: 'a', qos: 1 }], publish('x', 1, { messageExpiry: Date.now() - 1 }))
