@@ -13,18 +13,6 @@ import { hardenBroker, hardenClient, clientSubscriptions } from '../lib/aedes-in
 
 const require = createRequire(import.meta.url)
 
-/** An aedes client past CONNACK on a stream that, as the gateway's, reads nothing and takes every write. */
-async function connectedClient (broker: Aedes, clientId: string, keepalive: number): Promise<{ client: Client, stream: Duplex }> {
-  const { handleStream, injectPacket, pacePackets, AliasTable } = await import('../lib/aedes-internals.js')
-  const stream = new Duplex({ read () {}, write (_chunk, _enc, cb) { cb() } })
-  const client = handleStream(broker, stream, new AliasTable())
-  pacePackets(client, { packetDone: () => {} })
-  const ready = new Promise<void>((resolve) => broker.once('clientReady', () => resolve()))
-  injectPacket(client, { cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId, keepalive, length: 0 })
-  await ready
-  return { client, stream }
-}
-
 t.test('aedes is pinned at exactly 2.0.0-beta.1', async (t) => {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { dependencies: Record<string, string> }
   t.equal(pkg.dependencies.aedes, '2.0.0-beta.1', 'no caret, no range')
