@@ -21,6 +21,7 @@ export const LAYERS: ReadonlyArray<{ name: string, members: readonly string[] }>
       'lib/protocol/reason-codes.ts', 'lib/protocol/topic.ts', 'lib/protocol/utf8.ts',
       'lib/protocol/frame.ts', 'lib/protocol/codec.ts', 'lib/protocol/decode.ts',
       'lib/protocol/packet-id-table.ts', 'lib/protocol/auth.ts', 'lib/protocol/property-rules.ts', 'lib/protocol/transport-kind.ts',
+      'lib/protocol/timer-wheel.ts',
       'lib/protocol/inbound/', 'lib/protocol/outbound/'
     ]
   },
